@@ -1,0 +1,82 @@
+# capbox: every entry point.  `make test` and `make run` work on a fresh
+# Debian 12 machine: they install the Debian packages they need, create the
+# venv and build the C core; stamps make the second run fast.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMPS := .stamps
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+APT_BUILD := gcc libc6-dev libpcap-dev pkg-config
+APT_TEST := tshark tcpdump tcpreplay iproute2
+APT_BENCH := softflowd nfdump time
+CORE := $(wildcard hwdrivers/src/*.c hwdrivers/include/*.h hwdrivers/cdef/*.h) hwdrivers/build_ffi.py
+PYTEST_ARGS ?=
+
+.PHONY: all build run test bench clean distclean help
+
+all: build
+
+help:
+	@echo "make run     start the agent on its embedded demo capture"
+	@echo "make test    install what is missing, build, run the test suite"
+	@echo "make bench   benchmark against tcpdump and softflowd (bench/RESULTS.md)"
+	@echo "make build   build the C core in place"
+	@echo "make clean   remove build output (distclean: the venv too)"
+
+# apt packages, installed only when missing ------------------------------------
+define apt_install
+	@missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+endef
+
+$(STAMPS)/apt-build:
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(APT_BUILD))
+	@touch $@
+
+$(STAMPS)/apt-test:
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(APT_TEST))
+	@touch $@
+
+$(STAMPS)/apt-bench:
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(APT_BENCH))
+	@touch $@
+
+# venv ----------------------------------------------------------------------------
+$(STAMPS)/venv: pyproject.toml setup.py | $(STAMPS)/apt-build
+	@mkdir -p $(STAMPS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel cffi
+	CAPBOX_NO_EXT=1 $(PY) -m pip install -q --no-build-isolation -e '.[test]'
+	@touch $@
+
+# the C core, compiled in place by cffi -----------------------------------------
+$(STAMPS)/build: $(CORE) $(STAMPS)/venv
+	$(PY) hwdrivers/build_ffi.py
+	@touch $@
+
+build: $(STAMPS)/build
+
+run: build
+	$(VENV)/bin/capbox run
+
+test: build $(STAMPS)/apt-test
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: build $(STAMPS)/apt-test $(STAMPS)/apt-bench
+	bash bench/run.sh
+
+clean:
+	rm -rf build dist *.egg-info hwdrivers/_hw*.so $(STAMPS)/build
+	find . -name __pycache__ -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV) $(STAMPS) .pytest_cache .hypothesis

@@ -1,0 +1,170 @@
+"""The capbox command line."""
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+from agent import __version__, offline
+from hwdrivers import CaptureError
+
+FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
+                "rtt_ms", "retransmissions", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev",
+                "duration_s", "out_of_order", "state", "app", "end"]
+PROGRESS_MIN_BYTES = 32 << 20
+
+
+def _fail(message: str) -> int:
+    print(f"capbox: error: {message}", file=sys.stderr)
+    return 1
+
+
+def _progress_bar():
+    """A one-line progress bar on stderr, only for a terminal."""
+    start = time.monotonic()
+
+    def show(fraction: float):
+        width = 40
+        done = int(fraction * width)
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] {fraction * 100:5.1f}%  "
+                         f"{time.monotonic() - start:6.1f}s")
+        sys.stderr.flush()
+    return show
+
+
+def _num(n) -> str:
+    return f"{n:,}"
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _print_report(r: dict) -> None:
+    pct = (lambda part: f"{100 * part / r['packets']:.1f}%") if r["packets"] else (lambda part: "-")
+    print(f"file        {r['file']} (link {r['link']})")
+    print(f"packets     {_num(r['packets'])}   bytes {_num(r['bytes'])} ({_human_bytes(r['bytes'])})"
+          f"   duration {r['duration_s']:.3f} s")
+    if r["avg_pps"]:
+        print(f"rate        {r['avg_pps']:,.1f} packets/s   {_human_bytes(r['avg_bps'] / 8)}/s")
+    fp = r["flows_by_proto"]
+    print(f"flows       {_num(r['flows'])}   (tcp {_num(fp['tcp'])}, udp {_num(fp['udp'])}, "
+          f"icmp {_num(fp['icmp'])}, other {_num(fp['other'])})"
+          + (f"   evicted {_num(r['flows_evicted'])}" if r["flows_evicted"] else ""))
+    for key in ("malformed", "truncated"):
+        reasons = ", ".join(f"{k} {_num(v)}" for k, v in r[key]["by_reason"].items())
+        print(f"{key:<11} {_num(r[key]['total'])}" + (f"   ({reasons})" if reasons else ""))
+    if r["filtered_out"]:
+        print(f"filtered    {_num(r['filtered_out'])} packets did not match the filter")
+    for title, mix in (("layers", r["protocols"]["layers"]), ("apps", r["protocols"]["applications"])):
+        items = sorted(mix.items(), key=lambda kv: -kv[1]["packets"])
+        print(f"{title:<11} " + ", ".join(f"{k} {pct(v['packets'])}" for k, v in items))
+    if r["top_talkers"]:
+        print("top talkers")
+        print(f"  {'address':<40} {'bytes':>14} {'packets':>10} {'flows':>8}")
+        for h in r["top_talkers"]:
+            print(f"  {h['addr']:<40} {_num(h['bytes']):>14} {_num(h['packets']):>10} {_num(h['flows']):>8}")
+
+
+def cmd_analyze(args) -> int:
+    opts = offline.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout)
+    show = None
+    if sys.stderr.isatty() and not args.json and os.path.isfile(args.file) \
+            and os.path.getsize(args.file) >= PROGRESS_MIN_BYTES:
+        show = _progress_bar()
+    try:
+        report = offline.analyze(args.file, opts, progress=show)
+    except CaptureError as e:
+        return _fail(e.message)
+    finally:
+        if show:
+            sys.stderr.write("\n")
+    err = report["error"]
+    if err and report["packets"] == 0:
+        return _fail(err["message"])
+    if args.json:
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        _print_report(report)
+    if err:
+        return _fail(f"{err['message']} (the report covers what was read before)")
+    return 0
+
+
+def cmd_flows(args) -> int:
+    opts = offline.Options(bpf=args.bpf or "", idle_timeout_s=args.idle_timeout)
+    errors = []
+    out = sys.stdout
+    writer = None
+    count = 0
+    try:
+        for rec in offline.flows(args.file, opts, errors):
+            row = rec.as_dict()
+            row = {k: row[k] for k in FLOW_COLUMNS}
+            if args.format == "csv":
+                if writer is None:
+                    writer = csv.DictWriter(out, fieldnames=FLOW_COLUMNS, lineterminator="\n")
+                    writer.writeheader()
+                row["first"] = f"{row['first']:.6f}"
+                row["last"] = f"{row['last']:.6f}"
+                writer.writerow(row)
+            else:
+                out.write(("[\n" if count == 0 else ",\n") + json.dumps(row))
+            count += 1
+    except CaptureError as e:
+        return _fail(e.message)
+    except BrokenPipeError:
+        return 0
+    if args.format == "csv" and writer is None:
+        csv.writer(out, lineterminator="\n").writerow(FLOW_COLUMNS)
+    if args.format == "json":
+        out.write("[]\n" if count == 0 else "\n]\n")
+    if errors:
+        return _fail(f"{errors[0].message} (the flows above were read before it)")
+    return 0
+
+
+def _idle(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 (none) or a number of seconds")
+    return n
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="capbox", description="capbox network capture appliance")
+    p.add_argument("--version", action="version", version=f"capbox {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    a = sub.add_parser("analyze", help="summarise a capture file")
+    a.add_argument("file", help="pcap or pcapng file ('-' for standard input)")
+    a.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    a.add_argument("--top", type=int, default=10, metavar="N", help="top talkers to list (default 10)")
+    a.add_argument("--bpf", metavar="EXPR", help="only packets matching this BPF filter")
+    a.add_argument("--idle-timeout", type=_idle, default=0, metavar="S",
+                   help="end flows idle this long, like a flow meter (default 0: never)")
+    a.set_defaults(func=cmd_analyze)
+
+    f = sub.add_parser("flows", help="one row per flow of a capture file")
+    f.add_argument("file", help="pcap or pcapng file ('-' for standard input)")
+    f.add_argument("--format", choices=["csv", "json"], default="csv")
+    f.add_argument("--bpf", metavar="EXPR", help="only packets matching this BPF filter")
+    f.add_argument("--idle-timeout", type=_idle, default=0, metavar="S",
+                   help="end flows idle this long (default 0: never)")
+    f.set_defaults(func=cmd_flows)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130

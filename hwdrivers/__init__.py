@@ -1,0 +1,12 @@
+"""hwdrivers: the capture core (C through cffi) and its Python face.
+
+Only the modules of this package import the compiled hwdrivers._hw; what
+they hand out are plain Python objects, never cdata.
+"""
+from hwdrivers.capture import BackendInfo, CaptureConfig, Counters, RunResult, Session, backends
+from hwdrivers.errors import CaptureError, ErrorCode
+from hwdrivers.events import PacketEvent
+from hwdrivers.flows import FlowRecord, Host
+
+__all__ = ["BackendInfo", "CaptureConfig", "CaptureError", "Counters", "ErrorCode", "FlowRecord",
+           "Host", "PacketEvent", "RunResult", "Session", "backends"]

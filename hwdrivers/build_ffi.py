@@ -1,0 +1,47 @@
+"""Builds hwdrivers._hw, the C core, with cffi in API mode.
+
+The declarations Python sees are the cdef/*.h files, which the C sources
+include too (through include/hw.h): one copy of every type and constant.
+"""
+import os
+import pathlib
+import sys
+
+import cffi
+
+HERE = pathlib.Path(__file__).resolve().parent
+CDEF_FILES = ["session.h", "flows.h", "events.h"]
+SOURCES = ["hw.c", "parse.c", "flowtable.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c",
+           "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c"]
+CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
+
+
+def cdef_text() -> str:
+    return "\n".join((HERE / "cdef" / name).read_text() for name in CDEF_FILES)
+
+
+def make_builder(extra_cflags=()) -> cffi.FFI:
+    builder = cffi.FFI()
+    builder.cdef(cdef_text())
+    builder.set_source(
+        "hwdrivers._hw",
+        '#include "hw.h"',
+        sources=[str(HERE / "src" / s) for s in SOURCES],
+        include_dirs=[str(HERE / "include")],
+        libraries=["pcap"],
+        extra_compile_args=CFLAGS + list(extra_cflags),
+    )
+    return builder
+
+
+ffibuilder = make_builder(os.environ.get("CAPBOX_CFLAGS", "").split())
+
+if __name__ == "__main__":
+    os.chdir(HERE.parent)
+    build_dir = HERE.parent / "build" / "cffi"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    ffibuilder.compile(tmpdir=str(build_dir), target=None, verbose="-v" in sys.argv)
+    # compile() leaves the extension under build_dir/hwdrivers/: move it beside the package
+    for so in (build_dir / "hwdrivers").glob("_hw*.so"):
+        os.replace(so, HERE / so.name)
+        print(f"built {HERE / so.name}")

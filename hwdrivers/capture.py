@@ -1,0 +1,268 @@
+"""Capture sessions: the Python face of the C core.
+
+A Session owns one backend, the parser, the flow table and the rings.  One
+thread calls run() (the GIL is released while C loops over packets); any
+other thread may read counters, flows and events meanwhile.  Nothing here
+touches single packets: Python sees counters, flow records and events.
+"""
+import contextlib
+import dataclasses
+import enum
+import threading
+from typing import Optional
+
+from hwdrivers import events as _events
+from hwdrivers import flows as _flows
+from hwdrivers._hw import ffi, lib
+from hwdrivers.errors import CaptureError, ErrorCode, check
+
+_CAPS = {
+    "file": lib.HW_CAP_FILE, "live": lib.HW_CAP_LIVE, "bpf": lib.HW_CAP_BPF,
+    "promisc": lib.HW_CAP_PROMISC, "fanout": lib.HW_CAP_FANOUT, "pace": lib.HW_CAP_PACE,
+    "buffer": lib.HW_CAP_BUFFER, "hwtstamp": lib.HW_CAP_HWTSTAMP,
+}
+FANOUT_MODES = {"hash": 0, "lb": 1, "cpu": 2, "rollover": 3, "rnd": 4, "qm": 5}
+
+
+def _errbuf():
+    return ffi.new("char[]", lib.HW_ERRBUF_SIZE)
+
+
+class RunResult(enum.IntEnum):
+    BUDGET = lib.HW_RUN_BUDGET
+    TIMEOUT = lib.HW_RUN_TIMEOUT
+    EOF = lib.HW_RUN_EOF
+    DRAIN = lib.HW_RUN_DRAIN
+    BREAK = lib.HW_RUN_BREAK
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    description: str
+    capabilities: tuple
+    available: bool
+    reason: str
+
+
+def backends() -> list:
+    """Every backend compiled in, with whether it can run on this machine."""
+    out = []
+    info = ffi.new("struct hw_backend_info *")
+    errbuf = _errbuf()
+    for i in range(lib.hw_backend_count()):
+        lib.hw_backend_info(i, info)
+        name = ffi.string(info.name).decode()
+        rc = lib.hw_backend_available(info.name, errbuf)
+        out.append(BackendInfo(
+            name=name, description=ffi.string(info.description).decode(),
+            capabilities=tuple(k for k, bit in _CAPS.items() if info.caps & bit),
+            available=rc == 0, reason="" if rc == 0 else ffi.string(errbuf).decode()))
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureConfig:
+    """What to capture and how to meter it; defaults suit a live appliance."""
+
+    source: str
+    backend: str = "pcapfile"
+    bpf: str = ""
+    snaplen: int = 65535
+    buffer_size_mb: int = 64
+    promisc: bool = True
+    fanout_group: Optional[int] = None
+    fanout_mode: str = "hash"
+    block_size_kb: int = 0
+    block_timeout_ms: int = 10
+    pace: float = 0.0
+    loop: bool = False
+    max_flows: int = 1 << 20
+    max_hosts: int = 1 << 16
+    idle_timeout_s: int = 300
+    active_timeout_s: int = 1800
+    events: frozenset = frozenset()    # event kinds to queue: dns, arp, tls, http, sip, tcp_syn, tcp_rst
+    event_ring: int = 4096
+    flow_ring: int = 0                 # expired-flow records to queue; 0 = none
+    lossless: bool = False             # files: stop and let Python drain instead of dropping
+
+
+def _counter_names():
+    """Array counters in struct hw_counters, each index named by the C core."""
+    def names(fn, n):
+        return [ffi.string(fn(i)).decode() for i in range(n)]
+    mal = names(lib.hw_malformed_name, lib.HW_MAL_COUNT)
+    trunc = names(lib.hw_truncated_name, lib.HW_TRUNC_COUNT)
+    layers = names(lib.hw_layer_name, lib.HW_L_COUNT)
+    apps = names(lib.hw_app_name, lib.HW_APP_COUNT)
+    return {"malformed_by": mal, "truncated_by": trunc, "layer_packets": layers,
+            "layer_bytes": layers, "app_packets": apps, "app_bytes": apps,
+            "events": _events.KINDS, "events_dropped": _events.KINDS}
+
+
+_ARRAY_NAMES = _counter_names()
+_COUNTER_FIELDS = [name for name, _ in ffi.typeof("struct hw_counters").fields]
+# The counters' fields come from the C struct, so Python never lists them twice.
+Counters = dataclasses.make_dataclass(
+    "Counters", [(name, dict if name in _ARRAY_NAMES else int) for name in _COUNTER_FIELDS],
+    frozen=True)
+Counters.__doc__ = "A snapshot of struct hw_counters; arrays become dicts keyed by name."
+
+
+def _counters_from_cdata(c) -> "Counters":
+    values = {}
+    for name in _COUNTER_FIELDS:
+        v = getattr(c, name)
+        if name in _ARRAY_NAMES:
+            values[name] = {k: v[i] for i, k in enumerate(_ARRAY_NAMES[name])}
+        else:
+            values[name] = v
+    return Counters(**values)
+
+
+class Session:
+    """One running capture.  Use as a context manager, or call close()."""
+
+    def __init__(self, config: CaptureConfig):
+        unknown = set(config.events) - set(_events.KIND_BITS)
+        if unknown:
+            raise CaptureError(ErrorCode.ARG, f"unknown event kinds: {', '.join(sorted(unknown))}")
+        if config.fanout_mode not in FANOUT_MODES:
+            raise CaptureError(ErrorCode.ARG, f"unknown fanout mode {config.fanout_mode!r}")
+        self.config = config
+        cfg = ffi.new("struct hw_config *")
+        lib.hw_config_init(cfg)
+        keep = [ffi.new("char[]", config.backend.encode()), ffi.new("char[]", config.source.encode()),
+                ffi.new("char[]", config.bpf.encode())]
+        cfg.backend, cfg.source, cfg.bpf = keep
+        cfg.snaplen = config.snaplen
+        cfg.buffer_size_mb = config.buffer_size_mb
+        cfg.promisc = int(config.promisc)
+        cfg.fanout_group = -1 if config.fanout_group is None else config.fanout_group
+        cfg.fanout_mode = FANOUT_MODES[config.fanout_mode]
+        cfg.block_size_kb = config.block_size_kb
+        cfg.block_timeout_ms = config.block_timeout_ms
+        cfg.pace = config.pace
+        cfg.loop = int(config.loop)
+        cfg.max_flows = config.max_flows
+        cfg.max_hosts = config.max_hosts
+        cfg.idle_timeout_s = config.idle_timeout_s
+        cfg.active_timeout_s = config.active_timeout_s
+        cfg.event_mask = sum(_events.KIND_BITS[k] for k in config.events)
+        cfg.event_ring = config.event_ring
+        cfg.flow_ring = config.flow_ring
+        cfg.lossless = int(config.lossless)
+        out = ffi.new("struct hw_session **")
+        errbuf = _errbuf()
+        check(lib.hw_session_open(cfg, out, errbuf), errbuf)
+        self._s = out[0]
+        self._users = 0
+        self._closed = False
+        self._cond = threading.Condition()
+        self._event_buf = ffi.new("struct hw_event[]", 256)
+        self._flow_buf = ffi.new("struct hw_flow_record[]", 1024)
+        self.linktype = lib.hw_session_linktype(self._s)
+
+    @contextlib.contextmanager
+    def _use(self):
+        """Every C call goes through here, so close() can wait for calls in
+        other threads to leave the core before it frees the session."""
+        with self._cond:
+            if self._closed:
+                raise CaptureError(ErrorCode.STATE, "capture session is closed")
+            self._users += 1
+        try:
+            yield self._s
+        finally:
+            with self._cond:
+                self._users -= 1
+                self._cond.notify_all()
+
+    def run(self, max_packets: int = 0, timeout_ms: int = -1) -> RunResult:
+        """Capture until max_packets, timeout_ms, end of input, a ring to drain, or stop()."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            return RunResult(check(lib.hw_session_run(s, max_packets, timeout_ms, errbuf), errbuf))
+
+    def stop(self) -> None:
+        """Make a run() in another thread return (RunResult.BREAK) within ~100 ms."""
+        with self._use() as s:
+            lib.hw_session_break(s)
+
+    def inject(self, data: bytes, linktype: int = 1, ts_ns: int = 0, wirelen: Optional[int] = None) -> None:
+        """Feed one packet through the parser and the flow table."""
+        with self._use() as s:
+            lib.hw_session_inject(s, linktype, data, len(data), len(data) if wirelen is None else wirelen, ts_ns)
+
+    def set_filter(self, bpf: str) -> None:
+        """Replace the BPF filter; a bad expression raises CaptureError(FILTER)."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_session_set_filter(s, bpf.encode(), errbuf), errbuf)
+
+    def flush(self) -> int:
+        """Expire every flow; returns how many remain (lossless: drain, then call again)."""
+        with self._use() as s:
+            return lib.hw_session_flush(s)
+
+    def counters(self) -> "Counters":
+        with self._use() as s:
+            c = ffi.new("struct hw_counters *")
+            lib.hw_session_counters(s, c)
+            return _counters_from_cdata(c)
+
+    def _drain(self, read, buf, convert, limit):
+        out = []
+        with self._use() as s:
+            while len(out) < limit:
+                n = read(s, buf, min(limit - len(out), len(buf)))
+                out.extend(convert(buf[i]) for i in range(n))
+                if n < len(buf):
+                    break
+        return out
+
+    def read_events(self, limit: int = 1 << 30) -> list:
+        """Queued packet events (kinds chosen in the config), oldest first."""
+        return self._drain(lib.hw_events_read, self._event_buf, _events.from_cdata, limit)
+
+    def read_flows(self, limit: int = 1 << 30) -> list:
+        """Expired flow records (needs flow_ring > 0), oldest first."""
+        return self._drain(lib.hw_flows_read, self._flow_buf, _flows.from_cdata, limit)
+
+    def active_flows(self, limit: int = 100, order: str = "bytes") -> list:
+        """The top `limit` flows still in the table by bytes, packets, last or first."""
+        if order not in _flows.ORDERS:
+            raise CaptureError(ErrorCode.ARG, f"unknown order {order!r}; use one of {', '.join(_flows.ORDERS)}")
+        with self._use() as s:
+            buf = ffi.new("struct hw_flow_record[]", max(limit, 1))
+            n = lib.hw_flows_active(s, buf, limit, _flows.ORDERS[order])
+            return [_flows.from_cdata(buf[i]) for i in range(n)]
+
+    def top_hosts(self, limit: int = 10) -> list:
+        """Talkers by total bytes, from flows that left the table (flush() first for all)."""
+        with self._use() as s:
+            buf = ffi.new("struct hw_host[]", max(limit, 1))
+            n = lib.hw_hosts_top(s, buf, limit)
+            return [_flows.host_from_cdata(buf[i]) for i in range(n)]
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            if self._users:
+                lib.hw_session_break(self._s)
+            while self._users:
+                self._cond.wait(0.1)
+            lib.hw_session_close(self._s)
+            self._s = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        if getattr(self, "_s", None) is not None and not getattr(self, "_closed", True):
+            self.close()

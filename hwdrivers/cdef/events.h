@@ -1,0 +1,24 @@
+/* events.h - the event ring: compact records of the few packets Python must
+ * see (DNS, ARP, TLS hellos and alerts, HTTP heads, SIP, TCP SYN and RST),
+ * each with a bounded snippet of its payload. */
+
+#define HW_SNIPPET_MAX 1536
+
+struct hw_event {
+    uint64_t ts_ns;
+    uint64_t flow_id;            /* 0 when the packet has no flow (ARP) */
+    uint8_t src[16], dst[16];    /* ARP: sender and target protocol address */
+    uint8_t src_mac[6], dst_mac[6];
+    uint32_t wirelen;
+    uint32_t seq, ack;           /* TCP */
+    uint16_t sport, dport, vlan;
+    uint16_t snippet_len;        /* bytes of payload in snippet (ARP: the ARP body) */
+    uint32_t payload_len;        /* payload bytes the headers announce */
+    uint8_t kind;                /* HW_EV_* */
+    uint8_t family, proto, tcp_flags;
+    uint8_t from_initiator;      /* 1 when sent by the flow's initiator */
+    uint8_t snippet[HW_SNIPPET_MAX];
+};
+
+/* Copy up to max events out of the ring, oldest first. */
+int hw_events_read(struct hw_session *s, struct hw_event *out, int max);

@@ -1,0 +1,178 @@
+/* hw.h - the C core's internal header: the public declarations (the cdef
+ * files, shared with cffi) plus the structures the sources share. */
+#ifndef HW_H
+#define HW_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../cdef/session.h"
+#include "../cdef/flows.h"
+#include "../cdef/events.h"
+
+#define HW_BATCH_MAX 256
+#define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
+#define HW_NS 1000000000ULL
+
+#define HW_LIKELY(x) __builtin_expect(!!(x), 1)
+#define HW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* DLT / LINKTYPE values the parser understands. */
+#define HW_DLT_NULL 0
+#define HW_DLT_EN10MB 1
+#define HW_DLT_RAW 12
+#define HW_DLT_RAW_OPENBSD 14
+#define HW_LINKTYPE_RAW 101
+#define HW_DLT_LOOP 108
+#define HW_DLT_LINUX_SLL 113
+#define HW_DLT_IPV4 228
+#define HW_DLT_IPV6 229
+#define HW_DLT_LINUX_SLL2 276
+
+/* One packet as a backend hands it over; data stays valid until the next poll. */
+struct hw_pkt {
+    const uint8_t *data;
+    uint32_t caplen, wirelen;
+    uint64_t ts_ns;
+};
+
+struct hw_batch {
+    int n;
+    int eof; /* set by the backend: no packet will follow */
+    struct hw_pkt pkt[HW_BATCH_MAX];
+};
+
+/* A capture backend, libpcap-style: one file hw-<name>.c fills one of these. */
+struct hw_backend_ops {
+    const char *name;
+    const char *description;
+    uint32_t caps;
+    int (*available)(char *errbuf);
+    int (*open)(const struct hw_config *cfg, void **state, int *linktype, char *errbuf);
+    int (*start)(void *state, char *errbuf);
+    /* Fill b (b->n packets); returns b->n, or HW_E_* with errbuf set. */
+    int (*poll)(void *state, struct hw_batch *b, int timeout_ms, char *errbuf);
+    /* Add the backend_* counters. */
+    void (*stats)(void *state, struct hw_counters *c);
+    int (*set_filter)(void *state, const char *bpf, char *errbuf);
+    void (*close)(void *state);
+};
+
+extern const struct hw_backend_ops hw_pcapfile_ops;
+extern const struct hw_backend_ops hw_pcap_ops;
+extern const struct hw_backend_ops hw_afpacket_ops;
+
+/* What the parser learned of one packet.  Pointers point into the packet and
+ * every length is already bounded by the captured length. */
+struct hw_meta {
+    const uint8_t *mac_dst, *mac_src; /* NULL when the link has none */
+    const uint8_t *arp;               /* ARP body (28 bytes checked) */
+    const uint8_t *pay;               /* L4 payload */
+    uint32_t pay_cap;                 /* payload bytes captured */
+    uint32_t pay_len;                 /* payload bytes the headers announce */
+    uint32_t seq, ack;
+    uint32_t frag_id;
+    uint16_t vlan, sport, dport;
+    uint8_t family;                   /* 4, 6, or 0 for no IP */
+    uint8_t proto;
+    uint8_t tcp_flags;
+    uint8_t frag;                     /* 0 none, 1 first fragment, 2 later fragment */
+    uint8_t src[16], dst[16];
+};
+
+#define HW_P_BAD 0   /* malformed: counted, nothing more to do */
+#define HW_P_IP 1    /* an IP packet with a flow key */
+#define HW_P_ARP 2
+#define HW_P_OTHER 3 /* a well-formed frame that is not IP or ARP */
+
+int hwint_parse(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirelen,
+                struct hw_meta *m, struct hw_counters *c);
+
+/* Single-producer, single-consumer ring of fixed-size records. */
+struct hw_ring {
+    uint32_t size, mask, rec_size;
+    uint8_t *buf;
+    _Atomic uint64_t head; /* written by the producer */
+    _Atomic uint64_t tail; /* written by the consumer */
+    pthread_mutex_t read_lock;
+};
+
+int hwint_ring_init(struct hw_ring *r, uint32_t records, uint32_t rec_size);
+void hwint_ring_free(struct hw_ring *r);
+void *hwint_ring_reserve(struct hw_ring *r);   /* NULL when full */
+void hwint_ring_commit(struct hw_ring *r);
+int hwint_ring_read(struct hw_ring *r, void *out, int max);
+uint32_t hwint_ring_used(struct hw_ring *r);
+
+/* Flow table. */
+struct hw_flow;
+struct hw_flowtable;
+struct hw_session;
+
+typedef void (*hw_flow_sink)(struct hw_session *s, const struct hw_flow_record *r);
+
+struct hw_flowtable *hwint_ft_create(uint32_t max_flows, uint32_t idle_s, uint32_t active_s,
+                                     hw_flow_sink sink, struct hw_session *s);
+void hwint_ft_destroy(struct hw_flowtable *ft);
+/* Meter one parsed packet; returns the flow id (0 when not metered) and
+ * whether the packet was sent by the flow's initiator. */
+uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t wirelen,
+                         uint64_t ts_ns, int *from_initiator, uint8_t **app, struct hw_counters *c);
+/* Expire what timed out by `now`: a slice of the table per call, at most
+ * `budget` records (the room left in a lossless flow ring). */
+void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now_ns, struct hw_counters *c,
+                     uint32_t budget);
+/* Expire up to `max` flows (0 = all) for the end of input; returns how many remain. */
+uint32_t hwint_ft_flush(struct hw_flowtable *ft, uint32_t max, struct hw_counters *c);
+int hwint_ft_top(struct hw_flowtable *ft, struct hw_flow_record *out, int max, int order);
+uint32_t hwint_ft_active(struct hw_flowtable *ft);
+void hwint_ft_prefetch(struct hw_flowtable *ft, const struct hw_meta *m);
+
+/* Talkers: per-host totals folded in as flows leave the table. */
+struct hw_hosts;
+struct hw_hosts *hwint_hosts_create(uint32_t max_hosts);
+void hwint_hosts_destroy(struct hw_hosts *h);
+void hwint_hosts_add(struct hw_hosts *h, const struct hw_flow_record *r, struct hw_counters *c);
+int hwint_hosts_top(struct hw_hosts *h, struct hw_host *out, int max);
+
+/* The N largest of a stream by key(), descending after finish. */
+#define HW_TOPN_ELEM_MAX 512
+struct hw_topn {
+    void *out;
+    int max, n;
+    size_t size;
+    uint64_t (*key)(const void *);
+};
+void hwint_topn_push(struct hw_topn *t, const void *e);
+int hwint_topn_finish(struct hw_topn *t);
+
+/* Application classification by port. */
+uint8_t hwint_app_by_ports(uint8_t proto, uint16_t sport, uint16_t dport);
+#define HW_APP_DNS 1
+#define HW_APP_HTTP 2
+#define HW_APP_TLS 3
+#define HW_APP_SIP 9
+#define HW_APP_ICMP 23
+
+/* Fragment cache: later fragments get the ports of their first fragment. */
+struct hw_frags;
+struct hw_frags *hwint_frags_create(void);
+void hwint_frags_destroy(struct hw_frags *f);
+int hwint_frag_ports(struct hw_frags *f, struct hw_meta *m, uint64_t ts_ns);
+
+/* BPF through libpcap, for backends that filter in user space. */
+int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);
+
+uint64_t hwint_mono_ns(void);
+uint64_t hwint_wall_ns(void);
+int hwint_err(char *errbuf, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static inline uint16_t hw_be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static inline uint32_t hw_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+#endif

@@ -1,0 +1,479 @@
+/* flowtable.c - bidirectional flow metering.
+ *
+ * Open addressing with linear probing over a slot array of (hash, index)
+ * pairs, so a probe that misses never touches a flow entry; entries live in
+ * a separate pool of cache-aligned records.  The hash is symmetric in the
+ * two endpoints, so both directions of a conversation find one entry.
+ * Idle and active timeouts are enforced by a sweep that walks a slice of
+ * the pool as packet time advances; a full table evicts the least recently
+ * seen of a few candidates.  Removal shifts later slots back (no tombstones). */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "hw.h"
+
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+
+#define EVICT_CANDIDATES 8
+#define REORDER_WINDOW_NS 3000000ULL /* 3 ms, Wireshark's out-of-order bound without an RTT */
+
+struct hw_flow {
+    /* line 1: the key and what every packet reads */
+    uint8_t a[16], b[16]; /* initiator, responder */
+    uint16_t pa, pb;
+    uint16_t vlan;
+    uint8_t family, proto;
+    uint32_t hash;
+    uint8_t used, state, app, fin;
+    uint64_t last_ns;
+    uint8_t tcp_flags[2];
+    uint8_t seq_init, hole;
+    uint32_t next_free;
+    /* line 2: what every packet writes */
+    uint64_t packets[2], bytes[2];
+    uint32_t next_seq[2];
+    uint64_t adv_ns[2];
+    uint32_t retrans[2];
+    /* line 3: set once or rarely */
+    uint64_t id, first_ns;
+    uint64_t syn_ns, synack_ns, rtt_ns;
+    uint32_t ooo[2];
+    uint32_t isn; /* initiator's SYN sequence number, when syn_ns is set */
+    uint8_t mac_a[6], mac_b[6];
+    uint8_t continued;
+} __attribute__((aligned(64)));
+
+struct hw_flowtable {
+    uint64_t *slot; /* hash << 32 | (pool index + 1); 0 = empty */
+    uint32_t mask;
+    struct hw_flow *pool;
+    uint32_t max, high, free_head, active;
+    uint64_t idle_ns, active_ns, sweep_ns;
+    uint64_t next_sweep_ns, last_sweep_ns;
+    uint32_t sweep_hand, evict_hand;
+    uint64_t next_id;
+    size_t pool_bytes, slot_bytes;
+    hw_flow_sink sink;
+    struct hw_session *session;
+};
+
+static void *map(size_t n)
+{
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+struct hw_flowtable *hwint_ft_create(uint32_t max_flows, uint32_t idle_s, uint32_t active_s,
+                                     hw_flow_sink sink, struct hw_session *s)
+{
+    if (max_flows == 0 || max_flows > (1u << 30)) return NULL;
+    struct hw_flowtable *ft = calloc(1, sizeof *ft);
+    if (!ft) return NULL;
+    uint32_t n = 1024;
+    while (n < max_flows * 2ULL) n <<= 1;
+    ft->mask = n - 1;
+    ft->max = max_flows;
+    ft->slot_bytes = (size_t)n * sizeof *ft->slot;
+    ft->pool_bytes = (size_t)max_flows * sizeof *ft->pool;
+    /* anonymous maps are zero and only touched pages cost memory */
+    ft->slot = map(ft->slot_bytes);
+    ft->pool = map(ft->pool_bytes);
+    if (!ft->slot || !ft->pool) {
+        hwint_ft_destroy(ft);
+        return NULL;
+    }
+    ft->free_head = UINT32_MAX;
+    ft->idle_ns = idle_s * HW_NS;
+    ft->active_ns = active_s * HW_NS;
+    uint64_t shortest = ft->idle_ns;
+    if (!shortest || (ft->active_ns && ft->active_ns < shortest)) shortest = ft->active_ns;
+    /* the whole pool is swept every 1/8 of the shortest timeout, at most every second */
+    ft->sweep_ns = shortest / 8 > HW_NS ? shortest / 8 : HW_NS;
+    ft->next_id = 1;
+    ft->sink = sink;
+    ft->session = s;
+    return ft;
+}
+
+void hwint_ft_destroy(struct hw_flowtable *ft)
+{
+    if (!ft) return;
+    if (ft->slot) munmap(ft->slot, ft->slot_bytes);
+    if (ft->pool) munmap(ft->pool, ft->pool_bytes);
+    free(ft);
+}
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    return x ^ (x >> 33);
+}
+
+static inline uint64_t endpoint_hash(const uint8_t *addr, uint16_t port)
+{
+    uint64_t w0, w1;
+    memcpy(&w0, addr, 8);
+    memcpy(&w1, addr + 8, 8);
+    return mix64(w0 * 0x9e3779b97f4a7c15ULL ^ w1 ^ ((uint64_t)port << 48));
+}
+
+/* Symmetric: both directions of a conversation hash alike. */
+static inline uint32_t flow_hash(const struct hw_meta *m)
+{
+    uint64_t x = endpoint_hash(m->src, m->sport), y = endpoint_hash(m->dst, m->dport);
+    uint64_t lo = x < y ? x : y, hi = x < y ? y : x;
+    uint64_t h = mix64(lo ^ (hi << 17 | hi >> 47) ^ ((uint64_t)m->proto << 8) ^
+                       ((uint64_t)m->vlan << 16) ^ m->family);
+    return (uint32_t)(h >> 32);
+}
+
+static inline int addr_eq(const uint8_t *x, const uint8_t *y)
+{
+    uint64_t a0, a1, b0, b1;
+    memcpy(&a0, x, 8), memcpy(&a1, x + 8, 8);
+    memcpy(&b0, y, 8), memcpy(&b1, y + 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+}
+
+/* 0: same direction as the initiator, 1: reverse, -1: another flow. */
+static inline int match(const struct hw_flow *f, const struct hw_meta *m)
+{
+    if (f->proto != m->proto || f->vlan != m->vlan || f->family != m->family) return -1;
+    if (f->pa == m->sport && f->pb == m->dport && addr_eq(f->a, m->src) && addr_eq(f->b, m->dst))
+        return 0;
+    if (f->pa == m->dport && f->pb == m->sport && addr_eq(f->a, m->dst) && addr_eq(f->b, m->src))
+        return 1;
+    return -1;
+}
+
+void hwint_ft_prefetch(struct hw_flowtable *ft, const struct hw_meta *m)
+{
+    __builtin_prefetch(&ft->slot[flow_hash(m) & ft->mask]);
+}
+
+static void to_record(const struct hw_flow *f, struct hw_flow_record *r, uint8_t reason)
+{
+    memset(r, 0, sizeof *r);
+    r->id = f->id;
+    r->first_ns = f->first_ns;
+    r->last_ns = f->last_ns;
+    memcpy(r->packets, f->packets, sizeof r->packets);
+    memcpy(r->bytes, f->bytes, sizeof r->bytes);
+    r->rtt_ns = f->rtt_ns;
+    r->syn_synack_ns = f->synack_ns > f->syn_ns && f->syn_ns ? f->synack_ns - f->syn_ns : 0;
+    memcpy(r->retransmissions, f->retrans, sizeof r->retransmissions);
+    memcpy(r->out_of_order, f->ooo, sizeof r->out_of_order);
+    memcpy(r->src, f->a, 16);
+    memcpy(r->dst, f->b, 16);
+    memcpy(r->src_mac, f->mac_a, 6);
+    memcpy(r->dst_mac, f->mac_b, 6);
+    r->sport = f->pa;
+    r->dport = f->pb;
+    r->vlan = f->vlan;
+    r->family = f->family;
+    r->proto = f->proto;
+    memcpy(r->tcp_flags, f->tcp_flags, 2);
+    r->state = f->state;
+    r->end_reason = reason;
+    r->app = f->app;
+    r->continued = f->continued;
+}
+
+static void emit(struct hw_flowtable *ft, const struct hw_flow *f, uint8_t reason)
+{
+    struct hw_flow_record r;
+    to_record(f, &r, reason);
+    ft->sink(ft->session, &r);
+}
+
+static uint32_t slot_of(struct hw_flowtable *ft, uint32_t idx)
+{
+    uint64_t want = (uint64_t)ft->pool[idx].hash << 32 | (idx + 1);
+    uint32_t i = ft->pool[idx].hash & ft->mask;
+    while (ft->slot[i] != want) i = (i + 1) & ft->mask;
+    return i;
+}
+
+/* Backward-shift deletion: pull later members of the probe run into the hole. */
+static void slot_delete(struct hw_flowtable *ft, uint32_t i)
+{
+    for (uint32_t j = (i + 1) & ft->mask;; j = (j + 1) & ft->mask) {
+        uint64_t s = ft->slot[j];
+        if (!s) break;
+        uint32_t home = (uint32_t)(s >> 32) & ft->mask;
+        if (((j - home) & ft->mask) >= ((j - i) & ft->mask)) {
+            ft->slot[i] = s;
+            i = j;
+        }
+    }
+    ft->slot[i] = 0;
+}
+
+static void remove_flow(struct hw_flowtable *ft, uint32_t idx, uint8_t reason, struct hw_counters *c)
+{
+    struct hw_flow *f = &ft->pool[idx];
+    emit(ft, f, reason);
+    slot_delete(ft, slot_of(ft, idx));
+    f->used = 0;
+    f->next_free = ft->free_head;
+    ft->free_head = idx;
+    ft->active--;
+    c->flows_active = ft->active;
+    switch (reason) {
+    case HW_END_IDLE: c->flows_expired_idle++; break;
+    case HW_END_EVICTED: c->flows_evicted++; break;
+    default: c->flows_expired_end++; break;
+    }
+}
+
+/* An approximate LRU: the least recently seen of a few pool entries. */
+static int evict_one(struct hw_flowtable *ft, struct hw_counters *c)
+{
+    uint32_t best = UINT32_MAX;
+    uint64_t best_ns = UINT64_MAX;
+    for (int k = 0; k < EVICT_CANDIDATES; k++) {
+        uint32_t i = ft->evict_hand++ % ft->high;
+        if (ft->pool[i].used && ft->pool[i].last_ns < best_ns) {
+            best = i;
+            best_ns = ft->pool[i].last_ns;
+        }
+    }
+    if (best == UINT32_MAX) return -1;
+    remove_flow(ft, best, HW_END_EVICTED, c);
+    return 0;
+}
+
+static struct hw_flow *create(struct hw_flowtable *ft, const struct hw_meta *m, uint32_t h,
+                              uint64_t ts, struct hw_counters *c)
+{
+    if (ft->free_head == UINT32_MAX && ft->high == ft->max && evict_one(ft, c) < 0) {
+        c->flows_not_metered++;
+        return NULL;
+    }
+    uint32_t idx;
+    if (ft->free_head != UINT32_MAX) {
+        idx = ft->free_head;
+        ft->free_head = ft->pool[idx].next_free;
+    } else {
+        idx = ft->high++;
+    }
+    uint32_t i = h & ft->mask;
+    while (ft->slot[i]) i = (i + 1) & ft->mask;
+    ft->slot[i] = (uint64_t)h << 32 | (idx + 1);
+
+    struct hw_flow *f = &ft->pool[idx];
+    memset(f, 0, sizeof *f);
+    /* A SYN-ACK seen first means the SYN was missed: the destination opened it. */
+    int swap = m->proto == 6 && (m->tcp_flags & (TCP_SYN | TCP_ACK)) == (TCP_SYN | TCP_ACK);
+    memcpy(f->a, swap ? m->dst : m->src, 16);
+    memcpy(f->b, swap ? m->src : m->dst, 16);
+    f->pa = swap ? m->dport : m->sport;
+    f->pb = swap ? m->sport : m->dport;
+    if (m->mac_src) {
+        memcpy(swap ? f->mac_b : f->mac_a, m->mac_src, 6);
+        if (m->mac_dst) memcpy(swap ? f->mac_a : f->mac_b, m->mac_dst, 6);
+    }
+    f->vlan = m->vlan;
+    f->family = m->family;
+    f->proto = m->proto;
+    f->hash = h;
+    f->used = 1;
+    f->app = hwint_app_by_ports(m->proto, f->pa, f->pb);
+    f->id = ft->next_id++;
+    f->first_ns = f->last_ns = ts;
+    ft->active++;
+    c->flows_created++;
+    if (m->proto == 6) c->flows_tcp++;
+    else if (m->proto == 17) c->flows_udp++;
+    else if (m->proto == 1 || m->proto == 58) c->flows_icmp++;
+    else c->flows_other++;
+    c->flows_active = ft->active;
+    return f;
+}
+
+static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint64_t ts)
+{
+    uint8_t fl = m->tcp_flags, bit = (uint8_t)(1u << dir);
+    f->tcp_flags[dir] |= fl;
+    if (fl & TCP_RST) {
+        f->state = HW_TCP_RESET;
+    } else if (f->state != HW_TCP_RESET) {
+        if (fl & TCP_SYN) {
+            if (!(fl & TCP_ACK) && dir == 0 && !f->synack_ns) {
+                f->syn_ns = ts;
+                f->isn = m->seq;
+            }
+            if ((fl & TCP_ACK) && dir == 1 && f->syn_ns && !f->rtt_ns) f->synack_ns = ts;
+            if (f->state == HW_TCP_NONE) f->state = HW_TCP_OPENING;
+        } else if ((fl & TCP_ACK) && f->state == HW_TCP_OPENING && f->synack_ns &&
+                   (dir == 0 || m->pay_len)) {
+            if (dir == 0 && !f->rtt_ns) f->rtt_ns = ts - f->syn_ns;
+            f->state = HW_TCP_ESTABLISHED;
+        } else if (f->state == HW_TCP_NONE) {
+            f->state = HW_TCP_ESTABLISHED; /* joined mid-stream */
+        }
+        if (fl & TCP_FIN) {
+            f->fin |= bit;
+            f->state = f->fin == 3 ? HW_TCP_CLOSED : HW_TCP_CLOSING;
+        }
+    }
+
+    /* Sequence space: a segment below the highest seen end is a
+     * retransmission, or out of order when it fills a hole quickly. */
+    uint32_t seg = m->pay_len + !!(fl & TCP_SYN) + !!(fl & TCP_FIN);
+    if (!(f->seq_init & bit)) {
+        f->seq_init |= bit;
+        f->next_seq[dir] = m->seq + seg;
+        f->adv_ns[dir] = ts;
+        return;
+    }
+    if (seg == 0) return;
+    int32_t d = (int32_t)(m->seq - f->next_seq[dir]);
+    if (d >= 0) {
+        if (d > 0) f->hole |= bit;
+        f->next_seq[dir] = m->seq + seg;
+        f->adv_ns[dir] = ts;
+        return;
+    }
+    if (d == -1 && seg == 1 && !(fl & (TCP_SYN | TCP_FIN))) return; /* keep-alive */
+    uint64_t window = f->rtt_ns ? f->rtt_ns : REORDER_WINDOW_NS;
+    if ((f->hole & bit) && ts - f->adv_ns[dir] < window) f->ooo[dir]++;
+    else f->retrans[dir]++;
+    if ((int32_t)(m->seq + seg - f->next_seq[dir]) > 0) {
+        f->next_seq[dir] = m->seq + seg;
+        f->adv_ns[dir] = ts;
+    }
+}
+
+uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t wirelen,
+                         uint64_t ts, int *from_initiator, uint8_t **app, struct hw_counters *c)
+{
+    uint32_t h = flow_hash(m);
+    struct hw_flow *f = NULL;
+    int dir = 0;
+    for (uint32_t i = h & ft->mask;; i = (i + 1) & ft->mask) {
+        uint64_t s = ft->slot[i];
+        if (!s) break;
+        if ((uint32_t)(s >> 32) != h) continue;
+        struct hw_flow *cand = &ft->pool[(uint32_t)s - 1];
+        if ((dir = match(cand, m)) >= 0) {
+            f = cand;
+            break;
+        }
+    }
+    /* A new SYN on a closed or reset connection starts a new conversation;
+     * the same SYN again (same ISN, e.g. retried after a RST) does not. */
+    if (f && m->proto == 6 && (m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+        (f->state == HW_TCP_CLOSED || f->state == HW_TCP_RESET) &&
+        (dir != 0 || !f->syn_ns || m->seq != f->isn)) {
+        remove_flow(ft, (uint32_t)(f - ft->pool), HW_END_TCP, c);
+        f = NULL;
+    }
+    if (!f) {
+        f = create(ft, m, h, ts, c);
+        if (!f) return 0;
+        dir = match(f, m);
+    }
+    if (ts > f->last_ns) f->last_ns = ts;
+    f->packets[dir]++;
+    f->bytes[dir] += wirelen;
+    if (m->proto == 6) tcp_update(f, dir, m, ts);
+    *from_initiator = dir == 0;
+    *app = &f->app;
+    return f->id;
+}
+
+/* Active timeout: report what the flow did so far and keep metering it as a
+ * continuation, like a NetFlow cache does. */
+static void restart(struct hw_flow *f, uint64_t now)
+{
+    memset(f->packets, 0, sizeof f->packets);
+    memset(f->bytes, 0, sizeof f->bytes);
+    memset(f->retrans, 0, sizeof f->retrans);
+    memset(f->ooo, 0, sizeof f->ooo);
+    memset(f->tcp_flags, 0, sizeof f->tcp_flags);
+    f->first_ns = now;
+    f->continued = 1;
+}
+
+void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now, struct hw_counters *c, uint32_t budget)
+{
+    if (now < ft->next_sweep_ns || ft->high == 0 || (!ft->idle_ns && !ft->active_ns)) return;
+    uint64_t elapsed = ft->last_sweep_ns ? now - ft->last_sweep_ns : ft->sweep_ns;
+    uint64_t n = elapsed >= ft->sweep_ns ? ft->high : (uint64_t)ft->high * elapsed / ft->sweep_ns + 1;
+    for (uint64_t k = 0; k < n; k++) {
+        uint32_t idx = ft->sweep_hand % ft->high;
+        struct hw_flow *f = &ft->pool[idx];
+        int idle = f->used && ft->idle_ns && now > f->last_ns && now - f->last_ns >= ft->idle_ns;
+        int active = f->used && !idle && ft->active_ns && now > f->first_ns &&
+                     now - f->first_ns >= ft->active_ns;
+        if ((idle || active) && budget-- == 0) {
+            ft->next_sweep_ns = 0; /* out of room: carry on from here next call */
+            return;
+        }
+        ft->sweep_hand++;
+        if (idle) {
+            remove_flow(ft, idx, HW_END_IDLE, c);
+        } else if (active) {
+            emit(ft, f, HW_END_ACTIVE);
+            c->flows_expired_active++;
+            restart(f, now);
+        }
+    }
+    ft->last_sweep_ns = now;
+    ft->next_sweep_ns = now + HW_NS / 4;
+}
+
+uint32_t hwint_ft_flush(struct hw_flowtable *ft, uint32_t max, struct hw_counters *c)
+{
+    uint32_t done = 0;
+    for (uint32_t i = 0; i < ft->high && ft->active && (!max || done < max); i++) {
+        if (!ft->pool[i].used) continue;
+        remove_flow(ft, i, HW_END_FLUSH, c);
+        done++;
+    }
+    return ft->active;
+}
+
+static uint64_t key_bytes(const void *e)
+{
+    const struct hw_flow_record *r = e;
+    return r->bytes[0] + r->bytes[1];
+}
+static uint64_t key_packets(const void *e)
+{
+    const struct hw_flow_record *r = e;
+    return r->packets[0] + r->packets[1];
+}
+static uint64_t key_last(const void *e) { return ((const struct hw_flow_record *)e)->last_ns; }
+static uint64_t key_first(const void *e) { return UINT64_MAX - ((const struct hw_flow_record *)e)->first_ns; }
+
+int hwint_ft_top(struct hw_flowtable *ft, struct hw_flow_record *out, int max, int order)
+{
+    static uint64_t (*const keys[])(const void *) = {key_bytes, key_packets, key_last, key_first};
+    if (order < 0 || order > HW_ORDER_FIRST) return HW_E_ARG;
+    struct hw_topn t = {out, max, 0, sizeof *out, keys[order]};
+    struct hw_flow_record r;
+    for (uint32_t i = 0; i < ft->high; i++) {
+        if (!ft->pool[i].used) continue;
+        to_record(&ft->pool[i], &r, HW_END_ACTIVE_FLOW);
+        hwint_topn_push(&t, &r);
+    }
+    return hwint_topn_finish(&t);
+}
+
+uint32_t hwint_ft_active(struct hw_flowtable *ft) { return ft->active; }
+
+static const char *const end_names[] = {"active", "idle", "active_timeout", "tcp_end", "flush", "evicted"};
+static const char *const state_names[] = {"none", "opening", "established", "closing", "closed", "reset"};
+
+const char *hw_end_name(int r) { return r >= 0 && r <= HW_END_EVICTED ? end_names[r] : NULL; }
+const char *hw_tcp_state_name(int s) { return s >= 0 && s <= HW_TCP_RESET ? state_names[s] : NULL; }

@@ -1,0 +1,517 @@
+/* hw.c - the capture session: backend registry, the per-packet loop
+ * (parse -> flow table -> event ring), and the calls Python makes.
+ *
+ * One thread runs hw_session_run (with the GIL released); other threads may
+ * read counters, top flows or drain the rings at any time.  The session lock
+ * is held per batch, never while a backend waits for packets. */
+#include <errno.h>
+#include <pcap/pcap.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "hw.h"
+
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_ACK 0x10
+#define POLL_SLICE_MS 100 /* the longest a backend waits before the loop looks around */
+
+static const struct hw_backend_ops *const backends[] = {
+    &hw_pcapfile_ops,
+    &hw_pcap_ops,
+    &hw_afpacket_ops,
+    NULL,
+};
+
+struct hw_session {
+    struct hw_config cfg;
+    char *backend_name, *source;
+    const struct hw_backend_ops *ops;
+    void *bstate;
+    int linktype;
+    int eof;
+    uint64_t now_ns;
+    struct hw_counters c;
+    struct hw_flowtable *ft;
+    struct hw_hosts *hosts;
+    struct hw_frags *frags;
+    struct hw_ring events, flows;
+    pthread_mutex_t lock;
+    _Atomic int brk;
+    char *pending_bpf; /* set_filter from another thread, applied between polls */
+    struct hw_batch batch;
+};
+
+int hwint_err(char *errbuf, int code, const char *fmt, ...)
+{
+    if (errbuf) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(errbuf, HW_ERRBUF_SIZE, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+uint64_t hwint_mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * HW_NS + (uint64_t)t.tv_nsec;
+}
+
+uint64_t hwint_wall_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (uint64_t)t.tv_sec * HW_NS + (uint64_t)t.tv_nsec;
+}
+
+int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf)
+{
+    pcap_t *p = pcap_open_dead(linktype, snaplen ? (int)snaplen : HW_MAX_CAPLEN);
+    if (!p) return hwint_err(errbuf, HW_E_NOMEM, "pcap_open_dead failed");
+    int rc = HW_OK;
+    if (pcap_compile(p, prog, expr, 1, PCAP_NETMASK_UNKNOWN) < 0)
+        rc = hwint_err(errbuf, HW_E_FILTER, "bad filter \"%s\": %s", expr, pcap_geterr(p));
+    pcap_close(p);
+    return rc;
+}
+
+/* ---- backends ---------------------------------------------------------- */
+
+int hw_backend_count(void)
+{
+    int n = 0;
+    while (backends[n]) n++;
+    return n;
+}
+
+int hw_backend_info(int i, struct hw_backend_info *out)
+{
+    if (i < 0 || i >= hw_backend_count()) return HW_E_ARG;
+    out->name = backends[i]->name;
+    out->description = backends[i]->description;
+    out->caps = backends[i]->caps;
+    return HW_OK;
+}
+
+static const struct hw_backend_ops *find_backend(const char *name)
+{
+    for (int i = 0; name && backends[i]; i++)
+        if (!strcmp(backends[i]->name, name)) return backends[i];
+    return NULL;
+}
+
+int hw_backend_available(const char *name, char *errbuf)
+{
+    const struct hw_backend_ops *ops = find_backend(name);
+    if (!ops) return hwint_err(errbuf, HW_E_BACKEND, "unknown backend \"%s\"", name ? name : "");
+    return ops->available ? ops->available(errbuf) : HW_OK;
+}
+
+/* ---- configuration ----------------------------------------------------- */
+
+void hw_config_init(struct hw_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->backend = "pcapfile";
+    cfg->snaplen = 65535;
+    cfg->buffer_size_mb = 64;
+    cfg->promisc = 1;
+    cfg->fanout_group = -1;
+    cfg->block_timeout_ms = 10;
+    cfg->max_flows = 1u << 20;
+    cfg->max_hosts = 1u << 16;
+    cfg->idle_timeout_s = 300;
+    cfg->active_timeout_s = 1800;
+    cfg->event_ring = 4096;
+    cfg->flow_ring = 0;
+}
+
+static int check_config(const struct hw_config *cfg, char *errbuf)
+{
+    if (!cfg->source || !*cfg->source) return hwint_err(errbuf, HW_E_ARG, "no source given");
+    if (cfg->snaplen < 64 || cfg->snaplen > HW_MAX_CAPLEN)
+        return hwint_err(errbuf, HW_E_ARG, "snaplen %u out of range 64..%u", cfg->snaplen, HW_MAX_CAPLEN);
+    if (cfg->buffer_size_mb < 1 || cfg->buffer_size_mb > 4096)
+        return hwint_err(errbuf, HW_E_ARG, "buffer_size_mb %u out of range 1..4096", cfg->buffer_size_mb);
+    if (cfg->max_flows < 16 || cfg->max_flows > (1u << 28))
+        return hwint_err(errbuf, HW_E_ARG, "max_flows %u out of range 16..%u", cfg->max_flows, 1u << 28);
+    if (cfg->max_hosts < 16 || cfg->max_hosts > (1u << 26))
+        return hwint_err(errbuf, HW_E_ARG, "max_hosts %u out of range 16..%u", cfg->max_hosts, 1u << 26);
+    if (cfg->event_mask && (cfg->event_ring < 4 * HW_BATCH_MAX || cfg->event_ring > (1u << 20)))
+        return hwint_err(errbuf, HW_E_ARG, "event_ring %u out of range %u..%u", cfg->event_ring,
+                         4 * HW_BATCH_MAX, 1u << 20);
+    if (cfg->flow_ring && (cfg->flow_ring < 4 * HW_BATCH_MAX || cfg->flow_ring > (1u << 22)))
+        return hwint_err(errbuf, HW_E_ARG, "flow_ring %u out of range %u..%u", cfg->flow_ring,
+                         4 * HW_BATCH_MAX, 1u << 22);
+    if (cfg->pace < 0 || cfg->pace > 1000)
+        return hwint_err(errbuf, HW_E_ARG, "pace %g out of range 0..1000", cfg->pace);
+    return HW_OK;
+}
+
+/* ---- expired flows ----------------------------------------------------- */
+
+static void flow_sink(struct hw_session *s, const struct hw_flow_record *r)
+{
+    hwint_hosts_add(s->hosts, r, &s->c);
+    if (!s->cfg.flow_ring) return;
+    struct hw_flow_record *slot = hwint_ring_reserve(&s->flows);
+    if (!slot) {
+        s->c.flow_records_dropped++;
+        return;
+    }
+    *slot = *r;
+    hwint_ring_commit(&s->flows);
+    s->c.flow_records++;
+}
+
+/* Room for expired-flow records in this call: unlimited unless lossless. */
+static uint32_t flow_budget(struct hw_session *s)
+{
+    if (!s->cfg.lossless || !s->cfg.flow_ring) return UINT32_MAX;
+    uint32_t free = s->flows.size - hwint_ring_used(&s->flows);
+    return free > 2 * HW_BATCH_MAX ? free - 2 * HW_BATCH_MAX : 0;
+}
+
+/* ---- session ------------------------------------------------------------ */
+
+void hw_session_close(struct hw_session *s)
+{
+    if (!s) return;
+    if (s->bstate) s->ops->close(s->bstate);
+    hwint_ft_destroy(s->ft);
+    hwint_hosts_destroy(s->hosts);
+    hwint_frags_destroy(s->frags);
+    hwint_ring_free(&s->events);
+    hwint_ring_free(&s->flows);
+    pthread_mutex_destroy(&s->lock);
+    free(s->pending_bpf);
+    free(s->backend_name);
+    free(s->source);
+    free(s);
+}
+
+int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *errbuf)
+{
+    *out = NULL;
+    int rc = check_config(cfg, errbuf);
+    if (rc) return rc;
+    const struct hw_backend_ops *ops = find_backend(cfg->backend);
+    if (!ops) return hwint_err(errbuf, HW_E_BACKEND, "unknown backend \"%s\"", cfg->backend ? cfg->backend : "");
+    struct hw_session *s = calloc(1, sizeof *s);
+    if (!s) return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
+    pthread_mutex_init(&s->lock, NULL);
+    s->cfg = *cfg;
+    s->ops = ops;
+    s->backend_name = strdup(cfg->backend);
+    s->source = strdup(cfg->source);
+    s->cfg.backend = s->backend_name;
+    s->cfg.source = s->source;
+    s->cfg.bpf = NULL;
+    s->ft = hwint_ft_create(cfg->max_flows, cfg->idle_timeout_s, cfg->active_timeout_s, flow_sink, s);
+    s->hosts = hwint_hosts_create(cfg->max_hosts);
+    s->frags = hwint_frags_create();
+    if (!s->backend_name || !s->source || !s->ft || !s->hosts || !s->frags ||
+        (cfg->event_mask && hwint_ring_init(&s->events, cfg->event_ring, sizeof(struct hw_event))) ||
+        (cfg->flow_ring && hwint_ring_init(&s->flows, cfg->flow_ring, sizeof(struct hw_flow_record)))) {
+        hw_session_close(s);
+        return hwint_err(errbuf, HW_E_NOMEM, "out of memory for %u flows", cfg->max_flows);
+    }
+    struct hw_config bcfg = s->cfg;
+    bcfg.bpf = cfg->bpf;
+    rc = ops->open(&bcfg, &s->bstate, &s->linktype, errbuf);
+    if (rc == HW_OK) rc = ops->start(s->bstate, errbuf);
+    if (rc != HW_OK) {
+        hw_session_close(s);
+        return rc;
+    }
+    *out = s;
+    return HW_OK;
+}
+
+/* ---- events ------------------------------------------------------------- */
+
+static int is_tls(const uint8_t *p, uint32_t n)
+{
+    if (n >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && (p[5] == 1 || p[5] == 2)) return 1;
+    if (n >= 7 && p[0] == 0x15 && p[1] == 3 && p[2] <= 4) return 1; /* alert */
+    /* SSLv2-format ClientHello offering SSL 3.0 or TLS */
+    if (n >= 5 && (p[0] & 0x80) && p[2] == 1 && (p[3] == 3 || (p[3] == 0 && p[4] == 2))) return 1;
+    return 0;
+}
+
+static int starts(const uint8_t *p, uint32_t n, const char *const *words)
+{
+    for (; *words; words++) {
+        size_t k = strlen(*words);
+        if (n >= k && !memcmp(p, *words, k)) return 1;
+    }
+    return 0;
+}
+
+static const char *const http_words[] = {"GET ", "POST ", "HEAD ", "PUT ", "DELETE ", "OPTIONS ",
+                                         "PATCH ", "CONNECT ", "TRACE ", "HTTP/1.", NULL};
+static const char *const sip_words[] = {"SIP/2.0 ", "INVITE sip", "ACK sip", "BYE sip", "CANCEL sip",
+                                        "REGISTER sip", "OPTIONS sip", "PRACK sip", "SUBSCRIBE sip",
+                                        "NOTIFY sip", "PUBLISH sip", "INFO sip", "REFER sip",
+                                        "MESSAGE sip", "UPDATE sip", NULL};
+
+static int is_http(const uint8_t *p, uint32_t n)
+{
+    return n >= 5 && memchr("GPHDOCT", p[0], 7) && starts(p, n, http_words);
+}
+
+static int is_sip(const uint8_t *p, uint32_t n)
+{
+    return n >= 8 && p[0] >= 'A' && p[0] <= 'U' && starts(p, n, sip_words);
+}
+
+/* Which event a payload-carrying IP packet is, or -1. */
+static int payload_kind(const struct hw_meta *m)
+{
+    if (!m->pay_cap) return -1;
+    if (m->proto == 17 || m->proto == 6) {
+        if (m->sport == 53 || m->dport == 53) return HW_EV_DNS;
+        if (m->sport == 5060 || m->dport == 5060 || is_sip(m->pay, m->pay_cap)) return HW_EV_SIP;
+    }
+    if (m->proto == 6) {
+        if (is_tls(m->pay, m->pay_cap)) return HW_EV_TLS;
+        if (is_http(m->pay, m->pay_cap)) return HW_EV_HTTP;
+    }
+    return -1;
+}
+
+static void push_event(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
+                       uint64_t flow_id, int from_initiator)
+{
+    if (!(s->cfg.event_mask & (1u << kind))) return;
+    struct hw_event *e = hwint_ring_reserve(&s->events);
+    if (!e) {
+        s->c.events_dropped[kind]++;
+        return;
+    }
+    memset(e, 0, offsetof(struct hw_event, snippet));
+    e->ts_ns = pkt->ts_ns;
+    e->flow_id = flow_id;
+    memcpy(e->src, m->src, 16);
+    memcpy(e->dst, m->dst, 16);
+    if (m->mac_src) memcpy(e->src_mac, m->mac_src, 6);
+    if (m->mac_dst) memcpy(e->dst_mac, m->mac_dst, 6);
+    e->wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
+    e->seq = m->seq;
+    e->ack = m->ack;
+    e->sport = m->sport;
+    e->dport = m->dport;
+    e->vlan = m->vlan;
+    e->kind = (uint8_t)kind;
+    e->family = m->family;
+    e->proto = m->proto;
+    e->tcp_flags = m->tcp_flags;
+    e->from_initiator = (uint8_t)from_initiator;
+    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay;
+    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap;
+    e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len;
+    if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
+    e->snippet_len = (uint16_t)n;
+    if (n) memcpy(e->snippet, body, n);
+    hwint_ring_commit(&s->events);
+    s->c.events[kind]++;
+}
+
+/* ---- the per-packet path ----------------------------------------------- */
+
+static void process(struct hw_session *s, const struct hw_pkt *pkt)
+{
+    struct hw_counters *c = &s->c;
+    struct hw_meta m;
+    /* a record cannot hold more than the wire carried */
+    uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
+    c->packets++;
+    c->bytes += wirelen;
+    c->captured_bytes += pkt->caplen;
+    if (HW_UNLIKELY(c->first_ns == 0 || pkt->ts_ns < c->first_ns)) c->first_ns = pkt->ts_ns;
+    if (pkt->ts_ns > c->last_ns) c->last_ns = pkt->ts_ns;
+    if (pkt->ts_ns > s->now_ns) s->now_ns = pkt->ts_ns;
+
+    int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, &m, c);
+    if (kind == HW_P_ARP) {
+        push_event(s, HW_EV_ARP, &m, pkt, 0, 1);
+        return;
+    }
+    if (kind != HW_P_IP) return;
+    if (m.frag && !hwint_frag_ports(s->frags, &m, pkt->ts_ns)) c->frag_orphans++;
+
+    int from_initiator = 1;
+    uint8_t *app = NULL;
+    uint64_t id = hwint_ft_packet(s->ft, &m, wirelen, pkt->ts_ns, &from_initiator, &app, c);
+    int ev = payload_kind(&m);
+    if (app) {
+        /* payload signatures beat port guesses */
+        if (ev == HW_EV_TLS) *app = HW_APP_TLS;
+        else if (ev == HW_EV_HTTP) *app = HW_APP_HTTP;
+        else if (ev == HW_EV_SIP) *app = HW_APP_SIP;
+        c->app_packets[*app]++;
+        c->app_bytes[*app] += wirelen;
+    }
+    if (!s->cfg.event_mask) return;
+    if (m.proto == 6) {
+        if ((m.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, &m, pkt, id, from_initiator);
+        if (m.tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, &m, pkt, id, from_initiator);
+    }
+    if (ev >= 0) push_event(s, ev, &m, pkt, id, from_initiator);
+}
+
+static void process_batch(struct hw_session *s, struct hw_batch *b)
+{
+    for (int i = 0; i < b->n; i++) process(s, &b->pkt[i]);
+}
+
+static int needs_drain(struct hw_session *s)
+{
+    if (!s->cfg.lossless) return 0;
+    if (s->cfg.event_mask && hwint_ring_used(&s->events) > s->events.size / 2) return 1;
+    return s->cfg.flow_ring && hwint_ring_used(&s->flows) > s->flows.size / 2;
+}
+
+static int apply_pending_filter(struct hw_session *s, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    char *bpf = s->pending_bpf;
+    s->pending_bpf = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (!bpf) return HW_OK;
+    int rc = s->ops->set_filter(s->bstate, bpf, errbuf);
+    free(bpf);
+    return rc;
+}
+
+int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, char *errbuf)
+{
+    uint64_t done = 0;
+    uint64_t deadline = timeout_ms >= 0 ? hwint_mono_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
+    int live = (s->ops->caps & HW_CAP_LIVE) != 0;
+    for (;;) {
+        if (atomic_exchange(&s->brk, 0)) return HW_RUN_BREAK;
+        if (s->eof) return HW_RUN_EOF;
+        if (needs_drain(s)) return HW_RUN_DRAIN;
+        if (max_packets && done >= max_packets) return HW_RUN_BUDGET;
+        int slice = POLL_SLICE_MS;
+        if (timeout_ms >= 0) {
+            uint64_t now = hwint_mono_ns();
+            if (now >= deadline) return HW_RUN_TIMEOUT;
+            uint64_t left = (deadline - now) / 1000000ULL;
+            if (left < (uint64_t)slice) slice = (int)left;
+        }
+        int rc = apply_pending_filter(s, errbuf);
+        if (rc < 0) return rc;
+        struct hw_batch *b = &s->batch;
+        b->n = 0;
+        b->eof = 0;
+        rc = s->ops->poll(s->bstate, b, slice, errbuf);
+        if (rc < 0) return rc;
+        pthread_mutex_lock(&s->lock);
+        s->c.polls++;
+        if (b->n == 0) s->c.empty_polls++;
+        process_batch(s, b);
+        if (live && b->n == 0) {
+            uint64_t wall = hwint_wall_ns();
+            if (wall > s->now_ns) s->now_ns = wall;
+        }
+        hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+        pthread_mutex_unlock(&s->lock);
+        done += (uint64_t)b->n;
+        if (b->eof) s->eof = 1;
+    }
+}
+
+int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data, uint32_t caplen,
+                      uint32_t wirelen, uint64_t ts_ns)
+{
+    if (!data && caplen) return HW_E_ARG;
+    struct hw_pkt pkt = {data, caplen, wirelen, ts_ns};
+    pthread_mutex_lock(&s->lock);
+    int saved = s->linktype;
+    s->linktype = linktype;
+    process(s, &pkt);
+    s->linktype = saved;
+    hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+void hw_session_break(struct hw_session *s) { atomic_store(&s->brk, 1); }
+
+int hw_session_set_filter(struct hw_session *s, const char *bpf, char *errbuf)
+{
+    if (!(s->ops->caps & HW_CAP_BPF)) return hwint_err(errbuf, HW_E_UNSUPPORTED, "backend %s has no BPF filter", s->ops->name);
+    if (!bpf) bpf = "";
+    if (*bpf) {
+        struct bpf_program prog;
+        int rc = hwint_bpf_compile(s->linktype, s->cfg.snaplen, bpf, &prog, errbuf);
+        if (rc) return rc;
+        pcap_freecode(&prog);
+    }
+    char *copy = strdup(bpf);
+    if (!copy) return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
+    pthread_mutex_lock(&s->lock);
+    free(s->pending_bpf);
+    s->pending_bpf = copy;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_session_flush(struct hw_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    uint32_t budget = flow_budget(s), left = hwint_ft_active(s->ft);
+    if (budget) left = hwint_ft_flush(s->ft, budget == UINT32_MAX ? 0 : budget, &s->c);
+    pthread_mutex_unlock(&s->lock);
+    return (int)(left > 0x7fffffff ? 0x7fffffff : left);
+}
+
+int hw_session_counters(struct hw_session *s, struct hw_counters *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->c;
+    out->flows_active = hwint_ft_active(s->ft);
+    if (s->ops->stats) s->ops->stats(s->bstate, out);
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_session_linktype(struct hw_session *s) { return s->linktype; }
+
+int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
+{
+    return s->cfg.event_mask ? hwint_ring_read(&s->events, out, max) : 0;
+}
+
+int hw_flows_read(struct hw_session *s, struct hw_flow_record *out, int max)
+{
+    return s->cfg.flow_ring ? hwint_ring_read(&s->flows, out, max) : 0;
+}
+
+int hw_flows_active(struct hw_session *s, struct hw_flow_record *out, int max, int order)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = hwint_ft_top(s->ft, out, max, order);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+int hw_hosts_top(struct hw_session *s, struct hw_host *out, int max)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = hwint_hosts_top(s->hosts, out, max);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst"};
+
+const char *hw_event_name(int k) { return k >= 0 && k < HW_EV_COUNT ? event_names[k] : NULL; }
