@@ -116,10 +116,14 @@ typedef void (*hw_flow_sink)(struct hw_session *s, const struct hw_flow_record *
 struct hw_flowtable *hwint_ft_create(uint32_t max_flows, uint32_t idle_s, uint32_t active_s,
                                      hw_flow_sink sink, struct hw_session *s);
 void hwint_ft_destroy(struct hw_flowtable *ft);
-/* Meter one parsed packet; returns the flow id (0 when not metered) and
- * whether the packet was sent by the flow's initiator. */
-uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t wirelen,
+/* Meter one parsed packet (h = hwint_ft_hash(m)); returns the flow id (0
+ * when not metered) and whether the initiator sent it. */
+uint32_t hwint_ft_hash(const struct hw_meta *m);
+uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint32_t wirelen,
                          uint64_t ts_ns, int *from_initiator, uint8_t **app, struct hw_counters *c);
+/* Batches look ahead: fetch the slot, then the entry, before they are needed. */
+void hwint_ft_prefetch_slot(struct hw_flowtable *ft, uint32_t h);
+void hwint_ft_prefetch_flow(struct hw_flowtable *ft, uint32_t h);
 /* Expire what timed out by `now`: a slice of the table per call, at most
  * `budget` records (the room left in a lossless flow ring). */
 void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now_ns, struct hw_counters *c,
@@ -128,7 +132,6 @@ void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now_ns, struct hw_counter
 uint32_t hwint_ft_flush(struct hw_flowtable *ft, uint32_t max, struct hw_counters *c);
 int hwint_ft_top(struct hw_flowtable *ft, struct hw_flow_record *out, int max, int order);
 uint32_t hwint_ft_active(struct hw_flowtable *ft);
-void hwint_ft_prefetch(struct hw_flowtable *ft, const struct hw_meta *m);
 
 /* Talkers: per-host totals folded in as flows leave the table. */
 struct hw_hosts;

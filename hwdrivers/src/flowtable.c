@@ -19,6 +19,7 @@
 #define TCP_ACK 0x10
 
 #define EVICT_CANDIDATES 8
+#define INITIAL_SLOTS (1u << 16)
 #define REORDER_WINDOW_NS 3000000ULL /* 3 ms, Wireshark's out-of-order bound without an RTT */
 
 struct hw_flow {
@@ -49,7 +50,7 @@ struct hw_flow {
 
 struct hw_flowtable {
     uint64_t *slot; /* hash << 32 | (pool index + 1); 0 = empty */
-    uint32_t mask;
+    uint32_t mask, max_slots; /* the slot array doubles at half load, up to max_slots */
     struct hw_flow *pool;
     uint32_t max, high, free_head, active;
     uint64_t idle_ns, active_ns, sweep_ns;
@@ -76,6 +77,8 @@ struct hw_flowtable *hwint_ft_create(uint32_t max_flows, uint32_t idle_s, uint32
     if (!ft) return NULL;
     uint32_t n = 1024;
     while (n < max_flows * 2ULL) n <<= 1;
+    ft->max_slots = n;
+    if (n > INITIAL_SLOTS) n = INITIAL_SLOTS;
     ft->mask = n - 1;
     ft->max = max_flows;
     ft->slot_bytes = (size_t)n * sizeof *ft->slot;
@@ -126,7 +129,7 @@ static inline uint64_t endpoint_hash(const uint8_t *addr, uint16_t port)
 }
 
 /* Symmetric: both directions of a conversation hash alike. */
-static inline uint32_t flow_hash(const struct hw_meta *m)
+uint32_t hwint_ft_hash(const struct hw_meta *m)
 {
     uint64_t x = endpoint_hash(m->src, m->sport), y = endpoint_hash(m->dst, m->dport);
     uint64_t lo = x < y ? x : y, hi = x < y ? y : x;
@@ -154,9 +157,46 @@ static inline int match(const struct hw_flow *f, const struct hw_meta *m)
     return -1;
 }
 
-void hwint_ft_prefetch(struct hw_flowtable *ft, const struct hw_meta *m)
+void hwint_ft_prefetch_slot(struct hw_flowtable *ft, uint32_t h)
 {
-    __builtin_prefetch(&ft->slot[flow_hash(m) & ft->mask]);
+    __builtin_prefetch(&ft->slot[h & ft->mask]);
+}
+
+/* The likely entry: the first in the probe run with the same hash. */
+void hwint_ft_prefetch_flow(struct hw_flowtable *ft, uint32_t h)
+{
+    for (uint32_t i = h & ft->mask;; i = (i + 1) & ft->mask) {
+        uint64_t s = ft->slot[i];
+        if (!s) return;
+        if ((uint32_t)(s >> 32) == h) {
+            __builtin_prefetch(&ft->pool[(uint32_t)s - 1]);
+            return;
+        }
+    }
+}
+
+static void slot_insert(uint64_t *slot, uint32_t mask, uint64_t v)
+{
+    uint32_t i = (uint32_t)(v >> 32) & mask;
+    while (slot[i]) i = (i + 1) & mask;
+    slot[i] = v;
+}
+
+/* Double the slot array (rehash) so probes stay short; 0 when at the limit. */
+static int grow(struct hw_flowtable *ft)
+{
+    uint32_t n = (ft->mask + 1) * 2;
+    if (n > ft->max_slots) return 0;
+    size_t bytes = (size_t)n * sizeof *ft->slot;
+    uint64_t *slot = map(bytes);
+    if (!slot) return 0;
+    for (uint32_t i = 0; i <= ft->mask; i++)
+        if (ft->slot[i]) slot_insert(slot, n - 1, ft->slot[i]);
+    munmap(ft->slot, ft->slot_bytes);
+    ft->slot = slot;
+    ft->slot_bytes = bytes;
+    ft->mask = n - 1;
+    return 1;
 }
 
 static void to_record(const struct hw_flow *f, struct hw_flow_record *r, uint8_t reason)
@@ -265,9 +305,8 @@ static struct hw_flow *create(struct hw_flowtable *ft, const struct hw_meta *m, 
     } else {
         idx = ft->high++;
     }
-    uint32_t i = h & ft->mask;
-    while (ft->slot[i]) i = (i + 1) & ft->mask;
-    ft->slot[i] = (uint64_t)h << 32 | (idx + 1);
+    if (ft->active + 1 > (ft->mask + 1) / 2) grow(ft);
+    slot_insert(ft->slot, ft->mask, (uint64_t)h << 32 | (idx + 1));
 
     struct hw_flow *f = &ft->pool[idx];
     memset(f, 0, sizeof *f);
@@ -353,10 +392,9 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
     }
 }
 
-uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t wirelen,
+uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint32_t wirelen,
                          uint64_t ts, int *from_initiator, uint8_t **app, struct hw_counters *c)
 {
-    uint32_t h = flow_hash(m);
     struct hw_flow *f = NULL;
     int dir = 0;
     for (uint32_t i = h & ft->mask;; i = (i + 1) & ft->mask) {

@@ -1,9 +1,10 @@
 /* hw-pcapfile.c - capture files.
  *
  * Classic pcap (micro- or nanosecond, either byte order) is read straight
- * from a read-only mapping: packets are handed on in place, with no copy
- * and no per-packet call into a library, which is what lets the whole core
- * beat `tcpdump -r -w /dev/null`.  pcapng, pipes and anything else go through
+ * from a read-only mapping that slides over the file in windows: packets are
+ * handed on in place, with no copy and no per-packet call into a library,
+ * and the bytes ahead are prefetched, which is what lets the whole core beat
+ * `tcpdump -r -w /dev/null`.  pcapng, pipes and anything else go through
  * libpcap.  Optional replay at the recorded pace and looping, for demos. */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,14 +19,19 @@
 #include "hw.h"
 
 #define ARENA_BYTES (4u << 20)        /* libpcap path: packet copies for one batch */
+#define WINDOW_BYTES (64u << 20)      /* mapped at a time, so resident memory stays small */
+#define PREFETCH_BYTES 4096           /* how far ahead of the parser the file is fetched */
 #define PACE_MAX_GAP_NS (5 * HW_NS)   /* longer silences in a paced replay are skipped */
 
 struct pf {
     char *path;
     int linktype;
-    /* mapped classic pcap */
-    const uint8_t *map;
+    /* mapped classic pcap: [win_off, win_off + win_len) of the file is at win */
+    int fd;
+    const uint8_t *win;
+    size_t win_off, win_len;
     size_t size, off, next_off;
+    const uint8_t *prefetched; /* bytes before this are on their way to the cache */
     int swapped, nsec;
     /* libpcap */
     pcap_t *pc;
@@ -94,15 +100,33 @@ static int open_mapped(struct pf *f, int fd, size_t size, char *errbuf, int *rc)
         *rc = hwint_err(errbuf, HW_E_TRUNCATED, "%s: file ends inside the pcap header", f->path);
         return 1;
     }
-    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
-    if (p == MAP_FAILED) return 0;
-    madvise(p, size, MADV_SEQUENTIAL);
-    f->map = p;
+    uint8_t hdr[24];
+    if (pread(fd, hdr, 24, 0) != 24) return 0;
+    f->fd = dup(fd);
+    if (f->fd < 0) return 0;
     f->size = size;
     f->off = 24;
-    f->linktype = (int)(rd32(f, f->map + 20) & 0xffff);
+    f->linktype = (int)(rd32(f, hdr + 20) & 0xffff);
     *rc = HW_OK;
     return 1;
+}
+
+/* Map the window that holds [f->off, end) of the file. */
+static int map_window(struct pf *f, size_t end, char *errbuf)
+{
+    if (f->win) munmap((void *)f->win, f->win_len);
+    f->win = NULL;
+    size_t start = f->off & ~(size_t)4095;
+    size_t len = end - start > WINDOW_BYTES ? end - start : WINDOW_BYTES;
+    if (len > f->size - start) len = f->size - start;
+    void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, (off_t)start);
+    if (p == MAP_FAILED) return hwint_err(errbuf, HW_E_IO, "%s: mmap: %s", f->path, strerror(errno));
+    madvise(p, len, MADV_SEQUENTIAL);
+    f->win = p;
+    f->win_off = start;
+    f->win_len = len;
+    f->prefetched = f->win + (f->off - start);
+    return HW_OK;
 }
 
 static int pf_available(char *errbuf)
@@ -114,7 +138,8 @@ static int pf_available(char *errbuf)
 static void pf_close(void *st)
 {
     struct pf *f = st;
-    if (f->map) munmap((void *)f->map, f->size);
+    if (f->win) munmap((void *)f->win, f->win_len);
+    if (f->fd >= 0) close(f->fd);
     if (f->pc) pcap_close(f->pc);
     if (f->filtering) pcap_freecode(&f->prog);
     free(f->arena);
@@ -143,6 +168,7 @@ static int pf_open(const struct hw_config *cfg, void **out, int *linktype, char 
         free(f);
         return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
     }
+    f->fd = -1;
     f->pace = cfg->pace;
     f->loop = cfg->loop;
     int rc = HW_OK, mapped = 0;
@@ -181,15 +207,33 @@ static int pf_start(void *st, char *errbuf)
     return HW_OK;
 }
 
-/* The next record without consuming it: 1, 0 at the end, or an error. */
-static int peek(struct pf *f, struct hw_pkt *p, char *errbuf)
+#define PEEK_LATER 2 /* the record is beyond the window and the batch still points into it */
+
+/* A pointer to [f->off, f->off + n) of the file, mapping another window if
+ * allowed; NULL with *rc set otherwise. */
+static const uint8_t *at(struct pf *f, size_t n, int may_remap, int *rc, char *errbuf)
 {
-    if (f->map) {
+    if (f->win && f->off >= f->win_off && f->off + n <= f->win_off + f->win_len)
+        return f->win + (f->off - f->win_off);
+    if (!may_remap) {
+        *rc = PEEK_LATER;
+        return NULL;
+    }
+    if ((*rc = map_window(f, f->off + n, errbuf)) < 0) return NULL;
+    return f->win + (f->off - f->win_off);
+}
+
+/* The next record without consuming it: 1, 0 at the end, PEEK_LATER, or an error. */
+static int peek(struct pf *f, struct hw_pkt *p, int may_remap, char *errbuf)
+{
+    if (f->fd >= 0) {
+        int rc = 0;
         if (f->off == f->size) return 0;
-        const uint8_t *h = f->map + f->off;
         if (f->size - f->off < 16)
             return hwint_err(errbuf, HW_E_TRUNCATED, "%s: file ends inside the header of packet %llu",
                              f->path, (unsigned long long)f->records + 1);
+        const uint8_t *h = at(f, 16, may_remap, &rc, errbuf);
+        if (!h) return rc;
         uint32_t sec = rd32(f, h), frac = rd32(f, h + 4), caplen = rd32(f, h + 8), len = rd32(f, h + 12);
         if (caplen > HW_MAX_CAPLEN)
             return hwint_err(errbuf, HW_E_FORMAT,
@@ -200,6 +244,10 @@ static int peek(struct pf *f, struct hw_pkt *p, char *errbuf)
                              "%s: file ends in the middle of packet %llu (%u of %u bytes present)",
                              f->path, (unsigned long long)f->records + 1,
                              (unsigned)(f->size - f->off - 16), caplen);
+        if (!(h = at(f, 16 + (size_t)caplen, may_remap, &rc, errbuf))) return rc;
+        /* records are read in file order: fetch the bytes ahead of the parser */
+        const uint8_t *ahead = h + PREFETCH_BYTES, *end = f->win + f->win_len;
+        for (; f->prefetched < ahead && f->prefetched < end; f->prefetched += 64) __builtin_prefetch(f->prefetched);
         p->data = h + 16;
         p->caplen = caplen;
         p->wirelen = len;
@@ -226,7 +274,7 @@ static int peek(struct pf *f, struct hw_pkt *p, char *errbuf)
 
 static void consume(struct pf *f)
 {
-    if (f->map) f->off = f->next_off;
+    if (f->fd >= 0) f->off = f->next_off;
     else f->have_cur = 0;
     f->records++;
     f->pass_records++;
@@ -237,7 +285,7 @@ static int rewind_file(struct pf *f, char *errbuf)
 {
     f->ts_offset += f->max_raw - f->first_raw + HW_NS / 1000;
     f->pass_records = 0;
-    if (f->map) {
+    if (f->fd >= 0) {
         f->off = 24;
         return HW_OK;
     }
@@ -278,7 +326,8 @@ static int pf_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
     f->arena_used = 0;
     while (b->n < HW_BATCH_MAX) {
         struct hw_pkt p;
-        int rc = peek(f, &p, b->n ? f->pending_err : errbuf);
+        int rc = peek(f, &p, b->n == 0, b->n ? f->pending_err : errbuf);
+        if (rc == PEEK_LATER) break;
         if (rc < 0) {
             if (!b->n) return rc;
             f->pending_rc = rc; /* hand on what came before the damage first */

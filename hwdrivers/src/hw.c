@@ -18,6 +18,7 @@
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 #define POLL_SLICE_MS 100 /* the longest a backend waits before the loop looks around */
+#define PREFETCH_AHEAD 8  /* packets between fetching a flow entry and using it */
 
 static const struct hw_backend_ops *const backends[] = {
     &hw_pcapfile_ops,
@@ -43,6 +44,9 @@ struct hw_session {
     _Atomic int brk;
     char *pending_bpf; /* set_filter from another thread, applied between polls */
     struct hw_batch batch;
+    struct hw_meta meta[HW_BATCH_MAX]; /* the batch, parsed */
+    uint32_t hash[HW_BATCH_MAX];
+    int kind[HW_BATCH_MAX];
 };
 
 int hwint_err(char *errbuf, int code, const char *fmt, ...)
@@ -325,10 +329,10 @@ static void push_event(struct hw_session *s, int kind, const struct hw_meta *m, 
 
 /* ---- the per-packet path ----------------------------------------------- */
 
-static void process(struct hw_session *s, const struct hw_pkt *pkt)
+/* Pass 1 of a batch: totals, parse, and the flow key's hash. */
+static int classify(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta *m, uint32_t *hash)
 {
     struct hw_counters *c = &s->c;
-    struct hw_meta m;
     /* a record cannot hold more than the wire carried */
     uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
     c->packets++;
@@ -337,19 +341,28 @@ static void process(struct hw_session *s, const struct hw_pkt *pkt)
     if (HW_UNLIKELY(c->first_ns == 0 || pkt->ts_ns < c->first_ns)) c->first_ns = pkt->ts_ns;
     if (pkt->ts_ns > c->last_ns) c->last_ns = pkt->ts_ns;
     if (pkt->ts_ns > s->now_ns) s->now_ns = pkt->ts_ns;
+    int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, m, c);
+    if (kind == HW_P_IP) {
+        if (m->frag && !hwint_frag_ports(s->frags, m, pkt->ts_ns)) c->frag_orphans++;
+        *hash = hwint_ft_hash(m);
+    }
+    return kind;
+}
 
-    int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, &m, c);
+/* Pass 2: the flow table, application mix and events. */
+static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta *m, int kind, uint32_t hash)
+{
+    struct hw_counters *c = &s->c;
     if (kind == HW_P_ARP) {
-        push_event(s, HW_EV_ARP, &m, pkt, 0, 1);
+        push_event(s, HW_EV_ARP, m, pkt, 0, 1);
         return;
     }
     if (kind != HW_P_IP) return;
-    if (m.frag && !hwint_frag_ports(s->frags, &m, pkt->ts_ns)) c->frag_orphans++;
-
     int from_initiator = 1;
     uint8_t *app = NULL;
-    uint64_t id = hwint_ft_packet(s->ft, &m, wirelen, pkt->ts_ns, &from_initiator, &app, c);
-    int ev = payload_kind(&m);
+    uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
+    uint64_t id = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &from_initiator, &app, c);
+    int ev = payload_kind(m);
     if (app) {
         /* payload signatures beat port guesses */
         if (ev == HW_EV_TLS) *app = HW_APP_TLS;
@@ -359,16 +372,26 @@ static void process(struct hw_session *s, const struct hw_pkt *pkt)
         c->app_bytes[*app] += wirelen;
     }
     if (!s->cfg.event_mask) return;
-    if (m.proto == 6) {
-        if ((m.tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, &m, pkt, id, from_initiator);
-        if (m.tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, &m, pkt, id, from_initiator);
+    if (m->proto == 6) {
+        if ((m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, m, pkt, id, from_initiator);
+        if (m->tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, m, pkt, id, from_initiator);
     }
-    if (ev >= 0) push_event(s, ev, &m, pkt, id, from_initiator);
+    if (ev >= 0) push_event(s, ev, m, pkt, id, from_initiator);
 }
 
+/* Two passes so the flow table's cache misses overlap: parsing the whole
+ * batch first lets each slot, then each entry, be fetched ahead of use. */
 static void process_batch(struct hw_session *s, struct hw_batch *b)
 {
-    for (int i = 0; i < b->n; i++) process(s, &b->pkt[i]);
+    for (int i = 0; i < b->n; i++) {
+        s->kind[i] = classify(s, &b->pkt[i], &s->meta[i], &s->hash[i]);
+        if (s->kind[i] == HW_P_IP) hwint_ft_prefetch_slot(s->ft, s->hash[i]);
+    }
+    for (int i = 0; i < b->n; i++) {
+        int ahead = i + PREFETCH_AHEAD;
+        if (ahead < b->n && s->kind[ahead] == HW_P_IP) hwint_ft_prefetch_flow(s->ft, s->hash[ahead]);
+        meter(s, &b->pkt[i], &s->meta[i], s->kind[i], s->hash[i]);
+    }
 }
 
 static int needs_drain(struct hw_session *s)
@@ -433,11 +456,15 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data, u
                       uint32_t wirelen, uint64_t ts_ns)
 {
     if (!data && caplen) return HW_E_ARG;
-    struct hw_pkt pkt = {data, caplen, wirelen, ts_ns};
+    struct hw_batch *b = malloc(sizeof *b); /* s->batch may be in a poll in another thread */
+    if (!b) return HW_E_NOMEM;
+    b->n = 1;
+    b->pkt[0] = (struct hw_pkt){data, caplen, wirelen, ts_ns};
     pthread_mutex_lock(&s->lock);
     int saved = s->linktype;
     s->linktype = linktype;
-    process(s, &pkt);
+    process_batch(s, b);
+    free(b);
     s->linktype = saved;
     hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
     pthread_mutex_unlock(&s->lock);
