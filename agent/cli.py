@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from agent import __version__, offline
+from agent import __version__, report
 from hwdrivers import CaptureError
 
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
@@ -59,6 +59,9 @@ def _print_report(r: dict) -> None:
     for key in ("malformed", "truncated"):
         reasons = ", ".join(f"{k} {_num(v)}" for k, v in r[key]["by_reason"].items())
         print(f"{key:<11} {_num(r[key]['total'])}" + (f"   ({reasons})" if reasons else ""))
+    if r.get("backend"):
+        print(f"capture     {r['backend']}: {_num(r['received'])} received by the kernel, "
+              f"{_num(r['dropped'])} dropped")
     if r["filtered_out"]:
         print(f"filtered    {_num(r['filtered_out'])} packets did not match the filter")
     for title, mix in (("layers", r["protocols"]["layers"]), ("apps", r["protocols"]["applications"])):
@@ -71,40 +74,56 @@ def _print_report(r: dict) -> None:
             print(f"  {h['addr']:<40} {_num(h['bytes']):>14} {_num(h['packets']):>10} {_num(h['flows']):>8}")
 
 
-def cmd_analyze(args) -> int:
-    opts = offline.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout)
-    show = None
-    if sys.stderr.isatty() and not args.json and os.path.isfile(args.file) \
-            and os.path.getsize(args.file) >= PROGRESS_MIN_BYTES:
-        show = _progress_bar()
-    try:
-        report = offline.analyze(args.file, opts, progress=show)
-    except CaptureError as e:
-        return _fail(e.message)
-    finally:
-        if show:
-            sys.stderr.write("\n")
-    err = report["error"]
-    if err and report["packets"] == 0:
+def _emit_report(r: dict, as_json: bool) -> int:
+    err = r["error"]
+    if err and r["packets"] == 0:
         return _fail(err["message"])
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
+    if as_json:
+        json.dump(r, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_report(report)
+        _print_report(r)
     if err:
         return _fail(f"{err['message']} (the report covers what was read before)")
     return 0
 
 
+def cmd_analyze(args) -> int:
+    opts = report.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout)
+    show = None
+    if sys.stderr.isatty() and not args.json and os.path.isfile(args.file) \
+            and os.path.getsize(args.file) >= PROGRESS_MIN_BYTES:
+        show = _progress_bar()
+    try:
+        r = report.analyze(args.file, opts, progress=show)
+    except CaptureError as e:
+        return _fail(e.message)
+    finally:
+        if show:
+            sys.stderr.write("\n")
+    return _emit_report(r, args.json)
+
+
+def cmd_capture(args) -> int:
+    opts = report.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout)
+    live = report.LiveOptions(backend=args.backend, snaplen=args.snaplen, buffer_size_mb=args.buffer_mb,
+                              promisc=not args.no_promisc, fanout_group=args.fanout_group,
+                              duration_s=args.duration, count=args.count)
+    try:
+        r = report.capture(args.iface, opts, live)
+    except CaptureError as e:
+        return _fail(e.message)
+    return _emit_report(r, args.json)
+
+
 def cmd_flows(args) -> int:
-    opts = offline.Options(bpf=args.bpf or "", idle_timeout_s=args.idle_timeout)
+    opts = report.Options(bpf=args.bpf or "", idle_timeout_s=args.idle_timeout)
     errors = []
     out = sys.stdout
     writer = None
     count = 0
     try:
-        for rec in offline.flows(args.file, opts, errors):
+        for rec in report.flows(args.file, opts, errors):
             row = rec.as_dict()
             row = {k: row[k] for k in FLOW_COLUMNS}
             if args.format == "csv":
@@ -159,6 +178,21 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--idle-timeout", type=_idle, default=0, metavar="S",
                    help="end flows idle this long (default 0: never)")
     f.set_defaults(func=cmd_flows)
+
+    c = sub.add_parser("capture", help="capture from an interface for a while and summarise it")
+    c.add_argument("iface", help="interface name")
+    c.add_argument("--backend", default="afpacket", choices=["afpacket", "pcap"])
+    c.add_argument("--duration", type=float, default=0, metavar="S", help="stop after S seconds")
+    c.add_argument("--count", type=int, default=0, metavar="N", help="stop after N packets")
+    c.add_argument("--bpf", metavar="EXPR", help="kernel BPF filter")
+    c.add_argument("--snaplen", type=int, default=65535)
+    c.add_argument("--buffer-mb", type=int, default=64, help="capture ring size (default 64)")
+    c.add_argument("--no-promisc", action="store_true")
+    c.add_argument("--fanout-group", type=int, metavar="ID", help="afpacket fanout group")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--top", type=int, default=10, metavar="N")
+    c.add_argument("--idle-timeout", type=_idle, default=0, metavar="S")
+    c.set_defaults(func=cmd_capture)
     return p
 
 

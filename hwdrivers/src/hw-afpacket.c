@@ -13,6 +13,7 @@
 #include <net/if.h>
 #include <pcap/pcap.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -30,6 +31,7 @@ struct af {
     size_t ring_bytes;
     uint32_t block_size, block_nr, cur;
     uint32_t snaplen;
+    int loopback; /* lo hands every packet over twice: going out and coming in */
     struct tpacket_block_desc *held, *release;
     uint8_t *next;
     uint32_t left;
@@ -137,7 +139,10 @@ static int af_open(const struct hw_config *cfg, void **out, int *linktype, char 
         rc = hwint_err(errbuf, errno == ENODEV ? HW_E_NODEV : HW_E_OPEN, "bind %s: %s", cfg->source, strerror(errno));
         goto fail;
     }
-    if (cfg->promisc) {
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", cfg->source);
+    if (ioctl(a->fd, SIOCGIFFLAGS, &ifr) == 0) a->loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
+    if (cfg->promisc && !a->loopback) {
         struct packet_mreq mr = {.mr_ifindex = (int)ifindex, .mr_type = PACKET_MR_PROMISC};
         if ((rc = sockopt(a, SOL_PACKET, PACKET_ADD_MEMBERSHIP, &mr, sizeof mr, "promiscuous mode", errbuf))) goto fail;
     }
@@ -195,6 +200,13 @@ static int af_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
     while (a->left && b->n < HW_BATCH_MAX) {
         struct tpacket3_hdr *h = (struct tpacket3_hdr *)a->next;
         uint8_t *mac = (uint8_t *)h + h->tp_mac;
+        a->next += h->tp_next_offset;
+        a->left--;
+        if (a->loopback) { /* as libpcap does: keep the incoming copy only */
+            const struct sockaddr_ll *ll =
+                (const struct sockaddr_ll *)((uint8_t *)h + TPACKET_ALIGN(sizeof(struct tpacket3_hdr)));
+            if (ll->sll_pkttype == PACKET_OUTGOING) continue;
+        }
         struct hw_pkt *p = &b->pkt[b->n++];
         p->caplen = h->tp_snaplen;
         p->wirelen = h->tp_len;
@@ -209,8 +221,6 @@ static int af_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
             p->wirelen += VLAN_TAG_LEN;
         }
         p->data = mac;
-        a->next += h->tp_next_offset;
-        a->left--;
     }
     if (!a->left) {
         a->release = a->held;

@@ -1,11 +1,13 @@
-"""Offline analysis of a capture file: the same C core as live capture,
-driven to the end of the file, then summarised.
+"""Capture reports: a capture file (or an interface, for a while) through
+the C core, summarised as packets, bytes, flows, malformed packets, protocol
+mix and top talkers.  `capbox analyze`, `capbox flows` and `capbox capture`.
 
 Offline, a flow is a conversation (as tshark counts them): no idle timeout
 unless asked for; a full table still evicts, so memory stays bounded.
 """
 import dataclasses
 import os
+import time
 from typing import Callable, Iterator, Optional
 
 from hwdrivers import CaptureConfig, CaptureError, RunResult, Session
@@ -21,6 +23,17 @@ class Options:
     top: int = 10
     idle_timeout_s: int = 0
     max_flows: int = 1 << 22
+
+
+@dataclasses.dataclass
+class LiveOptions:
+    backend: str = "afpacket"
+    snaplen: int = 65535
+    buffer_size_mb: int = 64
+    promisc: bool = True
+    fanout_group: Optional[int] = None
+    duration_s: float = 0.0       # 0: until count or interrupted
+    count: int = 0                # packets; 0: no limit
 
 
 def _config(path: str, opts: Options, flow_ring: int = 0) -> CaptureConfig:
@@ -55,23 +68,58 @@ def _progress(session: Session, path: str, report: Optional[Callable[[float], No
 
 def analyze(path: str, opts: Options = Options(),
             progress: Optional[Callable[[float], None]] = None) -> dict:
-    """Packets, bytes, flows, malformed packets, protocol mix and top talkers.
-    Raises CaptureError when the file cannot be read at all."""
+    """Report on a capture file.  Raises CaptureError when it cannot be read
+    at all; damage later in the file ends the report there, with its error."""
     with Session(_config(path, opts)) as s:
         error = _drive(s, _progress(s, path, progress))
-        s.flush()
-        c = s.counters()
-        hosts = s.top_hosts(opts.top)
-        linktype = s.linktype
+        return summarize(s, path, opts.top, error)
+
+
+def capture(iface: str, opts: Options = Options(), live: LiveOptions = LiveOptions(),
+            should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Report on live traffic: until live.duration_s, live.count packets or
+    should_stop() (a KeyboardInterrupt also ends it cleanly)."""
+    cfg = CaptureConfig(source=iface, backend=live.backend, bpf=opts.bpf, snaplen=live.snaplen,
+                        buffer_size_mb=live.buffer_size_mb, promisc=live.promisc,
+                        fanout_group=live.fanout_group, max_flows=opts.max_flows,
+                        idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
+    with Session(cfg) as s:
+        deadline = time.monotonic() + live.duration_s if live.duration_s else None
+        error = None
+        try:
+            while not should_stop():
+                left_ms = PROGRESS_EVERY_MS
+                if deadline is not None:
+                    left_ms = min(left_ms, int((deadline - time.monotonic()) * 1000))
+                    if left_ms <= 0:
+                        break
+                done = s.counters().packets
+                if live.count and done >= live.count:
+                    break
+                s.run(max_packets=live.count - done if live.count else 0, timeout_ms=left_ms)
+        except CaptureError as e:
+            error = e
+        except KeyboardInterrupt:
+            pass
+        report = summarize(s, iface, opts.top, error)
+    report["backend"] = live.backend
+    return report
+
+
+def summarize(s: Session, source: str, top: int, error: Optional[CaptureError]) -> dict:
+    """Flush the flows and turn the session's counters into the report."""
+    s.flush()
+    c = s.counters()
+    hosts = s.top_hosts(top)
     duration = (c.last_ns - c.first_ns) / 1e9 if c.packets else 0.0
 
     def mix(packets: dict, bytes_: dict) -> dict:
         return {k: {"packets": packets[k], "bytes": bytes_[k]} for k in packets if packets[k]}
 
     return {
-        "file": path,
-        "linktype": linktype,
-        "link": LINKTYPES.get(linktype, str(linktype)),
+        "file": source,
+        "linktype": s.linktype,
+        "link": LINKTYPES.get(s.linktype, str(s.linktype)),
         "packets": c.packets,
         "bytes": c.bytes,
         "captured_bytes": c.captured_bytes,
@@ -88,6 +136,8 @@ def analyze(path: str, opts: Options = Options(),
         "truncated": {"total": c.truncated, "by_reason": {k: v for k, v in c.truncated_by.items() if v}},
         "fragments_unmatched": c.frag_orphans,
         "filtered_out": c.backend_filtered,
+        "received": c.backend_received,
+        "dropped": c.backend_dropped + c.backend_if_dropped,
         "protocols": {"layers": mix(c.layer_packets, c.layer_bytes),
                       "applications": mix(c.app_packets, c.app_bytes)},
         "top_talkers": [h.as_dict() for h in hosts],
