@@ -127,6 +127,10 @@ struct hw_counters {
     uint64_t bytes;             /* sum of wire lengths */
     uint64_t captured_bytes;    /* sum of captured lengths */
     uint64_t first_ns, last_ns; /* packet time span */
+    /* every packet is exactly one of: malformed, ip, arp, other_l2 */
+    uint64_t ip_packets;        /* parsed to a flow key; metered unless the table was full */
+    uint64_t arp_packets;
+    uint64_t other_packets;     /* well-formed, neither IP nor ARP (STP, LLDP, MPLS non-IP...) */
     uint64_t malformed;
     uint64_t malformed_by[HW_MAL_COUNT];
     uint64_t truncated;
@@ -143,6 +147,7 @@ struct hw_counters {
     uint64_t flows_expired_end; /* TCP closed then reused, or flushed at the end */
     uint64_t flows_evicted;     /* pushed out because the table was full */
     uint64_t flows_not_metered; /* table full and no entry could be evicted */
+    uint64_t packets_not_metered; /* IP packets of those */
     uint64_t frag_orphans;      /* later fragments whose first was not seen */
     uint64_t events[HW_EV_COUNT];         /* pushed to the event ring */
     uint64_t events_dropped[HW_EV_COUNT]; /* ring full */

@@ -417,7 +417,10 @@ uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h,
     }
     if (!f) {
         f = create(ft, m, h, ts, c);
-        if (!f) return 0;
+        if (!f) {
+            c->packets_not_metered++;
+            return 0;
+        }
         dir = match(f, m);
     }
     if (ts > f->last_ns) f->last_ns = ts;

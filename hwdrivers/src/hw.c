@@ -342,7 +342,10 @@ static int classify(struct hw_session *s, const struct hw_pkt *pkt, struct hw_me
     if (pkt->ts_ns > c->last_ns) c->last_ns = pkt->ts_ns;
     if (pkt->ts_ns > s->now_ns) s->now_ns = pkt->ts_ns;
     int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, m, c);
+    if (kind == HW_P_ARP) c->arp_packets++;
+    else if (kind == HW_P_OTHER) c->other_packets++;
     if (kind == HW_P_IP) {
+        c->ip_packets++;
         if (m->frag && !hwint_frag_ports(s->frags, m, pkt->ts_ns)) c->frag_orphans++;
         *hash = hwint_ft_hash(m);
     }
