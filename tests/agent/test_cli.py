@@ -1,0 +1,124 @@
+"""capbox analyze / flows as a user runs them: a subprocess, its output, its exit status."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, pcap
+
+
+def capbox(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "agent", *args], cwd=ROOT, capture_output=True,
+                          text=True, input=stdin, timeout=120)
+
+
+def test_analyze_json_has_the_documented_keys():
+    p = capbox("analyze", "--json", pcap("zeek__wikipedia.pcap"))
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    for key in ("packets", "bytes", "flows", "malformed", "duration_s", "protocols", "top_talkers"):
+        assert key in r
+    assert (r["packets"], r["bytes"], r["flows"]) == (136, 25260, 34)
+    assert r["malformed"] == {"total": 0, "by_reason": {}}
+    assert r["duration_s"] == pytest.approx(6.378866, abs=1e-6)   # MANIFEST v24
+    assert r["protocols"]["applications"]["dns"]["packets"] > 0
+    top = r["top_talkers"][0]
+    assert top["addr"] == "141.142.220.118" and top["bytes"] == top["bytes_out"] + top["bytes_in"]
+    assert len(r["top_talkers"]) == 10
+
+
+def test_analyze_text_and_top():
+    p = capbox("analyze", "--top", "3", pcap("ndpi__1kxun.pcap"))
+    assert p.returncode == 0, p.stderr
+    assert "packets     1,723" in p.stdout
+    assert "flows       197" in p.stdout
+    talkers = p.stdout.split("top talkers")[1].strip().splitlines()[1:]
+    assert len(talkers) == 3 and talkers[0].split()[0] == "192.168.2.126"
+
+
+def test_analyze_bpf():
+    p = capbox("analyze", "--json", "--bpf", "tcp", pcap("ndpi__1kxun.pcap"))
+    r = json.loads(p.stdout)
+    assert r["flows_by_proto"] == {"tcp": 98, "udp": 0, "icmp": 0, "other": 0}
+    assert r["packets"] + r["filtered_out"] == 1723
+    bad = capbox("analyze", "--bpf", "tcp port", pcap("ndpi__1kxun.pcap"))
+    assert bad.returncode == 1 and bad.stderr.startswith("capbox: error: bad filter")
+
+
+def test_flows_csv_columns_and_values():
+    p = capbox("flows", pcap("chrissanders__http_ip4and6.pcapng"))
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert list(rows[0])[:12] == ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes",
+                                 "first", "last", "rtt_ms", "retransmissions"]
+    v4, v6 = rows
+    assert (v4["src"], v4["dst"], v4["sport"], v4["dport"], v4["proto"]) == \
+        ("172.16.16.140", "172.16.16.139", "53350", "80", "tcp")
+    assert v6["src"] == "2001:db8:1:2::1002" and v6["packets"] == "10"
+    assert float(v4["rtt_ms"]) > 0 and v4["retransmissions"] == "0"
+
+
+def test_flows_json_equals_csv():
+    path = pcap("zeek__wikipedia.pcap")
+    rows_json = json.loads(capbox("flows", "--format", "json", path).stdout)
+    rows_csv = list(csv.DictReader(io.StringIO(capbox("flows", path).stdout)))
+    assert len(rows_json) == len(rows_csv) == 34
+    assert [r["bytes"] for r in rows_json] == [int(r["bytes"]) for r in rows_csv]
+
+
+def test_flows_from_stdin():
+    with open(pcap("zeek__q-in-q.pcap"), "rb") as f:
+        p = subprocess.run([sys.executable, "-m", "agent", "flows", "-"], cwd=ROOT, stdin=f,
+                           capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.strip().splitlines()) == 3  # header + 2 flows
+
+
+@pytest.mark.parametrize("make", ["missing", "directory", "empty", "garbage", "text"])
+def test_unreadable_input_is_one_line_and_exit_1(tmp_path, make):
+    target = tmp_path / "input.pcap"
+    if make == "directory":
+        target.mkdir()
+    elif make == "empty":
+        target.write_bytes(b"")
+    elif make == "garbage":
+        target.write_bytes(os.urandom(4096))
+    elif make == "text":
+        target.write_text("this is not a capture file\n" * 10)
+    for cmd in ("analyze", "flows"):
+        p = capbox(cmd, str(target))
+        assert p.returncode == 1
+        assert p.stdout == "" or cmd == "flows"
+        lines = p.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("capbox: error: "), p.stderr
+        assert "Traceback" not in p.stderr
+
+
+def test_truncated_file_reports_what_came_before(tmp_path):
+    src = open(pcap("zeek__wikipedia.pcap"), "rb").read()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(src[: len(src) // 2])
+    p = capbox("analyze", "--json", str(cut))
+    assert p.returncode == 1
+    r = json.loads(p.stdout)
+    assert 0 < r["packets"] < 136
+    assert r["error"]["code"] == "TRUNCATED"
+    assert p.stderr.count("\n") == 1 and "ends in the middle of packet" in p.stderr
+    flows = capbox("flows", str(cut))
+    assert flows.returncode == 1 and len(flows.stdout.splitlines()) > 1
+
+
+def test_corrupt_record_is_an_error():
+    p = capbox("analyze", pcap("ndpi__fuzz-2021-10-13.pcap"))
+    assert p.returncode == 1 and p.stdout == ""
+    assert "captured length 524501" in p.stderr
+
+
+def test_usage_errors_exit_2():
+    assert capbox("analyze").returncode == 2
+    assert capbox("flows", "--format", "xml", "x").returncode == 2
+    assert capbox("analyze", "--idle-timeout", "-3", "x").returncode == 2
