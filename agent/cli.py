@@ -193,7 +193,106 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top", type=int, default=10, metavar="N")
     c.add_argument("--idle-timeout", type=_idle, default=0, metavar="S")
     c.set_defaults(func=cmd_capture)
+
+    r = sub.add_parser("run", help="run the agent (default: the bundled demo capture, REST on 127.0.0.1:8080)")
+    r.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    r.add_argument("--source", metavar="demo|FILE|IFACE", help="what to capture at start")
+    r.add_argument("--backend", choices=["pcapfile", "pcap", "afpacket"])
+    r.add_argument("--data-dir", metavar="DIR", help="SQLite store, keys and recordings (default ./var)")
+    r.add_argument("--listen", metavar="HOST:PORT", help="REST address (default 127.0.0.1:8080)")
+    r.set_defaults(func=cmd_run)
+
+    k = sub.add_parser("keys", help="API keys: create, list, revoke")
+    k.add_argument("--config", metavar="FILE")
+    k.add_argument("--data-dir", metavar="DIR")
+    ks = k.add_subparsers(dest="keys_command", metavar="ACTION")
+    ks.required = True
+    kc = ks.add_parser("create", help="create a key and print it (shown once)")
+    kc.add_argument("--kind", choices=["sk", "pk", "tk"], default="pk",
+                    help="sk full, pk read-only, tk scoped and expiring (default pk)")
+    kc.add_argument("--name", default="api key")
+    kc.add_argument("--scopes", default="", help="tk: comma-separated route groups it may write to")
+    kc.add_argument("--ttl", type=int, default=0, metavar="SECONDS", help="expire after (tk default: a day)")
+    kc.add_argument("--json", action="store_true")
+    kl = ks.add_parser("list", help="list keys (never their secrets)")
+    kl.add_argument("--json", action="store_true")
+    kr = ks.add_parser("revoke", help="revoke a key by id")
+    kr.add_argument("key_id")
+    k.set_defaults(func=cmd_keys)
     return p
+
+
+def _load_config(args, overrides=None):
+    from agent import config
+    over = dict(overrides or {})
+    if getattr(args, "data_dir", None):
+        over.setdefault("agent", {})["data_dir"] = args.data_dir
+    return config.load(args.config, overrides=over)
+
+
+def cmd_run(args) -> int:
+    from agent.config import ConfigError
+    over = {}
+    if args.source:
+        over["capture"] = {"source": args.source}
+    if args.backend:
+        over.setdefault("capture", {})["backend"] = args.backend
+    if args.listen:
+        over["api"] = {"listen": args.listen}
+    try:
+        cfg = _load_config(args, over)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    from agent.runtime import Agent
+    try:
+        agent = Agent(cfg)
+    except OSError as e:
+        return _fail(f"cannot start: {e}")
+    return agent.run_forever()
+
+
+def cmd_keys(args) -> int:
+    from agent.auth import KeyStore
+    from agent.config import ConfigError
+    from agent.errors import AgentError
+    from agent.store import Store
+    try:
+        cfg = _load_config(args)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(cfg.db_path)
+    keys = KeyStore(store)
+    try:
+        if args.keys_command == "create":
+            token, key = keys.create(args.kind, args.name, tuple(s for s in args.scopes.split(",") if s),
+                                     args.ttl or None)
+            if args.json:
+                print(json.dumps({"key": token, **key.public()}))
+            else:
+                print(token)
+                print(f"id {key.id}, {key.kind} ({key.public()['access']}); store it now: it is not shown again",
+                      file=sys.stderr)
+        elif args.keys_command == "list":
+            items = [k.public() for k in keys.list()]
+            if args.json:
+                print(json.dumps(items, indent=2))
+            else:
+                print(f"{'id':<10} {'kind':<4} {'state':<8} {'expires':<20} name")
+                now = time.time()
+                for k in items:
+                    state = "revoked" if k["revoked"] else "expired" if k["expires"] and k["expires"] < now else "active"
+                    exp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(k["expires"])) if k["expires"] else "never"
+                    print(f"{k['id']:<10} {k['kind']:<4} {state:<8} {exp:<20} {k['name']}")
+        elif not keys.revoke(args.key_id):
+            return _fail(f"no active key with id {args.key_id}")
+        else:
+            print(f"revoked {args.key_id}")
+    except AgentError as e:
+        return _fail(e.message)
+    finally:
+        store.close()
+    return 0
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,1 @@
+"""The REST face over the agent's services."""

@@ -1,0 +1,71 @@
+"""/v1/capture: backends, start/stop, status, metrics, flow meter, flows."""
+from agent.api.app import WRITE, Api
+from agent.api.validate import Field
+from agent.capture.service import FLOW_SORTS, CaptureRequest
+from agent.errors import validation
+
+START = {
+    "interface": Field(str, "", doc="interface to capture on"),
+    "file": Field(str, "", doc="capture file (in a capture directory), or 'demo'"),
+    "backend": Field(str, "", choices=("", "pcapfile", "pcap", "afpacket")),
+    "buffer_size_mb": Field(int, 64, 1, 4096, doc="capture ring / buffer size"),
+    "snaplen": Field(int, 65535, 64, 262144),
+    "bpf": Field(str, "", doc="BPF filter expression", aliases=("filter",)),
+    "promisc": Field(bool, True),
+    "fanout_group": Field(int, -1, -1, 65535, doc="afpacket fanout group, -1 for none"),
+    "pace": Field(float, 0.0, 0, 1000, doc="files: replay speed, 1.0 = recorded pace, 0 = as fast as possible"),
+    "loop": Field(bool, False, doc="files: start over at the end"),
+    "duration": Field(float, 0.0, 0, 31 * 86400, doc="stop after this many seconds; 0 = never"),
+}
+STOP = {"reason": Field(str, "manual", doc="recorded with the run")}
+METER = {
+    "enable": Field(bool, True, aliases=("enabled",)),
+    "idle_timeout_s": Field(int, 300, 0, 86400, aliases=("flow_timeout_sec",)),
+    "active_timeout_s": Field(int, 1800, 0, 86400),
+}
+FLOWS = {
+    "limit": Field(int, 100, 1, 10000),
+    "min_packets": Field(int, 0, 0),
+    "sort": Field(str, "bytes", choices=FLOW_SORTS),
+    "proto": Field(str, "", choices=("", "tcp", "udp", "icmp", "icmpv6", "sctp")),
+    "host": Field(str, "", doc="either end's address"),
+    "port": Field(int, 0, 0, 65535, doc="either end's port"),
+    "vlan": Field(int, -1, -1, 4095),
+}
+
+
+def register(api: Api) -> None:
+    svc = api.agent.capture
+
+    @api.route("GET", "/v1/capture/backends", "Capture backends, their capabilities and availability here")
+    def backends():
+        items = svc.backends()
+        return {"count": len(items), "backends": items}
+
+    @api.route("POST", "/v1/capture/start", "Start capturing on an interface or a file", access=WRITE, body=START)
+    def start(interface, file, **opts):
+        if interface and file:
+            raise validation("give an interface or a file, not both", field="file")
+        return svc.start(CaptureRequest(source=interface or file, **opts))
+
+    @api.route("POST", "/v1/capture/stop", "Stop the capture", access=WRITE, body=STOP)
+    def stop(reason):
+        return svc.stop(reason)
+
+    @api.route("GET", "/v1/capture/status", "Whether a capture runs, on what, since when")
+    def status():
+        return svc.status()
+
+    @api.route("GET", "/v1/capture/metrics", "Rates, drops by cause, rings and counters (409 when idle)")
+    def metrics():
+        return svc.metrics()
+
+    @api.route("POST", "/v1/capture/flow-meter", "Flow meter on/off and its idle/active timeouts",
+               access=WRITE, body=METER)
+    def flow_meter(enable, idle_timeout_s, active_timeout_s):
+        return svc.set_flow_meter(enable, idle_timeout_s, active_timeout_s)
+
+    @api.route("GET", "/v1/capture/flows", "Active flows, top N by a sort key, with filters (409 when idle)",
+               query=FLOWS)
+    def flows(**q):
+        return svc.flows(**q)

@@ -1,0 +1,129 @@
+"""API keys: capbox_sk_ (full), capbox_pk_ (read-only), capbox_tk_ (scoped, expiring).
+
+A key is `capbox_<kind>_<id><secret>`: the id finds the row, the secret is
+stored only as a scrypt hash and compared in constant time.  scrypt is slow
+on purpose, so a key that verified is remembered (by its SHA-256) for a
+minute; revoking a key forgets it at once."""
+import dataclasses
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from typing import Optional
+
+from agent.errors import AgentError
+
+PREFIX = "capbox_"
+KINDS = {"sk": "full", "pk": "read-only", "tk": "scoped"}
+ID_LEN = 8
+SECRET_LEN = 32
+SCRYPT = {"n": 1 << 14, "r": 8, "p": 1, "dklen": 32}
+CACHE_S = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKey:
+    id: str
+    kind: str
+    name: str
+    scopes: tuple
+    created: float
+    expires: Optional[float]
+    revoked: Optional[float]
+
+    @property
+    def read_only(self) -> bool:
+        return self.kind == "pk"
+
+    def allows(self, method: str, scope: str) -> bool:
+        """sk: everything; pk: reads; tk: reads, and writes within its scopes."""
+        if self.kind == "sk":
+            return True
+        if method in ("GET", "HEAD", "OPTIONS"):
+            return True
+        return self.kind == "tk" and (scope in self.scopes or "*" in self.scopes)
+
+    def public(self) -> dict:
+        return {"id": self.id, "kind": self.kind, "access": KINDS[self.kind], "name": self.name,
+                "scopes": list(self.scopes), "created": self.created, "expires": self.expires,
+                "revoked": self.revoked}
+
+
+def _hash(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, **SCRYPT)
+
+
+def _row_key(row) -> ApiKey:
+    return ApiKey(row["id"], row["kind"], row["name"], tuple(s for s in row["scopes"].split(",") if s),
+                  row["created"], row["expires"], row["revoked"])
+
+
+class KeyStore:
+    def __init__(self, store):
+        self.store = store
+        self._cache: dict = {}
+        self._lock = threading.Lock()
+
+    def create(self, kind: str, name: str, scopes: tuple = (), ttl_s: Optional[float] = None) -> tuple:
+        """A new key: (the key string, shown once; its ApiKey)."""
+        if kind not in KINDS:
+            raise AgentError("VALIDATION_ERROR", f"key kind must be one of {', '.join(KINDS)}", {"field": "kind"})
+        if kind == "tk" and not ttl_s:
+            ttl_s = 24 * 3600.0
+        key_id = secrets.token_hex(ID_LEN // 2)
+        secret = secrets.token_urlsafe(SECRET_LEN)[:SECRET_LEN]
+        salt = os.urandom(16)
+        now = time.time()
+        expires = now + ttl_s if ttl_s else None
+        self.store.write(lambda c: c.execute(
+            "INSERT INTO api_keys (id, kind, name, salt, hash, scopes, created, expires) VALUES (?,?,?,?,?,?,?,?)",
+            (key_id, kind, name, salt, _hash(secret, salt), ",".join(scopes), now, expires)))
+        return f"{PREFIX}{kind}_{key_id}{secret}", self.get(key_id)
+
+    def get(self, key_id: str) -> Optional[ApiKey]:
+        rows = self.store.query("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        return _row_key(rows[0]) if rows else None
+
+    def list(self) -> list:
+        return [_row_key(r) for r in self.store.query("SELECT * FROM api_keys ORDER BY created")]
+
+    def revoke(self, key_id: str) -> bool:
+        done = self.store.write(lambda c: c.execute(
+            "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id)).rowcount)
+        with self._lock:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] != key_id}
+        return bool(done)
+
+    def count(self) -> int:
+        return self.store.query("SELECT COUNT(*) AS n FROM api_keys")[0]["n"]
+
+    def verify(self, token: Optional[str]) -> ApiKey:
+        """The key a bearer token names, or AgentError INVALID_API_KEY."""
+        if not token:
+            raise AgentError("INVALID_API_KEY", "an API key is required (Authorization: Bearer capbox_…)")
+        bad = AgentError("INVALID_API_KEY", "the API key is invalid, expired or revoked")
+        if not token.startswith(PREFIX) or len(token) != len(PREFIX) + 3 + ID_LEN + SECRET_LEN:
+            raise bad
+        kind, key_id, secret = token[7:9], token[10:10 + ID_LEN], token[10 + ID_LEN:]
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key_id)
+        if hit and hit[1] > now and hmac.compare_digest(hit[2], digest):
+            key = hit[3]
+        else:
+            rows = self.store.query("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+            if not rows:
+                _hash(secret, b"\0" * 16)  # the same work, so timing does not tell ids apart
+                raise bad
+            row = rows[0]
+            if not hmac.compare_digest(_hash(secret, row["salt"]), row["hash"]) or row["kind"] != kind:
+                raise bad
+            key = _row_key(row)
+            with self._lock:
+                self._cache[key_id] = (key_id, now + CACHE_S, digest, key)
+        if key.revoked or (key.expires and key.expires < time.time()):
+            raise bad
+        return key

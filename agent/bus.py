@@ -1,0 +1,115 @@
+"""The in-process event bus: named channels, bounded subscriber queues.
+
+Publishing never blocks: a full subscriber queue counts a drop for that
+subscriber and the publisher goes on.  A bounded backlog with increasing ids
+lets an SSE client resume after a reconnect (Last-Event-ID)."""
+import collections
+import dataclasses
+import datetime
+import itertools
+import queue
+import threading
+import uuid
+from typing import Any, Iterable, Optional
+
+CHANNELS = (
+    "packets:dns", "packets:arp", "packets:tls", "packets:http", "packets:sip", "packets:tcp",
+    "flows:expired", "capture:state", "attacks:detected", "attacks:verified", "anomalies:detected",
+    "windows:closed", "deception:started", "deception:events", "deception:stopped",
+    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "system:log",
+)
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """One bus message, in the seeds' event format."""
+
+    id: int
+    channel: str
+    event_type: str
+    timestamp: str
+    source: str
+    correlation_id: str
+    data: Any
+
+    def as_dict(self) -> dict:
+        return {"event_type": self.event_type, "timestamp": self.timestamp, "source": self.source,
+                "correlation_id": self.correlation_id, "channel": self.channel, "data": self.data}
+
+
+class Subscription:
+    def __init__(self, bus: "Bus", channels: frozenset, maxsize: int, name: str):
+        self._bus = bus
+        self.channels = channels
+        self.name = name
+        self.queue: queue.Queue = queue.Queue(maxsize)
+        self.dropped = 0
+
+    def wants(self, channel: str) -> bool:
+        return not self.channels or channel in self.channels
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Envelope]:
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+
+class Bus:
+    def __init__(self, backlog: int = 1000):
+        self._lock = threading.Lock()
+        self._subs: list = []
+        self._ids = itertools.count(1)
+        self._backlog: collections.deque = collections.deque(maxlen=backlog)
+        self.published = collections.Counter()
+
+    def publish(self, channel: str, event_type: str, data: Any, source: str = "agent",
+                correlation_id: Optional[str] = None) -> Envelope:
+        if channel not in CHANNELS:
+            raise ValueError(f"unknown channel {channel!r}")
+        env = Envelope(next(self._ids), channel, event_type, now_iso(), source,
+                       correlation_id or f"cor_{uuid.uuid4().hex[:12]}", data)
+        with self._lock:
+            self._backlog.append(env)
+            self.published[channel] += 1
+            subs = list(self._subs)
+        for s in subs:
+            if s.wants(channel):
+                try:
+                    s.queue.put_nowait(env)
+                except queue.Full:
+                    s.dropped += 1
+        return env
+
+    def subscribe(self, channels: Iterable[str] = (), maxsize: int = 1024, name: str = "") -> Subscription:
+        channels = frozenset(channels)
+        unknown = channels - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown channels: {', '.join(sorted(unknown))}")
+        sub = Subscription(self, channels, maxsize, name)
+        with self._lock:
+            self._subs.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            if sub in self._subs:
+                self._subs.remove(sub)
+
+    def since(self, last_id: int, channels: frozenset = frozenset()) -> list:
+        """Backlog entries after last_id (for Last-Event-ID resume)."""
+        with self._lock:
+            return [e for e in self._backlog if e.id > last_id and (not channels or e.channel in channels)]
+
+    def stats(self) -> dict:
+        with self._lock:
+            subs = [{"name": s.name, "channels": sorted(s.channels), "queued": s.queue.qsize(),
+                     "capacity": s.queue.maxsize, "dropped": s.dropped} for s in self._subs]
+        return {"published": dict(self.published), "subscribers": subs}

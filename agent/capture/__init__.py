@@ -1,0 +1,1 @@
+"""Capture control: the agent's side of the C core."""

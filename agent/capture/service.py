@@ -1,0 +1,405 @@
+"""Capture control: start and stop the C core on a file or an interface, and
+everything the faces ask of a running capture (status, metrics, flows).
+
+Two threads per capture: `capture` stays in C (hw_session_run, GIL
+released) and never waits on Python; `dispatcher` drains the event and flow
+rings onto the bus (non-blocking, drops counted) and keeps the rates."""
+import collections
+import dataclasses
+import ipaddress
+import json
+import logging
+import pathlib
+import socket
+import threading
+import time
+from typing import Optional
+
+import hwdrivers
+from agent.config import DEMO_PCAP, Config
+from agent.errors import AgentError, validation
+from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
+
+log = logging.getLogger(__name__)
+
+EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
+                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp"}
+FLOW_RING = 1 << 16
+RATE_HISTORY = 600      # one sample a second: the last ten minutes
+FLOW_SORTS = ("bytes", "packets", "last", "first")
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureRequest:
+    """What POST /v1/capture/start (and the console, the TUI) can ask for."""
+
+    source: str                     # an interface, a capture file, or "demo"
+    backend: str = ""               # empty: pcapfile for files, afpacket (else pcap) for interfaces
+    bpf: str = ""
+    snaplen: int = 65535
+    buffer_size_mb: int = 64
+    promisc: bool = True
+    fanout_group: int = -1
+    pace: float = 0.0               # files: 1.0 replays at the recorded pace
+    loop: bool = False              # files: start over at the end
+    duration: float = 0.0           # stop by itself after this many seconds; 0 = never
+
+
+class Rates:
+    """Packets and bytes per second from counter deltas, one sample a second."""
+
+    def __init__(self):
+        self.history: collections.deque = collections.deque(maxlen=RATE_HISTORY)
+        self._last = None
+        self.pps = self.bps = 0.0
+
+    def sample(self, now: float, packets: int, bytes_: int, dropped: int) -> None:
+        if self._last is not None:
+            t0, p0, b0, _ = self._last
+            dt = now - t0
+            if dt > 0:
+                self.pps = (packets - p0) / dt
+                self.bps = 8 * (bytes_ - b0) / dt
+                self.history.append({"ts": now, "pps": round(self.pps, 1), "bps": round(self.bps, 1),
+                                     "dropped": dropped})
+        self._last = (now, packets, bytes_, dropped)
+
+
+class Run:
+    """One capture from start to stop."""
+
+    def __init__(self, req: CaptureRequest, backend: str, path: str, session: Session, run_id: int):
+        self.req = req
+        self.backend = backend
+        self.path = path
+        self.session = session
+        self.id = run_id
+        self.started = time.time()
+        self.stopped: Optional[float] = None
+        self.reason: Optional[str] = None
+        self.error: Optional[str] = None
+        self.rates = Rates()
+        self.bus_dropped = 0
+        self.events = collections.Counter()
+        self.flows_expired = 0
+        self.stop = threading.Event()
+        self.threads: list = []
+        self.final: Optional[dict] = None
+
+
+class CaptureService:
+    def __init__(self, cfg: Config, bus, store, health):
+        self.cfg = cfg
+        self.bus = bus
+        self.store = store
+        self.health = health
+        self._lock = threading.RLock()
+        self.run: Optional[Run] = None
+        self.last: Optional[Run] = None
+        self.flow_meter = {"enabled": cfg.flows.enabled, "idle_timeout_s": cfg.flows.idle_timeout_s,
+                           "active_timeout_s": cfg.flows.active_timeout_s}
+        self.component = health.register("capture", critical=True, detail=self._health_detail)
+        self.component.state = "idle"
+
+    # ---- what can run here ----------------------------------------------------
+
+    def backends(self) -> list:
+        return [dataclasses.asdict(b) for b in hwdrivers.backends()]
+
+    def _resolve(self, req: CaptureRequest) -> tuple:
+        """(backend, source path or interface) for a request, or AgentError."""
+        source = req.source.strip()
+        if not source:
+            raise validation("give an interface or a file", field="interface")
+        if source == "demo":
+            return req.backend or "pcapfile", str(DEMO_PCAP)
+        names = {b["name"]: b for b in self.backends()}
+        if req.backend and req.backend not in names:
+            raise validation(f"unknown backend {req.backend!r}", field="backend", choices=sorted(names))
+        is_file = req.backend == "pcapfile" or "/" in source or source.endswith((".pcap", ".pcapng", ".cap"))
+        if is_file:
+            if req.backend and req.backend != "pcapfile":
+                raise validation(f"backend {req.backend} captures from interfaces, not files", field="backend")
+            return "pcapfile", self._confine(source)
+        try:
+            socket.if_nametoindex(source)
+        except OSError:
+            raise validation(f"no interface named {source!r}", field="interface") from None
+        backend = req.backend or ("afpacket" if names["afpacket"]["available"] else "pcap")
+        if not names[backend]["available"]:
+            raise AgentError("BACKEND_UNAVAILABLE", f"backend {backend} cannot run here: {names[backend]['reason']}",
+                             {"backend": backend})
+        return backend, source
+
+    def _confine(self, name: str) -> str:
+        """A capture file must lie in an allowed directory (symlinks resolved)."""
+        dirs = self.cfg.pcap_dirs()
+        path = pathlib.Path(name)
+        candidates = [path] if path.is_absolute() else [d / path for d in dirs]
+        for cand in candidates:
+            real = cand.resolve()
+            if any(real.is_relative_to(d) for d in dirs):
+                if real.is_file():
+                    return str(real)
+                if not path.is_absolute():
+                    continue
+                raise validation(f"no capture file {name!r}", field="file")
+        if path.is_absolute() or ".." in path.parts:
+            raise AgentError("FORBIDDEN", f"{name!r} is outside the capture directories",
+                             {"field": "file", "allowed_dirs": [str(d) for d in dirs]})
+        raise validation(f"no capture file {name!r} in the capture directories", field="file",
+                         allowed_dirs=[str(d) for d in dirs])
+
+    # ---- start / stop -------------------------------------------------------
+
+    def start(self, req: CaptureRequest) -> dict:
+        with self._lock:
+            if self.run is not None:
+                raise AgentError("ALREADY_CAPTURING", "a capture is already running; stop it first",
+                                 {"backend": self.run.backend, "source": self.run.path})
+            backend, path = self._resolve(req)
+            meter = self.flow_meter
+            cfg = CaptureConfig(
+                source=path, backend=backend, bpf=req.bpf, snaplen=req.snaplen,
+                buffer_size_mb=req.buffer_size_mb, promisc=req.promisc,
+                fanout_group=None if req.fanout_group < 0 else req.fanout_group,
+                pace=req.pace if backend == "pcapfile" else 0.0, loop=req.loop and backend == "pcapfile",
+                max_flows=self.cfg.flows.max_flows, idle_timeout_s=meter["idle_timeout_s"],
+                active_timeout_s=meter["active_timeout_s"], events=frozenset(EVENT_CHANNELS),
+                event_ring=self.cfg.capture.event_ring, flow_ring=FLOW_RING)
+            try:
+                session = Session(cfg)
+            except CaptureError as e:
+                raise _capture_error(e) from None
+            run_id = self.store.write(lambda c: c.execute(
+                "INSERT INTO capture_runs (started, backend, source, bpf) VALUES (?, ?, ?, ?)",
+                (time.time(), backend, path, req.bpf)).lastrowid)
+            run = Run(req, backend, path, session, run_id)
+            self.run = run
+            for name, target in (("capture", self._capture_loop), ("dispatcher", self._dispatch_loop)):
+                t = threading.Thread(target=self._guard, args=(run, target), name=f"{name}-{run_id}", daemon=True)
+                run.threads.append(t)
+            for t in run.threads:
+                t.start()
+            self.component.beat("running")
+            log.info("capture %d started: %s on %s%s", run_id, backend, path, f" filter {req.bpf!r}" if req.bpf else "")
+            self.bus.publish("capture:state", "capture_started", self._describe(run), source="capture")
+            return self.status()
+
+    def stop(self, reason: str = "manual") -> dict:
+        with self._lock:
+            run = self.run
+            if run is None:
+                return {**self.status(), "stopped": False, "message": "no active capture"}
+            self._finish(run, reason)
+            return {**self.status(), "stopped": True, "reason": reason}
+
+    def _finish(self, run: Run, reason: str) -> None:
+        """Stop the threads, flush the flows onto the bus, record the run."""
+        with self._lock:
+            if run.stopped is not None:
+                return
+            run.reason = reason
+            run.stop.set()
+            try:
+                run.session.stop()
+            except CaptureError:
+                pass
+        for t in run.threads:
+            if t is not threading.current_thread():
+                t.join(10)
+        with self._lock:
+            self._drain(run, final=True)
+            counters = run.session.counters()
+            run.stopped = time.time()
+            run.session.close()
+            run.final = self._counter_summary(counters)
+            if self.run is run:
+                self.run = None
+            self.last = run
+            self.component.beat("idle")
+        stats = json.dumps(run.final)
+        self.store.submit_nowait(lambda c: c.execute(
+            "UPDATE capture_runs SET stopped = ?, reason = ?, stats = ? WHERE id = ?",
+            (run.stopped, reason, stats, run.id)))
+        log.info("capture %d stopped (%s): %d packets", run.id, reason, counters.packets)
+        self.bus.publish("capture:state", "capture_stopped", {**self._describe(run), "reason": reason},
+                         source="capture")
+
+    def _guard(self, run: Run, target) -> None:
+        """A capture thread that fails stops its capture and says why; the agent goes on."""
+        try:
+            target(run)
+        except Exception as e:
+            log.exception("capture %d: %s failed", run.id, threading.current_thread().name)
+            run.error = f"{type(e).__name__}: {e}"
+            self.component.fail(run.error)
+            threading.Thread(target=self._finish, args=(run, "error"), daemon=True).start()
+
+    def _capture_loop(self, run: Run) -> None:
+        deadline = time.monotonic() + run.req.duration if run.req.duration > 0 else None
+        while not run.stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                threading.Thread(target=self._finish, args=(run, "duration"), daemon=True).start()
+                return
+            try:
+                result = run.session.run(timeout_ms=200)
+            except CaptureError as e:
+                run.error = e.message
+                log.error("capture %d: %s", run.id, e.message)
+                threading.Thread(target=self._finish, args=(run, "error"), daemon=True).start()
+                return
+            if result == RunResult.EOF:
+                threading.Thread(target=self._finish, args=(run, "eof"), daemon=True).start()
+                return
+
+    def _dispatch_loop(self, run: Run) -> None:
+        next_sample = 0.0
+        while not run.stop.is_set():
+            busy = self._drain(run)
+            now = time.time()
+            if now >= next_sample:
+                c = run.session.counters()
+                run.rates.sample(now, c.packets, c.bytes, c.backend_dropped + c.backend_if_dropped)
+                next_sample = now + 1.0
+                self.component.beat("running")
+            if not busy:
+                run.stop.wait(0.02)
+
+    def _drain(self, run: Run, final: bool = False) -> bool:
+        """Move events and expired flows from the C rings onto the bus."""
+        if final:
+            while run.session.flush():
+                self._publish_flows(run, run.session.read_flows())
+        events = run.session.read_events(4096)
+        for ev in events:
+            run.events[ev.kind] += 1
+            self.bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
+        flows = run.session.read_flows(4096)
+        self._publish_flows(run, flows)
+        return bool(events or flows)
+
+    def _publish_flows(self, run: Run, flows: list) -> None:
+        run.flows_expired += len(flows)
+        if not self.flow_meter["enabled"]:
+            return
+        for f in flows:
+            self.bus.publish("flows:expired", "flow_expired", f.as_dict(), source="capture")
+
+    # ---- what the faces read ---------------------------------------------------
+
+    def _describe(self, run: Run) -> dict:
+        return {"run_id": run.id, "backend": run.backend, "source": run.path,
+                "interface": None if run.backend == "pcapfile" else run.path,
+                "file": run.path if run.backend == "pcapfile" else None, "bpf": run.req.bpf}
+
+    @staticmethod
+    def _counter_summary(c) -> dict:
+        return {"packets": c.packets, "bytes": c.bytes, "malformed": c.malformed,
+                "dropped": c.backend_dropped + c.backend_if_dropped, "flows_created": c.flows_created,
+                "flows_active": c.flows_active}
+
+    def status(self) -> dict:
+        with self._lock:
+            run = self.run
+            if run is None:
+                last = self.last
+                return {"running": False, "state": "idle", "interface": None, "backend": None, "file": None,
+                        "bpf": None, "start_time": None, "duration": None, "output_file": None,
+                        "message": "no active capture",
+                        "last_run": None if last is None else {
+                            **self._describe(last), "start_time": last.started, "stop_time": last.stopped,
+                            "reason": last.reason, "error": last.error, "stats": last.final}}
+            c = run.session.counters()
+        return {"running": True, "state": "running", **self._describe(run), "start_time": run.started,
+                "duration": round(time.time() - run.started, 3), "duration_limit": run.req.duration or None,
+                "output_file": None, "flow_meter": dict(self.flow_meter), "stats": self._counter_summary(c)}
+
+    def _require_run(self) -> Run:
+        run = self.run
+        if run is None:
+            raise AgentError("NOT_CAPTURING", "no active capture", {"hint": "POST /v1/capture/start"})
+        return run
+
+    def metrics(self) -> dict:
+        run = self._require_run()
+        c = run.session.counters()
+        bus_dropped = sum(s["dropped"] for s in self.bus.stats()["subscribers"])
+        return {
+            "running": True, "backend": run.backend, "source": run.path,
+            "duration": round(time.time() - run.started, 3),
+            "pps": round(run.rates.pps, 1), "bps": round(run.rates.bps, 1),
+            "packets": c.packets, "bytes": c.bytes, "captured_bytes": c.captured_bytes,
+            "received": c.backend_received, "filtered_out": c.backend_filtered,
+            "drops": {
+                "kernel": c.backend_dropped, "interface": c.backend_if_dropped,
+                "event_ring": sum(c.events_dropped.values()), "flow_ring": c.flow_records_dropped,
+                "flow_table": c.packets_not_metered, "bus_subscribers": bus_dropped,
+            },
+            "drop_rate": round((c.backend_dropped + c.backend_if_dropped) / c.backend_received, 6)
+            if c.backend_received else 0.0,
+            "malformed": {"total": c.malformed, "by_reason": {k: v for k, v in c.malformed_by.items() if v}},
+            "truncated": {"total": c.truncated, "by_reason": {k: v for k, v in c.truncated_by.items() if v}},
+            "flows": {"active": c.flows_active, "created": c.flows_created, "expired_idle": c.flows_expired_idle,
+                      "expired_active": c.flows_expired_active, "ended": c.flows_expired_end,
+                      "evicted": c.flows_evicted},
+            "events": {k: c.events[k] for k in c.events if c.events[k]},
+            "rings": {"event_ring_capacity": run.session.config.event_ring, "flow_ring_capacity": FLOW_RING,
+                      "events_dropped": {k: v for k, v in c.events_dropped.items() if v}},
+            "protocols": {k: c.layer_packets[k] for k in c.layer_packets if c.layer_packets[k]},
+            "applications": {k: c.app_packets[k] for k in c.app_packets if c.app_packets[k]},
+            "history": list(run.rates.history)[-60:],
+        }
+
+    def flows(self, limit: int = 100, min_packets: int = 0, sort: str = "bytes", proto: str = "",
+              host: str = "", port: int = 0, vlan: int = -1) -> dict:
+        run = self._require_run()
+        if sort not in FLOW_SORTS:
+            raise validation(f"sort must be one of {', '.join(FLOW_SORTS)}", field="sort")
+        if host:
+            try:
+                host = str(ipaddress.ip_address(host))
+            except ValueError:
+                raise validation(f"{host!r} is not an IP address", field="host") from None
+        filtered = bool(min_packets or proto or host or port or vlan >= 0)
+        # the C core picks the top flows; filters then look at a wider top
+        rows = run.session.active_flows(limit=50000 if filtered else limit, order=sort)
+
+        def keep(f) -> bool:
+            return (f.total_packets >= min_packets and (not proto or f.proto_name == proto)
+                    and (not host or host in (f.src, f.dst)) and (not port or port in (f.sport, f.dport))
+                    and (vlan < 0 or f.vlan == vlan))
+        out = [f.as_dict() for f in rows if keep(f)][:limit]
+        return {"count": len(out), "active": run.session.counters().flows_active, "sort": sort, "flows": out}
+
+    def set_flow_meter(self, enabled: bool, idle_timeout_s: int, active_timeout_s: int) -> dict:
+        """Timeouts apply to the next capture started; enabling controls flows:expired."""
+        with self._lock:
+            self.flow_meter = {"enabled": enabled, "idle_timeout_s": idle_timeout_s,
+                               "active_timeout_s": active_timeout_s}
+            applies = "next capture" if self.run else "next capture started"
+            return {**self.flow_meter, "applies_to": applies, "running": self.run is not None}
+
+    def counters(self):
+        run = self.run
+        return None if run is None else run.session.counters()
+
+    def _health_detail(self) -> dict:
+        run = self.run
+        if run is None:
+            return {"capturing": False}
+        c = run.session.counters()
+        return {"capturing": True, "backend": run.backend, "packets_captured": c.packets,
+                "dropped": c.backend_dropped + c.backend_if_dropped}
+
+
+def _capture_error(e: CaptureError) -> AgentError:
+    code = e.code
+    if code in (ErrorCode.ARG, ErrorCode.FILTER, ErrorCode.FORMAT, ErrorCode.TRUNCATED, ErrorCode.NODEV):
+        field = {ErrorCode.FILTER: "bpf", ErrorCode.NODEV: "interface"}.get(code, "file")
+        return validation(e.message, field=field, capture_error=code.name)
+    if code in (ErrorCode.PERM, ErrorCode.UNSUPPORTED):
+        return AgentError("BACKEND_UNAVAILABLE", e.message, {"capture_error": code.name})
+    if code == ErrorCode.OPEN:
+        return validation(e.message, field="interface", capture_error=code.name)
+    return AgentError("CAPTURE_ERROR", e.message, {"capture_error": getattr(code, "name", str(code))})

@@ -1,0 +1,232 @@
+"""Configuration: one TOML file parsed into frozen per-section dataclasses.
+
+Every key has a default here; a file or a CAPBOX_<SECTION>_<KEY> environment
+variable overrides it.  Validation happens once, at start, and an error names
+the key (`capture.snaplen: must be between 64 and 262144`).
+"""
+import dataclasses
+import json
+import os
+import pathlib
+import tomllib
+from typing import Any, Optional
+
+PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
+DEMO_PCAP = PACKAGE_DATA / "demo.pcap"
+
+
+class ConfigError(Exception):
+    """A bad configuration value; `key` is section.name."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"{key}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSection:
+    data_dir: str = "./var"
+    log_level: str = "info"
+    name: str = "capbox"
+
+
+@dataclasses.dataclass(frozen=True)
+class CaptureSection:
+    source: str = "demo"            # demo, a capture file, or an interface name
+    backend: str = ""               # empty: pcapfile for files, afpacket for interfaces
+    bpf: str = ""
+    snaplen: int = 65535
+    buffer_size_mb: int = 64
+    promisc: bool = True
+    fanout_group: int = -1
+    autostart: bool = True
+    pace: float = 1.0               # file replay speed; 0 = as fast as possible
+    loop: bool = True               # file replay starts over at the end
+    pcap_dirs: tuple = ()           # where capture files may be named from (plus data_dir/pcaps)
+    event_ring: int = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowsSection:
+    enabled: bool = True
+    idle_timeout_s: int = 300
+    active_timeout_s: int = 1800
+    max_flows: int = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiSection:
+    listen: str = "127.0.0.1:8080"
+    threads: int = 32
+    max_body_kb: int = 1024
+    cors_origins: tuple = ()
+    sse_keepalive_s: int = 30
+    sse_max_streams_per_key: int = 100
+    sse_backlog: int = 1000
+    documentation_url: str = "https://capbox.invalid/docs/errors"
+    # requests per minute by route class (the seeds' figures)
+    rate_get: int = 1000
+    rate_write: int = 120
+    rate_verify: int = 60
+    rate_verify_dns: int = 120
+    rate_threats: int = 300
+    rate_deception_start: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSection:
+    path: str = ""                  # empty: <data_dir>/capbox.db
+    stats_interval_s: int = 10
+    retention_days: int = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    agent: AgentSection = AgentSection()
+    capture: CaptureSection = CaptureSection()
+    flows: FlowsSection = FlowsSection()
+    api: ApiSection = ApiSection()
+    store: StoreSection = StoreSection()
+
+    @property
+    def data_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.agent.data_dir).resolve()
+
+    @property
+    def db_path(self) -> pathlib.Path:
+        return pathlib.Path(self.store.path).resolve() if self.store.path else self.data_dir / "capbox.db"
+
+    @property
+    def listen(self) -> tuple:
+        host, _, port = self.api.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def pcap_dirs(self) -> list:
+        """Directories a capture file may be named from (REST, console)."""
+        dirs = [self.data_dir / "pcaps", PACKAGE_DATA]
+        dirs += [pathlib.Path(d).resolve() for d in self.capture.pcap_dirs]
+        return dirs
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
+
+# Ranges and choices checked at start, by key.
+RULES = {
+    "agent.log_level": {"choices": ("debug", "info", "warning", "error")},
+    "capture.backend": {"choices": ("", "pcapfile", "pcap", "afpacket")},
+    "capture.snaplen": {"min": 64, "max": 262144},
+    "capture.buffer_size_mb": {"min": 1, "max": 4096},
+    "capture.fanout_group": {"min": -1, "max": 65535},
+    "capture.pace": {"min": 0, "max": 1000},
+    "capture.event_ring": {"min": 1024, "max": 1 << 20},
+    "flows.idle_timeout_s": {"min": 0, "max": 86400},
+    "flows.active_timeout_s": {"min": 0, "max": 86400},
+    "flows.max_flows": {"min": 16, "max": 1 << 28},
+    "api.threads": {"min": 4, "max": 1024},
+    "api.max_body_kb": {"min": 1, "max": 1 << 20},
+    "api.sse_keepalive_s": {"min": 1, "max": 3600},
+    "api.sse_max_streams_per_key": {"min": 1, "max": 10000},
+    "api.sse_backlog": {"min": 0, "max": 1 << 20},
+    "store.stats_interval_s": {"min": 1, "max": 3600},
+    "store.retention_days": {"min": 1, "max": 3650},
+}
+
+
+def _coerce(key: str, default: Any, value: Any) -> Any:
+    """The value in the default's type, or ConfigError."""
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            return value.lower() in ("1", "true", "yes", "on")
+        raise ConfigError(key, f"must be true or false, not {value!r}")
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ConfigError(key, f"must be an integer, not {value!r}")
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(key, f"must be an integer, not {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(key, f"must be a number, not {value!r}")
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(key, f"must be a number, not {value!r}") from None
+    if kind is tuple:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.startswith("[") else [v for v in value.split(",") if v]
+            except json.JSONDecodeError:
+                raise ConfigError(key, "must be a list") from None
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(key, "must be a list of strings")
+        return tuple(value)
+    if not isinstance(value, str):
+        raise ConfigError(key, f"must be a string, not {value!r}")
+    return value
+
+
+def _check(key: str, value: Any) -> None:
+    rule = RULES.get(key)
+    if not rule:
+        return
+    if "choices" in rule and value not in rule["choices"]:
+        raise ConfigError(key, f"must be one of {', '.join(repr(c) for c in rule['choices'])}")
+    if "min" in rule and not rule["min"] <= value <= rule["max"]:
+        raise ConfigError(key, f"must be between {rule['min']} and {rule['max']}")
+
+
+def _section(name: str, cls, values: dict, env: dict):
+    defaults = cls()
+    fields = {f.name: getattr(defaults, f.name) for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ConfigError(f"{name}.{sorted(unknown)[0]}", "unknown key")
+    out = {}
+    for field, default in fields.items():
+        key = f"{name}.{field}"
+        env_name = f"CAPBOX_{name.upper()}_{field.upper()}"
+        if env_name in env:
+            value = _coerce(key, default, env[env_name])
+        elif field in values:
+            value = _coerce(key, default, values[field])
+        else:
+            value = default
+        _check(key, value)
+        out[field] = value
+    return cls(**out)
+
+
+def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Optional[dict] = None) -> Config:
+    """Defaults, then the TOML file, then CAPBOX_* variables, then `overrides`
+    ({"capture": {"source": ...}}, from the command line)."""
+    env = os.environ if env is None else env
+    data: dict = {}
+    if path:
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as e:
+            raise ConfigError("config", f"cannot read {path}: {e.strerror}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError("config", f"{path} is not valid TOML: {e}") from None
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(sorted(unknown)[0], "unknown section")
+    for name, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(name, "must be a table")
+    cfg = Config(**{name: _section(name, cls, data.get(name, {}), env) for name, cls in SECTIONS.items()})
+    try:
+        cfg.listen
+    except ValueError:
+        raise ConfigError("api.listen", f"must be HOST:PORT, not {cfg.api.listen!r}") from None
+    return cfg

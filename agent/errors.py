@@ -1,0 +1,45 @@
+"""Errors the agent's faces (REST, console, TUI) turn into answers.
+
+One base class with a code and an HTTP status; tests assert codes, never
+message text.  The codes are the seeds' catalogue."""
+from typing import Optional
+
+STATUS = {
+    "VALIDATION_ERROR": 400,
+    "INVALID_API_KEY": 401,
+    "FORBIDDEN": 403,
+    "NOT_FOUND": 404,
+    "METHOD_NOT_ALLOWED": 405,
+    "NOT_CAPTURING": 409,
+    "ALREADY_CAPTURING": 409,
+    "CONFLICT": 409,
+    "PAYLOAD_TOO_LARGE": 413,
+    "UNSUPPORTED_MEDIA_TYPE": 415,
+    "RATE_LIMIT_EXCEEDED": 429,
+    "INTERNAL_ERROR": 500,
+    "DATABASE_ERROR": 500,
+    "CAPTURE_ERROR": 500,
+    "BACKEND_UNAVAILABLE": 503,
+    "SERVICE_UNAVAILABLE": 503,
+}
+
+
+class AgentError(Exception):
+    """A refusal with a code from STATUS, a message for people and details for programs."""
+
+    def __init__(self, code: str, message: str, details: Optional[dict] = None, status: Optional[int] = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+        self.status = status or STATUS.get(code, 400)
+
+
+def validation(message: str, field: Optional[str] = None, **details) -> AgentError:
+    if field:
+        details["field"] = field
+    return AgentError("VALIDATION_ERROR", message, details)
+
+
+def not_found(what: str, ident) -> AgentError:
+    return AgentError("NOT_FOUND", f"{what} {ident} not found", {"id": ident})

@@ -1,0 +1,189 @@
+"""The agent: one process, its services and named threads, start and shutdown.
+
+Threads: capture and dispatcher (per capture run), store-writer, api (cheroot
+and its workers), stats (samples, heartbeats, systemd watchdog) and the
+slots later services plug into.  SIGINT/SIGTERM stop the capture (flows are
+flushed onto the bus), the API, then the store."""
+import logging
+import os
+import signal
+import threading
+import time
+
+from agent import __version__, log as agentlog
+from agent.api import capture as capture_routes
+from agent.api import events as event_routes
+from agent.api import platform as platform_routes
+from agent.api.app import Api
+from agent.api.server import Server
+from agent.auth import KeyStore
+from agent.bus import Bus
+from agent.capture.service import CaptureRequest, CaptureService
+from agent.config import Config
+from agent.errors import AgentError
+from agent.health import Health
+from agent.ratelimit import RateLimiter
+from agent.sdnotify import Notifier
+from agent.stats import system
+from agent.store import Store
+
+log = logging.getLogger(__name__)
+ADMIN_KEY_FILE = "admin.key"
+
+
+class Agent:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.data_dir / "pcaps").mkdir(exist_ok=True)
+        agentlog.setup(cfg.agent.log_level)
+        self.logs = agentlog.recent
+        self.stopping = threading.Event()
+        self.health = Health()
+        self.bus = Bus(cfg.api.sse_backlog)
+        self.store = Store(cfg.db_path)
+        self.logs.store = self.store
+        store_component = self.health.register("store", critical=True, detail=lambda: {
+            "pending_writes": self.store.pending, "written": self.store.written, "dropped": self.store.dropped,
+            "schema_version": self.store.version})
+        self._store_component = store_component
+        self.keys = KeyStore(self.store)
+        a = cfg.api
+        self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
+                                      "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
+                                      "deception_start": a.rate_deception_start})
+        self.capture = CaptureService(cfg, self.bus, self.store, self.health)
+        self.api = Api(self)
+        for module in (platform_routes, capture_routes, event_routes):
+            module.register(self.api)
+        host, port = cfg.listen
+        self.server = Server(self.api.app, host, port, a.threads)
+        self.notifier = Notifier()
+        self.admin_key_path = None
+
+    # ---- facts the faces share ---------------------------------------------------
+
+    def mode(self) -> str:
+        run = self.capture.run
+        if run is None:
+            return "idle"
+        if run.path.endswith("demo.pcap"):
+            return "demo"
+        return "file" if run.backend == "pcapfile" else "live"
+
+    def data_available(self) -> dict:
+        runs = self.store.query("SELECT COUNT(*) AS n FROM capture_runs")[0]["n"]
+        samples = self.store.query("SELECT COUNT(*) AS n FROM stats_samples")[0]["n"]
+        return {"capture_runs": runs > 0, "stats": samples > 0, "metrics": self.capture.run is not None,
+                "flows": self.capture.run is not None, "capture_run_count": runs, "stats_sample_count": samples}
+
+    def stats(self, period_s: int) -> dict:
+        since = time.time() - period_s
+        rows = self.store.query(
+            "SELECT COUNT(*) AS samples, MIN(ts) AS first, MAX(ts) AS last, MAX(pps) AS max_pps, AVG(pps) AS avg_pps,"
+            " MAX(bps) AS max_bps, AVG(bps) AS avg_bps, MAX(flows_active) AS max_flows_active,"
+            " AVG(cpu_percent) AS avg_cpu_percent, MAX(memory_percent) AS max_memory_percent"
+            " FROM stats_samples WHERE ts >= ?", (since,))[0]
+        runs = self.store.query(
+            "SELECT id, started, stopped, backend, source, reason, stats FROM capture_runs"
+            " WHERE stopped IS NULL OR stopped >= ? ORDER BY id DESC LIMIT 20", (since,))
+        c = self.capture.counters()
+        current = None if c is None else {"packets": c.packets, "bytes": c.bytes, "flows_active": c.flows_active,
+                                          "malformed": c.malformed,
+                                          "dropped": c.backend_dropped + c.backend_if_dropped}
+        return {"since": since, "samples": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows.items()},
+                "capture_runs": runs, "current_capture": current, "bus": self.bus.stats(),
+                "store": {"pending_writes": self.store.pending, "written": self.store.written,
+                          "dropped": self.store.dropped}}
+
+    # ---- lifecycle ------------------------------------------------------------------
+
+    def ensure_admin_key(self) -> None:
+        """First start with no keys: an admin key in a 0600 file in the data dir."""
+        if self.keys.count():
+            return
+        token, key = self.keys.create("sk", "admin (first start)")
+        path = self.cfg.data_dir / ADMIN_KEY_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        os.chmod(path, 0o600)
+        self.admin_key_path = path
+        print(f"capbox: first start: an admin API key was written to {path}", flush=True)
+        log.info("admin key %s written to %s", key.id, path)
+
+    def start(self) -> None:
+        self.store.start()
+        self.ensure_admin_key()
+        api = self.health.register("api", critical=True, detail=lambda: {
+            "listen": f"{self.server.host}:{self.server.port}", "event_streams": self.sse_slots.total()})
+        self._api_component = api
+        self.health.spawn(api, lambda c: self.server.serve(c))
+        stats = self.health.register("stats", critical=False)
+        self.health.spawn(stats, self._stats_loop)
+        cap = self.cfg.capture
+        if cap.autostart and cap.source:
+            try:
+                self.capture.start(CaptureRequest(
+                    source=cap.source, backend=cap.backend, bpf=cap.bpf, snaplen=cap.snaplen,
+                    buffer_size_mb=cap.buffer_size_mb, promisc=cap.promisc, fanout_group=cap.fanout_group,
+                    pace=cap.pace, loop=cap.loop))
+            except AgentError as e:
+                log.error("capture did not start: %s", e.message)
+        self.notifier.send(ready=1, status=f"capbox {__version__} on {self.server.host}:{self.server.port}")
+
+    def _stats_loop(self, component) -> None:
+        interval = self.cfg.store.stats_interval_s
+        watchdog = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else 0
+        next_sample = time.monotonic() + interval
+        while not component.stop.wait(min(1.0, watchdog) if watchdog else 1.0):
+            component.beat()
+            self._store_component.beat("running" if self.store.alive else "failed")
+            if self.server.server.ready:
+                self._api_component.beat()
+            if watchdog:
+                self.notifier.send(watchdog=1)
+            if time.monotonic() >= next_sample:
+                next_sample += interval
+                self._sample()
+
+    def _sample(self) -> None:
+        sysinfo = system.system(str(self.cfg.data_dir))
+        run = self.capture.run
+        c = self.capture.counters()
+        row = (time.time(), c.packets if c else 0, c.bytes if c else 0,
+               (c.backend_dropped + c.backend_if_dropped) if c else 0, c.flows_active if c else 0,
+               run.rates.pps if run else 0.0, run.rates.bps if run else 0.0,
+               sysinfo["cpu_percent"], sysinfo["memory"]["percent"])
+        self.store.submit_nowait(lambda conn: conn.execute(
+            "INSERT INTO stats_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
+        status = self.health.status()
+        self.bus.publish("system:health", "health", {"status": status, "cpu_percent": sysinfo["cpu_percent"],
+                                                      "memory_percent": sysinfo["memory"]["percent"],
+                                                      "pps": row[5], "bps": row[6]}, source="agent")
+        self.notifier.send(status=f"{status}; {self.mode()}; {row[5]:.0f} pps")
+
+    def shutdown(self) -> None:
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        self.notifier.send(stopping=1)
+        log.info("shutting down")
+        self.capture.stop("shutdown")
+        self.server.stop()
+        self.health.stop_all(timeout=5)
+        self.store.close()
+        log.info("stopped")
+
+    def run_forever(self) -> int:
+        """Serve until SIGINT or SIGTERM."""
+        signalled = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, frame: signalled.set())
+        self.start()
+        try:
+            while not signalled.wait(0.5):
+                pass
+        finally:
+            self.shutdown()
+        return 0

@@ -1,0 +1,1 @@
+"""Collectors, one per concern, read by every face (REST, console, TUI)."""
