@@ -2,8 +2,9 @@
 
 A key is `capbox_<kind>_<id><secret>`: the id finds the row, the secret is
 stored only as a scrypt hash and compared in constant time.  scrypt is slow
-on purpose, so a key that verified is remembered (by its SHA-256) for a
-minute; revoking a key forgets it at once."""
+on purpose, so a token that verified is remembered (by a SHA-256 of it and
+its stored hash) for a minute; the row itself is read on every request, so
+revocation and expiry count at once, from any process."""
 import dataclasses
 import hashlib
 import hmac
@@ -93,7 +94,7 @@ class KeyStore:
         done = self.store.write(lambda c: c.execute(
             "UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", (time.time(), key_id)).rowcount)
         with self._lock:
-            self._cache = {k: v for k, v in self._cache.items() if v[0] != key_id}
+            self._cache.pop(key_id, None)
         return bool(done)
 
     def count(self) -> int:
@@ -107,23 +108,22 @@ class KeyStore:
         if not token.startswith(PREFIX) or len(token) != len(PREFIX) + 3 + ID_LEN + SECRET_LEN:
             raise bad
         kind, key_id, secret = token[7:9], token[10:10 + ID_LEN], token[10 + ID_LEN:]
-        digest = hashlib.sha256(token.encode()).digest()
-        now = time.monotonic()
+        # the row is read every time (a revocation by another process counts at
+        # once); only the slow hash is skipped for a token that verified lately
+        rows = self.store.query("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        if not rows:
+            _hash(secret, b"\0" * 16)  # the same work, so timing does not tell ids apart
+            raise bad
+        row = rows[0]
+        digest = hashlib.sha256(token.encode() + row["hash"]).digest()
         with self._lock:
             hit = self._cache.get(key_id)
-        if hit and hit[1] > now and hmac.compare_digest(hit[2], digest):
-            key = hit[3]
-        else:
-            rows = self.store.query("SELECT * FROM api_keys WHERE id = ?", (key_id,))
-            if not rows:
-                _hash(secret, b"\0" * 16)  # the same work, so timing does not tell ids apart
-                raise bad
-            row = rows[0]
+        if not (hit and hit[0] > time.monotonic() and hmac.compare_digest(hit[1], digest)):
             if not hmac.compare_digest(_hash(secret, row["salt"]), row["hash"]) or row["kind"] != kind:
                 raise bad
-            key = _row_key(row)
             with self._lock:
-                self._cache[key_id] = (key_id, now + CACHE_S, digest, key)
+                self._cache[key_id] = (time.monotonic() + CACHE_S, digest)
+        key = _row_key(row)
         if key.revoked or (key.expires and key.expires < time.time()):
             raise bad
         return key

@@ -112,7 +112,7 @@ class CaptureService:
         if not source:
             raise validation("give an interface or a file", field="interface")
         if source == "demo":
-            return req.backend or "pcapfile", str(DEMO_PCAP)
+            source = str(DEMO_PCAP)
         names = {b["name"]: b for b in self.backends()}
         if req.backend and req.backend not in names:
             raise validation(f"unknown backend {req.backend!r}", field="backend", choices=sorted(names))
