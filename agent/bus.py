@@ -20,8 +20,16 @@ CHANNELS = (
 )
 
 
+def iso(ts: Optional[float]) -> Optional[str]:
+    """ISO 8601 UTC with milliseconds, as the seeds write times."""
+    if ts is None:
+        return None
+    dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def now_iso() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso(datetime.datetime.now(datetime.timezone.utc).timestamp())
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,13 +32,19 @@ class RecentLogs(logging.Handler):
                 "INSERT INTO logs (ts, level, logger, message) VALUES (?, ?, ?, ?)",
                 (entry["ts"], entry["level"], entry["logger"], entry["message"])))
 
-    def recent(self, limit: int = 100, level: Optional[str] = None, component: Optional[str] = None) -> list:
+    def _matching(self, level: Optional[str], component: Optional[str]) -> list:
         floor = LEVELS.get(level, 0) if level else 0
         with self._lock2:
             items = list(self.records)
-        out = [e for e in items if LEVELS.get(e["level"], 0) >= floor
-               and (not component or e["logger"].split(".")[1:2] == [component] or e["logger"] == component)]
-        return out[-limit:][::-1]
+        return [e for e in items if LEVELS.get(e["level"], 0) >= floor
+                and (not component or component in e["logger"].split("."))]
+
+    def recent(self, limit: int = 100, level: Optional[str] = None, component: Optional[str] = None) -> list:
+        """Newest first."""
+        return self._matching(level, component)[-limit:][::-1]
+
+    def total(self, level: Optional[str] = None, component: Optional[str] = None) -> int:
+        return len(self._matching(level, component))
 
 
 recent = RecentLogs()

@@ -88,11 +88,14 @@ class Agent:
             "SELECT id, started, stopped, backend, source, reason, stats FROM capture_runs"
             " WHERE stopped IS NULL OR stopped >= ? ORDER BY id DESC LIMIT 20", (since,))
         c = self.capture.counters()
-        current = None if c is None else {"packets": c.packets, "bytes": c.bytes, "flows_active": c.flows_active,
-                                          "malformed": c.malformed,
-                                          "dropped": c.backend_dropped + c.backend_if_dropped}
-        return {"since": since, "samples": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows.items()},
-                "capture_runs": runs, "current_capture": current, "bus": self.bus.stats(),
+        run = self.capture.run
+        capture = {"packets_captured": c.packets if c else 0,
+                   "packets_analyzed": (c.packets - c.malformed) if c else 0,
+                   "packets_dropped": (c.backend_dropped + c.backend_if_dropped) if c else 0,
+                   "capture_rate_pps": round(run.rates.pps, 1) if run else 0.0,
+                   "flows_active": c.flows_active if c else 0, "running": run is not None}
+        return {"since": since, "capture": capture, "samples": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows.items()},
+                "capture_runs": runs, "bus": self.bus.stats(),
                 "store": {"pending_writes": self.store.pending, "written": self.store.written,
                           "dropped": self.store.dropped}}
 

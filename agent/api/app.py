@@ -60,7 +60,8 @@ class Api:
         self.agent = agent
         self.cfg = agent.cfg
         self.routes: list = []
-        self.app = bottle.Bottle(catchall=False)
+        self.app = bottle.Bottle()
+        self.app.config['catchall'] = False
         self.app.default_error_handler = self._bottle_error
         self.max_body = agent.cfg.api.max_body_kb * 1024
         self.app.add_hook("before_request", self._before)

@@ -17,10 +17,10 @@ from agent.errors import not_found
 from agent.stats import system
 from agent.stats.prometheus import exposition
 
-PERIODS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
+PERIODS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 LOGS = {"limit": Field(int, 100, 1, 2000), "level": Field(str, "", choices=("", "debug", "info", "warning", "error")),
-        "type": Field(str, "", doc="component: capture, api, store, agent…")}
-STATS = {"period": Field(str, "1h", choices=tuple(PERIODS))}
+        "type": Field(str, "app", doc="app (everything), or one component: capture, api, store, runtime…")}
+STATS = {"period": Field(str, "24h", choices=tuple(PERIODS))}
 NEW_KEY = {"kind": Field(str, "pk", choices=tuple(KINDS)), "name": Field(str, "api key"),
            "scopes": Field(str, "", doc="comma-separated route groups a tk key may write to"),
            "ttl_s": Field(int, 0, 0, 10 * 365 * 86400, doc="expire after; tk keys default to a day")}
@@ -61,12 +61,14 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/v1/logs", "Recent log records, newest first", query=LOGS)
     def logs(limit, level, type):
-        items = agent.logs.recent(limit, level or None, type or None)
-        return {"count": len(items), "logs": items}
+        component = None if type in ("", "app") else type
+        items = agent.logs.recent(limit, level or None, component)
+        return {"type": type, "limit": limit, "total": agent.logs.total(level or None, component),
+                "returned": len(items), "count": len(items), "logs": items}
 
     @api.route("GET", "/v1/stats", "Traffic and agent figures over a period", query=STATS)
     def stats(period):
-        return agent.stats(PERIODS[period]) | {"period": period}
+        return agent.stats(PERIODS[period]) | {"period": period, "timestamp": now_iso()}
 
     @api.route("GET", "/v1/keys", "API keys (never their secrets)", access=ADMIN)
     def keys():

@@ -16,6 +16,7 @@ import time
 from typing import Optional
 
 import hwdrivers
+from agent.bus import iso
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
 from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
@@ -308,10 +309,11 @@ class CaptureService:
                         "bpf": None, "start_time": None, "duration": None, "output_file": None,
                         "message": "no active capture",
                         "last_run": None if last is None else {
-                            **self._describe(last), "start_time": last.started, "stop_time": last.stopped,
+                            **self._describe(last), "start_time": iso(last.started), "stop_time": iso(last.stopped),
                             "reason": last.reason, "error": last.error, "stats": last.final}}
             c = run.session.counters()
-        return {"running": True, "state": "running", **self._describe(run), "start_time": run.started,
+        return {"running": True, "state": "running", **self._describe(run), "start_time": iso(run.started),
+                "start_ts": run.started,
                 "duration": round(time.time() - run.started, 3), "duration_limit": run.req.duration or None,
                 "output_file": None, "flow_meter": dict(self.flow_meter), "stats": self._counter_summary(c)}
 
