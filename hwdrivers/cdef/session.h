@@ -59,10 +59,10 @@
 #define HW_MAL_IPV6_HDR 6    /* IPv6 header cut short or bad version */
 #define HW_MAL_IPV6_EXT 7    /* IPv6 extension header chain cut short or bad */
 #define HW_MAL_TCP 8         /* TCP header cut short or bad data offset */
-#define HW_MAL_UDP 9         /* UDP header cut short or length below 8 */
+#define HW_MAL_UDP 9         /* UDP (or SCTP) header cut short, or UDP length below 8 */
 #define HW_MAL_ICMP 10       /* ICMP/ICMPv6 header cut short */
 #define HW_MAL_ARP 11        /* ARP cut short or bad lengths */
-#define HW_MAL_LINKTYPE 12   /* link type or family the parser does not know */
+#define HW_MAL_LINKTYPE 12   /* link type the parser does not know */
 #define HW_MAL_RECORD 13     /* record with a zero captured length */
 #define HW_MAL_COUNT 14
 

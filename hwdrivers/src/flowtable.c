@@ -44,6 +44,7 @@ struct hw_flow {
     uint64_t syn_ns, synack_ns, rtt_ns;
     uint32_t ooo[2];
     uint32_t isn; /* initiator's SYN sequence number, when syn_ns is set */
+    uint32_t hole_lo[2], hole_hi[2]; /* the latest gap in each direction's sequence space */
     uint8_t mac_a[6], mac_b[6];
     uint8_t continued;
 } __attribute__((aligned(64)));
@@ -260,7 +261,7 @@ static void slot_delete(struct hw_flowtable *ft, uint32_t i)
 static void remove_flow(struct hw_flowtable *ft, uint32_t idx, uint8_t reason, struct hw_counters *c)
 {
     struct hw_flow *f = &ft->pool[idx];
-    emit(ft, f, reason);
+    if (f->packets[0] + f->packets[1]) emit(ft, f, reason); /* not a continuation that stayed silent */
     slot_delete(ft, slot_of(ft, idx));
     f->used = 0;
     f->next_free = ft->free_head;
@@ -344,17 +345,21 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
     f->tcp_flags[dir] |= fl;
     if (fl & TCP_RST) {
         f->state = HW_TCP_RESET;
-    } else if (f->state != HW_TCP_RESET) {
+    } else if ((fl & (TCP_SYN | TCP_ACK)) == TCP_SYN && f->state == HW_TCP_RESET) {
+        f->state = HW_TCP_OPENING; /* the same SYN retried after a RST */
+        f->synack_ns = 0;
+    }
+    if (f->state != HW_TCP_RESET) {
         if (fl & TCP_SYN) {
             if (!(fl & TCP_ACK) && dir == 0 && !f->synack_ns) {
                 f->syn_ns = ts;
                 f->isn = m->seq;
             }
-            if ((fl & TCP_ACK) && dir == 1 && f->syn_ns && !f->rtt_ns) f->synack_ns = ts;
+            if ((fl & TCP_ACK) && dir == 1 && !f->rtt_ns) f->synack_ns = ts;
             if (f->state == HW_TCP_NONE) f->state = HW_TCP_OPENING;
         } else if ((fl & TCP_ACK) && f->state == HW_TCP_OPENING && f->synack_ns &&
                    (dir == 0 || m->pay_len)) {
-            if (dir == 0 && !f->rtt_ns) f->rtt_ns = ts - f->syn_ns;
+            if (dir == 0 && f->syn_ns && !f->rtt_ns) f->rtt_ns = ts - f->syn_ns;
             f->state = HW_TCP_ESTABLISHED;
         } else if (f->state == HW_TCP_NONE) {
             f->state = HW_TCP_ESTABLISHED; /* joined mid-stream */
@@ -364,9 +369,11 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
             f->state = f->fin == 3 ? HW_TCP_CLOSED : HW_TCP_CLOSING;
         }
     }
+    /* an IP fragment's segment length is unknown until reassembly */
+    if (m->frag) return;
 
-    /* Sequence space: a segment below the highest seen end is a
-     * retransmission, or out of order when it fills a hole quickly. */
+    /* Sequence space: data below the highest end seen is a retransmission,
+     * unless it fills the latest gap soon after it opened (out of order). */
     uint32_t seg = m->pay_len + !!(fl & TCP_SYN) + !!(fl & TCP_FIN);
     if (!(f->seq_init & bit)) {
         f->seq_init |= bit;
@@ -377,15 +384,26 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
     if (seg == 0) return;
     int32_t d = (int32_t)(m->seq - f->next_seq[dir]);
     if (d >= 0) {
-        if (d > 0) f->hole |= bit;
+        if (d > 0) {
+            f->hole |= bit;
+            f->hole_lo[dir] = f->next_seq[dir];
+            f->hole_hi[dir] = m->seq;
+        }
         f->next_seq[dir] = m->seq + seg;
         f->adv_ns[dir] = ts;
         return;
     }
     if (d == -1 && seg == 1 && !(fl & (TCP_SYN | TCP_FIN))) return; /* keep-alive */
     uint64_t window = f->rtt_ns ? f->rtt_ns : REORDER_WINDOW_NS;
-    if ((f->hole & bit) && ts - f->adv_ns[dir] < window) f->ooo[dir]++;
-    else f->retrans[dir]++;
+    int fills = (f->hole & bit) && (int32_t)(m->seq - f->hole_lo[dir]) >= 0 &&
+                (int32_t)(m->seq - f->hole_hi[dir]) < 0;
+    if (fills && ts - f->adv_ns[dir] < window) {
+        f->ooo[dir]++;
+        if (m->seq == f->hole_lo[dir]) f->hole_lo[dir] += seg;
+        if ((int32_t)(f->hole_lo[dir] - f->hole_hi[dir]) >= 0) f->hole &= (uint8_t)~bit;
+    } else {
+        f->retrans[dir]++;
+    }
     if ((int32_t)(m->seq + seg - f->next_seq[dir]) > 0) {
         f->next_seq[dir] = m->seq + seg;
         f->adv_ns[dir] = ts;
@@ -407,6 +425,11 @@ uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h,
             break;
         }
     }
+    /* A flow silent for the idle timeout has ended, swept or not. */
+    if (f && ft->idle_ns && ts > f->last_ns && ts - f->last_ns >= ft->idle_ns) {
+        remove_flow(ft, (uint32_t)(f - ft->pool), HW_END_IDLE, c);
+        f = NULL;
+    }
     /* A new SYN on a closed or reset connection starts a new conversation;
      * the same SYN again (same ISN, e.g. retried after a RST) does not. */
     if (f && m->proto == 6 && (m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
@@ -424,6 +447,7 @@ uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h,
         dir = match(f, m);
     }
     if (ts > f->last_ns) f->last_ns = ts;
+    if (!f->first_ns) f->first_ns = ts; /* the first packet after an active-timeout report */
     f->packets[dir]++;
     f->bytes[dir] += wirelen;
     if (m->proto == 6) tcp_update(f, dir, m, ts);
@@ -434,14 +458,14 @@ uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h,
 
 /* Active timeout: report what the flow did so far and keep metering it as a
  * continuation, like a NetFlow cache does. */
-static void restart(struct hw_flow *f, uint64_t now)
+static void restart(struct hw_flow *f)
 {
     memset(f->packets, 0, sizeof f->packets);
     memset(f->bytes, 0, sizeof f->bytes);
     memset(f->retrans, 0, sizeof f->retrans);
     memset(f->ooo, 0, sizeof f->ooo);
     memset(f->tcp_flags, 0, sizeof f->tcp_flags);
-    f->first_ns = now;
+    f->first_ns = 0; /* set by the next packet; until then there is nothing to report */
     f->continued = 1;
 }
 
@@ -454,7 +478,7 @@ void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now, struct hw_counters *
         uint32_t idx = ft->sweep_hand % ft->high;
         struct hw_flow *f = &ft->pool[idx];
         int idle = f->used && ft->idle_ns && now > f->last_ns && now - f->last_ns >= ft->idle_ns;
-        int active = f->used && !idle && ft->active_ns && now > f->first_ns &&
+        int active = f->used && !idle && ft->active_ns && f->first_ns && now > f->first_ns &&
                      now - f->first_ns >= ft->active_ns;
         if ((idle || active) && budget-- == 0) {
             ft->next_sweep_ns = 0; /* out of room: carry on from here next call */
@@ -466,7 +490,7 @@ void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now, struct hw_counters *
         } else if (active) {
             emit(ft, f, HW_END_ACTIVE);
             c->flows_expired_active++;
-            restart(f, now);
+            restart(f);
         }
     }
     ft->last_sweep_ns = now;

@@ -37,11 +37,11 @@ static inline void layer(struct hw_counters *c, int l, uint32_t wirelen)
     c->layer_bytes[l] += wirelen;
 }
 
-static inline void truncated(struct hw_counters *c, int reason, int *flagged)
+/* Truncation reasons are collected and counted once the packet is known
+ * not to be malformed (a malformed packet is only malformed). */
+static inline void truncated(int reason, int *reasons)
 {
-    if (!*flagged) c->truncated++;
-    *flagged = 1;
-    c->truncated_by[reason]++;
+    *reasons |= 1 << reason;
 }
 
 /* IPv4 addresses fill the first 4 bytes; the rest is zero so keys compare whole. */
@@ -82,7 +82,7 @@ static int parse_l4(const uint8_t *p, uint32_t cap, uint32_t len, struct hw_meta
         m->sport = hw_be16(p);
         m->dport = hw_be16(p + 2);
         if (m->frag == 0 && ulen > len) {
-            truncated(c, HW_TRUNC_L4_LEN, tflag);
+            truncated(HW_TRUNC_L4_LEN, tflag);
             ulen = len;
         }
         m->pay_len = ulen - 8;
@@ -133,7 +133,7 @@ static int parse_ipv4(const uint8_t *p, uint32_t cap, uint32_t wire, struct hw_m
     if (tot == 0) tot = wire; /* TSO: the stack left the length for the NIC to fill */
     if (tot < ihl) return bad(c, HW_MAL_IPV4_LEN);
     if (tot > wire) {
-        truncated(c, HW_TRUNC_IP_LEN, tflag);
+        truncated(HW_TRUNC_IP_LEN, tflag);
         tot = wire;
     }
     uint32_t avail = tot < cap ? tot : cap;
@@ -161,7 +161,7 @@ static int parse_ipv6(const uint8_t *p, uint32_t cap, uint32_t wire, struct hw_m
     uint32_t tot = 40 + (uint32_t)hw_be16(p + 4);
     if (tot == 40 && p[6] != 59) tot = wire; /* jumbogram or TSO */
     if (tot > wire) {
-        truncated(c, HW_TRUNC_IP_LEN, tflag);
+        truncated(HW_TRUNC_IP_LEN, tflag);
         tot = wire;
     }
     uint32_t avail = tot < cap ? tot : cap;
@@ -302,13 +302,28 @@ static int family_type(uint32_t af)
     }
 }
 
+static int parse_link(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirelen,
+                      struct hw_meta *m, struct hw_counters *c, int *tflag);
+
 int hwint_parse(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirelen,
                 struct hw_meta *m, struct hw_counters *c)
 {
+    int reasons = 0;
+    int kind = parse_link(linktype, p, caplen, wirelen, m, c, &reasons);
+    if (reasons && kind != HW_P_BAD) {
+        c->truncated++;
+        for (int r = 0; r < HW_TRUNC_COUNT; r++)
+            if (reasons & (1 << r)) c->truncated_by[r]++;
+    }
+    return kind;
+}
+
+static int parse_link(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirelen,
+                      struct hw_meta *m, struct hw_counters *c, int *tflag)
+{
     memset(m, 0, offsetof(struct hw_meta, src));
-    int tflag = 0;
     if (wirelen < caplen) wirelen = caplen;
-    if (caplen < wirelen) truncated(c, HW_TRUNC_SNAPLEN, &tflag);
+    if (caplen < wirelen) truncated(HW_TRUNC_SNAPLEN, tflag);
     if (caplen == 0) return bad(c, HW_MAL_RECORD);
     uint32_t hl, type;
     switch (linktype) {
@@ -317,7 +332,7 @@ int hwint_parse(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirele
         m->mac_dst = p;
         m->mac_src = p + 6;
         type = hw_be16(p + 12);
-        return parse_ether_payload(type, p + 14, caplen - 14, wirelen - 14, m, c, wirelen, &tflag);
+        return parse_ether_payload(type, p + 14, caplen - 14, wirelen - 14, m, c, wirelen, tflag);
     case HW_DLT_LINUX_SLL:
         if (caplen < 16) return bad(c, HW_MAL_LINK);
         if (hw_be16(p + 4) == 6) m->mac_src = p + 6;
@@ -358,7 +373,7 @@ int hwint_parse(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirele
         return bad(c, HW_MAL_LINKTYPE);
     }
     /* SLL carries Ethernet-style protocol values, including VLAN and MPLS */
-    return parse_ether_payload(type, p + hl, caplen - hl, wirelen - hl, m, c, wirelen, &tflag);
+    return parse_ether_payload(type, p + hl, caplen - hl, wirelen - hl, m, c, wirelen, tflag);
 }
 
 static const char *const mal_names[HW_MAL_COUNT] = {
