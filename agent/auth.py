@@ -65,6 +65,7 @@ class KeyStore:
     def __init__(self, store):
         self.store = store
         self._cache: dict = {}
+        self._gates: dict = {}
         self._lock = threading.Lock()
 
     def create(self, kind: str, name: str, scopes: tuple = (), ttl_s: Optional[float] = None) -> tuple:
@@ -100,6 +101,11 @@ class KeyStore:
     def count(self) -> int:
         return self.store.query("SELECT COUNT(*) AS n FROM api_keys")[0]["n"]
 
+    def _cached(self, key_id: str, digest: bytes) -> bool:
+        with self._lock:
+            hit = self._cache.get(key_id)
+        return bool(hit and hit[0] > time.monotonic() and hmac.compare_digest(hit[1], digest))
+
     def verify(self, token: Optional[str]) -> ApiKey:
         """The key a bearer token names, or AgentError INVALID_API_KEY."""
         if not token:
@@ -116,13 +122,15 @@ class KeyStore:
             raise bad
         row = rows[0]
         digest = hashlib.sha256(token.encode() + row["hash"]).digest()
-        with self._lock:
-            hit = self._cache.get(key_id)
-        if not (hit and hit[0] > time.monotonic() and hmac.compare_digest(hit[1], digest)):
-            if not hmac.compare_digest(_hash(secret, row["salt"]), row["hash"]) or row["kind"] != kind:
-                raise bad
+        if not self._cached(key_id, digest):
             with self._lock:
-                self._cache[key_id] = (time.monotonic() + CACHE_S, digest)
+                gate = self._gates.setdefault(key_id, threading.Lock())
+            with gate:  # a burst of new connections with one key costs one scrypt, not one each
+                if not self._cached(key_id, digest):
+                    if not hmac.compare_digest(_hash(secret, row["salt"]), row["hash"]) or row["kind"] != kind:
+                        raise bad
+                    with self._lock:
+                        self._cache[key_id] = (time.monotonic() + CACHE_S, digest)
         key = _row_key(row)
         if key.revoked or (key.expires and key.expires < time.time()):
             raise bad

@@ -57,7 +57,7 @@ class FlowsSection:
 @dataclasses.dataclass(frozen=True)
 class ApiSection:
     listen: str = "127.0.0.1:8080"
-    threads: int = 32
+    threads: int = 64              # server workers; each open event stream holds one
     max_body_kb: int = 1024
     cors_origins: tuple = ()
     sse_keepalive_s: int = 30
@@ -125,7 +125,7 @@ RULES = {
     "flows.idle_timeout_s": {"min": 0, "max": 86400},
     "flows.active_timeout_s": {"min": 0, "max": 86400},
     "flows.max_flows": {"min": 16, "max": 1 << 28},
-    "api.threads": {"min": 4, "max": 1024},
+    "api.threads": {"min": 12, "max": 1024},
     "api.max_body_kb": {"min": 1, "max": 1 << 20},
     "api.sse_keepalive_s": {"min": 1, "max": 3600},
     "api.sse_max_streams_per_key": {"min": 1, "max": 10000},

@@ -57,7 +57,7 @@ class Agent:
         for module in (platform_routes, capture_routes, event_routes):
             module.register(self.api)
         host, port = cfg.listen
-        self.server = Server(self.api.app, host, port, a.threads)
+        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024)
         self.notifier = Notifier()
         self.admin_key_path = None
 
@@ -142,7 +142,7 @@ class Agent:
         while not component.stop.wait(min(1.0, watchdog) if watchdog else 1.0):
             component.beat()
             self._store_component.beat("running" if self.store.alive else "failed")
-            if self.server.server.ready:
+            if self.server.ready:
                 self._api_component.beat()
             if watchdog:
                 self.notifier.send(watchdog=1)

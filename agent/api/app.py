@@ -159,8 +159,6 @@ class Api:
             res.status = e.status
             if e.code == "RATE_LIMIT_EXCEEDED" and "Retry-After" not in res.headers:
                 res.set_header("Retry-After", str(e.details.get("retry_after_seconds", 1)))
-            if e.status == 413:
-                res.set_header("Connection", "close")
             return self.envelope(e.code, e.message, e.details)
         except Exception:
             rid = req.environ.get("capbox.request_id")

@@ -16,19 +16,22 @@ from agent.errors import AgentError, validation
 QUERY = {"channels": Field(str, "", doc="comma-separated channels, empty for all"),
          "last_event_id": Field(int, 0, 0, doc="resume after this id (or the Last-Event-ID header)")}
 RETRY_MS = 3000
+RESERVED_WORKERS = 8
 
 
 class StreamSlots:
-    """Open streams per key, bounded."""
+    """Open streams per key, bounded; and in all, since a stream holds a
+    server worker thread for its whole life."""
 
-    def __init__(self, limit: int):
+    def __init__(self, limit: int, total: int):
         self.limit = limit
+        self.total_limit = total
         self._open: dict = {}
         self._lock = threading.Lock()
 
     def acquire(self, key_id: str) -> bool:
         with self._lock:
-            if self._open.get(key_id, 0) >= self.limit:
+            if self._open.get(key_id, 0) >= self.limit or sum(self._open.values()) >= self.total_limit:
                 return False
             self._open[key_id] = self._open.get(key_id, 0) + 1
             return True
@@ -48,7 +51,9 @@ def format_event(env) -> str:
 
 def register(api: Api) -> None:
     agent = api.agent
-    slots = agent.sse_slots = StreamSlots(agent.cfg.api.sse_max_streams_per_key)
+    # a stream holds a worker: keep some for every other request
+    slots = agent.sse_slots = StreamSlots(agent.cfg.api.sse_max_streams_per_key,
+                                          max(1, agent.cfg.api.threads - RESERVED_WORKERS))
     keepalive = agent.cfg.api.sse_keepalive_s
 
     @api.route("GET", "/v1/events", "Server-Sent Events of the bus (channels= filter, Last-Event-ID resume)",
@@ -63,9 +68,10 @@ def register(api: Api) -> None:
             last_event_id = int(header)
         key = bottle.request.environ["capbox.key"]
         if not slots.acquire(key.id):
-            raise AgentError("RATE_LIMIT_EXCEEDED", f"at most {slots.limit} event streams per key",
-                             {"limit": slots.limit, "window_seconds": 0, "retry_after_seconds": 5,
-                              "reason": "too_many_streams"})
+            raise AgentError("RATE_LIMIT_EXCEEDED",
+                             f"too many event streams (at most {slots.limit} per key, {slots.total_limit} in all)",
+                             {"limit": slots.limit, "total_limit": slots.total_limit, "window_seconds": 0,
+                              "retry_after_seconds": 5, "reason": "too_many_streams"})
         sub = agent.bus.subscribe(chans, maxsize=1000, name=f"sse:{key.id}")
         backlog = agent.bus.since(last_event_id, chans) if last_event_id else []
 
