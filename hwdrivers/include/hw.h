@@ -40,7 +40,8 @@ struct hw_pkt {
 
 struct hw_batch {
     int n;
-    int eof; /* set by the backend: no packet will follow */
+    int cap;  /* the most packets this poll may return (a run's budget) */
+    int eof;  /* set by the backend: no packet will follow */
     struct hw_pkt pkt[HW_BATCH_MAX];
 };
 

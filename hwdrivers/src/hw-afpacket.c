@@ -4,7 +4,9 @@
  * the current block in place (no copy) and gives the block back to the
  * kernel on the next poll.  Block size and count come from buffer_size_mb;
  * a fanout group spreads one interface over several sessions.  VLAN tags the
- * kernel stripped are put back in front of the payload, as libpcap does. */
+ * kernel stripped are put back in front of the payload, as libpcap does, and
+ * those frames meet the BPF filter afterwards, in user space, so `vlan`
+ * filters mean what they mean on a capture file. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <linux/filter.h>
@@ -35,7 +37,9 @@ struct af {
     struct tpacket_block_desc *held, *release;
     uint8_t *next;
     uint32_t left;
-    uint64_t received, dropped;
+    uint64_t received, dropped, filtered;
+    struct bpf_program prog; /* the filter, for frames whose tag the kernel stripped */
+    int filtering;
 };
 
 static int af_available(char *errbuf)
@@ -53,28 +57,48 @@ static void af_close(void *st)
     struct af *a = st;
     if (a->ring) munmap(a->ring, a->ring_bytes);
     if (a->fd >= 0) close(a->fd);
+    if (a->filtering) pcap_freecode(&a->prog);
     free(a);
 }
 
-/* Kernel BPF: libpcap compiles, the socket runs it.  Its return value is the
- * snap length, so with no expression a one-instruction program truncates. */
+/* Kernel BPF: libpcap compiles, the socket runs it; its return value is the
+ * snap length, so with no expression a one-instruction program truncates.
+ * The kernel strips VLAN tags before the filter runs, so frames that had one
+ * pass the kernel (a three-instruction prefix) and are filtered in user space
+ * once the tag is back. */
 static int af_set_filter(void *st, const char *bpf, char *errbuf)
 {
     struct af *a = st;
-    struct bpf_program prog;
+    struct bpf_program prog = {0, NULL};
     struct sock_filter ret_snap = BPF_STMT(BPF_RET | BPF_K, a->snaplen);
     struct sock_fprog fp = {1, &ret_snap};
+    struct sock_filter *code = NULL;
     int compiled = bpf && *bpf;
     if (compiled) {
         int rc = hwint_bpf_compile(HW_DLT_EN10MB, a->snaplen, bpf, &prog, errbuf);
         if (rc) return rc;
-        fp.len = (unsigned short)prog.bf_len;
-        fp.filter = (struct sock_filter *)prog.bf_insns;
+        code = calloc(prog.bf_len + 3, sizeof *code);
+        if (!code) {
+            pcap_freecode(&prog);
+            return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
+        }
+        code[0] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, SKF_AD_OFF + SKF_AD_VLAN_TAG_PRESENT);
+        code[1] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, 1, 0);
+        code[2] = ret_snap;
+        memcpy(code + 3, prog.bf_insns, prog.bf_len * sizeof *code);
+        fp.len = (unsigned short)(prog.bf_len + 3);
+        fp.filter = code;
     }
     int rc = setsockopt(a->fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp);
     int err = errno;
-    if (compiled) pcap_freecode(&prog);
-    if (rc < 0) return hwint_err(errbuf, HW_E_FILTER, "SO_ATTACH_FILTER: %s", strerror(err));
+    free(code);
+    if (rc < 0) {
+        if (compiled) pcap_freecode(&prog);
+        return hwint_err(errbuf, HW_E_FILTER, "SO_ATTACH_FILTER: %s", strerror(err));
+    }
+    if (a->filtering) pcap_freecode(&a->prog);
+    a->filtering = compiled;
+    a->prog = prog;
     return HW_OK;
 }
 
@@ -197,7 +221,7 @@ static int af_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         a->left = d->hdr.bh1.num_pkts;
         a->next = (uint8_t *)d + d->hdr.bh1.offset_to_first_pkt;
     }
-    while (a->left && b->n < HW_BATCH_MAX) {
+    while (a->left && b->n < b->cap) {
         struct tpacket3_hdr *h = (struct tpacket3_hdr *)a->next;
         uint8_t *mac = (uint8_t *)h + h->tp_mac;
         a->next += h->tp_next_offset;
@@ -219,6 +243,12 @@ static int af_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
             memcpy(mac + 12, tag, sizeof tag);
             p->caplen += VLAN_TAG_LEN;
             p->wirelen += VLAN_TAG_LEN;
+            struct pcap_pkthdr ph = {{0, 0}, p->caplen, p->wirelen};
+            if (a->filtering && !pcap_offline_filter(&a->prog, &ph, mac)) {
+                b->n--;
+                a->filtered++;
+                continue;
+            }
         }
         p->data = mac;
     }
@@ -242,6 +272,7 @@ static void af_stats(void *st, struct hw_counters *c)
     }
     c->backend_received += a->received;
     c->backend_dropped += a->dropped;
+    c->backend_filtered += a->filtered;
 }
 
 const struct hw_backend_ops hw_afpacket_ops = {

@@ -109,7 +109,7 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *d
 {
     struct lp *l = (struct lp *)user;
     struct hw_batch *b = l->b;
-    if (b->n == HW_BATCH_MAX || l->arena_used + h->caplen > ARENA_BYTES) return; /* cannot happen: cnt bounds it */
+    if (b->n == b->cap || l->arena_used + h->caplen > ARENA_BYTES) return; /* cannot happen: cnt bounds it */
     memcpy(l->arena + l->arena_used, data, h->caplen);
     struct hw_pkt *p = &b->pkt[b->n++];
     p->data = l->arena + l->arena_used;
@@ -126,7 +126,7 @@ static int lp_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
     l->arena_used = 0;
     /* at most as many packets as fit the arena at the largest snap length */
     int room = (int)(ARENA_BYTES / (uint32_t)pcap_snapshot(l->pc));
-    int cnt = room < HW_BATCH_MAX ? room : HW_BATCH_MAX;
+    int cnt = room < b->cap ? room : b->cap;
     if (cnt < 1) cnt = 1;
     int rc = pcap_dispatch(l->pc, cnt, on_packet, (u_char *)l);
     if (rc == 0 && timeout_ms > 0) {

@@ -324,7 +324,7 @@ static int pf_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         return rc;
     }
     f->arena_used = 0;
-    while (b->n < HW_BATCH_MAX) {
+    while (b->n < b->cap) {
         struct hw_pkt p;
         int rc = peek(f, &p, b->n == 0, b->n ? f->pending_err : errbuf);
         if (rc == PEEK_LATER) break;

@@ -438,6 +438,8 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
         struct hw_batch *b = &s->batch;
         b->n = 0;
         b->eof = 0;
+        b->cap = HW_BATCH_MAX;
+        if (max_packets && max_packets - done < HW_BATCH_MAX) b->cap = (int)(max_packets - done);
         rc = s->ops->poll(s->bstate, b, slice, errbuf);
         if (rc < 0) return rc;
         pthread_mutex_lock(&s->lock);
@@ -461,7 +463,7 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data, u
     if (!data && caplen) return HW_E_ARG;
     struct hw_batch *b = malloc(sizeof *b); /* s->batch may be in a poll in another thread */
     if (!b) return HW_E_NOMEM;
-    b->n = 1;
+    b->n = b->cap = 1;
     b->pkt[0] = (struct hw_pkt){data, caplen, wirelen, ts_ns};
     pthread_mutex_lock(&s->lock);
     int saved = s->linktype;

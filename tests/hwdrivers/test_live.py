@@ -388,14 +388,7 @@ def test_vlan_ids_match_offline(veth, backend, name):
         assert live_flows(s.read_flows()) == collections.Counter(flow_key(f) for f in want_flows)
 
 
-VLAN_FILTER_BUG = ("afpacket compiles the kernel filter with pcap_open_dead, without libpcap's "
-                   "Linux VLAN handling (SKF_AD_VLAN_TAG*): the tag the kernel stripped is invisible "
-                   "to `vlan` filters, so they match nothing")
-
-
-@pytest.mark.parametrize("backend", [
-    pytest.param("afpacket", marks=pytest.mark.xfail(strict=True, reason=VLAN_FILTER_BUG)),
-    "pcap"])
+@pytest.mark.parametrize("backend", ["afpacket", "pcap"])
 @pytest.mark.parametrize("name,bpf", [("zeek__q-in-q.pcap", "vlan 13"),
                                       ("zeek__mixed-vlan-mpls.pcap", "vlan")])
 def test_vlan_filter_live_matches_offline(veth, backend, name, bpf):
@@ -543,12 +536,6 @@ def test_interface_removed_while_capturing(veth, backend):
         assert run.returned_at - t0 < 1.0
 
 
-COUNT_BUG = ("hw_session_run checks max_packets only between batches and processes a whole "
-             "backend batch (up to 256 packets), so run(max_packets=N) and `capbox capture "
-             "--count N` go past N")
-
-
-@pytest.mark.xfail(strict=True, reason=COUNT_BUG)
 @pytest.mark.parametrize("backend", LIVE)
 def test_run_max_packets_stops_at_budget(veth, backend):
     """run(max_packets=10) with 136 packets waiting processes 10 and returns BUDGET."""
