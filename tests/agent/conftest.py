@@ -21,7 +21,12 @@ def free_port() -> int:
 
 
 class AgentProcess:
-    def __init__(self, data_dir: pathlib.Path, config: str = "", env: dict = None):
+    """`capbox run` as a subprocess; with a veth (tests/netns.py) it runs in that
+    namespace, and `call` runs client code there too."""
+
+    def __init__(self, data_dir: pathlib.Path, config: str = "", env: dict = None, veth=None):
+        self.call = veth.call if veth else (lambda fn, *args, **kw: fn(*args, **kw))
+        prefix = veth.argv() if veth else []
         self.data_dir = data_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -32,7 +37,7 @@ class AgentProcess:
         self.log = open(data_dir / "agent.log", "wb")
         e = dict(os.environ, **(env or {}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "--config", str(self.config), "--data-dir", str(data_dir),
+            [*prefix, sys.executable, "-m", "agent", "run", "--config", str(self.config), "--data-dir", str(data_dir),
              "--listen", f"127.0.0.1:{self.port}"], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=e)
         self.key = None
         deadline = time.monotonic() + 30
@@ -41,7 +46,7 @@ class AgentProcess:
                 raise RuntimeError(f"agent exited: {self.output()}")
             key_file = data_dir / "admin.key"
             try:
-                Client(self.url, timeout=2).raw("GET", "/v1/health")
+                self.call(Client(self.url, timeout=2).raw, "GET", "/v1/health")
                 if key_file.exists():
                     self.key = key_file.read_text().strip()
                     break
@@ -89,8 +94,8 @@ def agent(tmp_path):
 def make_agent(tmp_path):
     made = []
 
-    def make(config: str = IDLE, env: dict = None, name: str = "var"):
-        a = AgentProcess(tmp_path / name, config, env)
+    def make(config: str = IDLE, env: dict = None, name: str = "var", veth=None):
+        a = AgentProcess(tmp_path / name, config, env, veth)
         made.append(a)
         return a
     yield make

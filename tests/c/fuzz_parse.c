@@ -1,0 +1,317 @@
+/* fuzz_parse.c - libFuzzer harness for the C core's packet path.
+ *
+ * Every input is a handful of packets fed through hw_session_inject on a
+ * fresh session: the same path real packets take (parser, fragment cache,
+ * flow table with eviction and timeouts, event ring, flow ring).  Each packet
+ * is copied into a buffer of exactly its captured length, so ASan catches a
+ * read one byte past it.  After every input the counters must add up; a
+ * broken invariant aborts, which libFuzzer reports like a crash.
+ *
+ * Input:
+ *   byte 0    link type: linktypes[byte % N_LINK] (the ten the parser knows, and one it does not)
+ *   byte 1    bits 0-1 wire length: 0 = captured length, 1 = + 4 * next length byte,
+ *             2 = half the captured length (below it: counted as the captured length), 3 = 65535;
+ *             bits 2-7 time step between packets, in 100 ms (timeouts are 1 s idle, 2 s active)
+ *   then up to MAX_PACKETS of: 2-byte big-endian length, that many bytes (cut at the end of input)
+ *
+ * Built with -DFUZZ_SEEDS instead, this file is a small program that writes
+ * a seed corpus in that format from capture files (libpcap reads pcap and
+ * pcapng): every packet alone, the first packets of each file together (so
+ * flows see handshakes), and IP packets re-framed in each link type.
+ *   make fuzz   builds both, extracts ../shared/pcaps into build/fuzz-corpus, fuzzes FUZZ_SECONDS. */
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_PACKETS 64
+
+static const int linktypes[] = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147 /* USER0: unknown */};
+#define N_LINK ((int)(sizeof linktypes / sizeof linktypes[0]))
+
+#ifndef FUZZ_SEEDS
+
+#include <unistd.h>
+
+#include "hw.h"
+
+#define CHECK(x)                                                                            \
+    do {                                                                                    \
+        if (!(x)) {                                                                         \
+            fprintf(stderr, "fuzz_parse: invariant broken: %s (line %d)\n", #x, __LINE__); \
+            abort();                                                                        \
+        }                                                                                   \
+    } while (0)
+
+static char source[64];
+static struct hw_event events[64];
+static struct hw_flow_record records[256];
+
+static void remove_source(void) { unlink(source); }
+
+/* hw_session_open needs a source: a classic pcap with a header and no packet. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    static const uint8_t header[24] = {0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0,
+                                       0,    0,    0,    0,    0xff, 0xff, 0, 0, 1, 0, 0, 0};
+    snprintf(source, sizeof source, "/tmp/capbox-fuzz-%d.pcap", (int)getpid());
+    FILE *f = fopen(source, "wb");
+    if (!f || fwrite(header, 1, sizeof header, f) != sizeof header || fclose(f) != 0) {
+        perror(source);
+        exit(1);
+    }
+    atexit(remove_source);
+    return 0;
+}
+
+/* Every event is about the packet just injected: its snippet must be bytes of that packet. */
+static void check_events(struct hw_session *s, const uint8_t *pkt, uint32_t caplen, uint32_t wirelen)
+{
+    int n;
+    while ((n = hw_events_read(s, events, 64)) > 0) {
+        for (int i = 0; i < n; i++) {
+            const struct hw_event *e = &events[i];
+            CHECK(e->kind < HW_EV_COUNT);
+            CHECK(e->wirelen == wirelen);
+            CHECK(e->snippet_len <= HW_SNIPPET_MAX && e->snippet_len <= caplen);
+            if (e->snippet_len) CHECK(memmem(pkt, caplen, e->snippet, e->snippet_len) != NULL);
+            if (e->kind == HW_EV_ARP) CHECK(e->snippet_len == 28);
+        }
+    }
+}
+
+struct flow_sums {
+    uint64_t records, packets;
+    uint8_t seen[MAX_PACKETS + 1]; /* by flow id (a packet creates at most one flow): 1 reported, 2 ended */
+};
+
+static void drain_flows(struct hw_session *s, struct flow_sums *f)
+{
+    int n;
+    while ((n = hw_flows_read(s, records, 256)) > 0) {
+        for (int i = 0; i < n; i++) {
+            const struct hw_flow_record *r = &records[i];
+            CHECK(r->end_reason >= HW_END_IDLE && r->end_reason <= HW_END_EVICTED);
+            CHECK(r->family == 4 || r->family == 6);
+            CHECK(r->packets[0] + r->packets[1] > 0); /* a silent continuation reports nothing */
+            CHECK(r->id >= 1 && r->id <= MAX_PACKETS);
+            CHECK(f->seen[r->id] != 2); /* nothing after a flow's last record */
+            f->seen[r->id] = r->end_reason == HW_END_ACTIVE ? 1 : 2;
+            f->records++;
+            f->packets += r->packets[0] + r->packets[1];
+        }
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2) return 0;
+    int linktype = linktypes[data[0] % N_LINK];
+    int wire_mode = data[1] & 3;
+    uint64_t step = (uint64_t)(data[1] >> 2) * 100000000ULL;
+    data += 2, size -= 2;
+
+    struct hw_config cfg;
+    hw_config_init(&cfg);
+    cfg.source = source;
+    cfg.max_flows = 16; /* small: eviction runs */
+    cfg.max_hosts = 16;
+    cfg.idle_timeout_s = 1;
+    cfg.active_timeout_s = 2;
+    cfg.event_mask = (1u << HW_EV_COUNT) - 1;
+    cfg.event_ring = 4 * HW_BATCH_MAX;
+    cfg.flow_ring = 4 * HW_BATCH_MAX;
+    cfg.lossless = 1;
+    char errbuf[HW_ERRBUF_SIZE];
+    struct hw_session *s;
+    if (hw_session_open(&cfg, &s, errbuf) != HW_OK) {
+        fprintf(stderr, "fuzz_parse: %s\n", errbuf);
+        abort();
+    }
+
+    uint64_t packets = 0, bytes = 0, captured = 0, ts = 1000000000ULL;
+    struct flow_sums flows;
+    memset(&flows, 0, sizeof flows);
+    while (size >= 2 && packets < MAX_PACKETS) {
+        uint32_t len = (uint32_t)data[0] << 8 | data[1];
+        data += 2, size -= 2;
+        if (len > size) len = (uint32_t)size;
+        uint32_t wirelen = len;
+        if (wire_mode == 1) wirelen = len + 4u * (len ? data[0] : 0);
+        else if (wire_mode == 2) wirelen = len / 2;
+        else if (wire_mode == 3) wirelen = 65535;
+        /* exactly caplen bytes of heap: ASan sees a read past the end */
+        uint8_t *pkt = malloc(len ? len : 1);
+        CHECK(pkt != NULL);
+        memcpy(pkt, data, len);
+        CHECK(hw_session_inject(s, linktype, len ? pkt : NULL, len, wirelen, ts) == HW_OK);
+        uint32_t counted = wirelen > len ? wirelen : len;
+        check_events(s, pkt, len, counted);
+        free(pkt);
+        packets++;
+        bytes += counted;
+        captured += len;
+        ts += step;
+        data += len, size -= len;
+        if (packets % 16 == 0) drain_flows(s, &flows);
+    }
+
+    struct hw_counters c;
+    hw_session_counters(s, &c);
+    CHECK(c.packets == packets);
+    CHECK(c.bytes == bytes);
+    CHECK(c.captured_bytes == captured);
+    CHECK(c.packets == c.malformed + c.ip_packets + c.arp_packets + c.other_packets);
+    uint64_t sum = 0;
+    for (int i = 0; i < HW_MAL_COUNT; i++) sum += c.malformed_by[i];
+    CHECK(sum == c.malformed);
+    sum = 0;
+    for (int i = 0; i < HW_TRUNC_COUNT; i++) sum += c.truncated_by[i];
+    CHECK(c.truncated <= sum && c.truncated <= c.packets - c.malformed);
+    CHECK(c.flows_created == c.flows_tcp + c.flows_udp + c.flows_icmp + c.flows_other);
+    sum = 0;
+    for (int i = 0; i < HW_APP_COUNT; i++) sum += c.app_packets[i];
+    CHECK(sum == c.ip_packets - c.packets_not_metered);
+    CHECK(packets == 0 || (c.first_ns <= c.last_ns && c.last_ns == ts - step));
+
+    /* every IP packet is metered in exactly one flow record, or counted as not metered */
+    for (int rounds = 0;; rounds++) {
+        CHECK(rounds < 1000);
+        int left = hw_session_flush(s);
+        drain_flows(s, &flows);
+        if (left == 0) break;
+    }
+    hw_session_counters(s, &c);
+    CHECK(c.flows_active == 0);
+    CHECK(c.flow_records_dropped == 0);
+    CHECK(flows.records == c.flow_records);
+    CHECK(c.flows_expired_idle + c.flows_expired_end + c.flows_evicted == c.flows_created);
+    for (uint64_t id = 1; id <= MAX_PACKETS; id++) CHECK(!flows.seen[id] == (id > c.flows_created));
+    CHECK(flows.packets + c.packets_not_metered == c.ip_packets);
+    hw_session_close(s);
+    return 0;
+}
+
+#else /* FUZZ_SEEDS: the seed corpus from capture files */
+
+#include <libgen.h>
+#include <pcap/pcap.h>
+
+#define GROUP 8 /* packets in a multi-packet seed */
+
+static int write_seed(const char *dir, const char *stem, const char *tag, int n, int link_index,
+                      const uint8_t *const *pkts, const uint32_t *lens, int count)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s-%s%d-link%d", dir, stem, tag, n, linktypes[link_index]);
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    uint8_t head[2] = {(uint8_t)link_index, 1 << 2 /* 100 ms between packets */};
+    fwrite(head, 1, 2, f);
+    for (int i = 0; i < count; i++) {
+        uint32_t len = lens[i] > 0xffff ? 0xffff : lens[i];
+        uint8_t l[2] = {(uint8_t)(len >> 8), (uint8_t)len};
+        fwrite(l, 1, 2, f);
+        fwrite(pkts[i], 1, len, f);
+    }
+    return fclose(f);
+}
+
+static int link_index(int linktype)
+{
+    for (int i = 0; i < N_LINK; i++)
+        if (linktypes[i] == linktype) return i;
+    return N_LINK - 1;
+}
+
+/* An Ethernet frame carrying IP, re-framed for the other link types. */
+static void reframe(const char *dir, const char *stem, int n, const uint8_t *eth, uint32_t len)
+{
+    static uint8_t buf[65536 + 32];
+    if (len < 15 || len > 65535) return;
+    uint16_t type = (uint16_t)(eth[12] << 8 | eth[13]);
+    if (type != 0x0800 && type != 0x86dd) return;
+    const uint8_t *ip = eth + 14;
+    uint32_t iplen = len - 14;
+    int v6 = type == 0x86dd;
+    const uint8_t *p = buf;
+    for (int k = 0; k < N_LINK - 1; k++) {
+        int lt = linktypes[k];
+        uint32_t hl = 0;
+        switch (lt) {
+        case 0: /* host byte order, as the writer had it */
+            buf[0] = v6 ? 10 : 2, buf[1] = buf[2] = buf[3] = 0, hl = 4;
+            break;
+        case 108: buf[0] = buf[1] = buf[2] = 0, buf[3] = v6 ? 24 : 2, hl = 4; break;
+        case 113: /* SLL: packet type, ARPHRD_ETHER, address length, address, protocol */
+            memset(buf, 0, 16);
+            buf[3] = 1, buf[5] = 6;
+            memcpy(buf + 6, eth + 6, 6);
+            buf[14] = eth[12], buf[15] = eth[13], hl = 16;
+            break;
+        case 276: /* SLL2: protocol, reserved, ifindex, ARPHRD_ETHER, packet type, address length, address */
+            memset(buf, 0, 20);
+            buf[0] = eth[12], buf[1] = eth[13], buf[7] = 1, buf[9] = 1, buf[11] = 6;
+            memcpy(buf + 12, eth + 6, 6);
+            hl = 20;
+            break;
+        case 228: if (v6) continue; break;
+        case 229: if (!v6) continue; break;
+        case 1: continue; /* the original */
+        default: break; /* raw IP */
+        }
+        memcpy(buf + hl, ip, iplen);
+        uint32_t l = hl + iplen;
+        write_seed(dir, stem, "", n, k, &p, &l, 1);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s CORPUS_DIR CAPTURE...\n", argv[0]);
+        return 2;
+    }
+    int written = 0;
+    for (int a = 2; a < argc; a++) {
+        char err[PCAP_ERRBUF_SIZE];
+        pcap_t *pc = pcap_open_offline(argv[a], err);
+        if (!pc) { /* damaged captures are fine: skip them */
+            fprintf(stderr, "%s: %s (skipped)\n", argv[a], err);
+            continue;
+        }
+        char stem_buf[4096];
+        snprintf(stem_buf, sizeof stem_buf, "%s", argv[a]);
+        const char *stem = basename(stem_buf);
+        int li = link_index(pcap_datalink(pc));
+        static uint8_t group[GROUP][65536];
+        const uint8_t *gp[GROUP];
+        uint32_t gl[GROUP];
+        struct pcap_pkthdr *h;
+        const u_char *d;
+        int n = 0, g = 0;
+        while (n < 256 && pcap_next_ex(pc, &h, &d) == 1) {
+            uint32_t len = h->caplen > 65535 ? 65535 : h->caplen;
+            const uint8_t *one = d;
+            write_seed(argv[1], stem, "", n, li, &one, &len, 1);
+            if (linktypes[li] == 1 && n % 4 == 0) reframe(argv[1], stem, n, d, len);
+            if (g < GROUP) {
+                memcpy(group[g], d, len);
+                gp[g] = group[g], gl[g] = len, g++;
+            }
+            n++;
+        }
+        if (g > 1) write_seed(argv[1], stem, "first", g, li, gp, gl, g);
+        written += n;
+        pcap_close(pc);
+    }
+    printf("%d packets from %d captures in %s\n", written, argc - 2, argv[1]);
+    return 0;
+}
+
+#endif
