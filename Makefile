@@ -80,3 +80,37 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) $(STAMPS) .pytest_cache .hypothesis
+
+# fuzz: libFuzzer with ASan/UBSan over the packet path (tests/c/fuzz_parse.c) ------
+# Seeds: every packet of the shared captures, and IP ones re-framed for each link
+# type, in build/fuzz-corpus (it keeps what the fuzzer finds).  A crash or a broken
+# counter invariant stops the run and leaves its input in build/fuzz/crash-*.
+APT_FUZZ := clang libclang-rt-14-dev
+FUZZ_SECONDS ?= 60
+FUZZ_PCAPS ?= ../shared/pcaps
+FUZZ_CORPUS := build/fuzz-corpus
+FUZZ_BIN := build/fuzz/fuzz_parse
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_ARGS ?= -timeout=10 -print_final_stats=1
+
+.PHONY: fuzz
+
+$(STAMPS)/apt-fuzz:
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(APT_FUZZ))
+	@touch $@
+
+$(FUZZ_BIN): tests/c/fuzz_parse.c $(CORE) | $(STAMPS)/apt-build $(STAMPS)/apt-fuzz
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Ihwdrivers/include tests/c/fuzz_parse.c hwdrivers/src/*.c -lpcap -o $@
+
+build/fuzz/seeded: tests/c/fuzz_parse.c | $(STAMPS)/apt-build $(STAMPS)/apt-fuzz
+	@mkdir -p $(@D) $(FUZZ_CORPUS)
+	clang -std=gnu11 -O2 -DFUZZ_SEEDS tests/c/fuzz_parse.c -lpcap -o build/fuzz/fuzz-seeds
+	@pcaps="$(wildcard $(FUZZ_PCAPS)/*.pcap*)"; \
+	if [ -n "$$pcaps" ]; then build/fuzz/fuzz-seeds $(FUZZ_CORPUS) $$pcaps; \
+	else echo "no captures in $(FUZZ_PCAPS): the fuzzer starts from an empty corpus"; fi
+	@touch $@
+
+fuzz: $(FUZZ_BIN) build/fuzz/seeded
+	$(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ $(FUZZ_ARGS) $(FUZZ_CORPUS)

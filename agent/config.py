@@ -144,20 +144,15 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             return value.lower() in ("1", "true", "yes", "on")
         raise ConfigError(key, f"must be true or false, not {value!r}")
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
-            raise ConfigError(key, f"must be an integer, not {value!r}")
+    if kind in (int, float):
+        accepted = (int, str) if kind is int else (int, float, str)
+        what = "an integer" if kind is int else "a number"
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            raise ConfigError(key, f"must be {what}, not {value!r}")
         try:
-            return int(value)
+            return kind(value)
         except ValueError:
-            raise ConfigError(key, f"must be an integer, not {value!r}") from None
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(key, f"must be a number, not {value!r}")
-        try:
-            return float(value)
-        except ValueError:
-            raise ConfigError(key, f"must be a number, not {value!r}") from None
+            raise ConfigError(key, f"must be {what}, not {value!r}") from None
     if kind is tuple:
         if isinstance(value, str):
             try:
