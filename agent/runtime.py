@@ -1,8 +1,8 @@
 """The agent: one process, its services and named threads, start and shutdown.
 
-Threads: capture and dispatcher (per capture run), store-writer, api (cheroot
-and its workers), stats (samples, heartbeats, systemd watchdog) and the
-slots later services plug into.  SIGINT/SIGTERM stop the capture (flows are
+Threads: capture and dispatcher (per capture run), store-writer, api (waitress
+and its workers), stats (samples, heartbeats, systemd watchdog) and one per
+service in agent.services.SERVICES (detectors, windower, verifier).  SIGINT/SIGTERM stop the capture (flows are
 flushed onto the bus), the API, then the store."""
 import logging
 import os
@@ -24,6 +24,7 @@ from agent.errors import AgentError
 from agent.health import Health
 from agent.ratelimit import RateLimiter
 from agent.sdnotify import Notifier
+from agent.services import SERVICES, start_services
 from agent.stats import system
 from agent.store import Store
 
@@ -124,6 +125,7 @@ class Agent:
         self.health.spawn(api, lambda c: self.server.serve(c))
         stats = self.health.register("stats", critical=False)
         self.health.spawn(stats, self._stats_loop)
+        self.services = start_services(self, SERVICES)
         cap = self.cfg.capture
         if cap.autostart and cap.source:
             try:

@@ -1,0 +1,86 @@
+"""The slots later services plug into: detectors, the windower, the verifier.
+
+A service is a bus consumer with its own named thread and bounded queue.  It
+declares the channels it reads; the runner feeds it envelopes and calls
+tick() about once a second (windows close on time, not only on traffic).
+An exception in handle() is counted and logged once per kind, and the
+service goes on; one that escapes the loop marks the component failed."""
+import collections
+import logging
+import time
+
+log = logging.getLogger(__name__)
+
+
+class Service:
+    name = ""
+    channels: tuple = ()
+    critical = False
+    queue_size = 4096
+
+    def start(self, agent) -> None:
+        """Before the thread starts; agent gives the bus, store and config."""
+
+    def handle(self, envelope) -> None:
+        raise NotImplementedError
+
+    def tick(self, now: float) -> None:
+        """About once a second."""
+
+    def stop(self) -> None:
+        """After the thread's last handle()."""
+
+    def detail(self) -> dict:
+        return {}
+
+
+# Later issues register their service classes here, in start order.
+SERVICES: list = []
+
+
+class Runner:
+    def __init__(self, agent, service: Service):
+        self.agent = agent
+        self.service = service
+        self.handled = 0
+        self.errors: collections.Counter = collections.Counter()
+        self.sub = agent.bus.subscribe(service.channels, maxsize=service.queue_size, name=service.name)
+        self.component = agent.health.register(service.name, critical=service.critical, detail=self.detail)
+
+    def detail(self) -> dict:
+        return {"handled": self.handled, "errors": sum(self.errors.values()), "queued": self.sub.queue.qsize(),
+                "dropped": self.sub.dropped, **self.service.detail()}
+
+    def loop(self, component) -> None:
+        next_tick = time.monotonic() + 1.0
+        try:
+            while not component.stop.is_set():
+                env = self.sub.get(timeout=0.2)
+                if env is not None:
+                    try:
+                        self.service.handle(env)
+                        self.handled += 1
+                    except Exception as e:  # one bad event must not stop a detector
+                        kind = type(e).__name__
+                        if not self.errors[kind]:
+                            log.exception("%s: handling %s failed", self.service.name, env.event_type)
+                        self.errors[kind] += 1
+                now = time.monotonic()
+                if now >= next_tick:
+                    next_tick = now + 1.0
+                    self.service.tick(time.time())
+                    component.beat()
+        finally:
+            self.sub.close()
+            self.service.stop()
+
+
+def start_services(agent, classes) -> list:
+    runners = []
+    for cls in classes:
+        service = cls()
+        service.start(agent)
+        runner = Runner(agent, service)
+        agent.health.spawn(runner.component, runner.loop)
+        runners.append(runner)
+    return runners
