@@ -112,21 +112,14 @@ void hwint_ft_destroy(struct hw_flowtable *ft)
     free(ft);
 }
 
-static inline uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    return x ^ (x >> 33);
-}
-
+/* One multiply per endpoint, one to combine: the high half of a 64-bit
+ * product mixes every input bit, and only the high half is used. */
 static inline uint64_t endpoint_hash(const uint8_t *addr, uint16_t port)
 {
     uint64_t w0, w1;
     memcpy(&w0, addr, 8);
     memcpy(&w1, addr + 8, 8);
-    return mix64(w0 * 0x9e3779b97f4a7c15ULL ^ w1 ^ ((uint64_t)port << 48));
+    return (w0 ^ (w1 * 0x9e3779b97f4a7c15ULL) ^ port) * 0xbf58476d1ce4e5b9ULL;
 }
 
 /* Symmetric: both directions of a conversation hash alike. */
@@ -134,8 +127,8 @@ uint32_t hwint_ft_hash(const struct hw_meta *m)
 {
     uint64_t x = endpoint_hash(m->src, m->sport), y = endpoint_hash(m->dst, m->dport);
     uint64_t lo = x < y ? x : y, hi = x < y ? y : x;
-    uint64_t h = mix64(lo ^ (hi << 17 | hi >> 47) ^ ((uint64_t)m->proto << 8) ^
-                       ((uint64_t)m->vlan << 16) ^ m->family);
+    uint64_t h = (lo ^ (hi >> 29 | hi << 35) ^ ((uint64_t)m->proto << 56) ^ ((uint64_t)m->vlan << 40) ^ m->family)
+                 * 0x94d049bb133111ebULL;
     return (uint32_t)(h >> 32);
 }
 

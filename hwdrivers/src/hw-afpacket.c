@@ -26,6 +26,7 @@
 #include "hw.h"
 
 #define VLAN_TAG_LEN 4
+#define PREFETCH_BYTES 2048 /* how far ahead of the walk a block is fetched: another CPU wrote it */
 
 struct af {
     int fd;
@@ -35,7 +36,7 @@ struct af {
     uint32_t snaplen;
     int loopback; /* lo hands every packet over twice: going out and coming in */
     struct tpacket_block_desc *held, *release;
-    uint8_t *next;
+    uint8_t *next, *prefetched, *block_end;
     uint32_t left;
     uint64_t received, dropped, filtered;
     struct bpf_program prog; /* the filter, for frames whose tag the kernel stripped */
@@ -219,9 +220,12 @@ static int af_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         }
         a->held = d;
         a->left = d->hdr.bh1.num_pkts;
-        a->next = (uint8_t *)d + d->hdr.bh1.offset_to_first_pkt;
+        a->next = a->prefetched = (uint8_t *)d + d->hdr.bh1.offset_to_first_pkt;
+        a->block_end = (uint8_t *)d + a->block_size;
     }
     while (a->left && b->n < b->cap) {
+        for (; a->prefetched < a->next + PREFETCH_BYTES && a->prefetched < a->block_end; a->prefetched += 64)
+            __builtin_prefetch(a->prefetched);
         struct tpacket3_hdr *h = (struct tpacket3_hdr *)a->next;
         uint8_t *mac = (uint8_t *)h + h->tp_mac;
         a->next += h->tp_next_offset;

@@ -54,6 +54,8 @@ class AgentProcess:
                 pass
             time.sleep(0.1)
         else:
+            self.proc.kill()
+            self.proc.wait()
             raise RuntimeError(f"agent did not come up: {self.output()}")
         self.client = Client(self.url, self.key)
 
