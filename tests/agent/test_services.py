@@ -1,5 +1,4 @@
 """The service slots: a bus consumer in its own thread, supervised."""
-import time
 import types
 
 from agent.bus import Bus

@@ -16,8 +16,9 @@
  *
  * Built with -DFUZZ_SEEDS instead, this file is a small program that writes
  * a seed corpus in that format from capture files (libpcap reads pcap and
- * pcapng): every packet alone, the first packets of each file together (so
- * flows see handshakes), and IP packets re-framed in each link type.
+ * pcapng): every packet alone, the first 64 packets of each file together (so
+ * flows see handshakes, and more flows than the table holds), and IP packets
+ * re-framed in each link type and wrapped in VLAN, MPLS and PPPoE.
  *   make fuzz   builds both, extracts ../shared/pcaps into build/fuzz-corpus, fuzzes FUZZ_SECONDS. */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -47,6 +48,7 @@ static const int linktypes[] = {0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147 
 static char source[64];
 static struct hw_event events[64];
 static struct hw_flow_record records[256];
+static struct hw_host hosts[8];
 
 static void remove_source(void) { unlink(source); }
 
@@ -176,6 +178,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(sum == c.ip_packets - c.packets_not_metered);
     CHECK(packets == 0 || (c.first_ns <= c.last_ns && c.last_ns == ts - step));
 
+    /* the top flows still in the table, in each order */
+    for (int order = HW_ORDER_BYTES; order <= HW_ORDER_FIRST; order++) {
+        int n = hw_flows_active(s, records, 8, order);
+        CHECK(n >= 0 && n <= 8 && (uint64_t)n <= c.flows_active);
+        CHECK(n == 8 || (uint64_t)n == c.flows_active);
+        for (int i = 1; i < n; i++) {
+            const struct hw_flow_record *a = &records[i - 1], *b = &records[i];
+            if (order == HW_ORDER_BYTES) CHECK(a->bytes[0] + a->bytes[1] >= b->bytes[0] + b->bytes[1]);
+            if (order == HW_ORDER_PACKETS) CHECK(a->packets[0] + a->packets[1] >= b->packets[0] + b->packets[1]);
+            if (order == HW_ORDER_LAST) CHECK(a->last_ns >= b->last_ns);
+            if (order == HW_ORDER_FIRST) CHECK(a->first_ns <= b->first_ns);
+        }
+    }
+
     /* every IP packet is metered in exactly one flow record, or counted as not metered */
     for (int rounds = 0;; rounds++) {
         CHECK(rounds < 1000);
@@ -190,6 +206,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(c.flows_expired_idle + c.flows_expired_end + c.flows_evicted == c.flows_created);
     for (uint64_t id = 1; id <= MAX_PACKETS; id++) CHECK(!flows.seen[id] == (id > c.flows_created));
     CHECK(flows.packets + c.packets_not_metered == c.ip_packets);
+
+    /* talkers: every flow record was folded in; the largest first */
+    int n = hw_hosts_top(s, hosts, 8);
+    CHECK(n >= 0 && n <= 8 && (n > 0) == (flows.records > 0));
+    for (int i = 1; i < n; i++)
+        CHECK(hosts[i - 1].bytes_in + hosts[i - 1].bytes_out >= hosts[i].bytes_in + hosts[i].bytes_out);
     hw_session_close(s);
     return 0;
 }
@@ -199,7 +221,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 #include <libgen.h>
 #include <pcap/pcap.h>
 
-#define GROUP 8 /* packets in a multi-packet seed */
+#define GROUP MAX_PACKETS /* packets in a multi-packet seed */
 
 static int write_seed(const char *dir, const char *stem, const char *tag, int n, int link_index,
                       const uint8_t *const *pkts, const uint32_t *lens, int count)
@@ -242,7 +264,7 @@ static void reframe(const char *dir, const char *stem, int n, const uint8_t *eth
     const uint8_t *p = buf;
     for (int k = 0; k < N_LINK - 1; k++) {
         int lt = linktypes[k];
-        uint32_t hl = 0;
+        uint32_t hl = 0, l;
         switch (lt) {
         case 0: /* host byte order, as the writer had it */
             buf[0] = v6 ? 10 : 2, buf[1] = buf[2] = buf[3] = 0, hl = 4;
@@ -262,11 +284,27 @@ static void reframe(const char *dir, const char *stem, int n, const uint8_t *eth
             break;
         case 228: if (v6) continue; break;
         case 229: if (!v6) continue; break;
-        case 1: continue; /* the original */
+        case 1: /* the original wrapped: VLAN, MPLS, PPPoE session */
+            memcpy(buf, eth, 12);
+            memcpy(buf + 12, "\x81\x00\x00\x0a", 4);
+            memcpy(buf + 16, eth + 12, 2);
+            memcpy(buf + 18, ip, iplen);
+            l = 18 + iplen;
+            write_seed(dir, stem, "vlan", n, k, &p, &l, 1);
+            memcpy(buf + 12, "\x88\x47\x00\x01\x01\x40", 6);
+            memcpy(buf + 18, ip, iplen);
+            write_seed(dir, stem, "mpls", n, k, &p, &l, 1);
+            memcpy(buf + 12, "\x88\x64\x11\x00\x00\x01", 6);
+            buf[18] = (uint8_t)((iplen + 2) >> 8), buf[19] = (uint8_t)(iplen + 2);
+            buf[20] = 0, buf[21] = v6 ? 0x57 : 0x21;
+            memcpy(buf + 22, ip, iplen);
+            l = 22 + iplen;
+            write_seed(dir, stem, "pppoe", n, k, &p, &l, 1);
+            continue;
         default: break; /* raw IP */
         }
         memcpy(buf + hl, ip, iplen);
-        uint32_t l = hl + iplen;
+        l = hl + iplen;
         write_seed(dir, stem, "", n, k, &p, &l, 1);
     }
 }
@@ -289,7 +327,7 @@ int main(int argc, char **argv)
         snprintf(stem_buf, sizeof stem_buf, "%s", argv[a]);
         const char *stem = basename(stem_buf);
         int li = link_index(pcap_datalink(pc));
-        static uint8_t group[GROUP][65536];
+        static uint8_t group[GROUP][512];
         const uint8_t *gp[GROUP];
         uint32_t gl[GROUP];
         struct pcap_pkthdr *h;
@@ -300,7 +338,8 @@ int main(int argc, char **argv)
             const uint8_t *one = d;
             write_seed(argv[1], stem, "", n, li, &one, &len, 1);
             if (linktypes[li] == 1 && n % 4 == 0) reframe(argv[1], stem, n, d, len);
-            if (g < GROUP) {
+            if (g < GROUP) { /* whole small packets, the headers of big ones */
+                if (len > sizeof group[g]) len = sizeof group[g];
                 memcpy(group[g], d, len);
                 gp[g] = group[g], gl[g] = len, g++;
             }
