@@ -440,7 +440,7 @@ uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h,
         dir = match(f, m);
     }
     if (ts > f->last_ns) f->last_ns = ts;
-    if (!f->first_ns) f->first_ns = ts; /* the first packet after an active-timeout report */
+    if (!(f->packets[0] | f->packets[1])) f->first_ns = ts; /* the first packet after an active-timeout report */
     f->packets[dir]++;
     f->bytes[dir] += wirelen;
     if (m->proto == 6) tcp_update(f, dir, m, ts);
@@ -458,7 +458,7 @@ static void restart(struct hw_flow *f)
     memset(f->retrans, 0, sizeof f->retrans);
     memset(f->ooo, 0, sizeof f->ooo);
     memset(f->tcp_flags, 0, sizeof f->tcp_flags);
-    f->first_ns = 0; /* set by the next packet; until then there is nothing to report */
+    /* first_ns is set by the next packet; until then there is nothing to report */
     f->continued = 1;
 }
 
@@ -471,8 +471,8 @@ void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now, struct hw_counters *
         uint32_t idx = ft->sweep_hand % ft->high;
         struct hw_flow *f = &ft->pool[idx];
         int idle = f->used && ft->idle_ns && now > f->last_ns && now - f->last_ns >= ft->idle_ns;
-        int active = f->used && !idle && ft->active_ns && f->first_ns && now > f->first_ns &&
-                     now - f->first_ns >= ft->active_ns;
+        int active = f->used && !idle && ft->active_ns && (f->packets[0] | f->packets[1]) &&
+                     now > f->first_ns && now - f->first_ns >= ft->active_ns;
         if ((idle || active) && budget-- == 0) {
             ft->next_sweep_ns = 0; /* out of room: carry on from here next call */
             return;

@@ -62,17 +62,13 @@ static uint32_t rd32(const struct pf *f, const uint8_t *p)
     return f->swapped ? __builtin_bswap32(v) : v;
 }
 
+/* The file itself opened before (or is standard input), so whatever libpcap
+ * refuses is its content: a format error. */
 static int open_pcap(struct pf *f, char *errbuf)
 {
     char perr[PCAP_ERRBUF_SIZE];
     f->pc = pcap_open_offline_with_tstamp_precision(f->path, PCAP_TSTAMP_PRECISION_NANO, perr);
-    if (!f->pc) {
-        int code = strstr(perr, "unknown file format") || strstr(perr, "truncated") ||
-                           strstr(perr, "bad dump file") || strstr(perr, "bogus")
-                       ? HW_E_FORMAT
-                       : HW_E_OPEN;
-        return hwint_err(errbuf, code, "%s: %s", f->path, perr);
-    }
+    if (!f->pc) return hwint_err(errbuf, HW_E_FORMAT, "%s: %s", f->path, perr);
     f->linktype = pcap_datalink(f->pc);
     f->have_cur = 0;
     return HW_OK;

@@ -338,7 +338,7 @@ static int classify(struct hw_session *s, const struct hw_pkt *pkt, struct hw_me
     c->packets++;
     c->bytes += wirelen;
     c->captured_bytes += pkt->caplen;
-    if (HW_UNLIKELY(c->first_ns == 0 || pkt->ts_ns < c->first_ns)) c->first_ns = pkt->ts_ns;
+    if (HW_UNLIKELY(c->packets == 1 || pkt->ts_ns < c->first_ns)) c->first_ns = pkt->ts_ns;
     if (pkt->ts_ns > c->last_ns) c->last_ns = pkt->ts_ns;
     if (pkt->ts_ns > s->now_ns) s->now_ns = pkt->ts_ns;
     int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, m, c);

@@ -938,8 +938,6 @@ def test_ndpi_badpackets_metered_and_flagged(source):
 
 # ---- bugs found: reproducers --------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="hw.c classify() takes first_ns == 0 for 'no packet yet': a capture whose "
-                   "first packet is stamped at the epoch gets first_ts and duration from its second packet")
 def test_packet_at_the_epoch_starts_the_capture(tmp_path):
     path = tmp_path / "epoch.pcap"
     path.write_bytes(write_pcap([(bytes(60), None, 0), (bytes(60), None, 5)]))
@@ -948,8 +946,6 @@ def test_packet_at_the_epoch_starts_the_capture(tmp_path):
     assert (c.first_ns, c.last_ns) == (0, 5 * 10**9)  # capinfos: duration 5 s
 
 
-@pytest.mark.xfail(strict=True, reason="flowtable.c hwint_ft_packet() takes first_ns == 0 for 'continuation not "
-                   "started yet': a flow whose first packet is stamped at the epoch reports its second packet's time")
 def test_packet_at_the_epoch_starts_its_flow(source):
     udp = struct.pack(">BBHHHBBH4s4sHHHH", 0x45, 0, 28, 0, 0, 64, 17, 0, bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]),
                       1024, 53, 8, 0)
@@ -972,8 +968,6 @@ PCAPNG_HEADER_DAMAGE = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="hw-pcapfile.c open_pcap(): a damaged pcapng header is HW_E_OPEN, not "
-                   "HW_E_FORMAT (only 'unknown file format', 'truncated', 'bad dump file', 'bogus' map to FORMAT)")
 @pytest.mark.parametrize("damage", sorted(PCAPNG_HEADER_DAMAGE))
 def test_damaged_pcapng_header_is_a_format_error(tmp_path, damage):
     ng = open(pcap("chrissanders__arp_resolution.pcapng"), "rb").read()
