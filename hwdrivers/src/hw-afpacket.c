@@ -153,7 +153,7 @@ static int af_open(const struct hw_config *cfg, void **out, int *linktype, char 
     };
     if ((rc = sockopt(a, SOL_PACKET, PACKET_RX_RING, &req, sizeof req, "PACKET_RX_RING", errbuf))) goto fail;
     a->ring_bytes = (size_t)a->block_size * a->block_nr;
-    a->ring = mmap(NULL, a->ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, a->fd, 0);
+    a->ring = mmap(NULL, a->ring_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, a->fd, 0);
     if (a->ring == MAP_FAILED) {
         a->ring = NULL;
         rc = hwint_err(errbuf, HW_E_NOMEM, "mmap of %zu byte ring: %s", a->ring_bytes, strerror(errno));
