@@ -13,7 +13,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 CDEF_FILES = ["session.h", "flows.h", "events.h"]
 SOURCES = ["hw.c", "parse.c", "flowtable.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c",
            "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c"]
-CFLAGS = ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
+CFLAGS = ["-std=gnu11", "-O2", "-flto", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 
 
 def cdef_text() -> str:
@@ -30,6 +30,7 @@ def make_builder(extra_cflags=()) -> cffi.FFI:
         include_dirs=[str(HERE / "include")],
         libraries=["pcap"],
         extra_compile_args=CFLAGS + list(extra_cflags),
+        extra_link_args=["-flto", "-O2"],
     )
     return builder
 

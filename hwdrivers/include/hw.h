@@ -117,11 +117,17 @@ typedef void (*hw_flow_sink)(struct hw_session *s, const struct hw_flow_record *
 struct hw_flowtable *hwint_ft_create(uint32_t max_flows, uint32_t idle_s, uint32_t active_s,
                                      hw_flow_sink sink, struct hw_session *s);
 void hwint_ft_destroy(struct hw_flowtable *ft);
-/* Meter one parsed packet (h = hwint_ft_hash(m)); returns the flow id (0
- * when not metered) and whether the initiator sent it. */
+/* Meter one parsed packet (h = hwint_ft_hash(m)); 0 when the table had no
+ * room, else 1 with what the caller needs of the flow in *hit. */
+struct hw_flow_hit {
+    uint64_t id;
+    uint64_t packets;      /* the flow's packets so far, this one included */
+    uint8_t *app;          /* the flow's application, for payload signatures to refine */
+    int from_initiator;
+};
 uint32_t hwint_ft_hash(const struct hw_meta *m);
-uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint32_t wirelen,
-                         uint64_t ts_ns, int *from_initiator, uint8_t **app, struct hw_counters *c);
+int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint32_t wirelen, uint64_t ts_ns,
+                    struct hw_flow_hit *hit, struct hw_counters *c);
 /* Batches look ahead: fetch the slot, then the entry, before they are needed. */
 void hwint_ft_prefetch_slot(struct hw_flowtable *ft, uint32_t h);
 void hwint_ft_prefetch_flow(struct hw_flowtable *ft, uint32_t h);

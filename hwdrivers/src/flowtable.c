@@ -403,8 +403,8 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
     }
 }
 
-uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint32_t wirelen,
-                         uint64_t ts, int *from_initiator, uint8_t **app, struct hw_counters *c)
+int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint32_t wirelen, uint64_t ts,
+                    struct hw_flow_hit *hit, struct hw_counters *c)
 {
     struct hw_flow *f = NULL;
     int dir = 0;
@@ -444,9 +444,11 @@ uint64_t hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h,
     f->packets[dir]++;
     f->bytes[dir] += wirelen;
     if (m->proto == 6) tcp_update(f, dir, m, ts);
-    *from_initiator = dir == 0;
-    *app = &f->app;
-    return f->id;
+    hit->id = f->id;
+    hit->packets = f->packets[0] + f->packets[1];
+    hit->app = &f->app;
+    hit->from_initiator = dir == 0;
+    return 1;
 }
 
 /* Active timeout: report what the flow did so far and keep metering it as a

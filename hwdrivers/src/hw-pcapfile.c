@@ -117,7 +117,6 @@ static int map_window(struct pf *f, size_t end, char *errbuf)
     if (len > f->size - start) len = f->size - start;
     void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, (off_t)start);
     if (p == MAP_FAILED) return hwint_err(errbuf, HW_E_IO, "%s: mmap: %s", f->path, strerror(errno));
-    madvise(p, len, MADV_SEQUENTIAL);
     f->win = p;
     f->win_off = start;
     f->win_len = len;

@@ -19,6 +19,7 @@
 #define TCP_ACK 0x10
 #define POLL_SLICE_MS 100 /* the longest a backend waits before the loop looks around */
 #define PREFETCH_AHEAD 8  /* packets between fetching a flow entry and using it */
+#define APP_SNIFF_PACKETS 8 /* a flow's first packets are checked for TLS, HTTP and SIP */
 
 static const struct hw_backend_ops *const backends[] = {
     &hw_pcapfile_ops,
@@ -252,6 +253,7 @@ static int is_tls(const uint8_t *p, uint32_t n)
 static int starts(const uint8_t *p, uint32_t n, const char *const *words)
 {
     for (; *words; words++) {
+        if (p[0] != (uint8_t)(*words)[0]) continue;
         size_t k = strlen(*words);
         if (n >= k && !memcmp(p, *words, k)) return 1;
     }
@@ -361,25 +363,27 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
         return;
     }
     if (kind != HW_P_IP) return;
-    int from_initiator = 1;
-    uint8_t *app = NULL;
+    struct hw_flow_hit hit = {0, 0, NULL, 1};
     uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
-    uint64_t id = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &from_initiator, &app, c);
-    int ev = payload_kind(m);
-    if (app) {
+    int metered = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &hit, c);
+    /* signatures are looked for in a flow's first packets, and in every
+     * packet when Python wants the events */
+    int young = metered && hit.packets <= APP_SNIFF_PACKETS;
+    int ev = (s->cfg.event_mask || young) ? payload_kind(m) : -1;
+    if (metered) {
         /* payload signatures beat port guesses */
-        if (ev == HW_EV_TLS) *app = HW_APP_TLS;
-        else if (ev == HW_EV_HTTP) *app = HW_APP_HTTP;
-        else if (ev == HW_EV_SIP) *app = HW_APP_SIP;
-        c->app_packets[*app]++;
-        c->app_bytes[*app] += wirelen;
+        if (young && ev == HW_EV_TLS) *hit.app = HW_APP_TLS;
+        else if (young && ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
+        else if (young && ev == HW_EV_SIP) *hit.app = HW_APP_SIP;
+        c->app_packets[*hit.app]++;
+        c->app_bytes[*hit.app] += wirelen;
     }
     if (!s->cfg.event_mask) return;
     if (m->proto == 6) {
-        if ((m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, m, pkt, id, from_initiator);
-        if (m->tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, m, pkt, id, from_initiator);
+        if ((m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, m, pkt, hit.id, hit.from_initiator);
+        if (m->tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, m, pkt, hit.id, hit.from_initiator);
     }
-    if (ev >= 0) push_event(s, ev, m, pkt, id, from_initiator);
+    if (ev >= 0) push_event(s, ev, m, pkt, hit.id, hit.from_initiator);
 }
 
 /* Two passes so the flow table's cache misses overlap: parsing the whole
