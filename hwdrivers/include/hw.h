@@ -11,6 +11,7 @@
 #include "../cdef/session.h"
 #include "../cdef/flows.h"
 #include "../cdef/events.h"
+#include "../cdef/windows.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
