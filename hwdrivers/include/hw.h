@@ -124,6 +124,7 @@ struct hw_flow_hit {
     uint64_t id;
     uint64_t packets;      /* the flow's packets so far, this one included */
     uint8_t *app;          /* the flow's application, for payload signatures to refine */
+    uint8_t port_app;      /* what its ports alone say: the first signature replaces only that */
     int from_initiator;
 };
 uint32_t hwint_ft_hash(const struct hw_meta *m);

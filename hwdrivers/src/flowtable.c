@@ -439,6 +439,7 @@ int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint
     hit->id = f->id;
     hit->packets = f->packets[0] + f->packets[1];
     hit->app = &f->app;
+    hit->port_app = f->port_app;
     hit->from_initiator = dir == 0;
     return 1;
 }

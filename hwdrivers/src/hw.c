@@ -370,7 +370,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
         return;
     }
     if (kind != HW_P_IP) return;
-    struct hw_flow_hit hit = {0, 0, NULL, 1};
+    struct hw_flow_hit hit = {0, 0, NULL, 0, 1};
     uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
     int metered = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &hit, c);
     /* signatures are looked for in a flow's first packets, and in every
@@ -378,10 +378,12 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     int young = metered && hit.packets <= APP_SNIFF_PACKETS;
     int ev = (s->cfg.event_mask || young) ? payload_kind(m) : -1;
     if (metered) {
-        /* payload signatures beat port guesses */
-        if (young && ev == HW_EV_TLS) *hit.app = HW_APP_TLS;
-        else if (young && ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
-        else if (young && ev == HW_EV_SIP) *hit.app = HW_APP_SIP;
+        /* a payload signature beats the port guess; the first one stands */
+        if (young && *hit.app == hit.port_app) {
+            if (ev == HW_EV_TLS) *hit.app = HW_APP_TLS;
+            else if (ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
+            else if (ev == HW_EV_SIP) *hit.app = HW_APP_SIP;
+        }
         c->app_packets[*hit.app]++;
         c->app_bytes[*hit.app] += wirelen;
     }
