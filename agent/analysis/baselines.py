@@ -5,7 +5,9 @@ latency (handshake RTT and response time, ms, pooled over the windows'
 samples), protocol (each protocol's share of a window's packets) and
 connection (new connections per window).  Each statistic set has mean,
 median, min, max, p95, p99, std and the count it was learned from."""
+import json
 import statistics
+import time
 
 from hwdrivers.windows import percentile
 
@@ -46,6 +48,20 @@ def learn(windows: list, types=TYPES) -> dict:
     if "connection" in types:
         out["connection"] = describe([w["connections"]["total"] for w in full])
     return out
+
+
+def save(store, name: str, learned: dict, window_s: int, source: str, windows: int) -> None:
+    now = time.time()
+    rows = [(name, t, json.dumps(stats), window_s, source, windows, now) for t, stats in learned.items()]
+    store.write(lambda c: c.executemany(
+        "INSERT OR REPLACE INTO baselines (name, type, stats, window_s, source, windows, created) VALUES (?,?,?,?,?,?,?)",
+        rows))
+
+
+def load(store, name: str) -> dict:
+    """{type: stats} of a stored baseline ({} when there is none)."""
+    rows = store.query("SELECT type, stats FROM baselines WHERE name = ?", (name,))
+    return {r["type"]: json.loads(r["stats"]) for r in rows}
 
 
 def stats_view(baselines: dict) -> dict:
