@@ -382,7 +382,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
         if (young && *hit.app == hit.port_app) {
             if (ev == HW_EV_TLS) *hit.app = HW_APP_TLS;
             else if (ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
-            else if (ev == HW_EV_SIP) *hit.app = HW_APP_SIP;
+            else if (ev == HW_EV_SIP && is_sip(m->pay, m->pay_cap)) *hit.app = HW_APP_SIP; /* not port 5060 alone */
         }
         c->app_packets[*hit.app]++;
         c->app_bytes[*hit.app] += wirelen;

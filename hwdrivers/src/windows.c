@@ -24,10 +24,10 @@
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
+/* 32 bytes: the family is in the address (IPv4 as ::ffff:a.b.c.d); a slot
+ * with no bytes either way is empty; the table is cleared for each window. */
 struct whost {
     uint8_t addr[16];
-    uint8_t family;
-    uint32_t gen;           /* the window it belongs to; an older one is an empty slot */
     uint64_t tx, rx;
 };
 
@@ -52,6 +52,7 @@ struct hw_windows {
     uint32_t *touched, n_touched;
     struct whost *hosts;
     uint32_t host_mask, host_max, n_hosts;
+    size_t host_bytes;
     struct wsrc *srcs;
     uint32_t n_srcs, srcs_dropped;
     struct hw_ring ring;
@@ -68,6 +69,7 @@ struct hw_windows *hwint_win_create(const struct hw_config *cfg)
     while (n < cfg->max_hosts * 2) n <<= 1;
     w->host_mask = n - 1;
     w->host_max = cfg->max_hosts;
+    w->host_bytes = (size_t)n * sizeof *w->hosts;
     w->hosts = calloc(n, sizeof *w->hosts);
     w->srcs = calloc(SOURCE_SLOTS, sizeof *w->srcs);
     w->touched = malloc(TOUCHED_MAX * sizeof *w->touched);
@@ -90,35 +92,39 @@ void hwint_win_destroy(struct hw_windows *w)
     free(w);
 }
 
-static uint64_t mix(const uint8_t *addr, uint64_t extra)
+static void host_key(uint8_t *key, const uint8_t *addr, uint8_t family)
 {
-    uint64_t a, b;
-    memcpy(&a, addr, 8);
-    memcpy(&b, addr + 8, 8);
-    uint64_t x = (a ^ (b * 0x9e3779b97f4a7c15ULL) ^ extra) * 0xbf58476d1ce4e5b9ULL;
-    return x ^ (x >> 29);
+    if (family == 6) {
+        memcpy(key, addr, 16);
+        return;
+    }
+    memset(key, 0, 10);
+    key[10] = key[11] = 0xff;
+    memcpy(key + 12, addr, 4);
 }
 
-static struct whost *host(struct hw_windows *w, const uint8_t *addr, uint8_t family)
+static uint32_t host_slot(struct hw_windows *w, const uint8_t *key)
 {
-    for (uint32_t i = (uint32_t)mix(addr, family) & w->host_mask;; i = (i + 1) & w->host_mask) {
+    return (uint32_t)hw_mix_addr(key, 0) & w->host_mask;
+}
+
+static struct whost *host(struct hw_windows *w, const uint8_t *key, uint32_t i)
+{
+    for (;; i = (i + 1) & w->host_mask) {
         struct whost *h = &w->hosts[i];
-        if (h->gen != w->gen) {
+        if (!h->tx && !h->rx) {
             if (w->n_hosts >= w->host_max) return NULL;
             w->n_hosts++;
-            memcpy(h->addr, addr, 16);
-            h->family = family;
-            h->gen = w->gen;
-            h->tx = h->rx = 0;
+            memcpy(h->addr, key, 16);
             return h;
         }
-        if (h->family == family && !memcmp(h->addr, addr, 16)) return h;
+        if (!memcmp(h->addr, key, 16)) return h;
     }
 }
 
 static struct wsrc *source(struct hw_windows *w, const uint8_t *addr, uint8_t family)
 {
-    for (uint32_t i = (uint32_t)mix(addr, family) & (SOURCE_SLOTS - 1);; i = (i + 1) & (SOURCE_SLOTS - 1)) {
+    for (uint32_t i = (uint32_t)hw_mix_addr(addr, family) & (SOURCE_SLOTS - 1);; i = (i + 1) & (SOURCE_SLOTS - 1)) {
         struct wsrc *s = &w->srcs[i];
         if (s->gen != w->gen) {
             if (w->n_srcs >= SOURCE_SLOTS / 2) {
@@ -187,16 +193,19 @@ static void note_flow(struct hw_windows *w, const struct hw_flow *f, uint8_t kin
     slot->retransmissions = rt;
 }
 
-/* A flow's share of the current window since the window first saw it. */
-void hwint_win_fold(struct hw_windows *w, struct hw_flow *f)
+/* A flow's share of the current window since the window first saw it.
+ * Hosts are looked up from precomputed keys and slots (see fold_touched). */
+static void fold(struct hw_windows *w, struct hw_flow *f, const uint8_t *ka, uint32_t sa, const uint8_t *kb,
+                 uint32_t sb)
 {
-    if (f->wid != w->id) return;
     f->wid = 0;
     uint64_t d0 = f->bytes[0] - f->wbase_bytes[0], d1 = f->bytes[1] - f->wbase_bytes[1];
-    struct whost *a = host(w, f->a, f->family);
-    if (a) a->tx += d0, a->rx += d1;
-    struct whost *b = host(w, f->b, f->family);
-    if (b) b->tx += d1, b->rx += d0;
+    if (d0 | d1) {
+        struct whost *a = host(w, ka, sa);
+        if (a) a->tx += d0, a->rx += d1;
+        struct whost *b = host(w, kb, sb);
+        if (b) b->tx += d1, b->rx += d0;
+    }
     if (f->retrans[0] + f->retrans[1] > f->wbase_retrans) note_flow(w, f, HW_WF_LOSS);
     if (w->long_ns && f->last_ns - f->first_ns >= w->long_ns && !(f->wflags & HW_WF_LONG)) {
         f->wflags |= HW_WF_LONG;
@@ -208,11 +217,37 @@ void hwint_win_fold(struct hw_windows *w, struct hw_flow *f)
     }
 }
 
+void hwint_win_fold(struct hw_windows *w, struct hw_flow *f)
+{
+    if (f->wid != w->id) return;
+    uint8_t ka[16], kb[16];
+    host_key(ka, f->a, f->family);
+    host_key(kb, f->b, f->family);
+    fold(w, f, ka, host_slot(w, ka), kb, host_slot(w, kb));
+}
+
+/* Fold every flow the window saw, in groups whose host slots are fetched
+ * ahead: the host table is larger than the caches. */
+#define FOLD_GROUP 32
 static void fold_touched(struct hw_windows *w)
 {
-    for (uint32_t i = 0; i < w->n_touched; i++) {
-        struct hw_flow *f = &w->ft->pool[w->touched[i]];
-        if (f->used) hwint_win_fold(w, f);
+    uint8_t ka[FOLD_GROUP][16], kb[FOLD_GROUP][16];
+    uint32_t sa[FOLD_GROUP], sb[FOLD_GROUP];
+    for (uint32_t base = 0; base < w->n_touched; base += FOLD_GROUP) {
+        uint32_t n = w->n_touched - base < FOLD_GROUP ? w->n_touched - base : FOLD_GROUP;
+        for (uint32_t i = 0; i < n; i++) {
+            struct hw_flow *f = &w->ft->pool[w->touched[base + i]];
+            host_key(ka[i], f->a, f->family);
+            host_key(kb[i], f->b, f->family);
+            sa[i] = host_slot(w, ka[i]);
+            sb[i] = host_slot(w, kb[i]);
+            __builtin_prefetch(&w->hosts[sa[i]], 1);
+            __builtin_prefetch(&w->hosts[sb[i]], 1);
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            struct hw_flow *f = &w->ft->pool[w->touched[base + i]];
+            if (f->used && f->wid == w->id) fold(w, f, ka[i], sa[i], kb[i], sb[i]);
+        }
     }
     w->n_touched = 0;
 }
@@ -239,8 +274,8 @@ void hwint_win_new_flow(struct hw_windows *w, const struct hw_flow *f, uint8_t t
     } else if (f->proto == 17) {
         s->s.udp_flows++;
     }
-    sketch_add(s->hosts, mix(f->b, f->family));
-    sketch_add(s->ports, mix(f->b, 0) ^ ((uint64_t)f->pb * 0x94d049bb133111ebULL));
+    sketch_add(s->hosts, hw_mix_addr(f->b, f->family));
+    sketch_add(s->ports, hw_mix_addr(f->b, 0) ^ ((uint64_t)f->pb * 0x94d049bb133111ebULL));
 }
 
 void hwint_win_rst(struct hw_windows *w, const struct hw_flow *f)
@@ -294,14 +329,21 @@ static uint64_t key_src(const void *e)
 
 static void top_hosts(struct hw_windows *w, uint64_t (*key)(const void *), struct hw_win_host *out, uint32_t *n)
 {
+    static const uint8_t v4[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     struct whost best[HW_WIN_TALKERS];
     struct hw_topn t = {best, HW_WIN_TALKERS, 0, sizeof best[0], key};
     for (uint32_t i = 0; i <= w->host_mask; i++)
-        if (w->hosts[i].gen == w->gen && key(&w->hosts[i])) hwint_topn_push(&t, &w->hosts[i]);
+        if (key(&w->hosts[i])) hwint_topn_push(&t, &w->hosts[i]);
     *n = (uint32_t)hwint_topn_finish(&t);
     for (uint32_t i = 0; i < *n; i++) {
-        memcpy(out[i].addr, best[i].addr, 16);
-        out[i].family = best[i].family;
+        memset(out[i].addr, 0, 16);
+        if (memcmp(best[i].addr, v4, 12)) {
+            memcpy(out[i].addr, best[i].addr, 16);
+            out[i].family = 6;
+        } else {
+            memcpy(out[i].addr, best[i].addr + 12, 4);
+            out[i].family = 4;
+        }
         out[i].bytes = key(&best[i]);
     }
 }
@@ -366,6 +408,7 @@ static void close_window(struct hw_windows *w, struct hw_counters *c)
     w->seen = 0;
     w->base = *c;
     w->skipped = 0;
+    if (w->n_hosts) memset(w->hosts, 0, w->host_bytes);
     w->n_hosts = w->n_srcs = w->srcs_dropped = 0;
     if (++w->gen == 0) w->gen = 1;
     if (++w->id == 0) w->id = 1;
