@@ -279,27 +279,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--window", type=_positive, default=10, metavar="S", help="window size (default 10 s)")
     a.set_defaults(func=cmd_analyze)
 
-    b = sub.add_parser("baseline", help="learn a baseline from a capture file and store it")
-    b.add_argument("file")
+    windowed = argparse.ArgumentParser(add_help=False)  # what baseline and anomalies share
+    windowed.add_argument("file")
+    windowed.add_argument("--window", type=_positive, default=10, metavar="S", help="window size (default 10 s)")
+    windowed.add_argument("--bpf", metavar="EXPR")
+    windowed.add_argument("--long-lived", type=_positive, default=3600, metavar="S",
+                          help="flows open this long are long-lived (default 3600)")
+    windowed.add_argument("--config", metavar="FILE")
+    windowed.add_argument("--data-dir", metavar="DIR", help="where the agent keeps its store (default ./var)")
+
+    b = sub.add_parser("baseline", parents=[windowed], help="learn a baseline from a capture file and store it")
     b.add_argument("--name", default="default", help="baseline name (default 'default', the agent's)")
-    b.add_argument("--window", type=_positive, default=10, metavar="S")
-    b.add_argument("--bpf", metavar="EXPR")
-    b.add_argument("--long-lived", type=_positive, default=3600, metavar="S", help=argparse.SUPPRESS)
     b.add_argument("--json", action="store_true")
-    b.add_argument("--config", metavar="FILE")
-    b.add_argument("--data-dir", metavar="DIR")
     b.set_defaults(func=cmd_baseline)
 
-    n = sub.add_parser("anomalies", help="traffic anomalies of a capture file")
-    n.add_argument("file")
+    n = sub.add_parser("anomalies", parents=[windowed], help="traffic anomalies of a capture file")
     n.add_argument("--baseline", metavar="NAME", help="compare with a stored baseline (capbox baseline)")
-    n.add_argument("--window", type=_positive, default=10, metavar="S")
-    n.add_argument("--bpf", metavar="EXPR")
-    n.add_argument("--long-lived", type=_positive, default=3600, metavar="S",
-                   help="report flows open this long (default 3600)")
     n.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table")
-    n.add_argument("--config", metavar="FILE")
-    n.add_argument("--data-dir", metavar="DIR")
     n.set_defaults(func=cmd_anomalies)
 
     f = sub.add_parser("flows", help="one row per flow of a capture file")
