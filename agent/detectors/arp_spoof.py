@@ -4,8 +4,8 @@ A finding starts from one of three facts (nothing else raises alone):
 - a binding changed: an IP known at one MAC is claimed by another;
 - one MAC claims several IPs (the attacker's own and someone else's);
 - a flood of gratuitous ARP from one MAC.
-It grows with what makes poisoning likely: the old MAC still answers (two
-MACs for one IP), the IP is a gateway (configured, or the address most
+It grows with what makes poisoning likely: the binding flips back and forth
+(the old MAC still answers), the IP is a gateway (configured, or the address most
 hosts ask for), replies nobody asked for, an Ethernet source that is not the
 ARP sender.  A single announcement of a new binding, or a request answered
 by its owner, scores nothing.  The attacker is the MAC that claims more
@@ -57,6 +57,7 @@ class Detector(Base):
         self.askers = Recent()                    # asked ip -> set of asker ips (who is the gateway)
         self.unsolicited = collections.Counter()  # mac -> replies nobody asked for
         self.garp = Recent()                      # mac -> deque of gratuitous ARP times
+        self.changes = Recent()                   # ip -> deque of the times its binding changed
 
     # ---- what is known ------------------------------------------------------
 
@@ -120,8 +121,12 @@ class Detector(Base):
         if not ind:
             return []
         rivals = [m for m, t in claims.items() if m != mac and ts - t <= TWO_MACS_S]
-        if rivals and (changed or not prev):
-            ind.add("two_macs", 20, f"{', '.join(rivals)} claimed {ip} too within {TWO_MACS_S:.0f} s")
+        if changed:
+            flips = self.changes.setdefault(ip, collections.deque(maxlen=3))
+            flips.append(ts)
+            if len(flips) >= 2 and ts - flips[-2] <= TWO_MACS_S:
+                ind.add("flip_flop", 20, f"{ip} changed MAC again within {TWO_MACS_S:.0f} s "
+                        f"({', '.join(sorted(set(rivals + [mac])))} fight over it)")
         if self._gateway(ip):
             ind.add("gateway", 15, f"{ip} is a gateway")
         if unsolicited:
