@@ -320,4 +320,23 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
         cfg.listen
     except ValueError:
         raise ConfigError("api.listen", f"must be HOST:PORT, not {cfg.api.listen!r}") from None
+    _check_paths(cfg.verify)
     return cfg
+
+
+def _check_paths(v: VerifySection) -> None:
+    """Verification paths are named as text: each must parse (verify.resolvers: not a resolver …)."""
+    import ipaddress
+    from agent.verify import paths
+    checks = [("resolvers", v.resolvers, paths.parse_resolver),
+              ("http_proxies", v.http_proxies, lambda t: paths.parse_proxy(t, ("http",))),
+              ("socks_proxies", v.socks_proxies, lambda t: paths.parse_proxy(t, ("socks5", "socks5h", "socks"))),
+              ("source_addresses", v.source_addresses, ipaddress.ip_address),
+              ("local_resolver", (v.local_resolver,) if v.local_resolver else (), paths.parse_resolver),
+              ("local_proxy", (v.local_proxy,) if v.local_proxy else (), lambda t: paths.parse_proxy(t, ("http",)))]
+    for key, values, parse in checks:
+        for value in values:
+            try:
+                parse(value)
+            except ValueError as e:
+                raise ConfigError(f"verify.{key}", str(e)) from None
