@@ -248,6 +248,112 @@ def cmd_flows(args) -> int:
     return 0
 
 
+def cmd_detect(args) -> int:
+    from agent.config import ConfigError
+    from agent.detectors.offline import detect_file
+    try:
+        cfg = _load_config(args)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    try:
+        found, error, detectors = detect_file(args.file, cfg.detection, args.bpf or "")
+    except CaptureError as e:
+        return _fail(e.message)
+    keys = ("type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence", "first_seen",
+            "attacker", "attacker_mac", "score")
+    for d in found:
+        row = {k: getattr(d, k) for k in keys}
+        if args.json:
+            try:
+                print(json.dumps(row, default=str))
+            except BrokenPipeError:
+                return 0
+        else:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
+            who = d.attacker + (f" ({d.attacker_mac})" if d.attacker_mac and d.attacker_mac != d.attacker else "")
+            print(f"{when}  {d.severity:<8} {d.confidence:.2f} {d.type:<13} {d.protocol:<4} {who} -> {d.dst}")
+            print(f"    {d.description}")
+    if not args.json:
+        counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in detectors)
+        print(f"{len(found)} threats ({counts})", file=sys.stderr)
+    if error is not None:
+        return _fail(f"{error.message} (the threats above were found before it)")
+    return 0
+
+
+def _verifier(args):
+    from agent.config import ConfigError
+    from agent.verify.verifier import Verifier
+    over = {}
+    if getattr(args, "resolver", None):
+        over["verify"] = {"resolvers": args.resolver}
+    if getattr(args, "proxy", None):
+        over.setdefault("verify", {})["http_proxies"] = args.proxy
+    if getattr(args, "socks", None):
+        over.setdefault("verify", {})["socks_proxies"] = args.socks
+    try:
+        cfg = _load_config(args, over)
+    except ConfigError as e:
+        raise SystemExit(_fail(f"config: {e}"))
+    return Verifier(cfg.verify), cfg
+
+
+def _print_verdict(r: dict, what: str) -> None:
+    print(f"{what}: {'ATTACK DETECTED' if r['attack_detected'] else 'no attack detected'}")
+    print(f"confidence  {r['confidence']} ({r['consensus_percentage']:g}% of {r['paths_succeeded']} answering paths agree;"
+          f" {r['paths_checked']} checked, {r['verification_duration_ms']} ms)")
+    if "consensus_ips" in r:
+        print(f"consensus   {', '.join(r['consensus_ips']) or '(no records)'}")
+        if r.get("local_ips") is not None:
+            print(f"local       {', '.join(r['local_ips']) or '(no records)'}  [{r['local_source']}]")
+    elif r.get("consensus"):
+        c = r["consensus"]
+        print(f"consensus   status {c['status_code']}, {c['content_length']} bytes, sha256 {c['content_hash'][:16]}")
+    for p in r["path_results"]:
+        mark = "ok " if p.get("agreed_with_consensus") else "!! " if p["status"] == "success" else "-- "
+        value = ", ".join(p.get("ips", [])) if "ips" in p else p.get("status_code", "")
+        print(f"  {mark}{p['path_id']:<48} {p['status']:<8} {p['latency_ms']:>8.1f} ms  {value}{p.get('error') or ''}")
+    for d in r.get("differences", []):
+        print(f"  difference  {d['path']}: {d['field']} {d['local_value']!r} (consensus {d['consensus_value']!r})")
+    for line in r["recommendations"]:
+        print(f"  * {line}")
+
+
+def cmd_verify_dns(args) -> int:
+    from agent.errors import AgentError
+    verifier, cfg = _verifier(args)
+    try:
+        r = verifier.verify_dns(args.domain, args.type, args.num_paths or max(3, min(10, len(verifier.paths))),
+                                args.timeout, args.strategy or cfg.verify.strategy,
+                                local_ips=args.local.split(",") if args.local else None)
+    except AgentError as e:
+        return _fail(f"{e.code}: {e.message}")
+    finally:
+        verifier.close()
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        _print_verdict(r, f"{r['domain']} {r['record_type']}")
+    return 2 if r["attack_detected"] else 0
+
+
+def cmd_verify(args) -> int:
+    from agent.errors import AgentError
+    verifier, cfg = _verifier(args)
+    try:
+        n = args.num_paths or max(3, min(10, sum(p.kind == "url" for p in verifier.paths)))
+        r = verifier.verify_url(args.url, n, args.timeout, args.strategy or cfg.verify.strategy, args.compare)
+    except AgentError as e:
+        return _fail(f"{e.code}: {e.message}")
+    finally:
+        verifier.close()
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        _print_verdict(r, r["url"])
+    return 2 if r["attack_detected"] else 0
+
+
 def _positive(value: str) -> int:
     n = int(value)
     if n <= 0:
@@ -320,6 +426,34 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top", type=int, default=10, metavar="N")
     c.add_argument("--idle-timeout", type=_idle, default=0, metavar="S")
     c.set_defaults(func=cmd_capture)
+
+    d = sub.add_parser("detect", help="run every detector over a capture file and print the threats")
+    d.add_argument("file", help="pcap or pcapng file ('-' for standard input)")
+    d.add_argument("--json", action="store_true", help="one JSON object per line")
+    d.add_argument("--bpf", metavar="EXPR")
+    d.add_argument("--config", metavar="FILE", help="thresholds from [detection]")
+    d.set_defaults(func=cmd_detect)
+
+    paths = argparse.ArgumentParser(add_help=False)   # what verify and verify-dns share
+    paths.add_argument("--resolver", action="append", metavar="ADDR",
+                       help="a resolver path: udp:ADDR[:PORT], tcp:…, dot:ADDR[:PORT][#NAME] (repeat; default [verify])")
+    paths.add_argument("--proxy", action="append", metavar="URL", help="an HTTP proxy path http://HOST:PORT (repeat)")
+    paths.add_argument("--socks", action="append", metavar="URL", help="a SOCKS5 path socks5://HOST:PORT (repeat)")
+    paths.add_argument("--num-paths", type=int, default=0, metavar="N", help="3-40 (default: up to 10 configured)")
+    paths.add_argument("--strategy", choices=["diverse", "fastest", "reliable", "balanced"])
+    paths.add_argument("--json", action="store_true")
+    paths.add_argument("--config", metavar="FILE", help="paths from [verify]")
+    v = sub.add_parser("verify-dns", parents=[paths], help="check a DNS answer through independent paths")
+    v.add_argument("domain")
+    v.add_argument("--type", default="A", choices=["A", "AAAA", "MX", "TXT"])
+    v.add_argument("--timeout", type=float, default=10, metavar="S", help="per path (1-30, default 10)")
+    v.add_argument("--local", metavar="IP[,IP]", help="the answer the network got, to compare")
+    v.set_defaults(func=cmd_verify_dns)
+    u = sub.add_parser("verify", parents=[paths], help="check a URL through independent paths")
+    u.add_argument("url")
+    u.add_argument("--timeout", type=float, default=15, metavar="S", help="per path (1-30, default 15)")
+    u.add_argument("--compare", default="content_hash", choices=["content_hash", "full_content", "headers_only"])
+    u.set_defaults(func=cmd_verify)
 
     r = sub.add_parser("run", help="run the agent (default: the bundled demo capture, REST on 127.0.0.1:8080)")
     r.add_argument("--config", metavar="FILE", help="TOML configuration file")

@@ -78,6 +78,52 @@ class AnalysisSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class DetectionSection:
+    """Detector thresholds (a finding's score, 0-100, must reach them) and what they know of the network."""
+    enabled: bool = True
+    dns_threshold: int = 40
+    ssl_strip_threshold: int = 70
+    arp_spoof_threshold: int = 80
+    tls_downgrade_threshold: int = 50
+    gateways: tuple = ()               # gateway IPs: an ARP claim on them weighs more (else inferred)
+    local_suffixes: tuple = ("local", "lan", "home", "internal", "intranet", "corp", "localdomain", "home.arpa",
+                             "test", "invalid", "localhost", "example")   # names that may resolve to private addresses
+    arp_binding_ttl_s: int = 14400     # an IP->MAC binding older than this may change silently
+    dedup_s: int = 300                 # the same finding again within this is counted, not raised
+    verify: bool = True                # findings that say what to check go to verification (when paths exist)
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifySection:
+    """Verification paths.  None by default: nothing leaves the box until the
+    operator names resolvers, source addresses, proxies or namespaces."""
+    resolvers: tuple = ()              # "udp:ADDR[:PORT]", "tcp:ADDR[:PORT]", "dot:ADDR[:PORT][#TLS-NAME]"
+    source_addresses: tuple = ()       # each makes a path per resolver (DNS) and a direct path (URLs)
+    http_proxies: tuple = ()           # "http://HOST:PORT"
+    socks_proxies: tuple = ()          # "socks5://HOST:PORT" (a Tor client is one of these)
+    namespaces: tuple = ()             # network namespaces (/run/netns/NAME): a path per resolver, and direct
+    direct: bool = False               # URLs fetched straight from the box (its own resolver) as a path
+    local_resolver: str = ""           # the resolver the network's clients use: the "local" answer to compare
+    local_proxy: str = ""              # the proxy the network's clients use: the "local" page to compare
+    default_num_paths: int = 10
+    default_timeout: int = 15          # seconds per path (URLs); DNS requests default to 10
+    strategy: str = "diverse"
+    workers: int = 16                  # threads checking paths
+    max_body_kb: int = 2048            # a page read for comparison is cut here
+    verify_tls: bool = False           # https through paths: certificates checked (off: an interceptor is what we look for)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeceptionSection:
+    auto_activate: bool = True         # a verified threat starts a session against its attacker by itself
+    default_behavior_profile: str = "average_user"
+    default_duration_minutes: int = 30
+    interval_s: float = 20.0           # between decoys of a session (a profile scales it)
+    target_port: int = 80              # decoy HTTP logins go to target_domain on this port
+    max_sessions: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
 class ApiSection:
     listen: str = "127.0.0.1:8080"
     threads: int = 64              # server workers; each open event stream holds one
@@ -109,6 +155,9 @@ class Config:
     capture: CaptureSection = CaptureSection()
     flows: FlowsSection = FlowsSection()
     analysis: AnalysisSection = AnalysisSection()
+    detection: DetectionSection = DetectionSection()
+    verify: VerifySection = VerifySection()
+    deception: DeceptionSection = DeceptionSection()
     api: ApiSection = ApiSection()
     store: StoreSection = StoreSection()
 
@@ -163,6 +212,22 @@ RULES = {
     "analysis.protocol_shift": {"min": 0, "max": 1},
     "analysis.long_lived_s": {"min": 1, "max": 365 * 86400},
     "store.retention_days": {"min": 1, "max": 3650},
+    "detection.dns_threshold": {"min": 0, "max": 100},
+    "detection.ssl_strip_threshold": {"min": 0, "max": 100},
+    "detection.arp_spoof_threshold": {"min": 0, "max": 100},
+    "detection.tls_downgrade_threshold": {"min": 0, "max": 100},
+    "detection.arp_binding_ttl_s": {"min": 1, "max": 30 * 86400},
+    "detection.dedup_s": {"min": 0, "max": 86400},
+    "verify.default_num_paths": {"min": 3, "max": 40},
+    "verify.default_timeout": {"min": 1, "max": 30},
+    "verify.strategy": {"choices": ("diverse", "fastest", "reliable", "balanced")},
+    "verify.workers": {"min": 1, "max": 256},
+    "verify.max_body_kb": {"min": 1, "max": 1 << 16},
+    "deception.default_behavior_profile": {"choices": ("average_user", "banking_user", "developer", "executive")},
+    "deception.default_duration_minutes": {"min": 1, "max": 1440},
+    "deception.interval_s": {"min": 0.05, "max": 3600},
+    "deception.target_port": {"min": 1, "max": 65535},
+    "deception.max_sessions": {"min": 1, "max": 1024},
 }
 
 
@@ -255,4 +320,23 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
         cfg.listen
     except ValueError:
         raise ConfigError("api.listen", f"must be HOST:PORT, not {cfg.api.listen!r}") from None
+    _check_paths(cfg.verify)
     return cfg
+
+
+def _check_paths(v: VerifySection) -> None:
+    """Verification paths are named as text: each must parse (verify.resolvers: not a resolver …)."""
+    import ipaddress
+    from agent.verify import paths
+    checks = [("resolvers", v.resolvers, paths.parse_resolver),
+              ("http_proxies", v.http_proxies, lambda t: paths.parse_proxy(t, ("http",))),
+              ("socks_proxies", v.socks_proxies, lambda t: paths.parse_proxy(t, ("socks5", "socks5h", "socks"))),
+              ("source_addresses", v.source_addresses, ipaddress.ip_address),
+              ("local_resolver", (v.local_resolver,) if v.local_resolver else (), paths.parse_resolver),
+              ("local_proxy", (v.local_proxy,) if v.local_proxy else (), lambda t: paths.parse_proxy(t, ("http",)))]
+    for key, values, parse in checks:
+        for value in values:
+            try:
+                parse(value)
+            except ValueError as e:
+                raise ConfigError(f"verify.{key}", str(e)) from None

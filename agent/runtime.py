@@ -13,6 +13,8 @@ import time
 from agent import __version__, log as agentlog
 from agent.api import analysis as analysis_routes
 from agent.api import capture as capture_routes
+from agent.api import deception as deception_routes
+from agent.api import detection as detection_routes
 from agent.api import events as event_routes
 from agent.api import platform as platform_routes
 from agent.api.app import Api
@@ -26,6 +28,10 @@ from agent.health import Health
 from agent.ratelimit import RateLimiter
 from agent.sdnotify import Notifier
 from agent.analysis.service import AnalysisService
+from agent.deception.service import DeceptionService
+from agent.detectors.service import SERVICES as DETECTOR_SERVICES
+from agent.threats import ThreatService
+from agent.verify.verifier import Verifier
 from agent.services import start_services
 from agent.stats import system
 from agent.store import Store
@@ -33,7 +39,7 @@ from agent.store import Store
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 # The services on the bus, in start order (agent.services: one thread each).
-SERVICES = [AnalysisService]
+SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService]
 
 
 class Agent:
@@ -58,8 +64,10 @@ class Agent:
                                       "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
                                       "deception_start": a.rate_deception_start})
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
+        self.verifier = Verifier(cfg.verify)
         self.api = Api(self)
-        for module in (platform_routes, capture_routes, analysis_routes, event_routes):
+        for module in (platform_routes, capture_routes, analysis_routes, event_routes, detection_routes,
+                       deception_routes):
             module.register(self.api)
         host, port = cfg.listen
         self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024)
@@ -103,7 +111,13 @@ class Agent:
                    "packets_dropped": (c.backend_dropped + c.backend_if_dropped) if c else 0,
                    "capture_rate_pps": round(run.rates.pps, 1) if run else 0.0,
                    "flows_active": c.flows_active if c else 0, "running": run is not None}
-        return {"since": since, "capture": capture, "samples": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows.items()},
+        threats = self.threats.stats(since)
+        verification = self.verifier.stats(since)
+        verification.update(attacks_confirmed=threats.pop("attacks_confirmed"),
+                            attacks_refuted=threats.pop("attacks_refuted"))
+        return {"since": since, "capture": capture, "detection": threats["detection"], "verification": verification,
+                "path_statistics": verification["path_statistics"], "deception": self.deception.stats(since),
+                "top_attackers": threats["top_attackers"], "samples": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows.items()},
                 "capture_runs": runs, "bus": self.bus.stats(),
                 "store": {"pending_writes": self.store.pending, "written": self.store.written,
                           "dropped": self.store.dropped}}
@@ -127,13 +141,13 @@ class Agent:
     def start(self) -> None:
         self.store.start()
         self.ensure_admin_key()
+        self.services = start_services(self, SERVICES)   # before the API: routes read them
         api = self.health.register("api", critical=True, detail=lambda: {
             "listen": f"{self.server.host}:{self.server.port}", "event_streams": self.sse_slots.total()})
         self._api_component = api
         self.health.spawn(api, lambda c: self.server.serve(c))
         stats = self.health.register("stats", critical=False)
         self.health.spawn(stats, self._stats_loop)
-        self.services = start_services(self, SERVICES)
         cap = self.cfg.capture
         if cap.autostart and cap.source:
             try:
@@ -185,6 +199,7 @@ class Agent:
         self.capture.stop("shutdown")
         self.server.stop()
         self.health.stop_all(timeout=5)
+        self.verifier.close()
         self.store.close()
         log.info("stopped")
 

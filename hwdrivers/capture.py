@@ -82,7 +82,7 @@ class CaptureConfig:
     max_hosts: int = 1 << 16
     idle_timeout_s: int = 300
     active_timeout_s: int = 1800
-    events: frozenset = frozenset()    # event kinds to queue: dns, arp, tls, http, sip, tcp_syn, tcp_rst
+    events: frozenset = frozenset()    # event kinds to queue: dns, arp, tls, http, sip, tcp_syn, tcp_rst, token
     event_ring: int = 4096
     flow_ring: int = 0                 # expired-flow records to queue; 0 = none
     lossless: bool = False             # files: stop and let Python drain instead of dropping
@@ -201,6 +201,18 @@ class Session:
         """Feed one packet through the parser and the flow table."""
         with self._use() as s:
             lib.hw_session_inject(s, linktype, data, len(data), len(data) if wirelen is None else wirelen, ts_ns)
+
+    def set_tokens(self, tokens) -> None:
+        """Search every IP payload for these byte strings (honeytokens); a packet
+        carrying one becomes a "token" event (with "token" in the config's events).
+        An empty list stops the search.  CaptureError(ARG) for a bad length."""
+        tokens = [bytes(t) for t in tokens]
+        keep = [ffi.new("uint8_t[]", t) for t in tokens]
+        ptrs = ffi.new("uint8_t *[]", keep) if keep else ffi.NULL
+        lens = ffi.new("uint32_t[]", [len(t) for t in tokens]) if tokens else ffi.NULL
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_tokens_set(s, ptrs, lens, len(tokens), errbuf), errbuf)
 
     def set_filter(self, bpf: str) -> None:
         """Replace the BPF filter; a bad expression raises CaptureError(FILTER)."""

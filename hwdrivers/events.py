@@ -10,7 +10,7 @@ KIND_BITS = {name: 1 << i for i, name in enumerate(KINDS)}
 
 @dataclasses.dataclass(frozen=True)
 class PacketEvent:
-    kind: str          # dns, arp, tls, http, sip, tcp_syn, tcp_rst
+    kind: str          # dns, arp, tls, http, sip, tcp_syn, tcp_rst, token
     ts_ns: int
     flow_id: int
     src: str           # ARP: sender protocol address
@@ -27,7 +27,7 @@ class PacketEvent:
     dst_mac: str
     wirelen: int
     payload_len: int   # as the headers announce it; payload may be shorter
-    payload: bytes
+    payload: bytes     # token: from up to 256 bytes before the match on
 
     @property
     def ts(self) -> float:

@@ -86,7 +86,7 @@ class Api:
         if origins and origin and (origin in origins or "*" in origins):
             r.set_header("Access-Control-Allow-Origin", origin)
             r.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID")
-            r.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+            r.set_header("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
             r.set_header("Vary", "Origin")
 
     def envelope(self, code: str, message: str, details: Optional[dict] = None) -> str:

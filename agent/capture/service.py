@@ -24,7 +24,7 @@ from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 log = logging.getLogger(__name__)
 
 EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
-                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp"}
+                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token"}
 FLOW_RING = 1 << 16
 RATE_HISTORY = 600      # one sample a second: the last ten minutes
 FLOW_SORTS = ("bytes", "packets", "last", "first")
@@ -101,6 +101,7 @@ class CaptureService:
         self.flow_meter = {"enabled": cfg.flows.enabled, "idle_timeout_s": cfg.flows.idle_timeout_s,
                            "active_timeout_s": cfg.flows.active_timeout_s}
         self.window_s = cfg.analysis.window_s  # traffic windows of the captures started from now on
+        self.tokens: list = []                 # honeytokens the C core searches payloads for (deception)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
         self.component.state = "idle"
 
@@ -157,6 +158,8 @@ class CaptureService:
                 window_s=self.window_s, long_flow_s=self.cfg.analysis.long_lived_s)
             try:
                 session = Session(cfg)
+                if self.tokens:
+                    session.set_tokens(self.tokens)
             except CaptureError as e:
                 raise _capture_error(e) from None
             run_id = self.store.write(lambda c: c.execute(
@@ -173,6 +176,17 @@ class CaptureService:
             log.info("capture %d started: %s on %s%s", run_id, backend, path, f" filter {req.bpf!r}" if req.bpf else "")
             self.bus.publish("capture:state", "capture_started", self._describe(run), source="capture")
             return self.status()
+
+    def set_tokens(self, tokens: list) -> None:
+        """The honeytokens to look for, in this capture and the next ones."""
+        with self._lock:
+            self.tokens = list(tokens)
+            run = self.run
+            if run is not None:
+                try:
+                    run.session.set_tokens(self.tokens)
+                except CaptureError as e:
+                    log.error("honeytokens not searched for: %s", e.message)
 
     def stop(self, reason: str = "manual") -> dict:
         with self._lock:

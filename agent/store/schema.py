@@ -97,4 +97,87 @@ CREATE TABLE baselines (
     PRIMARY KEY (name, type)
 )
 """),
+    (3, """
+CREATE TABLE threats (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    count INTEGER NOT NULL DEFAULT 1,
+    attack_type TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    score INTEGER NOT NULL,
+    confidence REAL NOT NULL,
+    source_ip TEXT,
+    dest_ip TEXT,
+    src_mac TEXT,
+    attacker TEXT,
+    attacker_mac TEXT,
+    protocol TEXT,
+    description TEXT NOT NULL,
+    evidence TEXT NOT NULL,
+    dedup_key TEXT,
+    correlation_id TEXT,
+    verification_status TEXT NOT NULL DEFAULT 'unverified',
+    verification TEXT,
+    status TEXT NOT NULL DEFAULT 'new',
+    note TEXT,
+    response_action TEXT,
+    deception_session_id TEXT
+);
+CREATE INDEX threats_created ON threats (created);
+CREATE INDEX threats_key ON threats (dedup_key, last_seen);
+CREATE INDEX threats_type ON threats (attack_type, severity);
+CREATE TABLE threat_events (
+    correlation_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    event_type TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    data TEXT
+);
+CREATE INDEX threat_events_cor ON threat_events (correlation_id, ts);
+CREATE TABLE deception_sessions (
+    id TEXT PRIMARY KEY,
+    threat_id TEXT,
+    target_domain TEXT NOT NULL,
+    attacker_ip TEXT NOT NULL,
+    behavior_profile TEXT NOT NULL,
+    duration_minutes INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    started REAL NOT NULL,
+    estimated_end REAL NOT NULL,
+    stopped REAL,
+    stop_reason TEXT,
+    packets_sent INTEGER NOT NULL DEFAULT 0,
+    bytes_sent INTEGER NOT NULL DEFAULT 0,
+    attacker_actions INTEGER NOT NULL DEFAULT 0,
+    decoy_sources TEXT NOT NULL DEFAULT '[]',
+    correlation_id TEXT,
+    error TEXT
+);
+CREATE INDEX deception_target ON deception_sessions (target_domain, status);
+CREATE TABLE honeytokens (
+    token TEXT PRIMARY KEY,
+    token_type TEXT NOT NULL,
+    needle TEXT NOT NULL UNIQUE,
+    domain TEXT NOT NULL,
+    embedded_in TEXT NOT NULL,
+    session_id TEXT,
+    threat_id TEXT,
+    created REAL NOT NULL,
+    trigger_count INTEGER NOT NULL DEFAULT 0,
+    first_trigger REAL,
+    last_trigger REAL,
+    trigger_sources TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE honeytoken_triggers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    token TEXT NOT NULL,
+    ts REAL NOT NULL,
+    source_ip TEXT,
+    via TEXT NOT NULL,
+    context TEXT
+)
+"""),
 ]

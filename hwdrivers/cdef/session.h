@@ -46,7 +46,8 @@
 #define HW_EV_SIP 4
 #define HW_EV_TCP_SYN 5
 #define HW_EV_TCP_RST 6
-#define HW_EV_COUNT 7
+#define HW_EV_TOKEN 7       /* a registered honeytoken in a payload (tokens.h) */
+#define HW_EV_COUNT 8
 
 /* Malformed packets: a header the flow key needs is cut short or impossible.
  * Counted by reason; the packet is not metered beyond the totals. */

@@ -12,6 +12,7 @@
 #include "../cdef/flows.h"
 #include "../cdef/events.h"
 #include "../cdef/windows.h"
+#include "../cdef/tokens.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -173,6 +174,13 @@ struct hw_frags;
 struct hw_frags *hwint_frags_create(void);
 void hwint_frags_destroy(struct hw_frags *f);
 int hwint_frag_ports(struct hw_frags *f, struct hw_meta *m, uint64_t ts_ns);
+
+/* Honeytokens (tokens.c): a set built once, searched per payload. */
+struct hw_tokens;
+int hwint_tokens_build(const uint8_t *const *tokens, const uint32_t *lens, int n, struct hw_tokens **out,
+                       char *errbuf);
+void hwint_tokens_destroy(struct hw_tokens *t);
+int hwint_tokens_find(const struct hw_tokens *t, const uint8_t *p, uint32_t n);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);

@@ -42,6 +42,7 @@ struct hw_session {
     struct hw_hosts *hosts;
     struct hw_frags *frags;
     struct hw_windows *win;   /* NULL when window_s is 0 */
+    struct hw_tokens *tokens; /* NULL when no honeytoken is registered */
     struct hw_ring events, flows;
     pthread_mutex_t lock;
     _Atomic int brk;
@@ -198,6 +199,7 @@ void hw_session_close(struct hw_session *s)
     hwint_hosts_destroy(s->hosts);
     hwint_frags_destroy(s->frags);
     hwint_win_destroy(s->win);
+    hwint_tokens_destroy(s->tokens);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -299,8 +301,9 @@ static int payload_kind(const struct hw_meta *m)
     return -1;
 }
 
-static void push_event(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
-                       uint64_t flow_id, int from_initiator)
+/* skip: payload bytes left out of the snippet (a token event starts near its match) */
+static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
+                          uint64_t flow_id, int from_initiator, uint32_t skip)
 {
     if (!(s->cfg.event_mask & (1u << kind))) return;
     struct hw_event *e = hwint_ring_reserve(&s->events);
@@ -326,14 +329,20 @@ static void push_event(struct hw_session *s, int kind, const struct hw_meta *m, 
     e->proto = m->proto;
     e->tcp_flags = m->tcp_flags;
     e->from_initiator = (uint8_t)from_initiator;
-    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay;
-    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap;
+    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay + skip;
+    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap - skip;
     e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len;
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
     hwint_ring_commit(&s->events);
     s->c.events[kind]++;
+}
+
+static void push_event(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
+                       uint64_t flow_id, int from_initiator)
+{
+    push_event_at(s, kind, m, pkt, flow_id, from_initiator, 0);
 }
 
 /* ---- the per-packet path ----------------------------------------------- */
@@ -393,6 +402,13 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
         if (m->tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, m, pkt, hit.id, hit.from_initiator);
     }
     if (ev >= 0) push_event(s, ev, m, pkt, hit.id, hit.from_initiator);
+    if (HW_UNLIKELY(s->tokens != NULL) && m->pay_cap && (s->cfg.event_mask & (1u << HW_EV_TOKEN))) {
+        int at = hwint_tokens_find(s->tokens, m->pay, m->pay_cap);
+        if (at >= 0) {
+            uint32_t skip = (uint32_t)at > HW_TOKEN_CONTEXT ? (uint32_t)at - HW_TOKEN_CONTEXT : 0;
+            push_event_at(s, HW_EV_TOKEN, m, pkt, hit.id, hit.from_initiator, skip);
+        }
+    }
 }
 
 /* Two passes so the flow table's cache misses overlap: parsing a run of the
@@ -590,6 +606,20 @@ int hw_hosts_top(struct hw_session *s, struct hw_host *out, int max)
     return n;
 }
 
-static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst"};
+int hw_tokens_set(struct hw_session *s, const uint8_t *const *tokens, const uint32_t *lens, int n, char *errbuf)
+{
+    struct hw_tokens *t;
+    int rc = hwint_tokens_build(tokens, lens, n, &t, errbuf);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->lock); /* batches are processed under the lock: none sees half a set */
+    struct hw_tokens *old = s->tokens;
+    s->tokens = t;
+    pthread_mutex_unlock(&s->lock);
+    hwint_tokens_destroy(old);
+    return HW_OK;
+}
+
+static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst",
+                                                     "token"};
 
 const char *hw_event_name(int k) { return k >= 0 && k < HW_EV_COUNT ? event_names[k] : NULL; }

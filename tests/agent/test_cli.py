@@ -122,3 +122,51 @@ def test_usage_errors_exit_2():
     assert capbox("analyze").returncode == 2
     assert capbox("flows", "--format", "xml", "x").returncode == 2
     assert capbox("analyze", "--idle-timeout", "-3", "x").returncode == 2
+
+
+def test_detect_prints_threats_as_json_lines(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    from tests.detectors.scenarios import arp_poison_gateway, dns_local_names
+    path = arp_poison_gateway().write(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "agent", "detect", str(path), "--json"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert rows and {r["type"] for r in rows} == {"arp_spoof"}
+    assert set(rows[0]) >= {"type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence",
+                            "first_seen"}
+    assert rows[0]["src"] == "192.168.1.66" and rows[0]["evidence"]["attacker_mac"] == "de:ad:be:ef:66:66"
+    p = subprocess.run([sys.executable, "-m", "agent", "detect", str(dns_local_names().write(tmp_path))], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "" and "0 threats" in p.stderr
+    p = subprocess.run([sys.executable, "-m", "agent", "detect", str(tmp_path / "missing.pcap")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and p.stderr.startswith("capbox: error:")
+
+
+def test_verify_dns_with_named_resolvers():
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    from tests.loopback import DnsServer
+    servers = [DnsServer(f"127.0.2.{i}", {"www.mybank.com": {"A": ["127.0.0.80"]}}) for i in (1, 2, 3)]
+    liar = DnsServer("127.0.2.9", {"www.mybank.com": {"A": ["127.0.0.66"]}})
+    try:
+        args = [a for s in (*servers, liar) for a in ("--resolver", f"udp:{s.address}")]
+        p = subprocess.run([sys.executable, "-m", "agent", "verify-dns", "www.mybank.com", *args, "--timeout", "3"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert "confidence  HIGH (75% of 4 answering paths agree" in p.stdout
+        assert "consensus   127.0.0.80" in p.stdout and "!! dns-udp-127.0.2.9" in p.stdout
+        p = subprocess.run([sys.executable, "-m", "agent", "verify-dns", "www.mybank.com", *args, "--local",
+                            "127.0.0.66"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and "ATTACK DETECTED" in p.stdout
+        p = subprocess.run([sys.executable, "-m", "agent", "verify", "http://www.mybank.com/"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and "INSUFFICIENT_PATHS" in p.stderr
+    finally:
+        for s in (*servers, liar):
+            s.stop()

@@ -1,0 +1,111 @@
+"""/v1 detection and verification: POST /v1/verify, POST /v1/verify-dns,
+GET /v1/paths, GET /v1/threats, GET/PATCH /v1/threats/{id}."""
+import datetime
+import time
+import urllib.parse
+
+from agent.api.app import WRITE, Api
+from agent.api.validate import Field
+from agent.detectors.detector import SEVERITIES
+from agent.errors import validation
+from agent.threats import STATUSES
+from agent.verify.verifier import COMPARE_METHODS, STRATEGIES
+
+VERIFY = {"url": Field(str, doc="http(s) URL to check"), "num_paths": Field(int, 10, doc="3-40"),
+          "timeout": Field(float, 15.0, doc="seconds per path, 1-30"),
+          "strategy": Field(str, "", choices=("",) + STRATEGIES, doc="default: [verify] strategy"),
+          "compare_method": Field(str, "content_hash", choices=COMPARE_METHODS),
+          "auto_deception": Field(bool, True, doc="start deception when an attack is found"),
+          "paths": Field(list, [], doc="path ids to use instead of a strategy's choice")}
+VERIFY_DNS = {"domain": Field(str), "record_type": Field(str, "A", choices=("A", "AAAA", "MX", "TXT")),
+              "num_paths": Field(int, 10, doc="3-40"), "timeout": Field(float, 10.0, doc="seconds per path, 1-30"),
+              "strategy": Field(str, "", choices=("",) + STRATEGIES), "paths": Field(list, []),
+              "local_ips": Field(list, [], doc="the answer the network got (default: [verify] local_resolver's)"),
+              "auto_deception": Field(bool, False)}
+THREATS = {"attack_type": Field(str, ""), "severity": Field(str, "", choices=("",) + SEVERITIES),
+           "verified": Field(str, "", choices=("", "true", "false")), "status": Field(str, "", choices=("",) + STATUSES),
+           "since": Field(str, "", doc="ISO 8601 time or unix seconds"), "limit": Field(int, 100, 1, 1000),
+           "offset": Field(int, 0, 0)}
+PATCH = {"status": Field(str, choices=STATUSES[1:], doc="acknowledged, confirmed or false_positive"),
+         "note": Field(str, "")}
+
+
+def _since(text: str):
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise validation("since must be an ISO 8601 time or unix seconds", field="since") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=datetime.timezone.utc)
+    return dt.timestamp()
+
+
+def register(api: Api) -> None:
+    agent = api.agent
+
+    def attack_threat(kind: str, result: dict, attacker: str, target: str, auto_deception: bool) -> dict:
+        """A verification that found an attack becomes a threat (and maybe a deception session)."""
+        conf = result["consensus_percentage"] / 100
+        d = {"type": kind, "score": int(round(conf * 100)), "confidence": round(conf, 2),
+             "severity": "critical" if conf >= 0.9 else "high" if conf >= 0.7 else "medium",
+             "src": attacker or None, "dst": None, "src_mac": None, "attacker": attacker or None, "attacker_mac": None,
+             "protocol": "DNS" if kind == "dns_hijack" else "HTTP", "first_seen": time.time(),
+             "description": f"verification through {result['paths_checked']} paths: "
+                            f"{result['recommendations'][0] if result['recommendations'] else ''}",
+             "evidence": {"domain" if kind == "dns_hijack" else "host": target, "verification_id": result["verification_id"],
+                          "local_ips": result.get("local_ips"), "consensus_ips": result.get("consensus_ips"),
+                          "differences": result.get("differences")}, "key": None}
+        tid = agent.threats.record(d, f"cor_{result['verification_id'][4:]}", verification=result,
+                                   respond=auto_deception)
+        session = agent.threats.get_row(tid)["deception_session_id"]
+        return {"threat_id": tid, "deception_activated": session is not None, "deception_session_id": session}
+
+    @api.route("POST", "/v1/verify", "Verify a URL through N independent paths (the seeds' two routes in one)",
+               access=WRITE, rate="verify", body=VERIFY, tag="verify")
+    def verify(url, num_paths, timeout, strategy, compare_method, auto_deception, paths):
+        result = agent.verifier.verify_url(url, num_paths, timeout, strategy or agent.cfg.verify.strategy,
+                                           compare_method, paths=paths or None)
+        extra = {"threat_id": None, "deception_activated": False, "deception_session_id": None}
+        if result["attack_detected"]:
+            host = urllib.parse.urlsplit(result["url"]).hostname
+            lp = agent.verifier.local_proxy
+            extra = attack_threat("content_tampering", result, lp[0] if lp else "", host, auto_deception)
+        return {**result, **extra}
+
+    @api.route("POST", "/v1/verify-dns", "Verify a DNS answer through N independent paths", access=WRITE,
+               rate="verify_dns", body=VERIFY_DNS, tag="verify")
+    def verify_dns(domain, record_type, num_paths, timeout, strategy, paths, local_ips, auto_deception):
+        result = agent.verifier.verify_dns(domain, record_type, num_paths, timeout,
+                                           strategy or agent.cfg.verify.strategy, local_ips=local_ips or None,
+                                           paths=paths or None)
+        extra = {"threat_id": None, "deception_activated": False, "deception_session_id": None}
+        if result["attack_detected"]:
+            lr = agent.verifier.local_resolver
+            extra = attack_threat("dns_hijack", result, lr.addr if lr and not local_ips else "", result["domain"],
+                                  auto_deception)
+        return {**result, **extra}
+
+    @api.route("GET", "/v1/paths", "Verification paths with their health", tag="verify")
+    def paths():
+        return agent.verifier.path_views()
+
+    @api.route("GET", "/v1/threats", "Threats, newest first, filtered", rate="threats", query=THREATS, tag="threats")
+    def threats(attack_type, severity, verified, status, since, limit, offset):
+        return agent.threats.list(attack_type, severity, None if not verified else verified == "true", _since(since),
+                                  limit, offset, status)
+
+    @api.route("GET", "/v1/threats/<threat_id>", "One threat: evidence, verification, deception, related events",
+               rate="threats", tag="threats")
+    def threat(threat_id):
+        return agent.threats.detail(threat_id)
+
+    @api.route("PATCH", "/v1/threats/<threat_id>", "Mark a threat acknowledged, confirmed or a false positive",
+               access=WRITE, body=PATCH, tag="threats")
+    def patch(threat_id, status, note):
+        return agent.threats.update(threat_id, status, note or None)

@@ -1,0 +1,123 @@
+"""What every detector shares: facts in, scored findings out.
+
+A detector module has `parse(event)` (the packet facts it needs, or None)
+and a `Detector` whose `detect(facts)` returns findings.  A finding's score
+is the sum of its indicators' points (at most 100); the detector's threshold
+in [detection] decides whether it is raised, and a raised finding repeats
+only when it grows worse or after `dedup_s` of packet time.  Time is always
+packet time, so a capture file replays exactly as the wire did."""
+import collections
+import ipaddress
+from typing import Optional
+
+from agent.events import Detection
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def severity(score: int) -> str:
+    return "critical" if score >= 90 else "high" if score >= 70 else "medium" if score >= 50 else "low"
+
+
+class Recent(collections.OrderedDict):
+    """A dict that forgets its oldest entries past `limit` (every table a
+    detector keeps is bounded: a flood must not grow the agent)."""
+
+    def __init__(self, limit: int = 65536):
+        super().__init__()
+        self.limit = limit
+
+    def __setitem__(self, key, value):
+        if key in self:
+            self.move_to_end(key)
+        super().__setitem__(key, value)
+        while len(self) > self.limit:
+            self.popitem(last=False)
+
+
+class Indicators:
+    """The reasons behind a finding: name, points, and a sentence for people."""
+
+    def __init__(self):
+        self.items: list = []
+
+    def add(self, name: str, points: int, text: str) -> None:
+        self.items.append({"name": name, "points": points, "text": text})
+
+    def has(self, name: str) -> bool:
+        return any(i["name"] == name for i in self.items)
+
+    @property
+    def score(self) -> int:
+        return min(100, sum(i["points"] for i in self.items))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def finding(type_: str, ind: Indicators, *, ts: float, src: str, dst: str, protocol: str, summary: str,
+            evidence: dict, key: str, src_mac: str = "", dst_mac: str = "", attacker: str = "",
+            attacker_mac: str = "", verify: Optional[dict] = None) -> Detection:
+    score = ind.score
+    reasons = "; ".join(i["text"] for i in ind.items)
+    return Detection(
+        type=type_, score=score, severity=severity(score), confidence=round(score / 100, 2), src=src, dst=dst,
+        protocol=protocol, description=f"{summary}: {reasons}" if reasons else summary,
+        evidence={**evidence, "score": score, "indicators": ind.items}, first_seen=ts, src_mac=src_mac,
+        dst_mac=dst_mac, attacker=attacker or src, attacker_mac=attacker_mac, key=key, verify=verify)
+
+
+class Detector:
+    """The base of every detector: threshold, repeats, counters."""
+
+    name = ""
+    kinds: tuple = ()          # event kinds it reads (hwdrivers event names)
+    threshold_key = ""         # its threshold in [detection]
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.threshold = getattr(cfg, self.threshold_key)
+        self._raised = Recent(16384)
+        self.counts = collections.Counter()
+
+    @staticmethod
+    def parse(event):
+        raise NotImplementedError
+
+    def detect(self, facts) -> list:
+        raise NotImplementedError
+
+    def feed(self, event) -> list:
+        """Detections raised by one packet event (parse + detect + threshold)."""
+        self.counts["events"] += 1
+        try:
+            facts = self.parse(event)
+        except (ValueError, IndexError, KeyError, UnicodeError) as e:  # a malformed payload is counted and skipped
+            self.counts["unparsed"] += 1
+            self.counts[f"unparsed:{type(e).__name__}"] += 1
+            return []
+        if facts is None:
+            return []
+        out = []
+        for d in self.detect(facts):
+            if d.score < self.threshold:
+                self.counts["below_threshold"] += 1
+                continue
+            last = self._raised.get(d.key)
+            if last is not None and d.first_seen - last[0] < self.cfg.dedup_s and d.score <= last[1]:
+                self.counts["repeats"] += 1
+                continue
+            self._raised[d.key] = (d.first_seen, d.score)
+            self.counts["raised"] += 1
+            out.append(d)
+        return out
+
+
+def is_public_ip(addr: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast

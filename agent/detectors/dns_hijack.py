@@ -1,0 +1,180 @@
+"""DNS hijacking and spoofing, from the queries and answers on the wire
+(parsed with dnspython).
+
+Indicators, each with its points (a finding needs dns_threshold, 40):
+- race: one transaction (client, port, id, name) answered twice with
+  different address sets -- a forged answer racing the real one (60; 75
+  when the sets share nothing).  Identical duplicates and two resolvers
+  each answering its own query are not races;
+- answer from a server the query did not go to (50), or from another MAC
+  than the one the query was sent through (25);
+- unsolicited answer to a client seen asking, for no query seen (30); many
+  unsolicited answers for one name (a spoofing flood, 60);
+- a private or reserved address for a public name (45; 70 when the name
+  was answered with public addresses before);
+- the answer set replaced before the last answer's TTL ran out (20), a TTL
+  far above the one seen before (10).
+The forged answer of a race is the one that did not come back through the
+MAC the query went out to; its sender is the attacker (by its own IP when
+that MAC was seen using one)."""
+import collections
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
+
+QUERY_TTL_S = 30.0          # a response this long after its query still answers it
+WARM_S = 60.0               # a client that asked something this recently is listening
+FLOOD_WINDOW_S = 10.0
+FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WINDOW_S
+ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+
+
+def parse(ev):
+    payload = ev.payload
+    if ev.proto == 6:
+        if len(payload) < 14:
+            return None
+        size = int.from_bytes(payload[:2], "big")
+        payload = payload[2:2 + size]
+    try:
+        msg = dns.message.from_wire(payload, ignore_trailing=True, one_rr_per_rrset=True)
+    except (dns.exception.DNSException, ValueError, IndexError):
+        return None
+    if len(msg.question) != 1:
+        return None
+    q = msg.question[0]
+    is_response = bool(msg.flags & dns.flags.QR)
+    ips, ttls, cnames = [], [], []
+    for rrset in msg.answer:
+        for rd in rrset:
+            if rrset.rdtype in ADDRESS_TYPES:
+                ips.append(rd.address)
+                ttls.append(rrset.ttl)
+            elif rrset.rdtype == dns.rdatatype.CNAME:
+                cnames.append(str(rd.target).rstrip(".").lower())
+    client_is_src = not is_response
+    return {"response": is_response, "id": msg.id, "name": str(q.name).rstrip(".").lower(),
+            "qtype": dns.rdatatype.to_text(q.rdtype), "rcode": dns.rcode.to_text(msg.rcode()),
+            "ips": sorted(set(ips)), "ttl": min(ttls) if ttls else None, "cnames": cnames,
+            "client": ev.src if client_is_src else ev.dst, "client_port": ev.sport if client_is_src else ev.dport,
+            "server": ev.dst if client_is_src else ev.src, "src_mac": ev.src_mac, "dst_mac": ev.dst_mac,
+            "ts": ev.ts, "proto": "tcp" if ev.proto == 6 else "udp", "vlan": ev.vlan}
+
+
+def public_name(name: str, local_suffixes) -> bool:
+    if "." not in name or name.endswith((".in-addr.arpa", ".ip6.arpa")):
+        return False
+    return not any(name == s or name.endswith("." + s) for s in local_suffixes)
+
+
+class Detector(Base):
+    name = "dns_hijack"
+    kinds = ("dns",)
+    threshold_key = "dns_threshold"
+    parse = staticmethod(parse)
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
+        self.clients = Recent()      # client ip -> last query ts
+        self.history = Recent()      # (name, qtype) -> [{"ips", "ttl", "ts", "server"}] (last few answers)
+        self.mac_ip = Recent()       # MAC -> the IP it sends its own queries from
+        self.unsolicited = Recent()  # (client, name) -> deque of times
+
+    def detect(self, f) -> list:
+        key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
+        ts = f["ts"]
+        if not f["response"]:
+            q = self.queries.get(key)
+            if q is None or ts - q["ts"] > QUERY_TTL_S:
+                q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
+            q["servers"][f["server"]] = f["dst_mac"]
+            self.clients[f["client"]] = ts
+            self.mac_ip[f["src_mac"]] = f["client"]
+            return []
+        ind = Indicators()
+        evidence = {"domain": f["name"], "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
+                    "answers": f["ips"], "cnames": f["cnames"], "ttl": f["ttl"], "server": f["server"],
+                    "client": f["client"], "client_port": f["client_port"], "transport": f["proto"],
+                    "responder_mac": f["src_mac"]}
+        attacker, attacker_mac = f["server"], f["src_mac"]
+        src, src_mac = f["server"], f["src_mac"]
+        q = self.queries.get(key)
+        if q is not None and ts - q["ts"] > QUERY_TTL_S:
+            q = None
+        answer = {"ips": f["ips"], "server": f["server"], "mac": f["src_mac"], "ts": ts, "rcode": f["rcode"]}
+        if q is None:
+            if ts - self.clients.get(f["client"], -1e18) <= WARM_S:
+                ind.add("unsolicited", 30, f"no query {f['id']:#06x} for {f['name']} was seen from {f['client']}")
+                times = self.unsolicited.setdefault((f["client"], f["name"]), collections.deque(maxlen=FLOOD_COUNT))
+                times.append(ts)
+                if len(times) == FLOOD_COUNT and ts - times[0] <= FLOOD_WINDOW_S:
+                    ind.add("unsolicited_flood", 60, f"{FLOOD_COUNT} unsolicited answers for {f['name']} "
+                            f"within {FLOOD_WINDOW_S:.0f} s")
+        else:
+            evidence["queried_servers"] = sorted(q["servers"])
+            if f["server"] not in q["servers"]:
+                ind.add("wrong_server", 50, f"answered by {f['server']}, the query went to "
+                        f"{', '.join(sorted(q['servers']))}")
+            else:
+                hop = q["servers"][f["server"]]
+                if hop and f["src_mac"] and hop != f["src_mac"]:
+                    ind.add("wrong_mac", 25, f"came from MAC {f['src_mac']}, the query went out through {hop}")
+            earlier = [a for a in q["answers"] if a["rcode"] == "NOERROR" and a["ips"] != f["ips"]]
+            if earlier and f["rcode"] == "NOERROR":
+                other = earlier[-1]
+                disjoint = not set(other["ips"]) & set(f["ips"])
+                ind.add("race", 75 if disjoint else 60,
+                        f"answered twice: {', '.join(other['ips']) or 'nothing'} then {', '.join(f['ips']) or 'nothing'}")
+                # the forged one did not come back through the MAC the query went out to (or from a server
+                # never asked); when nothing tells them apart, the first: a forger wins the race by design
+                def off_path(a):
+                    hop = q["servers"].get(a["server"])
+                    return hop is None or bool(hop and a["mac"] and a["mac"] != hop)
+                forged = answer if off_path(answer) and not off_path(other) else other
+                evidence["race"] = {"first": {k: other[k] for k in ("ips", "server", "mac", "ts")},
+                                    "second": {k: answer[k] for k in ("ips", "server", "mac", "ts")},
+                                    "forged": "first" if forged is other else "second"}
+                attacker, attacker_mac = forged["server"], forged["mac"]
+                src, src_mac = forged["server"], forged["mac"]
+                f = {**f, "ips": forged["ips"]}
+            q["answers"].append(answer)
+        private = [ip for ip in f["ips"] if not is_public_ip(ip)]
+        past = self.history.get((f["name"], f["qtype"]), [])
+        if private and public_name(f["name"], self.cfg.local_suffixes):
+            public_before = sorted({ip for h in past for ip in h["ips"] if is_public_ip(ip)})
+            if public_before:
+                ind.add("bogon_after_public", 70, f"{f['name']} resolved to {', '.join(private)} "
+                        f"(not public), before to {', '.join(public_before[:4])}")
+            else:
+                ind.add("bogon", 45, f"{f['name']} resolved to {', '.join(private)}, not a public address")
+        if past and f["ips"]:
+            last = past[-1]
+            if last["ips"] and not set(last["ips"]) & set(f["ips"]) and last["ttl"] and ts < last["ts"] + last["ttl"]:
+                ind.add("answer_changed", 20, f"answer changed from {', '.join(last['ips'][:4])} "
+                        f"{ts - last['ts']:.0f} s into a {last['ttl']} s TTL")
+            if f["ttl"] and last["ttl"] and f["ttl"] > 10 * last["ttl"] and f["ttl"] > 3600:
+                ind.add("ttl_jump", 10, f"TTL {f['ttl']} s, was {last['ttl']} s")
+        if f["ips"] and f["rcode"] == "NOERROR":
+            self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "ttl": f["ttl"], "ts": ts,
+                                                             "server": f["server"]}])[-8:]
+        return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac)] if ind else []
+
+    def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac):
+        own = self.mac_ip.get(attacker_mac)
+        if own and own != attacker:
+            evidence["attacker_ip_by_mac"] = own
+            attacker = own
+        evidence["local_ips"] = f["ips"]
+        verify = None
+        if f["ips"] and f["qtype"] in ("A", "AAAA") and public_name(f["name"], self.cfg.local_suffixes):
+            verify = {"kind": "dns", "domain": f["name"], "record_type": f["qtype"], "local_ips": f["ips"]}
+        return finding("dns_hijack", ind, ts=f["ts"], src=src, dst=f["client"], protocol="DNS",
+                       summary=f"DNS hijacking suspected for {f['name']}", evidence=evidence,
+                       key=f"dns_hijack|{f['name']}|{attacker_mac or attacker}|{f['client']}", src_mac=src_mac,
+                       dst_mac=f["dst_mac"], attacker=attacker, attacker_mac=attacker_mac, verify=verify)

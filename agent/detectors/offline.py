@@ -1,0 +1,36 @@
+"""Every detector over a capture file, as the live path runs them: the C core
+reads the file with events on (lossless), and each event goes, in order, to
+the detectors that read its kind."""
+from typing import Optional
+
+from agent.detectors import DETECTORS
+from hwdrivers import CaptureConfig, CaptureError, RunResult, Session
+
+
+def kinds_of(detectors) -> frozenset:
+    return frozenset(k for d in detectors for k in d.kinds)
+
+
+def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None) -> tuple:
+    """(detections, error or None, detectors) for a file; CaptureError when it cannot be read at all."""
+    detectors = detectors if detectors is not None else [cls(cfg) for cls in DETECTORS]
+    by_kind: dict = {}
+    for d in detectors:
+        for k in d.kinds:
+            by_kind.setdefault(k, []).append(d)
+    config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=kinds_of(detectors), event_ring=1 << 14,
+                           lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
+    found, error = [], None
+    with Session(config) as s:
+        while True:
+            try:
+                result = s.run(timeout_ms=500)
+            except CaptureError as e:
+                error = e
+                result = RunResult.EOF
+            for ev in s.read_events():
+                for d in by_kind.get(ev.kind, ()):
+                    found.extend(d.feed(ev))
+            if result == RunResult.EOF:
+                break
+    return found, error, detectors

@@ -1,0 +1,95 @@
+"""The detectors on real captures (../shared/pcaps) and on labelled attack
+scenarios with their benign twins (tests/detectors/scenarios.py)."""
+import dataclasses
+
+import pytest
+
+from agent.config import DetectionSection
+from agent.detectors import DETECTORS
+from agent.detectors.offline import detect_file
+from tests.conftest import ALL_PCAPS, pcap
+from tests.detectors.scenarios import SCENARIOS
+
+CFG = DetectionSection()
+
+
+def detect(path, cfg=CFG):
+    found, error, _ = detect_file(str(path), cfg)
+    return found, error
+
+
+def test_weak_tls_found_with_version_suite_and_server():
+    found, _ = detect(pcap("zeek__tls_ssl.v3.pcap"))
+    assert {(d.type, d.src, d.dst, d.evidence["version"], d.evidence["suite"]) for d in found} == {
+        ("tls_downgrade", "194.127.84.106", "192.150.187.164", "TLS 1.0", "TLS_RSA_WITH_RC4_128_MD5")}
+    d = found[0]
+    assert d.severity == "high" and d.evidence["client_sslv2_hello"] is True
+    assert "TLS_RSA_EXPORT_WITH_RC4_40_MD5" in d.evidence["client_weak_suites_offered"]
+    [d] = detect(pcap("zeek__tls_tls1_1.pcap"))[0]
+    assert (d.type, d.src, d.evidence["server_port"], d.evidence["version"], d.evidence["suite"], d.severity) == (
+        "tls_downgrade", "216.58.192.14", 443, "TLS 1.1", "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", "medium")
+    assert not d.evidence["downgrade_sentinel"] and "version_downgrade" not in str(d.evidence["indicators"])
+
+
+CLEAN = ["chrissanders__arp_gratuitous.pcapng", "chrissanders__arp_resolution.pcapng", "zeek__dns-two-responses.pcap",
+         "chrissanders__dns_query_nonexistent.pcapng", "zeek__http_http-11-request-then-cruft.pcap",
+         "zeek__tls_ssl-to-http-server.pcap", "ndpi__1kxun.pcap", "zeek__wikipedia.pcap", "ndpi__badpackets.pcap",
+         "chrissanders__http_ip4and6.pcapng", "ndpi__http_ipv6.pcap", "ndpi__gnutella.pcap"]
+
+
+@pytest.mark.parametrize("name", CLEAN)
+def test_clean_captures_raise_nothing_above_low(name):
+    found, _ = detect(pcap(name))
+    assert [d for d in found if d.severity != "low"] == []
+
+
+def test_every_shared_capture_is_read_without_a_failure():
+    for path in ALL_PCAPS:
+        found, error = detect(path)
+        assert error is None or "fuzz" in path.name, (path, error)
+
+
+@pytest.mark.parametrize("make", SCENARIOS, ids=lambda m: m.__name__)
+def test_labelled_scenarios(make, tmp_path):
+    sc = make()
+    found, error = detect(sc.write(tmp_path))
+    assert error is None
+    mine = [d for d in found if d.type == sc.detector]
+    if not sc.attack:
+        assert found == [], [d.description for d in found]
+        return
+    assert mine, f"{sc.name}: not found"
+    assert all(d.attacker == sc.attacker for d in mine), [(d.attacker, d.description) for d in mine]
+    assert all(d.attacker_mac == sc.attacker_mac for d in mine)
+    assert [d for d in found if d.type != sc.detector] == []
+    assert all(d.severity in ("high", "critical") and 0.7 <= d.confidence <= 1 for d in mine)
+
+
+def test_findings_carry_their_evidence_and_what_to_verify(tmp_path):
+    from tests.detectors.scenarios import dns_race, ssl_strip_redirect_and_post
+    [d] = detect(dns_race().write(tmp_path))[0]
+    assert d.evidence["race"]["forged"] == "first" and d.evidence["race"]["first"]["ips"] == ["45.33.32.66"]
+    assert d.verify == {"kind": "dns", "domain": "www.mybank.com", "record_type": "A", "local_ips": ["45.33.32.66"]}
+    strip = detect(ssl_strip_redirect_and_post().write(tmp_path))[0]
+    assert strip[0].evidence["location"] == "http://www.mybank.com/login"
+    assert strip[0].verify["url"] == "http://www.mybank.com/" and strip[0].verify["local"]["status_code"] == 302
+    assert {i["name"] for i in strip[0].evidence["indicators"]} >= {"redirect_to_http", "https_host", "other_server"}
+
+
+def test_thresholds_come_from_the_config(tmp_path):
+    from tests.detectors.scenarios import dns_bogon
+    path = dns_bogon().write(tmp_path)
+    assert detect(path)[0]
+    assert detect(path, dataclasses.replace(CFG, dns_threshold=95))[0] == []
+
+
+def test_garbage_payloads_are_counted_not_fatal():
+    from hwdrivers.events import PacketEvent
+    for cls in DETECTORS:
+        d = cls(CFG)
+        for kind in cls.kinds:
+            for payload in (b"", b"\x16\x03\x01\x00\x05\x01\x00\x00\x01", b"\xff" * 40, b"HTTP/1.1 abc\r\n",
+                            bytes(range(256)) * 4):
+                ev = PacketEvent(kind, 1, 1, "10.0.0.1", "10.0.0.2", 1, 53, 6, 0, 0, 0, 0, True,
+                                 "02:00:00:00:00:01", "02:00:00:00:00:02", 60, len(payload), payload)
+                assert d.feed(ev) == []
