@@ -121,9 +121,9 @@ class ThreatService(Service):
                                                         "headers_only", local=spec.get("local"))
         except AgentError as e:
             log.warning("threat %s not verified: %s", tid, e.message)
+            failed = json.dumps({"error": {"code": e.code, "message": e.message}})
             self.store.write(lambda c: c.execute(
-                "UPDATE threats SET verification_status = 'failed', verification = ? WHERE id = ?",
-                (json.dumps({"error": {"code": e.code, "message": e.message}}), tid)))
+                "UPDATE threats SET verification_status = 'failed', verification = ? WHERE id = ?", (failed, tid)))
             return
         except Exception:  # the service goes on; the threat says verification failed
             log.exception("verifying threat %s failed", tid)

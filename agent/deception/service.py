@@ -253,7 +253,7 @@ class DeceptionService(Service):
         addr = self._address(target)
         fields = {"email": tokens.get("email", ""), "password": tokens.get("password", ""), "remember": "1"}
         body = urllib.parse.urlencode({k: v for k, v in fields.items() if v}).encode()
-        headers = [f"POST /login HTTP/1.1", f"Host: {target}", "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+        headers = ["POST /login HTTP/1.1", f"Host: {target}", "User-Agent: Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
                    "Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}", "Connection: close"]
         if "api_key" in tokens:
             headers.append(f"Authorization: Bearer {tokens['api_key']}")

@@ -11,7 +11,6 @@ import pytest
 
 from tests.agent.conftest import ApiError, wait_for
 from tests.detectors import scenarios as sc
-from tests.hwdrivers.packets import PSH, ACK
 from tests.loopback import DnsServer, HttpServer, free_port
 
 BANK = sc.BANK
