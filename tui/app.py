@@ -15,10 +15,11 @@ from tui.screens.dialogs import Ask, StartCapture
 from tui.screens.flows import Flows
 from tui.screens.overview import Overview
 from tui.screens.system import System
+from tui.screens.threats import Threats
 from tui.source import Source, SourceError
 
 REFRESH_S = 0.25
-SCREENS = {"o": Overview, "f": Flows, "a": Analysis, "y": System}
+SCREENS = {"o": Overview, "f": Flows, "t": Threats, "a": Analysis, "y": System}
 
 
 class CapboxApp(App):
@@ -26,7 +27,8 @@ class CapboxApp(App):
     TITLE = "capbox"
     BINDINGS = [
         Binding("o", "show('o')", "overview"), Binding("f", "show('f')", "flows"),
-        Binding("a", "show('a')", "anomalies"), Binding("y", "show('y')", "system"),
+        Binding("t", "show('t')", "threats"), Binding("a", "show('a')", "anomalies"),
+        Binding("y", "show('y')", "system"),
         Binding("s", "start_stop", "start/stop"), Binding("b", "filter", "filter"),
         Binding("w", "window_size", "window"), Binding("q", "quit", "quit"),
     ]

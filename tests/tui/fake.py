@@ -12,6 +12,28 @@ FLOWS = [{"src": f"10.0.0.{i}", "sport": 40000 + i, "dst": "192.0.2.1", "dport":
 HISTORY = [{"ts": 1000.0 + i, "pps": 100 + 10 * (i % 7), "bps": 8e5 + 1e4 * (i % 5), "dropped": 0} for i in range(60)]
 WINDOWS = [{"window_id": i, "window_start": 1000.0 + 10 * i, "window_end": 1010.0 + 10 * i, "record_count": 100 + i,
             "bandwidth": {"avg_bps": 1e5 * (1 + i % 4), "bytes": 12500 * (1 + i % 4)}} for i in range(12)]
+THREATS = [
+    {"id": "thr_1a2b3c4d", "timestamp": "2026-11-23T10:00:05Z", "attack_type": "dns_hijack", "severity": "critical",
+     "source_ip": "10.0.0.53", "dest_ip": "10.0.0.7", "protocol": "DNS",
+     "description": "answer for bank.example differs from every independent path", "verified": True,
+     "verification_status": "confirmed", "confidence": 0.9, "score": 90, "attacker": "10.0.0.53",
+     "attacker_mac": "02:00:00:00:00:53", "first_seen": "2026-11-23T10:00:05Z", "last_seen": "2026-11-23T10:00:09Z",
+     "count": 3, "status": "new", "response_action": None, "deception_session_id": None},
+    {"id": "thr_5e6f7a8b", "timestamp": "2026-11-23T09:58:00Z", "attack_type": "tls_downgrade", "severity": "medium",
+     "source_ip": "192.0.2.10", "dest_ip": "10.0.0.9", "protocol": "TLS",
+     "description": "weak or downgraded TLS with 192.0.2.10:443: TLS 1.0 negotiated", "verified": False,
+     "verification_status": "unverified", "confidence": 0.5, "score": 50, "attacker": "192.0.2.10",
+     "attacker_mac": None, "first_seen": "2026-11-23T09:58:00Z", "last_seen": "2026-11-23T09:58:00Z", "count": 1,
+     "status": "acknowledged", "response_action": None, "deception_session_id": None}]
+THREAT_DETAIL = {**THREATS[0], "evidence": {"domain": "bank.example", "local_ips": ["10.0.0.66"],
+                                            "consensus_ips": ["198.51.100.7"]},
+                 "verification_result": {"verification_id": "ver_0123456789ab", "paths_checked": 5,
+                                         "paths_succeeded": 5, "paths_agreed": 5, "consensus_percentage": 100.0,
+                                         "attack_detected": True, "consensus_ips": ["198.51.100.7"],
+                                         "local_ips": ["10.0.0.66"], "outliers": ["local"],
+                                         "path_results": [{"path_id": f"dns_{i}", "status": "success",
+                                                           "ips": ["198.51.100.7"]} for i in range(3)]},
+                 "note": None, "deception_session": None, "correlation_id": "cor_1", "related_events": []}
 ANSWERS = {
     "/v1/capture/status": {"running": True, "backend": "afpacket", "interface": "eth1", "file": None, "bpf": "",
                            "stats": {"packets": 5000}},
@@ -34,6 +56,8 @@ ANSWERS = {
     "/v1/baselines": {"available": 4, "name": "default", "baseline_duration_hours": 24,
                       "baselines": {"bandwidth": {"median": 2e5, "p95": 4e5}, "latency": {"median": 20.0},
                                     "connection": {"median": 30}}},
+    "/v1/threats": {"total": 2, "limit": 200, "offset": 0, "count": 2, "threats": THREATS},
+    "/v1/threats/thr_1a2b3c4d": THREAT_DETAIL,
     "/v1/logs": {"logs": [{"level": "info", "logger": "agent.capture.service", "message": "capture 1 started"},
                           {"level": "warning", "logger": "agent.analysis.service", "message": "a warning"}]},
 }

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from tests.agent.conftest import free_port, wait_for
-from tests.conftest import ROOT
+from tests.conftest import ROOT, pcap
 from tui.app import CapboxApp
 from tui.source import remote
 
@@ -40,35 +40,76 @@ async def test_keys_change_the_agent(agent):
         assert c.capture_status()["last_run"]["reason"] == "console"
 
 
-@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed (make test installs it)")
+class Tmux:
+    """`capbox run` on an 80x24 terminal of a private tmux server: keys in, screen text out."""
+
+    def __init__(self, tmp_path, *args):
+        self.cmd = ["tmux", "-L", f"capbox-test-{uuid.uuid4().hex[:8]}"]
+        run = f"cd {ROOT} && {sys.executable} -m agent run --data-dir {tmp_path} --listen 127.0.0.1:{free_port()}"
+        env = dict(os.environ, TERM="xterm-256color")
+        subprocess.run([*self.cmd, "new-session", "-d", "-s", "box", "-x", "80", "-y", "24", " ".join([run, *args])],
+                       check=True, env=env)
+
+    def screen(self) -> str:
+        return subprocess.run([*self.cmd, "capture-pane", "-t", "box", "-p"], capture_output=True, text=True).stdout
+
+    def keys(self, *keys) -> None:
+        subprocess.run([*self.cmd, "send-keys", "-t", "box", *keys], check=True)
+
+    def gone(self) -> bool:
+        return subprocess.run([*self.cmd, "has-session", "-t", "box"], capture_output=True).returncode != 0
+
+    def close(self) -> None:
+        subprocess.run([*self.cmd, "kill-server"], capture_output=True)
+        time.sleep(0.2)
+
+
+needs_tmux = pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed (make test installs it)")
+
+
+@needs_tmux
 def test_capbox_run_on_a_terminal(tmp_path):
     """`capbox run` in tmux: the console in the agent's process, counters moving on the demo capture."""
-    sock = f"capbox-test-{uuid.uuid4().hex[:8]}"
-    tmux = ["tmux", "-L", sock]
-    port = free_port()
-    cmd = f"cd {ROOT} && {sys.executable} -m agent run --data-dir {tmp_path} --listen 127.0.0.1:{port}"
-    env = dict(os.environ, TERM="xterm-256color")
-    subprocess.run([*tmux, "new-session", "-d", "-s", "box", "-x", "80", "-y", "24", cmd], check=True, env=env)
+    term = Tmux(tmp_path)
     try:
-        def screen() -> str:
-            return subprocess.run([*tmux, "capture-pane", "-t", "box", "-p"], capture_output=True, text=True).stdout
-
         def packets() -> int:
-            for line in screen().splitlines():
+            for line in term.screen().splitlines():
                 if "packets/s" in line:
                     return int(float(line.split("packets ")[-1].split()[0].rstrip("k")))
             return -1
-        wait_for(lambda: "capturing: pcapfile on demo.pcap" in screen(), timeout=30)
+        wait_for(lambda: "capturing: pcapfile on demo.pcap" in term.screen(), timeout=30)
         first = wait_for(lambda: packets() > 0 and packets(), timeout=20)
         wait_for(lambda: packets() > first, timeout=20)
-        assert "components  store ok" in screen()
-        subprocess.run([*tmux, "send-keys", "-t", "box", "f"], check=True)
-        wait_for(lambda: "src" in screen() and "dport" in screen(), timeout=10)
-        subprocess.run([*tmux, "send-keys", "-t", "box", "q"], check=True)
-        wait_for(lambda: subprocess.run([*tmux, "has-session", "-t", "box"], capture_output=True).returncode != 0,
-                 timeout=20)
+        assert "components  store ok" in term.screen()
+        term.keys("f")
+        wait_for(lambda: "src" in term.screen() and "dport" in term.screen(), timeout=10)
+        term.keys("q")
+        wait_for(term.gone, timeout=20)
         runs = sqlite3.connect(tmp_path / "capbox.db").execute("SELECT reason FROM capture_runs").fetchall()
         assert runs == [("shutdown",)]  # q closed the console, and with it the agent, cleanly
     finally:
-        subprocess.run([*tmux, "kill-server"], capture_output=True)
-        time.sleep(0.2)
+        term.close()
+
+
+@needs_tmux
+def test_a_threat_from_an_attack_capture_on_the_terminal(tmp_path):
+    """A weak-TLS capture replayed: the threat appears on the Threats screen, k acknowledges it in the store."""
+    (tmp_path / "pcaps").mkdir()
+    shutil.copy(pcap("zeek__tls_ssl.v3.pcap"), tmp_path / "pcaps")
+    term = Tmux(tmp_path, "--source", "zeek__tls_ssl.v3.pcap")
+    try:
+        wait_for(lambda: "components  store ok" in term.screen(), timeout=30)  # the console is up
+        term.keys("t")
+        def row() -> str:
+            return next((line for line in term.screen().splitlines() if "tls_downgrade  194.127.84.106" in line), "")
+        wait_for(row, timeout=20)
+        assert "high" in row() and row().rstrip().endswith("new")
+        assert "RC4" in term.screen()              # the detail pane: why
+        term.keys("k")
+        wait_for(lambda: "acknowledged" in term.screen(), timeout=10)
+        db = sqlite3.connect(tmp_path / "capbox.db")
+        assert db.execute("SELECT attack_type, status FROM threats").fetchall() == [("tls_downgrade", "acknowledged")]
+        term.keys("q")
+        wait_for(term.gone, timeout=20)
+    finally:
+        term.close()

@@ -16,7 +16,8 @@ async def settle(pilot):
     await pilot.pause(0.4)
 
 
-@pytest.mark.parametrize("keys", [[], ["f"], ["a"], ["y"]], ids=["overview", "flows", "anomalies", "system"])
+@pytest.mark.parametrize("keys", [[], ["f"], ["t"], ["a"], ["y"]],
+                         ids=["overview", "flows", "threats", "anomalies", "system"])
 def test_screen_snapshots(snap_compare, keys):
     async def run_before(pilot):
         await settle(pilot)
@@ -42,6 +43,34 @@ async def test_flow_filter_as_you_type_and_sort():
         assert screen.rows[1]["src"] in str(screen.query_one("#flow-detail").render())
         await pilot.press("ctrl+s")
         assert screen.sort == "packets"
+
+
+async def test_threat_detail_marks_and_deception():
+    source = FakeSource()
+    app = app_for(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("t")
+        await settle(pilot)
+        screen = app.screen
+        assert [t["id"] for t in screen.rows] == ["thr_1a2b3c4d", "thr_5e6f7a8b"]
+        detail = str(screen.query_one("#threat-detail").render())
+        assert "ATTACK  5/5 paths answered" in detail and "consensus 100%" in detail and "outliers local" in detail
+        await pilot.press("k")
+        await settle(pilot)
+        assert ("/v1/threats/thr_1a2b3c4d", {"status": "acknowledged"}) in source.posted
+        await pilot.press("d")
+        await settle(pilot)
+        assert app.screen.query_one("#answer").value == "bank.example"   # the target from the evidence
+        await pilot.press("enter")
+        await settle(pilot)
+        assert ("/v1/deception/start", {"target_domain": "bank.example", "attacker_ip": "10.0.0.53",
+                                        "threat_id": "thr_1a2b3c4d"}) in source.posted
+        await pilot.press("down", "x")
+        await settle(pilot)
+        assert ("/v1/threats/thr_5e6f7a8b", {"status": "false_positive"}) in source.posted
+        await pilot.press("slash", *"tls")
+        await settle(pilot)
+        assert [t["attack_type"] for t in screen.rows] == ["tls_downgrade"]
 
 
 async def test_actions_reach_the_agent_and_errors_are_notifications():
