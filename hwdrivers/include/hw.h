@@ -11,6 +11,7 @@
 #include "../cdef/session.h"
 #include "../cdef/flows.h"
 #include "../cdef/events.h"
+#include "../cdef/fpga.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -59,11 +60,14 @@ struct hw_backend_ops {
     void (*stats)(void *state, struct hw_counters *c);
     int (*set_filter)(void *state, const char *bpf, char *errbuf);
     void (*close)(void *state);
+    /* Optional: flows metered by the hardware (HW_CAP_FLOWOFFLOAD). */
+    int (*offload_flows)(void *state, struct hw_offload_flow *out, int max);
 };
 
 extern const struct hw_backend_ops hw_pcapfile_ops;
 extern const struct hw_backend_ops hw_pcap_ops;
 extern const struct hw_backend_ops hw_afpacket_ops;
+extern const struct hw_backend_ops hw_fpga_ops;
 
 /* What the parser learned of one packet.  Pointers point into the packet and
  * every length is already bounded by the captured length. */

@@ -25,6 +25,7 @@ static const struct hw_backend_ops *const backends[] = {
     &hw_pcapfile_ops,
     &hw_pcap_ops,
     &hw_afpacket_ops,
+    &hw_fpga_ops,
     NULL,
 };
 
@@ -551,3 +552,9 @@ int hw_hosts_top(struct hw_session *s, struct hw_host *out, int max)
 static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst"};
 
 const char *hw_event_name(int k) { return k >= 0 && k < HW_EV_COUNT ? event_names[k] : NULL; }
+
+int hw_session_offload_flows(struct hw_session *s, struct hw_offload_flow *out, int max)
+{
+    if (!s->ops->offload_flows) return HW_E_UNSUPPORTED;
+    return s->ops->offload_flows(s->bstate, out, max);
+}
