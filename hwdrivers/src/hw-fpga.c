@@ -234,9 +234,9 @@ int hw_fpga_load(const char *device, const char *target, uint32_t major, uint32_
     int rc = dev_open(device, &d, errbuf);
     if (rc) return rc;
     uint8_t *b = d.bar;
-    flock(d.fd, LOCK_EX); /* one load at a time through the mailbox */
-    if (fpga_rd(b, FPGA_REG_STATUS) & FPGA_ST_DMA_RUNNING) {
-        rc = hwint_err(errbuf, HW_E_STATE, "%s: a capture runs on the card; stop it before loading firmware", device);
+    /* a capture session holds the card's lock too: no load under a running capture */
+    if (flock(d.fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = hwint_err(errbuf, HW_E_STATE, "%s: a capture or another load is using the card; stop it first", device);
     } else {
         char name[FPGA_TARGET_LEN] = {0};
         memcpy(name, target, strlen(target));
@@ -328,9 +328,17 @@ static int fp_open(const struct hw_config *cfg, void **out, int *linktype, char 
         return hwint_err(errbuf, HW_E_STATE, "%s: no verified firmware runs on the card: load one first "
                          "(capbox fw load IMAGE)", cfg->source);
     }
-    if (fpga_rd(b, FPGA_REG_STATUS) & FPGA_ST_DMA_RUNNING) {
+    /* one capture session at a time; DMA left on by a session that died is switched off */
+    if (flock(f->d.fd, LOCK_EX | LOCK_NB) < 0) {
         fp_close(f);
-        return hwint_err(errbuf, HW_E_STATE, "%s: the card is capturing for another session", cfg->source);
+        return hwint_err(errbuf, HW_E_STATE, "%s: the card is in use by another capture or a firmware load",
+                         cfg->source);
+    }
+    fpga_wr(b, FPGA_REG_CONTROL, 0);
+    rc = await(f->path, b, FPGA_REG_STATUS, FPGA_ST_DMA_RUNNING, 0, "DMA disable", errbuf);
+    if (rc) {
+        fp_close(f);
+        return rc;
     }
     f->desc = (struct fpga_desc *)(f->d.map + fpga_rd(b, FPGA_REG_DESC_OFF));
     f->ndesc = fpga_rd(b, FPGA_REG_DESC_COUNT);
