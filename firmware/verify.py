@@ -42,6 +42,20 @@ class Verdict:
                 "image_sha256": self.image_sha256, "rollback_override": self.rollback_override}
 
 
+def check_signature(data: bytes, sig: minisign.Signature, key: minisign.PublicKey) -> Optional[str]:
+    """None when `sig` by `key` holds for `data` and for its trusted comment, else why not."""
+    pub = Ed25519PublicKey.from_public_bytes(key.key)
+    try:
+        pub.verify(sig.signature, minisign.prehash(data) if sig.prehashed else data)
+    except InvalidSignature:
+        return f"the signature by key {key.id_hex} does not verify"
+    try:
+        pub.verify(sig.global_signature, sig.signature + sig.trusted_comment.encode())
+    except InvalidSignature:
+        return "the trusted comment's signature does not verify"
+    return None
+
+
 def verify(data: bytes, signature, keys: Keyring, target: Optional[str] = None,
            min_rollback: int = 0, allow_rollback: bool = False) -> Verdict:
     """The verdict on image bytes `data` and signature text `signature`.
@@ -69,15 +83,9 @@ def verify(data: bytes, signature, keys: Keyring, target: Optional[str] = None,
     if key is None:
         return refuse(Reason.UNKNOWN_KEY, f"signed by key {facts['key_id']}, which is not trusted here"
                       + (f" ({len(keys)} trusted in {keys.source})" if keys.source else ""))
-    pub = Ed25519PublicKey.from_public_bytes(key.key)
-    try:
-        pub.verify(sig.signature, minisign.prehash(data) if sig.prehashed else data)
-    except InvalidSignature:
-        return refuse(Reason.BAD_SIGNATURE, f"the signature by key {facts['key_id']} does not verify")
-    try:
-        pub.verify(sig.global_signature, sig.signature + sig.trusted_comment.encode())
-    except InvalidSignature:
-        return refuse(Reason.BAD_SIGNATURE, "the trusted comment's signature does not verify")
+    failure = check_signature(data, sig, key)
+    if failure:
+        return refuse(Reason.BAD_SIGNATURE, failure)
     facts["trusted_comment"] = sig.trusted_comment
     if target is not None and header.target != target:
         return refuse(Reason.WRONG_TARGET, f"built for {header.target!r}, this hardware is {target!r}")

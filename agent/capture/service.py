@@ -110,6 +110,8 @@ class CaptureService:
     def _resolve(self, req: CaptureRequest) -> tuple:
         """(backend, source path or interface) for a request, or AgentError."""
         source = req.source.strip()
+        if req.backend == "fpga":   # the card, by its device path
+            return "fpga", source or self.cfg.firmware.device
         if not source:
             raise validation("give an interface or a file", field="interface")
         if source == "demo":
@@ -400,6 +402,8 @@ def _capture_error(e: CaptureError) -> AgentError:
     if code in (ErrorCode.ARG, ErrorCode.FILTER, ErrorCode.FORMAT, ErrorCode.TRUNCATED, ErrorCode.NODEV):
         field = {ErrorCode.FILTER: "bpf", ErrorCode.NODEV: "interface"}.get(code, "file")
         return validation(e.message, field=field, capture_error=code.name)
+    if code == ErrorCode.STATE:   # e.g. the card runs no firmware yet, or is in use
+        return AgentError("CONFLICT", e.message, {"capture_error": code.name})
     if code in (ErrorCode.PERM, ErrorCode.UNSUPPORTED):
         return AgentError("BACKEND_UNAVAILABLE", e.message, {"capture_error": code.name})
     if code == ErrorCode.OPEN:
