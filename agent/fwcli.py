@@ -164,8 +164,10 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_load(args) -> int:
+    from agent import log as agentlog
     from agent.errors import AgentError
     svc = _service(args)
+    agentlog.setup("warning")   # refusals and rollback overrides go to the log (stderr)
     data = _read(args.image)
     signature = _read(args.sig or f"{args.image}.minisig")
     try:
