@@ -29,6 +29,7 @@ class Simulator:
         check(lib.hw_fpgasim_create(cfg, out, errbuf), errbuf)
         self._sim = out[0]
         self.device = device
+        self.source = source
         self.error: Optional[CaptureError] = None
         self._thread: Optional[threading.Thread] = None
 

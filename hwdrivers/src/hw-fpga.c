@@ -42,6 +42,7 @@ struct fp {
     struct fpga_flow *fc;
     uint32_t ndesc, data_size, fc_entries;
     int linktype;
+    int owner;                  /* this session holds the card's lock and switched DMA on */
     uint32_t tail, data_tail;   /* descriptors and data handed on; given back on the next poll */
     uint64_t link_downs_seen, dropped0;
     uint32_t hb_last;
@@ -111,9 +112,10 @@ static int dev_open(const char *path, struct dev *d, char *errbuf)
     }
     d->bar = d->map;
     uint8_t *b = d->bar;
-    if (fpga_rd(b, FPGA_REG_ID) != FPGA_ID) {
+    uint32_t id = fpga_rd(b, FPGA_REG_ID);
+    if (id != FPGA_ID) {
         dev_close(d);
-        return hwint_err(errbuf, HW_E_NODEV, "%s: not a capbox capture card (id %08x)", path, fpga_rd(b, FPGA_REG_ID));
+        return hwint_err(errbuf, HW_E_NODEV, "%s: not a capbox capture card (id %08x)", path, id);
     }
     uint64_t desc_end = (uint64_t)fpga_rd(b, FPGA_REG_DESC_OFF) + (uint64_t)fpga_rd(b, FPGA_REG_DESC_COUNT) * sizeof(struct fpga_desc);
     uint64_t data_end = (uint64_t)fpga_rd(b, FPGA_REG_DATA_OFF) + fpga_rd(b, FPGA_REG_DATA_SIZE);
@@ -285,7 +287,7 @@ static int fp_available(char *errbuf)
 static void fp_close(void *st)
 {
     struct fp *f = st;
-    if (f->d.map) {
+    if (f->d.map && f->owner) {
         fpga_clear(f->d.bar, FPGA_REG_CONTROL, FPGA_CTRL_DMA_ENABLE | FPGA_CTRL_FLOWCACHE);
         doorbell(f->d.bar);
     }
@@ -334,6 +336,7 @@ static int fp_open(const struct hw_config *cfg, void **out, int *linktype, char 
         return hwint_err(errbuf, HW_E_STATE, "%s: the card is in use by another capture or a firmware load",
                          cfg->source);
     }
+    f->owner = 1;
     fpga_wr(b, FPGA_REG_CONTROL, 0);
     rc = await(f->path, b, FPGA_REG_STATUS, FPGA_ST_DMA_RUNNING, 0, "DMA disable", errbuf);
     if (rc) {
