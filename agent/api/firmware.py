@@ -20,8 +20,8 @@ VERIFY_FILES = {
     "signature_path": Field(str, "", doc="its minisign signature; default: firmware_path + .minisig"),
 }
 UPLOAD = {
-    "image": Field(str, "", doc="the image file, base64"),
-    "signature": Field(str, "", doc="the .minisig file's text"),
+    "image": Field(str, "", doc="the image file, base64", max_len=1 << 31),    # the route's body limit bounds it
+    "signature": Field(str, "", doc="the .minisig file's text", max_len=SIGNATURE_MAX),
     "firmware_path": Field(str, "", doc="instead of image: a file in the firmware directory"),
     "signature_path": Field(str, "", doc="instead of signature: a file in the firmware directory"),
 }
