@@ -9,7 +9,6 @@ import os
 import pathlib
 import threading
 import time
-from typing import Optional
 
 from firmware.errors import FirmwareError
 from firmware.verify import Verdict

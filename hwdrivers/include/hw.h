@@ -3,6 +3,7 @@
 #ifndef HW_H
 #define HW_H
 
+#include <pcap/pcap.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -178,6 +179,14 @@ int hwint_frag_ports(struct hw_frags *f, struct hw_meta *m, uint64_t ts_ns);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);
+struct hw_ufilter {
+    struct bpf_program prog;
+    int on;
+};
+/* Replace the filter ("" or NULL: none); the old one stays on a bad expression. */
+int hwint_ufilter_set(struct hw_ufilter *f, int linktype, const char *bpf, char *errbuf);
+int hwint_ufilter_pass(const struct hw_ufilter *f, const struct hw_pkt *p); /* 1 when it passes (or no filter) */
+void hwint_ufilter_free(struct hw_ufilter *f);
 
 uint64_t hwint_mono_ns(void);
 uint64_t hwint_wall_ns(void);

@@ -12,7 +12,6 @@
  * engine is reset, a dropped link is waited out. */
 #include <errno.h>
 #include <fcntl.h>
-#include <pcap/pcap.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -47,8 +46,7 @@ struct fp {
     uint64_t link_downs_seen, dropped0;
     uint32_t hb_last;
     uint64_t hb_since;
-    struct bpf_program prog;
-    int filtering;
+    struct hw_ufilter filter;
     uint64_t delivered, filtered, desc_errors;
     int pending_rc;
     char pending_err[HW_ERRBUF_SIZE];
@@ -292,7 +290,7 @@ static void fp_close(void *st)
         doorbell(f->d.bar);
     }
     dev_close(&f->d);
-    if (f->filtering) pcap_freecode(&f->prog);
+    hwint_ufilter_free(&f->filter);
     free(f->path);
     free(f);
 }
@@ -300,15 +298,7 @@ static void fp_close(void *st)
 static int fp_set_filter(void *st, const char *bpf, char *errbuf)
 {
     struct fp *f = st;
-    struct bpf_program prog;
-    if (bpf && *bpf) {
-        int rc = hwint_bpf_compile(f->linktype, HW_MAX_CAPLEN, bpf, &prog, errbuf);
-        if (rc) return rc;
-    }
-    if (f->filtering) pcap_freecode(&f->prog);
-    f->filtering = bpf && *bpf;
-    if (f->filtering) f->prog = prog;
-    return HW_OK;
+    return hwint_ufilter_set(&f->filter, f->linktype, bpf, errbuf);
 }
 
 static int fp_open(const struct hw_config *cfg, void **out, int *linktype, char *errbuf)
@@ -462,15 +452,12 @@ static int fp_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         }
         f->tail++;
         f->data_tail = d.data_pos + ((d.caplen + FPGA_FRAME_ALIGN - 1) & ~(FPGA_FRAME_ALIGN - 1));
-        const uint8_t *data = f->data + off;
-        if (f->filtering) {
-            struct pcap_pkthdr h = {{0, 0}, d.caplen, d.wirelen};
-            if (!pcap_offline_filter(&f->prog, &h, data)) {
-                f->filtered++;
-                continue;
-            }
+        struct hw_pkt p = {f->data + off, d.caplen, d.wirelen, d.ts_ns};
+        if (!hwint_ufilter_pass(&f->filter, &p)) {
+            f->filtered++;
+            continue;
         }
-        b->pkt[b->n++] = (struct hw_pkt){data, d.caplen, d.wirelen, d.ts_ns};
+        b->pkt[b->n++] = p;
     }
     f->delivered += (uint64_t)b->n;
     return b->n;

@@ -87,6 +87,32 @@ int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *pr
     return rc;
 }
 
+int hwint_ufilter_set(struct hw_ufilter *f, int linktype, const char *bpf, char *errbuf)
+{
+    struct bpf_program prog;
+    if (bpf && *bpf) {
+        int rc = hwint_bpf_compile(linktype, HW_MAX_CAPLEN, bpf, &prog, errbuf);
+        if (rc) return rc;
+    }
+    hwint_ufilter_free(f);
+    f->on = bpf && *bpf;
+    if (f->on) f->prog = prog;
+    return HW_OK;
+}
+
+int hwint_ufilter_pass(const struct hw_ufilter *f, const struct hw_pkt *p)
+{
+    if (!f->on) return 1;
+    struct pcap_pkthdr h = {{0, 0}, p->caplen, p->wirelen};
+    return pcap_offline_filter(&f->prog, &h, p->data) != 0;
+}
+
+void hwint_ufilter_free(struct hw_ufilter *f)
+{
+    if (f->on) pcap_freecode(&f->prog);
+    f->on = 0;
+}
+
 /* ---- backends ---------------------------------------------------------- */
 
 int hw_backend_count(void)

@@ -3,7 +3,6 @@ verification of files in the firmware directory (read-only keys may) and of
 uploads, loading (full keys only; refusals load nothing), and capture on the
 card once firmware runs."""
 import base64
-import itertools
 import os
 
 import pytest
@@ -11,21 +10,8 @@ import pytest
 from agent.client import ApiError, Client
 from firmware import sign
 from firmware.keyring import Keyring
-from hwdrivers.fpgasim import Simulator
 from tests.agent.conftest import wait_for
-from tests.conftest import pcap
 from tests.firmware.conftest import TARGET, make_image
-
-_ids = itertools.count()
-
-
-@pytest.fixture
-def card():
-    device = f"/dev/shm/capbox-test-{os.getpid()}-api{next(_ids)}"
-    with Simulator(pcap("zeek__wikipedia.pcap"), device=device, target=TARGET, desc_count=1024, data_mb=1,
-                   flow_entries=1024):
-        yield device
-
 
 @pytest.fixture(scope="module")
 def vendor_key():

@@ -1,9 +1,7 @@
 """Loading into the card (fpga-sim): only an image whose verdict is ok
 reaches it; every refusal leaves the card and the slot state as they were.
 Driven through `capbox fw load` / `fw status` and the agent's firmware service."""
-import itertools
 import json
-import os
 
 import pytest
 
@@ -14,21 +12,7 @@ from firmware import image
 from firmware.errors import Reason
 from firmware.keyring import Keyring
 from hwdrivers import fpga
-from hwdrivers.fpgasim import Simulator
-from tests.conftest import pcap
 from tests.firmware.conftest import TARGET, capbox, make_image
-
-_ids = itertools.count()
-
-
-@pytest.fixture
-def card():
-    """fpga-sim on a small capture, in this process; its device path."""
-    device = f"/dev/shm/capbox-test-{os.getpid()}-{next(_ids)}"
-    with Simulator(pcap("zeek__wikipedia.pcap"), device=device, target=TARGET, desc_count=1024, data_mb=1,
-                   flow_entries=1024):
-        yield device
-
 
 @pytest.fixture
 def box(tmp_path, card, key):

@@ -4,8 +4,6 @@ pcapfile on the same capture; capture refused before firmware; every
 injected fault reported once and recovered from."""
 import collections
 import ipaddress
-import itertools
-import os
 import zlib
 
 import pytest
@@ -14,23 +12,18 @@ import hwdrivers
 from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session, fpga
 from hwdrivers.flows import proto_name
 from hwdrivers.fpgasim import Simulator
-from tests.conftest import pcap
+from tests.conftest import card_path, pcap
 from tests.hwdrivers.conftest import offline_flows, offline_report
 
 TARGET = "capbox-fpga1"
 FIRMWARE = bytes(range(256)) * 40 + b"bitstream"
-_ids = itertools.count()
-
-
-def device_path() -> str:
-    return f"/dev/shm/capbox-test-{os.getpid()}-{next(_ids)}"
 
 
 @pytest.fixture
 def sim(request):
     """fpga-sim fed from a capture (parametrize indirectly with its name), firmware loaded."""
     name = getattr(request, "param", "ndpi__1kxun.pcap")
-    s = Simulator(pcap(name), device=device_path(), target=TARGET, desc_count=1024, data_mb=2, flow_entries=1 << 14)
+    s = Simulator(pcap(name), device=card_path(), target=TARGET, desc_count=1024, data_mb=2, flow_entries=1 << 14)
     s.start()
     fpga.load(s.device, FIRMWARE, TARGET, (3, 1, 4), 2)
     yield s
@@ -128,7 +121,7 @@ def test_bpf_on_the_card_matches_pcapfile(sim):
 
 
 def test_capture_refused_before_firmware():
-    with Simulator(pcap("ndpi__1kxun.pcap"), device=device_path(), target=TARGET, desc_count=1024, data_mb=1,
+    with Simulator(pcap("ndpi__1kxun.pcap"), device=card_path(), target=TARGET, desc_count=1024, data_mb=1,
                    flow_entries=1024) as s:
         with pytest.raises(CaptureError) as e:
             Session(CaptureConfig(source=s.device, backend="fpga"))
@@ -188,14 +181,14 @@ def test_injected_faults_are_reported_and_recovered_from(sim, fault, lost, messa
 
 
 def test_the_sim_refuses_a_second_model_and_bad_settings():
-    with Simulator(pcap("ndpi__1kxun.pcap"), device=device_path(), desc_count=1024, data_mb=1,
+    with Simulator(pcap("ndpi__1kxun.pcap"), device=card_path(), desc_count=1024, data_mb=1,
                    flow_entries=1024) as s:
         with pytest.raises(CaptureError) as e:
             Simulator(pcap("ndpi__1kxun.pcap"), device=s.device, desc_count=1024, data_mb=1, flow_entries=1024)
         assert e.value.code == ErrorCode.STATE
     with pytest.raises(CaptureError) as e:
-        Simulator(pcap("ndpi__1kxun.pcap"), device=device_path(), desc_count=1000)
+        Simulator(pcap("ndpi__1kxun.pcap"), device=card_path(), desc_count=1000)
     assert e.value.code == ErrorCode.ARG
     with pytest.raises(CaptureError) as e:
-        Simulator("/nonexistent.pcap", device=device_path())
+        Simulator("/nonexistent.pcap", device=card_path())
     assert e.value.code == ErrorCode.OPEN
