@@ -89,7 +89,8 @@ def _emit_report(r: dict, as_json: bool) -> int:
 
 
 def cmd_analyze(args) -> int:
-    opts = report.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout)
+    opts = report.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout,
+                          window_s=args.window if args.windows else 0)
     show = None
     if sys.stderr.isatty() and not args.json and os.path.isfile(args.file) \
             and os.path.getsize(args.file) >= PROGRESS_MIN_BYTES:
@@ -101,7 +102,105 @@ def cmd_analyze(args) -> int:
     finally:
         if show:
             sys.stderr.write("\n")
-    return _emit_report(r, args.json)
+    rc = _emit_report(r, args.json)
+    if args.windows and not args.json and r["packets"]:
+        print()
+        _print_windows(r["windows"])
+    return rc
+
+
+def _print_windows(windows: list) -> None:
+    print(f"{'window':>6} {'start':>17} {'packets':>9} {'bytes':>12} {'Mbit/s':>8} {'pps':>9} {'new conn':>8} "
+          f"{'p95 rtt ms':>10} {'top source':<20}")
+    for w in windows:
+        top = w["bandwidth"]["top_src_bytes"]
+        rtt = w["latency"]["p95_rtt"]
+        print(f"{w['window_id']:>6} {w['window_start']:>17.3f} {w['record_count']:>9,} {w['bandwidth']['bytes']:>12,} "
+              f"{w['bandwidth']['avg_bps'] / 1e6:>8.3f} {w['bandwidth']['avg_pps']:>9.1f} {w['connections']['total']:>8,} "
+              f"{'-' if rtt is None else f'{rtt:.1f}':>10} {top[0]['host'] if top else '-':<20}")
+
+
+def _file_windows(args):
+    """Windows of args.file, or (None, exit code) after a one-line error."""
+    from agent.analysis import windows as offline
+    try:
+        found, error = offline.compute(args.file, args.window, args.bpf or "", long_flow_s=args.long_lived)
+    except CaptureError as e:
+        return None, _fail(e.message)
+    if error is not None and not found:
+        return None, _fail(error.message)
+    if error is not None:
+        print(f"capbox: warning: {error.message} (windows cover what was read before)", file=sys.stderr)
+    return found, 0
+
+
+def _store(args):
+    from agent.store import Store
+    cfg = _load_config(args)
+    cfg.data_dir.mkdir(parents=True, exist_ok=True)
+    return Store(cfg.db_path), cfg
+
+
+def cmd_baseline(args) -> int:
+    from agent.analysis import baselines
+    from agent.config import ConfigError
+    windows, rc = _file_windows(args)
+    if windows is None:
+        return rc
+    learned = baselines.learn(windows)
+    if not any(v.get("count") for v in learned.values()):
+        return _fail(f"{args.file}: no traffic to learn from")
+    try:
+        store, _ = _store(args)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    try:
+        baselines.save(store, args.name, learned, args.window, os.path.abspath(args.file), len(windows))
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"name": args.name, "windows": len(windows), "baselines": learned}, indent=2))
+    else:
+        print(f"baseline {args.name!r} learned from {len(windows)} windows of {args.window} s ({args.file})")
+        for kind, stats in baselines.stats_view(learned).items():
+            if kind == "protocol":
+                stats = {f"{name} share": round(v, 3) for name, v in stats["distribution"]["l4"].items()}
+            print(f"  {kind:<11} " + ", ".join(f"{k} {v}" for k, v in stats.items()))
+    return 0
+
+
+def cmd_anomalies(args) -> int:
+    from agent.analysis import anomalies, baselines, export
+    from agent.config import ConfigError
+    baseline = {}
+    try:
+        cfg = _load_config(args)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    if args.baseline:
+        store, cfg = _store(args)
+        try:
+            baseline = baselines.load(store, args.baseline)
+        finally:
+            store.close()
+        if not baseline:
+            return _fail(f"no baseline {args.baseline!r} in {cfg.db_path} (capbox baseline FILE --name {args.baseline})")
+    windows, rc = _file_windows(args)
+    if windows is None:
+        return rc
+    found = anomalies.detect_all(windows, cfg.analysis, baseline)
+    if args.format in ("csv", "jsonl"):
+        sys.stdout.write(export.render(found, args.format, "anomalies"))
+    elif args.format == "json":
+        print(json.dumps({"file": args.file, "windows": len(windows), "baseline": args.baseline or None,
+                          "anomaly_count": len(found), "summary": anomalies.summarize(found), "anomalies": found},
+                         indent=2))
+    else:
+        print(f"{len(found)} anomalies in {len(windows)} windows of {args.window} s"
+              + (f" against baseline {args.baseline!r}" if args.baseline else ""))
+        for a in found:
+            print(f"  window {a['window_id']:>4}  {a['severity']:<6} {a['type']:<16} {a['message']}")
+    return 0
 
 
 def cmd_capture(args) -> int:
@@ -149,6 +248,13 @@ def cmd_flows(args) -> int:
     return 0
 
 
+def _positive(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return n
+
+
 def _idle(value: str) -> int:
     n = int(value)
     if n < 0:
@@ -169,7 +275,28 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--bpf", metavar="EXPR", help="only packets matching this BPF filter")
     a.add_argument("--idle-timeout", type=_idle, default=0, metavar="S",
                    help="end flows idle this long, like a flow meter (default 0: never)")
+    a.add_argument("--windows", action="store_true", help="traffic windows too (a table, or 'windows' in JSON)")
+    a.add_argument("--window", type=_positive, default=10, metavar="S", help="window size (default 10 s)")
     a.set_defaults(func=cmd_analyze)
+
+    windowed = argparse.ArgumentParser(add_help=False)  # what baseline and anomalies share
+    windowed.add_argument("file")
+    windowed.add_argument("--window", type=_positive, default=10, metavar="S", help="window size (default 10 s)")
+    windowed.add_argument("--bpf", metavar="EXPR")
+    windowed.add_argument("--long-lived", type=_positive, default=3600, metavar="S",
+                          help="flows open this long are long-lived (default 3600)")
+    windowed.add_argument("--config", metavar="FILE")
+    windowed.add_argument("--data-dir", metavar="DIR", help="where the agent keeps its store (default ./var)")
+
+    b = sub.add_parser("baseline", parents=[windowed], help="learn a baseline from a capture file and store it")
+    b.add_argument("--name", default="default", help="baseline name (default 'default', the agent's)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_baseline)
+
+    n = sub.add_parser("anomalies", parents=[windowed], help="traffic anomalies of a capture file")
+    n.add_argument("--baseline", metavar="NAME", help="compare with a stored baseline (capbox baseline)")
+    n.add_argument("--format", choices=["table", "json", "jsonl", "csv"], default="table")
+    n.set_defaults(func=cmd_anomalies)
 
     f = sub.add_parser("flows", help="one row per flow of a capture file")
     f.add_argument("file", help="pcap or pcapng file ('-' for standard input)")

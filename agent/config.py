@@ -55,6 +55,29 @@ class FlowsSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class AnalysisSection:
+    """Traffic windows, baselines, and the anomaly thresholds (used against a
+    baseline when there is one, as they stand when not)."""
+    window_s: int = 10
+    baseline_duration_hours: float = 24.0  # live windows learned before the baseline is complete
+    spike_factor: float = 3.0          # over the recent median (no baseline) or the baseline's p99
+    spike_min_bps: float = 1_000_000.0 # below this a window is too small to spike
+    spike_history: int = 5             # windows needed before a spike can be called without a baseline
+    scan_ports: int = 50               # distinct ports of few hosts one source reaches
+    scan_hosts: int = 50               # distinct hosts, with mostly refused or unanswered attempts
+    scan_refused_share: float = 0.5
+    scan_memory: int = 6               # windows a source's probes add up over
+    rtt_ms: float = 300.0              # handshake RTT p95 (no baseline): medium; 3x: high
+    response_ms: float = 1000.0        # first request -> first response p95: medium; 5x: high
+    loss_percent: float = 20.0         # retransmitted share of a flow's segments: medium
+    loss_high_percent: float = 50.0    # ... high
+    loss_min_segments: int = 5
+    protocol_shift: float = 0.3        # a protocol's share moved this far from the baseline's mean
+    protocol_min_packets: int = 200
+    long_lived_s: int = 3600           # a flow open this long
+
+
+@dataclasses.dataclass(frozen=True)
 class ApiSection:
     listen: str = "127.0.0.1:8080"
     threads: int = 64              # server workers; each open event stream holds one
@@ -94,6 +117,7 @@ class Config:
     agent: AgentSection = AgentSection()
     capture: CaptureSection = CaptureSection()
     flows: FlowsSection = FlowsSection()
+    analysis: AnalysisSection = AnalysisSection()
     api: ApiSection = ApiSection()
     store: StoreSection = StoreSection()
     firmware: FirmwareSection = FirmwareSection()
@@ -149,6 +173,13 @@ RULES = {
     "api.sse_max_streams_per_key": {"min": 1, "max": 10000},
     "api.sse_backlog": {"min": 0, "max": 1 << 20},
     "store.stats_interval_s": {"min": 1, "max": 3600},
+    "analysis.window_s": {"min": 1, "max": 3600},
+    "analysis.baseline_duration_hours": {"min": 0, "max": 24 * 365},
+    "analysis.spike_factor": {"min": 1, "max": 1000},
+    "analysis.scan_memory": {"min": 1, "max": 1000},
+    "analysis.scan_refused_share": {"min": 0, "max": 1},
+    "analysis.protocol_shift": {"min": 0, "max": 1},
+    "analysis.long_lived_s": {"min": 1, "max": 365 * 86400},
     "store.retention_days": {"min": 1, "max": 3650},
     "firmware.max_upload_mb": {"min": 1, "max": 1024},
 }

@@ -6,6 +6,7 @@ from typing import Optional
 
 STATUS = {
     "VALIDATION_ERROR": 400,
+    "METRICS_NOT_COMPUTED": 400,
     "INVALID_API_KEY": 401,
     "FORBIDDEN": 403,
     "NOT_FOUND": 404,

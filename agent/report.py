@@ -23,6 +23,7 @@ class Options:
     top: int = 10
     idle_timeout_s: int = 0
     max_flows: int = 1 << 22
+    window_s: int = 0             # traffic windows too, when > 0
 
 
 @dataclasses.dataclass
@@ -38,11 +39,11 @@ class LiveOptions:
 
 def _config(path: str, opts: Options, flow_ring: int = 0) -> CaptureConfig:
     return CaptureConfig(source=path, backend="pcapfile", bpf=opts.bpf, max_flows=opts.max_flows,
-                         idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0,
-                         flow_ring=flow_ring, lossless=bool(flow_ring))
+                         idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0, window_s=opts.window_s,
+                         window_ring=256, flow_ring=flow_ring, lossless=bool(flow_ring or opts.window_s))
 
 
-def _drive(session: Session, on_chunk: Callable[[], None]) -> Optional[CaptureError]:
+def _drive(session: Session, on_chunk: Callable[[], None], windows: list) -> Optional[CaptureError]:
     """Run to the end of the file; a damaged file ends the run with its error
     after everything before the damage was processed."""
     while True:
@@ -50,6 +51,7 @@ def _drive(session: Session, on_chunk: Callable[[], None]) -> Optional[CaptureEr
             result = session.run(timeout_ms=PROGRESS_EVERY_MS)
         except CaptureError as e:
             return e
+        windows.extend(session.read_windows())
         on_chunk()
         if result == RunResult.EOF:
             return None
@@ -71,8 +73,14 @@ def analyze(path: str, opts: Options = Options(),
     """Report on a capture file.  Raises CaptureError when it cannot be read
     at all; damage later in the file ends the report there, with its error."""
     with Session(_config(path, opts)) as s:
-        error = _drive(s, _progress(s, path, progress))
-        return summarize(s, path, opts.top, error)
+        windows: list = []
+        error = _drive(s, _progress(s, path, progress), windows)
+        report = summarize(s, path, opts.top, error)
+        if opts.window_s:
+            while s.flush():
+                windows.extend(s.read_windows())
+            report["windows"] = windows + s.read_windows()
+        return report
 
 
 def capture(iface: str, opts: Options = Options(), live: LiveOptions = LiveOptions(),

@@ -2,7 +2,7 @@
 
 Threads: capture and dispatcher (per capture run), store-writer, api (waitress
 and its workers), stats (samples, heartbeats, systemd watchdog) and one per
-service in agent.services.SERVICES (detectors, windower, verifier).  SIGINT/SIGTERM stop the capture (flows are
+service in SERVICES below (the windower and analysis; detectors, verifier).  SIGINT/SIGTERM stop the capture (flows are
 flushed onto the bus), the API, then the store."""
 import logging
 import os
@@ -11,6 +11,7 @@ import threading
 import time
 
 from agent import __version__, log as agentlog
+from agent.api import analysis as analysis_routes
 from agent.api import capture as capture_routes
 from agent.api import events as event_routes
 from agent.api import firmware as firmware_routes
@@ -26,12 +27,15 @@ from agent.fwservice import FirmwareService
 from agent.health import Health
 from agent.ratelimit import RateLimiter
 from agent.sdnotify import Notifier
-from agent.services import SERVICES, start_services
+from agent.analysis.service import AnalysisService
+from agent.services import start_services
 from agent.stats import system
 from agent.store import Store
 
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
+# The services on the bus, in start order (agent.services: one thread each).
+SERVICES = [AnalysisService]
 
 
 class Agent:
@@ -58,7 +62,7 @@ class Agent:
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.firmware = FirmwareService(cfg)
         self.api = Api(self)
-        for module in (platform_routes, capture_routes, event_routes, firmware_routes):
+        for module in (platform_routes, capture_routes, analysis_routes, event_routes, firmware_routes):
             module.register(self.api)
         host, port = cfg.listen
         uploads = max((r.max_body or 0) for r in self.api.routes)
@@ -77,10 +81,14 @@ class Agent:
         return "file" if run.backend == "pcapfile" else "live"
 
     def data_available(self) -> dict:
-        runs = self.store.query("SELECT COUNT(*) AS n FROM capture_runs")[0]["n"]
-        samples = self.store.query("SELECT COUNT(*) AS n FROM stats_samples")[0]["n"]
-        return {"capture_runs": runs > 0, "stats": samples > 0, "metrics": self.capture.run is not None,
-                "flows": self.capture.run is not None, "capture_run_count": runs, "stats_sample_count": samples}
+        def count(table: str) -> int:
+            return self.store.query(f"SELECT COUNT(*) AS n FROM {table}")[0]["n"]
+        runs, samples, windows, anomalies = (count(t) for t in ("capture_runs", "stats_samples", "windows",
+                                                                  "anomalies"))
+        baselines = self.store.query("SELECT COUNT(DISTINCT type) AS n FROM baselines")[0]["n"]
+        return {"capture_runs": runs > 0, "stats": samples > 0, "metrics": windows > 0, "anomalies": anomalies > 0,
+                "baselines": baselines > 0, "flows": self.capture.run is not None, "capture_run_count": runs,
+                "stats_sample_count": samples, "metric_count": windows, "anomaly_count": anomalies}
 
     def stats(self, period_s: int) -> dict:
         since = time.time() - period_s

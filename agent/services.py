@@ -34,9 +34,6 @@ class Service:
         return {}
 
 
-# Later issues register their service classes here, in start order.
-SERVICES: list = []
-
 
 class Runner:
     def __init__(self, agent, service: Service):

@@ -10,8 +10,8 @@ import sys
 import cffi
 
 HERE = pathlib.Path(__file__).resolve().parent
-CDEF_FILES = ["session.h", "flows.h", "events.h", "fpga.h"]
-SOURCES = ["hw.c", "parse.c", "flowtable.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c",
+CDEF_FILES = ["session.h", "flows.h", "events.h", "windows.h", "fpga.h"]
+SOURCES = ["hw.c", "parse.c", "flowtable.c", "windows.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c",
            "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c",
            "hw-fpga.c", "fpgasim.c"]
 CFLAGS = ["-std=gnu11", "-O2", "-flto", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
@@ -29,7 +29,7 @@ def make_builder(extra_cflags=()) -> cffi.FFI:
         '#include "hw.h"',
         sources=[str(HERE / "src" / s) for s in SOURCES],
         include_dirs=[str(HERE / "include")],
-        libraries=["pcap"],
+        libraries=["pcap", "m"],
         extra_compile_args=CFLAGS + list(extra_cflags),
         extra_link_args=["-flto", "-O2"],
     )

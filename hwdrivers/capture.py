@@ -13,6 +13,7 @@ from typing import Optional
 
 from hwdrivers import events as _events
 from hwdrivers import flows as _flows
+from hwdrivers import windows as _windows
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import CaptureError, ErrorCode, check
 
@@ -85,6 +86,9 @@ class CaptureConfig:
     event_ring: int = 4096
     flow_ring: int = 0                 # expired-flow records to queue; 0 = none
     lossless: bool = False             # files: stop and let Python drain instead of dropping
+    window_s: int = 0                  # traffic windows of this many seconds; 0 = none
+    window_ring: int = 64              # closed windows queued for Python
+    long_flow_s: int = 3600            # a flow open this long is named in its window
 
 
 def _counter_names():
@@ -152,6 +156,9 @@ class Session:
         cfg.event_ring = config.event_ring
         cfg.flow_ring = config.flow_ring
         cfg.lossless = int(config.lossless)
+        cfg.window_s = config.window_s
+        cfg.window_ring = config.window_ring
+        cfg.long_flow_s = config.long_flow_s
         out = ffi.new("struct hw_session **")
         errbuf = _errbuf()
         check(lib.hw_session_open(cfg, out, errbuf), errbuf)
@@ -161,6 +168,7 @@ class Session:
         self._cond = threading.Condition()
         self._event_buf = ffi.new("struct hw_event[]", 256)
         self._flow_buf = ffi.new("struct hw_flow_record[]", 1024)
+        self._window_buf = ffi.new("struct hw_window[]", 16)
         self.linktype = lib.hw_session_linktype(self._s)
 
     @contextlib.contextmanager
@@ -228,6 +236,16 @@ class Session:
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""
         return self._drain(lib.hw_flows_read, self._flow_buf, _flows.from_cdata, limit)
+
+    def read_windows(self, limit: int = 1 << 30) -> list:
+        """Closed traffic windows (needs window_s > 0), oldest first, as dicts."""
+        size = self.config.window_s
+        return self._drain(lib.hw_windows_read, self._window_buf, lambda w: _windows.from_cdata(w, size), limit)
+
+    def flush_windows(self) -> None:
+        """Close the current window now (a capture that stops)."""
+        with self._use() as s:
+            lib.hw_windows_flush(s)
 
     def active_flows(self, limit: int = 100, order: str = "bytes") -> list:
         """The top `limit` flows still in the table by bytes, packets, last or first."""

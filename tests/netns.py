@@ -89,7 +89,8 @@ class Veth:
     # -- traffic -------------------------------------------------------------
     def replay(self, path: str, pps=REPLAY_PPS, iface=None) -> dict:
         """tcpreplay path into tx (or iface); what tcpreplay says it sent."""
-        rate = ["--topspeed"] if pps is None else [f"--pps={pps}"]
+        # pps: packets a second; None: as fast as it can; 0: at the capture's recorded pace
+        rate = ["--topspeed"] if pps is None else [] if pps == 0 else [f"--pps={pps}"]
         p = subprocess.run(self.argv("tcpreplay", f"--intf1={iface or self.tx}", *rate, path),
                            capture_output=True, text=True, timeout=60)
         out = p.stdout + p.stderr

@@ -20,7 +20,7 @@ ERROR = {
 
 def _operation(api, r) -> dict:
     params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-              for n in re.findall(r"<(\w+)>", r.path)]
+              for n in re.findall(r"<(\w+)(?::[^>]*)?>", r.path)]
     for name, f in r.query.items():
         s = validate.schema({name: f})["properties"][name]
         params.append({"name": name, "in": "query", "required": f.required, "schema": s,
@@ -46,7 +46,7 @@ def _operation(api, r) -> dict:
 def document(api) -> dict:
     paths: dict = {}
     for r in api.routes:
-        path = re.sub(r"<(\w+)>", r"{\1}", r.path)
+        path = re.sub(r"<(\w+)(?::[^>]*)?>", r"{\1}", r.path)
         paths.setdefault(path, {})[r.method.lower()] = _operation(api, r)
     return {
         "openapi": "3.1.0",

@@ -48,7 +48,8 @@ def register(api: Api) -> None:
         return {
             "api": {"status": "running", "version": __version__, "timestamp": now_iso()},
             "system": {"mode": agent.mode(), "pcap_file": cap.get("file"), "interface": cap.get("interface"),
-                       "data_dir": str(agent.cfg.data_dir), "python_version": _platform.python_version(),
+                       "data_dir": str(agent.cfg.data_dir), "window_size": agent.capture.window_s,
+                       "python_version": _platform.python_version(),
                        "platform": sys.platform, "tshark_available": shutil.which("tshark") is not None},
             "data": agent.data_available(),
             "capture": {"running": cap["running"], "start_time": cap["start_time"],

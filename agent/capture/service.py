@@ -9,7 +9,6 @@ import dataclasses
 import ipaddress
 import json
 import logging
-import pathlib
 import socket
 import threading
 import time
@@ -19,6 +18,7 @@ import hwdrivers
 from agent.bus import iso
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
+from agent.paths import confine
 from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,7 @@ class CaptureService:
         self.last: Optional[Run] = None
         self.flow_meter = {"enabled": cfg.flows.enabled, "idle_timeout_s": cfg.flows.idle_timeout_s,
                            "active_timeout_s": cfg.flows.active_timeout_s}
+        self.window_s = cfg.analysis.window_s  # traffic windows of the captures started from now on
         self.component = health.register("capture", critical=True, detail=self._health_detail)
         self.component.state = "idle"
 
@@ -135,23 +136,7 @@ class CaptureService:
         return backend, source
 
     def _confine(self, name: str) -> str:
-        """A capture file must lie in an allowed directory (symlinks resolved)."""
-        dirs = self.cfg.pcap_dirs()
-        path = pathlib.Path(name)
-        candidates = [path] if path.is_absolute() else [d / path for d in dirs]
-        for cand in candidates:
-            real = cand.resolve()
-            if any(real.is_relative_to(d) for d in dirs):
-                if real.is_file():
-                    return str(real)
-                if not path.is_absolute():
-                    continue
-                raise validation(f"no capture file {name!r}", field="file")
-        if path.is_absolute() or ".." in path.parts:
-            raise AgentError("FORBIDDEN", f"{name!r} is outside the capture directories",
-                             {"field": "file", "allowed_dirs": [str(d) for d in dirs]})
-        raise validation(f"no capture file {name!r} in the capture directories", field="file",
-                         allowed_dirs=[str(d) for d in dirs])
+        return confine(name, self.cfg.pcap_dirs(), "file", "capture file")
 
     # ---- start / stop -------------------------------------------------------
 
@@ -169,7 +154,8 @@ class CaptureService:
                 pace=req.pace if backend == "pcapfile" else 0.0, loop=req.loop and backend == "pcapfile",
                 max_flows=self.cfg.flows.max_flows, idle_timeout_s=meter["idle_timeout_s"],
                 active_timeout_s=meter["active_timeout_s"], events=frozenset(EVENT_CHANNELS),
-                event_ring=self.cfg.capture.event_ring, flow_ring=FLOW_RING)
+                event_ring=self.cfg.capture.event_ring, flow_ring=FLOW_RING,
+                window_s=self.window_s, long_flow_s=self.cfg.analysis.long_lived_s)
             try:
                 session = Session(cfg)
             except CaptureError as e:
@@ -280,7 +266,10 @@ class CaptureService:
             self.bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
         flows = run.session.read_flows(4096)
         self._publish_flows(run, flows)
-        return bool(events or flows)
+        windows = run.session.read_windows(64)
+        for w in windows:
+            self.bus.publish("windows:closed", "window_closed", {**w, "run_id": run.id}, source="capture")
+        return bool(events or flows or windows)
 
     def _publish_flows(self, run: Run, flows: list) -> None:
         run.flows_expired += len(flows)

@@ -45,4 +45,56 @@ CREATE TABLE logs (
 );
 CREATE INDEX logs_ts ON logs (ts)
 """),
+    (2, """
+CREATE TABLE window_sets (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL CHECK (kind IN ('live', 'pcap')),
+    source TEXT NOT NULL,
+    window_s INTEGER NOT NULL,
+    created REAL NOT NULL,
+    status TEXT NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    finished REAL
+);
+CREATE TABLE windows (
+    set_id INTEGER NOT NULL REFERENCES window_sets (id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    packets INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (set_id, idx)
+);
+CREATE TABLE anomalies (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    set_id INTEGER NOT NULL REFERENCES window_sets (id) ON DELETE CASCADE,
+    window_idx INTEGER NOT NULL,
+    window_start REAL NOT NULL,
+    window_end REAL NOT NULL,
+    type TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    message TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    current_value TEXT,
+    threshold TEXT,
+    flow_src TEXT,
+    flow_dst TEXT,
+    key TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX anomalies_set ON anomalies (set_id, window_idx);
+CREATE INDEX anomalies_type ON anomalies (type, severity);
+CREATE TABLE baselines (
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    stats TEXT NOT NULL,
+    window_s INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    windows INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (name, type)
+)
+"""),
 ]

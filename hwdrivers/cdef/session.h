@@ -115,6 +115,9 @@ struct hw_config {
     uint32_t event_ring;        /* event ring records (power of two) */
     uint32_t flow_ring;         /* expired-flow ring records (power of two), 0 = off */
     int lossless;               /* return HW_RUN_DRAIN instead of dropping */
+    uint32_t window_s;          /* traffic windows of this many seconds, 0 = off */
+    uint32_t window_ring;       /* closed-window records queued for Python */
+    uint32_t long_flow_s;       /* a flow open this long is reported in its window */
 };
 
 struct hw_backend_info {
@@ -150,6 +153,10 @@ struct hw_counters {
     uint64_t flows_not_metered; /* table full and no entry could be evicted */
     uint64_t packets_not_metered; /* IP packets of those */
     uint64_t frag_orphans;      /* later fragments whose first was not seen */
+    uint64_t tcp_syn, tcp_synack, tcp_rst, tcp_fin; /* TCP packets with these flags */
+    uint64_t tcp_segments;      /* TCP packets carrying data */
+    uint64_t tcp_retransmissions, tcp_out_of_order;
+    uint64_t windows_closed, windows_dropped;
     uint64_t events[HW_EV_COUNT];         /* pushed to the event ring */
     uint64_t events_dropped[HW_EV_COUNT]; /* ring full */
     uint64_t flow_records;      /* pushed to the flow ring */

@@ -12,6 +12,7 @@
 #include "../cdef/session.h"
 #include "../cdef/flows.h"
 #include "../cdef/events.h"
+#include "../cdef/windows.h"
 #include "../cdef/fpga.h"
 
 #define HW_BATCH_MAX 256
@@ -128,6 +129,7 @@ struct hw_flow_hit {
     uint64_t id;
     uint64_t packets;      /* the flow's packets so far, this one included */
     uint8_t *app;          /* the flow's application, for payload signatures to refine */
+    uint8_t port_app;      /* what its ports alone say: the first signature replaces only that */
     int from_initiator;
 };
 uint32_t hwint_ft_hash(const struct hw_meta *m);
@@ -191,6 +193,19 @@ void hwint_ufilter_free(struct hw_ufilter *f);
 uint64_t hwint_mono_ns(void);
 uint64_t hwint_wall_ns(void);
 int hwint_err(char *errbuf, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* A 16-byte address (and a small extra) to 64 well-mixed bits, for hash
+ * tables indexed by the low bits: splitmix64's finaliser. */
+static inline uint64_t hw_mix_addr(const uint8_t *addr, uint64_t extra)
+{
+    uint64_t a, b;
+    __builtin_memcpy(&a, addr, 8);
+    __builtin_memcpy(&b, addr + 8, 8);
+    uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ULL) ^ extra;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
 
 static inline uint16_t hw_be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
 static inline uint32_t hw_be32(const uint8_t *p)

@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 
 #include "hw.h"
+#include "flow.h"
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -21,47 +22,6 @@
 #define EVICT_CANDIDATES 8
 #define INITIAL_SLOTS (1u << 16)
 #define REORDER_WINDOW_NS 3000000ULL /* 3 ms, Wireshark's out-of-order bound without an RTT */
-
-struct hw_flow {
-    /* line 1: the key and what every packet reads */
-    uint8_t a[16], b[16]; /* initiator, responder */
-    uint16_t pa, pb;
-    uint16_t vlan;
-    uint8_t family, proto;
-    uint32_t hash;
-    uint8_t used, state, app, fin;
-    uint64_t last_ns;
-    uint8_t tcp_flags[2];
-    uint8_t seq_init, hole;
-    uint32_t next_free;
-    /* line 2: what every packet writes */
-    uint64_t packets[2], bytes[2];
-    uint32_t next_seq[2];
-    uint64_t adv_ns[2];
-    uint32_t retrans[2];
-    /* line 3: set once or rarely */
-    uint64_t id, first_ns;
-    uint64_t syn_ns, synack_ns, rtt_ns;
-    uint32_t ooo[2];
-    uint32_t isn; /* initiator's SYN sequence number, when syn_ns is set */
-    uint32_t hole_lo[2], hole_hi[2]; /* the latest gap in each direction's sequence space */
-    uint8_t mac_a[6], mac_b[6];
-    uint8_t continued;
-} __attribute__((aligned(64)));
-
-struct hw_flowtable {
-    uint64_t *slot; /* hash << 32 | (pool index + 1); 0 = empty */
-    uint32_t mask, max_slots; /* the slot array doubles at half load, up to max_slots */
-    struct hw_flow *pool;
-    uint32_t max, high, free_head, active;
-    uint64_t idle_ns, active_ns, sweep_ns;
-    uint64_t next_sweep_ns, last_sweep_ns;
-    uint32_t sweep_hand, evict_hand;
-    uint64_t next_id;
-    size_t pool_bytes, slot_bytes;
-    hw_flow_sink sink;
-    struct hw_session *session;
-};
 
 static void *map(size_t n)
 {
@@ -255,6 +215,7 @@ static void remove_flow(struct hw_flowtable *ft, uint32_t idx, uint8_t reason, s
 {
     struct hw_flow *f = &ft->pool[idx];
     if (f->packets[0] + f->packets[1]) emit(ft, f, reason); /* not a continuation that stayed silent */
+    if (ft->win) hwint_win_fold(ft->win, f);
     slot_delete(ft, slot_of(ft, idx));
     f->used = 0;
     f->next_free = ft->free_head;
@@ -319,7 +280,7 @@ static struct hw_flow *create(struct hw_flowtable *ft, const struct hw_meta *m, 
     f->proto = m->proto;
     f->hash = h;
     f->used = 1;
-    f->app = hwint_app_by_ports(m->proto, f->pa, f->pb);
+    f->app = f->port_app = hwint_app_by_ports(m->proto, f->pa, f->pb);
     f->id = ft->next_id++;
     f->first_ns = f->last_ns = ts;
     ft->active++;
@@ -329,14 +290,23 @@ static struct hw_flow *create(struct hw_flowtable *ft, const struct hw_meta *m, 
     else if (m->proto == 1 || m->proto == 58) c->flows_icmp++;
     else c->flows_other++;
     c->flows_active = ft->active;
+    if (ft->win) hwint_win_new_flow(ft->win, f, m->tcp_flags);
     return f;
 }
 
-static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint64_t ts)
+static void tcp_update(struct hw_flowtable *ft, struct hw_flow *f, int dir, const struct hw_meta *m, uint64_t ts,
+                       struct hw_counters *c)
 {
     uint8_t fl = m->tcp_flags, bit = (uint8_t)(1u << dir);
     f->tcp_flags[dir] |= fl;
+    if (fl & TCP_SYN) {
+        if (fl & TCP_ACK) c->tcp_synack++;
+        else c->tcp_syn++;
+    }
+    if (fl & TCP_FIN) c->tcp_fin++;
     if (fl & TCP_RST) {
+        c->tcp_rst++;
+        if (dir == 1 && ft->win) hwint_win_rst(ft->win, f);
         f->state = HW_TCP_RESET;
     } else if ((fl & (TCP_SYN | TCP_ACK)) == TCP_SYN && f->state == HW_TCP_RESET) {
         f->state = HW_TCP_OPENING; /* the same SYN retried after a RST */
@@ -352,7 +322,10 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
             if (f->state == HW_TCP_NONE) f->state = HW_TCP_OPENING;
         } else if ((fl & TCP_ACK) && f->state == HW_TCP_OPENING && f->synack_ns &&
                    (dir == 0 || m->pay_len)) {
-            if (dir == 0 && f->syn_ns && !f->rtt_ns) f->rtt_ns = ts - f->syn_ns;
+            if (dir == 0 && f->syn_ns && !f->rtt_ns) {
+                f->rtt_ns = ts - f->syn_ns;
+                if (ft->win) hwint_win_rtt(ft->win, f->rtt_ns);
+            }
             f->state = HW_TCP_ESTABLISHED;
         } else if (f->state == HW_TCP_NONE) {
             f->state = HW_TCP_ESTABLISHED; /* joined mid-stream */
@@ -364,6 +337,17 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
     }
     /* an IP fragment's segment length is unknown until reassembly */
     if (m->frag) return;
+    if (m->pay_len) {
+        c->tcp_segments++;
+        f->segs[dir]++;
+        /* response time: the initiator's first data after the handshake, to the responder's first answer */
+        if (dir == 0 && !f->req_ns && f->synack_ns && f->state == HW_TCP_ESTABLISHED) {
+            f->req_ns = ts;
+        } else if (dir == 1 && f->req_ns && !(f->wflags & WF_RESPONDED)) {
+            f->wflags |= WF_RESPONDED;
+            if (ft->win) hwint_win_resp(ft->win, ts - f->req_ns);
+        }
+    }
 
     /* Sequence space: data below the highest end seen is a retransmission,
      * unless it fills the latest gap soon after it opened (out of order). */
@@ -392,10 +376,12 @@ static void tcp_update(struct hw_flow *f, int dir, const struct hw_meta *m, uint
                 (int32_t)(m->seq - f->hole_hi[dir]) < 0;
     if (fills && ts - f->adv_ns[dir] < window) {
         f->ooo[dir]++;
+        c->tcp_out_of_order++;
         if (m->seq == f->hole_lo[dir]) f->hole_lo[dir] += seg;
         if ((int32_t)(f->hole_lo[dir] - f->hole_hi[dir]) >= 0) f->hole &= (uint8_t)~bit;
     } else {
         f->retrans[dir]++;
+        c->tcp_retransmissions++;
     }
     if ((int32_t)(m->seq + seg - f->next_seq[dir]) > 0) {
         f->next_seq[dir] = m->seq + seg;
@@ -439,23 +425,32 @@ int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint
         }
         dir = match(f, m);
     }
+    if (ft->win) {
+        hwint_win_touch(ft->win, f, (uint32_t)(f - ft->pool));
+        /* destination unreachable, to the one whose packet did not get through */
+        if ((m->proto == 1 && m->dport >> 8 == 3) || (m->proto == 58 && m->dport >> 8 == 1))
+            hwint_win_unreachable(ft->win, m->dst, m->family);
+    }
     if (ts > f->last_ns) f->last_ns = ts;
     if (!(f->packets[0] | f->packets[1])) f->first_ns = ts; /* the first packet after an active-timeout report */
     f->packets[dir]++;
     f->bytes[dir] += wirelen;
-    if (m->proto == 6) tcp_update(f, dir, m, ts);
+    if (m->proto == 6) tcp_update(ft, f, dir, m, ts, c);
     hit->id = f->id;
     hit->packets = f->packets[0] + f->packets[1];
     hit->app = &f->app;
+    hit->port_app = f->port_app;
     hit->from_initiator = dir == 0;
     return 1;
 }
 
 /* Active timeout: report what the flow did so far and keep metering it as a
  * continuation, like a NetFlow cache does. */
-static void restart(struct hw_flow *f)
+static void restart(struct hw_flowtable *ft, struct hw_flow *f)
 {
+    if (ft->win) hwint_win_fold(ft->win, f); /* before the counts it started from go */
     memset(f->packets, 0, sizeof f->packets);
+    memset(f->segs, 0, sizeof f->segs);
     memset(f->bytes, 0, sizeof f->bytes);
     memset(f->retrans, 0, sizeof f->retrans);
     memset(f->ooo, 0, sizeof f->ooo);
@@ -485,7 +480,7 @@ void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now, struct hw_counters *
         } else if (active) {
             emit(ft, f, HW_END_ACTIVE);
             c->flows_expired_active++;
-            restart(f);
+            restart(ft, f);
         }
     }
     ft->last_sweep_ns = now;

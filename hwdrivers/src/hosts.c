@@ -36,13 +36,7 @@ void hwint_hosts_destroy(struct hw_hosts *h)
 static struct hw_host *find(struct hw_hosts *h, const uint8_t *addr, uint8_t family,
                             struct hw_counters *c)
 {
-    uint64_t a, b;
-    memcpy(&a, addr, 8);
-    memcpy(&b, addr + 8, 8);
-    uint64_t x = a ^ (b * 0x9e3779b97f4a7c15ULL) ^ family;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL; /* splitmix64's finaliser: every bit counts */
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-    uint32_t i = (uint32_t)(x ^ (x >> 31)) & h->mask;
+    uint32_t i = (uint32_t)hw_mix_addr(addr, family) & h->mask;
     for (;; i = (i + 1) & h->mask) {
         struct hw_host *e = &h->slot[i];
         if (e->family == 0) {

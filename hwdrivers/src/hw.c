@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "hw.h"
+#include "flow.h"
 
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
@@ -41,6 +42,7 @@ struct hw_session {
     struct hw_flowtable *ft;
     struct hw_hosts *hosts;
     struct hw_frags *frags;
+    struct hw_windows *win;   /* NULL when window_s is 0 */
     struct hw_ring events, flows;
     pthread_mutex_t lock;
     _Atomic int brk;
@@ -181,6 +183,9 @@ static int check_config(const struct hw_config *cfg, char *errbuf)
     if (cfg->flow_ring && (cfg->flow_ring < 4 * HW_BATCH_MAX || cfg->flow_ring > (1u << 22)))
         return hwint_err(errbuf, HW_E_ARG, "flow_ring %u out of range %u..%u", cfg->flow_ring,
                          4 * HW_BATCH_MAX, 1u << 22);
+    if (cfg->window_s > 86400) return hwint_err(errbuf, HW_E_ARG, "window_s %u is over a day", cfg->window_s);
+    if (cfg->window_s && cfg->window_ring && (cfg->window_ring < 4 || cfg->window_ring > 4096))
+        return hwint_err(errbuf, HW_E_ARG, "window_ring %u out of range 4..4096", cfg->window_ring);
     if (cfg->pace < 0 || cfg->pace > 1000)
         return hwint_err(errbuf, HW_E_ARG, "pace %g out of range 0..1000", cfg->pace);
     return HW_OK;
@@ -219,6 +224,7 @@ void hw_session_close(struct hw_session *s)
     hwint_ft_destroy(s->ft);
     hwint_hosts_destroy(s->hosts);
     hwint_frags_destroy(s->frags);
+    hwint_win_destroy(s->win);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -248,7 +254,8 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
     s->ft = hwint_ft_create(cfg->max_flows, cfg->idle_timeout_s, cfg->active_timeout_s, flow_sink, s);
     s->hosts = hwint_hosts_create(cfg->max_hosts);
     s->frags = hwint_frags_create();
-    if (!s->backend_name || !s->source || !s->ft || !s->hosts || !s->frags ||
+    if (cfg->window_s && s->ft && (s->win = hwint_win_create(cfg)) != NULL) s->ft->win = s->win;
+    if ((cfg->window_s && !s->win) || !s->backend_name || !s->source || !s->ft || !s->hosts || !s->frags ||
         (cfg->event_mask && hwint_ring_init(&s->events, cfg->event_ring, sizeof(struct hw_event))) ||
         (cfg->flow_ring && hwint_ring_init(&s->flows, cfg->flow_ring, sizeof(struct hw_flow_record)))) {
         hw_session_close(s);
@@ -390,7 +397,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
         return;
     }
     if (kind != HW_P_IP) return;
-    struct hw_flow_hit hit = {0, 0, NULL, 1};
+    struct hw_flow_hit hit = {0, 0, NULL, 0, 1};
     uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
     int metered = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &hit, c);
     /* signatures are looked for in a flow's first packets, and in every
@@ -398,10 +405,12 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     int young = metered && hit.packets <= APP_SNIFF_PACKETS;
     int ev = (s->cfg.event_mask || young) ? payload_kind(m) : -1;
     if (metered) {
-        /* payload signatures beat port guesses */
-        if (young && ev == HW_EV_TLS) *hit.app = HW_APP_TLS;
-        else if (young && ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
-        else if (young && ev == HW_EV_SIP) *hit.app = HW_APP_SIP;
+        /* a payload signature beats the port guess; the first one stands */
+        if (young && *hit.app == hit.port_app) {
+            if (ev == HW_EV_TLS) *hit.app = HW_APP_TLS;
+            else if (ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
+            else if (ev == HW_EV_SIP && is_sip(m->pay, m->pay_cap)) *hit.app = HW_APP_SIP; /* not port 5060 alone */
+        }
         c->app_packets[*hit.app]++;
         c->app_bytes[*hit.app] += wirelen;
     }
@@ -413,18 +422,33 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     if (ev >= 0) push_event(s, ev, m, pkt, hit.id, hit.from_initiator);
 }
 
-/* Two passes so the flow table's cache misses overlap: parsing the whole
- * batch first lets each slot, then each entry, be fetched ahead of use. */
+/* Two passes so the flow table's cache misses overlap: parsing a run of the
+ * batch first lets each slot, then each entry, be fetched ahead of use.  A
+ * run ends where a traffic window does, so a window closes only after every
+ * packet before its end was metered. */
 static void process_batch(struct hw_session *s, struct hw_batch *b)
 {
-    for (int i = 0; i < b->n; i++) {
-        s->kind[i] = classify(s, &b->pkt[i], &s->meta[i], &s->hash[i]);
-        if (s->kind[i] == HW_P_IP) hwint_ft_prefetch_slot(s->ft, s->hash[i]);
-    }
-    for (int i = 0; i < b->n; i++) {
-        int ahead = i + PREFETCH_AHEAD;
-        if (ahead < b->n && s->kind[ahead] == HW_P_IP) hwint_ft_prefetch_flow(s->ft, s->hash[ahead]);
-        meter(s, &b->pkt[i], &s->meta[i], s->kind[i], s->hash[i]);
+    for (int begin = 0, end; begin < b->n; begin = end) {
+        uint64_t window_end = UINT64_MAX;
+        if (s->win) {
+            hwint_win_packet(s->win, s->ft, &s->c, b->pkt[begin].ts_ns);
+            window_end = hwint_win_end(s->win);
+        }
+        for (end = begin; end < b->n; end++) {
+            if (HW_UNLIKELY(b->pkt[end].ts_ns >= window_end)) break;
+            if (s->win && end > begin) hwint_win_packet(s->win, s->ft, &s->c, b->pkt[end].ts_ns);
+            s->kind[end] = classify(s, &b->pkt[end], &s->meta[end], &s->hash[end]);
+            if (s->kind[end] == HW_P_IP) hwint_ft_prefetch_slot(s->ft, s->hash[end]);
+        }
+        if (end == begin) { /* the run's first packet belongs after the window it closed */
+            s->kind[end] = classify(s, &b->pkt[end], &s->meta[end], &s->hash[end]);
+            end++;
+        }
+        for (int i = begin; i < end; i++) {
+            int ahead = i + PREFETCH_AHEAD;
+            if (ahead < end && s->kind[ahead] == HW_P_IP) hwint_ft_prefetch_flow(s->ft, s->hash[ahead]);
+            meter(s, &b->pkt[i], &s->meta[i], s->kind[i], s->hash[i]);
+        }
     }
 }
 
@@ -432,6 +456,8 @@ static int needs_drain(struct hw_session *s)
 {
     if (!s->cfg.lossless) return 0;
     if (s->cfg.event_mask && hwint_ring_used(&s->events) > s->events.size / 2) return 1;
+    uint32_t cap;
+    if (s->win && hwint_win_queued(s->win, &cap) > cap / 2) return 1;
     return s->cfg.flow_ring && hwint_ring_used(&s->flows) > s->flows.size / 2;
 }
 
@@ -480,6 +506,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
         if (live && b->n == 0) {
             uint64_t wall = hwint_wall_ns();
             if (wall > s->now_ns) s->now_ns = wall;
+            if (s->win) hwint_win_idle(s->win, s->ft, &s->c, s->now_ns); /* windows close on time */
         }
         hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
         pthread_mutex_unlock(&s->lock);
@@ -533,6 +560,7 @@ int hw_session_flush(struct hw_session *s)
     pthread_mutex_lock(&s->lock);
     uint32_t budget = flow_budget(s), left = hwint_ft_active(s->ft);
     if (budget) left = hwint_ft_flush(s->ft, budget == UINT32_MAX ? 0 : budget, &s->c);
+    if (!left && s->win) hwint_win_flush(s->win, s->ft, &s->c); /* the last window, with every flow folded */
     pthread_mutex_unlock(&s->lock);
     return (int)(left > 0x7fffffff ? 0x7fffffff : left);
 }
@@ -552,6 +580,20 @@ int hw_session_linktype(struct hw_session *s) { return s->linktype; }
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
 {
     return s->cfg.event_mask ? hwint_ring_read(&s->events, out, max) : 0;
+}
+
+int hw_windows_read(struct hw_session *s, struct hw_window *out, int max)
+{
+    return s->win ? hwint_win_read(s->win, out, max) : 0;
+}
+
+int hw_windows_flush(struct hw_session *s)
+{
+    if (!s->win) return 0;
+    pthread_mutex_lock(&s->lock);
+    hwint_win_flush(s->win, s->ft, &s->c);
+    pthread_mutex_unlock(&s->lock);
+    return 0;
 }
 
 int hw_flows_read(struct hw_session *s, struct hw_flow_record *out, int max)
