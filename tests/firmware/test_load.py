@@ -2,6 +2,7 @@
 reaches it; every refusal leaves the card and the slot state as they were.
 Driven through `capbox fw load` / `fw status` and the agent's firmware service."""
 import json
+import os
 
 import pytest
 
@@ -117,3 +118,42 @@ def test_no_card(tmp_path, signed, key):
     with pytest.raises(AgentError) as e:
         FirmwareService(cfg).load(*signed)
     assert e.value.code == "CARD_UNAVAILABLE"
+
+
+def test_fpga_sim_command_with_a_fault(tmp_path, key, signed):
+    """`capbox fpga-sim` as its own process (the card), firmware loaded with
+    `capbox fw load`, a capture through the driver meets the armed link fault."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from hwdrivers import CaptureConfig, CaptureError, RunResult, Session
+    from tests.conftest import ROOT, card_path, pcap
+    device = card_path()
+    sim = subprocess.Popen([sys.executable, "-m", "agent", "fpga-sim", "--source", pcap("ndpi__1kxun.pcap"),
+                            "--device", device, "--ring", "1024", "--data-mb", "1", "--flow-entries", "1024",
+                            "--fault", "link@100:100"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    try:
+        assert "no firmware yet" in sim.stdout.readline()
+        data_dir = tmp_path / "var"
+        Keyring().add(key.public_key(), data_dir / "firmware" / "keys")
+        write_signed(tmp_path, key, signed[0])
+        capbox("fw", "load", str(tmp_path / "fw.img"), "--data-dir", str(data_dir), "--device", device)
+        errors = []
+        with Session(CaptureConfig(source=device, backend="fpga")) as s:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if s.run(timeout_ms=500) == RunResult.EOF:
+                        break
+                except CaptureError as e:
+                    errors.append(e.message)
+            assert s.counters().packets == 1723
+        assert len(errors) == 1 and "link down" in errors[0]
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(10) == 0
+    assert not os.path.exists(device)
+    capbox("fpga-sim", "--source", pcap("ndpi__1kxun.pcap"), "--device", device, "--fault", "melt@1", status=1)

@@ -4,6 +4,7 @@ pcapfile on the same capture; capture refused before firmware; every
 injected fault reported once and recovered from."""
 import collections
 import ipaddress
+import os
 import zlib
 
 import pytest
@@ -192,3 +193,28 @@ def test_the_sim_refuses_a_second_model_and_bad_settings():
     with pytest.raises(CaptureError) as e:
         Simulator("/nonexistent.pcap", device=card_path())
     assert e.value.code == ErrorCode.OPEN
+
+
+@pytest.mark.root
+def test_the_card_fed_from_an_interface():
+    """fpga-sim on a live interface (loopback, through the pcap backend): frames
+    sent after the capture starts arrive through the driver with the kernel's stamps."""
+    import socket
+    import time
+    if os.geteuid() != 0:
+        pytest.skip("capturing on an interface needs root")
+    with Simulator("lo", device=card_path(), target=TARGET, live=True, desc_count=1024, data_mb=1,
+                   flow_entries=1024) as s:
+        fpga.load(s.device, FIRMWARE, TARGET, (1, 0, 0), 0)
+        with Session(CaptureConfig(source=s.device, backend="fpga", bpf="udp and port 47999")) as cap:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                t0 = time.time_ns()
+                for i in range(40):
+                    tx.sendto(b"card %d" % i, ("127.0.0.1", 47999))
+                deadline = time.monotonic() + 10
+                while cap.counters().packets < 40 and time.monotonic() < deadline:
+                    cap.run(timeout_ms=200)
+            c = cap.counters()
+            flows = cap.active_flows()
+    assert c.packets == 40 and c.first_ns >= t0 - 10**9
+    assert [(f.dport, f.total_packets) for f in flows] == [(47999, 40)]
