@@ -32,7 +32,7 @@ def rejected(verdict: Verdict) -> AgentError:
 class FirmwareService:
     def __init__(self, cfg: Config):
         self.cfg = cfg
-        self.dir = cfg.firmware_dir
+        self.dir = cfg.firmware_dir.resolve()
         self.device = cfg.firmware.device
         self.state = SlotState(self.dir / "state.json")
         self.max_image = cfg.firmware.max_upload_mb << 20

@@ -111,8 +111,12 @@ class CaptureService:
     def _resolve(self, req: CaptureRequest) -> tuple:
         """(backend, source path or interface) for a request, or AgentError."""
         source = req.source.strip()
-        if req.backend == "fpga":   # the card, by its device path
-            return "fpga", source or self.cfg.firmware.device
+        if req.backend == "fpga":   # the card, by its device path: the configured one only
+            device = self.cfg.firmware.device
+            if source and source != device:
+                raise AgentError("FORBIDDEN", f"{source!r} is not this box's capture card ({device})",
+                                 {"field": "interface", "device": device})
+            return "fpga", device
         if not source:
             raise validation("give an interface or a file", field="interface")
         if source == "demo":

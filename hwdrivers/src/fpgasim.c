@@ -458,24 +458,27 @@ void hw_fpgasim_destroy(struct hw_fpgasim *s)
 }
 
 /* A device file left by a model that is gone (its heartbeat stands still)
- * is replaced; one whose heartbeat moves belongs to a running model. */
+ * is replaced; one whose heartbeat moves belongs to a running model, and a
+ * file that is no card at all is never touched. */
 static int claim_device(const char *path, char *errbuf)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return errno == ENOENT ? HW_OK : hwint_err(errbuf, HW_E_OPEN, "%s: %s", path, strerror(errno));
     struct stat sb;
-    int alive = 0;
-    if (fstat(fd, &sb) == 0 && (size_t)sb.st_size >= FPGA_BAR_SIZE) {
+    int card = 0, alive = 0;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size >= FPGA_BAR_SIZE) {
         uint8_t *bar = mmap(NULL, FPGA_BAR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
         if (bar != MAP_FAILED) {
+            card = fpga_rd(bar, FPGA_REG_ID) == FPGA_ID;
             uint32_t hb = fpga_rd(bar, FPGA_REG_HEARTBEAT);
             struct timespec t = {0, (long)ALIVE_CHECK_NS};
-            nanosleep(&t, NULL);
-            alive = fpga_rd(bar, FPGA_REG_ID) == FPGA_ID && fpga_rd(bar, FPGA_REG_HEARTBEAT) != hb;
+            if (card) nanosleep(&t, NULL);
+            alive = card && fpga_rd(bar, FPGA_REG_HEARTBEAT) != hb;
             munmap(bar, FPGA_BAR_SIZE);
         }
     }
     close(fd);
+    if (!card) return hwint_err(errbuf, HW_E_OPEN, "%s exists and is not a card's device file; not replacing it", path);
     if (alive) return hwint_err(errbuf, HW_E_STATE, "%s: another fpga-sim runs this card", path);
     unlink(path);
     return HW_OK;

@@ -104,6 +104,9 @@ def test_capture_on_the_card_needs_firmware(box):
     with pytest.raises(ApiError) as e:
         box.client.capture_start(backend="fpga")
     assert (e.value.status, e.value.code) == (409, "CONFLICT") and "firmware" in e.value.message
+    with pytest.raises(ApiError) as e:              # only the configured card
+        box.client.capture_start(backend="fpga", interface="/etc/passwd")
+    assert (e.value.status, e.value.code) == (403, "FORBIDDEN")
     box.client.post("/v1/firmware/load", {"firmware_path": "v2.img"})
     st = box.client.capture_start(backend="fpga")
     assert st["running"] and st["backend"] == "fpga"

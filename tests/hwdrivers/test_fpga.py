@@ -193,6 +193,11 @@ def test_the_sim_refuses_a_second_model_and_bad_settings():
     with pytest.raises(CaptureError) as e:
         Simulator("/nonexistent.pcap", device=card_path())
     assert e.value.code == ErrorCode.OPEN
+    # a file that is not a card's device is never replaced
+    with pytest.raises(CaptureError) as e:
+        Simulator(pcap("ndpi__1kxun.pcap"), device=pcap("zeek__wikipedia.pcap"))
+    assert e.value.code == ErrorCode.OPEN and "not a card" in e.value.message
+    assert os.path.getsize(pcap("zeek__wikipedia.pcap")) > 0
 
 
 @pytest.mark.root
