@@ -54,10 +54,11 @@ while :; do
   [ "$waited" -ge "${WAIT_IDLE:-120}" ] && { echo "machine still $busy % busy: measuring anyway"; break; }
 done
 
+git -C "$REPO" rev-parse --short HEAD > "$OUT/fpga-rev" 2>/dev/null || echo "?" > "$OUT/fpga-rev"
 "$PY" "$REPO/bench/fpga.py" "$LARGE" "$DEVICE" "$SIM_PID" "$ROUNDS" "$OUT/fpga.tsv"
 fi
 
-REPO=$REPO "$PY" - "$OUT" <<'PYEOF' > "$OUT/fpga.md"
+"$PY" - "$OUT" <<'PYEOF' > "$OUT/fpga.md"
 import csv, os, statistics, sys
 out = sys.argv[1]
 rows = [r for r in csv.DictReader(open(os.path.join(out, "fpga.tsv")), delimiter="\t") if r["round"] != "0"]
@@ -66,10 +67,10 @@ def med(backend, key):
 n = int(rows[0]["packets"])
 print("## fpga backend via fpga-sim: large.pcap (5,000,000 packets, 200,000 flows)")
 print()
-import subprocess, time
+import time
 when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(os.path.getmtime(os.path.join(out, "fpga.tsv"))))
-rev = subprocess.run(["git", "-C", os.environ.get("REPO", "."), "rev-parse", "--short", "HEAD"], capture_output=True,
-                     text=True).stdout.strip() or "?"
+rev_file = os.path.join(out, "fpga-rev")
+rev = open(rev_file).read().strip() if os.path.exists(rev_file) else "?"
 print(f"Measured {when} (git {rev}); raw rows in `{out}/fpga.tsv`.")
 print()
 print(f"`bash bench/fpga.sh`: fpga-sim (the card model) runs as its own process fed from large.pcap; firmware "
