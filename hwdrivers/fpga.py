@@ -16,7 +16,6 @@ FAULTS = {"stall": lib.HW_FPGA_FAULT_STALL, "corrupt": lib.HW_FPGA_FAULT_CORRUPT
           "link": lib.HW_FPGA_FAULT_LINK, "fw_crc": lib.HW_FPGA_FAULT_FW_CRC}
 FW_STATES = {lib.HW_FPGA_FW_NONE: "none", lib.HW_FPGA_FW_LOADING: "loading",
              lib.HW_FPGA_FW_RUNNING: "running", lib.HW_FPGA_FW_FAILED: "failed"}
-FW_ERRORS = {0: None, 1: "target", 2: "length", 3: "crc", 4: "sequence", 5: "command"}
 
 
 def _errbuf():
@@ -61,6 +60,11 @@ class CardInfo:
         return dataclasses.asdict(self)
 
 
+def _fw_error_name(code: int) -> str:
+    name = lib.hw_fpga_fw_error_name(code)
+    return ffi.string(name).decode() if name != ffi.NULL else ""
+
+
 def info(device: str = DEFAULT_DEVICE) -> CardInfo:
     """Identity and state of the card at `device`; CaptureError(NODEV) when none is there."""
     out = ffi.new("struct hw_fpga_info *")
@@ -73,7 +77,7 @@ def info(device: str = DEFAULT_DEVICE) -> CardInfo:
         firmware_state=FW_STATES.get(out.fw_state, str(out.fw_state)),
         firmware_version=f"{out.fw_major}.{out.fw_minor}.{out.fw_patch}" if running else "",
         firmware_rollback=out.fw_rollback, firmware_crc32=out.fw_crc, firmware_length=out.fw_length,
-        firmware_loads=out.fw_loads, last_load_error=FW_ERRORS.get(out.fw_error) or "",
+        firmware_loads=out.fw_loads, last_load_error=_fw_error_name(out.fw_error),
         link_up=bool(out.link_up), dma_running=bool(out.dma_running), end_of_stream=bool(out.end_of_stream),
         linktype=out.linktype, rx_packets=out.rx_packets, rx_bytes=out.rx_bytes, rx_dropped=out.rx_dropped,
         link_downs=out.link_downs, dma_resets=out.dma_resets, faults_fired=out.faults_fired,

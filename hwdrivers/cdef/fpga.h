@@ -38,6 +38,9 @@ struct hw_offload_flow {
     uint64_t packets, bytes, first_ns, last_ns;
 };
 
+/* Why the card refused the last firmware load (hw_fpga_info's fw_error):
+ * "target", "length", "crc", "sequence", "command"; NULL for 0 or unknown. */
+const char *hw_fpga_fw_error_name(int code);
 /* Identity and state of the card at `device` (its mapping). */
 int hw_fpga_info(const char *device, struct hw_fpga_info *out, char *errbuf);
 /* Load a payload through the firmware mailbox in chunks; the card checks

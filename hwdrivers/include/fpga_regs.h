@@ -9,6 +9,8 @@
 #ifndef FPGA_REGS_H
 #define FPGA_REGS_H
 
+#include "hw.h"
+
 #include <linux/futex.h>
 #include <stdint.h>
 #include <sys/syscall.h>
@@ -108,10 +110,11 @@
 #define FPGA_IRQ_LINK 4
 #define FPGA_IRQ_EOS 8
 
-#define FPGA_FW_NONE 0
-#define FPGA_FW_LOADING 1
-#define FPGA_FW_RUNNING 2
-#define FPGA_FW_FAILED 3
+/* firmware states and faults: the values Python sees (cdef/fpga.h) */
+#define FPGA_FW_NONE HW_FPGA_FW_NONE
+#define FPGA_FW_LOADING HW_FPGA_FW_LOADING
+#define FPGA_FW_RUNNING HW_FPGA_FW_RUNNING
+#define FPGA_FW_FAILED HW_FPGA_FW_FAILED
 
 #define FPGA_MBOX_BEGIN 1
 #define FPGA_MBOX_CHUNK 2
@@ -126,10 +129,10 @@
 #define FPGA_FWERR_COMMAND 5         /* unknown command */
 
 #define FPGA_FAULT_NONE 0
-#define FPGA_FAULT_STALL 1           /* the DMA engine hangs until reset */
-#define FPGA_FAULT_CORRUPT 2         /* one descriptor written with a bad check word */
-#define FPGA_FAULT_LINK 3            /* the link drops for SIM_FAULT_ARG ms */
-#define FPGA_FAULT_FW_CRC 4          /* the next firmware chunk is damaged on its way in */
+#define FPGA_FAULT_STALL HW_FPGA_FAULT_STALL
+#define FPGA_FAULT_CORRUPT HW_FPGA_FAULT_CORRUPT
+#define FPGA_FAULT_LINK HW_FPGA_FAULT_LINK    /* down for SIM_FAULT_ARG ms */
+#define FPGA_FAULT_FW_CRC HW_FPGA_FAULT_FW_CRC
 
 #define FPGA_FW_MAX (64u << 20)      /* largest firmware payload the card takes */
 

@@ -194,16 +194,22 @@ int hw_fpga_info(const char *device, struct hw_fpga_info *out, char *errbuf)
     return HW_OK;
 }
 
-static const char *fw_error_name(uint32_t e)
+static const char *const fw_errors[][2] = {
+    [FPGA_FWERR_TARGET] = {"target", "built for another hardware target"},
+    [FPGA_FWERR_LENGTH] = {"length", "length mismatch"},
+    [FPGA_FWERR_CRC] = {"crc", "CRC-32 mismatch (the transfer was damaged)"},
+    [FPGA_FWERR_SEQUENCE] = {"sequence", "chunk out of sequence"},
+    [FPGA_FWERR_COMMAND] = {"command", "unknown mailbox command"},
+};
+
+const char *hw_fpga_fw_error_name(int code)
 {
-    switch (e) {
-    case FPGA_FWERR_TARGET: return "built for another hardware target";
-    case FPGA_FWERR_LENGTH: return "length mismatch";
-    case FPGA_FWERR_CRC: return "CRC-32 mismatch (the transfer was damaged)";
-    case FPGA_FWERR_SEQUENCE: return "chunk out of sequence";
-    case FPGA_FWERR_COMMAND: return "unknown mailbox command";
-    default: return "unknown error";
-    }
+    return code > 0 && code <= FPGA_FWERR_COMMAND ? fw_errors[code][0] : NULL;
+}
+
+static const char *fw_error_text(uint32_t e)
+{
+    return e > 0 && e <= FPGA_FWERR_COMMAND ? fw_errors[e][1] : "unknown error";
 }
 
 /* One mailbox command; 0, or HW_E_* with the card's reason. */
@@ -220,7 +226,7 @@ static int mbox(const char *path, uint8_t *b, uint32_t cmd, const uint32_t *args
     uint32_t status = fpga_rd(b, FPGA_REG_MBOX_STATUS);
     if (status == FPGA_FWERR_NONE) return HW_OK;
     return hwint_err(errbuf, status == FPGA_FWERR_CRC || status == FPGA_FWERR_SEQUENCE ? HW_E_IO : HW_E_ARG,
-                     "%s: the card refused the firmware: %s", path, fw_error_name(status));
+                     "%s: the card refused the firmware: %s", path, fw_error_text(status));
 }
 
 int hw_fpga_load(const char *device, const char *target, uint32_t major, uint32_t minor, uint32_t patch,
