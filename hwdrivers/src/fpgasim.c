@@ -62,6 +62,10 @@ struct hw_fpgasim {
     int linktype, src_eof, eof_pending;
     struct hw_batch batch;
     int batch_pos;
+    /* the batch parsed for the flow cache as it arrives, its table slots fetched ahead */
+    struct hw_meta meta[HW_BATCH_MAX];
+    uint32_t hash[HW_BATCH_MAX];
+    uint8_t is_ip[HW_BATCH_MAX];
     struct hw_frags *frags;
     struct hw_counters scratch;     /* the parser's counters, unused */
 };
@@ -118,20 +122,36 @@ static void fc_clear(struct hw_fpgasim *s)
     fpga_wr64(s->bar, FPGA_REG_FC_OVERFLOW, 0);
 }
 
-static void fc_meter(struct hw_fpgasim *s, const struct hw_pkt *p, uint32_t wirelen)
+/* Parse a fresh batch in order (fragments take their first fragment's ports)
+ * and fetch each frame's flow-cache slot before it is needed. */
+static void fc_prepare(struct hw_fpgasim *s)
 {
-    struct hw_meta m;
-    if (hwint_parse(s->linktype, p->data, p->caplen, wirelen, &m, &s->scratch) != HW_P_IP) return;
-    if (m.frag) hwint_frag_ports(s->frags, &m, p->ts_ns);
-    int cmp = memcmp(m.src, m.dst, 16);
-    int swap = cmp > 0 || (cmp == 0 && m.sport > m.dport);
-    const uint8_t *a = swap ? m.dst : m.src, *b = swap ? m.src : m.dst;
-    uint16_t pa = swap ? m.dport : m.sport, pb = swap ? m.sport : m.dport;
-    uint32_t h = hwint_ft_hash(&m), mask = s->fc_entries - 1;
-    for (uint32_t i = 0; i < FC_PROBE; i++) {
-        struct fpga_flow *e = &s->fc[(h + i) & mask];
+    for (int i = 0; i < s->batch.n; i++) {
+        const struct hw_pkt *p = &s->batch.pkt[i];
+        uint32_t wirelen = p->wirelen > p->caplen ? p->wirelen : p->caplen;
+        struct hw_meta *m = &s->meta[i];
+        s->is_ip[i] = hwint_parse(s->linktype, p->data, p->caplen, wirelen, m, &s->scratch) == HW_P_IP;
+        if (!s->is_ip[i]) continue;
+        if (m->frag) hwint_frag_ports(s->frags, m, p->ts_ns);
+        s->hash[i] = hwint_ft_hash(m);
+        __builtin_prefetch(&s->fc[s->hash[i] & (s->fc_entries - 1)], 1);
+    }
+}
+
+static void fc_meter(struct hw_fpgasim *s, int i, uint32_t wirelen)
+{
+    if (!s->is_ip[i]) return;
+    const struct hw_pkt *p = &s->batch.pkt[i];
+    const struct hw_meta *m = &s->meta[i];
+    int cmp = memcmp(m->src, m->dst, 16);
+    int swap = cmp > 0 || (cmp == 0 && m->sport > m->dport);
+    const uint8_t *a = swap ? m->dst : m->src, *b = swap ? m->src : m->dst;
+    uint16_t pa = swap ? m->dport : m->sport, pb = swap ? m->sport : m->dport;
+    uint32_t h = s->hash[i], mask = s->fc_entries - 1;
+    for (uint32_t k = 0; k < FC_PROBE; k++) {
+        struct fpga_flow *e = &s->fc[(h + k) & mask];
         int fresh = !e->used;
-        if (!fresh && !(e->proto == m.proto && e->family == m.family && e->vlan == m.vlan && e->port_a == pa &&
+        if (!fresh && !(e->proto == m->proto && e->family == m->family && e->vlan == m->vlan && e->port_a == pa &&
                         e->port_b == pb && !memcmp(e->addr_a, a, 16) && !memcmp(e->addr_b, b, 16)))
             continue;
         /* seqlock: odd while written, so the driver never reads half an entry */
@@ -139,7 +159,7 @@ static void fc_meter(struct hw_fpgasim *s, const struct hw_pkt *p, uint32_t wire
         __atomic_store_n(&e->seq, seq + 1, __ATOMIC_RELAXED);
         __atomic_thread_fence(__ATOMIC_RELEASE);
         if (fresh) {
-            e->used = 1, e->family = m.family, e->proto = m.proto, e->vlan = m.vlan;
+            e->used = 1, e->family = m->family, e->proto = m->proto, e->vlan = m->vlan;
             e->port_a = pa, e->port_b = pb;
             memcpy(e->addr_a, a, 16);
             memcpy(e->addr_b, b, 16);
@@ -186,6 +206,10 @@ static int dma_start(struct hw_fpgasim *s, char *errbuf)
 {
     int rc = open_source(s, errbuf);
     if (rc) return rc;
+    struct hw_frags *fresh = hwint_frags_create(); /* a capture's fragments are its own */
+    if (!fresh) return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
+    hwint_frags_destroy(s->frags);
+    s->frags = fresh;
     dma_zero(s);
     s->frames = 0;
     s->stalled = 0;
@@ -231,6 +255,9 @@ static int pump(struct hw_fpgasim *s)
         int rc = s->ops->poll(s->src, &s->batch, s->live ? 1 : 0, err);
         /* a damaged file ends the stream where the damage starts */
         if (rc < 0 || s->batch.eof) s->eof_pending = 1;
+        if (rc < 0) s->batch.n = 0;
+        if (fpga_rd(s->bar, FPGA_REG_CONTROL) & FPGA_CTRL_FLOWCACHE) fc_prepare(s);
+        else memset(s->is_ip, 0, (size_t)s->batch.n);
     }
     uint32_t tail = fpga_rd(s->bar, FPGA_REG_DESC_TAIL), dtail = fpga_rd(s->bar, FPGA_REG_DATA_TAIL);
     uint32_t dmask = s->data_size - 1, moved = 0, full = 0;
@@ -265,7 +292,7 @@ static int pump(struct hw_fpgasim *s)
         d->check = fpga_desc_check(d) ^ (corrupt ? 0x5A5A5A5Au : 0);
         s->data_head = pos + need;
         s->head++;
-        if (fpga_rd(s->bar, FPGA_REG_CONTROL) & FPGA_CTRL_FLOWCACHE) fc_meter(s, p, wirelen);
+        fc_meter(s, s->batch_pos, wirelen);
         bytes += wirelen;
         ts = p->ts_ns;
         s->batch_pos++;
