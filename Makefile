@@ -40,7 +40,7 @@ $(STAMPS)/apt-build:
 	$(call apt_install,$(APT_BUILD))
 	@touch $@
 
-$(STAMPS)/apt-test:
+$(STAMPS)/apt-test: Makefile
 	@mkdir -p $(STAMPS)
 	$(call apt_install,$(APT_TEST))
 	@touch $@
