@@ -327,7 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--backend", choices=["pcapfile", "pcap", "afpacket", "fpga"])
     r.add_argument("--data-dir", metavar="DIR", help="SQLite store, keys and recordings (default ./var)")
     r.add_argument("--listen", metavar="HOST:PORT", help="REST address (default 127.0.0.1:8080)")
+    r.add_argument("--headless", action="store_true", help="no console even on a terminal")
     r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser("tui", help="the console, attached to a running agent")
+    t.add_argument("--url", default="http://127.0.0.1:8080")
+    t.add_argument("--key", help="API key (default: CAPBOX_KEY, or DATA_DIR/admin.key)")
+    t.add_argument("--data-dir", metavar="DIR", help="where admin.key is (default ./var)")
+    t.set_defaults(func=cmd_tui)
 
     k = sub.add_parser("keys", help="API keys: create, list, revoke")
     k.add_argument("--config", metavar="FILE")
@@ -374,11 +381,27 @@ def cmd_run(args) -> int:
     except ConfigError as e:
         return _fail(f"config: {e}")
     from agent.runtime import Agent
+    console = not args.headless and sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        agent = Agent(cfg)
+        agent = Agent(cfg, console=console)
     except OSError as e:
         return _fail(f"cannot start: {e}")
-    return agent.run_forever()
+    return agent.run_with_console() if console else agent.run_forever()
+
+
+def cmd_tui(args) -> int:
+    from tui.app import CapboxApp
+    from tui.source import remote
+    key = args.key or os.environ.get("CAPBOX_KEY")
+    if not key:
+        key_file = os.path.join(args.data_dir or "./var", "admin.key")
+        try:
+            with open(key_file) as f:
+                key = f.read().strip()
+        except OSError:
+            return _fail(f"no API key: give --key, set CAPBOX_KEY, or run where {key_file} is readable")
+    CapboxApp(remote(args.url, key)).run()
+    return 0
 
 
 def cmd_keys(args) -> int:

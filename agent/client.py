@@ -30,6 +30,8 @@ class Response:
 
 
 class Client:
+    """Over HTTP to an agent, or in the same process (InProcessClient)."""
+
     def __init__(self, url: str = "http://127.0.0.1:8080", key: Optional[str] = None, timeout: float = 10.0):
         u = urllib.parse.urlsplit(url)
         self.host = u.hostname or "127.0.0.1"
@@ -136,3 +138,39 @@ class Client:
                     event[name] = value
         finally:
             conn.close()
+
+
+class InProcessClient(Client):
+    """The same API called inside the agent's process, through its WSGI app:
+    the same routes, validation and services as over HTTP, without a socket.
+    The console in the agent's own process uses it with full rights."""
+
+    def __init__(self, app):
+        super().__init__()
+        self.app = app
+
+    def raw(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None,
+            query: Optional[dict] = None) -> Response:
+        import io
+        from wsgiref.util import setup_testing_defaults
+        env = {"REQUEST_METHOD": method, "PATH_INFO": urllib.parse.unquote(path),
+               "QUERY_STRING": urllib.parse.urlencode({k: v for k, v in (query or {}).items() if v is not None}),
+               "wsgi.input": io.BytesIO(body or b""), "CONTENT_LENGTH": str(len(body or b"")),
+               "capbox.trusted": True}
+        for k, v in (headers or {}).items():
+            if k.lower() == "content-type":
+                env["CONTENT_TYPE"] = v
+            else:
+                env["HTTP_" + k.upper().replace("-", "_")] = v
+        setup_testing_defaults(env)
+        status, hdrs = [], []
+
+        def start_response(s, h, exc_info=None):
+            status.append(s)
+            hdrs.extend(h)
+        chunks = self.app(env, start_response)
+        try:
+            data = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        return Response(int(status[0].split()[0]), {k.lower(): v for k, v in hdrs}, data)

@@ -50,14 +50,16 @@ class RecentLogs(logging.Handler):
 recent = RecentLogs()
 
 
-def setup(level: str = "info") -> None:
+def setup(level: str = "info", stderr: bool = True) -> None:
+    """stderr=False when the console owns the terminal (the log is still kept and stored)."""
     root = logging.getLogger()
     root.setLevel(LEVELS.get(level, logging.INFO))
     if not any(isinstance(h, RecentLogs) for h in root.handlers):
-        stderr = logging.StreamHandler()
-        stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(stderr)
         root.addHandler(recent)
+    if stderr and not any(type(h) is logging.StreamHandler for h in root.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
     logging.Formatter.converter = time.gmtime
     for noisy in ("cheroot", "cheroot.server"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

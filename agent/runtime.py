@@ -39,11 +39,11 @@ SERVICES = [AnalysisService]
 
 
 class Agent:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, console: bool = False):
         self.cfg = cfg
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         (cfg.data_dir / "pcaps").mkdir(exist_ok=True)
-        agentlog.setup(cfg.agent.log_level)
+        agentlog.setup(cfg.agent.log_level, stderr=not console)
         self.logs = agentlog.recent
         self.stopping = threading.Event()
         self.health = Health()
@@ -191,6 +191,20 @@ class Agent:
         self.health.stop_all(timeout=5)
         self.store.close()
         log.info("stopped")
+
+    def run_with_console(self) -> int:
+        """The agent and the Textual console in this process (a terminal at the box)."""
+        from tui.app import CapboxApp
+        from tui.source import local
+        self.start()
+        app = CapboxApp(local(self))
+        for sig in (signal.SIGTERM,):
+            signal.signal(sig, lambda signum, frame: app.call_from_thread(app.exit))
+        try:
+            app.run()
+        finally:
+            self.shutdown()
+        return 0
 
     def run_forever(self) -> int:
         """Serve until SIGINT or SIGTERM."""

@@ -53,6 +53,11 @@ def register(api: Api) -> None:
     def stop(reason):
         return svc.stop(reason)
 
+    @api.route("POST", "/v1/capture/filter", "Replace the running capture's BPF filter", access=WRITE,
+               body={"bpf": Field(str, "", doc="expression; empty for none", aliases=("filter",))})
+    def set_filter(bpf):
+        return svc.set_filter(bpf)
+
     @api.route("GET", "/v1/capture/status", "Whether a capture runs, on what, since when")
     def status():
         return svc.status()

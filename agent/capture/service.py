@@ -86,6 +86,7 @@ class Run:
         self.stop = threading.Event()
         self.threads: list = []
         self.final: Optional[dict] = None
+        self.bpf = req.bpf
 
 
 class CaptureService:
@@ -287,7 +288,7 @@ class CaptureService:
     def _describe(self, run: Run) -> dict:
         return {"run_id": run.id, "backend": run.backend, "source": run.path,
                 "interface": None if run.backend == "pcapfile" else run.path,
-                "file": run.path if run.backend == "pcapfile" else None, "bpf": run.req.bpf}
+                "file": run.path if run.backend == "pcapfile" else None, "bpf": run.bpf}
 
     @staticmethod
     def _counter_summary(c) -> dict:
@@ -368,6 +369,17 @@ class CaptureService:
                     and (vlan < 0 or f.vlan == vlan))
         out = [f.as_dict() for f in rows if keep(f)][:limit]
         return {"count": len(out), "active": run.session.counters().flows_active, "sort": sort, "flows": out}
+
+    def set_filter(self, bpf: str) -> dict:
+        """Replace the running capture's BPF filter ("" for none)."""
+        run = self._require_run()
+        try:
+            run.session.set_filter(bpf)
+        except CaptureError as e:
+            raise _capture_error(e) from None
+        run.bpf = bpf
+        log.info("capture %d: filter %r", run.id, bpf)
+        return self.status()
 
     def set_flow_meter(self, enabled: bool, idle_timeout_s: int, active_timeout_s: int) -> dict:
         """Timeouts apply to the next capture started; enabling controls flows:expired."""

@@ -1,0 +1,2 @@
+"""The running-agent fixtures of tests/agent, for the console's tests."""
+from tests.agent.conftest import agent, make_agent  # noqa: F401

@@ -1,0 +1,75 @@
+"""A Source with fixed answers, for snapshots and key tests without an agent."""
+import copy
+
+from tui.source import SourceError
+
+FLOWS = [{"src": f"10.0.0.{i}", "sport": 40000 + i, "dst": "192.0.2.1", "dport": 443 if i % 2 else 53,
+          "proto": "tcp" if i % 2 else "udp", "vlan": 0, "packets": 100 - i, "bytes": 10000 - 100 * i,
+          "packets_fwd": 60 - i, "packets_rev": 40, "bytes_fwd": 6000, "bytes_rev": 4000 - 100 * i,
+          "first": 1000.0, "last": 1010.0, "duration_s": 10.0, "rtt_ms": 12.5 if i % 2 else None,
+          "retransmissions": i % 3, "out_of_order": 0, "state": "established" if i % 2 else "",
+          "app": "tls" if i % 2 else "dns", "end": "active", "id": i} for i in range(1, 9)]
+HISTORY = [{"ts": 1000.0 + i, "pps": 100 + 10 * (i % 7), "bps": 8e5 + 1e4 * (i % 5), "dropped": 0} for i in range(60)]
+WINDOWS = [{"window_id": i, "window_start": 1000.0 + 10 * i, "window_end": 1010.0 + 10 * i, "record_count": 100 + i,
+            "bandwidth": {"avg_bps": 1e5 * (1 + i % 4), "bytes": 12500 * (1 + i % 4)}} for i in range(12)]
+ANSWERS = {
+    "/v1/capture/status": {"running": True, "backend": "afpacket", "interface": "eth1", "file": None, "bpf": "",
+                           "stats": {"packets": 5000}},
+    "/v1/capture/metrics": {"pps": 123.0, "bps": 880000.0, "packets": 5000, "bytes": 3300000,
+                            "drops": {"kernel": 0, "interface": 0, "event_ring": 0, "flow_ring": 0, "flow_table": 0,
+                                      "bus_subscribers": 0},
+                            "flows": {"active": 8, "created": 20, "evicted": 0}, "malformed": {"total": 2},
+                            "history": HISTORY},
+    "/v1/capture/backends": {"backends": [{"name": "pcapfile", "available": True},
+                                          {"name": "afpacket", "available": True}]},
+    "/v1/capture/flows": {"flows": FLOWS, "active": 8},
+    "/v1/anomalies/by-type": {"total": 3, "by_type": {"port_scan": {"count": 1, "by_severity": {"high": 1}},
+                                                      "packet_loss": {"count": 2, "by_severity": {"medium": 2}}}},
+    "/v1/anomalies": {"anomalies": [
+        {"window_id": 3, "severity": "high", "type": "port_scan", "flow_src": "203.0.113.9",
+         "message": "Port scan from 203.0.113.9: 300 ports on 1 host(s), 280 refused or unreachable"},
+        {"window_id": 5, "severity": "medium", "type": "packet_loss", "flow_src": "10.0.0.3:40003",
+         "message": "High packet loss detected: 30.00% (3 retrans / 10 sent)"}]},
+    "/v1/windows": {"total": 12, "set": {"window_size": 10, "kind": "live", "source": "eth1"}, "windows": WINDOWS},
+    "/v1/baselines": {"available": 4, "name": "default", "baseline_duration_hours": 24,
+                      "baselines": {"bandwidth": {"median": 2e5, "p95": 4e5}, "latency": {"median": 20.0},
+                                    "connection": {"median": 30}}},
+    "/v1/logs": {"logs": [{"level": "info", "logger": "agent.capture.service", "message": "capture 1 started"},
+                          {"level": "warning", "logger": "agent.analysis.service", "message": "a warning"}]},
+}
+HEALTH = {"status": "healthy", "version": "0.1.0", "mode": "live",
+          "system": {"cpu_percent": 12.0, "load_average": [0.5, 0.4, 0.3], "memory": {"percent": 40.0},
+                     "disk": {"percent": 25.0}, "process": {"rss_bytes": 60_000_000}},
+          "interfaces": [{"name": "eth1", "up": True, "counters": {"bytes_recv": 5_000_000, "bytes_sent": 1000,
+                                                                   "dropin": 0}}],
+          "components": {n: {"status": "running", "critical": n != "stats", "last_heartbeat": 0, "error": None}
+                         for n in ("store", "capture", "api", "stats", "analysis")}}
+
+
+class FakeSource:
+    where = "fake"
+
+    def __init__(self):
+        self.answers = copy.deepcopy(ANSWERS)
+        self.posted = []
+
+    def get(self, path: str, **query) -> dict:
+        if path not in self.answers:
+            raise SourceError(f"no route {path}")
+        return copy.deepcopy(self.answers[path])
+
+    def optional(self, path: str, **query):
+        return copy.deepcopy(self.answers.get(path))
+
+    def post(self, path: str, body=None) -> dict:
+        self.posted.append((path, body))
+        if path == "/v1/capture/filter" and body and body.get("bpf") == "tcp port":
+            raise SourceError("bad filter \"tcp port\": syntax error (bpf)")
+        return {}
+
+    def patch(self, path: str, body: dict) -> dict:
+        self.posted.append((path, body))
+        return {}
+
+    def health(self) -> dict:
+        return copy.deepcopy(HEALTH)

@@ -1,0 +1,80 @@
+"""Each screen with fixed data, as pictures (pytest-textual-snapshot), and
+the keys that change them."""
+import pytest
+
+from tests.tui.fake import FakeSource
+from tui.app import CapboxApp
+
+SIZE = (80, 24)
+
+
+def app_for(source=None, refresh_s=0.05):
+    return CapboxApp(source or FakeSource(), refresh_s=refresh_s)
+
+
+async def settle(pilot):
+    await pilot.pause(0.4)
+
+
+@pytest.mark.parametrize("keys", [[], ["f"], ["a"], ["y"]], ids=["overview", "flows", "anomalies", "system"])
+def test_screen_snapshots(snap_compare, keys):
+    async def run_before(pilot):
+        await settle(pilot)
+        for k in keys:
+            await pilot.press(k)
+            await settle(pilot)
+    assert snap_compare(app_for(refresh_s=None), terminal_size=SIZE, run_before=run_before)
+
+
+async def test_flow_filter_as_you_type_and_sort():
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("f")
+        await settle(pilot)
+        screen = app.screen
+        assert len(screen.rows) == 8 and app.focused.id == "flow-table"
+        await pilot.press("slash", "u", "d", "p")
+        await settle(pilot)
+        assert len(screen.rows) == 4 and all(r["proto"] == "udp" for r in screen.rows)
+        await pilot.press("enter", "down")
+        await settle(pilot)
+        assert app.focused.id == "flow-table"
+        assert screen.rows[1]["src"] in str(screen.query_one("#flow-detail").render())
+        await pilot.press("ctrl+s")
+        assert screen.sort == "packets"
+
+
+async def test_actions_reach_the_agent_and_errors_are_notifications():
+    source = FakeSource()
+    app = app_for(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("b")
+        await pilot.press(*"tcp port 443", "enter")
+        await settle(pilot)
+        assert ("/v1/capture/filter", {"bpf": "tcp port 443"}) in source.posted
+        await pilot.press("b")
+        await pilot.press(*"tcp port", "enter")
+        await settle(pilot)
+        assert any("bad filter" in n.message for n in app._notifications)
+        await pilot.press("w")
+        await pilot.press(*"30", "enter")
+        await settle(pilot)
+        assert ("/v1/windows/compute", {"source": "live", "window_size": 30}) in source.posted
+        await pilot.press("w")
+        await pilot.press(*"soon", "enter")
+        await settle(pilot)
+        assert any("window size" in n.message and n.severity == "error" for n in app._notifications)
+        await pilot.press("s")   # capturing: stops
+        await settle(pilot)
+        assert ("/v1/capture/stop", {"reason": "console"}) in source.posted
+
+
+async def test_an_unreachable_agent_is_a_notification_not_a_crash():
+    from tui.source import remote
+    app = CapboxApp(remote("http://127.0.0.1:9", "capbox_sk_x"), refresh_s=0.05)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f", "a", "y", "o")
+        await settle(pilot)
+        assert any("unreachable" in n.message for n in app._notifications)

@@ -1,0 +1,90 @@
+"""Flows: the live flow table, sortable, filtered as you type, one flow in detail."""
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Input, Static
+
+from tui.screens.base import DataScreen, human
+
+COLUMNS = (("src", 15), ("sport", 5), ("dst", 15), ("dport", 5), ("proto", 5), ("packets", 7), ("bytes", 7),
+           ("rate", 8), ("rtt ms", 6), ("retrans", 7), ("state", 11), ("app", 8))
+SORTS = ("bytes", "packets", "last", "first")
+
+
+def matches(flow: dict, text: str) -> bool:
+    """Every word of the filter appears in the flow's addresses, ports, protocol, app or state."""
+    hay = f"{flow['src']}:{flow['sport']} {flow['dst']}:{flow['dport']} {flow['proto']} {flow['app']} {flow['state']}"
+    return all(word in hay for word in text.split())
+
+
+class Flows(DataScreen):
+    title = "Flows"
+    AUTO_FOCUS = "#flow-table"  # screen keys work at once; / moves to the filter, escape back
+    BINDINGS = [Binding("ctrl+s", "next_sort", "sort"), Binding("slash", "focus_filter", "filter"),
+                Binding("escape", "leave_filter", "table", show=False)]
+
+    def __init__(self):
+        super().__init__(name="flows")
+        self.sort = "bytes"
+        self.rows: list = []
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: address, port, protocol, app…", id="flow-filter")
+        yield DataTable(id="flow-table", cursor_type="row", zebra_stripes=True)
+        yield Static(id="flow-detail", classes="box")
+        yield Footer()
+
+    def setup(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in COLUMNS:
+            table.add_column(label, width=width)
+
+    def action_next_sort(self) -> None:
+        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.notify(f"flows by {self.sort}", timeout=1.5)
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#flow-filter", Input).focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.query_one(DataTable).focus()
+
+    def fetch(self, source) -> dict:
+        return source.optional("/v1/capture/flows", limit=500, sort=self.sort) or {"flows": [], "active": 0}
+
+    def show(self, data: dict) -> None:
+        text = self.query_one("#flow-filter", Input).value.strip()
+        self.rows = [f for f in data["flows"] if matches(f, text)]
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for f in self.rows:
+            rate = f["bytes"] / f["duration_s"] if f["duration_s"] > 0 else 0
+            table.add_row(f["src"], str(f["sport"]), f["dst"], str(f["dport"]), f["proto"], human(f["packets"]),
+                          human(f["bytes"], "B"), human(rate, "B/s"), "-" if f["rtt_ms"] is None else f"{f['rtt_ms']:.1f}",
+                          str(f["retransmissions"]), f["state"] or "-", f["app"])
+        if self.rows:
+            table.move_cursor(row=min(row, len(self.rows) - 1))
+        self.title = f"Flows ({len(self.rows)} of {data['active']} active, by {self.sort})"
+        self._detail()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail()
+
+    def _detail(self) -> None:
+        table = self.query_one(DataTable)
+        detail = self.query_one("#flow-detail", Static)
+        if not self.rows or table.cursor_row >= len(self.rows):
+            detail.update("no flow" if not self.rows else "")
+            return
+        f = self.rows[table.cursor_row]
+        rtt = "-" if f["rtt_ms"] is None else f"{f['rtt_ms']:.2f} ms"
+        detail.update(
+            f"{f['proto']} {f['src']}:{f['sport']} -> {f['dst']}:{f['dport']}  vlan {f['vlan']}  app {f['app']}  "
+            f"state {f['state'] or '-'}\n"
+            f"packets {f['packets_fwd']} -> / <- {f['packets_rev']}   bytes {f['bytes_fwd']} -> / <- {f['bytes_rev']}   "
+            f"duration {f['duration_s']:.1f} s\n"
+            f"rtt {rtt}   retransmissions {f['retransmissions']}   "
+            f"out of order {f['out_of_order']}")

@@ -1,0 +1,90 @@
+"""Overview: capture, rates with sparklines, host figures, counters, components."""
+import time
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Sparkline, Static
+
+from tui.screens.base import DataScreen, human, mark
+
+HEALTH_EVERY_S = 2.0
+
+
+class Overview(DataScreen):
+    title = "Overview"
+
+    def __init__(self):
+        super().__init__(name="overview")
+        self._health = None
+        self._health_at = 0.0
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="state", classes="banner")
+        with Horizontal(id="top"):
+            with Vertical(id="traffic", classes="box"):
+                yield Static(id="rates")
+                yield Sparkline([0], id="pps-line")
+                yield Sparkline([0], id="bps-line")
+                yield Sparkline([0], id="drop-line")
+            yield Static(id="host", classes="box")
+        yield Static(id="counters", classes="box")
+        yield Static(id="components", classes="box")
+        yield Footer()
+
+    def fetch(self, source) -> dict:
+        status = source.get("/v1/capture/status")
+        metrics = source.optional("/v1/capture/metrics") if status["running"] else None
+        if time.monotonic() - self._health_at > HEALTH_EVERY_S or self._health is None:
+            self._health = source.health()
+            self._health_at = time.monotonic()
+        anomalies = source.optional("/v1/anomalies/by-type")
+        threats = source.optional("/v1/threats", limit=1)
+        firmware = source.optional("/v1/firmware")
+        return {"status": status, "metrics": metrics, "health": self._health, "anomalies": anomalies,
+                "threats": threats, "firmware": firmware}
+
+    def show(self, d: dict) -> None:
+        st, m, h = d["status"], d["metrics"], d["health"]
+        if st["running"]:
+            where = st.get("interface") or (st.get("file") or "").rsplit("/", 1)[-1]
+            state = f"capturing: {st['backend']} on {where}" + (f"  filter: {st['bpf']}" if st.get("bpf") else "")
+        else:
+            last = st.get("last_run") or {}
+            state = "idle" + (f" (last capture ended: {last.get('reason')})" if last else "")
+        self.query_one("#state", Static).update(f"[b]capbox[/] {h.get('version', '')}  mode {h.get('mode')}  "
+                                                f"health {h.get('status')}  |  {state}")
+        history = (m or {}).get("history") or []
+        if m:
+            drops = sum(m["drops"].values())
+            rates = (f"packets/s {human(m['pps'])}   bits/s {human(m['bps'])}   drops {drops}   "
+                     f"packets {human(m['packets'])}   bytes {human(m['bytes'], 'B')}")
+        else:
+            rates = "not capturing"
+        self.query_one("#rates", Static).update(rates)
+        for wid, key in (("#pps-line", "pps"), ("#bps-line", "bps"), ("#drop-line", "dropped")):
+            self.query_one(wid, Sparkline).data = [x[key] for x in history] or [0]
+        sysd = h.get("system", {})
+        nics = [i for i in h.get("interfaces", []) if i["up"] and i["name"] != "lo"][:3]
+        host = [f"cpu {sysd.get('cpu_percent', 0):.0f}%  load {' '.join(f'{x:.1f}' for x in sysd.get('load_average', []))}",
+                f"memory {sysd.get('memory', {}).get('percent', 0):.0f}%   disk {sysd.get('disk', {}).get('percent', 0):.0f}%",
+                f"agent rss {human(sysd.get('process', {}).get('rss_bytes'), 'B')}"]
+        host += [f"{i['name']}: rx {human(i['counters'].get('bytes_recv'), 'B')} tx {human(i['counters'].get('bytes_sent'), 'B')}"
+                 f" drops {i['counters'].get('dropin', 0)}" for i in nics]
+        self.query_one("#host", Static).update("\n".join(host))
+        lines = []
+        if m:
+            f = m["flows"]
+            lines.append(f"flows active {f['active']}  created {f['created']}  evicted {f['evicted']}   "
+                         f"malformed {m['malformed']['total']}")
+        an = d["anomalies"]
+        if an:
+            high = sum(t["by_severity"].get("high", 0) for t in an["by_type"].values())
+            lines.append(f"anomalies {an['total']} ({high} high)")
+        th = d["threats"]
+        lines.append(f"threats {th['total']}" if th and "total" in th else "threats: -")
+        fw = d["firmware"]
+        lines.append(f"firmware {fw.get('card', {}).get('version') or '-'}" if fw else "firmware: -")
+        self.query_one("#counters", Static).update("   ".join(lines))
+        comps = h.get("components", {})
+        self.query_one("#components", Static).update(
+            "components  " + "  ".join(f"{name} {mark(c['status'] not in ('failed', 'stalled'))}" for name, c in comps.items()))

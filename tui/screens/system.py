@@ -1,0 +1,52 @@
+"""System: components, the agent's log with a level filter, firmware."""
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Footer, Static
+
+from tui.screens.base import DataScreen
+
+LEVELS = ("", "info", "warning", "error")
+
+
+class System(DataScreen):
+    title = "System"
+    BINDINGS = [Binding("l", "next_level", "log level")]
+
+    def __init__(self):
+        super().__init__(name="system")
+        self.level = ""
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="component-table", cursor_type="none")
+        yield Static(id="firmware", classes="box")
+        yield Static(id="log-caption")
+        yield Static(id="log", classes="box")
+        yield Footer()
+
+    def setup(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in (("component", 10), ("status", 12), ("critical", 8), ("detail", 40)):
+            table.add_column(label, width=width)
+
+    def action_next_level(self) -> None:
+        self.level = LEVELS[(LEVELS.index(self.level) + 1) % len(LEVELS)]
+
+    def fetch(self, source) -> dict:
+        return {"health": source.health(), "logs": source.get("/v1/logs", limit=12, level=self.level),
+                "firmware": source.optional("/v1/firmware")}
+
+    def show(self, d: dict) -> None:
+        table = self.query_one(DataTable)
+        table.clear()
+        skip = {"status", "critical", "last_heartbeat", "error"}
+        for name, c in d["health"]["components"].items():
+            detail = ", ".join(f"{k} {v}" for k, v in c.items() if k not in skip and not isinstance(v, (dict, list)))
+            table.add_row(name, c["status"] + (f" ({c['error']})" if c.get("error") else ""),
+                          "yes" if c["critical"] else "no", detail[:80])
+        fw = d["firmware"]
+        self.query_one("#firmware", Static).update(
+            "firmware: " + (", ".join(f"{k} {v}" for k, v in fw.items() if not isinstance(v, (dict, list))) if fw
+                            else "no card or firmware service here"))
+        self.query_one("#log-caption", Static).update(f"log ({self.level or 'all levels'}; l to change)")
+        self.query_one("#log", Static).update("\n".join(
+            f"{e['level'][:4]:<4} {e['logger'].rsplit('.', 1)[-1]}: {e['message']}" for e in d["logs"]["logs"]))
