@@ -458,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run the agent (default: the bundled demo capture, REST on 127.0.0.1:8080)")
     r.add_argument("--config", metavar="FILE", help="TOML configuration file")
     r.add_argument("--source", metavar="demo|FILE|IFACE", help="what to capture at start")
-    r.add_argument("--backend", choices=["pcapfile", "pcap", "afpacket"])
+    r.add_argument("--backend", choices=["pcapfile", "pcap", "afpacket", "fpga"])
     r.add_argument("--data-dir", metavar="DIR", help="SQLite store, keys and recordings (default ./var)")
     r.add_argument("--listen", metavar="HOST:PORT", help="REST address (default 127.0.0.1:8080)")
     r.add_argument("--headless", action="store_true", help="no console even on a terminal")
@@ -487,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     kr = ks.add_parser("revoke", help="revoke a key by id")
     kr.add_argument("key_id")
     k.set_defaults(func=cmd_keys)
+
+    from agent import fwcli
+    fwcli.add_parsers(sub)
     return p
 
 

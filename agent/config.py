@@ -150,6 +150,15 @@ class StoreSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class FirmwareSection:
+    dir: str = ""                   # empty: <data_dir>/firmware (images the API may name, and the slot state)
+    keyring: str = ""               # empty: <firmware dir>/keys (trusted minisign public keys, *.pub)
+    device: str = "/dev/shm/capbox-fpga0"   # the capture card's device path (fpga-sim's default)
+    target: str = "capbox-fpga1"    # this box's hardware target, when no card answers
+    max_upload_mb: int = 64         # largest image POST /v1/firmware/verify and /load take
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     agent: AgentSection = AgentSection()
     capture: CaptureSection = CaptureSection()
@@ -160,6 +169,7 @@ class Config:
     deception: DeceptionSection = DeceptionSection()
     api: ApiSection = ApiSection()
     store: StoreSection = StoreSection()
+    firmware: FirmwareSection = FirmwareSection()
 
     @property
     def data_dir(self) -> pathlib.Path:
@@ -173,6 +183,14 @@ class Config:
     def listen(self) -> tuple:
         host, _, port = self.api.listen.rpartition(":")
         return host.strip("[]"), int(port)
+
+    @property
+    def firmware_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.firmware.dir).resolve() if self.firmware.dir else self.data_dir / "firmware"
+
+    @property
+    def keyring_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.firmware.keyring).resolve() if self.firmware.keyring else self.firmware_dir / "keys"
 
     def pcap_dirs(self) -> list:
         """Directories a capture file may be named from (REST, console)."""
@@ -189,7 +207,7 @@ SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
 # Ranges and choices checked at start, by key.
 RULES = {
     "agent.log_level": {"choices": ("debug", "info", "warning", "error")},
-    "capture.backend": {"choices": ("", "pcapfile", "pcap", "afpacket")},
+    "capture.backend": {"choices": ("", "pcapfile", "pcap", "afpacket", "fpga")},
     "capture.snaplen": {"min": 64, "max": 262144},
     "capture.buffer_size_mb": {"min": 1, "max": 4096},
     "capture.fanout_group": {"min": -1, "max": 65535},
@@ -228,6 +246,7 @@ RULES = {
     "deception.interval_s": {"min": 0.05, "max": 3600},
     "deception.target_port": {"min": 1, "max": 65535},
     "deception.max_sessions": {"min": 1, "max": 1024},
+    "firmware.max_upload_mb": {"min": 1, "max": 1024},
 }
 
 

@@ -16,6 +16,7 @@ from agent.api import capture as capture_routes
 from agent.api import deception as deception_routes
 from agent.api import detection as detection_routes
 from agent.api import events as event_routes
+from agent.api import firmware as firmware_routes
 from agent.api import platform as platform_routes
 from agent.api.app import Api
 from agent.api.server import Server
@@ -24,6 +25,7 @@ from agent.bus import Bus
 from agent.capture.service import CaptureRequest, CaptureService
 from agent.config import Config
 from agent.errors import AgentError
+from agent.fwservice import FirmwareService
 from agent.health import Health
 from agent.ratelimit import RateLimiter
 from agent.sdnotify import Notifier
@@ -65,12 +67,14 @@ class Agent:
                                       "deception_start": a.rate_deception_start})
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.verifier = Verifier(cfg.verify)
+        self.firmware = FirmwareService(cfg)
         self.api = Api(self)
         for module in (platform_routes, capture_routes, analysis_routes, event_routes, detection_routes,
-                       deception_routes):
+                       deception_routes, firmware_routes):
             module.register(self.api)
         host, port = cfg.listen
-        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024)
+        uploads = max((r.max_body or 0) for r in self.api.routes)
+        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024, max_upload=uploads)
         self.notifier = Notifier()
         self.admin_key_path = None
 

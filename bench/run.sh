@@ -11,6 +11,7 @@
 #  2. memory   `capbox analyze --json` on a capture with 1M flows.  Offline
 #              there is no idle timeout, so all 1M flows are in the table at
 #              the end: this is the peak RSS of 1M concurrent flows.
+#  2b. fpga    bench/fpga.sh: the fpga backend via fpga-sim next to pcapfile on large.pcap
 #  3. live     (root only) tcpreplay sends small.pcap at a fixed rate into a
 #              veth pair inside a private network namespace; capbox (afpacket
 #              and pcap backends) and tcpdump capture the other end in turn.
@@ -33,7 +34,7 @@
 #   LIVE_PACKETS=3000000  packets sent per live trial (small.pcap looped)
 #   LIVE_TRIALS=3      trials per capturer at LIVE_PPS, unpinned
 #   PIN_RATES="300000 topspeed"  rates of the pinned trials (one trial each)
-#   SKIP_MEMORY=1 SKIP_LIVE=1 SKIP_API=1   leave a section out
+#   SKIP_MEMORY=1 SKIP_FPGA=1 SKIP_LIVE=1 SKIP_API=1   leave a section out
 #   WAIT_IDLE=120      wait up to this many seconds for other load to go away first
 #   KEEP_1M=1          keep the 1M-flow capture (1.2 GB) even when disk is tight
 #   REPORT_ONLY=$DATA/results-<UTC>  only rewrite RESULTS.md from that run's files
@@ -639,6 +640,8 @@ elif live:
     w("")
 
 # targets -----------------------------------------------------------------------
+if os.path.exists(os.path.join(out, "fpga.md")):   # bench/fpga.sh's section
+    L += open(os.path.join(out, "fpga.md")).read().rstrip("\n").split("\n") + [""]
 w("## Targets")
 w("")
 cb, sf, td, wn = by.get("capbox"), by.get("softflowd"), by.get("tcpdump"), by.get("windows")
@@ -734,6 +737,7 @@ main() {
   wait_idle
   load_mark; offline; load_note offline
   if [ -z "${SKIP_MEMORY:-}" ]; then load_mark; memory; load_note memory; fi
+  if [ -z "${SKIP_FPGA:-}" ]; then load_mark; DATA=$DATA OUT=$OUT bash "$REPO/bench/fpga.sh"; load_note fpga; fi
   printf 'core_mid\t%s\n' "$(core_id)" >> "$OUT/meta.tsv"
   wait_idle   # the live section is long: another chance to start on a quiet machine
   load_mark; live; [ -e "$OUT/live-skipped" ] || load_note live

@@ -20,7 +20,7 @@ from hwdrivers.errors import CaptureError, ErrorCode, check
 _CAPS = {
     "file": lib.HW_CAP_FILE, "live": lib.HW_CAP_LIVE, "bpf": lib.HW_CAP_BPF,
     "promisc": lib.HW_CAP_PROMISC, "fanout": lib.HW_CAP_FANOUT, "pace": lib.HW_CAP_PACE,
-    "buffer": lib.HW_CAP_BUFFER, "hwtstamp": lib.HW_CAP_HWTSTAMP,
+    "buffer": lib.HW_CAP_BUFFER, "hwtstamp": lib.HW_CAP_HWTSTAMP, "flowoffload": lib.HW_CAP_FLOWOFFLOAD,
 }
 FANOUT_MODES = {"hash": 0, "lb": 1, "cpu": 2, "rollover": 3, "rnd": 4, "qm": 5}
 
@@ -274,6 +274,21 @@ class Session:
             buf = ffi.new("struct hw_host[]", max(limit, 1))
             n = lib.hw_hosts_top(s, buf, limit)
             return [_flows.host_from_cdata(buf[i]) for i in range(n)]
+
+    def offload_flows(self) -> list:
+        """Conversations the hardware metered (backend fpga: the card's flow
+        cache); CaptureError(UNSUPPORTED) on a backend without one."""
+        from hwdrivers import fpga
+        with self._use() as s:
+            buf = ffi.new("struct hw_offload_flow[]", 1 << 16)
+            while True:
+                n = lib.hw_session_offload_flows(s, buf, len(buf))
+                if n == lib.HW_E_UNSUPPORTED:
+                    raise CaptureError(ErrorCode.UNSUPPORTED,
+                                       f"backend {self.config.backend} meters no flows in hardware")
+                if n < len(buf):
+                    return [fpga.offload_flow_from_cdata(buf[i]) for i in range(n)]
+                buf = ffi.new("struct hw_offload_flow[]", 2 * len(buf))
 
     def close(self) -> None:
         with self._cond:

@@ -1,4 +1,6 @@
-"""Shared fixtures: the real captures of ../shared/pcaps and small helpers."""
+"""Shared fixtures: the real captures of ../shared/pcaps, fpga-sim, and small helpers."""
+import itertools
+import os
 import pathlib
 import shutil
 
@@ -30,3 +32,21 @@ def tshark():
 def veth(request):
     """A fresh network namespace with a veth pair (tests/netns.py)."""
     return make_veth(request)
+
+
+_cards = itertools.count()
+CARD_TARGET = "capbox-fpga1"
+
+
+def card_path() -> str:
+    """A fresh device path for an fpga-sim card of this test process."""
+    return f"/dev/shm/capbox-test-{os.getpid()}-{next(_cards)}"
+
+
+@pytest.fixture
+def card():
+    """fpga-sim fed from a small capture, in this process, no firmware yet: its device path."""
+    from hwdrivers.fpgasim import Simulator
+    with Simulator(pcap("zeek__wikipedia.pcap"), device=card_path(), target=CARD_TARGET, desc_count=1024,
+                   data_mb=1, flow_entries=1024) as sim:
+        yield sim.device

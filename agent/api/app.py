@@ -39,6 +39,7 @@ class RouteInfo:
     body: dict
     tag: str
     deprecated: Optional[str] = None
+    max_body: Optional[int] = None   # bytes; None: api.max_body_kb
 
 
 def json_default(o):
@@ -121,12 +122,12 @@ class Api:
 
     def route(self, method: str, path: str, summary: str, access: str = READ, rate: str = "",
               query: Optional[dict] = None, body: Optional[dict] = None, tag: str = "",
-              deprecated: Optional[str] = None):
+              deprecated: Optional[str] = None, max_body: Optional[int] = None):
         """Declare a route: fn(**query, **body, **url_args) returns a JSON-able
         value (or a (status, value) pair, or a bottle.HTTPResponse)."""
         rate = rate or ("get" if method == "GET" else "write")
         info = RouteInfo(method, path, summary, access, rate, query or {}, body or {},
-                         tag or path.split("/")[2], deprecated)
+                         tag or path.split("/")[2], deprecated, max_body)
         self.routes.append(info)
 
         def decorate(fn: Callable):
@@ -149,7 +150,7 @@ class Api:
             if info.query:
                 kwargs.update(validate.parse(dict(req.query.decode()), info.query, from_text=True, strict=False))
             if info.body:
-                kwargs.update(validate.parse(self._json_body(), info.body))
+                kwargs.update(validate.parse(self._json_body(info.max_body or self.max_body), info.body))
             result = fn(**kwargs)
             if isinstance(result, bottle.HTTPResponse):
                 return result
@@ -194,18 +195,18 @@ class Api:
                               "retry_after_seconds": verdict.retry_after})
         return key
 
-    def _json_body(self) -> dict:
+    def _json_body(self, max_body: int) -> dict:
         req = bottle.request
         length = req.content_length
-        if length > self.max_body:
-            raise AgentError("PAYLOAD_TOO_LARGE", f"the body is larger than {self.max_body} bytes",
-                             {"max_bytes": self.max_body})
+        if length > max_body:
+            raise AgentError("PAYLOAD_TOO_LARGE", f"the body is larger than {max_body} bytes",
+                             {"max_bytes": max_body})
         ctype = (req.content_type or "").split(";")[0].strip().lower()
         if "chunked" in req.environ.get("HTTP_TRANSFER_ENCODING", "").lower():
-            raw = req.body.read(self.max_body + 1)
-            if len(raw) > self.max_body:
-                raise AgentError("PAYLOAD_TOO_LARGE", f"the body is larger than {self.max_body} bytes",
-                                 {"max_bytes": self.max_body})
+            raw = req.body.read(max_body + 1)
+            if len(raw) > max_body:
+                raise AgentError("PAYLOAD_TOO_LARGE", f"the body is larger than {max_body} bytes",
+                                 {"max_bytes": max_body})
         else:
             raw = req.environ["wsgi.input"].read(length) if length > 0 else b""
         if not raw.strip():

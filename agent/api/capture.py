@@ -7,7 +7,8 @@ from agent.errors import validation
 START = {
     "interface": Field(str, "", doc="interface to capture on"),
     "file": Field(str, "", doc="capture file (in a capture directory), or 'demo'"),
-    "backend": Field(str, "", choices=("", "pcapfile", "pcap", "afpacket")),
+    "backend": Field(str, "", choices=("", "pcapfile", "pcap", "afpacket", "fpga"),
+                     doc="fpga: the capture card; interface is its device path (default firmware.device)"),
     "buffer_size_mb": Field(int, 64, 1, 4096, doc="capture ring / buffer size"),
     "snaplen": Field(int, 65535, 64, 262144),
     "bpf": Field(str, "", doc="BPF filter expression", aliases=("filter",)),

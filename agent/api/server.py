@@ -13,13 +13,15 @@ logging.getLogger("waitress").setLevel(logging.ERROR)  # it logs every queued ta
 
 
 class Server:
-    def __init__(self, app, host: str, port: int, threads: int, max_body: int, connection_limit: int = 1000):
+    def __init__(self, app, host: str, port: int, threads: int, max_body: int, connection_limit: int = 1000,
+                 max_upload: int = 0):
         # waitress reads a body before the app sees it: the app answers 413 with
-        # the envelope above max_body; far larger bodies waitress cuts off itself
+        # the envelope above max_body (max_upload: routes that take files); far
+        # larger bodies waitress cuts off itself
         self.server = waitress.create_server(
             app, host=host, port=port, threads=threads, connection_limit=connection_limit,
             channel_timeout=120, ident="capbox", expose_tracebacks=False, clear_untrusted_proxy_headers=True,
-            max_request_body_size=max(64 * max_body, 64 << 20))
+            max_request_body_size=max(64 * max_body, 64 << 20, max_upload))
         self.host, self.port = self.server.effective_host, int(self.server.effective_port)
         self.ready = False
 

@@ -17,6 +17,7 @@ class Field:
     choices: Optional[tuple] = None
     doc: str = ""
     aliases: tuple = ()              # other names accepted for it (the seeds' names)
+    max_len: int = 4096              # strings: the longest accepted
 
     @property
     def required(self) -> bool:
@@ -44,7 +45,7 @@ def _convert(name: str, f: Field, value: Any, from_text: bool) -> Any:
     if f.choices is not None and value not in f.choices:
         raise validation(f"{name} must be one of {', '.join(map(str, f.choices))}", field=name,
                          choices=list(f.choices))
-    if kind is str and len(value) > 4096:
+    if kind is str and len(value) > f.max_len:
         raise validation(f"{name} is too long", field=name)
     return value
 

@@ -113,6 +113,12 @@ class CaptureService:
     def _resolve(self, req: CaptureRequest) -> tuple:
         """(backend, source path or interface) for a request, or AgentError."""
         source = req.source.strip()
+        if req.backend == "fpga":   # the card, by its device path: the configured one only
+            device = self.cfg.firmware.device
+            if source and source != device:
+                raise AgentError("FORBIDDEN", f"{source!r} is not this box's capture card ({device})",
+                                 {"field": "interface", "device": device})
+            return "fpga", device
         if not source:
             raise validation("give an interface or a file", field="interface")
         if source == "demo":
@@ -415,6 +421,8 @@ def _capture_error(e: CaptureError) -> AgentError:
     if code in (ErrorCode.ARG, ErrorCode.FILTER, ErrorCode.FORMAT, ErrorCode.TRUNCATED, ErrorCode.NODEV):
         field = {ErrorCode.FILTER: "bpf", ErrorCode.NODEV: "interface"}.get(code, "file")
         return validation(e.message, field=field, capture_error=code.name)
+    if code == ErrorCode.STATE:   # e.g. the card runs no firmware yet, or is in use
+        return AgentError("CONFLICT", e.message, {"capture_error": code.name})
     if code in (ErrorCode.PERM, ErrorCode.UNSUPPORTED):
         return AgentError("BACKEND_UNAVAILABLE", e.message, {"capture_error": code.name})
     if code == ErrorCode.OPEN:

@@ -30,6 +30,7 @@
 #define HW_CAP_PACE 32       /* replay at the recorded pace, loop */
 #define HW_CAP_BUFFER 64     /* buffer_size_mb is honoured */
 #define HW_CAP_HWTSTAMP 128  /* hardware timestamps */
+#define HW_CAP_FLOWOFFLOAD 256 /* flows metered by the hardware (hw_session_offload_flows) */
 
 /* What hw_session_run stopped for. */
 #define HW_RUN_BUDGET 1      /* processed max_packets */

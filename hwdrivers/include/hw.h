@@ -3,6 +3,7 @@
 #ifndef HW_H
 #define HW_H
 
+#include <pcap/pcap.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -13,6 +14,7 @@
 #include "../cdef/events.h"
 #include "../cdef/windows.h"
 #include "../cdef/tokens.h"
+#include "../cdef/fpga.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -61,11 +63,14 @@ struct hw_backend_ops {
     void (*stats)(void *state, struct hw_counters *c);
     int (*set_filter)(void *state, const char *bpf, char *errbuf);
     void (*close)(void *state);
+    /* Optional: flows metered by the hardware (HW_CAP_FLOWOFFLOAD). */
+    int (*offload_flows)(void *state, struct hw_offload_flow *out, int max);
 };
 
 extern const struct hw_backend_ops hw_pcapfile_ops;
 extern const struct hw_backend_ops hw_pcap_ops;
 extern const struct hw_backend_ops hw_afpacket_ops;
+extern const struct hw_backend_ops hw_fpga_ops;
 
 /* What the parser learned of one packet.  Pointers point into the packet and
  * every length is already bounded by the captured length. */
@@ -184,6 +189,14 @@ int hwint_tokens_find(const struct hw_tokens *t, const uint8_t *p, uint32_t n);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);
+struct hw_ufilter {
+    struct bpf_program prog;
+    int on;
+};
+/* Replace the filter ("" or NULL: none); the old one stays on a bad expression. */
+int hwint_ufilter_set(struct hw_ufilter *f, int linktype, const char *bpf, char *errbuf);
+int hwint_ufilter_pass(const struct hw_ufilter *f, const struct hw_pkt *p); /* 1 when it passes (or no filter) */
+void hwint_ufilter_free(struct hw_ufilter *f);
 
 uint64_t hwint_mono_ns(void);
 uint64_t hwint_wall_ns(void);

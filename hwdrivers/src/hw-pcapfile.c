@@ -41,8 +41,7 @@ struct pf {
     struct pcap_pkthdr *cur_hdr;
     const u_char *cur_data;
     /* filter */
-    struct bpf_program prog;
-    int filtering;
+    struct hw_ufilter filter;
     /* replay */
     double pace;
     int loop;
@@ -136,7 +135,7 @@ static void pf_close(void *st)
     if (f->win) munmap((void *)f->win, f->win_len);
     if (f->fd >= 0) close(f->fd);
     if (f->pc) pcap_close(f->pc);
-    if (f->filtering) pcap_freecode(&f->prog);
+    hwint_ufilter_free(&f->filter);
     free(f->arena);
     free(f->path);
     free(f);
@@ -145,15 +144,7 @@ static void pf_close(void *st)
 static int pf_set_filter(void *st, const char *bpf, char *errbuf)
 {
     struct pf *f = st;
-    struct bpf_program prog;
-    if (bpf && *bpf) {
-        int rc = hwint_bpf_compile(f->linktype, HW_MAX_CAPLEN, bpf, &prog, errbuf);
-        if (rc) return rc;
-    }
-    if (f->filtering) pcap_freecode(&f->prog);
-    f->filtering = bpf && *bpf;
-    if (f->filtering) f->prog = prog;
-    return HW_OK;
+    return hwint_ufilter_set(&f->filter, f->linktype, bpf, errbuf);
 }
 
 static int pf_open(const struct hw_config *cfg, void **out, int *linktype, char *errbuf)
@@ -344,13 +335,10 @@ static int pf_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
             if (!due(f, p.ts_ns, b->n == 0, timeout_ms)) break;
             f->prev_ts = p.ts_ns;
         }
-        if (f->filtering) {
-            struct pcap_pkthdr h = {{0, 0}, p.caplen, p.wirelen};
-            if (!pcap_offline_filter(&f->prog, &h, p.data)) {
-                consume(f);
-                f->filtered++;
-                continue;
-            }
+        if (!hwint_ufilter_pass(&f->filter, &p)) {
+            consume(f);
+            f->filtered++;
+            continue;
         }
         if (f->arena) { /* libpcap reuses its buffer on the next read */
             memcpy(f->arena + f->arena_used, p.data, p.caplen);

@@ -26,6 +26,7 @@ static const struct hw_backend_ops *const backends[] = {
     &hw_pcapfile_ops,
     &hw_pcap_ops,
     &hw_afpacket_ops,
+    &hw_fpga_ops,
     NULL,
 };
 
@@ -87,6 +88,32 @@ int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *pr
         rc = hwint_err(errbuf, HW_E_FILTER, "bad filter \"%s\": %s", expr, pcap_geterr(p));
     pcap_close(p);
     return rc;
+}
+
+int hwint_ufilter_set(struct hw_ufilter *f, int linktype, const char *bpf, char *errbuf)
+{
+    struct bpf_program prog;
+    if (bpf && *bpf) {
+        int rc = hwint_bpf_compile(linktype, HW_MAX_CAPLEN, bpf, &prog, errbuf);
+        if (rc) return rc;
+    }
+    hwint_ufilter_free(f);
+    f->on = bpf && *bpf;
+    if (f->on) f->prog = prog;
+    return HW_OK;
+}
+
+int hwint_ufilter_pass(const struct hw_ufilter *f, const struct hw_pkt *p)
+{
+    if (!f->on) return 1;
+    struct pcap_pkthdr h = {{0, 0}, p->caplen, p->wirelen};
+    return pcap_offline_filter(&f->prog, &h, p->data) != 0;
+}
+
+void hwint_ufilter_free(struct hw_ufilter *f)
+{
+    if (f->on) pcap_freecode(&f->prog);
+    f->on = 0;
 }
 
 /* ---- backends ---------------------------------------------------------- */
@@ -623,3 +650,9 @@ static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http"
                                                      "token"};
 
 const char *hw_event_name(int k) { return k >= 0 && k < HW_EV_COUNT ? event_names[k] : NULL; }
+
+int hw_session_offload_flows(struct hw_session *s, struct hw_offload_flow *out, int max)
+{
+    if (!s->ops->offload_flows) return HW_E_UNSUPPORTED;
+    return s->ops->offload_flows(s->bstate, out, max);
+}

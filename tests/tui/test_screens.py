@@ -107,3 +107,16 @@ async def test_an_unreachable_agent_is_a_notification_not_a_crash():
         await pilot.press("f", "a", "y", "o")
         await settle(pilot)
         assert any("unreachable" in n.message for n in app._notifications)
+
+
+def test_firmware_line_reads_v1_firmware():
+    from tui.screens.system import firmware_line
+    assert firmware_line(None) == "no card or firmware service here"
+    fw = {"card": {"present": False, "device": "/dev/shm/capbox-fpga0"}, "target": "capbox-fpga1",
+          "rollback_floor": {}}
+    assert firmware_line(fw) == "no card at /dev/shm/capbox-fpga0 (target capbox-fpga1), rollback floor none"
+    fw = {"card": {"present": True, "device": "/dev/shm/x", "target": "capbox-fpga1", "firmware_state": "running",
+                   "firmware_version": "2.0.0", "last_load_error": "crc", "link_up": True},
+          "target": "capbox-fpga1", "rollback_floor": {"capbox-fpga1": 5}}
+    assert firmware_line(fw) == ("card capbox-fpga1 at /dev/shm/x: running 2.0.0 (load refused: crc), "
+                                 "rollback floor capbox-fpga1 5, link up")

@@ -82,8 +82,9 @@ class Overview(DataScreen):
             lines.append(f"anomalies {an['total']} ({high} high)")
         th = d["threats"]
         lines.append(f"threats {th['total']}" if th and "total" in th else "threats: -")
-        fw = d["firmware"]
-        lines.append(f"firmware {fw.get('card', {}).get('version') or '-'}" if fw else "firmware: -")
+        card = (d["firmware"] or {}).get("card") or {}
+        lines.append(f"firmware {card['firmware_version'] or card['firmware_state']}" if card.get("present")
+                     else "firmware: -")
         self.query_one("#counters", Static).update("   ".join(lines))
         comps = h.get("components", {})
         self.query_one("#components", Static).update(

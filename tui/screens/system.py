@@ -43,10 +43,20 @@ class System(DataScreen):
             detail = ", ".join(f"{k} {v}" for k, v in c.items() if k not in skip and not isinstance(v, (dict, list)))
             table.add_row(name, c["status"] + (f" ({c['error']})" if c.get("error") else ""),
                           "yes" if c["critical"] else "no", detail[:80])
-        fw = d["firmware"]
-        self.query_one("#firmware", Static).update(
-            "firmware: " + (", ".join(f"{k} {v}" for k, v in fw.items() if not isinstance(v, (dict, list))) if fw
-                            else "no card or firmware service here"))
+        self.query_one("#firmware", Static).update("firmware: " + firmware_line(d["firmware"]))
         self.query_one("#log-caption", Static).update(f"log ({self.level or 'all levels'}; l to change)")
         self.query_one("#log", Static).update("\n".join(
             f"{e['level'][:4]:<4} {e['logger'].rsplit('.', 1)[-1]}: {e['message']}" for e in d["logs"]["logs"]))
+
+
+def firmware_line(fw) -> str:
+    """/v1/firmware in one line: the card, what runs on it, the rollback floor."""
+    if not fw:
+        return "no card or firmware service here"
+    card = fw["card"]
+    floor = ", ".join(f"{t} {n}" for t, n in fw["rollback_floor"].items()) or "none"
+    if not card["present"]:
+        return f"no card at {card['device']} (target {fw['target']}), rollback floor {floor}"
+    return (f"card {card['target']} at {card['device']}: {card['firmware_state']} {card['firmware_version']}"
+            f"{' (load refused: ' + card['last_load_error'] + ')' if card['last_load_error'] else ''}, "
+            f"rollback floor {floor}, link {'up' if card['link_up'] else 'down'}")
