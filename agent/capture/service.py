@@ -176,11 +176,12 @@ class CaptureService:
             for name, target in (("capture", self._capture_loop), ("dispatcher", self._dispatch_loop)):
                 t = threading.Thread(target=self._guard, args=(run, target), name=f"{name}-{run_id}", daemon=True)
                 run.threads.append(t)
+            log.info("capture %d started: %s on %s%s", run_id, backend, path, f" filter {req.bpf!r}" if req.bpf else "")
+            # said before the threads run: a consumer sees the start before the run's first window or flow
+            self.bus.publish("capture:state", "capture_started", self._describe(run), source="capture")
             for t in run.threads:
                 t.start()
             self.component.beat("running")
-            log.info("capture %d started: %s on %s%s", run_id, backend, path, f" filter {req.bpf!r}" if req.bpf else "")
-            self.bus.publish("capture:state", "capture_started", self._describe(run), source="capture")
             return self.status()
 
     def set_tokens(self, tokens: list) -> None:
