@@ -490,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from agent import fwcli
     fwcli.add_parsers(sub)
+    from agent.update import cli as updatecli
+    updatecli.add_parsers(sub)
     return p
 
 

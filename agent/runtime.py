@@ -18,6 +18,7 @@ from agent.api import detection as detection_routes
 from agent.api import events as event_routes
 from agent.api import firmware as firmware_routes
 from agent.api import platform as platform_routes
+from agent.api import system as system_routes
 from agent.api.app import Api
 from agent.api.server import Server
 from agent.auth import KeyStore
@@ -33,6 +34,7 @@ from agent.analysis.service import AnalysisService
 from agent.deception.service import DeceptionService
 from agent.detectors.service import SERVICES as DETECTOR_SERVICES
 from agent.threats import ThreatService
+from agent.update.service import UpdateService
 from agent.verify.verifier import Verifier
 from agent.services import start_services
 from agent.stats import system
@@ -68,9 +70,10 @@ class Agent:
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.verifier = Verifier(cfg.verify)
         self.firmware = FirmwareService(cfg)
+        self.update = UpdateService(cfg)
         self.api = Api(self)
         for module in (platform_routes, capture_routes, analysis_routes, event_routes, detection_routes,
-                       deception_routes, firmware_routes):
+                       deception_routes, firmware_routes, system_routes):
             module.register(self.api)
         host, port = cfg.listen
         uploads = max((r.max_body or 0) for r in self.api.routes)

@@ -73,18 +73,24 @@ def check_target(target: str) -> str:
 
 def build(payload: bytes, target: str, version: str, rollback: int, build_time: Optional[int] = None) -> bytes:
     """A complete image (header and payload)."""
+    return build_header(len(payload), hashlib.sha256(payload).digest(), target, version, rollback,
+                        build_time) + payload
+
+
+def build_header(payload_len: int, payload_sha256: bytes, target: str, version: str, rollback: int,
+                 build_time: Optional[int] = None) -> bytes:
+    """The header of an image whose payload is written separately (update bundles, streamed)."""
     check_target(target)
     ver = parse_version(version)
     if not 0 <= rollback <= 0xFFFFFFFF:
         raise FirmwareError(f"rollback index {rollback} out of range 0..4294967295")
-    if len(payload) > PAYLOAD_MAX:
-        raise FirmwareError(f"payload of {len(payload)} bytes is larger than {PAYLOAD_MAX}")
-    if not payload:
+    if payload_len > PAYLOAD_MAX:
+        raise FirmwareError(f"payload of {payload_len} bytes is larger than {PAYLOAD_MAX}")
+    if not payload_len:
         raise FirmwareError("the payload is empty")
     when = int(time.time()) if build_time is None else build_time
-    header = HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_LEN, target.encode().ljust(TARGET_MAX, b"\0"),
-                         *ver, 0, rollback, 0, when, len(payload), hashlib.sha256(payload).digest(), bytes(24))
-    return header + payload
+    return HEADER.pack(MAGIC, FORMAT_VERSION, HEADER_LEN, target.encode().ljust(TARGET_MAX, b"\0"),
+                       *ver, 0, rollback, 0, when, payload_len, payload_sha256, bytes(24))
 
 
 def parse_header(data: bytes) -> Header:
@@ -120,13 +126,18 @@ def parse_header(data: bytes) -> Header:
 def split(data: bytes) -> tuple:
     """(header, payload) of a whole image; the file must end where the payload does."""
     header = parse_header(data)
-    have = len(data) - HEADER_LEN
+    check_length(header, len(data))
+    return header, data[HEADER_LEN:]
+
+
+def check_length(header: Header, file_len: int) -> None:
+    """The file (of file_len bytes) must end where the header says the payload does."""
+    have = file_len - HEADER_LEN
     if have < header.payload_len:
         raise FirmwareError(f"the file ends inside the payload ({have} of {header.payload_len} bytes)",
                             Reason.TRUNCATED)
     if have > header.payload_len:
         raise FirmwareError(f"{have - header.payload_len} bytes follow the payload", Reason.MALFORMED)
-    return header, data[HEADER_LEN:]
 
 
 def payload_matches(header: Header, payload: bytes) -> bool:

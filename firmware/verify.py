@@ -9,7 +9,8 @@ now-authentic header says: the hardware target and the rollback index.
 Nothing here writes anything; callers act only on a verdict whose `ok` is set."""
 import dataclasses
 import hashlib
-from typing import Optional
+import os
+from typing import BinaryIO, Optional
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -42,11 +43,13 @@ class Verdict:
                 "image_sha256": self.image_sha256, "rollback_override": self.rollback_override}
 
 
-def check_signature(data: bytes, sig: minisign.Signature, key: minisign.PublicKey) -> Optional[str]:
-    """None when `sig` by `key` holds for `data` and for its trusted comment, else why not."""
+def check_signature(data: Optional[bytes], sig: minisign.Signature, key: minisign.PublicKey,
+                    digest: Optional[bytes] = None) -> Optional[str]:
+    """None when `sig` by `key` holds for `data` and for its trusted comment, else why not.
+    `digest`: the file's BLAKE2b-512 when it was hashed as it was read (data may then be None)."""
     pub = Ed25519PublicKey.from_public_bytes(key.key)
     try:
-        pub.verify(sig.signature, minisign.prehash(data) if sig.prehashed else data)
+        pub.verify(sig.signature, (digest or minisign.prehash(data)) if sig.prehashed else data)
     except InvalidSignature:
         return f"the signature by key {key.id_hex} does not verify"
     try:
@@ -73,6 +76,53 @@ def verify(data: bytes, signature, keys: Keyring, target: Optional[str] = None,
     facts["header"] = header
     if not image.payload_matches(header, payload):
         return refuse(Reason.HASH_MISMATCH, "the payload does not match the SHA-256 in the header")
+    return _signed(facts, signature, keys, target, min_rollback, allow_rollback,
+                   lambda sig, key: check_signature(data, sig, key))
+
+
+def verify_file(f: BinaryIO, signature, keys: Keyring, target: Optional[str] = None,
+                min_rollback: int = 0, allow_rollback: bool = False, chunk: int = 1 << 20) -> Verdict:
+    """verify() of an image in an open file, read once in chunks and never held
+    whole (update bundles: hundreds of MB on a box with little memory).  The same
+    checks in the same order; only prehashed signatures (minisign's default) can
+    be checked this way: a legacy one is a bad_signature here."""
+    f.seek(0, os.SEEK_END)
+    size = f.tell()
+    f.seek(0)
+    head = f.read(image.HEADER_LEN)
+    whole, blake = hashlib.sha256(head), hashlib.blake2b(head, digest_size=64)
+    try:
+        header = image.parse_header(head)
+        image.check_length(header, size)
+    except FirmwareError as e:
+        for block in iter(lambda: f.read(chunk), b""):
+            whole.update(block)
+        return Verdict(e.reason or Reason.MALFORMED, e.message, image_sha256=whole.hexdigest())
+    payload = hashlib.sha256()
+    for block in iter(lambda: f.read(chunk), b""):
+        whole.update(block)
+        blake.update(block)
+        payload.update(block)
+    facts: dict = {"image_sha256": whole.hexdigest(), "header": header}
+    if payload.digest() != header.sha256:
+        return Verdict(Reason.HASH_MISMATCH, "the payload does not match the SHA-256 in the header", **facts)
+
+    def check(sig, key):
+        if not sig.prehashed:
+            return ("a legacy (Ed) signature is over the whole file in memory, which a streamed image never is: "
+                    "sign it prehashed (minisign's default)")
+        return check_signature(None, sig, key, digest=blake.digest())
+    return _signed(facts, signature, keys, target, min_rollback, allow_rollback, check)
+
+
+def _signed(facts: dict, signature, keys: Keyring, target: Optional[str], min_rollback: int,
+            allow_rollback: bool, check) -> Verdict:
+    """The checks after the image's own (signature form, key, signature, target,
+    rollback); `check(sig, key)` says why the signature fails, or None."""
+    header = facts["header"]
+
+    def refuse(reason: Reason, message: str) -> Verdict:
+        return Verdict(reason, message, **facts)
     try:
         sig = minisign.parse_signature(signature)
     except FirmwareError as e:
@@ -83,7 +133,7 @@ def verify(data: bytes, signature, keys: Keyring, target: Optional[str] = None,
     if key is None:
         return refuse(Reason.UNKNOWN_KEY, f"signed by key {facts['key_id']}, which is not trusted here"
                       + (f" ({len(keys)} trusted in {keys.source})" if keys.source else ""))
-    failure = check_signature(data, sig, key)
+    failure = check(sig, key)
     if failure:
         return refuse(Reason.BAD_SIGNATURE, failure)
     facts["trusted_comment"] = sig.trusted_comment

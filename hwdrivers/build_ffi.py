@@ -20,14 +20,16 @@ def cdef_text() -> str:
     return "\n".join((HERE / "cdef" / name).read_text() for name in CDEF_FILES)
 
 
-def make_builder(extra_cflags=()) -> cffi.FFI:
+def make_builder(extra_cflags=(), root: str = "") -> cffi.FFI:
+    """root "": paths relative to the project root, as setuptools wants them (a
+    wheel build); compile() changes directory, so `make build` gives the root."""
     builder = cffi.FFI()
     builder.cdef(cdef_text())
     builder.set_source(
         "hwdrivers._hw",
         '#include "hw.h"',
-        sources=[str(HERE / "src" / s) for s in SOURCES],
-        include_dirs=[str(HERE / "include")],
+        sources=[os.path.join(root, "hwdrivers", "src", s) for s in SOURCES],
+        include_dirs=[os.path.join(root, "hwdrivers", "include")],
         libraries=["pcap", "m"],
         extra_compile_args=CFLAGS + list(extra_cflags),
         extra_link_args=["-flto", "-O2"],
@@ -41,6 +43,7 @@ if __name__ == "__main__":
     os.chdir(HERE.parent)
     build_dir = HERE.parent / "build" / "cffi"
     build_dir.mkdir(parents=True, exist_ok=True)
+    ffibuilder = make_builder(os.environ.get("CAPBOX_CFLAGS", "").split(), str(HERE.parent))
     ffibuilder.compile(tmpdir=str(build_dir), target=None, verbose="-v" in sys.argv)
     # compile() leaves the extension under build_dir/hwdrivers/: move it beside the package
     for so in (build_dir / "hwdrivers").glob("_hw*.so"):

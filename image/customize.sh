@@ -1,0 +1,26 @@
+#!/bin/bash
+# customize.sh ROOTFS SRC: mmdebstrap's last step: the agent from the wheels in
+# ROOTFS/tmp/wheels (offline: PyPI is the host's business), units, masks, and
+# what a read-only root needs.
+set -euo pipefail
+R=$1 SRC=$2
+in_root() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$R" "$@"; }
+
+in_root python3 -m venv /opt/capbox
+in_root /opt/capbox/bin/pip install -q --no-index --find-links /tmp/wheels capbox
+rm -rf "$R/tmp/wheels"
+ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
+
+systemctl --root="$R" enable -q systemd-networkd.service capbox.service capbox-console.service capbox-tui.service \
+    capbox-update-guard.service
+# ttyS0 belongs to the capbox console, tty1 to the TUI; nothing prompts or runs apt on a box
+systemctl --root="$R" mask -q serial-getty@.service getty@tty1.service systemd-firstboot.service \
+    apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service
+
+# read-only root: machine-id is bound from /data at boot (initramfs), mount points exist
+: > "$R/etc/machine-id"
+rm -f "$R/var/lib/dbus/machine-id"
+mkdir -p "$R/var/lib/dbus" && ln -sf /etc/machine-id "$R/var/lib/dbus/machine-id"
+mkdir -p "$R/data" "$R/etc/capbox" "$R/usr/lib/capbox" "$R/var/lib/capbox"
+mkdir -p "$R/usr/share/doc/capbox"
+cp "$SRC/docs/IMAGE.md" "$R/usr/share/doc/capbox/" 2>/dev/null || true
