@@ -14,7 +14,7 @@ APT_BENCH := softflowd nfdump time
 CORE := $(wildcard hwdrivers/src/*.c hwdrivers/include/*.h hwdrivers/cdef/*.h) hwdrivers/build_ffi.py
 PYTEST_ARGS ?=
 
-.PHONY: all build run test bench clean distclean help
+.PHONY: all build run test bench image image-test clean distclean help
 
 all: build
 
@@ -23,6 +23,8 @@ help:
 	@echo "make test    install what is missing, build, run the test suite"
 	@echo "make bench   benchmark against tcpdump and softflowd (bench/RESULTS.md)"
 	@echo "make build   build the C core in place"
+	@echo "make image   the disk image (build/image/out: disk.img, .zst, .bmap, SHA256SUMS, lock, bundle)"
+	@echo "make image-test  boot it under qemu: health, console, capture, signed update, fallback"
 	@echo "make clean   remove build output (distclean: the venv too)"
 
 # apt packages, installed only when missing ------------------------------------
@@ -74,8 +76,27 @@ test: build $(STAMPS)/apt-test
 bench: build $(STAMPS)/apt-test $(STAMPS)/apt-bench
 	bash bench/run.sh
 
+# the disk image (docs/IMAGE.md) -------------------------------------------------------
+APT_IMAGE := mmdebstrap e2fsprogs dosfstools mtools fdisk binutils systemd-boot-efi squashfs-tools bc zstd \
+	bmap-tools qemu-system-x86 qemu-utils ovmf
+IMAGE_OUT ?= build/image
+
+$(STAMPS)/apt-image: Makefile
+	@mkdir -p $(STAMPS)
+	$(call apt_install,$(APT_IMAGE))
+	@touch $@
+
+image: build $(STAMPS)/apt-image
+	$(SUDO) env PY=$(abspath $(PY)) CAPBOX=$(abspath $(VENV)/bin/capbox) IMAGE_OUT=$(abspath $(IMAGE_OUT)) \
+	  bash image/build.sh
+
+image-test: image $(STAMPS)/apt-test
+	@mkdir -p $(IMAGE_OUT)/test
+	$(SUDO) $(PY) -m pytest -m image -p no:cacheprovider --timeout=3600 -v tests/image $(PYTEST_ARGS) 2>&1 \
+	  | tee $(IMAGE_OUT)/test/image-test.log; rc=$${PIPESTATUS[0]}; $(PY) -m tests.image.report; exit $$rc
+
 clean:
-	rm -rf build dist *.egg-info hwdrivers/_hw*.so $(STAMPS)/build
+	rm -rf build/lib* build/temp* build/bdist* build/cffi dist *.egg-info hwdrivers/_hw*.so $(STAMPS)/build
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean

@@ -50,6 +50,10 @@ stage() {  # stage NAME: the time of the previous stage goes to timings.tsv
 BUILD_ID=$(date -u +%Y%m%dT%H%M%SZ)-$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo nogit)
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$SRC" log -1 --format=%ct 2>/dev/null || date +%s)}
 
+# IMAGE_REUSE_ROOTFS=1 (working on the recipe's later stages): keep the last tree
+if [ "${IMAGE_REUSE_ROOTFS:-0}" = 1 ] && [ -d "$WORK/rootfs/opt/capbox" ]; then
+    echo "== wheels, rootfs: reusing $WORK/rootfs"
+else
 # ---- wheels ----------------------------------------------------------------------
 stage wheels
 rm -rf "$WORK/wheels"
@@ -84,8 +88,9 @@ mv "$WORK"/rootfs/boot/vmlinuz-* "$WORK/boot/vmlinuz"
 mv "$WORK"/rootfs/boot/initrd.img-* "$WORK/boot/initrd.img"
 rm -f "$WORK"/rootfs/boot/* "$WORK"/rootfs/vmlinuz* "$WORK"/rootfs/initrd.img*
 chroot "$WORK/rootfs" dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' > "$WORK/dpkg.lock"
-env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin chroot "$WORK/rootfs" /opt/capbox/bin/pip freeze --all > "$WORK/pip.lock"
+mv "$WORK/rootfs/tmp/pip.lock" "$WORK/pip.lock"
 rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/*
+fi
 
 # ---- root slot image -------------------------------------------------------------
 stage slot
@@ -113,7 +118,7 @@ IMAGE_VERSION=$VERSION
 BUILD_ID=$BUILD_ID
 EOF
 # no root=: the initramfs finds the slot from the entry systemd-boot started
-CMDLINE="ro panic=10 net.ifnames=0 console=tty0 console=ttyS1,115200 quiet loglevel=3 systemd.show_status=true"
+CMDLINE="ro panic=10 net.ifnames=0 systemd.gpt_auto=0 console=tty0 console=ttyS1,115200 quiet loglevel=3 systemd.show_status=true"
 "$HERE/mkuki.sh" "$WORK/boot/vmlinuz" "$WORK/boot/initrd.img" "$WORK/os-release" "$CMDLINE" "$WORK/capbox.efi"
 
 # ---- ESP -------------------------------------------------------------------------
@@ -153,7 +158,7 @@ rm -f "$DIST"/credentials/*
 if [ "${IMAGE_ADMIN_KEY:-1}" != 0 ]; then
     # an initial admin key, the same for every box flashed from this image: rotate it
     # (capbox keys create / revoke) once the box is installed
-    token=$("$CAPBOX" keys create --kind sk --name "initial admin (image $BUILD_ID)" --data-dir "$WORK/data/capbox" 2>/dev/null)
+    token=$("$CAPBOX" keys --data-dir "$WORK/data/capbox" create --kind sk --name "initial admin (image $BUILD_ID)")
     (umask 077; echo "$token" > "$WORK/data/capbox/admin.key"; echo "$token" > "$DIST/credentials/admin.key")
 fi
 if "$CAPBOX" console --help >/dev/null 2>&1; then
@@ -162,7 +167,7 @@ if "$CAPBOX" console --help >/dev/null 2>&1; then
 else
     echo "   this capbox has no serial console (capbox console): no console password"
 fi
-mkfs.ext4 -q -F -L capbox-data -U "$(uuidgen)" -E root_owner=0:0 -d "$WORK/data" "$WORK/data.img" ${DATA_MB}M
+mkfs.ext4 -q -F -L capbox-data -U "$(cat /proc/sys/kernel/random/uuid)" -E root_owner=0:0 -d "$WORK/data" "$WORK/data.img" ${DATA_MB}M
 
 # ---- GPT disk --------------------------------------------------------------------
 stage disk
@@ -174,11 +179,11 @@ start_esp=1 start_a=$((1 + ESP_MB)) start_b=$((1 + ESP_MB + ROOT_MB)) start_data
 # per-image UUIDs: two disks flashed from two builds never share a PARTUUID
 sfdisk -q --no-reread --no-tell-kernel "$disk" <<EOF
 label: gpt
-label-id: $(uuidgen)
-start=${start_esp}MiB, size=${ESP_MB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$(uuidgen), name=esp
-start=${start_a}MiB, size=${ROOT_MB}MiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$(uuidgen), name=root-a
-start=${start_b}MiB, size=${ROOT_MB}MiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$(uuidgen), name=root-b
-start=${start_data}MiB, size=${DATA_MB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$(uuidgen), name=data
+label-id: $(cat /proc/sys/kernel/random/uuid)
+start=${start_esp}MiB, size=${ESP_MB}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=$(cat /proc/sys/kernel/random/uuid), name=esp
+start=${start_a}MiB, size=${ROOT_MB}MiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$(cat /proc/sys/kernel/random/uuid), name=root-a
+start=${start_b}MiB, size=${ROOT_MB}MiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, uuid=$(cat /proc/sys/kernel/random/uuid), name=root-b
+start=${start_data}MiB, size=${DATA_MB}MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=$(cat /proc/sys/kernel/random/uuid), name=data
 EOF
 put() { dd if="$1" of="$disk" bs=1M seek="$2" conv=notrunc,sparse status=none; }
 put "$WORK/esp.img" $start_esp

@@ -9,6 +9,10 @@ in_root() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$R" "
 in_root python3 -m venv /opt/capbox
 in_root /opt/capbox/bin/pip install -q --no-index --find-links /tmp/wheels capbox
 rm -rf "$R/tmp/wheels"
+# nothing is installed on a read-only root: pip and setuptools stay behind (the lock lists them first)
+in_root /opt/capbox/bin/pip freeze --all > "$R/tmp/pip.lock"
+rm -rf "$R"/opt/capbox/bin/pip* "$R"/opt/capbox/lib/python3.11/site-packages/{pip,setuptools,pkg_resources,_distutils_hack}* \
+    "$R"/opt/capbox/lib/python3.11/site-packages/distutils-precedence.pth
 ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
 
 systemctl --root="$R" enable -q systemd-networkd.service capbox.service capbox-console.service capbox-tui.service \
@@ -16,6 +20,10 @@ systemctl --root="$R" enable -q systemd-networkd.service capbox.service capbox-c
 # ttyS0 belongs to the capbox console, tty1 to the TUI; nothing prompts or runs apt on a box
 systemctl --root="$R" mask -q serial-getty@.service getty@tty1.service systemd-firstboot.service \
     apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service
+# and what a box has no use for (each unit is a process to start; under emulation it shows)
+systemctl --root="$R" mask -q systemd-update-utmp.service systemd-update-utmp-runlevel.service \
+    systemd-binfmt.service proc-sys-fs-binfmt_misc.automount dpkg-db-backup.timer fstrim.timer \
+    dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount
 
 # read-only root: machine-id is bound from /data at boot (initramfs), mount points exist
 : > "$R/etc/machine-id"

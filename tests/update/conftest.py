@@ -23,7 +23,6 @@ from tests.firmware import conftest as firmware_fixtures
 TARGET = "capbox-x86_64"
 PART_SIZE = 1 << 20
 minisign_bin = firmware_fixtures.minisign_bin      # the real minisign, as the oracle
-PART_SIZE = 1 << 20
 
 
 def rootfs_image(version: str, rollback: int = 1, size: int = 200_000, broken: bool = False) -> bytes:

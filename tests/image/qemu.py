@@ -1,0 +1,206 @@
+"""The image under qemu, as a box on a desk: UEFI firmware (OVMF) with its own
+variable store, the disk behind a throwaway overlay, one NIC on user
+networking restricted to the host (the API forwarded to a loopback port),
+ttyS0 (the capbox console) and ttyS1 (the kernel's console, a log) as TCP
+servers on 127.0.0.1, and a hardware watchdog.  KVM is used only where the CPU
+offers it and a probe start works; otherwise TCG (IMAGE-NOTES: this machine's
+KVM cannot run OVMF)."""
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from typing import Optional
+
+OVMF_CODE = pathlib.Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = pathlib.Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kvm_usable() -> bool:
+    if not os.access("/dev/kvm", os.W_OK):
+        return False
+    flags = pathlib.Path("/proc/cpuinfo").read_text()
+    if " vmx" not in flags and " svm" not in flags:
+        return False
+    p = subprocess.run(["qemu-system-x86_64", "-accel", "kvm", "-cpu", "host", "-machine", "q35", "-nodefaults",
+                        "-display", "none", "-S", "-qmp", "stdio"], input='{"execute":"qmp_capabilities"}\n'
+                       '{"execute":"quit"}\n', capture_output=True, text=True, timeout=30)
+    return p.returncode == 0
+
+
+class VmDied(RuntimeError):
+    pass
+
+
+class ConsoleRecorder(threading.Thread):
+    """Reads a serial port's TCP server and stamps each line with the seconds
+    since qemu started (the boot's milestones come from these)."""
+
+    def __init__(self, port: int, started: float):
+        super().__init__(name=f"console-{port}", daemon=True)
+        self.port, self.started = port, started
+        self.lines: list = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", self.port), timeout=2)
+            except OSError:
+                time.sleep(0.2)
+                continue
+            s.settimeout(1)
+            buf = b""
+            with s:
+                while not self.stop.is_set():
+                    try:
+                        data = s.recv(4096)
+                    except socket.timeout:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    buf += data
+                    *done, buf = buf.split(b"\n")
+                    now = time.monotonic() - self.started
+                    self.lines += [(now, l.decode(errors="replace").strip()) for l in done]
+
+    def first(self, text: str, after: float = 0.0) -> Optional[float]:
+        """When a line containing `text` first appeared (after `after`), or None."""
+        return next((t for t, l in self.lines if t >= after and text in l), None)
+
+
+class Vm:
+    def __init__(self, disk: pathlib.Path, workdir: pathlib.Path, memory_mb: int = 1024, cpus: int = 2):
+        self.dir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.overlay = workdir / "overlay.qcow2"
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(disk.resolve()),
+                        str(self.overlay)], check=True)
+        self.vars = workdir / "OVMF_VARS.fd"
+        shutil.copy(OVMF_VARS, self.vars)
+        self.api_port, self.ttys0_port, self.ttys1_port = free_port(), free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.serial0_log = workdir / "ttyS0.log"
+        self.serial1_log = workdir / "ttyS1.log"
+        self.accel = "kvm" if kvm_usable() else "tcg"
+        cpu = ["-accel", "kvm", "-cpu", "host"] if self.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
+        self.argv = [
+            "qemu-system-x86_64", "-machine", "q35", *cpu, "-smp", str(cpus), "-m", str(memory_mb),
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
+            "-drive", f"if=virtio,format=qcow2,file={self.overlay}",
+            "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.api_port}-:8080",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-chardev", f"socket,id=s0,host=127.0.0.1,port={self.ttys0_port},server=on,wait=off,"
+                        f"logfile={self.serial0_log}",
+            "-serial", "chardev:s0",
+            "-chardev", f"socket,id=s1,host=127.0.0.1,port={self.ttys1_port},server=on,wait=off,"
+                        f"logfile={self.serial1_log}",
+            "-serial", "chardev:s1",
+            "-device", "i6300esb", "-action", "watchdog=reset",
+            "-display", "none", "-vga", "std",
+        ]
+        self.proc: Optional[subprocess.Popen] = None
+        self.started = None
+
+    def start(self) -> None:
+        self.log = open(self.dir / "qemu.log", "wb")
+        self.proc = subprocess.Popen(self.argv, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.started = time.monotonic()
+        self.console = ConsoleRecorder(self.ttys1_port, self.started)
+        self.console.start()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def check(self) -> None:
+        if not self.alive():
+            raise VmDied(f"qemu exited ({self.proc.returncode if self.proc else '-'}): "
+                         f"{(self.dir / 'qemu.log').read_text(errors='replace')[-2000:]}")
+
+    def console_text(self) -> str:
+        """What the kernel and systemd wrote on ttyS1 so far."""
+        try:
+            return self.serial1_log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def get(self, path: str, key: Optional[str] = None, timeout: float = 10) -> tuple:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {key}"} if key else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            try:
+                return e.code, json.loads(body)
+            except ValueError:
+                return e.code, {"raw": body.decode(errors="replace")}
+
+    def post_file(self, path: str, key: str, body_path: pathlib.Path, headers: dict, timeout: float = 600) -> tuple:
+        size = body_path.stat().st_size
+        with open(body_path, "rb") as f:
+            req = urllib.request.Request(self.url + path, data=f, method="POST", headers={
+                "Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream",
+                "Content-Length": str(size), **headers})
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+    def wait_http(self, path: str = "/v1/health", timeout: float = 300, want=lambda status, body: status == 200,
+                  key: Optional[str] = None) -> tuple:
+        """Poll until `want(status, body)`; (seconds since qemu started, status, body)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                status, body = self.get(path, key, timeout=5)
+                last = (status, body)
+                if want(status, body):
+                    return time.monotonic() - self.started, status, body
+            except (OSError, ValueError) as e:
+                last = repr(e)
+            time.sleep(1)
+        raise TimeoutError(f"{path} not as wanted within {timeout} s (last: {str(last)[:500]}); console tail:\n"
+                           + self.console_text()[-3000:])
+
+    def wait_down(self, timeout: float = 120) -> float:
+        """Until the API stops answering (a reboot has begun)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                self.get("/v1/health", timeout=3)
+            except (OSError, ValueError):
+                return time.monotonic() - self.started
+            time.sleep(0.5)
+        raise TimeoutError(f"the box did not go down within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.console.stop.set()
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

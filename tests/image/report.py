@@ -1,0 +1,95 @@
+"""`python -m tests.image.report`: the disk image section of bench/RESULTS.md
+from the last `make image-test` (build/image/test/timings.json, the build's
+build-timings.tsv).  Only this section is replaced; the others are left as
+they are."""
+import datetime
+import json
+import pathlib
+import platform
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "bench" / "RESULTS.md"
+TIMINGS = ROOT / "build" / "image" / "test" / "timings.json"
+BEGIN = "<!-- image-test: begin (written by make image-test) -->"
+END = "<!-- image-test: end -->"
+TARGETS = {"build": 240, "zst_mb": 200, "boot": 60}
+
+
+def fmt(v, unit="s") -> str:
+    return "–" if v is None else f"{v:.1f} {unit}" if isinstance(v, float) else f"{v} {unit}"
+
+
+def section(t: dict) -> str:
+    mb = lambda n: None if n is None else round(n / 1e6, 1)    # noqa: E731
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    stages = [k for k in t if k.startswith("build_") and k not in (
+        "build_total", "build_disk_img_bytes", "build_disk_img_allocated_bytes", "build_disk_img_zst_bytes",
+        "build_root_img_bytes", "build_uki_bytes", "build_bundle_bytes", "build_debian_packages")]
+    load = open("/proc/loadavg").read().split()[:3]
+    build_s, zst, boot = t.get("build_total"), mb(t.get("build_disk_img_zst_bytes")), t.get("boot_to_health_s")
+
+    def met(value, limit):
+        return "–" if value is None else ("**met**" if value < limit else "**not met**")
+    lines = [
+        BEGIN,
+        "## Disk image: build, size, boot, update and fallback under qemu",
+        "",
+        f"`make image-test` on {datetime.date.today()} (commit {commit}), {platform.machine()}, "
+        f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores shared with other "
+        f"work (load average {' '.join(load)} at the end), qemu {t.get('accelerator', '?').upper()}, "
+        "`-smp 2 -m 1024`, OVMF, user networking `restrict=on`.  Seconds are wall time.",
+        "",
+        "| what | measured | target | |",
+        "|---|---:|---:|---|",
+        f"| build (`make image`, apt cache warm) | {fmt(build_s)} | < 240 s | {met(build_s, TARGETS['build'])} |",
+        f"| compressed image (`disk.img.zst`, zstd -10 --long=31) | {fmt(zst, 'MB')} | < 200 MB | "
+        f"{met(zst, TARGETS['zst_mb'])} |",
+        f"| boot to a healthy agent (qemu start → `/v1/health` healthy) | {fmt(boot)} | < 60 s | "
+        f"{met(boot, TARGETS['boot'])} |",
+        f"| signed update: upload, verify, write slot b | {fmt(t.get('update_upload_verify_write_s'))} | | |",
+        f"| signed update: POST → rebooted into b, healthy, committed | {fmt(t.get('update_to_committed_s'))} | "
+        "same run | " + ("**met**" if t.get("update_to_committed_s") else "–") + " |",
+        f"| broken update: POST → tried once, fell back to b, healthy | {fmt(t.get('broken_update_to_fallback_s'))} "
+        "| same run | " + ("**met**" if t.get("broken_update_to_fallback_s") else "–") + " |",
+        "",
+        "Build stages: " + ", ".join(f"{k[6:]} {t[k]:.1f} s" for k in stages) + ".  "
+        f"Sizes: disk.img {mb(t.get('build_disk_img_bytes'))} MB apparent, "
+        f"{mb(t.get('build_disk_img_allocated_bytes'))} MB allocated; root slot (squashfs) "
+        f"{mb(t.get('build_root_img_bytes'))} MB; UKI {mb(t.get('build_uki_bytes'))} MB; update bundle "
+        f"{mb(t.get('build_bundle_bytes'))} MB; {int(t.get('build_debian_packages', 0))} Debian packages.",
+        "",
+        "Boot milestones of the first boot (seconds after qemu started, from the ttyS1 console): firmware hands "
+        f"over to systemd-boot {fmt(t.get('boot_firmware_to_loader_s'))}, systemd starts "
+        f"{fmt(t.get('boot_systemd_started_s'))}, capbox.service ready {fmt(t.get('boot_agent_started_s'))}, "
+        f"`/v1/health` healthy {fmt(boot)}.",
+        "",
+        "The run's log: `build/image/test/` (pytest output in `image-test.log`, the console in "
+        "`console-ttyS1.txt`, qemu's serial logs under `vm/`).",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if not TIMINGS.exists():
+        print(f"{TIMINGS}: no timings (the image test did not run)", file=sys.stderr)
+        return 1
+    t = json.loads(TIMINGS.read_text())
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    new = section(t)
+    if BEGIN in text and END in text:
+        head, _, rest = text.partition(BEGIN)
+        _, _, tail = rest.partition(END)
+        text = head + new + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + new + "\n"
+    RESULTS.write_text(text)
+    print(f"{RESULTS}: image-test section written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
