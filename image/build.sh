@@ -66,7 +66,7 @@ env -u PIP_FIND_LINKS "$PY" -m pip download -q --only-binary=:all: -d "$WORK/whe
 stage rootfs
 sources=${IMAGE_APT_SOURCES:-/etc/apt/sources.list.d/debian.sources}
 [ -r "$sources" ] || { echo "no Debian apt sources at $sources: set IMAGE_APT_SOURCES" >&2; exit 1; }
-rm -rf "$WORK/rootfs"
+rm -rf "$WORK/rootfs" "$WORK/pip.lock" "$WORK/dpkg.lock"
 packages=$(grep -v '^#' "$HERE/packages.txt" | xargs | tr ' ' ',')
 # the .debs are kept in $OUT/apt-cache between builds (about 25 s a build)
 mkdir -p "$OUT/apt-cache"
@@ -80,7 +80,7 @@ mmdebstrap --mode=root --variant=minbase --quiet \
     --essential-hook="sync-in $HERE/initramfs /" \
     --customize-hook="sync-in $HERE/rootfs /" \
     --customize-hook="mkdir -p \"\$1/tmp/wheels\" && cp $WORK/wheels/*.whl \"\$1/tmp/wheels/\"" \
-    --customize-hook="$HERE/customize.sh \"\$1\" $SRC" \
+    --customize-hook="$HERE/customize.sh \"\$1\" $SRC $WORK/pip.lock" \
     --customize-hook="sync-out /var/cache/apt/archives $OUT/apt-cache" \
     "$SUITE" "$WORK/rootfs" "$sources"
 mkdir -p "$WORK/boot"
@@ -88,7 +88,6 @@ mv "$WORK"/rootfs/boot/vmlinuz-* "$WORK/boot/vmlinuz"
 mv "$WORK"/rootfs/boot/initrd.img-* "$WORK/boot/initrd.img"
 rm -f "$WORK"/rootfs/boot/* "$WORK"/rootfs/vmlinuz* "$WORK"/rootfs/initrd.img*
 chroot "$WORK/rootfs" dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' > "$WORK/dpkg.lock"
-mv "$WORK/rootfs/tmp/pip.lock" "$WORK/pip.lock"
 rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/*
 fi
 

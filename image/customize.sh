@@ -1,16 +1,17 @@
 #!/bin/bash
-# customize.sh ROOTFS SRC: mmdebstrap's last step: the agent from the wheels in
+# customize.sh ROOTFS SRC PIP-LOCK: mmdebstrap's last step: the agent from the wheels in
 # ROOTFS/tmp/wheels (offline: PyPI is the host's business), units, masks, and
 # what a read-only root needs.
 set -euo pipefail
-R=$1 SRC=$2
+R=$1 SRC=$2 PIP_LOCK=$3
 in_root() { env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 chroot "$R" "$@"; }
 
 in_root python3 -m venv /opt/capbox
 in_root /opt/capbox/bin/pip install -q --no-index --find-links /tmp/wheels capbox
 rm -rf "$R/tmp/wheels"
-# nothing is installed on a read-only root: pip and setuptools stay behind (the lock lists them first)
-in_root /opt/capbox/bin/pip freeze --all > "$R/tmp/pip.lock"
+# nothing is installed on a read-only root: pip and setuptools stay behind (the lock lists them first;
+# it goes straight to the host: mmdebstrap empties the tree's /tmp when it is done)
+in_root /opt/capbox/bin/pip freeze --all > "$PIP_LOCK"
 rm -rf "$R"/opt/capbox/bin/pip* "$R"/opt/capbox/lib/python3.11/site-packages/{pip,setuptools,pkg_resources,_distutils_hack}* \
     "$R"/opt/capbox/lib/python3.11/site-packages/distutils-precedence.pth
 ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
