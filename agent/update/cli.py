@@ -164,11 +164,22 @@ def health_probe(cfg, timeout: float = 5.0):
 
 
 def cmd_guard(args) -> int:
-    from agent import log as agentlog
+    from agent import config, log as agentlog
     from agent.errors import AgentError
+    from agent.update.service import UpdateService
     agentlog.setup("info")
     try:
-        svc = _service(args)
+        try:
+            svc = _service(args)
+        except config.ConfigError as e:
+            # the slot on trial carries a configuration the agent cannot start with: that
+            # is its verdict, recorded in the state on --data-dir (which needs no configuration)
+            if not args.data_dir:
+                return _fail(f"config: {e}")
+            svc = UpdateService(config.load(None, env={}, overrides={"agent": {"data_dir": args.data_dir}}))
+            svc.reconcile()
+            svc.fail(f"the agent's configuration does not load: {e}")
+            return 1
         ok = svc.guard(health_probe(svc.cfg), args.timeout, args.stable, args.poll)
     except AgentError as e:
         return _fail(e.message)

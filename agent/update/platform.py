@@ -5,8 +5,11 @@ only while it is written), the boot loader's variables, and reboot.
 On the image:  /run/capbox/boot.env  (initramfs: image/initramfs/.../capbox-slot)
                /usr/lib/capbox/release.json
                /sys/firmware/efi/efivars
-Every path is a constructor argument: the tests give files for partitions,
-a directory for the ESP and one for efivarfs.
+Every path is a constructor argument.  `Platform.under(root)` (or
+CAPBOX_SYSTEM_ROOT=root for the CLI and the agent) takes them all below a
+directory standing in for `/`: the tests give files for partitions, a
+directory for the ESP and one for efivarfs, and there nothing touches the host
+(no systemctl; a reboot is a file, root/run/capbox/reboot-requested).
 
 The boot loader (systemd-boot) starts `default` of loader/loader.conf, unless
 the EFI variable LoaderEntryOneShot names an entry: that one it starts once,
@@ -51,10 +54,15 @@ def read_env(path) -> Optional[dict]:
     return out
 
 
+SYSTEM_ROOT_ENV = "CAPBOX_SYSTEM_ROOT"
+
+
 class Platform:
     def __init__(self, boot_env="/run/capbox/boot.env", release="/usr/lib/capbox/release.json",
                  efivars="/sys/firmware/efi/efivars", esp_mount="/run/capbox/esp", data_root="/data",
-                 boot_id="/proc/sys/kernel/random/boot_id", machine_id="/etc/machine-id"):
+                 boot_id="/proc/sys/kernel/random/boot_id", machine_id="/etc/machine-id",
+                 root: Optional[pathlib.Path] = None):
+        self.root = root
         self.boot_env_path = pathlib.Path(boot_env)
         self.release_path = pathlib.Path(release)
         self.efivars = pathlib.Path(efivars)
@@ -62,6 +70,19 @@ class Platform:
         self.data_root = pathlib.Path(data_root)
         self.boot_id_path = pathlib.Path(boot_id)
         self.machine_id_path = pathlib.Path(machine_id)
+
+    @classmethod
+    def under(cls, root) -> "Platform":
+        """The system whose `/` is the directory `root`; nothing runs on the host."""
+        root = pathlib.Path(root)
+        defaults = cls.__init__.__defaults__[:-1]
+        names = cls.__init__.__code__.co_varnames[1:1 + len(defaults)]
+        return cls(**{n: root / d.lstrip("/") for n, d in zip(names, defaults)}, root=root)
+
+    @classmethod
+    def from_env(cls, env=None) -> "Platform":
+        root = (os.environ if env is None else env).get(SYSTEM_ROOT_ENV)
+        return cls.under(root) if root else cls()
 
     # ---- boot facts ----------------------------------------------------------------
 
@@ -234,6 +255,8 @@ class Platform:
 
     def units(self, names: list) -> dict:
         """systemctl is-active of each unit (on the image)."""
+        if self.root is not None:
+            return {}
         try:
             r = subprocess.run(["systemctl", "is-active", *names], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
@@ -243,7 +266,15 @@ class Platform:
 
     def reboot(self) -> None:
         log.warning("rebooting")
+        if self.root is not None:
+            self.reboot_request.parent.mkdir(parents=True, exist_ok=True)
+            self.reboot_request.touch()
+            return
         _run(["systemctl", "reboot"])
+
+    @property
+    def reboot_request(self) -> pathlib.Path:
+        return (self.root or pathlib.Path("/")) / "run" / "capbox" / "reboot-requested"
 
 
 def _run(cmd: list) -> None:

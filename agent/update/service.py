@@ -55,7 +55,7 @@ class UpdateService:
     def __init__(self, cfg: Config, platform: Optional[Platform] = None):
         self.cfg = cfg
         self.dir = cfg.data_dir / "update"
-        self.platform = platform or Platform()
+        self.platform = platform or Platform.from_env()
         self.state_file = slots.StateFile(self.dir / "state.json")
         self.floors = SlotState(cfg.firmware_dir / "state.json")
         self.upload_dir = self.dir / "incoming"

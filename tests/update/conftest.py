@@ -43,23 +43,25 @@ class Box:
         (self.esp / "loader").mkdir(parents=True)
         (self.esp / "EFI" / "Linux").mkdir(parents=True)
         (self.esp / "loader" / "loader.conf").write_text("default capbox-a.efi\ntimeout 0\neditor no\n")
-        self.efivars = root / "efivars"
-        self.efivars.mkdir()
-        self.data = root / "data"
+        # the box's / is `root` (Platform.under): the CLI and the agent find it with CAPBOX_SYSTEM_ROOT
+        self.platform = Platform.under(root)
+        self.efivars = self.platform.efivars
+        self.efivars.mkdir(parents=True)
+        self.data = self.platform.data_root
         (self.data / "var").mkdir(parents=True)
         self.parts = {s: root / f"part-{s}" for s in "ab"}
         first = rootfs_image("1.0.0", 1)
         for s, p in self.parts.items():
             p.write_bytes(first.ljust(PART_SIZE, b"\0"))
             (self.esp / "EFI" / "Linux" / f"capbox-{s}.efi").write_bytes(b"MZ uki 1.0.0")
-        self.boot_env = root / "boot.env"
-        self.release = root / "release.json"
-        self.boot_id = root / "boot_id"
-        self.cfg = config.load(None, env={}, overrides={"agent": {"data_dir": str(root / "var")}})
+        self.boot_env = self.platform.boot_env_path
+        self.release = self.platform.release_path
+        self.boot_id = self.platform.boot_id_path
+        for f in (self.boot_env, self.release, self.boot_id):
+            f.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir = root / "var"
+        self.cfg = config.load(None, env={}, overrides={"agent": {"data_dir": str(self.data_dir)}})
         Keyring().add(key.public_key(), self.cfg.keyring_dir)
-        self.platform = Platform(boot_env=self.boot_env, release=self.release, efivars=self.efivars,
-                                 esp_mount=root / "unused", data_root=self.data, boot_id=self.boot_id,
-                                 machine_id=root / "machine-id")
         self.reboots = 0
         self.boot()
 
