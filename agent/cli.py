@@ -3,11 +3,12 @@ import argparse
 import csv
 import json
 import os
+import socket
 import sys
 import time
 
 from agent import __version__, report
-from hwdrivers import CaptureError
+from hwdrivers import CaptureError, ExporterConfig
 
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
                 "rtt_ms", "retransmissions", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev",
@@ -149,6 +150,65 @@ def cmd_flows(args) -> int:
     return 0
 
 
+def collector_address(value: str, default_port: int = 9995) -> tuple:
+    """HOST:PORT, [V6]:PORT or HOST as (numeric address, port); names are resolved."""
+    host, port = value, default_port
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{value!r} is not HOST:PORT")
+            port = rest[1:]
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError(f"port {port!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 1..65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise ValueError(f"cannot resolve {host!r}: {e.strerror}") from None
+    return infos[0][4][0], port
+
+
+def cmd_export(args) -> int:
+    collectors = []
+    for value in args.collector:
+        try:
+            host, port = collector_address(value)
+        except ValueError as e:
+            return _fail(f"--collector {e}")
+        collectors.append(ExporterConfig(host=host, port=port, version=args.version, transport=args.transport,
+                                         biflow=args.biflow, observation_domain=args.observation_domain,
+                                         mtu=args.mtu))
+    opts = report.Options(bpf=args.bpf or "", idle_timeout_s=args.idle_timeout)
+    xopts = report.ExportOptions(active_timeout_s=args.active_timeout, sample_rate=args.sample)
+    try:
+        r = report.export(args.file, collectors, opts, xopts)
+    except CaptureError as e:
+        return _fail(e.message)
+    if args.json:
+        json.dump(r, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for e in r["exporters"]:
+            extra = ""
+            if e["records_dropped"] or e["records_skipped"]:
+                extra = f", {_num(e['records_dropped'])} dropped, {_num(e['records_skipped'])} not exportable in {e['version']}"
+            print(f"{e['host']}:{e['port']} {e['version']}/{e['transport']}: {_num(e['flows'])} flows as "
+                  f"{_num(e['records'])} records in {_num(e['messages'])} messages ({_human_bytes(e['bytes'])})"
+                  + extra)
+    if r["error"]:
+        return _fail(f"{r['error']['message']} (the flows before it were exported)")
+    if any(e["records_dropped"] or e["send_errors"] for e in r["exporters"]):
+        errs = "; ".join(f"{e['host']}:{e['port']}: {e['last_error']}" for e in r["exporters"] if e["last_error"])
+        return _fail(f"some records were not delivered ({errs or 'socket full'})")
+    return 0
+
+
 def _idle(value: str) -> int:
     n = int(value)
     if n < 0:
@@ -178,6 +238,24 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--idle-timeout", type=_idle, default=0, metavar="S",
                    help="end flows idle this long (default 0: never)")
     f.set_defaults(func=cmd_flows)
+
+    x = sub.add_parser("export", help="export the flows of a capture file to collectors (IPFIX, NetFlow v9/v5)")
+    x.add_argument("file", help="pcap or pcapng file ('-' for standard input)")
+    x.add_argument("--collector", action="append", required=True, metavar="HOST:PORT",
+                   help="a collector (repeat for several); port 9995 when left out")
+    x.add_argument("--version", choices=["ipfix", "v9", "v5"], default="ipfix")
+    x.add_argument("--transport", choices=["udp", "tcp"], default="udp", help="tcp: IPFIX only")
+    x.add_argument("--biflow", action="store_true", help="IPFIX: one RFC 5103 record per conversation")
+    x.add_argument("--observation-domain", type=int, default=0, metavar="N",
+                   help="IPFIX observation domain / v9 source id / v5 engine id")
+    x.add_argument("--sample", type=int, default=1, metavar="N", help="meter one packet in N (announced to the collector)")
+    x.add_argument("--active-timeout", type=_idle, default=0, metavar="S",
+                   help="report long flows every S seconds (default 0: one record per conversation)")
+    x.add_argument("--idle-timeout", type=_idle, default=0, metavar="S", help="end flows idle this long (default 0: never)")
+    x.add_argument("--bpf", metavar="EXPR", help="only packets matching this BPF filter")
+    x.add_argument("--mtu", type=int, default=1400, help="UDP message size limit (default 1400)")
+    x.add_argument("--json", action="store_true", help="counters of every exporter as JSON")
+    x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("capture", help="capture from an interface for a while and summarise it")
     c.add_argument("iface", help="interface name")

@@ -6,7 +6,8 @@ they hand out are plain Python objects, never cdata.
 from hwdrivers.capture import BackendInfo, CaptureConfig, Counters, RunResult, Session, backends
 from hwdrivers.errors import CaptureError, ErrorCode
 from hwdrivers.events import PacketEvent
+from hwdrivers.export import ExporterConfig, ExporterStats
 from hwdrivers.flows import FlowRecord, Host
 
-__all__ = ["BackendInfo", "CaptureConfig", "CaptureError", "Counters", "ErrorCode", "FlowRecord",
-           "Host", "PacketEvent", "RunResult", "Session", "backends"]
+__all__ = ["BackendInfo", "CaptureConfig", "CaptureError", "Counters", "ErrorCode", "ExporterConfig",
+           "ExporterStats", "FlowRecord", "Host", "PacketEvent", "RunResult", "Session", "backends"]

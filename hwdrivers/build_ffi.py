@@ -10,9 +10,9 @@ import sys
 import cffi
 
 HERE = pathlib.Path(__file__).resolve().parent
-CDEF_FILES = ["session.h", "flows.h", "events.h"]
+CDEF_FILES = ["session.h", "flows.h", "events.h", "export.h"]
 SOURCES = ["hw.c", "parse.c", "flowtable.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c",
-           "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c"]
+           "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c", "ipfix.c"]
 CFLAGS = ["-std=gnu11", "-O2", "-flto", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 
 

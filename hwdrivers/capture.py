@@ -12,6 +12,7 @@ import threading
 from typing import Optional
 
 from hwdrivers import events as _events
+from hwdrivers import export as _export
 from hwdrivers import flows as _flows
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import CaptureError, ErrorCode, check
@@ -85,6 +86,7 @@ class CaptureConfig:
     event_ring: int = 4096
     flow_ring: int = 0                 # expired-flow records to queue; 0 = none
     lossless: bool = False             # files: stop and let Python drain instead of dropping
+    sample_rate: int = 1               # meter one IP packet in N (systematic); 1 = every packet
 
 
 def _counter_names():
@@ -152,6 +154,7 @@ class Session:
         cfg.event_ring = config.event_ring
         cfg.flow_ring = config.flow_ring
         cfg.lossless = int(config.lossless)
+        cfg.sample_rate = config.sample_rate
         out = ffi.new("struct hw_session **")
         errbuf = _errbuf()
         check(lib.hw_session_open(cfg, out, errbuf), errbuf)
@@ -244,6 +247,28 @@ class Session:
             buf = ffi.new("struct hw_host[]", max(limit, 1))
             n = lib.hw_hosts_top(s, buf, limit)
             return [_flows.host_from_cdata(buf[i]) for i in range(n)]
+
+    def add_exporter(self, config: "_export.ExporterConfig") -> int:
+        """Export this session's flows to a collector as they expire; the exporter's id."""
+        c, keep = _export.to_cdata(config)
+        with self._use() as s:
+            errbuf = _errbuf()
+            rc = check(lib.hw_export_add(s, c, errbuf), errbuf)
+        del keep
+        return rc
+
+    def remove_exporter(self, exporter_id: int) -> None:
+        """Send what the exporter holds and remove it."""
+        with self._use() as s:
+            if lib.hw_export_remove(s, exporter_id) < 0:
+                raise CaptureError(ErrorCode.ARG, f"no exporter {exporter_id}")
+
+    def exporters(self) -> list:
+        """Every exporter with its counters (ExporterStats)."""
+        with self._use() as s:
+            buf = ffi.new("struct hw_export_stats[]", _export.MAX_EXPORTERS)
+            n = lib.hw_export_list(s, buf, _export.MAX_EXPORTERS)
+            return [_export.stats_from_cdata(buf[i]) for i in range(n)]
 
     def close(self) -> None:
         with self._cond:

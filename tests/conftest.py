@@ -1,13 +1,17 @@
 """Shared fixtures: the real captures of ../shared/pcaps and small helpers."""
+import json
 import pathlib
 import shutil
+import subprocess
 
 import pytest
 
+from tests.collector import Nfcapd
 from tests.netns import make_veth
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PCAPS = (ROOT.parent / "shared" / "pcaps").resolve()
+GENPCAP = (ROOT.parent / "shared" / "bench" / "genpcap.c").resolve()
 ALL_PCAPS = sorted(p for p in PCAPS.glob("*.pcap*")) if PCAPS.is_dir() else []
 
 
@@ -30,3 +34,33 @@ def tshark():
 def veth(request):
     """A fresh network namespace with a veth pair (tests/netns.py)."""
     return make_veth(request)
+
+
+@pytest.fixture
+def nfcapd(tmp_path):
+    """Start nfcapd collectors on loopback (tests/collector.py); all stopped at the end."""
+    made = []
+
+    def start(name: str = "nfcapd") -> Nfcapd:
+        c = Nfcapd(tmp_path / name)
+        made.append(c)
+        return c
+    yield start
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def synthetic_pcap(tmp_path_factory):
+    """A small capture from the shared generator (../shared/bench/genpcap.c):
+    TCP, failed TCP, DNS, UDP, ICMP and ICMPv6 echo, IPv6 clients, 802.1Q tags,
+    a minute long;
+    returns (path, truth dict)."""
+    if not GENPCAP.exists() or not shutil.which("gcc"):
+        pytest.skip("the shared generator or gcc is not here")
+    d = tmp_path_factory.mktemp("genpcap")
+    exe = d / "genpcap"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(GENPCAP), "-lm"], check=True, capture_output=True)
+    out = d / "synthetic.pcap"
+    subprocess.run([str(exe), "-n", "20000", "-f", "1500", "-d", "60", "-o", str(out)], check=True, capture_output=True)
+    return str(out), json.loads((d / "synthetic.pcap.truth.json").read_text())

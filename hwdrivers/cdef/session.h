@@ -113,6 +113,7 @@ struct hw_config {
     uint32_t event_mask;        /* 1 << HW_EV_* */
     uint32_t event_ring;        /* event ring records (power of two) */
     uint32_t flow_ring;         /* expired-flow ring records (power of two), 0 = off */
+    uint32_t sample_rate;       /* meter one IP packet in N (systematic, count-based); 0 or 1 = all */
     int lossless;               /* return HW_RUN_DRAIN instead of dropping */
 };
 
@@ -149,6 +150,7 @@ struct hw_counters {
     uint64_t flows_not_metered; /* table full and no entry could be evicted */
     uint64_t packets_not_metered; /* IP packets of those */
     uint64_t frag_orphans;      /* later fragments whose first was not seen */
+    uint64_t packets_unsampled; /* IP packets 1-in-N sampling kept out of the flow table */
     uint64_t events[HW_EV_COUNT];         /* pushed to the event ring */
     uint64_t events_dropped[HW_EV_COUNT]; /* ring full */
     uint64_t flow_records;      /* pushed to the flow ring */

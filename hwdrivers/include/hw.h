@@ -11,6 +11,7 @@
 #include "../cdef/session.h"
 #include "../cdef/flows.h"
 #include "../cdef/events.h"
+#include "../cdef/export.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -76,6 +77,7 @@ struct hw_meta {
     uint32_t seq, ack;
     uint32_t frag_id;
     uint16_t vlan, sport, dport;
+    uint16_t icmp_tc;                 /* ICMP: type << 8 | code */
     uint8_t family;                   /* 4, 6, or 0 for no IP */
     uint8_t proto;
     uint8_t tcp_flags;
@@ -171,6 +173,18 @@ struct hw_frags;
 struct hw_frags *hwint_frags_create(void);
 void hwint_frags_destroy(struct hw_frags *f);
 int hwint_frag_ports(struct hw_frags *f, struct hw_meta *m, uint64_t ts_ns);
+
+/* Flow exporters (ipfix.c): records are encoded as flows expire; `now` is
+ * the session's packet clock, `first_ns` its first packet (v5/v9 uptime origin). */
+struct hw_exporter;
+int hwint_exp_create(const struct hw_export_config *cfg, int id, uint32_t sample_rate,
+                     struct hw_exporter **out, char *errbuf);
+void hwint_exp_flow(struct hw_exporter *e, const struct hw_flow_record *r, uint64_t now, uint64_t first_ns);
+void hwint_exp_tick(struct hw_exporter *e, uint64_t now);
+void hwint_exp_flush(struct hw_exporter *e, uint64_t now);
+void hwint_exp_stats(const struct hw_exporter *e, struct hw_export_stats *out);
+int hwint_exp_id(const struct hw_exporter *e);
+void hwint_exp_destroy(struct hw_exporter *e);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);

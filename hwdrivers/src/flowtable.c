@@ -47,6 +47,7 @@ struct hw_flow {
     uint32_t hole_lo[2], hole_hi[2]; /* the latest gap in each direction's sequence space */
     uint8_t mac_a[6], mac_b[6];
     uint8_t continued;
+    uint16_t icmp_tc[2]; /* ICMP type and code of each direction's first packet */
 } __attribute__((aligned(64)));
 
 struct hw_flowtable {
@@ -212,6 +213,7 @@ static void to_record(const struct hw_flow *f, struct hw_flow_record *r, uint8_t
     r->sport = f->pa;
     r->dport = f->pb;
     r->vlan = f->vlan;
+    memcpy(r->icmp_type_code, f->icmp_tc, sizeof r->icmp_type_code);
     r->family = f->family;
     r->proto = f->proto;
     memcpy(r->tcp_flags, f->tcp_flags, 2);
@@ -441,6 +443,7 @@ int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint
     }
     if (ts > f->last_ns) f->last_ns = ts;
     if (!(f->packets[0] | f->packets[1])) f->first_ns = ts; /* the first packet after an active-timeout report */
+    if (HW_UNLIKELY(m->proto == 1 || m->proto == 58) && !f->packets[dir]) f->icmp_tc[dir] = m->icmp_tc;
     f->packets[dir]++;
     f->bytes[dir] += wirelen;
     if (m->proto == 6) tcp_update(f, dir, m, ts);
