@@ -1,7 +1,8 @@
 """Capture reports: a capture file (or an interface, for a while) through
 the C core, summarised as packets, bytes, flows, malformed packets, protocol
-mix and top talkers.  `capbox analyze`, `capbox flows`, `capbox capture` and
-`capbox export` (the flows of a file sent to collectors, encoded in C).
+mix and top talkers.  `capbox analyze`, `capbox flows`, `capbox capture`;
+and what the core hands on: `capbox export` (the flows of a file sent to
+collectors) and `capbox record` (its packets into rotating pcapng files).
 
 Offline, a flow is a conversation (as tshark counts them): no idle timeout
 unless asked for; a full table still evicts, so memory stays bounded.
@@ -11,7 +12,7 @@ import os
 import time
 from typing import Callable, Iterator, Optional
 
-from hwdrivers import CaptureConfig, CaptureError, ExporterConfig, RunResult, Session
+from hwdrivers import CaptureConfig, CaptureError, ExporterConfig, RecordConfig, RunResult, Session
 
 LINKTYPES = {0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
              113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2"}
@@ -131,6 +132,49 @@ def export(path: str, collectors: list, opts: Options = Options(),
                 "packets_unsampled": c.packets_unsampled,
                 "exporters": [e.as_dict() for e in s.exporters()],
                 "error": None if error is None else {"code": error.code.name, "message": error.message}}
+
+
+def record(source: str, rec: RecordConfig, key: Optional[bytes] = None, opts: Options = Options(),
+           live: Optional[LiveOptions] = None, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Record a capture file (every packet: the recorder waits for its writer)
+    or an interface (live: until live.duration_s, live.count or should_stop)."""
+    if live is None:
+        cfg = CaptureConfig(source=source, backend="pcapfile", bpf=opts.bpf, max_flows=opts.max_flows,
+                            idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
+        rec = dataclasses.replace(rec, lossless=True)
+    else:
+        cfg = CaptureConfig(source=source, backend=live.backend, bpf=opts.bpf, snaplen=live.snaplen,
+                            buffer_size_mb=live.buffer_size_mb, promisc=live.promisc,
+                            fanout_group=live.fanout_group, max_flows=opts.max_flows,
+                            idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
+    with Session(cfg) as s:
+        s.start_recording(rec, key)
+        error = None
+        started = time.monotonic()
+        try:
+            if live is None:
+                error = _drive(s, lambda: None)
+            else:
+                deadline = started + live.duration_s if live.duration_s else None
+                while not should_stop():
+                    left_ms = PROGRESS_EVERY_MS
+                    if deadline is not None:
+                        left_ms = min(left_ms, int((deadline - time.monotonic()) * 1000))
+                        if left_ms <= 0:
+                            break
+                    done = s.counters().packets
+                    if live.count and done >= live.count:
+                        break
+                    s.run(max_packets=live.count - done if live.count else 0, timeout_ms=left_ms)
+        except CaptureError as e:
+            error = e
+        except KeyboardInterrupt:
+            pass
+        stats = s.stop_recording()
+        c = s.counters()
+    return {"source": source, "directory": rec.directory, "packets_captured": c.packets,
+            "seconds": round(time.monotonic() - started, 3), "recording": stats.as_dict(),
+            "error": None if error is None else {"code": error.code.name, "message": error.message}}
 
 
 def summarize(s: Session, source: str, top: int, error: Optional[CaptureError]) -> dict:

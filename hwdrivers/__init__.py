@@ -8,6 +8,8 @@ from hwdrivers.errors import CaptureError, ErrorCode
 from hwdrivers.events import PacketEvent
 from hwdrivers.export import ExporterConfig, ExporterStats
 from hwdrivers.flows import FlowRecord, Host
+from hwdrivers.record import RecordConfig, RecordStats
 
 __all__ = ["BackendInfo", "CaptureConfig", "CaptureError", "Counters", "ErrorCode", "ExporterConfig",
-           "ExporterStats", "FlowRecord", "Host", "PacketEvent", "RunResult", "Session", "backends"]
+           "ExporterStats", "FlowRecord", "Host", "PacketEvent", "RecordConfig", "RecordStats", "RunResult", "Session",
+           "backends"]

@@ -13,6 +13,7 @@ from typing import Optional
 
 from hwdrivers import events as _events
 from hwdrivers import export as _export
+from hwdrivers import record as _record
 from hwdrivers import flows as _flows
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import CaptureError, ErrorCode, check
@@ -269,6 +270,42 @@ class Session:
             buf = ffi.new("struct hw_export_stats[]", _export.MAX_EXPORTERS)
             n = lib.hw_export_list(s, buf, _export.MAX_EXPORTERS)
             return [_export.stats_from_cdata(buf[i]) for i in range(n)]
+
+    def start_recording(self, config: "_record.RecordConfig", key: Optional[bytes] = None) -> None:
+        """Write this session's packets to rotating pcapng files (encrypted with a 32-byte key)."""
+        c, keep = _record.to_cdata(config, key)
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_record_start(s, c, errbuf), errbuf)
+        del keep
+
+    def stop_recording(self) -> "_record.RecordStats":
+        """Close the current file (fsynced) and stop; the final counters."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_record_stop(s, errbuf), errbuf)
+        return self.recording()
+
+    def rotate_recording(self) -> None:
+        """Close the current file now; the next packet starts another."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_record_rotate(s, errbuf), errbuf)
+
+    def set_recording_key(self, key: Optional[bytes]) -> None:
+        """Encrypt the files from now on with `key` (None: plain); the current file ends here."""
+        _record.check_key(key)
+        with self._use() as s:
+            errbuf = _errbuf()
+            k = ffi.new("uint8_t[]", bytes(key)) if key is not None else ffi.NULL
+            check(lib.hw_record_set_key(s, k, errbuf), errbuf)
+
+    def recording(self) -> "_record.RecordStats":
+        """The recorder's counters (of the last recording when none runs)."""
+        with self._use() as s:
+            st = ffi.new("struct hw_record_stats *")
+            lib.hw_record_stats(s, st)
+            return _record.stats_from_cdata(st)
 
     def close(self) -> None:
         with self._cond:

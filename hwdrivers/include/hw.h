@@ -12,6 +12,7 @@
 #include "../cdef/flows.h"
 #include "../cdef/events.h"
 #include "../cdef/export.h"
+#include "../cdef/record.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -185,6 +186,17 @@ void hwint_exp_flush(struct hw_exporter *e, uint64_t now);
 void hwint_exp_stats(const struct hw_exporter *e, struct hw_export_stats *out);
 int hwint_exp_id(const struct hw_exporter *e);
 void hwint_exp_destroy(struct hw_exporter *e);
+
+/* Recording (record.c): the capture side runs under the session lock. */
+struct hw_recorder;
+int hwint_rec_create(const struct hw_record_config *cfg, int linktype, struct hw_recorder **out, char *errbuf);
+void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b);
+void hwint_rec_tick(struct hw_recorder *r);
+void hwint_rec_end_file(struct hw_recorder *r);
+void hwint_rec_set_key(struct hw_recorder *r, const uint8_t *key);
+void hwint_rec_stats(struct hw_recorder *r, struct hw_record_stats *out);
+void hwint_rec_stop(struct hw_recorder *r);
+void hwint_rec_destroy(struct hw_recorder *r);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);

@@ -44,6 +44,8 @@ struct hw_session {
     struct hw_exporter *exp[HW_EXPORT_MAX];
     int n_exp, next_exp_id;
     uint32_t sample_n; /* IP packets since the last one sampled */
+    struct hw_recorder *rec;
+    struct hw_record_stats rec_last; /* of the recording that ended last */
     pthread_mutex_t lock;
     _Atomic int brk;
     char *pending_bpf; /* set_filter from another thread, applied between polls */
@@ -197,6 +199,10 @@ void hw_session_close(struct hw_session *s)
     if (!s) return;
     if (s->bstate) s->ops->close(s->bstate);
     for (int i = 0; i < s->n_exp; i++) hwint_exp_destroy(s->exp[i]);
+    if (s->rec) {
+        hwint_rec_end_file(s->rec);
+        hwint_rec_destroy(s->rec);
+    }
     hwint_ft_destroy(s->ft);
     hwint_hosts_destroy(s->hosts);
     hwint_frags_destroy(s->frags);
@@ -464,6 +470,10 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
         s->c.polls++;
         if (b->n == 0) s->c.empty_polls++;
         process_batch(s, b);
+        if (s->rec) {
+            hwint_rec_batch(s->rec, b);
+            hwint_rec_tick(s->rec);
+        }
         if (live && b->n == 0) {
             uint64_t wall = hwint_wall_ns();
             if (wall > s->now_ns) s->now_ns = wall;
@@ -563,6 +573,69 @@ int hw_hosts_top(struct hw_session *s, struct hw_host *out, int max)
     int n = hwint_hosts_top(s->hosts, out, max);
     pthread_mutex_unlock(&s->lock);
     return n;
+}
+
+/* ---- recording ------------------------------------------------------------ */
+
+int hw_record_start(struct hw_session *s, const struct hw_record_config *cfg, char *errbuf)
+{
+    struct hw_recorder *r;
+    int rc = hwint_rec_create(cfg, s->linktype, &r, errbuf);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) {
+        pthread_mutex_unlock(&s->lock);
+        hwint_rec_destroy(r);
+        return hwint_err(errbuf, HW_E_STATE, "this capture is already recording");
+    }
+    s->rec = r;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_record_stop(struct hw_session *s, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    struct hw_recorder *r = s->rec;
+    if (r) hwint_rec_end_file(r);
+    s->rec = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (!r) return hwint_err(errbuf, HW_E_STATE, "this capture is not recording");
+    hwint_rec_stop(r); /* the writer finishes the last file */
+    struct hw_record_stats st;
+    hwint_rec_stats(r, &st);
+    hwint_rec_destroy(r);
+    pthread_mutex_lock(&s->lock);
+    s->rec_last = st;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_record_rotate(struct hw_session *s, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) hwint_rec_end_file(s->rec);
+    int on = s->rec != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return on ? HW_OK : hwint_err(errbuf, HW_E_STATE, "this capture is not recording");
+}
+
+int hw_record_set_key(struct hw_session *s, const uint8_t *key, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) hwint_rec_set_key(s->rec, key);
+    int on = s->rec != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return on ? HW_OK : hwint_err(errbuf, HW_E_STATE, "this capture is not recording");
+}
+
+int hw_record_stats(struct hw_session *s, struct hw_record_stats *out)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) hwint_rec_stats(s->rec, out);
+    else *out = s->rec_last;
+    pthread_mutex_unlock(&s->lock);
+    return out->active;
 }
 
 /* ---- exporters ------------------------------------------------------------ */
