@@ -434,6 +434,8 @@ def cmd_run(args) -> int:
     from agent.runtime import Agent
     try:
         agent = Agent(cfg)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
     except OSError as e:
         return _fail(f"cannot start: {e}")
     return agent.run_forever()

@@ -13,7 +13,9 @@ import time
 from agent import __version__, log as agentlog
 from agent.api import capture as capture_routes
 from agent.api import events as event_routes
+from agent.api import export as export_routes
 from agent.api import platform as platform_routes
+from agent.api import recording as recording_routes
 from agent.api.app import Api
 from agent.api.server import Server
 from agent.auth import KeyStore
@@ -55,7 +57,7 @@ class Agent:
                                       "deception_start": a.rate_deception_start})
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.api = Api(self)
-        for module in (platform_routes, capture_routes, event_routes):
+        for module in (platform_routes, capture_routes, export_routes, recording_routes, event_routes):
             module.register(self.api)
         host, port = cfg.listen
         self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024)

@@ -63,6 +63,12 @@ def backends() -> list:
     return out
 
 
+def check_filter(bpf: str, linktype: int = 1) -> None:
+    """CaptureError(FILTER) when a BPF expression does not compile for the link type (1: Ethernet)."""
+    errbuf = _errbuf()
+    check(lib.hw_bpf_check(linktype, bpf.encode(), errbuf), errbuf)
+
+
 @dataclasses.dataclass(frozen=True)
 class CaptureConfig:
     """What to capture and how to meter it; defaults suit a live appliance."""
@@ -258,11 +264,13 @@ class Session:
         del keep
         return rc
 
-    def remove_exporter(self, exporter_id: int) -> None:
-        """Send what the exporter holds and remove it."""
+    def remove_exporter(self, exporter_id: int) -> "_export.ExporterStats":
+        """Send what the exporter holds and remove it; its last counters."""
         with self._use() as s:
-            if lib.hw_export_remove(s, exporter_id) < 0:
+            last = ffi.new("struct hw_export_stats *")
+            if lib.hw_export_remove(s, exporter_id, last) < 0:
                 raise CaptureError(ErrorCode.ARG, f"no exporter {exporter_id}")
+            return _export.stats_from_cdata(last)
 
     def exporters(self) -> list:
         """Every exporter with its counters (ExporterStats)."""

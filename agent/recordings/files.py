@@ -27,6 +27,7 @@ def describe(path: pathlib.Path, active: Optional[str] = None) -> dict:
             with open(path, "rb") as f:
                 d["key_id"] = crypt.read_header(f).key_id
                 if not d["active"]:
+                    f.seek(0)
                     d["complete"] = crypt.chunk_extents(f)[1]
         except (OSError, crypt.FormatError):
             d["complete"] = False

@@ -51,6 +51,7 @@ void hw_export_config_init(struct hw_export_config *cfg);
 /* Add an exporter to a session: returns its id (> 0) or HW_E_* with errbuf.
  * TCP connects here (1 s timeout); later disconnects reconnect on their own. */
 int hw_export_add(struct hw_session *s, const struct hw_export_config *cfg, char *errbuf);
-/* Send what is queued and remove the exporter; HW_E_ARG for an unknown id. */
-int hw_export_remove(struct hw_session *s, int id);
+/* Send what is queued and remove the exporter (its last counters in *last,
+ * unless NULL); HW_E_ARG for an unknown id. */
+int hw_export_remove(struct hw_session *s, int id, struct hw_export_stats *last);
 int hw_export_list(struct hw_session *s, struct hw_export_stats *out, int max);

@@ -183,6 +183,8 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data,
                       uint32_t caplen, uint32_t wirelen, uint64_t ts_ns);
 void hw_session_break(struct hw_session *s);
 int hw_session_set_filter(struct hw_session *s, const char *bpf, char *errbuf);
+/* 0 when a BPF expression compiles for a link type, else HW_E_FILTER with errbuf. */
+int hw_bpf_check(int linktype, const char *bpf, char *errbuf);
 /* Expire every flow (end of input or stop); records go to the flow ring. */
 int hw_session_flush(struct hw_session *s);
 int hw_session_counters(struct hw_session *s, struct hw_counters *out);

@@ -527,6 +527,14 @@ int hw_session_set_filter(struct hw_session *s, const char *bpf, char *errbuf)
     return HW_OK;
 }
 
+int hw_bpf_check(int linktype, const char *bpf, char *errbuf)
+{
+    struct bpf_program prog;
+    int rc = hwint_bpf_compile(linktype, 0, bpf ? bpf : "", &prog, errbuf);
+    if (rc == HW_OK) pcap_freecode(&prog);
+    return rc;
+}
+
 int hw_session_flush(struct hw_session *s)
 {
     pthread_mutex_lock(&s->lock);
@@ -663,7 +671,7 @@ int hw_export_add(struct hw_session *s, const struct hw_export_config *cfg, char
     return id;
 }
 
-int hw_export_remove(struct hw_session *s, int id)
+int hw_export_remove(struct hw_session *s, int id, struct hw_export_stats *last)
 {
     struct hw_exporter *e = NULL;
     pthread_mutex_lock(&s->lock);
@@ -671,6 +679,7 @@ int hw_export_remove(struct hw_session *s, int id)
         if (hwint_exp_id(s->exp[i]) != id) continue;
         e = s->exp[i];
         hwint_exp_flush(e, s->now_ns);
+        if (last) hwint_exp_stats(e, last);
         memmove(&s->exp[i], &s->exp[i + 1], (size_t)(s->n_exp - i - 1) * sizeof s->exp[0]);
         s->n_exp--;
         break;
