@@ -153,10 +153,14 @@ def test_bad_recording_and_encryption_requests(agent):
     assert agent.client.get("/v1/capture/recording")["enabled"] is False
 
 
-def test_a_damaged_recording_is_refused_with_its_position(agent):
-    key = make_key(agent)
-    agent.client.post("/v1/capture/encryption", {"key_file": "rec.key"})
-    agent.client.post("/v1/capture/recording", {})
+def test_a_damaged_recording_is_refused_with_its_position(make_agent, tmp_path):
+    """Also: recording and encryption from the configuration."""
+    key = os.urandom(32)
+    (tmp_path / "var" / "keys").mkdir(parents=True)
+    (tmp_path / "var" / "keys" / "rec.key").write_bytes(key)
+    (tmp_path / "var" / "keys" / "rec.key").chmod(0o600)
+    agent = make_agent(IDLE + '[recording]\nenabled = true\nkey_file = "rec.key"\n')
+    assert agent.client.get("/v1/capture/encryption")["key_id"] == crypt.key_id(key)
     run_file(agent, agent.pcap(pcap("zeek__wikipedia.pcap")))
     (item,) = agent.client.get("/v1/recordings")["recordings"]
     path = agent.data_dir / "recordings" / item["name"]
@@ -176,7 +180,7 @@ def test_a_damaged_recording_is_refused_with_its_position(agent):
     assert e.value.code == "CONFLICT" and e.value.details["key_id"] == crypt.key_id(key)
 
 
-@pytest.mark.parametrize("encrypted", [False, True])
+@pytest.mark.parametrize("encrypted", [False])  # encrypted files after a kill -9: tests/hwdrivers/test_record.py
 def test_kill_9_of_the_agent_mid_recording(encrypted, make_agent, tmp_path, synthetic_pcap):
     """Completed files are whole; the interrupted one holds whole blocks (chunks)
     up to its last write; the agent started again trims a torn end and records on."""
@@ -225,3 +229,16 @@ def test_kill_9_of_the_agent_mid_recording(encrypted, make_agent, tmp_path, synt
             assert capinfos_count(rec / n) == len(read_pcapng(rec / n)["packets"])
     assert 0 < len(packets) < 20000 and packets == read_packets(synthetic_pcap[0])[:len(packets)]
     assert len(packets_of(rec / items[-1]["name"], False)) == 136
+
+
+def test_a_bad_key_file_in_the_configuration_stops_the_start(tmp_path):
+    import sys
+    from tests.conftest import ROOT
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "open.key").write_bytes(os.urandom(32))
+    (tmp_path / "keys" / "open.key").chmod(0o644)
+    cfg = tmp_path / "capbox.toml"
+    cfg.write_text('[recording]\nkey_file = "open.key"\n')
+    p = subprocess.run([sys.executable, "-m", "agent", "run", "--config", str(cfg), "--data-dir", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "recording.key_file" in p.stderr and "chmod 600" in p.stderr

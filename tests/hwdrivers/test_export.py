@@ -34,7 +34,7 @@ def nf_uniflows(records) -> collections.Counter:
 
 @pytest.mark.parametrize("source, version", [
     ("synthetic", "ipfix"), ("synthetic", "v9"), ("synthetic", "v5"),
-    ("zeek__wikipedia.pcap", "ipfix"), ("zeek__mixed-vlan-mpls.pcap", "v9"), ("ndpi__http_ipv6.pcap", "ipfix"),
+    ("zeek__wikipedia.pcap", "ipfix"), ("zeek__mixed-vlan-mpls.pcap", "v9"),
 ])
 def test_nfcapd_holds_every_flow_of_capbox_flows(source, version, nfcapd, synthetic_pcap):
     path = synthetic_pcap[0] if source == "synthetic" else pcap(source)
@@ -122,8 +122,8 @@ def test_active_timeout_splits_long_flows_and_keeps_the_totals(nfcapd, synthetic
 
 
 @pytest.mark.parametrize("version, extra", [
-    ("ipfix", []), ("ipfix", ["--biflow"]), ("ipfix", ["--sample", "3"]), ("ipfix", ["--observation-domain", "77"]),
-    ("v9", []), ("v9", ["--sample", "3"]), ("v5", []), ("v5", ["--sample", "3"]),
+    ("ipfix", ["--observation-domain", "77"]), ("ipfix", ["--biflow"]), ("ipfix", ["--sample", "3"]),
+    ("v9", ["--sample", "3"]), ("v5", ["--sample", "3"]),
 ])
 def test_tshark_decodes_every_message_without_warnings(version, extra, tshark, tmp_path, synthetic_pcap):
     path, truth = synthetic_pcap
