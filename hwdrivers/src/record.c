@@ -56,7 +56,7 @@ struct rec_buf {
 
 struct hw_recorder {
     struct hw_record_config cfg;
-    char dir[400], prefix[64], if_name[128];
+    char dir[320], prefix[64], if_name[128];
     struct bpf_program prog;
     int has_filter;
     int linktype;
@@ -366,8 +366,8 @@ static int open_file(struct hw_recorder *r, const struct rec_buf *b)
     clock_gettime(CLOCK_REALTIME, &now);
     struct tm tm;
     gmtime_r(&now.tv_sec, &tm);
-    char stamp[32];
-    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    char stamp[20];
+    if (!strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm)) stamp[0] = 0;
     for (int tries = 0; tries < 1000; tries++) {
         snprintf(r->path, sizeof r->path, "%s/%s-%s-%06u.pcapng%s", r->dir, r->prefix, stamp, ++r->seq,
                  b->encrypted ? ".enc" : "");
