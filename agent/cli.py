@@ -75,13 +75,17 @@ def _print_report(r: dict) -> None:
             print(f"  {h['addr']:<40} {_num(h['bytes']):>14} {_num(h['packets']):>10} {_num(h['flows']):>8}")
 
 
+def _print_json(r: dict) -> None:
+    json.dump(r, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
 def _emit_report(r: dict, as_json: bool) -> int:
     err = r["error"]
     if err and r["packets"] == 0:
         return _fail(err["message"])
     if as_json:
-        json.dump(r, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(r)
     else:
         _print_report(r)
     if err:
@@ -191,8 +195,7 @@ def cmd_export(args) -> int:
     except CaptureError as e:
         return _fail(e.message)
     if args.json:
-        json.dump(r, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(r)
     else:
         for e in r["exporters"]:
             extra = ""
@@ -237,8 +240,7 @@ def cmd_record(args) -> int:
     except CaptureError as e:
         return _fail(e.message)
     if args.json:
-        json.dump(r, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(r)
     else:
         st = r["recording"]
         enc = f", encrypted (key id {st['key_id']})" if st["encrypted"] else ""

@@ -83,32 +83,41 @@ def analyze(path: str, opts: Options = Options(),
         return summarize(s, path, opts.top, error)
 
 
+def _live_config(iface: str, opts: Options, live: LiveOptions) -> CaptureConfig:
+    return CaptureConfig(source=iface, backend=live.backend, bpf=opts.bpf, snaplen=live.snaplen,
+                         buffer_size_mb=live.buffer_size_mb, promisc=live.promisc,
+                         fanout_group=live.fanout_group, max_flows=opts.max_flows,
+                         idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
+
+
+def _drive_live(s: Session, live: LiveOptions, should_stop: Callable[[], bool]) -> Optional[CaptureError]:
+    """Capture until live.duration_s, live.count packets or should_stop()
+    (a KeyboardInterrupt also ends it cleanly); the error that ended it, if any."""
+    deadline = time.monotonic() + live.duration_s if live.duration_s else None
+    try:
+        while not should_stop():
+            left_ms = PROGRESS_EVERY_MS
+            if deadline is not None:
+                left_ms = min(left_ms, int((deadline - time.monotonic()) * 1000))
+                if left_ms <= 0:
+                    break
+            done = s.counters().packets
+            if live.count and done >= live.count:
+                break
+            s.run(max_packets=live.count - done if live.count else 0, timeout_ms=left_ms)
+    except CaptureError as e:
+        return e
+    except KeyboardInterrupt:
+        pass
+    return None
+
+
 def capture(iface: str, opts: Options = Options(), live: LiveOptions = LiveOptions(),
             should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Report on live traffic: until live.duration_s, live.count packets or
     should_stop() (a KeyboardInterrupt also ends it cleanly)."""
-    cfg = CaptureConfig(source=iface, backend=live.backend, bpf=opts.bpf, snaplen=live.snaplen,
-                        buffer_size_mb=live.buffer_size_mb, promisc=live.promisc,
-                        fanout_group=live.fanout_group, max_flows=opts.max_flows,
-                        idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
-    with Session(cfg) as s:
-        deadline = time.monotonic() + live.duration_s if live.duration_s else None
-        error = None
-        try:
-            while not should_stop():
-                left_ms = PROGRESS_EVERY_MS
-                if deadline is not None:
-                    left_ms = min(left_ms, int((deadline - time.monotonic()) * 1000))
-                    if left_ms <= 0:
-                        break
-                done = s.counters().packets
-                if live.count and done >= live.count:
-                    break
-                s.run(max_packets=live.count - done if live.count else 0, timeout_ms=left_ms)
-        except CaptureError as e:
-            error = e
-        except KeyboardInterrupt:
-            pass
+    with Session(_live_config(iface, opts, live)) as s:
+        error = _drive_live(s, live, should_stop)
         report = summarize(s, iface, opts.top, error)
     report["backend"] = live.backend
     return report
@@ -139,37 +148,17 @@ def record(source: str, rec: RecordConfig, key: Optional[bytes] = None, opts: Op
     """Record a capture file (every packet: the recorder waits for its writer)
     or an interface (live: until live.duration_s, live.count or should_stop)."""
     if live is None:
-        cfg = CaptureConfig(source=source, backend="pcapfile", bpf=opts.bpf, max_flows=opts.max_flows,
-                            idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
+        cfg = _config(source, opts)
         rec = dataclasses.replace(rec, lossless=True)
     else:
-        cfg = CaptureConfig(source=source, backend=live.backend, bpf=opts.bpf, snaplen=live.snaplen,
-                            buffer_size_mb=live.buffer_size_mb, promisc=live.promisc,
-                            fanout_group=live.fanout_group, max_flows=opts.max_flows,
-                            idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
+        cfg = _live_config(source, opts, live)
     with Session(cfg) as s:
         s.start_recording(rec, key)
-        error = None
         started = time.monotonic()
         try:
-            if live is None:
-                error = _drive(s, lambda: None)
-            else:
-                deadline = started + live.duration_s if live.duration_s else None
-                while not should_stop():
-                    left_ms = PROGRESS_EVERY_MS
-                    if deadline is not None:
-                        left_ms = min(left_ms, int((deadline - time.monotonic()) * 1000))
-                        if left_ms <= 0:
-                            break
-                    done = s.counters().packets
-                    if live.count and done >= live.count:
-                        break
-                    s.run(max_packets=live.count - done if live.count else 0, timeout_ms=left_ms)
-        except CaptureError as e:
-            error = e
+            error = _drive(s, lambda: None) if live is None else _drive_live(s, live, should_stop)
         except KeyboardInterrupt:
-            pass
+            error = None
         stats = s.stop_recording()
         c = s.counters()
     return {"source": source, "directory": rec.directory, "packets_captured": c.packets,
