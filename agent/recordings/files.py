@@ -62,6 +62,13 @@ def pcapng_extent(f) -> int:
     order = "<" if magic == b"\x4d\x3c\x2b\x1a" else ">" if magic == b"\x1a\x2b\x3c\x4d" else None
     if order is None or struct.unpack(order + "I", head[:4])[0] != SHB:
         return 0
+    if size >= 24:  # the usual case, an intact end: the last block's two lengths agree
+        f.seek(size - 4)
+        last, = struct.unpack(order + "I", f.read(4))
+        if 12 <= last <= size and last % 4 == 0:
+            f.seek(size - last + 4)
+            if struct.unpack(order + "I", f.read(4))[0] == last:
+                return size
     offset = 0
     while offset + 12 <= size:
         f.seek(offset)

@@ -388,3 +388,25 @@ def test_kill_9_mid_recording_leaves_readable_files(encrypted, tmp_path, synthet
     # the files hold the start of the capture, in order, nothing missing in between
     assert 0 < len(packets) < 20000
     assert packets == read_packets(src)[:len(packets)]
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_torn_end_is_trimmed_to_the_last_whole_block(encrypted, tmp_path, key_file):
+    """What a kill -9 during a write(2) leaves: part of a block (or chunk) at the end."""
+    k = key_file()
+    record(pcap("ndpi__1kxun.pcap"), tmp_path, *(["--key-file", k] if encrypted else []))
+    (f,) = recordings(tmp_path)
+    whole = f.read_bytes()
+    second = tmp_path / ("copy" + f.name[6:])
+    second.write_bytes(whole)
+    record(pcap("zeek__wikipedia.pcap"), tmp_path, "--prefix", "more", *(["--key-file", k] if encrypted else []))
+    (g,) = recordings(tmp_path, "more")
+    torn = g.read_bytes()[:-3] if not encrypted else g.read_bytes()[:crypt.HEADER_SIZE + 100]
+    f.write_bytes(whole + (torn[-77:] if not encrypted else torn[crypt.HEADER_SIZE:]))
+    assert files.trim_torn_end(second) == 0          # an intact file is left alone
+    cut = files.trim_torn_end(f)
+    assert cut > 0 and f.read_bytes() == whole
+    if not encrypted:
+        assert capinfos_count(f) == len(read_packets(pcap("ndpi__1kxun.pcap")))
+    else:
+        assert crypt.verify(f, k.read_bytes()).error is None
