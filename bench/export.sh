@@ -223,6 +223,12 @@ if rec:
         w(f"| `{r['label']}`{bad} | {r['runs']} | {r['wall_min']} / {r['wall_med']} / {r['wall_max']} | {r['cpu_med']} | "
           f"{rates[k][0]:,.0f} | {cpu:.2f} | {rates[k][1]:,.0f} |")
     w("")
+load = {r["section"]: r for r in tsv("load.tsv")}
+if load:
+    w("Other processes' CPU while this ran (machine busy minus this benchmark's own processes; the machine is "
+      "shared): " + "; ".join(f"{k} {r['other_cpu_s']} CPU s in {r['wall_s']} s ({r['other_pct']} % of the machine)"
+                              for k, r in load.items()) + ".")
+    w("")
 w("Targets:")
 w("")
 sf, cb = ex.get("softflowd-v9"), ex.get("capbox-v9")
@@ -236,8 +242,10 @@ if sf and cb:
 if "record-tmpfs-enc" in rates:
     per_core = rates["record-tmpfs-enc"][1]
     w(f"- **recording + encryption above 1 GB/s of packet data on one core**: the writer thread encrypts and writes "
-      f"{per_core:,.0f} MB/s per core (to tmpfs); the whole process (reading, parsing, metering, recording, encrypting) "
-      f"{rates['record-tmpfs-enc'][0]:,.0f} MB/s end to end: {ok(per_core > 1000)}"
+      f"{per_core:,.0f} MB/s per core (to tmpfs): {ok(per_core > 1000)}. End to end, the whole process (reading the "
+      f"file, parsing, metering, copying into the recorder on the capture thread; encrypting and writing on the writer "
+      f"thread) moved {rates['record-tmpfs-enc'][0]:,.0f} MB/s encrypted and {rates['record-tmpfs'][0]:,.0f} MB/s plain "
+      "(two threads on this 2-core machine, so other load shows in it)"
       + (f". To this machine's disk, with fsync: {rates['record-disk-enc'][0]:,.0f} MB/s end to end "
          f"(plain {rates['record-disk'][0]:,.0f}): the disk's rate, not the CPU's." if "record-disk-enc" in rates else "."))
 w("<!-- export: end -->")
@@ -266,8 +274,14 @@ export_main() {
     describe_machine
     wait_idle
   fi
-  export_race
-  recording
+  if [ -z "$IN_RUN" ]; then   # run.sh accounts for the whole section itself
+    printf 'section\twall_s\tother_cpu_s\tother_pct\n' > "$OUT/load.tsv"
+    load_mark; export_race; load_note export
+    load_mark; recording; load_note record
+  else
+    export_race
+    recording
+  fi
   write_section
   [ -n "$IN_RUN" ] || put_section
 }
