@@ -38,6 +38,10 @@ def _num(n) -> str:
     return f"{n:,}"
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{_num(n)} {word}{'' if n == 1 else 's'}"
+
+
 def _human_bytes(n: float) -> str:
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if abs(n) < 1000 or unit == "TB":
@@ -201,8 +205,8 @@ def cmd_export(args) -> int:
             extra = ""
             if e["records_dropped"] or e["records_skipped"]:
                 extra = f", {_num(e['records_dropped'])} dropped, {_num(e['records_skipped'])} not exportable in {e['version']}"
-            print(f"{e['host']}:{e['port']} {e['version']}/{e['transport']}: {_num(e['flows'])} flows as "
-                  f"{_num(e['records'])} records in {_num(e['messages'])} messages ({_human_bytes(e['bytes'])})"
+            print(f"{e['host']}:{e['port']} {e['version']}/{e['transport']}: {_plural(e['flows'], 'flow')} as "
+                  f"{_plural(e['records'], 'record')} in {_plural(e['messages'], 'message')} ({_human_bytes(e['bytes'])})"
                   + extra)
     if r["error"]:
         return _fail(f"{r['error']['message']} (the flows before it were exported)")
@@ -245,8 +249,8 @@ def cmd_record(args) -> int:
         st = r["recording"]
         enc = f", encrypted (key id {st['key_id']})" if st["encrypted"] else ""
         print(f"recorded {_num(st['packets'])} of {_num(r['packets_captured'])} packets "
-              f"({_human_bytes(st['bytes'])}) into {st['files']} files in {args.dir}{enc}"
-              + (f"; {_num(st['files_deleted'])} old files deleted" if st["files_deleted"] else "")
+              f"({_human_bytes(st['bytes'])}) into {_plural(st['files'], 'file')} in {args.dir}{enc}"
+              + (f"; {_plural(st['files_deleted'], 'old file')} deleted" if st["files_deleted"] else "")
               + (f"; {_num(st['dropped'])} dropped" if st["dropped"] else ""))
     if r["error"]:
         return _fail(f"{r['error']['message']} (the packets before it were recorded)")
@@ -288,9 +292,9 @@ def cmd_decrypt(args) -> int:
     e = result.error
     where = "standard output" if args.output == "-" else args.output
     if e is None:
-        print(f"decrypted {result.chunks} chunks ({_human_bytes(result.bytes)}) into {where}", file=sys.stderr)
+        print(f"decrypted {_plural(result.chunks, 'chunk')} ({_human_bytes(result.bytes)}) into {where}", file=sys.stderr)
         return 0
-    return _fail(f"{args.input}: {e.message}; {where} holds the {result.chunks} chunks "
+    return _fail(f"{args.input}: {e.message}; {where} holds the {_plural(result.chunks, 'chunk')} "
                  f"({_human_bytes(result.bytes)}) before it")
 
 
