@@ -17,7 +17,9 @@ from agent.api import deception as deception_routes
 from agent.api import detection as detection_routes
 from agent.api import events as event_routes
 from agent.api import firmware as firmware_routes
+from agent.api import export as export_routes
 from agent.api import platform as platform_routes
+from agent.api import recording as recording_routes
 from agent.api.app import Api
 from agent.api.server import Server
 from agent.auth import KeyStore
@@ -69,8 +71,8 @@ class Agent:
         self.verifier = Verifier(cfg.verify)
         self.firmware = FirmwareService(cfg)
         self.api = Api(self)
-        for module in (platform_routes, capture_routes, analysis_routes, event_routes, detection_routes,
-                       deception_routes, firmware_routes):
+        for module in (platform_routes, capture_routes, export_routes, recording_routes, analysis_routes,
+                       event_routes, detection_routes, deception_routes, firmware_routes):
             module.register(self.api)
         host, port = cfg.listen
         uploads = max((r.max_body or 0) for r in self.api.routes)

@@ -15,6 +15,8 @@
 #include "../cdef/windows.h"
 #include "../cdef/tokens.h"
 #include "../cdef/fpga.h"
+#include "../cdef/export.h"
+#include "../cdef/record.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -83,6 +85,7 @@ struct hw_meta {
     uint32_t seq, ack;
     uint32_t frag_id;
     uint16_t vlan, sport, dport;
+    uint16_t icmp_tc;                 /* ICMP: type << 8 | code */
     uint8_t family;                   /* 4, 6, or 0 for no IP */
     uint8_t proto;
     uint8_t tcp_flags;
@@ -186,6 +189,28 @@ int hwint_tokens_build(const uint8_t *const *tokens, const uint32_t *lens, int n
                        char *errbuf);
 void hwint_tokens_destroy(struct hw_tokens *t);
 int hwint_tokens_find(const struct hw_tokens *t, const uint8_t *p, uint32_t n);
+/* Flow exporters (ipfix.c): records are encoded as flows expire; `now` is
+ * the session's packet clock, `first_ns` its first packet (v5/v9 uptime origin). */
+struct hw_exporter;
+int hwint_exp_create(const struct hw_export_config *cfg, int id, uint32_t sample_rate,
+                     struct hw_exporter **out, char *errbuf);
+void hwint_exp_flow(struct hw_exporter *e, const struct hw_flow_record *r, uint64_t now, uint64_t first_ns);
+void hwint_exp_tick(struct hw_exporter *e, uint64_t now);
+void hwint_exp_flush(struct hw_exporter *e, uint64_t now);
+void hwint_exp_stats(const struct hw_exporter *e, struct hw_export_stats *out);
+int hwint_exp_id(const struct hw_exporter *e);
+void hwint_exp_destroy(struct hw_exporter *e);
+
+/* Recording (record.c): the capture side runs under the session lock. */
+struct hw_recorder;
+int hwint_rec_create(const struct hw_record_config *cfg, int linktype, struct hw_recorder **out, char *errbuf);
+void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b);
+void hwint_rec_tick(struct hw_recorder *r);
+void hwint_rec_end_file(struct hw_recorder *r);
+void hwint_rec_set_key(struct hw_recorder *r, const uint8_t *key);
+void hwint_rec_stats(struct hw_recorder *r, struct hw_record_stats *out);
+void hwint_rec_stop(struct hw_recorder *r);
+void hwint_rec_destroy(struct hw_recorder *r);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);
