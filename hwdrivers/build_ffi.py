@@ -10,8 +10,8 @@ import sys
 import cffi
 
 HERE = pathlib.Path(__file__).resolve().parent
-CDEF_FILES = ["session.h", "flows.h", "events.h", "windows.h"]
-SOURCES = ["hw.c", "parse.c", "flowtable.c", "windows.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c",
+CDEF_FILES = ["session.h", "flows.h", "events.h", "windows.h", "rtp.h"]
+SOURCES = ["hw.c", "parse.c", "flowtable.c", "windows.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c", "rtp.c",
            "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c"]
 CFLAGS = ["-std=gnu11", "-O2", "-flto", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 

@@ -12,6 +12,7 @@
 #include "../cdef/flows.h"
 #include "../cdef/events.h"
 #include "../cdef/windows.h"
+#include "../cdef/rtp.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -176,6 +177,19 @@ int hwint_frag_ports(struct hw_frags *f, struct hw_meta *m, uint64_t ts_ns);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);
+
+/* RTP and RTCP of the endpoints Python registered (rtp.c). */
+struct hw_rtp;
+struct hw_rtp *hwint_rtp_create(uint32_t max_endpoints, uint32_t max_streams);
+void hwint_rtp_destroy(struct hw_rtp *r);
+int hwint_rtp_watch(struct hw_rtp *r, const struct hw_rtp_endpoint *e, char *errbuf);
+int hwint_rtp_forget(struct hw_rtp *r, uint32_t tag);
+int hwint_rtp_read(struct hw_rtp *r, uint32_t tag, struct hw_rtp_stream *out, int max);
+void hwint_rtp_stats(struct hw_rtp *r, struct hw_rtp_stats *out);
+void hwint_rtp_packet(struct hw_rtp *r, const struct hw_meta *m, uint64_t ts_ns, uint32_t wirelen);
+/* What rtp.c needs of a session: its lock and its RTP tables (NULL until hw_rtp_init). */
+pthread_mutex_t *hwint_session_lock(struct hw_session *s);
+struct hw_rtp **hwint_session_rtp(struct hw_session *s);
 
 uint64_t hwint_mono_ns(void);
 uint64_t hwint_wall_ns(void);
