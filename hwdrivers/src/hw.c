@@ -386,9 +386,11 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
             else if (ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
             else if (ev == HW_EV_SIP && is_sip(m->pay, m->pay_cap)) *hit.app = HW_APP_SIP; /* not port 5060 alone */
         }
-        /* a flow that spoke SIP on another port: its later segments (a TCP
-         * message's continuation) are SIP too */
-        if (ev < 0 && *hit.app == HW_APP_SIP && m->pay_cap && (s->cfg.event_mask & (1u << HW_EV_SIP))) ev = HW_EV_SIP;
+        /* a TCP flow that spoke SIP on another port: its later segments (a
+         * message's continuation, the next messages) are SIP too */
+        if (ev < 0 && m->proto == 6 && *hit.app == HW_APP_SIP && m->pay_cap &&
+            (s->cfg.event_mask & (1u << HW_EV_SIP)))
+            ev = HW_EV_SIP;
         c->app_packets[*hit.app]++;
         c->app_bytes[*hit.app] += wirelen;
     }
