@@ -14,7 +14,8 @@ METHODS = ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "SU
            "INFO", "REFER", "MESSAGE", "UPDATE")
 _REQUEST = re.compile(rb"^([A-Z]+) (\S+) SIP/2\.0\r?$")
 _STATUS = re.compile(rb"^SIP/2\.0 (\d{3})(?: (.*?))?\r?$")
-_URI = re.compile(r"<([^>]*)>|^\s*([^;,\s]+)")
+_ANGLE_URI = re.compile(r"<([^>]*)>")
+_BARE_URI = re.compile(r"^\s*([^;,\s]+)")
 _TAG = re.compile(r";\s*tag=([^;>\s,]+)", re.I)
 MAX_HEADER_BYTES = 65536
 
@@ -82,10 +83,8 @@ class SipMessage:
 
 
 def uri_of(value: str) -> str:
-    m = _URI.search(value)
-    if not m:
-        return value.strip()
-    return (m.group(1) or m.group(2) or "").strip()
+    m = _ANGLE_URI.search(value) or _BARE_URI.search(value)
+    return m.group(1).strip() if m else value.strip()
 
 
 def tag_of(value: str) -> str:
@@ -164,10 +163,10 @@ class TcpStreams:
         self._dirs: dict = {}
 
     def feed(self, key: tuple, seq: int, payload: bytes, ts_ns: int) -> list:
-        """Messages completed by this segment: [(SipMessage, ts_ns of its first segment)]."""
+        """Messages completed by this segment: [(SipMessage, ts_ns of the segment it began in)]."""
         st = self._dirs.get(key)
         if st is None:
-            st = self._dirs[key] = {"next": seq, "buf": b"", "ts": ts_ns, "pending": {}}
+            st = self._dirs[key] = {"next": seq, "buf": b"", "marks": [], "pending": {}}
         if not payload:
             return []
         rel = (seq - st["next"]) & 0xFFFFFFFF
@@ -181,9 +180,9 @@ class TcpStreams:
             if len(st["pending"]) <= self.MAX_PENDING:
                 return []
             # too many out of order: give the hole up and go on from the lowest
-            seq = min(st["pending"], key=lambda s: (s - st["next"]) & 0xFFFFFFFF)
+            seq = min(st["pending"], key=lambda x: (x - st["next"]) & 0xFFFFFFFF)
             payload, ts_ns = st["pending"].pop(seq)
-            st["buf"], st["next"] = b"", seq
+            st["buf"], st["marks"], st["next"] = b"", [], seq
         self._append(st, payload, ts_ns)
         while st["pending"] and st["next"] in st["pending"]:
             p, t = st["pending"].pop(st["next"])
@@ -192,35 +191,48 @@ class TcpStreams:
 
     @staticmethod
     def _append(st: dict, payload: bytes, ts_ns: int) -> None:
-        if not st["buf"]:
-            st["ts"] = ts_ns
+        st["marks"].append((len(st["buf"]), ts_ns))
         st["buf"] += payload
         st["next"] = (st["next"] + len(payload)) & 0xFFFFFFFF
+
+    @staticmethod
+    def _consume(st: dict, n: int) -> None:
+        """Drop n bytes from the buffer's front; the segment times move along."""
+        st["buf"] = st["buf"][n:]
+        marks = [(off - n, ts) for off, ts in st["marks"]]
+        keep = [m for m in marks if m[0] > 0]
+        before = [m for m in marks if m[0] <= 0]
+        st["marks"] = ([(0, before[-1][1])] if before else []) + keep
 
     def _messages(self, st: dict) -> list:
         out = []
         while True:
-            buf = st["buf"].lstrip(b"\r\n")  # keep-alives (RFC 5626)
+            buf = st["buf"]
+            start = len(buf) - len(buf.lstrip(b"\r\n"))  # keep-alives (RFC 5626)
+            if start:
+                self._consume(st, start)
+                buf = st["buf"]
             if not buf:
-                st["buf"] = b""
+                st["marks"] = []
                 return out
             head, body_at = _split_head(buf)
             if head is None:
                 if len(buf) > MAX_HEADER_BYTES:  # not SIP after all: resynchronise
-                    buf = _resync(buf[1:])
-                st["buf"] = buf
+                    self._consume(st, len(buf) - len(_resync(buf[1:])))
                 return out
             m = re.search(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\d+)", head)
             need = body_at + (int(m.group(1)) if m else 0)
             if len(buf) < need:
-                st["buf"] = buf if len(buf) <= self.MAX_BUFFER else b""
+                if len(buf) > self.MAX_BUFFER:
+                    self._consume(st, len(buf))
                 return out
+            ts = st["marks"][0][1] if st["marks"] else 0
             try:
-                out.append((parse(buf[:need]), st["ts"]))
+                out.append((parse(buf[:need]), ts))
             except SipError:
-                st["buf"] = _resync(buf[1:])
+                self._consume(st, len(buf) - len(_resync(buf[1:])))
                 continue
-            st["buf"] = buf[need:]
+            self._consume(st, need)
 
 
 def _resync(buf: bytes) -> bytes:
