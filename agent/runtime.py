@@ -1,8 +1,9 @@
 """The agent: one process, its services and named threads, start and shutdown.
 
 Threads: capture and dispatcher (per capture run), store-writer, api (waitress
-and its workers), stats (samples, heartbeats, systemd watchdog) and one per
-service in SERVICES below (the windower and analysis; detectors, verifier).  SIGINT/SIGTERM stop the capture (flows are
+and its workers), stats (samples, heartbeats, systemd watchdog), one per
+service in SERVICES below (analysis, live calls, jobs; detectors, verifier)
+and the jobs' workers (jobs-worker-N).  SIGINT/SIGTERM stop the capture (flows are
 flushed onto the bus), the API, then the store."""
 import logging
 import os
@@ -14,6 +15,7 @@ from agent import __version__, log as agentlog
 from agent.api import analysis as analysis_routes
 from agent.api import capture as capture_routes
 from agent.api import events as event_routes
+from agent.api import jobs as job_routes
 from agent.api import platform as platform_routes
 from agent.api.app import Api
 from agent.api.server import Server
@@ -26,6 +28,9 @@ from agent.health import Health
 from agent.ratelimit import RateLimiter
 from agent.sdnotify import Notifier
 from agent.analysis.service import AnalysisService
+from agent.calls.service import CallsService
+from agent.jobs.service import JobsService
+from agent.jobs.upload import MULTIPART_SLACK
 from agent.services import start_services
 from agent.stats import system
 from agent.store import Store
@@ -33,7 +38,7 @@ from agent.store import Store
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 # The services on the bus, in start order (agent.services: one thread each).
-SERVICES = [AnalysisService]
+SERVICES = [AnalysisService, CallsService, JobsService]
 
 
 class Agent:
@@ -59,10 +64,13 @@ class Agent:
                                       "deception_start": a.rate_deception_start})
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.api = Api(self)
-        for module in (platform_routes, capture_routes, analysis_routes, event_routes):
+        for module in (platform_routes, capture_routes, analysis_routes, event_routes, job_routes):
             module.register(self.api)
         host, port = cfg.listen
-        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024)
+        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024,
+                             uploads=tuple(("POST", p) for p in self.api.upload_paths),
+                             upload_max=(cfg.jobs.max_size_mb << 20) + MULTIPART_SLACK,
+                             error_body=self.api.transport_error)
         self.notifier = Notifier()
         self.admin_key_path = None
 
