@@ -100,7 +100,7 @@ class JobsService(Service):
 
     def tick(self, now: float) -> None:
         if now >= self._next_retention:
-            self._next_retention = now + RETENTION_EVERY_S
+            self._next_retention = now + min(RETENTION_EVERY_S, self.cfg.retention_hours * 3600 / 4)
             self.expire(now)
 
     def stop(self) -> None:
