@@ -42,7 +42,7 @@ class Limits:
     max_flows: int = 1 << 20
     max_streams: int = 1 << 16
     max_calls: int = 100000
-    event_ring: int = 1 << 14
+    event_ring: int = 4096
 
 
 def _run(session: Session, size: int, pass_no: int, on_batch, progress, cancelled) -> None:
