@@ -22,6 +22,8 @@
 #              then back to back (saturation); latency percentiles, errors and
 #              the capture's drops during the load.
 #  5. report   bench/RESULTS.md, regenerated from the files of this run.
+#  6. calls    bench/calls.py: offline job throughput on a synthetic SIP+RTP capture
+#              (bench/gensip.py) against tshark -z rtp,streams; adds its section.
 #
 # Run from the repo root as `make bench` (which installs tcpdump, tcpreplay,
 # softflowd, nfdump, time and builds the C core first) or `bash bench/run.sh`.
@@ -33,7 +35,7 @@
 #   LIVE_PACKETS=3000000  packets sent per live trial (small.pcap looped)
 #   LIVE_TRIALS=3      trials per capturer at LIVE_PPS, unpinned
 #   PIN_RATES="300000 topspeed"  rates of the pinned trials (one trial each)
-#   SKIP_MEMORY=1 SKIP_LIVE=1 SKIP_API=1   leave a section out
+#   SKIP_MEMORY=1 SKIP_LIVE=1 SKIP_API=1 SKIP_CALLS=1   leave a section out
 #   WAIT_IDLE=120      wait up to this many seconds for other load to go away first
 #   KEEP_1M=1          keep the 1M-flow capture (1.2 GB) even when disk is tight
 #   REPORT_ONLY=$DATA/results-<UTC>  only rewrite RESULTS.md from that run's files
@@ -740,6 +742,7 @@ main() {
   if [ -z "${SKIP_API:-}" ]; then load_mark; api_load; load_note api; fi
   printf 'core_end\t%s\n' "$(core_id)" >> "$OUT/meta.tsv"
   write_results
+  if [ -z "${SKIP_CALLS:-}" ]; then log "calls"; "$REPO/.venv/bin/python" "$REPO/bench/calls.py" --data "$DATA" --results "$RESULTS"; fi
   echo "results: $RESULTS (raw: $OUT)"
 }
 
