@@ -4,6 +4,7 @@ the C core is told to measure), participants, timings and the ladder of
 events; RTP streams are attached by the tag each session gets."""
 import dataclasses
 import itertools
+import logging
 import re
 import uuid
 from typing import Callable, Optional
@@ -12,6 +13,7 @@ from agent.bus import iso
 from agent.calls import quality, sdp, sip
 from hwdrivers.rtp import Endpoint, Stream
 
+log = logging.getLogger(__name__)
 PROVISIONAL_RINGING = (180, 183)
 _IMS_DOMAIN = re.compile(r"3gppnetwork\.org|\bims\.", re.I)
 IMS_HEADERS = ("p-charging-vector", "p-charging-function-addresses", "p-visited-network-id", "p-served-user",
@@ -265,10 +267,21 @@ class Tracker:
         self.messages = 0
         self.not_sip = 0                # SIP-port payloads that did not parse
         self.dropped_calls = 0          # Call-IDs past max_calls
+        self.errors = 0                 # packets that raised while being taken
         self.last_ns = 0
 
     def feed(self, ev) -> list:
-        """Calls this packet event changed."""
+        """Calls this packet event changed.  A message no rule foresaw is counted and skipped:
+        one hostile packet must not cost the rest of a capture its calls."""
+        try:
+            return self._feed(ev)
+        except Exception:
+            if not self.errors:
+                log.exception("a SIP packet of %s:%d could not be taken", ev.src, ev.sport)
+            self.errors += 1
+            return []
+
+    def _feed(self, ev) -> list:
         if ev.ts_ns > self.last_ns:
             self.last_ns = ev.ts_ns
         truncated = len(ev.payload) < ev.payload_len

@@ -13,7 +13,7 @@ import os
 from typing import Callable, Optional
 
 from agent.calls.dialogs import Tracker
-from hwdrivers import CaptureConfig, CaptureError, RunResult, Session
+from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 
 PROGRESS_EVERY_MS = 200
 PCAP_HEADER = 24
@@ -65,6 +65,8 @@ def analyse(path: str, progress: Optional[Callable[[float, int, int], None]] = N
             cancelled: Optional[Callable[[], bool]] = None, limits: Limits = Limits()) -> Result:
     """The calls of a capture file.  CaptureError when it cannot be read at all; a file damaged
     part-way gives the calls before the damage with Result.error set.  Cancelled if asked to stop."""
+    if path == "-":
+        raise CaptureError(ErrorCode.ARG, "calls are read from a file in two passes: standard input will not do")
     size = os.path.getsize(path) if os.path.isfile(path) else 0
     tracker = Tracker(max_calls=limits.max_calls)
     res = Result(tracker)

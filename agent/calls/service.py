@@ -55,8 +55,7 @@ class CallsService(Service):
 
     def handle(self, env) -> None:
         if env.channel == "capture:state":
-            if env.event_type == "capture_started":
-                self._finish_all("capture restarted")
+            if env.event_type == "capture_started":  # its first SIP packets may have come before this
                 self.run_id = env.data.get("run_id")
             elif env.event_type == "capture_stopped":
                 self._finish_all("capture stopped")

@@ -163,3 +163,23 @@ def test_mos_estimate():
     assert quality.estimate(0.0, 0.0, "PCMA") == pytest.approx(4.4, abs=0.05)
     assert quality.estimate(0.05, 20.0, "PCMA") < quality.estimate(0.01, 20.0, "PCMA") < 4.4
     assert quality.estimate(1.0, 500.0) == 1.0 and quality.estimate(0.0, 0.0, "G729") < 4.2
+
+
+def test_hostile_payloads_never_raise_anything_but_sip_errors():
+    from hypothesis import given, settings, strategies as st
+
+    seeds = [b"INVITE sip:a@b SIP/2.0\r\nCall-ID: x\r\nContent-Length: 9\r\nContent-Type: application/sdp\r\n\r\n",
+             b"SIP/2.0 200 OK\r\ni: y\r\nl: 99999\r\n\r\n", b"m=audio 99999999 RTP/AVP x\r\nc=IN IP4 999.1.1.1\r\n"]
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(seeds), st.binary(max_size=300), st.booleans())
+    def check(seed, tail, truncated):
+        for data in (seed + tail, tail, seed[:len(tail) % len(seed)] + tail):
+            try:
+                m = sip.parse(data, truncated)
+                m.cseq, m.from_uri, m.to_tag, m.label, m.content_type
+            except sip.SipError:
+                pass
+            sdp.parse(data)
+            sip.TcpStreams().feed(("a", 1, "b", 2), 7, data, 1)
+    check()
