@@ -6,6 +6,7 @@ import time
 import bottle
 
 from agent.api.app import WRITE, Api, dumps
+from agent.api.events import sse_response, too_many_streams
 from agent.api.validate import Field
 from agent.bus import now_iso
 from agent.errors import AgentError
@@ -64,9 +65,7 @@ def register(api: Api) -> None:
         key = bottle.request.environ["capbox.key"]
         slots = agent.sse_slots
         if not slots.acquire(key.id):
-            raise AgentError("RATE_LIMIT_EXCEEDED", "too many event streams",
-                             {"limit": slots.limit, "window_seconds": 0, "retry_after_seconds": 5,
-                              "reason": "too_many_streams"})
+            raise too_many_streams(slots)
         try:
             sub = agent.bus.subscribe(("jobs:progress",), maxsize=1000, name=f"job:{job_id}")
             try:
@@ -103,9 +102,7 @@ def register(api: Api) -> None:
                 sub.close()
                 slots.release(key.id)
 
-        return bottle.HTTPResponse(stream(), status=200, headers={
-            "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no", **{k: v for k, v in bottle.response.headers.items() if k.startswith("X-")}})
+        return sse_response(stream())
 
     @api.route("GET", "/v1/sessions/<session_id>", "A call session with its events (a job's or the live capture's)",
                tag="calls")
