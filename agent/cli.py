@@ -363,6 +363,77 @@ def cmd_verify(args) -> int:
     return 2 if r["attack_detected"] else 0
 
 
+def _file_calls(path: str):
+    """(offline.Result, exit code): the calls of a capture file, or a one-line error."""
+    from agent.calls import offline
+    show = None
+    if sys.stderr.isatty() and os.path.isfile(path) and os.path.getsize(path) >= PROGRESS_MIN_BYTES:
+        bar = _progress_bar()
+        show = lambda fraction, packets, bytes_: bar(fraction)  # noqa: E731
+    try:
+        result = offline.analyse(path, progress=show)
+    except CaptureError as e:
+        return None, _fail(e.message)
+    finally:
+        if show:
+            sys.stderr.write("\n")
+    if result.error is not None and not result.calls:
+        return None, _fail(result.error.message)
+    if result.error is not None:
+        print(f"capbox: warning: {result.error.message} (calls cover what was read before)", file=sys.stderr)
+    return result, 0
+
+
+def cmd_calls(args) -> int:
+    result, rc = _file_calls(args.file)
+    if result is None:
+        return rc
+    calls = [c.summary() for c in result.calls]
+    if args.json:
+        json.dump({"file": args.file, "packets": result.packets, "bytes": result.bytes, "session_count": len(calls),
+                   "sessions": [{**s, "streams": [st.as_dict() for st in c.streams]}
+                                for s, c in zip(calls, result.calls)]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 1 if result.error else 0
+    print(f"{len(calls)} SIP sessions in {args.file} ({_num(result.packets)} packets)")
+    if calls:
+        print(f"{'start (UTC)':<23} {'type':<5} {'method':<9} {'state':<10} {'msgs':>4} {'setup ms':>8} "
+              f"{'dur s':>8} {'rtp pkts':>8} {'loss %':>6} {'jitter':>6} {'MOS':>4}  call-id / from -> to")
+    for s in calls:
+        m = s["metrics"]
+        setup = "-" if m["setup_time_ms"] is None else f"{m['setup_time_ms']:.0f}"
+        mos = "-" if m["mos"] is None else f"{m['mos']:.2f}"
+        rtp = m["rtp_packets"]
+        print(f"{s['start_time'][:23]:<23} {s['type']:<5} {s['method'][:9]:<9} {s['state']:<10} "
+              f"{s['events_count']:>4} {setup:>8} {m['duration_ms'] / 1000:>8.1f} {rtp:>8} "
+              f"{(m['rtp_loss'] * 100 if rtp else 0):>6.2f} {m['rtp_jitter_ms']:>6.2f} {mos:>4}  {s['call_id']}")
+        print(f"{'':<23} {s['from']} -> {s['to']}")
+    return 1 if result.error else 0
+
+
+def cmd_callflow(args) -> int:
+    from agent.calls import ladder
+    result, rc = _file_calls(args.file)
+    if result is None:
+        return rc
+    found = [c for c in result.calls if c.call_id == args.call_id] or \
+        [c for c in result.calls if c.call_id.startswith(args.call_id)]
+    if len(found) != 1:
+        what = "no call" if not found else f"{len(found)} calls"
+        return _fail(f"{what} with Call-ID {args.call_id!r} in {args.file} (capbox calls FILE lists them)")
+    detail = found[0].detail()
+    if args.svg:
+        try:
+            with open(args.svg, "w") as f:
+                f.write(ladder.svg(detail))
+        except OSError as e:
+            return _fail(f"cannot write {args.svg}: {e.strerror}")
+        print(f"call flow of {detail['call_id']} written to {args.svg}")
+    else:
+        sys.stdout.write(ladder.text(detail))
+    return 0
+
+
 def _positive(value: str) -> int:
     n = int(value)
     if n <= 0:
@@ -646,6 +717,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--timeout", type=float, default=15, metavar="S", help="per path (1-30, default 15)")
     u.add_argument("--compare", default="content_hash", choices=["content_hash", "full_content", "headers_only"])
     u.set_defaults(func=cmd_verify)
+
+    cl = sub.add_parser("calls", help="the SIP calls of a capture file, with their RTP quality")
+    cl.add_argument("file", help="pcap or pcapng file")
+    cl.add_argument("--json", action="store_true", help="the sessions as JSON, with their RTP streams")
+    cl.set_defaults(func=cmd_calls)
+
+    cf = sub.add_parser("callflow", help="the ladder diagram of one call of a capture file")
+    cf.add_argument("file", help="pcap or pcapng file")
+    cf.add_argument("call_id", metavar="CALL_ID", help="the call's Call-ID (or a unique start of it)")
+    cf.add_argument("--svg", metavar="OUT", help="draw it as an SVG picture into OUT instead")
+    cf.set_defaults(func=cmd_callflow)
 
     r = sub.add_parser("run", help="run the agent (default: the bundled demo capture, REST on 127.0.0.1:8080)")
     r.add_argument("--config", metavar="FILE", help="TOML configuration file")

@@ -151,6 +151,28 @@ class DeceptionSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobsSection:
+    """Offline jobs: uploaded captures processed in the background."""
+    workers: int = 2                   # jobs processed at once (each one C core pass at a time)
+    max_size_mb: int = 10240           # the largest upload (the seeds' 10 GB)
+    max_queued: int = 100              # jobs waiting; more uploads are refused (503) until some finish
+    retention_hours: float = 24.0      # finished jobs, their files and sessions are removed after this
+    max_attempts: int = 2              # a job running when the agent stopped is requeued until this many starts
+    dir: str = ""                      # empty: <data_dir>/jobs
+
+
+@dataclasses.dataclass(frozen=True)
+class CallsSection:
+    """SIP calls and their RTP: live (from the capture) and in jobs."""
+    enabled: bool = True               # follow the live capture's calls
+    idle_timeout_s: int = 300          # a live call with no packet for this long is over
+    ended_grace_s: int = 5             # after the BYE is answered, RTP still counted this long
+    max_calls: int = 100000            # calls followed at once (live) or in one file
+    max_streams: int = 65536           # RTP/RTCP streams measured at once
+    live_history: int = 10000          # finished live calls kept in the store (oldest go first)
+
+
+@dataclasses.dataclass(frozen=True)
 class ApiSection:
     listen: str = "127.0.0.1:8080"
     threads: int = 64              # server workers; each open event stream holds one
@@ -196,6 +218,8 @@ class Config:
     deception: DeceptionSection = DeceptionSection()
     export: ExportSection = ExportSection()
     recording: RecordingSection = RecordingSection()
+    jobs: JobsSection = JobsSection()
+    calls: CallsSection = CallsSection()
     api: ApiSection = ApiSection()
     store: StoreSection = StoreSection()
     firmware: FirmwareSection = FirmwareSection()
@@ -224,6 +248,10 @@ class Config:
     @property
     def recordings_dir(self) -> pathlib.Path:
         return self.data_dir / "recordings"
+
+    @property
+    def jobs_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.jobs.dir).resolve() if self.jobs.dir else self.data_dir / "jobs"
 
     def pcap_dirs(self) -> list:
         """Directories a capture file may be named from (REST, console)."""
@@ -292,6 +320,16 @@ RULES = {
     "deception.target_port": {"min": 1, "max": 65535},
     "deception.max_sessions": {"min": 1, "max": 1024},
     "firmware.max_upload_mb": {"min": 1, "max": 1024},
+    "jobs.workers": {"min": 1, "max": 64},
+    "jobs.max_size_mb": {"min": 1, "max": 1 << 22},
+    "jobs.max_queued": {"min": 1, "max": 100000},
+    "jobs.retention_hours": {"min": 0.001, "max": 24 * 3650},
+    "jobs.max_attempts": {"min": 1, "max": 100},
+    "calls.idle_timeout_s": {"min": 1, "max": 86400},
+    "calls.ended_grace_s": {"min": 0, "max": 3600},
+    "calls.max_calls": {"min": 1, "max": 10000000},
+    "calls.max_streams": {"min": 16, "max": 1 << 22},
+    "calls.live_history": {"min": 0, "max": 10000000},
 }
 
 

@@ -15,6 +15,7 @@ from hwdrivers import events as _events
 from hwdrivers import export as _export
 from hwdrivers import record as _record
 from hwdrivers import flows as _flows
+from hwdrivers import rtp as _rtp
 from hwdrivers import windows as _windows
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import CaptureError, ErrorCode, check
@@ -299,6 +300,7 @@ class Session:
                 if n < len(buf):
                     return [fpga.offload_flow_from_cdata(buf[i]) for i in range(n)]
                 buf = ffi.new("struct hw_offload_flow[]", 2 * len(buf))
+
     def add_exporter(self, config: "_export.ExporterConfig") -> int:
         """Export this session's flows to a collector as they expire; the exporter's id."""
         c, keep = _export.to_cdata(config)
@@ -358,6 +360,41 @@ class Session:
             st = ffi.new("struct hw_record_stats *")
             lib.hw_record_stats(s, st)
             return _record.stats_from_cdata(st)
+
+    # ---- RTP and RTCP on the endpoints named (rtp.c) ----
+
+    def rtp_init(self, max_endpoints: int = 16384, max_streams: int = 16384) -> None:
+        """Turn RTP tracking on (once): the tables are sized here, never on the packet path."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_rtp_init(s, max_endpoints, max_streams, errbuf), errbuf)
+
+    def rtp_watch(self, endpoint: "_rtp.Endpoint") -> None:
+        """Analyse packets to or from this endpoint (from endpoint.from_ns on)."""
+        c = _rtp.endpoint_to_cdata(endpoint)
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_rtp_watch(s, c, errbuf), errbuf)
+
+    def rtp_forget(self, tag: int) -> int:
+        """Drop a call's endpoints and streams; returns how many endpoints went."""
+        with self._use() as s:
+            return lib.hw_rtp_forget(s, tag)
+
+    def rtp_streams(self, tag: int = 0) -> list:
+        """The streams of a call (tag 0: of every call)."""
+        with self._use() as s:
+            st = ffi.new("struct hw_rtp_stats *")
+            lib.hw_rtp_stats(s, st)
+            buf = ffi.new("struct hw_rtp_stream[]", max(1, st.streams))
+            n = lib.hw_rtp_read(s, tag, buf, st.streams)
+            return [_rtp.stream_from_cdata(buf[i]) for i in range(n)]
+
+    def rtp_stats(self) -> dict:
+        with self._use() as s:
+            st = ffi.new("struct hw_rtp_stats *")
+            lib.hw_rtp_stats(s, st)
+            return _rtp.stats_from_cdata(st)
 
     def close(self) -> None:
         with self._cond:

@@ -17,6 +17,7 @@
 #include "../cdef/fpga.h"
 #include "../cdef/export.h"
 #include "../cdef/record.h"
+#include "../cdef/rtp.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -222,6 +223,19 @@ struct hw_ufilter {
 int hwint_ufilter_set(struct hw_ufilter *f, int linktype, const char *bpf, char *errbuf);
 int hwint_ufilter_pass(const struct hw_ufilter *f, const struct hw_pkt *p); /* 1 when it passes (or no filter) */
 void hwint_ufilter_free(struct hw_ufilter *f);
+
+/* RTP and RTCP of the endpoints Python registered (rtp.c). */
+struct hw_rtp;
+struct hw_rtp *hwint_rtp_create(uint32_t max_endpoints, uint32_t max_streams);
+void hwint_rtp_destroy(struct hw_rtp *r);
+int hwint_rtp_watch(struct hw_rtp *r, const struct hw_rtp_endpoint *e, char *errbuf);
+int hwint_rtp_forget(struct hw_rtp *r, uint32_t tag);
+int hwint_rtp_read(struct hw_rtp *r, uint32_t tag, struct hw_rtp_stream *out, int max);
+void hwint_rtp_stats(struct hw_rtp *r, struct hw_rtp_stats *out);
+void hwint_rtp_packet(struct hw_rtp *r, const struct hw_meta *m, uint64_t ts_ns, uint32_t wirelen);
+/* What rtp.c needs of a session: its lock and its RTP tables (NULL until hw_rtp_init). */
+pthread_mutex_t *hwint_session_lock(struct hw_session *s);
+struct hw_rtp **hwint_session_rtp(struct hw_session *s);
 
 uint64_t hwint_mono_ns(void);
 uint64_t hwint_wall_ns(void);

@@ -44,6 +44,7 @@ struct hw_session {
     struct hw_frags *frags;
     struct hw_windows *win;   /* NULL when window_s is 0 */
     struct hw_tokens *tokens; /* NULL when no honeytoken is registered */
+    struct hw_rtp *rtp;       /* NULL until hw_rtp_init */
     struct hw_ring events, flows;
     struct hw_exporter *exp[HW_EXPORT_MAX];
     int n_exp, next_exp_id;
@@ -241,6 +242,7 @@ void hw_session_close(struct hw_session *s)
     hwint_frags_destroy(s->frags);
     hwint_win_destroy(s->win);
     hwint_tokens_destroy(s->tokens);
+    hwint_rtp_destroy(s->rtp);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -440,9 +442,15 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
             else if (ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
             else if (ev == HW_EV_SIP && is_sip(m->pay, m->pay_cap)) *hit.app = HW_APP_SIP; /* not port 5060 alone */
         }
+        /* a TCP flow that spoke SIP on another port: its later segments (a
+         * message's continuation, the next messages) are SIP too */
+        if (ev < 0 && m->proto == 6 && *hit.app == HW_APP_SIP && m->pay_cap &&
+            (s->cfg.event_mask & (1u << HW_EV_SIP)))
+            ev = HW_EV_SIP;
         c->app_packets[*hit.app]++;
         c->app_bytes[*hit.app] += wirelen;
     }
+    if (HW_UNLIKELY(s->rtp != NULL)) hwint_rtp_packet(s->rtp, m, pkt->ts_ns, wirelen);
     if (!s->cfg.event_mask) return;
     if (m->proto == 6) {
         if ((m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, m, pkt, hit.id, hit.from_initiator);
@@ -627,6 +635,9 @@ int hw_session_counters(struct hw_session *s, struct hw_counters *out)
 }
 
 int hw_session_linktype(struct hw_session *s) { return s->linktype; }
+
+pthread_mutex_t *hwint_session_lock(struct hw_session *s) { return &s->lock; }
+struct hw_rtp **hwint_session_rtp(struct hw_session *s) { return &s->rtp; }
 
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
 {
