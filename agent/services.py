@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 class Service:
     name = ""
-    channels: tuple = ()
+    channels: tuple = ()      # None: reads no channel, only ticks
     critical = False
     queue_size = 4096
 
@@ -41,18 +41,22 @@ class Runner:
         self.service = service
         self.handled = 0
         self.errors: collections.Counter = collections.Counter()
-        self.sub = agent.bus.subscribe(service.channels, maxsize=service.queue_size, name=service.name)
+        self.sub = None if service.channels is None else agent.bus.subscribe(
+            service.channels, maxsize=service.queue_size, name=service.name)
         self.component = agent.health.register(service.name, critical=service.critical, detail=self.detail)
 
     def detail(self) -> dict:
-        return {"handled": self.handled, "errors": sum(self.errors.values()), "queued": self.sub.queue.qsize(),
-                "dropped": self.sub.dropped, **self.service.detail()}
+        return {"handled": self.handled, "errors": sum(self.errors.values()),
+                "queued": self.sub.queue.qsize() if self.sub else 0, "dropped": self.sub.dropped if self.sub else 0,
+                **self.service.detail()}
 
     def loop(self, component) -> None:
         next_tick = time.monotonic() + 1.0
         try:
             while not component.stop.is_set():
-                env = self.sub.get(timeout=0.2)
+                env = self.sub.get(timeout=0.2) if self.sub else None
+                if self.sub is None:
+                    component.stop.wait(0.2)
                 if env is not None:
                     try:
                         self.service.handle(env)
@@ -68,7 +72,8 @@ class Runner:
                     self.service.tick(time.time())
                     component.beat()
         finally:
-            self.sub.close()
+            if self.sub:
+                self.sub.close()
             self.service.stop()
 
 

@@ -61,3 +61,15 @@ def test_a_failing_service_is_marked_failed_and_the_rest_goes_on():
     agent.bus.publish("packets:dns", "dns_packet", "still here")
     wait_for(lambda: runners[1].handled == 1)
     agent.health.stop_all(2)
+
+
+def test_the_bus_says_who_listens():
+    bus = Bus()
+    assert not bus.listening("flows:expired")
+    dns = bus.subscribe(["packets:dns"])
+    assert not bus.listening("flows:expired") and bus.listening("packets:dns")
+    everything = bus.subscribe()
+    assert bus.listening("flows:expired")
+    everything.close()
+    dns.close()
+    assert not bus.listening("packets:dns")
