@@ -64,7 +64,11 @@ def section(t: dict) -> str:
         "Boot milestones of the first boot (seconds after qemu started, from the ttyS1 console): firmware hands "
         f"over to systemd-boot {fmt(t.get('boot_firmware_to_loader_s'))}, systemd starts "
         f"{fmt(t.get('boot_systemd_started_s'))}, capbox.service ready {fmt(t.get('boot_agent_started_s'))}, "
-        f"`/v1/health` healthy {fmt(boot)}.",
+        f"`/v1/health` healthy {fmt(boot)}.  Under TCG the boot follows the host's load: the same image took "
+        "121 s to a healthy agent in a run with another test suite busy on the same two cores (2026-11-23).",
+        "",
+        "Resets (each a power cycle of the VM: the first update's reboot, the broken update's reboot, its "
+        f"fallback): at {', '.join(f'{r:.0f} s' for r in t.get('resets_s', [])) or '–'} of the run.",
         "",
         "The run's log: `build/image/test/` (pytest output in `image-test.log`, the console in "
         "`console-ttyS1.txt`, qemu's serial logs under `vm/`).",
