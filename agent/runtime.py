@@ -84,11 +84,12 @@ class Agent:
                        system_routes):
             module.register(self.api)
         host, port = cfg.listen
+        uploads = {("POST", p): (cfg.jobs.max_size_mb << 20) + MULTIPART_SLACK for p in self.api.upload_paths}
+        uploads.update(self.api.stream_uploads)
         self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024,
-                             max_upload=max((r.max_body or 0) for r in self.api.routes),
-                             uploads=tuple(("POST", p) for p in self.api.upload_paths),
-                             upload_max=(cfg.jobs.max_size_mb << 20) + MULTIPART_SLACK,
-                             error_body=self.api.transport_error)
+                             max_upload=max((r.max_body or 0) for r in self.api.routes
+                                            if (r.method, r.path) not in uploads),
+                             uploads=uploads, error_body=self.api.transport_error)
         self.notifier = Notifier()
         self.admin_key_path = None
 

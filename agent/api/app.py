@@ -67,6 +67,7 @@ class Api:
         self.app.default_error_handler = self._bottle_error
         self.max_body = agent.cfg.api.max_body_kb * 1024
         self.upload_paths = ("/v1/jobs",)   # bodies up to jobs.max_size_mb (multipart uploads)
+        self.stream_uploads: dict = {}      # (method, path) -> bytes: a file as the body itself (update bundles)
         self.app.add_hook("before_request", self._before)
         self.app.add_hook("after_request", self._after)
 

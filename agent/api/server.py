@@ -7,11 +7,13 @@ waitress's event loop hands requests to its worker threads at once.
 
 waitress reads a whole request body before the app sees it (spooling large
 ones to a temporary file, so memory stays flat).  Upload routes may send up
-to the jobs limit; every other route keeps the small limit, checked as soon
+to their own limit (job captures: the jobs limit; update bundles: 1 GiB);
+every other route keeps the small limit, checked as soon
 as the headers are in, so a huge body to a JSON route is refused before it
 is read.  Refusals waitress makes itself carry the API's JSON envelope."""
 import copy
 import logging
+from typing import Optional
 
 import waitress
 from waitress.channel import HTTPChannel
@@ -24,25 +26,31 @@ logging.getLogger("waitress").setLevel(logging.ERROR)  # it logs every queued ta
 
 class Server:
     def __init__(self, app, host: str, port: int, threads: int, max_body: int, connection_limit: int = 1000,
-                 max_upload: int = 0, uploads: tuple = (), upload_max: int = 0, error_body=None):
+                 max_upload: int = 0, uploads: Optional[dict] = None, error_body=None):
         """max_upload: the largest body a JSON route takes (firmware images);
-        uploads: (method, path) pairs whose bodies may reach upload_max bytes (files);
+        uploads: {(method, path): bytes} of the routes whose bodies are files (job
+        captures, update bundles), each with its own limit;
         error_body(status, reason, path) -> JSON bytes for refusals waitress makes."""
         # the app answers 413 with the envelope above each route's limit; far larger bodies waitress refuses itself
         small = max(64 * max_body, 64 << 20, max_upload)
+        uploads = uploads or {}
         self.server = waitress.create_server(
             app, host=host, port=port, threads=threads, connection_limit=connection_limit,
             channel_timeout=120, ident="capbox", expose_tracebacks=False, clear_untrusted_proxy_headers=True,
-            max_request_body_size=max(small, upload_max))
-        small_adj = copy.copy(self.server.adj)
-        small_adj.max_request_body_size = small
-        upload_routes = {(m, p.rstrip("/")) for m, p in uploads}
+            max_request_body_size=max([small, *uploads.values()]))
+
+        def adj(limit: int):
+            a = copy.copy(self.server.adj)
+            a.max_request_body_size = limit
+            return a
+        small_adj = adj(small)
+        upload_adj = {(m, p.rstrip("/")): adj(limit) for (m, p), limit in uploads.items()}
 
         class Parser(HTTPRequestParser):
             def parse_header(self, header_plus):
                 super().parse_header(header_plus)
-                if (self.command, self.path.rstrip("/")) not in upload_routes:
-                    self.adj = small_adj  # the body check that follows uses this limit
+                # the body check that follows uses this limit
+                self.adj = upload_adj.get((self.command, self.path.rstrip("/")), small_adj)
 
         class JsonErrorTask(ErrorTask):
             def execute(self):
