@@ -110,8 +110,9 @@ class Api:
             return self.envelope("FILE_TOO_LARGE", f"the file is larger than {mb} MB", {"max_size_mb": mb},
                                  rid).encode()
         if status == 413:
-            return self.envelope("PAYLOAD_TOO_LARGE", f"the body is larger than {self.max_body} bytes",
-                                 {"max_bytes": self.max_body}, rid).encode()
+            limit = next((n for (_, p), n in self.stream_uploads.items() if p == path.rstrip("/")), self.max_body)
+            return self.envelope("PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes",
+                                 {"max_bytes": limit}, rid).encode()
         code = "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR"
         return self.envelope(code, reason.lower(), {"reason": reason}, rid).encode()
 
