@@ -44,7 +44,9 @@ class Server:
             a.max_request_body_size = limit
             return a
         small_adj = adj(small)
-        upload_adj = {(m, p.rstrip("/")): adj(limit) for (m, p), limit in uploads.items()}
+        # never below the small limit: a body a little over a route's own limit is read, and the app
+        # answers it with its envelope (a refusal at the headers resets a client still sending)
+        upload_adj = {(m, p.rstrip("/")): adj(max(small, limit)) for (m, p), limit in uploads.items()}
 
         class Parser(HTTPRequestParser):
             def parse_header(self, header_plus):
