@@ -4,7 +4,10 @@ A service is a bus consumer with its own named thread and bounded queue.  It
 declares the channels it reads; the runner feeds it envelopes and calls
 tick() about once a second (windows close on time, not only on traffic).
 An exception in handle() is counted and logged once per kind, and the
-service goes on; one that escapes the loop marks the component failed."""
+service goes on; one that escapes the loop marks the component failed.
+A service that reads no channel (the serial console, a loop of its own) is
+not subscribed to the bus; its thread only ticks.  One whose `wanted(cfg)`
+is false (nothing configured for it) is not started at all."""
 import collections
 import logging
 import time
@@ -17,6 +20,11 @@ class Service:
     channels: tuple = ()
     critical = False
     queue_size = 4096
+
+    @classmethod
+    def wanted(cls, cfg) -> bool:
+        """Whether the configuration asks for this service."""
+        return True
 
     def start(self, agent) -> None:
         """Before the thread starts; agent gives the bus, store and config."""
@@ -41,10 +49,13 @@ class Runner:
         self.service = service
         self.handled = 0
         self.errors: collections.Counter = collections.Counter()
-        self.sub = agent.bus.subscribe(service.channels, maxsize=service.queue_size, name=service.name)
+        self.sub = agent.bus.subscribe(service.channels, maxsize=service.queue_size, name=service.name) \
+            if service.channels else None
         self.component = agent.health.register(service.name, critical=service.critical, detail=self.detail)
 
     def detail(self) -> dict:
+        if self.sub is None:
+            return self.service.detail()
         return {"handled": self.handled, "errors": sum(self.errors.values()), "queued": self.sub.queue.qsize(),
                 "dropped": self.sub.dropped, **self.service.detail()}
 
@@ -52,7 +63,11 @@ class Runner:
         next_tick = time.monotonic() + 1.0
         try:
             while not component.stop.is_set():
-                env = self.sub.get(timeout=0.2)
+                if self.sub is None:
+                    component.stop.wait(0.2)
+                    env = None
+                else:
+                    env = self.sub.get(timeout=0.2)
                 if env is not None:
                     try:
                         self.service.handle(env)
@@ -68,13 +83,16 @@ class Runner:
                     self.service.tick(time.time())
                     component.beat()
         finally:
-            self.sub.close()
+            if self.sub:
+                self.sub.close()
             self.service.stop()
 
 
 def start_services(agent, classes) -> list:
     runners = []
     for cls in classes:
+        if not cls.wanted(agent.cfg):
+            continue
         service = cls()
         service.start(agent)
         runner = Runner(agent, service)

@@ -8,7 +8,7 @@ from tests.agent.conftest import wait_for
 
 
 def fake_agent():
-    return types.SimpleNamespace(bus=Bus(), health=Health())
+    return types.SimpleNamespace(bus=Bus(), health=Health(), cfg=None)
 
 
 class Counter(Service):
