@@ -458,6 +458,6 @@ VERBS = {v.words: v for v in (
     Verb(("keys", "revoke"), "ID", "revoke an API key", cmd_keys_revoke, ((("id",), {}),)),
     Verb(("logs",), "[N] [--level debug|info|warning|error]", "the N latest log records (10)", cmd_logs,
          (N, (("--level",), {"default": ""}))),
-    Verb(("exit",), "", "log out (also logout, quit, Ctrl-D)", cmd_exit),
+    Verb(("exit",), "", "log out (also logout, quit)", cmd_exit),
 )}
 VERBS[("logout",)] = VERBS[("quit",)] = VERBS[("exit",)]

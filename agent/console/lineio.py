@@ -2,9 +2,10 @@
 
 The console echoes what it accepts (serial terminals do no local echo),
 except in no-echo mode (passwords).  Keys: Backspace or DEL erase a
-character, Ctrl-U the line, Ctrl-W a word, Ctrl-C cancels the line, Ctrl-D
-on an empty line logs out, Ctrl-L or Ctrl-R redraw the line; escape
-sequences (arrow keys) are swallowed; CR, LF and CRLF end a line.
+character, Ctrl-U the line, Ctrl-W a word, Ctrl-C cancels the line, Ctrl-L
+or Ctrl-R redraw it; escape sequences (arrow keys) are swallowed; CR, LF
+and CRLF end a line.  Other control keys are ignored (Ctrl-D too: on a
+noisy line a stray 0x04 must not end a session).
 
 What cannot be text is counted, not kept: a NUL, a byte that is no UTF-8, a
 character that does not print.  A line with such bytes comes back marked as
@@ -18,10 +19,11 @@ from typing import Optional
 from serial import SerialTimeoutException
 
 READ_TIMEOUT_S = 0.2    # what the port is opened with: how often a wait looks at the clock
-CTRL_C, CTRL_D, CTRL_L, CTRL_R, CTRL_U, CTRL_W = 0x03, 0x04, 0x0C, 0x12, 0x15, 0x17
+CTRL_C, CTRL_L, CTRL_R, CTRL_U, CTRL_W = 0x03, 0x0C, 0x12, 0x15, 0x17
 BS, TAB, LF, CR, ESC, DEL = 0x08, 0x09, 0x0A, 0x0D, 0x1B, 0x7F
 ERASE = b"\b \b"
 ESC_MAX = 16            # an escape sequence longer than this is not one
+STALLED_WRITE_S = 0.05
 
 
 class PortGone(Exception):
@@ -34,7 +36,6 @@ class Line:
     noise: int = 0          # bytes that could not be text
     too_long: bool = False
     cancelled: bool = False  # Ctrl-C
-    eof: bool = False        # Ctrl-D on an empty line
 
 
 class LineReader:
@@ -44,6 +45,7 @@ class LineReader:
         self.pending = bytearray()      # read but not yet looked at (typed ahead)
         self.out = bytearray()          # echo waiting to be written
         self.unwritten = 0              # bytes dropped because nobody read them
+        self._stalled = None            # the port's write timeout while a stalled peer gets a short one
         self._reset()
         self._after_cr = False
         self._esc = 0                   # 0: none; 1: after ESC; 2: inside CSI/SS3 (bytes seen)
@@ -58,11 +60,16 @@ class LineReader:
     # ---- output ----------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        """Write to the port; a peer that reads nothing (write timeout) loses the output, not the console."""
+        """Write to the port.  A peer that reads nothing (a write timeout) loses the output, not the
+        console: until it reads again, writes wait only STALLED_WRITE_S, so input is still read."""
         try:
             self.port.write(data)
+            if self._stalled is not None:
+                self.port.write_timeout, self._stalled = self._stalled, None
         except SerialTimeoutException:
             self.unwritten += len(data)
+            if self._stalled is None:
+                self._stalled, self.port.write_timeout = self.port.write_timeout, STALLED_WRITE_S
         except (OSError, ValueError, TypeError) as e:   # pyserial: SerialException is an OSError
             raise PortGone(str(e) or type(e).__name__) from None
 
@@ -168,10 +175,6 @@ class LineReader:
             self.out += b"^C\r\n"
             self._reset()
             return Line(cancelled=True)
-        elif b == CTRL_D:
-            if not self.chars and not self.noise and not self.too_long:
-                self.out += b"\r\n"
-                return Line(eof=True)
         elif b in (CTRL_L, CTRL_R):
             if echo:
                 self.out += b"\r\n" + "".join(self.chars).encode()

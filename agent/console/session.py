@@ -6,7 +6,7 @@ What a terminal sees (stable: scripts and the image's boot test wait for it):
     capbox console on /dev/ttyS0 (capbox 0.1.0): press Enter
     Password:                    <- nothing is echoed
     Logged in. Type help for the commands.
-    capbox>                      <- the prompt; `exit` (or Ctrl-D) logs out
+    capbox>                      <- the prompt; `exit` logs out
 
 A wrong password answers "Login incorrect"; after console.max_failures in a
 row the console answers "Locked: ..." to every try for console.lockout_s.
@@ -74,7 +74,7 @@ class Session:
     def login(self) -> bool:
         self.io.say(PASSWORD_PROMPT)
         line = self.io.read_line(echo=False, stop=self.stop)
-        if line is None or line.cancelled or line.eof or self._refused(line) or not line.text:
+        if line is None or line.cancelled or self._refused(line) or not line.text:
             return False
         st = self.state
         left = st.locked_until - time.monotonic()
@@ -120,9 +120,6 @@ class Session:
                 if not self.stop.is_set():
                     self.io.say(f"\nIdle for {idle} s: logged out\n")
                     log.info("console %s: idle logout", self.where)
-                return
-            if line.eof:
-                self.io.say("Logged out\n")
                 return
             if line.cancelled or self._refused(line) or not line.text.strip():
                 continue
