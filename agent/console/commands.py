@@ -205,7 +205,7 @@ def cmd_status(c: Commands, a):
                  f"{sysinfo.get('memory', {}).get('percent', 0):.0f}%, disk {sysinfo.get('disk', {}).get('percent', 0):.0f}%, "
                  f"load {load[0]:.2f}")
     trouble = [f"{name} {comp['status']}" + (f" ({comp['error']})" if comp.get("error") else "")
-               for name, comp in health["components"].items() if comp["status"] not in ("running", "stopped")]
+               for name, comp in health["components"].items() if comp["status"] in ("failed", "stalled")]
     if trouble:
         lines += wrap("trouble", "; ".join(trouble))
     return {"health": health, "status": status, "capture": cap}, lines

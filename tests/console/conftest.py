@@ -1,5 +1,6 @@
 """A terminal at the far end of the serial line: bytes out, text back, and
 a wait for what a person would wait for (the prompt)."""
+import codecs
 import errno
 import os
 import select
@@ -10,10 +11,11 @@ import time
 import pytest
 
 from agent.console import password
-from tests.agent.conftest import make_agent  # noqa: F401  (the fixture, for the tests here)
+from tests.agent import conftest as agent_fixtures
 
 PASSWORD = "s3rial-console"
 PROMPT = "capbox> "
+make_agent = agent_fixtures.make_agent      # the running-agent fixture, for the tests here
 
 
 class FdEnd:
@@ -58,7 +60,14 @@ class SerialEnd:
 class Terminal:
     def __init__(self, end):
         self.end = end
-        self.buf = ""        # received, not yet consumed by expect()
+        self.buf = ""        # received, not yet consumed by expect(); CRLF read as LF
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._cr = ""        # a CR at the end of a read, until the next read says whether an LF follows
+
+    def _feed(self, data: bytes) -> None:
+        text = self._cr + self._decoder.decode(data)
+        self._cr = "\r" if text.endswith("\r") else ""
+        self.buf += text[:len(text) - len(self._cr)].replace("\r\n", "\n")
 
     def send(self, data) -> None:
         self.end.write(data.encode() if isinstance(data, str) else data)
@@ -70,7 +79,7 @@ class Terminal:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise AssertionError(f"waited {timeout} s for {text!r}; the terminal shows:\n{self.buf[-2000:]}")
-            self.buf += self.end.read(min(0.2, left)).decode("utf-8", "replace").replace("\r\n", "\n")
+            self._feed(self.end.read(min(0.2, left)))
         head, _, self.buf = self.buf.partition(text)
         return head + text
 
@@ -79,7 +88,7 @@ class Terminal:
         sender = threading.Thread(target=self.send, args=(data,), daemon=True)
         sender.start()
         while sender.is_alive():
-            self.buf += self.end.read(0.05).decode("utf-8", "replace").replace("\r\n", "\n")
+            self._feed(self.end.read(0.05))
         return self.drain(0.5)
 
     def drain(self, quiet: float = 0.3) -> str:
@@ -88,7 +97,7 @@ class Terminal:
             data = self.end.read(quiet)
             if not data:
                 break
-            self.buf += data.decode("utf-8", "replace").replace("\r\n", "\n")
+            self._feed(data)
         out, self.buf = self.buf, ""
         return out
 
@@ -134,7 +143,7 @@ def set_password(data_dir, pw: str = PASSWORD) -> None:
 
 
 @pytest.fixture
-def console_agent(make_agent, tmp_path):  # noqa: F811
+def console_agent(make_agent, tmp_path):
     """start(port, extra_config, pw): an idle agent whose console is on `port`, its password set first."""
     def start(port: str, extra: str = "", pw: str = PASSWORD, name: str = "var"):
         if pw:

@@ -24,7 +24,7 @@ def typed(reader, term, data: bytes, echo: bool = True):
     sender.start()
     got = reader.read_line(echo=echo, idle_s=5)
     sender.join(5)
-    return got, term.drain(0.2)
+    return got, term.drain(0.1)
 
 
 def test_echo_backspace_del_ctrl_u_ctrl_w(line):
