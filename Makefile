@@ -8,8 +8,8 @@ PY := $(VENV)/bin/python
 STAMPS := .stamps
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-APT_BUILD := gcc libc6-dev libpcap-dev pkg-config
-APT_TEST := tshark tcpdump tcpreplay iproute2 minisign socat
+APT_BUILD := gcc libc6-dev libpcap-dev libssl-dev pkg-config
+APT_TEST := tshark tcpdump tcpreplay iproute2 minisign nfdump socat
 APT_BENCH := softflowd nfdump time
 CORE := $(wildcard hwdrivers/src/*.c hwdrivers/include/*.h hwdrivers/cdef/*.h) hwdrivers/build_ffi.py
 PYTEST_ARGS ?=
@@ -102,7 +102,7 @@ $(STAMPS)/apt-fuzz:
 
 $(FUZZ_BIN): tests/c/fuzz_parse.c $(CORE) | $(STAMPS)/apt-build $(STAMPS)/apt-fuzz
 	@mkdir -p $(@D)
-	clang $(FUZZ_CFLAGS) -Ihwdrivers/include tests/c/fuzz_parse.c hwdrivers/src/*.c -lpcap -o $@
+	clang $(FUZZ_CFLAGS) -Ihwdrivers/include tests/c/fuzz_parse.c hwdrivers/src/*.c -lpcap -lcrypto -o $@
 
 build/fuzz/seeded: tests/c/fuzz_parse.c | $(STAMPS)/apt-build $(STAMPS)/apt-fuzz
 	@mkdir -p $(@D) $(FUZZ_CORPUS)

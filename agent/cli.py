@@ -3,11 +3,12 @@ import argparse
 import csv
 import json
 import os
+import socket
 import sys
 import time
 
 from agent import __version__, report
-from hwdrivers import CaptureError
+from hwdrivers import CaptureError, ExporterConfig, RecordConfig
 
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
                 "rtt_ms", "retransmissions", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev",
@@ -35,6 +36,10 @@ def _progress_bar():
 
 def _num(n) -> str:
     return f"{n:,}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{_num(n)} {word}{'' if n == 1 else 's'}"
 
 
 def _human_bytes(n: float) -> str:
@@ -74,13 +79,17 @@ def _print_report(r: dict) -> None:
             print(f"  {h['addr']:<40} {_num(h['bytes']):>14} {_num(h['packets']):>10} {_num(h['flows']):>8}")
 
 
+def _print_json(r: dict) -> None:
+    json.dump(r, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
 def _emit_report(r: dict, as_json: bool) -> int:
     err = r["error"]
     if err and r["packets"] == 0:
         return _fail(err["message"])
     if as_json:
-        json.dump(r, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _print_json(r)
     else:
         _print_report(r)
     if err:
@@ -354,11 +363,220 @@ def cmd_verify(args) -> int:
     return 2 if r["attack_detected"] else 0
 
 
+def _file_calls(path: str):
+    """(offline.Result, exit code): the calls of a capture file, or a one-line error."""
+    from agent.calls import offline
+    show = None
+    if sys.stderr.isatty() and os.path.isfile(path) and os.path.getsize(path) >= PROGRESS_MIN_BYTES:
+        bar = _progress_bar()
+        show = lambda fraction, packets, bytes_: bar(fraction)  # noqa: E731
+    try:
+        result = offline.analyse(path, progress=show)
+    except CaptureError as e:
+        return None, _fail(e.message)
+    finally:
+        if show:
+            sys.stderr.write("\n")
+    if result.error is not None and not result.calls:
+        return None, _fail(result.error.message)
+    if result.error is not None:
+        print(f"capbox: warning: {result.error.message} (calls cover what was read before)", file=sys.stderr)
+    return result, 0
+
+
+def cmd_calls(args) -> int:
+    result, rc = _file_calls(args.file)
+    if result is None:
+        return rc
+    calls = [c.summary() for c in result.calls]
+    if args.json:
+        json.dump({"file": args.file, "packets": result.packets, "bytes": result.bytes, "session_count": len(calls),
+                   "sessions": [{**s, "streams": [st.as_dict() for st in c.streams]}
+                                for s, c in zip(calls, result.calls)]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 1 if result.error else 0
+    print(f"{len(calls)} SIP sessions in {args.file} ({_num(result.packets)} packets)")
+    if calls:
+        print(f"{'start (UTC)':<23} {'type':<5} {'method':<9} {'state':<10} {'msgs':>4} {'setup ms':>8} "
+              f"{'dur s':>8} {'rtp pkts':>8} {'loss %':>6} {'jitter':>6} {'MOS':>4}  call-id / from -> to")
+    for s in calls:
+        m = s["metrics"]
+        setup = "-" if m["setup_time_ms"] is None else f"{m['setup_time_ms']:.0f}"
+        mos = "-" if m["mos"] is None else f"{m['mos']:.2f}"
+        rtp = m["rtp_packets"]
+        print(f"{s['start_time'][:23]:<23} {s['type']:<5} {s['method'][:9]:<9} {s['state']:<10} "
+              f"{s['events_count']:>4} {setup:>8} {m['duration_ms'] / 1000:>8.1f} {rtp:>8} "
+              f"{(m['rtp_loss'] * 100 if rtp else 0):>6.2f} {m['rtp_jitter_ms']:>6.2f} {mos:>4}  {s['call_id']}")
+        print(f"{'':<23} {s['from']} -> {s['to']}")
+    return 1 if result.error else 0
+
+
+def cmd_callflow(args) -> int:
+    from agent.calls import ladder
+    result, rc = _file_calls(args.file)
+    if result is None:
+        return rc
+    found = [c for c in result.calls if c.call_id == args.call_id] or \
+        [c for c in result.calls if c.call_id.startswith(args.call_id)]
+    if len(found) != 1:
+        what = "no call" if not found else f"{len(found)} calls"
+        return _fail(f"{what} with Call-ID {args.call_id!r} in {args.file} (capbox calls FILE lists them)")
+    detail = found[0].detail()
+    if args.svg:
+        try:
+            with open(args.svg, "w") as f:
+                f.write(ladder.svg(detail))
+        except OSError as e:
+            return _fail(f"cannot write {args.svg}: {e.strerror}")
+        print(f"call flow of {detail['call_id']} written to {args.svg}")
+    else:
+        sys.stdout.write(ladder.text(detail))
+    return 0
+
+
 def _positive(value: str) -> int:
     n = int(value)
     if n <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return n
+def collector_address(value: str, default_port: int = 9995) -> tuple:
+    """HOST:PORT, [V6]:PORT or HOST as (numeric address, port); names are resolved."""
+    host, port = value, default_port
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{value!r} is not HOST:PORT")
+            port = rest[1:]
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    try:
+        port = int(port)
+    except ValueError:
+        raise ValueError(f"port {port!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port {port} out of range 1..65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise ValueError(f"cannot resolve {host!r}: {e.strerror}") from None
+    return infos[0][4][0], port
+
+
+def cmd_export(args) -> int:
+    collectors = []
+    for value in args.collector:
+        try:
+            host, port = collector_address(value)
+        except ValueError as e:
+            return _fail(f"--collector {e}")
+        collectors.append(ExporterConfig(host=host, port=port, version=args.version, transport=args.transport,
+                                         biflow=args.biflow, observation_domain=args.observation_domain,
+                                         mtu=args.mtu))
+    opts = report.Options(bpf=args.bpf or "", idle_timeout_s=args.idle_timeout)
+    xopts = report.ExportOptions(active_timeout_s=args.active_timeout, sample_rate=args.sample)
+    try:
+        r = report.export(args.file, collectors, opts, xopts)
+    except CaptureError as e:
+        return _fail(e.message)
+    if args.json:
+        _print_json(r)
+    else:
+        for e in r["exporters"]:
+            extra = ""
+            if e["records_dropped"] or e["records_skipped"]:
+                extra = f", {_num(e['records_dropped'])} dropped, {_num(e['records_skipped'])} not exportable in {e['version']}"
+            print(f"{e['host']}:{e['port']} {e['version']}/{e['transport']}: {_plural(e['flows'], 'flow')} as "
+                  f"{_plural(e['records'], 'record')} in {_plural(e['messages'], 'message')} ({_human_bytes(e['bytes'])})"
+                  + extra)
+    if r["error"]:
+        return _fail(f"{r['error']['message']} (the flows before it were exported)")
+    if any(e["records_dropped"] or e["send_errors"] for e in r["exporters"]):
+        errs = "; ".join(f"{e['host']}:{e['port']}: {e['last_error']}" for e in r["exporters"] if e["last_error"])
+        return _fail(f"some records were not delivered ({errs or 'socket full'})")
+    return 0
+
+
+def _load_key_file(path: str) -> bytes:
+    from agent.recordings import keys
+    return keys.load(path)
+
+
+def cmd_record(args) -> int:
+    from agent.recordings.keys import KeyFileError
+    key = None
+    if args.key_file:
+        try:
+            key = _load_key_file(args.key_file)
+        except KeyFileError as e:
+            return _fail(e.message)
+    if not os.path.isdir(args.dir):
+        return _fail(f"no directory {args.dir}")
+    rec = RecordConfig(directory=os.path.abspath(args.dir), prefix=args.prefix, bpf=args.filter or "",
+                       if_name=os.path.basename(args.source), snaplen=args.snaplen,
+                       rotate_bytes=args.rotate_mb << 20, rotate_s=args.rotate_s, keep_bytes=args.keep_mb << 20,
+                       keep_s=args.keep_s, fsync=not args.no_fsync)
+    opts = report.Options(bpf=args.bpf or "")
+    live = None
+    if not os.path.exists(args.source) and args.source != "-":
+        live = report.LiveOptions(backend=args.backend, duration_s=args.duration, count=args.count)
+    try:
+        r = report.record(args.source, rec, key, opts, live)
+    except CaptureError as e:
+        return _fail(e.message)
+    if args.json:
+        _print_json(r)
+    else:
+        st = r["recording"]
+        enc = f", encrypted (key id {st['key_id']})" if st["encrypted"] else ""
+        print(f"recorded {_num(st['packets'])} of {_num(r['packets_captured'])} packets "
+              f"({_human_bytes(st['bytes'])}) into {_plural(st['files'], 'file')} in {args.dir}{enc}"
+              + (f"; {_plural(st['files_deleted'], 'old file')} deleted" if st["files_deleted"] else "")
+              + (f"; {_num(st['dropped'])} dropped" if st["dropped"] else ""))
+    if r["error"]:
+        return _fail(f"{r['error']['message']} (the packets before it were recorded)")
+    if r["recording"]["write_errors"]:
+        return _fail(r["recording"]["last_error"])
+    return 0
+
+
+def cmd_decrypt(args) -> int:
+    from agent.recordings import crypt, keys
+    if args.input != "-" and args.output != "-" and os.path.exists(args.output) \
+            and os.path.samefile(args.input, args.output):
+        return _fail("the output would overwrite the input")
+    try:
+        with open(args.input, "rb") as f:
+            header = crypt.read_header(f)
+    except OSError as e:
+        return _fail(f"cannot read {args.input}: {e.strerror}")
+    except crypt.FormatError as e:
+        return _fail(f"{args.input}: {e.message}")
+    try:
+        if args.key_file:
+            key = keys.load(args.key_file)
+        else:
+            cfg = _load_config(args)
+            key = keys.find(cfg.data_dir, header.key_id)
+            if key is None:
+                return _fail(f"no key with id {header.key_id} in {keys.key_dir(cfg.data_dir)}; give --key-file")
+    except keys.KeyFileError as e:
+        return _fail(e.message)
+    if crypt.key_id(key) != header.key_id:
+        return _fail(f"{args.input}: the key's id {crypt.key_id(key)} is not the file's {header.key_id}: wrong key")
+    out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+    try:
+        result = crypt.decrypt_file(args.input, out, key)
+    finally:
+        if out is not sys.stdout.buffer:
+            out.close()
+    e = result.error
+    where = "standard output" if args.output == "-" else args.output
+    if e is None:
+        print(f"decrypted {_plural(result.chunks, 'chunk')} ({_human_bytes(result.bytes)}) into {where}", file=sys.stderr)
+        return 0
+    return _fail(f"{args.input}: {e.message}; {where} holds the {_plural(result.chunks, 'chunk')} "
+                 f"({_human_bytes(result.bytes)}) before it")
 
 
 def _idle(value: str) -> int:
@@ -412,6 +630,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end flows idle this long (default 0: never)")
     f.set_defaults(func=cmd_flows)
 
+    x = sub.add_parser("export", help="export the flows of a capture file to collectors (IPFIX, NetFlow v9/v5)")
+    x.add_argument("file", help="pcap or pcapng file ('-' for standard input)")
+    x.add_argument("--collector", action="append", required=True, metavar="HOST:PORT",
+                   help="a collector (repeat for several); port 9995 when left out")
+    x.add_argument("--version", choices=["ipfix", "v9", "v5"], default="ipfix")
+    x.add_argument("--transport", choices=["udp", "tcp"], default="udp", help="tcp: IPFIX only")
+    x.add_argument("--biflow", action="store_true", help="IPFIX: one RFC 5103 record per conversation")
+    x.add_argument("--observation-domain", type=int, default=0, metavar="N",
+                   help="IPFIX observation domain / v9 source id / v5 engine id")
+    x.add_argument("--sample", type=int, default=1, metavar="N", help="meter one packet in N (announced to the collector)")
+    x.add_argument("--active-timeout", type=_idle, default=0, metavar="S",
+                   help="report long flows every S seconds (default 0: one record per conversation)")
+    x.add_argument("--idle-timeout", type=_idle, default=0, metavar="S", help="end flows idle this long (default 0: never)")
+    x.add_argument("--bpf", metavar="EXPR", help="only packets matching this BPF filter")
+    x.add_argument("--mtu", type=int, default=1400, help="UDP message size limit (default 1400)")
+    x.add_argument("--json", action="store_true", help="counters of every exporter as JSON")
+    x.set_defaults(func=cmd_export)
+
+    rc = sub.add_parser("record", help="record a capture file or an interface into rotating pcapng files")
+    rc.add_argument("source", help="capture file, or an interface name")
+    rc.add_argument("--dir", required=True, help="directory for the files")
+    rc.add_argument("--prefix", default="capbox", help="file names: PREFIX-<UTC>-<seq>.pcapng[.enc]")
+    rc.add_argument("--filter", metavar="EXPR", help="the recording's own BPF filter (the rest is still metered)")
+    rc.add_argument("--bpf", metavar="EXPR", help="capture filter: what the capture sees at all")
+    rc.add_argument("--snaplen", type=int, default=0, help="bytes kept of each packet (default 0: all)")
+    rc.add_argument("--rotate-mb", type=int, default=100, metavar="MB", help="new file after MB (default 100; 0 never)")
+    rc.add_argument("--rotate-s", type=int, default=0, metavar="S", help="new file after S seconds of packet time")
+    rc.add_argument("--keep-mb", type=int, default=0, metavar="MB", help="delete the oldest files beyond MB in total")
+    rc.add_argument("--keep-s", type=int, default=0, metavar="S", help="delete files older than S seconds")
+    rc.add_argument("--key-file", metavar="FILE", help="encrypt with this AES-256 key file (32 bytes, mode 0600)")
+    rc.add_argument("--no-fsync", action="store_true", help="do not fsync files as they are closed")
+    rc.add_argument("--backend", default="afpacket", choices=["afpacket", "pcap"], help="interfaces")
+    rc.add_argument("--duration", type=float, default=0, metavar="S", help="interfaces: stop after S seconds")
+    rc.add_argument("--count", type=int, default=0, metavar="N", help="interfaces: stop after N packets")
+    rc.add_argument("--json", action="store_true")
+    rc.set_defaults(func=cmd_record)
+
+    d = sub.add_parser("decrypt", help="decrypt an encrypted recording into a plain pcapng")
+    d.add_argument("input", help="a .pcapng.enc recording")
+    d.add_argument("output", help="the pcapng to write ('-' for standard output)")
+    d.add_argument("--key-file", metavar="FILE", help="the key (default: the one with the file's key id in DATA_DIR/keys)")
+    d.add_argument("--config", metavar="FILE")
+    d.add_argument("--data-dir", metavar="DIR")
+    d.set_defaults(func=cmd_decrypt)
+
     c = sub.add_parser("capture", help="capture from an interface for a while and summarise it")
     c.add_argument("iface", help="interface name")
     c.add_argument("--backend", default="afpacket", choices=["afpacket", "pcap"])
@@ -454,6 +717,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--timeout", type=float, default=15, metavar="S", help="per path (1-30, default 15)")
     u.add_argument("--compare", default="content_hash", choices=["content_hash", "full_content", "headers_only"])
     u.set_defaults(func=cmd_verify)
+
+    cl = sub.add_parser("calls", help="the SIP calls of a capture file, with their RTP quality")
+    cl.add_argument("file", help="pcap or pcapng file")
+    cl.add_argument("--json", action="store_true", help="the sessions as JSON, with their RTP streams")
+    cl.set_defaults(func=cmd_calls)
+
+    cf = sub.add_parser("callflow", help="the ladder diagram of one call of a capture file")
+    cf.add_argument("file", help="pcap or pcapng file")
+    cf.add_argument("call_id", metavar="CALL_ID", help="the call's Call-ID (or a unique start of it)")
+    cf.add_argument("--svg", metavar="OUT", help="draw it as an SVG picture into OUT instead")
+    cf.set_defaults(func=cmd_callflow)
 
     r = sub.add_parser("run", help="run the agent (default: the bundled demo capture, REST on 127.0.0.1:8080)")
     r.add_argument("--config", metavar="FILE", help="TOML configuration file")
@@ -520,6 +794,8 @@ def cmd_run(args) -> int:
     console = not args.headless and sys.stdin.isatty() and sys.stdout.isatty()
     try:
         agent = Agent(cfg, console=console)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
     except OSError as e:
         return _fail(f"cannot start: {e}")
     return agent.run_with_console() if console else agent.run_forever()

@@ -52,6 +52,33 @@ class FlowsSection:
     idle_timeout_s: int = 300
     active_timeout_s: int = 1800
     max_flows: int = 1 << 20
+    sampling_rate: int = 1          # meter one packet in N (announced to collectors); 1: every packet
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportSection:
+    # collectors every capture exports to from the start: "ipfix://HOST:PORT",
+    # "ipfix+tcp://HOST:PORT", "v9://HOST:PORT", "v5://HOST:PORT" (more over REST)
+    collectors: tuple = ()
+    export_interval_s: int = 60     # a partly filled message leaves at most this late (the seeds' 60 s)
+    template_refresh_s: int = 60    # UDP: templates resent at least this often
+    observation_domain: int = 0
+    mtu: int = 1400
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingSection:
+    enabled: bool = False           # record every capture from its start
+    prefix: str = "capbox"          # file names: <prefix>-<UTC>-<seq>.pcapng[.enc]
+    rotate_mb: int = 100            # a new file after this many MB (0: never)
+    rotate_s: int = 0               # or after this many seconds of packet time (0: never)
+    keep_mb: int = 1024             # retention: the recordings together at most this (0: no limit)
+    keep_s: int = 0                 # retention: files older than this go (0: no limit)
+    bpf: str = ""                   # the recording's own filter
+    snaplen: int = 0                # bytes kept of each packet (0: all)
+    buffer_kb: int = 1024           # one write, one encrypted chunk
+    flush_ms: int = 1000            # a packet reaches its file at most this late
+    key_file: str = ""              # encrypt from the start with this key file in <data_dir>/keys
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +151,28 @@ class DeceptionSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class JobsSection:
+    """Offline jobs: uploaded captures processed in the background."""
+    workers: int = 2                   # jobs processed at once (each one C core pass at a time)
+    max_size_mb: int = 10240           # the largest upload (the seeds' 10 GB)
+    max_queued: int = 100              # jobs waiting; more uploads are refused (503) until some finish
+    retention_hours: float = 24.0      # finished jobs, their files and sessions are removed after this
+    max_attempts: int = 2              # a job running when the agent stopped is requeued until this many starts
+    dir: str = ""                      # empty: <data_dir>/jobs
+
+
+@dataclasses.dataclass(frozen=True)
+class CallsSection:
+    """SIP calls and their RTP: live (from the capture) and in jobs."""
+    enabled: bool = True               # follow the live capture's calls
+    idle_timeout_s: int = 300          # a live call with no packet for this long is over
+    ended_grace_s: int = 5             # after the BYE is answered, RTP still counted this long
+    max_calls: int = 100000            # calls followed at once (live) or in one file
+    max_streams: int = 65536           # RTP/RTCP streams measured at once
+    live_history: int = 10000          # finished live calls kept in the store (oldest go first)
+
+
+@dataclasses.dataclass(frozen=True)
 class ApiSection:
     listen: str = "127.0.0.1:8080"
     threads: int = 64              # server workers; each open event stream holds one
@@ -179,6 +228,10 @@ class Config:
     detection: DetectionSection = DetectionSection()
     verify: VerifySection = VerifySection()
     deception: DeceptionSection = DeceptionSection()
+    export: ExportSection = ExportSection()
+    recording: RecordingSection = RecordingSection()
+    jobs: JobsSection = JobsSection()
+    calls: CallsSection = CallsSection()
     api: ApiSection = ApiSection()
     store: StoreSection = StoreSection()
     firmware: FirmwareSection = FirmwareSection()
@@ -205,6 +258,14 @@ class Config:
     def keyring_dir(self) -> pathlib.Path:
         return pathlib.Path(self.firmware.keyring).resolve() if self.firmware.keyring else self.firmware_dir / "keys"
 
+    @property
+    def recordings_dir(self) -> pathlib.Path:
+        return self.data_dir / "recordings"
+
+    @property
+    def jobs_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.jobs.dir).resolve() if self.jobs.dir else self.data_dir / "jobs"
+
     def pcap_dirs(self) -> list:
         """Directories a capture file may be named from (REST, console)."""
         dirs = [self.data_dir / "pcaps", PACKAGE_DATA]
@@ -229,6 +290,18 @@ RULES = {
     "flows.idle_timeout_s": {"min": 0, "max": 86400},
     "flows.active_timeout_s": {"min": 0, "max": 86400},
     "flows.max_flows": {"min": 16, "max": 1 << 28},
+    "flows.sampling_rate": {"min": 1, "max": 16383},
+    "export.export_interval_s": {"min": 1, "max": 3600},
+    "export.template_refresh_s": {"min": 1, "max": 86400},
+    "export.observation_domain": {"min": 0, "max": 0xFFFFFFFF},
+    "export.mtu": {"min": 576, "max": 65507},
+    "recording.rotate_mb": {"min": 0, "max": 1 << 20},
+    "recording.rotate_s": {"min": 0, "max": 31 * 86400},
+    "recording.keep_mb": {"min": 0, "max": 1 << 30},
+    "recording.keep_s": {"min": 0, "max": 3650 * 86400},
+    "recording.snaplen": {"min": 0, "max": 262144},
+    "recording.buffer_kb": {"min": 64, "max": 65536},
+    "recording.flush_ms": {"min": 10, "max": 60000},
     "api.threads": {"min": 12, "max": 1024},
     "api.max_body_kb": {"min": 1, "max": 1 << 20},
     "api.sse_keepalive_s": {"min": 1, "max": 3600},
@@ -260,6 +333,16 @@ RULES = {
     "deception.target_port": {"min": 1, "max": 65535},
     "deception.max_sessions": {"min": 1, "max": 1024},
     "firmware.max_upload_mb": {"min": 1, "max": 1024},
+    "jobs.workers": {"min": 1, "max": 64},
+    "jobs.max_size_mb": {"min": 1, "max": 1 << 22},
+    "jobs.max_queued": {"min": 1, "max": 100000},
+    "jobs.retention_hours": {"min": 0.001, "max": 24 * 3650},
+    "jobs.max_attempts": {"min": 1, "max": 100},
+    "calls.idle_timeout_s": {"min": 1, "max": 86400},
+    "calls.ended_grace_s": {"min": 0, "max": 3600},
+    "calls.max_calls": {"min": 1, "max": 10000000},
+    "calls.max_streams": {"min": 16, "max": 1 << 22},
+    "calls.live_history": {"min": 0, "max": 10000000},
     "console.baud": {"min": 50, "max": 4000000},
     "console.max_failures": {"min": 1, "max": 100},
     "console.lockout_s": {"min": 1, "max": 86400},
@@ -358,7 +441,32 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
     except ValueError:
         raise ConfigError("api.listen", f"must be HOST:PORT, not {cfg.api.listen!r}") from None
     _check_paths(cfg.verify)
+    for url in cfg.export.collectors:
+        try:
+            parse_collector(url)
+        except ValueError as e:
+            raise ConfigError("export.collectors", str(e)) from None
+    if cfg.recording.snaplen and cfg.recording.snaplen < 64:
+        raise ConfigError("recording.snaplen", "must be 0 (whole packets) or at least 64")
+    if not cfg.recording.prefix.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError("recording.prefix", "letters, digits, - and _ only")
     return cfg
+
+
+COLLECTOR_SCHEMES = {"ipfix": ("ipfix", "udp"), "ipfix+udp": ("ipfix", "udp"), "ipfix+tcp": ("ipfix", "tcp"),
+                     "v9": ("v9", "udp"), "v5": ("v5", "udp")}
+
+
+def parse_collector(url: str) -> tuple:
+    """"ipfix://192.0.2.1:4739" as (version, transport, host, port)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in COLLECTOR_SCHEMES:
+        raise ValueError(f"{url!r} is not SCHEME://HOST:PORT with a scheme of {', '.join(COLLECTOR_SCHEMES)}")
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{url!r}: give HOST:PORT with a port in 1..65535")
+    return (*COLLECTOR_SCHEMES[scheme], host, int(port))
 
 
 def _check_paths(v: VerifySection) -> None:

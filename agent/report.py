@@ -1,6 +1,8 @@
 """Capture reports: a capture file (or an interface, for a while) through
 the C core, summarised as packets, bytes, flows, malformed packets, protocol
-mix and top talkers.  `capbox analyze`, `capbox flows` and `capbox capture`.
+mix and top talkers.  `capbox analyze`, `capbox flows`, `capbox capture`;
+and what the core hands on: `capbox export` (the flows of a file sent to
+collectors) and `capbox record` (its packets into rotating pcapng files).
 
 Offline, a flow is a conversation (as tshark counts them): no idle timeout
 unless asked for; a full table still evicts, so memory stays bounded.
@@ -10,7 +12,7 @@ import os
 import time
 from typing import Callable, Iterator, Optional
 
-from hwdrivers import CaptureConfig, CaptureError, RunResult, Session
+from hwdrivers import CaptureConfig, CaptureError, RecordConfig, RunResult, Session
 
 LINKTYPES = {0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
              113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2"}
@@ -24,6 +26,12 @@ class Options:
     idle_timeout_s: int = 0
     max_flows: int = 1 << 22
     window_s: int = 0             # traffic windows too, when > 0
+
+
+@dataclasses.dataclass
+class ExportOptions:
+    active_timeout_s: int = 0     # 0: a conversation is one record, as `capbox flows` has it
+    sample_rate: int = 1
 
 
 @dataclasses.dataclass
@@ -43,15 +51,17 @@ def _config(path: str, opts: Options, flow_ring: int = 0) -> CaptureConfig:
                          window_ring=256, flow_ring=flow_ring, lossless=bool(flow_ring or opts.window_s))
 
 
-def _drive(session: Session, on_chunk: Callable[[], None], windows: list) -> Optional[CaptureError]:
-    """Run to the end of the file; a damaged file ends the run with its error
-    after everything before the damage was processed."""
+def _drive(session: Session, on_chunk: Callable[[], None], windows: Optional[list] = None) -> Optional[CaptureError]:
+    """Run to the end of the file (closed traffic windows into `windows`); a
+    damaged file ends the run with its error after everything before the
+    damage was processed."""
     while True:
         try:
             result = session.run(timeout_ms=PROGRESS_EVERY_MS)
         except CaptureError as e:
             return e
-        windows.extend(session.read_windows())
+        if windows is not None:
+            windows.extend(session.read_windows())
         on_chunk()
         if result == RunResult.EOF:
             return None
@@ -83,35 +93,87 @@ def analyze(path: str, opts: Options = Options(),
         return report
 
 
+def _live_config(iface: str, opts: Options, live: LiveOptions) -> CaptureConfig:
+    return CaptureConfig(source=iface, backend=live.backend, bpf=opts.bpf, snaplen=live.snaplen,
+                         buffer_size_mb=live.buffer_size_mb, promisc=live.promisc,
+                         fanout_group=live.fanout_group, max_flows=opts.max_flows,
+                         idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
+
+
+def _drive_live(s: Session, live: LiveOptions, should_stop: Callable[[], bool]) -> Optional[CaptureError]:
+    """Capture until live.duration_s, live.count packets or should_stop()
+    (a KeyboardInterrupt also ends it cleanly); the error that ended it, if any."""
+    deadline = time.monotonic() + live.duration_s if live.duration_s else None
+    try:
+        while not should_stop():
+            left_ms = PROGRESS_EVERY_MS
+            if deadline is not None:
+                left_ms = min(left_ms, int((deadline - time.monotonic()) * 1000))
+                if left_ms <= 0:
+                    break
+            done = s.counters().packets
+            if live.count and done >= live.count:
+                break
+            s.run(max_packets=live.count - done if live.count else 0, timeout_ms=left_ms)
+    except CaptureError as e:
+        return e
+    except KeyboardInterrupt:
+        pass
+    return None
+
+
 def capture(iface: str, opts: Options = Options(), live: LiveOptions = LiveOptions(),
             should_stop: Callable[[], bool] = lambda: False) -> dict:
     """Report on live traffic: until live.duration_s, live.count packets or
     should_stop() (a KeyboardInterrupt also ends it cleanly)."""
-    cfg = CaptureConfig(source=iface, backend=live.backend, bpf=opts.bpf, snaplen=live.snaplen,
-                        buffer_size_mb=live.buffer_size_mb, promisc=live.promisc,
-                        fanout_group=live.fanout_group, max_flows=opts.max_flows,
-                        idle_timeout_s=opts.idle_timeout_s, active_timeout_s=0)
-    with Session(cfg) as s:
-        deadline = time.monotonic() + live.duration_s if live.duration_s else None
-        error = None
-        try:
-            while not should_stop():
-                left_ms = PROGRESS_EVERY_MS
-                if deadline is not None:
-                    left_ms = min(left_ms, int((deadline - time.monotonic()) * 1000))
-                    if left_ms <= 0:
-                        break
-                done = s.counters().packets
-                if live.count and done >= live.count:
-                    break
-                s.run(max_packets=live.count - done if live.count else 0, timeout_ms=left_ms)
-        except CaptureError as e:
-            error = e
-        except KeyboardInterrupt:
-            pass
+    with Session(_live_config(iface, opts, live)) as s:
+        error = _drive_live(s, live, should_stop)
         report = summarize(s, iface, opts.top, error)
     report["backend"] = live.backend
     return report
+
+
+def export(path: str, collectors: list, opts: Options = Options(),
+           xopts: ExportOptions = ExportOptions()) -> dict:
+    """Send every flow of a file to the collectors (ExporterConfig, made
+    lossless here: offline, waiting for a socket loses nothing).  The flows
+    leave the C core as they end and the rest at the end of the file."""
+    cfg = CaptureConfig(source=path, backend="pcapfile", bpf=opts.bpf, max_flows=opts.max_flows,
+                        idle_timeout_s=opts.idle_timeout_s, active_timeout_s=xopts.active_timeout_s,
+                        sample_rate=xopts.sample_rate)
+    with Session(cfg) as s:
+        for c in collectors:
+            s.add_exporter(dataclasses.replace(c, lossless=True))
+        error = _drive(s, lambda: None)
+        s.flush()
+        c = s.counters()
+        return {"file": path, "packets": c.packets, "flows": c.flows_created,
+                "packets_unsampled": c.packets_unsampled,
+                "exporters": [e.as_dict() for e in s.exporters()],
+                "error": None if error is None else {"code": error.code.name, "message": error.message}}
+
+
+def record(source: str, rec: RecordConfig, key: Optional[bytes] = None, opts: Options = Options(),
+           live: Optional[LiveOptions] = None, should_stop: Callable[[], bool] = lambda: False) -> dict:
+    """Record a capture file (every packet: the recorder waits for its writer)
+    or an interface (live: until live.duration_s, live.count or should_stop)."""
+    if live is None:
+        cfg = _config(source, opts)
+        rec = dataclasses.replace(rec, lossless=True)
+    else:
+        cfg = _live_config(source, opts, live)
+    with Session(cfg) as s:
+        s.start_recording(rec, key)
+        started = time.monotonic()
+        try:
+            error = _drive(s, lambda: None) if live is None else _drive_live(s, live, should_stop)
+        except KeyboardInterrupt:
+            error = None
+        stats = s.stop_recording()
+        c = s.counters()
+    return {"source": source, "directory": rec.directory, "packets_captured": c.packets,
+            "seconds": round(time.monotonic() - started, 3), "recording": stats.as_dict(),
+            "error": None if error is None else {"code": error.code.name, "message": error.message}}
 
 
 def summarize(s: Session, source: str, top: int, error: Optional[CaptureError]) -> dict:

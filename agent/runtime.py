@@ -1,8 +1,9 @@
 """The agent: one process, its services and named threads, start and shutdown.
 
 Threads: capture and dispatcher (per capture run), store-writer, api (waitress
-and its workers), stats (samples, heartbeats, systemd watchdog) and one per
-service in SERVICES below (the windower and analysis; detectors, verifier).  SIGINT/SIGTERM stop the capture (flows are
+and its workers), stats (samples, heartbeats, systemd watchdog), one per
+service in SERVICES below (analysis, live calls, jobs; detectors, verifier)
+and the jobs' workers (jobs-worker-N).  SIGINT/SIGTERM stop the capture (flows are
 flushed onto the bus), the API, then the store."""
 import logging
 import os
@@ -17,7 +18,10 @@ from agent.api import deception as deception_routes
 from agent.api import detection as detection_routes
 from agent.api import events as event_routes
 from agent.api import firmware as firmware_routes
+from agent.api import export as export_routes
+from agent.api import jobs as job_routes
 from agent.api import platform as platform_routes
+from agent.api import recording as recording_routes
 from agent.api.app import Api
 from agent.api.server import Server
 from agent.auth import KeyStore
@@ -35,6 +39,9 @@ from agent.deception.service import DeceptionService
 from agent.detectors.service import SERVICES as DETECTOR_SERVICES
 from agent.threats import ThreatService
 from agent.verify.verifier import Verifier
+from agent.calls.service import CallsService
+from agent.jobs.service import JobsService
+from agent.jobs.upload import MULTIPART_SLACK
 from agent.services import start_services
 from agent.stats import system
 from agent.store import Store
@@ -42,7 +49,8 @@ from agent.store import Store
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 # The services on the bus, in start order (agent.services: one thread each).
-SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, ConsoleService]
+SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
+            ConsoleService]
 
 
 class Agent:
@@ -70,12 +78,15 @@ class Agent:
         self.verifier = Verifier(cfg.verify)
         self.firmware = FirmwareService(cfg)
         self.api = Api(self)
-        for module in (platform_routes, capture_routes, analysis_routes, event_routes, detection_routes,
-                       deception_routes, firmware_routes):
+        for module in (platform_routes, capture_routes, export_routes, recording_routes, analysis_routes,
+                       event_routes, detection_routes, deception_routes, firmware_routes, job_routes):
             module.register(self.api)
         host, port = cfg.listen
-        uploads = max((r.max_body or 0) for r in self.api.routes)
-        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024, max_upload=uploads)
+        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024,
+                             max_upload=max((r.max_body or 0) for r in self.api.routes),
+                             uploads=tuple(("POST", p) for p in self.api.upload_paths),
+                             upload_max=(cfg.jobs.max_size_mb << 20) + MULTIPART_SLACK,
+                             error_body=self.api.transport_error)
         self.notifier = Notifier()
         self.admin_key_path = None
 

@@ -5,7 +5,7 @@ declares the channels it reads; the runner feeds it envelopes and calls
 tick() about once a second (windows close on time, not only on traffic).
 An exception in handle() is counted and logged once per kind, and the
 service goes on; one that escapes the loop marks the component failed.
-A service that reads no channel (the serial console, a loop of its own) is
+A service whose channels are None (the serial console, a loop of its own) is
 not subscribed to the bus; its thread only ticks.  One whose `wanted(cfg)`
 is false (nothing configured for it) is not started at all."""
 import collections
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 class Service:
     name = ""
-    channels: tuple = ()
+    channels: tuple = ()      # None: reads no channel, only ticks
     critical = False
     queue_size = 4096
 
@@ -49,25 +49,22 @@ class Runner:
         self.service = service
         self.handled = 0
         self.errors: collections.Counter = collections.Counter()
-        self.sub = agent.bus.subscribe(service.channels, maxsize=service.queue_size, name=service.name) \
-            if service.channels else None
+        self.sub = None if service.channels is None else agent.bus.subscribe(
+            service.channels, maxsize=service.queue_size, name=service.name)
         self.component = agent.health.register(service.name, critical=service.critical, detail=self.detail)
 
     def detail(self) -> dict:
-        if self.sub is None:
-            return self.service.detail()
-        return {"handled": self.handled, "errors": sum(self.errors.values()), "queued": self.sub.queue.qsize(),
-                "dropped": self.sub.dropped, **self.service.detail()}
+        return {"handled": self.handled, "errors": sum(self.errors.values()),
+                "queued": self.sub.queue.qsize() if self.sub else 0, "dropped": self.sub.dropped if self.sub else 0,
+                **self.service.detail()}
 
     def loop(self, component) -> None:
         next_tick = time.monotonic() + 1.0
         try:
             while not component.stop.is_set():
+                env = self.sub.get(timeout=0.2) if self.sub else None
                 if self.sub is None:
                     component.stop.wait(0.2)
-                    env = None
-                else:
-                    env = self.sub.get(timeout=0.2)
                 if env is not None:
                     try:
                         self.service.handle(env)

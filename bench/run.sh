@@ -22,7 +22,12 @@
 #              GET /v1/capture/status (bench/load_api.py): 10 requests/s each,
 #              then back to back (saturation); latency percentiles, errors and
 #              the capture's drops during the load.
-#  5. report   bench/RESULTS.md, regenerated from the files of this run.
+#  5. export   bench/export.sh: `capbox export` against `softflowd -r` to the
+#              same nfcapd (flow totals read back with nfdump), and recording
+#              (+ encryption) throughput; its own section of RESULTS.md.
+#  6. report   bench/RESULTS.md, regenerated from the files of this run.
+#  7. calls    bench/calls.py: offline job throughput on a synthetic SIP+RTP capture
+#              (bench/gensip.py) against tshark -z rtp,streams; adds its section.
 #
 # Run from the repo root as `make bench` (which installs tcpdump, tcpreplay,
 # softflowd, nfdump, time and builds the C core first) or `bash bench/run.sh`.
@@ -34,7 +39,7 @@
 #   LIVE_PACKETS=3000000  packets sent per live trial (small.pcap looped)
 #   LIVE_TRIALS=3      trials per capturer at LIVE_PPS, unpinned
 #   PIN_RATES="300000 topspeed"  rates of the pinned trials (one trial each)
-#   SKIP_MEMORY=1 SKIP_FPGA=1 SKIP_LIVE=1 SKIP_API=1   leave a section out
+#   SKIP_MEMORY=1 SKIP_FPGA=1 SKIP_LIVE=1 SKIP_API=1 SKIP_EXPORT=1 SKIP_CALLS=1   leave a section out
 #   WAIT_IDLE=120      wait up to this many seconds for other load to go away first
 #   KEEP_1M=1          keep the 1M-flow capture (1.2 GB) even when disk is tight
 #   REPORT_ONLY=$DATA/results-<UTC>  only rewrite RESULTS.md from that run's files
@@ -51,7 +56,7 @@ PIN_RATES=${PIN_RATES:-"300000 topspeed"}
 CAPBOX=$REPO/.venv/bin/capbox
 RESULTS=$REPO/bench/RESULTS.md
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=$DATA/results-$STAMP          # this run's TSVs and logs
+OUT=${OUT:-$DATA/results-$STAMP} # this run's TSVs and logs (bench/export.sh shares them)
 PT=(python3 "$SHARED/ptime.py")
 
 LARGE=$DATA/large.pcap
@@ -212,21 +217,22 @@ timed() {
 }
 
 # one_run KEY LABEL -- CMD...: a single ptime.py run (no warm-up of its own),
-# appended to runs.tsv as "key, round, ptime's TSV row, exit code".
+# appended to $RUNS_TSV (runs.tsv) as "key, round, ptime's TSV row, exit code".
 ROUND=0
+RUNS_TSV=""
 one_run() {
   local key=$1 label=$2; shift 3
   rm -f "$OUT/one.tsv"
   "${PT[@]}" -n 1 -w 0 --timeout 300 --packets "$N_LARGE" --label "$label" --tsv "$OUT/one.tsv" \
              --log "$OUT/$key.log" -- "$@" > "$OUT/one.txt"
   local code; code=$(sed -n 's/.*exit codes \[\([^]]*\)\].*/\1/p' "$OUT/one.txt")
-  printf '%s\t%s\t%s\t%s\n' "$key" "$ROUND" "$(cat "$OUT/one.tsv")" "$code" >> "$OUT/runs.tsv"
+  printf '%s\t%s\t%s\t%s\n' "$key" "$ROUND" "$(cat "$OUT/one.tsv")" "$code" >> "${RUNS_TSV:-$OUT/runs.tsv}"
 }
 
 # runs.tsv -> summary.tsv (key, label, runs, wall min/med/max, CPU med, RSS med,
 # packets/s at the median wall, exit codes); round 0 is the warm-up
-summarize_rounds() {
-  python3 - "$OUT/runs.tsv" "$N_LARGE" >> "$OUT/summary.tsv" <<'EOF2'
+summarize_rounds() { # [RUNS_TSV] [SUMMARY_TSV]
+  python3 - "${1:-$OUT/runs.tsv}" "$N_LARGE" >> "${2:-$OUT/summary.tsv}" <<'EOF2'
 import statistics, sys
 rows, n = [l.rstrip("\n").split("\t") for l in open(sys.argv[1])], int(sys.argv[2])
 order, by = [], {}
@@ -714,10 +720,14 @@ if api.get("0"):
     a = api["0"]
     w(f"- REST saturation (50 clients back to back, no numeric target): {a['requests_per_s']:,} requests/s, "
       f"p50 {a['p50_ms']} ms, p99 {a['p99_ms']} ms, {a['errors']} errors.")
-w("- softflowd → nfcapd uniflow count equals the truth file's (the export target for capbox): "
+w("- softflowd → nfcapd uniflow count equals the truth file's: "
   + ", ".join(f"{c['got']} vs {c['expected']} ({c['result']})" for c in checks if c["tool"].startswith("softflowd"))
-  + "; capbox has no flow export yet, so this target is not measurable for capbox in this run.")
+  + "; capbox's exports against softflowd: the next section.")
 w("")
+section = os.path.join(out, "export-section.md")
+if os.path.exists(section):
+    L.append(open(section).read().rstrip("\n"))
+    w("")
 open(dest, "w").write("\n".join(L))
 print("\n".join(L))
 EOF
@@ -742,9 +752,14 @@ main() {
   wait_idle   # the live section is long: another chance to start on a quiet machine
   load_mark; live; [ -e "$OUT/live-skipped" ] || load_note live
   if [ -z "${SKIP_API:-}" ]; then load_mark; api_load; load_note api; fi
+  if [ -z "${SKIP_EXPORT:-}" ]; then
+    load_mark; OUT=$OUT bash "$REPO/bench/export.sh" --in-run; load_note export
+  fi
   printf 'core_end\t%s\n' "$(core_id)" >> "$OUT/meta.tsv"
   write_results
+  if [ -z "${SKIP_CALLS:-}" ]; then log "calls"; "$REPO/.venv/bin/python" "$REPO/bench/calls.py" --data "$DATA" --results "$RESULTS"; fi
   echo "results: $RESULTS (raw: $OUT)"
 }
 
-main "$@"
+# bench/export.sh sources this file for its helpers: main only runs when executed
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then main "$@"; fi

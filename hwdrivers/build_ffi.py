@@ -10,9 +10,9 @@ import sys
 import cffi
 
 HERE = pathlib.Path(__file__).resolve().parent
-CDEF_FILES = ["session.h", "flows.h", "events.h", "windows.h", "tokens.h", "fpga.h"]
+CDEF_FILES = ["session.h", "flows.h", "events.h", "windows.h", "tokens.h", "fpga.h", "export.h", "record.h", "rtp.h"]
 SOURCES = ["hw.c", "parse.c", "flowtable.c", "windows.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c", "tokens.c",
-           "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c", "hw-fpga.c", "fpgasim.c"]
+           "rtp.c", "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c", "hw-fpga.c", "fpgasim.c", "ipfix.c", "record.c"]
 CFLAGS = ["-std=gnu11", "-O2", "-flto", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 
 
@@ -28,7 +28,7 @@ def make_builder(extra_cflags=()) -> cffi.FFI:
         '#include "hw.h"',
         sources=[str(HERE / "src" / s) for s in SOURCES],
         include_dirs=[str(HERE / "include")],
-        libraries=["pcap", "m"],
+        libraries=["pcap", "m", "crypto"],
         extra_compile_args=CFLAGS + list(extra_cflags),
         extra_link_args=["-flto", "-O2"],
     )

@@ -12,7 +12,10 @@ import threading
 from typing import Optional
 
 from hwdrivers import events as _events
+from hwdrivers import export as _export
+from hwdrivers import record as _record
 from hwdrivers import flows as _flows
+from hwdrivers import rtp as _rtp
 from hwdrivers import windows as _windows
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import CaptureError, ErrorCode, check
@@ -62,6 +65,12 @@ def backends() -> list:
     return out
 
 
+def check_filter(bpf: str, linktype: int = 1) -> None:
+    """CaptureError(FILTER) when a BPF expression does not compile for the link type (1: Ethernet)."""
+    errbuf = _errbuf()
+    check(lib.hw_bpf_check(linktype, bpf.encode(), errbuf), errbuf)
+
+
 @dataclasses.dataclass(frozen=True)
 class CaptureConfig:
     """What to capture and how to meter it; defaults suit a live appliance."""
@@ -89,6 +98,7 @@ class CaptureConfig:
     window_s: int = 0                  # traffic windows of this many seconds; 0 = none
     window_ring: int = 64              # closed windows queued for Python
     long_flow_s: int = 3600            # a flow open this long is named in its window
+    sample_rate: int = 1               # meter one IP packet in N (systematic); 1 = every packet
 
 
 def _counter_names():
@@ -159,6 +169,7 @@ class Session:
         cfg.window_s = config.window_s
         cfg.window_ring = config.window_ring
         cfg.long_flow_s = config.long_flow_s
+        cfg.sample_rate = config.sample_rate
         out = ffi.new("struct hw_session **")
         errbuf = _errbuf()
         check(lib.hw_session_open(cfg, out, errbuf), errbuf)
@@ -289,6 +300,101 @@ class Session:
                 if n < len(buf):
                     return [fpga.offload_flow_from_cdata(buf[i]) for i in range(n)]
                 buf = ffi.new("struct hw_offload_flow[]", 2 * len(buf))
+
+    def add_exporter(self, config: "_export.ExporterConfig") -> int:
+        """Export this session's flows to a collector as they expire; the exporter's id."""
+        c, keep = _export.to_cdata(config)
+        with self._use() as s:
+            errbuf = _errbuf()
+            rc = check(lib.hw_export_add(s, c, errbuf), errbuf)
+        del keep
+        return rc
+
+    def remove_exporter(self, exporter_id: int) -> "_export.ExporterStats":
+        """Send what the exporter holds and remove it; its last counters."""
+        with self._use() as s:
+            last = ffi.new("struct hw_export_stats *")
+            if lib.hw_export_remove(s, exporter_id, last) < 0:
+                raise CaptureError(ErrorCode.ARG, f"no exporter {exporter_id}")
+            return _export.stats_from_cdata(last)
+
+    def exporters(self) -> list:
+        """Every exporter with its counters (ExporterStats)."""
+        with self._use() as s:
+            buf = ffi.new("struct hw_export_stats[]", _export.MAX_EXPORTERS)
+            n = lib.hw_export_list(s, buf, _export.MAX_EXPORTERS)
+            return [_export.stats_from_cdata(buf[i]) for i in range(n)]
+
+    def start_recording(self, config: "_record.RecordConfig", key: Optional[bytes] = None) -> None:
+        """Write this session's packets to rotating pcapng files (encrypted with a 32-byte key)."""
+        c, keep = _record.to_cdata(config, key)
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_record_start(s, c, errbuf), errbuf)
+        del keep
+
+    def stop_recording(self) -> "_record.RecordStats":
+        """Close the current file (fsynced) and stop; the final counters."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_record_stop(s, errbuf), errbuf)
+        return self.recording()
+
+    def rotate_recording(self) -> None:
+        """Close the current file now; the next packet starts another."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_record_rotate(s, errbuf), errbuf)
+
+    def set_recording_key(self, key: Optional[bytes]) -> None:
+        """Encrypt the files from now on with `key` (None: plain); the current file ends here."""
+        _record.check_key(key)
+        with self._use() as s:
+            errbuf = _errbuf()
+            k = ffi.new("uint8_t[]", bytes(key)) if key is not None else ffi.NULL
+            check(lib.hw_record_set_key(s, k, errbuf), errbuf)
+
+    def recording(self) -> "_record.RecordStats":
+        """The recorder's counters (of the last recording when none runs)."""
+        with self._use() as s:
+            st = ffi.new("struct hw_record_stats *")
+            lib.hw_record_stats(s, st)
+            return _record.stats_from_cdata(st)
+
+    # ---- RTP and RTCP on the endpoints named (rtp.c) ----
+
+    def rtp_init(self, max_endpoints: int = 16384, max_streams: int = 16384) -> None:
+        """Turn RTP tracking on (once): the tables are sized here, never on the packet path."""
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_rtp_init(s, max_endpoints, max_streams, errbuf), errbuf)
+
+    def rtp_watch(self, endpoint: "_rtp.Endpoint") -> None:
+        """Analyse packets to or from this endpoint (from endpoint.from_ns on)."""
+        c = _rtp.endpoint_to_cdata(endpoint)
+        with self._use() as s:
+            errbuf = _errbuf()
+            check(lib.hw_rtp_watch(s, c, errbuf), errbuf)
+
+    def rtp_forget(self, tag: int) -> int:
+        """Drop a call's endpoints and streams; returns how many endpoints went."""
+        with self._use() as s:
+            return lib.hw_rtp_forget(s, tag)
+
+    def rtp_streams(self, tag: int = 0) -> list:
+        """The streams of a call (tag 0: of every call)."""
+        with self._use() as s:
+            st = ffi.new("struct hw_rtp_stats *")
+            lib.hw_rtp_stats(s, st)
+            buf = ffi.new("struct hw_rtp_stream[]", max(1, st.streams))
+            n = lib.hw_rtp_read(s, tag, buf, st.streams)
+            return [_rtp.stream_from_cdata(buf[i]) for i in range(n)]
+
+    def rtp_stats(self) -> dict:
+        with self._use() as s:
+            st = ffi.new("struct hw_rtp_stats *")
+            lib.hw_rtp_stats(s, st)
+            return _rtp.stats_from_cdata(st)
 
     def close(self) -> None:
         with self._cond:

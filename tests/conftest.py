@@ -1,15 +1,19 @@
-"""Shared fixtures: the real captures of ../shared/pcaps, fpga-sim, and small helpers."""
+"""Shared fixtures: the real captures of ../shared/pcaps, fpga-sim, collectors, and small helpers."""
 import itertools
+import json
 import os
 import pathlib
 import shutil
+import subprocess
 
 import pytest
 
+from tests.collector import Nfcapd
 from tests.netns import make_veth
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PCAPS = (ROOT.parent / "shared" / "pcaps").resolve()
+GENPCAP = (ROOT.parent / "shared" / "bench" / "genpcap.c").resolve()
 ALL_PCAPS = sorted(p for p in PCAPS.glob("*.pcap*")) if PCAPS.is_dir() else []
 
 
@@ -50,3 +54,33 @@ def card():
     with Simulator(pcap("zeek__wikipedia.pcap"), device=card_path(), target=CARD_TARGET, desc_count=1024,
                    data_mb=1, flow_entries=1024) as sim:
         yield sim.device
+
+
+@pytest.fixture
+def nfcapd(tmp_path):
+    """Start nfcapd collectors on loopback (tests/collector.py); all stopped at the end."""
+    made = []
+
+    def start(name: str = "nfcapd") -> Nfcapd:
+        c = Nfcapd(tmp_path / name)
+        made.append(c)
+        return c
+    yield start
+    for c in made:
+        c.stop()
+
+
+@pytest.fixture(scope="session")
+def synthetic_pcap(tmp_path_factory):
+    """A small capture from the shared generator (../shared/bench/genpcap.c):
+    TCP, failed TCP, DNS, UDP, ICMP and ICMPv6 echo, IPv6 clients, 802.1Q tags,
+    a minute long;
+    returns (path, truth dict)."""
+    if not GENPCAP.exists() or not shutil.which("gcc"):
+        pytest.skip("the shared generator or gcc is not here")
+    d = tmp_path_factory.mktemp("genpcap")
+    exe = d / "genpcap"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(GENPCAP), "-lm"], check=True, capture_output=True)
+    out = d / "synthetic.pcap"
+    subprocess.run([str(exe), "-n", "20000", "-f", "1500", "-d", "60", "-o", str(out)], check=True, capture_output=True)
+    return str(out), json.loads((d / "synthetic.pcap.truth.json").read_text())

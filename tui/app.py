@@ -10,6 +10,7 @@ from textual.binding import Binding
 from textual.worker import get_current_worker
 
 from tui.screens.analysis import Analysis
+from tui.screens.calls import Calls
 from tui.screens.base import DataScreen
 from tui.screens.dialogs import Ask, StartCapture
 from tui.screens.flows import Flows
@@ -19,7 +20,7 @@ from tui.screens.threats import Threats
 from tui.source import Source, SourceError
 
 REFRESH_S = 0.25
-SCREENS = {"o": Overview, "f": Flows, "t": Threats, "a": Analysis, "y": System}
+SCREENS = {"o": Overview, "f": Flows, "t": Threats, "a": Analysis, "l": Calls, "y": System}
 
 
 class CapboxApp(App):
@@ -28,7 +29,7 @@ class CapboxApp(App):
     BINDINGS = [
         Binding("o", "show('o')", "overview"), Binding("f", "show('f')", "flows"),
         Binding("t", "show('t')", "threats"), Binding("a", "show('a')", "anomalies"),
-        Binding("y", "show('y')", "system"),
+        Binding("l", "show('l')", "calls"), Binding("y", "show('y')", "system"),
         Binding("s", "start_stop", "start/stop"), Binding("b", "filter", "filter"),
         Binding("w", "window_size", "window"), Binding("q", "quit", "quit"),
     ]
@@ -62,7 +63,8 @@ class CapboxApp(App):
             if isinstance(screen, DataScreen) and screen.ready and (self.refresh_s or screen is not shown):
                 try:
                     data = screen.fetch(self.source)
-                    self.call_from_thread(self._show, screen, data)
+                    if screen is not shown or data != screen.data:  # an unchanged answer is not drawn again
+                        self.call_from_thread(self._show, screen, data)
                     shown = screen
                 except SourceError as e:
                     self.call_from_thread(self._error, str(e))
@@ -74,6 +76,7 @@ class CapboxApp(App):
         if screen is not self.screen:
             return
         try:
+            screen.data = data
             screen.show(data)
             self._last_error = ""
         except Exception as e:  # an answer the screen did not expect: said, not fatal

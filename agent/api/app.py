@@ -66,6 +66,7 @@ class Api:
         self.app.config['catchall'] = False
         self.app.default_error_handler = self._bottle_error
         self.max_body = agent.cfg.api.max_body_kb * 1024
+        self.upload_paths = ("/v1/jobs",)   # bodies up to jobs.max_size_mb (multipart uploads)
         self.app.add_hook("before_request", self._before)
         self.app.add_hook("after_request", self._after)
 
@@ -90,13 +91,28 @@ class Api:
             r.set_header("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
             r.set_header("Vary", "Origin")
 
-    def envelope(self, code: str, message: str, details: Optional[dict] = None) -> str:
+    def envelope(self, code: str, message: str, details: Optional[dict] = None, request_id: str = "") -> str:
+        if not request_id:
+            request_id = bottle.request.environ.get("capbox.request_id") or f"req_{uuid.uuid4().hex[:16]}"
         return dumps({
             "error": {"code": code, "message": message, "details": details or {}},
             "timestamp": now_iso(),
-            "request_id": bottle.request.environ.get("capbox.request_id") or f"req_{uuid.uuid4().hex[:16]}",
+            "request_id": request_id,
             "documentation_url": f"{self.cfg.api.documentation_url}#{code}",
         })
+
+    def transport_error(self, status: int, reason: str, path: str) -> bytes:
+        """The envelope for a request the server refused before the app saw it."""
+        rid = f"req_{uuid.uuid4().hex[:16]}"
+        if status == 413 and path.rstrip("/") in self.upload_paths:
+            mb = self.cfg.jobs.max_size_mb
+            return self.envelope("FILE_TOO_LARGE", f"the file is larger than {mb} MB", {"max_size_mb": mb},
+                                 rid).encode()
+        if status == 413:
+            return self.envelope("PAYLOAD_TOO_LARGE", f"the body is larger than {self.max_body} bytes",
+                                 {"max_bytes": self.max_body}, rid).encode()
+        code = "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR"
+        return self.envelope(code, reason.lower(), {"reason": reason}, rid).encode()
 
     def _bottle_error(self, err: bottle.HTTPError) -> str:
         """Errors Bottle raises itself: unknown routes, wrong methods, and the rest."""

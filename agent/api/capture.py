@@ -23,6 +23,7 @@ METER = {
     "enable": Field(bool, True, aliases=("enabled",)),
     "idle_timeout_s": Field(int, 300, 0, 86400, aliases=("flow_timeout_sec",)),
     "active_timeout_s": Field(int, 1800, 0, 86400),
+    "sampling_rate": Field(int, 1, 1, 16383, doc="meter one packet in N (announced to collectors); 1: every packet"),
 }
 FLOWS = {
     "limit": Field(int, 100, 1, 10000),
@@ -68,8 +69,8 @@ def register(api: Api) -> None:
 
     @api.route("POST", "/v1/capture/flow-meter", "Flow meter on/off and its idle/active timeouts",
                access=WRITE, body=METER)
-    def flow_meter(enable, idle_timeout_s, active_timeout_s):
-        return svc.set_flow_meter(enable, idle_timeout_s, active_timeout_s)
+    def flow_meter(enable, idle_timeout_s, active_timeout_s, sampling_rate):
+        return svc.set_flow_meter(enable, idle_timeout_s, active_timeout_s, sampling_rate)
 
     @api.route("GET", "/v1/capture/flows", "Active flows, top N by a sort key, with filters (409 when idle)",
                query=FLOWS)

@@ -45,6 +45,20 @@ class StreamSlots:
             return sum(self._open.values())
 
 
+def too_many_streams(slots: StreamSlots) -> AgentError:
+    return AgentError("RATE_LIMIT_EXCEEDED",
+                      f"too many event streams (at most {slots.limit} per key, {slots.total_limit} in all)",
+                      {"limit": slots.limit, "total_limit": slots.total_limit, "window_seconds": 0,
+                       "retry_after_seconds": 5, "reason": "too_many_streams"})
+
+
+def sse_response(stream) -> bottle.HTTPResponse:
+    """A Server-Sent Events response of a generator of event texts."""
+    return bottle.HTTPResponse(stream, status=200, headers={
+        "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no", **{k: v for k, v in bottle.response.headers.items() if k.startswith("X-")}})
+
+
 def format_event(env) -> str:
     return f"id: {env.id}\nevent: {env.event_type}\ndata: {dumps(env.as_dict())}\n\n"
 
@@ -68,10 +82,7 @@ def register(api: Api) -> None:
             last_event_id = int(header)
         key = bottle.request.environ["capbox.key"]
         if not slots.acquire(key.id):
-            raise AgentError("RATE_LIMIT_EXCEEDED",
-                             f"too many event streams (at most {slots.limit} per key, {slots.total_limit} in all)",
-                             {"limit": slots.limit, "total_limit": slots.total_limit, "window_seconds": 0,
-                              "retry_after_seconds": 5, "reason": "too_many_streams"})
+            raise too_many_streams(slots)
         sub = agent.bus.subscribe(chans, maxsize=1000, name=f"sse:{key.id}")
         backlog = agent.bus.since(last_event_id, chans) if last_event_id else []
 
@@ -99,7 +110,4 @@ def register(api: Api) -> None:
                 sub.close()
                 slots.release(key.id)
 
-        return bottle.HTTPResponse(stream(), status=200, headers={
-            "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no", **{k: v for k, v in bottle.response.headers.items()
-                                          if k.startswith("X-")}})
+        return sse_response(stream())

@@ -19,8 +19,8 @@ ERROR = {
 
 
 def _operation(api, r) -> dict:
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-              for n in re.findall(r"<(\w+)(?::[^>]*)?>", r.path)]
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "integer" if kind == "int" else "string"}}
+              for n, kind in re.findall(r"<(\w+)(?::(\w+))?(?::[^>]*)?>", r.path)]
     for name, f in r.query.items():
         s = validate.schema({name: f})["properties"][name]
         params.append({"name": name, "in": "query", "required": f.required, "schema": s,
@@ -32,7 +32,8 @@ def _operation(api, r) -> dict:
         responses |= {"401": err, "403": err, "429": err}
     if r.body:
         responses |= {"413": err, "415": err}
-    op = {"summary": r.summary, "operationId": f"{r.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', r.path.lower()).strip('_')}",
+    op_path = re.sub(r":\w+>", ">", r.path.lower())
+    op = {"summary": r.summary, "operationId": f"{r.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', op_path).strip('_')}",
           "tags": [r.tag], "parameters": params, "responses": responses}
     if r.body:
         op["requestBody"] = {"required": False,

@@ -1,14 +1,18 @@
 """Capture control: start and stop the C core on a file or an interface, and
-everything the faces ask of a running capture (status, metrics, flows).
+everything the faces ask of a running capture (status, metrics, flows, flow
+export, recording).
 
 Two threads per capture: `capture` stays in C (hw_session_run, GIL
 released) and never waits on Python; `dispatcher` drains the event and flow
-rings onto the bus (non-blocking, drops counted) and keeps the rates."""
+rings onto the bus (non-blocking, drops counted) and keeps the rates.
+Exporters and the recorder are C too (agent/capture/export.py and
+recording.py keep their settings across captures)."""
 import collections
 import dataclasses
 import ipaddress
 import json
 import logging
+import pathlib
 import socket
 import threading
 import time
@@ -16,6 +20,8 @@ from typing import Optional
 
 import hwdrivers
 from agent.bus import iso
+from agent.capture.export import ExportManager
+from agent.capture.recording import RecordingManager
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
 from agent.paths import confine
@@ -99,9 +105,11 @@ class CaptureService:
         self.run: Optional[Run] = None
         self.last: Optional[Run] = None
         self.flow_meter = {"enabled": cfg.flows.enabled, "idle_timeout_s": cfg.flows.idle_timeout_s,
-                           "active_timeout_s": cfg.flows.active_timeout_s}
+                           "active_timeout_s": cfg.flows.active_timeout_s, "sampling_rate": cfg.flows.sampling_rate}
         self.window_s = cfg.analysis.window_s  # traffic windows of the captures started from now on
         self.tokens: list = []                 # honeytokens the C core searches payloads for (deception)
+        self.export = ExportManager(cfg)
+        self.recording = RecordingManager(cfg)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
         self.component.state = "idle"
 
@@ -160,7 +168,7 @@ class CaptureService:
                 pace=req.pace if backend == "pcapfile" else 0.0, loop=req.loop and backend == "pcapfile",
                 max_flows=self.cfg.flows.max_flows, idle_timeout_s=meter["idle_timeout_s"],
                 active_timeout_s=meter["active_timeout_s"], events=frozenset(EVENT_CHANNELS),
-                event_ring=self.cfg.capture.event_ring, flow_ring=FLOW_RING,
+                event_ring=self.cfg.capture.event_ring, flow_ring=FLOW_RING, sample_rate=meter["sampling_rate"],
                 window_s=self.window_s, long_flow_s=self.cfg.analysis.long_lived_s)
             try:
                 session = Session(cfg)
@@ -168,6 +176,9 @@ class CaptureService:
                     session.set_tokens(self.tokens)
             except CaptureError as e:
                 raise _capture_error(e) from None
+            # before the first packet: exporters and the recorder see all of them
+            self.export.attach(session)
+            self.recording.attach(session, path if backend != "pcapfile" else pathlib.Path(path).name)
             run_id = self.store.write(lambda c: c.execute(
                 "INSERT INTO capture_runs (started, backend, source, bpf) VALUES (?, ?, ?, ?)",
                 (time.time(), backend, path, req.bpf)).lastrowid)
@@ -219,6 +230,8 @@ class CaptureService:
                 t.join(10)
         with self._lock:
             self._drain(run, final=True)
+            self.recording.detach(run.session)
+            self.export.detach(run.session)
             counters = run.session.counters()
             run.stopped = time.time()
             run.session.close()
@@ -326,7 +339,8 @@ class CaptureService:
         return {"running": True, "state": "running", **self._describe(run), "start_time": iso(run.started),
                 "start_ts": run.started,
                 "duration": round(time.time() - run.started, 3), "duration_limit": run.req.duration or None,
-                "output_file": None, "flow_meter": dict(self.flow_meter), "stats": self._counter_summary(c)}
+                "output_file": self.recording.current_path(run.session), "flow_meter": dict(self.flow_meter),
+                "stats": self._counter_summary(c)}
 
     def _require_run(self) -> Run:
         run = self.run
@@ -396,13 +410,67 @@ class CaptureService:
         log.info("capture %d: filter %r", run.id, bpf)
         return self.status()
 
-    def set_flow_meter(self, enabled: bool, idle_timeout_s: int, active_timeout_s: int) -> dict:
-        """Timeouts apply to the next capture started; enabling controls flows:expired."""
+    def set_flow_meter(self, enabled: bool, idle_timeout_s: int, active_timeout_s: int,
+                       sampling_rate: int = 1) -> dict:
+        """Timeouts and sampling apply to the next capture started; enabling controls flows:expired."""
         with self._lock:
             self.flow_meter = {"enabled": enabled, "idle_timeout_s": idle_timeout_s,
-                               "active_timeout_s": active_timeout_s}
+                               "active_timeout_s": active_timeout_s, "sampling_rate": sampling_rate}
             applies = "next capture" if self.run else "next capture started"
             return {**self.flow_meter, "applies_to": applies, "running": self.run is not None}
+
+    # ---- flow export and recording (applied to the running capture and the next) ----
+
+    def _session(self):
+        return self.run.session if self.run is not None else None
+
+    def add_exporter(self, **fields) -> dict:
+        with self._lock:
+            return self.export.add(self._session(), **fields)
+
+    def remove_exporter(self, exporter_id: int) -> dict:
+        with self._lock:
+            return self.export.remove(self._session(), exporter_id)
+
+    def exporter(self, exporter_id: int) -> dict:
+        with self._lock:
+            return self.export.get(self._session(), exporter_id)
+
+    def exporters(self) -> list:
+        with self._lock:
+            return self.export.list(self._session())
+
+    def _source_name(self) -> str:
+        run = self.run
+        if run is None:
+            return ""
+        return run.path if run.backend != "pcapfile" else pathlib.Path(run.path).name
+
+    def start_recording(self, **settings) -> dict:
+        with self._lock:
+            return self.recording.start(self._session(), self._source_name(), **settings)
+
+    def stop_recording(self) -> dict:
+        with self._lock:
+            return self.recording.stop(self._session())
+
+    def recording_status(self) -> dict:
+        with self._lock:
+            return self.recording.status(self._session())
+
+    def set_encryption(self, enable: bool, cipher_suite: str, key_file: str) -> dict:
+        with self._lock:
+            return self.recording.set_encryption(self._session(), enable, cipher_suite, key_file)
+
+    def recordings(self) -> dict:
+        with self._lock:
+            out = self.recording.list(self._session())
+            out["recording"] = self.recording.status(self._session())
+            return out
+
+    def delete_recording(self, name: str) -> dict:
+        with self._lock:
+            return self.recording.delete(self._session(), name)
 
     def counters(self):
         run = self.run

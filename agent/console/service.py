@@ -113,7 +113,7 @@ class ConsoleService(Service):
     """The console as one of the agent's services: a thread of its own on the port,
     commands through the agent's API in this process (full rights after the password)."""
     name = "console"
-    channels = ()
+    channels = None
     critical = False
 
     @classmethod

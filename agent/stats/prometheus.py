@@ -41,6 +41,24 @@ def exposition(agent) -> str:
         w.metric("capbox_flows_created_total", "counter", "flows created", [({}, c.flows_created)])
         w.metric("capbox_events_total", "counter", "packet events to Python, by kind",
                  [({"kind": k}, v) for k, v in c.events.items()])
+    exporters = agent.capture.exporters()
+    if exporters:
+        def per_exporter(key):
+            return [({"exporter": str(e["id"]), "collector": f"{e['collector_ip']}:{e['collector_port']}",
+                      "version": e["version"]}, e["counters"][key]) for e in exporters]
+        w.metric("capbox_export_records_total", "counter", "flow records sent to a collector", per_exporter("records"))
+        w.metric("capbox_export_records_dropped_total", "counter",
+                 "flow records lost: socket full, collector unreachable", per_exporter("records_dropped"))
+        w.metric("capbox_export_messages_total", "counter", "export messages sent", per_exporter("messages"))
+    rec = agent.capture.recording_status()
+    w.metric("capbox_recording", "gauge", "1 while packets are being recorded", [({}, int(rec["recording"]))])
+    if rec["stats"]:
+        st = rec["stats"]
+        w.metric("capbox_recording_packets_total", "counter", "packets recorded (this or the last recording)",
+                 [({}, st["packets"])])
+        w.metric("capbox_recording_file_bytes_total", "counter", "bytes written to recording files",
+                 [({}, st["file_bytes"])])
+        w.metric("capbox_recording_dropped_total", "counter", "packets the recording lost", [({}, st["dropped"])])
     bus = agent.bus.stats()
     w.metric("capbox_bus_published_total", "counter", "bus messages published, by channel",
              [({"channel": k}, v) for k, v in sorted(bus["published"].items())])

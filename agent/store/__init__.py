@@ -47,7 +47,7 @@ class Store:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = conn.execute("SELECT version FROM schema_version").fetchone()
         current = row[0] if row else 0
-        for version, sql in MIGRATIONS:
+        for version, sql in sorted(MIGRATIONS):  # in version order, however the list was merged
             if version <= current:
                 continue
             log.info("store: migrating schema to version %d", version)

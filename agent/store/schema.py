@@ -178,6 +178,42 @@ CREATE TABLE honeytoken_triggers (
     source_ip TEXT,
     via TEXT NOT NULL,
     context TEXT
-)
+)"""),
+    # 4: offline jobs and call sessions (3 is the detection issue's; the migrator applies every
+    # version above the store's, so either may land first)
+    (4, """
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'completed', 'failed')),
+    filename TEXT NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    progress REAL NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    started REAL,
+    completed REAL,
+    error TEXT,
+    total_packets INTEGER,
+    total_bytes INTEGER,
+    session_count INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX jobs_status ON jobs (status, created);
+CREATE TABLE call_sessions (
+    id TEXT PRIMARY KEY,
+    job_id TEXT REFERENCES jobs (id) ON DELETE CASCADE,
+    run_id INTEGER,
+    call_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    method TEXT NOT NULL,
+    state TEXT NOT NULL,
+    start_ts REAL NOT NULL,
+    end_ts REAL NOT NULL,
+    events_count INTEGER NOT NULL,
+    summary TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX call_sessions_job ON call_sessions (job_id, start_ts);
+CREATE INDEX call_sessions_live ON call_sessions (run_id, start_ts)
 """),
 ]

@@ -34,6 +34,7 @@ struct hw_flow_record {
     uint8_t src_mac[6], dst_mac[6];
     uint16_t sport, dport;       /* ICMP echo: both the identifier; other ICMP: dport = type << 8 | code */
     uint16_t vlan;               /* outermost 802.1Q id, 0 for none */
+    uint16_t icmp_type_code[2];  /* ICMP: type << 8 | code of each direction's first packet */
     uint8_t family;              /* 4 or 6 */
     uint8_t proto;
     uint8_t tcp_flags[2];        /* OR of the flags seen per direction */

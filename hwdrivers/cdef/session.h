@@ -115,6 +115,7 @@ struct hw_config {
     uint32_t event_mask;        /* 1 << HW_EV_* */
     uint32_t event_ring;        /* event ring records (power of two) */
     uint32_t flow_ring;         /* expired-flow ring records (power of two), 0 = off */
+    uint32_t sample_rate;       /* meter one IP packet in N (systematic, count-based); 0 or 1 = all */
     int lossless;               /* return HW_RUN_DRAIN instead of dropping */
     uint32_t window_s;          /* traffic windows of this many seconds, 0 = off */
     uint32_t window_ring;       /* closed-window records queued for Python */
@@ -158,6 +159,7 @@ struct hw_counters {
     uint64_t tcp_segments;      /* TCP packets carrying data */
     uint64_t tcp_retransmissions, tcp_out_of_order;
     uint64_t windows_closed, windows_dropped;
+    uint64_t packets_unsampled; /* IP packets 1-in-N sampling kept out of the flow table */
     uint64_t events[HW_EV_COUNT];         /* pushed to the event ring */
     uint64_t events_dropped[HW_EV_COUNT]; /* ring full */
     uint64_t flow_records;      /* pushed to the flow ring */
@@ -190,6 +192,8 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data,
                       uint32_t caplen, uint32_t wirelen, uint64_t ts_ns);
 void hw_session_break(struct hw_session *s);
 int hw_session_set_filter(struct hw_session *s, const char *bpf, char *errbuf);
+/* 0 when a BPF expression compiles for a link type, else HW_E_FILTER with errbuf. */
+int hw_bpf_check(int linktype, const char *bpf, char *errbuf);
 /* Expire every flow (end of input or stop); records go to the flow ring. */
 int hw_session_flush(struct hw_session *s);
 int hw_session_counters(struct hw_session *s, struct hw_counters *out);

@@ -30,6 +30,7 @@ struct hw_flow {
     uint32_t hole_lo[2], hole_hi[2]; /* the latest gap in each direction's sequence space */
     uint8_t mac_a[6], mac_b[6];
     uint8_t continued;
+    uint16_t icmp_tc[2];             /* ICMP type and code of each direction's first packet */
     /* the current traffic window (windows.c) */
     uint8_t port_app;                /* the application its ports name */
     uint8_t wflags;                  /* HW_WF_* already reported, and WF_RESPONDED */

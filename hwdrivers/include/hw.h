@@ -15,6 +15,9 @@
 #include "../cdef/windows.h"
 #include "../cdef/tokens.h"
 #include "../cdef/fpga.h"
+#include "../cdef/export.h"
+#include "../cdef/record.h"
+#include "../cdef/rtp.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -83,6 +86,7 @@ struct hw_meta {
     uint32_t seq, ack;
     uint32_t frag_id;
     uint16_t vlan, sport, dport;
+    uint16_t icmp_tc;                 /* ICMP: type << 8 | code */
     uint8_t family;                   /* 4, 6, or 0 for no IP */
     uint8_t proto;
     uint8_t tcp_flags;
@@ -186,6 +190,28 @@ int hwint_tokens_build(const uint8_t *const *tokens, const uint32_t *lens, int n
                        char *errbuf);
 void hwint_tokens_destroy(struct hw_tokens *t);
 int hwint_tokens_find(const struct hw_tokens *t, const uint8_t *p, uint32_t n);
+/* Flow exporters (ipfix.c): records are encoded as flows expire; `now` is
+ * the session's packet clock, `first_ns` its first packet (v5/v9 uptime origin). */
+struct hw_exporter;
+int hwint_exp_create(const struct hw_export_config *cfg, int id, uint32_t sample_rate,
+                     struct hw_exporter **out, char *errbuf);
+void hwint_exp_flow(struct hw_exporter *e, const struct hw_flow_record *r, uint64_t now, uint64_t first_ns);
+void hwint_exp_tick(struct hw_exporter *e, uint64_t now);
+void hwint_exp_flush(struct hw_exporter *e, uint64_t now);
+void hwint_exp_stats(const struct hw_exporter *e, struct hw_export_stats *out);
+int hwint_exp_id(const struct hw_exporter *e);
+void hwint_exp_destroy(struct hw_exporter *e);
+
+/* Recording (record.c): the capture side runs under the session lock. */
+struct hw_recorder;
+int hwint_rec_create(const struct hw_record_config *cfg, int linktype, struct hw_recorder **out, char *errbuf);
+void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b);
+void hwint_rec_tick(struct hw_recorder *r);
+void hwint_rec_end_file(struct hw_recorder *r);
+void hwint_rec_set_key(struct hw_recorder *r, const uint8_t *key);
+void hwint_rec_stats(struct hw_recorder *r, struct hw_record_stats *out);
+void hwint_rec_stop(struct hw_recorder *r);
+void hwint_rec_destroy(struct hw_recorder *r);
 
 /* BPF through libpcap, for backends that filter in user space. */
 int hwint_bpf_compile(int linktype, uint32_t snaplen, const char *expr, void *prog, char *errbuf);
@@ -197,6 +223,19 @@ struct hw_ufilter {
 int hwint_ufilter_set(struct hw_ufilter *f, int linktype, const char *bpf, char *errbuf);
 int hwint_ufilter_pass(const struct hw_ufilter *f, const struct hw_pkt *p); /* 1 when it passes (or no filter) */
 void hwint_ufilter_free(struct hw_ufilter *f);
+
+/* RTP and RTCP of the endpoints Python registered (rtp.c). */
+struct hw_rtp;
+struct hw_rtp *hwint_rtp_create(uint32_t max_endpoints, uint32_t max_streams);
+void hwint_rtp_destroy(struct hw_rtp *r);
+int hwint_rtp_watch(struct hw_rtp *r, const struct hw_rtp_endpoint *e, char *errbuf);
+int hwint_rtp_forget(struct hw_rtp *r, uint32_t tag);
+int hwint_rtp_read(struct hw_rtp *r, uint32_t tag, struct hw_rtp_stream *out, int max);
+void hwint_rtp_stats(struct hw_rtp *r, struct hw_rtp_stats *out);
+void hwint_rtp_packet(struct hw_rtp *r, const struct hw_meta *m, uint64_t ts_ns, uint32_t wirelen);
+/* What rtp.c needs of a session: its lock and its RTP tables (NULL until hw_rtp_init). */
+pthread_mutex_t *hwint_session_lock(struct hw_session *s);
+struct hw_rtp **hwint_session_rtp(struct hw_session *s);
 
 uint64_t hwint_mono_ns(void);
 uint64_t hwint_wall_ns(void);

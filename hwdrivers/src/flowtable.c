@@ -172,6 +172,7 @@ static void to_record(const struct hw_flow *f, struct hw_flow_record *r, uint8_t
     r->sport = f->pa;
     r->dport = f->pb;
     r->vlan = f->vlan;
+    memcpy(r->icmp_type_code, f->icmp_tc, sizeof r->icmp_type_code);
     r->family = f->family;
     r->proto = f->proto;
     memcpy(r->tcp_flags, f->tcp_flags, 2);
@@ -433,6 +434,7 @@ int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint
     }
     if (ts > f->last_ns) f->last_ns = ts;
     if (!(f->packets[0] | f->packets[1])) f->first_ns = ts; /* the first packet after an active-timeout report */
+    if (HW_UNLIKELY(m->proto == 1 || m->proto == 58) && !f->packets[dir]) f->icmp_tc[dir] = m->icmp_tc;
     f->packets[dir]++;
     f->bytes[dir] += wirelen;
     if (m->proto == 6) tcp_update(ft, f, dir, m, ts, c);

@@ -44,7 +44,13 @@ struct hw_session {
     struct hw_frags *frags;
     struct hw_windows *win;   /* NULL when window_s is 0 */
     struct hw_tokens *tokens; /* NULL when no honeytoken is registered */
+    struct hw_rtp *rtp;       /* NULL until hw_rtp_init */
     struct hw_ring events, flows;
+    struct hw_exporter *exp[HW_EXPORT_MAX];
+    int n_exp, next_exp_id;
+    uint32_t sample_n; /* IP packets since the last one sampled */
+    struct hw_recorder *rec;
+    struct hw_record_stats rec_last; /* of the recording that ended last */
     pthread_mutex_t lock;
     _Atomic int brk;
     char *pending_bpf; /* set_filter from another thread, applied between polls */
@@ -189,6 +195,9 @@ static int check_config(const struct hw_config *cfg, char *errbuf)
         return hwint_err(errbuf, HW_E_ARG, "window_ring %u out of range 4..4096", cfg->window_ring);
     if (cfg->pace < 0 || cfg->pace > 1000)
         return hwint_err(errbuf, HW_E_ARG, "pace %g out of range 0..1000", cfg->pace);
+    /* NetFlow v5 carries the interval in 14 bits */
+    if (cfg->sample_rate > 16383)
+        return hwint_err(errbuf, HW_E_ARG, "sample_rate %u out of range 1..16383", cfg->sample_rate);
     return HW_OK;
 }
 
@@ -197,6 +206,7 @@ static int check_config(const struct hw_config *cfg, char *errbuf)
 static void flow_sink(struct hw_session *s, const struct hw_flow_record *r)
 {
     hwint_hosts_add(s->hosts, r, &s->c);
+    for (int i = 0; i < s->n_exp; i++) hwint_exp_flow(s->exp[i], r, s->now_ns, s->c.first_ns);
     if (!s->cfg.flow_ring) return;
     struct hw_flow_record *slot = hwint_ring_reserve(&s->flows);
     if (!slot) {
@@ -222,11 +232,17 @@ void hw_session_close(struct hw_session *s)
 {
     if (!s) return;
     if (s->bstate) s->ops->close(s->bstate);
+    for (int i = 0; i < s->n_exp; i++) hwint_exp_destroy(s->exp[i]);
+    if (s->rec) {
+        hwint_rec_end_file(s->rec);
+        hwint_rec_destroy(s->rec);
+    }
     hwint_ft_destroy(s->ft);
     hwint_hosts_destroy(s->hosts);
     hwint_frags_destroy(s->frags);
     hwint_win_destroy(s->win);
     hwint_tokens_destroy(s->tokens);
+    hwint_rtp_destroy(s->rtp);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -408,7 +424,13 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     if (kind != HW_P_IP) return;
     struct hw_flow_hit hit = {0, 0, NULL, 0, 1};
     uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
-    int metered = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &hit, c);
+    int metered = 0;
+    if (HW_UNLIKELY(s->cfg.sample_rate > 1) && ++s->sample_n < s->cfg.sample_rate) {
+        c->packets_unsampled++; /* systematic 1-in-N: this one is not metered */
+    } else {
+        s->sample_n = 0;
+        metered = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &hit, c);
+    }
     /* signatures are looked for in a flow's first packets, and in every
      * packet when Python wants the events */
     int young = metered && hit.packets <= APP_SNIFF_PACKETS;
@@ -420,9 +442,15 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
             else if (ev == HW_EV_HTTP) *hit.app = HW_APP_HTTP;
             else if (ev == HW_EV_SIP && is_sip(m->pay, m->pay_cap)) *hit.app = HW_APP_SIP; /* not port 5060 alone */
         }
+        /* a TCP flow that spoke SIP on another port: its later segments (a
+         * message's continuation, the next messages) are SIP too */
+        if (ev < 0 && m->proto == 6 && *hit.app == HW_APP_SIP && m->pay_cap &&
+            (s->cfg.event_mask & (1u << HW_EV_SIP)))
+            ev = HW_EV_SIP;
         c->app_packets[*hit.app]++;
         c->app_bytes[*hit.app] += wirelen;
     }
+    if (HW_UNLIKELY(s->rtp != NULL)) hwint_rtp_packet(s->rtp, m, pkt->ts_ns, wirelen);
     if (!s->cfg.event_mask) return;
     if (m->proto == 6) {
         if ((m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, m, pkt, hit.id, hit.from_initiator);
@@ -519,12 +547,17 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
         s->c.polls++;
         if (b->n == 0) s->c.empty_polls++;
         process_batch(s, b);
+        if (s->rec) {
+            hwint_rec_batch(s->rec, b);
+            hwint_rec_tick(s->rec);
+        }
         if (live && b->n == 0) {
             uint64_t wall = hwint_wall_ns();
             if (wall > s->now_ns) s->now_ns = wall;
             if (s->win) hwint_win_idle(s->win, s->ft, &s->c, s->now_ns); /* windows close on time */
         }
         hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+        for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
         pthread_mutex_unlock(&s->lock);
         done += (uint64_t)b->n;
         if (b->eof) s->eof = 1;
@@ -546,6 +579,7 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data, u
     free(b);
     s->linktype = saved;
     hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+    for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
     pthread_mutex_unlock(&s->lock);
     return HW_OK;
 }
@@ -571,12 +605,21 @@ int hw_session_set_filter(struct hw_session *s, const char *bpf, char *errbuf)
     return HW_OK;
 }
 
+int hw_bpf_check(int linktype, const char *bpf, char *errbuf)
+{
+    struct bpf_program prog;
+    int rc = hwint_bpf_compile(linktype, 0, bpf ? bpf : "", &prog, errbuf);
+    if (rc == HW_OK) pcap_freecode(&prog);
+    return rc;
+}
+
 int hw_session_flush(struct hw_session *s)
 {
     pthread_mutex_lock(&s->lock);
     uint32_t budget = flow_budget(s), left = hwint_ft_active(s->ft);
     if (budget) left = hwint_ft_flush(s->ft, budget == UINT32_MAX ? 0 : budget, &s->c);
     if (!left && s->win) hwint_win_flush(s->win, s->ft, &s->c); /* the last window, with every flow folded */
+    for (int i = 0; i < s->n_exp; i++) hwint_exp_flush(s->exp[i], s->now_ns);
     pthread_mutex_unlock(&s->lock);
     return (int)(left > 0x7fffffff ? 0x7fffffff : left);
 }
@@ -592,6 +635,9 @@ int hw_session_counters(struct hw_session *s, struct hw_counters *out)
 }
 
 int hw_session_linktype(struct hw_session *s) { return s->linktype; }
+
+pthread_mutex_t *hwint_session_lock(struct hw_session *s) { return &s->lock; }
+struct hw_rtp **hwint_session_rtp(struct hw_session *s) { return &s->rtp; }
 
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
 {
@@ -644,6 +690,123 @@ int hw_tokens_set(struct hw_session *s, const uint8_t *const *tokens, const uint
     pthread_mutex_unlock(&s->lock);
     hwint_tokens_destroy(old);
     return HW_OK;
+}
+
+
+/* ---- recording ------------------------------------------------------------ */
+
+int hw_record_start(struct hw_session *s, const struct hw_record_config *cfg, char *errbuf)
+{
+    struct hw_recorder *r;
+    int rc = hwint_rec_create(cfg, s->linktype, &r, errbuf);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) {
+        pthread_mutex_unlock(&s->lock);
+        hwint_rec_destroy(r);
+        return hwint_err(errbuf, HW_E_STATE, "this capture is already recording");
+    }
+    s->rec = r;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_record_stop(struct hw_session *s, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    struct hw_recorder *r = s->rec;
+    if (r) hwint_rec_end_file(r);
+    s->rec = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (!r) return hwint_err(errbuf, HW_E_STATE, "this capture is not recording");
+    hwint_rec_stop(r); /* the writer finishes the last file */
+    struct hw_record_stats st;
+    hwint_rec_stats(r, &st);
+    hwint_rec_destroy(r);
+    pthread_mutex_lock(&s->lock);
+    s->rec_last = st;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_record_rotate(struct hw_session *s, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) hwint_rec_end_file(s->rec);
+    int on = s->rec != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return on ? HW_OK : hwint_err(errbuf, HW_E_STATE, "this capture is not recording");
+}
+
+int hw_record_set_key(struct hw_session *s, const uint8_t *key, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) hwint_rec_set_key(s->rec, key);
+    int on = s->rec != NULL;
+    pthread_mutex_unlock(&s->lock);
+    return on ? HW_OK : hwint_err(errbuf, HW_E_STATE, "this capture is not recording");
+}
+
+int hw_record_stats(struct hw_session *s, struct hw_record_stats *out)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->rec) hwint_rec_stats(s->rec, out);
+    else *out = s->rec_last;
+    pthread_mutex_unlock(&s->lock);
+    return out->active;
+}
+
+/* ---- exporters ------------------------------------------------------------ */
+
+int hw_export_add(struct hw_session *s, const struct hw_export_config *cfg, char *errbuf)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = s->n_exp, id = s->next_exp_id + 1;
+    pthread_mutex_unlock(&s->lock);
+    if (n >= HW_EXPORT_MAX)
+        return hwint_err(errbuf, HW_E_ARG, "a session has at most %d exporters", HW_EXPORT_MAX);
+    /* connecting may take a while: not under the lock the capture loop takes */
+    struct hw_exporter *e;
+    int rc = hwint_exp_create(cfg, id, s->cfg.sample_rate, &e, errbuf);
+    if (rc) return rc;
+    pthread_mutex_lock(&s->lock);
+    if (s->n_exp >= HW_EXPORT_MAX || s->next_exp_id + 1 != id) {
+        pthread_mutex_unlock(&s->lock);
+        hwint_exp_destroy(e);
+        return hwint_err(errbuf, HW_E_STATE, "exporters were added concurrently; try again");
+    }
+    s->exp[s->n_exp++] = e;
+    s->next_exp_id = id;
+    pthread_mutex_unlock(&s->lock);
+    return id;
+}
+
+int hw_export_remove(struct hw_session *s, int id, struct hw_export_stats *last)
+{
+    struct hw_exporter *e = NULL;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->n_exp; i++) {
+        if (hwint_exp_id(s->exp[i]) != id) continue;
+        e = s->exp[i];
+        hwint_exp_flush(e, s->now_ns);
+        if (last) hwint_exp_stats(e, last);
+        memmove(&s->exp[i], &s->exp[i + 1], (size_t)(s->n_exp - i - 1) * sizeof s->exp[0]);
+        s->n_exp--;
+        break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!e) return HW_E_ARG;
+    hwint_exp_destroy(e);
+    return HW_OK;
+}
+
+int hw_export_list(struct hw_session *s, struct hw_export_stats *out, int max)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = 0;
+    for (; n < s->n_exp && n < max; n++) hwint_exp_stats(s->exp[n], &out[n]);
+    pthread_mutex_unlock(&s->lock);
+    return n;
 }
 
 static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst",

@@ -95,6 +95,7 @@ static int parse_l4(const uint8_t *p, uint32_t cap, uint32_t len, struct hw_meta
         layer(c, m->proto == 1 ? HW_L_ICMP : HW_L_ICMP6, wirelen);
         if (cap < 4) return bad(c, HW_MAL_ICMP);
         uint8_t type = p[0], code = p[1];
+        m->icmp_tc = (uint16_t)(type << 8 | code);
         int echo = m->proto == 1 ? (type == 8 || type == 0 || type == 13 || type == 14)
                                  : (type == 128 || type == 129);
         if (echo) {

@@ -30,6 +30,11 @@ def test_health_needs_no_key_and_lists_components(agent):
 
 
 def test_prometheus_metrics(agent):
+    from tests.collector import UdpSink
+    sink = UdpSink()
+    agent.client.post("/v1/capture/export", {"collector_ip": "127.0.0.1", "collector_port": sink.port,
+                                             "export_interval_sec": 1})
+    agent.client.post("/v1/capture/recording", {"action": "start"})
     agent.client.capture_start(file="demo", pace=1.0, loop=True)
     wait_for(lambda: agent.client.capture_status()["stats"]["packets"] > 0)
     r = Client(agent.url).raw("GET", "/metrics")
@@ -39,18 +44,26 @@ def test_prometheus_metrics(agent):
     assert families["capbox_packets"].samples[0].value > 0  # the parser strips _total
     causes = {s.labels["cause"] for s in families["capbox_dropped"].samples}
     assert {"kernel", "interface", "event_ring"} <= causes
+    assert families["capbox_recording"].samples[0].value == 1
+    (exp,) = families["capbox_export_records"].samples
+    assert exp.labels["collector"] == f"127.0.0.1:{sink.port}" and exp.labels["version"] == "ipfix"
+    sink.stop()
 
 
 def test_openapi_document_is_valid_and_complete(agent):
     doc = agent.client.get("/v1/openapi.json")
     validate_openapi(doc)
     assert doc["openapi"].startswith("3.1")
-    for path in ("/v1/capture/start", "/v1/capture/flows", "/v1/health", "/v1/events", "/v1/keys/{key_id}"):
+    for path in ("/v1/capture/start", "/v1/capture/flows", "/v1/health", "/v1/events", "/v1/keys/{key_id}",
+                 "/v1/capture/export", "/v1/capture/export/{exporter_id}", "/v1/capture/recording",
+                 "/v1/capture/encryption", "/v1/recordings", "/v1/recordings/{name}"):
         assert path in doc["paths"]
     start = doc["paths"]["/v1/capture/start"]["post"]
     props = start["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert {"interface", "backend", "buffer_size_mb", "bpf", "duration"} <= set(props)
     assert doc["paths"]["/v1/health"]["get"]["security"] == []
+    (param,) = doc["paths"]["/v1/capture/export/{exporter_id}"]["delete"]["parameters"]
+    assert param["schema"] == {"type": "integer"}
 
 
 def test_ping_status_config_logs_stats(agent):

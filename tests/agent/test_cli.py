@@ -170,3 +170,52 @@ def test_verify_dns_with_named_resolvers():
     finally:
         for s in (*servers, liar):
             s.stop()
+
+
+# ---- calls and call flows ----------------------------------------------------------
+
+FAX = "ndpi__FAX-Call-t38-CA-TDM-SIP-FB-1.pcap"
+FAX_CALL = "00e9d4a500e9d48-0015-0001-0000-0000@10.35.40.25"
+
+
+def test_calls_lists_each_session_and_json_has_the_streams():
+    p = capbox("calls", pcap("ndpi__sip.pcap"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("6 SIP sessions") and "11894297-4432a9f8@192.168.1.2" in p.stdout
+    assert "cancelled" in p.stdout and "rejected" in p.stdout
+    j = capbox("calls", "--json", pcap(FAX))
+    r = json.loads(j.stdout)
+    assert r["session_count"] == 2 and r["packets"] == 1552
+    call = next(s for s in r["sessions"] if s["call_id"] == FAX_CALL)
+    assert call["events_count"] == 69 and call["metrics"]["setup_time_ms"] == pytest.approx(6840.9, abs=0.1)
+    assert sorted(s["packets"] for s in call["streams"]) == [159, 1171]
+    assert {s["ssrc"] for s in call["streams"]} == {"0x17D90134", "0x0EAF0EAF"}
+
+
+def test_callflow_draws_a_ladder_and_an_svg(tmp_path):
+    p = capbox("callflow", pcap(FAX), FAX_CALL[:12])
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith(f"Call-ID {FAX_CALL}  INVITE completed")
+    assert "10.35.60.72:5060" in lines[3] and "10.35.60.100:5060" in lines[3]
+    arrows = [x for x in lines if "INVITE" in x and ("->" in x or ">|" in x)]
+    assert arrows and "0.000" in arrows[0]
+    assert sum(1 for x in lines[5:] if x.strip()) == 69 + 2  # every message, and the two RTP streams
+    assert any("RTP 1171" in x for x in lines)
+    out = tmp_path / "flow.svg"
+    s = capbox("callflow", pcap(FAX), FAX_CALL, "--svg", str(out))
+    assert s.returncode == 0 and str(out) in s.stdout
+    import xml.dom.minidom
+    doc = xml.dom.minidom.parse(str(out))
+    texts = [t.firstChild.data for t in doc.getElementsByTagName("text") if t.firstChild]
+    assert sum(1 for t in texts if t.startswith("INVITE")) == 12  # of the 16 INVITEs, 4 are the other Call-ID's
+    assert len(doc.getElementsByTagName("line")) >= 69
+
+
+def test_calls_and_callflow_errors():
+    p = capbox("calls", "/etc/hostname")
+    assert p.returncode == 1 and p.stderr.startswith("capbox: error:") and not p.stdout
+    q = capbox("callflow", pcap(FAX), "no-such-call")
+    assert q.returncode == 1 and "no call with Call-ID" in q.stderr
+    r = capbox("callflow", pcap(FAX), FAX_CALL, "--svg", "/nonexistent/dir/x.svg")
+    assert r.returncode == 1 and "cannot write" in r.stderr

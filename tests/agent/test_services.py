@@ -65,6 +65,7 @@ def test_a_failing_service_is_marked_failed_and_the_rest_goes_on():
 
 class Quiet(Service):
     name = "quiet"
+    channels = None
 
     def start(self, agent):
         self.ticks = 0

@@ -34,6 +34,21 @@ THREAT_DETAIL = {**THREATS[0], "evidence": {"domain": "bank.example", "local_ips
                                          "path_results": [{"path_id": f"dns_{i}", "status": "success",
                                                            "ips": ["198.51.100.7"]} for i in range(3)]},
                  "note": None, "deception_session": None, "correlation_id": "cor_1", "related_events": []}
+A, B = "10.0.0.5:5060", "192.0.2.20:5060"
+CALL_EVENTS = [(0.0, A, B, "INVITE", True), (0.02, B, A, "100 Trying", False), (0.9, B, A, "180 Ringing", False),
+               (3.1, B, A, "200 OK", True), (3.12, A, B, "ACK", False), (33.0, A, B, "BYE", False),
+               (33.03, B, A, "200 OK", False)]
+CALL = {"session_id": "c0ffee00-0000-4000-8000-000000000001", "type": "SIP", "call_id": "a84b4c76e66710@10.0.0.5",
+        "method": "INVITE", "state": "completed", "from": "sip:alice@example.net", "to": "sip:bob@example.org",
+        "start_time": "2026-11-23T10:00:00.000Z", "start_ts": 1795168800.0, "participants": [A, B],
+        "metrics": {"duration_ms": 33030.0, "setup_time_ms": 3100.0, "mos": 4.2, "packets": 3007},
+        "events_count": 7, "active": False}
+CALL_DETAIL = {**CALL, "events": [{"ts": CALL["start_ts"] + t, "source": s, "destination": d, "message_type": m,
+                                   "details": {"sdp": sdp}, "retransmission": False}
+                                  for t, s, d, m, sdp in CALL_EVENTS],
+               "streams": [{"kind": "rtp", "src": "10.0.0.5", "sport": 4000, "dst": "192.0.2.20", "dport": 5004,
+                            "packets": 1500, "lost": 3, "mean_jitter_ms": 1.25,
+                            "first_ns": int((CALL["start_ts"] + 3.2) * 1e9)}]}
 ANSWERS = {
     "/v1/capture/status": {"running": True, "backend": "afpacket", "interface": "eth1", "file": None, "bpf": "",
                            "stats": {"packets": 5000}},
@@ -58,6 +73,13 @@ ANSWERS = {
                                     "connection": {"median": 30}}},
     "/v1/threats": {"total": 2, "limit": 200, "offset": 0, "count": 2, "threats": THREATS},
     "/v1/threats/thr_1a2b3c4d": THREAT_DETAIL,
+    "/v1/calls": {"page": 1, "limit": 200, "total": 2, "active": 1, "capturing": True,
+                  "calls": [{**CALL, "session_id": "c0ffee00-0000-4000-8000-000000000002", "state": "in_call",
+                             "active": True, "start_time": "2026-11-23T10:05:00.000Z", "events_count": 5,
+                             "metrics": {**CALL["metrics"], "mos": None}}, CALL]},
+    "/v1/sessions/c0ffee00-0000-4000-8000-000000000001": CALL_DETAIL,
+    "/v1/sessions/c0ffee00-0000-4000-8000-000000000002": {**CALL_DETAIL, "state": "in_call", "active": True,
+                                                          "session_id": "c0ffee00-0000-4000-8000-000000000002"},
     "/v1/logs": {"logs": [{"level": "info", "logger": "agent.capture.service", "message": "capture 1 started"},
                           {"level": "warning", "logger": "agent.analysis.service", "message": "a warning"}]},
 }

@@ -40,6 +40,23 @@ async def test_keys_change_the_agent(agent):
         assert c.capture_status()["last_run"]["reason"] == "console"
 
 
+async def test_calls_of_a_sip_capture_and_their_ladder(agent):
+    """The agent replays a SIP capture; the Calls screen lists its dialogs and draws the highlighted one."""
+    agent.client.capture_start(file=agent.pcap(pcap("ndpi__sip.pcap")))
+    wait_for(lambda: agent.client.get("/v1/calls")["total"] == 6, timeout=30)
+    app = CapboxApp(remote(agent.url, agent.key), refresh_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("l")
+        await pilot.pause(1.0)
+        screen = app.screen
+        assert len(screen.rows) == 6
+        invite = next(i for i, c in enumerate(screen.rows) if c["method"] == "INVITE")
+        await pilot.press(*["down"] * invite)
+        await pilot.pause(1.0)
+        flow = str(screen.query_one("#call-flow").render())
+        assert f"Call-ID {screen.rows[invite]['call_id']}  INVITE" in flow and "|" in flow
+
+
 class Tmux:
     """`capbox run` on an 80x24 terminal of a private tmux server: keys in, screen text out."""
 

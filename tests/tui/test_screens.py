@@ -16,8 +16,8 @@ async def settle(pilot):
     await pilot.pause(0.4)
 
 
-@pytest.mark.parametrize("keys", [[], ["f"], ["t"], ["a"], ["y"]],
-                         ids=["overview", "flows", "threats", "anomalies", "system"])
+@pytest.mark.parametrize("keys", [[], ["f"], ["t"], ["a"], ["l"], ["y"]],
+                         ids=["overview", "flows", "threats", "anomalies", "calls", "system"])
 def test_screen_snapshots(snap_compare, keys):
     async def run_before(pilot):
         await settle(pilot)
@@ -71,6 +71,21 @@ async def test_threat_detail_marks_and_deception():
         await pilot.press("slash", *"tls")
         await settle(pilot)
         assert [t["attack_type"] for t in screen.rows] == ["tls_downgrade"]
+
+
+async def test_calls_list_and_the_ladder_of_the_highlighted_call():
+    app = app_for()
+    async with app.run_test(size=(100, 40)) as pilot:
+        await pilot.press("l")
+        await settle(pilot)
+        screen = app.screen
+        assert [c["state"] for c in screen.rows] == ["in_call", "completed"]
+        await pilot.press("down")
+        await settle(pilot)
+        flow = str(screen.query_one("#call-flow").render())
+        assert "Call-ID a84b4c76e66710@10.0.0.5  INVITE completed" in flow
+        assert "INVITE (SDP)" in flow and "RTP 1500 lost 3" in flow and "180 Ringing" in flow
+        assert flow.index("INVITE (SDP)") < flow.index("180 Ringing") < flow.index("BYE")
 
 
 async def test_actions_reach_the_agent_and_errors_are_notifications():

@@ -24,9 +24,9 @@ class Analysis(DataScreen):
             table.add_column(label, width=width)
 
     def fetch(self, source) -> dict:
-        windows = source.optional("/v1/windows", limit=10000)
-        total = windows["total"] if windows else 0
-        recent = source.optional("/v1/windows", limit=60, offset=max(0, total - 60)) if total > 60 else windows
+        first = source.optional("/v1/windows", limit=60)
+        total = first["total"] if first else 0
+        recent = source.optional("/v1/windows", limit=60, offset=total - 60) if total > 60 else first
         return {"windows": recent, "anomalies": source.optional("/v1/anomalies", limit=200),
                 "baselines": source.optional("/v1/baselines")}
 

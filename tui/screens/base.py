@@ -7,6 +7,7 @@ from textual.screen import Screen
 class DataScreen(Screen):
     title = ""
     ready = False  # shown only once mounted: a table needs its columns before its rows
+    data = None    # the answer shown last (the app skips drawing the same answer again)
 
     def on_mount(self) -> None:
         self.setup()
@@ -20,6 +21,11 @@ class DataScreen(Screen):
 
     def show(self, data: dict) -> None:
         raise NotImplementedError
+
+    def redraw(self) -> None:
+        """Show the last answer again (a filter typed, a row chosen), without waiting for a new one."""
+        if self.data is not None:
+            self.show(self.data)
 
 
 def human(n, unit: str = "") -> str:

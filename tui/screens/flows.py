@@ -40,6 +40,7 @@ class Flows(DataScreen):
 
     def action_next_sort(self) -> None:
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
+        self.data = None  # the next answer is drawn even if it is the same
         self.notify(f"flows by {self.sort}", timeout=1.5)
 
     def action_focus_filter(self) -> None:
@@ -48,11 +49,14 @@ class Flows(DataScreen):
     def action_leave_filter(self) -> None:
         self.query_one(DataTable).focus()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.redraw()
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one(DataTable).focus()
 
     def fetch(self, source) -> dict:
-        return source.optional("/v1/capture/flows", limit=500, sort=self.sort) or {"flows": [], "active": 0}
+        return source.optional("/v1/capture/flows", limit=200, sort=self.sort) or {"flows": [], "active": 0}
 
     def show(self, data: dict) -> None:
         text = self.query_one("#flow-filter", Input).value.strip()

@@ -80,6 +80,9 @@ class Threats(DataScreen):
     def action_leave_filter(self) -> None:
         self.query_one(DataTable).focus()
 
+    def on_input_changed(self, event: Input.Changed) -> None:
+        self.redraw()
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         self.query_one(DataTable).focus()
 

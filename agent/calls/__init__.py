@@ -1,0 +1,1 @@
+"""Calls: SIP dialogs, SDP media, RTP quality; live and from capture files."""

@@ -1,0 +1,242 @@
+"""Recording and encryption at rest, the agent's side: what to record (its
+rotation, retention and filter) and with which key, applied to the running
+capture at once and to every capture started later.  The C core writes the
+files; this keeps the settings, trims the torn end a crash may have left,
+and lists, hands out and decrypts the recordings."""
+import logging
+import pathlib
+import threading
+from typing import Iterator, Optional
+
+from agent.config import Config, ConfigError
+from agent.errors import AgentError, not_found, validation
+from agent.recordings import crypt, files, keys
+from hwdrivers import CaptureError, ErrorCode, RecordConfig, Session, check_filter
+
+log = logging.getLogger(__name__)
+
+SETTINGS = ("prefix", "rotate_mb", "rotate_s", "keep_mb", "keep_s", "bpf", "snaplen")
+READ_BLOCK = 1 << 20
+
+
+class RecordingManager:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.dir: pathlib.Path = cfg.recordings_dir
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        keys.ensure_key_dir(cfg.data_dir)
+        r = cfg.recording
+        self.settings = {k: getattr(r, k) for k in SETTINGS}
+        self.enabled = r.enabled
+        self.key: Optional[bytes] = None
+        self.key_file: Optional[str] = None
+        self.last = None          # RecordStats of the recording that ended last
+        self.error: Optional[str] = None
+        self.repaired: list = []
+        self._lock = threading.RLock()
+        if r.key_file:
+            try:
+                self._load_key(r.key_file)
+            except AgentError as e:  # a bad key file in the configuration stops the start
+                raise ConfigError("recording.key_file", e.message) from None
+
+    # ---- settings ---------------------------------------------------------------
+
+    def _record_config(self, source: str) -> RecordConfig:
+        s, r = self.settings, self.cfg.recording
+        return RecordConfig(directory=str(self.dir), prefix=s["prefix"], bpf=s["bpf"], if_name=source,
+                            snaplen=s["snaplen"], rotate_bytes=s["rotate_mb"] << 20, rotate_s=s["rotate_s"],
+                            keep_bytes=s["keep_mb"] << 20, keep_s=s["keep_s"], buffer_kb=r.buffer_kb,
+                            flush_ms=r.flush_ms)
+
+    def _start_on(self, session: Session, source: str) -> None:
+        cut = files.repair_newest(self.dir, self.settings["prefix"])
+        if cut:
+            log.warning("recording %s ended torn (an earlier crash): %d bytes trimmed", *cut)
+            self.repaired.append({"name": cut[0], "bytes_trimmed": cut[1]})
+        session.start_recording(self._record_config(source), self.key)
+        self.error = None
+        log.info("recording to %s (%s)", self.dir, "encrypted" if self.key else "plain pcapng")
+
+    def start(self, session: Optional[Session], source: str, **settings) -> dict:
+        with self._lock:
+            if settings.get("snaplen") and settings["snaplen"] < 64:
+                raise validation("snaplen must be 0 (whole packets) or at least 64", field="snaplen")
+            if settings.get("bpf"):
+                try:
+                    check_filter(settings["bpf"], session.linktype if session is not None else 1)
+                except CaptureError as e:
+                    raise validation(e.message, field="bpf", capture_error=e.code.name) from None
+            new = {**self.settings, **{k: v for k, v in settings.items() if v is not None}}
+            old, self.settings = self.settings, new
+            if session is not None:
+                if session.recording().active:
+                    self.last = session.stop_recording()  # new settings: a new file
+                try:
+                    self._start_on(session, source)
+                except CaptureError as e:
+                    self.settings = old
+                    if self.enabled:  # back to what ran before
+                        try:
+                            self._start_on(session, source)
+                        except CaptureError:
+                            pass
+                    raise _recording_error(e) from None
+            self.enabled = True
+            return self.status(session)
+
+    def stop(self, session: Optional[Session]) -> dict:
+        with self._lock:
+            self.enabled = False
+            if session is not None and session.recording().active:
+                self.last = session.stop_recording()
+                log.info("recording stopped: %d packets in %d files", self.last.packets, self.last.files)
+            return self.status(session)
+
+    def _load_key(self, key_file: str) -> None:
+        try:
+            path = keys.resolve(self.cfg.data_dir, key_file)
+            key = keys.load(path)
+        except keys.KeyFileError as e:
+            if e.code == keys.OUTSIDE:
+                raise AgentError("FORBIDDEN", e.message, {"field": "key_file",
+                                                          "key_dir": str(keys.key_dir(self.cfg.data_dir))}) from None
+            raise validation(e.message, field="key_file", reason=e.code.lower()) from None
+        self.key, self.key_file = key, path.name
+
+    def set_encryption(self, session: Optional[Session], enable: bool, cipher_suite: str, key_file: str) -> dict:
+        with self._lock:
+            if enable:
+                if not key_file:
+                    raise validation("key_file is required to enable encryption", field="key_file",
+                                     key_dir=str(keys.key_dir(self.cfg.data_dir)))
+                self._load_key(key_file)
+            else:
+                self.key, self.key_file = None, None
+            if session is not None and session.recording().active:
+                session.set_recording_key(self.key)  # key rotation: the current file ends here
+            log.info("recording encryption %s", f"on (key id {crypt.key_id(self.key)})" if self.key else "off")
+            return self.encryption()
+
+    # ---- captures come and go ---------------------------------------------------
+
+    def attach(self, session: Session, source: str) -> None:
+        with self._lock:
+            if not self.enabled:
+                return
+            try:
+                self._start_on(session, source)
+            except (CaptureError, OSError) as e:
+                self.error = getattr(e, "message", None) or str(e)
+                log.error("this capture is not recorded: %s", self.error)
+
+    def detach(self, session: Session) -> None:
+        with self._lock:
+            if session.recording().active:
+                self.last = session.stop_recording()
+
+    # ---- what the faces read ----------------------------------------------------
+
+    def encryption(self) -> dict:
+        return {"enabled": self.key is not None, "cipher_suite": "AES-256-GCM" if self.key else None,
+                "key_file": self.key_file, "key_id": crypt.key_id(self.key) if self.key else None,
+                "cipher_suites": list(keys.CIPHER_SUITES), "key_dir": str(keys.key_dir(self.cfg.data_dir)),
+                "applies_to": "the running capture (a new file) and the next"}
+
+    def status(self, session: Optional[Session]) -> dict:
+        with self._lock:
+            st = session.recording() if session is not None else None
+            active = bool(st and st.active)
+            stats = st if active else self.last
+            return {"enabled": self.enabled, "recording": active, "directory": str(self.dir),
+                    "settings": dict(self.settings),
+                    "current_file": pathlib.Path(st.current).name if active and st.current else None,
+                    "stats": stats.as_dict() if stats else None, "encryption": self.encryption(),
+                    "error": self.error, "repaired": list(self.repaired)}
+
+    def current_path(self, session: Optional[Session]) -> Optional[str]:
+        st = session.recording() if session is not None else None
+        return st.current if st and st.active and st.current else None
+
+    def list(self, session: Optional[Session]) -> dict:
+        current = self.current_path(session)
+        items = files.list_dir(self.dir, pathlib.Path(current).name if current else None)
+        return {"directory": str(self.dir), "count": len(items), "total_bytes": sum(i["size"] for i in items),
+                "recordings": items}
+
+    def _path(self, name: str) -> pathlib.Path:
+        p = files.path_of(self.dir, name)
+        if p is None:
+            raise not_found("recording", name)
+        return p
+
+    def delete(self, session: Optional[Session], name: str) -> dict:
+        p = self._path(name)
+        current = self.current_path(session)
+        if current and pathlib.Path(current).name == name:
+            raise AgentError("CONFLICT", "this recording is being written; stop the recording or rotate first",
+                             {"name": name})
+        p.unlink()
+        return {"deleted": True, "name": name}
+
+    def download(self, name: str, decrypt: bool, full_key: bool) -> tuple:
+        """(headers, body iterator) for a recording, as stored or decrypted."""
+        p = self._path(name)
+        encrypted = crypt.is_encrypted(p)
+        if not decrypt or not encrypted:
+            size = p.stat().st_size
+            media = "application/octet-stream" if encrypted else "application/x-pcapng"
+            return ({"Content-Type": media, "Content-Length": str(size),
+                     "Content-Disposition": f'attachment; filename="{name}"'}, _read(p, size))
+        if not full_key:
+            raise AgentError("FORBIDDEN", "only a full (sk) key may download a recording decrypted",
+                             {"required": "sk"})
+        with open(p, "rb") as f:
+            header = crypt.read_header(f)
+        key = self.key if self.key and crypt.key_id(self.key) == header.key_id else keys.find(
+            self.cfg.data_dir, header.key_id)
+        if key is None:
+            raise AgentError("CONFLICT", f"no key with id {header.key_id} in the key directory",
+                             {"key_id": header.key_id, "key_dir": str(keys.key_dir(self.cfg.data_dir))})
+        # authenticate the whole file before the first byte goes out: a damaged
+        # file is refused with its position instead of cut off mid-download
+        result = crypt.verify(p, key)
+        complete = True
+        if result.error is not None:
+            if result.error.code != crypt.INCOMPLETE:
+                e = result.error
+                raise AgentError("INTEGRITY_ERROR", f"{name}: {e.message}",
+                                 {"name": name, "reason": e.code.lower(), "chunk": e.chunk,
+                                  "offset": list(e.offset) if e.offset else None})
+            complete = False
+        plain_name = name[:-len(crypt.SUFFIX)]
+        return ({"Content-Type": "application/x-pcapng", "Content-Length": str(result.bytes),
+                 "Content-Disposition": f'attachment; filename="{plain_name}"',
+                 "X-Recording-Complete": "true" if complete else "false"},
+                _decrypted(p, key, result.chunks))
+
+
+def _read(p: pathlib.Path, size: int) -> Iterator[bytes]:
+    with open(p, "rb") as f:
+        left = size
+        while left > 0:
+            block = f.read(min(READ_BLOCK, left))
+            if not block:
+                return
+            left -= len(block)
+            yield block
+
+
+def _decrypted(p: pathlib.Path, key: bytes, n: int) -> Iterator[bytes]:
+    with open(p, "rb") as f:
+        it = crypt.chunks(f, key)
+        for _ in range(n):
+            yield next(it)
+
+
+def _recording_error(e: CaptureError) -> AgentError:
+    if e.code == ErrorCode.FILTER:
+        return validation(e.message, field="bpf", capture_error=e.code.name)
+    if e.code in (ErrorCode.ARG, ErrorCode.STATE):
+        return validation(e.message, capture_error=e.code.name)
+    return AgentError("CAPTURE_ERROR", e.message, {"capture_error": getattr(e.code, "name", str(e.code))})

@@ -1,0 +1,1 @@
+"""Recordings at rest: the encrypted file format, key files, the recordings directory."""

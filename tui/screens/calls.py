@@ -1,0 +1,79 @@
+"""Calls: the live capture's SIP dialogs, and the ladder of one call as
+sngrep draws it (agent.calls.ladder, the same text `capbox callflow` prints)."""
+from textual.app import ComposeResult
+from textual.containers import ScrollableContainer
+from textual.widgets import DataTable, Footer, Static
+
+from agent.calls import ladder
+from tui.screens.base import DataScreen
+
+COLUMNS = (("start", 8), ("method", 7), ("state", 10), ("from", 15), ("to", 15), ("msgs", 4), ("MOS", 3))
+STATE_COLOURS = {"failed": "red", "rejected": "red", "cancelled": "yellow", "in_call": "green", "completed": "green"}
+
+
+def user(uri: str) -> str:
+    """sip:alice@example.net -> alice@example.net (narrow columns)."""
+    return (uri or "-").split(":", 1)[-1].split(";")[0]
+
+
+class Calls(DataScreen):
+    title = "Calls"
+    AUTO_FOCUS = "#call-table"
+
+    def __init__(self):
+        super().__init__(name="calls")
+        self.rows: list = []
+        self.selected = None
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="call-state", classes="banner")
+        yield DataTable(id="call-table", cursor_type="row", zebra_stripes=True)
+        with ScrollableContainer(id="call-ladder", classes="box"):
+            yield Static(id="call-flow")
+        yield Footer()
+
+    def setup(self) -> None:
+        table = self.query_one(DataTable)
+        for label, width in COLUMNS:
+            table.add_column(label, width=width)
+
+    def fetch(self, source) -> dict:
+        listed = source.optional("/v1/calls", limit=200) or {"calls": [], "total": 0, "active": 0, "capturing": False}
+        ids = [c["session_id"] for c in listed["calls"]]
+        want = self.selected if self.selected in ids else (ids[0] if ids else None)
+        return {"list": listed, "detail": source.optional(f"/v1/sessions/{want}") if want else None}
+
+    def show(self, data: dict) -> None:
+        listed = data["list"]
+        self.rows = listed["calls"]
+        table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear()
+        for c in self.rows:
+            state = c["state"] + ("*" if c.get("active") else "")
+            colour = STATE_COLOURS.get(c["state"])
+            mos = c["metrics"].get("mos")
+            table.add_row(c["start_time"][11:19], c["method"], f"[{colour}]{state}[/]" if colour else state,
+                          user(c["from"]), user(c["to"]), str(c["events_count"]), "-" if mos is None else f"{mos:.1f}")
+        if self.rows:
+            table.move_cursor(row=min(row, len(self.rows) - 1))
+        self.query_one("#call-state", Static).update(
+            f"{listed['total']} calls, {listed['active']} going on (*)"
+            + ("" if listed["capturing"] else "  |  not capturing: calls of the last capture"))
+        self._ladder(data["detail"])
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        row = self.query_one(DataTable).cursor_row
+        if 0 <= row < len(self.rows) and self.rows[row]["session_id"] != self.selected:
+            self.selected = self.rows[row]["session_id"]
+            self.query_one("#call-flow", Static).update("")  # the next fetch brings its ladder
+
+    def _ladder(self, detail) -> None:
+        flow = self.query_one("#call-flow", Static)
+        if not self.rows:
+            flow.update("no call yet: SIP seen on the capture appears here")
+            return
+        row = self.query_one(DataTable).cursor_row
+        self.selected = self.rows[row]["session_id"] if 0 <= row < len(self.rows) else None
+        if detail is not None and detail["session_id"] == self.selected:  # not an answer for an earlier row
+            flow.update(ladder.text(detail).rstrip("\n"))
