@@ -47,8 +47,11 @@ class Console:
             return False
 
     def open(self):
-        port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=READ_TIMEOUT_S,
-                                     write_timeout=WRITE_TIMEOUT_S, exclusive=True)
+        port = serial.serial_for_url(self.url, baudrate=self.baud, timeout=READ_TIMEOUT_S, exclusive=True,
+                                     do_not_open=True)
+        if not self.url.startswith("rfc2217://"):   # pyserial's RFC 2217 client refuses a write timeout
+            port.write_timeout = WRITE_TIMEOUT_S
+        port.open()
         try:
             port.reset_input_buffer()   # what piled up while nobody listened is not input
         except (OSError, ValueError):
@@ -61,7 +64,7 @@ class Console:
         while not self.stop.is_set():
             try:
                 self._port = self.open()
-            except (OSError, ValueError) as e:    # pyserial's SerialException is an OSError; a bad URL a ValueError
+            except Exception as e:    # SerialException (an OSError), a bad URL (ValueError), whatever a URL handler raises
                 self._trouble(f"cannot open {self.url}: {e}", "waiting")
                 self.stop.wait(pause)
                 pause = min(pause * 2, BACKOFF_MAX_S)

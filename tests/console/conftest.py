@@ -9,6 +9,8 @@ import threading
 import time
 
 import pytest
+import serial
+import serial.rfc2217
 
 from agent.console import password
 from tests.agent import conftest as agent_fixtures
@@ -220,4 +222,94 @@ def relay():
     r.close()
 
 
-__all__ = ["PASSWORD", "PROMPT", "Terminal", "FdEnd", "SerialEnd", "assert_fits", "set_password", "Relay"]
+class _PtyDevice(serial.Serial):
+    """A pty as a terminal server's device: a pty has no modem lines to read or set."""
+    cts = dsr = ri = cd = False
+
+    def _update_dtr_state(self):
+        pass
+
+    def _update_rts_state(self):
+        pass
+
+
+class Rfc2217Server:
+    """A terminal server on loopback speaking RFC 2217 (pyserial's PortManager), serving
+    a tty: the console dials rfc2217://, the person types on the tty's other side."""
+
+    def __init__(self, device: str):
+        self.device = device
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = f"rfc2217://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.conn = None
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conn = conn
+            self.accepted += 1
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn) -> None:
+        lock = threading.Lock()
+
+        class Connection:
+            @staticmethod
+            def write(data: bytes) -> None:
+                with lock:
+                    conn.sendall(data)
+
+        dev = _PtyDevice(self.device, timeout=0.1)
+        manager = serial.rfc2217.PortManager(dev, Connection())
+        done = threading.Event()
+
+        def to_client():
+            while not done.is_set():
+                data = dev.read(max(1, dev.in_waiting))
+                if data:
+                    Connection.write(b"".join(manager.escape(data)))
+        threading.Thread(target=to_client, daemon=True).start()
+        try:
+            while data := conn.recv(4096):
+                dev.write(b"".join(manager.filter(data)))
+        except OSError:
+            pass
+        finally:
+            done.set()
+            time.sleep(0.2)         # to_client's read ends before the device closes
+            dev.close()
+            conn.close()
+
+    def drop(self) -> None:
+        """Hang up the console's connection, as a terminal server does when a line drops."""
+        try:
+            self.conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.sock.close()
+        if self.conn is not None:
+            self.drop()
+
+
+@pytest.fixture
+def rfc2217_server():
+    servers = []
+
+    def start(device: str) -> Rfc2217Server:
+        servers.append(Rfc2217Server(device))
+        return servers[-1]
+    yield start
+    for s in servers:
+        s.close()
+
+
+__all__ = ["PASSWORD", "PROMPT", "Terminal", "FdEnd", "SerialEnd", "assert_fits", "set_password", "Relay", "Rfc2217Server"]

@@ -1,11 +1,13 @@
 """The console over socket:// (a terminal server on loopback, pyserial at both
-ends) and over a pair of ttys made by socat; `capbox console --port` alone,
-attached to a running agent over REST."""
+ends), over rfc2217:// (a pyserial RFC 2217 server serving a pty) and over a
+pair of ttys made by socat; `capbox console --port` alone, attached to a
+running agent over REST."""
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import termios
 import time
 
 import pytest
@@ -13,7 +15,7 @@ import serial
 
 from tests.agent.conftest import wait_for
 from tests.conftest import ROOT
-from tests.console.conftest import PASSWORD, PROMPT, SerialEnd, Terminal, assert_fits, set_password
+from tests.console.conftest import PASSWORD, PROMPT, FdEnd, SerialEnd, Terminal, assert_fits, set_password
 
 
 def dial(url: str) -> Terminal:
@@ -73,6 +75,27 @@ def test_standalone_console_says_what_is_missing(make_agent, tmp_path):
                         "--data-dir", str(tmp_path / "empty")], cwd=ROOT, capture_output=True, text=True, timeout=30,
                        env={k: v for k, v in os.environ.items() if k != "CAPBOX_KEY"})
     assert r.returncode == 1 and "no API key" in r.stderr
+
+
+def test_agent_console_dials_an_rfc2217_terminal_server(console_agent, pty_pair, rfc2217_server):
+    master, path, _ = pty_pair
+    server = rfc2217_server(path)
+    agent = console_agent(server.url, "baud = 9600\n")
+    term = Terminal(FdEnd(master))
+    term.expect(f"capbox console on {server.url}")
+    assert termios.tcgetattr(master)[4] == termios.B9600      # the console's speed, set on the far device
+    term.login()
+    assert "capture   idle" in term.run("capture status")
+    term.send(b"\xff\x00\xfe\r")       # 0xff is telnet's IAC: data all the same, escaped on the way
+    term.expect("Line noise: 3 unreadable bytes, line ignored (is the terminal set to 9600 8N1?)")
+    term.expect(PROMPT)
+    server.drop()                         # the line drops: the console dials again
+    term.expect(f"capbox console on {server.url}")
+    term.login()
+    assert term.run("status").startswith("capbox 0.1.0")
+    detail = agent.client.health()["components"]["console"]
+    assert detail["opens"] == 2 and server.accepted == 2 and detail["logins"] == 2 and detail["noise_bytes"] == 3
+    assert agent.stop() == 0
 
 
 @pytest.fixture
