@@ -8,8 +8,8 @@ import dataclasses
 import datetime
 import itertools
 import queue
+import secrets
 import threading
-import uuid
 from typing import Any, Iterable, Optional
 
 CHANNELS = (
@@ -75,6 +75,7 @@ class Bus:
         self._lock = threading.Lock()
         self._subs: list = []
         self._ids = itertools.count(1)
+        self._salt = secrets.randbits(48)  # correlation ids: unique per process without a urandom call per event
         self._backlog: collections.deque = collections.deque(maxlen=backlog)
         self.published = collections.Counter()
 
@@ -82,8 +83,9 @@ class Bus:
                 correlation_id: Optional[str] = None) -> Envelope:
         if channel not in CHANNELS:
             raise ValueError(f"unknown channel {channel!r}")
-        env = Envelope(next(self._ids), channel, event_type, now_iso(), source,
-                       correlation_id or f"cor_{uuid.uuid4().hex[:12]}", data)
+        n = next(self._ids)
+        env = Envelope(n, channel, event_type, now_iso(), source,
+                       correlation_id or f"cor_{(self._salt + n) & 0xFFFFFFFFFFFF:012x}", data)
         with self._lock:
             self._backlog.append(env)
             self.published[channel] += 1
@@ -110,6 +112,11 @@ class Bus:
         with self._lock:
             if sub in self._subs:
                 self._subs.remove(sub)
+
+    def listening(self, channel: str) -> bool:
+        """Whether any subscriber takes channel: a publisher with costly messages can skip making them."""
+        with self._lock:
+            return any(s.wants(channel) for s in self._subs)
 
     def since(self, last_id: int, channels: frozenset = frozenset()) -> list:
         """Backlog entries after last_id (for Last-Event-ID resume)."""

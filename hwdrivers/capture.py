@@ -243,14 +243,17 @@ class Session:
             return _counters_from_cdata(c)
 
     def _drain(self, read, buf, convert, limit):
-        out = []
+        """Records from a C ring, converted; with convert None only counted (and dropped)."""
+        out, seen = [], 0
         with self._use() as s:
-            while len(out) < limit:
-                n = read(s, buf, min(limit - len(out), len(buf)))
-                out.extend(convert(buf[i]) for i in range(n))
+            while seen < limit:
+                n = read(s, buf, min(limit - seen, len(buf)))
+                seen += n
+                if convert is not None:
+                    out.extend(convert(buf[i]) for i in range(n))
                 if n < len(buf):
                     break
-        return out
+        return seen if convert is None else out
 
     def read_events(self, limit: int = 1 << 30) -> list:
         """Queued packet events (kinds chosen in the config), oldest first."""
@@ -259,6 +262,10 @@ class Session:
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""
         return self._drain(lib.hw_flows_read, self._flow_buf, _flows.from_cdata, limit)
+
+    def skip_flows(self, limit: int = 1 << 30) -> int:
+        """Drop expired flow records from the ring without making Python objects of them; how many."""
+        return self._drain(lib.hw_flows_read, self._flow_buf, None, limit)
 
     def read_windows(self, limit: int = 1 << 30) -> list:
         """Closed traffic windows (needs window_s > 0), oldest first, as dicts."""

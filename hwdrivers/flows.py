@@ -19,7 +19,7 @@ def format_addr(family: int, raw) -> str:
 
 
 def format_mac(raw) -> str:
-    return ":".join(f"{x:02x}" for x in bytes(ffi.buffer(raw, 6)))
+    return bytes(ffi.buffer(raw, 6)).hex(":")
 
 
 def _names(fn, count: int) -> list:

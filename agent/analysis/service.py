@@ -44,6 +44,7 @@ class AnalysisService(Service):
         self.live_set: Optional[int] = None
         self.live_detector: Optional[detection.Detector] = None
         self.live_first: Optional[float] = None
+        self.live_learned = False
         self._jobs = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-job")
         self._lock = threading.Lock()
         agent.analysis = self
@@ -65,7 +66,7 @@ class AnalysisService(Service):
                 self.live_set = self._new_set("live", env.data.get("source", ""), self.agent.capture.window_s,
                                               "running")
                 self.live_detector = detection.Detector(self.cfg, self.baseline(DEFAULT_BASELINE))
-                self.live_first = None
+                self.live_first, self.live_learned = None, False
             elif env.event_type == "capture_stopped" and self.live_set is not None:
                 self._finish_set(self.live_set, "complete")
                 self.live_set = None
@@ -83,8 +84,10 @@ class AnalysisService(Service):
 
     def _maybe_learn(self, now: float) -> None:
         """The live baseline is complete once baseline_duration_hours of windows were seen."""
-        if self.live_first is None or now - self.live_first < self.cfg.baseline_duration_hours * 3600:
+        if self.live_learned or self.live_first is None \
+                or now - self.live_first < self.cfg.baseline_duration_hours * 3600:
             return
+        self.live_learned = True  # looked up once per capture, not on every window
         if self.baseline(DEFAULT_BASELINE):
             return
         self.generate_baselines(types=learning.TYPES, set_id=self.live_set, force=True)

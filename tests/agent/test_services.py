@@ -92,3 +92,15 @@ def test_a_service_reading_no_channel_only_ticks_and_an_unwanted_one_never_start
     assert agent.health.snapshot()["quiet"]["status"] == "running"
     agent.health.stop_all(2)
     assert agent.health.components["quiet"].state == "stopped"
+
+
+def test_the_bus_says_who_listens():
+    bus = Bus()
+    assert not bus.listening("flows:expired")
+    dns = bus.subscribe(["packets:dns"])
+    assert not bus.listening("flows:expired") and bus.listening("packets:dns")
+    everything = bus.subscribe()
+    assert bus.listening("flows:expired")
+    everything.close()
+    dns.close()
+    assert not bus.listening("packets:dns")

@@ -313,6 +313,17 @@ def test_idle_timeout_ends_a_flow(tmp_path):
     assert (c.flows_expired_idle, c.flows_created) == (1, 3)
 
 
+def test_skip_flows_empties_the_ring_like_read_flows(tmp_path):
+    """skip_flows drops expired records as read_flows would take them: the same count, the ring empty after."""
+    with session(tmp_path, idle_timeout_s=5) as s:
+        for i in range(3):
+            s.inject(udp4(payload=bytes([i]), sport=SPORT + i), ts_ns=T0)
+        s.inject(udp4(C4, B4, payload=b"c"), ts_ns=T0 + 10 * S)
+        assert s.skip_flows() == 3
+        assert s.read_flows() == [] and s.skip_flows() == 0
+        assert s.counters().flows_expired_idle == 3
+
+
 def test_packet_after_the_idle_timeout_starts_a_new_flow(tmp_path):
     with session(tmp_path, idle_timeout_s=5) as s:
         s.inject(udp4(payload=b"a"), ts_ns=T0)

@@ -189,12 +189,13 @@ def test_session_replay_matches_offline(veth, backend):
 
 @pytest.mark.parametrize("backend", LIVE)
 def test_cli_capture_json_matches_offline(veth, backend):
-    """`capbox capture IFACE --backend B --duration S --json` as a subprocess."""
+    """`capbox capture IFACE --backend B --count N --json` as a subprocess (--duration only as a safety
+    net: on a loaded machine a replay can take longer than any fixed capture time)."""
     need_backend(backend)
     path = pcap(MIXED)
     want = cli_offline_report(path)
     proc = subprocess.Popen(veth.argv(*CAPBOX, "capture", veth.rx, "--backend", backend,
-                                      "--duration", "2", "--json"),
+                                      "--count", str(want["packets"]), "--duration", "30", "--json"),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         cli_ready(proc, veth.ifindex(veth.rx))

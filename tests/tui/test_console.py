@@ -10,7 +10,10 @@ import uuid
 
 import pytest
 
+from firmware import sign
+from firmware.keyring import Keyring
 from tests.agent.conftest import free_port, wait_for
+from tests.firmware.conftest import make_image
 from tests.conftest import ROOT, pcap
 from tui.app import CapboxApp
 from tui.source import remote
@@ -38,6 +41,47 @@ async def test_keys_change_the_agent(agent):
         await pilot.press("s")                    # running: stops
         wait_for(lambda: not c.capture_status()["running"], timeout=10)
         assert c.capture_status()["last_run"]["reason"] == "console"
+
+
+async def test_verify_a_firmware_image_by_path(make_agent, tmp_path):
+    """System screen, v: the agent verifies an image in its firmware directory; the verdict is shown, a
+    damaged image is refused with its reason, a path outside the directory is an error, not a crash."""
+    fw_dir = tmp_path / "var" / "firmware"
+    vendor = sign.generate()
+    Keyring().add(vendor.public_key(), fw_dir / "keys")
+    data = make_image(b"bitstream" * 1000, "2.1.0", 6)
+    (fw_dir / "v2.img").write_bytes(data)
+    (fw_dir / "v2.img.minisig").write_text(vendor.sign(data, "release 2.1.0").to_text())
+    (fw_dir / "bad.img").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    (fw_dir / "bad.img.minisig").write_text((fw_dir / "v2.img.minisig").read_text())
+    a = make_agent("[capture]\nautostart = false\n")
+    app = CapboxApp(remote(a.url, a.key), refresh_s=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("y")
+        await pilot.pause(0.5)
+        for path in ("v2.img", "bad.img", "../../outside.img"):
+            await pilot.press("v")
+            await pilot.pause(0.3)
+            await pilot.press(*path, "enter")
+            await wait_for_async(pilot, lambda: any(path in n.message for n in app._notifications))
+        said = [n.message for n in app._notifications]
+        assert any(m.startswith("v2.img: valid, capbox-fpga1 2.1.0 rollback 6") and "release 2.1.0" in m
+                   for m in said), said
+        assert any(m.startswith("bad.img: REFUSED (hash_mismatch)") for m in said), said
+        assert any(m.startswith("verify ../../outside.img:") for m in said), said
+        assert app.screen.name == "system" and app.is_running
+        await pilot.press("e", "e")                 # the log, warnings and worse only
+        await wait_for_async(pilot, lambda: "warning; e to change" in str(app.screen.query_one("#log-caption").render()))
+        await pilot.pause(0.5)
+        shown = str(app.screen.query_one("#log").render()).splitlines()
+        assert all(line.startswith(("warn", "erro")) for line in shown if line.strip()), shown
+
+
+async def wait_for_async(pilot, predicate, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await pilot.pause(0.1)
 
 
 async def test_calls_of_a_sip_capture_and_their_ladder(agent):

@@ -2,7 +2,7 @@
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
-from tui.screens.base import DataScreen, human
+from tui.screens.base import DataScreen, human, sync_table
 
 
 class Analysis(DataScreen):
@@ -27,7 +27,7 @@ class Analysis(DataScreen):
         first = source.optional("/v1/windows", limit=60)
         total = first["total"] if first else 0
         recent = source.optional("/v1/windows", limit=60, offset=total - 60) if total > 60 else first
-        return {"windows": recent, "anomalies": source.optional("/v1/anomalies", limit=200),
+        return {"windows": recent, "anomalies": source.optional("/v1/anomalies", limit=100),
                 "baselines": source.optional("/v1/baselines")}
 
     def show(self, d: dict) -> None:
@@ -39,12 +39,11 @@ class Analysis(DataScreen):
             f"{w['total']}, bits/s now {human(bps[-1])}, peak {human(max(bps))}")
         self.query_one("#window-caption", Static).update(caption)
         self.query_one(Sparkline).data = bps or [0]
-        table = self.query_one(DataTable)
-        table.clear()
         an = d["anomalies"]
-        for a in (an["anomalies"] if an else [])[-200:][::-1]:
-            table.add_row(str(a["window_id"]), a["severity"].upper() if a["severity"] == "high" else a["severity"],
-                          a["type"], a["flow_src"] or "-", a["message"])
+        sync_table(self.query_one(DataTable), [
+            (f"{a['window_id']} {a['type']} {a['flow_src']}",
+             (str(a["window_id"]), a["severity"].upper() if a["severity"] == "high" else a["severity"], a["type"],
+              a["flow_src"] or "-", a["message"])) for a in (an["anomalies"] if an else [])[-100:][::-1]])
         b = d["baselines"]
         if b and b["available"]:
             bw = b["baselines"].get("bandwidth", {})

@@ -1,6 +1,7 @@
 """What every screen of the console is: fetch (in a worker thread) and show
 (on the UI thread).  The app calls fetch about four times a second for the
 screen in front; nothing on the UI thread waits on the agent."""
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 
 
@@ -43,3 +44,29 @@ def human(n, unit: str = "") -> str:
 def mark(ok: bool) -> str:
     """A state mark readable without colour."""
     return "[green]ok[/]" if ok else "[red]DOWN[/]"
+
+
+def sync_table(table, rows: list) -> None:
+    """Make a DataTable show rows, a list of (key, cells).  While the number of
+    rows stays the same the cells are updated in place (a table cleared and
+    refilled four times a second costs the console most of its CPU: every row
+    added makes it measure itself again); otherwise it is rebuilt.  Either way
+    the cursor stays on the row with the key it was on, or at the same place."""
+    old = getattr(table, "capbox_rows", None)
+    keys = [k for k, _ in rows]
+    at = table.cursor_row
+    current = old[at][0] if old and 0 <= at < len(old) else None
+    if old is not None and len(old) == len(rows):
+        for r, ((_, cells), (_, before)) in enumerate(zip(rows, old)):
+            for c, (value, was) in enumerate(zip(cells, before)):
+                if value != was:
+                    table.update_cell_at(Coordinate(r, c), value)
+    else:
+        table.clear()
+        for _, cells in rows:
+            table.add_row(*cells)
+    table.capbox_rows = rows
+    if rows:
+        want = keys.index(current) if current in keys else min(max(at, 0), len(rows) - 1)
+        if want != table.cursor_row:
+            table.move_cursor(row=want)

@@ -5,7 +5,7 @@ from textual.containers import ScrollableContainer
 from textual.widgets import DataTable, Footer, Static
 
 from agent.calls import ladder
-from tui.screens.base import DataScreen
+from tui.screens.base import DataScreen, sync_table
 
 COLUMNS = (("start", 8), ("method", 7), ("state", 10), ("from", 15), ("to", 15), ("msgs", 4), ("MOS", 3))
 STATE_COLOURS = {"failed": "red", "rejected": "red", "cancelled": "yellow", "in_call": "green", "completed": "green"}
@@ -38,7 +38,7 @@ class Calls(DataScreen):
             table.add_column(label, width=width)
 
     def fetch(self, source) -> dict:
-        listed = source.optional("/v1/calls", limit=200) or {"calls": [], "total": 0, "active": 0, "capturing": False}
+        listed = source.optional("/v1/calls", limit=100) or {"calls": [], "total": 0, "active": 0, "capturing": False}
         ids = [c["session_id"] for c in listed["calls"]]
         want = self.selected if self.selected in ids else (ids[0] if ids else None)
         return {"list": listed, "detail": source.optional(f"/v1/sessions/{want}") if want else None}
@@ -46,17 +46,15 @@ class Calls(DataScreen):
     def show(self, data: dict) -> None:
         listed = data["list"]
         self.rows = listed["calls"]
-        table = self.query_one(DataTable)
-        row = table.cursor_row
-        table.clear()
+        rows = []
         for c in self.rows:
             state = c["state"] + ("*" if c.get("active") else "")
             colour = STATE_COLOURS.get(c["state"])
             mos = c["metrics"].get("mos")
-            table.add_row(c["start_time"][11:19], c["method"], f"[{colour}]{state}[/]" if colour else state,
-                          user(c["from"]), user(c["to"]), str(c["events_count"]), "-" if mos is None else f"{mos:.1f}")
-        if self.rows:
-            table.move_cursor(row=min(row, len(self.rows) - 1))
+            rows.append((c["session_id"], (c["start_time"][11:19], c["method"], f"[{colour}]{state}[/]" if colour else state,
+                                           user(c["from"]), user(c["to"]), str(c["events_count"]),
+                                           "-" if mos is None else f"{mos:.1f}")))
+        sync_table(self.query_one(DataTable), rows)
         self.query_one("#call-state", Static).update(
             f"{listed['total']} calls, {listed['active']} going on (*)"
             + ("" if listed["capturing"] else "  |  not capturing: calls of the last capture"))

@@ -3,7 +3,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.screens.base import DataScreen, human
+from tui.screens.base import DataScreen, human, sync_table
 
 COLUMNS = (("src", 15), ("sport", 5), ("dst", 15), ("dport", 5), ("proto", 5), ("packets", 7), ("bytes", 7),
            ("rate", 8), ("rtt ms", 6), ("retrans", 7), ("state", 11), ("app", 8))
@@ -56,21 +56,19 @@ class Flows(DataScreen):
         self.query_one(DataTable).focus()
 
     def fetch(self, source) -> dict:
-        return source.optional("/v1/capture/flows", limit=200, sort=self.sort) or {"flows": [], "active": 0}
+        return source.optional("/v1/capture/flows", limit=100, sort=self.sort) or {"flows": [], "active": 0}
 
     def show(self, data: dict) -> None:
         text = self.query_one("#flow-filter", Input).value.strip()
         self.rows = [f for f in data["flows"] if matches(f, text)]
-        table = self.query_one(DataTable)
-        row = table.cursor_row
-        table.clear()
+        rows = []
         for f in self.rows:
             rate = f["bytes"] / f["duration_s"] if f["duration_s"] > 0 else 0
-            table.add_row(f["src"], str(f["sport"]), f["dst"], str(f["dport"]), f["proto"], human(f["packets"]),
-                          human(f["bytes"], "B"), human(rate, "B/s"), "-" if f["rtt_ms"] is None else f"{f['rtt_ms']:.1f}",
-                          str(f["retransmissions"]), f["state"] or "-", f["app"])
-        if self.rows:
-            table.move_cursor(row=min(row, len(self.rows) - 1))
+            rows.append((str(f["id"]), (f["src"], str(f["sport"]), f["dst"], str(f["dport"]), f["proto"],
+                                        human(f["packets"]), human(f["bytes"], "B"), human(rate, "B/s"),
+                                        "-" if f["rtt_ms"] is None else f"{f['rtt_ms']:.1f}", str(f["retransmissions"]),
+                                        f["state"] or "-", f["app"])))
+        sync_table(self.query_one(DataTable), rows)
         self.title = f"Flows ({len(self.rows)} of {data['active']} active, by {self.sort})"
         self._detail()
 

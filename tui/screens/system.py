@@ -1,20 +1,25 @@
-"""System: components, the agent's log with a level filter, firmware."""
+"""System: components, the agent's log with a level filter, firmware, and
+the verification of a firmware image by its path."""
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
 from tui.screens.base import DataScreen
+from tui.screens.dialogs import Ask
+from tui.source import SourceError
 
 LEVELS = ("", "info", "warning", "error")
 
 
 class System(DataScreen):
     title = "System"
-    BINDINGS = [Binding("l", "next_level", "log level")]
+    BINDINGS = [Binding("e", "next_level", "log level"), Binding("v", "verify", "verify image")]
 
     def __init__(self):
         super().__init__(name="system")
         self.level = ""
+        self.verdict = ""
 
     def compose(self) -> ComposeResult:
         yield DataTable(id="component-table", cursor_type="none")
@@ -31,6 +36,24 @@ class System(DataScreen):
     def action_next_level(self) -> None:
         self.level = LEVELS[(LEVELS.index(self.level) + 1) % len(LEVELS)]
 
+    def action_verify(self) -> None:
+        self.app.push_screen(Ask("Verify a firmware image (path in the firmware directory)",
+                                 placeholder="capbox-fpga1-2.0.0.img"), self._verify)
+
+    @work(thread=True, group="action")
+    def _verify(self, path) -> None:
+        """The agent checks the image and its .minisig; the verdict stays on screen and in a notification."""
+        if not path:
+            return
+        try:
+            v = self.app.source.get("/v1/firmware/verify", firmware_path=path)
+        except SourceError as e:
+            self.app.call_from_thread(self.notify, f"verify {path}: {e}", severity="error", timeout=8)
+            return
+        self.verdict = verdict_line(path, v)
+        self.app.call_from_thread(self.notify, self.verdict, severity="information" if v["valid"] else "error",
+                                  timeout=8)
+
     def fetch(self, source) -> dict:
         return {"health": source.health(), "logs": source.get("/v1/logs", limit=12, level=self.level),
                 "firmware": source.optional("/v1/firmware")}
@@ -43,8 +66,9 @@ class System(DataScreen):
             detail = ", ".join(f"{k} {v}" for k, v in c.items() if k not in skip and not isinstance(v, (dict, list)))
             table.add_row(name, c["status"] + (f" ({c['error']})" if c.get("error") else ""),
                           "yes" if c["critical"] else "no", detail[:80])
-        self.query_one("#firmware", Static).update("firmware: " + firmware_line(d["firmware"]))
-        self.query_one("#log-caption", Static).update(f"log ({self.level or 'all levels'}; l to change)")
+        self.query_one("#firmware", Static).update("firmware: " + firmware_line(d["firmware"])
+                                                   + (f"\n{self.verdict}" if self.verdict else ""))
+        self.query_one("#log-caption", Static).update(f"log ({self.level or 'all levels'}; e to change)")
         self.query_one("#log", Static).update("\n".join(
             f"{e['level'][:4]:<4} {e['logger'].rsplit('.', 1)[-1]}: {e['message']}" for e in d["logs"]["logs"]))
 
@@ -60,3 +84,12 @@ def firmware_line(fw) -> str:
     return (f"card {card['target']} at {card['device']}: {card['firmware_state']} {card['firmware_version']}"
             f"{' (load refused: ' + card['last_load_error'] + ')' if card['last_load_error'] else ''}, "
             f"rollback floor {floor}, link {'up' if card['link_up'] else 'down'}")
+
+
+def verdict_line(path: str, v: dict) -> str:
+    """/v1/firmware/verify in one line: valid with what and by whom, or refused and why."""
+    if not v["valid"]:
+        return f"{path}: REFUSED ({v['reason']}): {v['message']}"
+    h = v["header"]
+    return (f"{path}: valid, {h['target']} {h['version']} rollback {h['rollback_index']}, key {v['key_id']}"
+            f" ({v['trusted_comment']})")

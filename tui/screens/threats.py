@@ -5,7 +5,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.screens.base import DataScreen
+from tui.screens.base import DataScreen, sync_table
 from tui.screens.dialogs import Ask
 
 COLUMNS = (("time", 8), ("severity", 8), ("type", 13), ("attacker", 15), ("verified", 10), ("status", 12))
@@ -87,7 +87,7 @@ class Threats(DataScreen):
         self.query_one(DataTable).focus()
 
     def fetch(self, source) -> dict:
-        listed = source.optional("/v1/threats", limit=200) or {"threats": [], "total": 0}
+        listed = source.optional("/v1/threats", limit=100) or {"threats": [], "total": 0}
         ids = [t["id"] for t in listed["threats"]]
         want = self.selected if self.selected in ids else (ids[0] if ids else None)
         detail = source.optional(f"/v1/threats/{want}") if want else None
@@ -96,16 +96,11 @@ class Threats(DataScreen):
     def show(self, data: dict) -> None:
         text = self.query_one("#threat-filter", Input).value.strip()
         self.rows = [t for t in data["list"]["threats"] if matches(t, text)]
-        table = self.query_one(DataTable)
-        row = table.cursor_row
-        table.clear()
-        for t in self.rows:
-            sev = t["severity"]
-            table.add_row(t["timestamp"][11:19], f"[{COLOURS.get(sev, '')}]{sev}[/]" if sev in COLOURS else sev,
-                          t["attack_type"], t.get("attacker") or t.get("source_ip") or "-", t["verification_status"],
-                          t["status"])
-        if self.rows:
-            table.move_cursor(row=min(row, len(self.rows) - 1))
+        sync_table(self.query_one(DataTable), [
+            (t["id"], (t["timestamp"][11:19], f"[{COLOURS[t['severity']]}]{t['severity']}[/]"
+                       if t["severity"] in COLOURS else t["severity"], t["attack_type"],
+                       t.get("attacker") or t.get("source_ip") or "-", t["verification_status"], t["status"]))
+            for t in self.rows])
         self.title = f"Threats ({len(self.rows)} of {data['list']['total']})"
         self._detail(data["detail"])
 
