@@ -763,9 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
     k.set_defaults(func=cmd_keys)
 
     from agent import fwcli
+    from agent.console import cli as console_cli
     fwcli.add_parsers(sub)
     from agent.update import cli as updatecli
     updatecli.add_parsers(sub)
+    console_cli.add_parsers(sub)
     return p
 
 
@@ -804,14 +806,11 @@ def cmd_run(args) -> int:
 def cmd_tui(args) -> int:
     from tui.app import CapboxApp
     from tui.source import remote
-    key = args.key or os.environ.get("CAPBOX_KEY")
+    from agent.client import default_key
+    key = args.key or default_key(args.data_dir or "./var")
     if not key:
         key_file = os.path.join(args.data_dir or "./var", "admin.key")
-        try:
-            with open(key_file) as f:
-                key = f.read().strip()
-        except OSError:
-            return _fail(f"no API key: give --key, set CAPBOX_KEY, or run where {key_file} is readable")
+        return _fail(f"no API key: give --key, set CAPBOX_KEY, or run where {key_file} is readable")
     CapboxApp(remote(args.url, key)).run()
     return 0
 

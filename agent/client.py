@@ -4,8 +4,21 @@ Standard library only.  Errors come back as ApiError with the envelope's
 code, so callers branch on codes, never on message text."""
 import http.client
 import json
+import os
+import pathlib
 import urllib.parse
 from typing import Iterator, Optional
+
+
+def default_key(data_dir) -> Optional[str]:
+    """The key a console on this box uses unless told: CAPBOX_KEY, or the admin key in the data directory."""
+    key = os.environ.get("CAPBOX_KEY")
+    if key:
+        return key
+    try:
+        return (pathlib.Path(data_dir) / "admin.key").read_text().strip() or None
+    except OSError:
+        return None
 
 
 class ApiError(Exception):

@@ -208,6 +208,18 @@ class FirmwareSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class ConsoleSection:
+    """The serial console (docs/CONSOLE.md)."""
+    port: str = ""                  # a serial device or a pyserial URL (socket://, rfc2217://); empty: no console
+    baud: int = 115200
+    password_file: str = ""         # empty: <data_dir>/console.passwd (set with `capbox console passwd`)
+    max_failures: int = 5           # wrong passwords in a row before the lockout
+    lockout_s: int = 60
+    idle_timeout_s: int = 900       # logged out after this long without a key pressed
+    max_line: int = 1024            # characters in a line; a longer one is refused whole
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     agent: AgentSection = AgentSection()
     capture: CaptureSection = CaptureSection()
@@ -223,6 +235,7 @@ class Config:
     api: ApiSection = ApiSection()
     store: StoreSection = StoreSection()
     firmware: FirmwareSection = FirmwareSection()
+    console: ConsoleSection = ConsoleSection()
 
     @property
     def data_dir(self) -> pathlib.Path:
@@ -330,6 +343,11 @@ RULES = {
     "calls.max_calls": {"min": 1, "max": 10000000},
     "calls.max_streams": {"min": 16, "max": 1 << 22},
     "calls.live_history": {"min": 0, "max": 10000000},
+    "console.baud": {"min": 50, "max": 4000000},
+    "console.max_failures": {"min": 1, "max": 100},
+    "console.lockout_s": {"min": 1, "max": 86400},
+    "console.idle_timeout_s": {"min": 1, "max": 7 * 86400},
+    "console.max_line": {"min": 80, "max": 65536},
 }
 
 

@@ -29,6 +29,7 @@ from agent.auth import KeyStore
 from agent.bus import Bus
 from agent.capture.service import CaptureRequest, CaptureService
 from agent.config import Config
+from agent.console.service import ConsoleService
 from agent.errors import AgentError
 from agent.fwservice import FirmwareService
 from agent.health import Health
@@ -50,7 +51,8 @@ from agent.store import Store
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 # The services on the bus, in start order (agent.services: one thread each).
-SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService]
+SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
+            ConsoleService]
 
 
 class Agent:

@@ -4,7 +4,10 @@ A service is a bus consumer with its own named thread and bounded queue.  It
 declares the channels it reads; the runner feeds it envelopes and calls
 tick() about once a second (windows close on time, not only on traffic).
 An exception in handle() is counted and logged once per kind, and the
-service goes on; one that escapes the loop marks the component failed."""
+service goes on; one that escapes the loop marks the component failed.
+A service whose channels are None (the serial console, a loop of its own) is
+not subscribed to the bus; its thread only ticks.  One whose `wanted(cfg)`
+is false (nothing configured for it) is not started at all."""
 import collections
 import logging
 import time
@@ -17,6 +20,11 @@ class Service:
     channels: tuple = ()      # None: reads no channel, only ticks
     critical = False
     queue_size = 4096
+
+    @classmethod
+    def wanted(cls, cfg) -> bool:
+        """Whether the configuration asks for this service."""
+        return True
 
     def start(self, agent) -> None:
         """Before the thread starts; agent gives the bus, store and config."""
@@ -80,6 +88,8 @@ class Runner:
 def start_services(agent, classes) -> list:
     runners = []
     for cls in classes:
+        if not cls.wanted(agent.cfg):
+            continue
         service = cls()
         service.start(agent)
         runner = Runner(agent, service)

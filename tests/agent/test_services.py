@@ -8,7 +8,7 @@ from tests.agent.conftest import wait_for
 
 
 def fake_agent():
-    return types.SimpleNamespace(bus=Bus(), health=Health())
+    return types.SimpleNamespace(bus=Bus(), health=Health(), cfg=None)
 
 
 class Counter(Service):
@@ -61,6 +61,37 @@ def test_a_failing_service_is_marked_failed_and_the_rest_goes_on():
     agent.bus.publish("packets:dns", "dns_packet", "still here")
     wait_for(lambda: runners[1].handled == 1)
     agent.health.stop_all(2)
+
+
+class Quiet(Service):
+    name = "quiet"
+    channels = None
+
+    def start(self, agent):
+        self.ticks = 0
+
+    def tick(self, now):
+        self.ticks += 1
+
+
+class Unwanted(Service):
+    name = "unwanted"
+
+    @classmethod
+    def wanted(cls, cfg):
+        return False
+
+
+def test_a_service_reading_no_channel_only_ticks_and_an_unwanted_one_never_starts():
+    agent = fake_agent()
+    [runner] = start_services(agent, [Quiet, Unwanted])
+    agent.bus.publish("packets:dns", "dns_packet", "x")
+    assert runner.sub is None and agent.bus.stats()["subscribers"] == []
+    wait_for(lambda: runner.service.ticks >= 1, timeout=3)
+    assert "unwanted" not in agent.health.components
+    assert agent.health.snapshot()["quiet"]["status"] == "running"
+    agent.health.stop_all(2)
+    assert agent.health.components["quiet"].state == "stopped"
 
 
 def test_the_bus_says_who_listens():
