@@ -162,7 +162,7 @@ if [ "${IMAGE_ADMIN_KEY:-1}" != 0 ]; then
 fi
 if "$CAPBOX" console --help >/dev/null 2>&1; then
     (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))' > "$DIST/credentials/console.password")
-    CAPBOX_AGENT_DATA_DIR="$WORK/data/capbox" "$CAPBOX" console passwd < "$DIST/credentials/console.password" >/dev/null
+    "$CAPBOX" console --data-dir "$WORK/data/capbox" passwd < "$DIST/credentials/console.password" >/dev/null
 else
     echo "   this capbox has no serial console (capbox console): no console password"
 fi

@@ -126,6 +126,7 @@ def test_system_shows_the_slots(box, built):
     assert st["data_persistent"] is True and len(st["machine_id"]) == 32
     assert st["units"]["capbox.service"] == "active"
     assert st["units"]["capbox-tui.service"] == "active"      # the Textual console on tty1
+    assert st["units"]["capbox-console.service"] == "active"  # the serial console on ttyS0
     box.machine_id = st["machine_id"]
 
 
@@ -139,24 +140,30 @@ def test_serial_console_login_and_status(box):
     port = serial.serial_for_url(f"socket://127.0.0.1:{box.ttys0_port}", timeout=1)
     seen = b""
 
-    def until(marker: bytes, timeout=60) -> bytes:
+    def until(marker: bytes, timeout=90, poke=False) -> bytes:
+        """Read until `marker` (docs/CONSOLE.md's prompts); Enter now and then when `poke`."""
         nonlocal seen
-        deadline = time.monotonic() + timeout
+        deadline, poked = time.monotonic() + timeout, 0.0
         while time.monotonic() < deadline:
             seen += port.read(4096)
             if marker in seen:
                 out, seen = seen, b""
                 return out
-            if not seen:
+            if poke and time.monotonic() - poked > 3:
                 port.write(b"\r")
+                poked = time.monotonic()
         raise AssertionError(f"no {marker!r} on ttyS0; got {seen[-500:]!r}")
     try:
-        until(b"assword")
+        t0 = time.monotonic()
+        until(b"Password:", poke=True)
         port.write(password.encode() + b"\r")
-        until(b">")
+        assert b"Logged in" in until(b"capbox> ")
+        TIMINGS["console_login_s"] = round(time.monotonic() - t0, 1)
         port.write(b"status\r")
-        out = until(b">")
-        assert b"capture" in out.lower() or b"running" in out.lower(), out
+        out = until(b"capbox> ").decode(errors="replace")
+        assert "healthy" in out and "capture" in out, out
+        port.write(b"exit\r")
+        until(b"Logged out")
     finally:
         port.close()
 
