@@ -106,6 +106,8 @@ class Vm:
         self.url = f"http://127.0.0.1:{self.api_port}"
         self.serial0_log = workdir / "ttyS0.log"
         self.serial1_log = workdir / "ttyS1.log"
+        for log in (self.serial0_log, self.serial1_log):      # appended across power cycles: this box's only
+            log.unlink(missing_ok=True)
         self.accel = "kvm" if kvm_usable() else "tcg"
         cpu = ["-accel", "kvm", "-cpu", "host"] if self.accel == "kvm" else ["-accel", "tcg,thread=multi", "-cpu", "max"]
         self.argv = [

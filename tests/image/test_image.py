@@ -86,6 +86,12 @@ def box(built):
     vm.start()
     yield vm
     vm.stop()
+    # the first boot's milestones, once the console has caught up (systemd prints "Started" after the fact)
+    first_reset = vm.resets[0] if vm.resets else float("inf")
+    for key, text in (("boot_firmware_to_loader_s", "BdsDxe: starting"), ("boot_systemd_started_s", "Welcome to"),
+                      ("boot_agent_started_s", "Started capbox.service")):
+        t = vm.console.first(text)
+        TIMINGS[key] = round(t, 1) if t is not None and t < first_reset else None
     milestones = [(round(t, 1), line) for t, line in vm.console.lines]
     (TEST / "console-ttyS1.txt").write_text("\n".join(f"{t:7.1f} {l}" for t, l in milestones))
     (TEST / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
@@ -111,9 +117,6 @@ def install(vm, bundle: pathlib.Path, sig: pathlib.Path) -> tuple:
 def test_boots_to_a_healthy_agent(box):
     t, status, body = box.wait_http("/v1/health", BOOT_LIMIT_S, lambda s, b: s == 200 and b.get("status") == "healthy")
     TIMINGS["boot_to_health_s"] = round(t, 1)
-    TIMINGS["boot_firmware_to_loader_s"] = box.console.first("BdsDxe: starting")
-    TIMINGS["boot_systemd_started_s"] = box.console.first("Welcome to")
-    TIMINGS["boot_agent_started_s"] = box.console.first("Started capbox.service")
     assert body["version"] and body["components"]["api"]["status"] == "running"
 
 
