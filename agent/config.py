@@ -205,6 +205,7 @@ class FirmwareSection:
     device: str = "/dev/shm/capbox-fpga0"   # the capture card's device path (fpga-sim's default)
     target: str = "capbox-fpga1"    # this box's hardware target, when no card answers
     max_upload_mb: int = 64         # largest image POST /v1/firmware/verify and /load take
+    reload: bool = True             # at start, load the last loaded image again into a card without firmware
 
 
 @dataclasses.dataclass(frozen=True)

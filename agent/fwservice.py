@@ -5,8 +5,12 @@ through this one object.
 
 Order of a load: read, verify (firmware.verify), and only on a verdict of ok
 hand the payload to the driver; the slot state and the rollback floor are
-written after the card accepted it.  An older image passes only with an
-explicit override, which is logged with its reason."""
+written after the card accepted it, and the image itself is kept on the data
+partition: a card comes up empty after a power cut, and the agent loads that
+image again at start (verified again; only those exact bytes).  An older
+image passes only with an explicit override, which is logged with its
+reason."""
+import hashlib
 import logging
 import pathlib
 from typing import Optional
@@ -15,7 +19,7 @@ from agent.config import Config
 from agent.errors import AgentError
 from firmware.errors import FirmwareError
 from firmware.keyring import Keyring
-from firmware.slots import SlotState
+from firmware.slots import SlotState, write_durably
 from firmware.verify import Verdict, verify
 from hwdrivers import CaptureError, ErrorCode, fpga
 
@@ -144,8 +148,48 @@ class FirmwareService:
             code = "CONFLICT" if e.code == ErrorCode.STATE else "CARD_UNAVAILABLE" \
                 if e.code in (ErrorCode.NODEV, ErrorCode.IO) else "FIRMWARE_REJECTED"
             raise AgentError(code, e.message, {"device": self.device, "card_error": e.code.name}) from None
-        note = f"rollback override: {reason}" if verdict.rollback_override else ""
+        note = f"rollback override: {reason}" if verdict.rollback_override else reason
         slot = self.state.record(SLOT, verdict, self.device, note)
+        self._keep(image, signature)
         log.info("firmware %s %s (rollback index %d, key %s) loaded into %s", h.target, h.version_str,
                  h.rollback, verdict.key_id, self.device)
         return {"loaded": True, "slot": SLOT, "verdict": verdict.as_dict(), "running": slot}
+
+    # ---- after a power cut ----------------------------------------------------------------
+
+    def kept(self) -> tuple:
+        """Where the image the card runs is kept, with its signature."""
+        image_path = self.dir / "running" / f"{SLOT}.img"
+        return image_path, image_path.with_name(image_path.name + ".minisig")
+
+    def _keep(self, image: bytes, signature) -> None:
+        image_path, sig_path = self.kept()
+        try:
+            write_durably(image_path, image)
+            write_durably(sig_path, signature.encode() if isinstance(signature, str) else bytes(signature))
+        except OSError as e:  # the card runs it; only a later reload is lost
+            log.error("the loaded firmware could not be kept in %s: %s", image_path.parent, e)
+
+    def reload(self) -> Optional[dict]:
+        """At start: a card that came up without firmware gets the image it ran before, verified again
+        like any other (the same bytes, a trusted key, the override it was loaded with); a kept image that
+        is not exactly the recorded one, or fails verification, is not loaded and the reason is logged."""
+        card = self.card()
+        if not self.cfg.firmware.reload or card is None or card.firmware_state != "none":
+            return None
+        slot = self.state.snapshot()["slots"].get(SLOT)
+        image_path, sig_path = self.kept()
+        if slot is None or not image_path.exists():
+            return None
+        try:
+            image, signature = image_path.read_bytes(), sig_path.read_bytes()
+            if hashlib.sha256(image).hexdigest() != slot["image_sha256"]:
+                raise AgentError("FIRMWARE_REJECTED", f"{image_path} is not the image recorded as loaded "
+                                 f"({slot['target']} {slot['version']})")
+            done = self.load(image, signature, allow_rollback=slot["rollback_override"],
+                             reason="reloaded at start: the card had no firmware", who="the agent at start")
+        except (OSError, AgentError) as e:
+            log.error("firmware not reloaded into %s: %s", self.device, getattr(e, "message", e))
+            return None
+        log.info("firmware %s %s reloaded into %s", slot["target"], slot["version"], self.device)
+        return done

@@ -169,6 +169,7 @@ class Agent:
         self.health.spawn(api, lambda c: self.server.serve(c))
         stats = self.health.register("stats", critical=False)
         self.health.spawn(stats, self._stats_loop)
+        self.firmware.reload()              # before a capture on the card starts
         cap = self.cfg.capture
         if cap.autostart and cap.source:
             try:

@@ -31,7 +31,9 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-BEGIN, END = "<!-- calls:begin -->", "<!-- calls:end -->"
+from sections import markers, write_section  # noqa: E402  (bench/ is the script directory: on sys.path)
+
+BEGIN, END = markers("calls")
 
 
 def timed(cmd, runs: int) -> tuple:
@@ -180,13 +182,7 @@ def main() -> int:
          f"packets {job['packets']:,} vs truth {truth['packets']:,}: {ok(job['packets'] == truth['packets'])}.",
          END]
     section = "\n".join(L) + "\n"
-    results = pathlib.Path(a.results)
-    text = results.read_text() if results.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results.write_text(text)
+    write_section(a.results, "calls", section)
     print(section)
     return 0
 

@@ -21,9 +21,11 @@ import uuid
 
 import psutil
 
+from sections import markers, write_section
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SCREENS = "oftaly"   # overview, flows, threats, anomalies, calls, system
-BEGIN, END = "<!-- tui:begin -->", "<!-- tui:end -->"
+BEGIN, END = markers("tui")
 
 
 def free_port() -> int:
@@ -124,15 +126,6 @@ def markdown(r: dict) -> str:
         f"{'met' if r['tui_share'] < 0.10 else 'NOT met'}.", END, ""])
 
 
-def write_section(results: pathlib.Path, section: str) -> None:
-    text = results.read_text() if results.exists() else ""
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    results.write_text(text)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=36.0)
@@ -146,7 +139,7 @@ def main() -> int:
         text = markdown(r)
         print(text)
         if args.results:
-            write_section(pathlib.Path(args.results), text)
+            write_section(args.results, "tui", text)
     else:
         for k, v in r.items():
             if k != "last_screen":

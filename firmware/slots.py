@@ -36,18 +36,7 @@ class SlotState:
         return data
 
     def _write(self, data: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        write_durably(self.path, json.dumps(data, indent=2, sort_keys=True).encode())
 
     def floor(self, target: str) -> int:
         """The highest rollback index accepted for a target (0 when none)."""
@@ -78,3 +67,21 @@ class SlotState:
             data["history"] = (data["history"] + [{"slot": slot, "event": "loaded", "note": note, **entry}])[-HISTORY_MAX:]
             self._write(data)
         return entry
+
+
+def write_durably(path, data: bytes) -> None:
+    """Replace path with data whole: written to a temporary file, synced, renamed, the directory synced;
+    a power cut leaves the old file or the new one, never half of one."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)

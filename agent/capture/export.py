@@ -1,9 +1,12 @@
 """Flow exporters of the agent: collectors configured in capbox.toml
 (export.collectors) or over REST.  Each applies to the running capture at
 once and to every capture started later; the C core encodes and sends, this
-keeps the list, the ids and the counters across captures."""
+keeps the list, the ids and the counters across captures.  Those added over
+REST are kept in the store and come back, with their ids, after a restart
+(the configured ones come from the configuration each time, first)."""
 import dataclasses
 import ipaddress
+import json
 import logging
 import socket
 import threading
@@ -50,8 +53,9 @@ class Exporter:
 
 
 class ExportManager:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, store=None):
         self.cfg = cfg
+        self.store = store
         self._lock = threading.Lock()
         self._next = 1
         self.exporters: dict = {}
@@ -59,6 +63,38 @@ class ExportManager:
             version, transport, host, port = parse_collector(url)
             self._add(self._config(host, port, version, transport, cfg.export.export_interval_s,
                                    cfg.export.template_refresh_s, cfg.export.observation_domain, False), "config")
+        if store is not None:
+            self._restore()
+
+    def _restore(self) -> None:
+        """The exporters added over REST before the last stop, with their ids; one whose id a configured
+        exporter took now gets a new one, one now configured in capbox.toml is dropped from the store."""
+        displaced = []
+        for row in self.store.query("SELECT id, settings, created FROM exporters ORDER BY id"):
+            try:
+                config = self._config(**json.loads(row["settings"]))
+            except (AgentError, TypeError, ValueError) as e:
+                log.error("exporter %d kept in the store cannot be restored: %s", row["id"], e)
+                continue
+            if any(x.config == config for x in self.exporters.values()) or row["id"] in self.exporters:
+                self.store.write(lambda c, i=row["id"]: c.execute("DELETE FROM exporters WHERE id = ?", (i,)))
+                if not any(x.config == config for x in self.exporters.values()):
+                    displaced.append(config)
+                continue
+            self.exporters[row["id"]] = Exporter(row["id"], config, row["created"], "api")
+            self._next = max(self._next, row["id"] + 1)
+        for config in displaced:
+            self._persist(self._add(config, "api"))
+
+    def _persist(self, e: Exporter) -> None:
+        if self.store is None:
+            return
+        c = e.config
+        settings = json.dumps({"host": c.host, "port": c.port, "version": c.version, "transport": c.transport,
+                               "interval_s": c.export_interval_ms // 1000, "refresh_s": c.template_refresh_s,
+                               "domain": c.observation_domain, "biflow": c.biflow})
+        self.store.write(lambda conn: conn.execute("INSERT OR REPLACE INTO exporters (id, settings, created) "
+                                                   "VALUES (?, ?, ?)", (e.id, settings, e.created)))
 
     def _config(self, host: str, port: int, version: str, transport: str, interval_s: int, refresh_s: int,
                 domain: int, biflow: bool) -> ExporterConfig:
@@ -102,6 +138,7 @@ class ExportManager:
                     raise _export_error(err) from None
             e = self._add(config, "api")
             e.core_id = core_id
+            self._persist(e)
             log.info("exporter %d: %s to %s:%d over %s", e.id, version, config.host, config.port, transport)
             return e.describe(self._live(session, e))
 
@@ -118,7 +155,10 @@ class ExportManager:
                     pass
             final = {**e.describe(last), "state": "removed"}
             del self.exporters[exporter_id]
-            log.info("exporter %d removed", exporter_id)
+            if self.store is not None:
+                self.store.write(lambda c: c.execute("DELETE FROM exporters WHERE id = ?", (exporter_id,)))
+            log.info("exporter %d removed%s", exporter_id,
+                     " (it is in capbox.toml: back at the next start)" if e.source == "config" else "")
             return final
 
     def get(self, session: Optional[Session], exporter_id: int) -> dict:

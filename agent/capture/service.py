@@ -107,7 +107,7 @@ class CaptureService:
                            "active_timeout_s": cfg.flows.active_timeout_s, "sampling_rate": cfg.flows.sampling_rate}
         self.window_s = cfg.analysis.window_s  # traffic windows of the captures started from now on
         self.tokens: list = []                 # honeytokens the C core searches payloads for (deception)
-        self.export = ExportManager(cfg)
+        self.export = ExportManager(cfg, store)
         self.recording = RecordingManager(cfg)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
         self.component.state = "idle"

@@ -216,4 +216,11 @@ CREATE TABLE call_sessions (
 CREATE INDEX call_sessions_job ON call_sessions (job_id, start_ts);
 CREATE INDEX call_sessions_live ON call_sessions (run_id, start_ts)
 """),
+    (5, """
+CREATE TABLE exporters (
+    id INTEGER PRIMARY KEY,
+    settings TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""),
 ]

@@ -10,7 +10,9 @@ import pytest
 from agent.client import ApiError, Client
 from firmware import sign
 from firmware.keyring import Keyring
+from hwdrivers.fpgasim import Simulator
 from tests.agent.conftest import wait_for
+from tests.conftest import card_path, pcap
 from tests.firmware.conftest import TARGET, make_image
 
 @pytest.fixture(scope="module")
@@ -115,3 +117,42 @@ def test_capture_on_the_card_needs_firmware(box):
     assert last["reason"] == "eof" and last["stats"]["packets"] == 136 and last["stats"]["flows_created"] == 34
     names = {b["name"]: b for b in box.viewer.get("/v1/capture/backends")["backends"]}
     assert "hwtstamp" in names["fpga"]["capabilities"]
+
+
+def test_a_card_that_lost_power_gets_its_firmware_again(make_agent, tmp_path, vendor_key):
+    """Load through REST, cut the power (a new, empty card; the agent restarted): the agent loads the same
+    image again before anything captures on the card.  A kept image changed on disk is not loaded."""
+    device = card_path()
+    fw_dir = tmp_path / "var" / "firmware"
+    Keyring().add(vendor_key.public_key(), fw_dir / "keys")
+    data = make_image(os.urandom(20000), "2.0.0", 5)
+    (fw_dir / "v2.img").write_bytes(data)
+    (fw_dir / "v2.img.minisig").write_text(vendor_key.sign(data, "release 2.0.0").to_text())
+    config = f'[capture]\nautostart = false\n[firmware]\ndevice = "{device}"\n'
+
+    def power_on():
+        return Simulator(pcap("zeek__wikipedia.pcap"), device=device, target=TARGET, desc_count=1024, data_mb=1,
+                         flow_entries=1024)
+
+    with power_on():
+        a = make_agent(config)
+        a.client.post("/v1/firmware/load", {"firmware_path": "v2.img"})
+        a.stop()
+    with power_on():
+        a = make_agent(config)
+        wait_for(lambda: a.client.get("/v1/firmware")["card"]["firmware_state"] == "running")
+        st = a.client.get("/v1/firmware")
+        assert st["card"]["firmware_version"] == "2.0.0" and st["card"]["firmware_loads"] == 1
+        assert st["history"][-1]["note"] == "reloaded at start: the card had no firmware"
+        assert a.client.capture_start(backend="fpga")["running"]
+        wait_for(lambda: not a.client.capture_status()["running"])
+        assert a.client.capture_status()["last_run"]["stats"]["packets"] == 136
+        a.stop()
+    kept = fw_dir / "running" / "fpga.img"
+    assert kept.read_bytes() == data
+    kept.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with power_on():
+        a = make_agent(config)
+        wait_for(lambda: any("not reloaded" in r["message"] for r in a.client.get("/v1/logs", level="error")["logs"]))
+        assert a.client.get("/v1/firmware")["card"]["firmware_state"] == "none"
+        assert a.client.get("/v1/health")["status"] != "unhealthy"

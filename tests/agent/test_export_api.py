@@ -139,3 +139,20 @@ def test_tcp_to_a_closed_port_during_a_capture_is_refused(agent):
         agent.client.post("/v1/capture/export", {"collector_ip": "127.0.0.1", "collector_port": 1, "transport": "tcp"})
     assert (e.value.status, e.value.details.get("field")) == (400, "collector_port")
     assert agent.client.get("/v1/capture/export")["count"] == 0
+
+
+def test_exporters_added_over_rest_survive_a_restart(make_agent, nfcapd):
+    """An exporter set over REST is still there, with its id, after the agent restarts, and exports."""
+    c = nfcapd()
+    a = make_agent(IDLE)
+    kept = a.client.post("/v1/capture/export", {**collector_host_port(c), "version": "v9", "export_interval_sec": 1})
+    gone = a.client.post("/v1/capture/export", {"collector_ip": "127.0.0.1", "collector_port": 9})
+    a.client.delete(f"/v1/capture/export/{gone['id']}")
+    a.stop()
+    a = make_agent(IDLE)                       # the same data directory
+    (x,) = a.client.get("/v1/capture/export")["exporters"]
+    assert (x["id"], x["source"], x["version"], x["export_interval_sec"]) == (kept["id"], "api", "v9", 1)
+    assert x["state"] == "waiting for a capture"
+    src = pcap("zeek__wikipedia.pcap")
+    run_file(a, a.pcap(src))
+    assert nf_uniflows(c.records()) == collections.Counter(expected_uniflows(offline_flows(src)))

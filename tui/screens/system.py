@@ -1,5 +1,6 @@
-"""System: components, the agent's log with a level filter, firmware, and
-the verification of a firmware image by its path."""
+"""System: components, the disk image's A/B slots, firmware, the
+verification of a firmware image by its path, the agent's log with a level
+filter."""
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -56,7 +57,7 @@ class System(DataScreen):
 
     def fetch(self, source) -> dict:
         return {"health": source.health(), "logs": source.get("/v1/logs", limit=12, level=self.level),
-                "firmware": source.optional("/v1/firmware")}
+                "firmware": source.optional("/v1/firmware"), "system": source.optional("/v1/system")}
 
     def show(self, d: dict) -> None:
         table = self.query_one(DataTable)
@@ -66,8 +67,11 @@ class System(DataScreen):
             detail = ", ".join(f"{k} {v}" for k, v in c.items() if k not in skip and not isinstance(v, (dict, list)))
             table.add_row(name, c["status"] + (f" ({c['error']})" if c.get("error") else ""),
                           "yes" if c["critical"] else "no", detail[:80])
-        self.query_one("#firmware", Static).update("firmware: " + firmware_line(d["firmware"])
-                                                   + (f"\n{self.verdict}" if self.verdict else ""))
+        lines = [f"system: {slots_line(d['system'])}"] if d.get("system") else []
+        lines.append("firmware: " + firmware_line(d["firmware"]))
+        if self.verdict:
+            lines.append(self.verdict)
+        self.query_one("#firmware", Static).update("\n".join(lines))
         self.query_one("#log-caption", Static).update(f"log ({self.level or 'all levels'}; e to change)")
         self.query_one("#log", Static).update("\n".join(
             f"{e['level'][:4]:<4} {e['logger'].rsplit('.', 1)[-1]}: {e['message']}" for e in d["logs"]["logs"]))
@@ -84,6 +88,19 @@ def firmware_line(fw) -> str:
     return (f"card {card['target']} at {card['device']}: {card['firmware_state']} {card['firmware_version']}"
             f"{' (load refused: ' + card['last_load_error'] + ')' if card['last_load_error'] else ''}, "
             f"rollback floor {floor}, link {'up' if card['link_up'] else 'down'}")
+
+
+def slots_line(system: dict) -> str:
+    """/v1/system in one line: the release running, each slot's state (* booted, = committed; a slot on
+    trial reads installed, then trying)."""
+    release = system.get("release") or {}
+    if not system["image"]:
+        return f"release {release.get('version', '?')}, not running from a disk image"
+    slots = []
+    for name, sl in sorted(system["slots"].items()):
+        marks = ("*" if sl["booted"] else "") + ("=" if sl["committed"] else "")
+        slots.append(f"{name}{marks} {sl['status']} {sl['version'] or '-'}" + (f" ({sl['reason']})" if sl["reason"] else ""))
+    return f"release {release.get('version', '?')}; slots {', '.join(slots)} (* booted, = committed)"
 
 
 def verdict_line(path: str, v: dict) -> str:
