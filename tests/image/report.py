@@ -10,10 +10,13 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+from sections import markers, write_section  # noqa: E402  (bench/ holds the one section writer)
+
 RESULTS = ROOT / "bench" / "RESULTS.md"
 TIMINGS = ROOT / "build" / "image" / "test" / "timings.json"
-BEGIN = "<!-- image-test: begin (written by make image-test) -->"
-END = "<!-- image-test: end -->"
+SECTION = "image-test"
+BEGIN, END = markers(SECTION)
 TARGETS = {"build": 240, "zst_mb": 200, "boot": 60}
 
 
@@ -23,12 +26,13 @@ def fmt(v, unit="s") -> str:
 
 def section(t: dict) -> str:
     mb = lambda n: None if n is None else round(n / 1e6, 1)    # noqa: E731
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
+    # the run's own commit, load and date (timings.json), not the time of writing
+    commit = t.get("commit") or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                               capture_output=True, text=True).stdout.strip()
     stages = [k for k in t if k.startswith("build_") and k not in (
         "build_total", "build_disk_img_bytes", "build_disk_img_allocated_bytes", "build_disk_img_zst_bytes",
         "build_root_img_bytes", "build_uki_bytes", "build_bundle_bytes", "build_debian_packages")]
-    load = open("/proc/loadavg").read().split()[:3]
+    load = t.get("loadavg") or " ".join(open("/proc/loadavg").read().split()[:3])
     build_s, zst, boot = t.get("build_total"), mb(t.get("build_disk_img_zst_bytes")), t.get("boot_to_health_s")
 
     def met(value, limit):
@@ -37,9 +41,9 @@ def section(t: dict) -> str:
         BEGIN,
         "## Disk image: build, size, boot, update and fallback under qemu",
         "",
-        f"`make image-test` on {datetime.date.today()} (commit {commit}), {platform.machine()}, "
+        f"`make image-test` on {t.get('date') or datetime.date.today()} (commit {commit}), {platform.machine()}, "
         f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores shared with other "
-        f"work (load average {' '.join(load)} at the end), qemu {t.get('accelerator', '?').upper()}, "
+        f"work (load average {load} at the end), qemu {t.get('accelerator', '?').upper()}, "
         "`-smp 2 -m 1024`, OVMF, user networking `restrict=on`.  Seconds are wall time.",
         "",
         "| what | measured | target | |",
@@ -84,16 +88,7 @@ def main() -> int:
     if not TIMINGS.exists():
         print(f"{TIMINGS}: no timings (the image test did not run)", file=sys.stderr)
         return 1
-    t = json.loads(TIMINGS.read_text())
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    new = section(t)
-    if BEGIN in text and END in text:
-        head, _, rest = text.partition(BEGIN)
-        _, _, tail = rest.partition(END)
-        text = head + new + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
-    RESULTS.write_text(text)
+    write_section(RESULTS, SECTION, section(json.loads(TIMINGS.read_text())) + "\n")
     print(f"{RESULTS}: image-test section written")
     return 0
 

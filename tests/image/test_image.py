@@ -94,6 +94,9 @@ def box(built):
         TIMINGS[key] = round(t, 1) if t is not None and t < first_reset else None
     milestones = [(round(t, 1), line) for t, line in vm.console.lines]
     (TEST / "console-ttyS1.txt").write_text("\n".join(f"{t:7.1f} {l}" for t, l in milestones))
+    TIMINGS["commit"] = sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD").stdout.strip()
+    TIMINGS["loadavg"] = " ".join(open("/proc/loadavg").read().split()[:3])
+    TIMINGS["date"] = time.strftime("%Y-%m-%d", time.gmtime())
     (TEST / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
 
 
