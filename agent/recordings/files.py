@@ -9,12 +9,19 @@ from typing import Optional
 
 from agent.recordings import crypt
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*-\d{8}T\d{6}Z-\d{6}\.pcapng(\.enc)?$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*-(\d{8}T\d{6}Z)-(\d{6})\.pcapng(\.enc)?$")
 SHB = 0x0A0D0D0A
 
 
 def is_recording(name: str) -> bool:
     return bool(NAME.match(name))
+
+
+def creation_order(path: pathlib.Path) -> tuple:
+    """The recorder names a file when it opens it: the second (UTC), then its sequence number.  Not the
+    modification time: a file is finished (its last block, fsync) after the next one was opened."""
+    stamp, seq = NAME.match(path.name).group(1, 2)
+    return stamp, int(seq), path.name
 
 
 def describe(path: pathlib.Path, active: Optional[str] = None) -> dict:
@@ -40,7 +47,7 @@ def list_dir(directory, active: Optional[str] = None) -> list:
     if not d.is_dir():
         return []
     files = [p for p in d.iterdir() if is_recording(p.name) and p.is_file() and not p.is_symlink()]
-    files.sort(key=lambda p: (p.stat().st_mtime, p.name))
+    files.sort(key=creation_order)
     return [describe(p, active) for p in files]
 
 

@@ -487,6 +487,29 @@ static int by_mtime(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* The highest sequence number among this prefix's recordings in the directory
+ * ("PREFIX-YYYYmmddTHHMMSSZ-NNNNNN.pcapng[.enc]"): a recorder started again goes
+ * on from it, so that (second, sequence) in the names orders files as they were
+ * opened, across restarts too (modification times do not: a file gets its last
+ * block after the next one was opened). */
+static uint32_t last_seq(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    uint32_t best = 0;
+    size_t plen = strlen(prefix);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        const char *nm = de->d_name;
+        unsigned seq;
+        char stamp[17], rest[8];
+        if (strncmp(nm, prefix, plen) || nm[plen] != '-') continue;
+        if (sscanf(nm + plen, "-%16[0-9TZ]-%6u.pcapng%7s", stamp, &seq, rest) >= 2 && seq > best) best = seq;
+    }
+    closedir(d);
+    return best;
+}
+
 /* Oldest first, delete this prefix's files while over keep_bytes or older than keep_s. */
 static void retention(struct hw_recorder *r)
 {
@@ -663,6 +686,7 @@ int hwint_rec_create(const struct hw_record_config *cfg, int linktype, struct hw
     r->cfg.if_name = r->if_name;
     r->cfg.bpf = NULL;
     r->cfg.key = NULL;
+    r->seq = last_seq(r->dir, r->prefix);
     r->linktype = linktype;
     r->cap = cfg->buffer_kb * 1024;
     r->max_packet = r->cap - EPB_OVERHEAD - 1024; /* 1024: room for the largest preamble */

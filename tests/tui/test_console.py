@@ -70,6 +70,7 @@ async def test_verify_a_firmware_image_by_path(make_agent, tmp_path):
         assert any(m.startswith("bad.img: REFUSED (hash_mismatch)") for m in said), said
         assert any(m.startswith("verify ../../outside.img:") for m in said), said
         assert app.screen.name == "system" and app.is_running
+        assert "system: not running from a disk image" in str(app.screen.query_one("#firmware").render())
         await pilot.press("e", "e")                 # the log, warnings and worse only
         await wait_for_async(pilot, lambda: "warning; e to change" in str(app.screen.query_one("#log-caption").render()))
         await pilot.pause(0.5)

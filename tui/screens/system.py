@@ -95,7 +95,7 @@ def slots_line(system: dict) -> str:
     trial reads installed, then trying)."""
     release = system.get("release") or {}
     if not system["image"]:
-        return f"release {release.get('version', '?')}, not running from a disk image"
+        return "not running from a disk image: no A/B slots"
     slots = []
     for name, sl in sorted(system["slots"].items()):
         marks = ("*" if sl["booted"] else "") + ("=" if sl["committed"] else "")
