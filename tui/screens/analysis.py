@@ -2,7 +2,7 @@
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Footer, Sparkline, Static
 
-from tui.screens.base import DataScreen, human, sync_table
+from tui.screens.base import DataScreen, human, set_text, sync_table
 
 
 class Analysis(DataScreen):
@@ -37,7 +37,7 @@ class Analysis(DataScreen):
         caption = "no windows yet" if not items else (
             f"windows of {w['set']['window_size']} s ({w['set']['kind']} {w['set']['source']}): last {len(items)} of "
             f"{w['total']}, bits/s now {human(bps[-1])}, peak {human(max(bps))}")
-        self.query_one("#window-caption", Static).update(caption)
+        set_text(self.query_one("#window-caption", Static), caption)
         self.query_one(Sparkline).data = bps or [0]
         an = d["anomalies"]
         sync_table(self.query_one(DataTable), [
@@ -53,4 +53,4 @@ class Analysis(DataScreen):
                     f"rtt p95 median {lat.get('median', '-')} ms   connections/window median {con.get('median', '-')}")
         else:
             text = "no baseline yet" + (f" (learning for {b['baseline_duration_hours']} h)" if b else "")
-        self.query_one("#baseline", Static).update(text)
+        set_text(self.query_one("#baseline", Static), text)

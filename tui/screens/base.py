@@ -46,6 +46,13 @@ def mark(ok: bool) -> str:
     return "[green]ok[/]" if ok else "[red]DOWN[/]"
 
 
+def set_text(static, text) -> None:
+    """Static.update lays the whole screen out again, even for the same text: only when it changed."""
+    if getattr(static, "capbox_text", None) != text:
+        static.capbox_text = text
+        static.update(text)
+
+
 def sync_table(table, rows: list) -> None:
     """Make a DataTable show rows, a list of (key, cells).  While the number of
     rows stays the same the cells are updated in place (a table cleared and

@@ -5,7 +5,7 @@ from textual.containers import ScrollableContainer
 from textual.widgets import DataTable, Footer, Static
 
 from agent.calls import ladder
-from tui.screens.base import DataScreen, sync_table
+from tui.screens.base import DataScreen, set_text, sync_table
 
 COLUMNS = (("start", 8), ("method", 7), ("state", 10), ("from", 15), ("to", 15), ("msgs", 4), ("MOS", 3))
 STATE_COLOURS = {"failed": "red", "rejected": "red", "cancelled": "yellow", "in_call": "green", "completed": "green"}
@@ -55,7 +55,7 @@ class Calls(DataScreen):
                                            user(c["from"]), user(c["to"]), str(c["events_count"]),
                                            "-" if mos is None else f"{mos:.1f}")))
         sync_table(self.query_one(DataTable), rows)
-        self.query_one("#call-state", Static).update(
+        set_text(self.query_one("#call-state", Static), 
             f"{listed['total']} calls, {listed['active']} going on (*)"
             + ("" if listed["capturing"] else "  |  not capturing: calls of the last capture"))
         self._ladder(data["detail"])
@@ -64,14 +64,14 @@ class Calls(DataScreen):
         row = self.query_one(DataTable).cursor_row
         if 0 <= row < len(self.rows) and self.rows[row]["session_id"] != self.selected:
             self.selected = self.rows[row]["session_id"]
-            self.query_one("#call-flow", Static).update("")  # the next fetch brings its ladder
+            set_text(self.query_one("#call-flow", Static), "")  # the next fetch brings its ladder
 
     def _ladder(self, detail) -> None:
         flow = self.query_one("#call-flow", Static)
         if not self.rows:
-            flow.update("no call yet: SIP seen on the capture appears here")
+            set_text(flow, "no call yet: SIP seen on the capture appears here")
             return
         row = self.query_one(DataTable).cursor_row
         self.selected = self.rows[row]["session_id"] if 0 <= row < len(self.rows) else None
         if detail is not None and detail["session_id"] == self.selected:  # not an answer for an earlier row
-            flow.update(ladder.text(detail).rstrip("\n"))
+            set_text(flow, ladder.text(detail).rstrip("\n"))

@@ -3,7 +3,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.screens.base import DataScreen, human, sync_table
+from tui.screens.base import DataScreen, human, set_text, sync_table
 
 COLUMNS = (("src", 15), ("sport", 5), ("dst", 15), ("dport", 5), ("proto", 5), ("packets", 7), ("bytes", 7),
            ("rate", 8), ("rtt ms", 6), ("retrans", 7), ("state", 11), ("app", 8))
@@ -79,11 +79,11 @@ class Flows(DataScreen):
         table = self.query_one(DataTable)
         detail = self.query_one("#flow-detail", Static)
         if not self.rows or table.cursor_row >= len(self.rows):
-            detail.update("no flow" if not self.rows else "")
+            set_text(detail, "no flow" if not self.rows else "")
             return
         f = self.rows[table.cursor_row]
         rtt = "-" if f["rtt_ms"] is None else f"{f['rtt_ms']:.2f} ms"
-        detail.update(
+        set_text(detail, 
             f"{f['proto']} {f['src']}:{f['sport']} -> {f['dst']}:{f['dport']}  vlan {f['vlan']}  app {f['app']}  "
             f"state {f['state'] or '-'}\n"
             f"packets {f['packets_fwd']} -> / <- {f['packets_rev']}   bytes {f['bytes_fwd']} -> / <- {f['bytes_rev']}   "

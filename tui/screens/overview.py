@@ -5,7 +5,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Sparkline, Static
 
-from tui.screens.base import DataScreen, human, mark
+from tui.screens.base import DataScreen, human, mark, set_text
 
 HEALTH_EVERY_S = 2.0
 
@@ -51,7 +51,7 @@ class Overview(DataScreen):
         else:
             last = st.get("last_run") or {}
             state = "idle" + (f" (last capture ended: {last.get('reason')})" if last else "")
-        self.query_one("#state", Static).update(f"[b]capbox[/] {h.get('version', '')}  mode {h.get('mode')}  "
+        set_text(self.query_one("#state", Static), f"[b]capbox[/] {h.get('version', '')}  mode {h.get('mode')}  "
                                                 f"health {h.get('status')}  |  {state}")
         history = (m or {}).get("history") or []
         if m:
@@ -60,7 +60,7 @@ class Overview(DataScreen):
                      f"packets {human(m['packets'])}   bytes {human(m['bytes'], 'B')}")
         else:
             rates = "not capturing"
-        self.query_one("#rates", Static).update(rates)
+        set_text(self.query_one("#rates", Static), rates)
         for wid, key in (("#pps-line", "pps"), ("#bps-line", "bps"), ("#drop-line", "dropped")):
             self.query_one(wid, Sparkline).data = [x[key] for x in history] or [0]
         sysd = h.get("system", {})
@@ -70,7 +70,7 @@ class Overview(DataScreen):
                 f"agent rss {human(sysd.get('process', {}).get('rss_bytes'), 'B')}"]
         host += [f"{i['name']}: rx {human(i['counters'].get('bytes_recv'), 'B')} tx {human(i['counters'].get('bytes_sent'), 'B')}"
                  f" drops {i['counters'].get('dropin', 0)}" for i in nics]
-        self.query_one("#host", Static).update("\n".join(host))
+        set_text(self.query_one("#host", Static), "\n".join(host))
         lines = []
         if m:
             f = m["flows"]
@@ -85,7 +85,7 @@ class Overview(DataScreen):
         card = (d["firmware"] or {}).get("card") or {}
         lines.append(f"firmware {card['firmware_version'] or card['firmware_state']}" if card.get("present")
                      else "firmware: -")
-        self.query_one("#counters", Static).update("   ".join(lines))
+        set_text(self.query_one("#counters", Static), "   ".join(lines))
         comps = h.get("components", {})
-        self.query_one("#components", Static).update(
+        set_text(self.query_one("#components", Static), 
             "components  " + "  ".join(f"{name} {mark(c['status'] not in ('failed', 'stalled'))}" for name, c in comps.items()))

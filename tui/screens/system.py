@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Static
 
-from tui.screens.base import DataScreen
+from tui.screens.base import DataScreen, set_text, sync_table
 from tui.screens.dialogs import Ask
 from tui.source import SourceError
 
@@ -60,20 +60,20 @@ class System(DataScreen):
                 "firmware": source.optional("/v1/firmware"), "system": source.optional("/v1/system")}
 
     def show(self, d: dict) -> None:
-        table = self.query_one(DataTable)
-        table.clear()
         skip = {"status", "critical", "last_heartbeat", "error"}
+        rows = []
         for name, c in d["health"]["components"].items():
             detail = ", ".join(f"{k} {v}" for k, v in c.items() if k not in skip and not isinstance(v, (dict, list)))
-            table.add_row(name, c["status"] + (f" ({c['error']})" if c.get("error") else ""),
-                          "yes" if c["critical"] else "no", detail[:80])
+            rows.append((name, (name, c["status"] + (f" ({c['error']})" if c.get("error") else ""),
+                                "yes" if c["critical"] else "no", detail[:80])))
+        sync_table(self.query_one(DataTable), rows)
         lines = [f"system: {slots_line(d['system'])}"] if d.get("system") else []
         lines.append("firmware: " + firmware_line(d["firmware"]))
         if self.verdict:
             lines.append(self.verdict)
-        self.query_one("#firmware", Static).update("\n".join(lines))
-        self.query_one("#log-caption", Static).update(f"log ({self.level or 'all levels'}; e to change)")
-        self.query_one("#log", Static).update("\n".join(
+        set_text(self.query_one("#firmware", Static), "\n".join(lines))
+        set_text(self.query_one("#log-caption", Static), f"log ({self.level or 'all levels'}; e to change)")
+        set_text(self.query_one("#log", Static), "\n".join(
             f"{e['level'][:4]:<4} {e['logger'].rsplit('.', 1)[-1]}: {e['message']}" for e in d["logs"]["logs"]))
 
 

@@ -5,7 +5,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.screens.base import DataScreen, sync_table
+from tui.screens.base import DataScreen, set_text, sync_table
 from tui.screens.dialogs import Ask
 
 COLUMNS = (("time", 8), ("severity", 8), ("type", 13), ("attacker", 15), ("verified", 10), ("status", 12))
@@ -118,14 +118,14 @@ class Threats(DataScreen):
         box = self.query_one("#threat-detail", Static)
         t = self._current()
         if t is None:
-            box.update("no threat" if not self.rows else "")
+            set_text(box, "no threat" if not self.rows else "")
             return
         if t["id"] != self.selected:
             self.selected = t["id"]
         head = (f"{t['id']} {t['severity']} {t['attack_type']} {t['protocol'] or '-'}  {t.get('source_ip') or '-'} -> "
                 f"{t.get('dest_ip') or '-'} x{t.get('count') or 1} score {t['score']}\n{t['description']}")
         if d is None or d.get("id") != t["id"]:
-            box.update(head)
+            set_text(box, head)
             return
         self.detail = d
         lines = [head]
@@ -140,7 +140,7 @@ class Threats(DataScreen):
             lines.append(f"deception {s.get('session_id')} {s.get('status')} profile {s.get('behavior_profile')}")
         if d.get("note"):
             lines.append(f"note: {d['note']}")
-        box.update("\n".join(lines))
+        set_text(box, "\n".join(lines))
 
     def action_mark(self, key: str) -> None:
         t = self._current()
