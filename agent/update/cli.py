@@ -11,12 +11,8 @@ import time
 import urllib.error
 import urllib.request
 
+from agent.fwcli import _fail, _guard  # the same error line and exit status as capbox fw
 from firmware.errors import FirmwareError, Reason
-
-
-def _fail(message: str, status: int = 1) -> int:
-    print(f"capbox: error: {message}", file=sys.stderr)
-    return status
 
 
 def _service(args):
@@ -184,15 +180,6 @@ def cmd_guard(args) -> int:
     except AgentError as e:
         return _fail(e.message)
     return 0 if ok else 1
-
-
-def _guard(fn):
-    def run(args) -> int:
-        try:
-            return fn(args)
-        except FirmwareError as e:
-            return _fail(e.message)
-    return run
 
 
 def add_parsers(sub) -> None:
