@@ -173,11 +173,7 @@ def cmd_load(args) -> int:
     try:
         r = svc.load(data, signature, args.allow_rollback, args.reason or "", who=f"{getpass.getuser()} (CLI)")
     except AgentError as e:
-        verdict = e.details.get("verdict")
-        if verdict:
-            print(f"REFUSED ({verdict['reason']}): {verdict['message']}; nothing was loaded", file=sys.stderr)
-            return Reason[verdict["reason"].upper()].value
-        return _fail(e.message)
+        return _refused(e, "loaded")
     run = r["running"]
     if args.json:
         print(json.dumps(r, indent=2))
@@ -255,6 +251,16 @@ def cmd_fpga_sim(args) -> int:
     finally:
         sim.close()
     return 0
+
+
+def _refused(e, undone: str) -> int:
+    """An AgentError as the operator sees it: a refused verdict's reason and its exit status (10-19),
+    anything else exit 1."""
+    verdict = e.details.get("verdict")
+    if verdict:
+        print(f"REFUSED ({verdict['reason']}): {verdict['message']}; nothing was {undone}", file=sys.stderr)
+        return Reason[verdict["reason"].upper()].value
+    return _fail(e.message)
 
 
 def _guard(fn):

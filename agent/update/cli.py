@@ -6,13 +6,12 @@ install and show them (the box's side), and the trial boot's guard.
 import getpass
 import json
 import pathlib
-import sys
 import time
 import urllib.error
 import urllib.request
 
-from agent.fwcli import _fail, _guard  # the same error line and exit status as capbox fw
-from firmware.errors import FirmwareError, Reason
+from agent.fwcli import _fail, _guard, _refused  # the same error line and exit status as capbox fw
+from firmware.errors import FirmwareError
 
 
 def _service(args):
@@ -86,11 +85,7 @@ def cmd_install(args) -> int:
     try:
         r = svc.install(args.bundle, sig, args.allow_rollback, args.reason or "", who=f"{getpass.getuser()} (CLI)")
     except AgentError as e:
-        verdict = e.details.get("verdict")
-        if verdict:
-            print(f"REFUSED ({verdict['reason']}): {verdict['message']}; nothing was written", file=sys.stderr)
-            return Reason[verdict["reason"].upper()].value
-        return _fail(e.message)
+        return _refused(e, "written")
     except OSError as e:
         return _fail(f"{args.bundle}: {e.strerror}")
     if args.json:

@@ -29,6 +29,25 @@ class DataScreen(Screen):
             self.show(self.data)
 
 
+class Filtered:
+    """A screen with a table and a filter typed above it (its Input's id in filter_id): / goes to the
+    filter, Escape or Enter back to the table, and every keystroke redraws."""
+
+    filter_id = ""
+
+    def action_focus_filter(self) -> None:
+        self.query_one(f"#{self.filter_id}").focus()
+
+    def action_leave_filter(self) -> None:
+        self.query_one("DataTable").focus()
+
+    def on_input_changed(self, event) -> None:
+        self.redraw()
+
+    def on_input_submitted(self, event) -> None:
+        self.query_one("DataTable").focus()
+
+
 def human(n, unit: str = "") -> str:
     """1234567 -> '1.2M' (SI), for narrow columns."""
     if n is None:

@@ -3,7 +3,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.screens.base import DataScreen, human, set_text, sync_table
+from tui.screens.base import DataScreen, Filtered, human, set_text, sync_table
 
 COLUMNS = (("src", 15), ("sport", 5), ("dst", 15), ("dport", 5), ("proto", 5), ("packets", 7), ("bytes", 7),
            ("rate", 8), ("rtt ms", 6), ("retrans", 7), ("state", 11), ("app", 8))
@@ -16,7 +16,8 @@ def matches(flow: dict, text: str) -> bool:
     return all(word in hay for word in text.split())
 
 
-class Flows(DataScreen):
+class Flows(Filtered, DataScreen):
+    filter_id = "flow-filter"
     title = "Flows"
     AUTO_FOCUS = "#flow-table"  # screen keys work at once; / moves to the filter, escape back
     BINDINGS = [Binding("ctrl+s", "next_sort", "sort"), Binding("slash", "focus_filter", "filter"),
@@ -42,18 +43,6 @@ class Flows(DataScreen):
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
         self.data = None  # the next answer is drawn even if it is the same
         self.notify(f"flows by {self.sort}", timeout=1.5)
-
-    def action_focus_filter(self) -> None:
-        self.query_one("#flow-filter", Input).focus()
-
-    def action_leave_filter(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self.redraw()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
 
     def fetch(self, source) -> dict:
         return source.optional("/v1/capture/flows", limit=100, sort=self.sort) or {"flows": [], "active": 0}

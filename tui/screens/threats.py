@@ -5,7 +5,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
-from tui.screens.base import DataScreen, set_text, sync_table
+from tui.screens.base import DataScreen, Filtered, set_text, sync_table
 from tui.screens.dialogs import Ask
 
 COLUMNS = (("time", 8), ("severity", 8), ("type", 13), ("attacker", 15), ("verified", 10), ("status", 12))
@@ -50,7 +50,8 @@ def verification_lines(v: dict) -> list:
     return lines
 
 
-class Threats(DataScreen):
+class Threats(Filtered, DataScreen):
+    filter_id = "threat-filter"
     title = "Threats"
     AUTO_FOCUS = "#threat-table"
     BINDINGS = [Binding("k", "mark('k')", "ack"), Binding("c", "mark('c')", "confirm"),
@@ -73,18 +74,6 @@ class Threats(DataScreen):
         table = self.query_one(DataTable)
         for label, width in COLUMNS:
             table.add_column(label, width=width)
-
-    def action_focus_filter(self) -> None:
-        self.query_one("#threat-filter", Input).focus()
-
-    def action_leave_filter(self) -> None:
-        self.query_one(DataTable).focus()
-
-    def on_input_changed(self, event: Input.Changed) -> None:
-        self.redraw()
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
 
     def fetch(self, source) -> dict:
         listed = source.optional("/v1/threats", limit=100) or {"threats": [], "total": 0}
