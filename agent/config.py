@@ -192,6 +192,23 @@ class ApiSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class EveSection:
+    """Events for SIEMs as EVE JSON lines (docs/EVENTS.md): a rotated file and syslog collectors.
+    Event types: alert (threats), anomaly, flow (every expired flow: heavy)."""
+    file: str = ""                  # empty: no file; a relative path is under the data dir (e.g. "eve.json")
+    file_types: tuple = ("alert", "anomaly")
+    rotate_mb: int = 100            # a new file after this many MB (eve.json.1 ... eve.json.N)
+    keep_files: int = 5
+    syslog: tuple = ()              # collectors: "udp://HOST[:514]", "tcp://HOST[:601]", "tls://HOST[:6514]"
+    syslog_types: tuple = ("alert", "anomaly")
+    syslog_facility: str = "local5"
+    syslog_ca: str = ""             # tls: CA file the collector's certificate must chain to (empty: the system's)
+    syslog_cert: str = ""           # tls: a client certificate (with syslog_key) for collectors that ask for one
+    syslog_key: str = ""
+    queue: int = 10000              # events waiting per output; beyond it the oldest is dropped (and counted)
+
+
+@dataclasses.dataclass(frozen=True)
 class StoreSection:
     path: str = ""                  # empty: <data_dir>/capbox.db
     stats_interval_s: int = 10
@@ -234,6 +251,7 @@ class Config:
     jobs: JobsSection = JobsSection()
     calls: CallsSection = CallsSection()
     api: ApiSection = ApiSection()
+    eve: EveSection = EveSection()
     store: StoreSection = StoreSection()
     firmware: FirmwareSection = FirmwareSection()
     console: ConsoleSection = ConsoleSection()
@@ -266,6 +284,10 @@ class Config:
     @property
     def jobs_dir(self) -> pathlib.Path:
         return pathlib.Path(self.jobs.dir).resolve() if self.jobs.dir else self.data_dir / "jobs"
+
+    @property
+    def eve_path(self) -> pathlib.Path:
+        return self.data_dir / self.eve.file if self.eve.file else self.data_dir / "eve.json"
 
     def pcap_dirs(self) -> list:
         """Directories a capture file may be named from (REST, console)."""
@@ -309,6 +331,11 @@ RULES = {
     "api.sse_max_streams_per_key": {"min": 1, "max": 10000},
     "api.sse_backlog": {"min": 0, "max": 1 << 20},
     "store.stats_interval_s": {"min": 1, "max": 3600},
+    "eve.rotate_mb": {"min": 0, "max": 1 << 20},
+    "eve.keep_files": {"min": 0, "max": 1000},
+    "eve.queue": {"min": 16, "max": 1 << 22},
+    "eve.syslog_facility": {"choices": ("kern", "user", "daemon", "auth", "syslog", "local0", "local1", "local2",
+                                        "local3", "local4", "local5", "local6", "local7")},
     "analysis.window_s": {"min": 1, "max": 3600},
     "analysis.baseline_duration_hours": {"min": 0, "max": 24 * 365},
     "analysis.spike_factor": {"min": 1, "max": 1000},
@@ -447,6 +474,7 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
             parse_collector(url)
         except ValueError as e:
             raise ConfigError("export.collectors", str(e)) from None
+    _check_eve(cfg.eve)
     if cfg.recording.snaplen and cfg.recording.snaplen < 64:
         raise ConfigError("recording.snaplen", "must be 0 (whole packets) or at least 64")
     if not cfg.recording.prefix.replace("_", "").replace("-", "").isalnum():
@@ -468,6 +496,19 @@ def parse_collector(url: str) -> tuple:
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{url!r}: give HOST:PORT with a port in 1..65535")
     return (*COLLECTOR_SCHEMES[scheme], host, int(port))
+
+
+def _check_eve(e: EveSection) -> None:
+    from agent.outputs import eve, syslog
+    for key, types in (("file_types", e.file_types), ("syslog_types", e.syslog_types)):
+        unknown = set(types) - set(eve.TYPES)
+        if unknown:
+            raise ConfigError(f"eve.{key}", f"unknown event type {sorted(unknown)[0]!r} (types: {', '.join(eve.TYPES)})")
+    for url in e.syslog:
+        try:
+            syslog.parse_target(url)
+        except ValueError as err:
+            raise ConfigError("eve.syslog", str(err)) from None
 
 
 def _check_paths(v: VerifySection) -> None:

@@ -44,6 +44,7 @@ from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
 from agent.jobs.upload import MULTIPART_SLACK
+from agent.outputs.forwarder import EveService
 from agent.services import start_services
 from agent.stats import system
 from agent.store import Store
@@ -52,7 +53,7 @@ log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 # The services on the bus, in start order (agent.services: one thread each).
 SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
-            ConsoleService]
+            EveService, ConsoleService]
 
 
 class Agent:
