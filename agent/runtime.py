@@ -47,13 +47,14 @@ from agent.jobs.upload import MULTIPART_SLACK
 from agent.outputs.forwarder import EveService
 from agent.services import start_services
 from agent.stats import system
+from agent.stats.prometheus import Metrics, TallyService
 from agent.store import Store
 
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 # The services on the bus, in start order (agent.services: one thread each).
 SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
-            EveService, ConsoleService]
+            EveService, TallyService, ConsoleService]
 
 
 class Agent:
@@ -73,6 +74,7 @@ class Agent:
             "schema_version": self.store.version})
         self._store_component = store_component
         self.keys = KeyStore(self.store)
+        self.metrics = Metrics(self)
         a = cfg.api
         self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
                                       "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,

@@ -82,7 +82,7 @@ class ThreatService(Service):
                  json.dumps(d["evidence"]) if worse else t["evidence"], t["id"])))
             self._event(t["correlation_id"], "attack_detected", "attacks:detected", {"repeat": True})
             if worse:
-                self._raised(t["id"], t["correlation_id"])
+                self._raised(t["id"], t["correlation_id"], repeat=True)
             return t["id"]
         tid = f"thr_{uuid.uuid4().hex[:12]}"
         row = (tid, now, now, d["first_seen"], d["first_seen"], d["type"], d["severity"], d["score"], d["confidence"],
@@ -106,14 +106,14 @@ class ThreatService(Service):
                 self._verify.submit(self._auto_verify, tid, d, correlation_id)
         return tid
 
-    def _raised(self, tid: str, correlation_id: str) -> None:
+    def _raised(self, tid: str, correlation_id: str, repeat: bool = False) -> None:
         """A new threat, or one that got worse, on threats:raised (what SIEM outputs send as an alert)."""
         if not self.bus.listening("threats:raised"):
             return
         r = self.get_row(tid)
         self.bus.publish("threats:raised", "threat_raised", {**_view(r), "evidence": json.loads(r["evidence"]),
                                                              "src_mac": r["src_mac"], "first_seen_ts": r["first_seen"],
-                                                             "last_seen_ts": r["last_seen"]},
+                                                             "last_seen_ts": r["last_seen"], "repeat": repeat},
                          source="threats", correlation_id=correlation_id)
 
     def _event(self, correlation_id: str, event_type: str, channel: str, data: dict, ts: Optional[float] = None):
