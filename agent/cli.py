@@ -762,8 +762,9 @@ def build_parser() -> argparse.ArgumentParser:
     kr.add_argument("key_id")
     k.set_defaults(func=cmd_keys)
 
-    from agent import fwcli
+    from agent import fwcli, threatcli
     from agent.console import cli as console_cli
+    threatcli.add_parsers(sub)
     fwcli.add_parsers(sub)
     from agent.update import cli as updatecli
     updatecli.add_parsers(sub)
@@ -865,3 +866,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`capbox … | head`): no traceback, and nothing more to flush into the pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
