@@ -25,33 +25,33 @@ class ConfigError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class AgentSection:
-    data_dir: str = "./var"
+    data_dir: str = "./var"         # the store, keys, recordings, jobs, firmware (/var/lib/capbox on the image)
     log_level: str = "info"
-    name: str = "capbox"
+    name: str = "capbox"            # this box's name in events sent elsewhere (EVE `host`)
 
 
 @dataclasses.dataclass(frozen=True)
 class CaptureSection:
     source: str = "demo"            # demo, a capture file, or an interface name
     backend: str = ""               # empty: pcapfile for files, afpacket for interfaces
-    bpf: str = ""
-    snaplen: int = 65535
-    buffer_size_mb: int = 64
-    promisc: bool = True
-    fanout_group: int = -1
-    autostart: bool = True
+    bpf: str = ""                   # a libpcap filter expression: only matching packets are seen at all
+    snaplen: int = 65535            # bytes kept of each packet
+    buffer_size_mb: int = 64        # the kernel ring (afpacket, pcap)
+    promisc: bool = True            # interfaces: every frame on the wire, not only those for this box
+    fanout_group: int = -1          # afpacket: PACKET_FANOUT group id shared with other readers (-1: none)
+    autostart: bool = True          # capture `source` as the agent starts
     pace: float = 1.0               # file replay speed; 0 = as fast as possible
     loop: bool = True               # file replay starts over at the end
     pcap_dirs: tuple = ()           # where capture files may be named from (plus data_dir/pcaps)
-    event_ring: int = 4096
+    event_ring: int = 4096          # packet events queued for Python; beyond it they are dropped and counted
 
 
 @dataclasses.dataclass(frozen=True)
 class FlowsSection:
     enabled: bool = True
-    idle_timeout_s: int = 300
-    active_timeout_s: int = 1800
-    max_flows: int = 1 << 20
+    idle_timeout_s: int = 300       # a flow with no packet for this long ends (0: never)
+    active_timeout_s: int = 1800    # a flow open this long is reported and starts again (0: never)
+    max_flows: int = 1 << 20        # flows metered at once; a packet of a new flow beyond it is counted, not metered
     sampling_rate: int = 1          # meter one packet in N (announced to collectors); 1: every packet
 
 
@@ -211,8 +211,8 @@ class EveSection:
 @dataclasses.dataclass(frozen=True)
 class StoreSection:
     path: str = ""                  # empty: <data_dir>/capbox.db
-    stats_interval_s: int = 10
-    retention_days: int = 30
+    stats_interval_s: int = 10      # a stats sample (rates, CPU, memory) this often
+    retention_days: int = 30        # NOT ENFORCED yet: nothing in the store is removed by age (issue 22)
 
 
 @dataclasses.dataclass(frozen=True)
