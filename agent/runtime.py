@@ -179,7 +179,7 @@ class Agent:
                 self.capture.start(CaptureRequest(
                     source=cap.source, backend=cap.backend, bpf=cap.bpf, snaplen=cap.snaplen,
                     buffer_size_mb=cap.buffer_size_mb, promisc=cap.promisc, fanout_group=cap.fanout_group,
-                    pace=cap.pace, loop=cap.loop))
+                    pace=cap.pace, loop=cap.loop, trusted=True))
             except AgentError as e:
                 log.error("capture did not start: %s", e.message)
         self.notifier.send(ready=1, status=f"capbox {__version__} on {self.server.host}:{self.server.port}")

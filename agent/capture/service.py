@@ -50,6 +50,7 @@ class CaptureRequest:
     pace: float = 0.0               # files: 1.0 replays at the recorded pace
     loop: bool = False              # files: start over at the end
     duration: float = 0.0           # stop by itself after this many seconds; 0 = never
+    trusted: bool = False           # named by the operator (command line, config file): any file, not only pcap_dirs
 
 
 class Rates:
@@ -137,7 +138,7 @@ class CaptureService:
         if is_file:
             if req.backend and req.backend != "pcapfile":
                 raise validation(f"backend {req.backend} captures from interfaces, not files", field="backend")
-            return "pcapfile", self._confine(source)
+            return "pcapfile", str(pathlib.Path(source).resolve()) if req.trusted else self._confine(source)
         try:
             socket.if_nametoindex(source)
         except OSError:
