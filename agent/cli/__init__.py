@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
-    args, extra = build_parser().parse_known_args(argv)
+def parse(argv=None, parser=None) -> argparse.Namespace:
+    """The command line as a command reads it: the capture file and its filter resolved, errors
+    (exit 2) with the usage of the command that was given."""
+    args, extra = (parser or build_parser()).parse_known_args(argv)
     if extra:
         if hasattr(args, "words") and not any(w.startswith("-") for w in extra):
             args.words += extra             # an expression after an option: `analyze F --json tcp port 80`
@@ -42,6 +44,11 @@ def main(argv=None) -> int:
             args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "capture_file", False):
         resolve_capture_file(args, args.parser)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -8,8 +8,8 @@ import socket
 import sys
 
 from agent import report
-from agent.cli.common import (add_capture_file, fail, human_bytes, num, plural, positive, print_json, progress,
-                              seconds_or_never)
+from agent.cli.common import (add_capture_file, fail, human_bytes, load_config, num, plural, positive, print_json,
+                              progress, seconds_or_never)
 from hwdrivers import CaptureError, ExporterConfig, RecordConfig
 
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",

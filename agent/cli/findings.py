@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 from agent.cli.common import (add_capture_file, fail, load_config, num, positive, print_json, print_lines, progress,
                               warn)

@@ -9,7 +9,6 @@ with backoff when the collector goes away."""
 import collections
 import dataclasses
 import logging
-import os
 import socket
 import ssl
 import threading
