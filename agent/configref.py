@@ -46,7 +46,7 @@ def _rule(key: str) -> str:
 def render() -> str:
     lines = ["# Configuration reference", "",
              "Every key of `capbox.toml`, made from `agent/config.py` (`python -m agent.configref > docs/CONFIG.md`;",
-             "`tests/test_configref.py` fails when this file is out of date). A key is set, in rising precedence,",
+             "`tests/test_docs.py` fails when this file is out of date). A key is set, in rising precedence,",
              "by its default, the TOML file (`capbox run --config FILE`), the environment variable",
              "`CAPBOX_<SECTION>_<KEY>` (lists: comma-separated or JSON), and the command line. A bad value",
              "stops the start with a message naming the key.", ""]
