@@ -174,11 +174,7 @@ def cmd_verify_dns(args) -> int:
         return fail(f"{e.code}: {e.message}")
     finally:
         verifier.close()
-    if args.json:
-        print(json.dumps(r, indent=2))
-    else:
-        _print_verdict(r, f"{r['domain']} {r['record_type']}")
-    return 2 if r["attack_detected"] else 0
+    return _verdict(args, r, f"{r['domain']} {r['record_type']}")
 
 
 def cmd_verify(args) -> int:
@@ -191,10 +187,15 @@ def cmd_verify(args) -> int:
         return fail(f"{e.code}: {e.message}")
     finally:
         verifier.close()
+    return _verdict(args, r, r["url"])
+
+
+def _verdict(args, r: dict, what: str) -> int:
+    """The verdict as JSON or text; exit 2 when an attack was detected."""
     if args.json:
-        print(json.dumps(r, indent=2))
+        print_json(r)
     else:
-        _print_verdict(r, r["url"])
+        _print_verdict(r, what)
     return 2 if r["attack_detected"] else 0
 
 
