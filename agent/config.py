@@ -96,9 +96,10 @@ class AnalysisSection:
     scan_memory: int = 6               # windows a source's probes add up over
     rtt_ms: float = 300.0              # handshake RTT p95 (no baseline): medium; 3x: high
     response_ms: float = 1000.0        # first request -> first response p95: medium; 5x: high
-    loss_percent: float = 20.0         # retransmitted share of a flow's segments: medium
+    loss_percent: float = 5.0          # retransmitted share of a flow's segments: medium (with the sample below)
     loss_high_percent: float = 50.0    # ... high
-    loss_min_segments: int = 5
+    loss_min_segments: int = 50        # segments a flow sends in a window before its share counts
+    loss_min_retransmissions: int = 4  # below loss_min_segments: a stall, this many retransmissions at the high share
     protocol_shift: float = 0.3        # a protocol's share moved this far from the baseline's mean
     protocol_min_packets: int = 200
     long_lived_s: int = 3600           # a flow open this long
@@ -342,6 +343,10 @@ RULES = {
     "analysis.scan_memory": {"min": 1, "max": 1000},
     "analysis.scan_refused_share": {"min": 0, "max": 1},
     "analysis.protocol_shift": {"min": 0, "max": 1},
+    "analysis.loss_percent": {"min": 0, "max": 100},
+    "analysis.loss_high_percent": {"min": 0, "max": 100},
+    "analysis.loss_min_segments": {"min": 1, "max": 1 << 30},
+    "analysis.loss_min_retransmissions": {"min": 1, "max": 1 << 30},
     "analysis.long_lived_s": {"min": 1, "max": 365 * 86400},
     "store.retention_days": {"min": 1, "max": 3650},
     "detection.dns_threshold": {"min": 0, "max": 100},

@@ -11,11 +11,17 @@ from agent.cli.common import (add_capture_file, fail, load_config, num, positive
 from hwdrivers import CaptureError
 
 
-def _file_windows(args):
+def _analysis_config(args):
+    """The configuration with --long-lived as analysis.long_lived_s: the windows name flows open that long,
+    and the anomaly is raised for them (one threshold, not one for each)."""
+    return load_config(args, {"analysis": {"long_lived_s": args.long_lived}} if args.long_lived else None)
+
+
+def _file_windows(args, cfg):
     """Windows of args.file, or (None, exit code) after a one-line error."""
     from agent.analysis import windows as offline
     try:
-        found, error = offline.compute(args.file, args.window, args.bpf, long_flow_s=args.long_lived)
+        found, error = offline.compute(args.file, args.window, args.bpf, long_flow_s=cfg.analysis.long_lived_s)
     except CaptureError as e:
         return None, fail(e.message)
     if error is not None and not found:
@@ -35,7 +41,11 @@ def _store(args):
 def cmd_baseline(args) -> int:
     from agent.analysis import baselines
     from agent.config import ConfigError
-    windows, rc = _file_windows(args)
+    try:
+        cfg = _analysis_config(args)
+    except ConfigError as e:
+        return fail(f"config: {e}")
+    windows, rc = _file_windows(args, cfg)
     if windows is None:
         return rc
     learned = baselines.learn(windows)
@@ -65,18 +75,18 @@ def cmd_anomalies(args) -> int:
     from agent.config import ConfigError
     baseline = {}
     try:
-        cfg = load_config(args)
+        cfg = _analysis_config(args)
     except ConfigError as e:
         return fail(f"config: {e}")
     if args.baseline:
-        store, cfg = _store(args)
+        store, _ = _store(args)
         try:
             baseline = baselines.load(store, args.baseline)
         finally:
             store.close()
         if not baseline:
             return fail(f"no baseline {args.baseline!r} in {cfg.db_path} (capbox baseline FILE --name {args.baseline})")
-    windows, rc = _file_windows(args)
+    windows, rc = _file_windows(args, cfg)
     if windows is None:
         return rc
     found = anomalies.detect_all(windows, cfg.analysis, baseline)
@@ -273,8 +283,8 @@ def add_parsers(sub) -> None:
     windowed = argparse.ArgumentParser(add_help=False)  # what baseline and anomalies share
     add_capture_file(windowed)
     windowed.add_argument("--window", type=positive, default=10, metavar="S", help="window size (default 10 s)")
-    windowed.add_argument("--long-lived", type=positive, default=3600, metavar="S",
-                          help="flows open this long are long-lived (default 3600)")
+    windowed.add_argument("--long-lived", type=positive, metavar="S",
+                          help="flows open this long are long-lived (default analysis.long_lived_s, 3600)")
     windowed.add_argument("--config", metavar="FILE")
     windowed.add_argument("--data-dir", metavar="DIR", help="where the agent keeps its store (default ./var)")
 

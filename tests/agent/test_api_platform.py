@@ -114,6 +114,18 @@ def test_ping_status_config_logs_stats(agent):
     assert stats["period"] == "5m" and "samples" in stats and "bus" in stats
 
 
+def test_stats_of_a_period_add_up_every_capture_run_in_it(agent):
+    from tests.conftest import pcap
+    name = agent.pcap(pcap("zeek__wikipedia.pcap"))
+    for _ in range(2):
+        agent.client.capture_start(file=name, pace=0, loop=False)
+        wait_for(lambda: not agent.client.capture_status()["running"], timeout=30)
+    stats = wait_for(lambda: (s := agent.client.get("/v1/stats", period="1h"))["capture"]["packets_captured"] == 272
+                     and s, timeout=10)
+    assert stats["capture"]["packets_analyzed"] == 272 and not stats["capture"]["running"]
+    assert [r["stats"]["packets"] for r in stats["capture_runs"]] == [136, 136]    # objects, not JSON strings
+
+
 def test_trailing_slash_and_cors_off(agent):
     r = agent.client.raw("GET", "/v1/capture/status/", headers={"Origin": "https://evil.example"})
     assert r.status == 200 and "access-control-allow-origin" not in r.headers
