@@ -138,7 +138,9 @@ class CaptureService:
         if is_file:
             if req.backend and req.backend != "pcapfile":
                 raise validation(f"backend {req.backend} captures from interfaces, not files", field="backend")
-            return "pcapfile", str(pathlib.Path(source).resolve()) if req.trusted else self._confine(source)
+            if req.trusted and pathlib.Path(source).is_file():   # a path the operator named; else a capture dir's file
+                return "pcapfile", str(pathlib.Path(source).resolve())
+            return "pcapfile", self._confine(source)
         try:
             socket.if_nametoindex(source)
         except OSError:

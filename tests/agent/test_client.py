@@ -62,7 +62,11 @@ class Cutter:
                 a, _ = self.listener.accept()
             except OSError:
                 return
-            b = socket.create_connection(("127.0.0.1", self.target))
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:                       # the agent is going away at the end of the test
+                a.close()
+                continue
             self.conns += [a, b]
             for x, y in ((a, b), (b, a)):
                 threading.Thread(target=self._pipe, args=(x, y), daemon=True).start()
