@@ -10,6 +10,8 @@ import time
 from agent import __version__, report
 from hwdrivers import CaptureError, ExporterConfig, RecordConfig
 
+SEVERITY_CHOICES = ("low", "medium", "high", "critical")
+
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
                 "rtt_ms", "retransmissions", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev",
                 "duration_s", "out_of_order", "state", "app", "end"]
@@ -259,7 +261,7 @@ def cmd_flows(args) -> int:
 
 def cmd_detect(args) -> int:
     from agent.config import ConfigError
-    from agent.detectors.offline import detect_file
+    from agent.detectors.offline import aggregate, detect_file
     try:
         cfg = _load_config(args)
     except ConfigError as e:
@@ -270,8 +272,11 @@ def cmd_detect(args) -> int:
         return _fail(e.message)
     keys = ("type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence", "first_seen",
             "attacker", "attacker_mac", "score")
-    for d in found:
-        row = {k: getattr(d, k) for k in keys}
+    threats = aggregate(found, args.min_severity)
+    for t in threats:
+        d = t["detection"]
+        row = {**{k: getattr(d, k) for k in keys}, "count": t["count"], "first_seen": t["first_seen"],
+               "last_seen": t["last_seen"]}
         if args.json:
             try:
                 print(json.dumps(row, default=str))
@@ -280,11 +285,12 @@ def cmd_detect(args) -> int:
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
             who = d.attacker + (f" ({d.attacker_mac})" if d.attacker_mac and d.attacker_mac != d.attacker else "")
-            print(f"{when}  {d.severity:<8} {d.confidence:.2f} {d.type:<13} {d.protocol:<4} {who} -> {d.dst}")
+            times = f" x{t['count']}" if t["count"] > 1 else ""
+            print(f"{when}  {d.severity:<8} {d.confidence:.2f} {d.type:<13} {d.protocol:<4} {who} -> {d.dst}{times}")
             print(f"    {d.description}")
     if not args.json:
         counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in detectors)
-        print(f"{len(found)} threats ({counts})", file=sys.stderr)
+        print(f"{len(threats)} threats from {len(found)} findings ({counts})", file=sys.stderr)
     if error is not None:
         return _fail(f"{error.message} (the threats above were found before it)")
     return 0
@@ -695,6 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true", help="one JSON object per line")
     d.add_argument("--bpf", metavar="EXPR")
     d.add_argument("--config", metavar="FILE", help="thresholds from [detection]")
+    d.add_argument("--min-severity", choices=SEVERITY_CHOICES, default="low",
+                   help="leave out threats below this severity")
     d.set_defaults(func=cmd_detect)
 
     paths = argparse.ArgumentParser(add_help=False)   # what verify and verify-dns share

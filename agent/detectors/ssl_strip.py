@@ -190,5 +190,5 @@ class Detector(Base):
                                "headers": {"location": resp["headers"].get("location") or ""}}
         return [finding("ssl_strip", ind, ts=f["ts"], src=src, dst=victim, protocol="HTTP",
                         summary=f"SSL stripping suspected for {host}", evidence=evidence,
-                        key=f"ssl_strip|{host}|{src}|{victim}", src_mac=src_mac, attacker=src, attacker_mac=src_mac,
+                        key=f"ssl_strip|{src_mac or src}|{victim}", src_mac=src_mac, attacker=src, attacker_mac=src_mac,
                         verify=verify)]

@@ -181,5 +181,5 @@ class Detector(Base):
         server = f"{src}:{evidence['server_port']}" + (f" ({evidence['sni']})" if evidence["sni"] else "")
         return finding("tls_downgrade", scored, ts=f["ts"], src=src, dst=dst, protocol="TLS",
                        summary=f"weak or downgraded TLS with {server}" + (f": {what}" if what else ""),
-                       evidence=evidence, key=f"tls_downgrade|{src}|{dst}|{'|'.join(i['name'] for i in ranked)}",
+                       evidence=evidence, key=f"tls_downgrade|{src_mac or src}|{dst}",
                        src_mac=src_mac, dst_mac="", attacker=src, attacker_mac=src_mac)
