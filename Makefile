@@ -11,6 +11,9 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 APT_BUILD := gcc libc6-dev libpcap-dev libssl-dev pkg-config
 APT_TEST := tshark tcpdump tcpreplay iproute2 minisign nfdump socat tmux
 APT_BENCH := softflowd nfdump time
+# the attack lab (tests/lab): real attack tools, and the LAN's own servers and clients
+APT_LAB := dsniff ettercap-text-only bettercap thc-ipv6 dnsmasq-base keepalived isc-dhcp-client dnsutils curl \
+	iputils-ping net-tools openssl
 CORE := $(wildcard hwdrivers/src/*.c hwdrivers/include/*.h hwdrivers/cdef/*.h) hwdrivers/build_ffi.py
 PYTEST_ARGS ?=
 
@@ -44,7 +47,7 @@ $(STAMPS)/apt-build:
 
 $(STAMPS)/apt-test: Makefile
 	@mkdir -p $(STAMPS)
-	$(call apt_install,$(APT_TEST))
+	$(call apt_install,$(APT_TEST) $(APT_LAB))
 	@touch $@
 
 $(STAMPS)/apt-bench:

@@ -73,6 +73,7 @@ class Detector(Base):
         self.foreign = collections.Counter()      # (mac, ip) -> unsolicited claims of an IP not its own
         self.garp = Recent()                      # mac -> deque of gratuitous ARP times
         self.changes = Recent()                   # ip -> deque of the times its binding changed
+        self.taken = Recent()                     # ip -> {"from", "by", "ts"}: who took it from whom
 
     # ---- what is known ------------------------------------------------------
 
@@ -112,6 +113,8 @@ class Detector(Base):
             self.requests[(ip, f["tpa"])] = ts
             self.askers.setdefault(f["tpa"], set()).add(ip)
         solicited = op == REPLY and ts - self.requests.get((f["tpa"], ip), -1e18) <= SOLICIT_S
+        if solicited:
+            del self.requests[(f["tpa"], ip)]      # answered: a second reply to it (a racing forger's) is unasked
         unsolicited = op == REPLY and not gratuitous and not solicited
         aimed = not gratuitous and f["eth_dst"] not in ("", "ff:ff:ff:ff:ff:ff")
         if unsolicited:
@@ -124,29 +127,38 @@ class Detector(Base):
 
         prev = self._previous(ip, ts)
         changed = prev is not None and prev["mac"] != mac and ts - prev["last"] <= self.cfg.arp_binding_ttl_s
+        taken = self.taken.get(ip)
+        held = (not changed and aimed and op == REPLY and taken is not None and taken["by"] == mac
+                and ts - taken["ts"] <= TWO_MACS_S)    # a poisoner refreshing the binding it took
+        if changed:
+            self.taken[ip] = {"from": prev["mac"], "by": mac, "ts": ts}
+        elif held:
+            taken["ts"] = ts
         claims = self.claims.setdefault(ip, {})
         claims[mac] = ts
         for m in [m for m, t in claims.items() if ts - t > self.cfg.arp_binding_ttl_s]:
             del claims[m]
         mine = self.mac_ips.setdefault(mac, {})
         other_ips = sorted({i for i, t in mine.items() if i != ip and ts - t <= self.cfg.arp_binding_ttl_s}
-                           | set(self.lan.own_ips(mac, but=ip)))
+                           | {i for i in self.lan.own_ips(mac, but=ip) if ":" not in i})
         mine[ip] = ts
         if prev is None or prev["mac"] != mac or ip not in self.bindings:
             self.bindings[ip] = {"mac": mac, "first": ts, "last": ts}
         else:
             self.bindings[ip]["last"] = ts
-        foreign = bool(other_ips) and op == REPLY and aimed and (changed or not solicited)
-        if foreign and unsolicited:
+        foreign = bool(other_ips) and op == REPLY and aimed and (changed or held or not solicited)
+        if unsolicited and aimed and (foreign or changed or held):
             self.foreign[(mac, ip)] += 1
 
         ind = Indicators()
         if changed:
             ind.add("binding_changed", 45 if aimed else 30, f"{ip} moved from {prev['mac']} to {mac}")
+        elif held:
+            ind.add("binding_held", 45, f"{mac} keeps claiming {ip}, which was {taken['from']}'s")
         if foreign:
             ind.add("mac_claims_many_ips", 35, f"{mac} is {', '.join(other_ips[:4])} and claims {ip} to {f['tpa']}")
         if self.foreign[(mac, ip)] >= REPEATS:
-            ind.add("repeated_claims", 20, f"{mac} claimed {ip} unasked {self.foreign[(mac, ip)]} times")
+            ind.add("repeated_claims", 25, f"{mac} claimed {ip} unasked {self.foreign[(mac, ip)]} times")
         if flood:
             ind.add("gratuitous_flood", 45, f"{FLOOD_COUNT} gratuitous ARPs from {mac} within {FLOOD_WINDOW_S:.0f} s")
         if not ind:
@@ -161,10 +173,10 @@ class Detector(Base):
         if self._gateway(ip):
             ind.add("gateway", 15, f"{ip} is a gateway")
         if unsolicited:
-            ind.add("unsolicited_reply", 15, "a reply nobody asked for")
+            ind.add("unsolicited_reply", 20 if changed or held or foreign else 10, "a reply nobody asked for")
         if f["eth_src"] and f["eth_src"] != mac:
             ind.add("ethernet_mismatch", 20, f"sent from Ethernet {f['eth_src']}, not the ARP sender")
-        return [self._claim_finding(f, ind, ip, mac, prev, rivals, claims, gratuitous)]
+        return [self._claim_finding(f, ind, ip, mac, prev if changed else None, rivals, claims, gratuitous)]
 
     def _claim_finding(self, f, ind, ip, mac, prev, rivals, claims, gratuitous):
         op, ts = f["op"], f["ts"]
