@@ -22,6 +22,7 @@ from agent.detectors.ndp import parse
 ROUTER_ALIVE_S = 3600.0
 FLOOD_WINDOW_S = 10.0
 FLOOD_COUNT = 20           # RAs from distinct MACs or with distinct prefixes within FLOOD_WINDOW_S
+FLOOD_SUSPECT = 3          # unknown routers within FLOOD_WINDOW_S: raised as one flood, not one threat each
 RANK = {"low": 0, "medium": 1, "reserved": 1, "high": 2}
 
 
@@ -65,7 +66,8 @@ class Detector(Base):
             ind.add("router_address", 30, f"sent from {f['src']}, the address of router {spoofed[0]}")
         if f["lifetime"] == 0 and spoofed:
             ind.add("router_killed", 20, "router lifetime 0: hosts drop the real router")
-        return [self._finding(ind, f, mac, spoofed, flood=ind.has("ra_flood"), sample=sorted(macs)[:8])]
+        # several unknown routers at once are one flood (flood_router6 forges a MAC per RA): one threat
+        return [self._finding(ind, f, mac, spoofed, flood=len(macs) >= FLOOD_SUSPECT, sample=sorted(macs)[:8])]
 
     def _known(self, f, ts, mac, prefixes) -> list:
         r = self.routers.get(mac)
