@@ -57,7 +57,7 @@ def lab(tmp_path_factory):
             f.write(f"interface=eth0\nbind-interfaces\nno-resolv\nno-hosts\nlog-facility=-\n{hosts}"
                     f"dhcp-range={L.LAN4}.100,{L.LAN4}.150,255.255.255.0,10m\n"
                     f"dhcp-option=3,{L.GW4}\ndhcp-option=6,{L.GW4}\ndhcp-leasefile={d}/gw.leases\n"
-                    "enable-ra\ndhcp-range=::,constructor:eth0,ra-only\nra-param=eth0,4,1800\n")
+                    f"enable-ra\ndhcp-range={L.LAN6}:100,{L.LAN6}:1ff,64,10m\nra-param=eth0,4,1800\n")
         lab.gw.spawn("dnsmasq", "-k", f"--conf-file={d}/gw-dnsmasq.conf", f"--pid-file={d}/gw-dnsmasq.pid",
                      name="dnsmasq")
         lab.inet.spawn(sys.executable, "-m", "tests.lab.web", lab.certs["cert"], lab.certs["key"], name="web",
@@ -144,6 +144,15 @@ def warm_up(lab, box, rounds: int = 1) -> None:
 def _packets(box) -> int:
     m = box.call(box.client.capture_metrics)
     return m.get("packets", 0) or m.get("counters", {}).get("packets", 0)
+
+
+def dhcp(host, family: int = 4, release: bool = False):
+    """One DHCP exchange by the host's real client (dhclient), configuring nothing (-sf /bin/true): a lease,
+    or with release, giving it back."""
+    d = host.lab.dir
+    argv = ["dhclient", f"-{family}", "-1", "-sf", "/bin/true", "-lf", f"{d}/{host.name}-{family}.leases",
+            "-pf", f"{d}/{host.name}-{family}.pid", *(["-r"] if release else []), "eth0"]
+    return host.run("timeout", "20", *argv, check=False, timeout=30)
 
 
 def threats(box) -> list:
