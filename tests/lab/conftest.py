@@ -57,6 +57,8 @@ def lab(tmp_path_factory):
             f.write(f"interface=eth0\nbind-interfaces\nno-resolv\nno-hosts\nlog-facility=-\n{hosts}"
                     f"dhcp-range={L.LAN4}.100,{L.LAN4}.150,255.255.255.0,10m\n"
                     f"dhcp-option=3,{L.GW4}\ndhcp-option=6,{L.GW4}\ndhcp-leasefile={d}/gw.leases\n"
+                    f"dhcp-host={','.join(L.LAPTOP_MACS)},{L.LAPTOP_IP}\n"
+                    f"address=/rr.{L.DOMAIN}/{L.BANK}\naddress=/rr.{L.DOMAIN}/{L.SHOP}\nlocal-ttl=30\n"
                     f"enable-ra\ndhcp-range={L.LAN6}:100,{L.LAN6}:1ff,64,10m\nra-param=eth0,4,1800\n")
         lab.gw.spawn("dnsmasq", "-k", f"--conf-file={d}/gw-dnsmasq.conf", f"--pid-file={d}/gw-dnsmasq.pid",
                      name="dnsmasq")

@@ -26,7 +26,9 @@ LAN4, LAN6 = "192.168.77", "fd77:16:"
 GW4, GW6 = "192.168.77.1", "fd77:16::1"
 BANK, SHOP = "11.1.1.10", "11.1.1.11"
 DOMAIN = "capbox-lab.net"
-NAMES = {f"bank.{DOMAIN}": BANK, f"shop.{DOMAIN}": SHOP, f"www.{DOMAIN}": BANK}
+NAMES = {f"bank.{DOMAIN}": BANK, f"shop.{DOMAIN}": SHOP, f"www.{DOMAIN}": BANK, f"cdn.{DOMAIN}": BANK}
+LAPTOP_MACS = ("02:16:00:00:00:a1", "02:16:00:00:00:a2")   # one fixed lease for two NICs (wired, then wireless)
+LAPTOP_IP = f"{LAN4}.120"
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 HERE = os.path.dirname(os.path.abspath(__file__))
