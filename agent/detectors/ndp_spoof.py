@@ -34,6 +34,7 @@ class Detector(Base):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.bindings = Recent()     # address -> {"mac", "ts"}
+        self.owners = Recent()       # address -> the first MAC it was known at
         self.asked = Recent()        # target -> ts of the last NS for it
         self.changes = Recent()      # address -> deque of change times
         self.sent = Recent()         # mac -> deque of (ts, target) of its NAs
@@ -67,6 +68,10 @@ class Detector(Base):
         prev = self.bindings.get(target)
         known = prev["mac"] if prev else self.lan.mac_of(target)
         changed = known is not None and known != mac
+        owner = self.owners.setdefault(target, known or mac)     # the first MAC known for it
+        if changed and mac == owner:
+            self.bindings[target] = {"mac": mac, "ts": ts}         # the owner answering back: it is the victim
+            return []
         ind = Indicators()
         if changed:
             ind.add("binding_overridden", 50 if f["override"] else 40,

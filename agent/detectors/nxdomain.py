@@ -67,7 +67,7 @@ class Rewrites:
         names = self.targets.setdefault((server, tuple(f["ips"])), Recent(64))
         names[registered(name)] = ts
         if len(names) >= TARGET_NAMES:
-            out.append(("rewrite_target", 40, f"{server} answered {len(names)} unlikely names "
+            out.append(("rewrite_target", 50, f"{server} answered {len(names)} unlikely names "
                         f"({', '.join(list(names)[-3:])}) with {', '.join(f['ips'][:2])}"))
         if f["ttl"] is not None and f["ttl"] <= SHORT_TTL:
             out.append(("short_ttl", 10, f"TTL {f['ttl']} s"))
