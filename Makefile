@@ -73,7 +73,14 @@ build: $(STAMPS)/build
 run: build
 	$(VENV)/bin/capbox run
 
-test: build $(STAMPS)/apt-test
+# mitmproxy for the attack lab, in a venv of its own (its pins are not the agent's)
+$(STAMPS)/lab-venv: | $(STAMPS)/apt-build
+	@mkdir -p $(STAMPS)
+	test -x .venv-lab/bin/python || $(PYTHON) -m venv .venv-lab
+	.venv-lab/bin/pip install -q mitmproxy
+	@touch $@
+
+test: build $(STAMPS)/apt-test $(STAMPS)/lab-venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: build $(STAMPS)/apt-test $(STAMPS)/apt-bench
@@ -103,7 +110,7 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(STAMPS) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-lab $(STAMPS) .pytest_cache .hypothesis
 
 # fuzz: libFuzzer with ASan/UBSan over the packet path (tests/c/fuzz_parse.c) ------
 # Seeds: every packet of the shared captures, and IP ones re-framed for each link

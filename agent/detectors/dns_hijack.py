@@ -26,7 +26,7 @@ import dns.rcode
 import dns.rdatatype
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
-from agent.detectors.lan import LEARN_KINDS, on_link
+from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import Rewrites
 
 QUERY_TTL_S = 30.0          # a response this long after its query still answers it
@@ -124,9 +124,9 @@ class Detector(Base):
                 ind.add("wrong_server", 50, f"answered by {f['server']}, the query went to "
                         f"{', '.join(sorted(q['servers']))}")
             else:
-                hop = self._expected_mac(f["server"], f["client"]) or q["servers"][f["server"]]
+                hop = self.lan.expected_mac(f["server"], f["client"]) or q["servers"][f["server"]]
                 if hop and f["src_mac"] and hop != f["src_mac"]:
-                    ind.add("wrong_mac", 50 if self._expected_mac(f["server"], f["client"]) else 25,
+                    ind.add("wrong_mac", 50 if self.lan.expected_mac(f["server"], f["client"]) else 25,
                             f"came from MAC {f['src_mac']}; {f['server']} answers through {hop}")
             # two queried resolvers each answering differently is no race: a race is one server answering twice,
             # or an answer from a server never asked
@@ -143,7 +143,7 @@ class Detector(Base):
                 def off_path(a):
                     if a["server"] not in q["servers"]:
                         return True
-                    hop = self._expected_mac(a["server"], f["client"]) or q["servers"][a["server"]]
+                    hop = self.lan.expected_mac(a["server"], f["client"]) or q["servers"][a["server"]]
                     return bool(hop and a["mac"] and a["mac"] != hop)
                 forged = answer if off_path(answer) and not off_path(other) else other
                 evidence["race"] = {"first": {k: other[k] for k in ("ips", "server", "mac", "ts")},
@@ -176,16 +176,9 @@ class Detector(Base):
                                                              "server": f["server"]}])[-8:]
         return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac, q)] if ind else []
 
-    def _expected_mac(self, server: str, client: str):
-        """The MAC an answer from server should come through: its own when on-link, else the client's router."""
-        if on_link(server):
-            return self.lan.mac_of(server)
-        hop = self.lan.next_hop.get(client)
-        return hop["mac"] if hop else None
-
     def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac, q):
         # the sender named by its own address, never by the one it forged (the resolver's) nor a forwarded one
-        expected = self._expected_mac(attacker, f["client"]) or (q["servers"].get(attacker) if q else None)
+        expected = self.lan.expected_mac(attacker, f["client"]) or (q["servers"].get(attacker) if q else None)
         if attacker_mac and expected and expected != attacker_mac:
             own = self.lan.own_ip(attacker_mac)
             evidence["spoofed_source"] = attacker

@@ -1,5 +1,5 @@
 """TLS handshake records as the wire carries them: ClientHello, ServerHello,
-alerts, and the SSLv2-format ClientHello.  Only what the detectors need:
+Certificate (TLS 1.2 and before), alerts, and the SSLv2-format hellos.  Only what the detectors need:
 versions (record, legacy and supported_versions), cipher suites, SNI, the
 server random (for RFC 8446's downgrade sentinel).  A record cut short by
 the snippet yields what was complete."""
@@ -82,6 +82,19 @@ def _server_hello(b: bytes, record_version: int) -> dict:
             "version": selected or legacy, "suite": suite, "downgrade_sentinel": sentinel}
 
 
+def _certificates(b: bytes, record_version: int) -> dict:
+    """A Certificate message (TLS 1.2 and before: in clear): the chain's DER blobs, the last maybe cut short."""
+    total = int.from_bytes(b[0:3], "big")
+    pos, chain = 3, []
+    while pos + 3 <= min(len(b), 3 + total):
+        n = int.from_bytes(b[pos:pos + 3], "big")
+        chain.append(b[pos + 3:pos + 3 + n])
+        pos += 3 + n
+    if not chain:
+        raise IndexError("no certificate")
+    return {"type": "certificate", "record_version": record_version, "chain": chain}
+
+
 def parse_records(p: bytes) -> list:
     """Every handshake hello and alert in a TCP payload, in order."""
     out = []
@@ -126,9 +139,11 @@ def parse_records(p: bytes) -> list:
                         out.append(_client_hello(msg, rver))
                     elif htype == 2:
                         out.append(_server_hello(msg, rver))
+                    elif htype == 11:
+                        out.append(_certificates(msg, rver))
                 except (struct.error, IndexError):
                     pass  # cut short by the snippet
-                if htype not in (1, 2) or hpos + 4 + hlen > len(body):
+                if htype not in (1, 2, 11) or hpos + 4 + hlen > len(body):
                     break
                 hpos += 4 + hlen
         pos += 5 + rlen

@@ -142,6 +142,21 @@ class Lan:
     def own_ips(self, mac: str, but: str = "") -> list:
         return sorted(ip for ip in self.macs.get(mac, {}) if ip != but and self.mac_of(ip) == mac)
 
+    def expected_mac(self, ip: str, client: str = "") -> Optional[str]:
+        """The MAC a frame from ip should come through: its own when on-link, else the client's router."""
+        if on_link(ip):
+            return self.mac_of(ip)
+        hop = self.next_hop.get(client)
+        return hop["mac"] if hop else None
+
+    def sender(self, ip: str, mac: str, client: str = "") -> tuple:
+        """(who sent it, spoofed): a frame in ip's name from a MAC that is not ip's (nor, off-link, the router's)
+        was sent by that MAC, named by its own address (or the MAC); else by ip."""
+        expected = self.expected_mac(ip, client)
+        if mac and expected and mac != expected:
+            return self.own_ip(mac) or mac, True
+        return ip, False
+
     def is_gateway(self, ip: str) -> bool:
         return ip in self.gateways or ip in self.router_ips
 

@@ -18,6 +18,7 @@ nothing.  The finding's source is the side that sent the ServerHello (or
 the alert): the server, or whoever answered in its name."""
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
 from agent.detectors.handshake import INAPPROPRIATE_FALLBACK, parse_records, version_name
+from agent.detectors.lan import LEARN_KINDS
 
 SUITES = {
     0x0000: "TLS_NULL_WITH_NULL_NULL", 0x0001: "TLS_RSA_WITH_NULL_MD5", 0x0002: "TLS_RSA_WITH_NULL_SHA",
@@ -114,6 +115,7 @@ def parse(ev):
 class Detector(Base):
     name = "tls_downgrade"
     kinds = ("tls",)
+    learns = tuple(k for k in LEARN_KINDS if k != "tls")
     threshold_key = "tls_downgrade_threshold"
     parse = staticmethod(parse)
 
@@ -188,7 +190,9 @@ class Detector(Base):
                              "downgrade_sentinel": bool(sh["downgrade_sentinel"])})
         what = f"{evidence.get('version', '')} {evidence.get('suite', '')}".strip()
         server = f"{src}:{evidence['server_port']}" + (f" ({evidence['sni']})" if evidence["sni"] else "")
-        return finding("tls_downgrade", scored, ts=f["ts"], src=src, dst=dst, protocol="TLS",
+        attacker, spoofed = self.lan.sender(src, src_mac, dst)
+        evidence["spoofed_server"] = spoofed
+        return finding("tls_downgrade", scored, ts=f["ts"], src=attacker if spoofed else src, dst=dst, protocol="TLS",
                        summary=f"weak or downgraded TLS with {server}" + (f": {what}" if what else ""),
                        evidence=evidence, key=f"tls_downgrade|{src_mac or src}|{dst}",
-                       src_mac=src_mac, dst_mac="", attacker=src, attacker_mac=src_mac)
+                       src_mac=src_mac, dst_mac="", attacker=attacker, attacker_mac=src_mac)

@@ -295,7 +295,7 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
 
 static int is_tls(const uint8_t *p, uint32_t n)
 {
-    if (n >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && (p[5] == 1 || p[5] == 2)) return 1;
+    if (n >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && (p[5] == 1 || p[5] == 2 || p[5] == 11)) return 1;
     if (n >= 7 && p[0] == 0x15 && p[1] == 3 && p[2] <= 4) return 1; /* alert */
     /* SSLv2-format ClientHello offering SSL 3.0 or TLS */
     if (n >= 5 && (p[0] & 0x80) && p[2] == 1 && (p[3] == 3 || (p[3] == 0 && p[4] == 2))) return 1;

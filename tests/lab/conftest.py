@@ -127,7 +127,7 @@ def warm_up(lab, box, rounds: int = 1) -> None:
     for _ in range(rounds):
         v.run("ping", "-c1", "-W2", L.GW4, check=False)
         v.run("dig", "+short", "+tries=1", "+time=2", f"@{L.GW4}", f"bank.{L.DOMAIN}", check=False)
-        v.run("curl", "-s", "-o", "/dev/null", "--cacert", lab.certs["ca"], "--resolve",
+        v.run("curl", "-s", "-o", "/dev/null", "--tls-max", "1.2", "--cacert", lab.certs["ca"], "--resolve",
               f"bank.{L.DOMAIN}:443:{L.BANK}", f"https://bank.{L.DOMAIN}/", check=False)
         v.run("curl", "-s", "-o", "/dev/null", f"http://{L.SHOP}/", check=False)
         v.run("ping", "-6", "-c1", "-W2", L.GW6, check=False)
