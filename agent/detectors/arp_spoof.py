@@ -207,6 +207,8 @@ class Detector(Base):
             return []
         if self.lan.is_router(hop_mac, before=hop["since"]) or ts - hop["ts"] > self.cfg.arp_binding_ttl_s:
             return []
+        if hop["mac"] not in self.lan.routers:
+            return []                                    # the old next hop was never seen routing: nothing to judge
         ind = Indicators()
         ind.add("next_hop_switched", 55, f"{src} sends routed traffic (to {dst}) through {hop_mac}, "
                 f"not the router {hop['mac']}")

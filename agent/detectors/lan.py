@@ -76,11 +76,13 @@ class Lan:
             if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
                     and self.hosts[src]["mac"] == src_mac:
                 self.router_ips[src] = src_mac
-            if dst_mac not in NO_MAC and is_public_ip(dst) and dst_mac in self.routers:
+            if dst_mac not in NO_MAC and is_public_ip(dst):
+                # the first next hop stands until a router replaces one that is no router: a switch to a MAC
+                # that is no router is what a poisoner causes, and is judged (arp_spoof), not learned
                 hop = self.next_hop.get(src)
                 if hop and hop["mac"] == dst_mac:
                     hop["ts"] = ts
-                else:
+                elif hop is None or (dst_mac in self.routers and hop["mac"] not in self.routers):
                     self.next_hop[src] = {"mac": dst_mac, "ts": ts, "since": ts}
         elif is_public_ip(src):
             carried = self.off_link.setdefault(src_mac, set())
@@ -147,7 +149,9 @@ class Lan:
         if on_link(ip):
             return self.mac_of(ip)
         hop = self.next_hop.get(client)
-        return hop["mac"] if hop else None
+        if hop:
+            return hop["mac"]
+        return min(self.routers.items(), key=lambda r: r[1])[0] if self.routers else None   # the oldest router
 
     def sender(self, ip: str, mac: str, client: str = "") -> tuple:
         """(who sent it, spoofed): a frame in ip's name from a MAC that is not ip's (nor, off-link, the router's)

@@ -70,7 +70,9 @@ def test_labelled_scenarios(make, tmp_path):
 
 def test_findings_carry_their_evidence_and_what_to_verify(tmp_path):
     from tests.detectors.scenarios import dns_race, ssl_strip_redirect_and_post
-    [d] = detect(dns_race().write(tmp_path))[0]
+    found = detect(dns_race().write(tmp_path))[0]
+    assert {x.attacker for x in found} == {"192.168.1.66"}       # the forged answer alone, then the race
+    [d] = [x for x in found if "race" in x.evidence]
     assert d.evidence["race"]["forged"] == "first" and d.evidence["race"]["first"]["ips"] == ["45.33.32.66"]
     assert d.verify == {"kind": "dns", "domain": "www.mybank.com", "record_type": "A", "local_ips": ["45.33.32.66"]}
     strip = detect(ssl_strip_redirect_and_post().write(tmp_path))[0]

@@ -82,3 +82,37 @@ def test_mitmproxy_ssl_strip(lab, box):
         assert_attributed(t, lab.attacker, attack, lab.victim.ip4, L.BANK, L.GW4)
     finally:
         _undo(lab)
+
+
+def test_bettercap_proxies_with_sslstrip(lab, box):
+    """bettercap's http.proxy with sslstrip and its https.proxy (its own CA), behind its arp.spoof."""
+    _need("bettercap", "iptables")
+    warm_up(lab, box)
+    a = lab.attacker
+    a.run("ping", "-c1", "-W2", lab.victim.ip4, check=False)      # bettercap's targets come from its ARP cache
+    a.run("ping", "-c1", "-W2", L.GW4, check=False)
+    lab.resolv(lab.victim, L.GW4)
+    try:
+        attack = Attack(lab, a, "tcp src port 80 or tcp src port 443")
+        a.spawn("bettercap", "-no-colors", "-no-history", "-iface", "eth0", "-gateway-override", L.GW4, "-eval",
+                f"set arp.spoof.targets {lab.victim.ip4}; arp.spoof on; set http.proxy.sslstrip true; http.proxy on; "
+                "https.proxy on", name="bettercap-proxy", env={"HOME": lab.dir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        found = {}
+        for _ in range(20):
+            lab.victim.run(sys.executable, "-m", "tests.lab.browser", f"http://bank.{L.DOMAIN}/", lab.certs["ca"],
+                           cwd=ROOT, check=False, timeout=30)
+            lab.victim.run("curl", "-s", "-o", "/dev/null", "--max-time", "3", "--tls-max", "1.2", "--cacert",
+                           lab.certs["ca"], "--resolve", f"bank.{L.DOMAIN}:443:{L.BANK}", f"https://bank.{L.DOMAIN}/",
+                           check=False)
+            for kind in ("ssl_strip", "tls_intercept"):
+                try:
+                    found.setdefault(kind, wait_threat(box, kind, a.mac, timeout=0.5))
+                except AssertionError:
+                    pass
+            if len(found) == 2:
+                break
+        for kind in ("ssl_strip", "tls_intercept"):
+            t = found.get(kind) or wait_threat(box, kind, a.mac)
+            assert_attributed(t, a, attack, lab.victim.ip4, L.BANK, L.GW4)
+    finally:
+        _undo(lab)
