@@ -180,7 +180,7 @@ class Detector(Base):
         # the sender named by its own address, never by the one it forged (the resolver's) nor a forwarded one
         expected = self.lan.expected_mac(attacker, f["client"]) or (q["servers"].get(attacker) if q else None)
         if attacker_mac and expected and expected != attacker_mac:
-            own = self.lan.own_ip(attacker_mac)
+            own = self.lan.own_ip(attacker_mac, like=attacker)
             evidence["spoofed_source"] = attacker
             attacker = src = own or attacker_mac
             evidence["attacker_ip_by_mac"] = own

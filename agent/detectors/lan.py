@@ -134,12 +134,14 @@ class Lan:
         h = self.hosts.get(ip)
         return h["mac"] if h else self.router_ips.get(ip)
 
-    def own_ip(self, mac: str, but: str = "") -> Optional[str]:
-        """The address a MAC uses as its own (the latest), never one another MAC also sends from."""
+    def own_ip(self, mac: str, but: str = "", like: str = "") -> Optional[str]:
+        """The address a MAC uses as its own (the latest; of like's family first), never one another MAC also
+        sends from."""
         ips = self.macs.get(mac, {})
-        mine = [(ts, ip) for ip, ts in ips.items() if ip != but and self.mac_of(ip) == mac
+        family = ":" in (like or but)
+        mine = [((":" in ip) == family, ts, ip) for ip, ts in ips.items() if ip != but and self.mac_of(ip) == mac
                 and len(self.senders.get(ip, {mac: 0})) == 1]
-        return max(mine)[1] if mine else None
+        return max(mine)[2] if mine else None
 
     def own_ips(self, mac: str, but: str = "") -> list:
         return sorted(ip for ip in self.macs.get(mac, {}) if ip != but and self.mac_of(ip) == mac)
@@ -158,7 +160,7 @@ class Lan:
         was sent by that MAC, named by its own address (or the MAC); else by ip."""
         expected = self.expected_mac(ip, client)
         if mac and expected and mac != expected:
-            return self.own_ip(mac) or mac, True
+            return self.own_ip(mac, like=ip) or mac, True
         return ip, False
 
     def is_gateway(self, ip: str) -> bool:

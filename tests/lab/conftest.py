@@ -2,6 +2,7 @@
 a fresh agent capturing on its bridge for each test, and the helpers that
 read its threats over REST."""
 import datetime
+import json
 import os
 import shutil
 import signal
@@ -76,8 +77,9 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture
-def box(lab, tmp_path):
+def box(lab, tmp_path, request):
     """A fresh agent in the switch namespace, capturing on the bridge with afpacket."""
+    lab.attack = None
     for h in lab.hosts.values():
         h.run("ip", "neigh", "flush", "all", check=False)
     before = len(lab.procs)
@@ -90,10 +92,27 @@ def box(lab, tmp_path):
         a.tcpdump = lab.sw.spawn("tcpdump", "-i", "br0", "-U", "-s", "0", "-w", a.pcap_path, name="tcpdump")
         yield a
     finally:
+        if os.environ.get("CAPBOX_LAB_RESULTS"):
+            _record(os.environ["CAPBOX_LAB_RESULTS"], request.node.name, lab, a)
         for p in lab.procs[before:]:        # the tools this test started (SIGKILL: no cleanup that re-ARPs)
             L.stop(p, signal.SIGKILL)
         del lab.procs[before:]
         a.stop()
+
+
+def _record(path: str, test: str, lab, box) -> None:
+    """One line of what a lab test saw, for bench/detectors.py: its threats and when the attack started."""
+    try:
+        found = threats(box)
+    except Exception as e:  # an agent that died says so in the record; the test itself fails on its own
+        found = [{"error": str(e)}]
+    try:
+        t0 = lab.attack.t0 if lab.attack else None
+    except AssertionError:
+        t0 = None
+    with open(path, "a") as f:
+        f.write(json.dumps({"test": test, "t0": t0, "attacker_mac": lab.attacker.mac, "threats": found,
+                            "pcap": getattr(box, "pcap_path", None)}) + "\n")
 
 
 class Attack:
@@ -106,6 +125,7 @@ class Attack:
                                  f"ether src {host.mac} and ({bpf})" if own_mac else bpf, name="first")
         time.sleep(0.5)              # tcpdump is listening before the tool starts
         self.launched = time.time()
+        lab.attack = self
 
     @property
     def t0(self) -> float:

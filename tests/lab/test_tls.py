@@ -93,7 +93,7 @@ def test_bettercap_proxies_with_sslstrip(lab, box):
     a.run("ping", "-c1", "-W2", L.GW4, check=False)
     lab.resolv(lab.victim, L.GW4)
     try:
-        attack = Attack(lab, a, "tcp src port 80 or tcp src port 443")
+        attacks = {"ssl_strip": Attack(lab, a, "tcp src port 80"), "tls_intercept": Attack(lab, a, "tcp src port 443")}
         a.spawn("bettercap", "-no-colors", "-no-history", "-iface", "eth0", "-gateway-override", L.GW4, "-eval",
                 f"set arp.spoof.targets {lab.victim.ip4}; arp.spoof on; set http.proxy.sslstrip true; http.proxy on; "
                 "https.proxy on", name="bettercap-proxy", env={"HOME": lab.dir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
@@ -113,6 +113,6 @@ def test_bettercap_proxies_with_sslstrip(lab, box):
                 break
         for kind in ("ssl_strip", "tls_intercept"):
             t = found.get(kind) or wait_threat(box, kind, a.mac)
-            assert_attributed(t, a, attack, lab.victim.ip4, L.BANK, L.GW4)
+            assert_attributed(t, a, attacks[kind], lab.victim.ip4, L.BANK, L.GW4)
     finally:
         _undo(lab)
