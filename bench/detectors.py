@@ -111,7 +111,8 @@ def lab_table() -> tuple:
             mine = [x for x in threats if x["attack_type"] == det]
             right = [x for x in mine if x["attacker_mac"] == rec["attacker_mac"] and x["attacker"] not in INNOCENT
                      or (rec["test"] == "test_flood_router6" and "flood" in x["description"])]
-            ttd = min(ts(x["first_seen"]) for x in right) - rec["t0"] if right and rec["t0"] else None
+            # the API's times are milliseconds, the tcpdump's microseconds: a threat on the first packet is 0
+            ttd = max(0.0, min(ts(x["first_seen"]) for x in right) - rec["t0"]) if right and rec["t0"] else None
             t.case(det, True, right, len(mine) - len(right), ttd)
         else:
             for x in threats:

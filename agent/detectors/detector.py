@@ -56,7 +56,7 @@ class Indicators:
 
 
 def finding(type_: str, ind: Indicators, *, ts: float, src: str, dst: str, protocol: str, summary: str,
-            evidence: dict, key: str, src_mac: str = "", dst_mac: str = "", attacker: str = "",
+            evidence: dict, key: str, src_mac: str = "", dst_mac: str = "", attacker: Optional[str] = None,
             attacker_mac: str = "", verify: Optional[dict] = None) -> Detection:
     score = ind.score
     reasons = "; ".join(i["text"] for i in ind.items)
@@ -64,7 +64,8 @@ def finding(type_: str, ind: Indicators, *, ts: float, src: str, dst: str, proto
         type=type_, score=score, severity=severity(score), confidence=round(score / 100, 2), src=src, dst=dst,
         protocol=protocol, description=f"{summary}: {reasons}" if reasons else summary,
         evidence={**evidence, "score": score, "indicators": ind.items}, first_seen=ts, src_mac=src_mac,
-        dst_mac=dst_mac, attacker=attacker or src, attacker_mac=attacker_mac, key=key, verify=verify)
+        dst_mac=dst_mac, attacker=src if attacker is None else attacker, attacker_mac=attacker_mac, key=key,
+        verify=verify)
 
 
 class Detector:

@@ -138,19 +138,12 @@ class Detector(Base):
                 disjoint = not set(other["ips"]) & set(f["ips"])
                 ind.add("race", 75 if disjoint else 60,
                         f"answered twice: {', '.join(other['ips']) or 'nothing'} then {', '.join(f['ips']) or 'nothing'}")
-                # the forged one did not come back through the MAC the query went out to (or from a server
-                # never asked); when nothing tells them apart, the first: a forger wins the race by design
-                def off_path(a):
-                    if a["server"] not in q["servers"]:
-                        return True
-                    hop = self.lan.expected_mac(a["server"], f["client"]) or q["servers"][a["server"]]
-                    return bool(hop and a["mac"] and a["mac"] != hop)
-                forged = answer if off_path(answer) and not off_path(other) else other
+                forged, sender_mac = self._forged(q, answer, other, f)
                 evidence["race"] = {"first": {k: other[k] for k in ("ips", "server", "mac", "ts")},
                                     "second": {k: answer[k] for k in ("ips", "server", "mac", "ts")},
                                     "forged": "first" if forged is other else "second"}
-                attacker, attacker_mac = forged["server"], forged["mac"]
-                src, src_mac = forged["server"], forged["mac"]
+                attacker, attacker_mac = forged["server"], sender_mac
+                src, src_mac = forged["server"], sender_mac
                 f = {**f, "ips": forged["ips"]}
             q["answers"].append(answer)
         private = [ip for ip in f["ips"] if not is_public_ip(ip)]
@@ -176,10 +169,35 @@ class Detector(Base):
                                                              "server": f["server"]}])[-8:]
         return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac, q)] if ind else []
 
+    def _forged(self, q, answer, other, f) -> tuple:
+        """(the forged answer of a race, the MAC that sent it, "" when unknown).  The forged one did not come
+        through the server's MAC (or came from a server never asked); else it repeats what an off-path sender
+        answered, or what the name never resolved to; else the first (a forger wins races by design).  A forger
+        that copied the server's MAC too is not named by it: by the off-path twin of its answer, or by nobody."""
+        def off_path(a):
+            if a["server"] not in q["servers"]:
+                return True
+            hop = self.lan.expected_mac(a["server"], f["client"]) or q["servers"][a["server"]]
+            return bool(hop and a["mac"] and a["mac"] != hop)
+        twins = {tuple(a["ips"]): a["mac"] for a in q["answers"] if off_path(a)}
+        known = {ip for h in self.history.get((f["name"], f["qtype"]), []) for ip in h["ips"]}
+        if off_path(answer) != off_path(other):
+            forged = answer if off_path(answer) else other
+        elif (tuple(answer["ips"]) in twins) != (tuple(other["ips"]) in twins):
+            forged = answer if tuple(answer["ips"]) in twins else other
+        elif known and (set(other["ips"]) <= known) != (set(answer["ips"]) <= known):
+            forged = answer if set(other["ips"]) <= known else other
+        else:
+            forged = other
+        return forged, forged["mac"] if off_path(forged) else twins.get(tuple(forged["ips"]), "")
+
     def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac, q):
         # the sender named by its own address, never by the one it forged (the resolver's) nor a forwarded one
         expected = self.lan.expected_mac(attacker, f["client"]) or (q["servers"].get(attacker) if q else None)
-        if attacker_mac and expected and expected != attacker_mac:
+        if "race" in evidence and not attacker_mac:
+            evidence["sender_unidentified"] = True       # it copied the server's MAC and address: no one to name
+            attacker = src = ""
+        elif attacker_mac and expected and expected != attacker_mac:
             own = self.lan.own_ip(attacker_mac, like=attacker)
             evidence["spoofed_source"] = attacker
             attacker = src = own or attacker_mac

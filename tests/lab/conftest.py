@@ -79,7 +79,7 @@ def lab(tmp_path_factory):
 @pytest.fixture
 def box(lab, tmp_path, request):
     """A fresh agent in the switch namespace, capturing on the bridge with afpacket."""
-    lab.attack = None
+    lab.attacks = []
     for h in lab.hosts.values():
         h.run("ip", "neigh", "flush", "all", check=False)
     before = len(lab.procs)
@@ -106,10 +106,13 @@ def _record(path: str, test: str, lab, box) -> None:
         found = threats(box)
     except Exception as e:  # an agent that died says so in the record; the test itself fails on its own
         found = [{"error": str(e)}]
-    try:
-        t0 = lab.attack.t0 if lab.attack else None
-    except AssertionError:
-        t0 = None
+    t0s = []
+    for attack in lab.attacks:
+        try:
+            t0s.append(attack.t0)
+        except AssertionError:
+            pass
+    t0 = min(t0s, default=None)
     with open(path, "a") as f:
         f.write(json.dumps({"test": test, "t0": t0, "attacker_mac": lab.attacker.mac, "threats": found,
                             "pcap": getattr(box, "pcap_path", None)}) + "\n")
@@ -125,7 +128,7 @@ class Attack:
                                  f"ether src {host.mac} and ({bpf})" if own_mac else bpf, name="first")
         time.sleep(0.5)              # tcpdump is listening before the tool starts
         self.launched = time.time()
-        lab.attack = self
+        lab.attacks.append(self)
 
     @property
     def t0(self) -> float:

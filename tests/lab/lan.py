@@ -119,7 +119,7 @@ class Lab:
         self.hosts: dict = {}
         self.namespaces: list = []
         self.sw = None
-        self.attack = None           # the running test's attack (conftest.Attack)
+        self.attacks: list = []      # the running test's attacks (conftest.Attack)
         self._mac = 0x10
 
     # ---- building -----------------------------------------------------------------------
