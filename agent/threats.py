@@ -36,10 +36,12 @@ def _is_ip(text) -> bool:
 
 def rescore(severity: str, score: int, confidence: float, status: str) -> tuple:
     """(severity, score, confidence) after a verdict: independent paths that saw the attack raise all three
-    (one severity step, at least 0.9 confident); paths that agree with what the box saw lower them."""
+    (one severity step and at least high, at least 0.9 confident); paths that agree with what the box saw lower
+    them (one step, at most 0.3)."""
     rank = SEVERITY_RANK.get(severity, 0)
     if status == "confirmed":
-        return SEVERITIES[min(rank + 1, len(SEVERITIES) - 1)], min(100, score + 20), max(confidence, 0.9)
+        rank = min(max(rank + 1, SEVERITY_RANK["high"]), len(SEVERITIES) - 1)
+        return SEVERITIES[rank], min(100, max(score + 20, 70)), max(confidence, 0.9)
     if status == "refuted":
         return SEVERITIES[max(rank - 1, 0)], max(0, score - 30), round(min(confidence, 0.3), 2)
     return severity, score, confidence

@@ -64,6 +64,7 @@ def test_a_certificate_cut_short_still_says_who_issued_it_and_when():
 
 def test_a_verdict_moves_a_threat():
     assert rescore("medium", 55, 0.55, "confirmed") == ("high", 75, 0.9)
+    assert rescore("low", 45, 0.45, "confirmed") == ("high", 70, 0.9)          # a confirmed attack is at least high
     assert rescore("critical", 95, 0.95, "confirmed") == ("critical", 100, 0.95)
     assert rescore("high", 80, 0.8, "refuted") == ("medium", 50, 0.3)
     assert rescore("low", 20, 0.2, "refuted") == ("low", 0, 0.2)
