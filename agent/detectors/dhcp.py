@@ -66,7 +66,8 @@ def _v6(ev, p: bytes):
             addrs.append(str(ipaddress.IPv6Address(inner[5][:16])))
     client = opts.get(1, b"")
     return {"family": 6, "message": mtype, "xid": int.from_bytes(p[1:4], "big"),
-            "client_mac": _mac(client[-6:]) if len(client) >= 10 else "", "client_ip": "", "your_ip": addrs[0] if addrs else "",
+            "client_mac": _mac(client[-6:]) if len(client) >= 10 else "", "client_ip": "",
+            "your_ip": addrs[0] if addrs else "",
             "server_id": opts.get(2, b"").hex(), "routers": [], "dns": _ips(opts.get(23, b""), 16), "lease": None}
 
 

@@ -28,8 +28,9 @@ def _options(b: bytes) -> dict:
         elif otype == 3 and len(body) >= 32:
             plen, flags = body[2], body[3]
             valid, preferred = struct.unpack_from("!II", body, 4)
-            out["prefixes"].append({"prefix": f"{ipaddress.IPv6Address(body[16:32])}/{plen}", "on_link": bool(flags & 0x80),
-                                    "autonomous": bool(flags & 0x40), "valid": valid, "preferred": preferred})
+            out["prefixes"].append({"prefix": f"{ipaddress.IPv6Address(body[16:32])}/{plen}",
+                                    "on_link": bool(flags & 0x80), "autonomous": bool(flags & 0x40), "valid": valid,
+                                    "preferred": preferred})
         elif otype == 5 and len(body) >= 8:
             out["mtu"] = struct.unpack_from("!I", body, 4)[0]
         elif otype == 25 and len(body) >= 24:

@@ -50,7 +50,8 @@ class Detector(Base):
         routers = {r for s in alive.values() for r in s["routers"]}
         dns = {r for s in alive.values() for r in s["dns"]}
         if f["routers"] and routers and not set(f["routers"]) & routers:
-            ind.add("other_router", 20, f"hands out router {', '.join(f['routers'][:2])}, not {', '.join(sorted(routers)[:2])}")
+            ind.add("other_router", 20, f"hands out router {', '.join(f['routers'][:2])}, "
+                    f"not {', '.join(sorted(routers)[:2])}")
         if f["dns"] and dns and not set(f["dns"]) & dns:
             ind.add("other_dns", 15, f"hands out resolvers {', '.join(f['dns'][:2])}")
         if f["src"] in f["routers"] or f["src"] in f["dns"]:
@@ -60,7 +61,8 @@ class Detector(Base):
         own = f["src"] if f["src"] not in ("0.0.0.0", "::") and self.lan.mac_of(f["src"]) in (None, mac) else None
         own = own or self.lan.own_ip(mac)
         evidence = {"server_mac": mac, "server_ip": f["src"], "server_id": f["server_id"], "message": f["message"],
-                    "family": fam, "transaction_id": f["xid"], "client_mac": f["client_mac"], "offered_ip": f["your_ip"],
+                    "family": fam, "transaction_id": f["xid"], "client_mac": f["client_mac"],
+                    "offered_ip": f["your_ip"],
                     "routers": f["routers"], "dns": f["dns"], "lease": f["lease"], "known_servers": known[:4],
                     "attacker_ip": own, "vlan": f["vlan"]}
         return [finding("rogue_dhcp", ind, ts=ts, src=own or mac, dst=f["your_ip"] or f["dst"], protocol=f"DHCPv{fam}",
