@@ -21,7 +21,7 @@ DETECT_S = 5.0           # the target: a threat within 5 s of the attack's first
 POLL_S = 40.0            # how long a test waits for it (the machine is shared; the 5 s is checked on packet time)
 
 
-def _need(*tools):
+def need(*tools):
     if os.geteuid() != 0:
         pytest.skip("the attack lab needs root (network namespaces, a bridge, raw sockets)")
     missing = [t for t in tools if not shutil.which(t)]
@@ -47,7 +47,7 @@ def _certs(d: str) -> dict:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory):
-    _need("ip", "dnsmasq", "dig", "curl", "openssl")
+    need("ip", "dnsmasq", "dig", "curl", "openssl")
     d = str(tmp_path_factory.mktemp("lab"))
     lab = L.Lab(d)
     try:

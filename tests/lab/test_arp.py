@@ -3,11 +3,11 @@ arp:remote, bettercap's arp.spoof.  Each must raise arp_spoof within 5 s
 naming the attacker's MAC and own address, never the victim's or the
 gateway's."""
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, _need, assert_attributed, wait_threat, warm_up
+from tests.lab.conftest import Attack, need, assert_attributed, wait_threat, warm_up
 
 
 def test_dsniff_arpspoof(lab, box):
-    _need("arpspoof")
+    need("arpspoof")
     warm_up(lab, box)
     attack = Attack(lab, lab.attacker, "arp")
     lab.attacker.spawn("arpspoof", "-i", "eth0", "-t", lab.victim.ip4, L.GW4)
@@ -16,7 +16,7 @@ def test_dsniff_arpspoof(lab, box):
 
 
 def test_ettercap_arp_remote(lab, box):
-    _need("ettercap")
+    need("ettercap")
     warm_up(lab, box)
     attack = Attack(lab, lab.attacker, "arp")
     lab.attacker.spawn("ettercap", "-T", "-q", "-i", "eth0", "-M", "arp:remote",
@@ -26,7 +26,7 @@ def test_ettercap_arp_remote(lab, box):
 
 
 def test_bettercap_arp_spoof(lab, box):
-    _need("bettercap")
+    need("bettercap")
     warm_up(lab, box)
     # bettercap picks targets from its host table (net.recon reads the kernel's ARP cache): the attacker's
     # machine has talked to the victim before, as on any LAN.  Its gateway discovery parses netstat's

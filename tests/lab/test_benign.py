@@ -8,7 +8,7 @@ import time
 
 from tests.conftest import ROOT
 from tests.lab import lan as L
-from tests.lab.conftest import _need, above_low, dhcp, warm_up
+from tests.lab.conftest import need, above_low, dhcp, warm_up
 
 
 def _keepalived(lab, host, priority: int):
@@ -36,7 +36,7 @@ def _wait(cond, timeout=20.0):
 def test_layer2_life(lab, box):
     """VRRP failover (keepalived) of the victim's gateway address, a fixed DHCP lease moving from one NIC to
     another after a release, a replaced NIC, and the router's own RAs: no threat above low."""
-    _need("keepalived", "dhclient")
+    need("keepalived", "dhclient")
     warm_up(lab, box)
     # VRRP: r1 is master of .254, r2 takes over when r1 goes away; the victim routes through .254
     r1 = lab.hosts.get("r1") or lab.add("r1", f"{L.LAN4}.2")

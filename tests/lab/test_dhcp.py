@@ -2,7 +2,7 @@
 itself as router and resolver, for IPv4 and IPv6.  The network's server
 (dnsmasq on gw) has answered the victim before, as on any running LAN."""
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, _need, assert_attributed, dhcp, wait_threat, warm_up
+from tests.lab.conftest import Attack, need, assert_attributed, dhcp, wait_threat, warm_up
 
 
 def _rogue(lab, extra: list):
@@ -13,7 +13,7 @@ def _rogue(lab, extra: list):
 
 
 def test_rogue_dhcpv4(lab, box):
-    _need("dnsmasq", "dhclient")
+    need("dnsmasq", "dhclient")
     warm_up(lab, box)
     assert dhcp(lab.victim).returncode == 0
     dhcp(lab.victim, release=True)
@@ -35,7 +35,7 @@ def test_rogue_dhcpv4(lab, box):
 
 
 def test_rogue_dhcpv6(lab, box):
-    _need("dnsmasq", "dhclient")
+    need("dnsmasq", "dhclient")
     warm_up(lab, box)
     assert dhcp(lab.victim, 6).returncode == 0
     dhcp(lab.victim, 6, release=True)

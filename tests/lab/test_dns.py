@@ -8,7 +8,7 @@ import subprocess
 import threading
 
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, _need, assert_attributed, wait_threat, warm_up
+from tests.lab.conftest import Attack, need, assert_attributed, wait_threat, warm_up
 
 NAME = f"bank.{L.DOMAIN}"
 FORGED = "11.6.6.6"
@@ -42,7 +42,7 @@ def _run_attack(lab, box, start) -> dict:
 
 
 def test_dsniff_dnsspoof(lab, box):
-    _need("dnsspoof")
+    need("dnsspoof")
     hosts = os.path.join(lab.dir, "dnsspoof.hosts")
     with open(hosts, "w") as f:
         f.write(f"{FORGED}\t{NAME}\n")
@@ -50,7 +50,7 @@ def test_dsniff_dnsspoof(lab, box):
 
 
 def test_ettercap_dns_spoof(lab, box):
-    _need("ettercap", "unshare")
+    need("ettercap", "unshare")
     etter = os.path.join(lab.dir, "etter.dns")
     with open(etter, "w") as f:
         f.write(f"{NAME} A {FORGED}\n")
@@ -67,7 +67,7 @@ def test_ettercap_dns_spoof(lab, box):
 
 
 def test_bettercap_dns_spoof(lab, box):
-    _need("bettercap")
+    need("bettercap")
     lab.attacker.run("ping", "-c1", "-W2", lab.victim.ip4, check=False)   # bettercap's targets: its ARP cache
     lab.attacker.run("ping", "-c1", "-W2", L.GW4, check=False)
     _run_attack(lab, box, lambda: lab.attacker.spawn(

@@ -6,7 +6,7 @@ import threading
 import time
 
 from tests.lab import lan as L
-from tests.lab.conftest import DETECT_S, POLL_S, Attack, _need, assert_attributed, threats, ts, wait_threat, warm_up
+from tests.lab.conftest import DETECT_S, POLL_S, Attack, need, assert_attributed, threats, ts, wait_threat, warm_up
 
 
 def link_local(host) -> str:
@@ -38,7 +38,7 @@ def keep_pinging6(lab, stop: threading.Event) -> threading.Thread:
 
 
 def test_parasite6(lab, box):
-    _need("atk6-parasite6")
+    need("atk6-parasite6")
     warm_up(lab, box)
     attack = Attack(lab, lab.attacker, "icmp6 and ip6[40] == 136")
     lab.attacker.spawn("atk6-parasite6", "eth0", name="parasite6")
@@ -54,7 +54,7 @@ def test_parasite6(lab, box):
 
 
 def test_fake_router6(lab, box):
-    _need("atk6-fake_router6")
+    need("atk6-fake_router6")
     warm_up(lab, box)
     router_heard(box)
     attack = Attack(lab, lab.attacker, "icmp6 and ip6[40] == 134")
@@ -67,7 +67,7 @@ def test_flood_router6(lab, box):
     """flood_router6 forges a random Ethernet source (and link-local) for every RA, so no frame carries the
     attacker's MAC: a box on a mirror port cannot name it (the switch port could).  What it can do: raise one
     flood threat, not one per forged router, within 5 s, and never blame the real router."""
-    _need("atk6-flood_router6")
+    need("atk6-flood_router6")
     warm_up(lab, box)
     router_heard(box)
     attack = Attack(lab, lab.attacker, "icmp6 and ip6[40] == 134", own_mac=False)   # on the attacker's port

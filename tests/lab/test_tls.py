@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import ROOT
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, _need, assert_attributed, wait_threat, warm_up
+from tests.lab.conftest import Attack, need, assert_attributed, wait_threat, warm_up
 
 MITM = os.path.join(ROOT, ".venv-lab", "bin", "mitmdump")
 
@@ -39,7 +39,7 @@ def _undo(lab):
 
 
 def test_mitmproxy_tls_interception(lab, box):
-    _need("iptables", "arpspoof")
+    need("iptables", "arpspoof")
     _need_mitm()
     warm_up(lab, box)
     try:
@@ -62,7 +62,7 @@ def test_mitmproxy_tls_interception(lab, box):
 
 
 def test_mitmproxy_ssl_strip(lab, box):
-    _need("iptables", "arpspoof")
+    need("iptables", "arpspoof")
     _need_mitm()
     warm_up(lab, box)
     try:
@@ -86,7 +86,7 @@ def test_mitmproxy_ssl_strip(lab, box):
 
 def test_bettercap_proxies_with_sslstrip(lab, box):
     """bettercap's http.proxy with sslstrip and its https.proxy (its own CA), behind its arp.spoof."""
-    _need("bettercap", "iptables")
+    need("bettercap", "iptables")
     warm_up(lab, box)
     a = lab.attacker
     a.run("ping", "-c1", "-W2", lab.victim.ip4, check=False)      # bettercap's targets come from its ARP cache
