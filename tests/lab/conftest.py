@@ -9,6 +9,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -198,6 +199,23 @@ def wait_threat(box, attack_type: str, attacker_mac: str, timeout: float = POLL_
             raise AssertionError(f"no {attack_type} threat from {attacker_mac}; threats: "
                                  f"{[(t['attack_type'], t['attacker'], t['attacker_mac'], t['severity']) for t in threats(box)]}")
         time.sleep(0.3)
+
+
+def wait_threat_while(box, attack_type: str, attacker_mac: str, step, pause: float = 0.5) -> dict:
+    """wait_threat while the victim keeps doing step() (what draws an attack out: a lookup, a login, a lease)."""
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            step()
+            stop.wait(pause)
+    t = threading.Thread(target=loop, name="victim", daemon=True)
+    t.start()
+    try:
+        return wait_threat(box, attack_type, attacker_mac)
+    finally:
+        stop.set()
+        t.join(60)
 
 
 def assert_attributed(t: dict, attacker, attack, *innocent: str, own: tuple = ()) -> None:

@@ -3,7 +3,7 @@ arp:remote, bettercap's arp.spoof.  Each must raise arp_spoof within 5 s
 naming the attacker's MAC and own address, never the victim's or the
 gateway's."""
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, need, assert_attributed, wait_threat, warm_up
+from tests.lab.conftest import Attack, assert_attributed, need, wait_threat, warm_up
 
 
 def test_dsniff_arpspoof(lab, box):

@@ -8,7 +8,7 @@ import time
 
 from tests.conftest import ROOT
 from tests.lab import lan as L
-from tests.lab.conftest import need, above_low, dhcp, warm_up
+from tests.lab.conftest import above_low, dhcp, need, warm_up
 
 
 def _keepalived(lab, host, priority: int):

@@ -2,7 +2,7 @@
 itself as router and resolver, for IPv4 and IPv6.  The network's server
 (dnsmasq on gw) has answered the victim before, as on any running LAN."""
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, need, assert_attributed, dhcp, wait_threat, warm_up
+from tests.lab.conftest import Attack, assert_attributed, dhcp, need, wait_threat_while, warm_up
 
 
 def _rogue(lab, extra: list):
@@ -10,6 +10,11 @@ def _rogue(lab, extra: list):
     return a.spawn("dnsmasq", "-k", "--port=0", "--interface=eth0", "--bind-interfaces", "--no-resolv",
                    "--no-hosts", f"--pid-file={lab.dir}/rogue.pid", f"--dhcp-leasefile={lab.dir}/rogue.leases",
                    "--log-facility=-", *extra, name="rogue-dnsmasq")
+
+
+def lease_and_release(host, family: int) -> None:
+    dhcp(host, family)
+    dhcp(host, family, release=True)
 
 
 def test_rogue_dhcpv4(lab, box):
@@ -20,16 +25,7 @@ def test_rogue_dhcpv4(lab, box):
     attack = Attack(lab, lab.attacker, "udp src port 67")
     _rogue(lab, [f"--dhcp-range={L.LAN4}.200,{L.LAN4}.210,255.255.255.0,10m",
                  f"--dhcp-option=3,{lab.attacker.ip4}", f"--dhcp-option=6,{lab.attacker.ip4}"])
-    for _ in range(3):
-        dhcp(lab.victim)
-        dhcp(lab.victim, release=True)
-        try:
-            t = wait_threat(box, "rogue_dhcp", lab.attacker.mac, timeout=5)
-            break
-        except AssertionError:
-            continue
-    else:
-        t = wait_threat(box, "rogue_dhcp", lab.attacker.mac)
+    t = wait_threat_while(box, "rogue_dhcp", lab.attacker.mac, lambda: lease_and_release(lab.victim, 4))
     assert_attributed(t, lab.attacker, attack, lab.victim.ip4, L.GW4)
     assert "router" in t["description"] or "itself" in t["description"]
 
@@ -41,15 +37,6 @@ def test_rogue_dhcpv6(lab, box):
     dhcp(lab.victim, 6, release=True)
     attack = Attack(lab, lab.attacker, "udp src port 547")
     _rogue(lab, [f"--dhcp-range={L.LAN6}:e000,{L.LAN6}:efff,64,10m", f"--dhcp-option=option6:dns-server,[{lab.attacker.ip6}]"])
-    for _ in range(3):
-        dhcp(lab.victim, 6)
-        dhcp(lab.victim, 6, release=True)
-        try:
-            t = wait_threat(box, "rogue_dhcp", lab.attacker.mac, timeout=5)
-            break
-        except AssertionError:
-            continue
-    else:
-        t = wait_threat(box, "rogue_dhcp", lab.attacker.mac)
+    t = wait_threat_while(box, "rogue_dhcp", lab.attacker.mac, lambda: lease_and_release(lab.victim, 6))
     from tests.lab.test_ipv6 import addresses
     assert_attributed(t, lab.attacker, attack, lab.victim.ip6, L.GW6, own=addresses(lab.attacker))

@@ -5,38 +5,22 @@ must name the attacker (its MAC and own address), never the resolver nor
 the victim whose queries it forwards."""
 import os
 import subprocess
-import threading
 
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, need, assert_attributed, wait_threat, warm_up
+from tests.lab.conftest import Attack, assert_attributed, need, wait_threat_while, warm_up
 
 NAME = f"bank.{L.DOMAIN}"
 FORGED = "11.6.6.6"
 
 
-def keep_asking(lab, stop: threading.Event) -> threading.Thread:
-    """The victim resolves the bank's name every half second, as a browser would, until stopped (without EDNS,
-    as glibc's stub resolver asks: dnsspoof answers no query with an additional record)."""
-    def loop():
-        while not stop.is_set():
-            lab.victim.run("dig", "+noedns", "+tries=1", "+time=1", f"@{L.GW4}", NAME, check=False)
-            stop.wait(0.5)
-    t = threading.Thread(target=loop, name="victim-dig", daemon=True)
-    t.start()
-    return t
-
-
 def _run_attack(lab, box, start) -> dict:
+    """start() the attack while the victim resolves the bank's name every half second, as a browser would
+    (without EDNS, as glibc's stub resolver asks: dnsspoof answers no query with an additional record)."""
     warm_up(lab, box)
     attack = Attack(lab, lab.attacker, "udp src port 53")
     start()
-    stop = threading.Event()
-    asker = keep_asking(lab, stop)
-    try:
-        t = wait_threat(box, "dns_hijack", lab.attacker.mac)
-    finally:
-        stop.set()
-        asker.join(10)
+    t = wait_threat_while(box, "dns_hijack", lab.attacker.mac, lambda: lab.victim.run(
+        "dig", "+noedns", "+tries=1", "+time=1", f"@{L.GW4}", NAME, check=False))
     assert_attributed(t, lab.attacker, attack, lab.victim.ip4, L.GW4)
     return t
 

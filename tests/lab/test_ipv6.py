@@ -2,11 +2,11 @@
 IPv6 ARP spoofer), fake_router6 (a rogue router), flood_router6 (an RA
 flood).  The lab's router (dnsmasq on gw) advertises fd77:16::/64 every few
 seconds, as a real one does."""
-import threading
 import time
 
 from tests.lab import lan as L
-from tests.lab.conftest import DETECT_S, POLL_S, Attack, need, assert_attributed, threats, ts, wait_threat, warm_up
+from tests.lab.conftest import (DETECT_S, POLL_S, Attack, assert_attributed, need, threats, ts, wait_threat,
+                                wait_threat_while, warm_up)
 
 
 def link_local(host) -> str:
@@ -24,17 +24,11 @@ def router_heard(box) -> None:
     time.sleep(max(0.0, 5.0 - (time.monotonic() - box.started)))
 
 
-def keep_pinging6(lab, stop: threading.Event) -> threading.Thread:
-    """The victim reaches the router over IPv6, forgetting its neighbours each time (as after a reboot or a
-    cache expiry), so every round asks who the router is."""
-    def loop():
-        while not stop.is_set():
-            lab.victim.run("ip", "-6", "neigh", "flush", "dev", "eth0", check=False)
-            lab.victim.run("ping", "-6", "-c1", "-W1", L.GW6, check=False)
-            stop.wait(0.5)
-    t = threading.Thread(target=loop, name="victim-ping6", daemon=True)
-    t.start()
-    return t
+def reach_router6(lab) -> None:
+    """The victim reaches the router over IPv6, forgetting its neighbours first (as after a reboot or a cache
+    expiry), so it asks who the router is."""
+    lab.victim.run("ip", "-6", "neigh", "flush", "dev", "eth0", check=False)
+    lab.victim.run("ping", "-6", "-c1", "-W1", L.GW6, check=False)
 
 
 def test_parasite6(lab, box):
@@ -42,13 +36,7 @@ def test_parasite6(lab, box):
     warm_up(lab, box)
     attack = Attack(lab, lab.attacker, "icmp6 and ip6[40] == 136")
     lab.attacker.spawn("atk6-parasite6", "eth0", name="parasite6")
-    stop = threading.Event()
-    pinger = keep_pinging6(lab, stop)
-    try:
-        t = wait_threat(box, "ndp_spoof", lab.attacker.mac)
-    finally:
-        stop.set()
-        pinger.join(10)
+    t = wait_threat_while(box, "ndp_spoof", lab.attacker.mac, lambda: reach_router6(lab))
     assert_attributed(t, lab.attacker, attack, lab.victim.ip6, L.GW6, link_local(lab.gw), link_local(lab.victim),
                       own=addresses(lab.attacker))
 

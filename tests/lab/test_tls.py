@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import ROOT
 from tests.lab import lan as L
-from tests.lab.conftest import Attack, need, assert_attributed, wait_threat, warm_up
+from tests.lab.conftest import Attack, assert_attributed, need, wait_threat_while, warm_up
 
 MITM = os.path.join(ROOT, ".venv-lab", "bin", "mitmdump")
 
@@ -33,6 +33,18 @@ def _man_in_the_middle(lab, *mitm_args):
     a.spawn("arpspoof", "-i", "eth0", "-t", lab.victim.ip4, L.GW4, name="arpspoof-mitm")
 
 
+def _https(lab) -> None:
+    """The victim's TLS 1.2 client opens the bank."""
+    lab.victim.run("curl", "-s", "-o", "/dev/null", "--max-time", "3", "--tls-max", "1.2", "--cacert", lab.certs["ca"],
+                   "--resolve", f"bank.{L.DOMAIN}:443:{L.BANK}", f"https://bank.{L.DOMAIN}/", check=False)
+
+
+def _browse(lab) -> None:
+    """The victim's browser opens http://bank, follows redirects and logs in where the page says."""
+    lab.victim.run(sys.executable, "-m", "tests.lab.browser", f"http://bank.{L.DOMAIN}/", lab.certs["ca"], cwd=ROOT,
+                   check=False, timeout=30)
+
+
 def _undo(lab):
     lab.attacker.run("iptables", "-t", "nat", "-F", check=False)
     lab.attacker.sysctl("net.ipv4.ip_forward", 0)
@@ -45,17 +57,7 @@ def test_mitmproxy_tls_interception(lab, box):
     try:
         _man_in_the_middle(lab)
         attack = Attack(lab, lab.attacker, "tcp src port 443")
-        for _ in range(20):
-            lab.victim.run("curl", "-s", "-o", "/dev/null", "--max-time", "3", "--tls-max", "1.2", "--cacert",
-                           lab.certs["ca"], "--resolve", f"bank.{L.DOMAIN}:443:{L.BANK}", f"https://bank.{L.DOMAIN}/",
-                           check=False)
-            try:
-                t = wait_threat(box, "tls_intercept", lab.attacker.mac, timeout=1)
-                break
-            except AssertionError:
-                continue
-        else:
-            t = wait_threat(box, "tls_intercept", lab.attacker.mac)
+        t = wait_threat_while(box, "tls_intercept", lab.attacker.mac, lambda: _https(lab))
         assert_attributed(t, lab.attacker, attack, lab.victim.ip4, L.BANK, L.GW4)
     finally:
         _undo(lab)
@@ -69,16 +71,7 @@ def test_mitmproxy_ssl_strip(lab, box):
         _man_in_the_middle(lab, "-s", os.path.join(ROOT, "tests", "lab", "sslstrip.py"))
         attack = Attack(lab, lab.attacker, "tcp src port 80")
         lab.resolv(lab.victim, L.GW4)
-        for _ in range(10):
-            lab.victim.run(sys.executable, "-m", "tests.lab.browser", f"http://bank.{L.DOMAIN}/", lab.certs["ca"],
-                           cwd=ROOT, check=False, timeout=30)
-            try:
-                t = wait_threat(box, "ssl_strip", lab.attacker.mac, timeout=1)
-                break
-            except AssertionError:
-                continue
-        else:
-            t = wait_threat(box, "ssl_strip", lab.attacker.mac)
+        t = wait_threat_while(box, "ssl_strip", lab.attacker.mac, lambda: _browse(lab))
         assert_attributed(t, lab.attacker, attack, lab.victim.ip4, L.BANK, L.GW4)
     finally:
         _undo(lab)
@@ -97,22 +90,8 @@ def test_bettercap_proxies_with_sslstrip(lab, box):
         a.spawn("bettercap", "-no-colors", "-no-history", "-iface", "eth0", "-gateway-override", L.GW4, "-eval",
                 f"set arp.spoof.targets {lab.victim.ip4}; arp.spoof on; set http.proxy.sslstrip true; http.proxy on; "
                 "https.proxy on", name="bettercap-proxy", env={"HOME": lab.dir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
-        found = {}
-        for _ in range(20):
-            lab.victim.run(sys.executable, "-m", "tests.lab.browser", f"http://bank.{L.DOMAIN}/", lab.certs["ca"],
-                           cwd=ROOT, check=False, timeout=30)
-            lab.victim.run("curl", "-s", "-o", "/dev/null", "--max-time", "3", "--tls-max", "1.2", "--cacert",
-                           lab.certs["ca"], "--resolve", f"bank.{L.DOMAIN}:443:{L.BANK}", f"https://bank.{L.DOMAIN}/",
-                           check=False)
-            for kind in ("ssl_strip", "tls_intercept"):
-                try:
-                    found.setdefault(kind, wait_threat(box, kind, a.mac, timeout=0.5))
-                except AssertionError:
-                    pass
-            if len(found) == 2:
-                break
         for kind in ("ssl_strip", "tls_intercept"):
-            t = found.get(kind) or wait_threat(box, kind, a.mac)
+            t = wait_threat_while(box, kind, a.mac, lambda: (_browse(lab), _https(lab)))
             assert_attributed(t, a, attacks[kind], lab.victim.ip4, L.BANK, L.GW4)
     finally:
         _undo(lab)
