@@ -113,6 +113,10 @@ class DetectionSection:
     ssl_strip_threshold: int = 70
     arp_spoof_threshold: int = 80
     tls_downgrade_threshold: int = 50
+    ndp_threshold: int = 60            # NDP spoofing and rogue Router Advertisements
+    dhcp_threshold: int = 60           # rogue DHCPv4/v6 servers
+    tls_intercept_threshold: int = 60  # certificates not the name's own
+    dhcp_servers: tuple = ()           # the network's DHCP servers (else the first one heard)
     gateways: tuple = ()               # gateway IPs: an ARP claim on them weighs more (else inferred)
     local_suffixes: tuple = ("local", "lan", "home", "internal", "intranet", "corp", "localdomain", "home.arpa",
                              "test", "invalid", "localhost", "example")   # names that may resolve to private addresses
@@ -353,6 +357,9 @@ RULES = {
     "detection.ssl_strip_threshold": {"min": 0, "max": 100},
     "detection.arp_spoof_threshold": {"min": 0, "max": 100},
     "detection.tls_downgrade_threshold": {"min": 0, "max": 100},
+    "detection.ndp_threshold": {"min": 0, "max": 100},
+    "detection.dhcp_threshold": {"min": 0, "max": 100},
+    "detection.tls_intercept_threshold": {"min": 0, "max": 100},
     "detection.arp_binding_ttl_s": {"min": 1, "max": 30 * 86400},
     "detection.dedup_s": {"min": 0, "max": 86400},
     "verify.default_num_paths": {"min": 3, "max": 40},

@@ -30,7 +30,8 @@ from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 log = logging.getLogger(__name__)
 
 EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
-                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token"}
+                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
+                  "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 FLOW_RING = 1 << 16
 RATE_HISTORY = 600      # one sample a second: the last ten minutes
 FLOW_SORTS = ("bytes", "packets", "last", "first")

@@ -8,6 +8,7 @@ import time
 
 from agent.cli.common import (add_capture_file, fail, load_config, num, positive, print_json, print_lines, progress,
                               warn)
+from agent.detectors.detector import SEVERITIES
 from hwdrivers import CaptureError
 
 
@@ -107,7 +108,7 @@ def cmd_anomalies(args) -> int:
 
 def cmd_detect(args) -> int:
     from agent.config import ConfigError
-    from agent.detectors.offline import detect_file
+    from agent.detectors.offline import aggregate, detect_file
     try:
         cfg = load_config(args)
     except ConfigError as e:
@@ -118,18 +119,22 @@ def cmd_detect(args) -> int:
         return fail(e.message)
     keys = ("type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence", "first_seen",
             "attacker", "attacker_mac", "score")
-    for d in found:
-        row = {k: getattr(d, k) for k in keys}
+    threats = aggregate(found, args.min_severity)     # one per (type, attacker, target), with counts
+    for t in threats:
+        d = t["detection"]
+        row = {**{k: getattr(d, k) for k in keys}, "count": t["count"], "first_seen": t["first_seen"],
+               "last_seen": t["last_seen"]}
         if args.json:
             print(json.dumps(row, default=str))
         else:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
             who = d.attacker + (f" ({d.attacker_mac})" if d.attacker_mac and d.attacker_mac != d.attacker else "")
-            print(f"{when}  {d.severity:<8} {d.confidence:.2f} {d.type:<13} {d.protocol:<4} {who} -> {d.dst}")
+            times = f" x{t['count']}" if t["count"] > 1 else ""
+            print(f"{when}  {d.severity:<8} {d.confidence:.2f} {d.type:<13} {d.protocol:<4} {who} -> {d.dst}{times}")
             print(f"    {d.description}")
     if not args.json:
         counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in detectors)
-        print(f"{len(found)} threats ({counts})", file=sys.stderr)
+        print(f"{len(threats)} threats from {len(found)} findings ({counts})", file=sys.stderr)
     if error is not None:
         return fail(f"{error.message} (the threats above were found before it)")
     return 0
@@ -278,6 +283,7 @@ def add_parsers(sub) -> None:
     add_capture_file(d)
     d.add_argument("--json", action="store_true", help="one JSON object per threat, one per line")
     d.add_argument("--config", metavar="FILE", help="thresholds from [detection]")
+    d.add_argument("--min-severity", choices=SEVERITIES, default="low", help="leave out threats below this severity")
     d.set_defaults(func=cmd_detect, capture_file=True)
 
     windowed = argparse.ArgumentParser(add_help=False)  # what baseline and anomalies share

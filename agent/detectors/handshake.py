@@ -1,5 +1,5 @@
 """TLS handshake records as the wire carries them: ClientHello, ServerHello,
-alerts, and the SSLv2-format ClientHello.  Only what the detectors need:
+Certificate (TLS 1.2 and before), alerts, and the SSLv2-format hellos.  Only what the detectors need:
 versions (record, legacy and supported_versions), cipher suites, SNI, the
 server random (for RFC 8446's downgrade sentinel).  A record cut short by
 the snippet yields what was complete."""
@@ -15,6 +15,7 @@ ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 40:
           42: "bad_certificate", 47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error",
           51: "decrypt_error", 70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
           86: "inappropriate_fallback", 90: "user_canceled", 109: "missing_extension", 112: "unrecognized_name"}
+SSL2_UNKNOWN = 0xFFFFFF     # an SSLv2 ServerHello whose cipher specs were cut off by the snippet
 DOWNGRADE_SENTINELS = {b"DOWNGRD\x01": 0x0303, b"DOWNGRD\x00": 0x0302}  # the server could do more than this
 
 
@@ -81,9 +82,31 @@ def _server_hello(b: bytes, record_version: int) -> dict:
             "version": selected or legacy, "suite": suite, "downgrade_sentinel": sentinel}
 
 
+def _certificates(b: bytes, record_version: int) -> dict:
+    """A Certificate message (TLS 1.2 and before: in clear): the chain's DER blobs, the last maybe cut short."""
+    total = int.from_bytes(b[0:3], "big")
+    pos, chain = 3, []
+    while pos + 3 <= min(len(b), 3 + total):
+        n = int.from_bytes(b[pos:pos + 3], "big")
+        chain.append(b[pos + 3:pos + 3 + n])
+        pos += 3 + n
+    if not chain:
+        raise IndexError("no certificate")
+    return {"type": "certificate", "record_version": record_version, "chain": chain}
+
+
 def parse_records(p: bytes) -> list:
     """Every handshake hello and alert in a TCP payload, in order."""
     out = []
+    if len(p) >= 13 and p[0] & 0x80 and p[2] == 4:     # SSLv2 ServerHello: an SSL 2.0 session
+        cert_len, specs_len = struct.unpack_from("!HH", p, 7)
+        specs = p[13 + cert_len:13 + cert_len + specs_len]
+        chosen = [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)]
+        version = struct.unpack_from("!H", p, 5)[0]
+        if version != 0x0002:
+            return out
+        return [{"type": "server_hello", "record_version": 0x0002, "legacy_version": version, "version": version,
+                 "suite": chosen[0] if chosen else SSL2_UNKNOWN, "downgrade_sentinel": None, "sslv2_format": True}]
     if len(p) >= 5 and p[0] & 0x80 and p[2] == 1:      # SSLv2-format ClientHello
         rlen = ((p[0] & 0x7F) << 8) | p[1]
         body = p[2:2 + rlen]
@@ -116,9 +139,11 @@ def parse_records(p: bytes) -> list:
                         out.append(_client_hello(msg, rver))
                     elif htype == 2:
                         out.append(_server_hello(msg, rver))
+                    elif htype == 11:
+                        out.append(_certificates(msg, rver))
                 except (struct.error, IndexError):
                     pass  # cut short by the snippet
-                if htype not in (1, 2) or hpos + 4 + hlen > len(body):
+                if htype not in (1, 2, 11) or hpos + 4 + hlen > len(body):
                     break
                 hpos += 4 + hlen
         pos += 5 + rlen

@@ -48,7 +48,9 @@
 #define HW_EV_TCP_SYN 5
 #define HW_EV_TCP_RST 6
 #define HW_EV_TOKEN 7       /* a registered honeytoken in a payload (tokens.h) */
-#define HW_EV_COUNT 8
+#define HW_EV_NDP 8         /* ICMPv6 router/neighbour discovery (types 133-137) */
+#define HW_EV_DHCP 9        /* DHCPv4 (UDP 67/68) and DHCPv6 (UDP 546/547) */
+#define HW_EV_COUNT 10
 
 /* Malformed packets: a header the flow key needs is cut short or impossible.
  * Counted by reason; the packet is not metered beyond the totals. */

@@ -295,10 +295,12 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
 
 static int is_tls(const uint8_t *p, uint32_t n)
 {
-    if (n >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && (p[5] == 1 || p[5] == 2)) return 1;
+    if (n >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && (p[5] == 1 || p[5] == 2 || p[5] == 11)) return 1;
     if (n >= 7 && p[0] == 0x15 && p[1] == 3 && p[2] <= 4) return 1; /* alert */
     /* SSLv2-format ClientHello offering SSL 3.0 or TLS */
     if (n >= 5 && (p[0] & 0x80) && p[2] == 1 && (p[3] == 3 || (p[3] == 0 && p[4] == 2))) return 1;
+    /* SSLv2 ServerHello (an SSL 2.0 session) */
+    if (n >= 7 && (p[0] & 0x80) && p[2] == 4 && p[5] == 0 && p[6] == 2) return 1;
     return 0;
 }
 
@@ -337,6 +339,12 @@ static int payload_kind(const struct hw_meta *m)
         if (m->sport == 53 || m->dport == 53) return HW_EV_DNS;
         if (m->sport == 5060 || m->dport == 5060 || is_sip(m->pay, m->pay_cap)) return HW_EV_SIP;
     }
+    if (m->proto == 17 && ((m->sport == 67 || m->sport == 68) && (m->dport == 67 || m->dport == 68)))
+        return HW_EV_DHCP;
+    if (m->proto == 17 && ((m->sport == 546 || m->sport == 547) && (m->dport == 546 || m->dport == 547)))
+        return HW_EV_DHCP;
+    if (m->proto == 58 && m->family == 6 && (m->icmp_tc >> 8) >= 133 && (m->icmp_tc >> 8) <= 137)
+        return HW_EV_NDP;
     if (m->proto == 6) {
         if (is_tls(m->pay, m->pay_cap)) return HW_EV_TLS;
         if (is_http(m->pay, m->pay_cap)) return HW_EV_HTTP;
@@ -372,9 +380,11 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     e->proto = m->proto;
     e->tcp_flags = m->tcp_flags;
     e->from_initiator = (uint8_t)from_initiator;
-    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay + skip;
-    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap - skip;
-    e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len;
+    /* NDP: from the ICMPv6 header's second word (NA flags, RA preference and lifetime) */
+    uint32_t back = kind == HW_EV_NDP ? 4 : 0;
+    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay + skip - back;
+    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap + back - skip;
+    e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len + back;
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
@@ -810,7 +820,7 @@ int hw_export_list(struct hw_session *s, struct hw_export_stats *out, int max)
 }
 
 static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst",
-                                                     "token"};
+                                                     "token", "ndp", "dhcp"};
 
 const char *hw_event_name(int k) { return k >= 0 && k < HW_EV_COUNT ? event_names[k] : NULL; }
 

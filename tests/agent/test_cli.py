@@ -147,6 +147,28 @@ def test_detect_prints_threats_as_json_lines(tmp_path):
     assert p.returncode == 1 and p.stderr.startswith("capbox: error:")
 
 
+def test_detect_gives_one_threat_per_attacker_and_target_and_a_severity_floor(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    from tests.detectors.lan_scenarios import arp_gateway_silent, dns_nxdomain_rewrite
+    path = arp_gateway_silent().write(tmp_path)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "agent", "detect", *a], cwd=ROOT, capture_output=True,
+                                    text=True, timeout=60)
+    p = run(str(path), "--json")
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    keys = [(r["type"], r["attacker_mac"], r["dst"]) for r in rows]
+    assert p.returncode == 0 and len(keys) == len(set(keys)) and rows
+    assert all(r["count"] >= 1 and r["last_seen"] >= r["first_seen"] for r in rows)
+    nx = dns_nxdomain_rewrite().write(tmp_path)
+    every = [json.loads(line) for line in run(str(nx), "--json").stdout.splitlines()]
+    assert [r["count"] for r in every] == [2] and every[0]["severity"] == "high"   # the worst of its findings
+    assert run(str(nx), "--json", "--min-severity", "critical").stdout == ""
+    p = run(str(nx), "--min-severity", "urgent")
+    assert p.returncode == 2 and "--min-severity" in p.stderr
+
+
 def test_verify_dns_with_named_resolvers():
     import subprocess
     import sys
