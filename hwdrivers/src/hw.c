@@ -171,6 +171,10 @@ void hw_config_init(struct hw_config *cfg)
     cfg->active_timeout_s = 1800;
     cfg->event_ring = 4096;
     cfg->flow_ring = 0;
+    cfg->tunnel_depth = 4;
+    cfg->vxlan_ports[0] = 4789;
+    cfg->geneve_ports[0] = 6081;
+    cfg->gtp_ports[0] = 2152;
 }
 
 static int check_config(const struct hw_config *cfg, char *errbuf)
@@ -198,6 +202,10 @@ static int check_config(const struct hw_config *cfg, char *errbuf)
     /* NetFlow v5 carries the interval in 14 bits */
     if (cfg->sample_rate > 16383)
         return hwint_err(errbuf, HW_E_ARG, "sample_rate %u out of range 1..16383", cfg->sample_rate);
+    if (cfg->tunnel_depth > HW_TUN_DEPTH_MAX)
+        return hwint_err(errbuf, HW_E_ARG, "tunnel_depth %u out of range 0..%d", cfg->tunnel_depth, HW_TUN_DEPTH_MAX);
+    if (cfg->tunnel_off >= 1u << HW_TUN_COUNT)
+        return hwint_err(errbuf, HW_E_ARG, "tunnel_off 0x%x names no tunnel type", cfg->tunnel_off);
     return HW_OK;
 }
 
@@ -402,12 +410,12 @@ static int classify(struct hw_session *s, const struct hw_pkt *pkt, struct hw_me
     if (HW_UNLIKELY(c->packets == 1 || pkt->ts_ns < c->first_ns)) c->first_ns = pkt->ts_ns;
     if (pkt->ts_ns > c->last_ns) c->last_ns = pkt->ts_ns;
     if (pkt->ts_ns > s->now_ns) s->now_ns = pkt->ts_ns;
-    int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, m, c);
+    int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, m, c, &s->cfg);
     if (kind == HW_P_ARP) c->arp_packets++;
     else if (kind == HW_P_OTHER) c->other_packets++;
     if (kind == HW_P_IP) {
         c->ip_packets++;
-        if (m->frag && !hwint_frag_ports(s->frags, m, pkt->ts_ns)) c->frag_orphans++;
+        if ((m->frag || m->tun_frag) && !hwint_frag_ports(s->frags, m, pkt->ts_ns)) c->frag_orphans++;
         *hash = hwint_ft_hash(m);
     }
     return kind;
