@@ -421,6 +421,21 @@ static int classify(struct hw_session *s, const struct hw_pkt *pkt, struct hw_me
     return kind;
 }
 
+/* tunnel_outer: the tunnel that carried m metered as a flow of its own. */
+static void meter_tunnel(struct hw_session *s, const struct hw_meta *m, uint32_t wirelen, uint64_t ts_ns)
+{
+    struct hw_meta o;
+    memset(&o, 0, sizeof o);
+    o.family = m->tun_family;
+    o.proto = m->tun_proto;
+    o.sport = m->tun_sport;
+    o.dport = m->tun_dport;
+    memcpy(o.src, m->tun_src, sizeof o.src);
+    memcpy(o.dst, m->tun_dst, sizeof o.dst);
+    struct hw_flow_hit hit;
+    hwint_ft_packet(s->ft, &o, hwint_ft_hash(&o), wirelen, ts_ns, &hit, &s->c);
+}
+
 /* Pass 2: the flow table, application mix and events. */
 static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta *m, int kind, uint32_t hash)
 {
@@ -438,6 +453,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     } else {
         s->sample_n = 0;
         metered = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &hit, c);
+        if (HW_UNLIKELY(s->cfg.tunnel_outer) && m->tun_type) meter_tunnel(s, m, wirelen, pkt->ts_ns);
     }
     /* signatures are looked for in a flow's first packets, and in every
      * packet when Python wants the events */
