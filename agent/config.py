@@ -11,6 +11,8 @@ import pathlib
 import tomllib
 from typing import Any, Optional
 
+from hwdrivers.capture import Tunnels
+
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
 DEMO_PCAP = PACKAGE_DATA / "demo.pcap"
 
@@ -225,6 +227,7 @@ class Config:
     agent: AgentSection = AgentSection()
     capture: CaptureSection = CaptureSection()
     flows: FlowsSection = FlowsSection()
+    tunnels: Tunnels = Tunnels()          # decapsulation: hwdrivers declares the section
     analysis: AnalysisSection = AnalysisSection()
     detection: DetectionSection = DetectionSection()
     verify: VerifySection = VerifySection()
@@ -376,6 +379,8 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
                 value = json.loads(value) if value.startswith("[") else [v for v in value.split(",") if v]
             except json.JSONDecodeError:
                 raise ConfigError(key, "must be a list") from None
+        if isinstance(value, (list, tuple)) and all(type(v) is int for v in value):
+            value = [str(v) for v in value]  # ports
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "must be a list of strings")
         return tuple(value)
@@ -447,6 +452,9 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
             parse_collector(url)
         except ValueError as e:
             raise ConfigError("export.collectors", str(e)) from None
+    bad = cfg.tunnels.problem()
+    if bad:
+        raise ConfigError(f"tunnels.{bad[0]}", bad[1])
     if cfg.recording.snaplen and cfg.recording.snaplen < 64:
         raise ConfigError("recording.snaplen", "must be 0 (whole packets) or at least 64")
     if not cfg.recording.prefix.replace("_", "").replace("-", "").isalnum():
