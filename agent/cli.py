@@ -513,7 +513,7 @@ def cmd_record(args) -> int:
             return _fail(e.message)
     if not os.path.isdir(args.dir):
         return _fail(f"no directory {args.dir}")
-    rec = RecordConfig(directory=os.path.abspath(args.dir), prefix=args.prefix, bpf=args.filter or "",
+    rec = RecordConfig(directory=os.path.abspath(args.dir), prefix=args.prefix, bpf=args.filter or "", bpf_outer=args.filter_outer,
                        if_name=os.path.basename(args.source), snaplen=args.snaplen,
                        rotate_bytes=args.rotate_mb << 20, rotate_s=args.rotate_s, keep_bytes=args.keep_mb << 20,
                        keep_s=args.keep_s, fsync=not args.no_fsync)
@@ -655,6 +655,8 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--prefix", default="capbox", help="file names: PREFIX-<UTC>-<seq>.pcapng[.enc]")
     rc.add_argument("--filter", metavar="EXPR", help="the recording's own BPF filter (the rest is still metered)")
     rc.add_argument("--bpf", metavar="EXPR", help="capture filter: what the capture sees at all")
+    rc.add_argument("--filter-outer", action="store_true",
+                    help="the recording's filter sees a tunnel's outer packet (default: the packet inside)")
     rc.add_argument("--snaplen", type=int, default=0, help="bytes kept of each packet (default 0: all)")
     rc.add_argument("--rotate-mb", type=int, default=100, metavar="MB", help="new file after MB (default 100; 0 never)")
     rc.add_argument("--rotate-s", type=int, default=0, metavar="S", help="new file after S seconds of packet time")

@@ -76,7 +76,8 @@ class RecordingSection:
     rotate_s: int = 0               # or after this many seconds of packet time (0: never)
     keep_mb: int = 1024             # retention: the recordings together at most this (0: no limit)
     keep_s: int = 0                 # retention: files older than this go (0: no limit)
-    bpf: str = ""                   # the recording's own filter
+    bpf: str = ""                   # the recording's own filter (a tunnel's: on the packet inside)
+    bpf_outer: bool = False         # the filter sees a tunnel's outer packet instead
     snaplen: int = 0                # bytes kept of each packet (0: all)
     buffer_kb: int = 1024           # one write, one encrypted chunk
     flush_ms: int = 1000            # a packet reaches its file at most this late

@@ -97,6 +97,9 @@ struct hw_meta {
     uint16_t tun_sport, tun_dport;
     uint32_t tun_id;                  /* VNI, ERSPAN session, GTP TEID or GRE key */
     uint8_t tun_frag;                 /* the tunnel packet was a first fragment (frag.c) */
+    uint8_t inner_link;               /* what inner points to: HW_DLT_EN10MB or HW_DLT_RAW */
+    const uint8_t *inner;             /* the innermost tunnel's payload, for the recording's filter */
+    uint32_t inner_cap;
     uint32_t tun_frag_id;
     uint8_t src[16], dst[16];         /* the flow key's addresses: the innermost packet's */
     uint8_t tun_src[16], tun_dst[16]; /* the tunnel's own addresses; set only with tun_type */
@@ -228,7 +231,8 @@ void hwint_exp_destroy(struct hw_exporter *e);
 /* Recording (record.c): the capture side runs under the session lock. */
 struct hw_recorder;
 int hwint_rec_create(const struct hw_record_config *cfg, int linktype, struct hw_recorder **out, char *errbuf);
-void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b);
+/* meta: the batch's parse results (a tunnelled packet's filter sees the packet inside), or NULL. */
+void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b, const struct hw_meta *meta);
 void hwint_rec_tick(struct hw_recorder *r);
 void hwint_rec_end_file(struct hw_recorder *r);
 void hwint_rec_set_key(struct hw_recorder *r, const uint8_t *key);

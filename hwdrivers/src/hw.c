@@ -572,7 +572,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
         if (b->n == 0) s->c.empty_polls++;
         process_batch(s, b);
         if (s->rec) {
-            hwint_rec_batch(s->rec, b);
+            hwint_rec_batch(s->rec, b, s->meta);
             hwint_rec_tick(s->rec);
         }
         if (live && b->n == 0) {

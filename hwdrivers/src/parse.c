@@ -345,6 +345,9 @@ static int decap(int kind, struct hw_meta *m, struct hw_counters *c, uint32_t wi
         m->tun_proto = outer.proto;
         m->tun_frag = outer.frag;
         m->tun_frag_id = outer.frag_id;
+        m->inner = in.p;
+        m->inner_cap = in.cap;
+        m->inner_link = in.ethertype == 0 ? HW_DLT_EN10MB : HW_DLT_RAW;
         m->tun_sport = outer.sport;
         m->tun_dport = outer.dport;
         memcpy(m->tun_src, outer.src, sizeof m->tun_src);

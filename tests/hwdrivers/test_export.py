@@ -249,3 +249,27 @@ def test_session_exporters_from_python():
     sink.stop()
     assert stats[a].records > 0 and stats[a].flows == stats[b].flows
     assert sum(len(d) for d in sink.datagrams) == stats[a].bytes + stats[b].bytes
+
+
+@pytest.mark.parametrize("extra", [[], ["--biflow"]])
+def test_ipfix_carries_the_vxlan_segment_and_inner_addresses(extra, tshark, tmp_path):
+    # MANIFEST v37: every flow inside VXLAN VNI 1111; layer2SegmentId = 0x01 (VXLAN) << 56 | VNI
+    sink = UdpSink()
+    r = export_json(pcap("ndpi__vxlan.pcap"), "--collector", sink.address, "--version", "ipfix", *extra)
+    sink.stop()
+    cap = tmp_path / "export.pcap"
+    sink.write_pcap(cap)
+    warnings, text = tshark_decode(tshark, cap, sink.port)
+    assert warnings == [], text
+    out = subprocess.run([tshark, "-r", str(cap), "-d", f"udp.port=={sink.port},cflow", "-T", "fields",
+                          "-E", "occurrence=a", "-E", "aggregator=;", "-E", "separator=/t",
+                          "-e", "cflow.srcaddr", "-e", "cflow.layer2_segment_id"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    sources, segments = [], []
+    for line in out.splitlines():
+        src, segment = line.split("\t")
+        sources += [a for a in src.split(";") if a]
+        segments += [int(v, 0) for v in segment.split(";") if v]
+    assert set(sources) <= {"10.10.20.4", "8.8.8.8", "157.240.224.35"} and "10.10.20.4" in sources
+    assert len(sources) == len(segments) == r["exporters"][0]["records"]
+    assert set(segments) == {1 << 56 | 1111}

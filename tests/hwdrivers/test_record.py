@@ -131,6 +131,21 @@ def test_the_recordings_own_filter(tmp_path):
     assert st["packets"] == len(want) and st["filtered"] == r["packets_captured"] - len(want) > 0
 
 
+@pytest.mark.parametrize("expr,outer,want", [
+    ("tcp and host 157.240.224.35", False, 119),   # inside the VXLAN (MANIFEST v37): the TLS flows
+    ("tcp and host 157.240.224.35", True, 0),      # outside it: UDP 4789 between the VTEPs
+    ("vlan and udp port 4789", True, 127),         # the outer frame carries an 802.1Q tag
+    ("udp port 53", False, 8),
+])
+def test_the_filter_sees_the_packet_inside_a_tunnel(expr, outer, want, tmp_path):
+    src = pcap("ndpi__vxlan.pcap")
+    r = record(src, tmp_path, "--filter", expr, *(["--filter-outer"] if outer else []))
+    assert r["recording"]["packets"] == want
+    if want:  # whole packets, tunnel and all, are what is recorded
+        (f,) = recordings(tmp_path)
+        assert all(len(p[2]) > 50 and p[2][12:14] == b"\x81\x00" for p in read_pcapng(f)["packets"])
+
+
 def test_snaplen_keeps_the_wire_length(tmp_path):
     src = pcap("ndpi__1kxun.pcap")
     record(src, tmp_path, "--snaplen", 96)
