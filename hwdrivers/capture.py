@@ -71,9 +71,6 @@ def check_filter(bpf: str, linktype: int = 1) -> None:
     check(lib.hw_bpf_check(linktype, bpf.encode(), errbuf), errbuf)
 
 
-TUNNEL_NAMES = [ffi.string(lib.hw_tunnel_name(i)).decode() for i in range(lib.HW_TUN_COUNT)]
-
-
 @dataclasses.dataclass(frozen=True)
 class Tunnels:
     """Decapsulation: the tunnels peeled to meter what they carry (also the
@@ -81,9 +78,10 @@ class Tunnels:
 
     off: tuple = ()                  # types left whole: gre, erspan, vxlan, geneve, gtp, ipip
     depth: int = 4                   # tunnels peeled per packet (a deeper one is malformed); 0: none
-    vxlan_ports: tuple = ("4789",)   # UDP destination ports (at most 4 per type)
+    vxlan_ports: tuple = ("4789",)   # UDP destination ports (at most 4 per type); a packet to one
+                                     # that is not the tunnel's header is malformed by its reason
     geneve_ports: tuple = ("6081",)
-    gtp_ports: tuple = ("2152",)     # GTP-U: source or destination
+    gtp_ports: tuple = ("2152",)
     meter_outer: bool = False        # also meter each packet's tunnel as a flow of its own
 
     def problem(self):
@@ -145,6 +143,9 @@ class CaptureConfig:
     tunnels: Tunnels = Tunnels()
 
 
+TUNNEL_NAMES = [ffi.string(lib.hw_tunnel_name(i)).decode() for i in range(lib.HW_TUN_COUNT)]
+
+
 def _counter_names():
     """Array counters in struct hw_counters, each index named by the C core."""
     def names(fn, n):
@@ -155,7 +156,7 @@ def _counter_names():
     apps = names(lib.hw_app_name, lib.HW_APP_COUNT)
     return {"malformed_by": mal, "truncated_by": trunc, "layer_packets": layers,
             "layer_bytes": layers, "app_packets": apps, "app_bytes": apps,
-            "events": _events.KINDS, "events_dropped": _events.KINDS}
+            "events": _events.KINDS, "events_dropped": _events.KINDS, "tunnel_packets": TUNNEL_NAMES}
 
 
 _ARRAY_NAMES = _counter_names()

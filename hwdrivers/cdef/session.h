@@ -196,6 +196,7 @@ struct hw_counters {
     uint64_t backend_filtered;  /* did not pass the BPF filter (where known) */
     uint64_t polls;
     uint64_t empty_polls;
+    uint64_t tunnel_packets[HW_TUN_COUNT]; /* tunnels peeled, by type (a packet counts once per tunnel) */
 };
 
 struct hw_session;

@@ -87,8 +87,8 @@ uint32_t hwint_ft_hash(const struct hw_meta *m)
 {
     uint64_t x = endpoint_hash(m->src, m->sport), y = endpoint_hash(m->dst, m->dport);
     uint64_t lo = x < y ? x : y, hi = x < y ? y : x;
-    uint64_t h = (lo ^ (hi >> 29 | hi << 35) ^ ((uint64_t)m->proto << 56) ^ ((uint64_t)m->vlan << 40) ^ ((uint64_t)m->vlan_inner << 8) ^ m->family)
-                 * 0x94d049bb133111ebULL;
+    uint64_t h = (lo ^ (hi >> 29 | hi << 35) ^ ((uint64_t)m->proto << 56) ^ ((uint64_t)m->vlan << 40) ^
+                  ((uint64_t)m->vlan_inner << 8) ^ m->family) * 0x94d049bb133111ebULL;
     return (uint32_t)(h >> 32);
 }
 

@@ -336,6 +336,7 @@ static int decap(int kind, struct hw_meta *m, struct hw_counters *c, uint32_t wi
         if (r == 0) break;
         if (r < 0) return bad(c, -r);
         if (depth == tun->tunnel_depth) return bad(c, HW_MAL_TUNNEL_DEPTH);
+        c->tunnel_packets[in.type]++;
         struct hw_meta outer = *m;
         memset(m, 0, offsetof(struct hw_meta, src));
         m->tun_type = in.type;

@@ -203,8 +203,7 @@ int hwint_tunnel(const struct hw_meta *m, const struct hw_config *cfg, struct hw
             return vxlan(p, cap, wire, in);
         if (port_in(m->dport, cfg->geneve_ports, HW_TUN_PORTS) && on(cfg, HW_TUN_GENEVE))
             return geneve(p, cap, wire, in);
-        if ((port_in(m->dport, cfg->gtp_ports, HW_TUN_PORTS) || port_in(m->sport, cfg->gtp_ports, HW_TUN_PORTS)) &&
-            on(cfg, HW_TUN_GTP))
+        if (port_in(m->dport, cfg->gtp_ports, HW_TUN_PORTS) && on(cfg, HW_TUN_GTP))
             return gtp(p, cap, wire, in);
         return 0;
     default:

@@ -140,6 +140,13 @@ def test_no_tunnel_is_metered_by_default_and_nothing_is_malformed():
         assert all(f.tunnel for f in report.flows(str(p), report.Options(), errors=[])), p.name
 
 
+def test_report_counts_the_packets_decapsulated():
+    assert report.analyze(pcap("ndpi__vxlan.pcap"))["tunnels"] == {"vxlan": 127}
+    # v32: the 40 first fragments are decapsulated; their later fragments join through the fragment cache
+    assert report.analyze(pcap("zeek__gtp1_gn_normal_incl_fragmentation.pcap"))["tunnels"] == {"gtp": 72}
+    assert report.analyze(pcap("zeek__http-qinq-0.pcap"))["tunnels"] == {}
+
+
 def test_gtp_teid_per_direction():
     # MANIFEST v32: uplink and downlink TEIDs differ; the later fragments join the TCP flow
     (f,) = report.flows(pcap("zeek__gtp1_gn_normal_incl_fragmentation.pcap"), report.Options(), errors=[])
