@@ -78,8 +78,7 @@ class Tunnels:
 
     off: tuple = ()                  # types left whole: gre, erspan, vxlan, geneve, gtp, ipip
     depth: int = 4                   # tunnels peeled per packet (a deeper one is malformed); 0: none
-    vxlan_ports: tuple = ("4789",)   # UDP destination ports (at most 4 per type); a packet to one
-                                     # that is not the tunnel's header is malformed by its reason
+    vxlan_ports: tuple = ("4789",)   # UDP destination ports (at most 4 per type)
     geneve_ports: tuple = ("6081",)
     gtp_ports: tuple = ("2152",)
     meter_outer: bool = False        # also meter each packet's tunnel as a flow of its own
@@ -143,7 +142,7 @@ class CaptureConfig:
     tunnels: Tunnels = Tunnels()
 
 
-TUNNEL_NAMES = [ffi.string(lib.hw_tunnel_name(i)).decode() for i in range(lib.HW_TUN_COUNT)]
+TUNNEL_NAMES = _flows.TUNNEL_NAMES
 
 
 def _counter_names():

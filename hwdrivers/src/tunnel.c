@@ -134,9 +134,15 @@ static int gre(const uint8_t *p, uint32_t cap, uint32_t wire, const struct hw_co
     }
 }
 
+/* A UDP port is only a hint: a payload without the tunnel's fixed bits is
+ * some other protocol on that port and is metered as the UDP flow it is
+ * (0).  One with them whose header is cut short or broken is malformed. */
+
 static int vxlan(const uint8_t *p, uint32_t cap, uint32_t wire, struct hwint_inner *in)
 {
-    if (cap < 8 || !(p[0] & 0x08)) return -HW_MAL_VXLAN; /* the I flag: a valid VNI */
+    if (cap < 8) return -HW_MAL_VXLAN;
+    /* the I flag (a valid VNI), only it and GBP's G flag, reserved bytes zero (GBP: its policy) */
+    if ((p[0] & 0x7f) != 0x08 || p[7] != 0 || (!(p[0] & 0x80) && (p[1] | p[2] | p[3]))) return 0;
     in->type = HW_TUN_VXLAN;
     in->id = hw_be32(p + 4) >> 8;
     return inner(p, cap, wire, 8, 0, in, HW_MAL_VXLAN);
@@ -144,20 +150,23 @@ static int vxlan(const uint8_t *p, uint32_t cap, uint32_t wire, struct hwint_inn
 
 static int geneve(const uint8_t *p, uint32_t cap, uint32_t wire, struct hwint_inner *in)
 {
-    if (cap < 8 || (p[0] >> 6) != 0) return -HW_MAL_GENEVE;
+    if (cap < 8) return -HW_MAL_GENEVE;
     uint32_t hl = 8 + (uint32_t)(p[0] & 0x3f) * 4; /* options skipped by their length */
     uint16_t proto = hw_be16(p + 2);
+    if ((p[0] >> 6) != 0 || p[7] != 0) return 0; /* version 0, reserved byte zero */
     in->type = HW_TUN_GENEVE;
     in->id = hw_be32(p + 4) >> 8;
     if (proto == ETH_TEB) return inner(p, cap, wire, hl, 0, in, HW_MAL_GENEVE);
     if (proto == ETH_IPV4 || proto == ETH_IPV6) return inner(p, cap, wire, hl, proto, in, HW_MAL_GENEVE);
-    if (cap < hl) return -HW_MAL_GENEVE;
     return 0;
 }
 
-static int gtp(const uint8_t *p, uint32_t cap, uint32_t wire, struct hwint_inner *in)
+/* len: the UDP payload's length as UDP announces it (also in a first fragment). */
+static int gtp(const uint8_t *p, uint32_t cap, uint32_t wire, uint32_t len, struct hwint_inner *in)
 {
-    if (cap < 8 || (p[0] >> 5) != 1 || !(p[0] & 0x10)) return -HW_MAL_GTP;
+    if (cap < 8) return -HW_MAL_GTP;
+    /* version 1, protocol type GTP, and a length that is the rest of the datagram */
+    if ((p[0] >> 5) != 1 || !(p[0] & 0x10) || hw_be16(p + 2) + 8u != len) return 0;
     if (p[1] != GTP_GPDU) return 0; /* echo, error indication...: the tunnel's own signalling */
     in->type = HW_TUN_GTP;
     in->id = hw_be32(p + 4);
@@ -204,7 +213,7 @@ int hwint_tunnel(const struct hw_meta *m, const struct hw_config *cfg, struct hw
         if (port_in(m->dport, cfg->geneve_ports, HW_TUN_PORTS) && on(cfg, HW_TUN_GENEVE))
             return geneve(p, cap, wire, in);
         if (port_in(m->dport, cfg->gtp_ports, HW_TUN_PORTS) && on(cfg, HW_TUN_GTP))
-            return gtp(p, cap, wire, in);
+            return gtp(p, cap, wire, m->pay_len, in);
         return 0;
     default:
         return 0;

@@ -163,9 +163,9 @@ def nest(depth: int) -> bytes:
 MALFORMED = {
     "gre": over4(P.GRE, P.gre(P.ETH_IPV4, inner_tcp(), flags=0x4000)),       # routing present
     "erspan": over4(P.GRE, P.gre(P.ETH_ERSPAN, P.erspan2(1, b"", version=3), seq=1)),
-    "vxlan": over_udp(4789, P.vxlan(1, inner_eth(inner_tcp()), flags=0)),    # no valid-VNI flag
-    "geneve": over_udp(6081, P.geneve(1, inner_eth(inner_tcp()), version=1)),
-    "gtp": over_udp(2152, P.gtp(1, inner_tcp(), version=2)),
+    "vxlan": over_udp(4789, P.vxlan(1, b"")[:6]),                               # header cut short
+    "geneve": over_udp(6081, P.geneve(1, b"", options=bytes(8))[:8]),          # options cut short
+    "gtp": over_udp(2152, P.gtp(1, inner_tcp(), ext=bytes((0, 0, 0, 0)))),     # an extension of length 0
     "tunnel_depth": nest(5),
 }
 
@@ -179,6 +179,16 @@ def test_malformed_tunnels_counted_by_reason(reason, tmp_path):
     flows, c = run(path)
     assert flows == [] and c.malformed == 2
     assert c.malformed_by[reason] == 2
+
+
+def test_other_traffic_on_a_tunnel_port_is_metered_as_it_is(tmp_path):
+    """A port is a hint: a payload without the tunnel header's fixed bits is some other UDP."""
+    frames = [over_udp(4789, bytes(range(64))), over_udp(6081, b"\x80" + bytes(63)),
+              over_udp(2152, P.gtp(1, inner_tcp(), version=2)), over_udp(4789, P.vxlan(1, inner_eth(inner_tcp()),
+                                                                                      flags=0))]
+    flows, c = run(write_pcap(tmp_path / "ports.pcap", frames))
+    assert sorted(f.dport for f in flows) == [2152, 4789, 6081] and c.malformed == 0
+    assert all(f.tunnel == "" and f.src == OUT4[0] for f in flows)
 
 
 def test_depth_limit_is_a_setting(tmp_path):
