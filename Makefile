@@ -9,7 +9,7 @@ STAMPS := .stamps
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 APT_BUILD := gcc libc6-dev libpcap-dev libssl-dev pkg-config
-APT_TEST := tshark tcpdump tcpreplay iproute2 minisign nfdump socat tmux
+APT_TEST := tshark tcpdump tcpreplay iproute2 minisign nfdump socat tmux rsyslog rsyslog-openssl
 APT_BENCH := softflowd nfdump time
 CORE := $(wildcard hwdrivers/src/*.c hwdrivers/include/*.h hwdrivers/cdef/*.h) hwdrivers/build_ffi.py
 PYTEST_ARGS ?=

@@ -81,6 +81,8 @@ class ThreatService(Service):
                  d["description"] if worse else t["description"],
                  json.dumps(d["evidence"]) if worse else t["evidence"], t["id"])))
             self._event(t["correlation_id"], "attack_detected", "attacks:detected", {"repeat": True})
+            if worse:
+                self._raised(t["id"], t["correlation_id"], repeat=True)
             return t["id"]
         tid = f"thr_{uuid.uuid4().hex[:12]}"
         row = (tid, now, now, d["first_seen"], d["first_seen"], d["type"], d["severity"], d["score"], d["confidence"],
@@ -93,6 +95,7 @@ class ThreatService(Service):
         if packet_event:
             self._event(correlation_id, packet_event, "packets", {"packet_ts": d.get("packet_ts")}, d["first_seen"])
         self._event(correlation_id, "attack_detected", "attacks:detected", {"threat_id": tid})
+        self._raised(tid, correlation_id)
         if verification is not None:
             self._verified(tid, d, correlation_id, verification, respond)
         elif d.get("verify") and self.cfg.detection.verify:
@@ -102,6 +105,16 @@ class ThreatService(Service):
                     "UPDATE threats SET verification_status = 'pending' WHERE id = ?", (tid,)))
                 self._verify.submit(self._auto_verify, tid, d, correlation_id)
         return tid
+
+    def _raised(self, tid: str, correlation_id: str, repeat: bool = False) -> None:
+        """A new threat, or one that got worse, on threats:raised (what SIEM outputs send as an alert)."""
+        if not self.bus.listening("threats:raised"):
+            return
+        r = self.get_row(tid)
+        self.bus.publish("threats:raised", "threat_raised", {**_view(r), "evidence": json.loads(r["evidence"]),
+                                                             "src_mac": r["src_mac"], "first_seen_ts": r["first_seen"],
+                                                             "last_seen_ts": r["last_seen"], "repeat": repeat},
+                         source="threats", correlation_id=correlation_id)
 
     def _event(self, correlation_id: str, event_type: str, channel: str, data: dict, ts: Optional[float] = None):
         self.store.submit_nowait(lambda c: c.execute(

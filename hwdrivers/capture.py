@@ -167,6 +167,12 @@ Counters = dataclasses.make_dataclass(
 Counters.__doc__ = "A snapshot of struct hw_counters; arrays become dicts keyed by name."
 
 
+def zero_counters() -> "Counters":
+    """Counters of no capture: every series a collector expects, at 0."""
+    return Counters(**{name: dict.fromkeys(_ARRAY_NAMES[name], 0) if name in _ARRAY_NAMES else 0
+                       for name in _COUNTER_FIELDS})
+
+
 def _counters_from_cdata(c) -> "Counters":
     values = {}
     for name in _COUNTER_FIELDS:

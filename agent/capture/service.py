@@ -50,6 +50,7 @@ class CaptureRequest:
     pace: float = 0.0               # files: 1.0 replays at the recorded pace
     loop: bool = False              # files: start over at the end
     duration: float = 0.0           # stop by itself after this many seconds; 0 = never
+    trusted: bool = False           # named by the operator (command line, config file): any file, not only pcap_dirs
 
 
 class Rates:
@@ -137,6 +138,8 @@ class CaptureService:
         if is_file:
             if req.backend and req.backend != "pcapfile":
                 raise validation(f"backend {req.backend} captures from interfaces, not files", field="backend")
+            if req.trusted and pathlib.Path(source).is_file():   # a path the operator named; else a capture dir's file
+                return "pcapfile", str(pathlib.Path(source).resolve())
             return "pcapfile", self._confine(source)
         try:
             socket.if_nametoindex(source)
