@@ -138,7 +138,7 @@ $(FUZZ_BIN): tests/c/fuzz_parse.c $(CORE) | $(STAMPS)/apt-build $(STAMPS)/apt-fu
 build/fuzz/seeded: tests/c/fuzz_parse.c | $(STAMPS)/apt-build $(STAMPS)/apt-fuzz
 	@mkdir -p $(@D) $(FUZZ_CORPUS)
 	clang -std=gnu11 -O2 -DFUZZ_SEEDS tests/c/fuzz_parse.c -lpcap -o build/fuzz/fuzz-seeds
-	@pcaps="$(wildcard $(FUZZ_PCAPS)/*.pcap*)"; \
+	@pcaps="$(wildcard $(FUZZ_PCAPS)/*.pcap* $(FUZZ_PCAPS)/tunnels/*.pcap*)"; \
 	if [ -n "$$pcaps" ]; then build/fuzz/fuzz-seeds $(FUZZ_CORPUS) $$pcaps; \
 	else echo "no captures in $(FUZZ_PCAPS): the fuzzer starts from an empty corpus"; fi
 	@touch $@

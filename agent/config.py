@@ -11,6 +11,8 @@ import pathlib
 import tomllib
 from typing import Any, Optional
 
+from hwdrivers.capture import Tunnels
+
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
 DEMO_PCAP = PACKAGE_DATA / "demo.pcap"
 
@@ -74,7 +76,8 @@ class RecordingSection:
     rotate_s: int = 0               # or after this many seconds of packet time (0: never)
     keep_mb: int = 1024             # retention: the recordings together at most this (0: no limit)
     keep_s: int = 0                 # retention: files older than this go (0: no limit)
-    bpf: str = ""                   # the recording's own filter
+    bpf: str = ""                   # the recording's own filter (a tunnel's: on the packet inside)
+    bpf_outer: bool = False         # the filter sees a tunnel's outer packet instead
     snaplen: int = 0                # bytes kept of each packet (0: all)
     buffer_kb: int = 1024           # one write, one encrypted chunk
     flush_ms: int = 1000            # a packet reaches its file at most this late
@@ -247,6 +250,7 @@ class Config:
     agent: AgentSection = AgentSection()
     capture: CaptureSection = CaptureSection()
     flows: FlowsSection = FlowsSection()
+    tunnels: Tunnels = Tunnels()          # decapsulation: hwdrivers declares the section
     analysis: AnalysisSection = AnalysisSection()
     detection: DetectionSection = DetectionSection()
     verify: VerifySection = VerifySection()
@@ -415,6 +419,8 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
                 value = json.loads(value) if value.startswith("[") else [v for v in value.split(",") if v]
             except json.JSONDecodeError:
                 raise ConfigError(key, "must be a list") from None
+        if isinstance(value, (list, tuple)) and all(type(v) is int for v in value):
+            value = [str(v) for v in value]  # ports
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "must be a list of strings")
         return tuple(value)
@@ -486,6 +492,9 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
             parse_collector(url)
         except ValueError as e:
             raise ConfigError("export.collectors", str(e)) from None
+    bad = cfg.tunnels.problem()
+    if bad:
+        raise ConfigError(f"tunnels.{bad[0]}", bad[1])
     _check_eve(cfg.eve)
     if cfg.recording.snaplen and cfg.recording.snaplen < 64:
         raise ConfigError("recording.snaplen", "must be 0 (whole packets) or at least 64")

@@ -204,6 +204,7 @@ def summarize(s: Session, source: str, top: int, error: Optional[CaptureError]) 
         "flows_evicted": c.flows_evicted,
         "malformed": {"total": c.malformed, "by_reason": {k: v for k, v in c.malformed_by.items() if v}},
         "truncated": {"total": c.truncated, "by_reason": {k: v for k, v in c.truncated_by.items() if v}},
+        "tunnels": {k: v for k, v in c.tunnel_packets.items() if v},   # packets decapsulated, by tunnel type
         "fragments_unmatched": c.frag_orphans,
         "filtered_out": c.backend_filtered,
         "received": c.backend_received,

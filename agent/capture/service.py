@@ -172,7 +172,7 @@ class CaptureService:
                 max_flows=self.cfg.flows.max_flows, idle_timeout_s=meter["idle_timeout_s"],
                 active_timeout_s=meter["active_timeout_s"], events=frozenset(EVENT_CHANNELS),
                 event_ring=self.cfg.capture.event_ring, flow_ring=FLOW_RING, sample_rate=meter["sampling_rate"],
-                window_s=self.window_s, long_flow_s=self.cfg.analysis.long_lived_s)
+                window_s=self.window_s, long_flow_s=self.cfg.analysis.long_lived_s, tunnels=self.cfg.tunnels)
             try:
                 session = Session(cfg)
                 if self.tokens:

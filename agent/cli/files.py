@@ -14,7 +14,8 @@ from hwdrivers import CaptureError, ExporterConfig, RecordConfig
 
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
                 "rtt_ms", "retransmissions", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev",
-                "duration_s", "out_of_order", "state", "app", "end"]
+                "duration_s", "out_of_order", "state", "app", "end", "vlan_inner", "tunnel", "tunnel_src",
+                "tunnel_dst", "tunnel_id", "tunnel_id_rev"]
 
 
 def open_private(path: str):

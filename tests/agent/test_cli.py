@@ -62,6 +62,16 @@ def test_flows_csv_columns_and_values():
     assert float(v4["rtt_ms"]) > 0 and v4["retransmissions"] == "0"
 
 
+def test_flows_show_the_tunnel():
+    # MANIFEST v37: VXLAN VNI 1111 between 192.168.22.4 and .5 carrying 10.10.20.4's traffic
+    rows = [json.loads(line) for line in capbox("flows", "--json", pcap("ndpi__vxlan.pcap")).stdout.splitlines()]
+    assert {r["src"] for r in rows} == {"10.10.20.4"}
+    assert {(r["tunnel"], r["tunnel_src"], r["tunnel_dst"], r["tunnel_id"]) for r in rows} == \
+        {("vxlan", "192.168.22.4", "192.168.22.5", 1111)}
+    (row,) = csv.DictReader(io.StringIO(capbox("flows", pcap("zeek__6in4.pcap")).stdout))
+    assert (row["src"], row["tunnel"], row["tunnel_src"], row["tunnel_id"]) == ("dead::beef", "ipip", "1.2.3.4", "0")
+
+
 def test_flows_json_equals_csv():
     path = pcap("zeek__wikipedia.pcap")
     rows_json = [json.loads(line) for line in capbox("flows", "--json", path).stdout.splitlines()]
