@@ -394,6 +394,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay ? m->pay + skip - back : NULL;
     uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap + back - skip;
     e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len + back;
+    if (!body) n = 0;
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
