@@ -310,7 +310,12 @@ static int pf_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         return rc;
     }
     f->arena_used = 0;
+    /* A poll ends within its slice even when the filter drops every record of a
+     * looping file: the caller checks its stop flag between polls. */
+    uint64_t t0 = hwint_mono_ns(), slice = (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000000ULL;
+    unsigned examined = 0;
     while (b->n < b->cap) {
+        if ((++examined & 1023) == 0 && hwint_mono_ns() - t0 >= slice) break;
         struct hw_pkt p;
         int rc = peek(f, &p, b->n == 0, b->n ? f->pending_err : errbuf);
         if (rc == PEEK_LATER) break;
@@ -332,7 +337,7 @@ static int pf_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         if (p.ts_ns > f->max_raw) f->max_raw = p.ts_ns;
         p.ts_ns += f->ts_offset;
         if (f->pace > 0) {
-            if (!due(f, p.ts_ns, b->n == 0, timeout_ms)) break;
+            if (!due(f, p.ts_ns, examined == 1, timeout_ms)) break; /* one wait per poll */
             f->prev_ts = p.ts_ns;
         }
         if (!hwint_ufilter_pass(&f->filter, &p)) {
