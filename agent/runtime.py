@@ -176,7 +176,7 @@ class Agent:
         if cap.autostart and cap.source:
             try:
                 self.capture.start(CaptureRequest(
-                    source=cap.source, backend=cap.backend, bpf=cap.bpf, snaplen=cap.snaplen,
+                    source=cap.source, backend=cap.backend, bpf=self.capture.autostart_bpf(), snaplen=cap.snaplen,
                     buffer_size_mb=cap.buffer_size_mb, promisc=cap.promisc, fanout_group=cap.fanout_group,
                     pace=cap.pace, loop=cap.loop))
             except AgentError as e:
