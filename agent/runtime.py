@@ -34,7 +34,7 @@ from agent.console.service import ConsoleService
 from agent.errors import AgentError
 from agent.fwservice import FirmwareService
 from agent.health import Health
-from agent.ratelimit import RateLimiter
+from agent.ratelimit import AuthThrottle, RateLimiter
 from agent.sdnotify import Notifier
 from agent.analysis.service import AnalysisService
 from agent.deception.service import DeceptionService
@@ -77,6 +77,7 @@ class Agent:
         self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
                                       "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
                                       "deception_start": a.rate_deception_start})
+        self.auth_throttle = AuthThrottle()
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.verifier = Verifier(cfg.verify)
         self.firmware = FirmwareService(cfg)
@@ -166,7 +167,8 @@ class Agent:
         self.services = start_services(self, SERVICES)   # before the API: routes read them
         api = self.health.register("api", critical=True, detail=lambda: {
             "listen": f"{self.server.scheme}://{self.server.host}:{self.server.port}",
-            "event_streams": self.sse_slots.total(), "connections": self.server.connections()})
+            "event_streams": self.sse_slots.total(), "connections": self.server.connections(),
+            "auth": dict(self.keys.counts)})
         self._api_component = api
         self.health.spawn(api, lambda c: self.server.serve(c))
         stats = self.health.register("stats", critical=False)

@@ -182,7 +182,7 @@ class Api:
             return TRUSTED
         header = req.get_header("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else req.query.get("token")
-        key = self.agent.keys.verify(token)
+        key = self._verify(token, req.environ.get("REMOTE_ADDR", ""))
         if info.access == ADMIN and key.kind != "sk":
             raise AgentError("FORBIDDEN", f"only a full (sk) key may {info.method} {info.path}",
                              {"key_kind": key.kind, "required": "sk"})
@@ -197,6 +197,23 @@ class Api:
                              f"Rate limit exceeded. Try again in {verdict.retry_after} seconds.",
                              {"limit": verdict.limit, "window_seconds": 60,
                               "retry_after_seconds": verdict.retry_after})
+        return key
+
+    def _verify(self, token: Optional[str], addr: str) -> ApiKey:
+        """The key, with a backoff per client address after failures (429 + Retry-After):
+        guessing keys, or flooding the box with bad ones, is slow for the one who does it."""
+        throttle = self.agent.auth_throttle
+        wait = throttle.retry_after(addr)
+        if wait:
+            raise AgentError("RATE_LIMIT_EXCEEDED", f"too many failed authentications; retry in {wait} s",
+                             {"retry_after_seconds": wait, "reason": "auth_failures",
+                              "failures": throttle.failures(addr)})
+        try:
+            key = self.agent.keys.verify(token)
+        except AgentError as e:
+            if e.code == "INVALID_API_KEY" and token:
+                throttle.failed(addr)
+            raise
         return key
 
     def _json_body(self, max_body: int) -> dict:
