@@ -59,8 +59,9 @@ SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService
 class Agent:
     def __init__(self, cfg: Config, console: bool = False):
         self.cfg = cfg
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.data_dir / "pcaps").mkdir(exist_ok=True)
+        for d in (cfg.data_dir, cfg.data_dir / "pcaps"):   # 0700, also where an older version made them 0755
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            d.chmod(0o700)
         agentlog.setup(cfg.agent.log_level, stderr=not console)
         self.logs = agentlog.recent
         self.stopping = threading.Event()

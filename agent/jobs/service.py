@@ -63,7 +63,8 @@ class JobsService(Service):
         self.store = agent.store
         self.bus = agent.bus
         self.dir = agent.cfg.jobs_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.chmod(0o700)          # uploaded captures are the users' traffic
         self.queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._cancel: dict = {}        # running job id -> Event
