@@ -13,10 +13,8 @@ Loopback only.  Prints one JSON object; with --results, writes its section."""
 import argparse
 import http.client
 import json
-import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,17 +26,12 @@ import psutil
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from agent.client import Client  # noqa: E402
-from sections import markers, write_section  # noqa: E402  (bench/ is the script directory: on sys.path)
+from load_api import free_port, start_agent, stop_agent  # noqa: E402  (bench/ is the script directory: on sys.path)
+from sections import markers, write_section  # noqa: E402
 
 GENPCAP = ROOT.parent / "shared" / "bench" / "genpcap.c"
 ROUTES = ("/v1/capture/status", "/v1/capture/metrics", "/v1/capture/flows?limit=20", "/v1/health",
           "/v1/threats?limit=10", "/v1/stats")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_capture(data: pathlib.Path) -> tuple:
@@ -51,25 +44,10 @@ def make_capture(data: pathlib.Path) -> tuple:
     return out, truth["packets"] / 60.0
 
 
-def start_agent(data: pathlib.Path, capture: pathlib.Path, pace: float, port: int) -> subprocess.Popen:
+def start(data: pathlib.Path, capture: pathlib.Path, pace: float, port: int) -> subprocess.Popen:
     (data / "pcaps").mkdir(parents=True, exist_ok=True)
     shutil.copy(capture, data / "pcaps" / capture.name)
-    cfg = data / "capbox.toml"
-    cfg.write_text(f'[capture]\nsource = "{capture.name}"\npace = {pace:.4f}\nloop = true\n')
-    env = dict(os.environ, CAPBOX_API_RATE_GET="10000000")
-    proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg), "--data-dir", str(data),
-                             "--listen", f"127.0.0.1:{port}"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(data / "agent.log", "wb"))
-    for _ in range(300):
-        if (data / "admin.key").exists():
-            try:
-                Client(f"http://127.0.0.1:{port}").raw("GET", "/v1/health")
-                return proc
-            except OSError:
-                pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("agent did not start")
+    return start_agent(data, capture.name, port, pace)
 
 
 class Load:
@@ -149,7 +127,7 @@ def run(args) -> dict:
     data = pathlib.Path(tempfile.mkdtemp(prefix="capbox-soak-"))
     capture, native_pps = make_capture(data)
     port = free_port()
-    agent = start_agent(data / "var", capture, args.pps / native_pps, port)
+    agent = start(data / "var", capture, args.pps / native_pps, port)
     try:
         key = (data / "var" / "admin.key").read_text().strip()
         client = Client(f"http://127.0.0.1:{port}", key)
@@ -163,7 +141,7 @@ def run(args) -> dict:
         while time.monotonic() - t0 < seconds:
             time.sleep(min(30.0, max(1.0, seconds - (time.monotonic() - t0))))
             if agent.poll() is not None:
-                raise SystemExit(f"the agent died: {(data / 'var' / 'agent.log').read_text()[-2000:]}")
+                raise SystemExit(f"the agent died (exit status {agent.returncode})")
             s = sample(proc, client)
             s["minute"] = round((time.monotonic() - t0) / 60, 2)
             s["warm"] = time.monotonic() - t0 >= warmup
@@ -185,11 +163,7 @@ def run(args) -> dict:
         out["met"] = out["rss_growth_pct"] < 5 and abs(out["fd_change"]) <= 2 and out["agent_alive"]
         return out
     finally:
-        agent.terminate()
-        try:
-            agent.wait(20)
-        except subprocess.TimeoutExpired:
-            agent.kill()
+        stop_agent(agent)
         shutil.rmtree(data, ignore_errors=True)
 
 

@@ -161,7 +161,7 @@ class Api:
                 res.status, result = result
             return dumps(result)
         except AgentError as e:
-            _drain(req.environ)
+            _drain(req.environ, authorized="capbox.key" in req.environ)
             res.status = e.status
             if e.code == "RATE_LIMIT_EXCEEDED" and "Retry-After" not in res.headers:
                 res.set_header("Retry-After", str(e.details.get("retry_after_seconds", 1)))
@@ -249,9 +249,10 @@ class Api:
         return body
 
 
-def _drain(environ: dict) -> None:
+def _drain(environ: dict, authorized: bool) -> None:
     """Read what is left of a refused body (up to DRAIN_MAX), so that a client still
-    sending reads the answer instead of a reset; a larger one closes the connection."""
+    sending reads the answer instead of a reset; a larger one, or one from a client
+    without a valid key, closes the connection instead."""
     try:
         left = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
@@ -259,7 +260,7 @@ def _drain(environ: dict) -> None:
     stream = environ.get("wsgi.input")
     if left <= 0 or stream is None:
         return
-    if left > DRAIN_MAX:
+    if left > DRAIN_MAX or not authorized:
         bottle.response.set_header("Connection", "close")
         return
     try:
