@@ -92,7 +92,8 @@ class Agent:
         tls = Tls(a.tls_cert, a.tls_key, a.client_ca) if a.tls_cert else None
         try:
             self.server = Server(self.api.app, host, port, a.threads,
-                                 Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s), tls)
+                                 Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s,
+                                        max(4, a.threads // 4)), tls)
         except ssl.SSLError as e:
             raise ConfigError("api.tls_cert", f"cannot load the TLS certificate and key: {e}") from None
         self.notifier = Notifier()
