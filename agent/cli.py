@@ -742,6 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--url", default="http://127.0.0.1:8080")
     t.add_argument("--key", help="API key (default: CAPBOX_KEY, or DATA_DIR/admin.key)")
     t.add_argument("--data-dir", metavar="DIR", help="where admin.key is (default ./var)")
+    from agent.client import add_tls_arguments
+    add_tls_arguments(t)
     t.set_defaults(func=cmd_tui)
 
     k = sub.add_parser("keys", help="API keys: create, list, revoke")
@@ -761,6 +763,12 @@ def build_parser() -> argparse.ArgumentParser:
     kr = ks.add_parser("revoke", help="revoke a key by id")
     kr.add_argument("key_id")
     k.set_defaults(func=cmd_keys)
+
+    fb = sub.add_parser("firstboot", help="a box's own secrets, made once: TLS key and certificate, "
+                                           "console setup code (the image runs it before the agent)")
+    fb.add_argument("--config", metavar="FILE")
+    fb.add_argument("--data-dir", metavar="DIR")
+    fb.set_defaults(func=cmd_firstboot)
 
     from agent import fwcli
     from agent.console import cli as console_cli
@@ -811,7 +819,27 @@ def cmd_tui(args) -> int:
     if not key:
         key_file = os.path.join(args.data_dir or "./var", "admin.key")
         return _fail(f"no API key: give --key, set CAPBOX_KEY, or run where {key_file} is readable")
-    CapboxApp(remote(args.url, key)).run()
+    try:
+        source = remote(args.url, key, cacert=args.cacert, pin=args.pin)
+    except (ValueError, OSError) as e:
+        return _fail(str(e))
+    CapboxApp(source).run()
+    return 0
+
+
+def cmd_firstboot(args) -> int:
+    from agent import firstboot
+    from agent.config import ConfigError
+    try:
+        cfg = _load_config(args)
+        made = firstboot.run(cfg)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    except OSError as e:
+        return _fail(f"cannot write in {e.filename}: {e.strerror}")
+    print(f"firstboot: {', '.join(made) or 'nothing to do'} in {cfg.data_dir}")
+    for line in firstboot.notice(cfg.data_dir):
+        print(line)
     return 0
 
 
