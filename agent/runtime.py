@@ -1,12 +1,13 @@
 """The agent: one process, its services and named threads, start and shutdown.
 
-Threads: capture and dispatcher (per capture run), store-writer, api (waitress
+Threads: capture and dispatcher (per capture run), store-writer, api (cheroot
 and its workers), stats (samples, heartbeats, systemd watchdog), one per
 service in SERVICES below (analysis, live calls, jobs; detectors, verifier)
 and the jobs' workers (jobs-worker-N).  SIGINT/SIGTERM stop the capture (flows are
 flushed onto the bus), the API, then the store."""
 import logging
 import os
+import ssl
 import signal
 import threading
 import time
@@ -24,11 +25,11 @@ from agent.api import platform as platform_routes
 from agent.api import system as system_routes
 from agent.api import recording as recording_routes
 from agent.api.app import Api
-from agent.api.server import Server
+from agent.api.server import Limits, Server, Tls
 from agent.auth import KeyStore
 from agent.bus import Bus
 from agent.capture.service import CaptureRequest, CaptureService
-from agent.config import Config
+from agent.config import Config, ConfigError
 from agent.console.service import ConsoleService
 from agent.errors import AgentError
 from agent.fwservice import FirmwareService
@@ -43,13 +44,13 @@ from agent.update.service import UpdateService
 from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
-from agent.jobs.upload import MULTIPART_SLACK
 from agent.services import start_services
 from agent.stats import system
 from agent.store import Store
 
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
+API_PROBE_S = 5.0        # GET /v1/health through the real socket this often (without a systemd watchdog)
 # The services on the bus, in start order (agent.services: one thread each).
 SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
             ConsoleService]
@@ -86,12 +87,12 @@ class Agent:
                        system_routes):
             module.register(self.api)
         host, port = cfg.listen
-        uploads = {("POST", p): (cfg.jobs.max_size_mb << 20) + MULTIPART_SLACK for p in self.api.upload_paths}
-        uploads.update(self.api.stream_uploads)
-        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024,
-                             max_upload=max((r.max_body or 0) for r in self.api.routes
-                                            if (r.method, r.path) not in uploads),
-                             uploads=uploads, error_body=self.api.transport_error)
+        tls = Tls(a.tls_cert, a.tls_key, a.client_ca) if a.tls_cert else None
+        try:
+            self.server = Server(self.api.app, host, port, a.threads,
+                                 Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s), tls)
+        except ssl.SSLError as e:
+            raise ConfigError("api.tls_cert", f"cannot load the TLS certificate and key: {e}") from None
         self.notifier = Notifier()
         self.admin_key_path = None
 
@@ -164,7 +165,8 @@ class Agent:
         self.ensure_admin_key()
         self.services = start_services(self, SERVICES)   # before the API: routes read them
         api = self.health.register("api", critical=True, detail=lambda: {
-            "listen": f"{self.server.host}:{self.server.port}", "event_streams": self.sse_slots.total()})
+            "listen": f"{self.server.scheme}://{self.server.host}:{self.server.port}",
+            "event_streams": self.sse_slots.total(), "connections": self.server.connections()})
         self._api_component = api
         self.health.spawn(api, lambda c: self.server.serve(c))
         stats = self.health.register("stats", critical=False)
@@ -184,14 +186,20 @@ class Agent:
     def _stats_loop(self, component) -> None:
         interval = self.cfg.store.stats_interval_s
         watchdog = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else 0
+        tick = min(1.0, watchdog) if watchdog else 1.0
         next_sample = time.monotonic() + interval
-        while not component.stop.wait(min(1.0, watchdog) if watchdog else 1.0):
+        next_probe = 0.0
+        while not component.stop.wait(tick):
             component.beat()
             self._store_component.beat("running" if self.store.alive else "failed")
-            if self.server.ready:
-                self._api_component.beat()
-            if watchdog:
-                self.notifier.send(watchdog=1)
+            if time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + (watchdog or API_PROBE_S)
+                # the API is alive only if it answers through its own socket; systemd restarts a
+                # box whose API does not (a dead server thread, every worker stuck)
+                if self.server.ready and self.server.probe():
+                    self._api_component.beat()
+                    if watchdog:
+                        self.notifier.send(watchdog=1)
             if time.monotonic() >= next_sample:
                 next_sample += interval
                 self._sample()

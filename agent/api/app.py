@@ -66,8 +66,6 @@ class Api:
         self.app.config['catchall'] = False
         self.app.default_error_handler = self._bottle_error
         self.max_body = agent.cfg.api.max_body_kb * 1024
-        self.upload_paths = ("/v1/jobs",)   # bodies up to jobs.max_size_mb (multipart uploads)
-        self.stream_uploads: dict = {}      # (method, path) -> bytes: a file as the body itself (update bundles)
         self.app.add_hook("before_request", self._before)
         self.app.add_hook("after_request", self._after)
 
@@ -101,20 +99,6 @@ class Api:
             "request_id": request_id,
             "documentation_url": f"{self.cfg.api.documentation_url}#{code}",
         })
-
-    def transport_error(self, status: int, reason: str, path: str) -> bytes:
-        """The envelope for a request the server refused before the app saw it."""
-        rid = f"req_{uuid.uuid4().hex[:16]}"
-        if status == 413 and path.rstrip("/") in self.upload_paths:
-            mb = self.cfg.jobs.max_size_mb
-            return self.envelope("FILE_TOO_LARGE", f"the file is larger than {mb} MB", {"max_size_mb": mb},
-                                 rid).encode()
-        if status == 413:
-            limit = next((n for (_, p), n in self.stream_uploads.items() if p == path.rstrip("/")), self.max_body)
-            return self.envelope("PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes",
-                                 {"max_bytes": limit}, rid).encode()
-        code = "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR"
-        return self.envelope(code, reason.lower(), {"reason": reason}, rid).encode()
 
     def _bottle_error(self, err: bottle.HTTPError) -> str:
         """Errors Bottle raises itself: unknown routes, wrong methods, and the rest."""

@@ -1,8 +1,8 @@
 """A capture file from a multipart/form-data upload, streamed to disk.
 
-The server has the request body already (waitress spools large bodies to a
-temporary file), so the part named `file` is copied out in chunks: memory
-stays flat whatever the size.  The first bytes must be a pcap or pcapng
+The server streams the request body to the app (nothing is spooled), so
+the part named `file` is copied out in chunks: memory stays flat whatever
+the size.  The first bytes must be a pcap or pcapng
 magic; the size is checked as the bytes come."""
 import os
 import shutil
