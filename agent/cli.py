@@ -7,8 +7,7 @@ import socket
 import sys
 import time
 
-from agent import __version__, report
-from hwdrivers import CaptureError, ExporterConfig, RecordConfig
+from agent import __version__
 
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
                 "rtt_ms", "retransmissions", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev",
@@ -98,6 +97,8 @@ def _emit_report(r: dict, as_json: bool) -> int:
 
 
 def cmd_analyze(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError
     opts = report.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout,
                           window_s=args.window if args.windows else 0)
     show = None
@@ -131,6 +132,7 @@ def _print_windows(windows: list) -> None:
 
 def _file_windows(args):
     """Windows of args.file, or (None, exit code) after a one-line error."""
+    from hwdrivers import CaptureError
     from agent.analysis import windows as offline
     try:
         found, error = offline.compute(args.file, args.window, args.bpf or "", long_flow_s=args.long_lived)
@@ -213,6 +215,8 @@ def cmd_anomalies(args) -> int:
 
 
 def cmd_capture(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError
     opts = report.Options(bpf=args.bpf or "", top=args.top, idle_timeout_s=args.idle_timeout)
     live = report.LiveOptions(backend=args.backend, snaplen=args.snaplen, buffer_size_mb=args.buffer_mb,
                               promisc=not args.no_promisc, fanout_group=args.fanout_group,
@@ -225,6 +229,8 @@ def cmd_capture(args) -> int:
 
 
 def cmd_flows(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError
     opts = report.Options(bpf=args.bpf or "", idle_timeout_s=args.idle_timeout)
     errors = []
     out = sys.stdout
@@ -258,6 +264,7 @@ def cmd_flows(args) -> int:
 
 
 def cmd_detect(args) -> int:
+    from hwdrivers import CaptureError
     from agent.config import ConfigError
     from agent.detectors.offline import detect_file
     try:
@@ -365,6 +372,7 @@ def cmd_verify(args) -> int:
 
 def _file_calls(path: str):
     """(offline.Result, exit code): the calls of a capture file, or a one-line error."""
+    from hwdrivers import CaptureError
     from agent.calls import offline
     show = None
     if sys.stderr.isatty() and os.path.isfile(path) and os.path.getsize(path) >= PROGRESS_MIN_BYTES:
@@ -464,6 +472,8 @@ def collector_address(value: str, default_port: int = 9995) -> tuple:
 
 
 def cmd_export(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError, ExporterConfig
     collectors = []
     for value in args.collector:
         try:
@@ -503,6 +513,8 @@ def _load_key_file(path: str) -> bytes:
 
 
 def cmd_record(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError, RecordConfig
     from agent.recordings.keys import KeyFileError
     key = None
     if args.key_file:

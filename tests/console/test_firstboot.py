@@ -8,15 +8,16 @@ import sys
 import serial
 
 from agent.client import parse_pin
-from tests.agent.test_client_tls import tls_agent  # noqa: F401  (the fixture: a real agent serving HTTPS)
+from tests.agent import test_client_tls
 from tests.conftest import ROOT
 from tests.console.conftest import PROMPT, SerialEnd, Terminal
 from tests.console.test_remote import stop
 
 NEW_PASSWORD = "box-own-password"
+tls_agent = test_client_tls.tls_agent      # the fixture: a real agent serving HTTPS with a firstboot certificate
 
 
-def test_setup_code_shown_works_once_and_sets_a_password(tls_agent, relay):  # noqa: F811
+def test_setup_code_shown_works_once_and_sets_a_password(tls_agent, relay):
     d = tls_agent.data_dir
     log = open(d / "console.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "agent", "console", "--port", relay.url, "--url", tls_agent.https,

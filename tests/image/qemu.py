@@ -98,15 +98,16 @@ class ConsoleRecorder(threading.Thread):
 
 class Vm:
     def __init__(self, disk: pathlib.Path, workdir: pathlib.Path, memory_mb: int = 1024, cpus: int = 2,
-                 fresh: bool = True):
-        """`fresh`: a new overlay and variable store; else the box in `workdir` powered on again."""
+                 fresh: bool = True, disk_size: Optional[str] = None):
+        """`fresh`: a new overlay and variable store; else the box in `workdir` powered on again.
+        `disk_size` (qemu-img's "4G"): the box's disk is that big, the image at its start."""
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.overlay = workdir / "overlay.qcow2"
         self.vars = workdir / "OVMF_VARS.fd"
         if fresh:
             subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(disk.resolve()),
-                            str(self.overlay)], check=True)
+                            str(self.overlay), *([disk_size] if disk_size else [])], check=True)
             shutil.copy(OVMF_VARS, self.vars)
         self.api_port, self.ttys0_port, self.ttys1_port = free_port(), free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.api_port}"

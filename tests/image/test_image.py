@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import ROOT
 from agent.client import Client, PinMismatch
-from tests.image.qemu import Vm
+from tests.image.qemu import API_PORT, Vm
 
 pytestmark = pytest.mark.image
 
@@ -40,6 +40,7 @@ IMAGE = ROOT / "image"
 KEYS = BUILD / "keys"
 CAPBOX = ROOT / ".venv" / "bin" / "capbox"
 BOOT_LIMIT_S = 300
+DISK_GIB = 4
 TIMINGS: dict = {}
 
 
@@ -92,8 +93,9 @@ def make_bundle(release: dict, name: str, version: str, rollback: int, config: p
 
 @pytest.fixture(scope="module")
 def box(built):
-    vm = Vm(OUT / "disk.img", TEST / "vm")
+    vm = Vm(OUT / "disk.img", TEST / "vm", disk_size=f"{DISK_GIB}G")     # a disk bigger than the image
     TIMINGS["accelerator"] = vm.accel
+    TIMINGS["loadavg_at_boot"] = " ".join(open("/proc/loadavg").read().split()[:3])
     vm.start()
     yield vm
     vm.stop()
@@ -101,6 +103,7 @@ def box(built):
     first_reset = vm.resets[0] if vm.resets else float("inf")
     for key, text in (("boot_firmware_to_loader_s", "BdsDxe: starting"),
                       ("boot_slot_verified_s", "capbox: slot a verified"), ("boot_systemd_started_s", "Welcome to"),
+                      ("boot_firstboot_done_s", "Finished capbox-firstboot"),
                       ("boot_agent_started_s", "Started capbox.service")):
         t = vm.console.first(text)
         TIMINGS[key] = round(t, 1) if t is not None and t < first_reset else None
@@ -221,7 +224,15 @@ def test_https_verifies_against_the_fingerprint_and_plain_http_gets_nothing(box)
         conn.close()
     assert plain[0] is None or plain[0] >= 400, plain
     assert b"healthy" not in plain[1]
-    TIMINGS["plain_http_answer"] = plain[0] or plain[1].decode()[:80]
+    TIMINGS["plain_http_answer"] = f"HTTP {plain[0]}" if plain[0] else "closed, no answer"
+
+
+def test_data_partition_grew_to_fill_the_disk(box):
+    """1 GiB in the image; the box's disk is 4 GiB: systemd-repart + resize2fs on the first boot."""
+    t, _, body = box.wait_http("/v1/health", 180, lambda s, b: b.get("system", {}).get("disk", {}).get(
+        "total_bytes", 0) > (DISK_GIB - 1.6) * 2**30)
+    TIMINGS["data_partition_bytes"] = body["system"]["disk"]["total_bytes"]
+    TIMINGS["data_grown_s"] = round(t, 1)
 
 
 def test_system_shows_the_slots(box, built):
@@ -261,7 +272,7 @@ def test_agent_captures_from_the_guest_nic(box):
     s, flows = box.get("/v1/capture/flows?limit=50", box.key)
     assert s == 200
     text = json.dumps(flows)
-    assert "8080" in text and "10.0.2.2" in text, text[:2000]
+    assert str(API_PORT) in text and "10.0.2.2" in text, text[:2000]
 
 
 # ---- updates -------------------------------------------------------------------------------
@@ -334,6 +345,7 @@ def test_sbverify_accepts_both_ukis_and_the_boot_loader(built, tmp_path):
        "-keyout", tmp_path / "s.key", "-out", tmp_path / "s.crt")
     assert subprocess.run(["sbverify", "--cert", str(tmp_path / "s.crt"), str(tmp_path / "EFI_Linux_capbox-a.efi")],
                           capture_output=True).returncode != 0
+    TIMINGS["sbverify"] = "3 of 3 OK"
 
 
 # ---- a second box from the same image ------------------------------------------------------------
@@ -380,6 +392,7 @@ def test_two_boxes_from_one_image_share_no_secret(box, box2):
                     for who, seen in (("box 1", one), ("box 2", two))})
     assert _scan_build_output(needles) == []
     assert not (OUT / "credentials").exists()
+    TIMINGS["two_boxes"] = "no secret shared"
 
 
 def _flip_byte(overlay: pathlib.Path, offset: int) -> tuple:
