@@ -126,7 +126,7 @@ EOF
 CMDLINE="ro panic=10 net.ifnames=0 systemd.gpt_auto=0 console=tty0 console=ttyS1,115200 quiet loglevel=3 systemd.show_status=true"
 # the Secure Boot key (db): made on the first build, kept like the bundle key (docs/IMAGE.md: enrolling it)
 if [ ! -e "$SB_KEY" ]; then
-    (umask 077; openssl req -quiet -new -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+    (umask 077; openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
         -subj "/CN=capbox Secure Boot signing key ($(hostname) $(date -u +%Y-%m-%d))/O=capbox" \
         -keyout "$SB_KEY" -out "$SB_CERT" 2>/dev/null)
     echo "   new Secure Boot signing key $SB_KEY (keep it: enrolled boxes boot only what it signed)"

@@ -138,6 +138,7 @@ class Vm:
         self.proc: Optional[subprocess.Popen] = None
         self.started = None
         self.resets: list = []              # seconds since the first start, one per power cycle
+        self.reset_loads: list = []         # the host's load average at each
         self.dead: Optional[str] = None
         self.stopping = threading.Event()
 
@@ -164,6 +165,7 @@ class Vm:
                 self.dead = f"qemu exited with status {rc} after {len(self.resets)} resets"
                 return
             self.resets.append(round(time.monotonic() - self.started, 1))
+            self.reset_loads.append(" ".join(open("/proc/loadavg").read().split()[:3]))
             self._launch()
 
     def alive(self) -> bool:

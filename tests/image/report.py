@@ -88,6 +88,15 @@ def section(t: dict) -> str:
         f"{t.get('loadavg_at_boot', '–')}.  Under TCG the boot follows the host's load: a figure measured while "
         "other engineers' suites run on the same two cores is not the quiet-machine figure the target is for.",
         "",
+        "Every boot of the first box (seconds from its power-on: firmware → systemd-boot, slot verified, "
+        "systemd, first-boot secrets, agent ready; host load average at power-on):",
+        "",
+        "| boot at | loader | slot verified | systemd | firstboot | agent ready | host load |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+        *[f"| {b['at_s']:.0f} s | {fmt(b.get('loader'))} | {fmt(b.get('verified'))} | {fmt(b.get('systemd'))} | "
+          f"{fmt(b.get('firstboot'))} | {fmt(b.get('agent'))} | {b.get('host_load') or '–'} |"
+          for b in t.get("boots", [])],
+        "",
         "Resets (each a power cycle of the VM: the first update's reboot, the broken update's reboot, its "
         f"fallback): at {', '.join(f'{r:.0f} s' for r in t.get('resets_s', [])) or '–'} of the run.",
         "",

@@ -17,6 +17,7 @@ the other.  Timings go to
 build/image/test/timings.json, which `make image-test` writes into
 bench/RESULTS.md."""
 import base64
+import http.client
 import json
 import pathlib
 import re
@@ -99,20 +100,41 @@ def box(built):
     vm.start()
     yield vm
     vm.stop()
-    # the first boot's milestones, once the console has caught up (systemd prints "Started" after the fact)
-    first_reset = vm.resets[0] if vm.resets else float("inf")
-    for key, text in (("boot_firmware_to_loader_s", "BdsDxe: starting"),
-                      ("boot_slot_verified_s", "capbox: slot a verified"), ("boot_systemd_started_s", "Welcome to"),
-                      ("boot_firstboot_done_s", "Finished capbox-firstboot"),
-                      ("boot_agent_started_s", "Started capbox.service")):
-        t = vm.console.first(text)
-        TIMINGS[key] = round(t, 1) if t is not None and t < first_reset else None
+    # each boot's milestones, once the console has caught up (systemd prints "Started" after the fact)
+    TIMINGS["boots"] = boot_milestones(vm)
+    first = TIMINGS["boots"][0] if TIMINGS["boots"] else {}
+    for key, name in (("boot_firmware_to_loader_s", "loader"), ("boot_slot_verified_s", "verified"),
+                      ("boot_systemd_started_s", "systemd"), ("boot_firstboot_done_s", "firstboot"),
+                      ("boot_agent_started_s", "agent")):
+        TIMINGS[key] = first.get(name)
     milestones = [(round(t, 1), line) for t, line in vm.console.lines]
     (TEST / "console-ttyS1.txt").write_text("\n".join(f"{t:7.1f} {l}" for t, l in milestones))
     TIMINGS["commit"] = sh("git", "-C", ROOT, "rev-parse", "--short", "HEAD").stdout.strip()
     TIMINGS["loadavg"] = " ".join(open("/proc/loadavg").read().split()[:3])
     TIMINGS["date"] = time.strftime("%Y-%m-%d", time.gmtime())
     (TEST / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
+
+
+MILESTONES = (("loader", "BdsDxe: starting"), ("verified", "verified (dm-verity"), ("refused", "REFUSED"),
+              ("systemd", "Welcome to"), ("firstboot", "Finished capbox-firstboot"),
+              ("agent", "Started capbox.service"))
+
+
+def boot_milestones(vm) -> list:
+    """Per boot (power cycle) of a box: seconds from its power-on to each milestone on ttyS1,
+    and the host's load average when it was powered on."""
+    starts = [0.0] + list(vm.resets)
+    loads = [TIMINGS.get("loadavg_at_boot")] + list(vm.reset_loads)
+    boots = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else float("inf")
+        b = {"at_s": round(start, 1), "host_load": loads[i]}
+        for name, text in MILESTONES:
+            t = next((t for t, line in vm.console.lines if start <= t < end and text in line), None)
+            if t is not None:
+                b[name] = round(t - start, 1)
+        boots.append(b)
+    return boots
 
 
 def system(vm) -> dict:
@@ -212,7 +234,6 @@ def test_https_verifies_against_the_fingerprint_and_plain_http_gets_nothing(box)
     assert status == 200 and body["status"] == "healthy"
     with pytest.raises(PinMismatch):                          # another box's certificate is not this one
         Client(box.url, None, 10, pin="00" * 32).raw("GET", "/v1/health")
-    import http.client
     conn = http.client.HTTPConnection("127.0.0.1", box.api_port, timeout=10)
     try:
         conn.request("GET", "/v1/health")
@@ -341,7 +362,7 @@ def test_sbverify_accepts_both_ukis_and_the_boot_loader(built, tmp_path):
         sh("mcopy", "-n", "-i", f"{OUT / 'disk.img'}@@1M", f"::/{name}", f, env={"MTOOLS_SKIP_CHECK": "1"})
         assert "Signature verification OK" in sh("sbverify", "--cert", cert, f).stdout, name
     # and a key that did not sign them is not taken for it
-    sh("openssl", "req", "-quiet", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=stranger",
+    sh("openssl", "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=stranger",
        "-keyout", tmp_path / "s.key", "-out", tmp_path / "s.crt")
     assert subprocess.run(["sbverify", "--cert", str(tmp_path / "s.crt"), str(tmp_path / "EFI_Linux_capbox-a.efi")],
                           capture_output=True).returncode != 0
