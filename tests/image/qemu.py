@@ -113,6 +113,7 @@ class Vm:
         self.url = f"https://127.0.0.1:{self.api_port}"
         self.pin: Optional[str] = None       # the certificate fingerprint its console showed
         self.key: Optional[str] = None
+        self.qmp = workdir / "qmp.sock"
         self.serial0_log = workdir / "ttyS0.log"
         self.serial1_log = workdir / "ttyS1.log"
         for log in (self.serial0_log, self.serial1_log):      # appended across power cycles: this box's only
@@ -134,6 +135,7 @@ class Vm:
             "-serial", "chardev:s1",
             "-device", "i6300esb", "-action", "watchdog=reset", "-no-reboot",
             "-display", "none", "-vga", "std",
+            "-qmp", f"unix:{self.qmp},server=on,wait=off",
         ]
         self.proc: Optional[subprocess.Popen] = None
         self.started = None
@@ -243,6 +245,25 @@ class Vm:
                 return time.monotonic() - self.started
             time.sleep(0.5)
         raise TimeoutError(f"the box did not go down within {timeout} s")
+
+    def power_off(self, timeout: float = 180) -> None:
+        """The power button (ACPI): systemd stops the services and syncs the disks, qemu exits.
+        (A kill is a power cut: the agent's store keeps its last commits only in its WAL then.)"""
+        self.stopping.set()
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(str(self.qmp))
+                f = s.makefile("rw")
+                f.readline()                                   # the greeting
+                for cmd in ("qmp_capabilities", "system_powerdown"):
+                    f.write(json.dumps({"execute": cmd}) + "\n")
+                    f.flush()
+                    f.readline()
+            self.proc.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.stop()
 
     def stop(self) -> None:
         if self.proc is None:
