@@ -778,9 +778,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     fb = sub.add_parser("firstboot", help="a box's own secrets, made once: TLS key and certificate, "
                                            "console setup code (the image runs it before the agent)")
-    fb.add_argument("--config", metavar="FILE")
-    fb.add_argument("--data-dir", metavar="DIR")
-    fb.set_defaults(func=cmd_firstboot)
+    # no --config: a configuration naming the certificate does not load before it exists
+    fb.add_argument("--data-dir", metavar="DIR", help="where the agent keeps its state (default ./var)")
+    fb.set_defaults(func=cmd_firstboot, config=None)
 
     from agent import fwcli
     from agent.console import cli as console_cli

@@ -44,7 +44,7 @@ def fingerprint(der: bytes) -> str:
     return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
-def tls_context(cacert: Optional[str] = None, pin: Optional[str] = None) -> Optional[ssl.SSLContext]:
+def tls_context(cacert: Optional[str] = None, pin: Optional[str] = None) -> ssl.SSLContext:
     """TLS 1.2 or later.  With --pin the chain and name are not checked (a box's certificate is
     self-signed): the certificate's own hash is, in _PinnedHTTPS.connect.  With --cacert it must
     chain to that file and name the host.  Neither: the system's trust store."""
@@ -107,7 +107,7 @@ class Response:
 
 
 class Client:
-    """Over HTTP to an agent, or in the same process (InProcessClient)."""
+    """Over HTTP or HTTPS (--cacert, --pin) to an agent, or in the same process (InProcessClient)."""
 
     def __init__(self, url: str = "http://127.0.0.1:8080", key: Optional[str] = None, timeout: float = 10.0,
                  cacert: Optional[str] = None, pin: Optional[str] = None):

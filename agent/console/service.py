@@ -25,8 +25,8 @@ BACKOFF_MAX_S = 5.0
 class Console:
     def __init__(self, settings, password_path, commands: Commands, url: str = "", baud: int = 0,
                  data_dir=None):
-        self.settings = settings
-        self.data_dir = data_dir                    # shows the box's first-boot notice (agent.firstboot)                    # a ConsoleSection
+        self.settings = settings                    # a ConsoleSection
+        self.data_dir = data_dir                    # shows the box's first-boot notice (agent.firstboot)
         self.url = url or settings.port
         self.baud = baud or settings.baud
         self.password_path = password_path

@@ -100,6 +100,7 @@ def section(t: dict) -> str:
         "Resets (each a power cycle of the VM: the first update's reboot, the broken update's reboot, its "
         f"fallback): at {', '.join(f'{r:.0f} s' for r in t.get('resets_s', [])) or '–'} of the run.",
         "",
+        *([t["notes"], ""] if t.get("notes") else []),
         "The run's log: `build/image/test/` (pytest output in `image-test.log`, the console in "
         "`console-ttyS1.txt`, qemu's serial logs under `vm/`).",
         END,
