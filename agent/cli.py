@@ -577,6 +577,8 @@ def cmd_decrypt(args) -> int:
     if crypt.key_id(key) != header.key_id:
         return _fail(f"{args.input}: the key's id {crypt.key_id(key)} is not the file's {header.key_id}: wrong key")
     out = sys.stdout.buffer if args.output == "-" else open(args.output, "wb")
+    if out is not sys.stdout.buffer:
+        os.fchmod(out.fileno(), 0o600)   # decrypted traffic, even over an existing file
     try:
         result = crypt.decrypt_file(args.input, out, key)
     finally:
@@ -900,6 +902,7 @@ def cmd_keys(args) -> int:
 
 
 def main(argv=None) -> int:
+    os.umask(0o077)   # whatever the agent or the CLI writes (db, jobs, recordings, decrypted captures) is private
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

@@ -34,7 +34,7 @@ from agent.console.service import ConsoleService
 from agent.errors import AgentError
 from agent.fwservice import FirmwareService
 from agent.health import Health
-from agent.ratelimit import RateLimiter
+from agent.ratelimit import AuthThrottle, RateLimiter
 from agent.sdnotify import Notifier
 from agent.analysis.service import AnalysisService
 from agent.deception.service import DeceptionService
@@ -59,8 +59,9 @@ SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService
 class Agent:
     def __init__(self, cfg: Config, console: bool = False):
         self.cfg = cfg
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.data_dir / "pcaps").mkdir(exist_ok=True)
+        for d in (cfg.data_dir, cfg.data_dir / "pcaps"):   # 0700, also where an older version made them 0755
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            d.chmod(0o700)
         agentlog.setup(cfg.agent.log_level, stderr=not console)
         self.logs = agentlog.recent
         self.stopping = threading.Event()
@@ -77,6 +78,7 @@ class Agent:
         self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
                                       "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
                                       "deception_start": a.rate_deception_start})
+        self.auth_throttle = AuthThrottle()
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.verifier = Verifier(cfg.verify)
         self.firmware = FirmwareService(cfg)
@@ -90,7 +92,8 @@ class Agent:
         tls = Tls(a.tls_cert, a.tls_key, a.client_ca) if a.tls_cert else None
         try:
             self.server = Server(self.api.app, host, port, a.threads,
-                                 Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s), tls)
+                                 Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s,
+                                        max(4, a.threads // 4)), tls)
         except ssl.SSLError as e:
             raise ConfigError("api.tls_cert", f"cannot load the TLS certificate and key: {e}") from None
         self.notifier = Notifier()
@@ -166,7 +169,8 @@ class Agent:
         self.services = start_services(self, SERVICES)   # before the API: routes read them
         api = self.health.register("api", critical=True, detail=lambda: {
             "listen": f"{self.server.scheme}://{self.server.host}:{self.server.port}",
-            "event_streams": self.sse_slots.total(), "connections": self.server.connections()})
+            "event_streams": self.sse_slots.total(), "connections": self.server.connections(),
+            "auth": dict(self.keys.counts)})
         self._api_component = api
         self.health.spawn(api, lambda c: self.server.serve(c))
         stats = self.health.register("stats", critical=False)
@@ -176,7 +180,7 @@ class Agent:
         if cap.autostart and cap.source:
             try:
                 self.capture.start(CaptureRequest(
-                    source=cap.source, backend=cap.backend, bpf=cap.bpf, snaplen=cap.snaplen,
+                    source=cap.source, backend=cap.backend, bpf=self.capture.autostart_bpf(), snaplen=cap.snaplen,
                     buffer_size_mb=cap.buffer_size_mb, promisc=cap.promisc, fanout_group=cap.fanout_group,
                     pace=cap.pace, loop=cap.loop))
             except AgentError as e:

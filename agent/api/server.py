@@ -9,6 +9,8 @@ watched at once), and its `ssl` adapter slot takes the context below.
 What is added around it, because a box on a hostile network needs it:
 - a connection cap below the descriptor limit, and a per-client-address cap
   (over either, the new connection is closed at once);
+- a cap on the workers one client address holds at once (a quarter of them):
+  one host sending requests that never end (slowloris) cannot take them all;
 - a new connection waits in the epoll set until it sends something, so idle
   connections hold no worker thread; idle ones are closed after
   idle_timeout_s;
@@ -44,7 +46,7 @@ class Limits:
     max_connections: int = 4096
     per_client: int = 512
     idle_timeout_s: float = 30.0
-
+    busy_per_client: int = 16     # workers one address may hold at once
 
 @dataclasses.dataclass(frozen=True)
 class Tls:
@@ -106,6 +108,7 @@ class _Counter:
         self.limits = limits
         self.total = 0
         self.by_addr: collections.Counter = collections.Counter()
+        self.busy: collections.Counter = collections.Counter()   # connections in a worker, by address
         self.refused = 0
         self.lock = threading.Lock()
 
@@ -117,6 +120,21 @@ class _Counter:
             self.total += 1
             self.by_addr[addr] += 1
             return True
+
+    def enter(self, addr: str) -> bool:
+        """A worker takes a connection of addr: False when addr holds its share already."""
+        with self.lock:
+            if self.busy[addr] >= self.limits.busy_per_client:
+                self.refused += 1
+                return False
+            self.busy[addr] += 1
+            return True
+
+    def leave(self, addr: str) -> None:
+        with self.lock:
+            self.busy[addr] -= 1
+            if self.busy[addr] <= 0:
+                del self.busy[addr]
 
     def release(self, addr: str) -> None:
         with self.lock:
@@ -132,13 +150,19 @@ def _connection_class(counter: _Counter):
         handshaken = False
 
         def communicate(self):
-            if isinstance(self.socket, ssl.SSLSocket) and not self.handshaken:
-                try:
-                    self.socket.do_handshake()
-                except (OSError, ValueError):
-                    return False      # a bad or silent TLS client: the connection closes
-                self.handshaken = True
-            return super().communicate()
+            addr = self.remote_addr or ""
+            if not counter.enter(addr):
+                return False          # this address holds its share of the workers: closed
+            try:
+                if isinstance(self.socket, ssl.SSLSocket) and not self.handshaken:
+                    try:
+                        self.socket.do_handshake()
+                    except (OSError, ValueError):
+                        return False  # a bad or silent TLS client: the connection closes
+                    self.handshaken = True
+                return super().communicate()
+            finally:
+                counter.leave(addr)
 
         def close(self):
             if self.counted:

@@ -67,7 +67,7 @@ def receive(environ: dict, directory: str, max_bytes: int) -> tuple:
                     writing = event.name == "file" and out is None
                     if writing:
                         name = os.path.basename(event.filename or "").strip() or "upload.pcap"
-                        out = open(path, "wb")
+                        out = open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
                 elif event is None:
                     done = done or writing
                     writing = False

@@ -63,7 +63,8 @@ def test_openapi_document_is_valid_and_complete(agent):
     assert {"interface", "backend", "buffer_size_mb", "bpf", "duration"} <= set(props)
     assert doc["paths"]["/v1/health"]["get"]["security"] == []
     (param,) = doc["paths"]["/v1/capture/export/{exporter_id}"]["delete"]["parameters"]
-    assert param["schema"] == {"type": "integer"}
+    assert param["schema"] == {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
+    assert props["bpf"]["maxLength"] == 1024
 
 
 def test_ping_status_config_logs_stats(agent):

@@ -81,6 +81,20 @@ def test_per_client_cap_and_idle_timeout(make_agent):
             s.close()
 
 
+def test_one_address_cannot_hold_every_worker(make_agent):
+    """Requests that never end (slowloris) from one address hold at most a quarter of the workers."""
+    a = make_agent('[capture]\nautostart = false\n[api]\nthreads = 16\n')
+    stuck = _open_idle(a.port, 40, ["127.0.0.11"])
+    try:
+        for s in stuck:
+            s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\n")
+        wait_for(lambda: sum(_closed_by_server(s) for s in stuck) >= 40 - 4, timeout=15)
+        assert max(_health_time(Client(a.url, timeout=5)) for _ in range(5)) < 1.0
+    finally:
+        for s in stuck:
+            s.close()
+
+
 def test_watchdog_pinged_only_while_the_api_answers(make_agent, tmp_path):
     path = str(tmp_path / "notify.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

@@ -295,6 +295,8 @@ def test_a_damaged_capture_fails_its_job(agent, tmp_path):
     cut.write_bytes(data[:50000])
     job = finished(agent, upload(agent, str(cut))[1]["job_id"])
     assert job["status"] == "failed" and "capture" in job["error"]
+    # the error names the file as uploaded, never a path on the box
+    assert "cut.pcap" in job["error"] and str(agent.data_dir) not in job["error"] and "/" not in job["error"]
     e = expect_error(lambda: agent.client.get(f"/v1/jobs/{job['job_id']}/sessions"), 400, "JOB_NOT_COMPLETED")
     assert e.details["current_status"] == "failed"
 
