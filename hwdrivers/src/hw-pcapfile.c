@@ -20,7 +20,7 @@
 #include "hw.h"
 
 #define ARENA_BYTES (4u << 20)        /* libpcap path: packet copies for one batch */
-#define WINDOW_BYTES (64u << 20)      /* mapped at a time, so resident memory stays small */
+#define WINDOW_BYTES (4u << 20)       /* read at a time: one pread per 4 MB, and a small heap */
 #define PREFETCH_BYTES 4096           /* how far ahead of the parser the file is fetched */
 #define PACE_MAX_GAP_NS (5 * HW_NS)   /* longer silences in a paced replay are skipped */
 

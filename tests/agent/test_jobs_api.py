@@ -193,8 +193,8 @@ def test_a_large_upload_is_streamed_with_flat_memory(agent, tmp_path):
     proc = psutil.Process(agent.proc.pid)
 
     def anon() -> int:
-        """Resident memory of the agent's own (anonymous) pages: the heap, not the file pages the
-        capture core maps as it reads (a sliding 64 MB window of page cache)."""
+        """Resident memory of the agent's own (anonymous) pages: the heap, not the page cache
+        of the file being read."""
         m = proc.memory_info()
         return m.rss - m.shared
     base = anon()
