@@ -4,16 +4,20 @@ Standard library only.  Errors come back as ApiError (a subclass per kind of
 failure: NotFound, RateLimited ...) with the envelope's code, so callers
 branch on types or codes, never on message text.
 
-    c = Client("http://127.0.0.1:8080", key)
+    c = Client("https://box:8443", key, pin="SHA256 AB:CD:...")   # or cacert=FILE; http:// on loopback
     for t in c.list_threats(severity="high")["threats"]: ...
     job = c.upload_job("call.pcap")["job_id"]
     for ev in c.follow("threats:raised"): ...     # reconnects, resuming after the last event seen
 """
+import hashlib
+import hmac
 import http.client
 import json
 import os
 import pathlib
+import re
 import secrets
+import ssl
 import time
 import urllib.parse
 from typing import Iterator, Optional
@@ -28,6 +32,66 @@ def default_key(data_dir) -> Optional[str]:
         return (pathlib.Path(data_dir) / "admin.key").read_text().strip() or None
     except OSError:
         return None
+
+
+class PinMismatch(ssl.SSLCertVerificationError):
+    """The agent's certificate is not the one pinned: nothing was sent (not the key, not the request)."""
+
+
+def parse_pin(text: str) -> bytes:
+    """A certificate pin as the console prints it (`SHA256 AB:CD:...`), or as bare hex: its 32 bytes."""
+    t = text.strip()
+    t = re.sub(r"^sha-?256[:= ]\s*", "", t, flags=re.IGNORECASE).replace(":", "").replace(" ", "")
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", t):
+        raise ValueError(f"a pin is the certificate's SHA-256 fingerprint, 64 hex digits (colons allowed), "
+                         f"not {text!r}")
+    return bytes.fromhex(t)
+
+
+def fingerprint(der: bytes) -> str:
+    """SHA-256 of a certificate (DER), as `AB:CD:...`: what the console shows and --pin takes."""
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def tls_context(cacert: Optional[str] = None, pin: Optional[str] = None) -> ssl.SSLContext:
+    """TLS 1.2 or later.  With --pin the chain and name are not checked (a box's certificate is
+    self-signed): the certificate's own hash is, in _PinnedHTTPS.connect.  With --cacert it must
+    chain to that file and name the host.  Neither: the system's trust store."""
+    if cacert and pin:
+        raise ValueError("give --cacert or --pin, not both")
+    if pin:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=cacert)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    return ctx
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """HTTPS that checks the server's certificate against a pin right after the handshake."""
+
+    def __init__(self, host, port, pin: bytes, **kw):
+        super().__init__(host, port, **kw)
+        self.pin = pin
+
+    def connect(self):
+        super().connect()
+        der = self.sock.getpeercert(binary_form=True) or b""
+        if not hmac.compare_digest(hashlib.sha256(der).digest(), self.pin):
+            self.sock.close()
+            self.sock = None
+            raise PinMismatch(f"the certificate of {self.host}:{self.port} is {fingerprint(der)}, "
+                              "not the pinned one")
+
+
+def add_tls_arguments(parser) -> None:
+    """--cacert / --pin for the commands that talk to an agent over https://."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--cacert", metavar="FILE", help="https: trust this CA (or the box's own certificate) file")
+    g.add_argument("--pin", metavar="SHA256",
+                   help="https: the agent's certificate fingerprint as its console shows it (SHA256 AB:CD:...)")
 
 
 class ApiError(Exception):
@@ -137,17 +201,30 @@ class Response:
 
 
 class Client:
-    """Over HTTP to an agent, or in the same process (InProcessClient)."""
+    """Over HTTP or HTTPS (--cacert, --pin) to an agent, or in the same process (InProcessClient)."""
 
-    def __init__(self, url: str = "http://127.0.0.1:8080", key: Optional[str] = None, timeout: float = 10.0):
+    def __init__(self, url: str = "http://127.0.0.1:8080", key: Optional[str] = None, timeout: float = 10.0,
+                 cacert: Optional[str] = None, pin: Optional[str] = None):
         u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("http", "https"):
+            raise ValueError(f"an agent's URL is http:// or https://, not {url!r}")
+        self.https = u.scheme == "https"
+        if (cacert or pin) and not self.https:
+            raise ValueError(f"--cacert and --pin are for an https:// URL, not {url!r}")
         self.host = u.hostname or "127.0.0.1"
-        self.port = u.port or 80
+        self.port = u.port or (443 if self.https else 80)
         self.key = key
         self.timeout = timeout
+        self.pin = parse_pin(pin) if pin else None
+        self.tls = tls_context(cacert, pin) if self.https else None
 
     def _conn(self, timeout: Optional[float] = None) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection(self.host, self.port, timeout=timeout or self.timeout)
+        t = timeout or self.timeout
+        if self.pin:
+            return _PinnedHTTPS(self.host, self.port, self.pin, timeout=t, context=self.tls)
+        if self.https:
+            return http.client.HTTPSConnection(self.host, self.port, timeout=t, context=self.tls)
+        return http.client.HTTPConnection(self.host, self.port, timeout=t)
 
     def _headers(self, extra: Optional[dict] = None) -> dict:
         h = {"Accept": "application/json"}

@@ -5,20 +5,23 @@
 #   wheels   capbox (with its compiled C core) and its dependencies, on the host
 #   rootfs   mmdebstrap of bookworm + packages.txt, the wheels installed offline
 #            into /opt/capbox, the units and initramfs scripts of image/
-#   slots    root.img: squashfs of the tree + release.json + capbox.toml
+#   slots    root.img: squashfs of the tree + release.json + capbox.toml, then
+#            its dm-verity hash tree (root hash in root.img.verity)
 #   uki      capbox.efi: systemd stub + kernel + initrd + os-release + cmdline
-#   esp      FAT: systemd-boot, loader.conf (default slot a), the UKI per slot
-#   data     ext4: the agent's data dir with the bundle key trusted, the update
-#            state, initial credentials (admin API key, console password)
+#            (with the slot's root hash), signed for Secure Boot (sbsign)
+#   esp      FAT: systemd-boot (signed), loader.conf (default slot a), the UKI per slot
+#   data     ext4: the agent's data dir with the bundle key trusted and the
+#            update state; no secret: every box makes its own on first boot
+#            (capbox-firstboot.service, the agent's admin key)
 #   disk     GPT (per-image disk and partition UUIDs) assembled with sfdisk + dd
 #   out      disk.img, disk.img.zst, disk.img.bmap, SHA256SUMS, the lock file,
 #            and the update bundle of this same build (signed)
 #
 # Environment: IMAGE_OUT (build/image), IMAGE_VERSION (the agent's version),
 # IMAGE_ROLLBACK (1), IMAGE_KEY (minisign secret key signing bundles; made
-# under IMAGE_OUT/keys on the first build), IMAGE_ADMIN_KEY=0 (no initial API
-# key: the box writes its own on first start), IMAGE_APT_SOURCES (a deb822
-# .sources file; default the host's Debian one).
+# under IMAGE_OUT/keys on the first build), IMAGE_SB_KEY / IMAGE_SB_CERT (the
+# Secure Boot signing key and certificate, PEM; made there too),
+# IMAGE_APT_SOURCES (a deb822 .sources file; default the host's Debian one).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 SRC=$(dirname "$HERE")
@@ -29,6 +32,8 @@ VERSION=${IMAGE_VERSION:-$("$PY" -c 'import agent; print(agent.__version__)')}
 ROLLBACK=${IMAGE_ROLLBACK:-1}
 TARGET=capbox-x86_64
 KEY=${IMAGE_KEY:-$OUT/keys/capbox-update.key}
+SB_KEY=${IMAGE_SB_KEY:-$OUT/keys/secureboot-db.key}
+SB_CERT=${IMAGE_SB_CERT:-$OUT/keys/secureboot-db.crt}
 SUITE=bookworm
 WORK=$OUT/work
 DIST=$OUT/out
@@ -103,6 +108,7 @@ json.dump({"name": "capbox", "version": version, "rollback_index": int(rollback)
 PY
 "$HERE/mkroot.sh" "$WORK/rootfs" "$WORK/root.img" "$WORK/release.json" "$HERE/capbox.toml"
 [ "$(stat -c %s "$WORK/root.img")" -le $((ROOT_MB * MiB)) ] || { echo "root.img is larger than a slot" >&2; exit 1; }
+cp "$WORK/root.img.verity" "$DIST/root.img.verity"
 
 # ---- UKI ------------------------------------------------------------------------
 stage uki
@@ -118,7 +124,21 @@ BUILD_ID=$BUILD_ID
 EOF
 # no root=: the initramfs finds the slot from the entry systemd-boot started
 CMDLINE="ro panic=10 net.ifnames=0 systemd.gpt_auto=0 console=tty0 console=ttyS1,115200 quiet loglevel=3 systemd.show_status=true"
-"$HERE/mkuki.sh" "$WORK/boot/vmlinuz" "$WORK/boot/initrd.img" "$WORK/os-release" "$CMDLINE" "$WORK/capbox.efi"
+# the Secure Boot key (db): made on the first build, kept like the bundle key (docs/IMAGE.md: enrolling it)
+if [ ! -e "$SB_KEY" ]; then
+    (umask 077; openssl req -new -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 \
+        -subj "/CN=capbox Secure Boot signing key ($(hostname) $(date -u +%Y-%m-%d))/O=capbox" \
+        -keyout "$SB_KEY" -out "$SB_CERT" 2>/dev/null)
+    echo "   new Secure Boot signing key $SB_KEY (keep it: enrolled boxes boot only what it signed)"
+fi
+export SB_KEY SB_CERT
+"$HERE/mkuki.sh" "$WORK/boot/vmlinuz" "$WORK/boot/initrd.img" "$WORK/os-release" \
+    "$CMDLINE $(cat "$WORK/root.img.verity")" "$WORK/capbox.efi"
+sbsign --key "$SB_KEY" --cert "$SB_CERT" --output "$WORK/BOOTX64.EFI" \
+    /usr/lib/systemd/boot/efi/systemd-bootx64.efi 2>/dev/null
+mkdir -p "$DIST/secureboot"
+cp "$SB_CERT" "$DIST/secureboot/db.crt"
+openssl x509 -in "$SB_CERT" -outform DER -out "$DIST/secureboot/db.cer"
 
 # ---- ESP -------------------------------------------------------------------------
 stage esp
@@ -127,7 +147,7 @@ mkfs.vfat -C -F 32 -n CAPBOX-ESP -i "$(printf '%08X' $((SOURCE_DATE_EPOCH & 0xFF
 printf 'default capbox-a.efi\ntimeout 0\neditor no\n' > "$WORK/loader.conf"
 export MTOOLS_SKIP_CHECK=1
 mmd -i "$WORK/esp.img" ::/EFI ::/EFI/BOOT ::/EFI/Linux ::/loader
-mcopy -i "$WORK/esp.img" /usr/lib/systemd/boot/efi/systemd-bootx64.efi ::/EFI/BOOT/BOOTX64.EFI
+mcopy -i "$WORK/esp.img" "$WORK/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
 mcopy -i "$WORK/esp.img" "$WORK/loader.conf" ::/loader/loader.conf
 mcopy -i "$WORK/esp.img" "$WORK/capbox.efi" ::/EFI/Linux/capbox-a.efi
 mcopy -i "$WORK/esp.img" "$WORK/capbox.efi" ::/EFI/Linux/capbox-b.efi
@@ -151,21 +171,9 @@ mkdir -p "$WORK/data/capbox/firmware/keys" "$WORK/data/var"
 "$CAPBOX" fw trust "$PUB" --data-dir "$WORK/data/capbox" >/dev/null
 "$PY" -m agent.update.slots seed "$WORK/data/capbox/update" --version "$VERSION" --rollback "$ROLLBACK" \
     --target "$TARGET" --build-id "$BUILD_ID" --rootfs "$WORK/root.img" --uki "$WORK/capbox.efi"
-mkdir -p "$DIST/credentials"
-chmod 700 "$DIST/credentials"
-rm -f "$DIST"/credentials/*
-if [ "${IMAGE_ADMIN_KEY:-1}" != 0 ]; then
-    # an initial admin key, the same for every box flashed from this image: rotate it
-    # (capbox keys create / revoke) once the box is installed
-    token=$("$CAPBOX" keys --data-dir "$WORK/data/capbox" create --kind sk --name "initial admin (image $BUILD_ID)")
-    (umask 077; echo "$token" > "$WORK/data/capbox/admin.key"; echo "$token" > "$DIST/credentials/admin.key")
-fi
-if "$CAPBOX" console --help >/dev/null 2>&1; then
-    (umask 077; "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))' > "$DIST/credentials/console.password")
-    "$CAPBOX" console --data-dir "$WORK/data/capbox" passwd < "$DIST/credentials/console.password" >/dev/null
-else
-    echo "   this capbox has no serial console (capbox console): no console password"
-fi
+# no secret goes into the image: the admin key, console setup code, TLS key pair and machine id are
+# each box's own, made on its first boot (docs/IMAGE.md "First boot"); the signing keys stay in keys/
+rm -rf "$DIST/credentials"
 mkfs.ext4 -q -F -L capbox-data -U "$(cat /proc/sys/kernel/random/uuid)" -E root_owner=0:0 -d "$WORK/data" "$WORK/data.img" ${DATA_MB}M
 
 # ---- GPT disk --------------------------------------------------------------------
@@ -204,6 +212,8 @@ bmaptool -q create -o "$disk.bmap" "$disk"
     echo "suite = \"$SUITE\""
     echo "stub_sha256 = \"$(sha256sum /usr/lib/systemd/boot/efi/linuxx64.efi.stub | cut -d' ' -f1)\""
     echo "systemd_boot_sha256 = \"$(sha256sum /usr/lib/systemd/boot/efi/systemd-bootx64.efi | cut -d' ' -f1)\""
+    echo "verity = \"$(cat "$WORK/root.img.verity")\""
+    echo "secureboot_db_sha256 = \"$(sha256sum "$DIST/secureboot/db.cer" | cut -d' ' -f1)\""
     echo; echo "[debian]"
     awk -F'\t' '{printf "\"%s:%s\" = \"%s\"\n", $1, $3, $2}' "$WORK/dpkg.lock"
     echo; echo "[python]"
@@ -212,7 +222,7 @@ bmaptool -q create -o "$disk.bmap" "$disk"
     (cd "$WORK/wheels" && sha256sum *.whl | awk '{printf "\"%s\" = \"%s\"\n", $2, $1}')
 } > "$DIST/capbox-image.lock"
 (cd "$DIST" && sha256sum disk.img disk.img.zst disk.img.bmap "$(basename "$bundle")" "$(basename "$bundle").minisig" \
-    capbox-image.lock > SHA256SUMS)
+    capbox-image.lock root.img.verity secureboot/db.crt secureboot/db.cer > SHA256SUMS)
 stage end
 
 {

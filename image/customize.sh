@@ -16,7 +16,7 @@ rm -rf "$R"/opt/capbox/bin/pip* "$R"/opt/capbox/lib/python3.11/site-packages/{pi
     "$R"/opt/capbox/lib/python3.11/site-packages/distutils-precedence.pth
 ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
 
-systemctl --root="$R" enable -q systemd-networkd.service capbox.service capbox-console.service capbox-tui.service \
+systemctl --root="$R" enable -q systemd-networkd.service capbox-firstboot.service capbox-grow-data.service capbox.service capbox-console.service capbox-tui.service \
     capbox-update-guard.service
 # ttyS0 belongs to the capbox console, tty1 to the TUI; nothing prompts or runs apt on a box
 systemctl --root="$R" mask -q serial-getty@.service getty@tty1.service systemd-firstboot.service \

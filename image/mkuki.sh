@@ -3,6 +3,9 @@
 # systemd stub + os-release + command line + kernel + initrd, one PE file that
 # systemd-boot lists by itself).  bookworm has no ukify: objcopy places the
 # sections after the stub's last one, each on the stub's section alignment.
+# With SB_KEY and SB_CERT (PEM) set, the result is signed for Secure Boot
+# (sbsign): the firmware then checks the command line (the slot's dm-verity
+# root hash) along with the kernel and initrd.
 set -euo pipefail
 kernel=$1 initrd=$2 osrel=$3 cmdline=$4 out=$5
 stub=${UKI_STUB:-/usr/lib/systemd/boot/efi/linuxx64.efi.stub}
@@ -22,5 +25,10 @@ for sec in osrel:"$osrel" cmdline:"$tmp/cmdline" linux:"$kernel" initrd:"$initrd
     args+=(--add-section ".$name=$file" --change-section-vma ".$name=$(printf '0x%x' "$at")")
     next=$((at + $(stat -Lc %s "$file")))
 done
-objcopy "${args[@]}" "$stub" "$out.tmp"
+objcopy "${args[@]}" "$stub" "$tmp/uki.efi"
+if [ -n "${SB_KEY:-}" ]; then
+    sbsign --key "$SB_KEY" --cert "${SB_CERT:?SB_CERT with SB_KEY}" --output "$out.tmp" "$tmp/uki.efi" 2>/dev/null
+else
+    cp "$tmp/uki.efi" "$out.tmp"
+fi
 mv "$out.tmp" "$out"

@@ -55,8 +55,8 @@ class Source:
             raise SourceError(f"agent unreachable: {e}") from None
 
 
-def remote(url: str, key: Optional[str]) -> Source:
-    return Source(Client(url, key, timeout=5), url)
+def remote(url: str, key: Optional[str], cacert: Optional[str] = None, pin: Optional[str] = None) -> Source:
+    return Source(Client(url, key, timeout=5, cacert=cacert, pin=pin), url)
 
 
 def local(agent) -> Source:

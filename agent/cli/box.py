@@ -5,10 +5,8 @@ import os
 import sys
 import time
 
-from agent import report
 from agent.cli.common import fail, load_config, seconds_or_never
-from agent.cli.files import emit_report
-from hwdrivers import CaptureError
+from agent.client import add_tls_arguments
 
 
 def cmd_run(args) -> int:
@@ -44,7 +42,27 @@ def cmd_tui(args) -> int:
     if not key:
         key_file = os.path.join(args.data_dir or "./var", "admin.key")
         return fail(f"no API key: give --key, set CAPBOX_KEY, or run where {key_file} is readable")
-    CapboxApp(remote(args.url, key)).run()
+    try:
+        source = remote(args.url, key, cacert=args.cacert, pin=args.pin)
+    except (ValueError, OSError) as e:
+        return fail(str(e))
+    CapboxApp(source).run()
+    return 0
+
+
+def cmd_firstboot(args) -> int:
+    from agent import firstboot
+    from agent.config import ConfigError
+    try:
+        cfg = load_config(args)
+        made = firstboot.run(cfg)
+    except ConfigError as e:
+        return fail(f"config: {e}")
+    except OSError as e:
+        return fail(f"cannot write in {e.filename}: {e.strerror}")
+    print(f"firstboot: {', '.join(made) or 'nothing to do'} in {cfg.data_dir}")
+    for line in firstboot.notice(cfg.data_dir):
+        print(line)
     return 0
 
 
@@ -101,6 +119,9 @@ def cmd_keys(args) -> int:
 
 
 def cmd_capture(args) -> int:
+    from agent import report
+    from agent.cli.files import emit_report
+    from hwdrivers import CaptureError
     words = list(args.words)
     iface = args.interface or (words.pop(0) if words else None)
     if not iface:
@@ -133,6 +154,7 @@ def add_parsers(sub) -> None:
     t.add_argument("--url", default="http://127.0.0.1:8080")
     t.add_argument("--key", help="API key (default: CAPBOX_KEY, or DATA_DIR/admin.key)")
     t.add_argument("--data-dir", metavar="DIR", help="where admin.key is (default ./var)")
+    add_tls_arguments(t)
     t.set_defaults(func=cmd_tui)
 
     k = sub.add_parser("keys", help="API keys: create, list, revoke")
@@ -153,6 +175,12 @@ def add_parsers(sub) -> None:
     kr.add_argument("key_id")
     kr.add_argument("--json", action="store_true")
     k.set_defaults(func=cmd_keys)
+
+    fb = sub.add_parser("firstboot", help="a box's own secrets, made once: TLS key and certificate, "
+                                           "console setup code (the image runs it before the agent)")
+    # no --config: a configuration naming the certificate does not load before it exists
+    fb.add_argument("--data-dir", metavar="DIR", help="where the agent keeps its state (default ./var)")
+    fb.set_defaults(func=cmd_firstboot, config=None)
 
     c = sub.add_parser("capture", help="capture from an interface (or the card) for a while and summarise it")
     c.add_argument("words", nargs="*", metavar="IFACE [EXPRESSION]",

@@ -21,7 +21,7 @@ def cmd_console(args) -> int:
         return fail(f"config: {e}")
     if args.action == "passwd":
         return set_password(password.path_for(cfg))
-    return serve(cfg, args.url, args.key)
+    return serve(cfg, args.url, args.key, args.cacert, args.pin)
 
 
 def set_password(path) -> int:
@@ -42,7 +42,7 @@ def set_password(path) -> int:
     return 0
 
 
-def serve(cfg, url: str, key) -> int:
+def serve(cfg, url: str, key, cacert=None, pin=None) -> int:
     from agent import log as agentlog
     from agent.client import Client, default_key
     from agent.console.commands import Commands
@@ -53,7 +53,10 @@ def serve(cfg, url: str, key) -> int:
     if not key:
         return fail(f"no API key: give --key, set CAPBOX_KEY, or run where {cfg.data_dir}/admin.key is readable")
     agentlog.setup(cfg.agent.log_level)
-    client = Client(url, key, timeout=60)
+    try:
+        client = Client(url, key, timeout=60, cacert=cacert, pin=pin)
+    except (ValueError, OSError) as e:
+        return fail(str(e))
     try:
         client.get("/v1/ping")
     except Exception as e:   # said once; each command says it again until the agent answers
@@ -65,7 +68,7 @@ def serve(cfg, url: str, key) -> int:
                   "`capbox console passwd` sets one", file=sys.stderr)
     except password.PasswordError as e:
         print(f"capbox: warning: {e}", file=sys.stderr)
-    console = Console(cfg.console, path, Commands(client))
+    console = Console(cfg.console, path, Commands(client), data_dir=cfg.data_dir)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, frame: console.close())
     console.serve()
@@ -82,6 +85,8 @@ def add_parsers(sub) -> None:
     c.add_argument("--baud", type=int, default=0, help="line speed (default [console] baud, 115200)")
     c.add_argument("--url", default=DEFAULT_URL, help=f"the agent's REST address (default {DEFAULT_URL})")
     c.add_argument("--key", help="API key (default: CAPBOX_KEY, or DATA_DIR/admin.key)")
+    from agent.client import add_tls_arguments
+    add_tls_arguments(c)
     c.add_argument("--config", metavar="FILE", help="[console] settings, the data directory")
     c.add_argument("--data-dir", metavar="DIR", help="where console.passwd and admin.key are (default ./var)")
     c.set_defaults(func=cmd_console)

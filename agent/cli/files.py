@@ -7,10 +7,8 @@ import os
 import socket
 import sys
 
-from agent import report
 from agent.cli.common import (add_capture_file, fail, human_bytes, load_config, num, plural, positive, print_json,
                               progress, seconds_or_never)
-from hwdrivers import CaptureError, ExporterConfig, RecordConfig
 
 FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "bytes", "first", "last",
                 "rtt_ms", "retransmissions", "packets_fwd", "packets_rev", "bytes_fwd", "bytes_rev",
@@ -68,6 +66,8 @@ def emit_report(r: dict, as_json: bool) -> int:
 
 
 def cmd_analyze(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError
     opts = report.Options(bpf=args.bpf, top=args.top, idle_timeout_s=args.idle_timeout,
                           window_s=args.window if args.windows else 0)
     try:
@@ -94,6 +94,8 @@ def _print_windows(windows: list) -> None:
 
 
 def cmd_flows(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError
     opts = report.Options(bpf=args.bpf, idle_timeout_s=args.idle_timeout)
     fmt = "json" if args.json else args.format
     errors = []
@@ -154,6 +156,8 @@ def collector_address(value: str, default_port: int = 9995) -> tuple:
 
 
 def cmd_export(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError, ExporterConfig
     collectors = []
     for value in args.collector:
         try:
@@ -193,6 +197,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_record(args) -> int:
+    from agent import report
+    from hwdrivers import CaptureError, RecordConfig
     from agent.recordings import keys
     from agent.recordings.keys import KeyFileError
     if args.interface:

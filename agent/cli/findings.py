@@ -9,7 +9,6 @@ import time
 from agent.cli.common import (add_capture_file, fail, load_config, num, positive, print_json, print_lines, progress,
                               warn)
 from agent.detectors.detector import SEVERITIES
-from hwdrivers import CaptureError
 
 
 def _analysis_config(args):
@@ -20,6 +19,7 @@ def _analysis_config(args):
 
 def _file_windows(args, cfg):
     """Windows of args.file, or (None, exit code) after a one-line error."""
+    from hwdrivers import CaptureError
     from agent.analysis import windows as offline
     try:
         found, error = offline.compute(args.file, args.window, args.bpf, long_flow_s=cfg.analysis.long_lived_s)
@@ -107,6 +107,7 @@ def cmd_anomalies(args) -> int:
 
 
 def cmd_detect(args) -> int:
+    from hwdrivers import CaptureError
     from agent.config import ConfigError
     from agent.detectors.offline import aggregate, detect_file
     try:
@@ -216,6 +217,7 @@ def _verdict(args, r: dict, what: str) -> int:
 
 def _file_calls(path: str):
     """(offline.Result, exit code): the calls of a capture file, or a one-line error."""
+    from hwdrivers import CaptureError
     from agent.calls import offline
     try:
         with progress(path) as show:

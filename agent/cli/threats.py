@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-from agent.client import ApiError, Client, default_key
+from agent.client import ApiError, Client, add_tls_arguments, default_key
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 STATUSES = ("acknowledged", "confirmed", "false_positive")
@@ -46,7 +46,11 @@ def cmd_threats(args) -> int:
         print("capbox: error: no API key: give --key, set CAPBOX_KEY, or run where DATA_DIR/admin.key is readable",
               file=sys.stderr)
         return 1
-    c = Client(args.url, key, timeout=30)
+    try:
+        c = Client(args.url, key, timeout=30, cacert=args.cacert, pin=args.pin)
+    except ValueError as e:
+        print(f"capbox: error: {e}", file=sys.stderr)
+        return 1
     out = _console()
     try:
         if args.action == "show":
@@ -111,6 +115,7 @@ def _filters(p, suppress: bool) -> None:
 def add_parsers(sub) -> None:
     t = sub.add_parser("threats", help="list, follow, show and mark the threats of a running agent")
     _connection(t, suppress=False)
+    add_tls_arguments(t)
     _filters(t, suppress=False)
     t.set_defaults(func=cmd_threats, action="list")
     acts = t.add_subparsers(dest="action", metavar="[list|show|mark]")

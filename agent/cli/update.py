@@ -7,8 +7,6 @@ import getpass
 import json
 import pathlib
 import time
-import urllib.error
-import urllib.request
 
 from agent.cli.common import fail, guard, load_config, refused
 from firmware.errors import FirmwareError
@@ -133,23 +131,25 @@ def cmd_status(args) -> int:
 
 
 def health_probe(cfg, timeout: float = 5.0):
-    """GET /v1/health of the agent this configuration describes: its status word."""
+    """GET /v1/health of the agent this configuration describes: its status word.  Over
+    HTTPS when the API has a certificate, checked against that certificate."""
+    from agent.client import Client
     host, port = cfg.listen
     if host in ("", "0.0.0.0", "::"):
         host = "127.0.0.1"
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/v1/health"
+    scheme = "https" if cfg.api.tls_cert else "http"
+    client = Client(f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}", timeout=timeout,
+                    cacert=cfg.api.tls_cert or None)
 
     def probe():
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as r:
-                return json.loads(r.read()).get("status")
-        except urllib.error.HTTPError as e:
-            try:
-                return json.loads(e.read()).get("status") or f"http {e.code}"
-            except ValueError:
-                return f"http {e.code}"
-        except (OSError, ValueError) as e:
+            r = client.raw("GET", "/v1/health")
+        except OSError as e:
             return f"no answer ({e})"
+        try:
+            return (r.json() or {}).get("status") or f"http {r.status}"
+        except ValueError:
+            return f"http {r.status}"
     return probe
 
 

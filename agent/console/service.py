@@ -23,8 +23,10 @@ BACKOFF_MAX_S = 5.0
 
 
 class Console:
-    def __init__(self, settings, password_path, commands: Commands, url: str = "", baud: int = 0):
+    def __init__(self, settings, password_path, commands: Commands, url: str = "", baud: int = 0,
+                 data_dir=None):
         self.settings = settings                    # a ConsoleSection
+        self.data_dir = data_dir                    # shows the box's first-boot notice (agent.firstboot)
         self.url = url or settings.port
         self.baud = baud or settings.baud
         self.password_path = password_path
@@ -76,7 +78,7 @@ class Console:
             try:
                 reader = LineReader(self._port, self.settings.max_line)
                 Session(reader, self.commands, self.settings, self.password_path, self.login, self.url,
-                        self.stop).run()
+                        self.stop, self.data_dir).run()
                 pause = BACKOFF_MIN_S
             except PortGone as e:
                 self._trouble(f"{self.url} went away: {e}", "reopening")
@@ -126,7 +128,7 @@ class ConsoleService(Service):
     def start(self, agent) -> None:
         from agent.client import InProcessClient
         self.console = Console(agent.cfg.console, password.path_for(agent.cfg),
-                               Commands(InProcessClient(agent.api.app)))
+                               Commands(InProcessClient(agent.api.app)), data_dir=agent.cfg.data_dir)
         self.thread = threading.Thread(target=self.console.serve, name="console-port", daemon=True)
         self.thread.start()
 

@@ -8,6 +8,10 @@ What a terminal sees (stable: scripts and the image's boot test wait for it):
     Logged in. Type help for the commands.
     capbox>                      <- the prompt; `exit` logs out
 
+On a box's first boot (agent.firstboot) the banner also shows the HTTPS
+certificate's fingerprint and a one-time setup code; a login with that code
+asks for the console's own password (`New password:`, `Again:`) and spends it.
+
 A wrong password answers "Login incorrect"; after console.max_failures in a
 row the console answers "Locked: ..." to every try for console.lockout_s.
 The lockout belongs to the console, not to the session: a reopened port or a
@@ -16,7 +20,7 @@ import dataclasses
 import logging
 import time
 
-from agent import __version__
+from agent import __version__, firstboot
 from agent.console import password
 from agent.console.lineio import Line, LineReader
 
@@ -49,7 +53,7 @@ class LoginState:
 
 class Session:
     def __init__(self, reader: LineReader, commands, settings, password_path, state: LoginState, where: str,
-                 stop):
+                 stop, data_dir=None):
         self.io = reader
         self.commands = commands
         self.settings = settings          # a ConsoleSection
@@ -57,11 +61,17 @@ class Session:
         self.state = state
         self.where = where
         self.stop = stop
+        self.data_dir = data_dir          # the box's first-boot notice (agent.firstboot), when given
         self._noise_said = 0.0
+
+    def banner(self) -> None:
+        self.io.say(f"\ncapbox console on {self.where} (capbox {__version__}): press Enter\n")
+        if self.data_dir is not None:
+            self.io.say("".join(f"{line}\n" for line in firstboot.notice(self.data_dir)))
 
     def run(self) -> None:
         """Until stop is set; PortGone goes up to the service, which reopens the port."""
-        self.io.say(f"\ncapbox console on {self.where} (capbox {__version__}): press Enter\n")
+        self.banner()
         while not self.stop.is_set():
             if self.login():
                 try:
@@ -74,7 +84,11 @@ class Session:
     def login(self) -> bool:
         self.io.say(PASSWORD_PROMPT)
         line = self.io.read_line(echo=False, stop=self.stop)
-        if line is None or line.cancelled or self._refused(line) or not line.text:
+        if line is None or line.cancelled or self._refused(line):
+            return False
+        if not line.text:
+            if self.data_dir is not None:     # Enter alone: the notice again, for a terminal attached late
+                self.banner()
             return False
         st = self.state
         left = st.locked_until - time.monotonic()
@@ -86,6 +100,10 @@ class Session:
         except password.PasswordError as e:
             self.io.say(f"Cannot log in: {e}\n")
             return False
+        if ok and self.data_dir is not None and firstboot.setup_code(self.data_dir) == line.text:
+            ok = self.own_password()
+            if not ok:
+                return False
         if ok:
             st.failures = 0
             st.logins += 1
@@ -108,6 +126,28 @@ class Session:
             log.info("console %s: wrong password (%d in a row)", self.where, st.failures)
             self.io.say("Login incorrect\n")
         return False
+
+    def own_password(self) -> bool:
+        """The one-time setup code was right: the box's own password is set before anything else."""
+        self.io.say("The setup code works once: choose the console password "
+                    f"(at least {password.MIN_LENGTH} characters).\nNew password: ")
+        first = self.io.read_line(echo=False, stop=self.stop)
+        if first is None or first.cancelled or self._refused(first):
+            return False
+        self.io.say("Again: ")
+        again = self.io.read_line(echo=False, stop=self.stop)
+        if again is None or again.cancelled or self._refused(again) or again.text != first.text:
+            self.io.say("The two passwords differ; the setup code still works\n")
+            return False
+        try:
+            password.store(self.password_path, first.text)
+        except (password.PasswordError, OSError) as e:
+            self.io.say(f"Cannot set it: {e}; the setup code still works\n")
+            return False
+        firstboot.spend_setup_code(self.data_dir)
+        log.info("console %s: the setup code was used and a password set", self.where)
+        self.io.say("Password set.\n")
+        return True
 
     # ---- the command prompt -------------------------------------------------------------
 

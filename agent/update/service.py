@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 SIGNATURE_MAX = 16384
 UNITS = ["capbox.service", "capbox-console.service", "capbox-tui.service", "capbox-update-guard.service"]
 TRIAL_MARKER = "trial"
+VERITY_MARKER = "verity-failed"      # the initramfs refused the slot it names (image/initramfs, capbox-slot)
 
 
 def rejected(verdict: Verdict) -> AgentError:
@@ -82,6 +83,7 @@ class UpdateService:
             st = self._load()
             boot_id = self.platform.boot_id()
             if not (st.last_boot and st.last_boot.get("boot_id") == boot_id):
+                self._take_refusal(st, booted)
                 default = None
                 if st.trial is not None:
                     try:
@@ -92,6 +94,24 @@ class UpdateService:
                 self.state_file.save(st)
                 self._sync_marker(st)
             return st
+
+    def _take_refusal(self, st: slots.State, booted: str) -> None:
+        """The initramfs's word that it refused a slot (dm-verity) and reset into this one."""
+        marker = self.dir / VERITY_MARKER
+        try:
+            refused = marker.read_text().strip()
+        except OSError:
+            return
+        if refused in slots.SLOTS and refused != booted:
+            log.error("slot %s failed dm-verity verification at boot: running slot %s, now the default",
+                      refused, booted)
+            st.refused(refused, booted)
+            try:
+                with self.platform.esp() as esp:
+                    self.platform.set_loader_default(esp, booted)
+            except PlatformError as e:
+                log.warning("cannot make slot %s the boot loader's default: %s", booted, e)
+        marker.unlink(missing_ok=True)
 
     def _sync_marker(self, st: slots.State) -> None:
         """The file the guard unit's condition reads (no Python needed to decide)."""

@@ -20,6 +20,8 @@ and the transitions are
                              slot did not come up (boot loader fell back): `bad`
     healthy(booted)       -> the slot on trial is committed (`good`), the old one kept as fallback
     unhealthy(booted)     -> the slot on trial is `bad`; the next boot starts the committed one
+    refused(slot, booted) -> the initramfs found `slot` changed on disk (dm-verity) and
+                             booted the other: `bad`, and the booted slot is committed
 
 Every transition appends to the history.  Nothing here touches a disk other
 than the state file; tests drive it as the boots of a box would."""
@@ -202,6 +204,18 @@ class State:
         if t is None or t.slot != booted:
             raise SlotError("no_trial", f"slot {booted} is not on trial")
         self._fall_back(booted, reason)
+
+    def refused(self, slot: str, booted: str) -> None:
+        """The initramfs refused `slot` (a block did not match its dm-verity hash) and started
+        `booted` instead: that slot is bad, and the boot loader's default is the booted one."""
+        if slot == booted:
+            return
+        s = self.slots[slot]
+        s.status, s.reason = "bad", "its root filesystem failed dm-verity verification (changed on disk)"
+        if self.trial and self.trial.slot == slot:
+            self.trial = None
+        previous, self.committed = self.committed, booted
+        self._log("verity_refused", slot, to=booted, previous=previous)
 
     def _commit(self, slot: str) -> Optional[dict]:
         t = self.trial

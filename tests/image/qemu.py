@@ -13,6 +13,7 @@ in the firmware for good (the second reboot of a run: no output on either
 port for 7 minutes, while a new qemu on a copy of that disk and store booted at
 once); a real box's reset does not, and what the test is about (the boot
 loader's variables, the disk) survives a power cycle just the same."""
+import http.client
 import json
 import os
 import pathlib
@@ -21,15 +22,17 @@ import shutil
 import socket
 import subprocess
 import threading
+import ssl
 import time
-import urllib.error
-import urllib.request
 from typing import Optional
+
+from agent.client import Client
 
 OVMF_CODE = pathlib.Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = pathlib.Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 ANSI = re.compile(r"\x1b\[[0-9;=?]*[A-Za-z]|\r")
 MAX_RESETS = 20
+API_PORT = 8443          # the image's HTTPS API (image/capbox.toml)
 
 
 def free_port() -> int:
@@ -94,16 +97,23 @@ class ConsoleRecorder(threading.Thread):
 
 
 class Vm:
-    def __init__(self, disk: pathlib.Path, workdir: pathlib.Path, memory_mb: int = 1024, cpus: int = 2):
+    def __init__(self, disk: pathlib.Path, workdir: pathlib.Path, memory_mb: int = 1024, cpus: int = 2,
+                 fresh: bool = True, disk_size: Optional[str] = None):
+        """`fresh`: a new overlay and variable store; else the box in `workdir` powered on again.
+        `disk_size` (qemu-img's "4G"): the box's disk is that big, the image at its start."""
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.overlay = workdir / "overlay.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(disk.resolve()),
-                        str(self.overlay)], check=True)
         self.vars = workdir / "OVMF_VARS.fd"
-        shutil.copy(OVMF_VARS, self.vars)
+        if fresh:
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b", str(disk.resolve()),
+                            str(self.overlay), *([disk_size] if disk_size else [])], check=True)
+            shutil.copy(OVMF_VARS, self.vars)
         self.api_port, self.ttys0_port, self.ttys1_port = free_port(), free_port(), free_port()
-        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.url = f"https://127.0.0.1:{self.api_port}"
+        self.pin: Optional[str] = None       # the certificate fingerprint its console showed
+        self.key: Optional[str] = None
+        self.qmp = workdir / "qmp.sock"
         self.serial0_log = workdir / "ttyS0.log"
         self.serial1_log = workdir / "ttyS1.log"
         for log in (self.serial0_log, self.serial1_log):      # appended across power cycles: this box's only
@@ -115,7 +125,7 @@ class Vm:
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
             "-drive", f"if=virtio,format=qcow2,file={self.overlay}",
-            "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.api_port}-:8080",
+            "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.api_port}-:{API_PORT}",
             "-device", "virtio-net-pci,netdev=n0",
             "-chardev", f"socket,id=s0,host=127.0.0.1,port={self.ttys0_port},server=on,wait=off,"
                         f"logfile={self.serial0_log},logappend=on",
@@ -125,10 +135,12 @@ class Vm:
             "-serial", "chardev:s1",
             "-device", "i6300esb", "-action", "watchdog=reset", "-no-reboot",
             "-display", "none", "-vga", "std",
+            "-qmp", f"unix:{self.qmp},server=on,wait=off",
         ]
         self.proc: Optional[subprocess.Popen] = None
         self.started = None
         self.resets: list = []              # seconds since the first start, one per power cycle
+        self.reset_loads: list = []         # the host's load average at each
         self.dead: Optional[str] = None
         self.stopping = threading.Event()
 
@@ -155,6 +167,7 @@ class Vm:
                 self.dead = f"qemu exited with status {rc} after {len(self.resets)} resets"
                 return
             self.resets.append(round(time.monotonic() - self.started, 1))
+            self.reset_loads.append(" ".join(open("/proc/loadavg").read().split()[:3]))
             self._launch()
 
     def alive(self) -> bool:
@@ -172,29 +185,36 @@ class Vm:
         except OSError:
             return ""
 
+    def client(self, key: Optional[str] = None, timeout: float = 10) -> Client:
+        return Client(self.url, key, timeout, pin=self.pin)
+
     def get(self, path: str, key: Optional[str] = None, timeout: float = 10) -> tuple:
-        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {key}"} if key else {})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            body = e.read()
+        """Over HTTPS, pinned to the fingerprint the console showed; before it is known (the
+        boot's health polls, which carry no key) the certificate is not checked."""
+        if self.pin:
+            r = self.client(key, timeout).raw("GET", path)
+            status, body = r.status, r.body
+        else:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            conn = http.client.HTTPSConnection("127.0.0.1", self.api_port, timeout=timeout, context=ctx)
             try:
-                return e.code, json.loads(body)
-            except ValueError:
-                return e.code, {"raw": body.decode(errors="replace")}
+                conn.request("GET", path, headers={"Authorization": f"Bearer {key}"} if key else {})
+                resp = conn.getresponse()
+                status, body = resp.status, resp.read()
+            finally:
+                conn.close()
+        try:
+            return status, json.loads(body)
+        except ValueError:
+            return status, {"raw": body.decode(errors="replace")}
 
     def post_file(self, path: str, key: str, body_path: pathlib.Path, headers: dict, timeout: float = 600) -> tuple:
-        size = body_path.stat().st_size
         with open(body_path, "rb") as f:
-            req = urllib.request.Request(self.url + path, data=f, method="POST", headers={
-                "Authorization": f"Bearer {key}", "Content-Type": "application/octet-stream",
-                "Content-Length": str(size), **headers})
-            try:
-                with urllib.request.urlopen(req, timeout=timeout) as r:
-                    return r.status, json.loads(r.read())
-            except urllib.error.HTTPError as e:
-                return e.code, json.loads(e.read())
+            r = self.client(key, timeout).raw("POST", path, f, {
+                "Content-Type": "application/octet-stream", "Content-Length": str(body_path.stat().st_size),
+                **headers})
+        return r.status, r.json()
 
     def wait_http(self, path: str = "/v1/health", timeout: float = 300, want=lambda status, body: status == 200,
                   key: Optional[str] = None) -> tuple:
@@ -225,6 +245,25 @@ class Vm:
                 return time.monotonic() - self.started
             time.sleep(0.5)
         raise TimeoutError(f"the box did not go down within {timeout} s")
+
+    def power_off(self, timeout: float = 180) -> None:
+        """The power button (ACPI): systemd stops the services and syncs the disks, qemu exits.
+        (A kill is a power cut: the agent's store keeps its last commits only in its WAL then.)"""
+        self.stopping.set()
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(10)
+                s.connect(str(self.qmp))
+                f = s.makefile("rw")
+                f.readline()                                   # the greeting
+                for cmd in ("qmp_capabilities", "system_powerdown"):
+                    f.write(json.dumps({"execute": cmd}) + "\n")
+                    f.flush()
+                    f.readline()
+            self.proc.wait(timeout)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.stop()
 
     def stop(self) -> None:
         if self.proc is None:

@@ -17,7 +17,7 @@ RESULTS = ROOT / "bench" / "RESULTS.md"
 TIMINGS = ROOT / "build" / "image" / "test" / "timings.json"
 SECTION = "image-test"
 BEGIN, END = markers(SECTION)
-TARGETS = {"build": 240, "zst_mb": 200, "boot": 60}
+TARGETS = {"build": 240, "zst_mb": 200, "boot": 30}
 
 
 def fmt(v, unit="s") -> str:
@@ -51,10 +51,22 @@ def section(t: dict) -> str:
         f"| build (`make image`, apt cache warm) | {fmt(build_s)} | < 240 s | {met(build_s, TARGETS['build'])} |",
         f"| compressed image (`disk.img.zst`, zstd -10 --long=31) | {fmt(zst, 'MB')} | < 200 MB | "
         f"{met(zst, TARGETS['zst_mb'])} |",
-        f"| boot to a healthy agent (qemu start → `/v1/health` healthy) | {fmt(boot)} | < 60 s | "
-        f"{met(boot, TARGETS['boot'])} |",
+        f"| boot to a healthy agent (qemu start → `/v1/health` healthy over HTTPS; first boot: secrets made) | "
+        f"{fmt(boot)} | < 30 s (quiet machine) | {met(boot, TARGETS['boot'])} |",
         f"| serial console on ttyS0: Enter → `Password:` → logged in (pyserial over the TCP serial port) | "
         f"{fmt(t.get('console_login_s'))} | | " + ("**works**" if t.get("console_login_s") else "–") + " |",
+        f"| HTTPS pinned to the fingerprint the console showed; plain HTTP to the port answered | "
+        f"{t.get('plain_http_answer', '–')} | refused | " + ("**met**" if t.get("plain_http_answer") else "–") + " |",
+        f"| two boxes from one image: fingerprints, setup codes, machine ids, admin keys differ; none in the "
+        f"build output | {t.get('two_boxes', '–')} | | " + ("**met**" if t.get("two_boxes") else "–") + " |",
+        f"| one byte of the active slot flipped ({t.get('tamper_byte', '–')}): refused, fell back to b, healthy "
+        f"| {fmt(t.get('tampered_boot_to_fallback_s'))} | | "
+        + ("**met**" if t.get("tampered_boot_to_fallback_s") else "–") + " |",
+        f"| data partition grown to fill a {4} GiB disk (systemd-repart, resize2fs): ext4 size | "
+        f"{fmt(mb(t.get('data_partition_bytes')), 'MB')} | > 1 GiB image | "
+        + ("**met**" if t.get("data_partition_bytes") else "–") + " |",
+        f"| sbverify: both UKIs and systemd-boot | {t.get('sbverify', '–')} | | "
+        + ("**met**" if t.get("sbverify") else "–") + " |",
         f"| signed update: upload, verify, write slot b | {fmt(t.get('update_upload_verify_write_s'))} | | |",
         f"| signed update: POST → rebooted into b, healthy, committed | {fmt(t.get('update_to_committed_s'))} | "
         "same run | " + ("**met**" if t.get("update_to_committed_s") else "–") + " |",
@@ -68,15 +80,27 @@ def section(t: dict) -> str:
         f"{mb(t.get('build_bundle_bytes'))} MB; {int(t.get('build_debian_packages', 0))} Debian packages.",
         "",
         "Boot milestones of the first boot (seconds after qemu started, from the ttyS1 console): firmware hands "
-        f"over to systemd-boot {fmt(t.get('boot_firmware_to_loader_s'))}, systemd starts "
-        f"{fmt(t.get('boot_systemd_started_s'))}, capbox.service ready {fmt(t.get('boot_agent_started_s'))}, "
-        f"`/v1/health` healthy {fmt(boot)}.  Under TCG the boot follows the host's load: earlier runs on "
-        "2026-11-23 took 49.1 s (before the serial console unit, load about 2), 60.3 s (with it, load about 1.9: "
-        "over the 60 s target) and 121 s (another test suite busy on the same two cores).",
+        f"over to systemd-boot {fmt(t.get('boot_firmware_to_loader_s'))}, root slot read whole through "
+        f"dm-verity {fmt(t.get('boot_slot_verified_s'))}, systemd starts "
+        f"{fmt(t.get('boot_systemd_started_s'))}, first-boot secrets made "
+        f"{fmt(t.get('boot_firstboot_done_s'))}, capbox.service ready {fmt(t.get('boot_agent_started_s'))}, "
+        f"`/v1/health` healthy {fmt(boot)}; the host's load average when the box booted: "
+        f"{t.get('loadavg_at_boot', '–')}.  Under TCG the boot follows the host's load: a figure measured while "
+        "other engineers' suites run on the same two cores is not the quiet-machine figure the target is for.",
+        "",
+        "Every boot of the first box (seconds from its power-on: firmware → systemd-boot, slot verified, "
+        "systemd, first-boot secrets, agent ready; host load average at power-on):",
+        "",
+        "| boot at | loader | slot verified | systemd | firstboot | agent ready | host load |",
+        "|---:|---:|---:|---:|---:|---:|---|",
+        *[f"| {b['at_s']:.0f} s | {fmt(b.get('loader'))} | {fmt(b.get('verified'))} | {fmt(b.get('systemd'))} | "
+          f"{fmt(b.get('firstboot'))} | {fmt(b.get('agent'))} | {b.get('host_load') or '–'} |"
+          for b in t.get("boots", [])],
         "",
         "Resets (each a power cycle of the VM: the first update's reboot, the broken update's reboot, its "
         f"fallback): at {', '.join(f'{r:.0f} s' for r in t.get('resets_s', [])) or '–'} of the run.",
         "",
+        *([t["notes"], ""] if t.get("notes") else []),
         "The run's log: `build/image/test/` (pytest output in `image-test.log`, the console in "
         "`console-ttyS1.txt`, qemu's serial logs under `vm/`).",
         END,

@@ -192,3 +192,19 @@ def test_efi_variable_encoding(box):
     assert raw == b"\x07\x00\x00\x00" + "capbox-b.efi\0".encode("utf-16-le")
     box.platform.disarm_trial()
     assert box.oneshot() is None
+
+
+def test_slot_refused_by_the_initramfs_is_bad_and_the_other_committed(box):
+    """What image/initramfs's capbox-slot does when slot a fails dm-verity: the slot's name
+    in update/verity-failed on the data partition, the one-shot entry on b, a reset."""
+    box.service().status()
+    (box.data_dir / "update" / "verity-failed").write_text("a\n")
+    box.platform.arm_trial("b")
+    assert box.boot() == "b"
+    st = box.service().status()
+    assert st["booted_slot"] == "b" and st["committed_slot"] == "b" and st["trial"] is None
+    assert st["slots"]["a"]["status"] == "bad" and "dm-verity" in st["slots"]["a"]["reason"]
+    assert st["history"][-1]["event"] == "verity_refused"
+    assert not (box.data_dir / "update" / "verity-failed").exists()
+    assert box.boot() == "b"                    # the boot loader's default is the good slot now
+    assert box.service().status()["slots"]["a"]["status"] == "bad"

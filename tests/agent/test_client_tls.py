@@ -1,0 +1,133 @@
+"""The clients' side of HTTPS: agent.client (and so `capbox tui`, `capbox console`,
+the update guard) against a real agent serving HTTPS with a certificate made by
+`capbox firstboot`, the way a box makes its own: --pin with the fingerprint,
+--cacert with the certificate, and what a wrong pin or an unknown CA does."""
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from agent import config, firstboot
+from agent.client import ApiError, Client, PinMismatch, parse_pin
+from agent.update.cli import health_probe
+from tests.conftest import ROOT
+
+
+def _firstboot(data_dir) -> str:
+    """`capbox firstboot` as the image runs it; the fingerprint it prints."""
+    p = subprocess.run([sys.executable, "-m", "agent", "firstboot", "--data-dir", str(data_dir)], cwd=ROOT,
+                       capture_output=True, text=True, check=True)
+    line = next(l for l in p.stdout.splitlines() if l.startswith("HTTPS certificate SHA256 "))
+    return line.split("SHA256 ", 1)[1]
+
+
+@pytest.fixture
+def tls_agent(make_agent, tmp_path):
+    d = tmp_path / "box"
+    fp = _firstboot(d)
+    unverified = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    a = make_agent(f'[capture]\nautostart = false\n[api]\ntls_cert = "{d}/tls.crt"\ntls_key = "{d}/tls.key"\n',
+                   name="box", tls=unverified)
+    a.https = f"https://127.0.0.1:{a.port}"
+    a.fingerprint = fp
+    return a
+
+
+def test_firstboot_makes_private_files_once(tmp_path):
+    d = tmp_path / "box"
+    fp = _firstboot(d)
+    for name in ("tls.key", "tls.crt", "console.passwd", "console.setup"):
+        assert (d / name).stat().st_mode & 0o777 == 0o600, name
+    assert d.stat().st_mode & 0o777 == 0o700
+    code = firstboot.setup_code(d)
+    assert code and len(code) == 19 and firstboot.cert_fingerprint(d) == fp
+    assert _firstboot(d) == fp and firstboot.setup_code(d) == code      # a second run changes nothing
+    assert _firstboot(tmp_path / "other") != fp                          # another box, another key
+
+
+def test_pin_and_cacert_reach_the_agent(tls_agent):
+    d = tls_agent.data_dir
+    for kw in ({"pin": tls_agent.fingerprint}, {"pin": "sha256:" + tls_agent.fingerprint.replace(":", "").lower()},
+               {"cacert": str(d / "tls.crt")}):
+        c = Client(tls_agent.https, tls_agent.key, **kw)
+        assert c.health()["status"] in ("healthy", "degraded")
+        assert c.capture_status()["running"] is False              # a keyed route: the key went over TLS
+    with pytest.raises(ApiError) as e:
+        Client(tls_agent.https, "sk_wrong", pin=tls_agent.fingerprint).capture_status()
+    assert e.value.status == 401
+
+
+def test_wrong_pin_or_unknown_ca_is_refused(tls_agent, tmp_path):
+    other_fp = _firstboot(tmp_path / "other")
+    with pytest.raises(PinMismatch) as e:
+        Client(tls_agent.https, tls_agent.key, pin=other_fp).health()
+    assert tls_agent.fingerprint in str(e.value)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        Client(tls_agent.https, tls_agent.key, cacert=str(tmp_path / "other" / "tls.crt")).health()
+    with pytest.raises(ssl.SSLCertVerificationError):       # neither: the system's CAs do not know a box
+        Client(tls_agent.https, tls_agent.key).health()
+    # plain HTTP to the HTTPS port gets no health document
+    r = None
+    try:
+        r = Client(f"http://127.0.0.1:{tls_agent.port}").raw("GET", "/v1/health")
+    except OSError:
+        pass
+    assert r is None or r.status >= 400
+
+
+def test_a_wrong_pin_sends_nothing(tmp_path):
+    """The pin is checked after the handshake and before the request: a server with
+    another certificate never sees the bearer key."""
+    d = tmp_path / "impostor"
+    _firstboot(d)
+    real_fp = _firstboot(tmp_path / "real")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(d / "tls.crt", d / "tls.key")
+    srv = socket.create_server(("127.0.0.1", 0))
+    got = []
+
+    def serve():
+        conn, _ = srv.accept()
+        with ctx.wrap_socket(conn, server_side=True) as s:
+            s.settimeout(5)
+            try:
+                while data := s.recv(4096):
+                    got.append(data)
+            except (OSError, ssl.SSLError):
+                pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    with pytest.raises(PinMismatch):
+        Client(f"https://127.0.0.1:{srv.getsockname()[1]}", "sk_secret", pin=real_fp).get("/v1/keys")
+    t.join(10)
+    srv.close()
+    assert b"".join(got) == b""
+
+
+def test_bad_options_are_told(tmp_path):
+    with pytest.raises(ValueError, match="64 hex"):
+        parse_pin("AB:CD")
+    with pytest.raises(ValueError, match="https"):
+        Client("http://127.0.0.1:1", pin="00" * 32)
+    r = subprocess.run([sys.executable, "-m", "agent", "tui", "--url", "https://127.0.0.1:1", "--key", "k",
+                        "--pin", "nope"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 1 and "64 hex digits" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "agent", "console", "--port", "socket://127.0.0.1:1", "--key", "k",
+                        "--url", "https://127.0.0.1:1", "--pin", "00" * 32, "--cacert", "x"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "not allowed with" in r.stderr
+
+
+def test_tui_source_and_update_guard_over_https(tls_agent):
+    from tui.source import remote
+    src = remote(tls_agent.https, tls_agent.key, pin=tls_agent.fingerprint)
+    assert src.health()["status"] in ("healthy", "degraded")
+    d = tls_agent.data_dir
+    cfg = config.load(None, env={}, overrides={"api": {"listen": f"0.0.0.0:{tls_agent.port}",
+                                                       "tls_cert": str(d / "tls.crt"),
+                                                       "tls_key": str(d / "tls.key")}})
+    assert health_probe(cfg)() in ("healthy", "degraded")
