@@ -12,7 +12,7 @@ import pytest
 
 from agent import config, firstboot
 from agent.client import ApiError, Client, PinMismatch, parse_pin
-from agent.update.cli import health_probe
+from agent.cli.update import health_probe
 from tests.conftest import ROOT
 
 
