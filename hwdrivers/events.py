@@ -1,6 +1,9 @@
 """Event records: the few packets Python must see, with a payload snippet."""
 import dataclasses
 
+from typing import Optional
+
+from hwdrivers import records as _records
 from hwdrivers._hw import ffi, lib
 from hwdrivers.flows import format_addr, format_mac
 
@@ -28,6 +31,8 @@ class PacketEvent:
     wirelen: int
     payload_len: int   # as the headers announce it; payload may be shorter
     payload: bytes     # token: from up to 256 bytes before the match on
+    record: Optional[object] = None  # dns: DnsRecord, tls: TlsRecord (hwdrivers.records), parsed in C
+    record_error: str = ""           # why the payload gave no record (a malformed reason)
 
     @property
     def ts(self) -> float:
@@ -43,4 +48,6 @@ def from_cdata(e) -> PacketEvent:
         seq=e.seq, ack=e.ack, from_initiator=bool(e.from_initiator),
         src_mac=format_mac(e.src_mac), dst_mac=format_mac(e.dst_mac), wirelen=e.wirelen,
         payload_len=e.payload_len, payload=bytes(ffi.buffer(e.snippet, e.snippet_len)),
+        record=_records.from_event(e) if e.has_rec else None,
+        record_error=_records.MALFORMED_NAMES[e.rec_status] if e.rec_status else "",
     )

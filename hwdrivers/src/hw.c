@@ -39,6 +39,7 @@ struct hw_session {
     int eof;
     uint64_t now_ns;
     struct hw_counters c;
+    struct hw_rec_counters rc;
     struct hw_flowtable *ft;
     struct hw_hosts *hosts;
     struct hw_frags *frags;
@@ -295,7 +296,7 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
 
 static int is_tls(const uint8_t *p, uint32_t n)
 {
-    if (n >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && (p[5] == 1 || p[5] == 2)) return 1;
+    if (n >= 6 && p[0] == 0x16 && p[1] == 3 && p[2] <= 4 && (p[5] == 1 || p[5] == 2 || p[5] == 11)) return 1;
     if (n >= 7 && p[0] == 0x15 && p[1] == 3 && p[2] <= 4) return 1; /* alert */
     /* SSLv2-format ClientHello offering SSL 3.0 or TLS */
     if (n >= 5 && (p[0] & 0x80) && p[2] == 1 && (p[3] == 3 || (p[3] == 0 && p[4] == 2))) return 1;
@@ -378,6 +379,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
+    if (!skip) hwint_records_fill(&s->rc, kind, m, e);
     hwint_ring_commit(&s->events);
     s->c.events[kind]++;
 }
@@ -642,6 +644,14 @@ struct hw_rtp **hwint_session_rtp(struct hw_session *s) { return &s->rtp; }
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
 {
     return s->cfg.event_mask ? hwint_ring_read(&s->events, out, max) : 0;
+}
+
+int hw_records_counters(struct hw_session *s, struct hw_rec_counters *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->rc;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
 }
 
 int hw_windows_read(struct hw_session *s, struct hw_window *out, int max)

@@ -1,0 +1,111 @@
+/* records.h - protocol records: the facts of a DNS message or a TLS
+ * handshake, parsed in C on the packet path and carried in the event that
+ * announced the packet, so Python reads fields, never bytes.  Fixed-size;
+ * strings are NUL-terminated and cut at their buffer (a flag says so). */
+
+/* Why a record could not be read (0: it was).  Counted per reason. */
+#define HW_RMAL_NONE 0
+#define HW_RMAL_DNS_HEADER 1    /* shorter than the 12-byte header (or the TCP length prefix) */
+#define HW_RMAL_DNS_NAME 2      /* a name runs past the message, loops, or is over 255 bytes */
+#define HW_RMAL_DNS_QUESTION 3  /* question type/class cut short */
+#define HW_RMAL_DNS_RR 4        /* resource record header or rdata past the message */
+#define HW_RMAL_DNS_RDATA 5     /* rdata length wrong for its type (A not 4, AAAA not 16...) */
+#define HW_RMAL_TLS_RECORD 6    /* TLS record header cut short */
+#define HW_RMAL_TLS_HELLO 7     /* hello body or an extension runs past its length */
+#define HW_RMAL_TLS_CERT 8      /* certificate list lengths inconsistent */
+#define HW_RMAL_COUNT 9
+
+/* ---- DNS ---------------------------------------------------------------- */
+#define HW_DNS_NAME_MAX 256     /* presentation form, no trailing dot */
+#define HW_DNS_RR_MAX 16        /* answer + authority records kept; the rest counted */
+#define HW_DNS_TEXT_MAX 2048    /* names and TXT data of the kept records */
+
+#define HW_DNS_SEC_ANSWER 1
+#define HW_DNS_SEC_AUTHORITY 2
+
+struct hw_dns_rr {
+    uint32_t ttl;
+    uint16_t type, cls;
+    uint8_t section;            /* HW_DNS_SEC_* */
+    uint8_t addr_len;           /* A: 4, AAAA: 16, else 0 */
+    uint16_t pref;              /* MX preference */
+    uint16_t owner_off, owner_len;  /* owner name in text[] */
+    uint16_t data_off, data_len;    /* CNAME/NS/PTR/MX/SOA mname: a name; TXT: the raw strings; SOA: "mname rname" */
+    uint32_t soa[5];            /* SOA serial, refresh, retry, expire, minimum */
+    uint8_t addr[16];
+};
+
+struct hw_rec_dns {
+    uint16_t id, flags;         /* flags as on the wire (QR, opcode, AA, TC, RD, RA, AD, CD, rcode) */
+    uint16_t rcode;             /* with the EDNS extended bits */
+    uint16_t qdcount, ancount, nscount, arcount;
+    uint16_t qtype, qclass;
+    uint8_t edns;               /* an OPT record was present */
+    uint8_t edns_version;
+    uint8_t edns_do;            /* DNSSEC OK */
+    uint8_t n_rr;               /* records in rr[] */
+    uint16_t edns_udp_size;
+    uint16_t rr_skipped;        /* answer/authority records beyond HW_DNS_RR_MAX or text[] */
+    uint16_t name_len;
+    uint16_t text_len;
+    uint8_t cut;                /* the message ran past the captured bytes */
+    char name[HW_DNS_NAME_MAX];
+    struct hw_dns_rr rr[HW_DNS_RR_MAX];
+    char text[HW_DNS_TEXT_MAX];
+};
+
+/* ---- TLS ---------------------------------------------------------------- */
+#define HW_TLS_LIST_MAX 160     /* cipher suites, extensions, groups... kept per list (JA3 of the kept) */
+#define HW_TLS_STR_MAX 256
+#define HW_TLS_ALPN_MAX 8
+#define HW_TLS_CERT_MAX 4
+
+#define HW_TLS_CLIENT_HELLO 1
+#define HW_TLS_SERVER_HELLO 2
+#define HW_TLS_CERTIFICATE 11
+#define HW_TLS_ALERT 21         /* not a handshake: an alert record */
+
+struct hw_tls_cert {
+    uint8_t sha256[32];
+    int64_t not_before, not_after;  /* seconds since the epoch */
+    char subject[HW_TLS_STR_MAX];   /* RFC 2253 */
+    char issuer[HW_TLS_STR_MAX];
+    uint8_t parsed;             /* 0: the DER did not parse (fingerprint still set) */
+};
+
+struct hw_tls_list {
+    uint16_t n;
+    uint16_t v[HW_TLS_LIST_MAX];
+};
+
+struct hw_rec_tls {
+    uint8_t hs_type;            /* HW_TLS_* of the first message; 0 when none was read */
+    uint8_t sslv2;              /* the hello was in the SSLv2 record format */
+    uint8_t alert_level, alert_desc;
+    uint8_t has_server_hello, has_client_hello;
+    uint8_t n_certs, n_alpn;
+    uint16_t record_version;
+    uint16_t version;           /* hello's legacy_version (SSLv2: the offered version) */
+    uint16_t selected_version;  /* server: supported_versions, else 0 */
+    uint16_t cipher;            /* server: the chosen suite */
+    uint8_t compression;
+    uint8_t sni_cut;
+    struct hw_tls_list ciphers, extensions, groups, point_formats, sig_algs, versions;
+    char sni[HW_TLS_STR_MAX];
+    char alpn[HW_TLS_ALPN_MAX][32];
+    char ja3[33], ja3s[33];     /* MD5 hex of the JA3 / JA3S strings */
+    char ja4[40];
+    struct hw_tls_cert certs[HW_TLS_CERT_MAX];
+};
+
+struct hw_rec_counters {
+    uint64_t parsed[HW_EV_COUNT];
+    uint64_t malformed[HW_RMAL_COUNT];
+};
+
+int hw_records_counters(struct hw_session *s, struct hw_rec_counters *out);
+const char *hw_record_malformed_name(int reason);
+/* Parse one DNS message (a UDP payload, or a TCP one with its length prefix). */
+int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *out);
+/* Parse the TLS records at the start of a TCP payload. */
+int hw_tls_parse(const uint8_t *p, uint32_t n, struct hw_rec_tls *out);

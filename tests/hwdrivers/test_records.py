@@ -1,0 +1,220 @@
+"""Protocol records parsed in C against tshark's decoding of every shared
+capture: DNS (id, flags, rcode, question, answer and authority records with
+TTLs) and TLS (versions, suites, SNI, ALPN, JA3, JA3S, certificate
+fingerprints, subject, issuer and validity)."""
+import datetime
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from hwdrivers import CaptureConfig, RunResult, Session, records
+from tests.conftest import ALL_PCAPS, pcap
+from tests.hwdrivers.test_pcaps import CORRUPT
+
+NAMES = [p.name for p in ALL_PCAPS if p.name not in CORRUPT]
+
+
+def our_events(path: str, kinds: frozenset) -> dict:
+    """{(ts_us, sport, dport): [PacketEvent]} of the events the core pushed."""
+    out = {}
+    cfg = CaptureConfig(source=path, events=kinds, lossless=True, event_ring=1 << 12)
+    with Session(cfg) as s:
+        while True:
+            result = s.run(timeout_ms=500)
+            for ev in s.read_events():
+                out.setdefault((ev.ts_ns // 1000, ev.sport, ev.dport), []).append(ev)
+            if result == RunResult.EOF:
+                break
+    return out
+
+
+def tshark_packets(tshark: str, path: str, display: str, protos: str) -> list:
+    out = subprocess.run([tshark, "-n", "-r", path, "-T", "json", "--no-duplicate-keys", "-J", protos, "-Y", display],
+                         capture_output=True, text=True, check=True).stdout
+    return [p["_source"]["layers"] for p in json.loads(out or "[]")]
+
+
+def key(layers: dict) -> tuple:
+    sec, frac = layers["frame"]["frame.time_epoch"].split(".")
+    l4 = layers.get("udp") or layers.get("tcp")
+    sport = l4.get("udp.srcport") or l4.get("tcp.srcport")
+    dport = l4.get("udp.dstport") or l4.get("tcp.dstport")
+    return int(sec) * 1_000_000 + int(frac[:6]), int(sport), int(dport)
+
+
+def many(v) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+def nodes(tree: dict) -> list:
+    """The record nodes under a tshark section; identical records (one JSON key) merge into lists: split them."""
+    out = []
+    for v in tree.values() if isinstance(tree, dict) else ():
+        for n in many(v):
+            if isinstance(n, dict):
+                k = len(n["dns.resp.name"]) if isinstance(n.get("dns.resp.name"), list) else 0
+                split = [{f: x[i] if isinstance(x, list) else x for f, x in n.items()} for i in range(k)]
+                # an NSEC/NSEC3 type bitmap repeats dns.resp.type: the record's own type comes first
+                out.extend(split or [{f: x[0] if f == "dns.resp.type" and isinstance(x, list) else x
+                                      for f, x in n.items()}])
+    return out
+
+
+VALUES = {1: "dns.a", 2: "dns.ns", 5: "dns.cname", 12: "dns.ptr.domain_name", 28: "dns.aaaa"}
+
+
+def tshark_rr(n: dict, section: str) -> tuple:
+    t = int(n.get("dns.resp.type", "-1"))
+    name = n.get("dns.resp.name")
+    value = None
+    if not all(k in n for k in ("dns.resp.ttl", VALUES.get(t, "dns.resp.type"))):
+        return (name, t, None, None, section)  # cut short by the snap length
+    if t in VALUES:
+        value = n[VALUES[t]]
+    elif t == 15:
+        value = f"{n['dns.mx.preference']} {n['dns.mx.mail_exchange']}"
+    elif t == 6:
+        value = " ".join(n[f"dns.soa.{k}"] for k in ("mname", "rname", "serial_number", "refresh_interval",
+                                                     "retry_interval", "expire_limit", "minimum_ttl"))
+    elif t == 16:
+        value = " ".join(many(n["dns.txt"]))
+    return ("" if name == "<Root>" else name, t, int(n["dns.resp.ttl"]), value, section)
+
+
+def our_rr(rr) -> tuple:
+    known = rr.type in VALUES or rr.type in (6, 15, 16)
+    return rr.name, rr.type, rr.ttl, rr.value if known else None, rr.section
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dns_records_match_tshark(name, tshark):
+    path = pcap(name)
+    ours = our_events(path, frozenset({"dns"}))
+    theirs = tshark_packets(tshark, path, "dns && (udp.port == 53 || tcp.port == 53) && !tcp.segments",
+                            "frame udp tcp dns")
+    compared = 0
+    for layers in theirs:
+        d = layers["dns"]
+        evs = [e for e in ours.get(key(layers), []) if e.kind == "dns"]
+        assert evs, f"no DNS event for tshark's frame {layers['frame']['frame.number']}"
+        rec = evs[0].record
+        assert rec is not None, f"frame {layers['frame']['frame.number']}: {evs[0].record_error}"
+        assert rec.id == int(d["dns.id"], 16)
+        assert rec.flags == int(d["dns.flags"], 16)
+        assert rec.rcode & 15 == int(d["dns.flags_tree"].get("dns.flags.rcode", "0"))
+        queries = nodes(d.get("Queries", {}))
+        if queries:
+            assert rec.name == ("" if queries[0]["dns.qry.name"] == "<Root>" else queries[0]["dns.qry.name"])
+            assert rec.qtype == int(queries[0]["dns.qry.type"])
+        want = [tshark_rr(n, "answer") for n in nodes(d.get("Answers", {}))]
+        want += [tshark_rr(n, "authority") for n in nodes(d.get("Authoritative nameservers", {}))]
+        # tshark names SRV owners in dns.srv.* fields: compare those by type, TTL and section
+        got = [our_rr(r) if i >= len(want) or want[i][0] is not None else (None,) + our_rr(r)[1:]
+               for i, r in enumerate(rec.rrs)]
+        assert got == (want[:16] if not rec.cut else want[:len(got)])
+        assert rec.edns == ("Additional records" in d and any(
+            n.get("dns.resp.type") == "41" for n in nodes(d["Additional records"])))
+        compared += 1
+    assert compared == len(theirs)
+
+
+def tls_handshakes(tls: dict) -> list:
+    """Every handshake message node of tshark's TLS tree for one frame."""
+    out = []
+    for rec in many(tls.get("tls.record", [])):
+        if isinstance(rec, dict):
+            out.extend(h for h in many(rec.get("tls.handshake", [])) if isinstance(h, dict))
+    return out
+
+
+def utc(text: str) -> int:
+    """tshark's x509af time ("24-08-12 17:40:17 (UTC)" or "2024-08-12 ...") as epoch seconds."""
+    stamp = text.replace(" (UTC)", "")
+    fmt = "%y-%m-%d %H:%M:%S" if len(stamp.split("-")[0]) == 2 else "%Y-%m-%d %H:%M:%S"
+    return int(datetime.datetime.strptime(stamp, fmt).replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tls_records_match_tshark(name, tshark):
+    path = pcap(name)
+    ours = our_events(path, frozenset({"tls"}))
+    theirs = tshark_packets(tshark, path, "(tls.handshake.type == 1 || tls.handshake.type == 2 || tls.handshake.type == 11) && !tcp.segments",
+                            "frame tcp tls")
+    compared = 0
+    for layers in theirs:
+        tls = layers.get("tls")
+        if not isinstance(tls, dict):
+            continue
+        evs = [e for e in ours.get(key(layers), []) if e.kind == "tls"]
+        assert evs, f"no TLS event for tshark's frame {layers['frame']['frame.number']}"
+        rec = evs[0].record
+        assert rec is not None, f"frame {layers['frame']['frame.number']}: {evs[0].record_error}"
+        for h in tls_handshakes(tls):
+            kind = int(h["tls.handshake.type"])
+            if kind == 1:
+                assert rec.ja3 == h["tls.handshake.ja3"]
+                assert rec.version == int(h["tls.handshake.version"], 16)
+                suites = [int(c, 16) for c in many(h["tls.handshake.ciphersuites"]["tls.handshake.ciphersuite"])]
+                assert list(rec.ciphers) == suites
+                sni = [v for n in h.values() if isinstance(n, dict) for v in [n.get("Server Name Indication extension")]
+                       if v]
+                flat = json.dumps(h)
+                if "tls.handshake.extensions_server_name\"" in flat:
+                    assert rec.sni in flat
+                else:
+                    assert rec.sni == "" and not sni
+                alpn = [s for s in _all(h, "tls.handshake.extensions_alpn_str")]
+                assert list(rec.alpn) == alpn
+            elif kind == 2:
+                assert rec.ja3s == h["tls.handshake.ja3s"]
+                assert rec.cipher == int(h["tls.handshake.ciphersuite"], 16)
+            elif kind == 11:
+                ders = [bytes.fromhex(c.replace(":", "")) for c in _all(h, "tls.handshake.certificate")]
+                assert [c.sha256 for c in rec.certificates] == [hashlib.sha256(d).hexdigest() for d in ders][:4]
+                befores = [utc(t) for t in _all(h, "x509af.utcTime") + _all(h, "x509af.generalizedTime")][0::2]
+                if len(befores) >= len(rec.certificates):
+                    assert [c.not_before for c in rec.certificates] == befores[:len(rec.certificates)]
+                assert all(c.parsed and c.subject and c.issuer for c in rec.certificates)
+        compared += 1
+    assert compared == len([x for x in theirs if isinstance(x.get("tls"), dict)])
+
+
+def _all(node, field: str) -> list:
+    """Every value of `field` anywhere under a tshark JSON node, in document order."""
+    out = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == field:
+                out.extend(many(v))
+            else:
+                out.extend(_all(v, field))
+    elif isinstance(node, list):
+        for v in node:
+            out.extend(_all(v, field))
+    return out
+
+
+@pytest.mark.parametrize("payload,reason", [
+    (b"\x12\x34\x01", "dns_header"),
+    (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05abc", "dns_name"),
+    (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03abc\x00\x00", "dns_question"),
+    (b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\x03abc\x00\x00\x01\x00\x01\xc0\x0c\x00\x01", "dns_rr"),
+    (b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00\x03abc\x00\x00\x01\x00\x01"
+     b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x10\x00\x03\x01\x02\x03", "dns_rdata"),
+    (b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01", "dns_name"),  # pointer loop
+])
+def test_malformed_dns_is_named(payload, reason):
+    assert records.parse_dns(payload) == reason
+
+
+def test_dns_record_fields():
+    msg = (b"\xab\xcd\x81\x83\x00\x01\x00\x00\x00\x01\x00\x01\x07example\x03com\x00\x00\x1c\x00\x01"
+           b"\xc0\x14\x00\x06\x00\x01\x00\x00\x03\x84\x00\x20\x02ns\xc0\x14\x04root\xc0\x14"
+           b"\x00\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00\x03\x00\x00\x00\x04\x00\x00\x00\x05"
+           b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00")
+    rec = records.parse_dns(len(msg).to_bytes(2, "big") + msg, tcp=True)
+    assert (rec.id, rec.response, rec.rcode, rec.name, rec.qtype) == (0xabcd, True, 3, "example.com", 28)
+    assert rec.rrs[0].section == "authority" and rec.rrs[0].value == "ns.com root.com 1 2 3 4 5"
+    assert (rec.edns, rec.edns_udp_size, rec.edns_do) == (True, 1232, True)
