@@ -178,6 +178,7 @@ class Session:
         self._closed = False
         self._cond = threading.Condition()
         self._event_buf = ffi.new("struct hw_event[]", 256)
+        self._event_view = ffi.buffer(self._event_buf)
         self._flow_buf = ffi.new("struct hw_flow_record[]", 1024)
         self._window_buf = ffi.new("struct hw_window[]", 16)
         self.linktype = lib.hw_session_linktype(self._s)
@@ -257,7 +258,15 @@ class Session:
 
     def read_events(self, limit: int = 1 << 30) -> list:
         """Queued packet events (kinds chosen in the config), oldest first."""
-        return self._drain(lib.hw_events_read, self._event_buf, _events.from_cdata, limit)
+        out = []
+        size, convert, view = _events.SIZE, _events.from_buffer, self._event_view
+        with self._use() as s:
+            while len(out) < limit:
+                n = lib.hw_events_read(s, self._event_buf, min(limit - len(out), len(self._event_buf)))
+                out.extend(convert(view, i * size) for i in range(n))
+                if n < len(self._event_buf):
+                    break
+        return out
 
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""

@@ -4,9 +4,10 @@ An event of kind dns or tls carries its record; Python reads its fields and
 never parses the payload bytes again."""
 import dataclasses
 import socket
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from hwdrivers._hw import ffi, lib
+from hwdrivers.layout import Layout
 
 MALFORMED_NAMES = [ffi.string(lib.hw_record_malformed_name(i)).decode() for i in range(lib.HW_RMAL_COUNT)]
 
@@ -28,8 +29,7 @@ def dns_rcode(r: int) -> str:
     return RCODES.get(r) or str(r)
 
 
-@dataclasses.dataclass(frozen=True)
-class DnsRR:
+class DnsRR(NamedTuple):
     name: str          # owner, as on the wire (case kept), no trailing dot
     type: int
     ttl: int
@@ -38,8 +38,7 @@ class DnsRR:
     txt: tuple = ()    # TXT: the character strings
 
 
-@dataclasses.dataclass(frozen=True)
-class DnsRecord:
+class DnsRecord(NamedTuple):
     id: int
     flags: int
     rcode: int
@@ -80,37 +79,49 @@ def _txt(raw: bytes) -> tuple:
     return tuple(out)
 
 
-def _rr(rr, text: bytes) -> DnsRR:
-    t = rr.type
-    owner = text[rr.owner_off:rr.owner_off + rr.owner_len].decode("latin-1")
+_DNS = Layout("struct hw_rec_dns", skip=("name", "text"))
+_DNS_UNPACK = _DNS.struct.unpack_from
+_DNS_NAME, _DNS_TEXT = _DNS.offsets["name"], _DNS.offsets["text"]
+_RR = Layout("struct hw_dns_rr")
+_RR_UNPACK, _RR_SIZE, _RR_AT = _RR.struct.unpack_from, _RR.size, _DNS.offsets["rr"]
+_V4, _V6 = socket.AF_INET, socket.AF_INET6
+_ntop = socket.inet_ntop
+
+
+def _rr(buf, at: int, text: bytes) -> DnsRR:
+    ttl, t, _cls, section, addr_len, pref, owner_off, owner_len, data_off, data_len, *soa, addr = _RR_UNPACK(buf, at)
+    owner = text[owner_off:owner_off + owner_len].decode("latin-1")
     txt = ()
-    if rr.addr_len == 4:
-        value = socket.inet_ntop(socket.AF_INET, bytes(rr.addr)[:4])
-    elif rr.addr_len == 16:
-        value = socket.inet_ntop(socket.AF_INET6, bytes(rr.addr))
+    if addr_len == 4:
+        value = _ntop(_V4, addr[:4])
+    elif addr_len == 16:
+        value = _ntop(_V6, addr)
     else:
-        data = text[rr.data_off:rr.data_off + rr.data_len]
+        data = text[data_off:data_off + data_len]
         if t == _T_TXT:
             txt = _txt(data)
             value = " ".join(txt)
         else:
             value = data.decode("latin-1")
             if t == _T_MX:
-                value = f"{rr.pref} {value}"
+                value = f"{pref} {value}"
             elif t == _T_SOA:
-                value = f"{value} {' '.join(str(v) for v in rr.soa)}"
-    return DnsRR(owner, t, rr.ttl, value, SECTIONS.get(rr.section, ""), txt)
+                value = f"{value} {' '.join(str(v) for v in soa)}"
+    return DnsRR(owner, t, ttl, value, SECTIONS.get(section, ""), txt)
 
 
-def dns_from_cdata(d) -> DnsRecord:
-    n = d.n_rr
+def dns_from_buffer(buf, at: int) -> DnsRecord:
+    """The struct hw_rec_dns at byte offset `at` of a buffer."""
+    (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
+     name_len, text_len, cut) = _DNS_UNPACK(buf, at)
     rrs = ()
     if n:
-        text = ffi.buffer(d.text, d.text_len)[:]
-        rrs = tuple(_rr(d.rr[i], text) for i in range(n))
-    return DnsRecord(d.id, d.flags, d.rcode, ffi.string(d.name, d.name_len).decode("latin-1"), d.qtype, d.qclass,
-                     d.qdcount, d.ancount, d.nscount, d.arcount, rrs, d.rr_skipped, bool(d.edns), d.edns_udp_size,
-                     d.edns_version, bool(d.edns_do), bool(d.cut))
+        text = bytes(buf[at + _DNS_TEXT:at + _DNS_TEXT + text_len])
+        base = at + _RR_AT
+        rrs = tuple(_rr(buf, base + i * _RR_SIZE, text) for i in range(n))
+    name = bytes(buf[at + _DNS_NAME:at + _DNS_NAME + name_len]).decode("latin-1")
+    return DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, rrs, skipped, bool(edns), udp_size,
+                     edns_version, bool(edns_do), bool(cut))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +142,7 @@ class TlsRecord:
     version: int           # the hello's (legacy) version
     selected_version: int  # ServerHello supported_versions, 0 when absent
     cipher: int            # ServerHello: the chosen suite
-    ciphers: tuple         # ClientHello suites (SSLv2: 24-bit cipher specs)
+    ciphers: tuple         # ClientHello suites (SSLv2 hellos: the 24-bit cipher specs)
     extensions: tuple
     groups: tuple
     point_formats: tuple
@@ -147,6 +158,7 @@ class TlsRecord:
     server_hello: bool
     alert_level: int
     alert_desc: int
+    server_random_tail: bytes  # the last 8 bytes of the ServerHello random (downgrade sentinel)
 
     @property
     def negotiated_version(self) -> int:
@@ -165,20 +177,20 @@ def tls_from_cdata(t) -> TlsRecord:
     certs = tuple(TlsCertificate(bytes(c.sha256).hex(), _str(c.subject), _str(c.issuer), c.not_before, c.not_after,
                                  bool(c.parsed)) for c in t.certs[0:t.n_certs])
     return TlsRecord(
-        t.hs_type, bool(t.sslv2), t.record_version, t.version, t.selected_version, t.cipher, _list(t.ciphers),
+        t.hs_type, bool(t.sslv2), t.record_version, t.version, t.selected_version, t.cipher,
+        tuple(t.v2_ciphers[0:t.n_v2_ciphers]) if t.sslv2 else _list(t.ciphers),
         _list(t.extensions), _list(t.groups), _list(t.point_formats), _list(t.sig_algs), _list(t.versions),
         _str(t.sni), tuple(_str(a) for a in t.alpn[0:t.n_alpn]), _str(t.ja3), _str(t.ja3s), _str(t.ja4), certs,
-        bool(t.has_client_hello), bool(t.has_server_hello), t.alert_level, t.alert_desc)
+        bool(t.has_client_hello), bool(t.has_server_hello), t.alert_level, t.alert_desc,
+        bytes(t.server_random_tail))
 
 
-def from_event(e) -> Optional[object]:
-    """The record an event carries, or None (no record, or a malformed one: see rec_status)."""
-    if not e.has_rec or e.rec_status:
-        return None
-    if e.kind == lib.HW_EV_DNS:
-        return dns_from_cdata(e.rec.dns)
-    if e.kind == lib.HW_EV_TLS:
-        return tls_from_cdata(e.rec.tls)
+def from_buffer(kind: int, buf, at: int) -> Optional[object]:
+    """The record of an event of this kind at byte offset `at` of a buffer (the event's rec union)."""
+    if kind == lib.HW_EV_DNS:
+        return dns_from_buffer(buf, at)
+    if kind == lib.HW_EV_TLS:  # rare: read through cffi
+        return tls_from_cdata(ffi.cast("struct hw_rec_tls *", ffi.cast("char *", ffi.from_buffer(buf)) + at))
     return None
 
 
@@ -186,7 +198,7 @@ def parse_dns(payload: bytes, tcp: bool = False):
     """A DNS message parsed by the C core (tests, offline tools): DnsRecord, or the malformed reason."""
     out = ffi.new("struct hw_rec_dns *")
     rc = lib.hw_dns_parse(payload, len(payload), int(tcp), out)
-    return MALFORMED_NAMES[rc] if rc else dns_from_cdata(out)
+    return MALFORMED_NAMES[rc] if rc else dns_from_buffer(ffi.buffer(out), 0)
 
 
 def parse_tls(payload: bytes):

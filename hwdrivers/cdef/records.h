@@ -59,6 +59,7 @@ struct hw_rec_dns {
 #define HW_TLS_STR_MAX 256
 #define HW_TLS_ALPN_MAX 8
 #define HW_TLS_CERT_MAX 4
+#define HW_TLS_V2_MAX 64
 
 #define HW_TLS_CLIENT_HELLO 1
 #define HW_TLS_SERVER_HELLO 2
@@ -91,6 +92,9 @@ struct hw_rec_tls {
     uint8_t compression;
     uint8_t sni_cut;
     struct hw_tls_list ciphers, extensions, groups, point_formats, sig_algs, versions;
+    uint16_t n_v2_ciphers;
+    uint32_t v2_ciphers[HW_TLS_V2_MAX]; /* SSLv2 hellos: 24-bit cipher specs (ciphers[] is empty) */
+    uint8_t server_random_tail[8];      /* RFC 8446's downgrade sentinel lives here */
     char sni[HW_TLS_STR_MAX];
     char alpn[HW_TLS_ALPN_MAX][32];
     char ja3[33], ja3s[33];     /* MD5 hex of the JA3 / JA3S strings */

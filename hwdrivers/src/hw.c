@@ -300,6 +300,8 @@ static int is_tls(const uint8_t *p, uint32_t n)
     if (n >= 7 && p[0] == 0x15 && p[1] == 3 && p[2] <= 4) return 1; /* alert */
     /* SSLv2-format ClientHello offering SSL 3.0 or TLS */
     if (n >= 5 && (p[0] & 0x80) && p[2] == 1 && (p[3] == 3 || (p[3] == 0 && p[4] == 2))) return 1;
+    /* SSLv2 SERVER-HELLO: session-id-hit 0/1, an X.509 certificate, version 2 */
+    if (n >= 7 && (p[0] & 0x80) && p[2] == 4 && p[3] <= 1 && p[4] == 1 && p[5] == 0 && p[6] == 2) return 1;
     return 0;
 }
 

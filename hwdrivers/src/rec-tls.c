@@ -219,6 +219,7 @@ static int server_hello(struct rd *r, struct hw_rec_tls *t)
 {
     t->has_server_hello = 1;
     t->version = (uint16_t)get(r, 2);
+    if (r->off + 32 <= r->n) memcpy(t->server_random_tail, r->p + r->off + 24, 8);
     r->off += 32;
     struct rd sid = sub(r, get(r, 1));
     (void)sid;
@@ -279,6 +280,14 @@ static int certificates(struct rd *r, struct hw_rec_tls *t)
     return list.bad ? HW_RMAL_TLS_CERT : 0;
 }
 
+static void v2_specs(struct rd *specs, struct hw_rec_tls *t)
+{
+    while (!specs->bad && specs->off + 3 <= specs->n) {
+        uint32_t v = get(specs, 3);
+        if (t->n_v2_ciphers < HW_TLS_V2_MAX) t->v2_ciphers[t->n_v2_ciphers++] = v;
+    }
+}
+
 /* SSLv2 record: 2-byte length with the top bit set, then CLIENT-HELLO (1) or SERVER-HELLO (4). */
 static int sslv2(const uint8_t *p, uint32_t n, struct hw_rec_tls *t)
 {
@@ -292,7 +301,7 @@ static int sslv2(const uint8_t *p, uint32_t n, struct hw_rec_tls *t)
         t->version = (uint16_t)get(&r, 2);
         uint32_t cs = get(&r, 2), sid = get(&r, 2), ch = get(&r, 2);
         struct rd specs = sub(&r, cs);
-        while (!specs.bad && specs.off + 3 <= specs.n) list_add(&t->ciphers, get(&specs, 3));
+        v2_specs(&specs, t);
         (void)sub(&r, sid), (void)sub(&r, ch);
         return r.bad || cs % 3 ? HW_RMAL_TLS_HELLO : 0;
     }
@@ -306,7 +315,7 @@ static int sslv2(const uint8_t *p, uint32_t n, struct hw_rec_tls *t)
         struct rd der = sub(&r, cl);
         if (!der.bad && cl) certificate(der.p + der.off, cl, &t->certs[t->n_certs++]);
         struct rd specs = sub(&r, cs);
-        while (!specs.bad && specs.off + 3 <= specs.n) list_add(&t->ciphers, get(&specs, 3));
+        v2_specs(&specs, t);
         return r.bad || cs % 3 ? HW_RMAL_TLS_HELLO : 0;
     }
     return HW_RMAL_TLS_HELLO;

@@ -218,3 +218,66 @@ def test_dns_record_fields():
     assert (rec.id, rec.response, rec.rcode, rec.name, rec.qtype) == (0xabcd, True, 3, "example.com", 28)
     assert rec.rrs[0].section == "authority" and rec.rrs[0].value == "ns.com root.com 1 2 3 4 5"
     assert (rec.edns, rec.edns_udp_size, rec.edns_do) == (True, 1232, True)
+
+
+def self_signed(cn: str):
+    """(DER, sha256 hex, not_before, not_after) of a fresh self-signed certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn), x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Lab")])
+    start = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(7).not_valid_before(start).not_valid_after(start + datetime.timedelta(days=90))
+            .sign(key, hashes.SHA256()))
+    der = cert.public_bytes(serialization.Encoding.DER)
+    return der, hashlib.sha256(der).hexdigest(), int(start.timestamp()), int(start.timestamp()) + 90 * 86400
+
+
+def test_certificate_message_is_an_event_with_its_certificates(tmp_path):
+    from tests.hwdrivers.packets import ACK, PSH, session, tcp4
+    der, sha, nb, na = self_signed("box.example")
+    chain = len(der).to_bytes(3, "big") + der
+    body = len(chain).to_bytes(3, "big") + chain
+    hs = b"\x0b" + len(body).to_bytes(3, "big") + body
+    payload = b"\x16\x03\x03" + len(hs).to_bytes(2, "big") + hs
+    with session(tmp_path, events=frozenset({"tls"})) as s:
+        s.inject(tcp4(sport=443, dport=40000, flags=ACK | PSH, payload=payload), ts_ns=1)
+        [ev] = s.read_events()
+    [c] = ev.record.certificates
+    assert (c.sha256, c.subject, c.issuer, c.not_before, c.not_after) == (sha, "O=Lab,CN=box.example",
+                                                                          "O=Lab,CN=box.example", nb, na)
+
+
+def test_sslv2_server_hello_is_read():
+    der, sha, _, _ = self_signed("old.example")
+    specs = b"\x01\x00\x80\x07\x00\xc0"
+    body = b"\x04\x00\x01\x00\x02" + len(der).to_bytes(2, "big") + len(specs).to_bytes(2, "big") + b"\x00\x10"
+    msg = body + der + specs + bytes(16)
+    rec = records.parse_tls((0x8000 | len(msg)).to_bytes(2, "big") + msg)
+    assert (rec.sslv2, rec.server_hello, rec.version, rec.ciphers) == (True, True, 2, (0x010080, 0x0700c0))
+    assert rec.certificates[0].sha256 == sha and "CN=old.example" in rec.certificates[0].subject
+
+
+def test_ja4_of_a_known_client_hello():
+    """FoxIO's JA4 of a ClientHello built here: TLS 1.3, SNI, h2, 3 suites, 5 extensions, 1 GREASE suite left out."""
+    def ext(t, data):
+        return t.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+    sni = ext(0, b"\x00\x0e\x00\x00\x0bexample.com")
+    alpn = ext(16, b"\x00\x03\x02h2")
+    versions = ext(43, b"\x04\x03\x04\x03\x03")
+    groups = ext(10, b"\x00\x02\x00\x1d")
+    sigs = ext(13, b"\x00\x04\x04\x03\x08\x04")
+    exts = sni + alpn + versions + groups + sigs
+    suites = b"\x0a\x0a\x13\x01\x13\x02\xc0\x2f"
+    body = (b"\x03\x03" + bytes(32) + b"\x00" + len(suites).to_bytes(2, "big") + suites + b"\x01\x00" +
+            len(exts).to_bytes(2, "big") + exts)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    rec = records.parse_tls(b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs)
+    s256 = lambda s: hashlib.sha256(s.encode()).hexdigest()[:12]  # noqa: E731
+    assert rec.ja4 == f"t13d0305h2_{s256('1301,1302,c02f')}_{s256('000a,000d,002b_0403,0804')}"
+    assert (rec.sni, rec.alpn, rec.versions) == ("example.com", ("h2",), (0x0304, 0x0303))
+    ja3 = "771,4865-4866-49199,0-16-43-10-13,29,"
+    assert rec.ja3 == hashlib.md5(ja3.encode()).hexdigest()
