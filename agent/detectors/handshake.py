@@ -1,9 +1,10 @@
-"""TLS handshake records as the wire carries them: ClientHello, ServerHello,
-alerts, and the SSLv2-format ClientHello.  Only what the detectors need:
-versions (record, legacy and supported_versions), cipher suites, SNI, the
-server random (for RFC 8446's downgrade sentinel).  A record cut short by
-the snippet yields what was complete."""
-import struct
+"""TLS handshake records as the detectors read them: ClientHello, ServerHello,
+alerts, and the SSLv2-format ClientHello, from the TLS record the C core
+parsed (hwdrivers.records): versions (record, legacy and supported_versions),
+cipher suites, SNI, the server random's tail (RFC 8446's downgrade sentinel),
+plus JA3/JA4/JA3S, ALPN and certificates.  A message cut short by the
+segment is left out."""
+from hwdrivers import records
 
 VERSIONS = {0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
             0x0304: "TLS 1.3"}
@@ -22,104 +23,53 @@ def version_name(v: int) -> str:
     return VERSIONS.get(v, f"0x{v:04x}")
 
 
-def _extensions(b: bytes, pos: int) -> dict:
-    out = {}
-    if pos + 2 > len(b):
-        return out
-    end = min(len(b), pos + 2 + struct.unpack_from("!H", b, pos)[0])
-    pos += 2
-    while pos + 4 <= end:
-        etype, elen = struct.unpack_from("!HH", b, pos)
-        out[etype] = b[pos + 4:pos + 4 + elen]
-        pos += 4 + elen
+def _client_hello(t) -> dict:
+    if t.sslv2:
+        suites = [s & 0xFFFF for s in t.ciphers if s >> 16 == 0]   # 0x00XXXX entries are TLS suites
+        return {"type": "client_hello", "record_version": 0x0002, "legacy_version": t.version,
+                "supported_versions": [], "max_version": t.version, "suites": suites,
+                "fallback_scsv": FALLBACK_SCSV in suites, "sni": "", "sslv2_format": True}
+    versions = [v for v in t.versions if v not in GREASE]
+    suites = [s for s in t.ciphers if s not in GREASE]
+    return {"type": "client_hello", "record_version": t.record_version, "legacy_version": t.version,
+            "supported_versions": versions, "max_version": max(versions) if versions else t.version,
+            "suites": suites, "fallback_scsv": FALLBACK_SCSV in suites, "sni": t.sni.lower().rstrip("."),
+            "sslv2_format": False, "alpn": list(t.alpn), "ja3": t.ja3, "ja4": t.ja4}
+
+
+def _server_hello(t):
+    selected = t.selected_version or None
+    if t.version not in VERSIONS or (selected is not None and selected not in VERSIONS):
+        return None        # an encrypted record that looked like one
+    return {"type": "server_hello", "record_version": t.record_version, "legacy_version": t.version,
+            "version": selected or t.version, "suite": t.cipher,
+            "downgrade_sentinel": DOWNGRADE_SENTINELS.get(t.server_random_tail), "ja3s": t.ja3s,
+            "certificates": list(t.certificates)}
+
+
+def messages(t) -> list:
+    """The hellos and alert of a TLS record (hwdrivers.records.TlsRecord, parsed in C), as dicts."""
+    out = []
+    if t.client_hello and (t.sslv2 or t.version >> 8 == 3):
+        out.append(_client_hello(t))
+    if t.server_hello and not t.sslv2:
+        hello = _server_hello(t)
+        if hello:
+            out.append(hello)
+    if t.alert_level:
+        out.append({"type": "alert", "record_version": t.record_version, "level": t.alert_level,
+                    "description": t.alert_desc, "name": ALERTS.get(t.alert_desc, str(t.alert_desc))})
     return out
-
-
-def _sni(ext: bytes) -> str:
-    if len(ext) < 5 or ext[2] != 0:
-        return ""
-    n = struct.unpack_from("!H", ext, 3)[0]
-    return ext[5:5 + n].decode("ascii", "replace").lower().rstrip(".")
-
-
-def _client_hello(b: bytes, record_version: int) -> dict:
-    legacy = struct.unpack_from("!H", b, 0)[0]
-    if legacy >> 8 != 3:
-        raise IndexError("not a ClientHello")
-    pos = 2 + 32
-    sid = b[pos]
-    pos += 1 + sid
-    n = struct.unpack_from("!H", b, pos)[0]
-    suites = [s for s in struct.unpack_from(f"!{n // 2}H", b, pos + 2) if s not in GREASE]
-    pos += 2 + n
-    pos += 1 + b[pos]
-    ext = _extensions(b, pos)
-    versions = []
-    if 43 in ext and ext[43]:
-        raw = ext[43][1:1 + ext[43][0]]
-        versions = [v for v in struct.unpack(f"!{len(raw) // 2}H", raw[:len(raw) // 2 * 2]) if v not in GREASE]
-    return {"type": "client_hello", "record_version": record_version, "legacy_version": legacy,
-            "supported_versions": versions, "max_version": max(versions) if versions else legacy,
-            "suites": suites, "fallback_scsv": FALLBACK_SCSV in suites, "sni": _sni(ext.get(0, b"")),
-            "sslv2_format": False}
-
-
-def _server_hello(b: bytes, record_version: int) -> dict:
-    legacy = struct.unpack_from("!H", b, 0)[0]
-    random = b[2:34]
-    pos = 34
-    sid = b[pos]
-    pos += 1 + sid
-    suite = struct.unpack_from("!H", b, pos)[0]
-    pos += 3
-    ext = _extensions(b, pos)
-    selected = struct.unpack("!H", ext[43][:2])[0] if len(ext.get(43, b"")) >= 2 else None
-    sentinel = DOWNGRADE_SENTINELS.get(random[-8:])
-    if legacy not in VERSIONS or (selected is not None and selected not in VERSIONS):
-        raise IndexError("not a ServerHello")        # an encrypted record that looked like one
-    return {"type": "server_hello", "record_version": record_version, "legacy_version": legacy,
-            "version": selected or legacy, "suite": suite, "downgrade_sentinel": sentinel}
 
 
 def parse_records(p: bytes) -> list:
-    """Every handshake hello and alert in a TCP payload, in order."""
-    out = []
-    if len(p) >= 5 and p[0] & 0x80 and p[2] == 1:      # SSLv2-format ClientHello
-        rlen = ((p[0] & 0x7F) << 8) | p[1]
-        body = p[2:2 + rlen]
-        version, cs_len, sid_len, ch_len = struct.unpack_from("!HHHH", body, 1)
-        specs = body[9:9 + cs_len]
-        suites = [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)]
-        tls_suites = [s & 0xFFFF for s in suites if s >> 16 == 0]   # 0x00XXXX entries are TLS suites
-        out.append({"type": "client_hello", "record_version": 0x0002, "legacy_version": version,
-                    "supported_versions": [], "max_version": version, "suites": tls_suites,
-                    "fallback_scsv": FALLBACK_SCSV in tls_suites, "sni": "", "sslv2_format": True})
-        return out
-    pos = 0
-    while pos + 5 <= len(p):
-        ctype, rver, rlen = struct.unpack_from("!BHH", p, pos)
-        if ctype not in (0x15, 0x16) or rver >> 8 != 3:
-            break
-        body = p[pos + 5:pos + 5 + rlen]
-        if ctype == 0x15:
-            if rlen == 2 and len(body) == 2:           # a longer alert is encrypted
-                out.append({"type": "alert", "record_version": rver, "level": body[0], "description": body[1],
-                            "name": ALERTS.get(body[1], str(body[1]))})
-        else:
-            hpos = 0
-            while hpos + 4 <= len(body):
-                htype = body[hpos]
-                hlen = int.from_bytes(body[hpos + 1:hpos + 4], "big")
-                msg = body[hpos + 4:hpos + 4 + hlen]
-                try:
-                    if htype == 1:
-                        out.append(_client_hello(msg, rver))
-                    elif htype == 2:
-                        out.append(_server_hello(msg, rver))
-                except (struct.error, IndexError):
-                    pass  # cut short by the snippet
-                if htype not in (1, 2) or hpos + 4 + hlen > len(body):
-                    break
-                hpos += 4 + hlen
-        pos += 5 + rlen
-    return out
+    """Every handshake hello and alert in a TCP payload (parsed by the C core)."""
+    t = records.parse_tls(p)
+    return [] if isinstance(t, str) else messages(t)
+
+
+def event_records(ev) -> list:
+    """The hellos and alert of a tls event: its C record, or (an event made by hand) its payload's."""
+    if ev.record is not None or ev.record_error:
+        return messages(ev.record) if ev.record is not None else []
+    return parse_records(ev.payload)

@@ -354,7 +354,7 @@ int hw_tls_parse(const uint8_t *p, uint32_t n, struct hw_rec_tls *t)
             uint32_t k = HS_MAX - hn < have ? HS_MAX - hn : have;
             memcpy(hs + hn, p + off + 5, k);
             hn += k;
-        } else if (type == 21 && have >= 2 && !t->alert_desc) {
+        } else if (type == 21 && len == 2 && have == 2 && !t->alert_level) { /* longer: encrypted */
             if (!t->hs_type) t->hs_type = HW_TLS_ALERT;
             t->alert_level = p[off + 5];
             t->alert_desc = p[off + 6];
