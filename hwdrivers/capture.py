@@ -14,6 +14,7 @@ from typing import Optional
 from hwdrivers import events as _events
 from hwdrivers import export as _export
 from hwdrivers import record as _record
+from hwdrivers import records as _records
 from hwdrivers import flows as _flows
 from hwdrivers import rtp as _rtp
 from hwdrivers import windows as _windows
@@ -242,6 +243,14 @@ class Session:
             c = ffi.new("struct hw_counters *")
             lib.hw_session_counters(s, c)
             return _counters_from_cdata(c)
+
+    def record_counters(self) -> dict:
+        """{"parsed": {kind: n}, "malformed": {reason: n}}: the protocol records parsed in C."""
+        with self._use() as s:
+            c = ffi.new("struct hw_rec_counters *")
+            lib.hw_records_counters(s, c)
+            return {"parsed": {k: c.parsed[i] for i, k in enumerate(_events.KINDS) if c.parsed[i]},
+                    "malformed": {k: c.malformed[i] for i, k in enumerate(_records.MALFORMED_NAMES) if i and c.malformed[i]}}
 
     def _drain(self, read, buf, convert, limit):
         """Records from a C ring, converted; with convert None only counted (and dropped)."""

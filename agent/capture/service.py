@@ -110,6 +110,7 @@ class CaptureService:
         self.export = ExportManager(cfg, store)
         self.recording = RecordingManager(cfg)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
+        health.register_losses("event_path", self.event_losses)
         self.component.state = "idle"
 
     # ---- what can run here ----------------------------------------------------
@@ -324,7 +325,7 @@ class CaptureService:
     def _counter_summary(c) -> dict:
         return {"packets": c.packets, "bytes": c.bytes, "malformed": c.malformed,
                 "dropped": c.backend_dropped + c.backend_if_dropped, "flows_created": c.flows_created,
-                "flows_active": c.flows_active}
+                "flows_active": c.flows_active, "events_dropped": {k: v for k, v in c.events_dropped.items() if v}}
 
     def status(self) -> dict:
         with self._lock:
@@ -477,6 +478,21 @@ class CaptureService:
     def counters(self):
         run = self.run
         return None if run is None else run.session.counters()
+
+    def record_counters(self) -> Optional[dict]:
+        run = self.run
+        return None if run is None else run.session.record_counters()
+
+    def event_losses(self) -> dict:
+        """Events lost between the wire and the detectors: a full event ring (this capture) or a bus
+        subscriber's full queue (since the agent started)."""
+        with self._lock:
+            run = self.run
+            ring = run.session.counters().events_dropped if run is not None else (
+                self.last.final.get("events_dropped", {}) if self.last is not None and self.last.final else {})
+        ring = {f"event_ring:{k}": v for k, v in ring.items() if v}
+        bus = {f"bus:{s['name'] or 'anonymous'}": s["dropped"] for s in self.bus.stats()["subscribers"] if s["dropped"]}
+        return {**ring, **bus}
 
     def _health_detail(self) -> dict:
         run = self.run

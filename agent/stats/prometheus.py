@@ -41,6 +41,16 @@ def exposition(agent) -> str:
         w.metric("capbox_flows_created_total", "counter", "flows created", [({}, c.flows_created)])
         w.metric("capbox_events_total", "counter", "packet events to Python, by kind",
                  [({"kind": k}, v) for k, v in c.events.items()])
+    w.metric("capbox_lost_total", "counter", "data lost on its way to a consumer, by path and cause "
+             "(event path: event ring of the current or last capture, bus subscribers)",
+             [({"path": path, "cause": cause}, n) for path, lost in agent.health.losses().items()
+              for cause, n in lost.items()])
+    records = agent.capture.record_counters()
+    if records:
+        w.metric("capbox_records_total", "counter", "protocol records parsed in C, by kind",
+                 [({"kind": k}, v) for k, v in records["parsed"].items()])
+        w.metric("capbox_records_malformed_total", "counter", "payloads that gave no record, by reason",
+                 [({"reason": k}, v) for k, v in records["malformed"].items()])
     exporters = agent.capture.exporters()
     if exporters:
         def per_exporter(key):

@@ -281,3 +281,15 @@ def test_ja4_of_a_known_client_hello():
     assert (rec.sni, rec.alpn, rec.versions) == ("example.com", ("h2",), (0x0304, 0x0303))
     ja3 = "771,4865-4866-49199,0-16-43-10-13,29,"
     assert rec.ja3 == hashlib.md5(ja3.encode()).hexdigest()
+
+
+def test_records_are_counted_and_malformed_ones_named(tmp_path):
+    from tests.hwdrivers.packets import dns_query, session, udp4
+    with session(tmp_path, events=frozenset({"dns"})) as s:
+        s.inject(udp4(payload=dns_query("a.example")), ts_ns=1)
+        s.inject(udp4(payload=dns_query("a.example")[:14]), ts_ns=2)   # the name runs past the message
+        good, bad = s.read_events()
+        counts = s.record_counters()
+    assert good.record.name == "a.example" and good.record_error == ""
+    assert bad.record is None and bad.record_error == "dns_name"
+    assert counts == {"parsed": {"dns": 1}, "malformed": {"dns_name": 1}}
