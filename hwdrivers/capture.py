@@ -250,7 +250,8 @@ class Session:
             c = ffi.new("struct hw_rec_counters *")
             lib.hw_records_counters(s, c)
             return {"parsed": {k: c.parsed[i] for i, k in enumerate(_events.KINDS) if c.parsed[i]},
-                    "malformed": {k: c.malformed[i] for i, k in enumerate(_records.MALFORMED_NAMES) if i and c.malformed[i]}}
+                    "malformed": {k: c.malformed[i] for i, k in enumerate(_records.MALFORMED_NAMES)
+                                  if i and c.malformed[i]}}
 
     def _drain(self, read, buf, convert, limit):
         """Records from a C ring, converted; with convert None only counted (and dropped)."""

@@ -22,5 +22,6 @@ def test_event_ring_drops_turn_health_degraded(make_agent, tmp_path):
     # the core reads the file far faster than Python takes 60,000 events out of a 1,024-record ring
     assert health["status"] == "degraded" and lost.get("event_ring:dns", 0) > 0, health["losses"]
     text = agent.client.raw("GET", "/metrics").body.decode()
-    line = next(x for x in text.splitlines() if x.startswith('capbox_lost_total{path="event_path",cause="event_ring:dns"}'))
+    sample = 'capbox_lost_total{path="event_path",cause="event_ring:dns"}'
+    line = next(x for x in text.splitlines() if x.startswith(sample))
     assert float(line.split()[-1]) == lost["event_ring:dns"]
