@@ -185,12 +185,91 @@ def tls_from_cdata(t) -> TlsRecord:
         bytes(t.server_random_tail))
 
 
+class ArpRecord(NamedTuple):
+    op: int                # 1 request, 2 reply
+    sender_mac: str
+    sender_ip: str
+    target_mac: str
+    target_ip: str
+
+
+class NdpPrefix(NamedTuple):
+    prefix: str
+    length: int
+    on_link: bool
+    autonomous: bool
+    valid_s: int
+    preferred_s: int
+
+
+class NdpRecord(NamedTuple):
+    type: int              # 133 RS, 134 RA, 135 NS, 136 NA, 137 redirect
+    code: int
+    flags: int             # NA: 0x80 router, 0x40 solicited, 0x20 override; RA: 0x80 managed, 0x40 other
+    target: str            # NS, NA, redirect ("" otherwise)
+    source_mac: str        # source link-layer address option ("" when absent)
+    target_mac: str        # target link-layer address option
+    router_lifetime: int   # RA, seconds
+    router_pref: int       # RA: -1 low, 0 medium, 1 high
+    hop_limit: int
+    reachable_ms: int
+    retrans_ms: int
+    mtu: int
+    prefixes: tuple        # NdpPrefix of an RA
+
+
+class DhcpRecord(NamedTuple):
+    version: int           # 4 or 6
+    msg_type: int          # v4 option 53; v6 message type
+    op: int                # v4: 1 request, 2 reply
+    xid: int
+    client_mac: str        # v4 chaddr, v6 a DUID-LL(T)'s MAC; "" when unknown
+    server_id: str         # v4 option 54 as an address; v6 the server DUID as hex
+    offered: str           # v4 yiaddr, v6 IAADDR; "" when none
+    requested: str         # v4 option 50
+    router: str            # v4 option 3 (first)
+    lease_s: int
+
+
+def _mac(raw) -> str:
+    return bytes(raw).hex(":")
+
+
+def arp_from_cdata(a) -> ArpRecord:
+    return ArpRecord(a.op, _mac(a.sender_mac), _ntop(_V4, bytes(a.sender_ip)), _mac(a.target_mac),
+                     _ntop(_V4, bytes(a.target_ip)))
+
+
+def ndp_from_cdata(r) -> NdpRecord:
+    prefixes = tuple(NdpPrefix(_ntop(_V6, bytes(x.prefix)), x.len, bool(x.flags & 0x80), bool(x.flags & 0x40),
+                               x.valid, x.preferred) for x in r.prefixes[0:r.n_prefixes])
+    return NdpRecord(r.type, r.code, r.flags, _ntop(_V6, bytes(r.target)) if r.type in (135, 136, 137) else "",
+                     _mac(r.source_mac) if r.has_source_mac else "", _mac(r.target_mac) if r.has_target_mac else "",
+                     r.router_lifetime, r.router_pref, r.hop_limit, r.reachable_ms, r.retrans_ms, r.mtu, prefixes)
+
+
+def dhcp_from_cdata(r) -> DhcpRecord:
+    v4 = r.version == 4
+    sid = bytes(r.server_id[0:r.server_id_len])
+    offered = (_ntop(_V4, bytes(r.offered)[:4]) if v4 else _ntop(_V6, bytes(r.offered))) if r.has_offered else ""
+    return DhcpRecord(r.version, r.msg_type, r.op, r.xid, _mac(r.client_mac) if r.has_client_mac else "",
+                      (_ntop(_V4, sid) if v4 and len(sid) == 4 else sid.hex()), offered,
+                      _ntop(_V4, bytes(r.requested)) if r.has_requested else "",
+                      _ntop(_V4, bytes(r.router)) if r.has_router else "", r.lease_s)
+
+
+def _cast(ctype: str, buf, at: int):
+    return ffi.cast(ctype, ffi.cast("char *", ffi.from_buffer(buf)) + at)
+
+
 def from_buffer(kind: int, buf, at: int) -> Optional[object]:
     """The record of an event of this kind at byte offset `at` of a buffer (the event's rec union)."""
     if kind == lib.HW_EV_DNS:
         return dns_from_buffer(buf, at)
-    if kind == lib.HW_EV_TLS:  # rare: read through cffi
-        return tls_from_cdata(ffi.cast("struct hw_rec_tls *", ffi.cast("char *", ffi.from_buffer(buf)) + at))
+    if kind == lib.HW_EV_TLS:  # rarer kinds: read through cffi
+        return tls_from_cdata(_cast("struct hw_rec_tls *", buf, at))
+    if kind == lib.HW_EV_ARP:
+        return arp_from_cdata(_cast("struct hw_rec_arp *", buf, at))
     return None
 
 
@@ -206,3 +285,17 @@ def parse_tls(payload: bytes):
     out = ffi.new("struct hw_rec_tls *")
     rc = lib.hw_tls_parse(payload, len(payload), out)
     return MALFORMED_NAMES[rc] if rc else tls_from_cdata(out)
+
+
+def parse_ndp(icmp6: bytes):
+    """An ICMPv6 neighbour-discovery message (from its type byte) parsed by the C core: NdpRecord or the reason."""
+    out = ffi.new("struct hw_rec_ndp *")
+    rc = lib.hw_ndp_parse(icmp6, len(icmp6), out)
+    return MALFORMED_NAMES[rc] if rc else ndp_from_cdata(out)
+
+
+def parse_dhcp(payload: bytes, version: int = 4):
+    """A DHCPv4 or DHCPv6 UDP payload parsed by the C core: DhcpRecord or the reason."""
+    out = ffi.new("struct hw_rec_dhcp *")
+    rc = lib.hw_dhcp_parse(payload, len(payload), version, out)
+    return MALFORMED_NAMES[rc] if rc else dhcp_from_cdata(out)

@@ -13,7 +13,10 @@
 #define HW_RMAL_TLS_RECORD 6    /* TLS record header cut short */
 #define HW_RMAL_TLS_HELLO 7     /* hello body or an extension runs past its length */
 #define HW_RMAL_TLS_CERT 8      /* certificate list lengths inconsistent */
-#define HW_RMAL_COUNT 9
+#define HW_RMAL_ARP 9           /* ARP body cut short */
+#define HW_RMAL_NDP 10          /* ND message or option cut short, zero-length option */
+#define HW_RMAL_DHCP 11         /* DHCP header or option runs past the payload */
+#define HW_RMAL_COUNT 12
 
 /* ---- DNS ---------------------------------------------------------------- */
 #define HW_DNS_NAME_MAX 256     /* presentation form, no trailing dot */
@@ -102,6 +105,50 @@ struct hw_rec_tls {
     struct hw_tls_cert certs[HW_TLS_CERT_MAX];
 };
 
+/* ---- ARP, IPv6 neighbour discovery, DHCP --------------------------------- */
+struct hw_rec_arp {
+    uint16_t op;                /* 1 request, 2 reply */
+    uint8_t sender_mac[6], target_mac[6];
+    uint8_t sender_ip[4], target_ip[4];
+};
+
+#define HW_NDP_PREFIX_MAX 4
+struct hw_ndp_prefix {
+    uint8_t len, flags;         /* flags: 0x80 on-link (L), 0x40 autonomous (A) */
+    uint32_t valid, preferred;  /* lifetimes, seconds */
+    uint8_t prefix[16];
+};
+
+struct hw_rec_ndp {             /* ICMPv6 133 RS, 134 RA, 135 NS, 136 NA, 137 redirect */
+    uint8_t type, code;
+    uint8_t flags;              /* NA: 0x80 router, 0x40 solicited, 0x20 override; RA: M 0x80, O 0x40, Prf bits 3-4 */
+    uint8_t hop_limit;          /* RA */
+    int8_t router_pref;         /* RA: -1 low, 0 medium, 1 high (RFC 4191) */
+    uint8_t has_source_mac, has_target_mac, n_prefixes;
+    uint16_t router_lifetime;   /* RA, seconds */
+    uint32_t reachable_ms, retrans_ms, mtu;
+    uint8_t target[16];         /* NS, NA, redirect */
+    uint8_t source_mac[6], target_mac[6];  /* link-layer address options */
+    struct hw_ndp_prefix prefixes[HW_NDP_PREFIX_MAX];
+};
+
+#define HW_DHCP_ID_MAX 32
+struct hw_rec_dhcp {
+    uint8_t version;            /* 4 or 6 */
+    uint8_t msg_type;           /* v4: option 53 (1 DISCOVER .. 8 INFORM); v6: the message type (1 SOLICIT ..) */
+    uint8_t op;                 /* v4: 1 request, 2 reply */
+    uint8_t has_client_mac;
+    uint32_t xid;               /* v6: 24 bits */
+    uint32_t lease_s;           /* v4 option 51, v6 IAADDR valid lifetime */
+    uint8_t client_mac[6];      /* v4 chaddr; v6 from a DUID-LL/LLT client id */
+    uint8_t server_id_len;
+    uint8_t server_id[HW_DHCP_ID_MAX];  /* v4: option 54 (4 bytes); v6: the server DUID */
+    uint8_t offered[16];        /* v4 yiaddr (4 bytes), v6 IAADDR */
+    uint8_t requested[4];       /* v4 option 50 */
+    uint8_t router[4];          /* v4 option 3, first */
+    uint8_t has_offered, has_requested, has_router;
+};
+
 struct hw_rec_counters {
     uint64_t parsed[HW_EV_COUNT];
     uint64_t malformed[HW_RMAL_COUNT];
@@ -113,3 +160,9 @@ const char *hw_record_malformed_name(int reason);
 int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *out);
 /* Parse the TLS records at the start of a TCP payload. */
 int hw_tls_parse(const uint8_t *p, uint32_t n, struct hw_rec_tls *out);
+/* An ARP body (Ethernet/IPv4). */
+int hw_arp_parse(const uint8_t *p, uint32_t n, struct hw_rec_arp *out);
+/* An ICMPv6 neighbour-discovery message, from its type byte. */
+int hw_ndp_parse(const uint8_t *p, uint32_t n, struct hw_rec_ndp *out);
+/* A DHCPv4 (version 4) or DHCPv6 (version 6) UDP payload. */
+int hw_dhcp_parse(const uint8_t *p, uint32_t n, int version, struct hw_rec_dhcp *out);

@@ -375,13 +375,13 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     e->proto = m->proto;
     e->tcp_flags = m->tcp_flags;
     e->from_initiator = (uint8_t)from_initiator;
-    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay + skip;
+    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay ? m->pay + skip : NULL; /* SYN/RST: none */
     uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap - skip;
     e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len;
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
-    if (!skip) hwint_records_fill(&s->rc, kind, m, e);
+    hwint_records_fill(&s->rc, kind, m, e);
     hwint_ring_commit(&s->events);
     s->c.events[kind]++;
 }

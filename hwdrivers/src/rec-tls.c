@@ -347,7 +347,10 @@ int hw_tls_parse(const uint8_t *p, uint32_t n, struct hw_rec_tls *t)
     while (off + 5 <= n) {
         uint8_t type = p[off];
         uint32_t len = hw_be16(p + off + 3);
-        if (p[off + 1] != 3) return HW_RMAL_TLS_RECORD;
+        if (p[off + 1] != 3) {
+            if (!off) return HW_RMAL_TLS_RECORD;
+            break; /* what follows the records read is not TLS: keep those */
+        }
         if (!t->record_version) t->record_version = hw_be16(p + off + 1);
         uint32_t have = n - off - 5 < len ? n - off - 5 : len;
         if (type == 22) {

@@ -52,6 +52,29 @@ static struct hw_host hosts[8];
 
 static void remove_source(void) { unlink(source); }
 
+/* The record parsers on the raw bytes too: ND and DHCP have no event kind
+ * of their own here, and every parser must survive any input. */
+static void parse_records(const uint8_t *p, uint32_t n)
+{
+    static union {
+        struct hw_rec_dns dns;
+        struct hw_rec_tls tls;
+        struct hw_rec_arp arp;
+        struct hw_rec_ndp ndp;
+        struct hw_rec_dhcp dhcp;
+    } r;
+    int rc = hw_dns_parse(p, n, n & 1, &r.dns);
+    CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
+    CHECK(r.dns.text_len <= HW_DNS_TEXT_MAX && r.dns.n_rr <= HW_DNS_RR_MAX && r.dns.name_len < HW_DNS_NAME_MAX);
+    rc = hw_tls_parse(p, n, &r.tls);
+    CHECK(rc >= 0 && rc < HW_RMAL_COUNT && r.tls.n_certs <= HW_TLS_CERT_MAX && r.tls.n_alpn <= HW_TLS_ALPN_MAX);
+    CHECK(hw_arp_parse(p, n, &r.arp) >= 0);
+    rc = hw_ndp_parse(p, n, &r.ndp);
+    CHECK(rc >= 0 && r.ndp.n_prefixes <= HW_NDP_PREFIX_MAX);
+    rc = hw_dhcp_parse(p, n, n & 2 ? 6 : 4, &r.dhcp);
+    CHECK(rc >= 0 && r.dhcp.server_id_len <= HW_DHCP_ID_MAX);
+}
+
 /* hw_session_open needs a source: a classic pcap with a header and no packet. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -151,6 +174,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(hw_session_inject(s, linktype, len ? pkt : NULL, len, wirelen, ts) == HW_OK);
         uint32_t counted = wirelen > len ? wirelen : len;
         check_events(s, pkt, len, counted);
+        parse_records(pkt, len);
         free(pkt);
         packets++;
         bytes += counted;
