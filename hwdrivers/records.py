@@ -299,3 +299,10 @@ def parse_dhcp(payload: bytes, version: int = 4):
     out = ffi.new("struct hw_rec_dhcp *")
     rc = lib.hw_dhcp_parse(payload, len(payload), version, out)
     return MALFORMED_NAMES[rc] if rc else dhcp_from_cdata(out)
+
+
+def parse_arp(body: bytes):
+    """An Ethernet/IPv4 ARP body parsed by the C core: ArpRecord or the reason."""
+    out = ffi.new("struct hw_rec_arp *")
+    rc = lib.hw_arp_parse(body, len(body), out)
+    return MALFORMED_NAMES[rc] if rc else arp_from_cdata(out)

@@ -12,10 +12,9 @@ by its owner, scores nothing.  The attacker is the MAC that claims more
 IPs and sends the unsolicited replies; its own IP is the one it claims that
 no other MAC does."""
 import collections
-import ipaddress
-import struct
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
+from hwdrivers import records
 
 REQUEST, REPLY = 1, 2
 ZERO_MAC = "00:00:00:00:00:00"
@@ -25,21 +24,14 @@ FLOOD_WINDOW_S = 10.0
 FLOOD_COUNT = 8          # gratuitous ARPs from one MAC in FLOOD_WINDOW_S
 
 
-def _mac(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
-
-
 def parse(ev):
-    """(op, sender MAC, sender IP, target MAC, target IP, Ethernet source, ts) of an Ethernet/IPv4 ARP, or None."""
-    p = ev.payload
-    if len(p) < 28:
+    """(op, sender MAC, sender IP, target MAC, target IP, Ethernet source, ts) of an Ethernet/IPv4 ARP, or None:
+    from the event's ARP record (parsed in C), or (an event made by hand) its payload's."""
+    rec = ev.record if ev.record is not None or ev.record_error else records.parse_arp(ev.payload)
+    if rec is None or isinstance(rec, str) or rec.op not in (REQUEST, REPLY):
         return None
-    htype, ptype, hlen, plen, op = struct.unpack("!HHBBH", p[:8])
-    if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4 or op not in (REQUEST, REPLY):
-        return None
-    return {"op": op, "sha": _mac(p[8:14]), "spa": str(ipaddress.IPv4Address(p[14:18])), "tha": _mac(p[18:24]),
-            "tpa": str(ipaddress.IPv4Address(p[24:28])), "eth_src": ev.src_mac, "eth_dst": ev.dst_mac,
-            "ts": ev.ts, "vlan": ev.vlan}
+    return {"op": rec.op, "sha": rec.sender_mac, "spa": rec.sender_ip, "tha": rec.target_mac,
+            "tpa": rec.target_ip, "eth_src": ev.src_mac, "eth_dst": ev.dst_mac, "ts": ev.ts, "vlan": ev.vlan}
 
 
 class Detector(Base):

@@ -10,7 +10,7 @@
 int hw_arp_parse(const uint8_t *p, uint32_t n, struct hw_rec_arp *r)
 {
     memset(r, 0, sizeof *r);
-    if (n < 28) return HW_RMAL_ARP;
+    if (n < 28 || hw_be16(p) != 1 || hw_be16(p + 2) != 0x0800 || p[4] != 6 || p[5] != 4) return HW_RMAL_ARP;
     r->op = hw_be16(p + 6);
     memcpy(r->sender_mac, p + 8, 6);
     memcpy(r->sender_ip, p + 14, 4);
