@@ -306,3 +306,13 @@ def parse_arp(body: bytes):
     out = ffi.new("struct hw_rec_arp *")
     rc = lib.hw_arp_parse(body, len(body), out)
     return MALFORMED_NAMES[rc] if rc else arp_from_cdata(out)
+
+
+def record_of(ev) -> Optional[object]:
+    """The record of a PacketEvent: the one the core attached, or (an event made by hand, without one)
+    its payload parsed by the C core now; None when there is none or the payload is malformed."""
+    if ev.record is not None or ev.record_error:
+        return ev.record
+    parse = {"dns": lambda p: parse_dns(p, tcp=ev.proto == 6), "tls": parse_tls, "arp": parse_arp}.get(ev.kind)
+    rec = parse(ev.payload) if parse else None
+    return None if isinstance(rec, str) else rec

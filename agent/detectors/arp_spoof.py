@@ -27,8 +27,8 @@ FLOOD_COUNT = 8          # gratuitous ARPs from one MAC in FLOOD_WINDOW_S
 def parse(ev):
     """(op, sender MAC, sender IP, target MAC, target IP, Ethernet source, ts) of an Ethernet/IPv4 ARP, or None:
     from the event's ARP record (parsed in C), or (an event made by hand) its payload's."""
-    rec = ev.record if ev.record is not None or ev.record_error else records.parse_arp(ev.payload)
-    if rec is None or isinstance(rec, str) or rec.op not in (REQUEST, REPLY):
+    rec = records.record_of(ev)
+    if rec is None or rec.op not in (REQUEST, REPLY):
         return None
     return {"op": rec.op, "sha": rec.sender_mac, "spa": rec.sender_ip, "tha": rec.target_mac,
             "tpa": rec.target_ip, "eth_src": ev.src_mac, "eth_dst": ev.dst_mac, "ts": ev.ts, "vlan": ev.vlan}

@@ -30,17 +30,8 @@ ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
 
 
-def dns_record(ev):
-    """The event's DNS record, parsed in C: carried by the event, or (an event
-    made by hand) parsed from its payload now; None when malformed."""
-    if ev.record is not None or ev.record_error:
-        return ev.record
-    rec = records.parse_dns(ev.payload, tcp=ev.proto == 6)
-    return None if isinstance(rec, str) else rec
-
-
 def parse(ev):
-    rec = dns_record(ev)
+    rec = records.record_of(ev)
     if rec is None or rec.qdcount != 1:
         return None
     ips, ttls, cnames = set(), [], []

@@ -69,7 +69,6 @@ def parse_records(p: bytes) -> list:
 
 
 def event_records(ev) -> list:
-    """The hellos and alert of a tls event: its C record, or (an event made by hand) its payload's."""
-    if ev.record is not None or ev.record_error:
-        return messages(ev.record) if ev.record is not None else []
-    return parse_records(ev.payload)
+    """The hellos and alert of a tls event (its record parsed in C)."""
+    t = records.record_of(ev)
+    return messages(t) if t is not None else []
