@@ -484,13 +484,18 @@ class CaptureService:
         return None if run is None else run.session.record_counters()
 
     def event_losses(self) -> dict:
-        """Events lost between the wire and the detectors: a full event ring (this capture) or a bus
-        subscriber's full queue (since the agent started)."""
+        """Packets and events lost between the wire and the detectors: the kernel or interface, a full
+        event ring (this capture, or the last one), a bus subscriber's full queue (since the agent started)."""
         with self._lock:
             run = self.run
-            ring = run.session.counters().events_dropped if run is not None else (
-                self.last.final.get("events_dropped", {}) if self.last is not None and self.last.final else {})
+            c = run.session.counters() if run is not None else None
+            last = self.last.final if run is None and self.last is not None and self.last.final else {}
+        ring = c.events_dropped if c is not None else last.get("events_dropped", {})
         ring = {f"event_ring:{k}": v for k, v in ring.items() if v}
+        if c is not None:  # before the event path: the kernel's or the interface's
+            ring.update({k: v for k, v in (("kernel", c.backend_dropped), ("interface", c.backend_if_dropped)) if v})
+        elif last.get("dropped"):
+            ring["kernel_or_interface"] = last["dropped"]
         bus = {f"bus:{s['name'] or 'anonymous'}": s["dropped"] for s in self.bus.stats()["subscribers"] if s["dropped"]}
         return {**ring, **bus}
 
