@@ -231,6 +231,33 @@ class DhcpRecord(NamedTuple):
     lease_s: int
 
 
+class HttpRecord(NamedTuple):
+    response: bool
+    method: str
+    uri: str
+    version: str
+    status: int            # 0 for a request
+    host: str
+    location: str
+    content_type: str
+    content_length: int    # -1 when absent
+    hsts: bool             # Strict-Transport-Security present
+    hsts_max_age: int
+    hsts_subdomains: bool
+    cookies: tuple         # (name, secure, httponly, samesite) of each Set-Cookie (first 4)
+    form_password: str     # a url-encoded form post's password-like field name, "" when none
+    complete: bool         # the head ended within the segment
+
+
+def http_from_cdata(h) -> HttpRecord:
+    cookies = tuple((_str(h.cookie_names[i]), bool(h.cookie_flags[i] & 1), bool(h.cookie_flags[i] & 2),
+                     bool(h.cookie_flags[i] & 4)) for i in range(h.n_cookies))
+    return HttpRecord(bool(h.response), _str(h.method), _str(h.uri), _str(h.version), h.status, _str(h.host),
+                      _str(h.location), _str(h.content_type), h.content_length, bool(h.hsts), h.hsts_max_age,
+                      bool(h.hsts_subdomains), cookies, _str(h.password_field) if h.form_password else "",
+                      bool(h.complete))
+
+
 def _mac(raw) -> str:
     return bytes(raw).hex(":")
 
@@ -270,6 +297,8 @@ def from_buffer(kind: int, buf, at: int) -> Optional[object]:
         return tls_from_cdata(_cast("struct hw_rec_tls *", buf, at))
     if kind == lib.HW_EV_ARP:
         return arp_from_cdata(_cast("struct hw_rec_arp *", buf, at))
+    if kind == lib.HW_EV_HTTP:
+        return http_from_cdata(_cast("struct hw_rec_http *", buf, at))
     return None
 
 
@@ -313,6 +342,14 @@ def record_of(ev) -> Optional[object]:
     its payload parsed by the C core now; None when there is none or the payload is malformed."""
     if ev.record is not None or ev.record_error:
         return ev.record
-    parse = {"dns": lambda p: parse_dns(p, tcp=ev.proto == 6), "tls": parse_tls, "arp": parse_arp}.get(ev.kind)
+    parse = {"dns": lambda p: parse_dns(p, tcp=ev.proto == 6), "tls": parse_tls, "arp": parse_arp,
+             "http": parse_http}.get(ev.kind)
     rec = parse(ev.payload) if parse else None
     return None if isinstance(rec, str) else rec
+
+
+def parse_http(head: bytes):
+    """An HTTP/1.x head parsed by the C core: HttpRecord or the reason."""
+    out = ffi.new("struct hw_rec_http *")
+    rc = lib.hw_http_parse(head, len(head), out)
+    return MALFORMED_NAMES[rc] if rc else http_from_cdata(out)

@@ -16,7 +16,8 @@
 #define HW_RMAL_ARP 9           /* ARP body cut short */
 #define HW_RMAL_NDP 10          /* ND message or option cut short, zero-length option */
 #define HW_RMAL_DHCP 11         /* DHCP header or option runs past the payload */
-#define HW_RMAL_COUNT 12
+#define HW_RMAL_HTTP 12         /* the start line is not a request or status line */
+#define HW_RMAL_COUNT 13
 
 /* ---- DNS ---------------------------------------------------------------- */
 #define HW_DNS_NAME_MAX 256     /* presentation form, no trailing dot */
@@ -149,6 +150,32 @@ struct hw_rec_dhcp {
     uint8_t has_offered, has_requested, has_router;
 };
 
+/* ---- HTTP heads ------------------------------------------------------------ */
+#define HW_HTTP_COOKIES 4
+#define HW_HTTP_COOKIE_SECURE 1
+#define HW_HTTP_COOKIE_HTTPONLY 2
+#define HW_HTTP_COOKIE_SAMESITE 4
+
+struct hw_rec_http {
+    uint8_t response;           /* 1: a status line */
+    uint8_t complete;           /* the head ended (blank line) within the segment */
+    uint8_t hsts, hsts_subdomains;
+    uint8_t form_password;      /* a url-encoded form post with a password-like field */
+    uint8_t n_cookies;
+    uint16_t status;
+    uint32_t hsts_max_age;
+    int64_t content_length;     /* -1 when absent */
+    uint8_t cookie_flags[HW_HTTP_COOKIES];     /* HW_HTTP_COOKIE_* of each Set-Cookie */
+    char cookie_names[HW_HTTP_COOKIES][64];
+    char method[16];
+    char version[16];           /* "HTTP/1.1" */
+    char host[256];
+    char uri[1024];
+    char location[1024];
+    char content_type[128];
+    char password_field[64];    /* the form field's name */
+};
+
 struct hw_rec_counters {
     uint64_t parsed[HW_EV_COUNT];
     uint64_t malformed[HW_RMAL_COUNT];
@@ -160,6 +187,8 @@ const char *hw_record_malformed_name(int reason);
 int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *out);
 /* Parse the TLS records at the start of a TCP payload. */
 int hw_tls_parse(const uint8_t *p, uint32_t n, struct hw_rec_tls *out);
+/* An HTTP/1.x request or response head (and a form body in the same segment). */
+int hw_http_parse(const uint8_t *p, uint32_t n, struct hw_rec_http *out);
 /* An ARP body (Ethernet/IPv4). */
 int hw_arp_parse(const uint8_t *p, uint32_t n, struct hw_rec_arp *out);
 /* An ICMPv6 neighbour-discovery message, from its type byte. */

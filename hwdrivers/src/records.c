@@ -17,6 +17,7 @@ void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_met
         }
         break;
     case HW_EV_TLS: rc = hw_tls_parse(m->pay, m->pay_cap, &e->rec.tls); break;
+    case HW_EV_HTTP: rc = hw_http_parse(m->pay, m->pay_cap, &e->rec.http); break;
     case HW_EV_ARP: rc = hw_arp_parse(m->arp, 28, &e->rec.arp); break; /* parse.c checked the 28 bytes */
     default: return;
     }
@@ -28,7 +29,7 @@ void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_met
 
 static const char *const names[HW_RMAL_COUNT] = {
     "none", "dns_header", "dns_name", "dns_question", "dns_rr", "dns_rdata", "tls_record", "tls_hello", "tls_certificate",
-    "arp", "ndp", "dhcp",
+    "arp", "ndp", "dhcp", "http",
 };
 
 const char *hw_record_malformed_name(int r) { return r >= 0 && r < HW_RMAL_COUNT ? names[r] : NULL; }

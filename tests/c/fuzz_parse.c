@@ -62,6 +62,7 @@ static void parse_records(const uint8_t *p, uint32_t n)
         struct hw_rec_arp arp;
         struct hw_rec_ndp ndp;
         struct hw_rec_dhcp dhcp;
+        struct hw_rec_http http;
     } r;
     int rc = hw_dns_parse(p, n, n & 1, &r.dns);
     CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
@@ -73,6 +74,8 @@ static void parse_records(const uint8_t *p, uint32_t n)
     CHECK(rc >= 0 && r.ndp.n_prefixes <= HW_NDP_PREFIX_MAX);
     rc = hw_dhcp_parse(p, n, n & 2 ? 6 : 4, &r.dhcp);
     CHECK(rc >= 0 && r.dhcp.server_id_len <= HW_DHCP_ID_MAX);
+    rc = hw_http_parse(p, n, &r.http);
+    CHECK(rc >= 0 && r.http.n_cookies <= HW_HTTP_COOKIES);
 }
 
 /* hw_session_open needs a source: a classic pcap with a header and no packet. */

@@ -289,3 +289,52 @@ def test_records_are_counted_and_malformed_ones_named(tmp_path):
     assert good.record.name == "a.example" and good.record_error == ""
     assert bad.record is None and bad.record_error == "dns_name"
     assert counts == {"parsed": {"dns": 1}, "malformed": {"dns_name": 1}}
+
+
+HTTP_FIELDS = ["frame.time_epoch", "tcp.srcport", "tcp.dstport", "http.request.method", "http.request.uri",
+               "http.host", "http.response.code", "http.location", "http.content_type", "http.request.version",
+               "http.response.version"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_http_records_match_tshark(name, tshark):
+    path = pcap(name)
+    ours = our_events(path, frozenset({"http"}))
+    argv = [tshark, "-n", "-r", path, "-Y", "(http.request || http.response) && !tcp.segments", "-T", "fields",
+            "-E", "occurrence=f"]
+    for f in HTTP_FIELDS:
+        argv += ["-e", f]
+    rows = [dict(zip(HTTP_FIELDS, line.split("\t"))) for line in
+            subprocess.run(argv, capture_output=True, text=True, check=True).stdout.splitlines()]
+    for row in rows:
+        if not row["tcp.srcport"]:
+            continue  # HTTP tshark found elsewhere than right over TCP
+        sec, frac = row["frame.time_epoch"].split(".")
+        k = (int(sec) * 1_000_000 + int(frac[:6]), int(row["tcp.srcport"]), int(row["tcp.dstport"]))
+        evs = [e for e in ours.get(k, []) if e.kind == "http"]
+        assert evs, f"no HTTP event for {row}"
+        r = evs[0].record
+        assert r is not None, evs[0].record_error
+        if row["http.response.code"]:
+            assert (r.response, r.status, r.version) == (True, int(row["http.response.code"]),
+                                                          row["http.response.version"])
+        else:
+            uri = row["http.request.uri"]
+            assert (r.method, r.version) == (row["http.request.method"], row["http.request.version"])
+            assert r.uri == uri if len(r.uri) < 1023 else uri.startswith(r.uri)   # kept: 1023 bytes
+        assert (r.host, r.location, r.content_type) == (row["http.host"], row["http.location"],
+                                                        row["http.content_type"])
+
+
+def test_http_head_fields():
+    rec = records.parse_http(b"HTTP/1.1 302 Found\r\nLocation: http://bank.example/\r\n"
+                             b"Set-Cookie: sid=1; Secure; HttpOnly\r\nSet-Cookie: t=2; SameSite=Lax\r\n"
+                             b"Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n\r\n")
+    assert (rec.status, rec.location, rec.hsts, rec.hsts_max_age, rec.hsts_subdomains) == (
+        302, "http://bank.example/", True, 31536000, True)
+    assert rec.cookies == (("sid", True, True, False), ("t", False, False, True))
+    post = records.parse_http(b"POST /login HTTP/1.1\nHost: bank.example\n"
+                              b"Content-Type: application/x-www-form-urlencoded\n\nuser=a&passwd=b")
+    assert (post.method, post.host, post.form_password, post.complete) == ("POST", "bank.example", "passwd", True)
+    assert records.parse_http(b"GET /\r\n").version == ""        # HTTP/0.9
+    assert records.parse_http(b"GET / FTP/1.0\r\n") == "http"
