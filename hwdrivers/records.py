@@ -1,10 +1,11 @@
-"""Protocol records parsed in C (cdef/records.h) as typed Python objects.
+"""Protocol records parsed in C (cdef/records.h) as typed Python objects
+(slotted dataclasses: cheap to build, JSON objects on the event stream; read-only by convention).
 
 An event of kind dns or tls carries its record; Python reads its fields and
 never parses the payload bytes again."""
 import dataclasses
 import socket
-from typing import NamedTuple, Optional
+from typing import Optional
 
 from hwdrivers._hw import ffi, lib
 from hwdrivers.layout import Layout
@@ -29,7 +30,8 @@ def dns_rcode(r: int) -> str:
     return RCODES.get(r) or str(r)
 
 
-class DnsRR(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class DnsRR:
     name: str          # owner, as on the wire (case kept), no trailing dot
     type: int
     ttl: int
@@ -38,7 +40,8 @@ class DnsRR(NamedTuple):
     txt: tuple = ()    # TXT: the character strings
 
 
-class DnsRecord(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class DnsRecord:
     id: int
     flags: int
     rcode: int
@@ -124,7 +127,7 @@ def dns_from_buffer(buf, at: int) -> DnsRecord:
                      edns_version, bool(edns_do), bool(cut))
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class TlsCertificate:
     sha256: str        # hex of the DER
     subject: str       # RFC 2253
@@ -134,7 +137,7 @@ class TlsCertificate:
     parsed: bool       # False: the DER did not parse (only the fingerprint is known)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(slots=True)
 class TlsRecord:
     hs_type: int           # first handshake message: 1 ClientHello, 2 ServerHello, 11 Certificate; 21 alert
     sslv2: bool
@@ -185,7 +188,8 @@ def tls_from_cdata(t) -> TlsRecord:
         bytes(t.server_random_tail))
 
 
-class ArpRecord(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class ArpRecord:
     op: int                # 1 request, 2 reply
     sender_mac: str
     sender_ip: str
@@ -193,7 +197,8 @@ class ArpRecord(NamedTuple):
     target_ip: str
 
 
-class NdpPrefix(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class NdpPrefix:
     prefix: str
     length: int
     on_link: bool
@@ -202,7 +207,8 @@ class NdpPrefix(NamedTuple):
     preferred_s: int
 
 
-class NdpRecord(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class NdpRecord:
     type: int              # 133 RS, 134 RA, 135 NS, 136 NA, 137 redirect
     code: int
     flags: int             # NA: 0x80 router, 0x40 solicited, 0x20 override; RA: 0x80 managed, 0x40 other
@@ -218,7 +224,8 @@ class NdpRecord(NamedTuple):
     prefixes: tuple        # NdpPrefix of an RA
 
 
-class DhcpRecord(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class DhcpRecord:
     version: int           # 4 or 6
     msg_type: int          # v4 option 53; v6 message type
     op: int                # v4: 1 request, 2 reply
@@ -231,7 +238,8 @@ class DhcpRecord(NamedTuple):
     lease_s: int
 
 
-class HttpRecord(NamedTuple):
+@dataclasses.dataclass(slots=True)
+class HttpRecord:
     response: bool
     method: str
     uri: str

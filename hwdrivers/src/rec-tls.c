@@ -192,7 +192,11 @@ static void fingerprints_client(struct hw_rec_tls *t)
     sorted = t->extensions;
     qsort(sorted.v, sorted.n, 2, cmp16);
     size_t bn = join(b, sizeof b, &sorted, 1, 0x0000, 0x0010);
-    if (t->sig_algs.n) bn += (size_t)snprintf(b + bn, sizeof b - bn, "_%s", (join(c, sizeof c, &t->sig_algs, 1, 0x10000, 0x10000), c));
+    if (t->sig_algs.n) {
+        join(c, sizeof c, &t->sig_algs, 1, 0x10000, 0x10000);
+        bn += (size_t)snprintf(b + bn, sizeof b - bn, "_%s", c);
+        if (bn >= sizeof b) bn = sizeof b - 1; /* cut: snprintf counts what did not fit */
+    }
     if (ne) digest_hex(EVP_sha256(), b, bn, hb, 12);
     else strcpy(hb, "000000000000");
     snprintf(t->ja4, sizeof t->ja4, "t%s%c%02u%02u%c%c_%s_%s", ver, t->sni[0] ? 'd' : 'i', nc > 99 ? 99 : nc,

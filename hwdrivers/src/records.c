@@ -28,7 +28,8 @@ void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_met
 }
 
 static const char *const names[HW_RMAL_COUNT] = {
-    "none", "dns_header", "dns_name", "dns_question", "dns_rr", "dns_rdata", "tls_record", "tls_hello", "tls_certificate",
+    "none", "dns_header", "dns_name", "dns_question", "dns_rr", "dns_rdata",
+    "tls_record", "tls_hello", "tls_certificate",
     "arp", "ndp", "dhcp", "http",
 };
 

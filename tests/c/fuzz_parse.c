@@ -56,26 +56,21 @@ static void remove_source(void) { unlink(source); }
  * of their own here, and every parser must survive any input. */
 static void parse_records(const uint8_t *p, uint32_t n)
 {
-    static union {
-        struct hw_rec_dns dns;
-        struct hw_rec_tls tls;
-        struct hw_rec_arp arp;
-        struct hw_rec_ndp ndp;
-        struct hw_rec_dhcp dhcp;
-        struct hw_rec_http http;
-    } r;
-    int rc = hw_dns_parse(p, n, n & 1, &r.dns);
+    static struct hw_event ev; /* its rec union holds every record type */
+    int rc = hw_dns_parse(p, n, n & 1, &ev.rec.dns);
     CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
-    CHECK(r.dns.text_len <= HW_DNS_TEXT_MAX && r.dns.n_rr <= HW_DNS_RR_MAX && r.dns.name_len < HW_DNS_NAME_MAX);
-    rc = hw_tls_parse(p, n, &r.tls);
-    CHECK(rc >= 0 && rc < HW_RMAL_COUNT && r.tls.n_certs <= HW_TLS_CERT_MAX && r.tls.n_alpn <= HW_TLS_ALPN_MAX);
-    CHECK(hw_arp_parse(p, n, &r.arp) >= 0);
-    rc = hw_ndp_parse(p, n, &r.ndp);
-    CHECK(rc >= 0 && r.ndp.n_prefixes <= HW_NDP_PREFIX_MAX);
-    rc = hw_dhcp_parse(p, n, n & 2 ? 6 : 4, &r.dhcp);
-    CHECK(rc >= 0 && r.dhcp.server_id_len <= HW_DHCP_ID_MAX);
-    rc = hw_http_parse(p, n, &r.http);
-    CHECK(rc >= 0 && r.http.n_cookies <= HW_HTTP_COOKIES);
+    CHECK(ev.rec.dns.text_len <= HW_DNS_TEXT_MAX && ev.rec.dns.n_rr <= HW_DNS_RR_MAX);
+    CHECK(ev.rec.dns.name_len < HW_DNS_NAME_MAX);
+    rc = hw_tls_parse(p, n, &ev.rec.tls);
+    CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
+    CHECK(ev.rec.tls.n_certs <= HW_TLS_CERT_MAX && ev.rec.tls.n_alpn <= HW_TLS_ALPN_MAX);
+    CHECK(hw_arp_parse(p, n, &ev.rec.arp) >= 0);
+    rc = hw_ndp_parse(p, n, &ev.rec.ndp);
+    CHECK(rc >= 0 && ev.rec.ndp.n_prefixes <= HW_NDP_PREFIX_MAX);
+    rc = hw_dhcp_parse(p, n, n & 2 ? 6 : 4, &ev.rec.dhcp);
+    CHECK(rc >= 0 && ev.rec.dhcp.server_id_len <= HW_DHCP_ID_MAX);
+    rc = hw_http_parse(p, n, &ev.rec.http);
+    CHECK(rc >= 0 && ev.rec.http.n_cookies <= HW_HTTP_COOKIES);
 }
 
 /* hw_session_open needs a source: a classic pcap with a header and no packet. */

@@ -338,3 +338,18 @@ def test_http_head_fields():
     assert (post.method, post.host, post.form_password, post.complete) == ("POST", "bank.example", "passwd", True)
     assert records.parse_http(b"GET /\r\n").version == ""        # HTTP/0.9
     assert records.parse_http(b"GET / FTP/1.0\r\n") == "http"
+
+
+def test_huge_client_hello_lists_are_cut_not_overrun():
+    """160 extensions and 200 signature algorithms: every list and fingerprint string stays in its buffer."""
+    def ext(t, data):
+        return t.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+    sigs = b"".join((0x0400 + i).to_bytes(2, "big") for i in range(200))
+    exts = b"".join(ext(0x1000 + i, b"") for i in range(160)) + ext(13, len(sigs).to_bytes(2, "big") + sigs)
+    suites = b"".join((0x1300 + i).to_bytes(2, "big") for i in range(300))
+    body = (b"\x03\x03" + bytes(32) + b"\x00" + len(suites).to_bytes(2, "big") + suites + b"\x01\x00" +
+            len(exts).to_bytes(2, "big") + exts)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    rec = records.parse_tls(b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs)
+    assert len(rec.ciphers) == len(rec.extensions) == len(rec.sig_algs) == 160
+    assert rec.ja4.startswith("t12i9999") and len(rec.ja4) == len("t12i999900_") + 25 and len(rec.ja3) == 32

@@ -1,5 +1,6 @@
 """ARP, IPv6 neighbour discovery and DHCP records parsed in C against
 tshark's decoding of the shared captures, and ARP records on ARP events."""
+import dataclasses
 import subprocess
 
 import pytest
@@ -118,5 +119,5 @@ def test_arp_events_carry_their_record(tshark):
         while s.run(timeout_ms=500) != RunResult.EOF:
             pass
         evs = s.read_events()
-    assert [tuple(e.record) for e in evs] == [(int(r["arp.opcode"]), r["arp.src.hw_mac"], r["arp.src.proto_ipv4"],
+    assert [dataclasses.astuple(e.record) for e in evs] == [(int(r["arp.opcode"]), r["arp.src.hw_mac"], r["arp.src.proto_ipv4"],
                                                r["arp.dst.hw_mac"], r["arp.dst.proto_ipv4"]) for r in rows]
