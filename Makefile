@@ -9,8 +9,11 @@ STAMPS := .stamps
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 APT_BUILD := gcc libc6-dev libpcap-dev libssl-dev pkg-config
-APT_TEST := tshark tcpdump tcpreplay iproute2 minisign nfdump socat tmux
+APT_TEST := tshark tcpdump tcpreplay iproute2 minisign nfdump socat tmux rsyslog rsyslog-openssl
 APT_BENCH := softflowd nfdump time
+# the attack lab (tests/lab): real attack tools, and the LAN's own servers and clients
+APT_LAB := dsniff ettercap-text-only bettercap thc-ipv6 dnsmasq-base keepalived isc-dhcp-client dnsutils curl \
+	iputils-ping net-tools openssl
 CORE := $(wildcard hwdrivers/src/*.c hwdrivers/include/*.h hwdrivers/cdef/*.h) hwdrivers/build_ffi.py
 PYTEST_ARGS ?=
 
@@ -44,7 +47,7 @@ $(STAMPS)/apt-build:
 
 $(STAMPS)/apt-test: Makefile
 	@mkdir -p $(STAMPS)
-	$(call apt_install,$(APT_TEST))
+	$(call apt_install,$(APT_TEST) $(APT_LAB))
 	@touch $@
 
 $(STAMPS)/apt-bench:
@@ -70,7 +73,14 @@ build: $(STAMPS)/build
 run: build
 	$(VENV)/bin/capbox run
 
-test: build $(STAMPS)/apt-test
+# mitmproxy for the attack lab, in a venv of its own (its pins are not the agent's)
+$(STAMPS)/lab-venv: | $(STAMPS)/apt-build
+	@mkdir -p $(STAMPS)
+	test -x .venv-lab/bin/python || $(PYTHON) -m venv .venv-lab
+	.venv-lab/bin/pip install -q mitmproxy
+	@touch $@
+
+test: build $(STAMPS)/apt-test $(STAMPS)/lab-venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: build $(STAMPS)/apt-test $(STAMPS)/apt-bench
@@ -100,7 +110,7 @@ clean:
 	find . -name __pycache__ -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV) $(STAMPS) .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-lab $(STAMPS) .pytest_cache .hypothesis
 
 # fuzz: libFuzzer with ASan/UBSan over the packet path (tests/c/fuzz_parse.c) ------
 # Seeds: every packet of the shared captures, and IP ones re-framed for each link
@@ -128,7 +138,7 @@ $(FUZZ_BIN): tests/c/fuzz_parse.c $(CORE) | $(STAMPS)/apt-build $(STAMPS)/apt-fu
 build/fuzz/seeded: tests/c/fuzz_parse.c | $(STAMPS)/apt-build $(STAMPS)/apt-fuzz
 	@mkdir -p $(@D) $(FUZZ_CORPUS)
 	clang -std=gnu11 -O2 -DFUZZ_SEEDS tests/c/fuzz_parse.c -lpcap -o build/fuzz/fuzz-seeds
-	@pcaps="$(wildcard $(FUZZ_PCAPS)/*.pcap*)"; \
+	@pcaps="$(wildcard $(FUZZ_PCAPS)/*.pcap* $(FUZZ_PCAPS)/tunnels/*.pcap*)"; \
 	if [ -n "$$pcaps" ]; then build/fuzz/fuzz-seeds $(FUZZ_CORPUS) $$pcaps; \
 	else echo "no captures in $(FUZZ_PCAPS): the fuzzer starts from an empty corpus"; fi
 	@touch $@

@@ -14,8 +14,9 @@ from typing import Any, Iterable, Optional
 
 CHANNELS = (
     "packets:dns", "packets:arp", "packets:tls", "packets:http", "packets:sip", "packets:tcp", "packets:token",
-    "flows:expired", "capture:state", "attacks:detected", "attacks:verified", "anomalies:detected",
-    "windows:closed", "deception:started", "deception:events", "deception:stopped",
+    "packets:ndp", "packets:dhcp", "flows:expired", "capture:state", "attacks:detected", "threats:raised",
+    "attacks:verified", "anomalies:detected", "windows:closed", "deception:started", "deception:events",
+    "deception:stopped",
     "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "system:log",
 )
 

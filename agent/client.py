@@ -1,11 +1,20 @@
 """A small client for the agent's REST API (tests, scripts, the TUI).
 
-Standard library only.  Errors come back as ApiError with the envelope's
-code, so callers branch on codes, never on message text."""
+Standard library only.  Errors come back as ApiError (a subclass per kind of
+failure: NotFound, RateLimited ...) with the envelope's code, so callers
+branch on types or codes, never on message text.
+
+    c = Client("http://127.0.0.1:8080", key)
+    for t in c.list_threats(severity="high")["threats"]: ...
+    job = c.upload_job("call.pcap")["job_id"]
+    for ev in c.follow("threats:raised"): ...     # reconnects, resuming after the last event seen
+"""
 import http.client
 import json
 import os
 import pathlib
+import secrets
+import time
 import urllib.parse
 from typing import Iterator, Optional
 
@@ -30,6 +39,91 @@ class ApiError(Exception):
         self.message = message
         self.details = details or {}
         self.headers = headers or {}
+
+
+class BadRequest(ApiError):
+    """400 or 422: the request was wrong (the code says how)."""
+
+
+class Unauthorized(ApiError):
+    """401: no key, or one that is not valid."""
+
+
+class Forbidden(ApiError):
+    """403: the key may not do this."""
+
+
+class NotFound(ApiError):
+    """404: no such resource."""
+
+
+class Conflict(ApiError):
+    """409: not in this state."""
+
+
+class TooLarge(ApiError):
+    """413: the body is over the route's limit."""
+
+
+class RateLimited(ApiError):
+    """429: too many requests; retry_after seconds to wait."""
+
+    @property
+    def retry_after(self) -> float:
+        try:
+            return float(self.headers.get("retry-after", 1))
+        except ValueError:
+            return 1.0
+
+
+class Unavailable(ApiError):
+    """503: the agent cannot do it now."""
+
+
+ERRORS = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict, 413: TooLarge,
+          422: BadRequest, 429: RateLimited, 503: Unavailable}
+
+
+def api_error(status: int, envelope, headers: Optional[dict] = None, body: bytes = b"") -> ApiError:
+    """The ApiError subclass for a status, from an error envelope (or what came instead of one)."""
+    err = envelope.get("error", {}) if isinstance(envelope, dict) else {}
+    cls = ERRORS.get(status, ApiError)
+    return cls(status, err.get("code", "HTTP_ERROR"), err.get("message", body[:200].decode(errors="replace")),
+               err.get("details"), headers)
+
+
+class _Multipart:
+    """A file as multipart/form-data, read in blocks (an upload of gigabytes never sits in memory)."""
+
+    def __init__(self, path: str, field: str = "file"):
+        self.boundary = "capbox" + secrets.token_hex(12)
+        name = os.path.basename(path).replace('"', "")
+        self._head = (f"--{self.boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{name}\"\r\n"
+                      "Content-Type: application/octet-stream\r\n\r\n").encode()
+        self._tail = f"\r\n--{self.boundary}--\r\n".encode()
+        self._file = open(path, "rb")
+        self.length = len(self._head) + os.fstat(self._file.fileno()).st_size + len(self._tail)
+        self._parts = [self._head, None, self._tail]
+
+    def read(self, n: int = -1) -> bytes:
+        while self._parts:
+            part = self._parts[0]
+            if part is None:
+                data = self._file.read(n if n > 0 else 1 << 20)
+                if data:
+                    return data
+                self._parts.pop(0)
+                continue
+            data, rest = (part, b"") if n < 0 else (part[:n], part[n:])
+            if rest:
+                self._parts[0] = rest
+            else:
+                self._parts.pop(0)
+            return data
+        return b""
+
+    def close(self) -> None:
+        self._file.close()
 
 
 class Response:
@@ -80,9 +174,7 @@ class Client:
         r = self.raw(method, path, data, {"Content-Type": "application/json"} if data else None, query)
         payload = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.body
         if r.status >= 400:
-            err = (payload or {}).get("error", {}) if isinstance(payload, dict) else {}
-            raise ApiError(r.status, err.get("code", "HTTP_ERROR"), err.get("message", str(r.body[:200])),
-                           err.get("details"), r.headers)
+            raise api_error(r.status, payload, r.headers, r.body)
         return payload
 
     def get(self, path: str, **query):
@@ -129,9 +221,13 @@ class Client:
         conn.request("GET", path, headers=headers)
         r = conn.getresponse()
         if r.status != 200:
-            body = json.loads(r.read() or b"{}").get("error", {})
+            body = r.read()
             conn.close()
-            raise ApiError(r.status, body.get("code", "HTTP_ERROR"), body.get("message", ""), body.get("details"))
+            try:
+                envelope = json.loads(body or b"{}")
+            except ValueError:
+                envelope = {}
+            raise api_error(r.status, envelope, {k.lower(): v for k, v in r.getheaders()}, body)
         try:
             event: dict = {}
             for raw in r:
@@ -151,6 +247,70 @@ class Client:
                     event[name] = value
         finally:
             conn.close()
+
+
+    def follow(self, channels: str = "", last_event_id: Optional[int] = None, retry_s: float = 1.0,
+               timeout: float = 60.0) -> Iterator[dict]:
+        """events() for good: a dropped stream is opened again with Last-Event-ID, so nothing the
+        agent still holds in its backlog is missed.  Ends only when the caller stops iterating;
+        errors that retrying cannot fix (401, 403, 400) are raised."""
+        while True:
+            try:
+                for ev in self.events(channels, last_event_id, timeout):
+                    if ev.get("id", "").isdigit():
+                        last_event_id = int(ev["id"])
+                    yield ev
+            except (OSError, http.client.HTTPException, Unavailable, RateLimited):
+                pass
+            time.sleep(retry_s)
+
+    # ---- the monitor's helpers (seed 003), jobs and stats ---------------------------------
+
+    def list_threats(self, **query) -> dict:
+        """GET /v1/threats: attack_type, severity, verified, status, since, limit, offset."""
+        return self.get("/v1/threats", **query)
+
+    def get_threat(self, threat_id: str) -> dict:
+        return self.get(f"/v1/threats/{urllib.parse.quote(threat_id, safe='')}")
+
+    def mark_threat(self, threat_id: str, status: str, note: Optional[str] = None) -> dict:
+        body = {"status": status} if note is None else {"status": status, "note": note}
+        return self.request("PATCH", f"/v1/threats/{urllib.parse.quote(threat_id, safe='')}", body)
+
+    def verify_url(self, url: str, **options) -> dict:
+        """POST /v1/verify: num_paths, timeout, strategy, compare_method, paths ..."""
+        return self.post("/v1/verify", {"url": url, **options})
+
+    def verify_dns(self, domain: str, record_type: str = "A", **options) -> dict:
+        return self.post("/v1/verify-dns", {"domain": domain, "record_type": record_type, **options})
+
+    def start_deception(self, target_domain: str, attacker_ip: str, **options) -> dict:
+        return self.post("/v1/deception/start", {"target_domain": target_domain, "attacker_ip": attacker_ip,
+                                                 **options})
+
+    def stop_deception(self, session_id: str) -> dict:
+        return self.post("/v1/deception/stop", {"session_id": session_id})
+
+    def get_stats(self, period: str = "24h") -> dict:
+        return self.get("/v1/stats", period=period)
+
+    def upload_job(self, path: str, timeout: Optional[float] = None) -> dict:
+        """POST /v1/jobs with a capture file, streamed from disk: {job_id, status}."""
+        body = _Multipart(path)
+        conn = self._conn(timeout or max(self.timeout, 300))
+        try:
+            conn.request("POST", "/v1/jobs", body=body, headers=self._headers({
+                "Content-Type": f"multipart/form-data; boundary={body.boundary}",
+                "Content-Length": str(body.length)}))
+            r = conn.getresponse()
+            data = r.read()
+        finally:
+            body.close()
+            conn.close()
+        payload = json.loads(data) if data else None
+        if r.status >= 400:
+            raise api_error(r.status, payload, {k.lower(): v for k, v in r.getheaders()}, data)
+        return payload
 
 
 class InProcessClient(Client):

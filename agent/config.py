@@ -11,6 +11,8 @@ import pathlib
 import tomllib
 from typing import Any, Optional
 
+from hwdrivers.capture import Tunnels
+
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
 DEMO_PCAP = PACKAGE_DATA / "demo.pcap"
 
@@ -25,33 +27,33 @@ class ConfigError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class AgentSection:
-    data_dir: str = "./var"
+    data_dir: str = "./var"         # the store, keys, recordings, jobs, firmware (/var/lib/capbox on the image)
     log_level: str = "info"
-    name: str = "capbox"
+    name: str = "capbox"            # this box's name in events sent elsewhere (EVE `host`)
 
 
 @dataclasses.dataclass(frozen=True)
 class CaptureSection:
     source: str = "demo"            # demo, a capture file, or an interface name
     backend: str = ""               # empty: pcapfile for files, afpacket for interfaces
-    bpf: str = ""
-    snaplen: int = 65535
-    buffer_size_mb: int = 64
-    promisc: bool = True
-    fanout_group: int = -1
-    autostart: bool = True
+    bpf: str = ""                   # a libpcap filter expression: only matching packets are seen at all
+    snaplen: int = 65535            # bytes kept of each packet
+    buffer_size_mb: int = 64        # the kernel ring (afpacket, pcap)
+    promisc: bool = True            # interfaces: every frame on the wire, not only those for this box
+    fanout_group: int = -1          # afpacket: PACKET_FANOUT group id shared with other readers (-1: none)
+    autostart: bool = True          # capture `source` as the agent starts
     pace: float = 1.0               # file replay speed; 0 = as fast as possible
     loop: bool = True               # file replay starts over at the end
     pcap_dirs: tuple = ()           # where capture files may be named from (plus data_dir/pcaps)
-    event_ring: int = 4096
+    event_ring: int = 4096          # packet events queued for Python; beyond it they are dropped and counted
 
 
 @dataclasses.dataclass(frozen=True)
 class FlowsSection:
     enabled: bool = True
-    idle_timeout_s: int = 300
-    active_timeout_s: int = 1800
-    max_flows: int = 1 << 20
+    idle_timeout_s: int = 300       # a flow with no packet for this long ends (0: never)
+    active_timeout_s: int = 1800    # a flow open this long is reported and starts again (0: never)
+    max_flows: int = 1 << 20        # flows metered at once; a packet of a new flow beyond it is counted, not metered
     sampling_rate: int = 1          # meter one packet in N (announced to collectors); 1: every packet
 
 
@@ -74,7 +76,8 @@ class RecordingSection:
     rotate_s: int = 0               # or after this many seconds of packet time (0: never)
     keep_mb: int = 1024             # retention: the recordings together at most this (0: no limit)
     keep_s: int = 0                 # retention: files older than this go (0: no limit)
-    bpf: str = ""                   # the recording's own filter
+    bpf: str = ""                   # the recording's own filter (a tunnel's: on the packet inside)
+    bpf_outer: bool = False         # the filter sees a tunnel's outer packet instead
     snaplen: int = 0                # bytes kept of each packet (0: all)
     buffer_kb: int = 1024           # one write, one encrypted chunk
     flush_ms: int = 1000            # a packet reaches its file at most this late
@@ -96,9 +99,10 @@ class AnalysisSection:
     scan_memory: int = 6               # windows a source's probes add up over
     rtt_ms: float = 300.0              # handshake RTT p95 (no baseline): medium; 3x: high
     response_ms: float = 1000.0        # first request -> first response p95: medium; 5x: high
-    loss_percent: float = 20.0         # retransmitted share of a flow's segments: medium
+    loss_percent: float = 5.0          # retransmitted share of a flow's segments: medium (with the sample below)
     loss_high_percent: float = 50.0    # ... high
-    loss_min_segments: int = 5
+    loss_min_segments: int = 50        # segments a flow sends in a window before its share counts
+    loss_min_retransmissions: int = 4  # below loss_min_segments: a stall, this many retransmissions at the high share
     protocol_shift: float = 0.3        # a protocol's share moved this far from the baseline's mean
     protocol_min_packets: int = 200
     long_lived_s: int = 3600           # a flow open this long
@@ -112,6 +116,10 @@ class DetectionSection:
     ssl_strip_threshold: int = 70
     arp_spoof_threshold: int = 80
     tls_downgrade_threshold: int = 50
+    ndp_threshold: int = 60            # NDP spoofing and rogue Router Advertisements
+    dhcp_threshold: int = 60           # rogue DHCPv4/v6 servers
+    tls_intercept_threshold: int = 60  # certificates not the name's own
+    dhcp_servers: tuple = ()           # the network's DHCP servers (else the first one heard)
     gateways: tuple = ()               # gateway IPs: an ARP claim on them weighs more (else inferred)
     local_suffixes: tuple = ("local", "lan", "home", "internal", "intranet", "corp", "localdomain", "home.arpa",
                              "test", "invalid", "localhost", "example")   # names that may resolve to private addresses
@@ -192,10 +200,27 @@ class ApiSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class EveSection:
+    """Events for SIEMs as EVE JSON lines (docs/EVENTS.md): a rotated file and syslog collectors.
+    Event types: alert (threats), anomaly, flow (every expired flow: heavy)."""
+    file: str = ""                  # empty: no file; a relative path is under the data dir (e.g. "eve.json")
+    file_types: tuple = ("alert", "anomaly")
+    rotate_mb: int = 100            # a new file after this many MB (eve.json.1 ... eve.json.N)
+    keep_files: int = 5
+    syslog: tuple = ()              # collectors: "udp://HOST[:514]", "tcp://HOST[:601]", "tls://HOST[:6514]"
+    syslog_types: tuple = ("alert", "anomaly")
+    syslog_facility: str = "local5"
+    syslog_ca: str = ""             # tls: CA file the collector's certificate must chain to (empty: the system's)
+    syslog_cert: str = ""           # tls: a client certificate (with syslog_key) for collectors that ask for one
+    syslog_key: str = ""
+    queue: int = 10000              # events waiting per output; beyond it the oldest is dropped (and counted)
+
+
+@dataclasses.dataclass(frozen=True)
 class StoreSection:
     path: str = ""                  # empty: <data_dir>/capbox.db
-    stats_interval_s: int = 10
-    retention_days: int = 30
+    stats_interval_s: int = 10      # a stats sample (rates, CPU, memory) this often
+    retention_days: int = 30        # NOT ENFORCED yet: nothing in the store is removed by age (issue 22)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +250,7 @@ class Config:
     agent: AgentSection = AgentSection()
     capture: CaptureSection = CaptureSection()
     flows: FlowsSection = FlowsSection()
+    tunnels: Tunnels = Tunnels()          # decapsulation: hwdrivers declares the section
     analysis: AnalysisSection = AnalysisSection()
     detection: DetectionSection = DetectionSection()
     verify: VerifySection = VerifySection()
@@ -234,6 +260,7 @@ class Config:
     jobs: JobsSection = JobsSection()
     calls: CallsSection = CallsSection()
     api: ApiSection = ApiSection()
+    eve: EveSection = EveSection()
     store: StoreSection = StoreSection()
     firmware: FirmwareSection = FirmwareSection()
     console: ConsoleSection = ConsoleSection()
@@ -266,6 +293,10 @@ class Config:
     @property
     def jobs_dir(self) -> pathlib.Path:
         return pathlib.Path(self.jobs.dir).resolve() if self.jobs.dir else self.data_dir / "jobs"
+
+    @property
+    def eve_path(self) -> pathlib.Path:
+        return self.data_dir / self.eve.file if self.eve.file else self.data_dir / "eve.json"
 
     def pcap_dirs(self) -> list:
         """Directories a capture file may be named from (REST, console)."""
@@ -309,18 +340,30 @@ RULES = {
     "api.sse_max_streams_per_key": {"min": 1, "max": 10000},
     "api.sse_backlog": {"min": 0, "max": 1 << 20},
     "store.stats_interval_s": {"min": 1, "max": 3600},
+    "eve.rotate_mb": {"min": 0, "max": 1 << 20},
+    "eve.keep_files": {"min": 0, "max": 1000},
+    "eve.queue": {"min": 16, "max": 1 << 22},
+    "eve.syslog_facility": {"choices": ("kern", "user", "daemon", "auth", "syslog", "local0", "local1", "local2",
+                                        "local3", "local4", "local5", "local6", "local7")},
     "analysis.window_s": {"min": 1, "max": 3600},
     "analysis.baseline_duration_hours": {"min": 0, "max": 24 * 365},
     "analysis.spike_factor": {"min": 1, "max": 1000},
     "analysis.scan_memory": {"min": 1, "max": 1000},
     "analysis.scan_refused_share": {"min": 0, "max": 1},
     "analysis.protocol_shift": {"min": 0, "max": 1},
+    "analysis.loss_percent": {"min": 0, "max": 100},
+    "analysis.loss_high_percent": {"min": 0, "max": 100},
+    "analysis.loss_min_segments": {"min": 1, "max": 1 << 30},
+    "analysis.loss_min_retransmissions": {"min": 1, "max": 1 << 30},
     "analysis.long_lived_s": {"min": 1, "max": 365 * 86400},
     "store.retention_days": {"min": 1, "max": 3650},
     "detection.dns_threshold": {"min": 0, "max": 100},
     "detection.ssl_strip_threshold": {"min": 0, "max": 100},
     "detection.arp_spoof_threshold": {"min": 0, "max": 100},
     "detection.tls_downgrade_threshold": {"min": 0, "max": 100},
+    "detection.ndp_threshold": {"min": 0, "max": 100},
+    "detection.dhcp_threshold": {"min": 0, "max": 100},
+    "detection.tls_intercept_threshold": {"min": 0, "max": 100},
     "detection.arp_binding_ttl_s": {"min": 1, "max": 30 * 86400},
     "detection.dedup_s": {"min": 0, "max": 86400},
     "verify.default_num_paths": {"min": 3, "max": 40},
@@ -376,6 +419,8 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
                 value = json.loads(value) if value.startswith("[") else [v for v in value.split(",") if v]
             except json.JSONDecodeError:
                 raise ConfigError(key, "must be a list") from None
+        if isinstance(value, (list, tuple)) and all(type(v) is int for v in value):
+            value = [str(v) for v in value]  # ports
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(key, "must be a list of strings")
         return tuple(value)
@@ -447,6 +492,10 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
             parse_collector(url)
         except ValueError as e:
             raise ConfigError("export.collectors", str(e)) from None
+    bad = cfg.tunnels.problem()
+    if bad:
+        raise ConfigError(f"tunnels.{bad[0]}", bad[1])
+    _check_eve(cfg.eve)
     if cfg.recording.snaplen and cfg.recording.snaplen < 64:
         raise ConfigError("recording.snaplen", "must be 0 (whole packets) or at least 64")
     if not cfg.recording.prefix.replace("_", "").replace("-", "").isalnum():
@@ -468,6 +517,19 @@ def parse_collector(url: str) -> tuple:
     if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(f"{url!r}: give HOST:PORT with a port in 1..65535")
     return (*COLLECTOR_SCHEMES[scheme], host, int(port))
+
+
+def _check_eve(e: EveSection) -> None:
+    from agent.outputs import eve, syslog
+    for key, types in (("file_types", e.file_types), ("syslog_types", e.syslog_types)):
+        unknown = set(types) - set(eve.TYPES)
+        if unknown:
+            raise ConfigError(f"eve.{key}", f"unknown event type {sorted(unknown)[0]!r} (types: {', '.join(eve.TYPES)})")
+    for url in e.syslog:
+        try:
+            syslog.parse_target(url)
+        except ValueError as err:
+            raise ConfigError("eve.syslog", str(err)) from None
 
 
 def _check_paths(v: VerifySection) -> None:

@@ -134,7 +134,7 @@ def capture(iface: str, opts: Options = Options(), live: LiveOptions = LiveOptio
 
 
 def export(path: str, collectors: list, opts: Options = Options(),
-           xopts: ExportOptions = ExportOptions()) -> dict:
+           xopts: ExportOptions = ExportOptions(), progress: Optional[Callable[[float], None]] = None) -> dict:
     """Send every flow of a file to the collectors (ExporterConfig, made
     lossless here: offline, waiting for a socket loses nothing).  The flows
     leave the C core as they end and the rest at the end of the file."""
@@ -144,7 +144,7 @@ def export(path: str, collectors: list, opts: Options = Options(),
     with Session(cfg) as s:
         for c in collectors:
             s.add_exporter(dataclasses.replace(c, lossless=True))
-        error = _drive(s, lambda: None)
+        error = _drive(s, _progress(s, path, progress))
         s.flush()
         c = s.counters()
         return {"file": path, "packets": c.packets, "flows": c.flows_created,
@@ -204,6 +204,7 @@ def summarize(s: Session, source: str, top: int, error: Optional[CaptureError]) 
         "flows_evicted": c.flows_evicted,
         "malformed": {"total": c.malformed, "by_reason": {k: v for k, v in c.malformed_by.items() if v}},
         "truncated": {"total": c.truncated, "by_reason": {k: v for k, v in c.truncated_by.items() if v}},
+        "tunnels": {k: v for k, v in c.tunnel_packets.items() if v},   # packets decapsulated, by tunnel type
         "fragments_unmatched": c.frag_orphans,
         "filtered_out": c.backend_filtered,
         "received": c.backend_received,
@@ -215,19 +216,21 @@ def summarize(s: Session, source: str, top: int, error: Optional[CaptureError]) 
     }
 
 
-def flows(path: str, opts: Options = Options(),
-          errors: Optional[list] = None) -> Iterator:
+def flows(path: str, opts: Options = Options(), errors: Optional[list] = None,
+          progress: Optional[Callable[[float], None]] = None) -> Iterator:
     """Every flow of the file as it ends (FlowRecord).  A damaged file yields
     the flows read before the damage; its error is appended to `errors`."""
     with Session(_config(path, opts, flow_ring=1 << 16)) as s:
+        tick = _progress(s, path, progress)
         while True:
             try:
-                result = s.run()
+                result = s.run(timeout_ms=PROGRESS_EVERY_MS)
             except CaptureError as e:
                 if errors is not None:
                     errors.append(e)
                 break
             yield from s.read_flows()
+            tick()
             if result == RunResult.EOF:
                 break
         while True:

@@ -5,6 +5,7 @@ and its workers), stats (samples, heartbeats, systemd watchdog), one per
 service in SERVICES below (analysis, live calls, jobs; detectors, verifier)
 and the jobs' workers (jobs-worker-N).  SIGINT/SIGTERM stop the capture (flows are
 flushed onto the bus), the API, then the store."""
+import json
 import logging
 import os
 import signal
@@ -44,15 +45,17 @@ from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
 from agent.jobs.upload import MULTIPART_SLACK
+from agent.outputs.forwarder import EveService
 from agent.services import start_services
 from agent.stats import system
+from agent.stats.prometheus import Metrics, TallyService
 from agent.store import Store
 
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 # The services on the bus, in start order (agent.services: one thread each).
 SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
-            ConsoleService]
+            EveService, TallyService, ConsoleService]
 
 
 class Agent:
@@ -72,6 +75,7 @@ class Agent:
             "schema_version": self.store.version})
         self._store_component = store_component
         self.keys = KeyStore(self.store)
+        self.metrics = Metrics(self)
         a = cfg.api
         self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
                                       "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
@@ -125,11 +129,19 @@ class Agent:
         runs = self.store.query(
             "SELECT id, started, stopped, backend, source, reason, stats FROM capture_runs"
             " WHERE stopped IS NULL OR stopped >= ? ORDER BY id DESC LIMIT 20", (since,))
+        runs = [{**r, "stats": json.loads(r["stats"]) if r["stats"] else None} for r in runs]
+        # the runs that ended in the period (whole), and the one going on
+        ended = self.store.query(
+            "SELECT COALESCE(SUM(json_extract(stats, '$.packets')), 0) AS packets,"
+            " COALESCE(SUM(json_extract(stats, '$.malformed')), 0) AS malformed,"
+            " COALESCE(SUM(json_extract(stats, '$.dropped')), 0) AS dropped"
+            " FROM capture_runs WHERE stopped >= ? AND stats IS NOT NULL", (since,))[0]
         c = self.capture.counters()
         run = self.capture.run
-        capture = {"packets_captured": c.packets if c else 0,
-                   "packets_analyzed": (c.packets - c.malformed) if c else 0,
-                   "packets_dropped": (c.backend_dropped + c.backend_if_dropped) if c else 0,
+        packets = ended["packets"] + (c.packets if c else 0)
+        capture = {"packets_captured": packets,
+                   "packets_analyzed": packets - ended["malformed"] - (c.malformed if c else 0),
+                   "packets_dropped": ended["dropped"] + ((c.backend_dropped + c.backend_if_dropped) if c else 0),
                    "capture_rate_pps": round(run.rates.pps, 1) if run else 0.0,
                    "flows_active": c.flows_active if c else 0, "running": run is not None}
         threats = self.threats.stats(since)
@@ -176,7 +188,7 @@ class Agent:
                 self.capture.start(CaptureRequest(
                     source=cap.source, backend=cap.backend, bpf=cap.bpf, snaplen=cap.snaplen,
                     buffer_size_mb=cap.buffer_size_mb, promisc=cap.promisc, fanout_group=cap.fanout_group,
-                    pace=cap.pace, loop=cap.loop))
+                    pace=cap.pace, loop=cap.loop, trusted=True))
             except AgentError as e:
                 log.error("capture did not start: %s", e.message)
         self.notifier.send(ready=1, status=f"capbox {__version__} on {self.server.host}:{self.server.port}")

@@ -5,7 +5,9 @@ A detection that repeats (same key within detection.dedup_s) updates its
 threat (count, last seen, a worse severity) instead of making a new one.
 A detection that says what to verify is checked automatically when paths
 exist; the verdict (confirmed / refuted / inconclusive) is attached to the
-threat, and a confirmed one starts deception when deception.auto_activate."""
+threat, and a confirmed one starts deception when deception.auto_activate.
+A confirmed verdict raises the threat's severity and confidence, a refuted
+one lowers them (rescore)."""
 import concurrent.futures
 import ipaddress
 import json
@@ -30,6 +32,19 @@ def _is_ip(text) -> bool:
         return True
     except ValueError:
         return False
+
+
+def rescore(severity: str, score: int, confidence: float, status: str) -> tuple:
+    """(severity, score, confidence) after a verdict: independent paths that saw the attack raise all three
+    (one severity step and at least high, at least 0.9 confident); paths that agree with what the box saw lower
+    them (one step, at most 0.3)."""
+    rank = SEVERITY_RANK.get(severity, 0)
+    if status == "confirmed":
+        rank = min(max(rank + 1, SEVERITY_RANK["high"]), len(SEVERITIES) - 1)
+        return SEVERITIES[rank], min(100, max(score + 20, 70)), max(confidence, 0.9)
+    if status == "refuted":
+        return SEVERITIES[max(rank - 1, 0)], max(0, score - 30), round(min(confidence, 0.3), 2)
+    return severity, score, confidence
 
 
 def _view(r: dict) -> dict:
@@ -81,6 +96,8 @@ class ThreatService(Service):
                  d["description"] if worse else t["description"],
                  json.dumps(d["evidence"]) if worse else t["evidence"], t["id"])))
             self._event(t["correlation_id"], "attack_detected", "attacks:detected", {"repeat": True})
+            if worse:
+                self._raised(t["id"], t["correlation_id"], repeat=True)
             return t["id"]
         tid = f"thr_{uuid.uuid4().hex[:12]}"
         row = (tid, now, now, d["first_seen"], d["first_seen"], d["type"], d["severity"], d["score"], d["confidence"],
@@ -93,6 +110,7 @@ class ThreatService(Service):
         if packet_event:
             self._event(correlation_id, packet_event, "packets", {"packet_ts": d.get("packet_ts")}, d["first_seen"])
         self._event(correlation_id, "attack_detected", "attacks:detected", {"threat_id": tid})
+        self._raised(tid, correlation_id)
         if verification is not None:
             self._verified(tid, d, correlation_id, verification, respond)
         elif d.get("verify") and self.cfg.detection.verify:
@@ -102,6 +120,16 @@ class ThreatService(Service):
                     "UPDATE threats SET verification_status = 'pending' WHERE id = ?", (tid,)))
                 self._verify.submit(self._auto_verify, tid, d, correlation_id)
         return tid
+
+    def _raised(self, tid: str, correlation_id: str, repeat: bool = False) -> None:
+        """A new threat, or one that got worse, on threats:raised (what SIEM outputs send as an alert)."""
+        if not self.bus.listening("threats:raised"):
+            return
+        r = self.get_row(tid)
+        self.bus.publish("threats:raised", "threat_raised", {**_view(r), "evidence": json.loads(r["evidence"]),
+                                                             "src_mac": r["src_mac"], "first_seen_ts": r["first_seen"],
+                                                             "last_seen_ts": r["last_seen"], "repeat": repeat},
+                         source="threats", correlation_id=correlation_id)
 
     def _event(self, correlation_id: str, event_type: str, channel: str, data: dict, ts: Optional[float] = None):
         self.store.submit_nowait(lambda c: c.execute(
@@ -142,9 +170,11 @@ class ThreatService(Service):
                                                "url", "domain", "record_type", "consensus", "local", "differences",
                                                "outliers", "recommendations", "verification_duration_ms",
                                                "attack_detected") if k in result}
+        row = self.get_row(tid)
+        severity, score, confidence = rescore(row["severity"], row["score"], row["confidence"], status)
         self.store.write(lambda c: c.execute(
-            "UPDATE threats SET verification_status = ?, verification = ?, updated = ? WHERE id = ?",
-            (status, json.dumps(summary), time.time(), tid)))
+            "UPDATE threats SET verification_status = ?, verification = ?, updated = ?, severity = ?, score = ?,"
+            " confidence = ? WHERE id = ?", (status, json.dumps(summary), time.time(), severity, score, confidence, tid)))
         self.bus.publish("attacks:verified", "verification_complete",
                          {"verification_id": result.get("verification_id"), "threat_id": tid,
                           "attack_type": d["type"], "attack_confirmed": confirmed, "status": status,

@@ -73,6 +73,46 @@ def check_filter(bpf: str, linktype: int = 1) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
+class Tunnels:
+    """Decapsulation: the tunnels peeled to meter what they carry (also the
+    agent's [tunnels] config section, so it is declared here once)."""
+
+    off: tuple = ()                  # types left whole: gre, erspan, vxlan, geneve, gtp, ipip
+    depth: int = 4                   # tunnels peeled per packet (a deeper one is malformed); 0: none
+    vxlan_ports: tuple = ("4789",)   # UDP destination ports (at most 4 per type)
+    geneve_ports: tuple = ("6081",)
+    gtp_ports: tuple = ("2152",)
+    meter_outer: bool = False        # also meter each packet's tunnel as a flow of its own
+
+    def problem(self):
+        """(field, message) of the first bad value, or None."""
+        for name in self.off:
+            if name not in TUNNEL_NAMES[1:]:
+                return "off", f"{name!r} is not one of {', '.join(TUNNEL_NAMES[1:])}"
+        if not 0 <= self.depth <= lib.HW_TUN_DEPTH_MAX:
+            return "depth", f"must be between 0 and {lib.HW_TUN_DEPTH_MAX}"
+        for field in ("vxlan_ports", "geneve_ports", "gtp_ports"):
+            ports = getattr(self, field)
+            if len(ports) > lib.HW_TUN_PORTS:
+                return field, f"at most {lib.HW_TUN_PORTS} ports"
+            if not all(str(p).isdigit() and 1 <= int(p) <= 65535 for p in ports):
+                return field, "ports are integers in 1..65535"
+        return None
+
+    def fill(self, cfg) -> None:
+        """Set the tunnel fields of a struct hw_config."""
+        bad = self.problem()
+        if bad:
+            raise CaptureError(ErrorCode.ARG, f"tunnels.{bad[0]}: {bad[1]}")
+        cfg.tunnel_off = sum(1 << TUNNEL_NAMES.index(n) for n in set(self.off))
+        cfg.tunnel_depth = self.depth
+        cfg.tunnel_outer = int(self.meter_outer)
+        for field in ("vxlan_ports", "geneve_ports", "gtp_ports"):
+            ports = [int(p) for p in getattr(self, field)]
+            setattr(cfg, field, ports + [0] * (lib.HW_TUN_PORTS - len(ports)))
+
+
+@dataclasses.dataclass(frozen=True)
 class CaptureConfig:
     """What to capture and how to meter it; defaults suit a live appliance."""
 
@@ -100,6 +140,10 @@ class CaptureConfig:
     window_ring: int = 64              # closed windows queued for Python
     long_flow_s: int = 3600            # a flow open this long is named in its window
     sample_rate: int = 1               # meter one IP packet in N (systematic); 1 = every packet
+    tunnels: Tunnels = Tunnels()
+
+
+TUNNEL_NAMES = _flows.TUNNEL_NAMES
 
 
 def _counter_names():
@@ -112,7 +156,7 @@ def _counter_names():
     apps = names(lib.hw_app_name, lib.HW_APP_COUNT)
     return {"malformed_by": mal, "truncated_by": trunc, "layer_packets": layers,
             "layer_bytes": layers, "app_packets": apps, "app_bytes": apps,
-            "events": _events.KINDS, "events_dropped": _events.KINDS}
+            "events": _events.KINDS, "events_dropped": _events.KINDS, "tunnel_packets": TUNNEL_NAMES}
 
 
 _ARRAY_NAMES = _counter_names()
@@ -122,6 +166,12 @@ Counters = dataclasses.make_dataclass(
     "Counters", [(name, dict if name in _ARRAY_NAMES else int) for name in _COUNTER_FIELDS],
     frozen=True)
 Counters.__doc__ = "A snapshot of struct hw_counters; arrays become dicts keyed by name."
+
+
+def zero_counters() -> "Counters":
+    """Counters of no capture: every series a collector expects, at 0."""
+    return Counters(**{name: dict.fromkeys(_ARRAY_NAMES[name], 0) if name in _ARRAY_NAMES else 0
+                       for name in _COUNTER_FIELDS})
 
 
 def _counters_from_cdata(c) -> "Counters":
@@ -171,6 +221,7 @@ class Session:
         cfg.window_ring = config.window_ring
         cfg.long_flow_s = config.long_flow_s
         cfg.sample_rate = config.sample_rate
+        config.tunnels.fill(cfg)
         out = ffi.new("struct hw_session **")
         errbuf = _errbuf()
         check(lib.hw_session_open(cfg, out, errbuf), errbuf)

@@ -29,6 +29,7 @@ def _names(fn, count: int) -> list:
 END_NAMES = _names(lib.hw_end_name, lib.HW_END_EVICTED + 1)
 STATE_NAMES = _names(lib.hw_tcp_state_name, lib.HW_TCP_RESET + 1)
 APP_NAMES = _names(lib.hw_app_name, lib.HW_APP_COUNT)
+TUNNEL_NAMES = _names(lib.hw_tunnel_name, lib.HW_TUN_COUNT)
 ORDERS = {"bytes": lib.HW_ORDER_BYTES, "packets": lib.HW_ORDER_PACKETS,
           "last": lib.HW_ORDER_LAST, "first": lib.HW_ORDER_FIRST}
 
@@ -60,6 +61,11 @@ class FlowRecord:
     continued: bool
     src_mac: str
     dst_mac: str
+    vlan_inner: int = 0           # QinQ's second tag
+    tunnel: str = ""              # the tunnel that carried it (the innermost): gre, erspan, vxlan, geneve, gtp, ipip
+    tunnel_src: str = ""          # the tunnel's own addresses, the initiator's side first
+    tunnel_dst: str = ""
+    tunnel_id: tuple = (0, 0)     # per direction: VNI, ERSPAN session, GTP TEID or GRE key
 
     @property
     def total_packets(self) -> int:
@@ -91,6 +97,10 @@ class FlowRecord:
             "retransmissions": self.retransmissions[0] + self.retransmissions[1],
             "out_of_order": self.out_of_order[0] + self.out_of_order[1],
             "state": self.state, "app": self.app, "end": self.end_reason,
+            "vlan_inner": self.vlan_inner, "tunnel": self.tunnel or None,
+            "tunnel_src": self.tunnel_src or None, "tunnel_dst": self.tunnel_dst or None,
+            "tunnel_id": self.tunnel_id[0] if self.tunnel else None,
+            "tunnel_id_rev": self.tunnel_id[1] if self.tunnel else None,
         }
 
 
@@ -106,8 +116,14 @@ def from_cdata(r) -> FlowRecord:
         tcp_flags=(r.tcp_flags[0], r.tcp_flags[1]),
         state=STATE_NAMES[r.state] if r.proto == 6 else "",
         end_reason=END_NAMES[r.end_reason], app=APP_NAMES[r.app], continued=bool(r.continued),
-        src_mac=format_mac(r.src_mac), dst_mac=format_mac(r.dst_mac),
+        src_mac=format_mac(r.src_mac), dst_mac=format_mac(r.dst_mac), vlan_inner=r.vlan_inner,
+        **(_tunnel(r) if r.tun_type else {}),
     )
+
+
+def _tunnel(r) -> dict:
+    return {"tunnel": TUNNEL_NAMES[r.tun_type], "tunnel_src": format_addr(r.tun_family, r.tun_src),
+            "tunnel_dst": format_addr(r.tun_family, r.tun_dst), "tunnel_id": (r.tun_id[0], r.tun_id[1])}
 
 
 @dataclasses.dataclass(frozen=True)

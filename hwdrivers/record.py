@@ -25,7 +25,8 @@ _D = _defaults()
 class RecordConfig:
     directory: str
     prefix: str = "capbox"
-    bpf: str = ""                        # the recording's own filter
+    bpf: str = ""                        # the recording's own filter (a tunnel's: on the packet inside)
+    bpf_outer: bool = False              # the filter sees a tunnel's outer packet instead
     if_name: str = ""                    # interface description in each file
     snaplen: int = 0                     # 0: whole packets
     rotate_bytes: int = _D.rotate_bytes  # 0: never
@@ -76,6 +77,7 @@ def to_cdata(cfg: RecordConfig, key: Optional[bytes]):
             ffi.new("char[]", cfg.bpf.encode()), ffi.new("char[]", cfg.if_name.encode())]
     c.dir, c.prefix, c.bpf, c.if_name = keep
     c.snaplen = cfg.snaplen
+    c.bpf_outer = int(cfg.bpf_outer)
     c.rotate_bytes = cfg.rotate_bytes
     c.rotate_s = cfg.rotate_s
     c.keep_bytes = cfg.keep_bytes

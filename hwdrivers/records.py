@@ -222,6 +222,7 @@ class NdpRecord:
     retrans_ms: int
     mtu: int
     prefixes: tuple        # NdpPrefix of an RA
+    rdnss: tuple           # RA: recursive DNS servers (RFC 8106)
 
 
 @dataclasses.dataclass(slots=True)
@@ -236,6 +237,9 @@ class DhcpRecord:
     requested: str         # v4 option 50
     router: str            # v4 option 3 (first)
     lease_s: int
+    client_ip: str         # v4 ciaddr ("0.0.0.0" when none); v6 ""
+    routers: tuple         # v4 option 3
+    dns: tuple             # v4 option 6, v6 option 23
 
 
 @dataclasses.dataclass(slots=True)
@@ -280,7 +284,8 @@ def ndp_from_cdata(r) -> NdpRecord:
                                x.valid, x.preferred) for x in r.prefixes[0:r.n_prefixes])
     return NdpRecord(r.type, r.code, r.flags, _ntop(_V6, bytes(r.target)) if r.type in (135, 136, 137) else "",
                      _mac(r.source_mac) if r.has_source_mac else "", _mac(r.target_mac) if r.has_target_mac else "",
-                     r.router_lifetime, r.router_pref, r.hop_limit, r.reachable_ms, r.retrans_ms, r.mtu, prefixes)
+                     r.router_lifetime, r.router_pref, r.hop_limit, r.reachable_ms, r.retrans_ms, r.mtu, prefixes,
+                     tuple(_ntop(_V6, bytes(a)) for a in r.rdnss[0:r.n_rdnss]))
 
 
 def dhcp_from_cdata(r) -> DhcpRecord:
@@ -290,7 +295,10 @@ def dhcp_from_cdata(r) -> DhcpRecord:
     return DhcpRecord(r.version, r.msg_type, r.op, r.xid, _mac(r.client_mac) if r.has_client_mac else "",
                       (_ntop(_V4, sid) if v4 and len(sid) == 4 else sid.hex()), offered,
                       _ntop(_V4, bytes(r.requested)) if r.has_requested else "",
-                      _ntop(_V4, bytes(r.router)) if r.has_router else "", r.lease_s)
+                      _ntop(_V4, bytes(r.router)) if r.has_router else "", r.lease_s,
+                      _ntop(_V4, bytes(r.client_ip)) if v4 else "",
+                      tuple(_ntop(_V4, bytes(a)) for a in r.routers[0:r.n_routers]),
+                      tuple(_ntop(_V4, bytes(a)[:4]) if v4 else _ntop(_V6, bytes(a)) for a in r.dns[0:r.n_dns]))
 
 
 def _cast(ctype: str, buf, at: int):
@@ -307,6 +315,10 @@ def from_buffer(kind: int, buf, at: int) -> Optional[object]:
         return arp_from_cdata(_cast("struct hw_rec_arp *", buf, at))
     if kind == lib.HW_EV_HTTP:
         return http_from_cdata(_cast("struct hw_rec_http *", buf, at))
+    if kind == lib.HW_EV_NDP:
+        return ndp_from_cdata(_cast("struct hw_rec_ndp *", buf, at))
+    if kind == lib.HW_EV_DHCP:
+        return dhcp_from_cdata(_cast("struct hw_rec_dhcp *", buf, at))
     return None
 
 
@@ -351,7 +363,8 @@ def record_of(ev) -> Optional[object]:
     if ev.record is not None or ev.record_error:
         return ev.record
     parse = {"dns": lambda p: parse_dns(p, tcp=ev.proto == 6), "tls": parse_tls, "arp": parse_arp,
-             "http": parse_http}.get(ev.kind)
+             "http": parse_http, "dhcp": lambda p: parse_dhcp(p, 4 if ev.sport in (67, 68) else 6),
+             "ndp": lambda p: parse_ndp(bytes((ev.dport >> 8, ev.dport & 0xFF, 0, 0)) + p)}.get(ev.kind)
     rec = parse(ev.payload) if parse else None
     return None if isinstance(rec, str) else rec
 

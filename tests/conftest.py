@@ -15,10 +15,13 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PCAPS = (ROOT.parent / "shared" / "pcaps").resolve()
 GENPCAP = (ROOT.parent / "shared" / "bench" / "genpcap.c").resolve()
 ALL_PCAPS = sorted(p for p in PCAPS.glob("*.pcap*")) if PCAPS.is_dir() else []
+TUNNEL_PCAPS = sorted(p for p in (PCAPS / "tunnels").glob("*.pcap*")) if PCAPS.is_dir() else []
 
 
 def pcap(name: str) -> str:
     path = PCAPS / name
+    if not path.exists() and (PCAPS / "tunnels" / name).exists():
+        path = PCAPS / "tunnels" / name
     if not path.exists():
         pytest.skip(f"{path} is not here")
     return str(path)

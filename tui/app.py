@@ -12,7 +12,7 @@ from textual.worker import get_current_worker
 from tui.screens.analysis import Analysis
 from tui.screens.calls import Calls
 from tui.screens.base import DataScreen
-from tui.screens.dialogs import Ask, StartCapture
+from tui.screens.dialogs import Ask, Help, StartCapture
 from tui.screens.flows import Flows
 from tui.screens.overview import Overview
 from tui.screens.system import System
@@ -26,12 +26,16 @@ SCREENS = {"o": Overview, "f": Flows, "t": Threats, "a": Analysis, "l": Calls, "
 class CapboxApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "capbox"
+    # The footer shows a screen's own keys, then help, start/stop and quit: it fits 80 columns on
+    # every screen.  The rest are in the help (?), which lists every binding there is.
     BINDINGS = [
-        Binding("o", "show('o')", "overview"), Binding("f", "show('f')", "flows"),
-        Binding("t", "show('t')", "threats"), Binding("a", "show('a')", "anomalies"),
-        Binding("l", "show('l')", "calls"), Binding("y", "show('y')", "system"),
-        Binding("s", "start_stop", "start/stop"), Binding("b", "filter", "filter"),
-        Binding("w", "window_size", "window"), Binding("q", "quit", "quit"),
+        Binding("o", "show('o')", "overview", show=False), Binding("f", "show('f')", "flows", show=False),
+        Binding("t", "show('t')", "threats", show=False), Binding("a", "show('a')", "anomalies", show=False),
+        Binding("l", "show('l')", "calls", show=False), Binding("y", "show('y')", "system", show=False),
+        Binding("b", "filter", "filter of the running capture", show=False),
+        Binding("w", "window_size", "traffic window size", show=False),
+        Binding("question_mark", "help", "help", key_display="?"), Binding("s", "start_stop", "start/stop"),
+        Binding("q", "quit", "quit"),
     ]
 
     def __init__(self, source: Source, refresh_s: Optional[float] = REFRESH_S):
@@ -49,6 +53,10 @@ class CapboxApp(App):
 
     def action_show(self, key: str) -> None:
         self.switch_screen(key)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, Help):
+            self.push_screen(Help(self.screen, self.BINDINGS))
 
     @work(thread=True, exclusive=True, group="poll")
     def poll(self) -> None:
@@ -68,6 +76,8 @@ class CapboxApp(App):
                     shown = screen
                 except SourceError as e:
                     self.call_from_thread(self._error, str(e))
+                    self.call_from_thread(screen.unreachable, str(e))
+                    shown = None                                 # drawn again in full once it answers
                 except Exception as e:  # a surprise from the agent's answer: said, not fatal
                     self.call_from_thread(self._error, f"{type(e).__name__}: {e}")
             time.sleep(self.refresh_s or 0.05)

@@ -135,10 +135,15 @@ class Detector:
     def _loss(self, w: dict) -> list:
         out = []
         for f in w["notable_flows"]:
-            if f["kind"] != "loss" or f["segments"] < self.t.loss_min_segments:
+            if f["kind"] != "loss" or not f["segments"]:
                 continue
             pct = 100.0 * f["retransmissions"] / f["segments"]
-            if pct < self.t.loss_percent:
+            # TCP throughput falls as 1/sqrt(loss) (Mathis et al.): a few percent already hurts, once the
+            # sample is large enough to mean it; a connection retransmitting most of what it sends is
+            # stalling whatever its size
+            sampled = f["segments"] >= self.t.loss_min_segments and pct >= self.t.loss_percent
+            stalled = f["retransmissions"] >= self.t.loss_min_retransmissions and pct >= self.t.loss_high_percent
+            if not (sampled or stalled):
                 continue
             severity = "high" if pct >= self.t.loss_high_percent else "medium"
             src, dst = _endpoint(f["src"], f["sport"]), _endpoint(f["dst"], f["dport"])

@@ -15,7 +15,7 @@ from agent.auth import KINDS
 from agent.bus import now_iso
 from agent.errors import not_found
 from agent.stats import system
-from agent.stats.prometheus import exposition
+from agent.stats.prometheus import CONTENT_TYPE
 
 PERIODS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 LOGS = {"limit": Field(int, 100, 1, 2000), "level": Field(str, "", choices=("", "debug", "info", "warning", "error")),
@@ -94,5 +94,4 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/metrics", "Prometheus text exposition", access=PUBLIC, tag="metrics")
     def metrics():
-        return bottle.HTTPResponse(exposition(agent), status=200,
-                                   headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return bottle.HTTPResponse(agent.metrics.exposition(), status=200, headers={"Content-Type": CONTENT_TYPE})

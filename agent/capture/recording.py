@@ -15,7 +15,7 @@ from hwdrivers import CaptureError, ErrorCode, RecordConfig, Session, check_filt
 
 log = logging.getLogger(__name__)
 
-SETTINGS = ("prefix", "rotate_mb", "rotate_s", "keep_mb", "keep_s", "bpf", "snaplen")
+SETTINGS = ("prefix", "rotate_mb", "rotate_s", "keep_mb", "keep_s", "bpf", "bpf_outer", "snaplen")
 READ_BLOCK = 1 << 20
 
 
@@ -44,7 +44,8 @@ class RecordingManager:
 
     def _record_config(self, source: str) -> RecordConfig:
         s, r = self.settings, self.cfg.recording
-        return RecordConfig(directory=str(self.dir), prefix=s["prefix"], bpf=s["bpf"], if_name=source,
+        return RecordConfig(directory=str(self.dir), prefix=s["prefix"], bpf=s["bpf"], bpf_outer=s["bpf_outer"],
+                            if_name=source,
                             snaplen=s["snaplen"], rotate_bytes=s["rotate_mb"] << 20, rotate_s=s["rotate_s"],
                             keep_bytes=s["keep_mb"] << 20, keep_s=s["keep_s"], buffer_kb=r.buffer_kb,
                             flush_ms=r.flush_ms)

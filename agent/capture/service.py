@@ -30,7 +30,8 @@ from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 log = logging.getLogger(__name__)
 
 EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
-                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token"}
+                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
+                  "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 FLOW_RING = 1 << 16
 RATE_HISTORY = 600      # one sample a second: the last ten minutes
 FLOW_SORTS = ("bytes", "packets", "last", "first")
@@ -50,6 +51,7 @@ class CaptureRequest:
     pace: float = 0.0               # files: 1.0 replays at the recorded pace
     loop: bool = False              # files: start over at the end
     duration: float = 0.0           # stop by itself after this many seconds; 0 = never
+    trusted: bool = False           # named by the operator (command line, config file): any file, not only pcap_dirs
 
 
 class Rates:
@@ -138,6 +140,8 @@ class CaptureService:
         if is_file:
             if req.backend and req.backend != "pcapfile":
                 raise validation(f"backend {req.backend} captures from interfaces, not files", field="backend")
+            if req.trusted and pathlib.Path(source).is_file():   # a path the operator named; else a capture dir's file
+                return "pcapfile", str(pathlib.Path(source).resolve())
             return "pcapfile", self._confine(source)
         try:
             socket.if_nametoindex(source)
@@ -169,7 +173,7 @@ class CaptureService:
                 max_flows=self.cfg.flows.max_flows, idle_timeout_s=meter["idle_timeout_s"],
                 active_timeout_s=meter["active_timeout_s"], events=frozenset(EVENT_CHANNELS),
                 event_ring=self.cfg.capture.event_ring, flow_ring=FLOW_RING, sample_rate=meter["sampling_rate"],
-                window_s=self.window_s, long_flow_s=self.cfg.analysis.long_lived_s)
+                window_s=self.window_s, long_flow_s=self.cfg.analysis.long_lived_s, tunnels=self.cfg.tunnels)
             try:
                 session = Session(cfg)
                 if self.tokens:

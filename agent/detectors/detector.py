@@ -56,7 +56,7 @@ class Indicators:
 
 
 def finding(type_: str, ind: Indicators, *, ts: float, src: str, dst: str, protocol: str, summary: str,
-            evidence: dict, key: str, src_mac: str = "", dst_mac: str = "", attacker: str = "",
+            evidence: dict, key: str, src_mac: str = "", dst_mac: str = "", attacker: Optional[str] = None,
             attacker_mac: str = "", verify: Optional[dict] = None) -> Detection:
     score = ind.score
     reasons = "; ".join(i["text"] for i in ind.items)
@@ -64,7 +64,8 @@ def finding(type_: str, ind: Indicators, *, ts: float, src: str, dst: str, proto
         type=type_, score=score, severity=severity(score), confidence=round(score / 100, 2), src=src, dst=dst,
         protocol=protocol, description=f"{summary}: {reasons}" if reasons else summary,
         evidence={**evidence, "score": score, "indicators": ind.items}, first_seen=ts, src_mac=src_mac,
-        dst_mac=dst_mac, attacker=attacker or src, attacker_mac=attacker_mac, key=key, verify=verify)
+        dst_mac=dst_mac, attacker=src if attacker is None else attacker, attacker_mac=attacker_mac, key=key,
+        verify=verify)
 
 
 class Detector:
@@ -72,13 +73,21 @@ class Detector:
 
     name = ""
     kinds: tuple = ()          # event kinds it reads (hwdrivers event names)
+    learns: tuple = ()         # more kinds it only learns the LAN from (agent.detectors.lan)
     threshold_key = ""         # its threshold in [detection]
 
     def __init__(self, cfg):
+        from agent.detectors.lan import Lan
         self.cfg = cfg
         self.threshold = getattr(cfg, self.threshold_key)
         self._raised = Recent(16384)
         self.counts = collections.Counter()
+        self.lan = Lan()
+
+    @classmethod
+    def all_kinds(cls) -> tuple:
+        """Every event kind it is fed: those it reads and those it learns from."""
+        return tuple(dict.fromkeys(cls.kinds + cls.learns))
 
     @staticmethod
     def parse(event):
@@ -90,6 +99,9 @@ class Detector:
     def feed(self, event) -> list:
         """Detections raised by one packet event (parse + detect + threshold)."""
         self.counts["events"] += 1
+        if event.kind not in self.kinds:
+            self._learn(event)
+            return []
         try:
             facts = self.parse(event)
         except (ValueError, IndexError, KeyError, UnicodeError) as e:  # a malformed payload is counted and skipped
@@ -97,9 +109,12 @@ class Detector:
             self.counts[f"unparsed:{type(e).__name__}"] += 1
             return []
         if facts is None:
+            self._learn(event)
             return []
+        found = self.detect(facts)
+        self._learn(event)            # after: a claim is judged against what was known before it
         out = []
-        for d in self.detect(facts):
+        for d in found:
             if d.score < self.threshold:
                 self.counts["below_threshold"] += 1
                 continue
@@ -111,6 +126,13 @@ class Detector:
             self.counts["raised"] += 1
             out.append(d)
         return out
+
+
+    def _learn(self, event) -> None:
+        try:
+            self.lan.learn(event)
+        except (ValueError, IndexError, KeyError, UnicodeError):
+            self.counts["unlearned"] += 1
 
 
 def is_public_ip(addr: str) -> bool:

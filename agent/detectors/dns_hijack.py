@@ -20,6 +20,8 @@ that MAC was seen using one)."""
 import collections
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
+from agent.detectors.lan import LEARN_KINDS
+from agent.detectors.nxdomain import Rewrites
 from hwdrivers import records
 
 QUERY_TTL_S = 30.0          # a response this long after its query still answers it
@@ -63,6 +65,7 @@ def public_name(name: str, local_suffixes) -> bool:
 class Detector(Base):
     name = "dns_hijack"
     kinds = ("dns",)
+    learns = tuple(k for k in LEARN_KINDS if k != "dns")
     threshold_key = "dns_threshold"
     parse = staticmethod(parse)
 
@@ -71,8 +74,8 @@ class Detector(Base):
         self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
         self.clients = Recent()      # client ip -> last query ts
         self.history = Recent()      # (name, qtype) -> [{"ips", "ttl", "ts", "server"}] (last few answers)
-        self.mac_ip = Recent()       # MAC -> the IP it sends its own queries from
         self.unsolicited = Recent()  # (client, name) -> deque of times
+        self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
@@ -83,7 +86,6 @@ class Detector(Base):
                 q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
             q["servers"][f["server"]] = f["dst_mac"]
             self.clients[f["client"]] = ts
-            self.mac_ip[f["src_mac"]] = f["client"]
             return []
         ind = Indicators()
         evidence = {"domain": f["name"], "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
@@ -110,26 +112,26 @@ class Detector(Base):
                 ind.add("wrong_server", 50, f"answered by {f['server']}, the query went to "
                         f"{', '.join(sorted(q['servers']))}")
             else:
-                hop = q["servers"][f["server"]]
+                hop = self.lan.expected_mac(f["server"], f["client"]) or q["servers"][f["server"]]
                 if hop and f["src_mac"] and hop != f["src_mac"]:
-                    ind.add("wrong_mac", 25, f"came from MAC {f['src_mac']}, the query went out through {hop}")
-            earlier = [a for a in q["answers"] if a["rcode"] == "NOERROR" and a["ips"] != f["ips"]]
+                    ind.add("wrong_mac", 50 if self.lan.expected_mac(f["server"], f["client"]) else 25,
+                            f"came from MAC {f['src_mac']}; {f['server']} answers through {hop}")
+            # two queried resolvers each answering differently is no race: a race is one server answering twice,
+            # or an answer from a server never asked
+            earlier = [a for a in q["answers"] if a["rcode"] == "NOERROR" and a["ips"] != f["ips"]
+                       and (a["server"] == f["server"] or a["server"] not in q["servers"]
+                            or f["server"] not in q["servers"])]
             if earlier and f["rcode"] == "NOERROR":
                 other = earlier[-1]
                 disjoint = not set(other["ips"]) & set(f["ips"])
                 ind.add("race", 75 if disjoint else 60,
                         f"answered twice: {', '.join(other['ips']) or 'nothing'} then {', '.join(f['ips']) or 'nothing'}")
-                # the forged one did not come back through the MAC the query went out to (or from a server
-                # never asked); when nothing tells them apart, the first: a forger wins the race by design
-                def off_path(a):
-                    hop = q["servers"].get(a["server"])
-                    return hop is None or bool(hop and a["mac"] and a["mac"] != hop)
-                forged = answer if off_path(answer) and not off_path(other) else other
+                forged, sender_mac = self._forged(q, answer, other, f)
                 evidence["race"] = {"first": {k: other[k] for k in ("ips", "server", "mac", "ts")},
                                     "second": {k: answer[k] for k in ("ips", "server", "mac", "ts")},
                                     "forged": "first" if forged is other else "second"}
-                attacker, attacker_mac = forged["server"], forged["mac"]
-                src, src_mac = forged["server"], forged["mac"]
+                attacker, attacker_mac = forged["server"], sender_mac
+                src, src_mac = forged["server"], sender_mac
                 f = {**f, "ips": forged["ips"]}
             q["answers"].append(answer)
         private = [ip for ip in f["ips"] if not is_public_ip(ip)]
@@ -148,21 +150,51 @@ class Detector(Base):
                         f"{ts - last['ts']:.0f} s into a {last['ttl']} s TTL")
             if f["ttl"] and last["ttl"] and f["ttl"] > 10 * last["ttl"] and f["ttl"] > 3600:
                 ind.add("ttl_jump", 10, f"TTL {f['ttl']} s, was {last['ttl']} s")
+        for name, points, text in self.rewrites.judge(f):
+            ind.add(name, points, text)
         if f["ips"] and f["rcode"] == "NOERROR":
             self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "ttl": f["ttl"], "ts": ts,
                                                              "server": f["server"]}])[-8:]
-        return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac)] if ind else []
+        return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac, q)] if ind else []
 
-    def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac):
-        own = self.mac_ip.get(attacker_mac)
-        if own and own != attacker:
+    def _forged(self, q, answer, other, f) -> tuple:
+        """(the forged answer of a race, the MAC that sent it, "" when unknown).  The forged one did not come
+        through the server's MAC (or came from a server never asked); else it repeats what an off-path sender
+        answered, or what the name never resolved to; else the first (a forger wins races by design).  A forger
+        that copied the server's MAC too is not named by it: by the off-path twin of its answer, or by nobody."""
+        def off_path(a):
+            if a["server"] not in q["servers"]:
+                return True
+            hop = self.lan.expected_mac(a["server"], f["client"]) or q["servers"][a["server"]]
+            return bool(hop and a["mac"] and a["mac"] != hop)
+        twins = {tuple(a["ips"]): a["mac"] for a in q["answers"] if off_path(a)}
+        known = {ip for h in self.history.get((f["name"], f["qtype"]), []) for ip in h["ips"]}
+        if off_path(answer) != off_path(other):
+            forged = answer if off_path(answer) else other
+        elif (tuple(answer["ips"]) in twins) != (tuple(other["ips"]) in twins):
+            forged = answer if tuple(answer["ips"]) in twins else other
+        elif known and (set(other["ips"]) <= known) != (set(answer["ips"]) <= known):
+            forged = answer if set(other["ips"]) <= known else other
+        else:
+            forged = other
+        return forged, forged["mac"] if off_path(forged) else twins.get(tuple(forged["ips"]), "")
+
+    def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac, q):
+        # the sender named by its own address, never by the one it forged (the resolver's) nor a forwarded one
+        expected = self.lan.expected_mac(attacker, f["client"]) or (q["servers"].get(attacker) if q else None)
+        if "race" in evidence and not attacker_mac:
+            evidence["sender_unidentified"] = True       # it copied the server's MAC and address: no one to name
+            attacker = src = ""
+        elif attacker_mac and expected and expected != attacker_mac:
+            own = self.lan.own_ip(attacker_mac, like=attacker)
+            evidence["spoofed_source"] = attacker
+            attacker = src = own or attacker_mac
             evidence["attacker_ip_by_mac"] = own
-            attacker = own
         evidence["local_ips"] = f["ips"]
         verify = None
         if f["ips"] and f["qtype"] in ("A", "AAAA") and public_name(f["name"], self.cfg.local_suffixes):
             verify = {"kind": "dns", "domain": f["name"], "record_type": f["qtype"], "local_ips": f["ips"]}
         return finding("dns_hijack", ind, ts=f["ts"], src=src, dst=f["client"], protocol="DNS",
                        summary=f"DNS hijacking suspected for {f['name']}", evidence=evidence,
-                       key=f"dns_hijack|{f['name']}|{attacker_mac or attacker}|{f['client']}", src_mac=src_mac,
+                       key=f"dns_hijack|{attacker_mac or attacker}|{f['client']}", src_mac=src_mac,
                        dst_mac=f["dst_mac"], attacker=attacker, attacker_mac=attacker_mac, verify=verify)

@@ -1,9 +1,11 @@
 """TLS handshake records as the detectors read them: ClientHello, ServerHello,
-alerts, and the SSLv2-format ClientHello, from the TLS record the C core
+certificates (TLS 1.2 and before), alerts, and both SSLv2-format hellos, from the TLS record the C core
 parsed (hwdrivers.records): versions (record, legacy and supported_versions),
 cipher suites, SNI, the server random's tail (RFC 8446's downgrade sentinel),
 plus JA3/JA4/JA3S, ALPN and certificates.  A message cut short by the
 segment is left out."""
+import re
+
 from hwdrivers import records
 
 VERSIONS = {0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
@@ -16,6 +18,7 @@ ALERTS = {0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 40:
           42: "bad_certificate", 47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error",
           51: "decrypt_error", 70: "protocol_version", 71: "insufficient_security", 80: "internal_error",
           86: "inappropriate_fallback", 90: "user_canceled", 109: "missing_extension", 112: "unrecognized_name"}
+SSL2_UNKNOWN = 0xFFFFFF     # an SSLv2 ServerHello whose cipher specs were cut off by the snippet
 DOWNGRADE_SENTINELS = {b"DOWNGRD\x01": 0x0303, b"DOWNGRD\x00": 0x0302}  # the server could do more than this
 
 
@@ -52,6 +55,10 @@ def messages(t) -> list:
     out = []
     if t.client_hello and (t.sslv2 or t.version >> 8 == 3):
         out.append(_client_hello(t))
+    if t.server_hello and t.sslv2 and t.version == 0x0002:    # an SSL 2.0 session
+        out.append({"type": "server_hello", "record_version": 0x0002, "legacy_version": t.version,
+                    "version": t.version, "suite": t.ciphers[0] if t.ciphers else SSL2_UNKNOWN,
+                    "downgrade_sentinel": None, "sslv2_format": True, "ja3s": "", "certificates": list(t.certificates)})
     if t.server_hello and not t.sslv2:
         hello = _server_hello(t)
         if hello:
@@ -72,3 +79,46 @@ def event_records(ev) -> list:
     """The hellos and alert of a tls event (its record parsed in C)."""
     t = records.record_of(ev)
     return messages(t) if t is not None else []
+
+
+def _dn(rfc2253: str) -> str:
+    """An RFC 2253 name (the C core's, most specific first) as agent.detectors.x509 writes one: CN, O, OU and C
+    in DER order, joined by ", "."""
+    parts = [x.replace("\\,", ",") for x in re.split(r"(?<!\\),", rfc2253) if x]
+    return ", ".join(x for x in reversed(parts) if x.split("=", 1)[0] in ("CN", "O", "OU", "C"))
+
+
+def certificates(t) -> list:
+    """The certificates of a TLS record (parsed whole in C) as agent.detectors.x509.parse's dicts."""
+    out = []
+    for c in t.certificates:
+        if not c.parsed:
+            continue
+        issuer, subject = _dn(c.issuer), _dn(c.subject)
+        out.append({"issuer": issuer, "subject": subject, "not_before": c.not_before or None,
+                    "not_after": c.not_after or None, "self_issued": bool(subject) and subject == issuer,
+                    "fingerprint": c.sha256})
+    return out
+
+
+def cut_chain(p: bytes) -> list:
+    """The DER blobs of a Certificate message that runs past its segment (the C record leaves such a message
+    out), the last one cut short: agent.detectors.x509 reads what a cut certificate still tells."""
+    hs, pos = b"", 0
+    while pos + 5 <= len(p) and p[pos] in (0x14, 0x15, 0x16) and p[pos + 1] == 3:
+        rlen = int.from_bytes(p[pos + 3:pos + 5], "big")
+        if p[pos] == 0x16:
+            hs += p[pos + 5:pos + 5 + rlen]
+        pos += 5 + rlen
+    pos = 0
+    while pos + 4 <= len(hs):
+        htype, hlen = hs[pos], int.from_bytes(hs[pos + 1:pos + 4], "big")
+        if htype == 11:
+            body, chain, at = hs[pos + 4:pos + 4 + hlen], [], 3
+            while at + 3 <= len(body):
+                n = int.from_bytes(body[at:at + 3], "big")
+                chain.append(body[at + 3:at + 3 + n])
+                at += 3 + n
+            return chain
+        pos += 4 + hlen
+    return []

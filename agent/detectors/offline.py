@@ -4,11 +4,12 @@ the detectors that read its kind."""
 from typing import Optional
 
 from agent.detectors import DETECTORS
+from agent.detectors.detector import SEVERITIES
 from hwdrivers import CaptureConfig, CaptureError, RunResult, Session
 
 
 def kinds_of(detectors) -> frozenset:
-    return frozenset(k for d in detectors for k in d.kinds)
+    return frozenset(k for d in detectors for k in d.all_kinds())
 
 
 def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None) -> tuple:
@@ -16,7 +17,7 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
     detectors = detectors if detectors is not None else [cls(cfg) for cls in DETECTORS]
     by_kind: dict = {}
     for d in detectors:
-        for k in d.kinds:
+        for k in d.all_kinds():
             by_kind.setdefault(k, []).append(d)
     config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=kinds_of(detectors), event_ring=1 << 14,
                            lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
@@ -34,3 +35,20 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
             if result == RunResult.EOF:
                 break
     return found, error, detectors
+
+
+def aggregate(found: list, min_severity: str = "low") -> list:
+    """One row per (type, attacker, target), as the threat store keeps them: the worst finding, with its count
+    and the time span; rows below min_severity left out."""
+    floor = SEVERITIES.index(min_severity)
+    rows: dict = {}
+    for d in found:
+        key = (d.type, d.attacker_mac or d.attacker, d.dst)
+        row = rows.get(key)
+        if row is None:
+            rows[key] = row = {"detection": d, "count": 0, "first_seen": d.first_seen, "last_seen": d.first_seen}
+        row["count"] += 1
+        row["last_seen"] = max(row["last_seen"], d.first_seen)
+        if d.score > row["detection"].score:
+            row["detection"] = d
+    return [r for r in rows.values() if SEVERITIES.index(r["detection"].severity) >= floor]

@@ -17,7 +17,7 @@ class DetectorService(Service):
 
     def handle(self, env) -> None:
         ev = env.data
-        if not self.enabled or getattr(ev, "kind", None) not in self.detector.kinds:
+        if not self.enabled or getattr(ev, "kind", None) not in self.detector.all_kinds():
             return
         for d in self.detector.feed(ev):
             self.agent.bus.publish("attacks:detected", "attack_detected",
@@ -32,7 +32,7 @@ class DetectorService(Service):
 def _service(cls) -> type:
     return type(f"{cls.__name__}Service_{cls.name}", (DetectorService,), {
         "name": cls.name, "detector_cls": cls, "critical": False,
-        "channels": tuple(sorted({EVENT_CHANNELS[k] for k in cls.kinds}))})
+        "channels": tuple(sorted({EVENT_CHANNELS[k] for k in cls.all_kinds()}))})
 
 
 SERVICES = [_service(cls) for cls in DETECTORS]

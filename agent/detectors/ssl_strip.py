@@ -23,6 +23,7 @@ import urllib.parse
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
 from agent.detectors.handshake import event_records
+from agent.detectors.lan import LEARN_KINDS
 
 CREDENTIAL_FIELDS = re.compile(rb"(?:^|[&?;\s\"'])(?:pass(?:word|wd|wort|code|phrase)?|pwd|pin|secret|"
                                rb"credentials?|user_?pass|login_?password)=", re.I)
@@ -72,6 +73,7 @@ def parse(ev):
 class Detector(Base):
     name = "ssl_strip"
     kinds = ("tls", "http")
+    learns = tuple(k for k in LEARN_KINDS if k not in ("tls", "http"))
     threshold_key = "ssl_strip_threshold"
     parse = staticmethod(parse)
 
@@ -177,6 +179,8 @@ class Detector(Base):
     def _finding(self, ind, f, host, req, resp, attacker_side: str) -> list:
         side = (f["src"], f["src_mac"], f["dst"]) if attacker_side == "src" else (f["dst"], f["dst_mac"], f["src"])
         src, src_mac, victim = side
+        # a proxy answering in the server's name (its MAC is not the server's, nor the router's): named by its own
+        attacker, spoofed = self.lan.sender(src, src_mac, victim)
         tls = self.tls_hosts.get(host)
         evidence = {"host": host, "method": req["method"], "path": req["target"][:200], "server": src,
                     "client": victim, "tls_seen": bool(tls), "tls_server": tls and tls["server"],
@@ -188,7 +192,8 @@ class Detector(Base):
                              "server_header": resp["headers"].get("server")})
             verify["local"] = {"status_code": resp["status"],
                                "headers": {"location": resp["headers"].get("location") or ""}}
-        return [finding("ssl_strip", ind, ts=f["ts"], src=src, dst=victim, protocol="HTTP",
+        evidence["spoofed_server"] = spoofed
+        return [finding("ssl_strip", ind, ts=f["ts"], src=attacker, dst=victim, protocol="HTTP",
                         summary=f"SSL stripping suspected for {host}", evidence=evidence,
-                        key=f"ssl_strip|{host}|{src}|{victim}", src_mac=src_mac, attacker=src, attacker_mac=src_mac,
-                        verify=verify)]
+                        key=f"ssl_strip|{src_mac or src}|{victim}", src_mac=src_mac, attacker=attacker,
+                        attacker_mac=src_mac, verify=verify)]

@@ -18,6 +18,7 @@ nothing.  The finding's source is the side that sent the ServerHello (or
 the alert): the server, or whoever answered in its name."""
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
 from agent.detectors.handshake import INAPPROPRIATE_FALLBACK, event_records, version_name
+from agent.detectors.lan import LEARN_KINDS
 
 SUITES = {
     0x0000: "TLS_NULL_WITH_NULL_NULL", 0x0001: "TLS_RSA_WITH_NULL_MD5", 0x0002: "TLS_RSA_WITH_NULL_SHA",
@@ -68,13 +69,18 @@ SUITES = {
     0xC03A: "TLS_ECDHE_PSK_WITH_NULL_SHA256", 0xC03B: "TLS_ECDHE_PSK_WITH_NULL_SHA384",
     0xCCA8: "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 0xCCA9: "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
     0x00FF: "TLS_EMPTY_RENEGOTIATION_INFO_SCSV", 0x5600: "TLS_FALLBACK_SCSV",
+    # SSL 2.0 cipher specs (3 bytes)
+    0x010080: "SSL2_RC4_128_WITH_MD5", 0x020080: "SSL2_RC4_128_EXPORT40_WITH_MD5",
+    0x030080: "SSL2_RC2_128_CBC_WITH_MD5", 0x040080: "SSL2_RC2_128_CBC_EXPORT40_WITH_MD5",
+    0x050080: "SSL2_IDEA_128_CBC_WITH_MD5", 0x060040: "SSL2_DES_64_CBC_WITH_MD5",
+    0x0700C0: "SSL2_DES_192_EDE3_CBC_WITH_MD5",
 }
 VERSION_POINTS = {0x0002: 95, 0x0300: 80, 0x0301: 55, 0x0302: 50}
 TLS12, TLS13 = 0x0303, 0x0304
 
 
 def suite_name(code: int) -> str:
-    return SUITES.get(code, f"0x{code:04x}")
+    return SUITES.get(code, f"0x{code:04x}" if code <= 0xFFFF else f"0x{code:06x}")
 
 
 def weakness(code: int) -> list:
@@ -87,11 +93,11 @@ def weakness(code: int) -> list:
         out.append(("export_cipher", 85, "an EXPORT suite (40-56 bit keys)"))
     if "_anon_" in name:
         out.append(("anonymous_key_exchange", 85, "anonymous key exchange (no server authentication)"))
-    if "_RC4_" in name:
+    if "_RC4_" in name or "RC4_128" in name:
         out.append(("rc4", 60, "RC4"))
-    if "_DES_CBC_" in name or "_DES40_" in name:
+    if "_DES_CBC_" in name or "_DES40_" in name or "DES_64_" in name:
         out.append(("des", 60, "single DES"))
-    if "_3DES_" in name:
+    if "_3DES_" in name or "DES_192_EDE3" in name:
         out.append(("3des", 45, "3DES"))
     if name.endswith("_MD5"):
         out.append(("md5_mac", 5, "MD5 as MAC"))
@@ -109,6 +115,7 @@ def parse(ev):
 class Detector(Base):
     name = "tls_downgrade"
     kinds = ("tls",)
+    learns = tuple(k for k in LEARN_KINDS if k != "tls")
     threshold_key = "tls_downgrade_threshold"
     parse = staticmethod(parse)
 
@@ -129,6 +136,10 @@ class Detector(Base):
                     out.append(self._finding(ind, f, r, None, src=f["dst"], dst=f["src"], src_mac=f["dst_mac"]))
             elif r["type"] == "server_hello":
                 hello = self.hellos.get(f["flow"])
+                if hello is None and (r["version"] in VERSION_POINTS and r["version"] < 0x0301 or weakness(r["suite"])):
+                    # an SSL 2.0/3.0 or broken-cipher session is one whatever the client asked (its hello unseen)
+                    hello = {"max_version": r["version"], "supported_versions": [], "sslv2_format": False,
+                             "fallback_scsv": False, "suites": [], "sni": "", "port": f["sport"], "answered": False}
                 if hello is None or hello["answered"]:
                     continue  # only a connection whose ClientHello was seen, and its first ServerHello
                 hello["answered"] = True
@@ -179,7 +190,9 @@ class Detector(Base):
                              "downgrade_sentinel": bool(sh["downgrade_sentinel"])})
         what = f"{evidence.get('version', '')} {evidence.get('suite', '')}".strip()
         server = f"{src}:{evidence['server_port']}" + (f" ({evidence['sni']})" if evidence["sni"] else "")
-        return finding("tls_downgrade", scored, ts=f["ts"], src=src, dst=dst, protocol="TLS",
+        attacker, spoofed = self.lan.sender(src, src_mac, dst)
+        evidence["spoofed_server"] = spoofed
+        return finding("tls_downgrade", scored, ts=f["ts"], src=attacker if spoofed else src, dst=dst, protocol="TLS",
                        summary=f"weak or downgraded TLS with {server}" + (f": {what}" if what else ""),
-                       evidence=evidence, key=f"tls_downgrade|{src}|{dst}|{'|'.join(i['name'] for i in ranked)}",
-                       src_mac=src_mac, dst_mac="", attacker=src, attacker_mac=src_mac)
+                       evidence=evidence, key=f"tls_downgrade|{src_mac or src}|{dst}",
+                       src_mac=src_mac, dst_mac="", attacker=attacker, attacker_mac=src_mac)

@@ -1,80 +1,160 @@
-"""Prometheus text exposition (format 0.0.4) of the agent's counters."""
+"""Prometheus metrics through prometheus_client: the process's own
+(process_*, python_info), capbox_build_info, the capture's counters read at
+each scrape (kept at 0 while idle, so no series vanishes), and counters of
+what the services found, tallied from the bus (threats, anomalies,
+verifications, jobs, calls)."""
+import collections
+import platform
+import threading
 import time
 
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Info, PlatformCollector, ProcessCollector
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-def _escape(v: str) -> str:
-    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+from agent import __version__
+from agent.services import Service
+from hwdrivers import zero_counters
 
-
-class _Writer:
-    def __init__(self):
-        self.lines: list = []
-
-    def metric(self, name: str, kind: str, help_: str, samples) -> None:
-        self.lines.append(f"# HELP {name} {help_}")
-        self.lines.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lab = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            self.lines.append(f"{name}{{{lab}}} {value}" if lab else f"{name} {value}")
+prometheus_client.disable_created_metrics()
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+JOB_STATES = ("queued", "completed", "failed")
 
 
-def exposition(agent) -> str:
-    w = _Writer()
-    c = agent.capture.counters()
-    w.metric("capbox_up", "gauge", "1 while the agent answers", [({}, 1)])
-    w.metric("capbox_capture_running", "gauge", "1 while a capture runs", [({}, int(c is not None))])
-    health = agent.health.snapshot()
-    w.metric("capbox_component_healthy", "gauge", "1 when a component is healthy",
-             [({"component": n}, int(agent.health.components[n].healthy)) for n in health])
-    if c is not None:
-        w.metric("capbox_packets_total", "counter", "packets seen by the current capture", [({}, c.packets)])
-        w.metric("capbox_bytes_total", "counter", "wire bytes seen by the current capture", [({}, c.bytes)])
-        w.metric("capbox_dropped_total", "counter", "packets dropped, by cause",
-                 [({"cause": "kernel"}, c.backend_dropped), ({"cause": "interface"}, c.backend_if_dropped),
-                  ({"cause": "event_ring"}, sum(c.events_dropped.values())),
-                  ({"cause": "flow_ring"}, c.flow_records_dropped), ({"cause": "flow_table"}, c.packets_not_metered)])
-        w.metric("capbox_malformed_total", "counter", "malformed packets, by reason",
-                 [({"reason": k}, v) for k, v in c.malformed_by.items()])
-        w.metric("capbox_layer_packets_total", "counter", "packets by protocol layer",
-                 [({"layer": k}, v) for k, v in c.layer_packets.items()])
-        w.metric("capbox_flows_active", "gauge", "flows in the flow table", [({}, c.flows_active)])
-        w.metric("capbox_flows_created_total", "counter", "flows created", [({}, c.flows_created)])
-        w.metric("capbox_events_total", "counter", "packet events to Python, by kind",
-                 [({"kind": k}, v) for k, v in c.events.items()])
-    w.metric("capbox_lost_total", "counter", "data lost on its way to a consumer, by path and cause "
-             "(event path: event ring of the current or last capture, bus subscribers)",
-             [({"path": path, "cause": cause}, n) for path, lost in agent.health.losses().items()
-              for cause, n in lost.items()])
-    records = agent.capture.record_counters()
-    if records:
-        w.metric("capbox_records_total", "counter", "protocol records parsed in C, by kind",
-                 [({"kind": k}, v) for k, v in records["parsed"].items()])
-        w.metric("capbox_records_malformed_total", "counter", "payloads that gave no record, by reason",
-                 [({"reason": k}, v) for k, v in records["malformed"].items()])
-    exporters = agent.capture.exporters()
-    if exporters:
+class Metrics:
+    """One registry per agent (tests run several agents in one process)."""
+
+    def __init__(self, agent):
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        Info("capbox_build", "the running capbox build", registry=self.registry).info(
+            {"version": __version__, "python": platform.python_version(), "machine": platform.machine()})
+        labelled = lambda name, help_, labels: Counter(name, help_, labels, registry=self.registry)
+        self.threats = labelled("capbox_threats", "threats raised, by attack type and severity", ["type", "severity"])
+        self.anomalies = labelled("capbox_anomalies", "traffic anomalies found live, by type and severity",
+                                  ["type", "severity"])
+        self.verifications = labelled("capbox_verifications", "threats verified, by attack type and verdict",
+                                      ["type", "status"])
+        self.jobs = labelled("capbox_jobs", "offline jobs, by what happened to them", ["status"])
+        self.calls = labelled("capbox_calls", "live calls seen, by the state they reached", ["state"])
+        self.registry.register(_AgentCollector(agent))
+
+    def exposition(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)
+
+
+class TallyService(Service):
+    """Counts what the bus carries into Metrics' counters (a consumer like any other: bounded, drops counted)."""
+    name = "metrics"
+    channels = ("threats:raised", "anomalies:detected", "attacks:verified", "jobs:progress", "calls:updated")
+
+    def start(self, agent) -> None:
+        self.m = agent.metrics
+        self._calls: collections.OrderedDict = collections.OrderedDict()   # session -> states counted
+        self._lock = threading.Lock()
+
+    def handle(self, env) -> None:
+        d = env.data
+        if env.channel == "threats:raised":
+            if not d.get("repeat"):
+                self.m.threats.labels(d["attack_type"], d["severity"]).inc()
+        elif env.channel == "anomalies:detected":
+            self.m.anomalies.labels(d["type"], d["severity"]).inc()
+        elif env.channel == "attacks:verified":
+            self.m.verifications.labels(d["attack_type"], d["status"]).inc()
+        elif env.channel == "jobs:progress":
+            if env.event_type == "status" and d.get("status") in JOB_STATES:
+                self.m.jobs.labels(d["status"]).inc()
+        elif env.channel == "calls:updated":
+            seen = self._calls.setdefault(d["session_id"], set())
+            self._calls.move_to_end(d["session_id"])
+            if d["state"] not in seen:
+                seen.add(d["state"])
+                self.m.calls.labels(d["state"]).inc()
+            while len(self._calls) > 100_000:
+                self._calls.popitem(last=False)
+
+
+def _detail(agent, component: str) -> dict:
+    c = agent.health.components.get(component)
+    return c.detail() if c is not None and c.detail else {}
+
+
+def _family(kind, name: str, help_: str, samples, labels=()):
+    f = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_, labels=list(labels))
+    for values, value in samples:
+        f.add_metric(list(values), value)
+    return f
+
+
+class _AgentCollector:
+    """The capture's and the agent's figures, read from the services at each scrape."""
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    def collect(self):
+        a = self.agent
+        c = a.capture.counters()
+        running = c is not None
+        c = c if running else zero_counters()
+        yield _family("gauge", "capbox_up", "1 while the agent answers", [((), 1)])
+        yield _family("gauge", "capbox_capture_running", "1 while a capture runs", [((), int(running))])
+        yield _family("gauge", "capbox_component_healthy", "1 when a component is healthy",
+                      [((n,), int(comp.healthy)) for n, comp in a.health.components.items()], ["component"])
+        yield _family("counter", "capbox_packets", "packets seen by the current capture", [((), c.packets)])
+        yield _family("counter", "capbox_bytes", "wire bytes seen by the current capture", [((), c.bytes)])
+        yield _family("counter", "capbox_dropped", "packets or records lost, by where (event_path: not seen by a "
+                      "consumer)", [
+                          (("kernel",), c.backend_dropped), (("interface",), c.backend_if_dropped),
+                          (("event_ring",), sum(c.events_dropped.values())),
+                          (("flow_ring",), c.flow_records_dropped), (("flow_table",), c.packets_not_metered),
+                          (("bus",), sum(s["dropped"] for s in a.bus.stats()["subscribers"])),
+                          (("syslog",), _detail(a, "eve").get("syslog_dropped", 0))], ["cause"])
+        yield _family("counter", "capbox_malformed", "malformed packets, by reason",
+                      [((k,), v) for k, v in c.malformed_by.items()], ["reason"])
+        yield _family("counter", "capbox_layer_packets", "packets by protocol layer",
+                      [((k,), v) for k, v in c.layer_packets.items()], ["layer"])
+        yield _family("gauge", "capbox_flows_active", "flows in the flow table", [((), c.flows_active)])
+        yield _family("counter", "capbox_flows_created", "flows created", [((), c.flows_created)])
+        yield _family("counter", "capbox_events", "packet events to Python, by kind",
+                      [((k,), v) for k, v in c.events.items()], ["kind"])
+        yield _family("counter", "capbox_lost", "data lost on its way to a consumer, by path and cause (event "
+                      "path: event ring of the current or last capture, bus subscribers)",
+                      [((path, cause), n) for path, lost in a.health.losses().items() for cause, n in lost.items()],
+                      ["path", "cause"])
+        records = a.capture.record_counters() or {"parsed": {}, "malformed": {}}
+        yield _family("counter", "capbox_records", "protocol records parsed in C, by kind",
+                      [((k,), v) for k, v in records["parsed"].items()], ["kind"])
+        yield _family("counter", "capbox_records_malformed", "payloads that gave no record, by reason",
+                      [((k,), v) for k, v in records["malformed"].items()], ["reason"])
+        exporters = a.capture.exporters()
+        ex_labels = ["exporter", "collector", "version"]
+
         def per_exporter(key):
-            return [({"exporter": str(e["id"]), "collector": f"{e['collector_ip']}:{e['collector_port']}",
-                      "version": e["version"]}, e["counters"][key]) for e in exporters]
-        w.metric("capbox_export_records_total", "counter", "flow records sent to a collector", per_exporter("records"))
-        w.metric("capbox_export_records_dropped_total", "counter",
-                 "flow records lost: socket full, collector unreachable", per_exporter("records_dropped"))
-        w.metric("capbox_export_messages_total", "counter", "export messages sent", per_exporter("messages"))
-    rec = agent.capture.recording_status()
-    w.metric("capbox_recording", "gauge", "1 while packets are being recorded", [({}, int(rec["recording"]))])
-    if rec["stats"]:
-        st = rec["stats"]
-        w.metric("capbox_recording_packets_total", "counter", "packets recorded (this or the last recording)",
-                 [({}, st["packets"])])
-        w.metric("capbox_recording_file_bytes_total", "counter", "bytes written to recording files",
-                 [({}, st["file_bytes"])])
-        w.metric("capbox_recording_dropped_total", "counter", "packets the recording lost", [({}, st["dropped"])])
-    bus = agent.bus.stats()
-    w.metric("capbox_bus_published_total", "counter", "bus messages published, by channel",
-             [({"channel": k}, v) for k, v in sorted(bus["published"].items())])
-    w.metric("capbox_bus_dropped_total", "counter", "bus messages a slow subscriber missed",
-             [({"subscriber": s["name"] or "anonymous"}, s["dropped"]) for s in bus["subscribers"]])
-    w.metric("capbox_store_pending", "gauge", "writes queued for the store", [({}, agent.store.pending)])
-    w.metric("capbox_uptime_seconds", "gauge", "seconds since the agent started",
-             [({}, round(time.time() - agent.health.started, 1))])
-    return "\n".join(w.lines) + "\n"
+            return [((str(e["id"]), f"{e['collector_ip']}:{e['collector_port']}", e["version"]), e["counters"][key])
+                    for e in exporters]
+        yield _family("counter", "capbox_export_records", "flow records sent to a collector",
+                      per_exporter("records"), ex_labels)
+        yield _family("counter", "capbox_export_records_dropped",
+                      "flow records lost: socket full, collector unreachable", per_exporter("records_dropped"),
+                      ex_labels)
+        yield _family("counter", "capbox_export_messages", "export messages sent", per_exporter("messages"),
+                      ex_labels)
+        rec = a.capture.recording_status()
+        st = rec["stats"] or {"packets": 0, "file_bytes": 0, "dropped": 0}
+        yield _family("gauge", "capbox_recording", "1 while packets are being recorded", [((), int(rec["recording"]))])
+        yield _family("counter", "capbox_recording_packets", "packets recorded (this or the last recording)",
+                      [((), st["packets"])])
+        yield _family("counter", "capbox_recording_file_bytes", "bytes written to recording files",
+                      [((), st["file_bytes"])])
+        yield _family("counter", "capbox_recording_dropped", "packets the recording lost", [((), st["dropped"])])
+        bus = a.bus.stats()
+        yield _family("counter", "capbox_bus_published", "bus messages published, by channel",
+                      [((k,), v) for k, v in sorted(bus["published"].items())], ["channel"])
+        yield _family("counter", "capbox_bus_dropped", "bus messages a slow subscriber missed",
+                      [((s["name"] or "anonymous",), s["dropped"]) for s in bus["subscribers"]], ["subscriber"])
+        yield _family("gauge", "capbox_store_pending", "writes queued for the store", [((), a.store.pending)])
+        yield _family("gauge", "capbox_uptime_seconds", "seconds since the agent started",
+                      [((), round(time.time() - a.health.started, 1))])

@@ -131,8 +131,9 @@ def url_recommendations(c: dict, succeeded: int) -> list:
                     + ", ".join(o["path_id"] for o in c["outliers"]) + " (tampering on that path).")
     else:
         recs.append("No attack detected. All paths agree on response.")
-    if {"content_hash", "content_length"} & fields:
-        recs.append("Content has been modified (different hash and length).")
+    changed = [name for field, name in (("content_hash", "hash"), ("content_length", "length")) if field in fields]
+    if changed:
+        recs.append(f"Content has been modified (different {' and '.join(changed)}).")
     if "status_code" in fields:
         recs.append("Status code differs from the consensus.")
     if "header.location" in fields:

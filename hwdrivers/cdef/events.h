@@ -18,7 +18,7 @@ struct hw_event {
     uint8_t family, proto, tcp_flags;
     uint8_t from_initiator;      /* 1 when sent by the flow's initiator */
     uint8_t rec_status;          /* HW_RMAL_* of the record below (0: rec holds one) */
-    uint8_t has_rec;             /* 1 when this kind carries a record (dns, tls, arp, http) */
+    uint8_t has_rec;             /* 1 when this kind carries a record (dns, tls, arp, http, ndp, dhcp) */
     uint8_t snippet[HW_SNIPPET_MAX];
     union {                      /* by kind: records.h */
         struct hw_rec_dns dns;

@@ -42,6 +42,11 @@ struct hw_flow_record {
     uint8_t end_reason;          /* HW_END_* */
     uint8_t app;                 /* HW_APP_* */
     uint8_t continued;           /* follows an active-timeout record of the same flow */
+    uint16_t vlan_inner;         /* QinQ: the second 802.1Q id, 0 for none */
+    uint8_t tun_type;            /* HW_TUN_* of the tunnel that carried it (the innermost), 0 for none */
+    uint8_t tun_family;          /* 4 or 6: the tunnel's own IP version */
+    uint32_t tun_id[2];          /* per direction: VNI, ERSPAN session, GTP TEID or GRE key */
+    uint8_t tun_src[16], tun_dst[16]; /* the tunnel's addresses as the initiator's first packet had them */
 };
 
 struct hw_host {

@@ -12,6 +12,7 @@ struct hw_record_config {
     const char *dir;             /* where the files go (must exist) */
     const char *prefix;          /* names: <prefix>-<UTC>-<seq>.pcapng, .pcapng.enc when encrypted */
     const char *bpf;             /* the recording's own filter; NULL or "" records every packet */
+    int bpf_outer;               /* the filter sees a tunnel's outer packet, not the packet inside */
     const char *if_name;         /* the interface description's name (the source) */
     uint32_t snaplen;            /* bytes kept of each packet; 0 = whole packets */
     uint64_t rotate_bytes;       /* start a new file before one grows past this; 0 = never */

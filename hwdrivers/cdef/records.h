@@ -114,6 +114,7 @@ struct hw_rec_arp {
 };
 
 #define HW_NDP_PREFIX_MAX 4
+#define HW_NDP_RDNSS_MAX 4
 struct hw_ndp_prefix {
     uint8_t len, flags;         /* flags: 0x80 on-link (L), 0x40 autonomous (A) */
     uint32_t valid, preferred;  /* lifetimes, seconds */
@@ -131,9 +132,12 @@ struct hw_rec_ndp {             /* ICMPv6 133 RS, 134 RA, 135 NS, 136 NA, 137 re
     uint8_t target[16];         /* NS, NA, redirect */
     uint8_t source_mac[6], target_mac[6];  /* link-layer address options */
     struct hw_ndp_prefix prefixes[HW_NDP_PREFIX_MAX];
+    uint8_t n_rdnss;            /* RA: recursive DNS servers (RFC 8106), first HW_NDP_RDNSS_MAX */
+    uint8_t rdnss[HW_NDP_RDNSS_MAX][16];
 };
 
 #define HW_DHCP_ID_MAX 32
+#define HW_DHCP_ADDR_MAX 4
 struct hw_rec_dhcp {
     uint8_t version;            /* 4 or 6 */
     uint8_t msg_type;           /* v4: option 53 (1 DISCOVER .. 8 INFORM); v6: the message type (1 SOLICIT ..) */
@@ -148,6 +152,10 @@ struct hw_rec_dhcp {
     uint8_t requested[4];       /* v4 option 50 */
     uint8_t router[4];          /* v4 option 3, first */
     uint8_t has_offered, has_requested, has_router;
+    uint8_t client_ip[4];       /* v4 ciaddr */
+    uint8_t n_routers, n_dns;   /* v4 option 3; v4 option 6 / v6 option 23: first HW_DHCP_ADDR_MAX */
+    uint8_t routers[HW_DHCP_ADDR_MAX][4];
+    uint8_t dns[HW_DHCP_ADDR_MAX][16];  /* v4: 4 bytes each */
 };
 
 /* ---- HTTP heads ------------------------------------------------------------ */

@@ -48,7 +48,9 @@
 #define HW_EV_TCP_SYN 5
 #define HW_EV_TCP_RST 6
 #define HW_EV_TOKEN 7       /* a registered honeytoken in a payload (tokens.h) */
-#define HW_EV_COUNT 8
+#define HW_EV_NDP 8         /* ICMPv6 router/neighbour discovery (types 133-137) */
+#define HW_EV_DHCP 9        /* DHCPv4 (UDP 67/68) and DHCPv6 (UDP 546/547) */
+#define HW_EV_COUNT 10
 
 /* Malformed packets: a header the flow key needs is cut short or impossible.
  * Counted by reason; the packet is not metered beyond the totals. */
@@ -66,7 +68,25 @@
 #define HW_MAL_ARP 11        /* ARP cut short or bad lengths */
 #define HW_MAL_LINKTYPE 12   /* link type the parser does not know */
 #define HW_MAL_RECORD 13     /* record with a zero captured length */
-#define HW_MAL_COUNT 14
+#define HW_MAL_GRE 14        /* GRE header cut short, routing present or unknown version */
+#define HW_MAL_ERSPAN 15     /* ERSPAN header cut short, bad version or frame type */
+#define HW_MAL_VXLAN 16      /* VXLAN header cut short or without a valid VNI */
+#define HW_MAL_GENEVE 17     /* Geneve header or options cut short, or unknown version */
+#define HW_MAL_GTP 18        /* GTP-U header or extensions cut short, or not IP inside */
+#define HW_MAL_TUNNEL_DEPTH 19 /* more tunnels nested than tunnel_depth */
+#define HW_MAL_COUNT 20
+
+/* Tunnels the parser decapsulates (bit n of tunnel_off switches type n off). */
+#define HW_TUN_NONE 0
+#define HW_TUN_GRE 1         /* GRE: IPv4, IPv6, transparent Ethernet, PPTP's PPP */
+#define HW_TUN_ERSPAN 2      /* ERSPAN I, II and III in GRE */
+#define HW_TUN_VXLAN 3       /* VXLAN on vxlan_ports */
+#define HW_TUN_GENEVE 4      /* Geneve on geneve_ports */
+#define HW_TUN_GTP 5         /* GTP-U v1 on gtp_ports */
+#define HW_TUN_IPIP 6        /* IPv4 or IPv6 in IPv4 or IPv6 */
+#define HW_TUN_COUNT 7
+#define HW_TUN_PORTS 4       /* UDP ports per tunnel type */
+#define HW_TUN_DEPTH_MAX 8
 
 /* Truncated packets: the flow key is intact but the bytes stop before the
  * lengths in the headers say.  Counted by reason and metered. */
@@ -120,6 +140,12 @@ struct hw_config {
     uint32_t window_s;          /* traffic windows of this many seconds, 0 = off */
     uint32_t window_ring;       /* closed-window records queued for Python */
     uint32_t long_flow_s;       /* a flow open this long is reported in its window */
+    uint32_t tunnel_off;        /* 1 << HW_TUN_*: types not decapsulated */
+    uint32_t tunnel_depth;      /* tunnels peeled per packet before it is malformed (<= HW_TUN_DEPTH_MAX) */
+    uint16_t vxlan_ports[HW_TUN_PORTS];  /* 0 = unused slot */
+    uint16_t geneve_ports[HW_TUN_PORTS];
+    uint16_t gtp_ports[HW_TUN_PORTS];
+    int tunnel_outer;           /* also meter each packet's tunnel as a flow of its own */
 };
 
 struct hw_backend_info {
@@ -172,6 +198,7 @@ struct hw_counters {
     uint64_t backend_filtered;  /* did not pass the BPF filter (where known) */
     uint64_t polls;
     uint64_t empty_polls;
+    uint64_t tunnel_packets[HW_TUN_COUNT]; /* tunnels peeled, by type (a packet counts once per tunnel) */
 };
 
 struct hw_session;
@@ -203,5 +230,6 @@ void hw_session_close(struct hw_session *s);
 const char *hw_malformed_name(int reason);
 const char *hw_truncated_name(int reason);
 const char *hw_layer_name(int layer);
+const char *hw_tunnel_name(int type);
 const char *hw_app_name(int app);
 const char *hw_event_name(int kind);

@@ -39,9 +39,14 @@ struct hw_flow {
     uint64_t wbase_bytes[2];         /* bytes when the window first saw it */
     uint32_t segs[2];                /* data segments sent per direction */
     uint64_t req_ns;                 /* the initiator's first data after the handshake */
+    /* line 5: the tunnel that carried it, set once */
+    uint16_t vlan_inner;             /* part of the key: QinQ's second tag */
+    uint8_t tun_type, tun_family;
+    uint32_t tun_id[2];
+    uint8_t tun_src[16], tun_dst[16];
 } __attribute__((aligned(64)));
 
-_Static_assert(sizeof(struct hw_flow) == 256, "a flow entry is four cache lines");
+_Static_assert(sizeof(struct hw_flow) == 320, "a flow entry is five cache lines");
 
 #define WF_RESPONDED 0x80            /* the response time was sampled */
 

@@ -92,7 +92,18 @@ struct hw_meta {
     uint8_t proto;
     uint8_t tcp_flags;
     uint8_t frag;                     /* 0 none, 1 first fragment, 2 later fragment */
-    uint8_t src[16], dst[16];
+    uint16_t vlan_inner;              /* QinQ: the second tag's id */
+    /* the tunnel that carried this packet (the innermost one), zero for none */
+    uint8_t tun_type, tun_depth, tun_family, tun_proto;
+    uint16_t tun_sport, tun_dport;
+    uint32_t tun_id;                  /* VNI, ERSPAN session, GTP TEID or GRE key */
+    uint8_t tun_frag;                 /* the tunnel packet was a first fragment (frag.c) */
+    uint8_t inner_link;               /* what inner points to: HW_DLT_EN10MB or HW_DLT_RAW */
+    const uint8_t *inner;             /* the innermost tunnel's payload, for the recording's filter */
+    uint32_t inner_cap;
+    uint32_t tun_frag_id;
+    uint8_t src[16], dst[16];         /* the flow key's addresses: the innermost packet's */
+    uint8_t tun_src[16], tun_dst[16]; /* the tunnel's own addresses; set only with tun_type */
 };
 
 #define HW_P_BAD 0   /* malformed: counted, nothing more to do */
@@ -100,8 +111,21 @@ struct hw_meta {
 #define HW_P_ARP 2
 #define HW_P_OTHER 3 /* a well-formed frame that is not IP or ARP */
 
+/* tun: the session's tunnel settings, NULL to meter tunnels as they are. */
 int hwint_parse(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirelen,
-                struct hw_meta *m, struct hw_counters *c);
+                struct hw_meta *m, struct hw_counters *c, const struct hw_config *tun);
+
+/* The packet a tunnel carries (tunnel.c): an Ethernet frame (ethertype 0) or
+ * an IP packet.  hwint_tunnel returns 1 with *in filled, 0 when m is no
+ * tunnel (or its type is off), or -HW_MAL_* when its header is bad. */
+struct hwint_inner {
+    const uint8_t *p;
+    uint32_t cap, wire;
+    uint32_t ethertype;
+    uint32_t id;
+    uint8_t type;
+};
+int hwint_tunnel(const struct hw_meta *m, const struct hw_config *cfg, struct hwint_inner *in);
 
 /* Single-producer, single-consumer ring of fixed-size records. */
 struct hw_ring {
@@ -182,7 +206,9 @@ uint8_t hwint_app_by_ports(uint8_t proto, uint16_t sport, uint16_t dport);
 #define HW_APP_SIP 9
 #define HW_APP_ICMP 23
 
-/* Fragment cache: later fragments get the ports of their first fragment. */
+/* Fragment cache: later fragments get the ports of their first fragment, and
+ * a tunnel's later fragments the key of the packet it carried.  Called for
+ * every packet with m->frag or m->tun_frag set. */
 struct hw_frags;
 struct hw_frags *hwint_frags_create(void);
 void hwint_frags_destroy(struct hw_frags *f);
@@ -209,7 +235,8 @@ void hwint_exp_destroy(struct hw_exporter *e);
 /* Recording (record.c): the capture side runs under the session lock. */
 struct hw_recorder;
 int hwint_rec_create(const struct hw_record_config *cfg, int linktype, struct hw_recorder **out, char *errbuf);
-void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b);
+/* meta: the batch's parse results (a tunnelled packet's filter sees the packet inside), or NULL. */
+void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b, const struct hw_meta *meta);
 void hwint_rec_tick(struct hw_recorder *r);
 void hwint_rec_end_file(struct hw_recorder *r);
 void hwint_rec_set_key(struct hw_recorder *r, const uint8_t *key);

@@ -87,8 +87,8 @@ uint32_t hwint_ft_hash(const struct hw_meta *m)
 {
     uint64_t x = endpoint_hash(m->src, m->sport), y = endpoint_hash(m->dst, m->dport);
     uint64_t lo = x < y ? x : y, hi = x < y ? y : x;
-    uint64_t h = (lo ^ (hi >> 29 | hi << 35) ^ ((uint64_t)m->proto << 56) ^ ((uint64_t)m->vlan << 40) ^ m->family)
-                 * 0x94d049bb133111ebULL;
+    uint64_t h = (lo ^ (hi >> 29 | hi << 35) ^ ((uint64_t)m->proto << 56) ^ ((uint64_t)m->vlan << 40) ^
+                  ((uint64_t)m->vlan_inner << 8) ^ m->family) * 0x94d049bb133111ebULL;
     return (uint32_t)(h >> 32);
 }
 
@@ -103,7 +103,8 @@ static inline int addr_eq(const uint8_t *x, const uint8_t *y)
 /* 0: same direction as the initiator, 1: reverse, -1: another flow. */
 static inline int match(const struct hw_flow *f, const struct hw_meta *m)
 {
-    if (f->proto != m->proto || f->vlan != m->vlan || f->family != m->family) return -1;
+    if (f->proto != m->proto || f->vlan != m->vlan || f->family != m->family || f->vlan_inner != m->vlan_inner)
+        return -1;
     if (f->pa == m->sport && f->pb == m->dport && addr_eq(f->a, m->src) && addr_eq(f->b, m->dst))
         return 0;
     if (f->pa == m->dport && f->pb == m->sport && addr_eq(f->a, m->dst) && addr_eq(f->b, m->src))
@@ -180,6 +181,12 @@ static void to_record(const struct hw_flow *f, struct hw_flow_record *r, uint8_t
     r->end_reason = reason;
     r->app = f->app;
     r->continued = f->continued;
+    r->vlan_inner = f->vlan_inner;
+    r->tun_type = f->tun_type;
+    r->tun_family = f->tun_family;
+    memcpy(r->tun_id, f->tun_id, sizeof r->tun_id);
+    memcpy(r->tun_src, f->tun_src, 16);
+    memcpy(r->tun_dst, f->tun_dst, 16);
 }
 
 static void emit(struct hw_flowtable *ft, const struct hw_flow *f, uint8_t reason)
@@ -277,6 +284,13 @@ static struct hw_flow *create(struct hw_flowtable *ft, const struct hw_meta *m, 
         if (m->mac_dst) memcpy(swap ? f->mac_a : f->mac_b, m->mac_dst, 6);
     }
     f->vlan = m->vlan;
+    f->vlan_inner = m->vlan_inner;
+    if (m->tun_type) {
+        f->tun_type = m->tun_type;
+        f->tun_family = m->tun_family;
+        memcpy(swap ? f->tun_dst : f->tun_src, m->tun_src, 16);
+        memcpy(swap ? f->tun_src : f->tun_dst, m->tun_dst, 16);
+    }
     f->family = m->family;
     f->proto = m->proto;
     f->hash = h;
@@ -437,6 +451,7 @@ int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint
     if (HW_UNLIKELY(m->proto == 1 || m->proto == 58) && !f->packets[dir]) f->icmp_tc[dir] = m->icmp_tc;
     f->packets[dir]++;
     f->bytes[dir] += wirelen;
+    if (HW_UNLIKELY(m->tun_type)) f->tun_id[dir] = m->tun_id; /* GTP: each direction its own TEID */
     if (m->proto == 6) tcp_update(ft, f, dir, m, ts, c);
     hit->id = f->id;
     hit->packets = f->packets[0] + f->packets[1];

@@ -130,7 +130,7 @@ static void fc_prepare(struct hw_fpgasim *s)
         const struct hw_pkt *p = &s->batch.pkt[i];
         uint32_t wirelen = p->wirelen > p->caplen ? p->wirelen : p->caplen;
         struct hw_meta *m = &s->meta[i];
-        s->is_ip[i] = hwint_parse(s->linktype, p->data, p->caplen, wirelen, m, &s->scratch) == HW_P_IP;
+        s->is_ip[i] = hwint_parse(s->linktype, p->data, p->caplen, wirelen, m, &s->scratch, NULL) == HW_P_IP;
         if (!s->is_ip[i]) continue;
         if (m->frag) hwint_frag_ports(s->frags, m, p->ts_ns);
         s->hash[i] = hwint_ft_hash(m);

@@ -172,6 +172,10 @@ void hw_config_init(struct hw_config *cfg)
     cfg->active_timeout_s = 1800;
     cfg->event_ring = 4096;
     cfg->flow_ring = 0;
+    cfg->tunnel_depth = 4;
+    cfg->vxlan_ports[0] = 4789;
+    cfg->geneve_ports[0] = 6081;
+    cfg->gtp_ports[0] = 2152;
 }
 
 static int check_config(const struct hw_config *cfg, char *errbuf)
@@ -199,6 +203,10 @@ static int check_config(const struct hw_config *cfg, char *errbuf)
     /* NetFlow v5 carries the interval in 14 bits */
     if (cfg->sample_rate > 16383)
         return hwint_err(errbuf, HW_E_ARG, "sample_rate %u out of range 1..16383", cfg->sample_rate);
+    if (cfg->tunnel_depth > HW_TUN_DEPTH_MAX)
+        return hwint_err(errbuf, HW_E_ARG, "tunnel_depth %u out of range 0..%d", cfg->tunnel_depth, HW_TUN_DEPTH_MAX);
+    if (cfg->tunnel_off >= 1u << HW_TUN_COUNT)
+        return hwint_err(errbuf, HW_E_ARG, "tunnel_off 0x%x names no tunnel type", cfg->tunnel_off);
     return HW_OK;
 }
 
@@ -300,8 +308,8 @@ static int is_tls(const uint8_t *p, uint32_t n)
     if (n >= 7 && p[0] == 0x15 && p[1] == 3 && p[2] <= 4) return 1; /* alert */
     /* SSLv2-format ClientHello offering SSL 3.0 or TLS */
     if (n >= 5 && (p[0] & 0x80) && p[2] == 1 && (p[3] == 3 || (p[3] == 0 && p[4] == 2))) return 1;
-    /* SSLv2 SERVER-HELLO: session-id-hit 0/1, an X.509 certificate, version 2 */
-    if (n >= 7 && (p[0] & 0x80) && p[2] == 4 && p[3] <= 1 && p[4] == 1 && p[5] == 0 && p[6] == 2) return 1;
+    /* SSLv2 ServerHello (an SSL 2.0 session) */
+    if (n >= 7 && (p[0] & 0x80) && p[2] == 4 && p[5] == 0 && p[6] == 2) return 1;
     return 0;
 }
 
@@ -340,6 +348,12 @@ static int payload_kind(const struct hw_meta *m)
         if (m->sport == 53 || m->dport == 53) return HW_EV_DNS;
         if (m->sport == 5060 || m->dport == 5060 || is_sip(m->pay, m->pay_cap)) return HW_EV_SIP;
     }
+    if (m->proto == 17 && ((m->sport == 67 || m->sport == 68) && (m->dport == 67 || m->dport == 68)))
+        return HW_EV_DHCP;
+    if (m->proto == 17 && ((m->sport == 546 || m->sport == 547) && (m->dport == 546 || m->dport == 547)))
+        return HW_EV_DHCP;
+    if (m->proto == 58 && m->family == 6 && (m->icmp_tc >> 8) >= 133 && (m->icmp_tc >> 8) <= 137)
+        return HW_EV_NDP;
     if (m->proto == 6) {
         if (is_tls(m->pay, m->pay_cap)) return HW_EV_TLS;
         if (is_http(m->pay, m->pay_cap)) return HW_EV_HTTP;
@@ -375,9 +389,13 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     e->proto = m->proto;
     e->tcp_flags = m->tcp_flags;
     e->from_initiator = (uint8_t)from_initiator;
-    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay ? m->pay + skip : NULL; /* SYN/RST: none */
-    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap - skip;
-    e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len;
+    /* NDP: from the ICMPv6 header's second word (NA flags, RA preference and lifetime); no pointer
+     * arithmetic on a NULL payload (UBSan) */
+    uint32_t back = kind == HW_EV_NDP ? 4 : 0;
+    const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay ? m->pay + skip - back : NULL;
+    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap + back - skip;
+    e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len + back;
+    if (!body) n = 0;
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
@@ -406,15 +424,30 @@ static int classify(struct hw_session *s, const struct hw_pkt *pkt, struct hw_me
     if (HW_UNLIKELY(c->packets == 1 || pkt->ts_ns < c->first_ns)) c->first_ns = pkt->ts_ns;
     if (pkt->ts_ns > c->last_ns) c->last_ns = pkt->ts_ns;
     if (pkt->ts_ns > s->now_ns) s->now_ns = pkt->ts_ns;
-    int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, m, c);
+    int kind = hwint_parse(s->linktype, pkt->data, pkt->caplen, wirelen, m, c, &s->cfg);
     if (kind == HW_P_ARP) c->arp_packets++;
     else if (kind == HW_P_OTHER) c->other_packets++;
     if (kind == HW_P_IP) {
         c->ip_packets++;
-        if (m->frag && !hwint_frag_ports(s->frags, m, pkt->ts_ns)) c->frag_orphans++;
+        if ((m->frag || m->tun_frag) && !hwint_frag_ports(s->frags, m, pkt->ts_ns)) c->frag_orphans++;
         *hash = hwint_ft_hash(m);
     }
     return kind;
+}
+
+/* tunnel_outer: the tunnel that carried m metered as a flow of its own. */
+static void meter_tunnel(struct hw_session *s, const struct hw_meta *m, uint32_t wirelen, uint64_t ts_ns)
+{
+    struct hw_meta o;
+    memset(&o, 0, sizeof o);
+    o.family = m->tun_family;
+    o.proto = m->tun_proto;
+    o.sport = m->tun_sport;
+    o.dport = m->tun_dport;
+    memcpy(o.src, m->tun_src, sizeof o.src);
+    memcpy(o.dst, m->tun_dst, sizeof o.dst);
+    struct hw_flow_hit hit;
+    hwint_ft_packet(s->ft, &o, hwint_ft_hash(&o), wirelen, ts_ns, &hit, &s->c);
 }
 
 /* Pass 2: the flow table, application mix and events. */
@@ -434,6 +467,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     } else {
         s->sample_n = 0;
         metered = hwint_ft_packet(s->ft, m, hash, wirelen, pkt->ts_ns, &hit, c);
+        if (HW_UNLIKELY(s->cfg.tunnel_outer) && m->tun_type) meter_tunnel(s, m, wirelen, pkt->ts_ns);
     }
     /* signatures are looked for in a flow's first packets, and in every
      * packet when Python wants the events */
@@ -552,7 +586,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
         if (b->n == 0) s->c.empty_polls++;
         process_batch(s, b);
         if (s->rec) {
-            hwint_rec_batch(s->rec, b);
+            hwint_rec_batch(s->rec, b, s->meta);
             hwint_rec_tick(s->rec);
         }
         if (live && b->n == 0) {
@@ -822,7 +856,7 @@ int hw_export_list(struct hw_session *s, struct hw_export_stats *out, int max)
 }
 
 static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst",
-                                                     "token"};
+                                                     "token", "ndp", "dhcp"};
 
 const char *hw_event_name(int k) { return k >= 0 && k < HW_EV_COUNT ? event_names[k] : NULL; }
 

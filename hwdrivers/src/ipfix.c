@@ -65,26 +65,32 @@ enum {
     IE_ICMP4 = 32, IE_ICMP6 = 139,
     IE_SAMPLING_INTERVAL = 34, IE_SAMPLING_ALGORITHM = 35, IE_VLAN = 58, IE_END_REASON = 136,
     IE_DOMAIN = 149, IE_START_MS = 152, IE_END_MS = 153, IE_BIFLOW_DIRECTION = 239,
+    IE_CUSTOMER_VLAN = 245,  /* dot1qCustomerVlanId: QinQ's inner tag */
+    IE_L2_SEGMENT = 351,     /* layer2SegmentId: the overlay's type (0x01 VXLAN) in the top byte, its VNI below */
     V9_SCOPE_SYSTEM = 1,
 };
 
 static const struct field ipfix_v4[] = {
     F(IE_SRC4, 4), F(IE_DST4, 4), F(IE_SPORT, 2), F(IE_DPORT, 2), F(IE_PROTO, 1), F(IE_TCP_FLAGS, 1),
     F(IE_VLAN, 2), F(IE_ICMP4, 2), F(IE_PACKETS, 8), F(IE_OCTETS, 8), F(IE_START_MS, 8), F(IE_END_MS, 8), F(IE_END_REASON, 1),
+    F(IE_CUSTOMER_VLAN, 2), F(IE_L2_SEGMENT, 8),
 };
 static const struct field ipfix_v6[] = {
     F(IE_SRC6, 16), F(IE_DST6, 16), F(IE_SPORT, 2), F(IE_DPORT, 2), F(IE_PROTO, 1), F(IE_TCP_FLAGS, 1),
     F(IE_VLAN, 2), F(IE_ICMP6, 2), F(IE_PACKETS, 8), F(IE_OCTETS, 8), F(IE_START_MS, 8), F(IE_END_MS, 8), F(IE_END_REASON, 1),
+    F(IE_CUSTOMER_VLAN, 2), F(IE_L2_SEGMENT, 8),
 };
 static const struct field ipfix_bi_v4[] = {
     F(IE_SRC4, 4), F(IE_DST4, 4), F(IE_SPORT, 2), F(IE_DPORT, 2), F(IE_PROTO, 1), F(IE_TCP_FLAGS, 1),
     F(IE_VLAN, 2), F(IE_ICMP4, 2), F(IE_PACKETS, 8), F(IE_OCTETS, 8), R(IE_TCP_FLAGS, 1), R(IE_PACKETS, 8), R(IE_OCTETS, 8),
     F(IE_START_MS, 8), F(IE_END_MS, 8), F(IE_END_REASON, 1), F(IE_BIFLOW_DIRECTION, 1),
+    F(IE_CUSTOMER_VLAN, 2), F(IE_L2_SEGMENT, 8),
 };
 static const struct field ipfix_bi_v6[] = {
     F(IE_SRC6, 16), F(IE_DST6, 16), F(IE_SPORT, 2), F(IE_DPORT, 2), F(IE_PROTO, 1), F(IE_TCP_FLAGS, 1),
     F(IE_VLAN, 2), F(IE_ICMP6, 2), F(IE_PACKETS, 8), F(IE_OCTETS, 8), R(IE_TCP_FLAGS, 1), R(IE_PACKETS, 8), R(IE_OCTETS, 8),
     F(IE_START_MS, 8), F(IE_END_MS, 8), F(IE_END_REASON, 1), F(IE_BIFLOW_DIRECTION, 1),
+    F(IE_CUSTOMER_VLAN, 2), F(IE_L2_SEGMENT, 8),
 };
 static const struct field v9_v4[] = {
     F(IE_SRC4, 4), F(IE_DST4, 4), F(IE_SPORT, 2), F(IE_DPORT, 2), F(IE_PROTO, 1), F(IE_TCP_FLAGS, 1),
@@ -114,8 +120,9 @@ struct tmpl {
 /* One direction (or both, for a biflow) of a flow record, as the encoder sees it. */
 struct view {
     const uint8_t *src, *dst;
-    uint16_t sport, dport, vlan, icmp;
+    uint16_t sport, dport, vlan, icmp, vlan_inner;
     uint8_t proto, flags, rflags, reason;
+    uint64_t segment;
     uint64_t packets, bytes, rpackets, rbytes;
     uint64_t start_ms, end_ms;
     uint32_t first_up, last_up;
@@ -390,6 +397,8 @@ static uint8_t *encode(const struct tmpl *t, const struct view *v, uint8_t *p)
         case IE_LAST_UP: p = put32(p, v->last_up); break;
         case IE_END_REASON: *p++ = v->reason; break;
         case IE_BIFLOW_DIRECTION: *p++ = 1; break; /* the source is the initiator */
+        case IE_CUSTOMER_VLAN: p = put16(p, v->vlan_inner); break;
+        case IE_L2_SEGMENT: p = put64(p, v->segment); break;
         default: memset(p, 0, f->len); p += f->len; break;
         }
     }
@@ -554,6 +563,8 @@ static void view_of(const struct hw_exporter *e, const struct hw_flow_record *r,
         v->dport = v->icmp;
     }
     v->vlan = r->vlan;
+    v->vlan_inner = r->vlan_inner;
+    v->segment = r->tun_type == HW_TUN_VXLAN ? 1ULL << 56 | r->tun_id[d] : 0;
     v->proto = r->proto;
     v->flags = r->proto == 6 ? r->tcp_flags[d] : 0;
     v->rflags = r->proto == 6 ? r->tcp_flags[1] : 0;

@@ -116,6 +116,14 @@ static int parse_l4(const uint8_t *p, uint32_t cap, uint32_t len, struct hw_meta
         m->sport = hw_be16(p);
         m->dport = hw_be16(p + 2);
         return HW_P_IP;
+    case 4:
+    case 41:
+    case 47: /* IP in IP and GRE: what they carry, for the tunnel decoder */
+        layer(c, HW_L_OTHER_L4, wirelen);
+        m->pay = p;
+        m->pay_cap = cap;
+        m->pay_len = len;
+        return HW_P_IP;
     default:
         layer(c, HW_L_OTHER_L4, wirelen);
         return HW_P_IP;
@@ -244,6 +252,7 @@ static int parse_ether_payload(uint32_t type, const uint8_t *p, uint32_t cap, ui
             if (!counted_vlan++) layer(c, HW_L_VLAN, wirelen);
             if (cap < 4 || ++tags > MAX_TAGS) return bad(c, HW_MAL_VLAN);
             if (tags == 1) m->vlan = hw_be16(p) & 0x0fff;
+            else if (tags == 2) m->vlan_inner = hw_be16(p) & 0x0fff;
             type = hw_be16(p + 2);
             p += 4, cap -= 4, wire -= 4;
             continue;
@@ -306,11 +315,58 @@ static int family_type(uint32_t af)
 static int parse_link(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirelen,
                       struct hw_meta *m, struct hw_counters *c, int *tflag);
 
+static int parse_eth(const uint8_t *p, uint32_t cap, uint32_t wire, struct hw_meta *m, struct hw_counters *c,
+                     uint32_t wirelen, int *tflag)
+{
+    if (cap < 14) return bad(c, HW_MAL_LINK);
+    m->mac_dst = p;
+    m->mac_src = p + 6;
+    return parse_ether_payload(hw_be16(p + 12), p + 14, cap - 14, wire - 14, m, c, wirelen, tflag);
+}
+
+/* The decapsulation loop: while the packet just parsed is a tunnel, parse
+ * what it carries in its place.  The key becomes the innermost packet's; the
+ * tunnel nearest to it is remembered as the packet's tunnel context. */
+static int decap(int kind, struct hw_meta *m, struct hw_counters *c, uint32_t wirelen, int *tflag,
+                 const struct hw_config *tun)
+{
+    for (uint32_t depth = 0; kind == HW_P_IP; depth++) {
+        struct hwint_inner in;
+        int r = hwint_tunnel(m, tun, &in);
+        if (r == 0) break;
+        if (r < 0) return bad(c, -r);
+        if (depth == tun->tunnel_depth) return bad(c, HW_MAL_TUNNEL_DEPTH);
+        c->tunnel_packets[in.type]++;
+        struct hw_meta outer = *m;
+        memset(m, 0, offsetof(struct hw_meta, src));
+        m->tun_type = in.type;
+        m->tun_depth = (uint8_t)(depth + 1);
+        m->tun_id = in.id;
+        m->tun_family = outer.family;
+        m->tun_proto = outer.proto;
+        m->tun_frag = outer.frag;
+        m->tun_frag_id = outer.frag_id;
+        m->inner = in.p;
+        m->inner_cap = in.cap;
+        m->inner_link = in.ethertype == 0 ? HW_DLT_EN10MB : HW_DLT_RAW;
+        m->tun_sport = outer.sport;
+        m->tun_dport = outer.dport;
+        memcpy(m->tun_src, outer.src, sizeof m->tun_src);
+        memcpy(m->tun_dst, outer.dst, sizeof m->tun_dst);
+        if (in.ethertype == 0) kind = parse_eth(in.p, in.cap, in.wire, m, c, wirelen, tflag);
+        else kind = parse_l3(in.ethertype, in.p, in.cap, in.wire, m, c, wirelen, tflag);
+    }
+    return kind;
+}
+
 int hwint_parse(int linktype, const uint8_t *p, uint32_t caplen, uint32_t wirelen,
-                struct hw_meta *m, struct hw_counters *c)
+                struct hw_meta *m, struct hw_counters *c, const struct hw_config *tun)
 {
     int reasons = 0;
     int kind = parse_link(linktype, p, caplen, wirelen, m, c, &reasons);
+    if (tun && tun->tunnel_depth && kind == HW_P_IP && m->pay && (m->proto == 17 || m->proto == 47 ||
+                                                                 m->proto == 4 || m->proto == 41))
+        kind = decap(kind, m, c, wirelen < caplen ? caplen : wirelen, &reasons, tun);
     if (reasons && kind != HW_P_BAD) {
         c->truncated++;
         for (int r = 0; r < HW_TRUNC_COUNT; r++)
@@ -329,11 +385,7 @@ static int parse_link(int linktype, const uint8_t *p, uint32_t caplen, uint32_t 
     uint32_t hl, type;
     switch (linktype) {
     case HW_DLT_EN10MB:
-        if (caplen < 14) return bad(c, HW_MAL_LINK);
-        m->mac_dst = p;
-        m->mac_src = p + 6;
-        type = hw_be16(p + 12);
-        return parse_ether_payload(type, p + 14, caplen - 14, wirelen - 14, m, c, wirelen, tflag);
+        return parse_eth(p, caplen, wirelen, m, c, wirelen, tflag);
     case HW_DLT_LINUX_SLL:
         if (caplen < 16) return bad(c, HW_MAL_LINK);
         if (hw_be16(p + 4) == 6) m->mac_src = p + 6;
@@ -380,6 +432,7 @@ static int parse_link(int linktype, const uint8_t *p, uint32_t caplen, uint32_t 
 static const char *const mal_names[HW_MAL_COUNT] = {
     "link", "vlan", "mpls", "pppoe", "ipv4_header", "ipv4_length", "ipv6_header",
     "ipv6_extension", "tcp", "udp", "icmp", "arp", "linktype", "empty_record",
+    "gre", "erspan", "vxlan", "geneve", "gtp", "tunnel_depth",
 };
 static const char *const trunc_names[HW_TRUNC_COUNT] = {"snaplen", "ip_length", "l4_length"};
 static const char *const layer_names[HW_L_COUNT] = {

@@ -39,6 +39,9 @@ static int nd_options(const uint8_t *p, uint32_t n, uint32_t off, struct hw_rec_
             memcpy(x->prefix, o + 16, 16);
         } else if (type == 5 && len >= 8) {
             r->mtu = hw_be32(o + 4);
+        } else if (type == 25 && len >= 24) {
+            for (uint32_t a = 8; a + 16 <= len && r->n_rdnss < HW_NDP_RDNSS_MAX; a += 16)
+                memcpy(r->rdnss[r->n_rdnss++], o + a, 16);
         }
         off += len;
     }
@@ -86,6 +89,7 @@ static int dhcp4(const uint8_t *p, uint32_t n, struct hw_rec_dhcp *r)
         memcpy(r->client_mac, p + 28, 6);
         r->has_client_mac = 1;
     }
+    memcpy(r->client_ip, p + 12, 4);
     memcpy(r->offered, p + 16, 4);
     r->has_offered = hw_be32(p + 16) != 0;
     for (uint32_t off = 240; off < n;) {
@@ -102,6 +106,11 @@ static int dhcp4(const uint8_t *p, uint32_t n, struct hw_rec_dhcp *r)
         else if (code == 54 && len == 4) memcpy(r->server_id, o, r->server_id_len = 4);
         else if (code == 50 && len == 4) memcpy(r->requested, o, 4), r->has_requested = 1;
         else if (code == 3 && len >= 4) memcpy(r->router, o, 4), r->has_router = 1;
+        if (code == 3 || code == 6) { /* addresses, 4 bytes each */
+            uint8_t *k = code == 3 ? &r->n_routers : &r->n_dns;
+            for (uint32_t a = 0; a + 4 <= len && *k < HW_DHCP_ADDR_MAX; a += 4, ++*k)
+                memcpy(code == 3 ? r->routers[*k] : r->dns[*k], o + a, 4);
+        }
         else if (code == 51 && len == 4) r->lease_s = hw_be32(o);
         off += 2 + len;
     }
@@ -130,6 +139,9 @@ static int dhcp6_options(const uint8_t *p, uint32_t n, uint32_t off, struct hw_r
         } else if (code == 2) {
             r->server_id_len = (uint8_t)(len < HW_DHCP_ID_MAX ? len : HW_DHCP_ID_MAX);
             memcpy(r->server_id, o, r->server_id_len);
+        } else if (code == 23 && depth == 0) { /* DNS recursive name servers */
+            for (uint32_t a = 0; a + 16 <= len && r->n_dns < HW_DHCP_ADDR_MAX; a += 16)
+                memcpy(r->dns[r->n_dns++], o + a, 16);
         } else if (code == 3 && len >= 12 && depth == 0) { /* IA_NA: IAID, T1, T2, then options */
             int rc = dhcp6_options(o, len, 12, r, 1);
             if (rc) return rc;

@@ -59,6 +59,8 @@ struct hw_recorder {
     char dir[320], prefix[64], if_name[128];
     struct bpf_program prog;
     int has_filter;
+    struct bpf_program prog_eth, prog_raw; /* the same filter for a tunnel's inner frame or IP packet */
+    int has_eth, has_raw;
     int linktype;
     uint32_t cap;                     /* data bytes a buffer holds */
 
@@ -232,11 +234,26 @@ static void begin_file(struct hw_recorder *r, uint64_t ts)
     r->file_start_ts = ts;
 }
 
-void hwint_rec_packet(struct hw_recorder *r, const struct hw_pkt *pkt)
+/* The filter of a packet: the one for what its innermost tunnel carries,
+ * unless bpf_outer (or the filter does not compile for that link). */
+static int passes(const struct hw_recorder *r, const struct hw_pkt *pkt, const struct hw_meta *m)
+{
+    if (m && m->inner) {
+        const struct bpf_program *prog = m->inner_link == HW_DLT_EN10MB ? (r->has_eth ? &r->prog_eth : NULL)
+                                                                       : (r->has_raw ? &r->prog_raw : NULL);
+        if (prog) {
+            struct pcap_pkthdr h = {{0, 0}, m->inner_cap, m->inner_cap};
+            return pcap_offline_filter(prog, &h, m->inner) != 0;
+        }
+    }
+    struct pcap_pkthdr h = {{0, 0}, pkt->caplen, pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen};
+    return pcap_offline_filter(&r->prog, &h, pkt->data) != 0;
+}
+
+static void record_packet(struct hw_recorder *r, const struct hw_pkt *pkt, const struct hw_meta *m)
 {
     if (r->has_filter) {
-        struct pcap_pkthdr h = {{0, 0}, pkt->caplen, pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen};
-        if (!pcap_offline_filter(&r->prog, &h, pkt->data)) {
+        if (!passes(r, pkt, m)) {
             r->filtered++;
             return;
         }
@@ -298,9 +315,9 @@ void hwint_rec_packet(struct hw_recorder *r, const struct hw_pkt *pkt)
     r->bytes += cap;
 }
 
-void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b)
+void hwint_rec_batch(struct hw_recorder *r, const struct hw_batch *b, const struct hw_meta *meta)
 {
-    for (int i = 0; i < b->n; i++) hwint_rec_packet(r, &b->pkt[i]);
+    for (int i = 0; i < b->n; i++) record_packet(r, &b->pkt[i], meta ? &meta[i] : NULL);
 }
 
 /* After each batch: a buffer waiting longer than flush_ms goes to the writer. */
@@ -632,6 +649,8 @@ void hwint_rec_destroy(struct hw_recorder *r)
     if (!r) return;
     hwint_rec_stop(r);
     if (r->has_filter) pcap_freecode(&r->prog);
+    if (r->has_eth) pcap_freecode(&r->prog_eth);
+    if (r->has_raw) pcap_freecode(&r->prog_raw);
     if (r->bufs) {
         for (uint32_t i = 0; i < r->n; i++) {
             if (!r->bufs[i].mem) continue;
@@ -698,6 +717,11 @@ int hwint_rec_create(const struct hw_record_config *cfg, int linktype, struct hw
             return rc;
         }
         r->has_filter = 1;
+        char ignored[HW_ERRBUF_SIZE];
+        if (!cfg->bpf_outer) { /* where it does not compile for the inner link, the outer packet meets it */
+            r->has_eth = hwint_bpf_compile(HW_DLT_EN10MB, cfg->snaplen, cfg->bpf, &r->prog_eth, ignored) == 0;
+            r->has_raw = hwint_bpf_compile(HW_DLT_RAW, cfg->snaplen, cfg->bpf, &r->prog_raw, ignored) == 0;
+        }
     }
     if (cfg->key) {
         r->has_key = 1;

@@ -19,6 +19,11 @@ void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_met
     case HW_EV_TLS: rc = hw_tls_parse(m->pay, m->pay_cap, &e->rec.tls); break;
     case HW_EV_HTTP: rc = hw_http_parse(m->pay, m->pay_cap, &e->rec.http); break;
     case HW_EV_ARP: rc = hw_arp_parse(m->arp, 28, &e->rec.arp); break; /* parse.c checked the 28 bytes */
+    /* NDP: from the ICMPv6 type byte, 8 bytes before the payload parse.c set */
+    case HW_EV_NDP: rc = hw_ndp_parse(m->pay - 8, m->pay_cap + 8, &e->rec.ndp); break;
+    case HW_EV_DHCP:
+        rc = hw_dhcp_parse(m->pay, m->pay_cap, m->sport == 67 || m->sport == 68 ? 4 : 6, &e->rec.dhcp);
+        break;
     default: return;
     }
     e->has_rec = 1;

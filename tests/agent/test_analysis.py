@@ -186,3 +186,34 @@ def test_cli_windows_baseline_anomalies(tmp_path):
     assert json.loads(jl[0])["flow_src"] == "192.168.1.10"
     missing = capbox("anomalies", pcap("zeek__wikipedia.pcap"), "--baseline", "nope", "--data-dir", str(tmp_path))
     assert missing.returncode == 1 and "no baseline 'nope'" in missing.stderr
+
+
+def _loss_window(segments: int, retransmissions: int) -> dict:
+    return {"window_id": 1, "window_start": 0.0, "window_end": 10.0, "notable_flows": [
+                {"kind": "loss", "src": "10.0.0.1", "sport": 40000, "dst": "10.0.0.2", "dport": 443,
+                 "segments": segments, "retransmissions": retransmissions}]}
+
+
+@pytest.mark.parametrize("segments,retransmissions,expected", [
+    (1000, 50, "medium"),      # 5 %: throughput already collapses (Mathis): flagged
+    (1000, 40, None),          # 4 %: not yet
+    (1000, 250, "medium"),     # 25 %
+    (1000, 600, "high"),       # 60 %
+    (20, 2, None),             # 10 % of a tiny flow: too small a sample to flap on
+    (6, 5, "high"),            # a stalled connection: most of what it sends again
+    (3, 3, None),              # three tries of a tiny flow: a host away, not a lossy path
+])
+def test_packet_loss_flags_a_few_percent_once_the_sample_means_it(segments, retransmissions, expected):
+    from agent.analysis.anomalies import Detector
+    from agent.config import AnalysisSection
+    found = Detector(AnalysisSection())._loss(_loss_window(segments, retransmissions))
+    assert [a["severity"] for a in found] == ([expected] if expected else [])
+
+
+def test_anomalies_long_lived_flag_sets_the_anomaly_threshold_too():
+    """--long-lived below an hour raises long_lived_conn (it used to feed only the windows)."""
+    def kinds(*extra):
+        out = capbox("anomalies", pcap("ndpi__gnutella.pcap"), "--json", *extra).stdout.splitlines()
+        return {json.loads(line)["type"] for line in out}
+    assert "long_lived_conn" not in kinds()
+    assert "long_lived_conn" in kinds("--long-lived", "300")

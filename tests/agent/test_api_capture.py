@@ -14,9 +14,9 @@ from tests.conftest import ROOT, pcap
 
 
 def cli_flows(path: str, bpf: str = "") -> list:
-    out = subprocess.run([sys.executable, "-m", "agent", "flows", "--format", "json", "--bpf", bpf, path],
+    out = subprocess.run([sys.executable, "-m", "agent", "flows", "--json", "--bpf", bpf, path],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return json.loads(out)
+    return [json.loads(line) for line in out.splitlines()]
 
 
 def flow_key(f: dict) -> tuple:

@@ -50,6 +50,39 @@ def test_prometheus_metrics(agent):
     sink.stop()
 
 
+def _scrape(url: str) -> dict:
+    r = Client(url).raw("GET", "/metrics")
+    assert r.status == 200 and r.headers["content-type"].startswith("text/plain")
+    return {f.name: f for f in text_string_to_metric_families(r.body.decode())}
+
+
+def test_metrics_while_idle_keep_every_series_and_describe_the_process(agent):
+    families = _scrape(agent.url)
+    assert families["process_resident_memory_bytes"].samples[0].value > 1e6
+    assert families["process_open_fds"].samples[0].value > 3
+    (build,) = families["capbox_build_info"].samples
+    assert build.name == "capbox_build_info" and build.labels["version"] and build.value == 1
+    assert families["capbox_capture_running"].samples[0].value == 0
+    assert families["capbox_packets"].samples[0].value == 0
+    causes = {s.labels["cause"]: s.value for s in families["capbox_dropped"].samples}
+    assert set(causes) >= {"kernel", "event_ring", "bus"} and not any(causes.values())
+    assert {s.labels["reason"] for s in families["capbox_malformed"].samples} >= {"tcp", "udp", "arp"}
+    for name in ("capbox_threats", "capbox_anomalies", "capbox_verifications", "capbox_jobs", "capbox_calls"):
+        assert families[name].type == "counter"
+
+
+def test_metrics_count_threats_by_type_and_severity(agent):
+    from tests.conftest import pcap
+    name = agent.pcap(pcap("zeek__tls_ssl.v3.pcap"))
+    agent.client.post("/v1/capture/start", {"file": name, "pace": 0, "loop": False})
+    wait_for(lambda: agent.client.get("/v1/threats")["total"] >= 1, timeout=30)
+
+    def counted():
+        samples = _scrape(agent.url)["capbox_threats"].samples
+        return [(s.labels["type"], s.labels["severity"], s.value) for s in samples]
+    assert wait_for(counted) == [("tls_downgrade", "high", 1.0)]
+
+
 def test_openapi_document_is_valid_and_complete(agent):
     doc = agent.client.get("/v1/openapi.json")
     validate_openapi(doc)
@@ -79,6 +112,18 @@ def test_ping_status_config_logs_stats(agent):
     assert all(e["level"] == "error" for e in errors_only["logs"])
     stats = c.get("/v1/stats", period="5m")
     assert stats["period"] == "5m" and "samples" in stats and "bus" in stats
+
+
+def test_stats_of_a_period_add_up_every_capture_run_in_it(agent):
+    from tests.conftest import pcap
+    name = agent.pcap(pcap("zeek__wikipedia.pcap"))
+    for _ in range(2):
+        agent.client.capture_start(file=name, pace=0, loop=False)
+        wait_for(lambda: not agent.client.capture_status()["running"], timeout=30)
+    stats = wait_for(lambda: (s := agent.client.get("/v1/stats", period="1h"))["capture"]["packets_captured"] == 272
+                     and s, timeout=10)
+    assert stats["capture"]["packets_analyzed"] == 272 and not stats["capture"]["running"]
+    assert [r["stats"]["packets"] for r in stats["capture_runs"]] == [136, 136]    # objects, not JSON strings
 
 
 def test_trailing_slash_and_cors_off(agent):

@@ -62,9 +62,19 @@ def test_flows_csv_columns_and_values():
     assert float(v4["rtt_ms"]) > 0 and v4["retransmissions"] == "0"
 
 
+def test_flows_show_the_tunnel():
+    # MANIFEST v37: VXLAN VNI 1111 between 192.168.22.4 and .5 carrying 10.10.20.4's traffic
+    rows = [json.loads(line) for line in capbox("flows", "--json", pcap("ndpi__vxlan.pcap")).stdout.splitlines()]
+    assert {r["src"] for r in rows} == {"10.10.20.4"}
+    assert {(r["tunnel"], r["tunnel_src"], r["tunnel_dst"], r["tunnel_id"]) for r in rows} == \
+        {("vxlan", "192.168.22.4", "192.168.22.5", 1111)}
+    (row,) = csv.DictReader(io.StringIO(capbox("flows", pcap("zeek__6in4.pcap")).stdout))
+    assert (row["src"], row["tunnel"], row["tunnel_src"], row["tunnel_id"]) == ("dead::beef", "ipip", "1.2.3.4", "0")
+
+
 def test_flows_json_equals_csv():
     path = pcap("zeek__wikipedia.pcap")
-    rows_json = json.loads(capbox("flows", "--format", "json", path).stdout)
+    rows_json = [json.loads(line) for line in capbox("flows", "--json", path).stdout.splitlines()]
     rows_csv = list(csv.DictReader(io.StringIO(capbox("flows", path).stdout)))
     assert len(rows_json) == len(rows_csv) == 34
     assert [r["bytes"] for r in rows_json] == [int(r["bytes"]) for r in rows_csv]
@@ -147,6 +157,28 @@ def test_detect_prints_threats_as_json_lines(tmp_path):
     assert p.returncode == 1 and p.stderr.startswith("capbox: error:")
 
 
+def test_detect_gives_one_threat_per_attacker_and_target_and_a_severity_floor(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    from tests.detectors.lan_scenarios import arp_gateway_silent, dns_nxdomain_rewrite
+    path = arp_gateway_silent().write(tmp_path)
+    run = lambda *a: subprocess.run([sys.executable, "-m", "agent", "detect", *a], cwd=ROOT, capture_output=True,
+                                    text=True, timeout=60)
+    p = run(str(path), "--json")
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    keys = [(r["type"], r["attacker_mac"], r["dst"]) for r in rows]
+    assert p.returncode == 0 and len(keys) == len(set(keys)) and rows
+    assert all(r["count"] >= 1 and r["last_seen"] >= r["first_seen"] for r in rows)
+    nx = dns_nxdomain_rewrite().write(tmp_path)
+    every = [json.loads(line) for line in run(str(nx), "--json").stdout.splitlines()]
+    assert [r["count"] for r in every] == [2] and every[0]["severity"] == "high"   # the worst of its findings
+    assert run(str(nx), "--json", "--min-severity", "critical").stdout == ""
+    p = run(str(nx), "--min-severity", "urgent")
+    assert p.returncode == 2 and "--min-severity" in p.stderr
+
+
 def test_verify_dns_with_named_resolvers():
     import subprocess
     import sys
@@ -184,9 +216,9 @@ def test_calls_lists_each_session_and_json_has_the_streams():
     assert p.stdout.startswith("6 SIP sessions") and "11894297-4432a9f8@192.168.1.2" in p.stdout
     assert "cancelled" in p.stdout and "rejected" in p.stdout
     j = capbox("calls", "--json", pcap(FAX))
-    r = json.loads(j.stdout)
-    assert r["session_count"] == 2 and r["packets"] == 1552
-    call = next(s for s in r["sessions"] if s["call_id"] == FAX_CALL)
+    sessions = [json.loads(line) for line in j.stdout.splitlines()]     # JSON lines: one session each
+    assert len(sessions) == 2
+    call = next(s for s in sessions if s["call_id"] == FAX_CALL)
     assert call["events_count"] == 69 and call["metrics"]["setup_time_ms"] == pytest.approx(6840.9, abs=0.1)
     assert sorted(s["packets"] for s in call["streams"]) == [159, 1171]
     assert {s["ssrc"] for s in call["streams"]} == {"0x17D90134", "0x0EAF0EAF"}

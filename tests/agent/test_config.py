@@ -52,3 +52,15 @@ def test_missing_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         config.load(str(tmp_path / "none.toml"), env={})
     assert e.value.key == "config"
+
+
+def test_tunnels_section(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[tunnels]\nvxlan_ports = [4789, 8472]\noff = ["gtp"]\nmeter_outer = true\n')
+    t = config.load(str(path), env={}).tunnels
+    assert (t.vxlan_ports, t.off, t.meter_outer, t.depth) == (("4789", "8472"), ("gtp",), True, 4)
+    for bad, key in (({"off": ["mpls"]}, "tunnels.off"), ({"gtp_ports": [70000]}, "tunnels.gtp_ports"),
+                     ({"depth": 9}, "tunnels.depth")):
+        with pytest.raises(ConfigError) as e:
+            config.load(None, env={}, overrides={"tunnels": bad})
+        assert e.value.key == key

@@ -74,6 +74,7 @@ def test_a_replayed_hijack_becomes_a_verified_threat_with_evidence_and_deception
     detail = c.get(f"/v1/threats/{threat['id']}")
     assert detail["evidence"]["domain"] == BANK and detail["evidence"]["answers"] == ["127.0.0.66"]
     v = detail["verification_result"]
+    assert detail["confidence"] >= 0.9 and detail["severity"] in ("high", "critical")   # confirmed: raised
     assert v["consensus_ips"] == ["127.0.0.80"] and v["local_ips"] == ["127.0.0.66"] and v["confidence"] == "VERY_HIGH"
     kinds = [e["event_type"] for e in detail["related_events"]]
     assert kinds[:3] == ["dns_packet", "attack_detected", "verification_complete"]

@@ -312,7 +312,7 @@ def http_upgrade() -> Scenario:
 def tls_forced_down() -> Scenario:
     """A TLS 1.3-capable client pushed to TLS 1.0: the ServerHello comes from the
     attacker's MAC in the server's name."""
-    sc = Scenario("tls_forced_down", "tls_downgrade", True, BANK_IP, ATTACKER_MAC)
+    sc = Scenario("tls_forced_down", "tls_downgrade", True, ATTACKER, ATTACKER_MAC)   # by its own address
     lan_baseline(sc, T0)
     c = TcpConn(sc, VICTIM, VICTIM_MAC, BANK_IP, ATTACKER_MAC, 50100, 443, T0 + 3)
     c.client(tls_client_hello(BANK)).server(tls_server_hello(0x0301, 0x002F))

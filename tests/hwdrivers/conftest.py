@@ -29,7 +29,7 @@ def cli_offline_report(path: str) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def offline_flows(path: str, bpf: str = "") -> tuple:
-    """The rows `capbox flows --format json` prints for a file (agent.report.flows)."""
+    """The rows `capbox flows --json` prints for a file (agent.report.flows)."""
     errors = []
     rows = tuple(r.as_dict() for r in report.flows(path, report.Options(bpf=bpf), errors))
     assert not errors, errors

@@ -92,6 +92,51 @@ def arp(op: int, sender_mac: str, sender_ip: str, target_mac: str, target_ip: st
                        mac(target_mac), addr(target_ip))
 
 
+# ---- tunnels ----------------------------------------------------------------
+
+ETH_TEB, ETH_ERSPAN, ETH_ERSPAN3 = 0x6558, 0x88BE, 0x22EB
+GRE, IPIP, IPV6_IN_IP = 47, 4, 41
+
+
+def gre(proto: int, payload: bytes, key: int = None, seq: int = None, csum: bool = False,
+        flags: int = 0) -> bytes:
+    fl = flags | (0x8000 if csum else 0) | (0x2000 if key is not None else 0) | (0x1000 if seq is not None else 0)
+    out = struct.pack("!HH", fl, proto)
+    if csum:
+        out += bytes(4)
+    if key is not None:
+        out += struct.pack("!I", key)
+    if seq is not None:
+        out += struct.pack("!I", seq)
+    return out + payload
+
+
+def erspan2(session: int, frame: bytes, version: int = 1) -> bytes:
+    """ERSPAN type II header (GRE 0x88be with a sequence number) and the mirrored frame."""
+    return struct.pack("!HHI", version << 12, session & 0x3FF, 0) + frame
+
+
+def erspan3(session: int, frame: bytes, platform: bool = False) -> bytes:
+    """ERSPAN type III (GRE 0x22eb); the O bit announces the 8-byte platform sub-header."""
+    head = struct.pack("!HHIHH", 2 << 12, session & 0x3FF, 0, 0, int(platform))
+    return head + (bytes(8) if platform else b"") + frame
+
+
+def vxlan(vni: int, frame: bytes, flags: int = 0x08) -> bytes:
+    return struct.pack("!BBHI", flags, 0, 0, vni << 8) + frame
+
+
+def geneve(vni: int, payload: bytes, proto: int = ETH_TEB, options: bytes = b"", version: int = 0) -> bytes:
+    return struct.pack("!BBHI", version << 6 | len(options) // 4, 0, proto, vni << 8) + options + payload
+
+
+def gtp(teid: int, packet: bytes, ext: bytes = b"", version: int = 1, msg: int = 0xFF) -> bytes:
+    """GTP-U v1; ext: packed extension headers (the first announced as a PDU session container)."""
+    flags = version << 5 | 0x10 | (0x04 if ext else 0)
+    opt = struct.pack("!HBB", 0, 0, 0x85) if ext else b""
+    return struct.pack("!BBHI", flags, msg, len(opt) + len(ext) + len(packet), teid) + opt + ext + packet
+
+
 # ---- link -----------------------------------------------------------------
 
 def eth(payload: bytes, ethertype: int = ETH_IPV4, src: str = MAC_A, dst: str = MAC_B) -> bytes:

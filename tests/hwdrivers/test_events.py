@@ -89,8 +89,14 @@ def test_arp_event_payload_is_only_the_arp_body(tmp_path):
 
 # ---- TLS, HTTP, SIP -------------------------------------------------------------------
 
-@pytest.mark.parametrize("payload", [tls_hello(1), tls_hello(2), TLS_ALERT, SSL2_CLIENT_HELLO],
-                         ids=["client-hello", "server-hello", "alert", "sslv2-client-hello"])
+CERTIFICATE = b"\x16\x03\x03\x00\x04\x0b\x00\x00\x00"      # a Certificate message starting a segment (TLS <= 1.2)
+SSL2_SERVER_HELLO = b"\x80\x0c\x04\x00\x01\x00\x02\x00\x00\x00\x03\x00\x10\x01\x00\x80"
+
+
+@pytest.mark.parametrize("payload", [tls_hello(1), tls_hello(2), TLS_ALERT, SSL2_CLIENT_HELLO, CERTIFICATE,
+                                     SSL2_SERVER_HELLO],
+                         ids=["client-hello", "server-hello", "alert", "sslv2-client-hello", "certificate",
+                              "sslv2-server-hello"])
 @pytest.mark.parametrize("port", [443, 4433])
 def test_tls_records_are_events_on_any_port(tmp_path, payload, port):
     frame = tcp4(A4, B4, 40000, port, flags=ACK | PSH, payload=payload)
@@ -101,9 +107,10 @@ def test_tls_records_are_events_on_any_port(tmp_path, payload, port):
 
 @pytest.mark.parametrize("payload", [
     b"\x17\x03\x03\x00\x10" + bytes(16),                          # application data
-    b"\x80\x1c\x04\x03\x01" + bytes(25),                          # SSLv2 header, not a CLIENT-HELLO
+    b"\x16\x03\x03\x00\x04\x0e\x00\x00\x00",                      # ServerHelloDone, not a hello
+    b"\x80\x1c\x04\x03\x01" + bytes(25),                          # SSLv2 header, neither hello of SSL 2.0
     b"\x15\x03\x03\x00",                                          # alert cut before its body
-], ids=["application-data", "sslv2-other", "short-alert"])
+], ids=["application-data", "server-hello-done", "sslv2-other", "short-alert"])
 def test_other_tls_records_are_not_events(tmp_path, payload):
     evs, _, _ = events_of(tmp_path, [tcp4(A4, B4, 40000, 443, flags=ACK | PSH, payload=payload)])
     assert evs == []

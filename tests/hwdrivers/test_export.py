@@ -28,6 +28,18 @@ def export_json(*args) -> dict:
     return json.loads(export(*args, "--json").stdout)
 
 
+def export_decoded(tshark: str, tmp_path, path: str, *args) -> tuple:
+    """(report, sink, capture of the datagrams) of an export to a UDP sink that tshark decodes without warnings."""
+    sink = UdpSink()
+    r = export_json(path, "--collector", sink.address, *args)
+    sink.stop()
+    cap = tmp_path / "export.pcap"
+    sink.write_pcap(cap)
+    warnings, text = tshark_decode(tshark, cap, sink.port)
+    assert warnings == [], text
+    return r, sink, cap
+
+
 def nf_uniflows(records) -> collections.Counter:
     return collections.Counter((nf_key(r), r["in_packets"], r["in_bytes"]) for r in records)
 
@@ -127,15 +139,9 @@ def test_active_timeout_splits_long_flows_and_keeps_the_totals(nfcapd, synthetic
 ])
 def test_tshark_decodes_every_message_without_warnings(version, extra, tshark, tmp_path, synthetic_pcap):
     path, truth = synthetic_pcap
-    sink = UdpSink()
-    r = export_json(path, "--collector", sink.address, "--version", version, "--mtu", 1400, *extra)
-    sink.stop()
+    r, sink, cap = export_decoded(tshark, tmp_path, path, "--version", version, "--mtu", 1400, *extra)
     e = r["exporters"][0]
     assert len(sink.datagrams) == e["messages"] and max(map(len, sink.datagrams)) <= 1400
-    cap = tmp_path / "export.pcap"
-    sink.write_pcap(cap)
-    warnings, text = tshark_decode(tshark, cap, sink.port)
-    assert warnings == [], text
     fields = subprocess.run([tshark, "-r", str(cap), "-d", f"udp.port=={sink.port},cflow", "-T", "fields",
                              "-E", "occurrence=a", "-e", "cflow.srcaddr", "-e", "cflow.srcaddrv6",
                              "-e", "cflow.sampling_interval", "-e", "cflow.samplingmode", "-e", "cflow.od_id",
@@ -249,3 +255,21 @@ def test_session_exporters_from_python():
     sink.stop()
     assert stats[a].records > 0 and stats[a].flows == stats[b].flows
     assert sum(len(d) for d in sink.datagrams) == stats[a].bytes + stats[b].bytes
+
+
+@pytest.mark.parametrize("extra", [[], ["--biflow"]])
+def test_ipfix_carries_the_vxlan_segment_and_inner_addresses(extra, tshark, tmp_path):
+    # MANIFEST v37: every flow inside VXLAN VNI 1111; layer2SegmentId = 0x01 (VXLAN) << 56 | VNI
+    r, sink, cap = export_decoded(tshark, tmp_path, pcap("ndpi__vxlan.pcap"), "--version", "ipfix", *extra)
+    out = subprocess.run([tshark, "-r", str(cap), "-d", f"udp.port=={sink.port},cflow", "-T", "fields",
+                          "-E", "occurrence=a", "-E", "aggregator=;", "-E", "separator=/t",
+                          "-e", "cflow.srcaddr", "-e", "cflow.layer2_segment_id"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    sources, segments = [], []
+    for line in out.splitlines():
+        src, segment = line.split("\t")
+        sources += [a for a in src.split(";") if a]
+        segments += [int(v, 0) for v in segment.split(";") if v]
+    assert set(sources) <= {"10.10.20.4", "8.8.8.8", "157.240.224.35"} and "10.10.20.4" in sources
+    assert len(sources) == len(segments) == r["exporters"][0]["records"]
+    assert set(segments) == {1 << 56 | 1111}

@@ -207,7 +207,7 @@ def analyze_in_process(capsys, path) -> tuple:
     if not _PARSER:
         _PARSER.append(cli.build_parser())
     capsys.readouterr()
-    args = _PARSER[0].parse_args(["analyze", str(path), "--json"])
+    args = cli.parse(["analyze", str(path), "--json"], _PARSER[0])
     rc = args.func(args)
     out, err = capsys.readouterr()
     return rc, out, err.splitlines()

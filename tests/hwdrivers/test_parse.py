@@ -11,6 +11,7 @@ from tests.hwdrivers.packets import (
     udp,
 )
 from tests.hwdrivers.packets import null as null_header
+from tests.hwdrivers.test_decap import MALFORMED as TUNNEL_MALFORMED
 
 UDP4 = ipv4(A4, B4, UDP, udp(5000, 53, b"q" * 12))
 TCP4 = ipv4(A4, B4, TCP, tcp(40000, 80, flags=SYN))
@@ -294,7 +295,7 @@ MALFORMED = [
                                       + arp(1, MAC_A, A4, MAC_B, B4)[6:], ETH_ARP)),
     ("unknown-linktype", "linktype", 147, eth(UDP4)),
     ("empty-record", "empty_record", EN10MB, b""),
-]
+] + [(f"tunnel-{reason}", reason, EN10MB, frame) for reason, frame in TUNNEL_MALFORMED.items()]
 
 
 @pytest.mark.parametrize("reason, linktype, frame", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])

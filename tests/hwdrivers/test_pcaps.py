@@ -9,7 +9,7 @@ import pytest
 
 from agent import report
 from hwdrivers import ErrorCode
-from tests.conftest import ALL_PCAPS, pcap
+from tests.conftest import ALL_PCAPS, TUNNEL_PCAPS, pcap
 
 CORRUPT = {"ndpi__fuzz-2021-10-13.pcap"}  # MANIFEST v22: a record longer than any snaplen
 # tshark opens a new UDP conversation on a 5-tuple when SDP or MEGACO signalling
@@ -52,7 +52,7 @@ def names():
     return [p.name for p in ALL_PCAPS if p.name not in CORRUPT]
 
 
-@pytest.mark.parametrize("name", names())
+@pytest.mark.parametrize("name", names() + [p.name for p in TUNNEL_PCAPS])
 def test_totals_match_capinfos(name, tshark):
     path = pcap(name)
     r = report.analyze(path)

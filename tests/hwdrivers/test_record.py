@@ -118,17 +118,35 @@ def test_retention_by_age_touches_only_its_prefix(tmp_path):
     assert r["recording"]["files_deleted"] == 1 and len(recordings(tmp_path)) == 1
 
 
-def test_the_recordings_own_filter(tmp_path):
+def test_the_filter_chooses_what_is_recorded(tmp_path):
     src = pcap("ndpi__1kxun.pcap")
-    r = record(src, tmp_path, "--filter", "udp")
+    r = record(src, tmp_path, "--bpf", "udp")
     (f,) = recordings(tmp_path)
     matched = subprocess.run(["tcpdump", "-r", src, "-w", str(tmp_path / "udp.pcap"), "udp"],
                              capture_output=True, timeout=60)
     assert matched.returncode == 0
     want = read_packets(tmp_path / "udp.pcap")
     assert read_pcapng(f)["packets"] == want
-    st = r["recording"]
-    assert st["packets"] == len(want) and st["filtered"] == r["packets_captured"] - len(want) > 0
+    assert r["recording"]["packets"] == len(want) == r["packets_captured"]
+
+
+@pytest.mark.parametrize("expr,outer,want", [
+    ("tcp and host 157.240.224.35", False, 119),   # inside the VXLAN (MANIFEST v37): the TLS flows
+    ("tcp and host 157.240.224.35", True, 0),      # outside it: UDP 4789 between the VTEPs
+    ("vlan and udp port 4789", True, 127),         # the outer frame carries an 802.1Q tag
+    ("udp port 53", False, 8),
+])
+def test_the_recordings_filter_sees_the_packet_inside_a_tunnel(expr, outer, want, tmp_path):
+    """The recording's own filter (REST's recording bpf, bpf_outer) on a VXLAN mirror."""
+    with Session(CaptureConfig(pcap("ndpi__vxlan.pcap"))) as s:
+        s.start_recording(RecordConfig(str(tmp_path), bpf=expr, bpf_outer=outer, lossless=True))
+        while s.run() != RunResult.EOF:
+            pass
+        st = s.stop_recording()
+    assert st.packets == want and st.filtered == 127 - want
+    if want:  # whole packets, tunnel and all, are what is recorded
+        packets = [p for f in recordings(tmp_path) for p in read_pcapng(f)["packets"]]
+        assert len(packets) == want and all(p[2][12:14] == b"\x81\x00" for p in packets)
 
 
 def test_snaplen_keeps_the_wire_length(tmp_path):
@@ -144,7 +162,7 @@ def test_bad_recording_requests(tmp_path, key_file):
     src = pcap("zeek__wikipedia.pcap")
     for args, words in [
         (["--dir", tmp_path / "missing"], "no directory"),
-        (["--dir", tmp_path, "--filter", "not a filter ("], "bad filter"),
+        (["--dir", tmp_path, "--bpf", "not a filter ("], "bad filter"),
         (["--dir", tmp_path, "--snaplen", 10], "snaplen"),
         (["--dir", tmp_path, "--key-file", key_file("open.key", mode=0o644)], "chmod 600"),
         (["--dir", tmp_path, "--key-file", key_file("group.key", mode=0o640)], "group or others"),

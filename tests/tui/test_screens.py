@@ -135,3 +135,65 @@ def test_firmware_line_reads_v1_firmware():
           "target": "capbox-fpga1", "rollback_floor": {"capbox-fpga1": 5}}
     assert firmware_line(fw) == ("card capbox-fpga1 at /dev/shm/x: running 2.0.0 (load refused: crc), "
                                  "rollback floor capbox-fpga1 5, link up")
+
+
+@pytest.mark.parametrize("key", ["o", "f", "t", "a", "l", "y"])
+async def test_every_footer_fits_80_columns_with_quit_and_help(key):
+    from textual.widgets import Footer
+    app = app_for()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(key)
+        await settle(pilot)
+        keys = {k.key_display or k.key: k for k in app.screen.query_one(Footer).query("FooterKey")}
+        assert {"?", "q"} <= set(keys)
+        assert all(k.region.right <= SIZE[0] and k.region.width > 0 for k in keys.values())
+
+
+async def test_question_mark_lists_every_key_of_the_screen_and_the_console():
+    app = app_for()
+    async with app.run_test(size=(80, 40)) as pilot:
+        await pilot.press("t")
+        await settle(pilot)
+        threats = app.screen
+        await pilot.press("question_mark")
+        await settle(pilot)
+        text = str(app.screen.query_one("#help").query_one("Static").render())
+        for b in [*threats.BINDINGS, *app.BINDINGS]:
+            assert b.description in text
+        assert "anomalies" in text and "filter of the running capture" in text
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is threats
+
+
+class Unreachable:
+    """A source whose agent went away after one good answer."""
+
+    def __init__(self):
+        self.fake = FakeSource()
+        self.down = False
+
+    def __getattr__(self, name):
+        def call(*args, **kw):
+            if self.down:
+                from tui.source import SourceError
+                raise SourceError("cannot reach the agent at http://127.0.0.1:8080: connection refused")
+            return getattr(self.fake, name)(*args, **kw)
+        return call
+
+
+async def test_an_unreachable_agent_is_drawn_as_such_not_as_its_last_figures():
+    from textual.widgets import Sparkline, Static
+    source = Unreachable()
+    app = app_for(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.screen.query_one("#pps-line", Sparkline).data
+        source.down = True
+        await settle(pilot)
+        assert "agent unreachable" in str(app.screen.query_one("#state", Static).render())
+        assert "does not answer" in str(app.screen.query_one("#rates", Static).render())
+        assert not app.screen.query_one("#pps-line", Sparkline).data
+        source.down = False
+        await pilot.pause(2.5)                              # health is asked again at most every 2 s
+        assert "health healthy" in str(app.screen.query_one("#state", Static).render())

@@ -120,3 +120,14 @@ def test_silent_resolvers_are_a_verification_timeout():
     v.close()
     for s in silent:
         s.close()
+
+
+@pytest.mark.parametrize("fields,said", [(["content_hash"], "different hash)."),
+                                         (["content_hash", "content_length"], "different hash and length)."),
+                                         (["content_length"], "different length).")])
+def test_the_recommendation_names_only_what_differs(fields, said):
+    from agent.verify.consensus import url_recommendations
+    c = {"differences": [{"path": "p", "field": f} for f in fields], "attack_detected": False,
+         "outliers": [{"path_id": "p"}], "consensus_percentage": 80.0, "confidence": "HIGH"}
+    (line,) = [r for r in url_recommendations(c, 5) if r.startswith("Content has been modified")]
+    assert line.endswith(said)

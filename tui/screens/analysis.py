@@ -16,7 +16,7 @@ class Analysis(DataScreen):
         yield Sparkline([0], id="window-line")
         yield DataTable(id="anomaly-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="baseline", classes="box")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def setup(self) -> None:
         table = self.query_one(DataTable)

@@ -23,6 +23,9 @@ class DataScreen(Screen):
     def show(self, data: dict) -> None:
         raise NotImplementedError
 
+    def unreachable(self, message: str) -> None:
+        """The agent did not answer: a screen that shows live figures says so instead of the last ones."""
+
     def redraw(self) -> None:
         """Show the last answer again (a filter typed, a row chosen), without waiting for a new one."""
         if self.data is not None:

@@ -30,7 +30,7 @@ class Calls(DataScreen):
         yield DataTable(id="call-table", cursor_type="row", zebra_stripes=True)
         with ScrollableContainer(id="call-ladder", classes="box"):
             yield Static(id="call-flow")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def setup(self) -> None:
         table = self.query_one(DataTable)

@@ -2,7 +2,7 @@
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Select
+from textual.widgets import Button, Input, Label, Select, Static
 
 
 class StartCapture(ModalScreen):
@@ -70,3 +70,31 @@ class Ask(ModalScreen):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def _key(binding) -> str:
+    return binding.key_display or {"slash": "/", "question_mark": "?", "escape": "Esc"}.get(
+        binding.key, binding.key.replace("ctrl+", "^"))
+
+
+class Help(ModalScreen):
+    """Every key: the screen's own, then the console's, from their bindings (so it cannot go stale)."""
+
+    BINDINGS = [("escape", "dismiss", "close"), ("question_mark", "dismiss", "close"), ("q", "dismiss", "close")]
+
+    def __init__(self, under, app_bindings: list):
+        super().__init__()
+        self.under = under
+        self.app_bindings = app_bindings
+
+    def compose(self) -> ComposeResult:
+        lines = []
+        own = [b for b in getattr(self.under, "BINDINGS", []) if hasattr(b, "key")]
+        if own:
+            lines.append(f"[b]{getattr(self.under, 'title', '') or 'this screen'}[/]")
+            lines += [f"  {_key(b):<6} {b.description}" for b in own]
+        lines.append("[b]everywhere[/]")
+        lines += [f"  {_key(b):<6} {b.description}" for b in self.app_bindings]
+        lines += ["  ^p     command palette", "", "Esc or ? closes this help"]
+        with Vertical(classes="dialog", id="help"):
+            yield Static("\n".join(lines))

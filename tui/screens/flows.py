@@ -32,7 +32,7 @@ class Flows(Filtered, DataScreen):
         yield Input(placeholder="filter: address, port, protocol, app…", id="flow-filter")
         yield DataTable(id="flow-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="flow-detail", classes="box")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def setup(self) -> None:
         table = self.query_one(DataTable)

@@ -8,6 +8,9 @@ from textual.widgets import Footer, Sparkline, Static
 from tui.screens.base import DataScreen, human, mark, set_text
 
 HEALTH_EVERY_S = 2.0
+# label, widget id, key in the metrics' history
+SPARKLINES = (("pkt/s", "pps-line"), ("bit/s", "bps-line"), ("drops", "drop-line"))
+HISTORY_KEYS = {"pps-line": "pps", "bps-line": "bps", "drop-line": "dropped"}
 
 
 class Overview(DataScreen):
@@ -23,13 +26,14 @@ class Overview(DataScreen):
         with Horizontal(id="top"):
             with Vertical(id="traffic", classes="box"):
                 yield Static(id="rates")
-                yield Sparkline([0], id="pps-line")
-                yield Sparkline([0], id="bps-line")
-                yield Sparkline([0], id="drop-line")
+                for label, wid in SPARKLINES:
+                    with Horizontal(classes="spark-row"):
+                        yield Static(label, classes="spark-label")
+                        yield Sparkline([], id=wid)
             yield Static(id="host", classes="box")
         yield Static(id="counters", classes="box")
         yield Static(id="components", classes="box")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def fetch(self, source) -> dict:
         status = source.get("/v1/capture/status")
@@ -42,6 +46,13 @@ class Overview(DataScreen):
         firmware = source.optional("/v1/firmware")
         return {"status": status, "metrics": metrics, "health": self._health, "anomalies": anomalies,
                 "threats": threats, "firmware": firmware}
+
+    def unreachable(self, message: str) -> None:
+        set_text(self.query_one("#state", Static), f"[b]capbox[/]  [reverse] agent unreachable [/]  {message}")
+        set_text(self.query_one("#rates", Static), "no figures: the agent does not answer")
+        for wid in HISTORY_KEYS:
+            self.query_one(f"#{wid}", Sparkline).data = []
+        self._health = None
 
     def show(self, d: dict) -> None:
         st, m, h = d["status"], d["metrics"], d["health"]
@@ -61,8 +72,8 @@ class Overview(DataScreen):
         else:
             rates = "not capturing"
         set_text(self.query_one("#rates", Static), rates)
-        for wid, key in (("#pps-line", "pps"), ("#bps-line", "bps"), ("#drop-line", "dropped")):
-            self.query_one(wid, Sparkline).data = [x[key] for x in history] or [0]
+        for wid, key in HISTORY_KEYS.items():
+            self.query_one(f"#{wid}", Sparkline).data = [x[key] for x in history]   # none: an empty line
         sysd = h.get("system", {})
         nics = [i for i in h.get("interfaces", []) if i["up"] and i["name"] != "lo"][:3]
         host = [f"cpu {sysd.get('cpu_percent', 0):.0f}%  load {' '.join(f'{x:.1f}' for x in sysd.get('load_average', []))}",

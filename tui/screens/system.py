@@ -27,7 +27,7 @@ class System(DataScreen):
         yield Static(id="firmware", classes="box")
         yield Static(id="log-caption")
         yield Static(id="log", classes="box")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def setup(self) -> None:
         table = self.query_one(DataTable)

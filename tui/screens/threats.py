@@ -55,7 +55,7 @@ class Threats(Filtered, DataScreen):
     title = "Threats"
     AUTO_FOCUS = "#threat-table"
     BINDINGS = [Binding("k", "mark('k')", "ack"), Binding("c", "mark('c')", "confirm"),
-                Binding("x", "mark('x')", "false pos."), Binding("d", "deceive", "deception"),
+                Binding("x", "mark('x')", "dismiss"), Binding("d", "deceive", "deceive"),
                 Binding("slash", "focus_filter", "filter"), Binding("escape", "leave_filter", "table", show=False)]
 
     def __init__(self):
@@ -68,7 +68,7 @@ class Threats(Filtered, DataScreen):
         yield Input(placeholder="filter: type, severity, status, address…", id="threat-filter")
         yield DataTable(id="threat-table", cursor_type="row", zebra_stripes=True)
         yield Static(id="threat-detail", classes="box")
-        yield Footer()
+        yield Footer(show_command_palette=False)
 
     def setup(self) -> None:
         table = self.query_one(DataTable)

@@ -12,17 +12,13 @@ import sys
 import threading
 import time
 
+from agent.cli.common import fail, guard, load_config, refused
 from firmware import image, minisign, sign
 from firmware.errors import FirmwareError, Reason
 
 DEFAULT_SECRET = "capbox-fw.key"
 DEFAULT_PUBLIC = "capbox-fw.pub"
 PASSWORD_ENV = "CAPBOX_FW_PASSWORD"
-
-
-def _fail(message: str, status: int = 1) -> int:
-    print(f"capbox: error: {message}", file=sys.stderr)
-    return status
 
 
 def _read(path: str) -> bytes:
@@ -34,9 +30,8 @@ def _read(path: str) -> bytes:
 
 def _service(args):
     """The agent's firmware service on this box's configuration."""
-    from agent.cli import _load_config
     from agent.fwservice import FirmwareService
-    cfg = _load_config(args)
+    cfg = load_config(args)
     if getattr(args, "device", None):
         import dataclasses
         cfg = dataclasses.replace(cfg, firmware=dataclasses.replace(cfg.firmware, device=args.device))
@@ -60,6 +55,11 @@ def _print_verdict(v, as_json: bool) -> None:
         print("rollback   below the floor: allowed by --allow-rollback")
 
 
+def _say(args, record: dict, text: str) -> None:
+    """One object with --json, the sentence without."""
+    print(json.dumps(record) if getattr(args, "json", False) else text)
+
+
 # ---- commands ----------------------------------------------------------------------
 
 def cmd_build(args) -> int:
@@ -69,8 +69,10 @@ def cmd_build(args) -> int:
     tmp.write_bytes(data)
     os.replace(tmp, out)
     h = image.parse_header(data)
-    print(f"{out}: {h.target} {h.version_str}, rollback index {h.rollback}, {h.payload_len} payload bytes, "
-          f"sha256 {h.sha256.hex()}")
+    _say(args, {"image": str(out), "target": h.target, "version": h.version_str, "rollback": h.rollback,
+                "payload_len": h.payload_len, "sha256": h.sha256.hex()},
+         f"{out}: {h.target} {h.version_str}, rollback index {h.rollback}, {h.payload_len} payload bytes, "
+         f"sha256 {h.sha256.hex()}")
     return 0
 
 
@@ -78,8 +80,9 @@ def cmd_keygen(args) -> int:
     key = sign.generate()
     sign.write_key_pair(key, args.secret, args.public, force=args.force)
     pub = key.public_key()
-    print(f"secret key {args.secret} (unencrypted, mode 0600: keep it off the box)")
-    print(f"public key {args.public}, key id {pub.id_hex}")
+    _say(args, {"secret": args.secret, "public": args.public, "key_id": pub.id_hex},
+         f"secret key {args.secret} (unencrypted, mode 0600: keep it off the box)\n"
+         f"public key {args.public}, key id {pub.id_hex}")
     if args.trust:
         return cmd_trust(args, pub)
     return 0
@@ -90,7 +93,7 @@ def cmd_trust(args, pub=None) -> int:
     svc = _service(args)
     pub = pub or read_public_key(args.pubkey)
     path = Keyring().add(pub, svc.cfg.keyring_dir)
-    print(f"key {pub.id_hex} trusted: {path}")
+    _say(args, {"trusted": pub.id_hex, "path": str(path)}, f"key {pub.id_hex} trusted: {path}")
     return 0
 
 
@@ -101,19 +104,19 @@ def cmd_sign(args) -> int:
         password = os.environ.get(PASSWORD_ENV)
         if password is None:
             if not sys.stdin.isatty():
-                return _fail(f"{args.secret} is encrypted: set {PASSWORD_ENV} or run on a terminal")
+                return fail(f"{args.secret} is encrypted: set {PASSWORD_ENV} or run on a terminal")
             password = getpass.getpass(f"password for {args.secret}: ")
     key = sign.load_secret_key(text, password)
     data = _read(args.image)
     try:
         header = image.parse_header(data)
     except FirmwareError as e:
-        return _fail(f"{args.image}: {e.message}: not signing it")
+        return fail(f"{args.image}: {e.message}: not signing it")
     comment = args.trusted_comment or sign.default_trusted_comment(args.image, header)
     sig = key.sign(data, comment, prehashed=not args.legacy)
     out = args.sig or f"{args.image}.minisig"
     pathlib.Path(out).write_text(sig.to_text())
-    print(f"{out}: signed by key {key.public_key().id_hex}")
+    _say(args, {"signature": out, "key_id": key.public_key().id_hex}, f"{out}: signed by key {key.public_key().id_hex}")
     return 0
 
 
@@ -126,7 +129,7 @@ def cmd_verify(args) -> int:
         keys = svc.keyring(args.pubkey, args.keyring)
         v = svc.verify(data, signature, args.allow_rollback, keys=keys, target=args.target)
     except AgentError as e:
-        return _fail(e.message)
+        return fail(e.message)
     _print_verdict(v, args.json)
     return v.reason.value
 
@@ -173,7 +176,7 @@ def cmd_load(args) -> int:
     try:
         r = svc.load(data, signature, args.allow_rollback, args.reason or "", who=f"{getpass.getuser()} (CLI)")
     except AgentError as e:
-        return _refused(e, "loaded")
+        return refused(e, "loaded")
     run = r["running"]
     if args.json:
         print(json.dumps(r, indent=2))
@@ -227,13 +230,13 @@ def cmd_fpga_sim(args) -> int:
     try:
         faults = [_fault(f) for f in args.fault]
     except ValueError as e:
-        return _fail(str(e))
+        return fail(str(e))
     live = not os.path.exists(args.source)
     try:
         sim = Simulator(args.source, device=args.device, target=args.target, live=live, pace=args.pace,
                         loop=args.loop, desc_count=args.ring, data_mb=args.data_mb, flow_entries=args.flow_entries)
     except CaptureError as e:
-        return _fail(e.message)
+        return fail(e.message)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -245,31 +248,12 @@ def cmd_fpga_sim(args) -> int:
               f"{args.source}; no firmware yet (capbox fw load IMAGE)", flush=True)
         while not stop.wait(0.5):
             if sim.error:
-                return _fail(sim.error.message)
+                return fail(sim.error.message)
     except CaptureError as e:
-        return _fail(e.message)
+        return fail(e.message)
     finally:
         sim.close()
     return 0
-
-
-def _refused(e, undone: str) -> int:
-    """An AgentError as the operator sees it: a refused verdict's reason and its exit status (10-19),
-    anything else exit 1."""
-    verdict = e.details.get("verdict")
-    if verdict:
-        print(f"REFUSED ({verdict['reason']}): {verdict['message']}; nothing was {undone}", file=sys.stderr)
-        return Reason[verdict["reason"].upper()].value
-    return _fail(e.message)
-
-
-def _guard(fn):
-    def run(args) -> int:
-        try:
-            return fn(args)
-        except FirmwareError as e:
-            return _fail(e.message)
-    return run
 
 
 def add_parsers(sub) -> None:
@@ -287,22 +271,25 @@ def add_parsers(sub) -> None:
     b = fws.add_parser("build", help="make an image from a payload")
     b.add_argument("payload")
     b.add_argument("--target", required=True, help="hardware target name")
-    b.add_argument("--version", required=True, metavar="X.Y.Z")
+    b.add_argument("--image-version", "--version", dest="version", required=True, metavar="X.Y.Z")
     b.add_argument("--rollback", required=True, type=int, metavar="N", help="anti-rollback index")
     b.add_argument("--build-time", type=int, metavar="UNIX", help="default: now")
     b.add_argument("-o", "--output", required=True, metavar="IMAGE")
-    b.set_defaults(func=_guard(cmd_build))
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=guard(cmd_build))
 
     k = common(fws.add_parser("keygen", help="a new signing key pair (minisign format)"))
     k.add_argument("-s", "--secret", default=DEFAULT_SECRET, metavar="FILE")
     k.add_argument("-p", "--public", default=DEFAULT_PUBLIC, metavar="FILE")
     k.add_argument("-f", "--force", action="store_true", help="overwrite existing key files")
     k.add_argument("--trust", action="store_true", help="also add the public key to this box's keyring")
-    k.set_defaults(func=_guard(cmd_keygen))
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=guard(cmd_keygen))
 
     t = common(fws.add_parser("trust", help="add a minisign public key file to this box's keyring"))
     t.add_argument("pubkey")
-    t.set_defaults(func=_guard(cmd_trust))
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=guard(cmd_trust))
 
     s = fws.add_parser("sign", help="sign an image (writes IMAGE.minisig)")
     s.add_argument("image")
@@ -311,7 +298,8 @@ def add_parsers(sub) -> None:
     s.add_argument("-x", "--sig", metavar="FILE", help="signature file (default IMAGE.minisig)")
     s.add_argument("-t", "--trusted-comment", metavar="TEXT")
     s.add_argument("--legacy", action="store_true", help="sign the file itself, not its BLAKE2b-512 hash")
-    s.set_defaults(func=_guard(cmd_sign))
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=guard(cmd_sign))
 
     v = common(fws.add_parser("verify", help="verify an image: exit status 0, or the reason's (10-19)"), device=True)
     v.add_argument("image")
@@ -322,13 +310,13 @@ def add_parsers(sub) -> None:
     v.add_argument("--target", help="hardware target (default: the card's, else firmware.target)")
     v.add_argument("--allow-rollback", action="store_true", help="accept an index below the floor")
     v.add_argument("--json", action="store_true")
-    v.set_defaults(func=_guard(cmd_verify))
+    v.set_defaults(func=guard(cmd_verify))
 
     i = fws.add_parser("inspect", help="show an image's header (and its signature, unverified)")
     i.add_argument("image")
     i.add_argument("--sig", metavar="FILE")
     i.add_argument("--json", action="store_true")
-    i.set_defaults(func=_guard(cmd_inspect))
+    i.set_defaults(func=guard(cmd_inspect))
 
     ld = common(fws.add_parser("load", help="verify an image, then load it into the card"), device=True)
     ld.add_argument("image")
@@ -336,11 +324,11 @@ def add_parsers(sub) -> None:
     ld.add_argument("--allow-rollback", action="store_true", help="load below the rollback floor (logged)")
     ld.add_argument("--reason", help="why (required with --allow-rollback)")
     ld.add_argument("--json", action="store_true")
-    ld.set_defaults(func=_guard(cmd_load))
+    ld.set_defaults(func=guard(cmd_load))
 
     st = common(fws.add_parser("status", help="the card, its slot and the rollback floor"), device=True)
     st.add_argument("--json", action="store_true")
-    st.set_defaults(func=_guard(cmd_status))
+    st.set_defaults(func=guard(cmd_status))
 
     from hwdrivers.fpga import DEFAULT_DEVICE
     sim = sub.add_parser("fpga-sim", help="run the capture card's software model until interrupted")

@@ -10,14 +10,13 @@ import time
 import urllib.error
 import urllib.request
 
-from agent.fwcli import _fail, _guard, _refused  # the same error line and exit status as capbox fw
+from agent.cli.common import fail, guard, load_config, refused
 from firmware.errors import FirmwareError
 
 
 def _service(args):
-    from agent.cli import _load_config
     from agent.update.service import UpdateService
-    return UpdateService(_load_config(args))
+    return UpdateService(load_config(args))
 
 
 def _signature(args) -> bytes:
@@ -65,9 +64,9 @@ def cmd_verify(args) -> int:
         else:
             verdict, contents = svc.verify(args.bundle, sig)
     except AgentError as e:
-        return _fail(e.message)
+        return fail(e.message)
     except OSError as e:
-        return _fail(f"{args.bundle}: {e.strerror}")
+        return fail(f"{args.bundle}: {e.strerror}")
     d = bundle.describe(verdict, contents)
     if args.json:
         print(json.dumps(d, indent=2))
@@ -85,9 +84,9 @@ def cmd_install(args) -> int:
     try:
         r = svc.install(args.bundle, sig, args.allow_rollback, args.reason or "", who=f"{getpass.getuser()} (CLI)")
     except AgentError as e:
-        return _refused(e, "written")
+        return refused(e, "written")
     except OSError as e:
-        return _fail(f"{args.bundle}: {e.strerror}")
+        return fail(f"{args.bundle}: {e.strerror}")
     if args.json:
         print(json.dumps(r, indent=2))
     else:
@@ -108,7 +107,7 @@ def cmd_status(args) -> int:
     try:
         st = _service(args).status()
     except AgentError as e:
-        return _fail(e.message)
+        return fail(e.message)
     if args.json:
         print(json.dumps(st, indent=2))
         return 0
@@ -166,14 +165,14 @@ def cmd_guard(args) -> int:
             # the slot on trial carries a configuration the agent cannot start with: that
             # is its verdict, recorded in the state on --data-dir (which needs no configuration)
             if not args.data_dir:
-                return _fail(f"config: {e}")
+                return fail(f"config: {e}")
             svc = UpdateService(config.load(None, env={}, overrides={"agent": {"data_dir": args.data_dir}}))
             svc.reconcile()
             svc.fail(f"the agent's configuration does not load: {e}")
             return 1
         ok = svc.guard(health_probe(svc.cfg), args.timeout, args.stable, args.poll)
     except AgentError as e:
-        return _fail(e.message)
+        return fail(e.message)
     return 0 if ok else 1
 
 
@@ -191,12 +190,12 @@ def add_parsers(sub) -> None:
     b.add_argument("--rootfs", required=True, metavar="IMAGE", help="root filesystem image (squashfs)")
     b.add_argument("--uki", required=True, metavar="EFI", help="unified kernel image")
     b.add_argument("--target", default="capbox-x86_64", help="system target (default capbox-x86_64)")
-    b.add_argument("--version", required=True, metavar="X.Y.Z")
+    b.add_argument("--image-version", "--version", dest="version", required=True, metavar="X.Y.Z")
     b.add_argument("--rollback", required=True, type=int, metavar="N")
     b.add_argument("--build-id", default="")
     b.add_argument("--key", metavar="SECRET", help="sign with this minisign secret key (writes BUNDLE.minisig)")
     b.add_argument("-o", "--output", required=True, metavar="BUNDLE")
-    b.set_defaults(func=_guard(cmd_build))
+    b.set_defaults(func=guard(cmd_build))
 
     v = common(ups.add_parser("verify", help="verify a bundle: exit status 0, or the reason's (10-19)"))
     v.add_argument("bundle")
@@ -204,7 +203,7 @@ def add_parsers(sub) -> None:
     v.add_argument("--pubkey", metavar="FILE", help="trust this public key only (no rollback check)")
     v.add_argument("--target", help="system target (default: the running image's)")
     v.add_argument("--json", action="store_true")
-    v.set_defaults(func=_guard(cmd_verify))
+    v.set_defaults(func=guard(cmd_verify))
 
     i = common(ups.add_parser("install", help="verify, write the inactive slot, try it once on reboot"))
     i.add_argument("bundle")
@@ -213,14 +212,14 @@ def add_parsers(sub) -> None:
     i.add_argument("--allow-rollback", action="store_true", help="install below the rollback floor (logged)")
     i.add_argument("--reason", help="why (required with --allow-rollback)")
     i.add_argument("--json", action="store_true")
-    i.set_defaults(func=_guard(cmd_install))
+    i.set_defaults(func=guard(cmd_install))
 
     s = common(ups.add_parser("status", help="slots, versions, which is booted and committed"))
     s.add_argument("--json", action="store_true")
-    s.set_defaults(func=_guard(cmd_status))
+    s.set_defaults(func=guard(cmd_status))
 
     g = common(ups.add_parser("guard", help="(boot) commit the slot on trial once healthy; exit 1 when it fails"))
     g.add_argument("--timeout", type=float, default=90, metavar="S", help="health must come within (default 90)")
     g.add_argument("--stable", type=float, default=10, metavar="S", help="and last this long (default 10)")
     g.add_argument("--poll", type=float, default=2, metavar="S")
-    g.set_defaults(func=_guard(cmd_guard))
+    g.set_defaults(func=guard(cmd_guard))

@@ -4,26 +4,21 @@ import getpass
 import signal
 import sys
 
+from agent.cli.common import fail, load_config
 from agent.console import password
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
 
-def _fail(message: str) -> int:
-    print(f"capbox: error: {message}", file=sys.stderr)
-    return 1
-
-
 def cmd_console(args) -> int:
-    from agent.cli import _load_config
     from agent.config import ConfigError
     over = {"console": {"port": args.port}} if args.port else {}
     if args.baud:
         over.setdefault("console", {})["baud"] = args.baud
     try:
-        cfg = _load_config(args, over)
+        cfg = load_config(args, over)
     except ConfigError as e:
-        return _fail(f"config: {e}")
+        return fail(f"config: {e}")
     if args.action == "passwd":
         return set_password(password.path_for(cfg))
     return serve(cfg, args.url, args.key)
@@ -34,15 +29,15 @@ def set_password(path) -> int:
     if sys.stdin.isatty():
         first = getpass.getpass("new console password: ")
         if getpass.getpass("again: ") != first:
-            return _fail("the two passwords differ; nothing changed")
+            return fail("the two passwords differ; nothing changed")
     else:
         first = sys.stdin.readline().rstrip("\r\n")
     try:
         password.store(path, first)
     except password.PasswordError as e:
-        return _fail(str(e))
+        return fail(str(e))
     except OSError as e:
-        return _fail(f"cannot write {path}: {e.strerror}")
+        return fail(f"cannot write {path}: {e.strerror}")
     print(f"console password set ({path})")
     return 0
 
@@ -53,10 +48,10 @@ def serve(cfg, url: str, key) -> int:
     from agent.console.commands import Commands
     from agent.console.service import Console
     if not cfg.console.port:
-        return _fail("give --port DEVICE|URL (a tty, a pty, socket://HOST:PORT, rfc2217://HOST:PORT)")
+        return fail("give --port DEVICE|URL (a tty, a pty, socket://HOST:PORT, rfc2217://HOST:PORT)")
     key = key or default_key(cfg.data_dir)
     if not key:
-        return _fail(f"no API key: give --key, set CAPBOX_KEY, or run where {cfg.data_dir}/admin.key is readable")
+        return fail(f"no API key: give --key, set CAPBOX_KEY, or run where {cfg.data_dir}/admin.key is readable")
     agentlog.setup(cfg.agent.log_level)
     client = Client(url, key, timeout=60)
     try:

@@ -1,0 +1,59 @@
+"""The capbox command line: one parser, its commands grouped by what they
+work on (capture files, findings, this box, threats, firmware, updates, the
+serial console).  docs/CLI.md has the conventions every command keeps."""
+import argparse
+import os
+import sys
+
+from agent import __version__
+from agent.cli import box, console, files, findings, firmware, threats, update
+from agent.cli.common import resolve_capture_file
+
+GROUPS = (files, findings, box, threats, console, firmware, update)
+
+
+def _leaves(parser: argparse.ArgumentParser):
+    """Every parser under this one, itself included."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _leaves(sub)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="capbox", description="capbox network capture appliance")
+    p.add_argument("--version", action="version", version=f"capbox {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for group in GROUPS:
+        group.add_parsers(sub)
+    for leaf in _leaves(p):
+        leaf.set_defaults(parser=leaf)      # the deepest parser's default wins: errors show its usage
+    return p
+
+
+def parse(argv=None, parser=None) -> argparse.Namespace:
+    """The command line as a command reads it: the capture file and its filter resolved, errors
+    (exit 2) with the usage of the command that was given."""
+    args, extra = (parser or build_parser()).parse_known_args(argv)
+    if extra:
+        if hasattr(args, "words") and not any(w.startswith("-") for w in extra):
+            args.words += extra             # an expression after an option: `analyze F --json tcp port 80`
+        else:
+            args.parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if getattr(args, "capture_file", False):
+        resolve_capture_file(args, args.parser)
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away (`capbox … | head`): no traceback, and nothing more to flush into the pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

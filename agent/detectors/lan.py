@@ -1,0 +1,171 @@
+"""What a detector knows of the LAN, learned from every event it sees, not
+only from ARP: a box joins a network whose ARP caches are already warm, so
+many bindings never appear in ARP at all.
+
+- hosts: IP -> MAC of on-link senders.  An IP frame's source binds its MAC
+  only while no other MAC sends that IP (a router or a man in the middle
+  forwards other hosts' addresses); ARP and NDP sender fields and DHCP
+  leases bind outright.
+- routers: the MACs that carry off-link (public) source addresses, and the
+  senders of Router Advertisements; router_ips: their own addresses (DHCP's
+  router option, an RA's source, an ARP reply or a frame with a private
+  source from a router MAC).
+- next hops: the MAC each host sends its routed (off-link) traffic to.
+
+Everything is packet time and bounded (Recent)."""
+from typing import Optional
+
+from agent.detectors.detector import Recent, is_public_ip
+from hwdrivers import records
+
+ROUTER_MIN_OFF_LINK = 2      # distinct off-link sources before a MAC counts as a router
+LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_syn", "tls", "http")
+NO_MAC = ("", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
+
+
+def on_link(ip: str) -> bool:
+    return bool(ip) and ip not in ("0.0.0.0", "::") and not is_public_ip(ip)
+
+
+class Lan:
+    def __init__(self):
+        self.hosts = Recent()        # ip -> {"mac", "ts", "how"}
+        self.senders = Recent()      # ip -> {mac: ts}: every MAC that sent this source address lately
+        self.macs = Recent()         # mac -> {ip: ts}: its own addresses (unique senders, ARP, NDP, DHCP)
+        self.off_link = Recent()     # mac -> set of off-link sources it carried
+        self.routers = Recent()      # mac -> first ts it was known as a router
+        self.router_ips = Recent()   # ip -> mac
+        self.next_hop = Recent()     # host ip -> {"mac", "ts", "since"}: where its routed traffic goes
+        self.gateways = Recent(256)  # router addresses DHCP handed out -> ts
+
+    # ---- learning --------------------------------------------------------------------
+
+    def bind(self, ip: str, mac: str, ts: float, how: str, first: bool = False) -> None:
+        """ip is at mac (first: only when nothing else is known of it).  ND and DHCP speak of on-link
+        addresses whatever their scope; an IP frame's source is on-link only when not public."""
+        if mac in NO_MAC or not ip or ip in ("0.0.0.0", "::") or (how == "ip" and not on_link(ip)):
+            return
+        if first and self.hosts.get(ip, {"mac": mac})["mac"] != mac:
+            return
+        self.hosts[ip] = {"mac": mac, "ts": ts, "how": how}
+        self.macs.setdefault(mac, Recent(64))[ip] = ts
+
+    def router(self, mac: str, ts: float, ip: str = "") -> None:
+        if mac in NO_MAC:
+            return
+        self.routers.setdefault(mac, ts)
+        if ip and on_link(ip):
+            self.router_ips[ip] = mac
+
+    def release(self, ip: str, mac: str) -> None:
+        """A DHCP release: the address is free for another MAC."""
+        h = self.hosts.get(ip)
+        if h and h["mac"] == mac:
+            del self.hosts[ip]
+        self.macs.get(mac, {}).pop(ip, None)
+        self.senders.pop(ip, None)
+
+    def frame(self, src: str, dst: str, src_mac: str, dst_mac: str, ts: float) -> None:
+        """An IP frame: who sent it, and through which next hop."""
+        if src_mac in NO_MAC:
+            return
+        if on_link(src):
+            seen = self.senders.setdefault(src, Recent(8))
+            seen[src_mac] = ts
+            if len(seen) == 1 and src not in self.hosts:
+                self.bind(src, src_mac, ts, "ip")
+            if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
+                    and self.hosts[src]["mac"] == src_mac:
+                self.router_ips[src] = src_mac
+            if dst_mac not in NO_MAC and is_public_ip(dst):
+                # the first next hop stands until a router replaces one that is no router: a switch to a MAC
+                # that is no router is what a poisoner causes, and is judged (arp_spoof), not learned
+                hop = self.next_hop.get(src)
+                if hop and hop["mac"] == dst_mac:
+                    hop["ts"] = ts
+                elif hop is None or (dst_mac in self.routers and hop["mac"] not in self.routers):
+                    self.next_hop[src] = {"mac": dst_mac, "ts": ts, "since": ts}
+        elif is_public_ip(src):
+            carried = self.off_link.setdefault(src_mac, set())
+            if len(carried) < 64:
+                carried.add(src)
+            if len(carried) >= ROUTER_MIN_OFF_LINK and src_mac not in self.routers:
+                self.router(src_mac, ts)
+
+    def learn(self, ev) -> None:
+        """One packet event of any kind."""
+        from agent.detectors import dhcp, ndp
+        ts = ev.ts
+        if ev.kind == "arp":
+            rec = records.record_of(ev)
+            if rec is not None and rec.op in (1, 2):
+                self.bind(rec.sender_ip, rec.sender_mac, ts, "arp", first=True)
+            return
+        if ev.kind == "ndp":
+            f = ndp.parse(ev)
+            if f is None:
+                return
+            if f["type"] == "ra":
+                self.router(ev.src_mac, ts, ev.src)
+                self.bind(ev.src, f["slla"] or ev.src_mac, ts, "ndp", first=True)
+            elif f["type"] in ("ns", "rs") and ev.src != "::":
+                self.bind(ev.src, f["slla"] or ev.src_mac, ts, "ndp", first=True)
+            elif f["type"] == "na":
+                self.bind(f["target"], f["tlla"] or ev.src_mac, ts, "ndp", first=True)
+            return
+        if ev.kind == "dhcp":
+            f = dhcp.parse(ev)
+            if f is None:
+                return
+            if f["message"] == "release":
+                self.release(f["client_ip"], f["client_mac"])
+            elif f["message"] in ("ack", "reply") and f["your_ip"] and f["client_mac"]:
+                self.bind(f["your_ip"], f["client_mac"], ts, "dhcp")      # a lease binds outright
+                for r in f["routers"]:
+                    self.gateways[r] = ts
+            if f["from_server"]:
+                self.bind(ev.src, ev.src_mac, ts, "dhcp", first=True)
+            return
+        self.frame(ev.src, ev.dst, ev.src_mac, ev.dst_mac, ts)
+
+    # ---- what is known -----------------------------------------------------------------
+
+    def mac_of(self, ip: str) -> Optional[str]:
+        h = self.hosts.get(ip)
+        return h["mac"] if h else self.router_ips.get(ip)
+
+    def own_ip(self, mac: str, but: str = "", like: str = "") -> Optional[str]:
+        """The address a MAC uses as its own (the latest; of like's family first), never one another MAC also
+        sends from."""
+        ips = self.macs.get(mac, {})
+        family = ":" in (like or but)
+        mine = [((":" in ip) == family, ts, ip) for ip, ts in ips.items() if ip != but and self.mac_of(ip) == mac
+                and len(self.senders.get(ip, {mac: 0})) == 1]
+        return max(mine)[2] if mine else None
+
+    def own_ips(self, mac: str, but: str = "") -> list:
+        return sorted(ip for ip in self.macs.get(mac, {}) if ip != but and self.mac_of(ip) == mac)
+
+    def expected_mac(self, ip: str, client: str = "") -> Optional[str]:
+        """The MAC a frame from ip should come through: its own when on-link, else the client's router."""
+        if on_link(ip):
+            return self.mac_of(ip)
+        hop = self.next_hop.get(client)
+        if hop:
+            return hop["mac"]
+        return min(self.routers.items(), key=lambda r: r[1])[0] if self.routers else None   # the oldest router
+
+    def sender(self, ip: str, mac: str, client: str = "") -> tuple:
+        """(who sent it, spoofed): a frame in ip's name from a MAC that is not ip's (nor, off-link, the router's)
+        was sent by that MAC, named by its own address (or the MAC); else by ip."""
+        expected = self.expected_mac(ip, client)
+        if mac and expected and mac != expected:
+            return self.own_ip(mac, like=ip) or mac, True
+        return ip, False
+
+    def is_gateway(self, ip: str) -> bool:
+        return ip in self.gateways or ip in self.router_ips
+
+    def is_router(self, mac: str, before: Optional[float] = None) -> bool:
+        first = self.routers.get(mac)
+        return first is not None and (before is None or first < before)
