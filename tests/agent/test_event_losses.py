@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.conftest import wait_for
 from tests.conftest import ROOT
@@ -25,9 +26,9 @@ def test_event_ring_drops_turn_health_degraded(make_agent, tmp_path):
     # the core reads the file far faster than Python takes 60,000 events out of a 1,024-record ring
     assert health["status"] == "degraded" and lost.get("event_ring:dns", 0) > 0, health["losses"]
     text = agent.client.raw("GET", "/metrics").body.decode()
-    sample = 'capbox_lost_total{path="event_path",cause="event_ring:dns"}'
-    line = next(x for x in text.splitlines() if x.startswith(sample))
-    assert float(line.split()[-1]) == lost["event_ring:dns"]
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "capbox_lost"]
+    sample = next(s for s in family.samples if s.labels == {"path": "event_path", "cause": "event_ring:dns"})
+    assert sample.name == "capbox_lost_total" and sample.value == lost["event_ring:dns"]
 
 
 @pytest.mark.root

@@ -66,9 +66,10 @@ static void parse_records(const uint8_t *p, uint32_t n)
     CHECK(ev.rec.tls.n_certs <= HW_TLS_CERT_MAX && ev.rec.tls.n_alpn <= HW_TLS_ALPN_MAX);
     CHECK(hw_arp_parse(p, n, &ev.rec.arp) >= 0);
     rc = hw_ndp_parse(p, n, &ev.rec.ndp);
-    CHECK(rc >= 0 && ev.rec.ndp.n_prefixes <= HW_NDP_PREFIX_MAX);
+    CHECK(rc >= 0 && ev.rec.ndp.n_prefixes <= HW_NDP_PREFIX_MAX && ev.rec.ndp.n_rdnss <= HW_NDP_RDNSS_MAX);
     rc = hw_dhcp_parse(p, n, n & 2 ? 6 : 4, &ev.rec.dhcp);
     CHECK(rc >= 0 && ev.rec.dhcp.server_id_len <= HW_DHCP_ID_MAX);
+    CHECK(ev.rec.dhcp.n_routers <= HW_DHCP_ADDR_MAX && ev.rec.dhcp.n_dns <= HW_DHCP_ADDR_MAX);
     rc = hw_http_parse(p, n, &ev.rec.http);
     CHECK(rc >= 0 && ev.rec.http.n_cookies <= HW_HTTP_COOKIES);
 }

@@ -12,10 +12,10 @@ from tests.pcapfiles import read_pcap
 ND_FIELDS = ["frame.number", "icmpv6.type", "icmpv6.nd.ns.target_address", "icmpv6.nd.na.target_address",
              "icmpv6.opt.type", "icmpv6.opt.linkaddr", "icmpv6.nd.ra.router_lifetime", "icmpv6.nd.ra.flag.prf",
              "icmpv6.nd.ra.cur_hop_limit", "icmpv6.opt.prefix", "icmpv6.opt.prefix.length", "icmpv6.opt.mtu",
-             "icmpv6.nd.na.flag.s", "icmpv6.nd.na.flag.o", "icmpv6.nd.na.flag.r"]
+             "icmpv6.nd.na.flag.s", "icmpv6.nd.na.flag.o", "icmpv6.nd.na.flag.r", "icmpv6.opt.rdnss"]
 DHCP_FIELDS = ["frame.number", "dhcp.option.dhcp", "dhcp.id", "dhcp.hw.mac_addr", "dhcp.ip.your",
                "dhcp.option.dhcp_server_id", "dhcp.option.requested_ip_address", "dhcp.option.router",
-               "dhcp.option.ip_address_lease_time", "dhcp.type"]
+               "dhcp.option.ip_address_lease_time", "dhcp.type", "dhcp.ip.client", "dhcp.option.domain_name_server"]
 
 
 def tshark_fields(tshark: str, path: str, display: str, fields: list) -> list:
@@ -64,6 +64,7 @@ def test_ndp_records_match_tshark(name, tshark):
             assert [str(p.length) for p in r.prefixes] == row["icmpv6.opt.prefix.length"].split("|")[:len(prefixes)][:4]
             if row["icmpv6.opt.mtu"]:
                 assert r.mtu == int(row["icmpv6.opt.mtu"])
+            assert list(r.rdnss) == (row["icmpv6.opt.rdnss"].split("|") if row["icmpv6.opt.rdnss"] else [])[:4]
         if r.type == 136:
             assert bool(r.flags & 0x40) == (row["icmpv6.nd.na.flag.s"] in ("1", "True"))
             assert bool(r.flags & 0x20) == (row["icmpv6.nd.na.flag.o"] in ("1", "True"))
@@ -88,6 +89,10 @@ def test_dhcp_records_match_tshark(tshark):
         assert r.requested == row["dhcp.option.requested_ip_address"]
         assert r.router == row["dhcp.option.router"].split("|")[0]
         assert r.lease_s == int(row["dhcp.option.ip_address_lease_time"] or 0)
+        assert r.client_ip == row["dhcp.ip.client"]
+        assert list(r.routers) == (row["dhcp.option.router"].split("|") if row["dhcp.option.router"] else [])[:4]
+        assert list(r.dns) == (row["dhcp.option.domain_name_server"].split("|")
+                               if row["dhcp.option.domain_name_server"] else [])[:4]
 
 
 def test_dhcpv6_advertise():
@@ -97,10 +102,12 @@ def test_dhcpv6_advertise():
     ia_na = b"\x00\x00\x00\x01" + bytes(8) + b"\x00\x05" + len(iaaddr).to_bytes(2, "big") + iaaddr
     opts = (b"\x00\x01" + len(duid_client).to_bytes(2, "big") + duid_client +
             b"\x00\x02" + len(duid_server).to_bytes(2, "big") + duid_server +
-            b"\x00\x03" + len(ia_na).to_bytes(2, "big") + ia_na)
+            b"\x00\x03" + len(ia_na).to_bytes(2, "big") + ia_na +
+            b"\x00\x17\x00\x20" + bytes.fromhex("20010db8000000000000000000000053" "20010db8000000000000000000000054"))
     r = records.parse_dhcp(b"\x02\x12\x34\x56" + opts, 6)
     assert (r.msg_type, r.xid, r.client_mac, r.server_id, r.offered, r.lease_s) == (
         2, 0x123456, "02:00:00:00:00:07", duid_server.hex(), "2001:db8::42", 7200)
+    assert r.dns == ("2001:db8::53", "2001:db8::54")
     assert records.parse_dhcp(b"\x02\x12\x34\x56\x00\x01\x00\x20", 6) == "dhcp"
 
 
@@ -121,3 +128,27 @@ def test_arp_events_carry_their_record(tshark):
         evs = s.read_events()
     assert [dataclasses.astuple(e.record) for e in evs] == [(int(r["arp.opcode"]), r["arp.src.hw_mac"], r["arp.src.proto_ipv4"],
                                                r["arp.dst.hw_mac"], r["arp.dst.proto_ipv4"]) for r in rows]
+
+
+ND_DISPLAY = "icmpv6.type >= 133 && icmpv6.type <= 137"
+
+
+@pytest.mark.parametrize("name,kind,display", [("zeek__icmp6-router-advert.pcap", "ndp", ND_DISPLAY),
+                                               ("zeek__icmp6-nd-options.pcap", "ndp", ND_DISPLAY),
+                                               ("zeek__dhcp.pcap", "dhcp", "dhcp")])
+def test_ndp_and_dhcp_events_carry_their_record(name, kind, display, tshark):
+    """The record on the event is the one the C parser gives for the same packet (held to tshark above)."""
+    from hwdrivers import CaptureConfig, RunResult, Session
+    path = pcap(name)
+    frames = read_pcap(path)
+    rows = tshark_fields(tshark, path, display, ["frame.number"])
+    with Session(CaptureConfig(source=path, events=frozenset({kind}), lossless=True)) as s:
+        while s.run(timeout_ms=500) != RunResult.EOF:
+            pass
+        evs = s.read_events()
+    l4s = [l4_payload(frames[int(row["frame.number"]) - 1][2])[1] for row in rows]
+    l4s = [l4 for l4 in l4s if len(l4) > 8]       # an ND message with nothing after its 8 bytes is no event
+    assert len(evs) == len(l4s) > 0
+    for ev, l4 in zip(evs, l4s):
+        want = records.parse_ndp(l4) if kind == "ndp" else records.parse_dhcp(l4[8:], 4)
+        assert ev.record_error == "" and ev.record == want
