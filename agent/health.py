@@ -53,6 +53,23 @@ class Health:
     def __init__(self):
         self.components: dict = {}
         self.started = time.time()
+        self.loss_sources: dict = {}   # name -> () -> {cause: count}: data lost on its way (never silent)
+
+    def register_losses(self, name: str, counts: Callable[[], dict]) -> None:
+        """A path whose drops turn the agent degraded while any is non-zero."""
+        self.loss_sources[name] = counts
+
+    def losses(self) -> dict:
+        """{path: {cause: count}} of every path that lost something."""
+        out = {}
+        for name, counts in self.loss_sources.items():
+            try:
+                lost = {k: v for k, v in counts().items() if v}
+            except Exception as e:  # a counter must never break /v1/health
+                lost = {"error": str(e)}
+            if lost:
+                out[name] = lost
+        return out
 
     def register(self, name: str, critical: bool = True, detail=None) -> Component:
         c = self.components[name] = Component(name, critical, detail)
@@ -75,11 +92,11 @@ class Health:
         return t
 
     def status(self) -> str:
-        """healthy, degraded (a non-critical part is down) or unhealthy."""
+        """healthy, degraded (a non-critical part is down, or data was lost) or unhealthy."""
         bad = [c for c in self.components.values() if not c.healthy]
         if any(c.critical for c in bad):
             return "unhealthy"
-        return "degraded" if bad else "healthy"
+        return "degraded" if bad or self.losses() else "healthy"
 
     def snapshot(self) -> dict:
         return {name: c.snapshot() for name, c in self.components.items()}

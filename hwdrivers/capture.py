@@ -14,6 +14,7 @@ from typing import Optional
 from hwdrivers import events as _events
 from hwdrivers import export as _export
 from hwdrivers import record as _record
+from hwdrivers import records as _records
 from hwdrivers import flows as _flows
 from hwdrivers import rtp as _rtp
 from hwdrivers import windows as _windows
@@ -229,6 +230,7 @@ class Session:
         self._closed = False
         self._cond = threading.Condition()
         self._event_buf = ffi.new("struct hw_event[]", 256)
+        self._event_view = ffi.buffer(self._event_buf)
         self._flow_buf = ffi.new("struct hw_flow_record[]", 1024)
         self._window_buf = ffi.new("struct hw_window[]", 16)
         self.linktype = lib.hw_session_linktype(self._s)
@@ -293,6 +295,15 @@ class Session:
             lib.hw_session_counters(s, c)
             return _counters_from_cdata(c)
 
+    def record_counters(self) -> dict:
+        """{"parsed": {kind: n}, "malformed": {reason: n}}: the protocol records parsed in C."""
+        with self._use() as s:
+            c = ffi.new("struct hw_rec_counters *")
+            lib.hw_records_counters(s, c)
+            return {"parsed": {k: c.parsed[i] for i, k in enumerate(_events.KINDS) if c.parsed[i]},
+                    "malformed": {k: c.malformed[i] for i, k in enumerate(_records.MALFORMED_NAMES)
+                                  if i and c.malformed[i]}}
+
     def _drain(self, read, buf, convert, limit):
         """Records from a C ring, converted; with convert None only counted (and dropped)."""
         out, seen = [], 0
@@ -308,7 +319,15 @@ class Session:
 
     def read_events(self, limit: int = 1 << 30) -> list:
         """Queued packet events (kinds chosen in the config), oldest first."""
-        return self._drain(lib.hw_events_read, self._event_buf, _events.from_cdata, limit)
+        out = []
+        size, convert, view = _events.SIZE, _events.from_buffer, self._event_view
+        with self._use() as s:
+            while len(out) < limit:
+                n = lib.hw_events_read(s, self._event_buf, min(limit - len(out), len(self._event_buf)))
+                out.extend(convert(view, i * size) for i in range(n))
+                if n < len(self._event_buf):
+                    break
+        return out
 
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""

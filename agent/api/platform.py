@@ -34,7 +34,8 @@ def register(api: Api) -> None:
         status = agent.health.status()
         body = {"status": status, "timestamp": now_iso(), "version": __version__, "mode": agent.mode(),
                 "uptime_seconds": round(time.time() - agent.health.started, 1),
-                "components": agent.health.snapshot(), "system": system.system(str(agent.cfg.data_dir)),
+                "components": agent.health.snapshot(), "losses": agent.health.losses(),
+                "system": system.system(str(agent.cfg.data_dir)),
                 "interfaces": system.interfaces()}
         return (503 if status == "unhealthy" else 200), body
 

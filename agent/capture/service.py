@@ -117,6 +117,7 @@ class CaptureService:
         self.export = ExportManager(cfg, store)
         self.recording = RecordingManager(cfg, self.settings)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
+        health.register_losses("event_path", self.event_losses)
         self.component.state = "idle"
 
     # ---- what can run here ----------------------------------------------------
@@ -337,7 +338,7 @@ class CaptureService:
     def _counter_summary(c) -> dict:
         return {"packets": c.packets, "bytes": c.bytes, "malformed": c.malformed,
                 "dropped": c.backend_dropped + c.backend_if_dropped, "flows_created": c.flows_created,
-                "flows_active": c.flows_active}
+                "flows_active": c.flows_active, "events_dropped": {k: v for k, v in c.events_dropped.items() if v}}
 
     def status(self) -> dict:
         with self._lock:
@@ -492,6 +493,26 @@ class CaptureService:
     def counters(self):
         run = self.run
         return None if run is None else run.session.counters()
+
+    def record_counters(self) -> Optional[dict]:
+        run = self.run
+        return None if run is None else run.session.record_counters()
+
+    def event_losses(self) -> dict:
+        """Packets and events lost between the wire and the detectors: the kernel or interface, a full
+        event ring (this capture, or the last one), a bus subscriber's full queue (since the agent started)."""
+        with self._lock:
+            run = self.run
+            c = run.session.counters() if run is not None else None
+            last = self.last.final if run is None and self.last is not None and self.last.final else {}
+        ring = c.events_dropped if c is not None else last.get("events_dropped", {})
+        ring = {f"event_ring:{k}": v for k, v in ring.items() if v}
+        if c is not None:  # before the event path: the kernel's or the interface's
+            ring.update({k: v for k, v in (("kernel", c.backend_dropped), ("interface", c.backend_if_dropped)) if v})
+        elif last.get("dropped"):
+            ring["kernel_or_interface"] = last["dropped"]
+        bus = {f"bus:{s['name'] or 'anonymous'}": s["dropped"] for s in self.bus.stats()["subscribers"] if s["dropped"]}
+        return {**ring, **bus}
 
     def _health_detail(self) -> dict:
         run = self.run

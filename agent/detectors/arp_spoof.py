@@ -19,11 +19,10 @@ replies nobody asked for, an Ethernet source that is not the ARP sender.
 A DHCP lease that moves an address to a new MAC changes nothing.  The
 attacker is the MAC that claims, by its own address; never the claimed one."""
 import collections
-import ipaddress
-import struct
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS, on_link
+from hwdrivers import records
 
 REQUEST, REPLY = 1, 2
 ZERO_MAC = "00:00:00:00:00:00"
@@ -34,25 +33,18 @@ FLOOD_COUNT = 30         # gratuitous ARPs from one MAC in FLOOD_WINDOW_S (keepa
 REPEATS = 3              # unsolicited claims of one foreign IP by one MAC: a poisoner refreshing caches
 
 
-def _mac(b: bytes) -> str:
-    return ":".join(f"{x:02x}" for x in b)
-
-
 def parse(ev):
-    """ARP: (op, sender MAC, sender IP, target MAC, target IP, Ethernet addresses, ts) of an Ethernet/IPv4 ARP;
-    a TCP SYN: the frame's addresses (routed traffic shows its next hop).  None for anything else."""
+    """ARP: (op, sender MAC, sender IP, target MAC, target IP, Ethernet addresses, ts) of an Ethernet/IPv4 ARP,
+    from the event's ARP record (parsed in C; an event made by hand: its payload's); a TCP SYN: the frame's
+    addresses (routed traffic shows its next hop).  None for anything else."""
     if ev.kind == "tcp_syn":
         return {"op": 0, "src": ev.src, "dst": ev.dst, "eth_src": ev.src_mac, "eth_dst": ev.dst_mac, "ts": ev.ts,
                 "vlan": ev.vlan}
-    p = ev.payload
-    if len(p) < 28:
+    rec = records.record_of(ev)
+    if rec is None or rec.op not in (REQUEST, REPLY):
         return None
-    htype, ptype, hlen, plen, op = struct.unpack("!HHBBH", p[:8])
-    if htype != 1 or ptype != 0x0800 or hlen != 6 or plen != 4 or op not in (REQUEST, REPLY):
-        return None
-    return {"op": op, "sha": _mac(p[8:14]), "spa": str(ipaddress.IPv4Address(p[14:18])), "tha": _mac(p[18:24]),
-            "tpa": str(ipaddress.IPv4Address(p[24:28])), "eth_src": ev.src_mac, "eth_dst": ev.dst_mac,
-            "ts": ev.ts, "vlan": ev.vlan}
+    return {"op": rec.op, "sha": rec.sender_mac, "spa": rec.sender_ip, "tha": rec.target_mac,
+            "tpa": rec.target_ip, "eth_src": ev.src_mac, "eth_dst": ev.dst_mac, "ts": ev.ts, "vlan": ev.vlan}
 
 
 class Detector(Base):

@@ -1,5 +1,5 @@
 """DNS hijacking and spoofing, from the queries and answers on the wire
-(parsed with dnspython).
+(DNS records parsed by the C core, hwdrivers.records).
 
 Indicators, each with its points (a finding needs dns_threshold, 40):
 - race: one transaction (client, port, id, name) answered twice with
@@ -19,53 +19,41 @@ MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.rcode
-import dns.rdatatype
-
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import Rewrites
+from hwdrivers import records
 
 QUERY_TTL_S = 30.0          # a response this long after its query still answers it
 WARM_S = 60.0               # a client that asked something this recently is listening
 FLOOD_WINDOW_S = 10.0
 FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WINDOW_S
-ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
+ADDRESS_TYPES = (1, 28)     # A, AAAA
+CNAME = 5
 
 
 def parse(ev):
-    payload = ev.payload
-    if ev.proto == 6:
-        if len(payload) < 14:
-            return None
-        size = int.from_bytes(payload[:2], "big")
-        payload = payload[2:2 + size]
-    try:
-        msg = dns.message.from_wire(payload, ignore_trailing=True, one_rr_per_rrset=True)
-    except (dns.exception.DNSException, ValueError, IndexError):
+    rec = records.record_of(ev)
+    if rec is None or rec.qdcount != 1:
         return None
-    if len(msg.question) != 1:
-        return None
-    q = msg.question[0]
-    is_response = bool(msg.flags & dns.flags.QR)
-    ips, ttls, cnames = [], [], []
-    for rrset in msg.answer:
-        for rd in rrset:
-            if rrset.rdtype in ADDRESS_TYPES:
-                ips.append(rd.address)
-                ttls.append(rrset.ttl)
-            elif rrset.rdtype == dns.rdatatype.CNAME:
-                cnames.append(str(rd.target).rstrip(".").lower())
+    ips, ttls, cnames = set(), [], []
+    for rr in rec.rrs:
+        if rr.section != "answer":
+            continue
+        if rr.type in ADDRESS_TYPES:
+            ips.add(rr.value)
+            ttls.append(rr.ttl)
+        elif rr.type == CNAME:
+            cnames.append(rr.value.lower())
+    is_response = rec.response
     client_is_src = not is_response
-    return {"response": is_response, "id": msg.id, "name": str(q.name).rstrip(".").lower(),
-            "qtype": dns.rdatatype.to_text(q.rdtype), "rcode": dns.rcode.to_text(msg.rcode()),
-            "ips": sorted(set(ips)), "ttl": min(ttls) if ttls else None, "cnames": cnames,
+    return {"response": is_response, "id": rec.id, "name": rec.name.lower(),
+            "qtype": records.dns_type(rec.qtype), "rcode": records.dns_rcode(rec.rcode),
+            "ips": sorted(ips), "ttl": min(ttls) if ttls else None, "cnames": cnames,
             "client": ev.src if client_is_src else ev.dst, "client_port": ev.sport if client_is_src else ev.dport,
             "server": ev.dst if client_is_src else ev.src, "src_mac": ev.src_mac, "dst_mac": ev.dst_mac,
-            "ts": ev.ts, "proto": "tcp" if ev.proto == 6 else "udp", "vlan": ev.vlan}
+            "ts": ev.ts, "proto": "tcp" if ev.proto == 6 else "udp", "vlan": ev.vlan,
+            "truncated": rec.truncated, "edns": rec.edns, "cut": rec.cut}
 
 
 def public_name(name: str, local_suffixes) -> bool:

@@ -1,9 +1,12 @@
-"""TLS handshake records as the wire carries them: ClientHello, ServerHello,
-Certificate (TLS 1.2 and before), alerts, and the SSLv2-format hellos.  Only what the detectors need:
-versions (record, legacy and supported_versions), cipher suites, SNI, the
-server random (for RFC 8446's downgrade sentinel).  A record cut short by
-the snippet yields what was complete."""
-import struct
+"""TLS handshake records as the detectors read them: ClientHello, ServerHello,
+certificates (TLS 1.2 and before), alerts, and both SSLv2-format hellos, from the TLS record the C core
+parsed (hwdrivers.records): versions (record, legacy and supported_versions),
+cipher suites, SNI, the server random's tail (RFC 8446's downgrade sentinel),
+plus JA3/JA4/JA3S, ALPN and certificates.  A message cut short by the
+segment is left out."""
+import re
+
+from hwdrivers import records
 
 VERSIONS = {0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
             0x0304: "TLS 1.3"}
@@ -23,128 +26,99 @@ def version_name(v: int) -> str:
     return VERSIONS.get(v, f"0x{v:04x}")
 
 
-def _extensions(b: bytes, pos: int) -> dict:
-    out = {}
-    if pos + 2 > len(b):
-        return out
-    end = min(len(b), pos + 2 + struct.unpack_from("!H", b, pos)[0])
-    pos += 2
-    while pos + 4 <= end:
-        etype, elen = struct.unpack_from("!HH", b, pos)
-        out[etype] = b[pos + 4:pos + 4 + elen]
-        pos += 4 + elen
+def _client_hello(t) -> dict:
+    if t.sslv2:
+        suites = [s & 0xFFFF for s in t.ciphers if s >> 16 == 0]   # 0x00XXXX entries are TLS suites
+        return {"type": "client_hello", "record_version": 0x0002, "legacy_version": t.version,
+                "supported_versions": [], "max_version": t.version, "suites": suites,
+                "fallback_scsv": FALLBACK_SCSV in suites, "sni": "", "sslv2_format": True}
+    versions = [v for v in t.versions if v not in GREASE]
+    suites = [s for s in t.ciphers if s not in GREASE]
+    return {"type": "client_hello", "record_version": t.record_version, "legacy_version": t.version,
+            "supported_versions": versions, "max_version": max(versions) if versions else t.version,
+            "suites": suites, "fallback_scsv": FALLBACK_SCSV in suites, "sni": t.sni.lower().rstrip("."),
+            "sslv2_format": False, "alpn": list(t.alpn), "ja3": t.ja3, "ja4": t.ja4}
+
+
+def _server_hello(t):
+    selected = t.selected_version or None
+    if t.version not in VERSIONS or (selected is not None and selected not in VERSIONS):
+        return None        # an encrypted record that looked like one
+    return {"type": "server_hello", "record_version": t.record_version, "legacy_version": t.version,
+            "version": selected or t.version, "suite": t.cipher,
+            "downgrade_sentinel": DOWNGRADE_SENTINELS.get(t.server_random_tail), "ja3s": t.ja3s,
+            "certificates": list(t.certificates)}
+
+
+def messages(t) -> list:
+    """The hellos and alert of a TLS record (hwdrivers.records.TlsRecord, parsed in C), as dicts."""
+    out = []
+    if t.client_hello and (t.sslv2 or t.version >> 8 == 3):
+        out.append(_client_hello(t))
+    if t.server_hello and t.sslv2 and t.version == 0x0002:    # an SSL 2.0 session
+        out.append({"type": "server_hello", "record_version": 0x0002, "legacy_version": t.version,
+                    "version": t.version, "suite": t.ciphers[0] if t.ciphers else SSL2_UNKNOWN,
+                    "downgrade_sentinel": None, "sslv2_format": True, "ja3s": "", "certificates": list(t.certificates)})
+    if t.server_hello and not t.sslv2:
+        hello = _server_hello(t)
+        if hello:
+            out.append(hello)
+    if t.alert_level:
+        out.append({"type": "alert", "record_version": t.record_version, "level": t.alert_level,
+                    "description": t.alert_desc, "name": ALERTS.get(t.alert_desc, str(t.alert_desc))})
     return out
-
-
-def _sni(ext: bytes) -> str:
-    if len(ext) < 5 or ext[2] != 0:
-        return ""
-    n = struct.unpack_from("!H", ext, 3)[0]
-    return ext[5:5 + n].decode("ascii", "replace").lower().rstrip(".")
-
-
-def _client_hello(b: bytes, record_version: int) -> dict:
-    legacy = struct.unpack_from("!H", b, 0)[0]
-    if legacy >> 8 != 3:
-        raise IndexError("not a ClientHello")
-    pos = 2 + 32
-    sid = b[pos]
-    pos += 1 + sid
-    n = struct.unpack_from("!H", b, pos)[0]
-    suites = [s for s in struct.unpack_from(f"!{n // 2}H", b, pos + 2) if s not in GREASE]
-    pos += 2 + n
-    pos += 1 + b[pos]
-    ext = _extensions(b, pos)
-    versions = []
-    if 43 in ext and ext[43]:
-        raw = ext[43][1:1 + ext[43][0]]
-        versions = [v for v in struct.unpack(f"!{len(raw) // 2}H", raw[:len(raw) // 2 * 2]) if v not in GREASE]
-    return {"type": "client_hello", "record_version": record_version, "legacy_version": legacy,
-            "supported_versions": versions, "max_version": max(versions) if versions else legacy,
-            "suites": suites, "fallback_scsv": FALLBACK_SCSV in suites, "sni": _sni(ext.get(0, b"")),
-            "sslv2_format": False}
-
-
-def _server_hello(b: bytes, record_version: int) -> dict:
-    legacy = struct.unpack_from("!H", b, 0)[0]
-    random = b[2:34]
-    pos = 34
-    sid = b[pos]
-    pos += 1 + sid
-    suite = struct.unpack_from("!H", b, pos)[0]
-    pos += 3
-    ext = _extensions(b, pos)
-    selected = struct.unpack("!H", ext[43][:2])[0] if len(ext.get(43, b"")) >= 2 else None
-    sentinel = DOWNGRADE_SENTINELS.get(random[-8:])
-    if legacy not in VERSIONS or (selected is not None and selected not in VERSIONS):
-        raise IndexError("not a ServerHello")        # an encrypted record that looked like one
-    return {"type": "server_hello", "record_version": record_version, "legacy_version": legacy,
-            "version": selected or legacy, "suite": suite, "downgrade_sentinel": sentinel}
-
-
-def _certificates(b: bytes, record_version: int) -> dict:
-    """A Certificate message (TLS 1.2 and before: in clear): the chain's DER blobs, the last maybe cut short."""
-    total = int.from_bytes(b[0:3], "big")
-    pos, chain = 3, []
-    while pos + 3 <= min(len(b), 3 + total):
-        n = int.from_bytes(b[pos:pos + 3], "big")
-        chain.append(b[pos + 3:pos + 3 + n])
-        pos += 3 + n
-    if not chain:
-        raise IndexError("no certificate")
-    return {"type": "certificate", "record_version": record_version, "chain": chain}
 
 
 def parse_records(p: bytes) -> list:
-    """Every handshake hello and alert in a TCP payload, in order."""
+    """Every handshake hello and alert in a TCP payload (parsed by the C core)."""
+    t = records.parse_tls(p)
+    return [] if isinstance(t, str) else messages(t)
+
+
+def event_records(ev) -> list:
+    """The hellos and alert of a tls event (its record parsed in C)."""
+    t = records.record_of(ev)
+    return messages(t) if t is not None else []
+
+
+def _dn(rfc2253: str) -> str:
+    """An RFC 2253 name (the C core's, most specific first) as agent.detectors.x509 writes one: CN, O, OU and C
+    in DER order, joined by ", "."""
+    parts = [x.replace("\\,", ",") for x in re.split(r"(?<!\\),", rfc2253) if x]
+    return ", ".join(x for x in reversed(parts) if x.split("=", 1)[0] in ("CN", "O", "OU", "C"))
+
+
+def certificates(t) -> list:
+    """The certificates of a TLS record (parsed whole in C) as agent.detectors.x509.parse's dicts."""
     out = []
-    if len(p) >= 13 and p[0] & 0x80 and p[2] == 4:     # SSLv2 ServerHello: an SSL 2.0 session
-        cert_len, specs_len = struct.unpack_from("!HH", p, 7)
-        specs = p[13 + cert_len:13 + cert_len + specs_len]
-        chosen = [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)]
-        version = struct.unpack_from("!H", p, 5)[0]
-        if version != 0x0002:
-            return out
-        return [{"type": "server_hello", "record_version": 0x0002, "legacy_version": version, "version": version,
-                 "suite": chosen[0] if chosen else SSL2_UNKNOWN, "downgrade_sentinel": None, "sslv2_format": True}]
-    if len(p) >= 5 and p[0] & 0x80 and p[2] == 1:      # SSLv2-format ClientHello
-        rlen = ((p[0] & 0x7F) << 8) | p[1]
-        body = p[2:2 + rlen]
-        version, cs_len, sid_len, ch_len = struct.unpack_from("!HHHH", body, 1)
-        specs = body[9:9 + cs_len]
-        suites = [int.from_bytes(specs[i:i + 3], "big") for i in range(0, len(specs) - 2, 3)]
-        tls_suites = [s & 0xFFFF for s in suites if s >> 16 == 0]   # 0x00XXXX entries are TLS suites
-        out.append({"type": "client_hello", "record_version": 0x0002, "legacy_version": version,
-                    "supported_versions": [], "max_version": version, "suites": tls_suites,
-                    "fallback_scsv": FALLBACK_SCSV in tls_suites, "sni": "", "sslv2_format": True})
-        return out
-    pos = 0
-    while pos + 5 <= len(p):
-        ctype, rver, rlen = struct.unpack_from("!BHH", p, pos)
-        if ctype not in (0x15, 0x16) or rver >> 8 != 3:
-            break
-        body = p[pos + 5:pos + 5 + rlen]
-        if ctype == 0x15:
-            if rlen == 2 and len(body) == 2:           # a longer alert is encrypted
-                out.append({"type": "alert", "record_version": rver, "level": body[0], "description": body[1],
-                            "name": ALERTS.get(body[1], str(body[1]))})
-        else:
-            hpos = 0
-            while hpos + 4 <= len(body):
-                htype = body[hpos]
-                hlen = int.from_bytes(body[hpos + 1:hpos + 4], "big")
-                msg = body[hpos + 4:hpos + 4 + hlen]
-                try:
-                    if htype == 1:
-                        out.append(_client_hello(msg, rver))
-                    elif htype == 2:
-                        out.append(_server_hello(msg, rver))
-                    elif htype == 11:
-                        out.append(_certificates(msg, rver))
-                except (struct.error, IndexError):
-                    pass  # cut short by the snippet
-                if htype not in (1, 2, 11) or hpos + 4 + hlen > len(body):
-                    break
-                hpos += 4 + hlen
-        pos += 5 + rlen
+    for c in t.certificates:
+        if not c.parsed:
+            continue
+        issuer, subject = _dn(c.issuer), _dn(c.subject)
+        out.append({"issuer": issuer, "subject": subject, "not_before": c.not_before or None,
+                    "not_after": c.not_after or None, "self_issued": bool(subject) and subject == issuer,
+                    "fingerprint": c.sha256})
     return out
+
+
+def cut_chain(p: bytes) -> list:
+    """The DER blobs of a Certificate message that runs past its segment (the C record leaves such a message
+    out), the last one cut short: agent.detectors.x509 reads what a cut certificate still tells."""
+    hs, pos = b"", 0
+    while pos + 5 <= len(p) and p[pos] in (0x14, 0x15, 0x16) and p[pos + 1] == 3:
+        rlen = int.from_bytes(p[pos + 3:pos + 5], "big")
+        if p[pos] == 0x16:
+            hs += p[pos + 5:pos + 5 + rlen]
+        pos += 5 + rlen
+    pos = 0
+    while pos + 4 <= len(hs):
+        htype, hlen = hs[pos], int.from_bytes(hs[pos + 1:pos + 4], "big")
+        if htype == 11:
+            body, chain, at = hs[pos + 4:pos + 4 + hlen], [], 3
+            while at + 3 <= len(body):
+                n = int.from_bytes(body[at:at + 3], "big")
+                chain.append(body[at + 3:at + 3 + n])
+                at += 3 + n
+            return chain
+        pos += 4 + hlen
+    return []

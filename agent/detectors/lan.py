@@ -16,6 +16,7 @@ Everything is packet time and bounded (Recent)."""
 from typing import Optional
 
 from agent.detectors.detector import Recent, is_public_ip
+from hwdrivers import records
 
 ROUTER_MIN_OFF_LINK = 2      # distinct off-link sources before a MAC counts as a router
 LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_syn", "tls", "http")
@@ -96,10 +97,9 @@ class Lan:
         from agent.detectors import dhcp, ndp
         ts = ev.ts
         if ev.kind == "arp":
-            p = ev.payload
-            if len(p) >= 28 and p[7] in (1, 2):
-                mac, ip = ":".join(f"{x:02x}" for x in p[8:14]), ".".join(str(x) for x in p[14:18])
-                self.bind(ip, mac, ts, "arp", first=True)
+            rec = records.record_of(ev)
+            if rec is not None and rec.op in (1, 2):
+                self.bind(rec.sender_ip, rec.sender_mac, ts, "arp", first=True)
             return
         if ev.kind == "ndp":
             f = ndp.parse(ev)

@@ -22,7 +22,7 @@ import re
 import urllib.parse
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
-from agent.detectors.handshake import parse_records
+from agent.detectors.handshake import event_records
 from agent.detectors.lan import LEARN_KINDS
 
 CREDENTIAL_FIELDS = re.compile(rb"(?:^|[&?;\s\"'])(?:pass(?:word|wd|wort|code|phrase)?|pwd|pin|secret|"
@@ -64,7 +64,7 @@ def parse(ev):
     base = {"kind": ev.kind, "flow": ev.flow_id, "src": ev.src, "dst": ev.dst, "sport": ev.sport,
             "dport": ev.dport, "src_mac": ev.src_mac, "dst_mac": ev.dst_mac, "ts": ev.ts}
     if ev.kind == "tls":
-        snis = [r["sni"] for r in parse_records(ev.payload) if r["type"] == "client_hello" and r["sni"]]
+        snis = [r["sni"] for r in event_records(ev) if r["type"] == "client_hello" and r["sni"]]
         return {**base, "sni": snis[0]} if snis else None
     msg = parse_http(ev.payload)
     return {**base, **msg} if msg else None

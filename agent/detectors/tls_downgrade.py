@@ -17,7 +17,7 @@ TLS 1.3 clients meeting TLS 1.2 servers, the normal case for years, raise
 nothing.  The finding's source is the side that sent the ServerHello (or
 the alert): the server, or whoever answered in its name."""
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
-from agent.detectors.handshake import INAPPROPRIATE_FALLBACK, parse_records, version_name
+from agent.detectors.handshake import INAPPROPRIATE_FALLBACK, event_records, version_name
 from agent.detectors.lan import LEARN_KINDS
 
 SUITES = {
@@ -105,7 +105,7 @@ def weakness(code: int) -> list:
 
 
 def parse(ev):
-    records = parse_records(ev.payload)
+    records = event_records(ev)
     if not records:
         return None
     return {"records": records, "flow": ev.flow_id, "src": ev.src, "dst": ev.dst, "sport": ev.sport,

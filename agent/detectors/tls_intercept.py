@@ -17,8 +17,9 @@ that MAC, by its own address.  A verification spec lets independent paths
 compare what they are served."""
 from agent.detectors import x509
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
-from agent.detectors.handshake import parse_records
+from agent.detectors.handshake import certificates, cut_chain
 from agent.detectors.lan import LEARN_KINDS
+from hwdrivers import records
 
 FRESH_S = 600.0
 BACKDATED_S = 3 * 86400.0
@@ -26,21 +27,21 @@ TOOL_ISSUERS = ("mitmproxy", "bettercap", "burp", "portswigger", "charles proxy"
 
 
 def parse(ev):
-    """The SNI of a ClientHello, or the certificates of a server's Certificate message; None for anything else."""
-    records = parse_records(ev.payload)
+    """The SNI of a ClientHello, or the certificates of a server's Certificate message; None for anything else.
+    From the event's TLS record (parsed in C); a Certificate message that runs past its segment, which the record
+    leaves out, is read from the payload by agent.detectors.x509 (a cut leaf still names its issuer)."""
+    rec = records.record_of(ev)
     base = {"flow": ev.flow_id, "src": ev.src, "dst": ev.dst, "sport": ev.sport, "dport": ev.dport,
             "src_mac": ev.src_mac, "dst_mac": ev.dst_mac, "ts": ev.ts}
-    snis = [r["sni"] for r in records if r["type"] == "client_hello"]
-    certs = []
-    for r in records:
-        if r["type"] == "certificate":
-            for der in r["chain"]:
-                try:
-                    certs.append(x509.parse(der))
-                except (IndexError, ValueError):
-                    break                       # cut short before its issuer: the rest is further on
-    if snis:
-        return {**base, "client_hello": True, "sni": snis[0], "certs": []}
+    if rec is not None and rec.client_hello:
+        return {**base, "client_hello": True, "sni": rec.sni.lower().rstrip("."), "certs": []}
+    certs = certificates(rec) if rec is not None else []
+    if not certs and (rec is None or not rec.selected_version):
+        for der in cut_chain(ev.payload):
+            try:
+                certs.append(x509.parse(der))
+            except (IndexError, ValueError):
+                break                       # cut short before its issuer: the rest is further on
     return {**base, "client_hello": False, "sni": "", "certs": certs} if certs else None
 
 

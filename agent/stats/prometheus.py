@@ -120,6 +120,15 @@ class _AgentCollector:
         yield _family("counter", "capbox_flows_created", "flows created", [((), c.flows_created)])
         yield _family("counter", "capbox_events", "packet events to Python, by kind",
                       [((k,), v) for k, v in c.events.items()], ["kind"])
+        yield _family("counter", "capbox_lost", "data lost on its way to a consumer, by path and cause (event "
+                      "path: event ring of the current or last capture, bus subscribers)",
+                      [((path, cause), n) for path, lost in a.health.losses().items() for cause, n in lost.items()],
+                      ["path", "cause"])
+        records = a.capture.record_counters() or {"parsed": {}, "malformed": {}}
+        yield _family("counter", "capbox_records", "protocol records parsed in C, by kind",
+                      [((k,), v) for k, v in records["parsed"].items()], ["kind"])
+        yield _family("counter", "capbox_records_malformed", "payloads that gave no record, by reason",
+                      [((k,), v) for k, v in records["malformed"].items()], ["reason"])
         exporters = a.capture.exporters()
         ex_labels = ["exporter", "collector", "version"]
 

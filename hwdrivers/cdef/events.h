@@ -17,7 +17,17 @@ struct hw_event {
     uint8_t kind;                /* HW_EV_* */
     uint8_t family, proto, tcp_flags;
     uint8_t from_initiator;      /* 1 when sent by the flow's initiator */
+    uint8_t rec_status;          /* HW_RMAL_* of the record below (0: rec holds one) */
+    uint8_t has_rec;             /* 1 when this kind carries a record (dns, tls, arp, http, ndp, dhcp) */
     uint8_t snippet[HW_SNIPPET_MAX];
+    union {                      /* by kind: records.h */
+        struct hw_rec_dns dns;
+        struct hw_rec_tls tls;
+        struct hw_rec_arp arp;
+        struct hw_rec_ndp ndp;
+        struct hw_rec_dhcp dhcp;
+        struct hw_rec_http http;
+    } rec;
 };
 
 /* Copy up to max events out of the ring, oldest first. */

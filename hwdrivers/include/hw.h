@@ -11,6 +11,7 @@
 
 #include "../cdef/session.h"
 #include "../cdef/flows.h"
+#include "../cdef/records.h"
 #include "../cdef/events.h"
 #include "../cdef/windows.h"
 #include "../cdef/tokens.h"
@@ -134,6 +135,9 @@ struct hw_ring {
     _Atomic uint64_t tail; /* written by the consumer */
     pthread_mutex_t read_lock;
 };
+
+/* records.c: the record of an event of this kind, from the parsed packet */
+void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_meta *m, struct hw_event *e);
 
 int hwint_ring_init(struct hw_ring *r, uint32_t records, uint32_t rec_size);
 void hwint_ring_free(struct hw_ring *r);

@@ -39,6 +39,7 @@ struct hw_session {
     int eof;
     uint64_t now_ns;
     struct hw_counters c;
+    struct hw_rec_counters rc;
     struct hw_flowtable *ft;
     struct hw_hosts *hosts;
     struct hw_frags *frags;
@@ -398,6 +399,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
+    hwint_records_fill(&s->rc, kind, m, e);
     hwint_ring_commit(&s->events);
     s->c.events[kind]++;
 }
@@ -678,6 +680,14 @@ struct hw_rtp **hwint_session_rtp(struct hw_session *s) { return &s->rtp; }
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
 {
     return s->cfg.event_mask ? hwint_ring_read(&s->events, out, max) : 0;
+}
+
+int hw_records_counters(struct hw_session *s, struct hw_rec_counters *out)
+{
+    pthread_mutex_lock(&s->lock);
+    *out = s->rc;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
 }
 
 int hw_windows_read(struct hw_session *s, struct hw_window *out, int max)

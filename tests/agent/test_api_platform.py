@@ -48,6 +48,12 @@ def test_prometheus_metrics(agent):
     assert families["capbox_recording"].samples[0].value == 1
     (exp,) = families["capbox_export_records"].samples
     assert exp.labels["collector"] == f"127.0.0.1:{sink.port}" and exp.labels["version"] == "ipfix"
+    assert families["capbox_lost"].type == "counter" and families["capbox_records_malformed"].type == "counter"
+
+    def dns_records():
+        (f,) = [f for n, f in _scrape(agent.url).items() if n == "capbox_records"]
+        return next((s.value for s in f.samples if s.labels["kind"] == "dns" and s.value > 0), None)
+    assert wait_for(dns_records, timeout=60, interval=0.5)   # the demo's DNS messages, parsed in C
     sink.stop()
 
 

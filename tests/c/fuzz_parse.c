@@ -52,6 +52,28 @@ static struct hw_host hosts[8];
 
 static void remove_source(void) { unlink(source); }
 
+/* The record parsers on the raw bytes too: ND and DHCP have no event kind
+ * of their own here, and every parser must survive any input. */
+static void parse_records(const uint8_t *p, uint32_t n)
+{
+    static struct hw_event ev; /* its rec union holds every record type */
+    int rc = hw_dns_parse(p, n, n & 1, &ev.rec.dns);
+    CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
+    CHECK(ev.rec.dns.text_len <= HW_DNS_TEXT_MAX && ev.rec.dns.n_rr <= HW_DNS_RR_MAX);
+    CHECK(ev.rec.dns.name_len < HW_DNS_NAME_MAX);
+    rc = hw_tls_parse(p, n, &ev.rec.tls);
+    CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
+    CHECK(ev.rec.tls.n_certs <= HW_TLS_CERT_MAX && ev.rec.tls.n_alpn <= HW_TLS_ALPN_MAX);
+    CHECK(hw_arp_parse(p, n, &ev.rec.arp) >= 0);
+    rc = hw_ndp_parse(p, n, &ev.rec.ndp);
+    CHECK(rc >= 0 && ev.rec.ndp.n_prefixes <= HW_NDP_PREFIX_MAX && ev.rec.ndp.n_rdnss <= HW_NDP_RDNSS_MAX);
+    rc = hw_dhcp_parse(p, n, n & 2 ? 6 : 4, &ev.rec.dhcp);
+    CHECK(rc >= 0 && ev.rec.dhcp.server_id_len <= HW_DHCP_ID_MAX);
+    CHECK(ev.rec.dhcp.n_routers <= HW_DHCP_ADDR_MAX && ev.rec.dhcp.n_dns <= HW_DHCP_ADDR_MAX);
+    rc = hw_http_parse(p, n, &ev.rec.http);
+    CHECK(rc >= 0 && ev.rec.http.n_cookies <= HW_HTTP_COOKIES);
+}
+
 /* hw_session_open needs a source: a classic pcap with a header and no packet. */
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -151,6 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(hw_session_inject(s, linktype, len ? pkt : NULL, len, wirelen, ts) == HW_OK);
         uint32_t counted = wirelen > len ? wirelen : len;
         check_events(s, pkt, len, counted);
+        parse_records(pkt, len);
         free(pkt);
         packets++;
         bytes += counted;

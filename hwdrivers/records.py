@@ -1,0 +1,376 @@
+"""Protocol records parsed in C (cdef/records.h) as typed Python objects
+(slotted dataclasses: cheap to build, JSON objects on the event stream; read-only by convention).
+
+An event of kind dns or tls carries its record; Python reads its fields and
+never parses the payload bytes again."""
+import dataclasses
+import socket
+from typing import Optional
+
+from hwdrivers._hw import ffi, lib
+from hwdrivers.layout import Layout
+
+MALFORMED_NAMES = [ffi.string(lib.hw_record_malformed_name(i)).decode() for i in range(lib.HW_RMAL_COUNT)]
+
+DNS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
+             35: "NAPTR", 39: "DNAME", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3",
+             52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF", 251: "IXFR", 252: "AXFR", 255: "ANY", 257: "CAA"}
+RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN",
+          7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS"}
+SECTIONS = {lib.HW_DNS_SEC_ANSWER: "answer", lib.HW_DNS_SEC_AUTHORITY: "authority"}
+_T_A, _T_AAAA, _T_MX, _T_TXT, _T_SOA = 1, 28, 15, 16, 6
+
+
+def dns_type(t: int) -> str:
+    """A record type's mnemonic, as dnspython writes it (TYPE<n> when unknown)."""
+    return DNS_TYPES.get(t) or f"TYPE{t}"
+
+
+def dns_rcode(r: int) -> str:
+    return RCODES.get(r) or str(r)
+
+
+@dataclasses.dataclass(slots=True)
+class DnsRR:
+    name: str          # owner, as on the wire (case kept), no trailing dot
+    type: int
+    ttl: int
+    value: str         # A/AAAA: the address; names: the target; MX: "pref name"; SOA: "mname rname serial ..."
+    section: str       # answer, authority
+    txt: tuple = ()    # TXT: the character strings
+
+
+@dataclasses.dataclass(slots=True)
+class DnsRecord:
+    id: int
+    flags: int
+    rcode: int
+    name: str          # the first question's name
+    qtype: int
+    qclass: int
+    qdcount: int
+    ancount: int
+    nscount: int
+    arcount: int
+    rrs: tuple         # DnsRR of the answer and authority sections, in wire order
+    rr_skipped: int    # answer/authority records past what the record holds
+    edns: bool
+    edns_udp_size: int
+    edns_version: int
+    edns_do: bool
+    cut: bool          # a TCP message longer than the segment
+
+    @property
+    def response(self) -> bool:
+        return bool(self.flags & 0x8000)
+
+    @property
+    def truncated(self) -> bool:
+        return bool(self.flags & 0x0200)
+
+    @property
+    def answers(self) -> tuple:
+        return tuple(r for r in self.rrs if r.section == "answer")
+
+
+def _txt(raw: bytes) -> tuple:
+    out, i = [], 0
+    while i < len(raw):
+        n = raw[i]
+        out.append(raw[i + 1:i + 1 + n].decode("utf-8", "backslashreplace"))
+        i += 1 + n
+    return tuple(out)
+
+
+_DNS = Layout("struct hw_rec_dns", skip=("name", "text"))
+_DNS_UNPACK = _DNS.struct.unpack_from
+_DNS_NAME, _DNS_TEXT = _DNS.offsets["name"], _DNS.offsets["text"]
+_RR = Layout("struct hw_dns_rr")
+_RR_UNPACK, _RR_SIZE, _RR_AT = _RR.struct.unpack_from, _RR.size, _DNS.offsets["rr"]
+_V4, _V6 = socket.AF_INET, socket.AF_INET6
+_ntop = socket.inet_ntop
+
+
+def _rr(buf, at: int, text: bytes) -> DnsRR:
+    ttl, t, _cls, section, addr_len, pref, owner_off, owner_len, data_off, data_len, *soa, addr = _RR_UNPACK(buf, at)
+    owner = text[owner_off:owner_off + owner_len].decode("latin-1")
+    txt = ()
+    if addr_len == 4:
+        value = _ntop(_V4, addr[:4])
+    elif addr_len == 16:
+        value = _ntop(_V6, addr)
+    else:
+        data = text[data_off:data_off + data_len]
+        if t == _T_TXT:
+            txt = _txt(data)
+            value = " ".join(txt)
+        else:
+            value = data.decode("latin-1")
+            if t == _T_MX:
+                value = f"{pref} {value}"
+            elif t == _T_SOA:
+                value = f"{value} {' '.join(str(v) for v in soa)}"
+    return DnsRR(owner, t, ttl, value, SECTIONS.get(section, ""), txt)
+
+
+def dns_from_buffer(buf, at: int) -> DnsRecord:
+    """The struct hw_rec_dns at byte offset `at` of a buffer."""
+    (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
+     name_len, text_len, cut) = _DNS_UNPACK(buf, at)
+    rrs = ()
+    if n:
+        text = bytes(buf[at + _DNS_TEXT:at + _DNS_TEXT + text_len])
+        base = at + _RR_AT
+        rrs = tuple(_rr(buf, base + i * _RR_SIZE, text) for i in range(n))
+    name = bytes(buf[at + _DNS_NAME:at + _DNS_NAME + name_len]).decode("latin-1")
+    return DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, rrs, skipped, bool(edns), udp_size,
+                     edns_version, bool(edns_do), bool(cut))
+
+
+@dataclasses.dataclass(slots=True)
+class TlsCertificate:
+    sha256: str        # hex of the DER
+    subject: str       # RFC 2253
+    issuer: str
+    not_before: int    # seconds since the epoch
+    not_after: int
+    parsed: bool       # False: the DER did not parse (only the fingerprint is known)
+
+
+@dataclasses.dataclass(slots=True)
+class TlsRecord:
+    hs_type: int           # first handshake message: 1 ClientHello, 2 ServerHello, 11 Certificate; 21 alert
+    sslv2: bool
+    record_version: int
+    version: int           # the hello's (legacy) version
+    selected_version: int  # ServerHello supported_versions, 0 when absent
+    cipher: int            # ServerHello: the chosen suite
+    ciphers: tuple         # ClientHello suites (SSLv2 hellos: the 24-bit cipher specs)
+    extensions: tuple
+    groups: tuple
+    point_formats: tuple
+    sig_algs: tuple
+    versions: tuple        # ClientHello supported_versions
+    sni: str
+    alpn: tuple
+    ja3: str
+    ja3s: str
+    ja4: str
+    certificates: tuple    # TlsCertificate, TLS <= 1.2 (and SSLv2 ServerHello)
+    client_hello: bool
+    server_hello: bool
+    alert_level: int
+    alert_desc: int
+    server_random_tail: bytes  # the last 8 bytes of the ServerHello random (downgrade sentinel)
+
+    @property
+    def negotiated_version(self) -> int:
+        return self.selected_version or self.version
+
+
+def _list(l) -> tuple:
+    return tuple(l.v[0:l.n])
+
+
+def _str(c) -> str:
+    return ffi.string(c).decode("utf-8", "backslashreplace")
+
+
+def tls_from_cdata(t) -> TlsRecord:
+    certs = tuple(TlsCertificate(bytes(c.sha256).hex(), _str(c.subject), _str(c.issuer), c.not_before, c.not_after,
+                                 bool(c.parsed)) for c in t.certs[0:t.n_certs])
+    return TlsRecord(
+        t.hs_type, bool(t.sslv2), t.record_version, t.version, t.selected_version, t.cipher,
+        tuple(t.v2_ciphers[0:t.n_v2_ciphers]) if t.sslv2 else _list(t.ciphers),
+        _list(t.extensions), _list(t.groups), _list(t.point_formats), _list(t.sig_algs), _list(t.versions),
+        _str(t.sni), tuple(_str(a) for a in t.alpn[0:t.n_alpn]), _str(t.ja3), _str(t.ja3s), _str(t.ja4), certs,
+        bool(t.has_client_hello), bool(t.has_server_hello), t.alert_level, t.alert_desc,
+        bytes(t.server_random_tail))
+
+
+@dataclasses.dataclass(slots=True)
+class ArpRecord:
+    op: int                # 1 request, 2 reply
+    sender_mac: str
+    sender_ip: str
+    target_mac: str
+    target_ip: str
+
+
+@dataclasses.dataclass(slots=True)
+class NdpPrefix:
+    prefix: str
+    length: int
+    on_link: bool
+    autonomous: bool
+    valid_s: int
+    preferred_s: int
+
+
+@dataclasses.dataclass(slots=True)
+class NdpRecord:
+    type: int              # 133 RS, 134 RA, 135 NS, 136 NA, 137 redirect
+    code: int
+    flags: int             # NA: 0x80 router, 0x40 solicited, 0x20 override; RA: 0x80 managed, 0x40 other
+    target: str            # NS, NA, redirect ("" otherwise)
+    source_mac: str        # source link-layer address option ("" when absent)
+    target_mac: str        # target link-layer address option
+    router_lifetime: int   # RA, seconds
+    router_pref: int       # RA: -1 low, 0 medium, 1 high
+    hop_limit: int
+    reachable_ms: int
+    retrans_ms: int
+    mtu: int
+    prefixes: tuple        # NdpPrefix of an RA
+    rdnss: tuple           # RA: recursive DNS servers (RFC 8106)
+
+
+@dataclasses.dataclass(slots=True)
+class DhcpRecord:
+    version: int           # 4 or 6
+    msg_type: int          # v4 option 53; v6 message type
+    op: int                # v4: 1 request, 2 reply
+    xid: int
+    client_mac: str        # v4 chaddr, v6 a DUID-LL(T)'s MAC; "" when unknown
+    server_id: str         # v4 option 54 as an address; v6 the server DUID as hex
+    offered: str           # v4 yiaddr, v6 IAADDR; "" when none
+    requested: str         # v4 option 50
+    router: str            # v4 option 3 (first)
+    lease_s: int
+    client_ip: str         # v4 ciaddr ("0.0.0.0" when none); v6 ""
+    routers: tuple         # v4 option 3
+    dns: tuple             # v4 option 6, v6 option 23
+
+
+@dataclasses.dataclass(slots=True)
+class HttpRecord:
+    response: bool
+    method: str
+    uri: str
+    version: str
+    status: int            # 0 for a request
+    host: str
+    location: str
+    content_type: str
+    content_length: int    # -1 when absent
+    hsts: bool             # Strict-Transport-Security present
+    hsts_max_age: int
+    hsts_subdomains: bool
+    cookies: tuple         # (name, secure, httponly, samesite) of each Set-Cookie (first 4)
+    form_password: str     # a url-encoded form post's password-like field name, "" when none
+    complete: bool         # the head ended within the segment
+
+
+def http_from_cdata(h) -> HttpRecord:
+    cookies = tuple((_str(h.cookie_names[i]), bool(h.cookie_flags[i] & 1), bool(h.cookie_flags[i] & 2),
+                     bool(h.cookie_flags[i] & 4)) for i in range(h.n_cookies))
+    return HttpRecord(bool(h.response), _str(h.method), _str(h.uri), _str(h.version), h.status, _str(h.host),
+                      _str(h.location), _str(h.content_type), h.content_length, bool(h.hsts), h.hsts_max_age,
+                      bool(h.hsts_subdomains), cookies, _str(h.password_field) if h.form_password else "",
+                      bool(h.complete))
+
+
+def _mac(raw) -> str:
+    return bytes(raw).hex(":")
+
+
+def arp_from_cdata(a) -> ArpRecord:
+    return ArpRecord(a.op, _mac(a.sender_mac), _ntop(_V4, bytes(a.sender_ip)), _mac(a.target_mac),
+                     _ntop(_V4, bytes(a.target_ip)))
+
+
+def ndp_from_cdata(r) -> NdpRecord:
+    prefixes = tuple(NdpPrefix(_ntop(_V6, bytes(x.prefix)), x.len, bool(x.flags & 0x80), bool(x.flags & 0x40),
+                               x.valid, x.preferred) for x in r.prefixes[0:r.n_prefixes])
+    return NdpRecord(r.type, r.code, r.flags, _ntop(_V6, bytes(r.target)) if r.type in (135, 136, 137) else "",
+                     _mac(r.source_mac) if r.has_source_mac else "", _mac(r.target_mac) if r.has_target_mac else "",
+                     r.router_lifetime, r.router_pref, r.hop_limit, r.reachable_ms, r.retrans_ms, r.mtu, prefixes,
+                     tuple(_ntop(_V6, bytes(a)) for a in r.rdnss[0:r.n_rdnss]))
+
+
+def dhcp_from_cdata(r) -> DhcpRecord:
+    v4 = r.version == 4
+    sid = bytes(r.server_id[0:r.server_id_len])
+    offered = (_ntop(_V4, bytes(r.offered)[:4]) if v4 else _ntop(_V6, bytes(r.offered))) if r.has_offered else ""
+    return DhcpRecord(r.version, r.msg_type, r.op, r.xid, _mac(r.client_mac) if r.has_client_mac else "",
+                      (_ntop(_V4, sid) if v4 and len(sid) == 4 else sid.hex()), offered,
+                      _ntop(_V4, bytes(r.requested)) if r.has_requested else "",
+                      _ntop(_V4, bytes(r.router)) if r.has_router else "", r.lease_s,
+                      _ntop(_V4, bytes(r.client_ip)) if v4 else "",
+                      tuple(_ntop(_V4, bytes(a)) for a in r.routers[0:r.n_routers]),
+                      tuple(_ntop(_V4, bytes(a)[:4]) if v4 else _ntop(_V6, bytes(a)) for a in r.dns[0:r.n_dns]))
+
+
+def _cast(ctype: str, buf, at: int):
+    return ffi.cast(ctype, ffi.cast("char *", ffi.from_buffer(buf)) + at)
+
+
+def from_buffer(kind: int, buf, at: int) -> Optional[object]:
+    """The record of an event of this kind at byte offset `at` of a buffer (the event's rec union)."""
+    if kind == lib.HW_EV_DNS:
+        return dns_from_buffer(buf, at)
+    if kind == lib.HW_EV_TLS:  # rarer kinds: read through cffi
+        return tls_from_cdata(_cast("struct hw_rec_tls *", buf, at))
+    if kind == lib.HW_EV_ARP:
+        return arp_from_cdata(_cast("struct hw_rec_arp *", buf, at))
+    if kind == lib.HW_EV_HTTP:
+        return http_from_cdata(_cast("struct hw_rec_http *", buf, at))
+    if kind == lib.HW_EV_NDP:
+        return ndp_from_cdata(_cast("struct hw_rec_ndp *", buf, at))
+    if kind == lib.HW_EV_DHCP:
+        return dhcp_from_cdata(_cast("struct hw_rec_dhcp *", buf, at))
+    return None
+
+
+def parse_dns(payload: bytes, tcp: bool = False):
+    """A DNS message parsed by the C core (tests, offline tools): DnsRecord, or the malformed reason."""
+    out = ffi.new("struct hw_rec_dns *")
+    rc = lib.hw_dns_parse(payload, len(payload), int(tcp), out)
+    return MALFORMED_NAMES[rc] if rc else dns_from_buffer(ffi.buffer(out), 0)
+
+
+def parse_tls(payload: bytes):
+    """TLS records parsed by the C core: TlsRecord, or the malformed reason."""
+    out = ffi.new("struct hw_rec_tls *")
+    rc = lib.hw_tls_parse(payload, len(payload), out)
+    return MALFORMED_NAMES[rc] if rc else tls_from_cdata(out)
+
+
+def parse_ndp(icmp6: bytes):
+    """An ICMPv6 neighbour-discovery message (from its type byte) parsed by the C core: NdpRecord or the reason."""
+    out = ffi.new("struct hw_rec_ndp *")
+    rc = lib.hw_ndp_parse(icmp6, len(icmp6), out)
+    return MALFORMED_NAMES[rc] if rc else ndp_from_cdata(out)
+
+
+def parse_dhcp(payload: bytes, version: int = 4):
+    """A DHCPv4 or DHCPv6 UDP payload parsed by the C core: DhcpRecord or the reason."""
+    out = ffi.new("struct hw_rec_dhcp *")
+    rc = lib.hw_dhcp_parse(payload, len(payload), version, out)
+    return MALFORMED_NAMES[rc] if rc else dhcp_from_cdata(out)
+
+
+def parse_arp(body: bytes):
+    """An Ethernet/IPv4 ARP body parsed by the C core: ArpRecord or the reason."""
+    out = ffi.new("struct hw_rec_arp *")
+    rc = lib.hw_arp_parse(body, len(body), out)
+    return MALFORMED_NAMES[rc] if rc else arp_from_cdata(out)
+
+
+def record_of(ev) -> Optional[object]:
+    """The record of a PacketEvent: the one the core attached, or (an event made by hand, without one)
+    its payload parsed by the C core now; None when there is none or the payload is malformed."""
+    if ev.record is not None or ev.record_error:
+        return ev.record
+    parse = {"dns": lambda p: parse_dns(p, tcp=ev.proto == 6), "tls": parse_tls, "arp": parse_arp,
+             "http": parse_http, "dhcp": lambda p: parse_dhcp(p, 4 if ev.sport in (67, 68) else 6),
+             "ndp": lambda p: parse_ndp(bytes((ev.dport >> 8, ev.dport & 0xFF, 0, 0)) + p)}.get(ev.kind)
+    rec = parse(ev.payload) if parse else None
+    return None if isinstance(rec, str) else rec
+
+
+def parse_http(head: bytes):
+    """An HTTP/1.x head parsed by the C core: HttpRecord or the reason."""
+    out = ffi.new("struct hw_rec_http *")
+    rc = lib.hw_http_parse(head, len(head), out)
+    return MALFORMED_NAMES[rc] if rc else http_from_cdata(out)

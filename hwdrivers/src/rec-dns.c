@@ -1,0 +1,242 @@
+/* rec-dns.c - a DNS message as a record: header, question, answer and
+ * authority records (A, AAAA, CNAME, NS, PTR, MX, TXT, SOA with TTLs) and
+ * EDNS.  Every read is bounded by the message; compression pointers may only
+ * point backwards, so a name cannot loop.  Names are written as
+ * tshark prints them: labels joined by dots (a dot inside a label is not
+ * escaped), no trailing dot, bytes outside printable ASCII as \DDD. */
+#include <string.h>
+
+#include "hw.h"
+
+#define T_A 1
+#define T_NS 2
+#define T_CNAME 5
+#define T_SOA 6
+#define T_PTR 12
+#define T_MX 15
+#define T_TXT 16
+#define T_AAAA 28
+#define T_OPT 41
+
+struct msg {
+    const uint8_t *p;
+    uint32_t n;
+};
+
+/* Appends one label byte in presentation form; 0 or -1 when out of room. */
+static int put_byte(char *out, uint32_t *len, uint32_t cap, uint8_t b)
+{
+    if (b > 0x20 && b < 0x7f) {
+        if (*len + 1 >= cap) return -1;
+        out[(*len)++] = (char)b;
+        return 0;
+    }
+    if (*len + 4 >= cap) return -1;
+    out[(*len)++] = '\\';
+    out[(*len)++] = (char)('0' + b / 100);
+    out[(*len)++] = (char)('0' + b / 10 % 10);
+    out[(*len)++] = (char)('0' + b % 10);
+    return 0;
+}
+
+/* Reads the name at *off into out (NUL-terminated, length in *out_len) and
+ * moves *off past it.  0, or -1 for a malformed name. */
+static int read_name(const struct msg *m, uint32_t *off, char *out, uint32_t cap, uint32_t *out_len)
+{
+    uint32_t at = *off, end = 0, wire = 0, len = 0;
+    int jumped = 0;
+    for (;;) {
+        if (at >= m->n) return -1;
+        uint8_t l = m->p[at];
+        if ((l & 0xc0) == 0xc0) {
+            if (at + 1 >= m->n) return -1;
+            uint32_t to = (uint32_t)(l & 0x3f) << 8 | m->p[at + 1];
+            if (!jumped) end = at + 2;
+            if (to >= at) return -1; /* only backwards: no loops */
+            jumped = 1;
+            at = to;
+            continue;
+        }
+        if (l & 0xc0) return -1;
+        if (l == 0) {
+            if (!jumped) end = at + 1;
+            break;
+        }
+        wire += (uint32_t)l + 1;
+        if (wire > 255 || at + 1 + l > m->n) return -1;
+        if (len && len + 1 < cap) out[len++] = '.';
+        for (uint32_t i = 0; i < l; i++)
+            if (put_byte(out, &len, cap, m->p[at + 1 + i]) < 0) return -1;
+        at += 1 + (uint32_t)l;
+    }
+    out[len] = 0;
+    *out_len = len;
+    *off = end;
+    return 0;
+}
+
+/* A name into the record's text pool; -1 malformed, -2 no room. */
+static int pool_name(const struct msg *m, uint32_t *off, struct hw_rec_dns *r, uint16_t *at, uint16_t *len)
+{
+    char tmp[HW_DNS_NAME_MAX * 4];
+    uint32_t n;
+    if (read_name(m, off, tmp, sizeof tmp, &n) < 0) return -1;
+    if ((uint32_t)r->text_len + n + 1 > HW_DNS_TEXT_MAX) return -2;
+    memcpy(r->text + r->text_len, tmp, n + 1);
+    *at = r->text_len;
+    *len = (uint16_t)n;
+    r->text_len = (uint16_t)(r->text_len + n + 1);
+    return 0;
+}
+
+static int pool_bytes(struct hw_rec_dns *r, const uint8_t *p, uint32_t n, uint16_t *at, uint16_t *len)
+{
+    if ((uint32_t)r->text_len + n + 1 > HW_DNS_TEXT_MAX) return -2;
+    memcpy(r->text + r->text_len, p, n);
+    r->text[r->text_len + n] = 0;
+    *at = r->text_len;
+    *len = (uint16_t)n;
+    r->text_len = (uint16_t)(r->text_len + n + 1);
+    return 0;
+}
+
+/* The typed part of one record's rdata; rr is filled, r's pool grows. */
+static int read_rdata(const struct msg *m, uint32_t off, uint32_t rdlen, struct hw_rec_dns *r,
+                      struct hw_dns_rr *rr)
+{
+    uint32_t end = off + rdlen;
+    struct msg bounded = {m->p, end}; /* names in rdata may point back anywhere before end */
+    int rc = 0;
+    switch (rr->type) {
+    case T_A:
+    case T_AAAA:
+        if (rdlen != (rr->type == T_A ? 4u : 16u)) return HW_RMAL_DNS_RDATA;
+        rr->addr_len = (uint8_t)rdlen;
+        memcpy(rr->addr, m->p + off, rdlen);
+        return 0;
+    case T_MX:
+        if (rdlen < 3) return HW_RMAL_DNS_RDATA;
+        rr->pref = hw_be16(m->p + off);
+        off += 2;
+        /* fallthrough */
+    case T_NS:
+    case T_CNAME:
+    case T_PTR:
+        rc = pool_name(&bounded, &off, r, &rr->data_off, &rr->data_len);
+        break;
+    case T_TXT:
+        rc = pool_bytes(r, m->p + off, rdlen, &rr->data_off, &rr->data_len);
+        break;
+    case T_SOA: {
+        uint16_t a, al, b, bl;
+        rc = pool_name(&bounded, &off, r, &a, &al);
+        if (rc == 0 && r->text_len) r->text[r->text_len - 1] = ' '; /* "mname rname" */
+        if (rc == 0) rc = pool_name(&bounded, &off, r, &b, &bl);
+        if (rc == 0) {
+            if (off + 20 > end) return HW_RMAL_DNS_RDATA;
+            for (int i = 0; i < 5; i++) rr->soa[i] = hw_be32(m->p + off + 4 * i);
+            rr->data_off = a;
+            rr->data_len = (uint16_t)(al + 1 + bl);
+        }
+        break;
+    }
+    default:
+        return 0;
+    }
+    return rc == -1 ? HW_RMAL_DNS_RDATA : rc == -2 ? -2 : 0;
+}
+
+/* One resource record at *off; kept in r->rr when it is an answer or authority. */
+static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_rec_dns *r)
+{
+    uint32_t start = *off;
+    char owner[HW_DNS_NAME_MAX * 4];
+    uint32_t olen;
+    if (read_name(m, off, owner, sizeof owner, &olen) < 0) return HW_RMAL_DNS_NAME;
+    if (*off + 10 > m->n) return HW_RMAL_DNS_RR;
+    const uint8_t *h = m->p + *off;
+    uint16_t type = hw_be16(h), cls = hw_be16(h + 2);
+    uint32_t ttl = hw_be32(h + 4), rdlen = hw_be16(h + 8);
+    uint32_t rdata = *off + 10;
+    if (rdata + rdlen > m->n) return HW_RMAL_DNS_RR;
+    *off = rdata + rdlen;
+    if (type == T_OPT) {
+        r->edns = 1;
+        r->edns_udp_size = cls;
+        r->rcode = (uint16_t)(r->rcode | (ttl >> 24) << 4);
+        r->edns_version = (uint8_t)(ttl >> 16);
+        r->edns_do = (uint8_t)(ttl >> 15 & 1);
+        return 0;
+    }
+    if (section == 0) return 0; /* additional records: only OPT matters */
+    if (r->n_rr == HW_DNS_RR_MAX) {
+        r->rr_skipped++;
+        return 0;
+    }
+    struct hw_dns_rr *rr = &r->rr[r->n_rr];
+    memset(rr, 0, sizeof *rr);
+    rr->type = type;
+    rr->cls = cls;
+    rr->ttl = ttl;
+    rr->section = (uint8_t)section;
+    uint16_t text_mark = r->text_len;
+    struct msg named = {m->p, m->n};
+    uint32_t o = start;
+    int rc = pool_name(&named, &o, r, &rr->owner_off, &rr->owner_len);
+    if (rc == 0) rc = read_rdata(m, rdata, rdlen, r, rr);
+    if (rc == -2) { /* the text pool is full: skip the record, not the message */
+        r->text_len = text_mark;
+        r->rr_skipped++;
+        return 0;
+    }
+    if (rc) return rc;
+    r->n_rr++;
+    return 0;
+}
+
+int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
+{
+    memset(r, 0, offsetof(struct hw_rec_dns, name));
+    r->name[0] = 0;
+    if (tcp) {
+        if (n < 2) return HW_RMAL_DNS_HEADER;
+        uint32_t size = hw_be16(p);
+        p += 2, n -= 2;
+        if (size < n) n = size;
+        else if (size > n) r->cut = 1;
+    }
+    if (n < 4) return HW_RMAL_DNS_HEADER;
+    r->id = hw_be16(p);
+    r->flags = hw_be16(p + 2);
+    r->rcode = r->flags & 15;
+    if (n < 12) return HW_RMAL_DNS_HEADER;
+    struct msg m = {p, n};
+    r->qdcount = hw_be16(p + 4);
+    r->ancount = hw_be16(p + 6);
+    r->nscount = hw_be16(p + 8);
+    r->arcount = hw_be16(p + 10);
+    uint32_t off = 12;
+    for (uint32_t q = 0; q < r->qdcount; q++) {
+        char tmp[HW_DNS_NAME_MAX * 4];
+        uint32_t len;
+        if (read_name(&m, &off, tmp, sizeof tmp, &len) < 0) return HW_RMAL_DNS_NAME;
+        if (off + 4 > n) return HW_RMAL_DNS_QUESTION;
+        if (q == 0) {
+            if (len >= HW_DNS_NAME_MAX) len = HW_DNS_NAME_MAX - 1;
+            memcpy(r->name, tmp, len);
+            r->name[len] = 0;
+            r->name_len = (uint16_t)len;
+            r->qtype = hw_be16(p + off);
+            r->qclass = hw_be16(p + off + 2);
+        }
+        off += 4;
+    }
+    uint32_t counts[3] = {r->ancount, r->nscount, r->arcount};
+    static const int sections[3] = {HW_DNS_SEC_ANSWER, HW_DNS_SEC_AUTHORITY, 0};
+    for (int s = 0; s < 3; s++)
+        for (uint32_t i = 0; i < counts[s]; i++) {
+            int rc = read_rr(&m, &off, sections[s], r);
+            if (rc) return rc;
+        }
+    return 0;
+}
