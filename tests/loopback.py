@@ -319,7 +319,7 @@ class TlsServer:
 
     def __init__(self, host: str, cert_pem: bytes, key_pem: bytes, port: int = 0):
         self.ctx = server_context(cert_pem, key_pem)
-        self.fingerprint = fingerprint(cert_pem)
+        self.pem, self.fingerprint = cert_pem, fingerprint(cert_pem)
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
