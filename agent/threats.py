@@ -172,8 +172,9 @@ class ThreatService(Service):
         status = "confirmed" if confirmed else "refuted" if refuted else "inconclusive"
         summary = {k: result.get(k) for k in ("verification_id", "paths_checked", "paths_succeeded", "paths_agreed",
                                                "consensus_percentage", "confidence", "consensus_ips", "local_ips",
-                                               "url", "domain", "record_type", "host", "port", "sni", "consensus", "local", "differences",
-                                               "outliers", "recommendations", "verification_duration_ms",
+                                               "url", "domain", "record_type", "host", "port", "sni", "consensus",
+                                               "local", "differences", "outliers", "recommendations",
+                                               "verification_duration_ms",
                                                "attack_detected") if k in result}
         row = self.get_row(tid)
         severity, score, confidence = rescore(row["severity"], row["score"], row["confidence"], status)
@@ -184,8 +185,8 @@ class ThreatService(Service):
                          {"verification_id": result.get("verification_id"), "threat_id": tid,
                           "attack_type": d["type"], "attack_confirmed": confirmed, "status": status,
                           "confidence": result.get("confidence"), "paths_checked": result.get("paths_checked"),
-                          "paths_agreed": result.get("paths_agreed"), "url": result.get("url"), "host": result.get("host"),
-                          "domain": result.get("domain")}, source="threats", correlation_id=correlation_id)
+                          "paths_agreed": result.get("paths_agreed"), "url": result.get("url"),
+                          "host": result.get("host"), "domain": result.get("domain")}, source="threats", correlation_id=correlation_id)
         self._event(correlation_id, "verification_complete", "attacks:verified",
                     {"verification_id": result.get("verification_id"), "status": status})
         if confirmed and (self.cfg.deception.auto_activate if respond is None else respond):

@@ -202,22 +202,16 @@ class TamperingProxy:
         self.sock.close()
 
 
-class Socks5Proxy:
-    """A SOCKS5 proxy without authentication (CONNECT only), as a Tor client offers one."""
+class _Listener:
+    """A TCP listener on host:port that hands each connection to _handle in a thread of its own."""
 
-    def __init__(self, host: str, hosts=None):
-        self.hosts = hosts or {}
+    def __init__(self, host: str, port: int = 0):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
+        self.sock.bind((host, port))
         self.sock.listen(32)
         self.host, self.port = host, self.sock.getsockname()[1]
-        self.connects: list = []
-        threading.Thread(target=self._accept, daemon=True, name=f"socks-{host}").start()
-
-    @property
-    def url(self) -> str:
-        return f"socks5://{self.host}:{self.port}"
+        threading.Thread(target=self._accept, daemon=True, name=f"{type(self).__name__}-{host}").start()
 
     def _accept(self):
         while True:
@@ -226,6 +220,25 @@ class Socks5Proxy:
             except OSError:
                 return
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        raise NotImplementedError
+
+    def stop(self):
+        self.sock.close()
+
+
+class Socks5Proxy(_Listener):
+    """A SOCKS5 proxy without authentication (CONNECT only), as a Tor client offers one."""
+
+    def __init__(self, host: str, hosts=None):
+        self.hosts = hosts or {}
+        self.connects: list = []
+        super().__init__(host)
+
+    @property
+    def url(self) -> str:
+        return f"socks5://{self.host}:{self.port}"
 
     def _handle(self, conn):
         with conn:
@@ -249,9 +262,6 @@ class Socks5Proxy:
                 return
             conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
             _pipe(conn, upstream)
-
-    def stop(self):
-        self.sock.close()
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:
@@ -314,26 +324,13 @@ def fingerprint(cert_pem: bytes) -> str:
     return x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA256()).hex()
 
 
-class TlsServer:
+class TlsServer(_Listener):
     """A TLS server that completes handshakes with its certificate and closes."""
 
     def __init__(self, host: str, cert_pem: bytes, key_pem: bytes, port: int = 0):
         self.ctx = server_context(cert_pem, key_pem)
         self.pem, self.fingerprint = cert_pem, fingerprint(cert_pem)
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(32)
-        self.host, self.port = host, self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True, name=f"tls-{host}").start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+        super().__init__(host, port)
 
     def _handle(self, conn):
         conn.settimeout(5)
@@ -343,17 +340,14 @@ class TlsServer:
         except (OSError, ssl.SSLError):
             conn.close()
 
-    def stop(self):
-        self.sock.close()
-
 
 class InterceptingProxy(TlsServer):
     """An HTTP CONNECT proxy that terminates the tunnelled TLS itself with a
     certificate of its own CA, as mitmproxy does."""
 
     def __init__(self, host: str, cert_pem: bytes, key_pem: bytes):
-        super().__init__(host, cert_pem, key_pem)
         self.requests: list = []
+        super().__init__(host, cert_pem, key_pem)
 
     @property
     def url(self) -> str:
