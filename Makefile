@@ -17,7 +17,7 @@ APT_LAB := dsniff ettercap-text-only bettercap thc-ipv6 dnsmasq-base keepalived 
 CORE := $(wildcard hwdrivers/src/*.c hwdrivers/include/*.h hwdrivers/cdef/*.h) hwdrivers/build_ffi.py
 PYTEST_ARGS ?=
 
-.PHONY: all build run test bench image image-test clean distclean help
+.PHONY: all build run test bench soak image image-test clean distclean help
 
 all: build
 
@@ -25,6 +25,7 @@ help:
 	@echo "make run     start the agent on its embedded demo capture"
 	@echo "make test    install what is missing, build, run the test suite"
 	@echo "make bench   benchmark against tcpdump and softflowd (bench/RESULTS.md)"
+	@echo "make soak    30 minutes at 50k packets/s + 50 REST clients + 20 event streams: RSS and fds (SOAK_MINUTES=)"
 	@echo "make build   build the C core in place"
 	@echo "make image   the disk image (build/image/out: disk.img, .zst, .bmap, SHA256SUMS, lock, bundle)"
 	@echo "make image-test  boot it under qemu: health, console, capture, signed update, fallback"
@@ -85,6 +86,11 @@ test: build $(STAMPS)/apt-test $(STAMPS)/lab-venv
 
 bench: build $(STAMPS)/apt-test $(STAMPS)/apt-bench
 	bash bench/run.sh
+
+# the soak alone (make bench runs it too, unless SKIP_SOAK=1): SOAK_MINUTES of mixed load
+SOAK_MINUTES ?= 30
+soak: build
+	$(PY) bench/soak.py --minutes $(SOAK_MINUTES) --results bench/RESULTS.md --note "$(SOAK_NOTE)"
 
 # the disk image (docs/IMAGE.md) -------------------------------------------------------
 APT_IMAGE := mmdebstrap e2fsprogs dosfstools mtools fdisk binutils systemd-boot-efi squashfs-tools bc zstd \

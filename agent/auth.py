@@ -4,7 +4,11 @@ A key is `capbox_<kind>_<id><secret>`: the id finds the row, the secret is
 stored only as a scrypt hash and compared in constant time.  scrypt is slow
 on purpose, so a token that verified is remembered (by a SHA-256 of it and
 its stored hash) for a minute; the row itself is read on every request, so
-revocation and expiry count at once, from any process."""
+revocation and expiry count at once, from any process.  A token that failed
+is remembered too (by its SHA-256, for a minute), and at most SCRYPT_SLOTS
+hashes run at once: a flood of bad keys costs one scrypt per distinct key
+and never holds more than those workers, so other requests go on."""
+import collections
 import dataclasses
 import hashlib
 import hmac
@@ -22,6 +26,8 @@ ID_LEN = 8
 SECRET_LEN = 32
 SCRYPT = {"n": 1 << 14, "r": 8, "p": 1, "dklen": 32}
 CACHE_S = 60.0
+BAD_CACHE = 10000        # failed tokens remembered
+SCRYPT_SLOTS = 2         # hashes at once (the box has two cores); more callers are told to retry
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +73,9 @@ class KeyStore:
         self._cache: dict = {}
         self._gates: dict = {}
         self._lock = threading.Lock()
+        self._bad: collections.OrderedDict = collections.OrderedDict()   # sha256(token) -> expiry
+        self._slots = threading.BoundedSemaphore(SCRYPT_SLOTS)
+        self.counts = {"hashes": 0, "failed_cached": 0, "busy": 0}   # for /v1/health
 
     def create(self, kind: str, name: str, scopes: tuple = (), ttl_s: Optional[float] = None) -> tuple:
         """A new key: (the key string, shown once; its ApiKey)."""
@@ -106,19 +115,52 @@ class KeyStore:
             hit = self._cache.get(key_id)
         return bool(hit and hit[0] > time.monotonic() and hmac.compare_digest(hit[1], digest))
 
+    def _known_bad(self, digest: bytes) -> bool:
+        with self._lock:
+            expiry = self._bad.get(digest)
+            if expiry is not None and expiry < time.monotonic():
+                del self._bad[digest]
+                expiry = None
+            if expiry is not None:
+                self.counts["failed_cached"] += 1
+        return expiry is not None
+
+    def _remember_bad(self, digest: bytes) -> None:
+        with self._lock:
+            self._bad[digest] = time.monotonic() + CACHE_S
+            self._bad.move_to_end(digest)
+            while len(self._bad) > BAD_CACHE:
+                self._bad.popitem(last=False)
+
+    def _scrypt(self, secret: str, salt: bytes) -> bytes:
+        """The hash, in one of SCRYPT_SLOTS; a busy box says retry rather than queue workers behind it."""
+        if not self._slots.acquire(timeout=0.5):
+            self.counts["busy"] += 1
+            raise AgentError("RATE_LIMIT_EXCEEDED", "too many key checks at once; retry in a second",
+                             {"retry_after_seconds": 1, "reason": "auth_busy"})
+        try:
+            self.counts["hashes"] += 1
+            return _hash(secret, salt)
+        finally:
+            self._slots.release()
+
     def verify(self, token: Optional[str]) -> ApiKey:
         """The key a bearer token names, or AgentError INVALID_API_KEY."""
         if not token:
             raise AgentError("INVALID_API_KEY", "an API key is required (Authorization: Bearer capbox_…)")
         bad = AgentError("INVALID_API_KEY", "the API key is invalid, expired or revoked")
-        if not token.startswith(PREFIX) or len(token) != len(PREFIX) + 3 + ID_LEN + SECRET_LEN:
+        if not token.isascii() or not token.startswith(PREFIX) or len(token) != len(PREFIX) + 3 + ID_LEN + SECRET_LEN:
+            raise bad
+        token_digest = hashlib.sha256(token.encode()).digest()
+        if self._known_bad(token_digest):
             raise bad
         kind, key_id, secret = token[7:9], token[10:10 + ID_LEN], token[10 + ID_LEN:]
         # the row is read every time (a revocation by another process counts at
         # once); only the slow hash is skipped for a token that verified lately
         rows = self.store.query("SELECT * FROM api_keys WHERE id = ?", (key_id,))
         if not rows:
-            _hash(secret, b"\0" * 16)  # the same work, so timing does not tell ids apart
+            self._scrypt(secret, b"\0" * 16)  # the same work, so timing does not tell ids apart
+            self._remember_bad(token_digest)
             raise bad
         row = rows[0]
         digest = hashlib.sha256(token.encode() + row["hash"]).digest()
@@ -127,7 +169,8 @@ class KeyStore:
                 gate = self._gates.setdefault(key_id, threading.Lock())
             with gate:  # a burst of new connections with one key costs one scrypt, not one each
                 if not self._cached(key_id, digest):
-                    if not hmac.compare_digest(_hash(secret, row["salt"]), row["hash"]) or row["kind"] != kind:
+                    if not hmac.compare_digest(self._scrypt(secret, row["salt"]), row["hash"]) or row["kind"] != kind:
+                        self._remember_bad(token_digest)
                         raise bad
                     with self._lock:
                         self._cache[key_id] = (time.monotonic() + CACHE_S, digest)

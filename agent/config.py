@@ -185,6 +185,12 @@ class ApiSection:
     listen: str = "127.0.0.1:8080"
     threads: int = 64              # server workers; each open event stream holds one
     max_body_kb: int = 1024
+    max_connections: int = 4096    # open at once (also kept below the descriptor limit)
+    max_connections_per_client: int = 512
+    idle_timeout_s: int = 30       # a connection silent this long is closed
+    tls_cert: str = ""             # PEM; set with tls_key: the API speaks only HTTPS (TLS 1.2+)
+    tls_key: str = ""
+    client_ca: str = ""            # PEM CA bundle; set: clients must present a certificate it signed
     cors_origins: tuple = ()
     sse_keepalive_s: int = 30
     sse_max_streams_per_key: int = 100
@@ -336,6 +342,9 @@ RULES = {
     "recording.flush_ms": {"min": 10, "max": 60000},
     "api.threads": {"min": 12, "max": 1024},
     "api.max_body_kb": {"min": 1, "max": 1 << 20},
+    "api.max_connections": {"min": 16, "max": 1 << 20},
+    "api.max_connections_per_client": {"min": 1, "max": 1 << 20},
+    "api.idle_timeout_s": {"min": 1, "max": 3600},
     "api.sse_keepalive_s": {"min": 1, "max": 3600},
     "api.sse_max_streams_per_key": {"min": 1, "max": 10000},
     "api.sse_backlog": {"min": 0, "max": 1 << 20},
@@ -486,6 +495,7 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
         cfg.listen
     except ValueError:
         raise ConfigError("api.listen", f"must be HOST:PORT, not {cfg.api.listen!r}") from None
+    _check_tls(cfg.api)
     _check_paths(cfg.verify)
     for url in cfg.export.collectors:
         try:
@@ -501,6 +511,17 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
     if not cfg.recording.prefix.replace("_", "").replace("-", "").isalnum():
         raise ConfigError("recording.prefix", "letters, digits, - and _ only")
     return cfg
+
+
+def _check_tls(api: ApiSection) -> None:
+    if bool(api.tls_cert) != bool(api.tls_key):
+        raise ConfigError("api.tls_key" if api.tls_cert else "api.tls_cert", "set tls_cert and tls_key together")
+    if api.client_ca and not api.tls_cert:
+        raise ConfigError("api.client_ca", "needs tls_cert and tls_key (client certificates are a TLS feature)")
+    for key in ("tls_cert", "tls_key", "client_ca"):
+        path = getattr(api, key)
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"api.{key}", f"cannot read {path}")
 
 
 COLLECTOR_SCHEMES = {"ipfix": ("ipfix", "udp"), "ipfix+udp": ("ipfix", "udp"), "ipfix+tcp": ("ipfix", "tcp"),

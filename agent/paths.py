@@ -12,9 +12,9 @@ def confine(name: str, dirs: list, field: str, what: str = "file") -> str:
     path = pathlib.Path(name)
     candidates = [path] if path.is_absolute() else [d / path for d in dirs]
     for cand in candidates:
-        real = cand.resolve()
+        real = resolve(cand, field)
         if any(real.is_relative_to(d) for d in dirs):
-            if real.is_file():
+            if is_file(real):
                 return str(real)
             if not path.is_absolute():
                 continue
@@ -24,3 +24,18 @@ def confine(name: str, dirs: list, field: str, what: str = "file") -> str:
                          {"field": field, "allowed_dirs": [str(d) for d in dirs]})
     raise validation(f"no {what} {name!r} in the allowed directories", field=field,
                      allowed_dirs=[str(d) for d in dirs])
+
+
+def resolve(path: pathlib.Path, field: str) -> pathlib.Path:
+    """path with symlinks resolved; a name the OS refuses (too long, a loop) is a 400."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as e:
+        raise validation(f"{field}: {getattr(e, 'strerror', None) or 'not a usable path'}", field=field) from None
+
+
+def is_file(path: pathlib.Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False

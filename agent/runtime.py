@@ -1,6 +1,6 @@
 """The agent: one process, its services and named threads, start and shutdown.
 
-Threads: capture and dispatcher (per capture run), store-writer, api (waitress
+Threads: capture and dispatcher (per capture run), store-writer, api (cheroot
 and its workers), stats (samples, heartbeats, systemd watchdog), one per
 service in SERVICES below (analysis, live calls, jobs; detectors, verifier)
 and the jobs' workers (jobs-worker-N).  SIGINT/SIGTERM stop the capture (flows are
@@ -8,6 +8,7 @@ flushed onto the bus), the API, then the store."""
 import json
 import logging
 import os
+import ssl
 import signal
 import threading
 import time
@@ -25,16 +26,16 @@ from agent.api import platform as platform_routes
 from agent.api import system as system_routes
 from agent.api import recording as recording_routes
 from agent.api.app import Api
-from agent.api.server import Server
+from agent.api.server import Limits, Server, Tls
 from agent.auth import KeyStore
 from agent.bus import Bus
 from agent.capture.service import CaptureRequest, CaptureService
-from agent.config import Config
+from agent.config import Config, ConfigError
 from agent.console.service import ConsoleService
 from agent.errors import AgentError
 from agent.fwservice import FirmwareService
 from agent.health import Health
-from agent.ratelimit import RateLimiter
+from agent.ratelimit import AuthThrottle, RateLimiter
 from agent.sdnotify import Notifier
 from agent.analysis.service import AnalysisService
 from agent.deception.service import DeceptionService
@@ -44,7 +45,6 @@ from agent.update.service import UpdateService
 from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
-from agent.jobs.upload import MULTIPART_SLACK
 from agent.outputs.forwarder import EveService
 from agent.services import start_services
 from agent.stats import system
@@ -53,6 +53,7 @@ from agent.store import Store
 
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
+API_PROBE_S = 5.0        # GET /v1/health through the real socket this often (without a systemd watchdog)
 # The services on the bus, in start order (agent.services: one thread each).
 SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
             EveService, TallyService, ConsoleService]
@@ -61,8 +62,9 @@ SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService
 class Agent:
     def __init__(self, cfg: Config, console: bool = False):
         self.cfg = cfg
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
-        (cfg.data_dir / "pcaps").mkdir(exist_ok=True)
+        for d in (cfg.data_dir, cfg.data_dir / "pcaps"):   # 0700, also where an older version made them 0755
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            d.chmod(0o700)
         agentlog.setup(cfg.agent.log_level, stderr=not console)
         self.logs = agentlog.recent
         self.stopping = threading.Event()
@@ -80,6 +82,7 @@ class Agent:
         self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
                                       "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
                                       "deception_start": a.rate_deception_start})
+        self.auth_throttle = AuthThrottle()
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.verifier = Verifier(cfg.verify)
         self.firmware = FirmwareService(cfg)
@@ -90,12 +93,13 @@ class Agent:
                        system_routes):
             module.register(self.api)
         host, port = cfg.listen
-        uploads = {("POST", p): (cfg.jobs.max_size_mb << 20) + MULTIPART_SLACK for p in self.api.upload_paths}
-        uploads.update(self.api.stream_uploads)
-        self.server = Server(self.api.app, host, port, a.threads, a.max_body_kb * 1024,
-                             max_upload=max((r.max_body or 0) for r in self.api.routes
-                                            if (r.method, r.path) not in uploads),
-                             uploads=uploads, error_body=self.api.transport_error)
+        tls = Tls(a.tls_cert, a.tls_key, a.client_ca) if a.tls_cert else None
+        try:
+            self.server = Server(self.api.app, host, port, a.threads,
+                                 Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s,
+                                        max(4, a.threads // 4)), tls)
+        except ssl.SSLError as e:
+            raise ConfigError("api.tls_cert", f"cannot load the TLS certificate and key: {e}") from None
         self.notifier = Notifier()
         self.admin_key_path = None
 
@@ -176,7 +180,9 @@ class Agent:
         self.ensure_admin_key()
         self.services = start_services(self, SERVICES)   # before the API: routes read them
         api = self.health.register("api", critical=True, detail=lambda: {
-            "listen": f"{self.server.host}:{self.server.port}", "event_streams": self.sse_slots.total()})
+            "listen": f"{self.server.scheme}://{self.server.host}:{self.server.port}",
+            "event_streams": self.sse_slots.total(), "connections": self.server.connections(),
+            "auth": dict(self.keys.counts)})
         self._api_component = api
         self.health.spawn(api, lambda c: self.server.serve(c))
         stats = self.health.register("stats", critical=False)
@@ -186,7 +192,7 @@ class Agent:
         if cap.autostart and cap.source:
             try:
                 self.capture.start(CaptureRequest(
-                    source=cap.source, backend=cap.backend, bpf=cap.bpf, snaplen=cap.snaplen,
+                    source=cap.source, backend=cap.backend, bpf=self.capture.autostart_bpf(), snaplen=cap.snaplen,
                     buffer_size_mb=cap.buffer_size_mb, promisc=cap.promisc, fanout_group=cap.fanout_group,
                     pace=cap.pace, loop=cap.loop, trusted=True))
             except AgentError as e:
@@ -196,14 +202,20 @@ class Agent:
     def _stats_loop(self, component) -> None:
         interval = self.cfg.store.stats_interval_s
         watchdog = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else 0
+        tick = min(1.0, watchdog) if watchdog else 1.0
         next_sample = time.monotonic() + interval
-        while not component.stop.wait(min(1.0, watchdog) if watchdog else 1.0):
+        next_probe = 0.0
+        while not component.stop.wait(tick):
             component.beat()
             self._store_component.beat("running" if self.store.alive else "failed")
-            if self.server.ready:
-                self._api_component.beat()
-            if watchdog:
-                self.notifier.send(watchdog=1)
+            if time.monotonic() >= next_probe:
+                next_probe = time.monotonic() + (watchdog or API_PROBE_S)
+                # the API is alive only if it answers through its own socket; systemd restarts a
+                # box whose API does not (a dead server thread, every worker stuck)
+                if self.server.ready and self.server.probe():
+                    self._api_component.beat()
+                    if watchdog:
+                        self.notifier.send(watchdog=1)
             if time.monotonic() >= next_sample:
                 next_sample += interval
                 self._sample()

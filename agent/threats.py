@@ -242,7 +242,7 @@ class ThreatService(Service):
         return {"total": total, "limit": limit, "offset": offset, "count": len(rows),
                 "threats": [_view(r) for r in rows]}
 
-    def detail(self, tid: str) -> dict:
+    def threat(self, tid: str) -> dict:
         r = self.get_row(tid)
         out = _view(r)
         out["evidence"] = json.loads(r["evidence"])
@@ -266,7 +266,7 @@ class ThreatService(Service):
         self.store.write(lambda c: c.execute(
             "UPDATE threats SET status = ?, note = COALESCE(?, note), updated = ? WHERE id = ?",
             (status, note, time.time(), tid)))
-        return self.detail(tid)
+        return self.threat(tid)
 
     def stats(self, since: float) -> dict:
         q = self.store.query

@@ -36,9 +36,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_agent(data: pathlib.Path, source: str, port: int) -> subprocess.Popen:
+def start_agent(data: pathlib.Path, source: str, port: int, pace: float = 1.0) -> subprocess.Popen:
     cfg = data / "capbox.toml"
-    cfg.write_text(f'[capture]\nsource = "{source}"\npace = 1.0\nloop = true\n')
+    cfg.write_text(f'[capture]\nsource = "{source}"\npace = {pace:.4f}\nloop = true\n')
     env = dict(os.environ, CAPBOX_API_RATE_GET="10000000")
     proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg), "--data-dir", str(data),
                              "--listen", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
@@ -53,6 +53,14 @@ def start_agent(data: pathlib.Path, source: str, port: int) -> subprocess.Popen:
         time.sleep(0.1)
     proc.kill()
     raise SystemExit("agent did not start")
+
+
+def stop_agent(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 async def one_request(reader, writer, request: bytes) -> int:

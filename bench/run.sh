@@ -31,6 +31,8 @@
 #              (bench/gensip.py) against tshark -z rtp,streams; adds its section.
 #  8. tui      bench/tui_cpu.py: the console's CPU share while the agent replays
 #              the demo at full speed; adds its section.
+#  9. soak     bench/soak.py (also `make soak`): 30 minutes at 50k packets/s with 50 REST
+#              clients and 20 event streams; RSS and descriptors after warm-up and at the end.
 #
 # Run from the repo root as `make bench` (which installs tcpdump, tcpreplay,
 # softflowd, nfdump, time and builds the C core first) or `bash bench/run.sh`.
@@ -763,6 +765,7 @@ main() {
   if [ -z "${SKIP_CALLS:-}" ]; then log "calls"; "$REPO/.venv/bin/python" "$REPO/bench/calls.py" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_TUNNELS:-}" ]; then log "tunnels"; "$REPO/.venv/bin/python" "$REPO/bench/tunnels.py" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_TUI:-}" ]; then log "tui"; "$REPO/.venv/bin/python" "$REPO/bench/tui_cpu.py" --results "$RESULTS"; fi
+  if [ -z "${SKIP_SOAK:-}" ]; then log "soak"; "$REPO/.venv/bin/python" "$REPO/bench/soak.py" --minutes "${SOAK_MINUTES:-30}" --results "$RESULTS" || true; fi
   echo "results: $RESULTS (raw: $OUT)"
 }
 

@@ -121,7 +121,12 @@ def format_secret_key(key_id: bytes, sk: bytes) -> str:
     """An unencrypted secret key file, as `minisign -G -W` writes it: no KDF,
     zero salt and limits, and a zero checksum (minisign checks it only for
     encrypted keys)."""
-    blob = ALG_LEGACY + KDF_NONE + CHK_BLAKE2B + bytes(32 + 8 + 8) + key_id + sk + bytes(32)
+    return format_secret_key_file(SecretKeyFile(KDF_NONE, bytes(32), 0, 0, key_id + sk + bytes(32)))
+
+
+def format_secret_key_file(f: "SecretKeyFile") -> str:
+    blob = (ALG_LEGACY + f.kdf + CHK_BLAKE2B + f.salt + f.opslimit.to_bytes(8, "little")
+            + f.memlimit.to_bytes(8, "little") + f.keynum_sk)
     return f"{UNTRUSTED}minisign encrypted secret key\n{base64.b64encode(blob).decode()}\n"
 
 

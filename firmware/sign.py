@@ -15,6 +15,9 @@ from firmware.errors import FirmwareError
 from firmware.minisign import PublicKey, Signature
 
 SCRYPT_OPSLIMIT_MIN = 32768
+# what `minisign -G` uses (libsodium's *_SENSITIVE): scrypt N = 2^20, r = 8, p = 1, 1 GiB
+SCRYPT_OPSLIMIT = 33554432
+SCRYPT_MEMLIMIT = 1073741824
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,8 +33,17 @@ class SecretKey:
         raw = self._private().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         return PublicKey(self.key_id, raw)
 
-    def to_text(self) -> str:
-        return minisign.format_secret_key(self.key_id, self.seed + self.public_key().key)
+    def to_text(self, password: Optional[str] = None) -> str:
+        """The secret key file; with a password, encrypted as `minisign -G` does."""
+        sk = self.seed + self.public_key().key
+        if not password:
+            return minisign.format_secret_key(self.key_id, sk)
+        chk = hashlib.blake2b(minisign.ALG_LEGACY + self.key_id + sk, digest_size=32).digest()
+        salt = os.urandom(32)
+        keynum = self.key_id + sk + chk
+        stream = _kdf(password, salt, SCRYPT_OPSLIMIT, SCRYPT_MEMLIMIT, len(keynum))
+        return minisign.format_secret_key_file(minisign.SecretKeyFile(
+            minisign.KDF_SCRYPT, salt, SCRYPT_OPSLIMIT, SCRYPT_MEMLIMIT, bytes(a ^ b for a, b in zip(keynum, stream))))
 
     def sign(self, data: bytes, trusted_comment: str, untrusted_comment: str = "signature from capbox secret key",
              prehashed: bool = True) -> Signature:
@@ -68,6 +80,14 @@ def _scrypt_params(opslimit: int, memlimit: int) -> tuple:
     return 1 << n_log2, r, max(p, 1)
 
 
+def _kdf(password: str, salt: bytes, opslimit: int, memlimit: int, size: int) -> bytes:
+    """libsodium's crypto_pwhash_scryptsalsa208sha256 with these limits: minisign's key stream."""
+    n, r, p = _scrypt_params(opslimit, memlimit)
+    if n * r * 128 > 4 << 30:
+        raise FirmwareError("the secret key's KDF asks for more than 4 GiB")
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=n * r * 128 + (64 << 20), dklen=size)
+
+
 def load_secret_key(text, password: Optional[str] = None) -> SecretKey:
     """A minisign secret key file; an encrypted one needs its password."""
     f = minisign.parse_secret_key(text)
@@ -75,11 +95,7 @@ def load_secret_key(text, password: Optional[str] = None) -> SecretKey:
     if f.encrypted:
         if password is None:
             raise FirmwareError("the secret key is encrypted: give its password")
-        n, r, p = _scrypt_params(f.opslimit, f.memlimit)
-        if n * r * 128 > 4 << 30:
-            raise FirmwareError("the secret key's KDF asks for more than 4 GiB")
-        stream = hashlib.scrypt(password.encode(), salt=f.salt, n=n, r=r, p=p, maxmem=n * r * 128 + (64 << 20),
-                                dklen=len(part))
+        stream = _kdf(password, f.salt, f.opslimit, f.memlimit, len(part))
         part = bytes(a ^ b for a, b in zip(part, stream))
     key_id, sk, chk = part[:8], part[8:72], part[72:104]
     if f.encrypted and hashlib.blake2b(minisign.ALG_LEGACY + key_id + sk, digest_size=32).digest() != chk:
@@ -101,14 +117,16 @@ def read_secret_key(path, password: Optional[str] = None) -> SecretKey:
         raise FirmwareError(f"{path}: {e.message}") from None
 
 
-def write_key_pair(key: SecretKey, secret_path, public_path, force: bool = False) -> None:
-    """The secret key (mode 0600, unencrypted like `minisign -G -W`) and its public key."""
+def write_key_pair(key: SecretKey, secret_path, public_path, force: bool = False,
+                   password: Optional[str] = None) -> None:
+    """The secret key (mode 0600; encrypted with the password as `minisign -G` does,
+    or without one like `minisign -G -W`) and its public key."""
     for p in (secret_path, public_path):
         if os.path.exists(p) and not force:
             raise FirmwareError(f"{p} exists; refusing to overwrite it")
     fd = os.open(secret_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(key.to_text())
+        f.write(key.to_text(password))
     os.chmod(secret_path, 0o600)
     pathlib.Path(public_path).write_text(key.public_key().to_text())
 

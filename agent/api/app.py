@@ -25,6 +25,7 @@ from agent.store import StoreError
 log = logging.getLogger(__name__)
 
 READ, WRITE, ADMIN, PUBLIC = "read", "write", "admin", "public"   # who may call a route
+DRAIN_MAX = 64 << 20     # bytes of a refused body still read (see _drain)
 TRUSTED = ApiKey("local", "sk", "in-process console", ("*",), 0.0, None, None)
 
 
@@ -66,8 +67,6 @@ class Api:
         self.app.config['catchall'] = False
         self.app.default_error_handler = self._bottle_error
         self.max_body = agent.cfg.api.max_body_kb * 1024
-        self.upload_paths = ("/v1/jobs",)   # bodies up to jobs.max_size_mb (multipart uploads)
-        self.stream_uploads: dict = {}      # (method, path) -> bytes: a file as the body itself (update bundles)
         self.app.add_hook("before_request", self._before)
         self.app.add_hook("after_request", self._after)
 
@@ -101,20 +100,6 @@ class Api:
             "request_id": request_id,
             "documentation_url": f"{self.cfg.api.documentation_url}#{code}",
         })
-
-    def transport_error(self, status: int, reason: str, path: str) -> bytes:
-        """The envelope for a request the server refused before the app saw it."""
-        rid = f"req_{uuid.uuid4().hex[:16]}"
-        if status == 413 and path.rstrip("/") in self.upload_paths:
-            mb = self.cfg.jobs.max_size_mb
-            return self.envelope("FILE_TOO_LARGE", f"the file is larger than {mb} MB", {"max_size_mb": mb},
-                                 rid).encode()
-        if status == 413:
-            limit = next((n for (_, p), n in self.stream_uploads.items() if p == path.rstrip("/")), self.max_body)
-            return self.envelope("PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes",
-                                 {"max_bytes": limit}, rid).encode()
-        code = "INTERNAL_ERROR" if status >= 500 else "VALIDATION_ERROR"
-        return self.envelope(code, reason.lower(), {"reason": reason}, rid).encode()
 
     def _bottle_error(self, err: bottle.HTTPError) -> str:
         """Errors Bottle raises itself: unknown routes, wrong methods, and the rest."""
@@ -164,9 +149,9 @@ class Api:
         try:
             key = self._authorize(info)
             req.environ["capbox.key"] = key
-            kwargs = dict(url_args)
+            kwargs = _url_args(url_args)
             if info.query:
-                kwargs.update(validate.parse(dict(req.query.decode()), info.query, from_text=True, strict=False))
+                kwargs.update(validate.parse(_query(), info.query, from_text=True, strict=False))
             if info.body:
                 kwargs.update(validate.parse(self._json_body(info.max_body or self.max_body), info.body))
             result = fn(**kwargs)
@@ -176,6 +161,7 @@ class Api:
                 res.status, result = result
             return dumps(result)
         except AgentError as e:
+            _drain(req.environ, authorized="capbox.key" in req.environ)
             res.status = e.status
             if e.code == "RATE_LIMIT_EXCEEDED" and "Retry-After" not in res.headers:
                 res.set_header("Retry-After", str(e.details.get("retry_after_seconds", 1)))
@@ -196,7 +182,7 @@ class Api:
             return TRUSTED
         header = req.get_header("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else req.query.get("token")
-        key = self.agent.keys.verify(token)
+        key = self._verify(token, req.environ.get("REMOTE_ADDR", ""))
         if info.access == ADMIN and key.kind != "sk":
             raise AgentError("FORBIDDEN", f"only a full (sk) key may {info.method} {info.path}",
                              {"key_kind": key.kind, "required": "sk"})
@@ -211,6 +197,23 @@ class Api:
                              f"Rate limit exceeded. Try again in {verdict.retry_after} seconds.",
                              {"limit": verdict.limit, "window_seconds": 60,
                               "retry_after_seconds": verdict.retry_after})
+        return key
+
+    def _verify(self, token: Optional[str], addr: str) -> ApiKey:
+        """The key, with a backoff per client address after failures (429 + Retry-After):
+        guessing keys, or flooding the box with bad ones, is slow for the one who does it."""
+        throttle = self.agent.auth_throttle
+        wait = throttle.retry_after(addr)
+        if wait:
+            raise AgentError("RATE_LIMIT_EXCEEDED", f"too many failed authentications; retry in {wait} s",
+                             {"retry_after_seconds": wait, "reason": "auth_failures",
+                              "failures": throttle.failures(addr)})
+        try:
+            key = self.agent.keys.verify(token)
+        except AgentError as e:
+            if e.code == "INVALID_API_KEY" and token:
+                throttle.failed(addr)
+            raise
         return key
 
     def _json_body(self, max_body: int) -> dict:
@@ -236,9 +239,53 @@ class Api:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise AgentError("VALIDATION_ERROR", f"malformed JSON: {e}", {"reason": "malformed_json"}) from None
+        except RecursionError:
+            body = None
+        if body is None and raw.strip() != b"null" or not validate.depth(body):
+            raise AgentError("VALIDATION_ERROR", f"the JSON nests deeper than {validate.MAX_DEPTH} levels",
+                             {"reason": "too_deep", "max_depth": validate.MAX_DEPTH})
         if not isinstance(body, dict):
             raise AgentError("VALIDATION_ERROR", "the body must be a JSON object", {"reason": "not_an_object"})
         return body
+
+
+def _drain(environ: dict, authorized: bool) -> None:
+    """Read what is left of a refused body (up to DRAIN_MAX), so that a client still
+    sending reads the answer instead of a reset; a larger one, or one from a client
+    without a valid key, closes the connection instead."""
+    try:
+        left = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        left = 0
+    stream = environ.get("wsgi.input")
+    if left <= 0 or stream is None:
+        return
+    if left > DRAIN_MAX or not authorized:
+        bottle.response.set_header("Connection", "close")
+        return
+    try:
+        while stream.read(1 << 20):
+            pass
+    except (OSError, ValueError):
+        pass
+
+
+def _query() -> dict:
+    """The query string as text; bytes that are not UTF-8 are a 400."""
+    try:
+        return dict(bottle.request.query.decode())
+    except UnicodeError:
+        raise AgentError("VALIDATION_ERROR", "the query string is not valid UTF-8",
+                         {"reason": "bad_encoding"}) from None
+
+
+def _url_args(url_args: dict) -> dict:
+    """Path parameters: integers within 0..2^63-1 (SQLite's); Bottle has decoded the text."""
+    for name, value in url_args.items():
+        if isinstance(value, int) and not 0 <= value <= validate.INT_MAX:
+            raise AgentError("VALIDATION_ERROR", f"{name} must be between 0 and {validate.INT_MAX}",
+                             {"field": name, "min": 0, "max": validate.INT_MAX})
+    return dict(url_args)
 
 
 def _is_store_error() -> bool:

@@ -1,6 +1,6 @@
 """/v1/capture: backends, start/stop, status, metrics, flow meter, flows."""
 from agent.api.app import WRITE, Api
-from agent.api.validate import Field
+from agent.api.validate import Field, bpf
 from agent.capture.service import FLOW_SORTS, CaptureRequest
 from agent.errors import validation
 
@@ -11,7 +11,7 @@ START = {
                      doc="fpga: the capture card; interface is its device path (default firmware.device)"),
     "buffer_size_mb": Field(int, 64, 1, 4096, doc="capture ring / buffer size"),
     "snaplen": Field(int, 65535, 64, 262144),
-    "bpf": Field(str, "", doc="BPF filter expression", aliases=("filter",)),
+    "bpf": bpf("", "BPF filter expression"),
     "promisc": Field(bool, True),
     "fanout_group": Field(int, -1, -1, 65535, doc="afpacket fanout group, -1 for none"),
     "pace": Field(float, 0.0, 0, 1000, doc="files: replay speed, 1.0 = recorded pace, 0 = as fast as possible"),
@@ -55,7 +55,7 @@ def register(api: Api) -> None:
         return svc.stop(reason)
 
     @api.route("POST", "/v1/capture/filter", "Replace the running capture's BPF filter", access=WRITE,
-               body={"bpf": Field(str, "", doc="expression; empty for none", aliases=("filter",))})
+               body={"bpf": bpf("", "expression; empty for none")})
     def set_filter(bpf):
         return svc.set_filter(bpf)
 

@@ -121,7 +121,7 @@ def register(api: Api) -> None:
     @api.route("GET", "/v1/threats/<threat_id>", "One threat: evidence, verification, deception, related events",
                rate="threats", tag="threats")
     def threat(threat_id):
-        return agent.threats.detail(threat_id)
+        return agent.threats.threat(threat_id)
 
     @api.route("PATCH", "/v1/threats/<threat_id>", "Mark a threat acknowledged, confirmed or a false positive",
                access=WRITE, body=PATCH, tag="threats")

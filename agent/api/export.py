@@ -3,7 +3,7 @@ from agent.api.app import WRITE, Api
 from agent.api.validate import Field
 
 EXPORT = {
-    "collector_ip": Field(str, doc="the collector's address (a name is resolved once)"),
+    "collector_ip": Field(str, doc="the collector's address (a name is resolved once)", max_len=253),
     "collector_port": Field(int, 9995, 1, 65535),
     "version": Field(str, "ipfix", choices=("ipfix", "v9", "v5")),
     "transport": Field(str, "udp", choices=("udp", "tcp"), doc="tcp: IPFIX only"),

@@ -18,11 +18,15 @@ ERROR = {
 }
 
 
+PATH_INT = {"type": "integer", "minimum": 0, "maximum": validate.INT_MAX}
+PATH_TEXT = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^/\\u0000]+$"}
+
+
 def _operation(api, r) -> dict:
-    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "integer" if kind == "int" else "string"}}
+    params = [{"name": n, "in": "path", "required": True, "schema": PATH_INT if kind == "int" else PATH_TEXT}
               for n, kind in re.findall(r"<(\w+)(?::(\w+))?(?::[^>]*)?>", r.path)]
     for name, f in r.query.items():
-        s = validate.schema({name: f})["properties"][name]
+        s = validate.field_schema(f)
         params.append({"name": name, "in": "query", "required": f.required, "schema": s,
                        **({"description": f.doc} if f.doc else {})})
     err = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}

@@ -5,7 +5,7 @@ the recordings themselves (list, download as stored or decrypted, delete)."""
 import bottle
 
 from agent.api.app import READ, WRITE, Api
-from agent.api.validate import Field
+from agent.api.validate import Field, bpf
 from agent.recordings.keys import CIPHER_SUITES
 
 RECORDING = {
@@ -14,8 +14,7 @@ RECORDING = {
     "rotate_s": Field(int, None, 0, 31 * 86400, doc="or after this many seconds of packet time (0: never)"),
     "keep_mb": Field(int, None, 0, 1 << 30, doc="retention: the recordings together at most this (0: no limit)"),
     "keep_s": Field(int, None, 0, 3650 * 86400, doc="retention: delete files older than this (0: no limit)"),
-    "bpf": Field(str, None, doc="the recording's own BPF filter ('' for every packet); a tunnel's inner packet meets it",
-                 aliases=("filter",)),
+    "bpf": bpf(None, "the recording's own BPF filter ('' for every packet); a tunnel's inner packet meets it"),
     "bpf_outer": Field(bool, None, doc="the filter sees a tunnel's outer packet instead of the one inside"),
     "snaplen": Field(int, None, 0, 262144, doc="bytes kept of each packet (0: whole packets)"),
 }

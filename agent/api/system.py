@@ -44,7 +44,6 @@ def _signature() -> str:
 
 def register(api: Api) -> None:
     svc = api.agent.update
-    api.stream_uploads[("POST", "/v1/system/update")] = BUNDLE_MAX
 
     @api.route("GET", "/v1/system", "The image: release, A/B slots (booted, committed, on trial), units, history")
     def system():

@@ -105,6 +105,8 @@ class ExportManager:
                 addr = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][0]
             except socket.gaierror as e:
                 raise validation(f"cannot resolve collector {host!r}: {e.strerror}", field="collector_ip") from None
+            except UnicodeError:   # a label over 63 characters, or not IDNA
+                raise validation(f"{host!r} is not a host name", field="collector_ip") from None
         if transport == "tcp" and version != "ipfix":
             raise validation("only IPFIX is exported over TCP", field="transport")
         if biflow and version != "ipfix":

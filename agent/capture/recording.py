@@ -11,6 +11,8 @@ from typing import Iterator, Optional
 from agent.config import Config, ConfigError
 from agent.errors import AgentError, not_found, validation
 from agent.recordings import crypt, files, keys
+from agent.store import settings
+from agent.store.settings import Settings
 from hwdrivers import CaptureError, ErrorCode, RecordConfig, Session, check_filter
 
 log = logging.getLogger(__name__)
@@ -20,25 +22,40 @@ READ_BLOCK = 1 << 20
 
 
 class RecordingManager:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, saved: Settings):
         self.cfg = cfg
         self.dir: pathlib.Path = cfg.recordings_dir
         self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         keys.ensure_key_dir(cfg.data_dir)
         r = cfg.recording
-        self.settings = {k: getattr(r, k) for k in SETTINGS}
-        self.enabled = r.enabled
+        self.saved = saved
+        kept = saved.get(settings.RECORDING, {})
+        self.settings = {k: kept.get("settings", {}).get(k, getattr(r, k)) for k in SETTINGS}
+        self.enabled = kept.get("enabled", r.enabled)
         self.key: Optional[bytes] = None
         self.key_file: Optional[str] = None
+        self.key_lost: Optional[str] = None   # encryption was on, its key file is gone: record nothing
         self.last = None          # RecordStats of the recording that ended last
         self.error: Optional[str] = None
         self.repaired: list = []
         self._lock = threading.RLock()
-        if r.key_file:
+        encryption = saved.get(settings.ENCRYPTION)
+        if encryption is not None:       # set over REST: wins over the file
+            if encryption.get("key_file"):
+                try:
+                    self._load_key(encryption["key_file"])
+                except AgentError as e:   # fail closed: never plaintext where encryption was asked for
+                    self.key_lost = encryption["key_file"]
+                    log.error("recording encryption key %s cannot be loaded (%s): nothing is recorded until "
+                              "encryption is set again", self.key_lost, e.message)
+        elif r.key_file:
             try:
                 self._load_key(r.key_file)
             except AgentError as e:  # a bad key file in the configuration stops the start
                 raise ConfigError("recording.key_file", e.message) from None
+
+    def _keep(self) -> None:
+        self.saved.put(settings.RECORDING, {"enabled": self.enabled, "settings": self.settings})
 
     # ---- settings ---------------------------------------------------------------
 
@@ -51,6 +68,9 @@ class RecordingManager:
                             flush_ms=r.flush_ms)
 
     def _start_on(self, session: Session, source: str) -> None:
+        if self.key_lost:
+            raise CaptureError(ErrorCode.ARG, f"the encryption key {self.key_lost} is gone: set encryption again "
+                                              "(POST /v1/capture/encryption) before recording")
         cut = files.repair_newest(self.dir, self.settings["prefix"])
         if cut:
             log.warning("recording %s ended torn (an earlier crash): %d bytes trimmed", *cut)
@@ -84,11 +104,13 @@ class RecordingManager:
                             pass
                     raise _recording_error(e) from None
             self.enabled = True
+            self._keep()
             return self.status(session)
 
     def stop(self, session: Optional[Session]) -> dict:
         with self._lock:
             self.enabled = False
+            self._keep()
             if session is not None and session.recording().active:
                 self.last = session.stop_recording()
                 log.info("recording stopped: %d packets in %d files", self.last.packets, self.last.files)
@@ -114,6 +136,8 @@ class RecordingManager:
                 self._load_key(key_file)
             else:
                 self.key, self.key_file = None, None
+            self.key_lost = None
+            self.saved.put(settings.ENCRYPTION, {"key_file": self.key_file})
             if session is not None and session.recording().active:
                 session.set_recording_key(self.key)  # key rotation: the current file ends here
             log.info("recording encryption %s", f"on (key id {crypt.key_id(self.key)})" if self.key else "off")
@@ -142,6 +166,7 @@ class RecordingManager:
         return {"enabled": self.key is not None, "cipher_suite": "AES-256-GCM" if self.key else None,
                 "key_file": self.key_file, "key_id": crypt.key_id(self.key) if self.key else None,
                 "cipher_suites": list(keys.CIPHER_SUITES), "key_dir": str(keys.key_dir(self.cfg.data_dir)),
+                "key_lost": self.key_lost,
                 "applies_to": "the running capture (a new file) and the next"}
 
     def status(self, session: Optional[Session]) -> dict:

@@ -25,6 +25,8 @@ from agent.capture.recording import RecordingManager
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
 from agent.paths import confine
+from agent.store import settings
+from agent.store.settings import Settings
 from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 
 log = logging.getLogger(__name__)
@@ -105,12 +107,15 @@ class CaptureService:
         self._lock = threading.RLock()
         self.run: Optional[Run] = None
         self.last: Optional[Run] = None
-        self.flow_meter = {"enabled": cfg.flows.enabled, "idle_timeout_s": cfg.flows.idle_timeout_s,
-                           "active_timeout_s": cfg.flows.active_timeout_s, "sampling_rate": cfg.flows.sampling_rate}
+        self.settings = Settings(store)
+        meter = {"enabled": cfg.flows.enabled, "idle_timeout_s": cfg.flows.idle_timeout_s,
+                 "active_timeout_s": cfg.flows.active_timeout_s, "sampling_rate": cfg.flows.sampling_rate}
+        saved = self.settings.get(settings.FLOW_METER, {})
+        self.flow_meter = {k: saved.get(k, v) for k, v in meter.items()}
         self.window_s = cfg.analysis.window_s  # traffic windows of the captures started from now on
         self.tokens: list = []                 # honeytokens the C core searches payloads for (deception)
         self.export = ExportManager(cfg, store)
-        self.recording = RecordingManager(cfg)
+        self.recording = RecordingManager(cfg, self.settings)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
         self.component.state = "idle"
 
@@ -197,6 +202,10 @@ class CaptureService:
                 t.start()
             self.component.beat("running")
             return self.status()
+
+    def autostart_bpf(self) -> str:
+        """The filter of the capture that starts with the agent: the last one set over REST, else the file's."""
+        return self.settings.get(settings.CAPTURE_BPF, self.cfg.capture.bpf)
 
     def set_tokens(self, tokens: list) -> None:
         """The honeytokens to look for, in this capture and the next ones."""
@@ -413,6 +422,7 @@ class CaptureService:
         except CaptureError as e:
             raise _capture_error(e) from None
         run.bpf = bpf
+        self.settings.put(settings.CAPTURE_BPF, bpf)
         log.info("capture %d: filter %r", run.id, bpf)
         return self.status()
 
@@ -422,6 +432,7 @@ class CaptureService:
         with self._lock:
             self.flow_meter = {"enabled": enabled, "idle_timeout_s": idle_timeout_s,
                                "active_timeout_s": active_timeout_s, "sampling_rate": sampling_rate}
+            self.settings.put(settings.FLOW_METER, self.flow_meter)
             applies = "next capture" if self.run else "next capture started"
             return {**self.flow_meter, "applies_to": applies, "running": self.run is not None}
 

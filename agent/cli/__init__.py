@@ -48,6 +48,7 @@ def parse(argv=None, parser=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    os.umask(0o077)   # whatever the agent or the CLI writes (db, jobs, recordings, decrypted captures) is private
     args = parse(argv)
     try:
         return args.func(args)

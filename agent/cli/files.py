@@ -19,8 +19,10 @@ FLOW_COLUMNS = ["src", "dst", "sport", "dport", "proto", "vlan", "packets", "byt
 
 
 def open_private(path: str):
-    """A file only its owner reads (0600), as everything capbox writes."""
-    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+    """A file only its owner reads (0600), as everything capbox writes, even over an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
 
 
 def _print_report(r: dict) -> None:

@@ -76,12 +76,26 @@ def cmd_build(args) -> int:
     return 0
 
 
+def _new_password() -> str:
+    """CAPBOX_FW_PASSWORD, or asked twice on a terminal; empty: the key is not encrypted."""
+    password = os.environ.get(PASSWORD_ENV)
+    if password is not None or not sys.stdin.isatty():
+        return password or ""
+    password = getpass.getpass("password for the new secret key (empty: not encrypted): ")
+    if password and getpass.getpass("again: ") != password:
+        raise FirmwareError("the passwords differ")
+    return password
+
+
 def cmd_keygen(args) -> int:
     key = sign.generate()
-    sign.write_key_pair(key, args.secret, args.public, force=args.force)
+    password = _new_password()
+    sign.write_key_pair(key, args.secret, args.public, force=args.force, password=password)
     pub = key.public_key()
-    _say(args, {"secret": args.secret, "public": args.public, "key_id": pub.id_hex},
-         f"secret key {args.secret} (unencrypted, mode 0600: keep it off the box)\n"
+    how = "encrypted with the password (scrypt, as minisign)" if password else "unencrypted"
+    _say(args, {"secret": args.secret, "public": args.public, "key_id": pub.id_hex, "encrypted": bool(password)},
+         f"secret key {args.secret} ({how}, mode 0600: keep it off the box)
+"
          f"public key {args.public}, key id {pub.id_hex}")
     if args.trust:
         return cmd_trust(args, pub)

@@ -13,6 +13,7 @@ import logging
 import os
 import pathlib
 import queue
+import re
 import threading
 import time
 import uuid
@@ -63,7 +64,8 @@ class JobsService(Service):
         self.store = agent.store
         self.bus = agent.bus
         self.dir = agent.cfg.jobs_dir
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.chmod(0o700)          # uploaded captures are the users' traffic
         self.queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
         self._cancel: dict = {}        # running job id -> Event
@@ -254,13 +256,13 @@ class JobsService(Service):
         try:
             result = offline.analyse(row["path"], progress, cancel.is_set, self.limits)
             if result.error is not None:
-                self._fail(job_id, f"failed to read the capture: {result.error.message}")
+                self._fail(job_id, f"failed to read the capture: {_public(result.error.message, row)}")
             else:
                 self._complete(job_id, result, time.monotonic() - started)
         except offline.Cancelled:
             log.info("job %s cancelled", job_id)
         except CaptureError as e:
-            self._fail(job_id, f"failed to read the capture: {e.message}")
+            self._fail(job_id, f"failed to read the capture: {_public(e.message, row)}")
         finally:
             with self._lock:
                 self._cancel.pop(job_id, None)
@@ -290,3 +292,9 @@ class JobsService(Service):
                      seconds)
             self._publish(job_id, "status", {"status": "completed", "progress": 100, "sessions": len(rows),
                                              "packets": result.packets, "bytes": result.bytes})
+
+
+def _public(message: str, row) -> str:
+    """A C core message as a client may see it: the file as uploaded, no path on the box."""
+    message = message.replace(row["path"], row["filename"])
+    return re.sub(r"(?:/[^/\s:'\"]+)+/([^/\s:'\"]+)", r"\1", message)

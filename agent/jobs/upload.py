@@ -1,8 +1,8 @@
 """A capture file from a multipart/form-data upload, streamed to disk.
 
-The server has the request body already (waitress spools large bodies to a
-temporary file), so the part named `file` is copied out in chunks: memory
-stays flat whatever the size.  The first bytes must be a pcap or pcapng
+The server streams the request body to the app (nothing is spooled), so
+the part named `file` is copied out in chunks: memory stays flat whatever
+the size.  The first bytes must be a pcap or pcapng
 magic; the size is checked as the bytes come."""
 import os
 import shutil
@@ -67,7 +67,7 @@ def receive(environ: dict, directory: str, max_bytes: int) -> tuple:
                     writing = event.name == "file" and out is None
                     if writing:
                         name = os.path.basename(event.filename or "").strip() or "upload.pcap"
-                        out = open(path, "wb")
+                        out = open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
                 elif event is None:
                     done = done or writing
                     writing = False

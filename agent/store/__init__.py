@@ -5,6 +5,7 @@ return a Future; readers use their own connection per thread (WAL lets them
 read while the writer writes)."""
 import concurrent.futures
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -30,6 +31,9 @@ class Store:
         self.written = 0
         conn = self._connect()
         conn.execute("PRAGMA journal_mode=WAL")
+        for suffix in ("", "-wal", "-shm"):   # keys' hashes, threats, logs: 0600 whatever the umask was
+            if os.path.exists(self.path + suffix):
+                os.chmod(self.path + suffix, 0o600)
         self._migrate(conn)
         self._writer_conn = conn
         self._thread = threading.Thread(target=self._writer, name="store-writer", daemon=True)

@@ -223,4 +223,11 @@ CREATE TABLE exporters (
     created REAL NOT NULL
 )
 """),
+    (6, """
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated REAL NOT NULL
+)
+"""),
 ]

@@ -1,17 +1,18 @@
 /* hw-pcapfile.c - capture files.
  *
- * Classic pcap (micro- or nanosecond, either byte order) is read straight
- * from a read-only mapping that slides over the file in windows: packets are
- * handed on in place, with no copy and no per-packet call into a library,
- * and the bytes ahead are prefetched, which is what lets the whole core beat
- * `tcpdump -r -w /dev/null`.  pcapng, pipes and anything else go through
+ * Classic pcap (micro- or nanosecond, either byte order) is read in large
+ * windows (one pread each) that slide over the file: packets are handed on
+ * in place, with no per-packet copy or call into a library, and the bytes
+ * ahead are prefetched, which is what lets the whole core beat
+ * `tcpdump -r -w /dev/null`.  Windows are read, not mapped: a file cut
+ * short while it is replayed is a short read and an error, where a mapping
+ * would kill the process with SIGBUS.  pcapng, pipes and anything else go through
  * libpcap.  Optional replay at the recorded pace and looping, for demos. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pcap/pcap.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,16 +20,18 @@
 #include "hw.h"
 
 #define ARENA_BYTES (4u << 20)        /* libpcap path: packet copies for one batch */
-#define WINDOW_BYTES (64u << 20)      /* mapped at a time, so resident memory stays small */
+#define WINDOW_BYTES (4u << 20)       /* read at a time: one pread per 4 MB, and a small heap */
 #define PREFETCH_BYTES 4096           /* how far ahead of the parser the file is fetched */
 #define PACE_MAX_GAP_NS (5 * HW_NS)   /* longer silences in a paced replay are skipped */
 
 struct pf {
     char *path;
     int linktype;
-    /* mapped classic pcap: [win_off, win_off + win_len) of the file is at win */
+    /* classic pcap: [win_off, win_off + win_len) of the file is at win (buf, buf_cap bytes) */
     int fd;
     const uint8_t *win;
+    uint8_t *buf;
+    size_t buf_cap;
     size_t win_off, win_len;
     size_t size, off, next_off;
     const uint8_t *prefetched; /* bytes before this are on their way to the cache */
@@ -106,17 +109,28 @@ static int open_mapped(struct pf *f, int fd, size_t size, char *errbuf, int *rc)
     return 1;
 }
 
-/* Map the window that holds [f->off, end) of the file. */
+/* Read the window that holds [f->off, end) of the file. */
 static int map_window(struct pf *f, size_t end, char *errbuf)
 {
-    if (f->win) munmap((void *)f->win, f->win_len);
     f->win = NULL;
     size_t start = f->off & ~(size_t)4095;
     size_t len = end - start > WINDOW_BYTES ? end - start : WINDOW_BYTES;
     if (len > f->size - start) len = f->size - start;
-    void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, f->fd, (off_t)start);
-    if (p == MAP_FAILED) return hwint_err(errbuf, HW_E_IO, "%s: mmap: %s", f->path, strerror(errno));
-    f->win = p;
+    if (len > f->buf_cap) {
+        uint8_t *nb = realloc(f->buf, len);
+        if (!nb) return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
+        f->buf = nb, f->buf_cap = len;
+    }
+    for (size_t got = 0; got < len;) {
+        ssize_t n = pread(f->fd, f->buf + got, len - got, (off_t)(start + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return hwint_err(errbuf, HW_E_IO, "%s: read: %s", f->path, strerror(errno));
+        if (n == 0)
+            return hwint_err(errbuf, HW_E_TRUNCATED, "%s: the file was cut short while it was read "
+                             "(%zu bytes now, %zu when opened)", f->path, start + got, f->size);
+        got += (size_t)n;
+    }
+    f->win = f->buf;
     f->win_off = start;
     f->win_len = len;
     f->prefetched = f->win + (f->off - start);
@@ -132,7 +146,7 @@ static int pf_available(char *errbuf)
 static void pf_close(void *st)
 {
     struct pf *f = st;
-    if (f->win) munmap((void *)f->win, f->win_len);
+    free(f->buf);
     if (f->fd >= 0) close(f->fd);
     if (f->pc) pcap_close(f->pc);
     hwint_ufilter_free(&f->filter);
@@ -273,6 +287,7 @@ static int rewind_file(struct pf *f, char *errbuf)
     f->pass_records = 0;
     if (f->fd >= 0) {
         f->off = 24;
+        f->win = NULL; /* each pass reads the file again: one cut short meanwhile ends the capture */
         return HW_OK;
     }
     pcap_close(f->pc);
@@ -310,7 +325,12 @@ static int pf_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         return rc;
     }
     f->arena_used = 0;
+    /* A poll ends within its slice even when the filter drops every record of a
+     * looping file: the caller checks its stop flag between polls. */
+    uint64_t t0 = hwint_mono_ns(), slice = (uint64_t)(timeout_ms > 0 ? timeout_ms : 1) * 1000000ULL;
+    unsigned examined = 0;
     while (b->n < b->cap) {
+        if ((++examined & 1023) == 0 && hwint_mono_ns() - t0 >= slice) break;
         struct hw_pkt p;
         int rc = peek(f, &p, b->n == 0, b->n ? f->pending_err : errbuf);
         if (rc == PEEK_LATER) break;
@@ -332,7 +352,7 @@ static int pf_poll(void *st, struct hw_batch *b, int timeout_ms, char *errbuf)
         if (p.ts_ns > f->max_raw) f->max_raw = p.ts_ns;
         p.ts_ns += f->ts_offset;
         if (f->pace > 0) {
-            if (!due(f, p.ts_ns, b->n == 0, timeout_ms)) break;
+            if (!due(f, p.ts_ns, examined == 1, timeout_ms)) break; /* one wait per poll */
             f->prev_ts = p.ts_ns;
         }
         if (!hwint_ufilter_pass(&f->filter, &p)) {

@@ -1,4 +1,5 @@
 """A running agent as a subprocess on a free loopback port, and a client for it."""
+import http.client
 import os
 import pathlib
 import shutil
@@ -24,7 +25,7 @@ class AgentProcess:
     """`capbox run` as a subprocess; with a veth (tests/netns.py) it runs in that
     namespace, and `call` runs client code there too."""
 
-    def __init__(self, data_dir: pathlib.Path, config: str = "", env: dict = None, veth=None):
+    def __init__(self, data_dir: pathlib.Path, config: str = "", env: dict = None, veth=None, tls=None):
         self.call = veth.call if veth else (lambda fn, *args, **kw: fn(*args, **kw))
         prefix = veth.argv() if veth else []
         self.data_dir = data_dir
@@ -46,7 +47,10 @@ class AgentProcess:
                 raise RuntimeError(f"agent exited: {self.output()}")
             key_file = data_dir / "admin.key"
             try:
-                self.call(Client(self.url, timeout=2).raw, "GET", "/v1/health")
+                if tls is not None:   # an ssl.SSLContext: the API speaks HTTPS
+                    self.call(_https_get, self.port, tls)
+                else:
+                    self.call(Client(self.url, timeout=2).raw, "GET", "/v1/health")
                 if key_file.exists():
                     self.key = key_file.read_text().strip()
                     break
@@ -81,6 +85,15 @@ class AgentProcess:
         return self.proc.returncode
 
 
+def _https_get(port: int, context) -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=context)
+    try:
+        conn.request("GET", "/v1/health")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
 IDLE = '[capture]\nautostart = false\n'
 
 
@@ -96,8 +109,8 @@ def agent(tmp_path):
 def make_agent(tmp_path):
     made = []
 
-    def make(config: str = IDLE, env: dict = None, name: str = "var", veth=None):
-        a = AgentProcess(tmp_path / name, config, env, veth)
+    def make(config: str = IDLE, env: dict = None, name: str = "var", veth=None, tls=None):
+        a = AgentProcess(tmp_path / name, config, env, veth, tls)
         made.append(a)
         return a
     yield make

@@ -25,6 +25,7 @@ def test_health_needs_no_key_and_lists_components(agent):
     assert {"store", "capture", "api", "stats"} <= set(h["components"])
     for c in h["components"].values():
         assert {"status", "last_heartbeat", "critical"} <= set(c)
+        assert "detail_error" not in c          # every component's health hook answers (threats' used to raise)
     assert h["system"]["memory"]["total_bytes"] > 0 and "cpu_percent" in h["system"]
     assert any(i["name"] == "lo" for i in h["interfaces"])
 
@@ -96,7 +97,8 @@ def test_openapi_document_is_valid_and_complete(agent):
     assert {"interface", "backend", "buffer_size_mb", "bpf", "duration"} <= set(props)
     assert doc["paths"]["/v1/health"]["get"]["security"] == []
     (param,) = doc["paths"]["/v1/capture/export/{exporter_id}"]["delete"]["parameters"]
-    assert param["schema"] == {"type": "integer"}
+    assert param["schema"] == {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
+    assert props["bpf"]["maxLength"] == 1024
 
 
 def test_ping_status_config_logs_stats(agent):

@@ -193,8 +193,8 @@ def test_a_large_upload_is_streamed_with_flat_memory(agent, tmp_path):
     proc = psutil.Process(agent.proc.pid)
 
     def anon() -> int:
-        """Resident memory of the agent's own (anonymous) pages: the heap, not the file pages the
-        capture core maps as it reads (a sliding 64 MB window of page cache)."""
+        """Resident memory of the agent's own (anonymous) pages: the heap, not the page cache
+        of the file being read."""
         m = proc.memory_info()
         return m.rss - m.shared
     base = anon()
@@ -295,6 +295,8 @@ def test_a_damaged_capture_fails_its_job(agent, tmp_path):
     cut.write_bytes(data[:50000])
     job = finished(agent, upload(agent, str(cut))[1]["job_id"])
     assert job["status"] == "failed" and "capture" in job["error"]
+    # the error names the file as uploaded, never a path on the box
+    assert "cut.pcap" in job["error"] and str(agent.data_dir) not in job["error"] and "/" not in job["error"]
     e = expect_error(lambda: agent.client.get(f"/v1/jobs/{job['job_id']}/sessions"), 400, "JOB_NOT_COMPLETED")
     assert e.details["current_status"] == "failed"
 

@@ -157,3 +157,25 @@ def test_cli_keygen_sign_verify_round_trip(minisign_bin, tmp_path, payload):
     assert '"version": "2.0.1"' in p.stdout and '"payload_matches_header": true' in p.stdout
     pathlib.Path(tmp_path / "capbox-fw.pub").unlink()
     capbox("fw", "keygen", "--data-dir", "var", cwd=tmp_path, status=1)   # refuses to overwrite the secret key
+
+
+def test_keygen_with_a_password_writes_a_key_minisign_can_use(minisign_bin, tmp_path, payload):
+    """CAPBOX_FW_PASSWORD encrypts the secret key as `minisign -G` does (scrypt, 1 GiB):
+    the real minisign signs with it given the password, and refuses a wrong one."""
+    (tmp_path / "payload.bin").write_bytes(payload)
+    capbox("fw", "build", "payload.bin", "--target", TARGET, "--version", "1.0.0", "--rollback", "1",
+           "-o", "fw.img", cwd=tmp_path)
+    p = capbox("fw", "keygen", cwd=tmp_path, env={"CAPBOX_FW_PASSWORD": "correct horse"})
+    assert "encrypted" in p.stdout and "unencrypted" not in p.stdout
+    f = minisign.parse_secret_key((tmp_path / "capbox-fw.key").read_text())
+    assert f.encrypted and f.opslimit == sign.SCRYPT_OPSLIMIT and f.memlimit == sign.SCRYPT_MEMLIMIT
+    run(minisign_bin, "-S", "-s", "capbox-fw.key", "-m", "fw.img", "-x", "by-minisign.sig",
+        input="correct horse\n", cwd=tmp_path)
+    run(minisign_bin, "-V", "-p", "capbox-fw.pub", "-m", "fw.img", "-x", "by-minisign.sig", cwd=tmp_path)
+    wrong = run(minisign_bin, "-S", "-s", "capbox-fw.key", "-m", "fw.img", "-x", "wrong.sig",
+                input="wrong\n", cwd=tmp_path, check=False)
+    assert wrong.returncode != 0 and not (tmp_path / "wrong.sig").exists()
+    # capbox signs with it too, and refuses without the password
+    capbox("fw", "sign", "fw.img", cwd=tmp_path, env={"CAPBOX_FW_PASSWORD": "correct horse"})
+    run(minisign_bin, "-V", "-p", "capbox-fw.pub", "-m", "fw.img", cwd=tmp_path)
+    capbox("fw", "sign", "fw.img", cwd=tmp_path, env={"CAPBOX_FW_PASSWORD": "wrong"}, status=1)

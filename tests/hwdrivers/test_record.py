@@ -6,6 +6,7 @@ that restores the exact bytes and says where a file is damaged; a kill -9
 that leaves readable files."""
 import json
 import os
+import stat
 import re
 import signal
 import subprocess
@@ -211,6 +212,7 @@ def test_decrypt_finds_the_key_in_the_key_directory(tmp_path):
     (e,) = recordings(tmp_path)
     capbox("decrypt", e, tmp_path / "out.pcapng", "--data-dir", data)
     assert capinfos_count(tmp_path / "out.pcapng") == len(read_packets(pcap("zeek__wikipedia.pcap")))
+    assert stat.S_IMODE((tmp_path / "out.pcapng").stat().st_mode) == 0o600   # decrypted traffic is private
     (kdir / "rec.key").unlink()
     p = capbox("decrypt", e, tmp_path / "out2.pcapng", "--data-dir", data, check=False)
     assert p.returncode == 1 and "no key with id" in p.stderr

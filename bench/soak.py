@@ -1,0 +1,212 @@
+"""Soak: the agent under steady mixed load for a long time; does it leak?
+
+    python bench/soak.py [--minutes 30] [--pps 50000] [--clients 50] [--streams 20] [--results bench/RESULTS.md]
+
+The agent replays a synthetic capture (../shared/bench/genpcap.c: TCP, DNS,
+UDP, ICMP, IPv6, VLAN tags) in a loop, paced to --pps packets a second,
+while --clients REST clients poll a mix of GET routes (2 requests/s each,
+keep-alive) and --streams clients hold /v1/events open.  RSS and open file
+descriptors of the agent are sampled every 30 s; the first sample is taken
+after a warm-up (a tenth of the run, at most 3 minutes), and the targets
+are RSS growth under 5 % and a flat descriptor count from there to the end.
+Loopback only.  Prints one JSON object; with --results, writes its section."""
+import argparse
+import http.client
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from agent.client import Client  # noqa: E402
+from load_api import free_port, start_agent, stop_agent  # noqa: E402  (bench/ is the script directory: on sys.path)
+from sections import markers, write_section  # noqa: E402
+
+GENPCAP = ROOT.parent / "shared" / "bench" / "genpcap.c"
+ROUTES = ("/v1/capture/status", "/v1/capture/metrics", "/v1/capture/flows?limit=20", "/v1/health",
+          "/v1/threats?limit=10", "/v1/stats")
+
+
+def make_capture(data: pathlib.Path) -> tuple:
+    """(path, packets a second at the recorded pace) of a one-minute synthetic capture."""
+    exe, out = data / "genpcap", data / "soak.pcap"
+    subprocess.run(["gcc", "-O2", "-o", str(exe), str(GENPCAP), "-lm"], check=True)
+    subprocess.run([str(exe), "-n", "20000", "-f", "2000", "-d", "60", "-o", str(out)], check=True,
+                   capture_output=True)
+    truth = json.loads((data / "soak.pcap.truth.json").read_text())
+    return out, truth["packets"] / 60.0
+
+
+def start(data: pathlib.Path, capture: pathlib.Path, pace: float, port: int) -> subprocess.Popen:
+    (data / "pcaps").mkdir(parents=True, exist_ok=True)
+    shutil.copy(capture, data / "pcaps" / capture.name)
+    return start_agent(data, capture.name, port, pace)
+
+
+class Load:
+    """The REST pollers and the event streams, in threads, counting what they get."""
+
+    def __init__(self, port: int, key: str):
+        self.port, self.key = port, key
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.counts = {"requests": 0, "errors": 0, "events": 0, "stream_errors": 0}
+        self.latencies: list = []
+        self.statuses: dict = {}       # the answers that were not 200, by status (0: no answer)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            self.counts[name] += n
+
+    def poller(self, i: int) -> None:
+        conn, n = None, i
+        headers = {"Authorization": f"Bearer {self.key}"}
+        while not self.stop.is_set():
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                t = time.monotonic()
+                conn.request("GET", ROUTES[n % len(ROUTES)], headers=headers)
+                r = conn.getresponse()
+                r.read()
+                took = time.monotonic() - t
+                with self.lock:
+                    self.latencies.append(took)
+                self._count("requests")
+                if r.status not in (200, 409):          # 409: metrics or flows between loop passes
+                    self._count("errors")
+                    with self.lock:
+                        self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+            except (OSError, http.client.HTTPException):
+                self._count("errors")
+                with self.lock:
+                    self.statuses[0] = self.statuses.get(0, 0) + 1
+                conn = None
+            n += 1
+            self.stop.wait(0.5)
+
+    def stream(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+                conn.request("GET", f"/v1/events?token={self.key}")
+                r = conn.getresponse()
+                while not self.stop.is_set():
+                    line = r.fp.readline()
+                    if not line:
+                        break
+                    if line.startswith(b"id:"):
+                        self._count("events")
+                conn.close()
+            except (OSError, http.client.HTTPException):
+                self._count("stream_errors")
+                self.stop.wait(1)
+
+    def start(self, clients: int, streams: int) -> list:
+        threads = [threading.Thread(target=self.poller, args=(i,), daemon=True) for i in range(clients)]
+        threads += [threading.Thread(target=self.stream, daemon=True) for _ in range(streams)]
+        for t in threads:
+            t.start()
+        return threads
+
+
+def sample(proc: psutil.Process, client: Client) -> dict:
+    m = client.get("/v1/capture/metrics")
+    return {"t": round(time.time(), 1), "rss_mb": round(proc.memory_info().rss / 2**20, 1), "fds": proc.num_fds(),
+            "threads": proc.num_threads(), "pps": m.get("pps"), "packets": m.get("packets"),
+            "drops": sum(v for v in m.get("drops", {}).values() if isinstance(v, int))}
+
+
+def run(args) -> dict:
+    data = pathlib.Path(tempfile.mkdtemp(prefix="capbox-soak-"))
+    capture, native_pps = make_capture(data)
+    port = free_port()
+    agent = start(data / "var", capture, args.pps / native_pps, port)
+    try:
+        key = (data / "var" / "admin.key").read_text().strip()
+        client = Client(f"http://127.0.0.1:{port}", key)
+        proc = psutil.Process(agent.pid)
+        load = Load(port, key)
+        threads = load.start(args.clients, args.streams)
+        seconds = args.minutes * 60
+        warmup = min(180.0, seconds / 10)
+        t0 = time.monotonic()
+        samples = []
+        while time.monotonic() - t0 < seconds:
+            time.sleep(min(30.0, max(1.0, seconds - (time.monotonic() - t0))))
+            if agent.poll() is not None:
+                raise SystemExit(f"the agent died (exit status {agent.returncode})")
+            s = sample(proc, client)
+            s["minute"] = round((time.monotonic() - t0) / 60, 2)
+            s["warm"] = time.monotonic() - t0 >= warmup
+            samples.append(s)
+            print(json.dumps(s), file=sys.stderr, flush=True)
+        load.stop.set()
+        for t in threads:
+            t.join(5)
+        warm = [s for s in samples if s["warm"]] or samples
+        first, last = warm[0], samples[-1]
+        lat = sorted(load.latencies)
+        out = {"minutes": args.minutes, "target_pps": args.pps, "clients": args.clients, "streams": args.streams,
+               "achieved_pps": round(sum(s["pps"] or 0 for s in warm) / len(warm)),
+               "start": first, "end": last, "rss_growth_pct": round(100 * (last["rss_mb"] / first["rss_mb"] - 1), 2),
+               "fd_change": last["fds"] - first["fds"], **load.counts, "error_statuses": load.statuses,
+               "p50_ms": round(1000 * lat[len(lat) // 2], 1) if lat else None,
+               "p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 1) if lat else None,
+               "agent_alive": agent.poll() is None}
+        out["met"] = out["rss_growth_pct"] < 5 and abs(out["fd_change"]) <= 2 and out["agent_alive"]
+        return out
+    finally:
+        stop_agent(agent)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def section(r: dict, note: str) -> str:
+    begin, end = markers("soak")
+    s, e = r["start"], r["end"]
+    return f"""{begin}
+## Soak ({r['minutes']} minutes: bench/soak.py, `make soak`)
+
+The agent replays a synthetic capture in a loop paced to {r['target_pps']:,} packets/s
+(achieved {r['achieved_pps']:,}/s on average) while {r['clients']} REST clients poll six GET routes
+(2 requests/s each, keep-alive) and {r['streams']} clients hold `/v1/events` open.  {note}
+
+| | after warm-up | end |
+|---|---|---|
+| RSS (MB) | {s['rss_mb']} | {e['rss_mb']} |
+| open descriptors | {s['fds']} | {e['fds']} |
+| threads | {s['threads']} | {e['threads']} |
+| packets captured | {s['packets']:,} | {e['packets']:,} |
+
+RSS growth {r['rss_growth_pct']} % (target < 5 %), descriptors {r['fd_change']:+d} (target: flat);
+{r['requests']:,} requests, {r['errors']} errors {r['error_statuses']}, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms;
+{r['events']:,} events on the streams, {r['stream_errors']} stream errors.
+Targets {'met' if r['met'] else 'NOT met'}.
+{end}
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--pps", type=int, default=50000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--streams", type=int, default=20)
+    ap.add_argument("--results", help="write the soak section of this RESULTS.md")
+    ap.add_argument("--note", default="", help="said in the section (e.g. that the machine was shared)")
+    args = ap.parse_args()
+    r = run(args)
+    print(json.dumps(r, indent=2))
+    if args.results:
+        write_section(args.results, "soak", section(r, args.note))
+    return 0 if r["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
