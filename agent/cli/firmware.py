@@ -94,8 +94,7 @@ def cmd_keygen(args) -> int:
     pub = key.public_key()
     how = "encrypted with the password (scrypt, as minisign)" if password else "unencrypted"
     _say(args, {"secret": args.secret, "public": args.public, "key_id": pub.id_hex, "encrypted": bool(password)},
-         f"secret key {args.secret} ({how}, mode 0600: keep it off the box)
-"
+         f"secret key {args.secret} ({how}, mode 0600: keep it off the box)\n"
          f"public key {args.public}, key id {pub.id_hex}")
     if args.trust:
         return cmd_trust(args, pub)
