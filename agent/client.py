@@ -361,6 +361,10 @@ class Client:
     def verify_dns(self, domain: str, record_type: str = "A", **options) -> dict:
         return self.post("/v1/verify-dns", {"domain": domain, "record_type": record_type, **options})
 
+    def verify_tls(self, host: str, port: int = 443, **options) -> dict:
+        """POST /v1/verify-tls: sni, local_fingerprint, num_paths, timeout, strategy, paths ..."""
+        return self.post("/v1/verify-tls", {"host": host, "port": port, **options})
+
     def start_deception(self, target_domain: str, attacker_ip: str, **options) -> dict:
         return self.post("/v1/deception/start", {"target_domain": target_domain, "attacker_ip": attacker_ip,
                                                  **options})

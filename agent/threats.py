@@ -20,6 +20,7 @@ from agent.bus import iso
 from agent.detectors.detector import SEVERITIES
 from agent.errors import AgentError
 from agent.services import Service
+from agent.verify.verifier import PATH_KIND
 
 log = logging.getLogger(__name__)
 STATUSES = ("new", "acknowledged", "confirmed", "false_positive")
@@ -114,7 +115,7 @@ class ThreatService(Service):
         if verification is not None:
             self._verified(tid, d, correlation_id, verification, respond)
         elif d.get("verify") and self.cfg.detection.verify:
-            kind = d["verify"]["kind"]
+            kind = PATH_KIND[d["verify"]["kind"]]
             if sum(p.kind == kind for p in self.agent.verifier.paths) >= 3:
                 self.store.write(lambda c: c.execute(
                     "UPDATE threats SET verification_status = 'pending' WHERE id = ?", (tid,)))
@@ -138,9 +139,13 @@ class ThreatService(Service):
 
     def _auto_verify(self, tid: str, d: dict, correlation_id: str) -> None:
         spec, v = d["verify"], self.cfg.verify
-        n = min(v.default_num_paths, sum(p.kind == spec["kind"] for p in self.agent.verifier.paths))
+        n = min(v.default_num_paths, sum(p.kind == PATH_KIND[spec["kind"]] for p in self.agent.verifier.paths))
         try:
-            if spec["kind"] == "dns":
+            if spec["kind"] == "tls":
+                result = self.agent.verifier.verify_tls(spec["host"], spec.get("port", 443), spec.get("sni", ""),
+                                                        max(3, n), min(v.default_timeout, 10), v.strategy,
+                                                        local_fingerprint=spec.get("fingerprint"))
+            elif spec["kind"] == "dns":
                 result = self.agent.verifier.verify_dns(spec["domain"], spec.get("record_type", "A"), max(3, n),
                                                         min(v.default_timeout, 10), v.strategy,
                                                         local_ips=spec.get("local_ips"))
@@ -167,8 +172,9 @@ class ThreatService(Service):
         status = "confirmed" if confirmed else "refuted" if refuted else "inconclusive"
         summary = {k: result.get(k) for k in ("verification_id", "paths_checked", "paths_succeeded", "paths_agreed",
                                                "consensus_percentage", "confidence", "consensus_ips", "local_ips",
-                                               "url", "domain", "record_type", "consensus", "local", "differences",
-                                               "outliers", "recommendations", "verification_duration_ms",
+                                               "url", "domain", "record_type", "host", "port", "sni", "consensus",
+                                               "local", "differences", "outliers", "recommendations",
+                                               "verification_duration_ms",
                                                "attack_detected") if k in result}
         row = self.get_row(tid)
         severity, score, confidence = rescore(row["severity"], row["score"], row["confidence"], status)
@@ -180,7 +186,7 @@ class ThreatService(Service):
                           "attack_type": d["type"], "attack_confirmed": confirmed, "status": status,
                           "confidence": result.get("confidence"), "paths_checked": result.get("paths_checked"),
                           "paths_agreed": result.get("paths_agreed"), "url": result.get("url"),
-                          "domain": result.get("domain")}, source="threats", correlation_id=correlation_id)
+                          "host": result.get("host"), "domain": result.get("domain")}, source="threats", correlation_id=correlation_id)
         self._event(correlation_id, "verification_complete", "attacks:verified",
                     {"verification_id": result.get("verification_id"), "status": status})
         if confirmed and (self.cfg.deception.auto_activate if respond is None else respond):

@@ -1,11 +1,16 @@
 """Servers on loopback for the verification and deception tests: DNS
 resolvers (UDP and TCP, some lying), an HTTP server, a tampering HTTP proxy
-(plain and CONNECT), a SOCKS5 proxy.  Each serves in a daemon thread until
+(plain and CONNECT), a SOCKS5 proxy, TLS servers with certificates of
+their own CA, and a CONNECT proxy that intercepts TLS with its own CA.  Each serves in a daemon thread until
 stop(); 127.0.0.x addresses keep them apart."""
+import datetime
 import http.server
+import os
 import select
 import socket
 import socketserver
+import ssl
+import tempfile
 import struct
 import threading
 import urllib.parse
@@ -14,6 +19,10 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 
 def free_port(host: str = "127.0.0.1", kind=socket.SOCK_STREAM) -> int:
@@ -193,22 +202,16 @@ class TamperingProxy:
         self.sock.close()
 
 
-class Socks5Proxy:
-    """A SOCKS5 proxy without authentication (CONNECT only), as a Tor client offers one."""
+class _Listener:
+    """A TCP listener on host:port that hands each connection to _handle in a thread of its own."""
 
-    def __init__(self, host: str, hosts=None):
-        self.hosts = hosts or {}
+    def __init__(self, host: str, port: int = 0):
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, 0))
+        self.sock.bind((host, port))
         self.sock.listen(32)
         self.host, self.port = host, self.sock.getsockname()[1]
-        self.connects: list = []
-        threading.Thread(target=self._accept, daemon=True, name=f"socks-{host}").start()
-
-    @property
-    def url(self) -> str:
-        return f"socks5://{self.host}:{self.port}"
+        threading.Thread(target=self._accept, daemon=True, name=f"{type(self).__name__}-{host}").start()
 
     def _accept(self):
         while True:
@@ -217,6 +220,25 @@ class Socks5Proxy:
             except OSError:
                 return
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn):
+        raise NotImplementedError
+
+    def stop(self):
+        self.sock.close()
+
+
+class Socks5Proxy(_Listener):
+    """A SOCKS5 proxy without authentication (CONNECT only), as a Tor client offers one."""
+
+    def __init__(self, host: str, hosts=None):
+        self.hosts = hosts or {}
+        self.connects: list = []
+        super().__init__(host)
+
+    @property
+    def url(self) -> str:
+        return f"socks5://{self.host}:{self.port}"
 
     def _handle(self, conn):
         with conn:
@@ -241,9 +263,6 @@ class Socks5Proxy:
             conn.sendall(b"\x05\x00\x00\x01" + bytes(6))
             _pipe(conn, upstream)
 
-    def stop(self):
-        self.sock.close()
-
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:
     with b:
@@ -253,7 +272,96 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
             if not ready:
                 return
             for s in ready:
-                data = s.recv(65536)
+                try:
+                    data = s.recv(65536)
+                    if data:
+                        (b if s is a else a).sendall(data)
+                except OSError:      # a side reset: the relay ends
+                    return
                 if not data:
                     return
-                (b if s is a else a).sendall(data)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+class Authority:
+    """A CA that signs leaf certificates (EC P-256, quick to make)."""
+
+    def __init__(self, name: str):
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = _name(name)
+
+    def issue(self, host: str, age_s: float = 86400 * 30) -> tuple:
+        """(certificate PEM, key PEM) of a leaf for host, minted age_s ago."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (x509.CertificateBuilder().subject_name(_name(host)).issuer_name(self.name)
+                .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(now - datetime.timedelta(seconds=age_s))
+                .not_valid_after(now + datetime.timedelta(days=365))
+                .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+                .sign(self.key, hashes.SHA256()))
+        return (cert.public_bytes(serialization.Encoding.PEM),
+                key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+
+
+def server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as d:
+        cf, kf = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
+        with open(cf, "wb") as f:
+            f.write(cert_pem)
+        with open(kf, "wb") as f:
+            f.write(key_pem)
+        ctx.load_cert_chain(cf, kf)
+    return ctx
+
+
+def fingerprint(cert_pem: bytes) -> str:
+    return x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA256()).hex()
+
+
+class TlsServer(_Listener):
+    """A TLS server that completes handshakes with its certificate and closes."""
+
+    def __init__(self, host: str, cert_pem: bytes, key_pem: bytes, port: int = 0):
+        self.ctx = server_context(cert_pem, key_pem)
+        self.pem, self.fingerprint = cert_pem, fingerprint(cert_pem)
+        super().__init__(host, port)
+
+    def _handle(self, conn):
+        conn.settimeout(5)
+        try:
+            with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+        except (OSError, ssl.SSLError):
+            conn.close()
+
+
+class InterceptingProxy(TlsServer):
+    """An HTTP CONNECT proxy that terminates the tunnelled TLS itself with a
+    certificate of its own CA, as mitmproxy does."""
+
+    def __init__(self, host: str, cert_pem: bytes, key_pem: bytes):
+        self.requests: list = []
+        super().__init__(host, cert_pem, key_pem)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _handle(self, conn):
+        conn.settimeout(5)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = conn.recv(4096)
+            if not chunk:
+                conn.close()
+                return
+            head += chunk
+        self.requests.append(head.split(b"\r\n", 1)[0].decode())
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        super()._handle(conn)

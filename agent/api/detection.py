@@ -1,5 +1,5 @@
 """/v1 detection and verification: POST /v1/verify, POST /v1/verify-dns,
-GET /v1/paths, GET /v1/threats, GET/PATCH /v1/threats/{id}."""
+POST /v1/verify-tls, GET /v1/paths, GET /v1/threats, GET/PATCH /v1/threats/{id}."""
 import datetime
 import time
 import urllib.parse
@@ -21,6 +21,13 @@ VERIFY_DNS = {"domain": Field(str), "record_type": Field(str, "A", choices=("A",
               "num_paths": Field(int, 10, doc="3-40"), "timeout": Field(float, 10.0, doc="seconds per path, 1-30"),
               "strategy": Field(str, "", choices=("",) + STRATEGIES), "paths": Field(list, []),
               "local_ips": Field(list, [], doc="the answer the network got (default: [verify] local_resolver's)"),
+              "auto_deception": Field(bool, False)}
+VERIFY_TLS = {"host": Field(str, doc="host name or address of the TLS server"),
+              "port": Field(int, 443, 1, 65535), "sni": Field(str, "", doc="server name to send (default: host)"),
+              "num_paths": Field(int, 10, doc="3-40"), "timeout": Field(float, 10.0, doc="seconds per path, 1-30"),
+              "strategy": Field(str, "", choices=("",) + STRATEGIES), "paths": Field(list, []),
+              "local_fingerprint": Field(str, "", doc="SHA-256 of the leaf certificate seen on the wire (64 hex)",
+                                         max_len=95),
               "auto_deception": Field(bool, False)}
 THREATS = {"attack_type": Field(str, ""), "severity": Field(str, "", choices=("",) + SEVERITIES),
            "verified": Field(str, "", choices=("", "true", "false")), "status": Field(str, "", choices=("",) + STATUSES),
@@ -55,11 +62,12 @@ def register(api: Api) -> None:
         d = {"type": kind, "score": int(round(conf * 100)), "confidence": round(conf, 2),
              "severity": "critical" if conf >= 0.9 else "high" if conf >= 0.7 else "medium",
              "src": attacker or None, "dst": None, "src_mac": None, "attacker": attacker or None, "attacker_mac": None,
-             "protocol": "DNS" if kind == "dns_hijack" else "HTTP", "first_seen": time.time(),
+             "protocol": {"dns_hijack": "DNS", "tls_intercept": "TLS"}.get(kind, "HTTP"), "first_seen": time.time(),
              "description": f"verification through {result['paths_checked']} paths: "
                             f"{result['recommendations'][0] if result['recommendations'] else ''}",
              "evidence": {"domain" if kind == "dns_hijack" else "host": target, "verification_id": result["verification_id"],
                           "local_ips": result.get("local_ips"), "consensus_ips": result.get("consensus_ips"),
+                          "local_fingerprint": (result.get("local") or {}).get("fingerprint"),
                           "differences": result.get("differences")}, "key": None}
         tid = agent.threats.record(d, f"cor_{result['verification_id'][4:]}", verification=result,
                                    respond=auto_deception)
@@ -89,6 +97,16 @@ def register(api: Api) -> None:
             lr = agent.verifier.local_resolver
             extra = attack_threat("dns_hijack", result, lr.addr if lr and not local_ips else "", result["domain"],
                                   auto_deception)
+        return {**result, **extra}
+
+    @api.route("POST", "/v1/verify-tls", "Verify a server's certificate through N independent paths",
+               access=WRITE, rate="verify", body=VERIFY_TLS, tag="verify")
+    def verify_tls(host, port, sni, num_paths, timeout, strategy, paths, local_fingerprint, auto_deception):
+        result = agent.verifier.verify_tls(host, port, sni, num_paths, timeout, strategy or agent.cfg.verify.strategy,
+                                           local_fingerprint or None, paths or None)
+        extra = {"threat_id": None, "deception_activated": False, "deception_session_id": None}
+        if result["attack_detected"]:
+            extra = attack_threat("tls_intercept", result, "", result["host"], auto_deception)
         return {**result, **extra}
 
     @api.route("GET", "/v1/paths", "Verification paths with their health", tag="verify")

@@ -1,5 +1,5 @@
 """The commands that find things in a capture file, or check them: detect,
-baseline, anomalies, calls, callflow, verify, verify-dns."""
+baseline, anomalies, calls, callflow, verify, verify-dns, verify-tls."""
 import argparse
 import json
 import os
@@ -166,12 +166,20 @@ def _print_verdict(r: dict, what: str) -> None:
         print(f"consensus   {', '.join(r['consensus_ips']) or '(no records)'}")
         if r.get("local_ips") is not None:
             print(f"local       {', '.join(r['local_ips']) or '(no records)'}  [{r['local_source']}]")
+    elif r.get("consensus") and "fingerprint" in r["consensus"]:
+        c = r["consensus"]
+        print(f"consensus   sha256 {c['fingerprint']}\n            issued by {c['issuer']} to {c['subject']},"
+              f" valid {c['not_before'][:10]} to {c['not_after'][:10]}")
+        if r.get("local"):
+            print(f"local       sha256 {r['local']['fingerprint']}  [{r['local_source']}]")
     elif r.get("consensus"):
         c = r["consensus"]
         print(f"consensus   status {c['status_code']}, {c['content_length']} bytes, sha256 {c['content_hash'][:16]}")
     for p in r["path_results"]:
         mark = "ok " if p.get("agreed_with_consensus") else "!! " if p["status"] == "success" else "-- "
         value = ", ".join(p.get("ips", [])) if "ips" in p else p.get("status_code", "")
+        if "fingerprint" in p:
+            value = f"{p['fingerprint'][:16]} {p['issuer']}"
         print(f"  {mark}{p['path_id']:<48} {p['status']:<8} {p['latency_ms']:>8.1f} ms  {value}{p.get('error') or ''}")
     for d in r.get("differences", []):
         print(f"  difference  {d['path']}: {d['field']} {d['local_value']!r} (consensus {d['consensus_value']!r})")
@@ -204,6 +212,35 @@ def cmd_verify(args) -> int:
     finally:
         verifier.close()
     return _verdict(args, r, r["url"])
+
+
+def _host_port(text: str) -> tuple:
+    """HOST, HOST:PORT or [V6]:PORT; the port defaults to 443."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        port = port.lstrip(":")
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host, port = text, ""
+    if port and not port.isdigit():
+        raise SystemExit(fail(f"{text!r}: the port must be a number"))
+    return host, int(port) if port else 443
+
+
+def cmd_verify_tls(args) -> int:
+    from agent.errors import AgentError
+    verifier, cfg = _verifier(args)
+    host, port = _host_port(args.target)
+    try:
+        n = args.num_paths or max(3, min(10, sum(p.kind == "url" for p in verifier.paths)))
+        r = verifier.verify_tls(host, port, args.sni or "", n, args.timeout, args.strategy or cfg.verify.strategy,
+                                args.local)
+    except AgentError as e:
+        return fail(f"{e.code}: {e.message}")
+    finally:
+        verifier.close()
+    return _verdict(args, r, f"{r['host']}:{r['port']}" + (f" (SNI {r['sni']})" if r["sni"] else ""))
 
 
 def _verdict(args, r: dict, what: str) -> int:
@@ -327,6 +364,12 @@ def add_parsers(sub) -> None:
     u.add_argument("--timeout", type=float, default=15, metavar="S", help="per path (1-30, default 15)")
     u.add_argument("--compare", default="content_hash", choices=["content_hash", "full_content", "headers_only"])
     u.set_defaults(func=cmd_verify)
+    t = sub.add_parser("verify-tls", parents=[paths], help="check a server's certificate through independent paths")
+    t.add_argument("target", metavar="HOST[:PORT]", help="the TLS server (port 443 unless given)")
+    t.add_argument("--sni", metavar="NAME", help="the server name to send (default: HOST)")
+    t.add_argument("--local", metavar="SHA256", help="the leaf fingerprint seen on this network, to compare")
+    t.add_argument("--timeout", type=float, default=10, metavar="S", help="per path (1-30, default 10)")
+    t.set_defaults(func=cmd_verify_tls)
 
     cl = sub.add_parser("calls", help="the SIP calls of a capture file, with their RTP quality")
     cl.add_argument("file", help="pcap or pcapng file")

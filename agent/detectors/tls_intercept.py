@@ -13,8 +13,9 @@ kept.  Indicators (a finding needs tls_intercept_threshold, 60):
 - served through another MAC than the name's TLS went through before (20).
 The attacker is whoever sent the certificate: when the frames carry the
 server's address from a MAC that is not the server's (nor the router's),
-that MAC, by its own address.  A verification spec lets independent paths
-compare what they are served."""
+that MAC, by its own address.  The verification spec (kind "tls") has
+independent paths fetch the name's certificate and compare its SHA-256 with
+the one seen on the wire."""
 from agent.detectors import x509
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding
 from agent.detectors.handshake import certificates, cut_chain
@@ -104,7 +105,8 @@ class Detector(Base):
                     "fingerprint": leaf["fingerprint"], "issuers_before": sorted(seen)[:4],
                     "chain_length": len(f["certs"]), "server": f["src"], "server_port": f["sport"], "client": f["dst"],
                     "server_mac": f["src_mac"], "spoofed_server": spoofed}
-        verify = {"kind": "url", "url": f"https://{name}/"}
+        verify = None if "*" in name else {"kind": "tls", "host": name, "port": f["sport"], "sni": name,
+                                            "fingerprint": leaf["fingerprint"]}
         return [finding("tls_intercept", ind, ts=f["ts"], src=attacker if spoofed else f["src"], dst=f["dst"],
                         protocol="TLS", summary=f"TLS interception suspected for {name}", evidence=evidence,
                         key=f"tls_intercept|{f['src_mac'] or attacker}|{f['dst']}", src_mac=f["src_mac"],

@@ -147,3 +147,57 @@ def url_recommendations(c: dict, succeeded: int) -> list:
     if c["confidence"] in ("LOW", "MEDIUM"):
         recs.append(f"Confidence is {c['confidence']}: add independent paths before acting on this result.")
     return recs
+
+
+CERT_FIELDS = ("fingerprint", "issuer", "subject", "not_before", "not_after")
+
+
+def tls_consensus(results: list, local: Optional[str]) -> dict:
+    """The leaf fingerprint most paths were served, and whether the one seen on the wire (local) is it."""
+    ok = [r for r in results if r["status"] == "success"]
+    counts = collections.Counter(r["fingerprint"] for r in ok)
+    fp = max(counts.items(), key=lambda kv: kv[1])[0] if counts else None
+    ref = next((r for r in ok if r["fingerprint"] == fp), None)
+    for r in ok:
+        r["agreed_with_consensus"] = r["fingerprint"] == fp
+    agreed = sum(1 for r in ok if r["agreed_with_consensus"])
+    pct = round(100.0 * agreed / len(ok), 1) if ok else 0.0
+    outliers, differences = [], []
+    for r in ok:
+        if not r["agreed_with_consensus"]:
+            outliers.append({"path_id": r["path_id"], **{k: r[k] for k in CERT_FIELDS}})
+            differences += [{"path": r["path_id"], "field": k, "local_value": r[k], "consensus_value": ref[k]}
+                            for k in CERT_FIELDS if r[k] != ref[k]]
+    local_agrees = None if local is None or ref is None else local == fp
+    if local_agrees is False:
+        outliers.insert(0, {"path_id": "local", "fingerprint": local})
+        differences.insert(0, {"path": "local", "field": "fingerprint", "local_value": local, "consensus_value": fp})
+    return {"consensus": ref and {k: ref[k] for k in (*CERT_FIELDS, "self_issued")}, "paths_agreed": agreed,
+            "consensus_percentage": pct, "confidence": confidence(pct),
+            "attack_detected": local_agrees is False and pct >= 50, "local_agrees": local_agrees,
+            "outliers": outliers, "differences": differences}
+
+
+def tls_recommendations(target: str, c: dict, succeeded: int) -> list:
+    if not succeeded:
+        return ["No verification path completed a handshake: check the configured paths (GET /v1/paths)."]
+    recs = []
+    others = [o for o in c["outliers"] if o["path_id"] != "local"]
+    if c["attack_detected"]:
+        recs.append(f"TLS INTERCEPTION DETECTED: the certificate seen locally for {target} is not the one "
+                    f"{c['consensus_percentage']:g}% of verification paths are served.")
+        recs.append(f"Expected certificate: sha256 {c['consensus']['fingerprint']}, issued by {c['consensus']['issuer']} "
+                    f"(verified through {c['paths_agreed']} paths)")
+        recs.append("Action: Activate deception and log threat; do not trust this network for TLS to that host.")
+    elif c["local_agrees"]:
+        recs.append(f"The certificate seen locally for {target} is the one independent paths are served: "
+                    "no interception on this network.")
+    else:
+        recs.append(f"Certificates for {target} are consistent across all paths." if not others else
+                    f"No local certificate to compare; {c['paths_agreed']} path(s) agree on one certificate.")
+    if others:
+        recs.append(f"{len(others)} path(s) were served another certificate: "
+                    + ", ".join(o["path_id"] for o in others) + " (an intercepting proxy or a spoofed address on that path).")
+    if c["confidence"] in ("LOW", "MEDIUM"):
+        recs.append(f"Confidence is {c['confidence']}: add independent paths before acting on this result.")
+    return recs

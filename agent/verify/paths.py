@@ -268,7 +268,8 @@ def build(cfg) -> list:
         out.append(Path(f"url-src-{src}", "url", "source-address", resolver=first, source=src,
                         system_resolver=first is None))
     for ns in cfg.namespaces:
-        out.append(Path(f"url-ns-{ns}", "url", "namespace", namespace=ns, system_resolver=True))
+        out.append(Path(f"url-ns-{ns}", "url", "namespace", resolver=first, namespace=ns,
+                        system_resolver=first is None))
     for host, port in http:
         out.append(Path(f"url-proxy-{host}-{port}", "url", "http_proxy", proxy=(host, port)))
     for host, port in socks:

@@ -1,4 +1,4 @@
-"""One check through one path: a DNS question (dnspython) or an HTTP GET."""
+"""One check through one path: a DNS question (dnspython), an HTTP GET, or a TLS handshake."""
 import hashlib
 import http.client
 import re
@@ -12,6 +12,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+from cryptography import x509
 
 from agent.verify.paths import Path, PathError, tls_wrap
 
@@ -123,3 +124,36 @@ def fetch(path: Path, url: str, timeout: float, max_body: int, verify_tls: bool)
     return {"status_code": status, "headers": {k: headers[k] for k in COMPARED_HEADERS if k in headers},
             "content_hash": hashlib.sha256(body).hexdigest(), "content_length": len(body),
             "normalized_hash": hashlib.sha256(re.sub(rb"\s+", b" ", body).strip()).hexdigest()}
+
+
+def certificate(path: Path, host: str, port: int, sni: str, timeout: float) -> dict:
+    """The leaf certificate the server behind host:port presents through the path: its SHA-256 fingerprint,
+    issuer, subject and validity.  Verification is off: an interceptor's certificate is what we look for."""
+    def handshake():
+        sock = path.connect(host, port, timeout) if path.proxy else path.connect(_address(path, host, timeout), port,
+                                                                                  timeout)
+        try:
+            sock.settimeout(timeout)
+            tls = tls_wrap(sock, sni, False)
+            try:
+                return tls.getpeercert(binary_form=True)
+            finally:
+                tls.close()
+        finally:
+            sock.close()
+    try:
+        der = path.run(handshake)
+    except socket.timeout:
+        raise TimeoutError(f"no handshake in {timeout:g} s") from None
+    except (ssl.SSLError, ConnectionError) as e:
+        raise PathError(f"{type(e).__name__}: {e}") from None
+    if not der:
+        raise PathError("the server sent no certificate")
+    return describe(der)
+
+
+def describe(der: bytes) -> dict:
+    cert = x509.load_der_x509_certificate(der)
+    return {"fingerprint": hashlib.sha256(der).hexdigest(), "subject": cert.subject.rfc4514_string(),
+            "issuer": cert.issuer.rfc4514_string(), "not_before": cert.not_valid_before_utc.isoformat(),
+            "not_after": cert.not_valid_after_utc.isoformat(), "self_issued": cert.issuer == cert.subject}

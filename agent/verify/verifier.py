@@ -5,9 +5,12 @@ Strategies choose the N: diverse (one of each method and endpoint in turn),
 fastest (lowest average latency), reliable (highest success rate),
 balanced (success rate over latency).  Paths that are down are only used
 when too few others are left; fewer than 3 usable paths is
-INSUFFICIENT_PATHS."""
+INSUFFICIENT_PATHS.  A TLS check uses the URL paths: each connects
+(its resolver's address, its proxy, its namespace) and reads the leaf
+certificate."""
 import collections
 import concurrent.futures
+import ipaddress
 import re
 import threading
 import time
@@ -22,6 +25,8 @@ from agent.verify import consensus, paths as pathmod, probes
 STRATEGIES = ("diverse", "fastest", "reliable", "balanced")
 COMPARE_METHODS = ("content_hash", "full_content", "headers_only")
 MIN_PATHS, MAX_PATHS = 3, 40
+FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+PATH_KIND = {"dns": "dns", "url": "url", "tls": "url"}   # a certificate is fetched through the URL paths
 DOMAIN = re.compile(r"^(?=.{1,253}$)(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?$", re.I)
 
 
@@ -45,6 +50,30 @@ def check_url(url: str) -> str:
     if u.scheme not in ("http", "https") or not u.hostname or not port_ok or " " in url.strip():
         raise AgentError("INVALID_URL", f"{url!r} is not an http(s) URL", {"field": "url"})
     return url.strip()
+
+
+def check_tls_target(host: str, port, sni: str, fingerprint: Optional[str]) -> tuple:
+    """(host, port, SNI, fingerprint) checked: a name or an address, 1-65535, a name, 64 hex digits."""
+    h = (host or "").strip().strip("[]")
+    try:
+        ipaddress.ip_address(h)
+    except ValueError:
+        h = check_domain(h)
+        sni = sni or h
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise AgentError("VALIDATION_ERROR", "port must be between 1 and 65535", {"field": "port"})
+    if sni:
+        try:
+            sni = check_domain(sni)
+        except AgentError:
+            raise AgentError("VALIDATION_ERROR", f"sni {sni!r} is not a host name", {"field": "sni"}) from None
+    fp = None
+    if fingerprint:
+        fp = fingerprint.strip().lower().replace(":", "")
+        if not FINGERPRINT.match(fp):
+            raise AgentError("VALIDATION_ERROR", "local_fingerprint must be a SHA-256 (64 hex digits, colons allowed)",
+                             {"field": "local_fingerprint"})
+    return h, port, sni, fp
 
 
 def check_limits(num_paths, timeout) -> None:
@@ -233,6 +262,32 @@ class Verifier:
             "local_source": local_source, "outliers": c["outliers"], "differences": c["differences"],
             "path_results": [{k: v for k, v in r.items() if k != "normalized_hash"} for r in results],
             "recommendations": consensus.url_recommendations(c, succeeded)}
+        body["verification_duration_ms"] = self._record(started, c["attack_detected"])
+        return body
+
+    # ---- TLS certificates --------------------------------------------------------------------
+
+    def verify_tls(self, host: str, port: int = 443, sni: str = "", num_paths: int = 10, timeout: float = 10,
+                   strategy: str = "diverse", local_fingerprint: Optional[str] = None,
+                   paths: Optional[list] = None) -> dict:
+        """The leaf certificate host:port presents through N URL paths, against the one seen on the wire."""
+        host, port, sni, local = check_tls_target(host, port, sni, local_fingerprint)
+        check_limits(num_paths, timeout)
+        started = time.monotonic()
+        chosen = self.choose(PATH_KIND["tls"], num_paths, strategy, paths)
+        results = self._run(chosen, lambda p: probes.certificate(p, host, port, sni, timeout), timeout)
+        target = f"{host}:{port}" + (f" ({sni})" if sni and sni != host else "")
+        c = consensus.tls_consensus(results, local)
+        succeeded = sum(r["status"] == "success" for r in results)
+        body = {
+            "verification_id": f"ver_{uuid.uuid4().hex[:12]}", "host": host, "port": port, "sni": sni or None,
+            "timestamp": iso(time.time()), "attack_detected": c["attack_detected"], "confidence": c["confidence"],
+            "paths_checked": len(results), "paths_succeeded": succeeded, "paths_agreed": c["paths_agreed"],
+            "consensus_percentage": c["consensus_percentage"], "strategy": strategy,
+            "consensus": c["consensus"], "local": None if local is None else {"fingerprint": local},
+            "local_source": None if local is None else "capture", "local_agrees": c["local_agrees"],
+            "outliers": c["outliers"], "differences": c["differences"], "path_results": results,
+            "recommendations": consensus.tls_recommendations(target, c, succeeded)}
         body["verification_duration_ms"] = self._record(started, c["attack_detected"])
         return body
 

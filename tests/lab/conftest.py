@@ -84,7 +84,8 @@ def box(lab, tmp_path, request):
     for h in lab.hosts.values():
         h.run("ip", "neigh", "flush", "all", check=False)
     before = len(lab.procs)
-    a = AgentProcess(tmp_path / "var", "[capture]\nautostart = false\n", veth=lab.sw)
+    extra = getattr(request, "param", None)      # a test's own settings: parametrize("box", [fn(lab)], indirect)
+    a = AgentProcess(tmp_path / "var", "[capture]\nautostart = false\n" + (extra(lab) if extra else ""), veth=lab.sw)
     try:
         a.call(a.client.capture_start, interface="br0", backend="afpacket")
         a.started = time.monotonic()

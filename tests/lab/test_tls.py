@@ -6,6 +6,9 @@ certificate travels encrypted and no passive box sees it."""
 import os
 import sys
 
+import pytest
+
+from tests.agent.conftest import wait_for
 from tests.conftest import ROOT
 from tests.lab import lan as L
 from tests.lab.conftest import Attack, assert_attributed, need, wait_threat_while, warm_up
@@ -50,6 +53,14 @@ def _undo(lab):
     lab.attacker.sysctl("net.ipv4.ip_forward", 0)
 
 
+def _verify_from_namespaces(lab) -> str:
+    """Certificate paths from inside the victim (whose traffic the attacker intercepts), the gateway and the
+    attacker's own namespace (its own connections are not redirected), names resolved by the gateway's dnsmasq."""
+    namespaces = ", ".join(f'"{h.ns}"' for h in (lab.victim, lab.gw, lab.attacker))
+    return f'[verify]\nresolvers = ["udp:{L.GW4}"]\nnamespaces = [{namespaces}]\n[deception]\nauto_activate = false\n'
+
+
+@pytest.mark.parametrize("box", [_verify_from_namespaces], indirect=True)
 def test_mitmproxy_tls_interception(lab, box):
     need("iptables", "arpspoof")
     _need_mitm()
@@ -59,6 +70,14 @@ def test_mitmproxy_tls_interception(lab, box):
         attack = Attack(lab, lab.attacker, "tcp src port 443")
         t = wait_threat_while(box, "tls_intercept", lab.attacker.mac, lambda: _https(lab))
         assert_attributed(t, lab.attacker, attack, lab.victim.ip4, L.BANK, L.GW4)
+        # multi-path verification: the gateway and the attacker's own namespace are served the bank's certificate,
+        # the victim's namespace (intercepted) and the wire mitmproxy's: confirmed, the victim's path an outlier
+        get = lambda: box.call(box.client.get, f"/v1/threats/{t['id']}")
+        detail = wait_for(lambda: get()["verification_status"] not in ("pending", "unverified") and get(), timeout=30)
+        v = detail["verification_result"]
+        assert detail["verification_status"] == "confirmed", v
+        assert v["host"] == f"bank.{L.DOMAIN}" and v["consensus"]["issuer"] == "CN=Lab Root CA", v
+        assert f"url-ns-{lab.victim.ns}" in {o["path_id"] for o in v["outliers"]}, v
     finally:
         _undo(lab)
 
