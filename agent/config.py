@@ -208,7 +208,7 @@ class ApiSection:
 @dataclasses.dataclass(frozen=True)
 class EveSection:
     """Events for SIEMs as EVE JSON lines (docs/EVENTS.md): a rotated file and syslog collectors.
-    Event types: alert (threats), anomaly, flow (every expired flow: heavy)."""
+    Event types: alert (threats), anomaly, flow (every expired flow: heavy), dns (every DNS message: heavy)."""
     file: str = ""                  # empty: no file; a relative path is under the data dir (e.g. "eve.json")
     file_types: tuple = ("alert", "anomaly")
     rotate_mb: int = 100            # a new file after this many MB (eve.json.1 ... eve.json.N)

@@ -130,11 +130,36 @@ def flow(f: dict, host: str) -> dict:
     return rec
 
 
+def dns(ev, host: str) -> Optional[dict]:
+    """A DNS message (a packet event with its C record) as Suricata's EVE dns record (version 2): one
+    per query and one per answer; None for a message that gave no record."""
+    from hwdrivers.records import dns_rcode, dns_type
+    r = ev.record
+    if r is None or not hasattr(r, "qtype"):
+        return None
+    rec = _base("dns", ev.ts, host, ev.src, ev.sport, ev.dst, ev.dport, ev.proto, ev.flow_id)
+    d = {"version": 2, "type": "answer" if r.response else "query", "id": r.id, "rrname": r.name,
+         "rrtype": dns_type(r.qtype), "flags": f"{r.flags:x}", "qr": r.response,
+         "rd": bool(r.flags & 0x0100), "ra": bool(r.flags & 0x0080), "tc": r.truncated}
+    if r.response:
+        d["rcode"] = dns_rcode(r.rcode)
+        answers = [{"rrname": a.name, "rrtype": dns_type(a.type), "ttl": a.ttl, "rdata": a.value} for a in r.answers]
+        if answers:
+            d["answers"] = answers
+            grouped: dict = {}
+            for a in answers:
+                grouped.setdefault(a["rrtype"], []).append(a["rdata"])
+            d["grouped"] = grouped
+    rec["dns"] = d
+    return rec
+
+
 # event type -> (bus channel, maker)
 MAKERS: dict = {
     "alert": ("threats:raised", alert),
     "anomaly": ("anomalies:detected", anomaly),
     "flow": ("flows:expired", flow),
+    "dns": ("packets:dns", dns),
 }
 TYPES = tuple(MAKERS)
 

@@ -74,8 +74,9 @@ class EveService(Service):
 
     def handle(self, env) -> None:
         kind, make = self.by_channel[env.channel]
-        data = env.data.as_dict() if hasattr(env.data, "as_dict") else env.data
-        record = make(data, self.host)
+        record = make(env.data, self.host)
+        if record is None:
+            return
         self.made += 1
         if kind in self.file_types:
             self.file.write(record)

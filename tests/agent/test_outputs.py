@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 
 import pytest
 
@@ -154,3 +155,46 @@ def test_a_collector_that_comes_back_late_gets_what_was_queued(tmp_path):
     frames = re.findall(rb"(\d+) (<14>1 - - capbox - test - m\d)", received[0])
     assert [f[1][-2:] for f in frames] == [b"m2", b"m3", b"m4"]
     assert all(int(n) == len(m) for n, m in frames)
+
+
+def _tshark_dns(path: str) -> list:
+    """Each DNS message as tshark decodes it: (id, response, name, [(rrname, type, ttl) of the answer section],
+    [the answer section's A addresses])."""
+    out = subprocess.run(["tshark", "-r", path, "-T", "fields", "-e", "dns.id", "-e", "dns.flags.response",
+                          "-e", "dns.qry.name", "-e", "dns.count.answers", "-e", "dns.resp.name", "-e", "dns.resp.type",
+                          "-e", "dns.resp.ttl", "-e", "dns.a", "-E", "separator=|", "-Y", "dns"],
+                         capture_output=True, text=True, check=True).stdout
+    msgs = []
+    for line in out.splitlines():
+        ident, resp, name, count, rnames, rtypes, ttls, addrs = line.split("|")
+        n = int(count or 0)
+        answers = list(zip(rnames.split(",")[:n], (int(t) for t in rtypes.split(",")[:n]),
+                           (int(t) for t in ttls.split(",")[:n])))
+        a_count = sum(1 for _, t, _ in answers if t == 1)
+        msgs.append((int(ident, 16), resp == "1", name, answers, addrs.split(",")[:a_count] if addrs else []))
+    return msgs
+
+
+def test_dns_messages_as_eve_records_equal_tsharks_decoding(make_agent, tshark, tmp_path):
+    data = tmp_path / "var"
+    (data / "pcaps").mkdir(parents=True)
+    path = pcap("zeek__dns-two-responses.pcap")
+    capture = shutil.copy(path, data / "pcaps")
+    make_agent(f'[capture]\nsource = "{capture}"\npace = 0\nloop = false\n'
+               f'[eve]\nfile = "eve.json"\nfile_types = ["dns"]\n')
+    want = _tshark_dns(path)
+    records = wait_for(lambda: (r := _eve_lines(data / "eve.json")) and len(r) >= len(want) and r, timeout=30)
+    assert [r["event_type"] for r in records] == ["dns"] * len(want)
+    types = {1: "A", 5: "CNAME", 28: "AAAA"}
+    for rec, (ident, response, name, answers, a_addrs) in zip(records, want):
+        d = rec["dns"]
+        assert (d["id"], d["qr"], d["rrname"], d["type"]) == (ident, response, name, "answer" if response else "query")
+        assert rec["community_id"].startswith("1:") and rec["proto"] == "UDP" and SURICATA_TS.match(rec["timestamp"])
+        if not response:
+            assert "answers" not in d and "rcode" not in d
+            continue
+        assert d["rcode"] == "NOERROR"
+        mine = [(a["rrname"], a["rrtype"], a["ttl"]) for a in d["answers"] if a["rrtype"] in types.values()]
+        theirs = [(n, types[t], ttl) for n, t, ttl in answers if t in types]
+        assert mine == theirs and theirs
+        assert d["grouped"]["A"] == a_addrs == ["128.2.10.163"]
