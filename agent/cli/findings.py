@@ -216,13 +216,8 @@ def cmd_verify(args) -> int:
 
 def _host_port(text: str) -> tuple:
     """HOST, HOST:PORT or [V6]:PORT; the port defaults to 443."""
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]")
-        port = port.lstrip(":")
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    else:
-        host, port = text, ""
+    from agent.config import split_host_port
+    host, port = split_host_port(text)
     if port and not port.isdigit():
         raise SystemExit(fail(f"{text!r}: the port must be a number"))
     return host, int(port) if port else 443

@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Optional
 
+from agent.config import split_host_port
+
 log = logging.getLogger(__name__)
 FACILITIES = {"kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "local0": 16, "local1": 17, "local2": 18,
               "local3": 19, "local4": 20, "local5": 21, "local6": 22, "local7": 23}
@@ -57,14 +59,11 @@ def parse_target(url: str) -> Target:
     scheme, sep, rest = url.partition("://")
     if not sep or scheme not in SCHEMES:
         raise ValueError(f"{url!r} is not SCHEME://HOST[:PORT] with a scheme of {', '.join(SCHEMES)}")
-    if rest.startswith("["):
-        host, _, port = rest[1:].partition("]")
-        port = port.lstrip(":")
-    else:
-        host, _, port = rest.partition(":")
+    host, port = split_host_port(rest)
     if not host or (port and (not port.isdigit() or not 1 <= int(port) <= 65535)):
         raise ValueError(f"{url!r}: give HOST or HOST:PORT with a port in 1..65535")
     return Target(scheme, host, int(port) if port else SCHEMES[scheme])
+
 
 class Sender:
     """One collector: a thread that sends what send() queued, reconnecting as needed."""

@@ -18,6 +18,8 @@ import time
 import urllib.parse
 from typing import Callable, Optional
 
+from agent.config import split_host_port
+
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 TRANSPORTS = ("udp", "tcp", "dot")
@@ -47,13 +49,7 @@ def parse_resolver(text: str) -> Resolver:
     if not sep or transport not in TRANSPORTS:
         transport, rest = "udp", text.strip()
     rest, _, tls_name = rest.partition("#")
-    if rest.startswith("["):
-        addr, _, port = rest[1:].partition("]")
-        port = port.lstrip(":")
-    elif rest.count(":") == 1:
-        addr, port = rest.split(":")
-    else:
-        addr, port = rest, ""
+    addr, port = split_host_port(rest)
     try:
         socket.inet_pton(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)
         port_n = int(port) if port else DEFAULT_PORTS[transport]

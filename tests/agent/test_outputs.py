@@ -39,7 +39,8 @@ def test_rfc5424_message_escapes_structured_data_and_drops_spaces_from_header_fi
 
 @pytest.mark.parametrize("url,target", [
     ("udp://10.0.0.1", ("udp", "10.0.0.1", 514)), ("tcp://logs.example:1601", ("tcp", "logs.example", 1601)),
-    ("tls://[2001:db8::1]:6514", ("tls", "2001:db8::1", 6514)), ("tls://h", ("tls", "h", 6514))])
+    ("tls://[2001:db8::1]:6514", ("tls", "2001:db8::1", 6514)), ("tls://h", ("tls", "h", 6514)),
+    ("udp://2001:db8::1", ("udp", "2001:db8::1", 514))])
 def test_syslog_targets_parse(url, target):
     t = syslog.parse_target(url)
     assert (t.scheme, t.host, t.port) == target
