@@ -13,7 +13,7 @@ import signal
 import threading
 import time
 
-from agent import __version__, log as agentlog
+from agent import __version__, log as agentlog, memory
 from agent.api import analysis as analysis_routes
 from agent.api import capture as capture_routes
 from agent.api import deception as deception_routes
@@ -54,6 +54,7 @@ from agent.store import Store
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 API_PROBE_S = 5.0        # GET /v1/health through the real socket this often (without a systemd watchdog)
+TRIM_S = 60.0            # free heap pages go back to the kernel this often (agent.memory)
 # The services on the bus, in start order (agent.services: one thread each).
 SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
             EveService, TallyService, ConsoleService]
@@ -61,6 +62,7 @@ SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService
 
 class Agent:
     def __init__(self, cfg: Config, console: bool = False):
+        memory.limit_arenas()
         self.cfg = cfg
         for d in (cfg.data_dir, cfg.data_dir / "pcaps"):   # 0700, also where an older version made them 0755
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ class Agent:
         host, port = cfg.listen
         tls = Tls(a.tls_cert, a.tls_key, a.client_ca) if a.tls_cert else None
         try:
-            self.server = Server(self.api.app, host, port, a.threads,
+            self.server = Server(self.api.app, host, port, a.threads, self.api.envelope,
                                  Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s,
                                         max(4, a.threads // 4)), tls)
         except ssl.SSLError as e:
@@ -205,6 +207,7 @@ class Agent:
         tick = min(1.0, watchdog) if watchdog else 1.0
         next_sample = time.monotonic() + interval
         next_probe = 0.0
+        next_trim = time.monotonic() + TRIM_S
         while not component.stop.wait(tick):
             component.beat()
             self._store_component.beat("running" if self.store.alive else "failed")
@@ -219,6 +222,9 @@ class Agent:
             if time.monotonic() >= next_sample:
                 next_sample += interval
                 self._sample()
+            if time.monotonic() >= next_trim:
+                next_trim = time.monotonic() + TRIM_S
+                memory.trim()
 
     def _sample(self) -> None:
         sysinfo = system.system(str(self.cfg.data_dir))

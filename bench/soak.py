@@ -1,11 +1,16 @@
 """Soak: the agent under steady mixed load for a long time; does it leak?
 
-    python bench/soak.py [--minutes 30] [--pps 50000] [--clients 50] [--streams 20] [--results bench/RESULTS.md]
+    python bench/soak.py [--minutes 30] [--pps 50000] [--clients 50] [--streams 20] [--sources 10]
+                         [--results bench/RESULTS.md]
 
 The agent replays a synthetic capture (../shared/bench/genpcap.c: TCP, DNS,
 UDP, ICMP, IPv6, VLAN tags) in a loop, paced to --pps packets a second,
 while --clients REST clients poll a mix of GET routes (2 requests/s each,
-keep-alive) and --streams clients hold /v1/events open.  RSS and open file
+keep-alive) and --streams clients hold /v1/events open, spread over --sources
+loopback source addresses (127.0.0.2, 127.0.0.3, ...) like a fleet of
+clients: the server gives one address a quarter of its workers, and answers
+a request over that share 503.  Any answer that is not 2xx, and any request
+with no answer, is an error the soak reports by status.  RSS and open file
 descriptors of the agent are sampled every 30 s; the first sample is taken
 after a warm-up (a tenth of the run, at most 3 minutes), and the targets
 are RSS growth under 5 % and a flat descriptor count from there to the end.
@@ -53,8 +58,9 @@ def start(data: pathlib.Path, capture: pathlib.Path, pace: float, port: int) -> 
 class Load:
     """The REST pollers and the event streams, in threads, counting what they get."""
 
-    def __init__(self, port: int, key: str):
+    def __init__(self, port: int, key: str, sources: int):
         self.port, self.key = port, key
+        self.sources = [f"127.0.0.{2 + i}" for i in range(sources)]
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "errors": 0, "events": 0, "stream_errors": 0}
@@ -65,12 +71,22 @@ class Load:
         with self.lock:
             self.counts[name] += n
 
+    def _error(self, name: str, status: int) -> None:
+        """An answer that was not 2xx (status 0: none at all), by status."""
+        with self.lock:
+            self.counts[name] += 1
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    def _connect(self, i: int, timeout: float) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
+                                          source_address=(self.sources[i % len(self.sources)], 0))
+
     def poller(self, i: int) -> None:
         conn, n = None, i
         headers = {"Authorization": f"Bearer {self.key}"}
         while not self.stop.is_set():
             try:
-                conn = conn or http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+                conn = conn or self._connect(i, 30)
                 t = time.monotonic()
                 conn.request("GET", ROUTES[n % len(ROUTES)], headers=headers)
                 r = conn.getresponse()
@@ -79,38 +95,42 @@ class Load:
                 with self.lock:
                     self.latencies.append(took)
                 self._count("requests")
-                if r.status not in (200, 409):          # 409: metrics or flows between loop passes
-                    self._count("errors")
-                    with self.lock:
-                        self.statuses[r.status] = self.statuses.get(r.status, 0) + 1
+                if not 200 <= r.status < 300:
+                    self._error("errors", r.status)
+                if r.will_close:
+                    conn.close()
+                    conn = None
             except (OSError, http.client.HTTPException):
-                self._count("errors")
-                with self.lock:
-                    self.statuses[0] = self.statuses.get(0, 0) + 1
+                self._error("errors", 0)
                 conn = None
             n += 1
             self.stop.wait(0.5)
 
-    def stream(self) -> None:
+    def stream(self, i: int) -> None:
         while not self.stop.is_set():
+            conn = self._connect(i, 60)
             try:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
                 conn.request("GET", f"/v1/events?token={self.key}")
                 r = conn.getresponse()
+                if r.status != 200:
+                    self._error("stream_errors", r.status)
+                    self.stop.wait(1)
+                    continue
                 while not self.stop.is_set():
                     line = r.fp.readline()
                     if not line:
                         break
                     if line.startswith(b"id:"):
                         self._count("events")
-                conn.close()
             except (OSError, http.client.HTTPException):
-                self._count("stream_errors")
+                self._error("stream_errors", 0)
                 self.stop.wait(1)
+            finally:
+                conn.close()
 
     def start(self, clients: int, streams: int) -> list:
         threads = [threading.Thread(target=self.poller, args=(i,), daemon=True) for i in range(clients)]
-        threads += [threading.Thread(target=self.stream, daemon=True) for _ in range(streams)]
+        threads += [threading.Thread(target=self.stream, args=(i,), daemon=True) for i in range(streams)]
         for t in threads:
             t.start()
         return threads
@@ -132,7 +152,7 @@ def run(args) -> dict:
         key = (data / "var" / "admin.key").read_text().strip()
         client = Client(f"http://127.0.0.1:{port}", key)
         proc = psutil.Process(agent.pid)
-        load = Load(port, key)
+        load = Load(port, key, args.sources)
         threads = load.start(args.clients, args.streams)
         seconds = args.minutes * 60
         warmup = min(180.0, seconds / 10)
@@ -198,6 +218,7 @@ def main() -> int:
     ap.add_argument("--pps", type=int, default=50000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--streams", type=int, default=20)
+    ap.add_argument("--sources", type=int, default=10, help="loopback source addresses the clients spread over")
     ap.add_argument("--results", help="write the soak section of this RESULTS.md")
     ap.add_argument("--note", default="", help="said in the section (e.g. that the machine was shared)")
     args = ap.parse_args()

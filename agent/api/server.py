@@ -11,6 +11,8 @@ What is added around it, because a box on a hostile network needs it:
   (over either, the new connection is closed at once);
 - a cap on the workers one client address holds at once (a quarter of them):
   one host sending requests that never end (slowloris) cannot take them all;
+  a request over that share is answered 503 + Retry-After with the API's
+  error envelope (never a silent close), and counted;
 - a new connection waits in the epoll set until it sends something, so idle
   connections hold no worker thread; idle ones are closed after
   idle_timeout_s;
@@ -28,9 +30,10 @@ import resource
 import socket
 import ssl
 import threading
-from typing import Optional
+import uuid
+from typing import Callable, Optional
 
-from cheroot import connections, server as chserver, wsgi
+from cheroot import connections, errors as cherrors, server as chserver, wsgi
 from cheroot.makefile import StreamReader, StreamWriter
 from cheroot.ssl import Adapter
 
@@ -39,6 +42,11 @@ logging.getLogger("cheroot").setLevel(logging.CRITICAL)
 FD_RESERVE = 256          # descriptors kept for the store, captures, recordings, jobs
 # forward-secret AEAD suites only (TLS 1.3 suites are all AEAD and set by OpenSSL)
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!MD5:!SHA1:!RC4:!3DES:!DSS:!PSK:!SRP:!CAMELLIA:!ARIA"
+REFUSE_READ_S = 0.5       # an over-share request's head must arrive within this, or it is closed unanswered
+REFUSE_DRAIN = 64 << 10   # body bytes of an over-share request still read, so the 503 is not lost to a reset
+RETRY_AFTER_S = 1
+# (code, message, details, request_id) -> the JSON error envelope (agent.api.app.Api.envelope)
+Envelope = Callable[[str, str, dict, str], str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +117,8 @@ class _Counter:
         self.total = 0
         self.by_addr: collections.Counter = collections.Counter()
         self.busy: collections.Counter = collections.Counter()   # connections in a worker, by address
-        self.refused = 0
+        self.refused = 0         # connections closed at accept (over the total or per-address cap)
+        self.busy_refused = 0    # requests answered 503 (their address held its share of the workers)
         self.lock = threading.Lock()
 
     def admit(self, addr: str) -> bool:
@@ -125,7 +134,7 @@ class _Counter:
         """A worker takes a connection of addr: False when addr holds its share already."""
         with self.lock:
             if self.busy[addr] >= self.limits.busy_per_client:
-                self.refused += 1
+                self.busy_refused += 1
                 return False
             self.busy[addr] += 1
             return True
@@ -144,25 +153,59 @@ class _Counter:
                 del self.by_addr[addr]
 
 
-def _connection_class(counter: _Counter):
+def _refusal(envelope: Envelope, limit: int) -> bytes:
+    """The whole 503 answer to a request over its address's share of the workers."""
+    body = envelope("SERVICE_UNAVAILABLE",
+                    f"this client address already has {limit} requests in progress; retry after {RETRY_AFTER_S} s",
+                    {"reason": "busy_per_client", "limit": limit, "retry_after_seconds": RETRY_AFTER_S},
+                    f"req_{uuid.uuid4().hex[:16]}").encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: {RETRY_AFTER_S}\r\nConnection: close\r\n\r\n")
+    return head.encode() + body
+
+
+def _connection_class(counter: _Counter, envelope: Envelope):
     class Connection(chserver.HTTPConnection):
         counted = False
         handshaken = False
 
+        def handshake(self) -> bool:
+            """TLS: the handshake, once, in a worker; False for a bad or silent client."""
+            if isinstance(self.socket, ssl.SSLSocket) and not self.handshaken:
+                try:
+                    self.socket.do_handshake()
+                except (OSError, ValueError):
+                    return False
+                self.handshaken = True
+            return True
+
         def communicate(self):
             addr = self.remote_addr or ""
             if not counter.enter(addr):
-                return False          # this address holds its share of the workers: closed
+                return self.refuse()
             try:
-                if isinstance(self.socket, ssl.SSLSocket) and not self.handshaken:
-                    try:
-                        self.socket.do_handshake()
-                    except (OSError, ValueError):
-                        return False  # a bad or silent TLS client: the connection closes
-                    self.handshaken = True
-                return super().communicate()
+                return self.handshake() and super().communicate()
             finally:
                 counter.leave(addr)
+
+        def refuse(self) -> bool:
+            """Over the address's share: read the head briefly (a slow one is just closed),
+            answer 503 + Retry-After with the envelope, close."""
+            try:
+                self.socket.settimeout(REFUSE_READ_S)
+                if not self.handshake():
+                    return False
+                req = self.RequestHandlerClass(self.server, self)
+                req.parse_request()
+                if not req.ready:
+                    return False
+                self.wfile.write(_refusal(envelope, counter.limits.busy_per_client))
+                length = req.inheaders.get(b"Content-Length", b"0")
+                if length.isdigit() and 0 < int(length) <= REFUSE_DRAIN:
+                    self.rfile.read(int(length))
+            except (OSError, ValueError, cherrors.FatalSSLAlert, cherrors.NoSSLError):
+                pass
+            return False
 
         def close(self):
             if self.counted:
@@ -209,7 +252,7 @@ class _Wsgi(wsgi.Server):
 
 
 class Server:
-    def __init__(self, app, host: str, port: int, threads: int, limits: Limits = Limits(),
+    def __init__(self, app, host: str, port: int, threads: int, envelope: Envelope, limits: Limits = Limits(),
                  tls: Optional[Tls] = None):
         self.limits = dataclasses.replace(limits, max_connections=descriptor_budget(limits.max_connections))
         self.counter = _Counter(self.limits)
@@ -217,7 +260,7 @@ class Server:
         self.context = tls_context(tls) if tls else None
         srv = _Wsgi((host, port), app, numthreads=threads, server_name="capbox",
                     timeout=limits.idle_timeout_s, request_queue_size=1024, shutdown_timeout=2)
-        srv.ConnectionClass = _connection_class(self.counter)
+        srv.ConnectionClass = _connection_class(self.counter, envelope)
         srv.keep_alive_conn_limit = self.limits.max_connections
         srv.max_request_header_size = 64 << 10
         srv.max_request_body_size = 0        # each route checks its own limit (agent.api.app)
@@ -246,7 +289,8 @@ class Server:
     def connections(self) -> dict:
         c = self.counter
         return {"open": c.total, "max": self.limits.max_connections, "per_client_max": self.limits.per_client,
-                "refused": c.refused}
+                "refused": c.refused, "busy_per_client_max": self.limits.busy_per_client,
+                "busy_refused": c.busy_refused}
 
     def probe(self, timeout: float = 3.0) -> bool:
         """True when GET /v1/health answers through the real listening socket

@@ -156,5 +156,10 @@ class _AgentCollector:
         yield _family("counter", "capbox_bus_dropped", "bus messages a slow subscriber missed",
                       [((s["name"] or "anonymous",), s["dropped"]) for s in bus["subscribers"]], ["subscriber"])
         yield _family("gauge", "capbox_store_pending", "writes queued for the store", [((), a.store.pending)])
+        conns = a.server.connections()
+        yield _family("counter", "capbox_api_refused", "API connections closed at accept (over the connection caps) "
+                      "and requests answered 503 (their address held its share of the workers)",
+                      [(("connection_cap",), conns["refused"]), (("busy_per_client",), conns["busy_refused"])],
+                      ["cause"])
         yield _family("gauge", "capbox_uptime_seconds", "seconds since the agent started",
                       [((), round(time.time() - a.health.started, 1))])

@@ -1,8 +1,11 @@
 """SQLite store in WAL mode: versioned schema, one writer thread, many readers.
 
 Writes are submitted to the writer thread as functions of a connection and
-return a Future; readers use their own connection per thread (WAL lets them
-read while the writer writes)."""
+return a Future; readers borrow one of a few read connections (WAL lets them
+read while the writer writes).  A pool, not one connection per thread: each
+connection keeps its own page and statement caches (a few MB once warm), and
+the API alone has 64 worker threads, so per-thread connections made the
+agent's memory grow with every thread that ever queried."""
 import concurrent.futures
 import logging
 import os
@@ -21,10 +24,14 @@ class StoreError(Exception):
     pass
 
 
+READERS = 4      # read connections at most; a query waits for a free one beyond that
+
+
 class Store:
     def __init__(self, path: str, queue_size: int = 10000):
         self.path = str(path)
-        self._local = threading.local()
+        self._readers: queue.LifoQueue = queue.LifoQueue()   # idle read connections, the warmest on top
+        self._reader_slots = threading.BoundedSemaphore(READERS)
         self._queue: queue.Queue = queue.Queue(queue_size)
         self._stop = threading.Event()
         self.dropped = 0
@@ -144,18 +151,23 @@ class Store:
                 raise StoreError(str(e)) from e
         return self.submit(fn).result(timeout)
 
-    def read(self) -> sqlite3.Connection:
-        """This thread's read connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-        return conn
-
     def query(self, sql: str, args: tuple = ()) -> list:
+        """Rows as dicts, read on a pooled connection (at most READERS at once)."""
+        if not self._reader_slots.acquire(timeout=30):
+            raise StoreError("no read connection free for 30 s")
         try:
-            return [dict(r) for r in self.read().execute(sql, args).fetchall()]
+            try:
+                conn = self._readers.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            try:
+                return [dict(r) for r in conn.execute(sql, args).fetchall()]
+            finally:
+                self._readers.put(conn)
         except sqlite3.Error as e:
             raise StoreError(str(e)) from e
+        finally:
+            self._reader_slots.release()
 
     @property
     def alive(self) -> bool:
@@ -170,3 +182,5 @@ class Store:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._writer_conn.close()
+        while not self._readers.empty():
+            self._readers.get_nowait().close()

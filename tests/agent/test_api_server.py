@@ -1,6 +1,8 @@
 """The REST server under hostile load: connection floods, per-client caps,
 idle timeouts, TLS (openssl s_client as the peer), and the systemd watchdog
 pinged only while the API answers through its own socket."""
+import http.client
+import json
 import resource
 import socket
 import ssl
@@ -93,6 +95,55 @@ def test_one_address_cannot_hold_every_worker(make_agent):
     finally:
         for s in stuck:
             s.close()
+
+
+def _stream(port: int, key: str, source: str) -> http.client.HTTPResponse:
+    """An event stream (it holds a worker as long as it is open) from one source address."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10, source_address=(source, 0))
+    conn.request("GET", f"/v1/events?token={key}")
+    return conn.getresponse()
+
+
+def _status_from(port: int, source: str) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
+    try:
+        conn.request("GET", "/v1/health")
+        return conn.getresponse().status
+    finally:
+        conn.close()
+
+
+def test_requests_over_an_address_share_get_503_with_the_envelope(make_agent):
+    """One address holding its share of the workers (16 threads: 4) with slow requests
+    (event streams, which never end): its next requests are answered 503 + Retry-After
+    with the error envelope, never closed silently; another address is served; the
+    refusals are counted in health and /metrics."""
+    a = make_agent('[capture]\nautostart = false\n[api]\nthreads = 16\nsse_keepalive_s = 1\n')
+    answers = [_stream(a.port, a.key, "127.0.0.21") for _ in range(10)]
+    try:
+        held = [r for r in answers if r.status == 200]
+        refused = [r for r in answers if r.status != 200]
+        assert len(held) == 4 and len(refused) == 6, [r.status for r in answers]
+        for r in refused:
+            assert r.status == 503 and r.getheader("Retry-After") == "1"
+            assert r.getheader("Content-Type") == "application/json"
+            body = json.loads(r.read())
+            assert body["error"]["code"] == "SERVICE_UNAVAILABLE"
+            assert body["error"]["details"]["retry_after_seconds"] == 1
+            assert body["request_id"].startswith("req_") and body["documentation_url"]
+        one = Client(a.url, a.key, timeout=5)
+        assert _status_from(a.port, "127.0.0.21") == 503   # still over its share: a plain GET too
+        assert one.raw("GET", "/v1/health").status == 200  # 127.0.0.1: served
+        conns = one.health()["components"]["api"]["connections"]
+        assert conns["busy_refused"] == 7 and conns["busy_per_client_max"] == 4
+        metrics = one.raw("GET", "/metrics").body.decode()
+        assert 'capbox_api_refused_total{cause="busy_per_client"} 7.0' in metrics
+    finally:
+        for r in answers:
+            r.close()
+    # the streams closed (noticed at their next keep-alive), the address is served again
+    wait_for(lambda: _status_from(a.port, "127.0.0.21") == 200, timeout=15, interval=0.5)
+    assert "Traceback" not in a.output()
 
 
 def test_watchdog_pinged_only_while_the_api_answers(make_agent, tmp_path):
