@@ -1,6 +1,8 @@
 """The store: WAL, versioned migrations, one writer thread, bounded queue."""
+import os
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -67,3 +69,47 @@ def test_fire_and_forget_writes_count_drops_when_the_queue_is_full(tmp_path):
     s = Store(tmp_path / "q.db", queue_size=3)  # not started: nothing drains the queue
     assert all(s.submit_nowait(lambda c: None) for _ in range(3))
     assert s.submit_nowait(lambda c: None) is False and s.dropped == 1
+
+
+def _open_db_fds(path) -> int:
+    fds = os.listdir("/proc/self/fd")
+    names = []
+    for fd in fds:
+        try:
+            names.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass
+    return sum(n == str(path) for n in names)
+
+
+def test_reads_share_a_bounded_pool_of_connections(tmp_path):
+    """64 threads reading at once (the API's workers) open at most READERS
+    read connections, not one each: each keeps its own caches."""
+    path = tmp_path / "p.db"
+    s = Store(path)
+    s.start()
+    try:
+        before = _open_db_fds(path)
+        barrier, done = threading.Barrier(64), threading.Event()
+        answers = []
+
+        def reader():
+            barrier.wait()
+            for _ in range(20):
+                answers.append(s.query("SELECT COUNT(*) AS n FROM sqlite_master")[0]["n"] > 0)
+            done.wait(60)        # alive while the descriptors are counted
+        threads = [threading.Thread(target=reader) for _ in range(64)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while len(answers) < 64 * 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        opened = _open_db_fds(path) - before
+        done.set()
+        for t in threads:
+            t.join(60)
+        assert len(answers) == 64 * 20 and all(answers)
+        assert 1 <= opened <= store_mod.READERS, opened
+    finally:
+        s.close()
+    assert _open_db_fds(path) == 0
