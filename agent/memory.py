@@ -4,15 +4,20 @@ Dozens of threads (64 API workers, the capture, detectors, store) allocate
 and free at packet rate; glibc gives busy threads arenas of their own and
 returns little of the freed memory to the kernel, so RSS grew with the
 free space trapped in the arenas (a soak: 150 -> 290 MB in 3 minutes with
-about 50 MB in use).  Two arenas, and a trim every minute, keep RSS near
-what is used.  Elsewhere than glibc both are no-ops."""
+about 50 MB in use).  And its mmap threshold is dynamic: once a large
+buffer (a multi-MB flow table read) is freed, buffers up to that size come
+from the heap instead of their own mapping, and fragment it.  So: two
+arenas, a fixed 128 KiB mmap threshold, and a trim every minute.
+Elsewhere than glibc these are no-ops."""
 import ctypes
 import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
-M_ARENA_MAX = -8          # mallopt parameter (malloc.h)
+M_ARENA_MAX = -8          # mallopt parameters (malloc.h)
+M_MMAP_THRESHOLD = -3
 ARENAS = 2
+MMAP_THRESHOLD = 128 << 10
 
 
 def _libc():
@@ -26,10 +31,13 @@ def _libc():
 _LIBC = _libc()
 
 
-def limit_arenas() -> None:
+def tune() -> None:
     """Call before threads start: later arenas are shared by all threads."""
-    if _LIBC is not None and not _LIBC.mallopt(M_ARENA_MAX, ARENAS):
-        log.warning("mallopt(M_ARENA_MAX) refused")
+    if _LIBC is None:
+        return
+    for param, value in ((M_ARENA_MAX, ARENAS), (M_MMAP_THRESHOLD, MMAP_THRESHOLD)):
+        if not _LIBC.mallopt(param, value):
+            log.warning("mallopt(%d, %d) refused", param, value)
 
 
 def trim() -> None:

@@ -62,7 +62,7 @@ SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService
 
 class Agent:
     def __init__(self, cfg: Config, console: bool = False):
-        memory.limit_arenas()
+        memory.tune()
         self.cfg = cfg
         for d in (cfg.data_dir, cfg.data_dir / "pcaps"):   # 0700, also where an older version made them 0755
             d.mkdir(mode=0o700, parents=True, exist_ok=True)

@@ -39,7 +39,7 @@ def free_port() -> int:
 def start_agent(data: pathlib.Path, source: str, port: int, pace: float = 1.0) -> subprocess.Popen:
     cfg = data / "capbox.toml"
     cfg.write_text(f'[capture]\nsource = "{source}"\npace = {pace:.4f}\nloop = true\n')
-    env = dict(os.environ, CAPBOX_API_RATE_GET="10000000")
+    env = dict(os.environ, CAPBOX_API_RATE_GET="10000000", CAPBOX_API_RATE_THREATS="10000000")  # one key for all clients
     proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(cfg), "--data-dir", str(data),
                              "--listen", f"127.0.0.1:{port}"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -18,6 +18,7 @@ Loopback only.  Prints one JSON object; with --results, writes its section."""
 import argparse
 import http.client
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -65,7 +66,7 @@ class Load:
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "errors": 0, "events": 0, "stream_errors": 0}
         self.latencies: list = []
-        self.statuses: dict = {}       # the answers that were not 200, by status (0: no answer)
+        self.statuses: dict = {"errors": {}, "stream_errors": {}}   # answers not 2xx, by status (0: none)
 
     def _count(self, name: str, n: int = 1) -> None:
         with self.lock:
@@ -75,7 +76,7 @@ class Load:
         """An answer that was not 2xx (status 0: none at all), by status."""
         with self.lock:
             self.counts[name] += 1
-            self.statuses[status] = self.statuses.get(status, 0) + 1
+            self.statuses[name][status] = self.statuses[name].get(status, 0) + 1
 
     def _connect(self, i: int, timeout: float) -> http.client.HTTPConnection:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout,
@@ -136,11 +137,16 @@ class Load:
         return threads
 
 
+PACKET_DROPS = ("kernel", "interface", "flow_table")       # packets not captured or not metered
+EVENT_LOSSES = ("event_ring", "bus_subscribers")            # packet events Python's detectors did not see
+
+
 def sample(proc: psutil.Process, client: Client) -> dict:
     m = client.get("/v1/capture/metrics")
+    drops = m.get("drops", {})
     return {"t": round(time.time(), 1), "rss_mb": round(proc.memory_info().rss / 2**20, 1), "fds": proc.num_fds(),
             "threads": proc.num_threads(), "pps": m.get("pps"), "packets": m.get("packets"),
-            "drops": sum(v for v in m.get("drops", {}).values() if isinstance(v, int))}
+            "drops": sum(drops.get(k, 0) for k in PACKET_DROPS), "events_lost": sum(drops.get(k, 0) for k in EVENT_LOSSES)}
 
 
 def run(args) -> dict:
@@ -152,6 +158,7 @@ def run(args) -> dict:
         key = (data / "var" / "admin.key").read_text().strip()
         client = Client(f"http://127.0.0.1:{port}", key)
         proc = psutil.Process(agent.pid)
+        begin = dict(sample(proc, client), minute=0.0, warm=False, load=os.getloadavg()[0])
         load = Load(port, key, args.sources)
         threads = load.start(args.clients, args.streams)
         seconds = args.minutes * 60
@@ -163,51 +170,70 @@ def run(args) -> dict:
             if agent.poll() is not None:
                 raise SystemExit(f"the agent died (exit status {agent.returncode})")
             s = sample(proc, client)
-            s["minute"] = round((time.monotonic() - t0) / 60, 2)
-            s["warm"] = time.monotonic() - t0 >= warmup
+            s.update(minute=round((time.monotonic() - t0) / 60, 2), warm=time.monotonic() - t0 >= warmup,
+                     load=os.getloadavg()[0])
             samples.append(s)
             print(json.dumps(s), file=sys.stderr, flush=True)
         load.stop.set()
         for t in threads:
             t.join(5)
-        warm = [s for s in samples if s["warm"]] or samples
-        first, last = warm[0], samples[-1]
-        lat = sorted(load.latencies)
-        out = {"minutes": args.minutes, "target_pps": args.pps, "clients": args.clients, "streams": args.streams,
-               "achieved_pps": round(sum(s["pps"] or 0 for s in warm) / len(warm)),
-               "start": first, "end": last, "rss_growth_pct": round(100 * (last["rss_mb"] / first["rss_mb"] - 1), 2),
-               "fd_change": last["fds"] - first["fds"], **load.counts, "error_statuses": load.statuses,
-               "p50_ms": round(1000 * lat[len(lat) // 2], 1) if lat else None,
-               "p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 1) if lat else None,
-               "agent_alive": agent.poll() is None}
-        out["met"] = out["rss_growth_pct"] < 5 and abs(out["fd_change"]) <= 2 and out["agent_alive"]
-        return out
+        return summary(args, begin, samples, load, agent.poll() is None)
     finally:
         stop_agent(agent)
         shutil.rmtree(data, ignore_errors=True)
 
 
+def summary(args, begin: dict, samples: list, load: Load, alive: bool) -> dict:
+    """The figures of a run: from the first sample after warm-up to the last, plus the timeline."""
+    warm = [s for s in samples if s["warm"]] or samples
+    first, last = warm[0], samples[-1]
+    lat = sorted(load.latencies)
+    step = max(1, len(samples) // 10)
+    out = {"minutes": args.minutes, "target_pps": args.pps, "clients": args.clients, "streams": args.streams,
+           "sources": args.sources, "achieved_pps": round(sum(s["pps"] or 0 for s in warm) / len(warm)),
+           "begin": begin, "start": first, "end": last,
+           "timeline": [(s["minute"], s["rss_mb"], s["fds"]) for s in samples[::step] + samples[-1:]],
+           "load_avg": round(sum(s["load"] for s in samples) / len(samples), 1),
+           "rss_growth_pct": round(100 * (last["rss_mb"] / first["rss_mb"] - 1), 2),
+           "fd_change": last["fds"] - first["fds"], **load.counts, "error_statuses": load.statuses["errors"],
+           "stream_error_statuses": load.statuses["stream_errors"],
+           "p50_ms": round(1000 * lat[len(lat) // 2], 1) if lat else None,
+           "p99_ms": round(1000 * lat[int(len(lat) * 0.99)], 1) if lat else None, "agent_alive": alive}
+    out["met"] = (out["rss_growth_pct"] < 5 and abs(out["fd_change"]) <= 2 and alive
+                  and not out["errors"] and not out["stream_errors"])
+    return out
+
+
 def section(r: dict, note: str) -> str:
     begin, end = markers("soak")
-    s, e = r["start"], r["end"]
+    b, s, e = r["begin"], r["start"], r["end"]
+    timeline = ", ".join(f"{m:g} min {rss} MB/{fds}" for m, rss, fds in r["timeline"])
     return f"""{begin}
-## Soak ({r['minutes']} minutes: bench/soak.py, `make soak`)
+## Soak ({r['minutes']:g} minutes: bench/soak.py, `make soak`)
 
 The agent replays a synthetic capture in a loop paced to {r['target_pps']:,} packets/s
 (achieved {r['achieved_pps']:,}/s on average) while {r['clients']} REST clients poll six GET routes
-(2 requests/s each, keep-alive) and {r['streams']} clients hold `/v1/events` open.  {note}
+(2 requests/s each, keep-alive) and {r['streams']} clients hold `/v1/events` open, spread over
+{r['sources']} loopback source addresses.  Warm-up: the first tenth of the run (3 minutes at most);
+the targets are measured from its end.  Load average of the machine during the run: {r['load_avg']}
+(2 cores).  {note}
 
-| | after warm-up | end |
-|---|---|---|
-| RSS (MB) | {s['rss_mb']} | {e['rss_mb']} |
-| open descriptors | {s['fds']} | {e['fds']} |
-| threads | {s['threads']} | {e['threads']} |
-| packets captured | {s['packets']:,} | {e['packets']:,} |
+| | start (before the load) | after warm-up | end |
+|---|---|---|---|
+| minute | 0 | {s['minute']} | {e['minute']} |
+| RSS (MB) | {b['rss_mb']} | {s['rss_mb']} | {e['rss_mb']} |
+| open descriptors | {b['fds']} | {s['fds']} | {e['fds']} |
+| threads | {b['threads']} | {s['threads']} | {e['threads']} |
+| packets captured | {b['packets']:,} | {s['packets']:,} | {e['packets']:,} |
+| packets dropped (kernel, interface, flow table) | {b['drops']:,} | {s['drops']:,} | {e['drops']:,} |
+| packet events the detectors did not see (event ring, bus) | {b['events_lost']:,} | {s['events_lost']:,} | {e['events_lost']:,} |
 
-RSS growth {r['rss_growth_pct']} % (target < 5 %), descriptors {r['fd_change']:+d} (target: flat);
-{r['requests']:,} requests, {r['errors']} errors {r['error_statuses']}, p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms;
-{r['events']:,} events on the streams, {r['stream_errors']} stream errors.
-Targets {'met' if r['met'] else 'NOT met'}.
+RSS (MB) / descriptors over the run: {timeline}.
+
+RSS growth after warm-up {r['rss_growth_pct']} % (target < 5 %), descriptors {r['fd_change']:+d} (target: flat);
+{r['requests']:,} requests, {r['errors']} errors (any answer not 2xx, or none) {r['error_statuses']},
+p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms; {r['events']:,} events on the streams, {r['stream_errors']} stream errors
+{r['stream_error_statuses']}.  Targets {'met' if r['met'] else 'NOT met'}.
 {end}
 """
 
