@@ -33,7 +33,7 @@ class Detector:
         self.baseline = baseline or {}
         self.recent_bps: collections.deque = collections.deque(maxlen=30)
         self.sources: collections.deque = collections.deque(maxlen=thresholds.scan_memory)
-        self.reported_scans: dict = {}
+        self.reported_scans: dict = {}   # host -> (severity, window_id) of its last report, oldest first
 
     def detect(self, w: dict) -> list:
         """The anomalies of one window, in window order (call for each window once)."""
@@ -70,6 +70,11 @@ class Detector:
 
     def _scan(self, w: dict) -> list:
         self.sources.append({s["host"]: s for s in w["sources"]})
+        # a report older than scan_memory windows holds nothing back: forgotten, so that
+        # sources that scanned once (spoofed ones, by the million) do not pile up here
+        reported = self.reported_scans
+        while reported and w["window_id"] - next(iter(reported.values()))[1] >= self.t.scan_memory:
+            del reported[next(iter(reported))]
         out = []
         for host in sorted({s["host"] for s in w["sources"]}):
             seen = [win[host] for win in self.sources if host in win]
@@ -105,6 +110,7 @@ class Detector:
             if last is not None and SEVERITIES.index(last[0]) >= SEVERITIES.index(severity) \
                     and w["window_id"] - last[1] < self.t.scan_memory:
                 continue
+            self.reported_scans.pop(host, None)          # to the end: the dict stays in report order
             self.reported_scans[host] = (severity, w["window_id"])
             out.append(_anomaly(w, "port_scan", severity, f"Port scan from {host}: {why}", metric, value,
                                 threshold, host, None, key=f"port_scan {host}"))

@@ -217,3 +217,22 @@ def test_anomalies_long_lived_flag_sets_the_anomaly_threshold_too():
         return {json.loads(line)["type"] for line in out}
     assert "long_lived_conn" not in kinds()
     assert "long_lived_conn" in kinds("--long-lived", "300")
+
+
+def _scan_window(i: int, host: str) -> dict:
+    src = {"host": host, "new_flows": 3, "odd_flag_flows": 2, "rst_received": 0, "unreachable_received": 0,
+           "tcp_syn_flows": 0, "ports": 3, "hosts": 1}
+    return {"window_id": i, "window_start": float(i), "window_end": i + 1.0, "sources": [src]}
+
+
+def test_port_scan_reports_are_forgotten_after_scan_memory():
+    """A new scanning source every window (spoofed ones): each is reported, and the
+    memory of past reports stays within scan_memory windows instead of growing."""
+    d = anomalies.Detector(AnalysisSection())
+    found = [a for i in range(2000) for a in d._scan(_scan_window(i, f"198.18.{i // 256}.{i % 256}"))]
+    assert len(found) == 2000
+    assert len(d.reported_scans) <= AnalysisSection().scan_memory
+    # one source probing on: reported once while its report is remembered, again after
+    again = [a for i in range(2000, 2000 + 3 * AnalysisSection().scan_memory)
+             for a in d._scan(_scan_window(i, "198.18.200.1"))]
+    assert len(again) == 3
