@@ -14,9 +14,10 @@ with no answer, is an error the soak reports by status.  RSS and open file
 descriptors of the agent are sampled every 30 s; the targets are RSS growth
 under 5 % and a flat descriptor count from the end of a warm-up (a third of
 the run, at most 10 minutes) to the end.  The warm-up is that long because
-the agent's bounded queues and tables take about 7 minutes to fill at
+the agent's bounded queues and tables take about 8 minutes to fill at
 50,000 packets/s (a 30-minute run: RSS 131 MB at 0.5 min, 178 at 3, 203 at
-7, then flat; bench/RESULTS.md).
+8, flat to 12; then a one-time step of 80 MB, not explained yet, and flat
+again: bench/RESULTS.md).
 Loopback only.  Prints one JSON object; with --results, writes its section."""
 import argparse
 import http.client
