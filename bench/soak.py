@@ -151,7 +151,8 @@ def sample(proc: psutil.Process, client: Client) -> dict:
     drops = m.get("drops", {})
     return {"t": round(time.time(), 1), "rss_mb": round(proc.memory_info().rss / 2**20, 1), "fds": proc.num_fds(),
             "threads": proc.num_threads(), "pps": m.get("pps"), "packets": m.get("packets"),
-            "drops": sum(drops.get(k, 0) for k in PACKET_DROPS), "events_lost": sum(drops.get(k, 0) for k in EVENT_LOSSES)}
+            "drops": sum(drops.get(k, 0) for k in PACKET_DROPS),
+            "events_lost": sum(drops.get(k, 0) for k in EVENT_LOSSES)}
 
 
 def run(args) -> dict:
