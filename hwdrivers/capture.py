@@ -9,7 +9,7 @@ import contextlib
 import dataclasses
 import enum
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from hwdrivers import events as _events
 from hwdrivers import export as _export
@@ -255,6 +255,25 @@ class Session:
         with self._use() as s:
             errbuf = _errbuf()
             return RunResult(check(lib.hw_session_run(s, max_packets, timeout_ms, errbuf), errbuf))
+
+    def run_to_eof(self, on_batch: Callable[[], None], timeout_ms: int = 500,
+                   flush: bool = True) -> Optional[CaptureError]:
+        """Read a file to its end, calling on_batch() after every run() (the caller drains the rings there),
+        then (flush) expire every flow the same way.  The error that ended the file early, else None."""
+        error = None
+        while True:
+            try:
+                result = self.run(timeout_ms=timeout_ms)
+            except CaptureError as e:
+                error, result = e, RunResult.EOF
+            on_batch()
+            if result == RunResult.EOF:
+                break
+        while flush and self.flush():
+            on_batch()
+        if flush:
+            on_batch()
+        return error
 
     def stop(self) -> None:
         """Make a run() in another thread return (RunResult.BREAK) within ~100 ms."""

@@ -97,6 +97,7 @@ class FlowRecord:
             "retransmissions": self.retransmissions[0] + self.retransmissions[1],
             "out_of_order": self.out_of_order[0] + self.out_of_order[1],
             "state": self.state, "app": self.app, "end": self.end_reason,
+            "tcp_flags_fwd": self.tcp_flags[0], "tcp_flags_rev": self.tcp_flags[1],
             "vlan_inner": self.vlan_inner, "tunnel": self.tunnel or None,
             "tunnel_src": self.tunnel_src or None, "tunnel_dst": self.tunnel_dst or None,
             "tunnel_id": self.tunnel_id[0] if self.tunnel else None,
