@@ -22,6 +22,7 @@ from agent.api import events as event_routes
 from agent.api import firmware as firmware_routes
 from agent.api import export as export_routes
 from agent.api import jobs as job_routes
+from agent.api import logs as log_routes
 from agent.api import platform as platform_routes
 from agent.api import system as system_routes
 from agent.api import recording as recording_routes
@@ -46,6 +47,7 @@ from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
 from agent.outputs.forwarder import EveService
+from agent.logs.service import LogService
 from agent.services import start_services
 from agent.stats import system
 from agent.stats.prometheus import Metrics, TallyService
@@ -56,7 +58,7 @@ ADMIN_KEY_FILE = "admin.key"
 API_PROBE_S = 5.0        # GET /v1/health through the real socket this often (without a systemd watchdog)
 # The services on the bus, in start order (agent.services: one thread each).
 SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
-            EveService, TallyService, ConsoleService]
+            EveService, LogService, TallyService, ConsoleService]
 
 
 class Agent:
@@ -90,7 +92,7 @@ class Agent:
         self.api = Api(self)
         for module in (platform_routes, capture_routes, export_routes, recording_routes, analysis_routes,
                        event_routes, detection_routes, deception_routes, firmware_routes, job_routes,
-                       system_routes):
+                       system_routes, log_routes):
             module.register(self.api)
         host, port = cfg.listen
         tls = Tls(a.tls_cert, a.tls_key, a.client_ca) if a.tls_cert else None

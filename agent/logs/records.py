@@ -13,11 +13,12 @@ import hashlib
 import os
 from typing import Optional
 
+from agent.config import LogsSection
 from agent.detectors.tls_downgrade import suite_name
 from agent.outputs.eve import community_id
 from hwdrivers.records import dns_rcode, dns_type
 
-TYPES = ("conn", "dns", "http", "tls", "sip", "rtp", "arp", "ndp", "dhcp")
+TYPES = LogsSection.types
 PROTOS = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp", 132: "sctp"}
 PROTO_NUMBERS = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "sctp": 132, "gre": 47, "esp": 50}
 TLS_VERSIONS = {0x0002: "SSLv2", 0x0300: "SSLv3", 0x0301: "TLSv10", 0x0302: "TLSv11", 0x0303: "TLSv12",
