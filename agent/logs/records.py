@@ -92,6 +92,7 @@ class Builder:
         self.pending: dict = {"dns": {}, "http": {}, "tls": {}, "dhcp": {}}
         self._dns, self._http, self._tls, self._dhcp = (self.pending[k] for k in ("dns", "http", "tls", "dhcp"))
         self._bindings: dict = {}       # (family, address) -> mac
+        self._depth: dict = {}          # flow id -> HTTP requests seen (trans_depth)
         self.now = 0.0                  # the newest packet time seen
         self.overflow = 0               # half-made records logged early because PENDING_MAX was reached
 
@@ -146,6 +147,7 @@ class Builder:
         """An expired flow (FlowRecord.as_dict): its conn record, and what waited for its end."""
         out = []
         fid = f["id"]
+        self._depth.pop(fid, None)
         for kind in ("tls", "http"):
             if fid in self.pending[kind]:
                 out += self._release(kind, fid)
@@ -198,21 +200,24 @@ class Builder:
 
     def _on_dns(self, ev, r) -> list:
         key = (ev.flow_id, r.id, r.name)
-        if not r.response:
-            rec = self._ev_head(ev)
+        if not r.response:          # the querier is the originator, whichever side began the flow
+            rec = self.head(ev.ts, ev.flow_id, ev.src, ev.sport, ev.dst, ev.dport, ev.proto)
             rec.update(trans_id=r.id, query=r.name, qclass=r.qclass, qclass_name="C_INTERNET" if r.qclass == 1
                        else str(r.qclass), qtype=r.qtype, qtype_name=dns_type(r.qtype), RD=bool(r.flags & 0x0100))
-            if key in self._dns:       # a retransmitted query: the first one goes out unanswered
-                return self._release("dns", key) + self._hold("dns", key, Pending(ev.ts, rec))
+            if key in self._dns:       # the query again: the round trip counts from the first (as tshark's)
+                self._dns[key].extra.append(ev.ts)
+                return []
             return self._hold("dns", key, Pending(ev.ts, rec))
         held = self._dns.pop(key, None)
         if held is None:
-            rec = self._ev_head(ev)
+            rec = self.head(ev.ts, ev.flow_id, ev.dst, ev.dport, ev.src, ev.sport, ev.proto)
             rec.update(trans_id=r.id, query=r.name, qclass=r.qclass, qclass_name="C_INTERNET" if r.qclass == 1
                        else str(r.qclass), qtype=r.qtype, qtype_name=dns_type(r.qtype), RD=bool(r.flags & 0x0100))
         else:
             rec = held.record
             rec["rtt"] = round(ev.ts - held.ts, 6)
+            if held.extra:
+                rec["query_repeats"] = len(held.extra)
         answers = r.answers
         rec.update(rcode=r.rcode, rcode_name=dns_rcode(r.rcode), AA=bool(r.flags & 0x0400), TC=r.truncated,
                    RA=bool(r.flags & 0x0080), Z=(r.flags >> 4) & 0x7, answers=[a.value for a in answers],
@@ -222,27 +227,42 @@ class Builder:
         return [("dns", rec)]
 
     def _on_http(self, ev, r) -> list:
+        """Requests wait for their responses.  Without TCP reassembly a head can be missed, so a response
+        answers the request its ACK acknowledges (then the ones before it went unanswered); else the oldest."""
         queue = self._http.get(ev.flow_id)
         if not r.response:
+            end = (ev.seq + ev.payload_len) & 0xFFFFFFFF
+            if queue and any(p.extra[0] == end for p in queue):
+                return []                                   # a retransmitted request
+            if len(self._depth) >= PENDING_MAX:
+                self._depth.clear()
+            depth = self._depth[ev.flow_id] = self._depth.get(ev.flow_id, 0) + 1
             rec = self._ev_head(ev)
-            depth = 1 + (queue[-1].record["trans_depth"] if queue else 0)
             rec.update(trans_depth=depth, method=r.method, host=r.host or None, uri=r.uri, version=r.version[5:]
                        or None, user_agent=r.user_agent or None,
-                       request_body_len=r.content_length if r.content_length >= 0 else None)
+                       request_body_len=r.content_length if r.content_length >= 0 else None,
+                       head_cut=True if not r.complete else None)
             if queue is not None:
-                queue.append(Pending(ev.ts, rec))
+                queue.append(Pending(ev.ts, rec, [end]))
                 return []
-            return self._hold("http", ev.flow_id, [Pending(ev.ts, rec)])
+            return self._hold("http", ev.flow_id, [Pending(ev.ts, rec, [end])])
+        out = []
         if queue:
-            rec = queue.pop(0).record
+            at = next((i for i, p in enumerate(queue) if p.extra[0] == ev.ack), 0)
+            if 100 <= r.status < 200 and r.status != 101:   # an interim answer: the final one follows
+                queue[at].record["info_code"] = r.status
+                return []
+            out = [("http", _compact(p.record)) for p in queue[:at]]
+            rec = queue[at].record
+            del queue[:at + 1]
             if not queue:
                 del self._http[ev.flow_id]
         else:
             rec = self._ev_head(ev)
-            rec.update(trans_depth=1, method=None, host=None, uri=None, version=r.version[5:] or None)
+            rec.update(method=None, host=None, uri=None, version=r.version[5:] or None)
         rec.update(status_code=r.status, location=r.location or None, content_type=r.content_type or None,
                    response_body_len=r.content_length if r.content_length >= 0 else None)
-        return [("http", _compact(rec))]
+        return out + [("http", _compact(rec))]
 
     def _on_tls(self, ev, r) -> list:
         held = self._tls.get(ev.flow_id)
