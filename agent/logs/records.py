@@ -201,18 +201,14 @@ class Builder:
     def _on_dns(self, ev, r) -> list:
         key = (ev.flow_id, r.id, r.name)
         if not r.response:          # the querier is the originator, whichever side began the flow
-            rec = self.head(ev.ts, ev.flow_id, ev.src, ev.sport, ev.dst, ev.dport, ev.proto)
-            rec.update(trans_id=r.id, query=r.name, qclass=r.qclass, qclass_name="C_INTERNET" if r.qclass == 1
-                       else str(r.qclass), qtype=r.qtype, qtype_name=dns_type(r.qtype), RD=bool(r.flags & 0x0100))
+            rec = _question(self.head(ev.ts, ev.flow_id, ev.src, ev.sport, ev.dst, ev.dport, ev.proto), r)
             if key in self._dns:       # the query again: the round trip counts from the first (as tshark's)
                 self._dns[key].extra.append(ev.ts)
                 return []
             return self._hold("dns", key, Pending(ev.ts, rec))
         held = self._dns.pop(key, None)
         if held is None:
-            rec = self.head(ev.ts, ev.flow_id, ev.dst, ev.dport, ev.src, ev.sport, ev.proto)
-            rec.update(trans_id=r.id, query=r.name, qclass=r.qclass, qclass_name="C_INTERNET" if r.qclass == 1
-                       else str(r.qclass), qtype=r.qtype, qtype_name=dns_type(r.qtype), RD=bool(r.flags & 0x0100))
+            rec = _question(self.head(ev.ts, ev.flow_id, ev.dst, ev.dport, ev.src, ev.sport, ev.proto), r)
         else:
             rec = held.record
             rec["rtt"] = round(ev.ts - held.ts, 6)
@@ -371,6 +367,12 @@ class Builder:
                    lost=s["lost"], jitter_ms=s["jitter_ms"], max_jitter_ms=s["max_jitter_ms"],
                    payload_types=list(s["payload_types"]), clock_rate=s["clock_rate"])
         return _compact(rec)
+
+
+def _question(rec: dict, r) -> dict:
+    rec.update(trans_id=r.id, query=r.name, qclass=r.qclass, qclass_name="C_INTERNET" if r.qclass == 1 else
+               str(r.qclass), qtype=r.qtype, qtype_name=dns_type(r.qtype), RD=bool(r.flags & 0x0100))
+    return rec
 
 
 def _s(ms) -> Optional[float]:
