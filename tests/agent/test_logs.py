@@ -5,12 +5,15 @@ agent and status; TLS SNI, JA3, JA3S and certificate fingerprints; and the
 community ID of every record against tshark's communityid dissector."""
 import collections
 import hashlib
+import ipaddress
+import random
 import subprocess
 
 import pytest
 
 from agent.logs import records
 from agent.logs.offline import log_file
+from agent.outputs import eve
 from tests.conftest import pcap
 from tests.hwdrivers.test_records import nodes, tshark_packets, tshark_rr
 
@@ -129,3 +132,40 @@ def test_community_ids_equal_tshark(name, tshark):
                 assert r["community_id"] in found, (kind, r)
                 checked += 1
     assert checked > 0
+
+
+# the community-id-spec's baseline (seed 0): the same ids Zeek and Suricata write
+VECTORS = [("128.232.110.120", "66.35.250.204", 6, 34855, 80, "1:LQU9qZlK+B5F3KDmev6m5PMibrg="),
+           ("8.8.8.8", "192.168.1.52", 17, 53, 54585, "1:d/FP5EW3wiY1vCndhwleRRKHowQ="),
+           ("2001:470:e5bf:dead:4957:2174:e82c:4887", "2607:f8b0:400c:c03::1a", 6, 63943, 25,
+            "1:/qFaeAR+gFe1KYjMzVDsMv+wgU4=")]
+
+
+@pytest.mark.parametrize("src,dst,proto,sport,dport,cid", VECTORS)
+def test_community_id_vectors(src, dst, proto, sport, dport, cid):
+    from hwdrivers.flows import community_id
+    assert community_id(src, dst, proto, sport, dport) == cid == community_id(dst, src, proto, dport, sport)
+    assert eve.community_id(src, dst, proto, sport, dport) == cid
+
+
+def test_community_id_in_c_equals_the_reference_library():
+    """The C one (every log record has one) against Corelight's communityid package, over random flows."""
+    import communityid
+    from hwdrivers.flows import community_id
+    ref = communityid.CommunityID()
+    rng = random.Random(22)
+    for _ in range(3000):
+        v6 = rng.random() < 0.3
+        addr = (lambda: str(ipaddress.IPv6Address(rng.getrandbits(128)))) if v6 else \
+            (lambda: str(ipaddress.IPv4Address(rng.getrandbits(32))))
+        src = addr()
+        dst = addr() if rng.random() < 0.9 else src
+        proto = rng.choice([6, 17, 132, 47, 50])
+        sport, dport = rng.randrange(65536), rng.randrange(65536)
+        if proto in communityid.PORT_PROTOS:
+            want = ref.calc(communityid.FlowTuple(proto, src, dst, sport, dport))
+            assert community_id(src, dst, proto, sport, dport) == want
+        else:
+            assert community_id(src, dst, proto) == ref.calc(communityid.FlowTuple(proto, src, dst))
+    # ICMP's type/code mapping is the library's (through eve.community_id)
+    assert eve.community_id("192.168.0.89", "192.168.0.1", 1, 8, 0) == "1:X0snYXpgwiv9TZtqg64sgzUn6Dk="
