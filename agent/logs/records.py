@@ -29,7 +29,7 @@ DHCP6 = {1: "SOLICIT", 2: "ADVERTISE", 3: "REQUEST", 4: "CONFIRM", 5: "RENEW", 6
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 PENDING_MAX = 65536          # half-made records held at once (DNS queries, HTTP requests, TLS handshakes, DHCP)
 BINDINGS_MAX = 65536         # ARP / ND bindings remembered
-CID_CACHE = 65536            # community ids of recent flows
+ID_CACHE = 65536             # flows whose uid and community id are kept
 DNS_WAIT_S = 30.0            # a query with no answer this long (packet time) is logged alone
 TLS_WAIT_S = 30.0            # a handshake's record waits this long for its certificates (or the flow's end)
 
@@ -86,7 +86,7 @@ class Builder:
     def __init__(self, types=TYPES, salt: Optional[bytes] = None):
         self.types = frozenset(types)
         self.salt = salt or os.urandom(16)
-        self._cid: dict = {}
+        self._ids: dict = {}            # flow -> (uid, community id) of recent flows
         # half-made records: dns (flow id, DNS id, name) -> Pending query; http flow id -> [Pending request];
         # tls flow id -> Pending handshake; dhcp xid -> Pending lease
         self.pending: dict = {"dns": {}, "http": {}, "tls": {}, "dhcp": {}}
@@ -99,14 +99,16 @@ class Builder:
     # ---- what every record starts with ---------------------------------------------------------
 
     def head(self, ts: float, flow_id: int, orig: str, orig_p, resp: str, resp_p, proto: int) -> dict:
-        rec = {"ts": round(ts, 6), "uid": uid(self.salt, flow_id) if flow_id else None, "id.orig_h": orig,
-               "id.orig_p": orig_p, "id.resp_h": resp, "id.resp_p": resp_p, "proto": PROTOS.get(proto, str(proto))}
         key = (flow_id, orig, resp) if flow_id else (orig, orig_p, resp, resp_p, proto)
-        cid = self._cid.get(key)
-        if cid is None:
-            if len(self._cid) >= CID_CACHE:
-                self._cid.clear()
-            cid = self._cid[key] = community_id(orig, resp, proto, orig_p, resp_p) or ""
+        ids = self._ids.get(key)
+        if ids is None:
+            if len(self._ids) >= ID_CACHE:
+                self._ids.clear()
+            ids = self._ids[key] = (uid(self.salt, flow_id) if flow_id else None,
+                                    community_id(orig, resp, proto, orig_p, resp_p) or "")
+        rec = {"ts": round(ts, 6), "uid": ids[0], "id.orig_h": orig, "id.orig_p": orig_p, "id.resp_h": resp,
+               "id.resp_p": resp_p, "proto": PROTOS.get(proto, str(proto))}
+        cid = ids[1]
         if cid:
             rec["community_id"] = cid
         return rec
