@@ -20,7 +20,6 @@ CREATE INDEX IF NOT EXISTS logs_type_ts ON logs (type, ts);
 CREATE INDEX IF NOT EXISTS logs_orig ON logs (type, orig_h, ts);
 CREATE INDEX IF NOT EXISTS logs_resp ON logs (type, resp_h, ts);
 CREATE INDEX IF NOT EXISTS logs_cid ON logs (cid);
-CREATE INDEX IF NOT EXISTS logs_added ON logs (added);
 """
 BATCH = 2000                      # rows inserted in one transaction at most
 PRUNE_SHARE = 0.1                 # over the size budget: the oldest tenth goes
@@ -68,7 +67,10 @@ class Index:
         n = 0
         if keep_s:
             with self.db:
-                n += self.db.execute("DELETE FROM logs WHERE added < ?", (now - keep_s,)).rowcount
+                # rows are added in time order: the old ones are those before the first row still young
+                first = self.db.execute("SELECT id FROM logs WHERE added >= ? ORDER BY id LIMIT 1",
+                                        (now - keep_s,)).fetchone()
+                n += self.db.execute("DELETE FROM logs WHERE id < ?", (first[0] if first else 1 << 62,)).rowcount
         while keep_bytes and self.size() > keep_bytes:
             total = self.db.execute("SELECT COUNT(*) FROM logs").fetchone()[0]
             if not total:

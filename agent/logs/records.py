@@ -7,7 +7,6 @@ The Builder is fed what the capture already made (packet events with their C
 records, expired flows, finished calls) and pairs what comes in halves: a
 DNS query with its answer, an HTTP request with its response, a TLS
 connection's hellos with its certificates.  It never reads packet bytes."""
-import base64
 import dataclasses
 import hashlib
 import os
@@ -35,9 +34,8 @@ TLS_WAIT_S = 30.0            # a handshake's record waits this long for its cert
 
 
 def uid(salt: bytes, flow_id: int) -> str:
-    """Zeek-like connection uid: 'C' + 17 base64 characters, stable for a flow within one capture run."""
-    digest = hashlib.blake2b(flow_id.to_bytes(8, "little"), digest_size=12, key=salt).digest()
-    return "C" + base64.b64encode(digest, b"xy").decode()[:17]
+    """Zeek-like connection uid: 'C' + 17 hex digits, stable for a flow within one capture run."""
+    return "C" + hashlib.blake2b(flow_id.to_bytes(8, "little"), digest_size=9, key=salt).hexdigest()[:17]
 
 
 def history(fwd: int, rev: int) -> str:
