@@ -1,7 +1,7 @@
 """JSON lines appended to one file, rotated by size: numbered as Suricata's
 eve.json is (eve.json -> eve.json.1 -> ... -> eve.json.N, the oldest
 removed), or stamped with the UTC time of the rotation (dns.log ->
-dns.log.20261205T230102.123456) and removed by prune() when a size or age
+dns.log.20261205T230102.123456.000007) and removed by prune() when a size or age
 budget is spent (the protocol logs)."""
 import datetime
 import json
@@ -41,7 +41,8 @@ class EveFile:
         self._f.close()
         if self.stamped:
             stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%f")
-            self.path.rename(self.path.with_name(f"{self.path.name}.{stamp}"))
+            # the count keeps two rotations within one microsecond apart
+            self.path.rename(self.path.with_name(f"{self.path.name}.{stamp}.{self.rotations % 1000000:06d}"))
         else:
             self._shift()
         self._f = self._open()
