@@ -11,6 +11,7 @@ import re
 import sys
 import time
 
+from agent import bus
 from agent.cli.common import fail, print_lines
 from agent.client import ApiError, Client, add_tls_arguments, default_key
 from agent.logs.records import TYPES
@@ -31,14 +32,9 @@ def parse_time(text: str, now: float) -> float:
     if m:
         return now - float(m.group(1)) * UNITS[m.group(2)]
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return bus.parse_time(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a time: give 1h, 30m, 2d, unix seconds or ISO 8601") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 def line(kind: str, rec: dict) -> str:

@@ -97,22 +97,14 @@ def query(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0,
     The query runs now (its errors are raised here); the lines are read as the iterator is."""
     if not path.exists():
         return iter(())
+    like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    terms = (("ts >= ?", [since]), ("ts < ?", [until]), ("(orig_h = ? OR resp_h = ?)", [host, host]),
+             ("cid = ?", [community_id]), ("key LIKE ? ESCAPE '\\'", [like if q else None]))
     sql, args = ["SELECT line FROM logs WHERE type = ?"], [kind]
-    if since:
-        sql.append("AND ts >= ?")
-        args.append(since)
-    if until:
-        sql.append("AND ts < ?")
-        args.append(until)
-    if host:
-        sql.append("AND (orig_h = ? OR resp_h = ?)")
-        args += [host, host]
-    if community_id:
-        sql.append("AND cid = ?")
-        args.append(community_id)
-    if q:
-        sql.append("AND key LIKE ? ESCAPE '\\'")
-        args.append("%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    for clause, values in terms:
+        if values[0]:
+            sql.append("AND " + clause)
+            args += values
     sql.append("ORDER BY ts LIMIT ?")
     args.append(limit)
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
