@@ -22,6 +22,7 @@ CREATE INDEX IF NOT EXISTS logs_resp ON logs (type, resp_h, ts);
 CREATE INDEX IF NOT EXISTS logs_cid ON logs (cid);
 """
 BATCH = 2000                      # rows inserted in one transaction at most
+CACHE_KB = 64 << 10               # SQLite page cache of the writer (64 MB)
 PRUNE_SHARE = 0.1                 # over the size budget: the oldest tenth goes
 
 
@@ -34,6 +35,7 @@ class Index:
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA cache_size=-{CACHE_KB}")   # the indexes' pages stay in memory as the file grows
         self.db.executescript(SCHEMA)
         self.rows: list = []
         self.added = self.pruned = 0
@@ -98,7 +100,10 @@ def query(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0,
     if not path.exists():
         return iter(())
     like = "%" + q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    terms = (("ts >= ?", [since]), ("ts < ?", [until]), ("(orig_h = ? OR resp_h = ?)", [host, host]),
+    # the host as a union of two index lookups (an OR of the two columns made SQLite scan the type's rows)
+    terms = (("ts >= ?", [since]), ("ts < ?", [until]),
+             ("id IN (SELECT id FROM logs WHERE type = ? AND orig_h = ? UNION ALL "
+              "SELECT id FROM logs WHERE type = ? AND resp_h = ?)", [kind, host, kind, host] if host else [None]),
              ("cid = ?", [community_id]), ("key LIKE ? ESCAPE '\\'", [like if q else None]))
     sql, args = ["SELECT line FROM logs WHERE type = ?"], [kind]
     for clause, values in terms:
