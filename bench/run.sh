@@ -31,6 +31,8 @@
 #              (bench/gensip.py) against tshark -z rtp,streams; adds its section.
 #  7b. eventpath bench/eventpath.py: capbox detect against capbox analyze on a DNS-only
 #              capture (bench/gendns.py) and on large.pcap; adds its section.
+#  7c. logs    bench/logs.py: protocol logs' cost against analyze, write throughput, searches over a day
+#              of logs (SKIP_LOGS=1 leaves it out); adds its section.
 #  8. tui      bench/tui_cpu.py: the console's CPU share while the agent replays
 #              the demo at full speed; adds its section.
 #  9. soak     bench/soak.py (also `make soak`): 30 minutes at 50k packets/s with 50 REST
@@ -766,6 +768,7 @@ main() {
   write_results
   if [ -z "${SKIP_CALLS:-}" ]; then log "calls"; "$REPO/.venv/bin/python" "$REPO/bench/calls.py" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_EVENTPATH:-}" ]; then log "eventpath"; "$REPO/.venv/bin/python" "$REPO/bench/eventpath.py" --data "$DATA" --results "$RESULTS"; fi
+  if [ -z "${SKIP_LOGS:-}" ]; then log "logs"; "$REPO/.venv/bin/python" "$REPO/bench/logs.py" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_TUNNELS:-}" ]; then log "tunnels"; "$REPO/.venv/bin/python" "$REPO/bench/tunnels.py" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_TUI:-}" ]; then log "tui"; "$REPO/.venv/bin/python" "$REPO/bench/tui_cpu.py" --results "$RESULTS"; fi
   if [ -z "${SKIP_SOAK:-}" ]; then log "soak"; "$REPO/.venv/bin/python" "$REPO/bench/soak.py" --minutes "${SOAK_MINUTES:-30}" --results "$RESULTS" || true; fi
