@@ -25,6 +25,7 @@ from agent.store import StoreError
 log = logging.getLogger(__name__)
 
 READ, WRITE, ADMIN, PUBLIC = "read", "write", "admin", "public"   # who may call a route
+ERRORS_PAGE = "/docs/errors"
 DRAIN_MAX = 64 << 20     # bytes of a refused body still read (see _drain)
 TRUSTED = ApiKey("local", "sk", "in-process console", ("*",), 0.0, None, None)
 
@@ -98,7 +99,7 @@ class Api:
             "error": {"code": code, "message": message, "details": details or {}},
             "timestamp": now_iso(),
             "request_id": request_id,
-            "documentation_url": f"{self.cfg.api.documentation_url}#{code}",
+            "documentation_url": f"{self.cfg.api.documentation_url or _own_docs()}#{code}",
         })
 
     def _bottle_error(self, err: bottle.HTTPError) -> str:
@@ -247,6 +248,12 @@ class Api:
         if not isinstance(body, dict):
             raise AgentError("VALIDATION_ERROR", "the body must be a JSON object", {"reason": "not_an_object"})
         return body
+
+
+def _own_docs() -> str:
+    """This agent's error reference, at the address the client used to reach it."""
+    scheme, netloc = bottle.request.urlparts[:2]
+    return f"{scheme}://{netloc}{ERRORS_PAGE}"
 
 
 def _drain(environ: dict, authorized: bool) -> None:

@@ -224,6 +224,8 @@ RESPONSES = {
     "GET /v1/openapi.json": (200, obj({"openapi": STR, "info": ANY_OBJECT, "paths": ANY_OBJECT,
                                        "components": ANY_OBJECT}, doc="this document")),
     "GET /metrics": (200, {"type": "string", "description": "Prometheus text exposition"}, "text/plain"),
+    "GET /docs/errors": (200, {"type": "string", "description": "HTML: one row, anchored by its code, per error"},
+                         "text/html"),
     # capture
     "GET /v1/capture/backends": (200, page("backends", obj({"name": STR, "description": STR,
                                                             "capabilities": arr(STR), "available": BOOL,
