@@ -528,17 +528,6 @@ COLLECTOR_SCHEMES = {"ipfix": ("ipfix", "udp"), "ipfix+udp": ("ipfix", "udp"), "
                      "v9": ("v9", "udp"), "v5": ("v5", "udp")}
 
 
-def split_host_port(text: str) -> tuple:
-    """"HOST", "HOST:PORT", "[V6]" or "[V6]:PORT" (a bare IPv6 address is all host) as (host, port text or "")."""
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]")
-        return host, port.lstrip(":")
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, port
-    return text, ""
-
-
 def parse_collector(url: str) -> tuple:
     """"ipfix://192.0.2.1:4739" as (version, transport, host, port)."""
     scheme, sep, rest = url.partition("://")

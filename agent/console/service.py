@@ -10,7 +10,7 @@ import threading
 
 import serial
 
-from agent.console import password
+from agent import password
 from agent.console.commands import Commands
 from agent.console.lineio import READ_TIMEOUT_S, LineReader, PortGone
 from agent.console.session import LoginState, Session
