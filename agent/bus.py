@@ -19,6 +19,10 @@ CHANNELS = (
     "deception:stopped",
     "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "system:log",
 )
+# the channel of each kind of packet event the C core hands up (hwdrivers.events)
+EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
+                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
+                  "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 
 
 def iso(ts: Optional[float]) -> Optional[str]:

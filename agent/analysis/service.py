@@ -47,7 +47,6 @@ class AnalysisService(Service):
         self.live_learned = False
         self._jobs = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-job")
         self._lock = threading.Lock()
-        agent.analysis = self
         # runs left unfinished by a stop are over
         self.store.write(lambda c: c.execute(
             "UPDATE window_sets SET status = 'failed', error = 'agent stopped' WHERE status = 'running'"))

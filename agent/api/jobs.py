@@ -6,7 +6,9 @@ import time
 import bottle
 
 from agent.api.app import WRITE, Api, dumps
-from agent.api.events import sse_response, too_many_streams
+from agent.calls import ladder
+from agent.api.events import sse_response
+from agent.api.streams import too_many_streams
 from agent.api.validate import Field
 from agent.bus import now_iso
 from agent.errors import AgentError
@@ -63,7 +65,7 @@ def register(api: Api) -> None:
                tag="jobs")
     def events(job_id):
         key = bottle.request.environ["capbox.key"]
-        slots = agent.sse_slots
+        slots = api.sse_slots
         if not slots.acquire(key.id):
             raise too_many_streams(slots)
         try:
@@ -108,6 +110,12 @@ def register(api: Api) -> None:
                tag="calls")
     def session(session_id):
         return agent.calls.session_detail(session_id)
+
+    @api.route("GET", "/v1/sessions/<session_id>/ladder",
+               "A call session's ladder diagram as text (what `capbox callflow` prints and the console shows)",
+               tag="calls")
+    def session_ladder(session_id):
+        return {"session_id": session_id, "text": ladder.text(agent.calls.session_detail(session_id))}
 
     @api.route("GET", "/v1/calls", "The live capture's calls: going on, then finished, newest first", query=CALLS,
                tag="calls")

@@ -19,7 +19,7 @@ import time
 from typing import Optional
 
 import hwdrivers
-from agent.bus import iso
+from agent.bus import EVENT_CHANNELS, iso
 from agent.capture.export import ExportManager
 from agent.capture.recording import RecordingManager
 from agent.config import DEMO_PCAP, Config
@@ -31,9 +31,6 @@ from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 
 log = logging.getLogger(__name__)
 
-EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
-                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
-                  "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 FLOW_RING = 1 << 16
 RATE_HISTORY = 600      # one sample a second: the last ten minutes
 FLOW_SORTS = ("bytes", "packets", "last", "first")

@@ -74,7 +74,6 @@ class JobsService(Service):
         for stale in self.dir.glob("upload-*.part"):  # uploads cut off by a stop
             stale.unlink(missing_ok=True)
         self._recover()
-        agent.jobs = self
         self.workers = []
         for i in range(self.cfg.workers):
             c = agent.health.register(f"jobs-worker-{i + 1}", critical=False)
