@@ -18,7 +18,8 @@ import time
 from agent import __version__, log as agentlog
 from agent.auth import KeyStore
 from agent.bus import Bus
-from agent.capture.service import CaptureRequest, CaptureService
+from agent.capture.run import CaptureRequest
+from agent.capture.service import CaptureService
 from agent.config import Config
 from agent.errors import AgentError
 from agent.fwservice import FirmwareService

@@ -1,7 +1,8 @@
 """/v1/capture: backends, start/stop, status, metrics, flow meter, flows."""
 from agent.api.app import WRITE, Api
 from agent.api.validate import Field, bpf
-from agent.capture.service import FLOW_SORTS, CaptureRequest
+from agent.capture.run import CaptureRequest
+from agent.capture.service import FLOW_SORTS
 from agent.errors import validation
 
 START = {
