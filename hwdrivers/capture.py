@@ -342,11 +342,6 @@ class Session:
         size = self.config.window_s
         return self._drain(lib.hw_windows_read, self._window_buf, lambda w: _windows.from_cdata(w, size), limit)
 
-    def flush_windows(self) -> None:
-        """Close the current window now (a capture that stops)."""
-        with self._use() as s:
-            lib.hw_windows_flush(s)
-
     def active_flows(self, limit: int = 100, order: str = "bytes") -> list:
         """The top `limit` flows still in the table by bytes, packets, last or first."""
         if order not in _flows.ORDERS:
