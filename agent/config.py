@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from agent.addresses import parse_collector
 from agent.configrules import RULES
+from hwdrivers import CAPTURE_DEFAULTS
 from hwdrivers.capture import Tunnels
 
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -39,15 +40,17 @@ class CaptureSection:
     source: str = "demo"            # demo, a capture file, or an interface name
     backend: str = ""               # empty: pcapfile for files, afpacket for interfaces
     bpf: str = ""                   # a libpcap filter expression: only matching packets are seen at all
-    snaplen: int = 65535            # bytes kept of each packet
-    buffer_size_mb: int = 64        # the kernel ring (afpacket, pcap)
-    promisc: bool = True            # interfaces: every frame on the wire, not only those for this box
-    fanout_group: int = -1          # afpacket: PACKET_FANOUT group id shared with other readers (-1: none)
+    snaplen: int = CAPTURE_DEFAULTS.snaplen                # bytes kept of each packet
+    buffer_size_mb: int = CAPTURE_DEFAULTS.buffer_size_mb  # the kernel ring (afpacket, pcap)
+    promisc: bool = CAPTURE_DEFAULTS.promisc               # interfaces: every frame on the wire, not only those for this box
+    fanout_group: int = CAPTURE_DEFAULTS.fanout_group      # afpacket: PACKET_FANOUT group id shared with other readers (-1: none)
     autostart: bool = True          # capture `source` as the agent starts
+    # the box replays its autostart file (the demo) at the recorded pace and in a loop, unlike C's and the
+    # API's default (once, as fast as possible): a deliberate difference, not a second default
     pace: float = 1.0               # file replay speed; 0 = as fast as possible
     loop: bool = True               # file replay starts over at the end
     pcap_dirs: tuple = ()           # where capture files may be named from (plus data_dir/pcaps)
-    event_ring: int = 4096          # packet events queued for Python; beyond it they are dropped and counted
+    event_ring: int = CAPTURE_DEFAULTS.event_ring  # packet events queued for Python; beyond it they are dropped and counted
 
 
 @dataclasses.dataclass(frozen=True)

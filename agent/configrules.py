@@ -1,9 +1,10 @@
 """The ranges and choices of the configuration keys, checked once at start (agent.config)
 and shown in docs/CONFIG.md (agent.configref)."""
+from hwdrivers import backend_names
 
 RULES = {
     "agent.log_level": {"choices": ("debug", "info", "warning", "error")},
-    "capture.backend": {"choices": ("", "pcapfile", "pcap", "afpacket", "fpga")},
+    "capture.backend": {"choices": ("", *backend_names())},
     "capture.snaplen": {"min": 64, "max": 262144},
     "capture.buffer_size_mb": {"min": 1, "max": 4096},
     "capture.fanout_group": {"min": -1, "max": 65535},

@@ -112,35 +112,58 @@ class Tunnels:
             setattr(cfg, field, ports + [0] * (lib.HW_TUN_PORTS - len(ports)))
 
 
+def _defaults():
+    c = ffi.new("struct hw_config *")
+    lib.hw_config_init(c)
+    return c
+
+
+_D = _defaults()
+
+
+def backend_names() -> tuple:
+    """The backends compiled in, in the registry's order (nothing probed: see backends())."""
+    info = ffi.new("struct hw_backend_info *")
+    names = []
+    for i in range(lib.hw_backend_count()):
+        lib.hw_backend_info(i, info)
+        names.append(ffi.string(info.name).decode())
+    return tuple(names)
+
+
 @dataclasses.dataclass(frozen=True)
 class CaptureConfig:
-    """What to capture and how to meter it; defaults suit a live appliance."""
+    """What to capture and how to meter it.  The defaults are C's (hw_config_init):
+    the request schema and the config section take theirs from here."""
 
     source: str
-    backend: str = "pcapfile"
+    backend: str = ffi.string(_D.backend).decode()
     bpf: str = ""
-    snaplen: int = 65535
-    buffer_size_mb: int = 64
-    promisc: bool = True
-    fanout_group: Optional[int] = None
-    fanout_mode: str = "hash"
-    block_size_kb: int = 0
-    block_timeout_ms: int = 10
-    pace: float = 0.0
-    loop: bool = False
-    max_flows: int = 1 << 20
-    max_hosts: int = 1 << 16
-    idle_timeout_s: int = 300
-    active_timeout_s: int = 1800
+    snaplen: int = _D.snaplen
+    buffer_size_mb: int = _D.buffer_size_mb
+    promisc: bool = bool(_D.promisc)
+    fanout_group: Optional[int] = _D.fanout_group     # afpacket: -1 (or None) for none
+    fanout_mode: str = next(k for k, v in FANOUT_MODES.items() if v == _D.fanout_mode)
+    block_size_kb: int = _D.block_size_kb
+    block_timeout_ms: int = _D.block_timeout_ms
+    pace: float = _D.pace
+    loop: bool = bool(_D.loop)
+    max_flows: int = _D.max_flows
+    max_hosts: int = _D.max_hosts
+    idle_timeout_s: int = _D.idle_timeout_s
+    active_timeout_s: int = _D.active_timeout_s
     events: frozenset = frozenset()    # event kinds to queue: dns, arp, tls, http, sip, tcp_syn, tcp_rst, token
-    event_ring: int = 4096
-    flow_ring: int = 0                 # expired-flow records to queue; 0 = none
-    lossless: bool = False             # files: stop and let Python drain instead of dropping
-    window_s: int = 0                  # traffic windows of this many seconds; 0 = none
-    window_ring: int = 64              # closed windows queued for Python
-    long_flow_s: int = 3600            # a flow open this long is named in its window
-    sample_rate: int = 1               # meter one IP packet in N (systematic); 1 = every packet
+    event_ring: int = _D.event_ring
+    flow_ring: int = _D.flow_ring      # expired-flow records to queue; 0 = none
+    lossless: bool = bool(_D.lossless)  # files: stop and let Python drain instead of dropping
+    window_s: int = _D.window_s        # traffic windows of this many seconds; 0 = none
+    window_ring: int = _D.window_ring  # closed windows queued for Python
+    long_flow_s: int = _D.long_flow_s  # a flow open this long is named in its window
+    sample_rate: int = _D.sample_rate  # meter one IP packet in N (systematic); 1 = every packet
     tunnels: Tunnels = Tunnels()
+
+
+DEFAULTS = CaptureConfig(source="")
 
 
 TUNNEL_NAMES = _flows.TUNNEL_NAMES

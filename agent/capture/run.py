@@ -6,7 +6,7 @@ import threading
 import time
 from typing import Optional
 
-from hwdrivers import Session
+from hwdrivers import CAPTURE_DEFAULTS, Session
 
 RATE_HISTORY = 600      # one sample a second: the last ten minutes
 
@@ -18,12 +18,12 @@ class CaptureRequest:
     source: str                     # an interface, a capture file, or "demo"
     backend: str = ""               # empty: pcapfile for files, afpacket (else pcap) for interfaces
     bpf: str = ""
-    snaplen: int = 65535
-    buffer_size_mb: int = 64
-    promisc: bool = True
-    fanout_group: int = -1
-    pace: float = 0.0               # files: 1.0 replays at the recorded pace
-    loop: bool = False              # files: start over at the end
+    snaplen: int = CAPTURE_DEFAULTS.snaplen
+    buffer_size_mb: int = CAPTURE_DEFAULTS.buffer_size_mb
+    promisc: bool = CAPTURE_DEFAULTS.promisc
+    fanout_group: int = CAPTURE_DEFAULTS.fanout_group
+    pace: float = CAPTURE_DEFAULTS.pace     # files: 1.0 replays at the recorded pace
+    loop: bool = CAPTURE_DEFAULTS.loop      # files: start over at the end
     duration: float = 0.0           # stop by itself after this many seconds; 0 = never
     trusted: bool = False           # named by the operator (command line, config file): any file, not only pcap_dirs
 
