@@ -13,8 +13,7 @@ from typing import Any, Optional
 
 from agent.addresses import parse_collector
 from agent.configrules import RULES
-from hwdrivers import CAPTURE_DEFAULTS
-from hwdrivers.capture import Tunnels
+from hwdrivers import CAPTURE_DEFAULTS, Tunnels
 
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
 DEMO_PCAP = PACKAGE_DATA / "demo.pcap"

@@ -3,8 +3,9 @@
 Only the modules of this package import the compiled hwdrivers._hw; what
 they hand out are plain Python objects, never cdata.
 """
-from hwdrivers.capture import (DEFAULTS as CAPTURE_DEFAULTS, BackendInfo, CaptureConfig, Counters, RunResult,
-                               Session, Tunnels, backend_names, backends, check_filter, zero_counters)
+from hwdrivers.capture import (BackendInfo, Counters, RunResult, Session, backend_names, backends, check_filter,
+                               zero_counters)
+from hwdrivers.capconfig import DEFAULTS as CAPTURE_DEFAULTS, CaptureConfig, Tunnels
 from hwdrivers.errors import CaptureError, ErrorCode
 from hwdrivers.events import PacketEvent
 from hwdrivers.export import ExporterConfig, ExporterStats
