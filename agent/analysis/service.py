@@ -17,7 +17,7 @@ from agent.analysis import baselines as learning
 from agent.analysis import windows as offline
 from agent.bus import iso
 from agent.errors import AgentError, validation
-from agent.paths import confine
+from agent.confine import confine
 from agent.services import Service
 from hwdrivers import CaptureError
 

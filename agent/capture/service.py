@@ -24,7 +24,7 @@ from agent.capture.run import CaptureRequest, Run
 from agent.capture.recording import RecordingManager
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
-from agent.paths import confine
+from agent.confine import confine
 from agent.store import settings
 from agent.store.settings import Settings
 from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
