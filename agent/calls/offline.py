@@ -36,11 +36,12 @@ class Limits:
     event_ring: int = 4096
 
 
-def _run(session: Session, pass_no: int, on_batch, progress, cancelled) -> None:
-    """Read the whole file (pass 0 or 1); progress is by bytes read over both passes."""
+def _run(session: Session, pass_no: int, on_batch, progress, cancelled, read: Optional[tuple] = None) -> None:
+    """Read the whole file (pass 0 or 1); progress is by bytes read over both passes, with the packets
+    and bytes read by pass 0 (`read`, its totals, once it is done: counts never go back)."""
     def report(done: float) -> None:
         c = session.counters()
-        progress((pass_no + done) / 2, c.packets, c.bytes)
+        progress((pass_no + done) / 2, *(read or (c.packets, c.bytes)))
     error = session.run_to_eof(on_batch, report if progress else None, cancelled)
     if error is not None:
         raise error
@@ -74,7 +75,7 @@ def analyse(path: str, progress: Optional[Callable[[float, int, int], None]] = N
             s.rtp_init(max_endpoints=len(endpoints) + 16, max_streams=limits.max_streams)
             for e in endpoints:
                 s.rtp_watch(e)
-            _run(s, 1, None, progress, cancelled)
+            _run(s, 1, None, progress, cancelled, (res.packets, res.bytes))
             tracker.attach(s.rtp_streams())
             res.rtp = s.rtp_stats()
     if progress:
