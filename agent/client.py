@@ -22,6 +22,8 @@ import time
 import urllib.parse
 from typing import Iterator, Optional
 
+from agent.auth import fingerprint
+
 
 def default_key(data_dir) -> Optional[str]:
     """The key a console on this box uses unless told: CAPBOX_KEY, or the admin key in the data directory."""
@@ -46,11 +48,6 @@ def parse_pin(text: str) -> bytes:
         raise ValueError(f"a pin is the certificate's SHA-256 fingerprint, 64 hex digits (colons allowed), "
                          f"not {text!r}")
     return bytes.fromhex(t)
-
-
-def fingerprint(der: bytes) -> str:
-    """SHA-256 of a certificate (DER), as `AB:CD:...`: what the console shows and --pin takes."""
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
 def tls_context(cacert: Optional[str] = None, pin: Optional[str] = None) -> ssl.SSLContext:

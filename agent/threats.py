@@ -69,7 +69,6 @@ class ThreatService(Service):
         self.bus = agent.bus
         self.cfg = agent.cfg
         self._verify = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="threat-verify")
-        agent.threats = self
 
     def stop(self) -> None:
         self._verify.shutdown(wait=False, cancel_futures=True)

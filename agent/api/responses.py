@@ -309,6 +309,7 @@ RESPONSES = {
                                                  total=COUNT)),
     "GET /v1/jobs/<job_id>/events": (200, SSE, "text/event-stream"),
     "GET /v1/sessions/<session_id>": (200, CALL_DETAIL),
+    "GET /v1/sessions/<session_id>/ladder": (200, obj({"session_id": STR, "text": STR})),
     "GET /v1/calls": (200, page("calls", ref("Call"), page=COUNT, limit=COUNT, total=COUNT, active=COUNT,
                                 capturing=BOOL)),
     # what runs on the box

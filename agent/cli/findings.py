@@ -220,7 +220,7 @@ def cmd_verify(args) -> int:
 
 def _host_port(text: str) -> tuple:
     """HOST, HOST:PORT or [V6]:PORT; the port defaults to 443."""
-    from agent.config import split_host_port
+    from agent.addresses import split_host_port
     host, port = split_host_port(text)
     if port and not port.isdigit():
         raise SystemExit(fail(f"{text!r}: the port must be a number"))

@@ -73,6 +73,7 @@ def _drive(d: Driver, pcaps) -> None:
     calls = d.get("/v1/calls")["calls"]
     if calls:
         d.get("/v1/sessions/{session_id}", session_id=calls[0]["session_id"])
+        d.get("/v1/sessions/{session_id}/ladder", session_id=calls[0]["session_id"])
     d.post("/v1/capture/flow-meter", {"idle_timeout_s": 60})
 
     job = d.post("/v1/windows/compute", {"source": "pcap", "pcap_file": str(wiki), "window_size": 5})
