@@ -24,6 +24,7 @@ from agent.api import export as export_routes
 from agent.api import jobs as job_routes
 from agent.api import platform as platform_routes
 from agent.api import system as system_routes
+from agent.api import pcap as pcap_routes
 from agent.api import recording as recording_routes
 from agent.api.app import Api
 from agent.api.server import Limits, Server, Tls
@@ -88,8 +89,8 @@ class Agent:
         self.firmware = FirmwareService(cfg)
         self.update = UpdateService(cfg)
         self.api = Api(self)
-        for module in (platform_routes, capture_routes, export_routes, recording_routes, analysis_routes,
-                       event_routes, detection_routes, deception_routes, firmware_routes, job_routes,
+        for module in (platform_routes, capture_routes, export_routes, recording_routes, pcap_routes,
+                       analysis_routes, event_routes, detection_routes, deception_routes, firmware_routes, job_routes,
                        system_routes):
             module.register(self.api)
         host, port = cfg.listen

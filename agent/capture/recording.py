@@ -11,6 +11,8 @@ from typing import Iterator, Optional
 from agent.config import Config, ConfigError
 from agent.errors import AgentError, not_found, validation
 from agent.recordings import crypt, files, keys
+from agent.recordings import packets as pcap
+from agent.recordings.index import RecordingIndex
 from agent.store import settings
 from agent.store.settings import Settings
 from hwdrivers import CaptureError, ErrorCode, RecordConfig, Session, check_filter
@@ -38,6 +40,7 @@ class RecordingManager:
         self.last = None          # RecordStats of the recording that ended last
         self.error: Optional[str] = None
         self.repaired: list = []
+        self.index = RecordingIndex(self.dir, cfg.data_dir)
         self._lock = threading.RLock()
         encryption = saved.get(settings.ENCRYPTION)
         if encryption is not None:       # set over REST: wins over the file
@@ -75,6 +78,8 @@ class RecordingManager:
         if cut:
             log.warning("recording %s ended torn (an earlier crash): %d bytes trimmed", *cut)
             self.repaired.append({"name": cut[0], "bytes_trimmed": cut[1]})
+        # files found without an index (a crash, an older version) get one, off the start path
+        threading.Thread(target=self.index.refresh, name="recording-index", daemon=True).start()
         session.start_recording(self._record_config(source), self.key)
         self.error = None
         log.info("recording to %s (%s)", self.dir, "encrypted" if self.key else "plain pcapng")
@@ -189,6 +194,28 @@ class RecordingManager:
         items = files.list_dir(self.dir, pathlib.Path(current).name if current else None)
         return {"directory": str(self.dir), "count": len(items), "total_bytes": sum(i["size"] for i in items),
                 "recordings": items}
+
+    def packets(self, session: Optional[Session], window: pcap.Window, full_key: bool) -> tuple:
+        """(headers, body iterator): the pcapng of the kept packets in a window that match its filter."""
+        current = self.current_path(session)
+        sources, read = pcap.plan(self.index, pathlib.Path(current).name if current else None, window)
+        if not full_key and any(s.key is not None for s in sources):
+            raise AgentError("FORBIDDEN", "these packets are in encrypted recordings: only a full (sk) key may "
+                             "read them decrypted", {"required": "sk"})
+        return ({"Content-Type": pcap.MEDIA_TYPE, "Content-Disposition": 'attachment; filename="capbox.pcapng"',
+                 "X-Capbox-Since-Ns": str(window.since_ns), "X-Capbox-Until-Ns": str(window.until_ns),
+                 "X-Capbox-Filter": window.bpf, "X-Capbox-Files": str(read["files"]),
+                 "X-Capbox-Ranges": str(read["ranges"])}, pcap.stream(sources, window))
+
+    def kept(self, session: Optional[Session], window: pcap.Window) -> dict:
+        """What the recordings still hold of a window: the files, or that it aged out."""
+        current = self.current_path(session)
+        indexed = self.index.refresh(pathlib.Path(current).name if current else None)
+        hit = [ix for ix in indexed if ix.overlaps(window.since_ns, window.until_ns)]
+        oldest = min((ix.first_ns for ix in indexed if ix.first_ns is not None), default=None)
+        state = "kept" if hit else "aged_out" if oldest is not None and window.until_ns < oldest else "not_recorded"
+        return {"state": state, "window": window.as_dict(), "files": [ix.name for ix in hit],
+                "oldest_kept_ns": oldest}
 
     def _path(self, name: str) -> pathlib.Path:
         p = files.path_of(self.dir, name)
