@@ -57,7 +57,6 @@ class RecordingIndex:
         self.dir = pathlib.Path(directory)
         self.data_dir = data_dir
         self._cache: dict = {}       # name -> ((size, mtime_ns), Indexed)
-        self._keys: dict = {}        # key id -> key (or None: not in the key directory)
         self._lock = threading.Lock()
 
     @property
@@ -65,9 +64,8 @@ class RecordingIndex:
         return self.dir / INDEX_DIR
 
     def _key(self, key_id: str) -> Optional[bytes]:
-        if key_id not in self._keys or self._keys[key_id] is None:
-            self._keys[key_id] = keys.find(self.data_dir, key_id)
-        return self._keys[key_id]
+        """Looked up each time: a key taken out of the key directory no longer reads its files."""
+        return keys.find(self.data_dir, key_id)
 
     def refresh(self, active: Optional[str] = None) -> list:
         """Every recording, oldest first, with its index (sidecars written for
@@ -166,13 +164,20 @@ class RecordingIndex:
 
     def sources(self, indexed: list, since_ns: int, until_ns: int) -> list:
         """The files and ranges a window needs (never more), with the keys to read them."""
-        out = []
+        out, found = [], {}
         for ix in indexed:
             if ix.error or not ix.overlaps(since_ns, until_ns):
                 continue
             marks = [m for m in ix.marks if m.packets and m.first_ns <= until_ns and m.last_ns >= since_ns]
+            key = None
+            if ix.encrypted:
+                if ix.key_id not in found:
+                    found[ix.key_id] = self._key(ix.key_id)
+                key = found[ix.key_id]
+                if key is None:
+                    continue
             if marks:
-                out.append(Source(str(ix.path), marks, self._key(ix.key_id) if ix.encrypted else None))
+                out.append(Source(str(ix.path), marks, key))
         return out
 
 
