@@ -41,6 +41,7 @@ class RouteInfo:
     tag: str
     deprecated: Optional[str] = None
     max_body: Optional[int] = None   # bytes; None: api.max_body_kb
+    produces: str = ""               # the media type of a 200 that is not JSON (a stream of bytes)
 
 
 def json_default(o):
@@ -125,12 +126,12 @@ class Api:
 
     def route(self, method: str, path: str, summary: str, access: str = READ, rate: str = "",
               query: Optional[dict] = None, body: Optional[dict] = None, tag: str = "",
-              deprecated: Optional[str] = None, max_body: Optional[int] = None):
+              deprecated: Optional[str] = None, max_body: Optional[int] = None, produces: str = ""):
         """Declare a route: fn(**query, **body, **url_args) returns a JSON-able
         value (or a (status, value) pair, or a bottle.HTTPResponse)."""
         rate = rate or ("get" if method == "GET" else "write")
         info = RouteInfo(method, path, summary, access, rate, query or {}, body or {},
-                         tag or path.split("/")[2], deprecated, max_body)
+                         tag or path.split("/")[2], deprecated, max_body, produces)
         self.routes.append(info)
 
         def decorate(fn: Callable):

@@ -36,6 +36,10 @@ def _operation(api, r) -> dict:
         responses |= {"401": err, "403": err, "429": err}
     if r.body:
         responses |= {"413": err, "415": err}
+    if r.produces:
+        responses["200"] = {"description": "OK", "content": {r.produces: {"schema": {"type": "string",
+                                                                                      "format": "binary"}}}}
+        responses |= {"404": err, "422": err}
     op_path = re.sub(r":\w+>", ">", r.path.lower())
     op = {"summary": r.summary, "operationId": f"{r.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', op_path).strip('_')}",
           "tags": [r.tag], "parameters": params, "responses": responses}
