@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS = ("prefix", "rotate_mb", "rotate_s", "keep_mb", "keep_s", "bpf", "bpf_outer", "snaplen")
 READ_BLOCK = 1 << 20
+INDEX_EVERY_S = 2.0      # how soon a closed recording is indexed
 
 
 class RecordingManager:
@@ -41,6 +42,9 @@ class RecordingManager:
         self.error: Optional[str] = None
         self.repaired: list = []
         self.index = RecordingIndex(self.dir, cfg.data_dir)
+        self._attached: Optional[Session] = None
+        self._reindex = threading.Event()
+        self._indexer: Optional[threading.Thread] = None
         self._lock = threading.RLock()
         encryption = saved.get(settings.ENCRYPTION)
         if encryption is not None:       # set over REST: wins over the file
@@ -78,8 +82,11 @@ class RecordingManager:
         if cut:
             log.warning("recording %s ended torn (an earlier crash): %d bytes trimmed", *cut)
             self.repaired.append({"name": cut[0], "bytes_trimmed": cut[1]})
-        # files found without an index (a crash, an older version) get one, off the start path
-        threading.Thread(target=self.index.refresh, name="recording-index", daemon=True).start()
+        self._attached = session
+        if self._indexer is None:
+            self._indexer = threading.Thread(target=self._index_files, name="recording-index", daemon=True)
+            self._indexer.start()
+        self._reindex.set()   # files found without an index (a crash, an older version) get one, off this path
         session.start_recording(self._record_config(source), self.key)
         self.error = None
         log.info("recording to %s (%s)", self.dir, "encrypted" if self.key else "plain pcapng")
@@ -164,6 +171,23 @@ class RecordingManager:
         with self._lock:
             if session.recording().active:
                 self.last = session.stop_recording()
+            self._attached = None
+            self._reindex.set()
+
+    def _index_files(self) -> None:
+        """Index each recording as it closes (the recorder counts them), so that a query finds them indexed."""
+        closed = None
+        while True:
+            asked = self._reindex.wait(INDEX_EVERY_S)
+            self._reindex.clear()
+            session = self._attached
+            try:
+                st = session.recording() if session is not None else None
+                if asked or st is not None and st.files_closed != closed:
+                    closed = st.files_closed if st is not None else None
+                    self.index.refresh(pathlib.Path(st.current).name if st is not None and st.current else None)
+            except Exception:  # a session closing under it, a file system error: never the end of the agent
+                log.exception("indexing the recordings failed; the next query indexes them")
 
     # ---- what the faces read ----------------------------------------------------
 

@@ -60,6 +60,10 @@ def test_a_window_a_threat_and_their_age(agent, tmp_path):
     run_file(agent, agent.pcap(mixed))
     recs = agent.client.get("/v1/recordings")["recordings"]
     assert len(recs) == 4
+    index = agent.data_dir / "recordings" / ".index"
+    wait_for(lambda: index.is_dir() and {p.name for p in index.iterdir()} == {r["name"] + ".json" for r in recs})
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in index.iterdir())   # indexed as they closed
+    assert oct(index.stat().st_mode & 0o777) == "0o700"
 
     # a window and a filter: what tcpdump finds there, from the one file the window touches
     src = read_packets(mixed)
