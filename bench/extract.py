@@ -16,7 +16,6 @@ packets equal tcpdump's inside the window, byte for byte.
 Usage: python3 bench/extract.py [--gb 10] [--runs 5] [--pad-s 1] [--data DIR] [--results FILE] [--note TEXT]"""
 import argparse
 import datetime
-import json
 import os
 import pathlib
 import shutil

@@ -11,8 +11,8 @@ import re
 import sys
 import time
 
-from agent.cli.threats import DEFAULT_URL
-from agent.client import ApiError, Client, add_tls_arguments, default_key
+from agent.cli.threats import DEFAULT_URL, connect
+from agent.client import ApiError, add_tls_arguments
 
 AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -25,18 +25,11 @@ def when(text: str) -> str:
 
 
 def cmd_pcap(args) -> int:
-    key = args.key or default_key(args.data_dir or "./var")
-    if not key:
-        print("capbox: error: no API key: give --key, set CAPBOX_KEY, or run where DATA_DIR/admin.key is readable",
-              file=sys.stderr)
+    c = connect(args)
+    if c is None:
         return 1
     query = {"since": when(args.since), "until": when(args.until), "bpf": " ".join(args.words) or None,
              "flow": args.flow, "threat": args.threat, "call": args.call, "pad_s": args.pad}
-    try:
-        c = Client(args.url, key, timeout=30, cacert=args.cacert, pin=args.pin)
-    except ValueError as e:
-        print(f"capbox: error: {e}", file=sys.stderr)
-        return 1
     to_stdout = args.write == "-"
     tmp = None if to_stdout else f"{args.write}.part"
     try:

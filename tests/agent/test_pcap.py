@@ -11,7 +11,7 @@ import urllib.parse
 
 import pytest
 
-from agent.client import ApiError, Client
+from agent.client import ApiError
 from tests.agent.conftest import wait_for
 from tests.agent.test_recording import capinfos_count, make_key
 from tests.conftest import ROOT, pcap
