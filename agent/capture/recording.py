@@ -234,8 +234,12 @@ class RecordingManager:
     def kept(self, session: Optional[Session], window: pcap.Window) -> dict:
         """What the recordings still hold of a window: the files, or that it aged out."""
         current = self.current_path(session)
-        indexed = self.index.refresh(pathlib.Path(current).name if current else None)
+        # asked with every threat's detail: the file being written is not walked for it, it holds what
+        # came after the newest closed file
+        indexed = self.index.refresh(pathlib.Path(current).name if current else None, walk_active=False)
         hit = [ix for ix in indexed if ix.overlaps(window.since_ns, window.until_ns)]
+        newest = max((ix.last_ns for ix in indexed if ix.last_ns is not None), default=0)
+        hit += [ix for ix in indexed if ix.active and window.until_ns >= newest]
         oldest = min((ix.first_ns for ix in indexed if ix.first_ns is not None), default=None)
         state = "kept" if hit else "aged_out" if oldest is not None and window.until_ns < oldest else "not_recorded"
         return {"state": state, "window": window.as_dict(), "files": [ix.name for ix in hit],

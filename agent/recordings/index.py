@@ -67,15 +67,19 @@ class RecordingIndex:
         """Looked up each time: a key taken out of the key directory no longer reads its files."""
         return keys.find(self.data_dir, key_id)
 
-    def refresh(self, active: Optional[str] = None) -> list:
+    def refresh(self, active: Optional[str] = None, walk_active: bool = True) -> list:
         """Every recording, oldest first, with its index (sidecars written for
-        closed files that lack one, removed for files that are gone)."""
+        closed files that lack one, removed for files that are gone); the file
+        being written is walked too unless walk_active is False (then it has no time span)."""
         with self._lock:
             out = []
             names = set()
             for p in _recordings(self.dir):
                 names.add(p.name)
                 try:
+                    if p.name == active and not walk_active:
+                        out.append(_without_index(p, 0, p.name.endswith(crypt.SUFFIX), None, True, None))
+                        continue
                     out.append(self._one(p, p.name == active))
                 except FileNotFoundError:  # retention took it meanwhile
                     continue
@@ -105,14 +109,14 @@ class RecordingIndex:
                 try:
                     key_id = crypt.read_header(f).key_id
                 except crypt.FormatError as e:
-                    return _unreadable(path, size, True, None, active, e.message)
+                    return _without_index(path, size, True, None, active, e.message)
             key = self._key(key_id)
             if key is None:
-                return _unreadable(path, size, True, key_id, active, f"no key with id {key_id} in the key directory")
+                return _without_index(path, size, True, key_id, active, f"no key with id {key_id} in the key directory")
         try:
             fx = index_file(str(path), key)
         except CaptureError as e:
-            return _unreadable(path, size, encrypted, key_id, active, e.message)
+            return _without_index(path, size, encrypted, key_id, active, e.message)
         return Indexed(path.name, path, size, encrypted, key_id, fx.first_ns, fx.last_ns, fx.packets, fx.complete,
                        active, fx.marks)
 
@@ -188,5 +192,6 @@ def _recordings(directory: pathlib.Path) -> list:
     return sorted(found, key=files.creation_order)
 
 
-def _unreadable(path, size, encrypted, key_id, active, why) -> Indexed:
+def _without_index(path, size, encrypted, key_id, active, why) -> Indexed:
+    """A recording with no time span: unreadable (why), or the file being written when not walked."""
     return Indexed(path.name, path, size, encrypted, key_id, None, None, 0, False, active, (), why)

@@ -171,6 +171,11 @@ def test_a_call_and_a_flow(agent, tmp_path):
     r = capbox_pcap(agent, "--call", call["session_id"], "-w", tmp_path / "call.pcapng")
     assert r.returncode == 0, r.stderr
     got = read_pcapng(tmp_path / "call.pcapng")["packets"]
+    status, h = curl(agent, tmp_path / "call2.pcapng", call=call["session_id"])
+    assert status == 200 and read_pcapng(tmp_path / "call2.pcapng")["packets"] == got
+    assert got == tcpdump(sip, h["x-capbox-filter"], tmp_path, int(h["x-capbox-since-ns"]),
+                          int(h["x-capbox-until-ns"]))
+    # and the filter is the call's: every SIP message of it is there
     detail = agent.client.get(f"/v1/sessions/{call['session_id']}")
     bpf = " or ".join(f"(host {e['source'].rsplit(':', 1)[0]} and port {e['source'].rsplit(':', 1)[1]} and "
                       f"host {e['destination'].rsplit(':', 1)[0]} and port {e['destination'].rsplit(':', 1)[1]})"
