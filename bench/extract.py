@@ -88,7 +88,8 @@ def main() -> int:
     data = pathlib.Path(a.data)
     data.mkdir(parents=True, exist_ok=True)
     rec = data / "extract-recordings"
-    shutil.rmtree(rec, ignore_errors=True)
+    for d in (rec, data / "recordings-index"):
+        shutil.rmtree(d, ignore_errors=True)
     rec.mkdir()
     t0 = time.monotonic()
     src = generate(data, a.gb)
@@ -103,7 +104,7 @@ def main() -> int:
     t0 = time.monotonic()
     RecordingIndex(rec, data).refresh()
     index_s = time.monotonic() - t0
-    sidecar_bytes = sum(p.stat().st_size for p in (rec / ".index").iterdir())
+    sidecar_bytes = sum(p.stat().st_size for p in (data / "recordings-index").iterdir())
 
     middle = files[len(files) // 2]
     with Session(CaptureConfig(source=str(middle))) as s:
@@ -167,6 +168,7 @@ def main() -> int:
     print(section)
     if not a.keep:
         shutil.rmtree(rec, ignore_errors=True)
+        shutil.rmtree(data / "recordings-index", ignore_errors=True)
     for p in (out, td_out, listing):
         p.unlink(missing_ok=True)
     return 0 if ok else 1

@@ -2,8 +2,9 @@
 and its ranges (hwdrivers.extract: whole blocks, or one encrypted chunk, with
 their time span), so that a window reads only the ranges it overlaps.
 
-Each closed recording's index is a sidecar <dir>/.index/<name>.json (0600, the
-directory 0700), written the first time the recording is looked at after it
+Each closed recording's index is a sidecar <data_dir>/recordings-index/<name>.json
+(0600, the directory 0700: out of the recordings directory, which holds
+recordings only), written the first time the recording is looked at after it
 closed (the agent does so as files rotate, and at start for files a crash left
 without one) and rebuilt when the file's size or modification time are not
 the ones it was made for (a torn end trimmed, a file replaced).  Retention
@@ -24,7 +25,7 @@ from hwdrivers.extract import Mark, Source, index_file
 
 log = logging.getLogger(__name__)
 
-INDEX_DIR = ".index"
+INDEX_DIR = "recordings-index"
 VERSION = 1
 
 
@@ -61,7 +62,7 @@ class RecordingIndex:
 
     @property
     def sidecars(self) -> pathlib.Path:
-        return self.dir / INDEX_DIR
+        return pathlib.Path(self.data_dir) / INDEX_DIR
 
     def _key(self, key_id: str) -> Optional[bytes]:
         """Looked up each time: a key taken out of the key directory no longer reads its files."""

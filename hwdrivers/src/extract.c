@@ -2,15 +2,15 @@
  *
  * A recording is pcapng written by record.c: one section, one interface,
  * Enhanced Packet Blocks in host byte order; encrypted, the same bytes in
- * AES-256-GCM chunks that each hold whole blocks (docs/RECORDING.md).
- * hw_pcap_index_file walks a file once and cuts it into ranges of whole
- * blocks (plain: about `span` bytes each; encrypted: one per chunk) with the
- * earliest and latest packet time in each.  hw_pcap_extract reads only the
- * ranges it is given (the caller picks those that overlap the window from the
- * index), keeps the packets inside the window that pass libpcap's BPF, and
- * writes them as one pcapng section: a Section Header, each interface the
- * kept packets came from once, and their Enhanced Packet Blocks unchanged
- * but for the interface id. */
+ * AES-256-GCM chunks that each hold whole blocks (docs/RECORDING.md; read
+ * through recread.c).  hw_pcap_index_file walks a file once and cuts it into
+ * ranges of whole blocks (plain: about `span` bytes each; encrypted: one per
+ * chunk) with the earliest and latest packet time in each.  hw_pcap_extract
+ * reads only the ranges it is given (the caller picks those that overlap the
+ * window from the index), keeps the packets inside the window that pass
+ * libpcap's BPF, and writes them as one pcapng section: a Section Header,
+ * each interface the kept packets came from once, and their Enhanced Packet
+ * Blocks unchanged but for the interface id. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -19,184 +19,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
+#include "recread.h"
 
-#include "hw.h"
-
-#define ENC_MAGIC "\x89" "CBX\r\n\x1a\n"
-#define ENC_HEADER 48
-#define CHUNK_HEADER 20
-#define CHUNK_FINAL 1u
-#define TAG 16
-#define MAX_CHUNK (64u << 20)
-#define MAX_IFACES 16           /* interfaces of one file */
-#define MAX_IDB 1024            /* bytes of an interface block */
 #define MAX_OUT_IFACES 256      /* distinct interfaces in one output */
 #define OUT_BUF (1u << 20)
-#define NO_TIME UINT64_MAX
-
-struct iface {
-    int linktype;
-    uint8_t tsresol;
-    uint8_t idb[MAX_IDB];       /* the block (a chunk's plaintext does not outlive the chunk) */
-    uint32_t idb_len;
-    int out_id;                 /* -1 until a packet of it is written */
-};
-
-/* What a walk over a file's blocks knows: its interfaces. */
-struct walk {
-    struct iface ifs[MAX_IFACES];
-    int n_ifs;
-    char *errbuf;
-};
-
-static inline uint32_t get32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static inline uint16_t get16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-
-/* A packet time in nanoseconds from its interface's units (if_tsresol). */
-static uint64_t to_ns(uint64_t ts, uint8_t res)
-{
-    if (res & 0x80) {
-        int k = res & 0x7f;
-        return k >= 64 ? 0 : (uint64_t)(((unsigned __int128)ts * HW_NS) >> k);
-    }
-    uint64_t ns = ts;
-    for (int i = res; i < 9; i++) ns *= 10;
-    for (int i = 9; i < res; i++) ns /= 10;
-    return ns;
-}
-
-static uint8_t idb_tsresol(const uint8_t *b, uint32_t len)
-{
-    uint32_t o = 16;
-    while (o + 4 <= len - 4) {
-        uint16_t code = get16(b + o), olen = get16(b + o + 2);
-        if (code == 0) break;
-        if (code == 9 && olen == 1 && o + 5 <= len - 4) return b[o + 4];
-        o += 4 + ((olen + 3u) & ~3u);
-    }
-    return 6;
-}
-
-/* The block at p (n bytes left): its length, or 0 when it is not a whole block. */
-static uint32_t block_len(const uint8_t *p, size_t n)
-{
-    if (n < 12) return 0;
-    uint32_t len = get32(p + 4);
-    if (len < 12 || len % 4 || len > n || get32(p + len - 4) != len) return 0;
-    return len;
-}
-
-/* Section headers and interfaces; other blocks are left to the caller. */
-static int meta_block(struct walk *w, const uint8_t *p, uint32_t len)
-{
-    uint32_t type = get32(p);
-    if (type == 0x0A0D0D0A) {
-        if (len < 28 || get32(p + 8) != 0x1A2B3C4D)
-            return hwint_err(w->errbuf, HW_E_FORMAT, "a section that is not in this machine's byte order");
-        w->n_ifs = 0; /* a new section starts its interfaces afresh */
-    } else if (type == 1) {
-        if (len < 20 || len > MAX_IDB || w->n_ifs == MAX_IFACES)
-            return hwint_err(w->errbuf, HW_E_FORMAT, "a bad interface block, or more than %d", MAX_IFACES);
-        struct iface *f = &w->ifs[w->n_ifs++];
-        f->linktype = get16(p + 8);
-        f->tsresol = idb_tsresol(p, len);
-        memcpy(f->idb, p, len);
-        f->idb_len = len;
-        f->out_id = -1;
-    }
-    return HW_OK;
-}
-
-/* One packet block: its interface and time.  0 for another kind of block. */
-static int packet_of(const struct walk *w, const uint8_t *p, uint32_t len, int *ifc, uint64_t *ns)
-{
-    if (get32(p) != 6 || len < 32) return 0;
-    uint32_t id = get32(p + 8);
-    if (id >= (uint32_t)w->n_ifs) return 0;
-    *ifc = (int)id;
-    *ns = to_ns((uint64_t)get32(p + 12) << 32 | get32(p + 16), w->ifs[id].tsresol);
-    return 1;
-}
-
-/* ---- encrypted recordings ------------------------------------------------------ */
-
-struct enc {
-    int fd;
-    uint64_t size;
-    uint8_t header[ENC_HEADER];
-    uint32_t max_chunk;
-    EVP_CIPHER_CTX *ctx;
-    uint8_t *buf;               /* one chunk: header, data, tag */
-};
-
-static int enc_open(struct enc *e, int fd, uint64_t size, const uint8_t *key, char *errbuf)
-{
-    memset(e, 0, sizeof *e);
-    e->fd = fd;
-    e->size = size;
-    if (pread(fd, e->header, ENC_HEADER, 0) != ENC_HEADER || memcmp(e->header, ENC_MAGIC, 8))
-        return hwint_err(errbuf, HW_E_FORMAT, "not an encrypted recording");
-    if (!key) return hwint_err(errbuf, HW_E_ARG, "an encrypted recording needs its key");
-    uint8_t d[32];
-    unsigned int dn = 0;
-    EVP_Digest(key, HW_REC_KEY_SIZE, d, &dn, EVP_sha256(), NULL);
-    if (memcmp(d, e->header + 16, HW_REC_KEY_ID_SIZE))
-        return hwint_err(errbuf, HW_E_ARG, "the key is not this recording's");
-    e->max_chunk = (uint32_t)e->header[12] << 24 | (uint32_t)e->header[13] << 16 | (uint32_t)e->header[14] << 8 |
-                   e->header[15];
-    if (e->header[8] != 1 || e->header[9] != 1 || !e->max_chunk || e->max_chunk > MAX_CHUNK)
-        return hwint_err(errbuf, HW_E_FORMAT, "an encrypted recording of an unknown version or chunk size");
-    e->ctx = EVP_CIPHER_CTX_new();
-    e->buf = malloc(CHUNK_HEADER + (size_t)e->max_chunk + TAG);
-    if (!e->ctx || !e->buf) return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
-    if (EVP_DecryptInit_ex(e->ctx, EVP_aes_256_gcm(), NULL, key, NULL) != 1)
-        return hwint_err(errbuf, HW_E_FORMAT, "cipher setup failed");
-    return HW_OK;
-}
-
-static void enc_close(struct enc *e)
-{
-    if (e->ctx) EVP_CIPHER_CTX_free(e->ctx);
-    free(e->buf);
-    e->ctx = NULL;
-    e->buf = NULL;
-}
-
-/* Chunk `index` at `offset`: its plaintext (in e->buf) and length; *next its end, *final its flag.
- * 0 at a clean end of file, 1 with a chunk, or an error. */
-static int enc_chunk(struct enc *e, uint64_t offset, uint64_t index, const uint8_t **plain, uint32_t *len,
-                     uint64_t *next, int *final, char *errbuf)
-{
-    if (offset + CHUNK_HEADER > e->size) return 0;
-    if (pread(e->fd, e->buf, CHUNK_HEADER, (off_t)offset) != CHUNK_HEADER)
-        return hwint_err(errbuf, HW_E_IO, "read: %s", strerror(errno));
-    uint32_t n = (uint32_t)e->buf[0] << 24 | (uint32_t)e->buf[1] << 16 | (uint32_t)e->buf[2] << 8 | e->buf[3];
-    uint32_t flags = (uint32_t)e->buf[4] << 24 | (uint32_t)e->buf[5] << 16 | (uint32_t)e->buf[6] << 8 | e->buf[7];
-    if (n > e->max_chunk || flags & ~CHUNK_FINAL)
-        return hwint_err(errbuf, HW_E_FORMAT, "chunk %llu has an impossible header", (unsigned long long)index);
-    if (offset + CHUNK_HEADER + n + TAG > e->size) return 0; /* torn: the end of what can be read */
-    ssize_t k = pread(e->fd, e->buf + CHUNK_HEADER, (size_t)n + TAG, (off_t)(offset + CHUNK_HEADER));
-    if (k != (ssize_t)n + TAG) return hwint_err(errbuf, HW_E_IO, "read: %s", k < 0 ? strerror(errno) : "short");
-    uint8_t aad[ENC_HEADER + 16];
-    memcpy(aad, e->header, ENC_HEADER);
-    for (int i = 0; i < 8; i++) aad[ENC_HEADER + i] = (uint8_t)(index >> (56 - 8 * i));
-    memcpy(aad + ENC_HEADER + 8, e->buf, 8);
-    uint8_t *data = e->buf + CHUNK_HEADER;
-    int outl = 0;
-    if (EVP_DecryptInit_ex(e->ctx, NULL, NULL, NULL, e->buf + 8) != 1 ||
-        EVP_DecryptUpdate(e->ctx, NULL, &outl, aad, (int)sizeof aad) != 1 ||
-        (n && EVP_DecryptUpdate(e->ctx, data, &outl, data, (int)n) != 1) ||
-        EVP_CIPHER_CTX_ctrl(e->ctx, EVP_CTRL_GCM_SET_TAG, TAG, data + n) != 1 ||
-        EVP_DecryptFinal_ex(e->ctx, data + n, &outl) != 1)
-        return hwint_err(errbuf, HW_E_FORMAT, "chunk %llu at byte %llu failed authentication",
-                         (unsigned long long)index, (unsigned long long)offset);
-    *plain = data;
-    *len = n;
-    *next = offset + CHUNK_HEADER + n + TAG;
-    *final = (flags & CHUNK_FINAL) != 0;
-    return 1;
-}
 
 /* ---- the index ------------------------------------------------------------------- */
 
@@ -213,7 +39,7 @@ static int add_mark(struct hw_pcap_index *ix, uint32_t *cap, uint64_t offset, ui
     memset(m, 0, sizeof *m);
     m->offset = m->end = offset;
     m->chunk = chunk;
-    m->first_ns = NO_TIME;
+    m->first_ns = RR_NO_TIME;
     return 0;
 }
 
@@ -233,11 +59,11 @@ static int64_t index_blocks(struct walk *w, struct hw_pcap_index *ix, struct hw_
 {
     size_t o = 0;
     uint32_t len;
-    while ((len = block_len(p + o, n - o))) {
-        int rc = meta_block(w, p + o, len), ifc;
+    while ((len = hwint_rr_block_len(p + o, n - o))) {
+        int rc = hwint_rr_meta(w, p + o, len), ifc;
         if (rc) return rc;
         uint64_t ns;
-        if (packet_of(w, p + o, len, &ifc, &ns)) note_packet(ix, m, ns);
+        if (hwint_rr_packet(w, p + o, len, &ifc, &ns)) note_packet(ix, m, ns);
         o += len;
     }
     return (int64_t)o;
@@ -254,7 +80,7 @@ static int index_plain(const uint8_t *map, uint64_t size, uint32_t span, struct 
         /* whole blocks up to about span bytes */
         uint64_t stop = o + span < size ? o + span : size;
         uint32_t len;
-        while (o < stop && (len = block_len(map + o, size - o))) {
+        while (o < stop && (len = hwint_rr_block_len(map + o, size - o))) {
             int64_t rc = index_blocks(&w, ix, m, map + o, len);
             if (rc < 0) return (int)rc;
             o += len;
@@ -273,17 +99,17 @@ static int index_plain(const uint8_t *map, uint64_t size, uint32_t span, struct 
 static int index_encrypted(int fd, uint64_t size, const uint8_t *key, struct hw_pcap_index *ix, char *errbuf)
 {
     struct enc e;
-    int rc = enc_open(&e, fd, size, key, errbuf);
+    int rc = hwint_rr_enc_open(&e, fd, size, key, errbuf);
     struct walk w = {.errbuf = errbuf};
     uint32_t cap = 0;
-    uint64_t o = ENC_HEADER, index = 0;
+    uint64_t o = RR_ENC_HEADER, index = 0;
     ix->size = o;
     while (rc == HW_OK) {
         const uint8_t *plain;
         uint32_t len;
         uint64_t next;
         int final;
-        rc = enc_chunk(&e, o, index, &plain, &len, &next, &final, errbuf);
+        rc = hwint_rr_enc_chunk(&e, o, index, &plain, &len, &next, &final, errbuf);
         if (rc <= 0) break;
         if (add_mark(ix, &cap, o, index)) {
             rc = hwint_err(errbuf, HW_E_NOMEM, "out of memory");
@@ -304,7 +130,7 @@ static int index_encrypted(int fd, uint64_t size, const uint8_t *key, struct hw_
             break;
         }
     }
-    enc_close(&e);
+    hwint_rr_enc_close(&e);
     return rc < 0 ? rc : HW_OK;
 }
 
@@ -318,7 +144,7 @@ void hw_pcap_index_free(struct hw_pcap_index *ix)
 int hw_pcap_index_file(const char *path, const uint8_t *key, uint32_t span, struct hw_pcap_index *out, char *errbuf)
 {
     memset(out, 0, sizeof *out);
-    out->first_ns = NO_TIME;
+    out->first_ns = RR_NO_TIME;
     if (span < 4096) span = 4096;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0) return hwint_err(errbuf, HW_E_OPEN, "%s: %s", path, strerror(errno));
@@ -327,7 +153,7 @@ int hw_pcap_index_file(const char *path, const uint8_t *key, uint32_t span, stru
     int rc;
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
         rc = hwint_err(errbuf, HW_E_OPEN, "%s: not a regular file", path);
-    } else if (pread(fd, magic, 8, 0) == 8 && !memcmp(magic, ENC_MAGIC, 8)) {
+    } else if (pread(fd, magic, 8, 0) == 8 && !memcmp(magic, RR_ENC_MAGIC, 8)) {
         rc = index_encrypted(fd, (uint64_t)sb.st_size, key, out, errbuf);
     } else if (sb.st_size == 0) {
         rc = HW_OK;
@@ -437,7 +263,7 @@ static int out_iface(struct out *o, struct iface *f)
 static int passes(struct out *o, const struct iface *f, const uint8_t *epb, uint32_t len)
 {
     if (!o->bpf || !*o->bpf) return 1;
-    uint32_t cap = get32(epb + 20), wire = get32(epb + 24);
+    uint32_t cap = rr_get32(epb + 20), wire = rr_get32(epb + 24);
     if (28 + (uint64_t)cap > len - 4) return 0;
     struct pcap_pkthdr h = {{0, 0}, cap, wire};
     return pcap_offline_filter(&o->progs[f->out_id], &h, epb + 28) != 0;
@@ -448,13 +274,13 @@ static int extract_blocks(struct out *o, struct walk *w, const uint8_t *p, size_
 {
     size_t off = 0;
     uint32_t len;
-    while ((len = block_len(p + off, n - off))) {
+    while ((len = hwint_rr_block_len(p + off, n - off))) {
         const uint8_t *b = p + off;
         off += len;
-        int rc = meta_block(w, b, len), ifc;
+        int rc = hwint_rr_meta(w, b, len), ifc;
         if (rc) return rc;
         uint64_t ns;
-        if (!packet_of(w, b, len, &ifc, &ns)) continue;
+        if (!hwint_rr_packet(w, b, len, &ifc, &ns)) continue;
         o->st->examined++;
         if (ns < since || ns > until) continue;
         struct iface *f = &w->ifs[ifc];
@@ -476,18 +302,6 @@ static int extract_blocks(struct out *o, struct walk *w, const uint8_t *p, size_
     return HW_OK;
 }
 
-/* The interfaces of a plain file: its blocks from the start up to the first packet. */
-static int plain_preamble(struct walk *w, const uint8_t *map, uint64_t size)
-{
-    uint64_t o = 0;
-    uint32_t len;
-    while ((len = block_len(map + o, size - o)) && (get32(map + o) == 0x0A0D0D0A || get32(map + o) == 1)) {
-        int rc = meta_block(w, map + o, len);
-        if (rc) return rc;
-        o += len;
-    }
-    return HW_OK;
-}
 
 static int extract_plain(struct out *o, const struct hw_pcap_source *s, int fd, uint64_t size, uint64_t since,
                          uint64_t until)
@@ -496,7 +310,7 @@ static int extract_plain(struct out *o, const struct hw_pcap_source *s, int fd, 
     const uint8_t *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) return hwint_err(o->errbuf, HW_E_IO, "mmap %s: %s", s->path, strerror(errno));
     struct walk w = {.errbuf = o->errbuf};
-    int rc = plain_preamble(&w, map, size);
+    int rc = hwint_rr_preamble(&w, map, size);
     for (uint32_t i = 0; !rc && i < s->n_marks; i++) {
         const struct hw_pcap_mark *m = &s->marks[i];
         if (m->offset >= size || m->end > size || m->end < m->offset) continue; /* an index of another file */
@@ -513,23 +327,23 @@ static int extract_encrypted(struct out *o, const struct hw_pcap_source *s, int 
                              uint64_t until)
 {
     struct enc e;
-    int rc = enc_open(&e, fd, size, s->key, o->errbuf);
+    int rc = hwint_rr_enc_open(&e, fd, size, s->key, o->errbuf);
     struct walk w = {.errbuf = o->errbuf};
     const uint8_t *plain;
     uint32_t len;
     uint64_t next;
     int final;
-    if (!rc && (rc = enc_chunk(&e, ENC_HEADER, 0, &plain, &len, &next, &final, o->errbuf)) > 0)
-        rc = plain_preamble(&w, plain, len);
+    if (!rc && (rc = hwint_rr_enc_chunk(&e, RR_ENC_HEADER, 0, &plain, &len, &next, &final, o->errbuf)) > 0)
+        rc = hwint_rr_preamble(&w, plain, len);
     for (uint32_t i = 0; rc >= 0 && i < s->n_marks; i++) {
         const struct hw_pcap_mark *m = &s->marks[i];
         if (m->chunk == 0) w.n_ifs = 0; /* chunk 0 starts with the section again */
-        rc = enc_chunk(&e, m->offset, m->chunk, &plain, &len, &next, &final, o->errbuf);
+        rc = hwint_rr_enc_chunk(&e, m->offset, m->chunk, &plain, &len, &next, &final, o->errbuf);
         if (rc > 0) rc = extract_blocks(o, &w, plain, len, since, until);
         o->st->bytes_read += m->end - m->offset;
         o->st->ranges++;
     }
-    enc_close(&e);
+    hwint_rr_enc_close(&e);
     return rc < 0 ? rc : HW_OK;
 }
 
@@ -558,7 +372,7 @@ int hw_pcap_extract(const struct hw_pcap_source *src, uint32_t n, uint64_t since
         uint8_t magic[8] = {0};
         if (fstat(f, &sb) < 0 || !S_ISREG(sb.st_mode)) {
             rc = hwint_err(errbuf, HW_E_OPEN, "%s: not a regular file", src[i].path);
-        } else if (pread(f, magic, 8, 0) == 8 && !memcmp(magic, ENC_MAGIC, 8)) {
+        } else if (pread(f, magic, 8, 0) == 8 && !memcmp(magic, RR_ENC_MAGIC, 8)) {
             rc = extract_encrypted(&o, &src[i], f, (uint64_t)sb.st_size, since_ns, until_ns);
         } else {
             rc = extract_plain(&o, &src[i], f, (uint64_t)sb.st_size, since_ns, until_ns);

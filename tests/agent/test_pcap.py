@@ -60,7 +60,7 @@ def test_a_window_a_threat_and_their_age(agent, tmp_path):
     run_file(agent, agent.pcap(mixed))
     recs = agent.client.get("/v1/recordings")["recordings"]
     assert len(recs) == 4
-    index = agent.data_dir / "recordings" / ".index"
+    index = agent.data_dir / "recordings-index"
     wait_for(lambda: index.is_dir() and {p.name for p in index.iterdir()} == {r["name"] + ".json" for r in recs})
     assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in index.iterdir())   # indexed as they closed
     assert oct(index.stat().st_mode & 0o777) == "0o700"
@@ -108,7 +108,7 @@ def test_a_window_a_threat_and_their_age(agent, tmp_path):
     with pytest.raises(ApiError) as e:
         agent.client.pcap(open(os.devnull, "wb"), threat=threat["id"])
     assert (e.value.status, e.value.code) == (404, "NO_PACKETS_KEPT") and "aged out" in e.value.message
-    sidecars = {p.name for p in (agent.data_dir / "recordings" / ".index").iterdir()}
+    sidecars = {p.name for p in (agent.data_dir / "recordings-index").iterdir()}
     assert sidecars <= {n + ".json" for n in names}          # the index follows retention
 
 
@@ -133,7 +133,7 @@ def test_hostile_and_empty_requests(agent, tmp_path):
     status, _ = curl(agent, out, since="0", until="9999999999")
     assert status == 200 and read_pcapng(out)["packets"] == read_packets(pcap("zeek__wikipedia.pcap"))
     # a recording whose index sidecar was damaged is indexed again
-    for p in (agent.data_dir / "recordings" / ".index").iterdir():
+    for p in (agent.data_dir / "recordings-index").iterdir():
         p.write_text("{not json")
     status, _ = curl(agent, out, bpf="tcp")
     assert status == 200 and read_pcapng(out)["packets"] == tcpdump(pcap("zeek__wikipedia.pcap"), "tcp", tmp_path)
