@@ -2,7 +2,7 @@
 a block index per recording, and the packets of a time window that pass a
 BPF filter written as one pcapng to a descriptor.  Packets stay in C."""
 import dataclasses
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import check
@@ -12,9 +12,9 @@ NO_TIME = (1 << 64) - 1
 SPAN = 256 << 10        # bytes of blocks a plain recording's index entry covers
 
 
-@dataclasses.dataclass(frozen=True)
-class Mark:
-    """Bytes [offset, end) of a recording: whole blocks, or one encrypted chunk (its index `chunk`)."""
+class Mark(NamedTuple):
+    """Bytes [offset, end) of a recording: whole blocks, or one encrypted chunk (its index `chunk`).
+    A named tuple: a day of recordings has tens of thousands, made from their index at each query."""
     offset: int
     end: int
     chunk: int

@@ -140,7 +140,7 @@ class RecordingIndex:
     def _save(self, ix: Indexed, stamp: tuple) -> None:
         d = {"version": VERSION, "name": ix.name, "size": stamp[0], "mtime_ns": stamp[1], "encrypted": ix.encrypted,
              "key_id": ix.key_id, "first_ns": ix.first_ns, "last_ns": ix.last_ns, "packets": ix.packets,
-             "complete": ix.complete, "marks": [dataclasses.astuple(m) for m in ix.marks]}
+             "complete": ix.complete, "marks": [list(m) for m in ix.marks]}
         try:
             self.sidecars.mkdir(mode=0o700, exist_ok=True)
             final = self._sidecar(ix.name)

@@ -108,6 +108,9 @@ def test_a_window_a_threat_and_their_age(agent, tmp_path):
     with pytest.raises(ApiError) as e:
         agent.client.pcap(open(os.devnull, "wb"), threat=threat["id"])
     assert (e.value.status, e.value.code) == (404, "NO_PACKETS_KEPT") and "aged out" in e.value.message
+    r = capbox_pcap(agent, "--threat", threat["id"], "-w", tmp_path / "old.pcapng")
+    assert r.returncode == 1 and "aged out" in r.stderr and "NO_PACKETS_KEPT" in r.stderr
+    assert not (tmp_path / "old.pcapng").exists() and not (tmp_path / "old.pcapng.part").exists()
     sidecars = {p.name for p in (agent.data_dir / "recordings-index").iterdir()}
     assert sidecars <= {n + ".json" for n in names}          # the index follows retention
 
