@@ -42,8 +42,8 @@ STATUS = {
     "PATH_UNAVAILABLE": 503,
     "VERIFICATION_TIMEOUT": 504,
     "THREAT_NOT_FOUND": 404,
-    "NO_PACKETS_KEPT": 404,
-    "FLOW_NOT_FOUND": 404,          # no kept recording covers the window (never recorded, or aged out)
+    "NO_PACKETS_KEPT": 404,          # no kept recording covers the window (never recorded, or aged out)
+    "FLOW_NOT_FOUND": 404,           # not in the running capture's flow table
     "NO_FILTER": 422,                # a threat or call names nothing to find its packets by
     "SESSION_NOT_FOUND": 404,
     "SESSION_CONFLICT": 409,

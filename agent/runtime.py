@@ -22,9 +22,9 @@ from agent.api import events as event_routes
 from agent.api import firmware as firmware_routes
 from agent.api import export as export_routes
 from agent.api import jobs as job_routes
+from agent.api import pcap as pcap_routes
 from agent.api import platform as platform_routes
 from agent.api import system as system_routes
-from agent.api import pcap as pcap_routes
 from agent.api import recording as recording_routes
 from agent.api.app import Api
 from agent.api.server import Limits, Server, Tls

@@ -35,6 +35,7 @@ EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tl
                   "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
                   "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 FLOW_RING = 1 << 16
+FLOW_SEARCH = 100000     # flows looked through for one id (the table holds up to flows.max_flows)
 RATE_HISTORY = 600      # one sample a second: the last ten minutes
 FLOW_SORTS = ("bytes", "packets", "last", "first")
 
@@ -96,9 +97,6 @@ class Run:
         self.threads: list = []
         self.final: Optional[dict] = None
         self.bpf = req.bpf
-
-
-FLOW_SEARCH = 100000     # flows looked through for one id (the table holds up to flows.max_flows)
 
 
 class CaptureService:

@@ -82,10 +82,11 @@ def flow_window(flow, pad_s: float) -> Window:
     """A flow (hwdrivers FlowRecord): its hosts, ports and protocol, over its life."""
     proto = {6: "tcp", 17: "udp", 132: "sctp"}.get(flow.proto)
     ports = (flow.sport, flow.dport) if proto else ()
-    bpf = conversation(flow.src, flow.dst, ports, proto or f"ip proto {flow.proto}" if flow.family == 4 else
-                       proto or f"ip6 proto {flow.proto}")
-    if flow.vlan:
-        bpf = f"(vlan and {bpf}) or ({bpf})"
+    if proto is None:
+        proto = f"{'ip' if flow.family == 4 else 'ip6'} proto {flow.proto}"
+    bpf = conversation(flow.src, flow.dst, ports, proto)
+    if flow.vlan:   # `vlan` moves the offsets of what follows it: the untagged form goes first
+        bpf = f"({bpf}) or (vlan and {bpf})"
     since, until = _around(flow.first_ns / NS, flow.last_ns / NS, pad_s)
     return Window(since, until, bpf, f"flow {flow.id}")
 

@@ -203,3 +203,33 @@ def test_a_call_and_a_flow(agent, tmp_path):
     want = tcpdump(wiki, h["x-capbox-filter"], tmp_path, int(h["x-capbox-since-ns"]), int(h["x-capbox-until-ns"]))
     assert got and got == want[:len(got)], ({k: v for k, v in h.items() if k.startswith("x-")}, len(want))
     assert f"port {flow['sport']}" in h["x-capbox-filter"] and f"host {flow['src']}" in h["x-capbox-filter"]
+
+
+def test_flow_filters_meet_tcpdump_also_for_tagged_flows(tmp_path, synthetic_pcap):
+    """Every flow of the synthetic capture (802.1Q-tagged ones too, and IPv6): the flow's window and filter
+    through the index and C equal tcpdump with that filter over the original capture."""
+    from agent.recordings import packets
+    from agent.recordings.index import RecordingIndex
+    from hwdrivers import CaptureConfig, RecordConfig, RunResult, Session
+    src = synthetic_pcap[0]
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    with Session(CaptureConfig(source=src)) as s:
+        s.start_recording(RecordConfig(str(rec), rotate_bytes=1 << 20, lossless=True), None)
+        while s.run() != RunResult.EOF:
+            pass
+        s.stop_recording()
+        flows = s.active_flows(limit=100000, order="packets")
+    index = RecordingIndex(rec, tmp_path)
+    picked = [f for f in flows if f.vlan][:3] + [f for f in flows if f.family == 6][:2] + \
+        [f for f in flows if f.proto == 1][:1] + flows[:2]
+    assert any(f.vlan for f in picked) and any(f.family == 6 for f in picked)
+    for f in picked:
+        w = packets.flow_window(f, 0)
+        sources, _ = packets.plan(index, None, w)
+        with open(tmp_path / "f.pcapng", "wb") as out:
+            for chunk in packets.stream(sources, w):
+                out.write(chunk)
+        got = read_pcapng(tmp_path / "f.pcapng")["packets"]
+        assert got == tcpdump(src, w.bpf, tmp_path, w.since_ns, w.until_ns), w
+        assert len(got) == f.total_packets, w
