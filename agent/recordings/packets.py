@@ -59,8 +59,15 @@ def parse_time(text: str, name: str) -> Optional[int]:
     return ns
 
 
-def _around(first_s: float, last_s: float, pad_s: float) -> tuple:
-    return max(0, int((first_s - pad_s) * NS)), int((last_s + pad_s) * NS)
+def _around(first_ns: int, last_ns: int, pad_s: float) -> tuple:
+    pad = int(pad_s * NS)
+    return max(0, first_ns - pad), last_ns + pad
+
+
+def _ns(seconds: float, up: bool) -> int:
+    """Float seconds (a threat's or call's time) as nanoseconds, a microsecond outward: floats
+    do not hold a packet's nanosecond time exactly."""
+    return int(seconds * NS) + (1000 if up else -1000)
 
 
 def _host(addr) -> Optional[str]:
@@ -87,7 +94,7 @@ def flow_window(flow, pad_s: float) -> Window:
     bpf = conversation(flow.src, flow.dst, ports, proto)
     if flow.vlan:   # `vlan` moves the offsets of what follows it: the untagged form goes first
         bpf = f"({bpf}) or (vlan and {bpf})"
-    since, until = _around(flow.first_ns / NS, flow.last_ns / NS, pad_s)
+    since, until = _around(flow.first_ns, flow.last_ns, pad_s)
     return Window(since, until, bpf, f"flow {flow.id}")
 
 
@@ -104,7 +111,7 @@ def threat_window(row: dict, pad_s: float) -> Window:
     if not terms:
         raise AgentError("NO_FILTER", f"threat {row['id']} names no host or address to find its packets by",
                          {"threat_id": row["id"]})
-    since, until = _around(row["first_seen"], row["last_seen"], pad_s)
+    since, until = _around(_ns(row["first_seen"], False), _ns(row["last_seen"], True), pad_s)
     return Window(since, until, " or ".join(f"({t})" for t in terms), f"threat {row['id']}")
 
 
@@ -125,7 +132,7 @@ def call_window(detail: dict, pad_s: float) -> Window:
     if not terms:
         raise AgentError("NO_FILTER", "this call has no conversation to find its packets by",
                          {"call_id": detail.get("session_id")})
-    since, until = _around(detail["start_ts"], detail["end_ts"], pad_s)
+    since, until = _around(_ns(detail["start_ts"], False), _ns(detail["end_ts"], True), pad_s)
     return Window(since, until, " or ".join(f"({t})" for t in terms), f"call {detail.get('session_id')}")
 
 
