@@ -195,7 +195,7 @@ class ApiSection:
     sse_keepalive_s: int = 30
     sse_max_streams_per_key: int = 100
     sse_backlog: int = 1000
-    documentation_url: str = "https://capbox.invalid/docs/errors"
+    documentation_url: str = ""        # where error answers point; "": this agent's own GET /docs/errors
     # requests per minute by route class (the seeds' figures)
     rate_get: int = 1000
     rate_write: int = 120

@@ -25,6 +25,7 @@ from agent.store import StoreError
 log = logging.getLogger(__name__)
 
 READ, WRITE, ADMIN, PUBLIC = "read", "write", "admin", "public"   # who may call a route
+ERRORS_PAGE = "/docs/errors"
 DRAIN_MAX = 64 << 20     # bytes of a refused body still read (see _drain)
 TRUSTED = ApiKey("local", "sk", "in-process console", ("*",), 0.0, None, None)
 
@@ -41,7 +42,6 @@ class RouteInfo:
     tag: str
     deprecated: Optional[str] = None
     max_body: Optional[int] = None   # bytes; None: api.max_body_kb
-    produces: str = ""               # the media type of a 200 that is not JSON (a stream of bytes)
 
 
 def json_default(o):
@@ -99,7 +99,7 @@ class Api:
             "error": {"code": code, "message": message, "details": details or {}},
             "timestamp": now_iso(),
             "request_id": request_id,
-            "documentation_url": f"{self.cfg.api.documentation_url}#{code}",
+            "documentation_url": f"{self.cfg.api.documentation_url or _own_docs()}#{code}",
         })
 
     def _bottle_error(self, err: bottle.HTTPError) -> str:
@@ -126,12 +126,12 @@ class Api:
 
     def route(self, method: str, path: str, summary: str, access: str = READ, rate: str = "",
               query: Optional[dict] = None, body: Optional[dict] = None, tag: str = "",
-              deprecated: Optional[str] = None, max_body: Optional[int] = None, produces: str = ""):
+              deprecated: Optional[str] = None, max_body: Optional[int] = None):
         """Declare a route: fn(**query, **body, **url_args) returns a JSON-able
         value (or a (status, value) pair, or a bottle.HTTPResponse)."""
         rate = rate or ("get" if method == "GET" else "write")
         info = RouteInfo(method, path, summary, access, rate, query or {}, body or {},
-                         tag or path.split("/")[2], deprecated, max_body, produces)
+                         tag or path.split("/")[2], deprecated, max_body)
         self.routes.append(info)
 
         def decorate(fn: Callable):
@@ -248,6 +248,12 @@ class Api:
         if not isinstance(body, dict):
             raise AgentError("VALIDATION_ERROR", "the body must be a JSON object", {"reason": "not_an_object"})
         return body
+
+
+def _own_docs() -> str:
+    """This agent's error reference, at the address the client used to reach it."""
+    scheme, netloc = bottle.request.urlparts[:2]
+    return f"{scheme}://{netloc}{ERRORS_PAGE}"
 
 
 def _drain(environ: dict, authorized: bool) -> None:

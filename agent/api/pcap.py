@@ -39,7 +39,7 @@ def register(api: Api) -> None:
     agent = api.agent
 
     @api.route("GET", "/v1/pcap", "The kept packets of a window (and filter, flow, threat or call) as one pcapng",
-               access=READ, query=PCAP, tag="recordings", produces=packets.MEDIA_TYPE)
+               access=READ, query=PCAP, tag="recordings")
     def pcap(since, until, bpf, flow, threat, call, pad_s):
         w = window(agent, since, until, bpf, flow, threat, call, pad_s)
         key = bottle.request.environ.get("capbox.key")

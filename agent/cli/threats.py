@@ -10,27 +10,20 @@ import json
 import sys
 from typing import Optional
 
+from agent.cli.common import console, escape, severity
 from agent.client import ApiError, Client, add_tls_arguments, default_key
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 STATUSES = ("acknowledged", "confirmed", "false_positive")
-SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "dim"}
-
-
-def _console():
-    """rich on a terminal (colours, NO_COLOR honoured); plain lines into a pipe."""
-    from rich.console import Console
-    return Console(highlight=False, soft_wrap=True)
 
 
 def _line(t: dict) -> str:
-    sev = t["severity"]
     who = t["attacker"] or t["source_ip"]
     if t.get("attacker_mac"):
         who += f" ({t['attacker_mac']})"
-    return (f"{t['id']}  {(t.get('last_seen') or t['timestamp'])[:19]}  [{SEVERITY_STYLE.get(sev, '')}]{sev:<8}[/]  "
-            f"{t['attack_type']:<14} {who} -> {t['dest_ip']}  x{t['count']}  {t['status']}"
-            f"{'  verified' if t['verified'] else ''}")
+    return (f"{t['id']}  {(t.get('last_seen') or t['timestamp'])[:19]}  {severity(t['severity'])}  "
+            + escape(f"{t['attack_type']:<14} {who} -> {t['dest_ip']}  x{t['count']}  {t['status']}"
+                     f"{'  verified' if t['verified'] else ''}"))
 
 
 def _show(out, t: dict, as_json: bool) -> None:
@@ -59,7 +52,7 @@ def cmd_threats(args) -> int:
     c = connect(args)
     if c is None:
         return 1
-    out = _console()
+    out = console()
     try:
         if args.action == "show":
             t = c.get_threat(args.id)
