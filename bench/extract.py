@@ -69,25 +69,9 @@ def read_epbs(path) -> list:
     return out
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--gb", type=float, default=10.0)
-    ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--pad-s", type=float, default=1.0)
-    ap.add_argument("--data", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "capbox-bench"))
-    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
-    ap.add_argument("--note", default="")
-    ap.add_argument("--keep", action="store_true", help="keep the recordings afterwards")
-    a = ap.parse_args()
-    from agent.recordings import packets
+def prepare(a, data: pathlib.Path, rec: pathlib.Path) -> dict:
+    """Generate, record, index: the recordings and what that took."""
     from agent.recordings.index import RecordingIndex
-    from hwdrivers import CaptureConfig, RunResult, Session
-    from hwdrivers.extract import extract
-    from hwdrivers.flows import proto_name
-
-    data = pathlib.Path(a.data)
-    data.mkdir(parents=True, exist_ok=True)
-    rec = data / "extract-recordings"
     for d in (rec, data / "recordings-index"):
         shutil.rmtree(d, ignore_errors=True)
     rec.mkdir()
@@ -99,45 +83,58 @@ def main() -> int:
     record_s = time.monotonic() - t0
     src.unlink()
     files = sorted(p for p in rec.iterdir() if p.name.endswith(".pcapng"))
-    total = sum(p.stat().st_size for p in files)
-
     t0 = time.monotonic()
     RecordingIndex(rec, data).refresh()
     index_s = time.monotonic() - t0
-    sidecar_bytes = sum(p.stat().st_size for p in (data / "recordings-index").iterdir())
+    return {"files": files, "total": sum(p.stat().st_size for p in files), "gen_s": gen_s, "record_s": record_s,
+            "index_s": index_s,
+            "sidecar_bytes": sum(p.stat().st_size for p in (data / "recordings-index").iterdir())}
 
-    middle = files[len(files) // 2]
+
+def pick_flow(middle: pathlib.Path):
+    """A TCP flow of a middle file, from the C flow table."""
+    from hwdrivers import CaptureConfig, RunResult, Session
+    from hwdrivers.flows import proto_name
     with Session(CaptureConfig(source=str(middle))) as s:
         while s.run() != RunResult.EOF:
             pass
         flows = [f for f in s.active_flows(limit=200, order="packets") if proto_name(f.proto) == "tcp"]
-    flow = flows[len(flows) // 2]
-    w = packets.flow_window(flow, a.pad_s)
-    out = data / "extract-flow.pcapng"
+    return flows[len(flows) // 2]
 
+
+def time_capbox(w, rec: pathlib.Path, data: pathlib.Path, out: pathlib.Path, runs: int) -> dict:
+    """GET /v1/pcap's path, each run as a fresh query would (sidecars read from disk)."""
+    from agent.recordings import packets
+    from agent.recordings.index import RecordingIndex
+    from hwdrivers.extract import extract
     walls = []
-    for _ in range(a.runs):
-        ix = RecordingIndex(rec, data)           # as a fresh query would: sidecars read from disk
+    for _ in range(runs):
+        ix = RecordingIndex(rec, data)
         t0 = time.monotonic()
         sources, read = packets.plan(ix, None, w)
         with open(out, "wb") as f:
             st = extract(sources, w.since_ns, w.until_ns, w.bpf, f.fileno())
         walls.append(time.monotonic() - t0)
-    got = read_epbs(out)
+    return {"walls": walls, "median": statistics.median(walls), "read": read, "st": st, "got": read_epbs(out)}
 
+
+def time_tcpdump(w, files: list, data: pathlib.Path) -> dict:
     listing = data / "extract-files.txt"
     listing.write_text("".join(f"{p}\n" for p in files))
-    td_out = data / "extract-tcpdump.pcap"
+    out = data / "extract-tcpdump.pcap"
     t0 = time.monotonic()
-    sh("tcpdump", "-Z", "root", "-V", listing, "-w", td_out, w.bpf)   # -Z: it would read later files as user tcpdump
-    tcpdump_s = time.monotonic() - t0
-    want = [p for p in read_epbs(td_out) if w.since_ns <= p[0] <= w.until_ns]
-    same = got == want
+    sh("tcpdump", "-Z", "root", "-V", listing, "-w", out, w.bpf)   # -Z: it would read later files as user tcpdump
+    wall = time.monotonic() - t0
+    want = [p for p in read_epbs(out) if w.since_ns <= p[0] <= w.until_ns]
+    for p in (out, listing):
+        p.unlink(missing_ok=True)
+    return {"wall": wall, "want": want}
 
-    med = statistics.median(walls)
-    ok = same and med < 2.0 and tcpdump_s / med >= 20
+
+def section(a, m: dict, flow, middle, w, c: dict, t: dict, same: bool, ok: bool) -> str:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    section = "\n".join([
+    files, total = m["files"], m["total"]
+    return "\n".join([
         BEGIN,
         "## Packets from recordings: one flow out of rotated recordings (GET /v1/pcap's path)",
         "",
@@ -146,31 +143,57 @@ def main() -> int:
         "times are upper bounds.",
         "",
         f"- recordings: {len(files)} files of up to 100 MB, {total / 1e9:.2f} GB, "
-        f"written by `capbox record --rotate-mb 100` from a genpcap capture ({gen_s:.0f} s to generate, "
-        f"{record_s:.0f} s to record)",
-        f"- index: {index_s:.1f} s for every file (done by the agent as each file closes), "
-        f"{sidecar_bytes / 1e6:.1f} MB of sidecars",
+        f"written by `capbox record --rotate-mb 100` from a genpcap capture ({m['gen_s']:.0f} s to generate, "
+        f"{m['record_s']:.0f} s to record)",
+        f"- index: {m['index_s']:.1f} s for every file (done by the agent as each file closes), "
+        f"{m['sidecar_bytes'] / 1e6:.1f} MB of sidecars",
         f"- the flow: `{w.bpf}`, {flow.total_packets} packets in the flow table of {middle.name}; window "
         f"{(w.until_ns - w.since_ns) / 1e9:.1f} s (its life, {a.pad_s:g} s either side)",
         "",
         "| | wall | read | packets out |",
         "|---|---:|---:|---:|",
-        f"| capbox (index + C over the window's ranges), median of {a.runs} | {med:.3f} s (first {walls[0]:.3f} s) "
-        f"| {st.bytes_read / 1e6:.1f} MB of {read['files']} files, {read['ranges']} ranges | {st.packets} |",
-        f"| `tcpdump -V every-file -w out '{w.bpf}'` | {tcpdump_s:.1f} s | {total / 1e9:.2f} GB, {len(files)} files "
-        f"| {len(want)} in the window |",
+        f"| capbox (index + C over the window's ranges), median of {a.runs} | {c['median']:.3f} s "
+        f"(first {c['walls'][0]:.3f} s) | {c['st'].bytes_read / 1e6:.1f} MB of {c['read']['files']} files, "
+        f"{c['read']['ranges']} ranges | {c['st'].packets} |",
+        f"| `tcpdump -V every-file -w out '{w.bpf}'` | {t['wall']:.1f} s | {total / 1e9:.2f} GB, {len(files)} files "
+        f"| {len(t['want'])} in the window |",
         "",
-        f"capbox is {tcpdump_s / med:.0f}x faster; the packets are {'the same' if same else 'NOT the same'} "
+        f"capbox is {t['wall'] / c['median']:.0f}x faster; the packets are {'the same' if same else 'NOT the same'} "
         f"(bytes and nanosecond times).  Targets: under 2 s and at least 20x: "
         f"{'met' if ok else 'NOT met'}.",
         END, ""])
-    write_section(a.results, "extract", section)
-    print(section)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gb", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--pad-s", type=float, default=1.0)
+    ap.add_argument("--data", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "capbox-bench"))
+    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
+    ap.add_argument("--note", default="")
+    ap.add_argument("--keep", action="store_true", help="keep the recordings afterwards")
+    a = ap.parse_args()
+    from agent.recordings import packets
+    data = pathlib.Path(a.data)
+    data.mkdir(parents=True, exist_ok=True)
+    rec = data / "extract-recordings"
+    m = prepare(a, data, rec)
+    middle = m["files"][len(m["files"]) // 2]
+    flow = pick_flow(middle)
+    w = packets.flow_window(flow, a.pad_s)
+    out = data / "extract-flow.pcapng"
+    c = time_capbox(w, rec, data, out, a.runs)
+    t = time_tcpdump(w, m["files"], data)
+    same = c["got"] == t["want"]
+    ok = same and c["median"] < 2.0 and t["wall"] / c["median"] >= 20
+    text = section(a, m, flow, middle, w, c, t, same, ok)
+    write_section(a.results, "extract", text)
+    print(text)
     if not a.keep:
         shutil.rmtree(rec, ignore_errors=True)
         shutil.rmtree(data / "recordings-index", ignore_errors=True)
-    for p in (out, td_out, listing):
-        p.unlink(missing_ok=True)
+    out.unlink(missing_ok=True)
     return 0 if ok else 1
 
 
