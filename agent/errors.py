@@ -57,6 +57,13 @@ CATALOGUE = {
     "PATH_UNAVAILABLE": (503, "A verification path named in the request is unknown or down (GET /v1/paths)."),
     "VERIFICATION_TIMEOUT": (504, "Not enough paths answered within the timeout."),
     "THREAT_NOT_FOUND": (404, "No threat with this id."),
+    "NO_PACKETS_KEPT": (404, "No kept recording covers this window: its packets were never recorded, or retention "
+                             "(recording keep_mb, keep_s) has deleted them. details.kept has the oldest and newest "
+                             "kept packet."),
+    "FLOW_NOT_FOUND": (404, "The flow is not in the running capture's table (it ended, or no capture runs). Ask "
+                            "GET /v1/pcap with since, until and a bpf of its hosts and ports instead."),
+    "NO_FILTER": (422, "The threat or call names no address to find its packets by; ask GET /v1/pcap with a window "
+                       "and a bpf instead."),
     "SESSION_CONFLICT": (409, "A deception session is already active for this target, or the session is already "
                               "stopped."),
     "TOKEN_NOT_FOUND": (404, "No honeytoken with this value."),

@@ -77,6 +77,8 @@ THREAT = obj(
 THREAT_DETAIL = {"allOf": [ref("Threat"), obj(
     {"evidence": ANY_OBJECT, "verification_result": null(ANY_OBJECT), "note": null(STR),
      "deception_session": null(ANY_OBJECT), "correlation_id": null(STR),
+     "packets": obj({"state": STR}, {"window": ANY_OBJECT, "files": arr(STR), "oldest_kept_ns": null(COUNT),
+                                     "reason": STR}, "what the recordings still hold of it (GET /v1/pcap?threat=)"),
      "related_events": arr(obj({"event_type": STR, "timestamp": TIME, "channel": STR, "data": ANY_OBJECT}))})]}
 FLOW = obj(
     {"id": COUNT, "src": STR, "dst": STR, "sport": COUNT, "dport": COUNT, "proto": STR, "vlan": COUNT,
@@ -255,6 +257,8 @@ RESPONSES = {
     "GET /v1/recordings/<name>": (200, {**BINARY, "contentMediaType": "application/x-pcapng"},
                                   "application/x-pcapng"),
     "DELETE /v1/recordings/<name>": (200, obj({"deleted": BOOL, "name": STR})),
+    "GET /v1/pcap": (200, {**BINARY, "contentMediaType": "application/vnd.tcpdump.pcap-ng"},
+                     "application/vnd.tcpdump.pcap-ng"),
     # detection
     "GET /v1/threats": (200, page("threats", ref("Threat"), total=COUNT, limit=COUNT, offset=COUNT, count=COUNT)),
     "GET /v1/threats/<threat_id>": (200, THREAT_DETAIL),

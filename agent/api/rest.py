@@ -3,14 +3,14 @@ server on its socket.  The entry point (agent.cli.box) builds it and attaches
 it; the agent sees only start, probe, where and stop."""
 import ssl
 
-from agent.api import analysis, calls, capture, deception, detection, events, export, firmware, jobs, \
+from agent.api import analysis, calls, capture, deception, detection, events, export, firmware, jobs, pcap, \
     platform, recording, system
 from agent.api.app import Api
 from agent.api.server import Limits, Server, Tls
 from agent.config import ConfigError
 
 # the route modules, each with register(api); a new resource adds its module here
-ROUTES = (platform, capture, export, recording, analysis, events, detection, deception, firmware, jobs, calls,
+ROUTES = (platform, capture, export, recording, pcap, analysis, events, detection, deception, firmware, jobs, calls,
           system)
 
 

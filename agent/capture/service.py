@@ -32,6 +32,7 @@ from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 log = logging.getLogger(__name__)
 
 FLOW_RING = 1 << 16
+FLOW_SEARCH = 100000     # flows looked through for one id (the table holds up to flows.max_flows)
 FLOW_SORTS = ("bytes", "packets", "last", "first")
 
 
@@ -352,6 +353,16 @@ class CaptureService:
         out = [f.as_dict() for f in rows if keep(f)][:limit]
         return {"count": len(out), "active": run.session.counters().flows_active, "sort": sort, "flows": out}
 
+    def flow(self, flow_id: int):
+        """A flow still in the running capture's table (the most recently active FLOW_SEARCH), by its id."""
+        run = self.run
+        if run is not None:
+            for f in run.session.active_flows(limit=FLOW_SEARCH, order="last"):
+                if f.id == flow_id:
+                    return f
+        raise AgentError("FLOW_NOT_FOUND", f"flow {flow_id} is not in the running capture's flow table",
+                         {"flow_id": flow_id, "hint": "an ended flow's packets: ?since&until&bpf= with its hosts"})
+
     def set_filter(self, bpf: str) -> dict:
         """Replace the running capture's BPF filter ("" for none)."""
         run = self._require_run()
@@ -422,6 +433,16 @@ class CaptureService:
             out = self.recording.list(self._session())
             out["recording"] = self.recording.status(self._session())
             return out
+
+    def packets(self, window, full_key: bool) -> tuple:
+        with self._lock:
+            current = self._session()
+        return self.recording.packets(current, window, full_key)
+
+    def kept(self, window) -> dict:
+        with self._lock:
+            current = self._session()
+        return self.recording.kept(current, window)
 
     def delete_recording(self, name: str) -> dict:
         with self._lock:

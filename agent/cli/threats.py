@@ -8,6 +8,7 @@ list them, follow new ones as they are raised, show one, mark one.
 import argparse
 import json
 import sys
+from typing import Optional
 
 from agent.cli.common import console, escape, severity
 from agent.client import ApiError, Client, add_tls_arguments, default_key
@@ -33,16 +34,23 @@ def _show(out, t: dict, as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def cmd_threats(args) -> int:
+def connect(args) -> Optional[Client]:
+    """A client for --url with --key (or CAPBOX_KEY, or DATA_DIR/admin.key); None, said on stderr, without one."""
     key = args.key or default_key(args.data_dir or "./var")
     if not key:
         print("capbox: error: no API key: give --key, set CAPBOX_KEY, or run where DATA_DIR/admin.key is readable",
               file=sys.stderr)
-        return 1
+        return None
     try:
-        c = Client(args.url, key, timeout=30, cacert=args.cacert, pin=args.pin)
+        return Client(args.url, key, timeout=30, cacert=args.cacert, pin=args.pin)
     except ValueError as e:
         print(f"capbox: error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_threats(args) -> int:
+    c = connect(args)
+    if c is None:
         return 1
     out = console()
     try:
