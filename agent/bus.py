@@ -17,8 +17,12 @@ CHANNELS = (
     "packets:ndp", "packets:dhcp", "flows:expired", "capture:state", "attacks:detected", "threats:raised",
     "attacks:verified", "anomalies:detected", "windows:closed", "deception:started", "deception:events",
     "deception:stopped",
-    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "system:log",
+    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health",
 )
+# the channel of each kind of packet event the C core hands up (hwdrivers.events)
+EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
+                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
+                  "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 
 
 def iso(ts: Optional[float]) -> Optional[str]:

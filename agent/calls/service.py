@@ -42,7 +42,6 @@ class CallsService(Service):
         self.stored = 0
         self.watch_errors = 0
         self._heard = time.monotonic()  # when the newest packet time was seen
-        agent.calls = self
 
     def _tracker(self) -> Tracker:
         return Tracker(on_media=self._watch, max_calls=self.cfg.max_calls)

@@ -21,13 +21,13 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
             by_kind.setdefault(k, []).append(d)
     config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=kinds_of(detectors), event_ring=1 << 14,
                            lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
-    found = []
+    found: list = []
     with Session(config) as s:
-        def batch():
+        def feed():
             for ev in s.read_events():
                 for d in by_kind.get(ev.kind, ()):
                     found.extend(d.feed(ev))
-        error = s.run_to_eof(batch, flush=False)
+        error = s.run_to_eof(feed)
     return found, error, detectors
 
 

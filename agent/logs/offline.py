@@ -32,6 +32,9 @@ def log_file(path: str, types: Iterable[str], emit: Callable[[str, dict], None],
                 out(builder.flow(f.as_dict()))
             out(builder.expire())
         error = s.run_to_eof(batch)
+        while s.flush():                # every flow still open ends: its conn record, and what waited for it
+            batch()
+        batch()
         out(builder.flush())
         packets = s.counters().packets
     if types & {"sip", "rtp"} and error is None:
