@@ -33,6 +33,16 @@ def iso(ts: Optional[float]) -> Optional[str]:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(text: str) -> float:
+    """Unix seconds, or an ISO 8601 time (UTC when it names no zone), as unix seconds; ValueError otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (dt if dt.tzinfo else dt.replace(tzinfo=datetime.timezone.utc)).timestamp()
+
+
 def now_iso() -> str:
     return iso(datetime.datetime.now(datetime.timezone.utc).timestamp())
 

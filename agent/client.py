@@ -420,6 +420,27 @@ class Client:
             raise api_error(r.status, payload, {k.lower(): v for k, v in r.getheaders()}, data)
         return payload
 
+    def logs(self, kind: str, **query) -> Iterator[dict]:
+        """The records of one protocol log type (GET /v1/logs/{type} as JSON lines), as they arrive."""
+        q = {k: v for k, v in query.items() if v not in (None, "")} | {"format": "jsonl"}
+        path = f"/v1/logs/{urllib.parse.quote(kind, safe='')}?{urllib.parse.urlencode(q)}"
+        conn = self._conn()
+        try:
+            conn.request("GET", path, headers=self._headers())
+            r = conn.getresponse()
+            if r.status >= 400:
+                data = r.read()
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    payload = None
+                raise api_error(r.status, payload, {k.lower(): v for k, v in r.getheaders()}, data)
+            for line in r:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
+
 
 class InProcessClient(Client):
     """The same API called inside the agent's process, through its WSGI app:

@@ -89,6 +89,18 @@ class RecordingSection:
 
 
 @dataclasses.dataclass(frozen=True)
+class LogsSection:
+    """Protocol logs (docs/LOGS.md): JSON lines per type under <data_dir>/logs and an index for GET /v1/logs.
+    Retention is one policy with the recordings': each keeps its own keep_mb and keep_s (by write time)."""
+    enabled: bool = True
+    types: tuple = ("conn", "dns", "http", "tls", "sip", "rtp", "arp", "ndp", "dhcp")
+    rotate_mb: int = 64             # a type's file starts again after this many MB (<type>.log.<UTC time>)
+    keep_mb: int = 2048             # retention: the log files (and the index) together at most this (0: no limit)
+    keep_s: int = 7 * 86400         # retention: records written longer ago than this go (0: no limit)
+    queue: int = 65536              # capture output waiting to be logged; beyond it, dropped and counted
+
+
+@dataclasses.dataclass(frozen=True)
 class AnalysisSection:
     """Traffic windows, baselines, and the anomaly thresholds (used against a
     baseline when there is one, as they stand when not)."""
@@ -267,6 +279,7 @@ class Config:
     deception: DeceptionSection = DeceptionSection()
     export: ExportSection = ExportSection()
     recording: RecordingSection = RecordingSection()
+    logs: LogsSection = LogsSection()
     jobs: JobsSection = JobsSection()
     calls: CallsSection = CallsSection()
     api: ApiSection = ApiSection()
@@ -299,6 +312,10 @@ class Config:
     @property
     def recordings_dir(self) -> pathlib.Path:
         return self.data_dir / "recordings"
+
+    @property
+    def logs_dir(self) -> pathlib.Path:
+        return self.data_dir / "logs"
 
     @property
     def jobs_dir(self) -> pathlib.Path:
@@ -422,6 +439,9 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
     if bad:
         raise ConfigError(f"tunnels.{bad[0]}", bad[1])
     _check_eve(cfg.eve)
+    unknown = set(cfg.logs.types) - set(LogsSection.types)
+    if unknown:
+        raise ConfigError("logs.types", f"unknown log type {sorted(unknown)[0]!r} (types: {', '.join(LogsSection.types)})")
     if cfg.recording.snaplen and cfg.recording.snaplen < 64:
         raise ConfigError("recording.snaplen", "must be 0 (whole packets) or at least 64")
     if not cfg.recording.prefix.replace("_", "").replace("-", "").isalnum():

@@ -6,7 +6,7 @@ starts them after its services and stops them first.  Threads: capture and
 dispatcher (per capture run), store-writer, stats (samples, heartbeats,
 systemd watchdog), one per service on the bus (the fields made in
 Agent.__init__: analysis, detectors, deception, threats, calls, jobs, eve,
-tally), the jobs' workers (jobs-worker-N), and the faces' own (api and its
+protologs, tally), the jobs' workers (jobs-worker-N), and the faces' own (api and its
 workers, console).  SIGINT/SIGTERM stop the capture (flows are flushed onto
 the bus), the faces, then the services and the store."""
 import logging
@@ -34,6 +34,7 @@ from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
 from agent.outputs.forwarder import EveService
+from agent.logs.service import LogService
 from agent.services import Face, start_services
 from agent.stats import samples
 from agent.stats.prometheus import Metrics, TallyService
@@ -76,6 +77,7 @@ class Agent:
         self.calls = CallsService()
         self.jobs = JobsService()
         self.eve = EveService()
+        self.protologs = LogService()         # the protocol logs (self.logs: the agent's own log records)
         self.tally = TallyService()           # reads metrics
         self.faces: list = []
         self.notifier = Notifier()
@@ -129,7 +131,7 @@ class Agent:
         self.store.start()
         self.ensure_admin_key()
         self.services = start_services(self, [self.analysis, *self.detectors, self.deception, self.threats,
-                                               self.calls, self.jobs, self.eve, self.tally])
+                                               self.calls, self.jobs, self.eve, self.protologs, self.tally])
         for face in self.faces:              # after the services: faces call them
             face.start()
         stats = self.health.register("stats", critical=False)

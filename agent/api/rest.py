@@ -3,7 +3,7 @@ server on its socket.  The entry point (agent.cli.box) builds it and attaches
 it; the agent sees only start, probe, where and stop."""
 import ssl
 
-from agent.api import analysis, calls, capture, deception, detection, events, export, firmware, jobs, pcap, \
+from agent.api import analysis, calls, capture, deception, detection, events, export, firmware, jobs, logs, pcap, \
     platform, recording, system
 from agent.api.app import Api
 from agent.api.server import Limits, Server, Tls
@@ -11,7 +11,7 @@ from agent.config import ConfigError
 
 # the route modules, each with register(api); a new resource adds its module here
 ROUTES = (platform, capture, export, recording, pcap, analysis, events, detection, deception, firmware, jobs, calls,
-          system)
+          system, logs)
 
 
 class RestFace:
