@@ -11,6 +11,7 @@ import typing
 from typing import Optional
 
 from agent import config
+from agent.logs.records import TYPES as LOG_TYPES
 
 STR, INT, NUM, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}
 COUNT = {"type": "integer", "minimum": 0}
@@ -162,6 +163,10 @@ VERDICT = obj({"ok": BOOL, "reason": STR, "message": STR, "header": null(ANY_OBJ
                "rollback_override": {}})
 FIRMWARE_VERDICT = {"allOf": [VERDICT, obj({"valid": BOOL})]}
 
+LOG_RECORD = obj({"ts": UNIX}, {"uid": STR, "community_id": STR, "id.orig_h": STR, "id.orig_p": COUNT,
+                                "id.resp_h": STR, "id.resp_p": COUNT, "proto": STR},
+                 "one protocol log record, Zeek's field names (docs/LOGS.md)")
+
 SCHEMAS = {"Threat": THREAT, "Flow": FLOW, "CaptureStatus": CAPTURE_STATUS, "Exporter": EXPORTER,
            "Recording": RECORDING, "Encryption": ENCRYPTION, "Window": WINDOW, "WindowSet": WINDOW_SET,
            "Anomaly": ANOMALY, "Call": CALL, "Job": JOB, "ApiKey": API_KEY, "Deception": DECEPTION,
@@ -210,6 +215,8 @@ RESPONSES = {
                                  "system": obj({"mode": STR, "data_dir": STR, "window_size": COUNT}),
                                  "data": ANY_OBJECT, "capture": obj({"running": BOOL})})),
     "GET /v1/config": (200, _config_schema()),
+    "GET /v1/logs/<kind>": (200, obj({"type": {"type": "string", "enum": list(LOG_TYPES)}, "records": arr(LOG_RECORD),
+                                      "count": COUNT})),
     "GET /v1/logs": (200, obj({"type": STR, "limit": COUNT, "total": COUNT, "returned": COUNT, "count": COUNT,
                                "logs": arr(obj({"ts": UNIX, "level": STR, "logger": STR, "message": STR}))})),
     "GET /v1/stats": (200, obj({"period": STR, "timestamp": TIME, "since": UNIX,

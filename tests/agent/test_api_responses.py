@@ -61,6 +61,7 @@ def _drive(d: Driver, pcaps) -> None:
     d.get("/v1/threats/{threat_id}", threat_id=tid)
     d.call("PATCH", "/v1/threats/{threat_id}", {"status": "acknowledged", "note": "seen"}, threat_id=tid)
     d.get("/v1/threats", "severity=high&limit=5")
+    wait_for(lambda: d.get("/v1/logs/{kind}", kind="arp")["records"], 30)
     name = d.get("/v1/recordings")["recordings"][0]["name"]
     d.get("/v1/recordings/{name}", name=name)
 
