@@ -17,7 +17,7 @@ CHANNELS = (
     "packets:ndp", "packets:dhcp", "flows:expired", "capture:state", "attacks:detected", "threats:raised",
     "attacks:verified", "anomalies:detected", "windows:closed", "deception:started", "deception:events",
     "deception:stopped",
-    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health",
+    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "logs:records",
 )
 # the channel of each kind of packet event the C core hands up (hwdrivers.events)
 EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",

@@ -438,7 +438,7 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
     bad = cfg.tunnels.problem()
     if bad:
         raise ConfigError(f"tunnels.{bad[0]}", bad[1])
-    _check_eve(cfg.eve)
+    _check_eve(cfg.eve, cfg.logs)
     unknown = set(cfg.logs.types) - set(LogsSection.types)
     if unknown:
         raise ConfigError("logs.types", f"unknown log type {sorted(unknown)[0]!r} (types: {', '.join(LogsSection.types)})")
@@ -460,12 +460,17 @@ def _check_tls(api: ApiSection) -> None:
             raise ConfigError(f"api.{key}", f"cannot read {path}")
 
 
-def _check_eve(e: EveSection) -> None:
+def _check_eve(e: EveSection, logs: LogsSection) -> None:
     from agent.outputs import eve, syslog
+    logged = set(logs.types) if logs.enabled else set()
     for key, types in (("file_types", e.file_types), ("syslog_types", e.syslog_types)):
         unknown = set(types) - set(eve.TYPES)
         if unknown:
             raise ConfigError(f"eve.{key}", f"unknown event type {sorted(unknown)[0]!r} (types: {', '.join(eve.TYPES)})")
+        unlogged = sorted(t for t in types if eve.MAKERS[t][0] == eve.LOG_CHANNEL and t not in logged)
+        if unlogged:   # EVE http and tls are the protocol logs' records
+            raise ConfigError(f"eve.{key}", f"{unlogged[0]!r} events come from the protocol logs: add it to "
+                                            "[logs] types (and keep [logs] enabled)")
     for url in e.syslog:
         try:
             syslog.parse_target(url)

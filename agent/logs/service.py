@@ -10,6 +10,7 @@ import time
 
 from agent.logs.index import Index
 from agent.logs.records import Builder
+from agent.outputs.eve import LOG_CHANNEL
 from agent.outputs.evefile import EveFile, prune
 from agent.services import Service
 
@@ -65,6 +66,7 @@ class LogService(Service):
         self.builder = Builder(self.types)
         self.files = LogFiles(agent.cfg.logs_dir, sorted(self.types), c.rotate_mb << 20)
         self.index = Index(agent.cfg.logs_dir / INDEX_FILE)
+        self.bus = agent.bus
         self.written: collections.Counter = collections.Counter()
         self.files_pruned = 0
         self._next_prune = 0.0
@@ -90,6 +92,7 @@ class LogService(Service):
             self.files.write(kind, line)
             self.index.add(kind, rec, line, now)
             self.written[kind] += 1
+            self.bus.publish(LOG_CHANNEL, kind, rec, source="logs")     # EVE http/tls, SSE followers
 
     def tick(self, now: float) -> None:
         self._write(self.builder.expire())
