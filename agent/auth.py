@@ -67,6 +67,11 @@ def _row_key(row) -> ApiKey:
                   row["created"], row["expires"], row["revoked"])
 
 
+def fingerprint(der: bytes) -> str:
+    """SHA-256 of a certificate (DER), as `AB:CD:...`: what the console shows and --pin takes."""
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
 class KeyStore:
     def __init__(self, store):
         self.store = store

@@ -17,8 +17,12 @@ CHANNELS = (
     "packets:ndp", "packets:dhcp", "flows:expired", "capture:state", "attacks:detected", "threats:raised",
     "attacks:verified", "anomalies:detected", "windows:closed", "deception:started", "deception:events",
     "deception:stopped",
-    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "system:log",
+    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "logs:records",
 )
+# the channel of each kind of packet event the C core hands up (hwdrivers.events)
+EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
+                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
+                  "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 
 
 def iso(ts: Optional[float]) -> Optional[str]:
@@ -27,6 +31,16 @@ def iso(ts: Optional[float]) -> Optional[str]:
         return None
     dt = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(text: str) -> float:
+    """Unix seconds, or an ISO 8601 time (UTC when it names no zone), as unix seconds; ValueError otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return (dt if dt.tzinfo else dt.replace(tzinfo=datetime.timezone.utc)).timestamp()
 
 
 def now_iso() -> str:

@@ -22,6 +22,8 @@ import time
 import urllib.parse
 from typing import Iterator, Optional
 
+from agent.auth import fingerprint
+
 
 def default_key(data_dir) -> Optional[str]:
     """The key a console on this box uses unless told: CAPBOX_KEY, or the admin key in the data directory."""
@@ -46,11 +48,6 @@ def parse_pin(text: str) -> bytes:
         raise ValueError(f"a pin is the certificate's SHA-256 fingerprint, 64 hex digits (colons allowed), "
                          f"not {text!r}")
     return bytes.fromhex(t)
-
-
-def fingerprint(der: bytes) -> str:
-    """SHA-256 of a certificate (DER), as `AB:CD:...`: what the console shows and --pin takes."""
-    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
 
 
 def tls_context(cacert: Optional[str] = None, pin: Optional[str] = None) -> ssl.SSLContext:
@@ -254,6 +251,36 @@ class Client:
             raise api_error(r.status, payload, r.headers, r.body)
         return payload
 
+    def download(self, path: str, out, query: Optional[dict] = None, timeout: float = 300.0) -> dict:
+        """GET a body that may be large (a pcapng) into the binary file `out` as it comes: the response's
+        headers; ApiError (nothing written) for a refusal."""
+        if query:
+            path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        conn = self._conn(timeout)
+        try:
+            conn.request("GET", path, headers=self._headers({"Accept": "*/*"}))
+            r = conn.getresponse()
+            headers = {k.lower(): v for k, v in r.getheaders()}
+            if r.status >= 400:
+                body = r.read()
+                try:
+                    envelope = json.loads(body)
+                except ValueError:
+                    envelope = None
+                raise api_error(r.status, envelope, headers, body)
+            while True:
+                data = r.read(1 << 16)
+                if not data:
+                    break
+                out.write(data)
+            return headers
+        finally:
+            conn.close()
+
+    def pcap(self, out, **query) -> dict:
+        """GET /v1/pcap into `out` (since, until, bpf, flow, threat, call, pad_s): the response's headers."""
+        return self.download("/v1/pcap", out, {k: v for k, v in query.items() if v not in (None, "")})
+
     def get(self, path: str, **query):
         return self.request("GET", path, query=query or None)
 
@@ -392,6 +419,27 @@ class Client:
         if r.status >= 400:
             raise api_error(r.status, payload, {k.lower(): v for k, v in r.getheaders()}, data)
         return payload
+
+    def logs(self, kind: str, **query) -> Iterator[dict]:
+        """The records of one protocol log type (GET /v1/logs/{type} as JSON lines), as they arrive."""
+        q = {k: v for k, v in query.items() if v not in (None, "")} | {"format": "jsonl"}
+        path = f"/v1/logs/{urllib.parse.quote(kind, safe='')}?{urllib.parse.urlencode(q)}"
+        conn = self._conn()
+        try:
+            conn.request("GET", path, headers=self._headers())
+            r = conn.getresponse()
+            if r.status >= 400:
+                data = r.read()
+                try:
+                    payload = json.loads(data)
+                except ValueError:
+                    payload = None
+                raise api_error(r.status, payload, {k.lower(): v for k, v in r.getheaders()}, data)
+            for line in r:
+                if line.strip():
+                    yield json.loads(line)
+        finally:
+            conn.close()
 
 
 class InProcessClient(Client):

@@ -11,7 +11,9 @@ import pathlib
 import tomllib
 from typing import Any, Optional
 
-from hwdrivers.capture import Tunnels
+from agent.addresses import parse_collector
+from agent.configrules import RULES
+from hwdrivers import CAPTURE_DEFAULTS, Tunnels
 
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
 DEMO_PCAP = PACKAGE_DATA / "demo.pcap"
@@ -37,15 +39,17 @@ class CaptureSection:
     source: str = "demo"            # demo, a capture file, or an interface name
     backend: str = ""               # empty: pcapfile for files, afpacket for interfaces
     bpf: str = ""                   # a libpcap filter expression: only matching packets are seen at all
-    snaplen: int = 65535            # bytes kept of each packet
-    buffer_size_mb: int = 64        # the kernel ring (afpacket, pcap)
-    promisc: bool = True            # interfaces: every frame on the wire, not only those for this box
-    fanout_group: int = -1          # afpacket: PACKET_FANOUT group id shared with other readers (-1: none)
+    snaplen: int = CAPTURE_DEFAULTS.snaplen                # bytes kept of each packet
+    buffer_size_mb: int = CAPTURE_DEFAULTS.buffer_size_mb  # the kernel ring (afpacket, pcap)
+    promisc: bool = CAPTURE_DEFAULTS.promisc               # interfaces: every frame on the wire, not only those for this box
+    fanout_group: int = CAPTURE_DEFAULTS.fanout_group      # afpacket: PACKET_FANOUT group id shared with other readers (-1: none)
     autostart: bool = True          # capture `source` as the agent starts
+    # the box replays its autostart file (the demo) at the recorded pace and in a loop, unlike C's and the
+    # API's default (once, as fast as possible): a deliberate difference, not a second default
     pace: float = 1.0               # file replay speed; 0 = as fast as possible
     loop: bool = True               # file replay starts over at the end
     pcap_dirs: tuple = ()           # where capture files may be named from (plus data_dir/pcaps)
-    event_ring: int = 4096          # packet events queued for Python; beyond it they are dropped and counted
+    event_ring: int = CAPTURE_DEFAULTS.event_ring  # packet events queued for Python; beyond it they are dropped and counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +86,18 @@ class RecordingSection:
     buffer_kb: int = 1024           # one write, one encrypted chunk
     flush_ms: int = 1000            # a packet reaches its file at most this late
     key_file: str = ""              # encrypt from the start with this key file in <data_dir>/keys
+
+
+@dataclasses.dataclass(frozen=True)
+class LogsSection:
+    """Protocol logs (docs/LOGS.md): JSON lines per type under <data_dir>/logs and an index for GET /v1/logs.
+    Retention is one policy with the recordings': each keeps its own keep_mb and keep_s (by write time)."""
+    enabled: bool = True
+    types: tuple = ("conn", "dns", "http", "tls", "sip", "rtp", "arp", "ndp", "dhcp")
+    rotate_mb: int = 64             # a type's file starts again after this many MB (<type>.log.<UTC time>)
+    keep_mb: int = 2048             # retention: the log files (and the index) together at most this (0: no limit)
+    keep_s: int = 7 * 86400         # retention: records written longer ago than this go (0: no limit)
+    queue: int = 65536              # capture output waiting to be logged; beyond it, dropped and counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,7 +211,7 @@ class ApiSection:
     sse_keepalive_s: int = 30
     sse_max_streams_per_key: int = 100
     sse_backlog: int = 1000
-    documentation_url: str = "https://capbox.invalid/docs/errors"
+    documentation_url: str = ""        # where error answers point; "": this agent's own GET /docs/errors
     # requests per minute by route class (the seeds' figures)
     rate_get: int = 1000
     rate_write: int = 120
@@ -263,6 +279,7 @@ class Config:
     deception: DeceptionSection = DeceptionSection()
     export: ExportSection = ExportSection()
     recording: RecordingSection = RecordingSection()
+    logs: LogsSection = LogsSection()
     jobs: JobsSection = JobsSection()
     calls: CallsSection = CallsSection()
     api: ApiSection = ApiSection()
@@ -297,6 +314,10 @@ class Config:
         return self.data_dir / "recordings"
 
     @property
+    def logs_dir(self) -> pathlib.Path:
+        return self.data_dir / "logs"
+
+    @property
     def jobs_dir(self) -> pathlib.Path:
         return pathlib.Path(self.jobs.dir).resolve() if self.jobs.dir else self.data_dir / "jobs"
 
@@ -315,94 +336,6 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config)}
-
-# Ranges and choices checked at start, by key.
-RULES = {
-    "agent.log_level": {"choices": ("debug", "info", "warning", "error")},
-    "capture.backend": {"choices": ("", "pcapfile", "pcap", "afpacket", "fpga")},
-    "capture.snaplen": {"min": 64, "max": 262144},
-    "capture.buffer_size_mb": {"min": 1, "max": 4096},
-    "capture.fanout_group": {"min": -1, "max": 65535},
-    "capture.pace": {"min": 0, "max": 1000},
-    "capture.event_ring": {"min": 1024, "max": 1 << 20},
-    "flows.idle_timeout_s": {"min": 0, "max": 86400},
-    "flows.active_timeout_s": {"min": 0, "max": 86400},
-    "flows.max_flows": {"min": 16, "max": 1 << 28},
-    "flows.sampling_rate": {"min": 1, "max": 16383},
-    "export.export_interval_s": {"min": 1, "max": 3600},
-    "export.template_refresh_s": {"min": 1, "max": 86400},
-    "export.observation_domain": {"min": 0, "max": 0xFFFFFFFF},
-    "export.mtu": {"min": 576, "max": 65507},
-    "recording.rotate_mb": {"min": 0, "max": 1 << 20},
-    "recording.rotate_s": {"min": 0, "max": 31 * 86400},
-    "recording.keep_mb": {"min": 0, "max": 1 << 30},
-    "recording.keep_s": {"min": 0, "max": 3650 * 86400},
-    "recording.snaplen": {"min": 0, "max": 262144},
-    "recording.buffer_kb": {"min": 64, "max": 65536},
-    "recording.flush_ms": {"min": 10, "max": 60000},
-    "api.threads": {"min": 12, "max": 1024},
-    "api.max_body_kb": {"min": 1, "max": 1 << 20},
-    "api.max_connections": {"min": 16, "max": 1 << 20},
-    "api.max_connections_per_client": {"min": 1, "max": 1 << 20},
-    "api.idle_timeout_s": {"min": 1, "max": 3600},
-    "api.sse_keepalive_s": {"min": 1, "max": 3600},
-    "api.sse_max_streams_per_key": {"min": 1, "max": 10000},
-    "api.sse_backlog": {"min": 0, "max": 1 << 20},
-    "store.stats_interval_s": {"min": 1, "max": 3600},
-    "eve.rotate_mb": {"min": 0, "max": 1 << 20},
-    "eve.keep_files": {"min": 0, "max": 1000},
-    "eve.queue": {"min": 16, "max": 1 << 22},
-    "eve.syslog_facility": {"choices": ("kern", "user", "daemon", "auth", "syslog", "local0", "local1", "local2",
-                                        "local3", "local4", "local5", "local6", "local7")},
-    "analysis.window_s": {"min": 1, "max": 3600},
-    "analysis.baseline_duration_hours": {"min": 0, "max": 24 * 365},
-    "analysis.spike_factor": {"min": 1, "max": 1000},
-    "analysis.scan_memory": {"min": 1, "max": 1000},
-    "analysis.scan_refused_share": {"min": 0, "max": 1},
-    "analysis.protocol_shift": {"min": 0, "max": 1},
-    "analysis.loss_percent": {"min": 0, "max": 100},
-    "analysis.loss_high_percent": {"min": 0, "max": 100},
-    "analysis.loss_min_segments": {"min": 1, "max": 1 << 30},
-    "analysis.loss_min_retransmissions": {"min": 1, "max": 1 << 30},
-    "analysis.long_lived_s": {"min": 1, "max": 365 * 86400},
-    "store.retention_days": {"min": 1, "max": 3650},
-    "detection.dns_threshold": {"min": 0, "max": 100},
-    "detection.ssl_strip_threshold": {"min": 0, "max": 100},
-    "detection.arp_spoof_threshold": {"min": 0, "max": 100},
-    "detection.tls_downgrade_threshold": {"min": 0, "max": 100},
-    "detection.ndp_threshold": {"min": 0, "max": 100},
-    "detection.dhcp_threshold": {"min": 0, "max": 100},
-    "detection.tls_intercept_threshold": {"min": 0, "max": 100},
-    "detection.arp_binding_ttl_s": {"min": 1, "max": 30 * 86400},
-    "detection.dedup_s": {"min": 0, "max": 86400},
-    "verify.default_num_paths": {"min": 3, "max": 40},
-    "verify.default_timeout": {"min": 1, "max": 30},
-    "verify.strategy": {"choices": ("diverse", "fastest", "reliable", "balanced")},
-    "verify.workers": {"min": 1, "max": 256},
-    "verify.max_body_kb": {"min": 1, "max": 1 << 16},
-    "deception.default_behavior_profile": {"choices": ("average_user", "banking_user", "developer", "executive")},
-    "deception.default_duration_minutes": {"min": 1, "max": 1440},
-    "deception.interval_s": {"min": 0.05, "max": 3600},
-    "deception.target_port": {"min": 1, "max": 65535},
-    "deception.max_sessions": {"min": 1, "max": 1024},
-    "firmware.max_upload_mb": {"min": 1, "max": 1024},
-    "jobs.workers": {"min": 1, "max": 64},
-    "jobs.max_size_mb": {"min": 1, "max": 1 << 22},
-    "jobs.max_queued": {"min": 1, "max": 100000},
-    "jobs.retention_hours": {"min": 0.001, "max": 24 * 3650},
-    "jobs.max_attempts": {"min": 1, "max": 100},
-    "calls.idle_timeout_s": {"min": 1, "max": 86400},
-    "calls.ended_grace_s": {"min": 0, "max": 3600},
-    "calls.max_calls": {"min": 1, "max": 10000000},
-    "calls.max_streams": {"min": 16, "max": 1 << 22},
-    "calls.live_history": {"min": 0, "max": 10000000},
-    "console.baud": {"min": 50, "max": 4000000},
-    "console.max_failures": {"min": 1, "max": 100},
-    "console.lockout_s": {"min": 1, "max": 86400},
-    "console.idle_timeout_s": {"min": 1, "max": 7 * 86400},
-    "console.max_line": {"min": 80, "max": 65536},
-}
-
 
 def _coerce(key: str, default: Any, value: Any) -> Any:
     """The value in the default's type, or ConfigError."""
@@ -505,7 +438,10 @@ def load(path: Optional[str] = None, env: Optional[dict] = None, overrides: Opti
     bad = cfg.tunnels.problem()
     if bad:
         raise ConfigError(f"tunnels.{bad[0]}", bad[1])
-    _check_eve(cfg.eve)
+    _check_eve(cfg.eve, cfg.logs)
+    unknown = set(cfg.logs.types) - set(LogsSection.types)
+    if unknown:
+        raise ConfigError("logs.types", f"unknown log type {sorted(unknown)[0]!r} (types: {', '.join(LogsSection.types)})")
     if cfg.recording.snaplen and cfg.recording.snaplen < 64:
         raise ConfigError("recording.snaplen", "must be 0 (whole packets) or at least 64")
     if not cfg.recording.prefix.replace("_", "").replace("-", "").isalnum():
@@ -524,39 +460,17 @@ def _check_tls(api: ApiSection) -> None:
             raise ConfigError(f"api.{key}", f"cannot read {path}")
 
 
-COLLECTOR_SCHEMES = {"ipfix": ("ipfix", "udp"), "ipfix+udp": ("ipfix", "udp"), "ipfix+tcp": ("ipfix", "tcp"),
-                     "v9": ("v9", "udp"), "v5": ("v5", "udp")}
-
-
-def split_host_port(text: str) -> tuple:
-    """"HOST", "HOST:PORT", "[V6]" or "[V6]:PORT" (a bare IPv6 address is all host) as (host, port text or "")."""
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]")
-        return host, port.lstrip(":")
-    if text.count(":") == 1:
-        host, _, port = text.partition(":")
-        return host, port
-    return text, ""
-
-
-def parse_collector(url: str) -> tuple:
-    """"ipfix://192.0.2.1:4739" as (version, transport, host, port)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or scheme not in COLLECTOR_SCHEMES:
-        raise ValueError(f"{url!r} is not SCHEME://HOST:PORT with a scheme of {', '.join(COLLECTOR_SCHEMES)}")
-    host, _, port = rest.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise ValueError(f"{url!r}: give HOST:PORT with a port in 1..65535")
-    return (*COLLECTOR_SCHEMES[scheme], host, int(port))
-
-
-def _check_eve(e: EveSection) -> None:
+def _check_eve(e: EveSection, logs: LogsSection) -> None:
     from agent.outputs import eve, syslog
+    logged = set(logs.types) if logs.enabled else set()
     for key, types in (("file_types", e.file_types), ("syslog_types", e.syslog_types)):
         unknown = set(types) - set(eve.TYPES)
         if unknown:
             raise ConfigError(f"eve.{key}", f"unknown event type {sorted(unknown)[0]!r} (types: {', '.join(eve.TYPES)})")
+        unlogged = sorted(t for t in types if eve.MAKERS[t][0] == eve.LOG_CHANNEL and t not in logged)
+        if unlogged:   # EVE http and tls are the protocol logs' records
+            raise ConfigError(f"eve.{key}", f"{unlogged[0]!r} events come from the protocol logs: add it to "
+                                            "[logs] types (and keep [logs] enabled)")
     for url in e.syslog:
         try:
             syslog.parse_target(url)

@@ -23,7 +23,7 @@ import secrets
 import socket
 from typing import Optional
 
-from agent.client import fingerprint
+from agent.auth import fingerprint
 
 TLS_KEY = "tls.key"
 TLS_CERT = "tls.crt"
@@ -82,7 +82,7 @@ def new_setup_code() -> str:
 
 def ensure_console_code(data_dir: pathlib.Path, password_path: pathlib.Path) -> bool:
     """A one-time console setup code when the box has no console password yet."""
-    from agent.console import password
+    from agent import password
     if password.is_set(password_path):
         return False
     code = new_setup_code()
@@ -131,7 +131,7 @@ def notice(data_dir: pathlib.Path) -> list:
 
 def run(cfg) -> list:
     """Everything missing, made; what was made, by name."""
-    from agent.console import password
+    from agent import password
     d = cfg.data_dir
     d.mkdir(parents=True, exist_ok=True)
     os.chmod(d, 0o700)

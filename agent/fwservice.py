@@ -15,7 +15,7 @@ import logging
 import pathlib
 from typing import Optional
 
-from agent import paths
+from agent import confine as confinement
 from agent.config import Config
 from agent.errors import AgentError
 from firmware.errors import FirmwareError
@@ -88,11 +88,11 @@ class FirmwareService:
         if not name:
             raise AgentError("VALIDATION_ERROR", f"{field} is required", {"field": field})
         path = pathlib.Path(name)
-        real = paths.resolve(path if path.is_absolute() else self.dir / path, field)
+        real = confinement.resolve(path if path.is_absolute() else self.dir / path, field)
         if not real.is_relative_to(self.dir):
             raise AgentError("FORBIDDEN", f"{name!r} is outside the firmware directory",
                              {"field": field, "allowed_dir": str(self.dir)})
-        if not paths.is_file(real):
+        if not confinement.is_file(real):
             raise AgentError("NOT_FOUND", f"no file {name!r} in the firmware directory", {"field": field})
         return real
 

@@ -8,15 +8,14 @@ Offline, a flow is a conversation (as tshark counts them): no idle timeout
 unless asked for; a full table still evicts, so memory stays bounded.
 """
 import dataclasses
-import os
 import time
 from typing import Callable, Iterator, Optional
 
 from hwdrivers import CaptureConfig, CaptureError, RecordConfig, RunResult, Session
+from hwdrivers.capture import PROGRESS_EVERY_MS
 
 LINKTYPES = {0: "NULL", 1: "EN10MB", 12: "RAW", 14: "RAW", 101: "RAW", 108: "LOOP",
              113: "LINUX_SLL", 228: "IPV4", 229: "IPV6", 276: "LINUX_SLL2"}
-PROGRESS_EVERY_MS = 200
 
 
 @dataclasses.dataclass
@@ -51,40 +50,13 @@ def _config(path: str, opts: Options, flow_ring: int = 0) -> CaptureConfig:
                          window_ring=256, flow_ring=flow_ring, lossless=bool(flow_ring or opts.window_s))
 
 
-def _drive(session: Session, on_chunk: Callable[[], None], windows: Optional[list] = None) -> Optional[CaptureError]:
-    """Run to the end of the file (closed traffic windows into `windows`); a
-    damaged file ends the run with its error after everything before the
-    damage was processed."""
-    while True:
-        try:
-            result = session.run(timeout_ms=PROGRESS_EVERY_MS)
-        except CaptureError as e:
-            return e
-        if windows is not None:
-            windows.extend(session.read_windows())
-        on_chunk()
-        if result == RunResult.EOF:
-            return None
-
-
-def _progress(session: Session, path: str, report: Optional[Callable[[float], None]]):
-    size = os.path.getsize(path) if report and os.path.isfile(path) else 0
-
-    def tick():
-        if size:
-            c = session.counters()
-            # classic pcap: 24 bytes of file header and 16 per record
-            report(min(1.0, (24 + c.captured_bytes + 16 * c.packets) / size))
-    return tick
-
-
 def analyze(path: str, opts: Options = Options(),
             progress: Optional[Callable[[float], None]] = None) -> dict:
     """Report on a capture file.  Raises CaptureError when it cannot be read
     at all; damage later in the file ends the report there, with its error."""
     with Session(_config(path, opts)) as s:
         windows: list = []
-        error = _drive(s, _progress(s, path, progress), windows)
+        error = s.run_to_eof(lambda: windows.extend(s.read_windows()), progress)
         report = summarize(s, path, opts.top, error)
         if opts.window_s:
             while s.flush():
@@ -144,7 +116,7 @@ def export(path: str, collectors: list, opts: Options = Options(),
     with Session(cfg) as s:
         for c in collectors:
             s.add_exporter(dataclasses.replace(c, lossless=True))
-        error = _drive(s, _progress(s, path, progress))
+        error = s.run_to_eof(None, progress)
         s.flush()
         c = s.counters()
         return {"file": path, "packets": c.packets, "flows": c.flows_created,
@@ -166,7 +138,7 @@ def record(source: str, rec: RecordConfig, key: Optional[bytes] = None, opts: Op
         s.start_recording(rec, key)
         started = time.monotonic()
         try:
-            error = _drive(s, lambda: None) if live is None else _drive_live(s, live, should_stop)
+            error = s.run_to_eof() if live is None else _drive_live(s, live, should_stop)
         except KeyboardInterrupt:
             error = None
         stats = s.stop_recording()
@@ -221,8 +193,7 @@ def flows(path: str, opts: Options = Options(), errors: Optional[list] = None,
     """Every flow of the file as it ends (FlowRecord).  A damaged file yields
     the flows read before the damage; its error is appended to `errors`."""
     with Session(_config(path, opts, flow_ring=1 << 16)) as s:
-        tick = _progress(s, path, progress)
-        while True:
+        while True:        # not run_to_eof: flows stream out as the file is read
             try:
                 result = s.run(timeout_ms=PROGRESS_EVERY_MS)
             except CaptureError as e:
@@ -230,7 +201,8 @@ def flows(path: str, opts: Options = Options(), errors: Optional[list] = None,
                     errors.append(e)
                 break
             yield from s.read_flows()
-            tick()
+            if progress is not None and (done := s.fraction_read()) is not None:
+                progress(done)
             if result == RunResult.EOF:
                 break
         while True:

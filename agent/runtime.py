@@ -1,41 +1,29 @@
 """The agent: one process, its services and named threads, start and shutdown.
 
-Threads: capture and dispatcher (per capture run), store-writer, api (cheroot
-and its workers), stats (samples, heartbeats, systemd watchdog), one per
-service in SERVICES below (analysis, live calls, jobs; detectors, verifier)
-and the jobs' workers (jobs-worker-N).  SIGINT/SIGTERM stop the capture (flows are
-flushed onto the bus), the API, then the store."""
-import json
+The core knows none of its faces: the entry point (agent.cli.box) builds the
+REST face and the serial console and attaches them (Agent.attach); the agent
+starts them after its services and stops them first.  Threads: capture and
+dispatcher (per capture run), store-writer, stats (samples, heartbeats,
+systemd watchdog), one per service on the bus (the fields made in
+Agent.__init__: analysis, detectors, deception, threats, calls, jobs, eve,
+protologs, tally), the jobs' workers (jobs-worker-N), and the faces' own (api and its
+workers, console).  SIGINT/SIGTERM stop the capture (flows are flushed onto
+the bus), the faces, then the services and the store."""
 import logging
 import os
-import ssl
 import signal
 import threading
 import time
 
 from agent import __version__, log as agentlog, memory
-from agent.api import analysis as analysis_routes
-from agent.api import capture as capture_routes
-from agent.api import deception as deception_routes
-from agent.api import detection as detection_routes
-from agent.api import events as event_routes
-from agent.api import firmware as firmware_routes
-from agent.api import export as export_routes
-from agent.api import jobs as job_routes
-from agent.api import platform as platform_routes
-from agent.api import system as system_routes
-from agent.api import recording as recording_routes
-from agent.api.app import Api
-from agent.api.server import Limits, Server, Tls
 from agent.auth import KeyStore
 from agent.bus import Bus
-from agent.capture.service import CaptureRequest, CaptureService
-from agent.config import Config, ConfigError
-from agent.console.service import ConsoleService
+from agent.capture.run import CaptureRequest
+from agent.capture.service import CaptureService
+from agent.config import Config
 from agent.errors import AgentError
 from agent.fwservice import FirmwareService
 from agent.health import Health
-from agent.ratelimit import AuthThrottle, RateLimiter
 from agent.sdnotify import Notifier
 from agent.analysis.service import AnalysisService
 from agent.deception.service import DeceptionService
@@ -46,18 +34,16 @@ from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
 from agent.outputs.forwarder import EveService
-from agent.services import start_services
-from agent.stats import system
+from agent.logs.service import LogService
+from agent.services import Face, start_services
+from agent.stats import samples
 from agent.stats.prometheus import Metrics, TallyService
 from agent.store import Store
 
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
-API_PROBE_S = 5.0        # GET /v1/health through the real socket this often (without a systemd watchdog)
+API_PROBE_S = 5.0        # probe the faces (GET /v1/health through the real socket) this often without a watchdog
 TRIM_S = 60.0            # free heap pages go back to the kernel this often (agent.memory)
-# The services on the bus, in start order (agent.services: one thread each).
-SERVICES = [AnalysisService, *DETECTOR_SERVICES, ThreatService, DeceptionService, CallsService, JobsService,
-            EveService, TallyService, ConsoleService]
 
 
 class Agent:
@@ -80,30 +66,28 @@ class Agent:
         self._store_component = store_component
         self.keys = KeyStore(self.store)
         self.metrics = Metrics(self)
-        a = cfg.api
-        self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
-                                      "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
-                                      "deception_start": a.rate_deception_start})
-        self.auth_throttle = AuthThrottle()
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.verifier = Verifier(cfg.verify)
         self.firmware = FirmwareService(cfg)
         self.update = UpdateService(cfg)
-        self.api = Api(self)
-        for module in (platform_routes, capture_routes, export_routes, recording_routes, analysis_routes,
-                       event_routes, detection_routes, deception_routes, firmware_routes, job_routes,
-                       system_routes):
-            module.register(self.api)
-        host, port = cfg.listen
-        tls = Tls(a.tls_cert, a.tls_key, a.client_ca) if a.tls_cert else None
-        try:
-            self.server = Server(self.api.app, host, port, a.threads, self.api.envelope,
-                                 Limits(a.max_connections, a.max_connections_per_client, a.idle_timeout_s,
-                                        max(4, a.threads // 4)), tls)
-        except ssl.SSLError as e:
-            raise ConfigError("api.tls_cert", f"cannot load the TLS certificate and key: {e}") from None
+        # the services on the bus (agent.services: one thread each), in dependency and start order;
+        # each binds to the agent in start(), the faces and the other services call them by these names
+        self.analysis = AnalysisService()
+        self.detectors = [cls() for cls in DETECTOR_SERVICES]
+        self.deception = DeceptionService()
+        self.threats = ThreatService()        # calls deception and the verifier
+        self.calls = CallsService()
+        self.jobs = JobsService()
+        self.eve = EveService()
+        self.protologs = LogService()         # the protocol logs (self.logs: the agent's own log records)
+        self.tally = TallyService()           # reads metrics
+        self.faces: list = []
         self.notifier = Notifier()
         self.admin_key_path = None
+
+    def attach(self, face: Face) -> None:
+        """A face the entry point built on this agent; started in the order attached."""
+        self.faces.append(face)
 
     # ---- facts the faces share ---------------------------------------------------
 
@@ -126,40 +110,8 @@ class Agent:
                 "stats_sample_count": samples, "metric_count": windows, "anomaly_count": anomalies}
 
     def stats(self, period_s: int) -> dict:
-        since = time.time() - period_s
-        rows = self.store.query(
-            "SELECT COUNT(*) AS samples, MIN(ts) AS first, MAX(ts) AS last, MAX(pps) AS max_pps, AVG(pps) AS avg_pps,"
-            " MAX(bps) AS max_bps, AVG(bps) AS avg_bps, MAX(flows_active) AS max_flows_active,"
-            " AVG(cpu_percent) AS avg_cpu_percent, MAX(memory_percent) AS max_memory_percent"
-            " FROM stats_samples WHERE ts >= ?", (since,))[0]
-        runs = self.store.query(
-            "SELECT id, started, stopped, backend, source, reason, stats FROM capture_runs"
-            " WHERE stopped IS NULL OR stopped >= ? ORDER BY id DESC LIMIT 20", (since,))
-        runs = [{**r, "stats": json.loads(r["stats"]) if r["stats"] else None} for r in runs]
-        # the runs that ended in the period (whole), and the one going on
-        ended = self.store.query(
-            "SELECT COALESCE(SUM(json_extract(stats, '$.packets')), 0) AS packets,"
-            " COALESCE(SUM(json_extract(stats, '$.malformed')), 0) AS malformed,"
-            " COALESCE(SUM(json_extract(stats, '$.dropped')), 0) AS dropped"
-            " FROM capture_runs WHERE stopped >= ? AND stats IS NOT NULL", (since,))[0]
-        c = self.capture.counters()
-        run = self.capture.run
-        packets = ended["packets"] + (c.packets if c else 0)
-        capture = {"packets_captured": packets,
-                   "packets_analyzed": packets - ended["malformed"] - (c.malformed if c else 0),
-                   "packets_dropped": ended["dropped"] + ((c.backend_dropped + c.backend_if_dropped) if c else 0),
-                   "capture_rate_pps": round(run.rates.pps, 1) if run else 0.0,
-                   "flows_active": c.flows_active if c else 0, "running": run is not None}
-        threats = self.threats.stats(since)
-        verification = self.verifier.stats(since)
-        verification.update(attacks_confirmed=threats.pop("attacks_confirmed"),
-                            attacks_refuted=threats.pop("attacks_refuted"))
-        return {"since": since, "capture": capture, "detection": threats["detection"], "verification": verification,
-                "path_statistics": verification["path_statistics"], "deception": self.deception.stats(since),
-                "top_attackers": threats["top_attackers"], "samples": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rows.items()},
-                "capture_runs": runs, "bus": self.bus.stats(),
-                "store": {"pending_writes": self.store.pending, "written": self.store.written,
-                          "dropped": self.store.dropped}}
+        """/v1/stats: the samples, capture runs and findings of the last period_s seconds."""
+        return samples.summary(self, period_s)
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -180,13 +132,10 @@ class Agent:
     def start(self) -> None:
         self.store.start()
         self.ensure_admin_key()
-        self.services = start_services(self, SERVICES)   # before the API: routes read them
-        api = self.health.register("api", critical=True, detail=lambda: {
-            "listen": f"{self.server.scheme}://{self.server.host}:{self.server.port}",
-            "event_streams": self.sse_slots.total(), "connections": self.server.connections(),
-            "auth": dict(self.keys.counts)})
-        self._api_component = api
-        self.health.spawn(api, lambda c: self.server.serve(c))
+        self.services = start_services(self, [self.analysis, *self.detectors, self.deception, self.threats,
+                                               self.calls, self.jobs, self.eve, self.protologs, self.tally])
+        for face in self.faces:              # after the services: faces call them
+            face.start()
         stats = self.health.register("stats", critical=False)
         self.health.spawn(stats, self._stats_loop)
         self.firmware.reload()              # before a capture on the card starts
@@ -199,7 +148,8 @@ class Agent:
                     pace=cap.pace, loop=cap.loop, trusted=True))
             except AgentError as e:
                 log.error("capture did not start: %s", e.message)
-        self.notifier.send(ready=1, status=f"capbox {__version__} on {self.server.host}:{self.server.port}")
+        where = " ".join(w for w in (face.where() for face in self.faces) if w)
+        self.notifier.send(ready=1, status=f"capbox {__version__}" + (f" on {where}" if where else ""))
 
     def _stats_loop(self, component) -> None:
         interval = self.cfg.store.stats_interval_s
@@ -213,12 +163,8 @@ class Agent:
             self._store_component.beat("running" if self.store.alive else "failed")
             if time.monotonic() >= next_probe:
                 next_probe = time.monotonic() + (watchdog or API_PROBE_S)
-                # the API is alive only if it answers through its own socket; systemd restarts a
-                # box whose API does not (a dead server thread, every worker stuck)
-                if self.server.ready and self.server.probe():
-                    self._api_component.beat()
-                    if watchdog:
-                        self.notifier.send(watchdog=1)
+                if all([face.probe() for face in self.faces]) and watchdog:   # every face probed
+                    self.notifier.send(watchdog=1)
             if time.monotonic() >= next_sample:
                 next_sample += interval
                 self._sample()
@@ -227,20 +173,8 @@ class Agent:
                 memory.trim()
 
     def _sample(self) -> None:
-        sysinfo = system.system(str(self.cfg.data_dir))
-        run = self.capture.run
-        c = self.capture.counters()
-        row = (time.time(), c.packets if c else 0, c.bytes if c else 0,
-               (c.backend_dropped + c.backend_if_dropped) if c else 0, c.flows_active if c else 0,
-               run.rates.pps if run else 0.0, run.rates.bps if run else 0.0,
-               sysinfo["cpu_percent"], sysinfo["memory"]["percent"])
-        self.store.submit_nowait(lambda conn: conn.execute(
-            "INSERT INTO stats_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
-        status = self.health.status()
-        self.bus.publish("system:health", "health", {"status": status, "cpu_percent": sysinfo["cpu_percent"],
-                                                      "memory_percent": sysinfo["memory"]["percent"],
-                                                      "pps": row[5], "bps": row[6]}, source="agent")
-        self.notifier.send(status=f"{status}; {self.mode()}; {row[5]:.0f} pps")
+        status, pps = samples.sample(self.cfg.data_dir, self.capture, self.store, self.bus, self.health)
+        self.notifier.send(status=f"{status}; {self.mode()}; {pps:.0f} pps")
 
     def shutdown(self) -> None:
         if self.stopping.is_set():
@@ -249,25 +183,12 @@ class Agent:
         self.notifier.send(stopping=1)
         log.info("shutting down")
         self.capture.stop("shutdown")
-        self.server.stop()
+        for face in reversed(self.faces):
+            face.stop()
         self.health.stop_all(timeout=5)
         self.verifier.close()
         self.store.close()
         log.info("stopped")
-
-    def run_with_console(self) -> int:
-        """The agent and the Textual console in this process (a terminal at the box)."""
-        from tui.app import CapboxApp
-        from tui.source import local
-        self.start()
-        app = CapboxApp(local(self))
-        for sig in (signal.SIGTERM,):
-            signal.signal(sig, lambda signum, frame: app.call_from_thread(app.exit))
-        try:
-            app.run()
-        finally:
-            self.shutdown()
-        return 0
 
     def run_forever(self) -> int:
         """Serve until SIGINT or SIGTERM."""

@@ -7,7 +7,10 @@ An exception in handle() is counted and logged once per kind, and the
 service goes on; one that escapes the loop marks the component failed.
 A service whose channels are None (the serial console, a loop of its own) is
 not subscribed to the bus; its thread only ticks.  One whose `wanted(cfg)`
-is false (nothing configured for it) is not started at all."""
+is false (nothing configured for it) is not started at all.
+
+A Face (the REST server, the serial console) is what the agent knows of the
+ways in: the entry point attaches them (Agent.attach), the core imports none."""
 import collections
 import logging
 import time
@@ -41,6 +44,23 @@ class Service:
     def detail(self) -> dict:
         return {}
 
+
+class Face:
+    """What the agent knows of a face (REST, serial console): started after the services,
+    probed by the stats thread (the systemd watchdog is fed only while every face answers),
+    named in the systemd status, stopped before the services."""
+
+    def start(self) -> None:
+        pass
+
+    def probe(self) -> bool:
+        return True
+
+    def where(self) -> str:
+        return ""
+
+    def stop(self) -> None:
+        pass
 
 
 class Runner:
@@ -85,12 +105,12 @@ class Runner:
             self.service.stop()
 
 
-def start_services(agent, classes) -> list:
+def start_services(agent, services) -> list:
+    """Start each service the configuration wants, in the order given, each on its own thread."""
     runners = []
-    for cls in classes:
-        if not cls.wanted(agent.cfg):
+    for service in services:
+        if not service.wanted(agent.cfg):
             continue
-        service = cls()
         service.start(agent)
         runner = Runner(agent, service)
         agent.health.spawn(runner.component, runner.loop)

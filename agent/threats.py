@@ -19,6 +19,7 @@ from typing import Optional
 from agent.bus import iso
 from agent.detectors.detector import SEVERITIES
 from agent.errors import AgentError
+from agent.recordings import packets
 from agent.services import Service
 from agent.verify.verifier import PATH_KIND
 
@@ -69,7 +70,6 @@ class ThreatService(Service):
         self.bus = agent.bus
         self.cfg = agent.cfg
         self._verify = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="threat-verify")
-        agent.threats = self
 
     def stop(self) -> None:
         self._verify.shutdown(wait=False, cancel_futures=True)
@@ -257,9 +257,21 @@ class ThreatService(Service):
         events = self.store.query("SELECT ts, event_type, channel, data FROM threat_events WHERE correlation_id = ?"
                                   " ORDER BY ts", (r["correlation_id"],))
         out["correlation_id"] = r["correlation_id"]
+        out["packets"] = self.packets(r)
         out["related_events"] = [{"event_type": e["event_type"], "timestamp": iso(e["ts"]), "channel": e["channel"],
                                   "data": json.loads(e["data"]) if e["data"] else None} for e in events]
         return out
+
+    def packets(self, r: dict) -> dict:
+        """What the recordings still hold of this threat (GET /v1/pcap?threat=ID reads it), or that it aged out."""
+        try:
+            w = packets.threat_window(r, packets.PAD_S)
+        except AgentError as e:
+            return {"state": "no_filter", "reason": e.message}
+        capture = getattr(self.agent, "capture", None)
+        if capture is None:
+            return {"state": "not_recorded", "window": w.as_dict(), "files": []}
+        return capture.kept(w)
 
     def update(self, tid: str, status: str, note: Optional[str]) -> dict:
         self.get_row(tid)

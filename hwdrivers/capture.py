@@ -8,8 +8,9 @@ touches single packets: Python sees counters, flow records and events.
 import contextlib
 import dataclasses
 import enum
+import os
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 from hwdrivers import events as _events
 from hwdrivers import export as _export
@@ -19,14 +20,18 @@ from hwdrivers import flows as _flows
 from hwdrivers import rtp as _rtp
 from hwdrivers import windows as _windows
 from hwdrivers._hw import ffi, lib
-from hwdrivers.errors import CaptureError, ErrorCode, check
+from hwdrivers.capconfig import FANOUT_MODES, CaptureConfig
+from hwdrivers.errors import Cancelled, CaptureError, ErrorCode, check
 
 _CAPS = {
     "file": lib.HW_CAP_FILE, "live": lib.HW_CAP_LIVE, "bpf": lib.HW_CAP_BPF,
     "promisc": lib.HW_CAP_PROMISC, "fanout": lib.HW_CAP_FANOUT, "pace": lib.HW_CAP_PACE,
     "buffer": lib.HW_CAP_BUFFER, "hwtstamp": lib.HW_CAP_HWTSTAMP, "flowoffload": lib.HW_CAP_FLOWOFFLOAD,
 }
-FANOUT_MODES = {"hash": 0, "lb": 1, "cpu": 2, "rollover": 3, "rnd": 4, "qm": 5}
+
+PROGRESS_EVERY_MS = 200     # run_to_eof: a chunk of run() between progress reports
+PCAP_HEADER = 24            # classic pcap: file header bytes
+PCAP_RECORD = 16            # and per-record header bytes
 
 
 def _errbuf():
@@ -72,75 +77,14 @@ def check_filter(bpf: str, linktype: int = 1) -> None:
     check(lib.hw_bpf_check(linktype, bpf.encode(), errbuf), errbuf)
 
 
-@dataclasses.dataclass(frozen=True)
-class Tunnels:
-    """Decapsulation: the tunnels peeled to meter what they carry (also the
-    agent's [tunnels] config section, so it is declared here once)."""
-
-    off: tuple = ()                  # types left whole: gre, erspan, vxlan, geneve, gtp, ipip
-    depth: int = 4                   # tunnels peeled per packet (a deeper one is malformed); 0: none
-    vxlan_ports: tuple = ("4789",)   # UDP destination ports (at most 4 per type)
-    geneve_ports: tuple = ("6081",)
-    gtp_ports: tuple = ("2152",)
-    meter_outer: bool = False        # also meter each packet's tunnel as a flow of its own
-
-    def problem(self):
-        """(field, message) of the first bad value, or None."""
-        for name in self.off:
-            if name not in TUNNEL_NAMES[1:]:
-                return "off", f"{name!r} is not one of {', '.join(TUNNEL_NAMES[1:])}"
-        if not 0 <= self.depth <= lib.HW_TUN_DEPTH_MAX:
-            return "depth", f"must be between 0 and {lib.HW_TUN_DEPTH_MAX}"
-        for field in ("vxlan_ports", "geneve_ports", "gtp_ports"):
-            ports = getattr(self, field)
-            if len(ports) > lib.HW_TUN_PORTS:
-                return field, f"at most {lib.HW_TUN_PORTS} ports"
-            if not all(str(p).isdigit() and 1 <= int(p) <= 65535 for p in ports):
-                return field, "ports are integers in 1..65535"
-        return None
-
-    def fill(self, cfg) -> None:
-        """Set the tunnel fields of a struct hw_config."""
-        bad = self.problem()
-        if bad:
-            raise CaptureError(ErrorCode.ARG, f"tunnels.{bad[0]}: {bad[1]}")
-        cfg.tunnel_off = sum(1 << TUNNEL_NAMES.index(n) for n in set(self.off))
-        cfg.tunnel_depth = self.depth
-        cfg.tunnel_outer = int(self.meter_outer)
-        for field in ("vxlan_ports", "geneve_ports", "gtp_ports"):
-            ports = [int(p) for p in getattr(self, field)]
-            setattr(cfg, field, ports + [0] * (lib.HW_TUN_PORTS - len(ports)))
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptureConfig:
-    """What to capture and how to meter it; defaults suit a live appliance."""
-
-    source: str
-    backend: str = "pcapfile"
-    bpf: str = ""
-    snaplen: int = 65535
-    buffer_size_mb: int = 64
-    promisc: bool = True
-    fanout_group: Optional[int] = None
-    fanout_mode: str = "hash"
-    block_size_kb: int = 0
-    block_timeout_ms: int = 10
-    pace: float = 0.0
-    loop: bool = False
-    max_flows: int = 1 << 20
-    max_hosts: int = 1 << 16
-    idle_timeout_s: int = 300
-    active_timeout_s: int = 1800
-    events: frozenset = frozenset()    # event kinds to queue: dns, arp, tls, http, sip, tcp_syn, tcp_rst, token
-    event_ring: int = 4096
-    flow_ring: int = 0                 # expired-flow records to queue; 0 = none
-    lossless: bool = False             # files: stop and let Python drain instead of dropping
-    window_s: int = 0                  # traffic windows of this many seconds; 0 = none
-    window_ring: int = 64              # closed windows queued for Python
-    long_flow_s: int = 3600            # a flow open this long is named in its window
-    sample_rate: int = 1               # meter one IP packet in N (systematic); 1 = every packet
-    tunnels: Tunnels = Tunnels()
+def backend_names() -> tuple:
+    """The backends compiled in, in the registry's order (nothing probed: see backends())."""
+    info = ffi.new("struct hw_backend_info *")
+    names = []
+    for i in range(lib.hw_backend_count()):
+        lib.hw_backend_info(i, info)
+        names.append(ffi.string(info.name).decode())
+    return tuple(names)
 
 
 TUNNEL_NAMES = _flows.TUNNEL_NAMES
@@ -195,6 +139,7 @@ class Session:
         if config.fanout_mode not in FANOUT_MODES:
             raise CaptureError(ErrorCode.ARG, f"unknown fanout mode {config.fanout_mode!r}")
         self.config = config
+        self._file_size: Optional[int] = None
         cfg = ffi.new("struct hw_config *")
         lib.hw_config_init(cfg)
         keep = [ffi.new("char[]", config.backend.encode()), ffi.new("char[]", config.source.encode()),
@@ -255,6 +200,42 @@ class Session:
         with self._use() as s:
             errbuf = _errbuf()
             return RunResult(check(lib.hw_session_run(s, max_packets, timeout_ms, errbuf), errbuf))
+
+    def run_to_eof(self, on_batch: Optional[Callable[[], None]] = None,
+                   progress: Optional[Callable[[float], None]] = None,
+                   cancelled: Optional[Callable[[], bool]] = None, every_ms: int = PROGRESS_EVERY_MS):
+        """Run a capture file to its end, every_ms at a time: on_batch() after each (drain the rings),
+        progress(fraction of the file read), and stop early when cancelled() says so.  Returns None at
+        the end, the CaptureError of a file damaged part-way (after one more on_batch: what came before
+        the damage is kept); raises Cancelled when cancelled() said so."""
+        while True:
+            if cancelled is not None and cancelled():
+                raise Cancelled()
+            try:
+                result = self.run(timeout_ms=every_ms)
+            except CaptureError as e:
+                if on_batch is not None:
+                    on_batch()
+                return e
+            if on_batch is not None:
+                on_batch()
+            if progress is not None:
+                done = self.fraction_read()
+                if done is not None:
+                    progress(done)
+            if result == RunResult.EOF:
+                return None
+
+    def fraction_read(self) -> Optional[float]:
+        """How much of the capture file was read, 0..1 (None: not a file): the one progress formula,
+        bytes read by counters (classic pcap: a file header, and a header per record)."""
+        if self._file_size is None:
+            path = self.config.source
+            self._file_size = os.path.getsize(path) if os.path.isfile(path) else 0
+        if not self._file_size:
+            return None
+        c = self.counters()
+        return min(1.0, (PCAP_HEADER + c.captured_bytes + PCAP_RECORD * c.packets) / self._file_size)
 
     def stop(self) -> None:
         """Make a run() in another thread return (RunResult.BREAK) within ~100 ms."""
@@ -341,11 +322,6 @@ class Session:
         """Closed traffic windows (needs window_s > 0), oldest first, as dicts."""
         size = self.config.window_s
         return self._drain(lib.hw_windows_read, self._window_buf, lambda w: _windows.from_cdata(w, size), limit)
-
-    def flush_windows(self) -> None:
-        """Close the current window now (a capture that stops)."""
-        with self._use() as s:
-            lib.hw_windows_flush(s)
 
     def active_flows(self, limit: int = 100, order: str = "bytes") -> list:
         """The top `limit` flows still in the table by bytes, packets, last or first."""

@@ -37,3 +37,7 @@ def check(rc: int, errbuf) -> int:
         from hwdrivers._hw import ffi
         raise CaptureError(rc, ffi.string(errbuf).decode("utf-8", "replace") or f"error {rc}")
     return rc
+
+
+class Cancelled(Exception):
+    """A run to the end of a file (Session.run_to_eof) that its caller asked to stop."""

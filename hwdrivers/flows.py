@@ -1,6 +1,7 @@
 """Flow records from the C flow table, as plain Python objects."""
 import dataclasses
 import socket
+from typing import Optional
 
 from hwdrivers._hw import ffi, lib
 
@@ -16,6 +17,19 @@ def format_addr(family: int, raw) -> str:
     if family == 6:
         return socket.inet_ntop(socket.AF_INET6, b)
     return socket.inet_ntop(socket.AF_INET, b[:4])
+
+
+def community_id(src: str, dst: str, proto: int, sport: int = 0, dport: int = 0, seed: int = 0) -> Optional[str]:
+    """The community ID (v1) of a flow, made in C; None for ICMP (no type/code mapping) or a bad address."""
+    family, af = (6, socket.AF_INET6) if ":" in src else (4, socket.AF_INET)
+    try:
+        a, b = socket.inet_pton(af, src), socket.inet_pton(af, dst)
+    except OSError:
+        return None
+    out = ffi.new("char[32]")
+    if lib.hw_community_id(family, a, b, proto, sport or 0, dport or 0, seed, out):
+        return None
+    return ffi.string(out).decode()
 
 
 def format_mac(raw) -> str:
@@ -97,6 +111,7 @@ class FlowRecord:
             "retransmissions": self.retransmissions[0] + self.retransmissions[1],
             "out_of_order": self.out_of_order[0] + self.out_of_order[1],
             "state": self.state, "app": self.app, "end": self.end_reason,
+            "tcp_flags_fwd": self.tcp_flags[0], "tcp_flags_rev": self.tcp_flags[1],
             "vlan_inner": self.vlan_inner, "tunnel": self.tunnel or None,
             "tunnel_src": self.tunnel_src or None, "tunnel_dst": self.tunnel_dst or None,
             "tunnel_id": self.tunnel_id[0] if self.tunnel else None,

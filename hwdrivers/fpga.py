@@ -52,10 +52,6 @@ class CardInfo:
     desc_count: int
     data_ring_bytes: int
 
-    @property
-    def firmware_running(self) -> bool:
-        return self.firmware_state == "running"
-
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 

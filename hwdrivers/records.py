@@ -259,6 +259,7 @@ class HttpRecord:
     cookies: tuple         # (name, secure, httponly, samesite) of each Set-Cookie (first 4)
     form_password: str     # a url-encoded form post's password-like field name, "" when none
     complete: bool         # the head ended within the segment
+    user_agent: str = ""   # a request's User-Agent
 
 
 def http_from_cdata(h) -> HttpRecord:
@@ -267,7 +268,7 @@ def http_from_cdata(h) -> HttpRecord:
     return HttpRecord(bool(h.response), _str(h.method), _str(h.uri), _str(h.version), h.status, _str(h.host),
                       _str(h.location), _str(h.content_type), h.content_length, bool(h.hsts), h.hsts_max_age,
                       bool(h.hsts_subdomains), cookies, _str(h.password_field) if h.form_password else "",
-                      bool(h.complete))
+                      bool(h.complete), _str(h.user_agent))
 
 
 def _mac(raw) -> str:

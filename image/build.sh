@@ -169,7 +169,7 @@ stage data
 rm -rf "$WORK/data" "$WORK/data.img"
 mkdir -p "$WORK/data/capbox/firmware/keys" "$WORK/data/var"
 "$CAPBOX" fw trust "$PUB" --data-dir "$WORK/data/capbox" >/dev/null
-"$PY" -m agent.update.slots seed "$WORK/data/capbox/update" --version "$VERSION" --rollback "$ROLLBACK" \
+"$PY" -m firmware.rootslots seed "$WORK/data/capbox/update" --version "$VERSION" --rollback "$ROLLBACK" \
     --target "$TARGET" --build-id "$BUILD_ID" --rootfs "$WORK/root.img" --uki "$WORK/capbox.efi"
 # no secret goes into the image: the admin key, console setup code, TLS key pair and machine id are
 # each box's own, made on its first boot (docs/IMAGE.md "First boot"); the signing keys stay in keys/

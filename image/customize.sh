@@ -15,8 +15,15 @@ in_root /opt/capbox/bin/pip freeze --all > "$PIP_LOCK"
 rm -rf "$R"/opt/capbox/bin/pip* "$R"/opt/capbox/lib/python3.11/site-packages/{pip,setuptools,pkg_resources,_distutils_hack}* \
     "$R"/opt/capbox/lib/python3.11/site-packages/distutils-precedence.pth
 ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
+# bytecode that stays valid on the slot: pip's .pyc files record their sources' mtimes, which
+# mksquashfs clamps to SOURCE_DATE_EPOCH, so every import on the box found them stale and compiled
+# the source again, in memory (the root is read-only), in every process on every boot: most of the
+# agent's start under emulation.  Unchecked hash-based .pyc (PEP 552, as Debian's own) are taken as
+# they are; the slot is read-only and dm-verity checks every block of it.
+in_root /opt/capbox/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/capbox/lib/python3.11/site-packages
 
 systemctl --root="$R" enable -q systemd-networkd.service capbox-firstboot.service capbox-grow-data.service capbox.service capbox-console.service capbox-tui.service \
+    capbox-verify-slot.service \
     capbox-update-guard.service
 # ttyS0 belongs to the capbox console, tty1 to the TUI; nothing prompts or runs apt on a box
 systemctl --root="$R" mask -q serial-getty@.service getty@tty1.service systemd-firstboot.service \
@@ -24,7 +31,9 @@ systemctl --root="$R" mask -q serial-getty@.service getty@tty1.service systemd-f
 # and what a box has no use for (each unit is a process to start; under emulation it shows)
 systemctl --root="$R" mask -q systemd-update-utmp.service systemd-update-utmp-runlevel.service \
     systemd-binfmt.service proc-sys-fs-binfmt_misc.automount dpkg-db-backup.timer fstrim.timer \
-    dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount
+    dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount \
+    modprobe@drm.service modprobe@loop.service modprobe@efi_pstore.service modprobe@configfs.service \
+    sys-kernel-config.mount systemd-network-generator.service systemd-pstore.service
 
 # read-only root: machine-id is bound from /data at boot (initramfs), mount points exist
 : > "$R/etc/machine-id"

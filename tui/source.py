@@ -59,6 +59,7 @@ def remote(url: str, key: Optional[str], cacert: Optional[str] = None, pin: Opti
     return Source(Client(url, key, timeout=5, cacert=cacert, pin=pin), url)
 
 
-def local(agent) -> Source:
+def local(app) -> Source:
+    """The agent's REST app in this process (agent.api.rest.RestFace.app)."""
     from agent.client import InProcessClient
-    return Source(InProcessClient(agent.api.app), "this process")
+    return Source(InProcessClient(app), "this process")

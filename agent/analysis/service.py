@@ -17,7 +17,7 @@ from agent.analysis import baselines as learning
 from agent.analysis import windows as offline
 from agent.bus import iso
 from agent.errors import AgentError, validation
-from agent.paths import confine
+from agent.confine import confine
 from agent.services import Service
 from hwdrivers import CaptureError
 
@@ -47,7 +47,6 @@ class AnalysisService(Service):
         self.live_learned = False
         self._jobs = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="analysis-job")
         self._lock = threading.Lock()
-        agent.analysis = self
         # runs left unfinished by a stop are over
         self.store.write(lambda c: c.execute(
             "UPDATE window_sets SET status = 'failed', error = 'agent stopped' WHERE status = 'running'"))

@@ -35,6 +35,12 @@ def _span(v: float):
 
 
 def register(api: Api) -> None:
+    _windows(api)
+    _anomalies(api)
+    _baselines(api)
+
+
+def _windows(api: Api) -> None:
     agent = api.agent
 
     def svc():
@@ -75,6 +81,11 @@ def register(api: Api) -> None:
             raise validation("pcap_file is required when source is pcap", field="pcap_file")
         return svc().compute(pcap_file, size, force)
 
+
+def _anomalies(api: Api) -> None:
+    def svc():
+        return api.agent.analysis
+
     @api.route("GET", "/v1/anomalies", "Anomalies, filtered by type and severity", query=ANOMALIES, tag="anomalies")
     def anomalies(type, severity, limit, offset, set, format):
         body = svc().anomalies(set or None, type, severity, limit, offset)
@@ -99,6 +110,11 @@ def register(api: Api) -> None:
                body=DETECT, tag="anomalies")
     def detect(force, window_start, window_end, baseline, set):
         return svc().detect(set or None, force, _span(window_start), _span(window_end), baseline)
+
+
+def _baselines(api: Api) -> None:
+    def svc():
+        return api.agent.analysis
 
     @api.route("GET", "/v1/baselines", "Baselines: mean, median, min, max, p95, p99 per type",
                query={"name": Field(str, "default")}, tag="baselines")

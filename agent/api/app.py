@@ -19,12 +19,15 @@ import bottle
 from agent.auth import ApiKey
 from agent.bus import now_iso
 from agent.api import validate
+from agent.api.streams import RESERVED_WORKERS, StreamSlots
 from agent.errors import AgentError
+from agent.ratelimit import AuthThrottle, RateLimiter
 from agent.store import StoreError
 
 log = logging.getLogger(__name__)
 
 READ, WRITE, ADMIN, PUBLIC = "read", "write", "admin", "public"   # who may call a route
+ERRORS_PAGE = "/docs/errors"
 DRAIN_MAX = 64 << 20     # bytes of a refused body still read (see _drain)
 TRUSTED = ApiKey("local", "sk", "in-process console", ("*",), 0.0, None, None)
 
@@ -69,6 +72,13 @@ class Api:
         self.max_body = agent.cfg.api.max_body_kb * 1024
         self.app.add_hook("before_request", self._before)
         self.app.add_hook("after_request", self._after)
+        a = agent.cfg.api
+        self.ratelimit = RateLimiter({"get": a.rate_get, "write": a.rate_write, "verify": a.rate_verify,
+                                      "verify_dns": a.rate_verify_dns, "threats": a.rate_threats,
+                                      "deception_start": a.rate_deception_start})
+        self.auth_throttle = AuthThrottle()
+        # the event streams of /v1/events and /v1/jobs/<id>/events share these
+        self.sse_slots = StreamSlots(a.sse_max_streams_per_key, max(1, a.threads - RESERVED_WORKERS))
 
     # ---- hooks ----------------------------------------------------------------
 
@@ -98,7 +108,7 @@ class Api:
             "error": {"code": code, "message": message, "details": details or {}},
             "timestamp": now_iso(),
             "request_id": request_id,
-            "documentation_url": f"{self.cfg.api.documentation_url}#{code}",
+            "documentation_url": f"{self.cfg.api.documentation_url or _own_docs()}#{code}",
         })
 
     def _bottle_error(self, err: bottle.HTTPError) -> str:
@@ -189,7 +199,7 @@ class Api:
         if not key.allows(info.method, info.tag):
             raise AgentError("FORBIDDEN", f"a {key.kind} key may not {info.method} {info.path}",
                              {"key_kind": key.kind, "required": "sk" if key.read_only else f"scope {info.tag}"})
-        verdict = self.agent.ratelimit.check(key.id, info.rate)
+        verdict = self.ratelimit.check(key.id, info.rate)
         for name, value in verdict.headers().items():
             bottle.response.set_header(name, value)
         if not verdict.allowed:
@@ -202,7 +212,7 @@ class Api:
     def _verify(self, token: Optional[str], addr: str) -> ApiKey:
         """The key, with a backoff per client address after failures (429 + Retry-After):
         guessing keys, or flooding the box with bad ones, is slow for the one who does it."""
-        throttle = self.agent.auth_throttle
+        throttle = self.auth_throttle
         wait = throttle.retry_after(addr)
         if wait:
             raise AgentError("RATE_LIMIT_EXCEEDED", f"too many failed authentications; retry in {wait} s",
@@ -247,6 +257,16 @@ class Api:
         if not isinstance(body, dict):
             raise AgentError("VALIDATION_ERROR", "the body must be a JSON object", {"reason": "not_an_object"})
         return body
+
+
+def _own_docs() -> str:
+    """This agent's error reference, at the address the client used to reach it (relative when the
+    answer is made outside a request: the server's own 503 to a client over its share)."""
+    try:
+        scheme, netloc = bottle.request.urlparts[:2]
+    except (RuntimeError, KeyError):
+        return ERRORS_PAGE
+    return f"{scheme}://{netloc}{ERRORS_PAGE}"
 
 
 def _drain(environ: dict, authorized: bool) -> None:

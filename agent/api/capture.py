@@ -1,21 +1,31 @@
 """/v1/capture: backends, start/stop, status, metrics, flow meter, flows."""
 from agent.api.app import WRITE, Api
 from agent.api.validate import Field, bpf
-from agent.capture.service import FLOW_SORTS, CaptureRequest
+from agent.capture.run import CaptureRequest
+from agent.capture.service import FLOW_SORTS
+from agent.configrules import RULES
 from agent.errors import validation
+from hwdrivers import CAPTURE_DEFAULTS as D, backend_names
+
+
+def _ranged(kind: type, key: str, doc: str = "") -> Field:
+    """A capture parameter with C's default (hwdrivers) and the config's range (agent.configrules)."""
+    rule = RULES[f"capture.{key}"]
+    return Field(kind, getattr(D, key), rule["min"], rule["max"], doc=doc)
+
 
 START = {
     "interface": Field(str, "", doc="interface to capture on"),
     "file": Field(str, "", doc="capture file (in a capture directory), or 'demo'"),
-    "backend": Field(str, "", choices=("", "pcapfile", "pcap", "afpacket", "fpga"),
+    "backend": Field(str, "", choices=("", *backend_names()),
                      doc="fpga: the capture card; interface is its device path (default firmware.device)"),
-    "buffer_size_mb": Field(int, 64, 1, 4096, doc="capture ring / buffer size"),
-    "snaplen": Field(int, 65535, 64, 262144),
+    "buffer_size_mb": _ranged(int, "buffer_size_mb", doc="capture ring / buffer size"),
+    "snaplen": _ranged(int, "snaplen"),
     "bpf": bpf("", "BPF filter expression"),
-    "promisc": Field(bool, True),
-    "fanout_group": Field(int, -1, -1, 65535, doc="afpacket fanout group, -1 for none"),
-    "pace": Field(float, 0.0, 0, 1000, doc="files: replay speed, 1.0 = recorded pace, 0 = as fast as possible"),
-    "loop": Field(bool, False, doc="files: start over at the end"),
+    "promisc": Field(bool, D.promisc),
+    "fanout_group": _ranged(int, "fanout_group", doc="afpacket fanout group, -1 for none"),
+    "pace": _ranged(float, "pace", doc="files: replay speed, 1.0 = recorded pace, 0 = as fast as possible"),
+    "loop": Field(bool, D.loop, doc="files: start over at the end"),
     "duration": Field(float, 0.0, 0, 31 * 86400, doc="stop after this many seconds; 0 = never"),
 }
 STOP = {"reason": Field(str, "manual", doc="recorded with the run")}

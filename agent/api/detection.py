@@ -1,11 +1,11 @@
 """/v1 detection and verification: POST /v1/verify, POST /v1/verify-dns,
 POST /v1/verify-tls, GET /v1/paths, GET /v1/threats, GET/PATCH /v1/threats/{id}."""
-import datetime
 import time
 import urllib.parse
 
 from agent.api.app import WRITE, Api
 from agent.api.validate import Field
+from agent.bus import parse_time
 from agent.detectors.detector import SEVERITIES
 from agent.errors import validation
 from agent.threats import STATUSES
@@ -41,16 +41,9 @@ def _since(text: str):
     if not text:
         return None
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_time(text)
     except ValueError:
         raise validation("since must be an ISO 8601 time or unix seconds", field="since") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=datetime.timezone.utc)
-    return dt.timestamp()
 
 
 def register(api: Api) -> None:

@@ -3,55 +3,19 @@
 Each message carries event_type, timestamp, source, correlation_id and data;
 `id:` lines let a client resume with Last-Event-ID from a bounded backlog;
 a comment line keeps idle connections open; at most N streams per key."""
-import threading
 import time
 
 import bottle
 
 from agent.api.app import Api, dumps
+from agent.api.streams import too_many_streams
 from agent.api.validate import Field
 from agent.bus import CHANNELS
-from agent.errors import AgentError, validation
+from agent.errors import validation
 
 QUERY = {"channels": Field(str, "", doc="comma-separated channels, empty for all"),
          "last_event_id": Field(int, 0, 0, doc="resume after this id (or the Last-Event-ID header)")}
 RETRY_MS = 3000
-RESERVED_WORKERS = 8
-
-
-class StreamSlots:
-    """Open streams per key, bounded; and in all, since a stream holds a
-    server worker thread for its whole life."""
-
-    def __init__(self, limit: int, total: int):
-        self.limit = limit
-        self.total_limit = total
-        self._open: dict = {}
-        self._lock = threading.Lock()
-
-    def acquire(self, key_id: str) -> bool:
-        with self._lock:
-            if self._open.get(key_id, 0) >= self.limit or sum(self._open.values()) >= self.total_limit:
-                return False
-            self._open[key_id] = self._open.get(key_id, 0) + 1
-            return True
-
-    def release(self, key_id: str) -> None:
-        with self._lock:
-            self._open[key_id] -= 1
-
-    def total(self) -> int:
-        with self._lock:
-            return sum(self._open.values())
-
-
-def too_many_streams(slots: StreamSlots) -> AgentError:
-    return AgentError("RATE_LIMIT_EXCEEDED",
-                      f"too many event streams (at most {slots.limit} per key, {slots.total_limit} in all)",
-                      {"limit": slots.limit, "total_limit": slots.total_limit, "window_seconds": 0,
-                       "retry_after_seconds": 5, "reason": "too_many_streams"})
-
-
 def sse_response(stream) -> bottle.HTTPResponse:
     """A Server-Sent Events response of a generator of event texts."""
     return bottle.HTTPResponse(stream, status=200, headers={
@@ -66,8 +30,7 @@ def format_event(env) -> str:
 def register(api: Api) -> None:
     agent = api.agent
     # a stream holds a worker: keep some for every other request
-    slots = agent.sse_slots = StreamSlots(agent.cfg.api.sse_max_streams_per_key,
-                                          max(1, agent.cfg.api.threads - RESERVED_WORKERS))
+    slots = api.sse_slots
     keepalive = agent.cfg.api.sse_keepalive_s
 
     @api.route("GET", "/v1/events", "Server-Sent Events of the bus (channels= filter, Last-Event-ID resume)",

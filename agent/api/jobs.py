@@ -1,18 +1,18 @@
 """/v1 offline jobs (the seeds' callflow visualizer): upload a capture,
-follow its processing (status, Server-Sent Events), read its call sessions;
-one call session in detail, and the live capture's calls."""
+follow its processing (status, Server-Sent Events), read its call sessions
+(one session in detail and the live capture's calls: agent.api.calls)."""
 import time
 
 import bottle
 
 from agent.api.app import WRITE, Api, dumps
-from agent.api.events import sse_response, too_many_streams
+from agent.api.events import sse_response
+from agent.api.streams import too_many_streams
 from agent.api.validate import Field
 from agent.bus import now_iso
 from agent.errors import AgentError
 
 PAGE = {"page": Field(int, 1, 1, 10**9), "limit": Field(int, 50, 1, 1000)}
-CALLS = {**PAGE, "state": Field(str, "", doc="only calls in this state (in_call, completed, rejected, ...)")}
 DELETE = {"cancel": Field(bool, False, doc="cancel a running job, then delete it")}
 RETRY_MS = 3000
 
@@ -63,7 +63,7 @@ def register(api: Api) -> None:
                tag="jobs")
     def events(job_id):
         key = bottle.request.environ["capbox.key"]
-        slots = agent.sse_slots
+        slots = api.sse_slots
         if not slots.acquire(key.id):
             raise too_many_streams(slots)
         try:
@@ -103,13 +103,3 @@ def register(api: Api) -> None:
                 slots.release(key.id)
 
         return sse_response(stream())
-
-    @api.route("GET", "/v1/sessions/<session_id>", "A call session with its events (a job's or the live capture's)",
-               tag="calls")
-    def session(session_id):
-        return agent.calls.session_detail(session_id)
-
-    @api.route("GET", "/v1/calls", "The live capture's calls: going on, then finished, newest first", query=CALLS,
-               tag="calls")
-    def calls(page, limit, state):
-        return agent.calls.calls(page, limit, state)

@@ -3,6 +3,7 @@ import re
 
 from agent import __version__
 from agent.api import validate
+from agent.api.responses import RESPONSES, SCHEMAS
 
 ERROR = {
     "type": "object",
@@ -30,7 +31,8 @@ def _operation(api, r) -> dict:
         params.append({"name": name, "in": "query", "required": f.required, "schema": s,
                        **({"description": f.doc} if f.doc else {})})
     err = {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-    responses = {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+    status, schema, media = (RESPONSES.get(f"{r.method} {r.path}", (200, {"type": "object"})) + ("application/json",))[:3]
+    responses = {str(status): {"description": r.summary, "content": {media: {"schema": schema}}},
                  "400": err, "500": err}
     if r.access != "public":
         responses |= {"401": err, "403": err, "429": err}
@@ -60,7 +62,7 @@ def document(api) -> dict:
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {
-            "schemas": {"Error": ERROR},
+            "schemas": {"Error": ERROR, **SCHEMAS},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                                            "description": "capbox_sk_… (full), capbox_pk_… (read-only), "
                                                           "capbox_tk_… (scoped, expiring)"}},

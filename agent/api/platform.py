@@ -1,5 +1,6 @@
 """/v1 platform routes: health, ping, status, config, logs, stats, keys, the
 OpenAPI document, and Prometheus /metrics."""
+import html
 import platform as _platform
 import shutil
 import sys
@@ -8,12 +9,12 @@ import time
 import bottle
 
 from agent import __version__
-from agent.api.app import ADMIN, PUBLIC, Api
+from agent.api.app import ADMIN, ERRORS_PAGE, PUBLIC, Api
 from agent.api.openapi import document
 from agent.api.validate import Field
 from agent.auth import KINDS
 from agent.bus import now_iso
-from agent.errors import not_found
+from agent.errors import CATALOGUE, not_found
 from agent.stats import system
 from agent.stats.prometheus import CONTENT_TYPE
 
@@ -92,6 +93,28 @@ def register(api: Api) -> None:
     def openapi():
         return document(api)
 
+    @api.route("GET", ERRORS_PAGE, "Every error code: its HTTP status, what it means, what to do (HTML)",
+               access=PUBLIC, tag="docs")
+    def errors_page():
+        return bottle.HTTPResponse(ERRORS_HTML, status=200, headers={"Content-Type": "text/html; charset=utf-8"})
+
     @api.route("GET", "/metrics", "Prometheus text exposition", access=PUBLIC, tag="metrics")
     def metrics():
         return bottle.HTTPResponse(agent.metrics.exposition(), status=200, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _errors_html() -> str:
+    """The page every error answer's documentation_url points into: one anchor per code."""
+    rows = "\n".join(f'<tr id="{code}"><td><a href="#{code}"><code>{code}</code></a></td><td>{status}</td>'
+                     f"<td>{html.escape(text)}</td></tr>" for code, (status, text) in sorted(CATALOGUE.items()))
+    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>capbox API errors</title>"
+            "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td{padding:.3em .6em;"
+            "vertical-align:top}tr:target{background:#ffc}</style></head><body>\n<h1>capbox API errors</h1>\n"
+            "<p>Every error answer is <code>{\"error\": {\"code\", \"message\", \"details\"}, \"timestamp\", "
+            "\"request_id\", \"documentation_url\"}</code>; its <code>documentation_url</code> points at the "
+            "code's row here. Programs test the code, never the message.</p>\n"
+            f"<table><tr><th>code</th><th>HTTP</th><th>what it means, what to do</th></tr>\n{rows}\n</table>"
+            "</body></html>\n")
+
+
+ERRORS_HTML = _errors_html()

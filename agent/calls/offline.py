@@ -9,19 +9,10 @@ SDP within the same batch (or while the SIP event waits in the ring) would
 be seen before Python could name it; tshark, which decodes RTP only after
 the SDP frame, is matched exactly this way (docs/CALLS.md)."""
 import dataclasses
-import os
 from typing import Callable, Optional
 
 from agent.calls.dialogs import Tracker
-from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
-
-PROGRESS_EVERY_MS = 200
-PCAP_HEADER = 24
-PCAP_RECORD = 16
-
-
-class Cancelled(Exception):
-    """The job was cancelled while a pass ran."""
+from hwdrivers import CaptureConfig, CaptureError, ErrorCode, Session
 
 
 @dataclasses.dataclass
@@ -45,29 +36,24 @@ class Limits:
     event_ring: int = 4096
 
 
-def _run(session: Session, size: int, pass_no: int, on_batch, progress, cancelled) -> None:
-    """Read the whole file; progress is by bytes read over both passes."""
-    while True:
-        if cancelled and cancelled():
-            session.stop()
-            raise Cancelled()
-        result = session.run(timeout_ms=PROGRESS_EVERY_MS)
-        on_batch()
-        if progress and size:
-            c = session.counters()
-            done = min(size, PCAP_HEADER + c.captured_bytes + PCAP_RECORD * c.packets)
-            progress((pass_no * size + done) / (2 * size), c.packets, c.bytes)
-        if result == RunResult.EOF:
-            return
+def _run(session: Session, pass_no: int, on_batch, progress, cancelled, read: Optional[tuple] = None) -> None:
+    """Read the whole file (pass 0 or 1); progress is by bytes read over both passes, with the packets
+    and bytes read by pass 0 (`read`, its totals, once it is done: counts never go back)."""
+    def report(done: float) -> None:
+        c = session.counters()
+        progress((pass_no + done) / 2, *(read or (c.packets, c.bytes)))
+    error = session.run_to_eof(on_batch, report if progress else None, cancelled)
+    if error is not None:
+        raise error
 
 
 def analyse(path: str, progress: Optional[Callable[[float, int, int], None]] = None,
             cancelled: Optional[Callable[[], bool]] = None, limits: Limits = Limits()) -> Result:
     """The calls of a capture file.  CaptureError when it cannot be read at all; a file damaged
-    part-way gives the calls before the damage with Result.error set.  Cancelled if asked to stop."""
+    part-way gives the calls before the damage with Result.error set.  hwdrivers.errors.Cancelled
+    if asked to stop (cancelled() true between two chunks of a pass)."""
     if path == "-":
         raise CaptureError(ErrorCode.ARG, "calls are read from a file in two passes: standard input will not do")
-    size = os.path.getsize(path) if os.path.isfile(path) else 0
     tracker = Tracker(max_calls=limits.max_calls)
     res = Result(tracker)
     base = dict(source=path, backend="pcapfile", idle_timeout_s=0, active_timeout_s=0, max_flows=limits.max_flows)
@@ -77,7 +63,7 @@ def analyse(path: str, progress: Optional[Callable[[float, int, int], None]] = N
             for ev in s.read_events():
                 tracker.feed(ev)
         try:
-            _run(s, size, 0, drain, progress, cancelled)
+            _run(s, 0, drain, progress, cancelled)
         except CaptureError as e:
             res.error = e
         drain()
@@ -89,7 +75,7 @@ def analyse(path: str, progress: Optional[Callable[[float, int, int], None]] = N
             s.rtp_init(max_endpoints=len(endpoints) + 16, max_streams=limits.max_streams)
             for e in endpoints:
                 s.rtp_watch(e)
-            _run(s, size, 1, lambda: None, progress, cancelled)
+            _run(s, 1, None, progress, cancelled, (res.packets, res.bytes))
             tracker.attach(s.rtp_streams())
             res.rtp = s.rtp_stats()
     if progress:

@@ -42,7 +42,6 @@ class CallsService(Service):
         self.stored = 0
         self.watch_errors = 0
         self._heard = time.monotonic()  # when the newest packet time was seen
-        agent.calls = self
 
     def _tracker(self) -> Tracker:
         return Tracker(on_media=self._watch, max_calls=self.cfg.max_calls)
@@ -96,11 +95,13 @@ class CallsService(Service):
                 if self.watch_errors == 1:
                     log.warning("RTP endpoint %s:%d not measured: %s", e.addr, e.port, err.message)
 
-    def _publish(self, call: Call) -> None:
+    def _publish(self, call: Call, detail: Optional[dict] = None) -> None:
+        """A call changed; a finished one carries its detail (messages, streams: the sip and rtp logs')."""
         s = call.summary()
         self.bus.publish("calls:updated", "call_updated", {
             "session_id": s["session_id"], "call_id": s["call_id"], "state": s["state"], "type": s["type"],
-            "participants": s["participants"], "events_count": s["events_count"]}, source="calls")
+            "participants": s["participants"], "events_count": s["events_count"],
+            **({"detail": detail} if detail else {})}, source="calls")
 
     # ---- once a second ----------------------------------------------------------------
 
@@ -143,9 +144,10 @@ class CallsService(Service):
             except CaptureError:
                 pass
         summary = call.summary()
+        detail = call.detail()
         row = (call.id, self.run_id, call.call_id, summary["type"], summary["method"], summary["state"],
                summary["start_ts"], summary["end_ts"], summary["events_count"], json.dumps(summary),
-               json.dumps(call.detail()))
+               json.dumps(detail))
         keep = self.cfg.live_history
 
         def store(c):
@@ -155,7 +157,7 @@ class CallsService(Service):
                       " WHERE job_id IS NULL ORDER BY end_ts DESC LIMIT ?)", (keep,))
         self.store.submit_nowait(store)
         self.stored += 1
-        self._publish(call)
+        self._publish(call, detail)
         log.debug("call %s %s (%s)", call.call_id, summary["state"], why)
 
     def _finish_all(self, why: str) -> None:

@@ -13,7 +13,8 @@ import threading
 import time
 from typing import Optional
 
-from agent.config import Config, parse_collector
+from agent.addresses import parse_collector
+from agent.config import Config
 from agent.errors import AgentError, not_found, validation
 from hwdrivers import CaptureError, ErrorCode, ExporterConfig, Session
 from hwdrivers.export import MAX_EXPORTERS

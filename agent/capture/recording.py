@@ -11,6 +11,8 @@ from typing import Iterator, Optional
 from agent.config import Config, ConfigError
 from agent.errors import AgentError, not_found, validation
 from agent.recordings import crypt, files, keys
+from agent.recordings import packets as pcap
+from agent.recordings.index import RecordingIndex
 from agent.store import settings
 from agent.store.settings import Settings
 from hwdrivers import CaptureError, ErrorCode, RecordConfig, Session, check_filter
@@ -19,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SETTINGS = ("prefix", "rotate_mb", "rotate_s", "keep_mb", "keep_s", "bpf", "bpf_outer", "snaplen")
 READ_BLOCK = 1 << 20
+INDEX_EVERY_S = 2.0      # how soon a closed recording is indexed
 
 
 class RecordingManager:
@@ -38,6 +41,10 @@ class RecordingManager:
         self.last = None          # RecordStats of the recording that ended last
         self.error: Optional[str] = None
         self.repaired: list = []
+        self.index = RecordingIndex(self.dir, cfg.data_dir)
+        self._attached: Optional[Session] = None
+        self._reindex = threading.Event()
+        self._indexer: Optional[threading.Thread] = None
         self._lock = threading.RLock()
         encryption = saved.get(settings.ENCRYPTION)
         if encryption is not None:       # set over REST: wins over the file
@@ -75,6 +82,11 @@ class RecordingManager:
         if cut:
             log.warning("recording %s ended torn (an earlier crash): %d bytes trimmed", *cut)
             self.repaired.append({"name": cut[0], "bytes_trimmed": cut[1]})
+        self._attached = session
+        if self._indexer is None:
+            self._indexer = threading.Thread(target=self._index_files, name="recording-index", daemon=True)
+            self._indexer.start()
+        self._reindex.set()   # files found without an index (a crash, an older version) get one, off this path
         session.start_recording(self._record_config(source), self.key)
         self.error = None
         log.info("recording to %s (%s)", self.dir, "encrypted" if self.key else "plain pcapng")
@@ -159,6 +171,23 @@ class RecordingManager:
         with self._lock:
             if session.recording().active:
                 self.last = session.stop_recording()
+            self._attached = None
+            self._reindex.set()
+
+    def _index_files(self) -> None:
+        """Index each recording as it closes (the recorder counts them), so that a query finds them indexed."""
+        closed = None
+        while True:
+            asked = self._reindex.wait(INDEX_EVERY_S)
+            self._reindex.clear()
+            session = self._attached
+            try:
+                st = session.recording() if session is not None else None
+                if asked or st is not None and st.files_closed != closed:
+                    closed = st.files_closed if st is not None else None
+                    self.index.refresh(pathlib.Path(st.current).name if st is not None and st.current else None)
+            except Exception:  # a session closing under it, a file system error: never the end of the agent
+                log.exception("indexing the recordings failed; the next query indexes them")
 
     # ---- what the faces read ----------------------------------------------------
 
@@ -189,6 +218,32 @@ class RecordingManager:
         items = files.list_dir(self.dir, pathlib.Path(current).name if current else None)
         return {"directory": str(self.dir), "count": len(items), "total_bytes": sum(i["size"] for i in items),
                 "recordings": items}
+
+    def packets(self, session: Optional[Session], window: pcap.Window, full_key: bool) -> tuple:
+        """(headers, body iterator): the pcapng of the kept packets in a window that match its filter."""
+        current = self.current_path(session)
+        sources, read = pcap.plan(self.index, pathlib.Path(current).name if current else None, window)
+        if not full_key and any(s.key is not None for s in sources):
+            raise AgentError("FORBIDDEN", "these packets are in encrypted recordings: only a full (sk) key may "
+                             "read them decrypted", {"required": "sk"})
+        return ({"Content-Type": pcap.MEDIA_TYPE, "Content-Disposition": 'attachment; filename="capbox.pcapng"',
+                 "X-Capbox-Since-Ns": str(window.since_ns), "X-Capbox-Until-Ns": str(window.until_ns),
+                 "X-Capbox-Filter": window.bpf, "X-Capbox-Files": str(read["files"]),
+                 "X-Capbox-Ranges": str(read["ranges"])}, pcap.stream(sources, window))
+
+    def kept(self, session: Optional[Session], window: pcap.Window) -> dict:
+        """What the recordings still hold of a window: the files, or that it aged out."""
+        current = self.current_path(session)
+        # asked with every threat's detail: the file being written is not walked for it, it holds what
+        # came after the newest closed file
+        indexed = self.index.refresh(pathlib.Path(current).name if current else None, walk_active=False)
+        hit = [ix for ix in indexed if ix.overlaps(window.since_ns, window.until_ns)]
+        newest = max((ix.last_ns for ix in indexed if ix.last_ns is not None), default=0)
+        hit += [ix for ix in indexed if ix.active and window.until_ns >= newest]
+        oldest = min((ix.first_ns for ix in indexed if ix.first_ns is not None), default=None)
+        state = "kept" if hit else "aged_out" if oldest is not None and window.until_ns < oldest else "not_recorded"
+        return {"state": state, "window": window.as_dict(), "files": [ix.name for ix in hit],
+                "oldest_kept_ns": oldest}
 
     def _path(self, name: str) -> pathlib.Path:
         p = files.path_of(self.dir, name)

@@ -7,7 +7,6 @@ released) and never waits on Python; `dispatcher` drains the event and flow
 rings onto the bus (non-blocking, drops counted) and keeps the rates.
 Exporters and the recorder are C too (agent/capture/export.py and
 recording.py keep their settings across captures)."""
-import collections
 import dataclasses
 import ipaddress
 import json
@@ -19,83 +18,22 @@ import time
 from typing import Optional
 
 import hwdrivers
-from agent.bus import iso
+from agent.bus import EVENT_CHANNELS, iso
 from agent.capture.export import ExportManager
+from agent.capture.run import CaptureRequest, Run
 from agent.capture.recording import RecordingManager
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
-from agent.paths import confine
+from agent.confine import confine
 from agent.store import settings
 from agent.store.settings import Settings
 from hwdrivers import CaptureConfig, CaptureError, ErrorCode, RunResult, Session
 
 log = logging.getLogger(__name__)
 
-EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
-                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
-                  "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 FLOW_RING = 1 << 16
-RATE_HISTORY = 600      # one sample a second: the last ten minutes
+FLOW_SEARCH = 100000     # flows looked through for one id (the table holds up to flows.max_flows)
 FLOW_SORTS = ("bytes", "packets", "last", "first")
-
-
-@dataclasses.dataclass(frozen=True)
-class CaptureRequest:
-    """What POST /v1/capture/start (and the console, the TUI) can ask for."""
-
-    source: str                     # an interface, a capture file, or "demo"
-    backend: str = ""               # empty: pcapfile for files, afpacket (else pcap) for interfaces
-    bpf: str = ""
-    snaplen: int = 65535
-    buffer_size_mb: int = 64
-    promisc: bool = True
-    fanout_group: int = -1
-    pace: float = 0.0               # files: 1.0 replays at the recorded pace
-    loop: bool = False              # files: start over at the end
-    duration: float = 0.0           # stop by itself after this many seconds; 0 = never
-    trusted: bool = False           # named by the operator (command line, config file): any file, not only pcap_dirs
-
-
-class Rates:
-    """Packets and bytes per second from counter deltas, one sample a second."""
-
-    def __init__(self):
-        self.history: collections.deque = collections.deque(maxlen=RATE_HISTORY)
-        self._last = None
-        self.pps = self.bps = 0.0
-
-    def sample(self, now: float, packets: int, bytes_: int, dropped: int) -> None:
-        if self._last is not None:
-            t0, p0, b0, _ = self._last
-            dt = now - t0
-            if dt > 0:
-                self.pps = (packets - p0) / dt
-                self.bps = 8 * (bytes_ - b0) / dt
-                self.history.append({"ts": now, "pps": round(self.pps, 1), "bps": round(self.bps, 1),
-                                     "dropped": dropped})
-        self._last = (now, packets, bytes_, dropped)
-
-
-class Run:
-    """One capture from start to stop."""
-
-    def __init__(self, req: CaptureRequest, backend: str, path: str, session: Session, run_id: int):
-        self.req = req
-        self.backend = backend
-        self.path = path
-        self.session = session
-        self.id = run_id
-        self.started = time.time()
-        self.stopped: Optional[float] = None
-        self.reason: Optional[str] = None
-        self.error: Optional[str] = None
-        self.rates = Rates()
-        self.bus_dropped = 0
-        self.events = collections.Counter()
-        self.stop = threading.Event()
-        self.threads: list = []
-        self.final: Optional[dict] = None
-        self.bpf = req.bpf
 
 
 class CaptureService:
@@ -415,6 +353,16 @@ class CaptureService:
         out = [f.as_dict() for f in rows if keep(f)][:limit]
         return {"count": len(out), "active": run.session.counters().flows_active, "sort": sort, "flows": out}
 
+    def flow(self, flow_id: int):
+        """A flow still in the running capture's table (the most recently active FLOW_SEARCH), by its id."""
+        run = self.run
+        if run is not None:
+            for f in run.session.active_flows(limit=FLOW_SEARCH, order="last"):
+                if f.id == flow_id:
+                    return f
+        raise AgentError("FLOW_NOT_FOUND", f"flow {flow_id} is not in the running capture's flow table",
+                         {"flow_id": flow_id, "hint": "an ended flow's packets: ?since&until&bpf= with its hosts"})
+
     def set_filter(self, bpf: str) -> dict:
         """Replace the running capture's BPF filter ("" for none)."""
         run = self._require_run()
@@ -485,6 +433,16 @@ class CaptureService:
             out = self.recording.list(self._session())
             out["recording"] = self.recording.status(self._session())
             return out
+
+    def packets(self, window, full_key: bool) -> tuple:
+        with self._lock:
+            current = self._session()
+        return self.recording.packets(current, window, full_key)
+
+    def kept(self, window) -> dict:
+        with self._lock:
+            current = self._session()
+        return self.recording.kept(current, window)
 
     def delete_recording(self, name: str) -> dict:
         with self._lock:

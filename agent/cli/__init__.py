@@ -6,10 +6,10 @@ import os
 import sys
 
 from agent import __version__
-from agent.cli import box, console, files, findings, firmware, threats, update
+from agent.cli import box, console, files, findings, firmware, logs, pcap, threats, update
 from agent.cli.common import resolve_capture_file
 
-GROUPS = (files, findings, box, threats, console, firmware, update)
+GROUPS = (files, findings, logs, box, threats, pcap, console, firmware, update)
 
 
 def _leaves(parser: argparse.ArgumentParser):

@@ -23,15 +23,42 @@ def cmd_run(args) -> int:
         cfg = load_config(args, over)
     except ConfigError as e:
         return fail(f"config: {e}")
-    from agent.runtime import Agent
     console = not args.headless and sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        agent = Agent(cfg, console=console)
+        agent, rest = build_agent(cfg, console)
     except ConfigError as e:
         return fail(f"config: {e}")
     except OSError as e:
         return fail(f"cannot start: {e}")
-    return agent.run_with_console() if console else agent.run_forever()
+    return run_with_tui(agent, rest.app) if console else agent.run_forever()
+
+
+def build_agent(cfg, console: bool) -> tuple:
+    """The agent with its faces wired on: the REST face, then the serial console (which
+    speaks to that face's app); (agent, rest face)."""
+    from agent.api.rest import RestFace
+    from agent.console.service import ConsoleFace
+    from agent.runtime import Agent
+    agent = Agent(cfg, console=console)
+    rest = RestFace(agent)
+    agent.attach(rest)
+    agent.attach(ConsoleFace(agent, rest.app))
+    return agent, rest
+
+
+def run_with_tui(agent, app) -> int:
+    """The agent and the Textual console in this process (a terminal at the box)."""
+    import signal
+    from tui.app import CapboxApp
+    from tui.source import local
+    agent.start()
+    tui = CapboxApp(local(app))
+    signal.signal(signal.SIGTERM, lambda signum, frame: tui.call_from_thread(tui.exit))
+    try:
+        tui.run()
+    finally:
+        agent.shutdown()
+    return 0
 
 
 def cmd_tui(args) -> int:

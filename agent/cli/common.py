@@ -57,6 +57,26 @@ def refused(e, undone: str) -> int:
 
 # ---- output ----------------------------------------------------------------------------
 
+SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "dim"}
+
+
+def console():
+    """rich on a terminal (colours; NO_COLOR and FORCE_COLOR honoured); plain lines into a pipe."""
+    from rich.console import Console
+    return Console(highlight=False, soft_wrap=True)
+
+
+def severity(sev: str, width: int = 8) -> str:
+    """A severity padded to width, in its colour (rich markup)."""
+    return f"[{SEVERITY_STYLE.get(sev, '')}]{sev:<{width}}[/]"
+
+
+def escape(text: str) -> str:
+    """Text printed through console() as itself, not as markup (a '[' in a name)."""
+    from rich.markup import escape as rich_escape
+    return rich_escape(text)
+
+
 def print_json(obj) -> None:
     """One report: one JSON object."""
     json.dump(obj, sys.stdout, indent=2, default=str)

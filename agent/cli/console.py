@@ -5,7 +5,7 @@ import signal
 import sys
 
 from agent.cli.common import fail, load_config
-from agent.console import password
+from agent import password
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 

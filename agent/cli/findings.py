@@ -6,8 +6,8 @@ import os
 import sys
 import time
 
-from agent.cli.common import (add_capture_file, fail, load_config, num, positive, print_json, print_lines, progress,
-                              warn)
+from agent.cli.common import (add_capture_file, console, escape, fail, load_config, num, positive, print_json,
+                              print_lines, progress, severity, warn)
 from agent.detectors.detector import SEVERITIES
 
 
@@ -99,10 +99,12 @@ def cmd_anomalies(args) -> int:
                           "anomaly_count": len(found), "summary": anomalies.summarize(found), "anomalies": found},
                          indent=2))
     else:
-        print(f"{len(found)} anomalies in {len(windows)} windows of {args.window} s"
-              + (f" against baseline {args.baseline!r}" if args.baseline else ""))
+        out = console()
+        out.print(f"{len(found)} anomalies in {len(windows)} windows of {args.window} s"
+                  + (f" against baseline {args.baseline!r}" if args.baseline else ""), markup=False)
         for a in found:
-            print(f"  window {a['window_id']:>4}  {a['severity']:<6} {a['type']:<16} {a['message']}")
+            out.print(f"  window {a['window_id']:>4}  {severity(a['severity'], 6)} {escape(a['type']):<16} "
+                      f"{escape(a['message'])}")
     return 0
 
 
@@ -121,6 +123,7 @@ def cmd_detect(args) -> int:
     keys = ("type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence", "first_seen",
             "attacker", "attacker_mac", "score")
     threats = aggregate(found, args.min_severity)     # one per (type, attacker, target), with counts
+    out = console()
     for t in threats:
         d = t["detection"]
         row = {**{k: getattr(d, k) for k in keys}, "count": t["count"], "first_seen": t["first_seen"],
@@ -131,8 +134,9 @@ def cmd_detect(args) -> int:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
             who = d.attacker + (f" ({d.attacker_mac})" if d.attacker_mac and d.attacker_mac != d.attacker else "")
             times = f" x{t['count']}" if t["count"] > 1 else ""
-            print(f"{when}  {d.severity:<8} {d.confidence:.2f} {d.type:<13} {d.protocol:<4} {who} -> {d.dst}{times}")
-            print(f"    {d.description}")
+            out.print(f"{when}  {severity(d.severity)} {d.confidence:.2f} "
+                      + escape(f"{d.type:<13} {d.protocol:<4} {who} -> {d.dst}{times}"))
+            out.print(f"    {d.description}", markup=False)
     if not args.json:
         counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in detectors)
         print(f"{len(threats)} threats from {len(found)} findings ({counts})", file=sys.stderr)
@@ -216,7 +220,7 @@ def cmd_verify(args) -> int:
 
 def _host_port(text: str) -> tuple:
     """HOST, HOST:PORT or [V6]:PORT; the port defaults to 443."""
-    from agent.config import split_host_port
+    from agent.addresses import split_host_port
     host, port = split_host_port(text)
     if port and not port.isdigit():
         raise SystemExit(fail(f"{text!r}: the port must be a number"))

@@ -342,7 +342,10 @@ def add_parsers(sub) -> None:
     st = common(fws.add_parser("status", help="the card, its slot and the rollback floor"), device=True)
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=guard(cmd_status))
+    _add_fpga_sim(sub)
 
+
+def _add_fpga_sim(sub) -> None:
     from hwdrivers.fpga import DEFAULT_DEVICE
     sim = sub.add_parser("fpga-sim", help="run the capture card's software model until interrupted")
     sim.add_argument("--source", required=True, metavar="FILE|IFACE", help="capture file, or interface")

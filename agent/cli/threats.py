@@ -8,28 +8,22 @@ list them, follow new ones as they are raised, show one, mark one.
 import argparse
 import json
 import sys
+from typing import Optional
 
+from agent.cli.common import console, escape, severity
 from agent.client import ApiError, Client, add_tls_arguments, default_key
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 STATUSES = ("acknowledged", "confirmed", "false_positive")
-SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow", "low": "dim"}
-
-
-def _console():
-    """rich on a terminal (colours, NO_COLOR honoured); plain lines into a pipe."""
-    from rich.console import Console
-    return Console(highlight=False, soft_wrap=True)
 
 
 def _line(t: dict) -> str:
-    sev = t["severity"]
     who = t["attacker"] or t["source_ip"]
     if t.get("attacker_mac"):
         who += f" ({t['attacker_mac']})"
-    return (f"{t['id']}  {(t.get('last_seen') or t['timestamp'])[:19]}  [{SEVERITY_STYLE.get(sev, '')}]{sev:<8}[/]  "
-            f"{t['attack_type']:<14} {who} -> {t['dest_ip']}  x{t['count']}  {t['status']}"
-            f"{'  verified' if t['verified'] else ''}")
+    return (f"{t['id']}  {(t.get('last_seen') or t['timestamp'])[:19]}  {severity(t['severity'])}  "
+            + escape(f"{t['attack_type']:<14} {who} -> {t['dest_ip']}  x{t['count']}  {t['status']}"
+                     f"{'  verified' if t['verified'] else ''}"))
 
 
 def _show(out, t: dict, as_json: bool) -> None:
@@ -40,18 +34,25 @@ def _show(out, t: dict, as_json: bool) -> None:
     sys.stdout.flush()
 
 
-def cmd_threats(args) -> int:
+def connect(args) -> Optional[Client]:
+    """A client for --url with --key (or CAPBOX_KEY, or DATA_DIR/admin.key); None, said on stderr, without one."""
     key = args.key or default_key(args.data_dir or "./var")
     if not key:
         print("capbox: error: no API key: give --key, set CAPBOX_KEY, or run where DATA_DIR/admin.key is readable",
               file=sys.stderr)
-        return 1
+        return None
     try:
-        c = Client(args.url, key, timeout=30, cacert=args.cacert, pin=args.pin)
+        return Client(args.url, key, timeout=30, cacert=args.cacert, pin=args.pin)
     except ValueError as e:
         print(f"capbox: error: {e}", file=sys.stderr)
+        return None
+
+
+def cmd_threats(args) -> int:
+    c = connect(args)
+    if c is None:
         return 1
-    out = _console()
+    out = console()
     try:
         if args.action == "show":
             t = c.get_threat(args.id)

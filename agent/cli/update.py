@@ -26,7 +26,7 @@ def _signature(args) -> bytes:
 
 
 def cmd_build(args) -> int:
-    from agent.update import bundle
+    from firmware import bundle
     m = bundle.build(args.output, args.rootfs, args.uki, args.target, args.version, args.rollback, args.build_id)
     line = (f"{args.output}: {m['target']} {m['version']}, rollback index {m['rollback_index']}, "
             f"rootfs {m['rootfs']['size']} bytes, UKI {m['uki']['size']} bytes")
@@ -50,7 +50,7 @@ def _print_verdict(d: dict) -> None:
 
 def cmd_verify(args) -> int:
     from agent.errors import AgentError
-    from agent.update import bundle
+    from firmware import bundle
     from firmware.keyring import Keyring
     svc = _service(args)
     sig = _signature(args)

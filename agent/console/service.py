@@ -10,11 +10,11 @@ import threading
 
 import serial
 
-from agent.console import password
+from agent import password
 from agent.console.commands import Commands
 from agent.console.lineio import READ_TIMEOUT_S, LineReader, PortGone
 from agent.console.session import LoginState, Session
-from agent.services import Service
+from agent.services import Face, Service, start_services
 
 log = logging.getLogger(__name__)
 WRITE_TIMEOUT_S = 2.0
@@ -121,6 +121,9 @@ class ConsoleService(Service):
     channels = None
     critical = False
 
+    def __init__(self, app):
+        self.app = app
+
     @classmethod
     def wanted(cls, cfg) -> bool:
         return bool(cfg.console.port)
@@ -128,7 +131,7 @@ class ConsoleService(Service):
     def start(self, agent) -> None:
         from agent.client import InProcessClient
         self.console = Console(agent.cfg.console, password.path_for(agent.cfg),
-                               Commands(InProcessClient(agent.api.app)), data_dir=agent.cfg.data_dir)
+                               Commands(InProcessClient(self.app)), data_dir=agent.cfg.data_dir)
         self.thread = threading.Thread(target=self.console.serve, name="console-port", daemon=True)
         self.thread.start()
 
@@ -142,3 +145,15 @@ class ConsoleService(Service):
 
     def detail(self) -> dict:
         return self.console.view()
+
+
+class ConsoleFace(Face):
+    """The serial console on the agent: its service, started with the faces (the health
+    component "console"; the agent's stop_all ends its thread)."""
+
+    def __init__(self, agent, app):
+        self.agent = agent
+        self.service = ConsoleService(app)
+
+    def start(self) -> None:
+        start_services(self.agent, [self.service])

@@ -21,7 +21,7 @@ import logging
 import time
 
 from agent import __version__, firstboot
-from agent.console import password
+from agent import password
 from agent.console.lineio import Line, LineReader
 
 log = logging.getLogger(__name__)

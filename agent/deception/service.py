@@ -72,7 +72,6 @@ class DeceptionService(Service):
         self.sources_by_session = {r["id"]: set(json.loads(r["decoy_sources"]))
                                    for r in self.store.query("SELECT id, decoy_sources FROM deception_sessions")}
         self._register()
-        agent.deception = self
 
     def stop(self) -> None:
         for s in list(self.sessions.values()):

@@ -4,9 +4,20 @@ Each module has parse(event) and a Detector (agent.detectors.detector);
 the live path runs each in its own service thread on its bus channels, the
 CLI feeds the same classes from a capture file.  Every detector also learns
 the LAN (agent.detectors.lan) from the other kinds it is fed."""
-from agent.detectors import (arp_spoof, dns_hijack, ndp_spoof, rogue_dhcp, rogue_ra, ssl_strip, tls_downgrade,
-                             tls_intercept)
+import importlib
 
-DETECTORS = [arp_spoof.Detector, dns_hijack.Detector, ssl_strip.Detector, tls_downgrade.Detector, ndp_spoof.Detector,
-             rogue_ra.Detector, rogue_dhcp.Detector, tls_intercept.Detector]
-TYPES = tuple(d.name for d in DETECTORS)
+MODULES = ("arp_spoof", "dns_hijack", "ssl_strip", "tls_downgrade", "ndp_spoof", "rogue_ra", "rogue_dhcp",
+           "tls_intercept")
+
+
+def __getattr__(name: str):
+    """DETECTORS and TYPES on first use: a command that needs only SEVERITIES (the CLI's parser,
+    loaded by every `capbox` process on the box) does not load the eight modules and the C core."""
+    if name == "DETECTORS":
+        value = [importlib.import_module(f"agent.detectors.{m}").Detector for m in MODULES]
+    elif name == "TYPES":
+        value = tuple(d.name for d in __getattr__("DETECTORS"))
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

@@ -7,6 +7,7 @@ in [detection] decides whether it is raised, and a raised finding repeats
 only when it grows worse or after `dedup_s` of packet time.  Time is always
 packet time, so a capture file replays exactly as the wire did."""
 import collections
+import functools
 import ipaddress
 from typing import Optional
 
@@ -135,7 +136,10 @@ class Detector:
             self.counts["unlearned"] += 1
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def is_public_ip(addr: str) -> bool:
+    """Whether addr is a global unicast address.  Every detector asks this of every packet's addresses,
+    and a LAN's addresses repeat: the answers are kept (bounded), since ipaddress parsing dominated."""
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:

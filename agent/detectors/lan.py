@@ -94,14 +94,18 @@ class Lan:
 
     def learn(self, ev) -> None:
         """One packet event of any kind."""
-        from agent.detectors import dhcp, ndp
         ts = ev.ts
-        if ev.kind == "arp":
+        kind = ev.kind
+        if kind not in ("arp", "ndp", "dhcp"):
+            self.frame(ev.src, ev.dst, ev.src_mac, ev.dst_mac, ts)
+            return
+        from agent.detectors import dhcp, ndp
+        if kind == "arp":
             rec = records.record_of(ev)
             if rec is not None and rec.op in (1, 2):
                 self.bind(rec.sender_ip, rec.sender_mac, ts, "arp", first=True)
             return
-        if ev.kind == "ndp":
+        if kind == "ndp":
             f = ndp.parse(ev)
             if f is None:
                 return
@@ -113,7 +117,7 @@ class Lan:
             elif f["type"] == "na":
                 self.bind(f["target"], f["tlla"] or ev.src_mac, ts, "ndp", first=True)
             return
-        if ev.kind == "dhcp":
+        if kind == "dhcp":
             f = dhcp.parse(ev)
             if f is None:
                 return
@@ -125,8 +129,6 @@ class Lan:
                     self.gateways[r] = ts
             if f["from_server"]:
                 self.bind(ev.src, ev.src_mac, ts, "dhcp", first=True)
-            return
-        self.frame(ev.src, ev.dst, ev.src_mac, ev.dst_mac, ts)
 
     # ---- what is known -----------------------------------------------------------------
 

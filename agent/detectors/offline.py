@@ -5,7 +5,7 @@ from typing import Optional
 
 from agent.detectors import DETECTORS
 from agent.detectors.detector import SEVERITIES
-from hwdrivers import CaptureConfig, CaptureError, RunResult, Session
+from hwdrivers import CaptureConfig, Session
 
 
 def kinds_of(detectors) -> frozenset:
@@ -21,19 +21,13 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
             by_kind.setdefault(k, []).append(d)
     config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=kinds_of(detectors), event_ring=1 << 14,
                            lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
-    found, error = [], None
+    found: list = []
     with Session(config) as s:
-        while True:
-            try:
-                result = s.run(timeout_ms=500)
-            except CaptureError as e:
-                error = e
-                result = RunResult.EOF
+        def feed():
             for ev in s.read_events():
                 for d in by_kind.get(ev.kind, ()):
                     found.extend(d.feed(ev))
-            if result == RunResult.EOF:
-                break
+        error = s.run_to_eof(feed)
     return found, error, detectors
 
 

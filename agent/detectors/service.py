@@ -2,7 +2,7 @@
 
 A packet event in, findings out on attacks:detected, under the packet's
 correlation id (so the threat can name the packet that raised it)."""
-from agent.capture.service import EVENT_CHANNELS
+from agent.bus import EVENT_CHANNELS
 from agent.detectors import DETECTORS
 from agent.services import Service
 

@@ -24,6 +24,7 @@ from agent.calls import offline
 from agent.errors import AgentError
 from agent.jobs import upload
 from agent.services import Service
+from hwdrivers.errors import Cancelled
 from hwdrivers import CaptureError
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,6 @@ class JobsService(Service):
         for stale in self.dir.glob("upload-*.part"):  # uploads cut off by a stop
             stale.unlink(missing_ok=True)
         self._recover()
-        agent.jobs = self
         self.workers = []
         for i in range(self.cfg.workers):
             c = agent.health.register(f"jobs-worker-{i + 1}", critical=False)
@@ -259,7 +259,7 @@ class JobsService(Service):
                 self._fail(job_id, f"failed to read the capture: {_public(result.error.message, row)}")
             else:
                 self._complete(job_id, result, time.monotonic() - started)
-        except offline.Cancelled:
+        except Cancelled:
             log.info("job %s cancelled", job_id)
         except CaptureError as e:
             self._fail(job_id, f"failed to read the capture: {_public(e.message, row)}")

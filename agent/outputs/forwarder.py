@@ -73,10 +73,12 @@ class EveService(Service):
             s.start()
 
     def handle(self, env) -> None:
-        kind, make = self.by_channel[env.channel]
-        record = make(env.data, self.host)
-        if record is None:
-            return
+        for kind, make in eve.makers_for(self.by_channel, env):
+            record = make(env.data, self.host)
+            if record is not None:
+                self._send(kind, record)
+
+    def _send(self, kind: str, record: dict) -> None:
         self.made += 1
         if kind in self.file_types:
             self.file.write(record)

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Optional
 
-from agent.config import split_host_port
+from agent.addresses import split_host_port
 
 log = logging.getLogger(__name__)
 FACILITIES = {"kern": 0, "user": 1, "daemon": 3, "auth": 4, "syslog": 5, "local0": 16, "local1": 17, "local2": 18,

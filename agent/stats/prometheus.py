@@ -155,11 +155,17 @@ class _AgentCollector:
                       [((k,), v) for k, v in sorted(bus["published"].items())], ["channel"])
         yield _family("counter", "capbox_bus_dropped", "bus messages a slow subscriber missed",
                       [((s["name"] or "anonymous",), s["dropped"]) for s in bus["subscribers"]], ["subscriber"])
+        logs = _detail(a, "logs")
+        yield _family("counter", "capbox_log_records", "protocol log records written, by type",
+                      [((k,), v) for k, v in sorted(logs.get("written", {}).items())], ["type"])
+        yield _family("counter", "capbox_log_dropped", "capture output the protocol logs lost (their queue was full)",
+                      [((), logs.get("dropped", 0))])
         yield _family("gauge", "capbox_store_pending", "writes queued for the store", [((), a.store.pending)])
-        conns = a.server.connections()
+        conns = _detail(a, "api").get("connections", {})     # the REST face's, when it runs
         yield _family("counter", "capbox_api_refused", "API connections closed at accept (over the connection caps) "
                       "and requests answered 503 (their address held its share of the workers)",
-                      [(("connection_cap",), conns["refused"]), (("busy_per_client",), conns["busy_refused"])],
+                      [(("connection_cap",), conns.get("refused", 0)),
+                       (("busy_per_client",), conns.get("busy_refused", 0))],
                       ["cause"])
         yield _family("gauge", "capbox_uptime_seconds", "seconds since the agent started",
                       [((), round(time.time() - a.health.started, 1))])

@@ -23,8 +23,8 @@ from typing import Callable, Optional
 
 from agent.config import Config
 from agent.errors import AgentError
-from agent.update import bundle, slots
-from agent.update.platform import Platform, PlatformError
+from firmware import bundle, rootslots as slots
+from firmware.boot import Platform, PlatformError
 from firmware import image
 from firmware.errors import FirmwareError, Reason
 from firmware.keyring import Keyring

@@ -18,7 +18,7 @@ import time
 import urllib.parse
 from typing import Callable, Optional
 
-from agent.config import split_host_port
+from agent.addresses import split_host_port
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

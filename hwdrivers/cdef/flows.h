@@ -64,4 +64,8 @@ int hw_flows_active(struct hw_session *s, struct hw_flow_record *out, int max, i
 /* Hosts by total bytes, from flows that have left the table. */
 int hw_hosts_top(struct hw_session *s, struct hw_host *out, int max);
 const char *hw_end_name(int reason);
+/* The community ID (v1) of a flow into out (at least 31 bytes): "1:" + 28 base64 characters.  Addresses in
+ * network order (4 or 16 bytes by family).  0, or HW_E_ARG for ICMP (its type/code mapping is not done). */
+int hw_community_id(int family, const uint8_t *src, const uint8_t *dst, uint8_t proto, uint16_t sport,
+                    uint16_t dport, uint16_t seed, char *out);
 const char *hw_tcp_state_name(int state);

@@ -182,6 +182,7 @@ struct hw_rec_http {
     char location[1024];
     char content_type[128];
     char password_field[64];    /* the form field's name */
+    char user_agent[256];       /* a request's User-Agent (cut at 255 bytes) */
 };
 
 struct hw_rec_counters {

@@ -18,6 +18,7 @@
 #include "../cdef/fpga.h"
 #include "../cdef/export.h"
 #include "../cdef/record.h"
+#include "../cdef/extract.h"
 #include "../cdef/rtp.h"
 
 #define HW_BATCH_MAX 256

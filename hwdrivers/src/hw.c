@@ -172,6 +172,9 @@ void hw_config_init(struct hw_config *cfg)
     cfg->active_timeout_s = 1800;
     cfg->event_ring = 4096;
     cfg->flow_ring = 0;
+    cfg->window_ring = 64;
+    cfg->long_flow_s = 3600;
+    cfg->sample_rate = 1;
     cfg->tunnel_depth = 4;
     cfg->vxlan_ports[0] = 4789;
     cfg->geneve_ports[0] = 6081;

@@ -1,5 +1,5 @@
 /* rec-http.c - an HTTP/1.x head as a record: method, URI, version, status,
- * Host, Location, Strict-Transport-Security, Set-Cookie names and flags,
+ * Host, User-Agent, Location, Strict-Transport-Security, Set-Cookie names and flags,
  * Content-Type and -Length, and whether a url-encoded form post in the same
  * segment carries a password-like field.  Lines end at LF (a CR before it
  * is dropped); header names compare without case; the head ends at the
@@ -80,6 +80,7 @@ static void header(struct hw_rec_http *r, struct span name, struct span v)
     if (is(name, "host")) put(r->host, sizeof r->host, v);
     else if (is(name, "location")) put(r->location, sizeof r->location, v);
     else if (is(name, "content-type")) put(r->content_type, sizeof r->content_type, v);
+    else if (is(name, "user-agent")) put(r->user_agent, sizeof r->user_agent, v);
     else if (is(name, "content-length")) r->content_length = (int64_t)number(v);
     else if (is(name, "set-cookie")) set_cookie(r, v);
     else if (is(name, "strict-transport-security")) {

@@ -141,3 +141,44 @@ def test_internal_errors_hide_the_exception():
     assert status[0].startswith("500")
     doc = json.loads(body)
     assert doc["error"]["code"] == "INTERNAL_ERROR" and b"secret" not in body
+
+
+def test_documentation_url_leads_to_the_code_on_the_agents_own_page(agent, tmp_path):
+    """curl follows an error's documentation_url to a page with the code's row; every code the agent
+    can raise (read from its source) is on that page."""
+    import ast
+    import pathlib
+    import subprocess
+    from html.parser import HTMLParser
+
+    from agent.errors import CATALOGUE
+    body = envelope(agent.client.raw("GET", "/v1/threats/thr_0000"), 404, "THREAT_NOT_FOUND")
+    url, code = body["documentation_url"].split("#")
+    assert url == f"{agent.url}/docs/errors" and code == "THREAT_NOT_FOUND"
+    page = tmp_path / "errors.html"
+    r = subprocess.run(["curl", "-sS", "-o", str(page), "-w", "%{http_code} %{content_type}", url],
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.startswith("200 text/html"), r.stdout + r.stderr
+
+    class Ids(HTMLParser):
+        ids: set = set()
+
+        def handle_starttag(self, tag, attrs):
+            if dict(attrs).get("id"):
+                self.ids.add(dict(attrs)["id"])
+    parser = Ids()
+    parser.feed(page.read_text())
+    assert set(parser.ids) == set(CATALOGUE) and "THREAT_NOT_FOUND" in parser.ids
+    raised = set()
+    for path in pathlib.Path(__file__).parents[2].joinpath("agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "AgentError" and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                raised.add(node.args[0].value)
+    assert raised and raised <= set(CATALOGUE), raised - set(CATALOGUE)
+
+
+def test_documentation_url_can_point_at_the_operators_docs(make_agent):
+    a = make_agent("[capture]\nautostart = false\n[api]\ndocumentation_url = \"https://wiki.example/capbox/errors\"\n")
+    body = envelope(a.client.raw("GET", "/v1/nothing"), 404, "NOT_FOUND")
+    assert body["documentation_url"] == "https://wiki.example/capbox/errors#NOT_FOUND"

@@ -1,5 +1,6 @@
 """schemathesis (an OpenAPI fuzzer) against the running agent's own
-/v1/openapi.json, over every operation: any 5xx fails.  The schema carries
+/v1/openapi.json, over every operation: any 5xx fails, and so does an answer
+that does not match the response schema or media type its operation declares.  The schema carries
 the constraints validation enforces, so the fuzzer's data and the server agree
 on what is valid and everything else must be a 4xx."""
 import os
@@ -22,7 +23,7 @@ def test_schemathesis_finds_no_server_error(tmp_path):
         # timeout); its malformed queries are in test_api_malformed and test_api_platform
         p = subprocess.run(
             [st, "run", f"{a.url}/v1/openapi.json", "-H", f"Authorization: Bearer {a.key}",
-             "--checks", "not_a_server_error", "--max-examples", "25", "--no-shrink", "--seed", "18",
+             "--checks", "not_a_server_error,response_schema_conformance,content_type_conformance", "--max-examples", "25", "--no-shrink", "--seed", "18",
              "--phases", "examples,coverage,fuzzing", "--request-timeout", "20", "--exclude-path", "/v1/events",
              "--workers", "2"],
             capture_output=True, text=True, timeout=600, cwd=tmp_path)

@@ -146,3 +146,45 @@ def test_capture_from_the_card(card):
     r = capbox("capture", "-i", card, "--backend", "fpga", "-c", 10, "--json", timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["packets"] >= 10
+
+
+def plain_env() -> dict:
+    return {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR")}
+
+
+def on_a_terminal(*args, env=None) -> str:
+    """What capbox writes to a terminal: run under a real pseudo-terminal, read until it closes."""
+    import pty
+    main, sub = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "agent", *map(str, args)], cwd=ROOT, stdin=subprocess.DEVNULL,
+                         stdout=sub, stderr=subprocess.DEVNULL, close_fds=True,
+                         env=dict(plain_env(), PYTHONPATH=str(ROOT), TERM="xterm-256color", **(env or {})))
+    os.close(sub)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:              # EIO: the child closed its side
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert p.wait(timeout=120) == 0
+    return out.decode()
+
+
+def test_severities_are_coloured_on_a_terminal_only(tmp_path):
+    """detect colours a high severity red on a terminal; NO_COLOR and a pipe get the plain word."""
+    from tests.detectors.scenarios import arp_poison_gateway
+    path = arp_poison_gateway().write(tmp_path)
+    piped = subprocess.run([sys.executable, "-m", "agent", "detect", path], cwd=ROOT, capture_output=True, text=True,
+                           timeout=120, env=dict(plain_env(), PYTHONPATH=str(ROOT)))
+    assert piped.returncode == 0 and "arp_spoof" in piped.stdout and "\x1b[" not in piped.stdout
+    severity = piped.stdout.split()[2]
+    assert severity in ("critical", "high")
+    tty = on_a_terminal("detect", path)
+    red = "\x1b[1;31m" if severity == "high" else "\x1b[1;37;41m"
+    assert red + severity in tty, repr(tty[:300])
+    plain = on_a_terminal("detect", path, env={"NO_COLOR": "1"})
+    assert "arp_spoof" in plain and "31m" not in plain and "41m" not in plain, repr(plain[:300])

@@ -15,7 +15,7 @@ import uuid
 import psutil
 import pytest
 
-from agent.calls import offline
+from agent.calls import ladder, offline
 from agent.client import ApiError
 from tests.agent.conftest import wait_for
 from tests.conftest import ROOT, pcap
@@ -133,6 +133,9 @@ def test_upload_process_and_read_sessions(agent, tshark):
     assert set(first["details"]) >= {"call_id", "from", "to", "cseq"} and first["details"]["cseq"] == "1 INVITE"
     assert {(st["src"], st["packets"]) for st in detail["streams"]} == {("10.23.1.52", 1171), ("10.35.60.100", 159)}
     assert detail["duration_ms"] == call["metrics"]["duration_ms"] and detail["packet_count"] == 1399
+    drawn = agent.client.get(f"/v1/sessions/{call['session_id']}/ladder")
+    assert drawn == {"session_id": call["session_id"], "text": ladder.text(detail)}
+    assert drawn["text"].startswith(f"Call-ID {detail['call_id']}") and "200 OK" in drawn["text"]
 
     e = expect_error(lambda: agent.client.get(f"/v1/sessions/{uuid.uuid4()}"), 404, "SESSION_NOT_FOUND")
     assert e.details["resource"] == "call_session"

@@ -55,6 +55,13 @@ def test_bad_output_settings_stop_the_start_naming_the_key(section):
     assert str(e.value).startswith("eve.")
 
 
+def test_eve_http_without_its_protocol_log_stops_the_start():
+    with pytest.raises(ConfigError) as e:
+        load(env={}, overrides={"eve": {"file_types": ["http"]}, "logs": {"types": ["dns"]}})
+    assert str(e.value).startswith("eve.file_types") and "[logs] types" in str(e.value)
+    load(env={}, overrides={"eve": {"file_types": ["http", "tls"]}})
+
+
 def test_eve_file_rotates_by_size_and_keeps_its_modes(tmp_path):
     f = EveFile(tmp_path / "out" / "eve.json", rotate_bytes=1000, keep=2)
     for i in range(100):
@@ -199,3 +206,35 @@ def test_dns_messages_as_eve_records_equal_tsharks_decoding(make_agent, tshark, 
         theirs = [(n, types[t], ttl) for n, t, ttl in answers if t in types]
         assert mine == theirs and theirs
         assert d["grouped"]["A"] == a_addrs == ["128.2.10.163"]
+
+
+def test_http_and_tls_as_eve_records_equal_the_protocol_logs_and_tshark(make_agent, tshark, tmp_path):
+    """A replayed capture's HTTP transactions and TLS handshakes reach the EVE file as Suricata names them:
+    one record per transaction or handshake of the http and tls logs (capbox logs -r of the same file), with
+    tshark's SNI and JA3."""
+    from agent.logs.offline import log_file
+    name = "ndpi__1kxun.pcap"
+    data = tmp_path / "var"
+    (data / "pcaps").mkdir(parents=True)
+    capture = shutil.copy(pcap(name), data / "pcaps")
+    want: dict = {"http": [], "tls": []}
+    log_file(pcap(name), ["http", "tls"], lambda kind, rec: want[kind].append(rec))
+    assert want["http"] and want["tls"]
+    make_agent(f'[capture]\nsource = "{capture}"\npace = 0\nloop = false\n'
+               f'[eve]\nfile = "eve.json"\nfile_types = ["http", "tls"]\n')
+    total = len(want["http"]) + len(want["tls"])
+    records = wait_for(lambda: (r := _eve_lines(data / "eve.json")) and len(r) >= total and r, timeout=60)
+    got = {k: [r for r in records if r["event_type"] == k] for k in want}
+    assert {k: len(v) for k, v in got.items()} == {k: len(v) for k, v in want.items()}
+    for r in records:
+        assert SURICATA_TS.match(r["timestamp"]) and r["community_id"].startswith("1:") and r["proto"] == "TCP"
+    assert sorted((r["src_ip"], r["src_port"], r["http"].get("hostname", ""), r["http"].get("url", ""),
+                   r["http"].get("status", 0)) for r in got["http"]) == \
+        sorted((w["id.orig_h"], w["id.orig_p"], w.get("host") or "", w.get("uri") or "", w.get("status_code") or 0)
+               for w in want["http"])
+    hellos = subprocess.run([tshark, "-n", "-r", pcap(name), "-Y", "tls.handshake.type == 1 && "
+                             "!tcp.analysis.retransmission", "-T", "fields", "-e", "tls.handshake.extensions_server_name",
+                             "-e", "tls.handshake.ja3"], capture_output=True, text=True, check=True).stdout.splitlines()
+    theirs = sorted(tuple(line.split("\t")) for line in hellos if line.split("\t")[1])
+    assert sorted((r["tls"].get("sni", ""), r["tls"]["ja3"]["hash"]) for r in got["tls"] if "ja3" in r["tls"]) == theirs
+    assert any(r["tls"].get("version", "").startswith("TLS 1.") for r in got["tls"])

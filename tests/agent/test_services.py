@@ -39,7 +39,7 @@ class Broken(Service):
 
 def test_a_service_gets_its_channels_survives_bad_events_and_ticks():
     agent = fake_agent()
-    [runner] = start_services(agent, [Counter])
+    [runner] = start_services(agent, [Counter()])
     for data in ("a", "bad", "b"):
         agent.bus.publish("packets:dns", "dns_packet", data)
     agent.bus.publish("packets:arp", "arp_packet", "not mine")
@@ -54,7 +54,7 @@ def test_a_service_gets_its_channels_survives_bad_events_and_ticks():
 
 def test_a_failing_service_is_marked_failed_and_the_rest_goes_on():
     agent = fake_agent()
-    runners = start_services(agent, [Broken, Counter])
+    runners = start_services(agent, [Broken(), Counter()])
     wait_for(lambda: agent.health.components["broken"].state == "failed", timeout=5)
     assert "RuntimeError" in agent.health.components["broken"].error
     assert agent.health.status() == "degraded"  # not critical
@@ -84,7 +84,7 @@ class Unwanted(Service):
 
 def test_a_service_reading_no_channel_only_ticks_and_an_unwanted_one_never_starts():
     agent = fake_agent()
-    [runner] = start_services(agent, [Quiet, Unwanted])
+    [runner] = start_services(agent, [Quiet(), Unwanted()])
     agent.bus.publish("packets:dns", "dns_packet", "x")
     assert runner.sub is None and agent.bus.stats()["subscribers"] == []
     wait_for(lambda: runner.service.ticks >= 1, timeout=3)

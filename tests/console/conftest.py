@@ -12,7 +12,7 @@ import pytest
 import serial
 import serial.rfc2217
 
-from agent.console import password
+from agent import password
 from tests.agent import conftest as agent_fixtures
 
 PASSWORD = "s3rial-console"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from agent.console import password
+from agent import password
 from tests.conftest import ROOT
 
 

@@ -103,7 +103,8 @@ def box(built):
     # each boot's milestones, once the console has caught up (systemd prints "Started" after the fact)
     TIMINGS["boots"] = boot_milestones(vm)
     first = TIMINGS["boots"][0] if TIMINGS["boots"] else {}
-    for key, name in (("boot_firmware_to_loader_s", "loader"), ("boot_slot_verified_s", "verified"),
+    for key, name in (("boot_firmware_to_loader_s", "loader"), ("boot_slot_opened_s", "opened"),
+                      ("boot_slot_verified_s", "verified"),
                       ("boot_systemd_started_s", "systemd"), ("boot_firstboot_done_s", "firstboot"),
                       ("boot_agent_started_s", "agent")):
         TIMINGS[key] = first.get(name)
@@ -115,8 +116,8 @@ def box(built):
     (TEST / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
 
 
-MILESTONES = (("loader", "BdsDxe: starting"), ("verified", "verified (dm-verity"), ("refused", "REFUSED"),
-              ("systemd", "Welcome to"), ("firstboot", "Finished capbox-firstboot"),
+MILESTONES = (("loader", "BdsDxe: starting"), ("opened", "opened (dm-verity"), ("verified", "verified (dm-verity"),
+              ("refused", "REFUSED"), ("systemd", "Welcome to"), ("firstboot", "Finished capbox-firstboot"),
               ("agent", "Started capbox.service"))
 
 
@@ -436,7 +437,7 @@ def test_a_changed_root_slot_is_refused_and_the_box_falls_back(box2):
     again.pin, again.key = box2.pin, box2.key
     again.start()
     try:
-        t, _, st = wait_system(again, lambda b: b["booted_slot"] == "b", timeout=600)   # two boots
+        t, _, st = wait_system(again, lambda b: b["booted_slot"] == "b", timeout=900)   # two or three boots
         TIMINGS["tampered_boot_to_fallback_s"] = round(t, 1)
         assert st["committed_slot"] == "b" and st["slots"]["a"]["status"] == "bad", st["slots"]
         assert "dm-verity" in st["slots"]["a"]["reason"]
@@ -444,6 +445,8 @@ def test_a_changed_root_slot_is_refused_and_the_box_falls_back(box2):
         again.wait_http("/v1/health", 120, lambda s, b: s == 200 and b.get("status") == "healthy")
         text = again.console_text()
         assert "capbox: slot a REFUSED" in text and "resetting into slot b" in text, text[-3000:]
-        assert len(again.resets) == 1
+        # one reset when the check after boot finds the block; two when the boot read it first
+        # (dm-verity restarts the box, and that boot, its check not done, reads the slot whole)
+        assert 1 <= len(again.resets) <= 2, again.resets
     finally:
         again.stop()

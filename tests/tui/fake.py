@@ -1,6 +1,7 @@
 """A Source with fixed answers, for snapshots and key tests without an agent."""
 import copy
 
+from agent.calls import ladder
 from tui.source import SourceError
 
 FLOWS = [{"src": f"10.0.0.{i}", "sport": 40000 + i, "dst": "192.0.2.1", "dport": 443 if i % 2 else 53,
@@ -92,7 +93,9 @@ ANSWERS = {
                               "link_up": True}},
     "/v1/logs": {"logs": [{"level": "info", "logger": "agent.capture.service", "message": "capture 1 started"},
                           {"level": "warning", "logger": "agent.analysis.service", "message": "a warning"}]},
-}
+}# the ladder route answers with the text the agent draws from each session (agent.calls.ladder)
+ANSWERS.update({f"{path}/ladder": {"session_id": detail["session_id"], "text": ladder.text(detail)}
+                for path, detail in list(ANSWERS.items()) if path.startswith("/v1/sessions/")})
 HEALTH = {"status": "healthy", "version": "0.1.0", "mode": "live",
           "system": {"cpu_percent": 12.0, "load_average": [0.5, 0.4, 0.3], "memory": {"percent": 40.0},
                      "disk": {"percent": 25.0}, "process": {"rss_bytes": 60_000_000}},

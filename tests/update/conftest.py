@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from agent import config
-from agent.update import bundle
-from agent.update.platform import Platform
+from firmware import bundle
+from firmware.boot import Platform
 from agent.update.service import UpdateService
 from firmware import sign
 from firmware.keyring import Keyring

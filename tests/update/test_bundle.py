@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from agent.update import bundle
+from firmware import bundle
 from firmware import image
 from firmware.errors import Reason
 from firmware.keyring import Keyring

@@ -6,7 +6,7 @@ import hashlib
 import pytest
 
 from agent.errors import AgentError
-from agent.update import slots
+from firmware import rootslots as slots
 from firmware.slots import SlotState
 
 
@@ -175,7 +175,7 @@ def test_status_reports_the_partitions(box, make_bundle):
 
 def test_not_an_image(tmp_path, key):
     from agent import config
-    from agent.update.platform import Platform
+    from firmware.boot import Platform
     from agent.update.service import UpdateService
     cfg = config.load(None, env={}, overrides={"agent": {"data_dir": str(tmp_path)}})
     svc = UpdateService(cfg, Platform(boot_env=tmp_path / "none", release=tmp_path / "none.json"))

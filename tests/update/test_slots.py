@@ -1,8 +1,8 @@
 """The slot state machine alone: try once, commit on health, fall back."""
 import pytest
 
-from agent.update import slots
-from agent.update.slots import SlotError, State, StateFile
+from firmware import rootslots as slots
+from firmware.rootslots import SlotError, State, StateFile
 
 INFO = {"version": "2.0.0", "rollback_index": 2, "target": "capbox-x86_64", "bundle_sha256": "ab" * 32}
 VERDICT = {"header": {"rollback_index": 2}}

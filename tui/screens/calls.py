@@ -1,10 +1,9 @@
 """Calls: the live capture's SIP dialogs, and the ladder of one call as
-sngrep draws it (agent.calls.ladder, the same text `capbox callflow` prints)."""
+sngrep draws it (GET /v1/sessions/<id>/ladder, the same text `capbox callflow` prints)."""
 from textual.app import ComposeResult
 from textual.containers import ScrollableContainer
 from textual.widgets import DataTable, Footer, Static
 
-from agent.calls import ladder
 from tui.screens.base import DataScreen, set_text, sync_table
 
 COLUMNS = (("start", 8), ("method", 7), ("state", 10), ("from", 15), ("to", 15), ("msgs", 4), ("MOS", 3))
@@ -41,7 +40,7 @@ class Calls(DataScreen):
         listed = source.optional("/v1/calls", limit=100) or {"calls": [], "total": 0, "active": 0, "capturing": False}
         ids = [c["session_id"] for c in listed["calls"]]
         want = self.selected if self.selected in ids else (ids[0] if ids else None)
-        return {"list": listed, "detail": source.optional(f"/v1/sessions/{want}") if want else None}
+        return {"list": listed, "detail": source.optional(f"/v1/sessions/{want}/ladder") if want else None}
 
     def show(self, data: dict) -> None:
         listed = data["list"]
@@ -74,4 +73,4 @@ class Calls(DataScreen):
         row = self.query_one(DataTable).cursor_row
         self.selected = self.rows[row]["session_id"] if 0 <= row < len(self.rows) else None
         if detail is not None and detail["session_id"] == self.selected:  # not an answer for an earlier row
-            set_text(flow, ladder.text(detail).rstrip("\n"))
+            set_text(flow, detail["text"].rstrip("\n"))

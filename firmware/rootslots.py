@@ -316,8 +316,8 @@ def seed(directory, version: str, rollback: int, target: str, build_id: str, roo
 
 
 def main(argv=None) -> int:
-    """`python -m agent.update.slots seed DIR ...`: the image build's initial state."""
-    p = argparse.ArgumentParser(prog="python -m agent.update.slots")
+    """`python -m firmware.rootslots seed DIR ...`: the image build's initial state."""
+    p = argparse.ArgumentParser(prog="python -m firmware.rootslots")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("seed")
     s.add_argument("directory")

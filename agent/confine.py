@@ -1,4 +1,4 @@
-"""Paths a user can name (capture files, key files, firmware) stay inside
+"""File names a user can give (capture files, key files, firmware) stay inside
 the directories allowed for them; symlinks are resolved before the check."""
 import pathlib
 

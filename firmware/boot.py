@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 from typing import Optional
 
-from agent.update.slots import SLOTS, entry
+from firmware.rootslots import SLOTS, entry
 
 log = logging.getLogger(__name__)
 LOADER_GUID = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f"

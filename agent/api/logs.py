@@ -1,0 +1,62 @@
+"""/v1/logs/{type}: the protocol logs (conn, dns, http, tls, sip, rtp, arp,
+ndp, dhcp) searched through their index and streamed as they are read,
+as one JSON object ({"type", "records": [...], "count"}) or JSON lines."""
+import ipaddress
+import json
+
+import bottle
+
+from agent.api.app import Api
+from agent.api.validate import Field
+from agent.errors import AgentError, validation
+from agent.logs import index
+from agent.logs.records import TYPES
+from agent.logs.service import INDEX_FILE
+
+MAX_TS = 1e11                     # seconds since the epoch: year 5138
+QUERY = {
+    "since": Field(float, 0.0, 0, MAX_TS, doc="packet time from (seconds since the epoch; 0: the oldest)"),
+    "until": Field(float, 0.0, 0, MAX_TS, doc="packet time before (seconds since the epoch; 0: the newest)"),
+    "host": Field(str, "", max_len=64, doc="an IP address at either end of the record"),
+    "q": Field(str, "", max_len=256, doc="a substring of the record's names: DNS query and answers, HTTP host, "
+                                         "URI and user agent, TLS SNI, JA3/JA4, certificate names, MACs"),
+    "community_id": Field(str, "", max_len=64, doc="the flow's community ID (1:...)"),
+    "limit": Field(int, 1000, 1, 100000),
+    "format": Field(str, "json", choices=("json", "jsonl"), doc="json: one object streamed; jsonl: JSON lines"),
+}
+
+
+def register(api: Api) -> None:
+    path = api.agent.cfg.logs_dir / INDEX_FILE
+
+    @api.route("GET", "/v1/logs/<kind>", "Protocol log records of one type (conn, dns, http, tls, sip, rtp, arp, "
+               "ndp, dhcp), oldest first, streamed", query=QUERY)
+    def logs(kind, since, until, host, q, community_id, limit, format):
+        if kind not in TYPES:
+            raise AgentError("NOT_FOUND", f"no log type {kind!r}", {"id": kind, "choices": list(TYPES)})
+        if host:
+            try:
+                host = str(ipaddress.ip_address(host))
+            except ValueError:
+                raise validation(f"host must be an IP address, not {host!r}", field="host") from None
+        if until and since and until <= since:
+            raise validation("until must be after since", field="until")
+        lines = index.query(path, kind, since, until, host, q, community_id, limit)
+        if format == "jsonl":
+            body = (line + "\n" for line in lines)
+            ctype = "application/x-ndjson"
+        else:
+            body = _array(kind, lines)
+            ctype = "application/json"
+        keep = {k: v for k, v in bottle.response.headers.items() if k.lower().startswith("x-")}
+        return bottle.HTTPResponse(body=body, status=200, headers={**keep, "Content-Type": ctype})
+
+
+def _array(kind: str, lines):
+    """{"type": kind, "records": [...], "count": n}, one piece at a time."""
+    yield f'{{"type":{json.dumps(kind)},"records":['
+    n = 0
+    for line in lines:
+        yield ("," if n else "") + line
+        n += 1
+    yield f'],"count":{n}}}'

@@ -1,0 +1,119 @@
+"""The log service: capture output in (packet events with their C records,
+expired flows, finished calls), protocol log records out, to one rotated
+JSON-lines file per type under <data_dir>/logs and to the index the API
+searches.  It reads the bus like any consumer: a bounded queue whose drops
+are counted (health, /metrics); the capture never waits for it."""
+import collections
+import json
+import logging
+import time
+
+from agent.logs.index import Index
+from agent.logs.records import Builder
+from agent.outputs.eve import LOG_CHANNEL
+from agent.outputs.evefile import EveFile, prune
+from agent.services import Service
+
+log = logging.getLogger(__name__)
+CHANNELS = {"dns": "packets:dns", "http": "packets:http", "tls": "packets:tls", "arp": "packets:arp",
+            "ndp": "packets:ndp", "dhcp": "packets:dhcp", "conn": "flows:expired", "sip": "calls:updated",
+            "rtp": "calls:updated"}
+PRUNE_EVERY_S = 60.0
+INDEX_FILE = "index.db"
+
+
+class LogFiles:
+    """One stamped, rotated JSON-lines file per log type, and retention over all of them."""
+
+    def __init__(self, root, types, rotate_bytes: int):
+        self.root = root
+        self.files = {t: EveFile(root / f"{t}.log", rotate_bytes, 0, stamped=True) for t in types}
+
+    def write(self, kind: str, line: str) -> None:
+        self.files[kind].write_line(line)
+
+    def flush(self) -> None:
+        for f in self.files.values():
+            f.flush()
+
+    def size(self) -> int:
+        return sum(p.stat().st_size for f in self.files.values() for p in [f.path, *f.rotated()] if p.exists())
+
+    def prune(self, keep_bytes: int, keep_s: float) -> int:
+        """Rotated files past the budget go (the files being written stay)."""
+        rotated = [p for f in self.files.values() for p in f.rotated()]
+        live = sum(f.path.stat().st_size for f in self.files.values() if f.path.exists())
+        return len(prune(rotated, max(1, keep_bytes - live) if keep_bytes else 0, keep_s))
+
+    def close(self) -> None:
+        for f in self.files.values():
+            f.close()
+
+
+class LogService(Service):
+    name = "logs"
+    critical = False
+
+    @classmethod
+    def wanted(cls, cfg) -> bool:
+        return cfg.logs.enabled and bool(cfg.logs.types)
+
+    def start(self, agent) -> None:
+        c = self.cfg = agent.cfg.logs
+        self.types = frozenset(c.types)
+        self.channels = tuple(sorted({CHANNELS[t] for t in self.types} | {"capture:state"}))
+        self.queue_size = c.queue
+        self.builder = Builder(self.types)
+        self.files = LogFiles(agent.cfg.logs_dir, sorted(self.types), c.rotate_mb << 20)
+        self.index = Index(agent.cfg.logs_dir / INDEX_FILE)
+        self.bus = agent.bus
+        self.written: collections.Counter = collections.Counter()
+        self.files_pruned = 0
+        self._next_prune = 0.0
+
+    def handle(self, env) -> None:
+        ch, data = env.channel, env.data
+        if ch == "flows:expired":
+            out = self.builder.flow(data)
+        elif ch == "calls:updated":
+            out = self.builder.call(data["detail"]) if data.get("detail") else []
+        elif ch == "capture:state":
+            out = self.builder.flush()
+            if env.event_type == "capture_started":
+                self.builder = Builder(self.types)      # a new run: new flow ids, new uids
+        else:
+            out = self.builder.feed(data)
+        self._write(out)
+
+    def _write(self, records) -> None:
+        now = time.time()
+        for kind, rec in records:
+            line = json.dumps(rec, separators=(",", ":"), default=str)
+            self.files.write(kind, line)
+            self.index.add(kind, rec, line, now)
+            self.written[kind] += 1
+            self.bus.publish(LOG_CHANNEL, kind, rec, source="logs")     # EVE http/tls, SSE followers
+
+    def tick(self, now: float) -> None:
+        self._write(self.builder.expire())
+        self.files.flush()
+        self.index.commit()
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY_S
+            self.retain()
+
+    def retain(self) -> None:
+        """Retention: the index takes at most half the size budget, the files the rest."""
+        keep = self.cfg.keep_mb << 20
+        self.index.prune(keep // 2, self.cfg.keep_s)
+        self.files_pruned += self.files.prune(keep - self.index.size() if keep else 0, self.cfg.keep_s)
+
+    def stop(self) -> None:
+        self._write(self.builder.flush())
+        self.files.close()
+        self.index.close()
+
+    def detail(self) -> dict:
+        return {"written": dict(self.written), "records": sum(self.written.values()), "indexed": self.index.added,
+                "index_pruned": self.index.pruned, "files_pruned": self.files_pruned,
+                "held_early": self.builder.overflow}
