@@ -113,6 +113,16 @@ class Bus:
                     s.dropped += 1
         return env
 
+    def wake_all(self) -> None:
+        """Every subscriber blocked in get() returns (None) now: the agent is stopping."""
+        with self._lock:
+            subs = list(self._subs)
+        for s in subs:
+            try:
+                s.queue.put_nowait(None)
+            except queue.Full:
+                pass                # it has events to read, so it is not blocked
+
     def subscribe(self, channels: Iterable[str] = (), maxsize: int = 1024, name: str = "") -> Subscription:
         channels = frozenset(channels)
         unknown = channels - set(CHANNELS)

@@ -101,9 +101,12 @@ class Health:
     def snapshot(self) -> dict:
         return {name: c.snapshot() for name, c in self.components.items()}
 
-    def stop_all(self, timeout: float = 10.0) -> None:
+    def stop_all(self, timeout: float = 10.0, wake=None) -> None:
+        """Stop every component's thread; wake() rouses those blocked on a queue so none waits out its poll."""
         for c in self.components.values():
             c.stop.set()
+        if wake is not None:
+            wake()
         deadline = time.monotonic() + timeout
         for c in self.components.values():
             if c.thread is not None and c.thread is not threading.current_thread():

@@ -185,7 +185,7 @@ class Agent:
         self.capture.stop("shutdown")
         for face in reversed(self.faces):
             face.stop()
-        self.health.stop_all(timeout=5)
+        self.health.stop_all(timeout=5, wake=self.bus.wake_all)
         self.verifier.close()
         self.store.close()
         log.info("stopped")

@@ -108,6 +108,8 @@ class JobsService(Service):
     def stop(self) -> None:
         for ev in list(self._cancel.values()):
             ev.set()  # running jobs stop at their next look; they stay 'running' and are requeued at start
+        for _ in self.workers:
+            self.queue.put(None)    # an idle worker wakes now, not at its next poll
 
     # ---- the faces' calls -------------------------------------------------------------
 
@@ -210,6 +212,8 @@ class JobsService(Service):
             try:
                 job_id = self.queue.get(timeout=0.5)
             except queue.Empty:
+                continue
+            if job_id is None:
                 continue
             try:
                 self._process(job_id, component)

@@ -90,7 +90,9 @@ class Store:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._run_batch(batch)
+            batch = [item for item in batch if item[0] is not None]     # close()'s wake-up
+            if batch:
+                self._run_batch(batch)
 
     def _run_batch(self, batch: list) -> None:
         conn = self._writer_conn
@@ -179,6 +181,10 @@ class Store:
 
     def close(self) -> None:
         self._stop.set()
+        try:
+            self._queue.put_nowait((None, None))     # the writer ends now, not at its next poll
+        except queue.Full:
+            pass                                    # it is busy with the queue, and ends after it
         if self._thread.is_alive():
             self._thread.join(timeout=10)
         self._writer_conn.close()
