@@ -9,6 +9,7 @@ branch on types or codes, never on message text.
     job = c.upload_job("call.pcap")["job_id"]
     for ev in c.follow("threats:raised"): ...     # reconnects, resuming after the last event seen
 """
+import contextlib
 import hashlib
 import hmac
 import http.client
@@ -251,14 +252,13 @@ class Client:
             raise api_error(r.status, payload, r.headers, r.body)
         return payload
 
-    def download(self, path: str, out, query: Optional[dict] = None, timeout: float = 300.0) -> dict:
-        """GET a body that may be large (a pcapng) into the binary file `out` as it comes: the response's
-        headers; ApiError (nothing written) for a refusal."""
-        if query:
-            path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+    @contextlib.contextmanager
+    def _stream(self, path: str, accept: str = "application/json", timeout: Optional[float] = None):
+        """A GET whose body is read as it comes: (response, lower-cased headers) while open;
+        ApiError, before any of the body is handed over, for a refusal."""
         conn = self._conn(timeout)
         try:
-            conn.request("GET", path, headers=self._headers({"Accept": "*/*"}))
+            conn.request("GET", path, headers=self._headers({"Accept": accept}))
             r = conn.getresponse()
             headers = {k.lower(): v for k, v in r.getheaders()}
             if r.status >= 400:
@@ -268,14 +268,22 @@ class Client:
                 except ValueError:
                     envelope = None
                 raise api_error(r.status, envelope, headers, body)
+            yield r, headers
+        finally:
+            conn.close()
+
+    def download(self, path: str, out, query: Optional[dict] = None, timeout: float = 300.0) -> dict:
+        """GET a body that may be large (a pcapng) into the binary file `out` as it comes: the response's
+        headers; ApiError (nothing written) for a refusal."""
+        if query:
+            path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        with self._stream(path, "*/*", timeout) as (r, headers):
             while True:
                 data = r.read(1 << 16)
                 if not data:
                     break
                 out.write(data)
             return headers
-        finally:
-            conn.close()
 
     def pcap(self, out, **query) -> dict:
         """GET /v1/pcap into `out` (since, until, bpf, flow, threat, call, pad_s): the response's headers."""
@@ -424,22 +432,10 @@ class Client:
         """The records of one protocol log type (GET /v1/logs/{type} as JSON lines), as they arrive."""
         q = {k: v for k, v in query.items() if v not in (None, "")} | {"format": "jsonl"}
         path = f"/v1/logs/{urllib.parse.quote(kind, safe='')}?{urllib.parse.urlencode(q)}"
-        conn = self._conn()
-        try:
-            conn.request("GET", path, headers=self._headers())
-            r = conn.getresponse()
-            if r.status >= 400:
-                data = r.read()
-                try:
-                    payload = json.loads(data)
-                except ValueError:
-                    payload = None
-                raise api_error(r.status, payload, {k.lower(): v for k, v in r.getheaders()}, data)
+        with self._stream(path) as (r, _):
             for line in r:
                 if line.strip():
                     yield json.loads(line)
-        finally:
-            conn.close()
 
 
 class InProcessClient(Client):
