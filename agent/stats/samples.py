@@ -28,21 +28,19 @@ def sample(data_dir, capture, store, bus, health) -> tuple:
 def summary(agent, period_s: int) -> dict:
     """The figures of the last period_s seconds, for /v1/stats."""
     since = time.time() - period_s
-    rows = agent.store.query(
-        "SELECT COUNT(*) AS samples, MIN(ts) AS first, MAX(ts) AS last, MAX(pps) AS max_pps, AVG(pps) AS avg_pps,"
-        " MAX(bps) AS max_bps, AVG(bps) AS avg_bps, MAX(flows_active) AS max_flows_active,"
-        " AVG(cpu_percent) AS avg_cpu_percent, MAX(memory_percent) AS max_memory_percent"
-        " FROM stats_samples WHERE ts >= ?", (since,))[0]
-    runs = agent.store.query(
-        "SELECT id, started, stopped, backend, source, reason, stats FROM capture_runs"
-        " WHERE stopped IS NULL OR stopped >= ? ORDER BY id DESC LIMIT 20", (since,))
+    rows, runs, ended = agent.store.read(lambda q: (
+        q("SELECT COUNT(*) AS samples, MIN(ts) AS first, MAX(ts) AS last, MAX(pps) AS max_pps, AVG(pps) AS avg_pps,"
+          " MAX(bps) AS max_bps, AVG(bps) AS avg_bps, MAX(flows_active) AS max_flows_active,"
+          " AVG(cpu_percent) AS avg_cpu_percent, MAX(memory_percent) AS max_memory_percent"
+          " FROM stats_samples WHERE ts >= ?", (since,))[0],
+        q("SELECT id, started, stopped, backend, source, reason, stats FROM capture_runs"
+          " WHERE stopped IS NULL OR stopped >= ? ORDER BY id DESC LIMIT 20", (since,)),
+        # the runs that ended in the period (whole), and the one going on
+        q("SELECT COALESCE(SUM(json_extract(stats, '$.packets')), 0) AS packets,"
+          " COALESCE(SUM(json_extract(stats, '$.malformed')), 0) AS malformed,"
+          " COALESCE(SUM(json_extract(stats, '$.dropped')), 0) AS dropped"
+          " FROM capture_runs WHERE stopped >= ? AND stats IS NOT NULL", (since,))[0]))   # one snapshot
     runs = [{**r, "stats": json.loads(r["stats"]) if r["stats"] else None} for r in runs]
-    # the runs that ended in the period (whole), and the one going on
-    ended = agent.store.query(
-        "SELECT COALESCE(SUM(json_extract(stats, '$.packets')), 0) AS packets,"
-        " COALESCE(SUM(json_extract(stats, '$.malformed')), 0) AS malformed,"
-        " COALESCE(SUM(json_extract(stats, '$.dropped')), 0) AS dropped"
-        " FROM capture_runs WHERE stopped >= ? AND stats IS NOT NULL", (since,))[0]
     c = agent.capture.counters()
     run = agent.capture.run
     packets = ended["packets"] + (c.packets if c else 0)

@@ -155,6 +155,11 @@ class Store:
 
     def query(self, sql: str, args: tuple = ()) -> list:
         """Rows as dicts, read on a pooled connection (at most READERS at once)."""
+        return self.read(lambda run: run(sql, args))
+
+    def read(self, fn: Callable) -> object:
+        """fn(run) where run(sql, args) gives rows as dicts, every read in one snapshot (a read
+        transaction): figures put together from several queries agree with each other."""
         if not self._reader_slots.acquire(timeout=30):
             raise StoreError("no read connection free for 30 s")
         try:
@@ -163,7 +168,11 @@ class Store:
             except queue.Empty:
                 conn = self._connect()
             try:
-                return [dict(r) for r in conn.execute(sql, args).fetchall()]
+                conn.execute("BEGIN")
+                try:
+                    return fn(lambda sql, args=(): [dict(r) for r in conn.execute(sql, args).fetchall()])
+                finally:
+                    conn.execute("COMMIT")
             finally:
                 self._readers.put(conn)
         except sqlite3.Error as e:
