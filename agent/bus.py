@@ -91,7 +91,9 @@ class Bus:
         self._subs: list = []
         self._ids = itertools.count(1)
         self._salt = secrets.randbits(48)  # correlation ids: unique per process without a urandom call per event
-        self._backlog: collections.deque = collections.deque(maxlen=backlog)
+        # the last `backlog` envelopes of each channel, so that a flood on one (packets, log records)
+        # never pushes out another's (a capture stopping) before a client resumes
+        self._backlog: dict = collections.defaultdict(lambda: collections.deque(maxlen=backlog))
         self.published = collections.Counter()
 
     def publish(self, channel: str, event_type: str, data: Any, source: str = "agent",
@@ -102,7 +104,7 @@ class Bus:
         env = Envelope(n, channel, event_type, now_iso(), source,
                        correlation_id or f"cor_{(self._salt + n) & 0xFFFFFFFFFFFF:012x}", data)
         with self._lock:
-            self._backlog.append(env)
+            self._backlog[channel].append(env)
             self.published[channel] += 1
             subs = list(self._subs)
         for s in subs:
@@ -144,9 +146,11 @@ class Bus:
             return any(s.wants(channel) for s in self._subs)
 
     def since(self, last_id: int, channels: frozenset = frozenset()) -> list:
-        """Backlog entries after last_id (for Last-Event-ID resume)."""
+        """Backlog entries after last_id (for Last-Event-ID resume), in publication order."""
         with self._lock:
-            return [e for e in self._backlog if e.id > last_id and (not channels or e.channel in channels)]
+            kept = [e for ch, q in self._backlog.items() if not channels or ch in channels for e in q
+                    if e.id > last_id]
+        return sorted(kept, key=lambda e: e.id)
 
     def stats(self) -> dict:
         with self._lock:

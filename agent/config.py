@@ -210,7 +210,7 @@ class ApiSection:
     cors_origins: tuple = ()
     sse_keepalive_s: int = 30
     sse_max_streams_per_key: int = 100
-    sse_backlog: int = 1000
+    sse_backlog: int = 1000          # events kept per channel for a client resuming with Last-Event-ID
     documentation_url: str = ""        # where error answers point; "": this agent's own GET /docs/errors
     # requests per minute by route class (the seeds' figures)
     rate_get: int = 1000

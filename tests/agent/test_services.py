@@ -104,3 +104,16 @@ def test_the_bus_says_who_listens():
     everything.close()
     dns.close()
     assert not bus.listening("packets:dns")
+
+
+def test_a_flood_on_one_channel_keeps_another_channels_events_for_resume():
+    """A client resuming with Last-Event-ID gets the capture's stop though a million log records came after it."""
+    from agent.bus import Bus
+    bus = Bus(backlog=100)
+    first = bus.publish("capture:state", "capture_started", {})
+    stopped = bus.publish("capture:state", "capture_stopped", {})
+    for _ in range(1000):
+        bus.publish("logs:records", "dns", {})
+    assert [e.id for e in bus.since(first.id - 1, frozenset({"capture:state"}))] == [first.id, stopped.id]
+    mixed = bus.since(stopped.id - 1)
+    assert mixed[0].id == stopped.id and len(mixed) == 101 and [e.id for e in mixed] == sorted(e.id for e in mixed)
