@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Optional
 
-from agent.errors import AgentError
+from agent.errors import AgentError, not_found
 
 PREFIX = "capbox_"
 KINDS = {"sk": "full", "pk": "read-only", "tk": "scoped"}
@@ -111,6 +111,22 @@ class KeyStore:
         with self._lock:
             self._cache.pop(key_id, None)
         return bool(done)
+
+    def listing(self) -> dict:
+        """GET /v1/keys and the consoles: every key, never its secret."""
+        items = [k.public() for k in self.list()]
+        return {"count": len(items), "keys": items}
+
+    def issue(self, kind: str, name: str, scopes: str = "", ttl_s: int = 0) -> dict:
+        """A new key for a face (scopes comma-separated): the key string, shown once, with its public fields."""
+        token, key = self.create(kind, name, tuple(s for s in scopes.split(",") if s), ttl_s or None)
+        return {"key": token, **key.public()}
+
+    def withdraw(self, key_id: str) -> dict:
+        """revoke() for a face: NOT_FOUND when no active key has this id."""
+        if not self.revoke(key_id):
+            raise not_found("API key", key_id)
+        return {"revoked": True, "id": key_id}
 
     def count(self) -> int:
         return self.store.query("SELECT COUNT(*) AS n FROM api_keys")[0]["n"]

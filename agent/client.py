@@ -199,7 +199,8 @@ class Response:
 
 
 class Client:
-    """Over HTTP or HTTPS (--cacert, --pin) to an agent, or in the same process (InProcessClient)."""
+    """Over HTTP or HTTPS (--cacert, --pin) to an agent in another process.  The consoles call the
+    named methods below; agent.console.local.LocalClient has the same ones for the agent in this process."""
 
     def __init__(self, url: str = "http://127.0.0.1:8080", key: Optional[str] = None, timeout: float = 10.0,
                  cacert: Optional[str] = None, pin: Optional[str] = None):
@@ -298,7 +299,8 @@ class Client:
     def delete(self, path: str):
         return self.request("DELETE", path)
 
-    # the routes the consoles use
+    # ---- the routes the consoles use (agent.console.local.LocalClient has the same methods) ----
+
     def health(self) -> dict:
         try:
             return self.get("/v1/health")
@@ -321,6 +323,59 @@ class Client:
 
     def capture_flows(self, **query) -> dict:
         return self.get("/v1/capture/flows", **query)
+
+    def capture_backends(self) -> dict:
+        return self.get("/v1/capture/backends")
+
+    def capture_filter(self, bpf: str) -> dict:
+        return self.post("/v1/capture/filter", {"bpf": bpf})
+
+    def status(self) -> dict:
+        return self.get("/v1/status")
+
+    def recent_logs(self, **query) -> dict:
+        """GET /v1/logs: limit, level, type."""
+        return self.get("/v1/logs", **query)
+
+    def windows(self, **query) -> dict:
+        return self.get("/v1/windows", **query)
+
+    def compute_windows(self, **body) -> dict:
+        return self.post("/v1/windows/compute", body)
+
+    def anomalies(self, **query) -> dict:
+        return self.get("/v1/anomalies", **query)
+
+    def anomalies_by_type(self, **query) -> dict:
+        return self.get("/v1/anomalies/by-type", **query)
+
+    def baselines(self, **query) -> dict:
+        return self.get("/v1/baselines", **query)
+
+    def calls(self, **query) -> dict:
+        return self.get("/v1/calls", **query)
+
+    def call_ladder(self, session_id: str) -> dict:
+        return self.get(f"/v1/sessions/{urllib.parse.quote(session_id, safe='')}/ladder")
+
+    def firmware(self) -> dict:
+        return self.get("/v1/firmware")
+
+    def verify_firmware(self, firmware_path: str, signature_path: str = "") -> dict:
+        return self.get("/v1/firmware/verify", firmware_path=firmware_path, signature_path=signature_path or None)
+
+    def system(self) -> dict:
+        return self.get("/v1/system")
+
+    def list_keys(self) -> dict:
+        return self.get("/v1/keys")
+
+    def create_key(self, **body) -> dict:
+        """POST /v1/keys: kind, name, scopes, ttl_s."""
+        return self.post("/v1/keys", body)
+
+    def revoke_key(self, key_id: str) -> dict:
+        return self.delete(f"/v1/keys/{urllib.parse.quote(key_id, safe='')}")
 
     def events(self, channels: str = "", last_event_id: Optional[int] = None,
                timeout: float = 60.0) -> Iterator[dict]:
@@ -436,39 +491,3 @@ class Client:
             for line in r:
                 if line.strip():
                     yield json.loads(line)
-
-
-class InProcessClient(Client):
-    """The same API called inside the agent's process, through its WSGI app:
-    the same routes, validation and services as over HTTP, without a socket.
-    The console in the agent's own process uses it with full rights."""
-
-    def __init__(self, app):
-        super().__init__()
-        self.app = app
-
-    def raw(self, method: str, path: str, body: Optional[bytes] = None, headers: Optional[dict] = None,
-            query: Optional[dict] = None) -> Response:
-        import io
-        from wsgiref.util import setup_testing_defaults
-        env = {"REQUEST_METHOD": method, "PATH_INFO": urllib.parse.unquote(path),
-               "QUERY_STRING": urllib.parse.urlencode({k: v for k, v in (query or {}).items() if v is not None}),
-               "wsgi.input": io.BytesIO(body or b""), "CONTENT_LENGTH": str(len(body or b"")),
-               "capbox.trusted": True}
-        for k, v in (headers or {}).items():
-            if k.lower() == "content-type":
-                env["CONTENT_TYPE"] = v
-            else:
-                env["HTTP_" + k.upper().replace("-", "_")] = v
-        setup_testing_defaults(env)
-        status, hdrs = [], []
-
-        def start_response(s, h, exc_info=None):
-            status.append(s)
-            hdrs.extend(h)
-        chunks = self.app(env, start_response)
-        try:
-            data = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
-        finally:
-            getattr(chunks, "close", lambda: None)()
-        return Response(int(status[0].split()[0]), {k.lower(): v for k, v in hdrs}, data)

@@ -34,6 +34,11 @@ def rejected(verdict: Verdict) -> AgentError:
                       {"reason": verdict.reason.code, "verdict": verdict.as_dict()})
 
 
+def verdict_body(verdict: Verdict) -> dict:
+    """A verification's answer to a face: valid, and the verdict's fields."""
+    return {"valid": verdict.ok, **verdict.as_dict()}
+
+
 class FirmwareService:
     def __init__(self, cfg: Config):
         self.cfg = cfg

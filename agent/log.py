@@ -46,6 +46,14 @@ class RecentLogs(logging.Handler):
     def total(self, level: Optional[str] = None, component: Optional[str] = None) -> int:
         return len(self._matching(level, component))
 
+    def page(self, limit: int, level: str = "", kind: str = "app") -> dict:
+        """GET /v1/logs and the consoles: the newest `limit` records of a level and up, of one
+        component (kind) or all ("app")."""
+        component = None if kind in ("", "app") else kind
+        items = self.recent(limit, level or None, component)
+        return {"type": kind, "limit": limit, "total": self.total(level or None, component),
+                "returned": len(items), "count": len(items), "logs": items}
+
 
 recent = RecentLogs()
 

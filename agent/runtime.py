@@ -11,17 +11,20 @@ workers, console).  SIGINT/SIGTERM stop the capture (flows are flushed onto
 the bus), the faces, then the services and the store."""
 import logging
 import os
+import platform
+import shutil
 import signal
+import sys
 import threading
 import time
 
 from agent import __version__, log as agentlog, memory
 from agent.auth import KeyStore
-from agent.bus import Bus
+from agent.bus import Bus, now_iso
 from agent.capture.run import CaptureRequest
 from agent.capture.service import CaptureService
 from agent.config import Config
-from agent.errors import AgentError
+from agent.errors import AgentError, validation
 from agent.fwservice import FirmwareService
 from agent.health import Health
 from agent.sdnotify import Notifier
@@ -36,7 +39,7 @@ from agent.jobs.service import JobsService
 from agent.outputs.forwarder import EveService
 from agent.logs.service import LogService
 from agent.services import Face, start_services
-from agent.stats import samples
+from agent.stats import samples, system
 from agent.stats.prometheus import Metrics, TallyService
 from agent.store import Store
 
@@ -108,6 +111,40 @@ class Agent:
         return {"capture_runs": runs > 0, "stats": samples > 0, "metrics": windows > 0, "anomalies": anomalies > 0,
                 "baselines": baselines > 0, "flows": self.capture.run is not None, "capture_run_count": runs,
                 "stats_sample_count": samples, "metric_count": windows, "anomaly_count": anomalies}
+
+    def health_report(self) -> dict:
+        """GET /v1/health's document (the REST face answers 503 when its status is unhealthy)."""
+        return {"status": self.health.status(), "timestamp": now_iso(), "version": __version__, "mode": self.mode(),
+                "uptime_seconds": round(time.time() - self.health.started, 1),
+                "components": self.health.snapshot(), "losses": self.health.losses(),
+                "system": system.system(str(self.cfg.data_dir)), "interfaces": system.interfaces()}
+
+    def status_report(self) -> dict:
+        """GET /v1/status: the agent, its mode and which data it has."""
+        cap = self.capture.status()
+        return {
+            "api": {"status": "running", "version": __version__, "timestamp": now_iso()},
+            "system": {"mode": self.mode(), "pcap_file": cap.get("file"), "interface": cap.get("interface"),
+                       "data_dir": str(self.cfg.data_dir), "window_size": self.capture.window_s,
+                       "python_version": platform.python_version(),
+                       "platform": sys.platform, "tshark_available": shutil.which("tshark") is not None},
+            "data": self.data_available(),
+            "capture": {"running": cap["running"], "start_time": cap["start_time"],
+                        "interface": cap.get("interface"), "backend": cap.get("backend")},
+        }
+
+    def compute_windows(self, source: str, pcap_file: str = "", window_size: int = 0, force: bool = False):
+        """POST /v1/windows/compute: a capture file's windows in the background ((status, body) from the
+        analysis), or (source live) the window size of the next live capture."""
+        size = window_size or self.cfg.analysis.window_s
+        if source == "live":
+            self.capture.window_s = size
+            return {"message": "live windows are computed as traffic comes; the size applies to the next capture",
+                    "window_size": size, "capturing": self.capture.run is not None,
+                    "live_set": self.analysis.live_set}
+        if not pcap_file:
+            raise validation("pcap_file is required when source is pcap", field="pcap_file")
+        return self.analysis.compute(pcap_file, size, force)
 
     def stats(self, period_s: int) -> dict:
         """/v1/stats: the samples, capture runs and findings of the last period_s seconds."""

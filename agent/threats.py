@@ -210,6 +210,38 @@ class ThreatService(Service):
             (session["session_id"], tid)))
         return session["session_id"]
 
+    # ---- verifications asked by a face ----------------------------------------------------
+
+    def from_verification(self, kind: str, result: dict, attacker: str, target: str, auto_deception: bool) -> dict:
+        """A verification a face asked for that found an attack becomes a threat (and maybe a deception
+        session): the fields the answer gains (threat_id, deception_activated, deception_session_id)."""
+        if not result["attack_detected"]:
+            return {"threat_id": None, "deception_activated": False, "deception_session_id": None}
+        conf = result["consensus_percentage"] / 100
+        d = {"type": kind, "score": int(round(conf * 100)), "confidence": round(conf, 2),
+             "severity": "critical" if conf >= 0.9 else "high" if conf >= 0.7 else "medium",
+             "src": attacker or None, "dst": None, "src_mac": None, "attacker": attacker or None, "attacker_mac": None,
+             "protocol": {"dns_hijack": "DNS", "tls_intercept": "TLS"}.get(kind, "HTTP"), "first_seen": time.time(),
+             "description": f"verification through {result['paths_checked']} paths: "
+                            f"{result['recommendations'][0] if result['recommendations'] else ''}",
+             "evidence": {"domain" if kind == "dns_hijack" else "host": target, "verification_id": result["verification_id"],
+                          "local_ips": result.get("local_ips"), "consensus_ips": result.get("consensus_ips"),
+                          "local_fingerprint": (result.get("local") or {}).get("fingerprint"),
+                          "differences": result.get("differences")}, "key": None}
+        tid = self.record(d, f"cor_{result['verification_id'][4:]}", verification=result, respond=auto_deception)
+        session = self.get_row(tid)["deception_session_id"]
+        return {"threat_id": tid, "deception_activated": session is not None, "deception_session_id": session}
+
+    def check_dns(self, domain: str, record_type: str, num_paths: int, timeout: float, strategy: str = "",
+                  paths: Optional[list] = None, local_ips: Optional[list] = None, auto_deception: bool = False) -> dict:
+        """POST /v1/verify-dns and the console's verify-dns: the verdict, and the threat it raised."""
+        verifier = self.agent.verifier
+        result = verifier.verify_dns(domain, record_type, num_paths, timeout, strategy or self.cfg.verify.strategy,
+                                     local_ips=local_ips or None, paths=paths or None)
+        lr = verifier.local_resolver
+        attacker = lr.addr if lr and not local_ips else ""
+        return {**result, **self.from_verification("dns_hijack", result, attacker, result["domain"], auto_deception)}
+
     # ---- what the faces read ------------------------------------------------------------
 
     def get_row(self, tid: str) -> dict:

@@ -97,15 +97,12 @@ class CapboxApp(App):
             self.notify(message, severity="error", timeout=6)
             self._last_error = message
 
-    # ---- actions: each one REST call, in a worker, the answer as a notification ----
+    # ---- actions: each one client call, in a worker, the answer as a notification ----
 
     @work(thread=True, group="action")
-    def _act(self, what: str, method: str, path: str, body: dict) -> None:
+    def _act(self, what: str, method: str, *args, **kwargs) -> None:
         try:
-            if method == "POST":
-                self.source.post(path, body)
-            else:
-                self.source.patch(path, body)
+            self.source.call(method, *args, **kwargs)
             self.call_from_thread(self.notify, what, timeout=3)
         except SourceError as e:
             self.call_from_thread(self.notify, f"{what} failed: {e}", severity="error", timeout=8)
@@ -113,24 +110,24 @@ class CapboxApp(App):
     @work(thread=True, group="action")
     def action_start_stop(self) -> None:
         try:
-            running = self.source.get("/v1/capture/status")["running"]
-            backends = [b["name"] for b in self.source.get("/v1/capture/backends")["backends"] if b["available"]]
+            running = self.source.call("capture_status")["running"]
+            backends = [b["name"] for b in self.source.call("capture_backends")["backends"] if b["available"]]
         except SourceError as e:
             self.call_from_thread(self.notify, str(e), severity="error")
             return
         if running:
-            self._act("capture stopped", "POST", "/v1/capture/stop", {"reason": "console"})
+            self._act("capture stopped", "capture_stop", "console")
         else:
             self.call_from_thread(self.push_screen, StartCapture(backends), self._start)
 
     def _start(self, body) -> None:
         if body:
-            self._act("capture started", "POST", "/v1/capture/start", body)
+            self._act("capture started", "capture_start", **body)
 
     def action_filter(self) -> None:
         self.push_screen(Ask("BPF filter for the running capture (empty: none)", placeholder="tcp port 443"),
-                         lambda bpf: bpf is not None and self._act(f"filter set: {bpf or 'none'}", "POST",
-                                                                    "/v1/capture/filter", {"bpf": bpf}))
+                         lambda bpf: bpf is not None and self._act(f"filter set: {bpf or 'none'}",
+                                                                    "capture_filter", bpf))
 
     def action_window_size(self) -> None:
         def chosen(value):
@@ -139,6 +136,6 @@ class CapboxApp(App):
             if not value.isdigit() or not 1 <= int(value) <= 3600:
                 self.notify("window size: seconds, 1 to 3600", severity="error")
                 return
-            self._act(f"window size {value} s (from the next capture)", "POST", "/v1/windows/compute",
-                      {"source": "live", "window_size": int(value)})
+            self._act(f"window size {value} s (from the next capture)", "compute_windows", source="live",
+                      window_size=int(value))
         self.push_screen(Ask("Window size in seconds", placeholder="10"), chosen)

@@ -6,9 +6,9 @@ from agent.analysis.anomalies import SEVERITIES, TYPES
 from agent.analysis.baselines import TYPES as BASELINE_TYPES
 from agent.api.app import WRITE, Api
 from agent.api.validate import Field
-from agent.errors import validation
 
 SET = {"set": Field(int, 0, 0, doc="window set id; 0 = the newest")}
+BASELINE = {"name": Field(str, "default")}
 FORMAT = {"format": Field(str, "json", choices=("json", "csv", "jsonl"), doc="csv and jsonl for export")}
 WINDOWS = {"limit": Field(int, 50, 1, 10000), "offset": Field(int, 0, 0), **SET, **FORMAT}
 ANOMALIES = {"type": Field(str, "", choices=("",) + TYPES), "severity": Field(str, "", choices=("",) + SEVERITIES),
@@ -71,15 +71,7 @@ def _windows(api: Api) -> None:
     @api.route("POST", "/v1/windows/compute", "Compute windows of a capture file in the background (202)",
                access=WRITE, body=COMPUTE, tag="windows")
     def compute(source, pcap_file, window_size, force):
-        size = window_size or agent.cfg.analysis.window_s
-        if source == "live":
-            agent.capture.window_s = size
-            run = agent.capture.run
-            return {"message": "live windows are computed as traffic comes; the size applies to the next capture",
-                    "window_size": size, "capturing": run is not None, "live_set": svc().live_set}
-        if not pcap_file:
-            raise validation("pcap_file is required when source is pcap", field="pcap_file")
-        return svc().compute(pcap_file, size, force)
+        return agent.compute_windows(source, pcap_file, window_size, force)
 
 
 def _anomalies(api: Api) -> None:
@@ -117,17 +109,17 @@ def _baselines(api: Api) -> None:
         return api.agent.analysis
 
     @api.route("GET", "/v1/baselines", "Baselines: mean, median, min, max, p95, p99 per type",
-               query={"name": Field(str, "default")}, tag="baselines")
+               query=BASELINE, tag="baselines")
     def baselines(name):
         return svc().baselines(name)
 
-    @api.route("GET", "/v1/baselines/stats", "The key figures of the baselines", query={"name": Field(str, "default")},
+    @api.route("GET", "/v1/baselines/stats", "The key figures of the baselines", query=BASELINE,
                tag="baselines")
     def baseline_stats(name):
         return svc().baseline_stats(name)
 
     @api.route("GET", "/v1/baselines/<type_>", "One baseline (404 when not learned)",
-               query={"name": Field(str, "default")}, tag="baselines")
+               query=BASELINE, tag="baselines")
     def baseline(type_, name):
         return svc().baseline_of(type_, name)
 

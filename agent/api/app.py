@@ -29,7 +29,6 @@ log = logging.getLogger(__name__)
 READ, WRITE, ADMIN, PUBLIC = "read", "write", "admin", "public"   # who may call a route
 ERRORS_PAGE = "/docs/errors"
 DRAIN_MAX = 64 << 20     # bytes of a refused body still read (see _drain)
-TRUSTED = ApiKey("local", "sk", "in-process console", ("*",), 0.0, None, None)
 
 
 @dataclasses.dataclass
@@ -188,8 +187,6 @@ class Api:
         req = bottle.request
         if info.access == PUBLIC:
             return None
-        if req.environ.get("capbox.trusted"):  # the console in the agent's own process
-            return TRUSTED
         header = req.get_header("Authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else req.query.get("token")
         key = self._verify(token, req.environ.get("REMOTE_ADDR", ""))

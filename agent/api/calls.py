@@ -3,7 +3,6 @@ as text, and the live capture's calls."""
 from agent.api.app import Api
 from agent.api.jobs import PAGE
 from agent.api.validate import Field
-from agent.calls import ladder
 
 CALLS = {**PAGE, "state": Field(str, "", doc="only calls in this state (in_call, completed, rejected, ...)")}
 
@@ -20,7 +19,7 @@ def register(api: Api) -> None:
                "A call session's ladder diagram as text (what `capbox callflow` prints and the console shows)",
                tag="calls")
     def session_ladder(session_id):
-        return {"session_id": session_id, "text": ladder.text(agent.calls.session_detail(session_id))}
+        return agent.calls.ladder(session_id)
 
     @api.route("GET", "/v1/calls", "The live capture's calls: going on, then finished, newest first", query=CALLS,
                tag="calls")

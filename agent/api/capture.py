@@ -29,6 +29,7 @@ START = {
     "duration": Field(float, 0.0, 0, 31 * 86400, doc="stop after this many seconds; 0 = never"),
 }
 STOP = {"reason": Field(str, "manual", doc="recorded with the run")}
+FILTER = {"bpf": bpf("", "expression; empty for none")}
 METER = {
     "enable": Field(bool, True, aliases=("enabled",)),
     "idle_timeout_s": Field(int, 300, 0, 86400, aliases=("flow_timeout_sec",)),
@@ -46,6 +47,13 @@ FLOWS = {
 }
 
 
+def capture_request(interface: str, file: str, **opts) -> CaptureRequest:
+    """A start body (START's fields, validated) as the capture service takes it."""
+    if interface and file:
+        raise validation("give an interface or a file, not both", field="file")
+    return CaptureRequest(source=interface or file, **opts)
+
+
 def register(api: Api) -> None:
     svc = api.agent.capture
 
@@ -55,17 +63,15 @@ def register(api: Api) -> None:
         return {"count": len(items), "backends": items}
 
     @api.route("POST", "/v1/capture/start", "Start capturing on an interface or a file", access=WRITE, body=START)
-    def start(interface, file, **opts):
-        if interface and file:
-            raise validation("give an interface or a file, not both", field="file")
-        return svc.start(CaptureRequest(source=interface or file, **opts))
+    def start(**body):
+        return svc.start(capture_request(**body))
 
     @api.route("POST", "/v1/capture/stop", "Stop the capture", access=WRITE, body=STOP)
     def stop(reason):
         return svc.stop(reason)
 
     @api.route("POST", "/v1/capture/filter", "Replace the running capture's BPF filter", access=WRITE,
-               body={"bpf": bpf("", "expression; empty for none")})
+               body=FILTER)
     def set_filter(bpf):
         return svc.set_filter(bpf)
 

@@ -12,16 +12,21 @@ TOKENS = {"triggered": Field(str, "", choices=("", "true", "false")), "token_typ
 TRIGGER = {"token": Field(str), "source_ip": Field(str, ""), "context": Field(dict, {})}
 
 
+def open_session(agent, target_domain, attacker_ip, threat_id, behavior_profile, duration_minutes) -> dict:
+    """A deception session from a start body (START's fields, validated): the threat it answers must exist."""
+    if threat_id:
+        agent.threats.get_row(threat_id)
+    return agent.deception.start_session(target_domain, attacker_ip, behavior_profile, duration_minutes,
+                                         threat_id or None)
+
+
 def register(api: Api) -> None:
     agent = api.agent
 
     @api.route("POST", "/v1/deception/start", "Start a deception session against an attacker (201)", access=WRITE,
                rate="deception_start", body=START, tag="deception")
-    def start(target_domain, attacker_ip, threat_id, behavior_profile, duration_minutes):
-        if threat_id:
-            agent.threats.get_row(threat_id)
-        return 201, agent.deception.start_session(target_domain, attacker_ip, behavior_profile, duration_minutes,
-                                          threat_id or None)
+    def start(**body):
+        return 201, open_session(agent, **body)
 
     @api.route("POST", "/v1/deception/stop", "Stop a deception session (409 when already stopped)", access=WRITE,
                body=STOP, tag="deception")

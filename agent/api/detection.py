@@ -1,6 +1,5 @@
 """/v1 detection and verification: POST /v1/verify, POST /v1/verify-dns,
 POST /v1/verify-tls, GET /v1/paths, GET /v1/threats, GET/PATCH /v1/threats/{id}."""
-import time
 import urllib.parse
 
 from agent.api.app import WRITE, Api
@@ -37,6 +36,12 @@ PATCH = {"status": Field(str, choices=STATUSES[1:], doc="acknowledged, confirmed
          "note": Field(str, "")}
 
 
+def list_threats(agent, attack_type, severity, verified, status, since, limit, offset) -> dict:
+    """Threats for a query (THREATS's fields, validated)."""
+    return agent.threats.list(attack_type, severity, None if not verified else verified == "true", _since(since),
+                              limit, offset, status)
+
+
 def _since(text: str):
     if not text:
         return None
@@ -49,67 +54,37 @@ def _since(text: str):
 def register(api: Api) -> None:
     agent = api.agent
 
-    def attack_threat(kind: str, result: dict, attacker: str, target: str, auto_deception: bool) -> dict:
-        """A verification that found an attack becomes a threat (and maybe a deception session)."""
-        conf = result["consensus_percentage"] / 100
-        d = {"type": kind, "score": int(round(conf * 100)), "confidence": round(conf, 2),
-             "severity": "critical" if conf >= 0.9 else "high" if conf >= 0.7 else "medium",
-             "src": attacker or None, "dst": None, "src_mac": None, "attacker": attacker or None, "attacker_mac": None,
-             "protocol": {"dns_hijack": "DNS", "tls_intercept": "TLS"}.get(kind, "HTTP"), "first_seen": time.time(),
-             "description": f"verification through {result['paths_checked']} paths: "
-                            f"{result['recommendations'][0] if result['recommendations'] else ''}",
-             "evidence": {"domain" if kind == "dns_hijack" else "host": target, "verification_id": result["verification_id"],
-                          "local_ips": result.get("local_ips"), "consensus_ips": result.get("consensus_ips"),
-                          "local_fingerprint": (result.get("local") or {}).get("fingerprint"),
-                          "differences": result.get("differences")}, "key": None}
-        tid = agent.threats.record(d, f"cor_{result['verification_id'][4:]}", verification=result,
-                                   respond=auto_deception)
-        session = agent.threats.get_row(tid)["deception_session_id"]
-        return {"threat_id": tid, "deception_activated": session is not None, "deception_session_id": session}
-
     @api.route("POST", "/v1/verify", "Verify a URL through N independent paths (the seeds' two routes in one)",
                access=WRITE, rate="verify", body=VERIFY, tag="verify")
     def verify(url, num_paths, timeout, strategy, compare_method, auto_deception, paths):
         result = agent.verifier.verify_url(url, num_paths, timeout, strategy or agent.cfg.verify.strategy,
                                            compare_method, paths=paths or None)
-        extra = {"threat_id": None, "deception_activated": False, "deception_session_id": None}
-        if result["attack_detected"]:
-            host = urllib.parse.urlsplit(result["url"]).hostname
-            lp = agent.verifier.local_proxy
-            extra = attack_threat("content_tampering", result, lp[0] if lp else "", host, auto_deception)
-        return {**result, **extra}
+        lp = agent.verifier.local_proxy
+        host = urllib.parse.urlsplit(result["url"]).hostname
+        return {**result, **agent.threats.from_verification("content_tampering", result, lp[0] if lp else "", host,
+                                                             auto_deception)}
 
     @api.route("POST", "/v1/verify-dns", "Verify a DNS answer through N independent paths", access=WRITE,
                rate="verify_dns", body=VERIFY_DNS, tag="verify")
     def verify_dns(domain, record_type, num_paths, timeout, strategy, paths, local_ips, auto_deception):
-        result = agent.verifier.verify_dns(domain, record_type, num_paths, timeout,
-                                           strategy or agent.cfg.verify.strategy, local_ips=local_ips or None,
-                                           paths=paths or None)
-        extra = {"threat_id": None, "deception_activated": False, "deception_session_id": None}
-        if result["attack_detected"]:
-            lr = agent.verifier.local_resolver
-            extra = attack_threat("dns_hijack", result, lr.addr if lr and not local_ips else "", result["domain"],
-                                  auto_deception)
-        return {**result, **extra}
+        return agent.threats.check_dns(domain, record_type, num_paths, timeout, strategy, paths, local_ips,
+                                       auto_deception)
 
     @api.route("POST", "/v1/verify-tls", "Verify a server's certificate through N independent paths",
                access=WRITE, rate="verify", body=VERIFY_TLS, tag="verify")
     def verify_tls(host, port, sni, num_paths, timeout, strategy, paths, local_fingerprint, auto_deception):
         result = agent.verifier.verify_tls(host, port, sni, num_paths, timeout, strategy or agent.cfg.verify.strategy,
                                            local_fingerprint or None, paths or None)
-        extra = {"threat_id": None, "deception_activated": False, "deception_session_id": None}
-        if result["attack_detected"]:
-            extra = attack_threat("tls_intercept", result, "", result["host"], auto_deception)
-        return {**result, **extra}
+        return {**result, **agent.threats.from_verification("tls_intercept", result, "", result["host"],
+                                                             auto_deception)}
 
     @api.route("GET", "/v1/paths", "Verification paths with their health", tag="verify")
     def paths():
         return agent.verifier.path_views()
 
     @api.route("GET", "/v1/threats", "Threats, newest first, filtered", rate="threats", query=THREATS, tag="threats")
-    def threats(attack_type, severity, verified, status, since, limit, offset):
-        return agent.threats.list(attack_type, severity, None if not verified else verified == "true", _since(since),
-                                  limit, offset, status)
+    def threats(**query):
+        return list_threats(agent, **query)
 
     @api.route("GET", "/v1/threats/<threat_id>", "One threat: evidence, verification, deception, related events",
                rate="threats", tag="threats")

@@ -13,7 +13,7 @@ import bottle
 from agent.api.app import ADMIN, READ, WRITE, Api
 from agent.api.validate import Field
 from agent.errors import AgentError
-from agent.fwservice import SIGNATURE_MAX
+from agent.fwservice import SIGNATURE_MAX, verdict_body
 
 VERIFY_FILES = {
     "firmware_path": Field(str, doc="image file in the firmware directory (absolute, or relative to it)"),
@@ -28,10 +28,6 @@ UPLOAD = {
 LOAD = {**UPLOAD,
         "allow_rollback": Field(bool, False, doc="load an image below the anti-rollback floor (logged)"),
         "reason": Field(str, "", doc="why: required with allow_rollback")}
-
-
-def _verdict_body(verdict) -> dict:
-    return {"valid": verdict.ok, **verdict.as_dict()}
 
 
 def register(api: Api) -> None:
@@ -67,12 +63,12 @@ def register(api: Api) -> None:
     @api.route("GET", "/v1/firmware/verify", "Verify an image and its signature in the firmware directory",
                access=READ, rate="verify", query=VERIFY_FILES)
     def verify_files(firmware_path, signature_path):
-        return _verdict_body(svc.verify_files(firmware_path, signature_path))
+        return verdict_body(svc.verify_files(firmware_path, signature_path))
 
     @api.route("POST", "/v1/firmware/verify", "Verify an uploaded image and signature (nothing is stored)",
                access=WRITE, rate="verify", body=UPLOAD, max_body=upload_max)
     def verify_upload(**body):
-        return _verdict_body(svc.verify(*image_and_signature(**body)))
+        return verdict_body(svc.verify(*image_and_signature(**body)))
 
     @api.route("POST", "/v1/firmware/load", "Verify an image, then load it into the capture card",
                access=ADMIN, body=LOAD, max_body=upload_max)

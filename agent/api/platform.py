@@ -1,21 +1,15 @@
 """/v1 platform routes: health, ping, status, config, logs, stats, keys, the
 OpenAPI document, and Prometheus /metrics."""
 import html
-import platform as _platform
-import shutil
-import sys
-import time
 
 import bottle
 
-from agent import __version__
 from agent.api.app import ADMIN, ERRORS_PAGE, PUBLIC, Api
 from agent.api.openapi import document
 from agent.api.validate import Field
 from agent.auth import KINDS
 from agent.bus import now_iso
-from agent.errors import CATALOGUE, not_found
-from agent.stats import system
+from agent.errors import CATALOGUE
 from agent.stats.prometheus import CONTENT_TYPE
 
 PERIODS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -32,13 +26,8 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/v1/health", "Health of every component, host figures (503 when unhealthy)", access=PUBLIC)
     def health():
-        status = agent.health.status()
-        body = {"status": status, "timestamp": now_iso(), "version": __version__, "mode": agent.mode(),
-                "uptime_seconds": round(time.time() - agent.health.started, 1),
-                "components": agent.health.snapshot(), "losses": agent.health.losses(),
-                "system": system.system(str(agent.cfg.data_dir)),
-                "interfaces": system.interfaces()}
-        return (503 if status == "unhealthy" else 200), body
+        body = agent.health_report()
+        return (503 if body["status"] == "unhealthy" else 200), body
 
     @api.route("GET", "/v1/ping", "Is the agent answering")
     def ping():
@@ -46,17 +35,7 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/v1/status", "The agent, its mode and which data it has")
     def status():
-        cap = agent.capture.status()
-        return {
-            "api": {"status": "running", "version": __version__, "timestamp": now_iso()},
-            "system": {"mode": agent.mode(), "pcap_file": cap.get("file"), "interface": cap.get("interface"),
-                       "data_dir": str(agent.cfg.data_dir), "window_size": agent.capture.window_s,
-                       "python_version": _platform.python_version(),
-                       "platform": sys.platform, "tshark_available": shutil.which("tshark") is not None},
-            "data": agent.data_available(),
-            "capture": {"running": cap["running"], "start_time": cap["start_time"],
-                        "interface": cap.get("interface"), "backend": cap.get("backend")},
-        }
+        return agent.status_report()
 
     @api.route("GET", "/v1/config", "The running configuration")
     def config():
@@ -64,10 +43,7 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/v1/logs", "Recent log records, newest first", query=LOGS)
     def logs(limit, level, type):
-        component = None if type in ("", "app") else type
-        items = agent.logs.recent(limit, level or None, component)
-        return {"type": type, "limit": limit, "total": agent.logs.total(level or None, component),
-                "returned": len(items), "count": len(items), "logs": items}
+        return agent.logs.page(limit, level, type)
 
     @api.route("GET", "/v1/stats", "Traffic and agent figures over a period", query=STATS)
     def stats(period):
@@ -75,19 +51,15 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/v1/keys", "API keys (never their secrets)", access=ADMIN)
     def keys():
-        items = [k.public() for k in agent.keys.list()]
-        return {"count": len(items), "keys": items}
+        return agent.keys.listing()
 
     @api.route("POST", "/v1/keys", "Create an API key; the key is shown once", access=ADMIN, body=NEW_KEY)
     def create_key(kind, name, scopes, ttl_s):
-        token, key = agent.keys.create(kind, name, tuple(s for s in scopes.split(",") if s), ttl_s or None)
-        return 201, {"key": token, **key.public()}
+        return 201, agent.keys.issue(kind, name, scopes, ttl_s)
 
     @api.route("DELETE", "/v1/keys/<key_id>", "Revoke an API key", access=ADMIN)
     def revoke_key(key_id):
-        if not agent.keys.revoke(key_id):
-            raise not_found("API key", key_id)
-        return {"revoked": True, "id": key_id}
+        return agent.keys.withdraw(key_id)
 
     @api.route("GET", "/v1/openapi.json", "This API as an OpenAPI 3.1 document")
     def openapi():

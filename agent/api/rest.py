@@ -31,11 +31,6 @@ class RestFace:
             raise ConfigError("api.tls_cert", f"cannot load the TLS certificate and key: {e}") from None
         self.component = None
 
-    @property
-    def app(self):
-        """The WSGI app, for a face in this process that still speaks REST (agent.client.InProcessClient)."""
-        return self.api.app
-
     def start(self) -> None:
         agent, server = self.agent, self.server
         self.component = agent.health.register("api", critical=True, detail=lambda: {

@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Optional
 
+from agent.calls import ladder
 from agent.calls.dialogs import Call, Tracker
 from agent.errors import AgentError
 from agent.services import Service
@@ -192,6 +193,10 @@ class CallsService(Service):
         start = (page - 1) * limit
         return {"page": page, "limit": limit, "total": len(items), "active": len(active),
                 "capturing": self.agent.capture.run is not None, "calls": items[start:start + limit]}
+
+    def ladder(self, session_id: str) -> dict:
+        """A session's ladder diagram as text (what `capbox callflow` prints and the consoles show)."""
+        return {"session_id": session_id, "text": ladder.text(self.session_detail(session_id))}
 
     def session_detail(self, session_id: str) -> dict:
         rows = self.store.query("SELECT detail, job_id FROM call_sessions WHERE id = ?", (session_id,))

@@ -25,34 +25,35 @@ def cmd_run(args) -> int:
         return fail(f"config: {e}")
     console = not args.headless and sys.stdin.isatty() and sys.stdout.isatty()
     try:
-        agent, rest = build_agent(cfg, console)
+        agent = build_agent(cfg, console)
     except ConfigError as e:
         return fail(f"config: {e}")
     except OSError as e:
         return fail(f"cannot start: {e}")
-    return run_with_tui(agent, rest.app) if console else agent.run_forever()
+    return run_with_tui(agent) if console else agent.run_forever()
 
 
-def build_agent(cfg, console: bool) -> tuple:
+def build_agent(cfg, console: bool):
     """The agent with its faces wired on: the REST face, then the serial console (which
-    speaks to that face's app); (agent, rest face)."""
+    calls the agent's services)."""
     from agent.api.rest import RestFace
     from agent.console.service import ConsoleFace
     from agent.runtime import Agent
     agent = Agent(cfg, console=console)
-    rest = RestFace(agent)
-    agent.attach(rest)
-    agent.attach(ConsoleFace(agent, rest.app))
-    return agent, rest
+    agent.attach(RestFace(agent))
+    agent.attach(ConsoleFace(agent))
+    return agent
 
 
-def run_with_tui(agent, app) -> int:
-    """The agent and the Textual console in this process (a terminal at the box)."""
+def run_with_tui(agent) -> int:
+    """The agent and the Textual console in this process (a terminal at the box), which
+    calls the agent's services (LocalClient), not its REST face."""
     import signal
+    from agent.console.local import LocalClient
     from tui.app import CapboxApp
-    from tui.source import local
+    from tui.source import Source
     agent.start()
-    tui = CapboxApp(local(app))
+    tui = CapboxApp(Source(LocalClient(agent), "this process"))
     signal.signal(signal.SIGTERM, lambda signum, frame: tui.call_from_thread(tui.exit))
     try:
         tui.run()

@@ -1,6 +1,7 @@
-"""The console's verbs: each a call to the agent's REST API (agent.client:
-over HTTP, or in-process through the agent's own WSGI app), so through the
-same routes, validation and services as REST and the TUI.
+"""The console's verbs: each a call of one client method, either the REST
+client (agent.client.Client, `capbox console` attached to an agent) or the
+agent in this process (agent.console.local.LocalClient, the console inside
+`capbox run`): the same services and checks either way.
 
 Text output fits 80 columns.  `--json` anywhere on a line prints the REST
 answer instead, as one line of JSON (an error as {"error": {...}}), for
@@ -191,8 +192,8 @@ def cmd_exit(c: Commands, a):
 
 def cmd_status(c: Commands, a):
     health = c.client.health()
-    status = c.client.get("/v1/status")
-    cap = c.client.get("/v1/capture/status")
+    status = c.client.status()
+    cap = c.client.capture_status()
     sysinfo = health.get("system", {})
     lines = [f"capbox {health['version']}   {health['status']}   mode {health['mode']}   "
              f"up {span(health['uptime_seconds'])}"]
@@ -229,7 +230,7 @@ def _capture_lines(cap: dict) -> list:
 
 
 def cmd_capture_status(c: Commands, a):
-    cap = c.client.get("/v1/capture/status")
+    cap = c.client.capture_status()
     lines = _capture_lines(cap)
     if cap["running"]:
         fm = cap["flow_meter"]
@@ -247,12 +248,12 @@ def cmd_capture_start(c: Commands, a):
         body.update(file=src, pace=a.pace, loop=a.loop)
     else:
         body["interface"] = src
-    cap = c.client.post("/v1/capture/start", body)
+    cap = c.client.capture_start(**body)
     return cap, ["capture started"] + _capture_lines(cap)
 
 
 def cmd_capture_stop(c: Commands, a):
-    r = c.client.post("/v1/capture/stop", {"reason": "console"})
+    r = c.client.capture_stop("console")
     if not r.get("stopped"):
         return r, [r.get("message", "no active capture")]
     s = (r.get("last_run") or {}).get("stats") or r.get("stats") or {}
@@ -260,7 +261,7 @@ def cmd_capture_stop(c: Commands, a):
 
 
 def cmd_flows_top(c: Commands, a):
-    r = c.client.get("/v1/capture/flows", limit=a.n, sort=a.sort)
+    r = c.client.capture_flows(limit=a.n, sort=a.sort)
     lines = [f"{r['count']} of {r['active']:,} active flows, by {r['sort']}",
              f"{'source':<22} {'destination':<22} {'proto':<5} {'app':<6} {'packets':>8} {'bytes':>9}"]
     for f in r["flows"]:
@@ -271,7 +272,7 @@ def cmd_flows_top(c: Commands, a):
 
 
 def cmd_threats(c: Commands, a):
-    r = c.client.get("/v1/threats", limit=a.n)
+    r = c.client.list_threats(limit=a.n)
     lines = [f"{r['count']} of {r['total']} threats, newest first"]
     if r["threats"]:
         lines.append(f"{'id':<16} {'severity':<8} {'type':<17} {'attacker':<15} {'status':<14} {'n':>4}")
@@ -282,7 +283,7 @@ def cmd_threats(c: Commands, a):
 
 
 def cmd_threat(c: Commands, a):
-    t = c.client.get(f"/v1/threats/{a.id}")
+    t = c.client.get_threat(a.id)
     lines = [f"threat    {t['id']}   status {t['status']}",
              f"type      {t['attack_type']}, severity {t['severity']}, confidence {t['confidence']}, score {t['score']}"]
     who = t["attacker"] or t["source_ip"] or "-"
@@ -303,7 +304,7 @@ def cmd_threat(c: Commands, a):
 
 
 def cmd_anomalies(c: Commands, a):
-    r = c.client.get("/v1/anomalies", limit=a.n)
+    r = c.client.anomalies(limit=a.n)
     items = r["anomalies"]
     lines = [f"{len(items)} of {r.get('total', len(items))} anomalies"]
     if items:
@@ -316,7 +317,7 @@ def cmd_anomalies(c: Commands, a):
 
 
 def cmd_verify_dns(c: Commands, a):
-    r = c.client.post("/v1/verify-dns", {"domain": a.domain, "record_type": a.type})
+    r = c.client.verify_dns(a.domain, a.type)
     lines = [f"{r['domain']} {r['record_type']}: {'ATTACK DETECTED' if r['attack_detected'] else 'no attack detected'}"]
     lines += wrap("confidence", f"{r['confidence']}: {r['consensus_percentage']:g}% of {r['paths_succeeded']} "
                                 f"answering paths agree ({r['paths_checked']} checked, {r['verification_duration_ms']} ms)",
@@ -337,7 +338,7 @@ def cmd_verify_dns(c: Commands, a):
 
 
 def cmd_fw_status(c: Commands, a):
-    r = c.client.get("/v1/firmware")
+    r = c.client.firmware()
     card = r["card"]
     if card.get("present"):
         lines = wrap("card", f"{card.get('target')} (hw {card.get('hw_version')}{', model' if card.get('model') else ''})"
@@ -366,7 +367,7 @@ def cmd_fw_status(c: Commands, a):
 
 
 def cmd_fw_verify(c: Commands, a):
-    r = c.client.get("/v1/firmware/verify", firmware_path=a.path, signature_path=a.sig or None)
+    r = c.client.verify_firmware(a.path, a.sig)
     lines = [f"{a.path}: {'valid' if r['valid'] else 'REJECTED'} ({r['reason']})"]
     lines += wrap("", r.get("message") or "")
     h = r.get("header")
@@ -396,22 +397,22 @@ def _key_line(k: dict) -> str:
 
 
 def cmd_keys_list(c: Commands, a):
-    r = c.client.get("/v1/keys")
+    r = c.client.list_keys()
     return r, [f"{'id':<10} {'kind':<4} {'state':<8} {'expires':<20} name"] + [_key_line(k) for k in r["keys"]]
 
 
 def cmd_keys_create(c: Commands, a):
-    r = c.client.post("/v1/keys", {"kind": a.kind, "name": a.name, "scopes": a.scopes, "ttl_s": a.ttl})
+    r = c.client.create_key(kind=a.kind, name=a.name, scopes=a.scopes, ttl_s=a.ttl)
     return r, [r["key"], f"id {r['id']}, {r['kind']} ({r['access']}): store it now, it is not shown again"]
 
 
 def cmd_keys_revoke(c: Commands, a):
-    r = c.client.delete(f"/v1/keys/{a.id}")
+    r = c.client.revoke_key(a.id)
     return r, [f"revoked {r['id']}"]
 
 
 def cmd_logs(c: Commands, a):
-    r = c.client.get("/v1/logs", limit=a.n, level=a.level)
+    r = c.client.recent_logs(limit=a.n, level=a.level)
     lines = []
     for e in reversed(r["logs"]):    # oldest first: the newest ends next to the prompt
         stamp = time.strftime("%H:%M:%S", time.gmtime(e["ts"]))

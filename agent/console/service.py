@@ -12,6 +12,7 @@ import serial
 
 from agent import password
 from agent.console.commands import Commands
+from agent.console.local import LocalClient
 from agent.console.lineio import READ_TIMEOUT_S, LineReader, PortGone
 from agent.console.session import LoginState, Session
 from agent.services import Face, Service, start_services
@@ -115,23 +116,22 @@ class ConsoleError(Exception):
 
 
 class ConsoleService(Service):
-    """The console as one of the agent's services: a thread of its own on the port,
-    commands through the agent's API in this process (full rights after the password)."""
+    """The console as one of the agent's services: a thread of its own on the port, commands
+    calling the agent's services in this process (LocalClient; full rights after the password)."""
     name = "console"
     channels = None
     critical = False
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, agent):
+        self.agent = agent
 
     @classmethod
     def wanted(cls, cfg) -> bool:
         return bool(cfg.console.port)
 
     def start(self, agent) -> None:
-        from agent.client import InProcessClient
-        self.console = Console(agent.cfg.console, password.path_for(agent.cfg),
-                               Commands(InProcessClient(self.app)), data_dir=agent.cfg.data_dir)
+        self.console = Console(agent.cfg.console, password.path_for(agent.cfg), Commands(LocalClient(agent)),
+                               data_dir=agent.cfg.data_dir)
         self.thread = threading.Thread(target=self.console.serve, name="console-port", daemon=True)
         self.thread.start()
 
@@ -151,9 +151,9 @@ class ConsoleFace(Face):
     """The serial console on the agent: its service, started with the faces (the health
     component "console"; the agent's stop_all ends its thread)."""
 
-    def __init__(self, agent, app):
+    def __init__(self, agent):
         self.agent = agent
-        self.service = ConsoleService(app)
+        self.service = ConsoleService(agent)
 
     def start(self) -> None:
         start_services(self.agent, [self.service])

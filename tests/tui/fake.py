@@ -105,30 +105,35 @@ HEALTH = {"status": "healthy", "version": "0.1.0", "mode": "live",
                          for n in ("store", "capture", "api", "stats", "analysis")}}
 
 
+# the client methods the screens call, and the route whose answer above each one stands for
+READS = {"capture_status": "/v1/capture/status", "capture_metrics": "/v1/capture/metrics",
+         "capture_backends": "/v1/capture/backends", "capture_flows": "/v1/capture/flows",
+         "anomalies_by_type": "/v1/anomalies/by-type", "anomalies": "/v1/anomalies", "windows": "/v1/windows",
+         "baselines": "/v1/baselines", "list_threats": "/v1/threats", "get_threat": "/v1/threats/{}",
+         "calls": "/v1/calls", "call_ladder": "/v1/sessions/{}/ladder", "system": "/v1/system",
+         "firmware": "/v1/firmware", "recent_logs": "/v1/logs"}
+
+
 class FakeSource:
     where = "fake"
 
     def __init__(self):
         self.answers = copy.deepcopy(ANSWERS)
-        self.posted = []
+        self.posted = []        # (method, args, kwargs) of every action
 
-    def get(self, path: str, **query) -> dict:
+    def call(self, method: str, *args, **kwargs):
+        if method not in READS:
+            self.posted.append((method, args, kwargs))
+            if method == "capture_filter" and args == ("tcp port",):
+                raise SourceError("bad filter \"tcp port\": syntax error (bpf)")
+            return {}
+        path = READS[method].format(*args)
         if path not in self.answers:
             raise SourceError(f"no route {path}")
         return copy.deepcopy(self.answers[path])
 
-    def optional(self, path: str, **query):
-        return copy.deepcopy(self.answers.get(path))
-
-    def post(self, path: str, body=None) -> dict:
-        self.posted.append((path, body))
-        if path == "/v1/capture/filter" and body and body.get("bpf") == "tcp port":
-            raise SourceError("bad filter \"tcp port\": syntax error (bpf)")
-        return {}
-
-    def patch(self, path: str, body: dict) -> dict:
-        self.posted.append((path, body))
-        return {}
+    def optional(self, method: str, *args, **kwargs):
+        return copy.deepcopy(self.answers.get(READS[method].format(*args)))
 
     def health(self) -> dict:
         return copy.deepcopy(HEALTH)

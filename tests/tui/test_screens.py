@@ -57,17 +57,16 @@ async def test_threat_detail_marks_and_deception():
         assert "ATTACK  5/5 paths answered" in detail and "consensus 100%" in detail and "outliers local" in detail
         await pilot.press("k")
         await settle(pilot)
-        assert ("/v1/threats/thr_1a2b3c4d", {"status": "acknowledged"}) in source.posted
+        assert ("mark_threat", ("thr_1a2b3c4d", "acknowledged"), {}) in source.posted
         await pilot.press("d")
         await settle(pilot)
         assert app.screen.query_one("#answer").value == "bank.example"   # the target from the evidence
         await pilot.press("enter")
         await settle(pilot)
-        assert ("/v1/deception/start", {"target_domain": "bank.example", "attacker_ip": "10.0.0.53",
-                                        "threat_id": "thr_1a2b3c4d"}) in source.posted
+        assert ("start_deception", ("bank.example", "10.0.0.53"), {"threat_id": "thr_1a2b3c4d"}) in source.posted
         await pilot.press("down", "x")
         await settle(pilot)
-        assert ("/v1/threats/thr_5e6f7a8b", {"status": "false_positive"}) in source.posted
+        assert ("mark_threat", ("thr_5e6f7a8b", "false_positive"), {}) in source.posted
         await pilot.press("slash", *"tls")
         await settle(pilot)
         assert [t["attack_type"] for t in screen.rows] == ["tls_downgrade"]
@@ -96,7 +95,7 @@ async def test_actions_reach_the_agent_and_errors_are_notifications():
         await pilot.press("b")
         await pilot.press(*"tcp port 443", "enter")
         await settle(pilot)
-        assert ("/v1/capture/filter", {"bpf": "tcp port 443"}) in source.posted
+        assert ("capture_filter", ("tcp port 443",), {}) in source.posted
         await pilot.press("b")
         await pilot.press(*"tcp port", "enter")
         await settle(pilot)
@@ -104,14 +103,14 @@ async def test_actions_reach_the_agent_and_errors_are_notifications():
         await pilot.press("w")
         await pilot.press(*"30", "enter")
         await settle(pilot)
-        assert ("/v1/windows/compute", {"source": "live", "window_size": 30}) in source.posted
+        assert ("compute_windows", (), {"source": "live", "window_size": 30}) in source.posted
         await pilot.press("w")
         await pilot.press(*"soon", "enter")
         await settle(pilot)
         assert any("window size" in n.message and n.severity == "error" for n in app._notifications)
         await pilot.press("s")   # capturing: stops
         await settle(pilot)
-        assert ("/v1/capture/stop", {"reason": "console"}) in source.posted
+        assert ("capture_stop", ("console",), {}) in source.posted
 
 
 async def test_an_unreachable_agent_is_a_notification_not_a_crash():

@@ -24,11 +24,11 @@ class Analysis(DataScreen):
             table.add_column(label, width=width)
 
     def fetch(self, source) -> dict:
-        first = source.optional("/v1/windows", limit=60)
+        first = source.optional("windows", limit=60)
         total = first["total"] if first else 0
-        recent = source.optional("/v1/windows", limit=60, offset=total - 60) if total > 60 else first
-        return {"windows": recent, "anomalies": source.optional("/v1/anomalies", limit=100),
-                "baselines": source.optional("/v1/baselines")}
+        recent = source.optional("windows", limit=60, offset=total - 60) if total > 60 else first
+        return {"windows": recent, "anomalies": source.optional("anomalies", limit=100),
+                "baselines": source.optional("baselines")}
 
     def show(self, d: dict) -> None:
         w = d["windows"]

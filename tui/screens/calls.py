@@ -37,10 +37,10 @@ class Calls(DataScreen):
             table.add_column(label, width=width)
 
     def fetch(self, source) -> dict:
-        listed = source.optional("/v1/calls", limit=100) or {"calls": [], "total": 0, "active": 0, "capturing": False}
+        listed = source.optional("calls", limit=100) or {"calls": [], "total": 0, "active": 0, "capturing": False}
         ids = [c["session_id"] for c in listed["calls"]]
         want = self.selected if self.selected in ids else (ids[0] if ids else None)
-        return {"list": listed, "detail": source.optional(f"/v1/sessions/{want}/ladder") if want else None}
+        return {"list": listed, "detail": source.optional("call_ladder", want) if want else None}
 
     def show(self, data: dict) -> None:
         listed = data["list"]

@@ -45,7 +45,7 @@ class Flows(Filtered, DataScreen):
         self.notify(f"flows by {self.sort}", timeout=1.5)
 
     def fetch(self, source) -> dict:
-        return source.optional("/v1/capture/flows", limit=100, sort=self.sort) or {"flows": [], "active": 0}
+        return source.optional("capture_flows", limit=100, sort=self.sort) or {"flows": [], "active": 0}
 
     def show(self, data: dict) -> None:
         text = self.query_one("#flow-filter", Input).value.strip()

@@ -36,14 +36,14 @@ class Overview(DataScreen):
         yield Footer(show_command_palette=False)
 
     def fetch(self, source) -> dict:
-        status = source.get("/v1/capture/status")
-        metrics = source.optional("/v1/capture/metrics") if status["running"] else None
+        status = source.call("capture_status")
+        metrics = source.optional("capture_metrics") if status["running"] else None
         if time.monotonic() - self._health_at > HEALTH_EVERY_S or self._health is None:
             self._health = source.health()
             self._health_at = time.monotonic()
-        anomalies = source.optional("/v1/anomalies/by-type")
-        threats = source.optional("/v1/threats", limit=1)
-        firmware = source.optional("/v1/firmware")
+        anomalies = source.optional("anomalies_by_type")
+        threats = source.optional("list_threats", limit=1)
+        firmware = source.optional("firmware")
         return {"status": status, "metrics": metrics, "health": self._health, "anomalies": anomalies,
                 "threats": threats, "firmware": firmware}
 

@@ -47,7 +47,7 @@ class System(DataScreen):
         if not path:
             return
         try:
-            v = self.app.source.get("/v1/firmware/verify", firmware_path=path)
+            v = self.app.source.call("verify_firmware", path)
         except SourceError as e:
             self.app.call_from_thread(self.notify, f"verify {path}: {e}", severity="error", timeout=8)
             return
@@ -56,8 +56,8 @@ class System(DataScreen):
                                   timeout=8)
 
     def fetch(self, source) -> dict:
-        return {"health": source.health(), "logs": source.get("/v1/logs", limit=12, level=self.level),
-                "firmware": source.optional("/v1/firmware"), "system": source.optional("/v1/system")}
+        return {"health": source.health(), "logs": source.call("recent_logs", limit=12, level=self.level),
+                "firmware": source.optional("firmware"), "system": source.optional("system")}
 
     def show(self, d: dict) -> None:
         skip = {"status", "critical", "last_heartbeat", "error"}

@@ -76,10 +76,10 @@ class Threats(Filtered, DataScreen):
             table.add_column(label, width=width)
 
     def fetch(self, source) -> dict:
-        listed = source.optional("/v1/threats", limit=100) or {"threats": [], "total": 0}
+        listed = source.optional("list_threats", limit=100) or {"threats": [], "total": 0}
         ids = [t["id"] for t in listed["threats"]]
         want = self.selected if self.selected in ids else (ids[0] if ids else None)
-        detail = source.optional(f"/v1/threats/{want}") if want else None
+        detail = source.optional("get_threat", want) if want else None
         return {"list": listed, "detail": detail}
 
     def show(self, data: dict) -> None:
@@ -137,7 +137,7 @@ class Threats(Filtered, DataScreen):
             self.notify("no threat selected", severity="warning")
             return
         status, word = MARKS[key]
-        self.app._act(f"{t['id']}: {word}", "PATCH", f"/v1/threats/{t['id']}", {"status": status})
+        self.app._act(f"{t['id']}: {word}", "mark_threat", t["id"], status)
 
     def action_deceive(self) -> None:
         """Ask for the domain to deceive on (prefilled from the evidence), then start a session against the attacker."""
@@ -152,7 +152,7 @@ class Threats(Filtered, DataScreen):
 
         def chosen(domain):
             if domain:
-                self.app._act(f"deception started against {attacker}", "POST", "/v1/deception/start",
-                              {"target_domain": domain, "attacker_ip": attacker, "threat_id": t["id"]})
+                self.app._act(f"deception started against {attacker}", "start_deception", domain, attacker,
+                              threat_id=t["id"])
         known = self.detail if self.detail and self.detail["id"] == t["id"] else t
         self.app.push_screen(Ask(f"Deception against {attacker}: target domain", value=target_of(known)), chosen)
