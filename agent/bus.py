@@ -1,7 +1,9 @@
 """The in-process event bus: named channels, bounded subscriber queues.
 
-Publishing never blocks: a full subscriber queue counts a drop for that
-subscriber and the publisher goes on.  A bounded backlog with increasing ids
+Every channel carries one dataclass (agent.events.CHANNEL_TYPES); a publish
+of anything else (a bare dict) is a TypeError.  Publishing never blocks: a
+full subscriber queue counts a drop for that subscriber and the publisher
+goes on.  A bounded backlog with increasing ids
 lets an SSE client resume after a reconnect (Last-Event-ID)."""
 import collections
 import dataclasses
@@ -12,13 +14,9 @@ import secrets
 import threading
 from typing import Any, Iterable, Optional
 
-CHANNELS = (
-    "packets:dns", "packets:arp", "packets:tls", "packets:http", "packets:sip", "packets:tcp", "packets:token",
-    "packets:ndp", "packets:dhcp", "flows:expired", "capture:state", "attacks:detected", "threats:raised",
-    "attacks:verified", "anomalies:detected", "windows:closed", "deception:started", "deception:events",
-    "deception:stopped",
-    "honeytokens:triggered", "calls:updated", "jobs:progress", "system:health", "logs:records",
-)
+from agent.events import CHANNEL_TYPES
+
+CHANNELS = tuple(CHANNEL_TYPES)
 # the channel of each kind of packet event the C core hands up (hwdrivers.events)
 EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
                   "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
@@ -60,8 +58,10 @@ class Envelope:
     data: Any
 
     def as_dict(self) -> dict:
+        """The seeds' event format, data as its JSON fields (what SSE, EVE and syslog see)."""
+        data = self.data.as_dict() if hasattr(self.data, "as_dict") else self.data
         return {"event_type": self.event_type, "timestamp": self.timestamp, "source": self.source,
-                "correlation_id": self.correlation_id, "channel": self.channel, "data": self.data}
+                "correlation_id": self.correlation_id, "channel": self.channel, "data": data}
 
 
 class Subscription:
@@ -98,8 +98,11 @@ class Bus:
 
     def publish(self, channel: str, event_type: str, data: Any, source: str = "agent",
                 correlation_id: Optional[str] = None) -> Envelope:
-        if channel not in CHANNELS:
+        kind = CHANNEL_TYPES.get(channel)
+        if kind is None:
             raise ValueError(f"unknown channel {channel!r}")
+        if not isinstance(data, kind):
+            raise TypeError(f"{channel} carries agent.events {kind.__name__}, not {type(data).__name__}")
         n = next(self._ids)
         env = Envelope(n, channel, event_type, now_iso(), source,
                        correlation_id or f"cor_{(self._salt + n) & 0xFFFFFFFFFFFF:012x}", data)

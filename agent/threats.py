@@ -19,6 +19,7 @@ from typing import Optional
 from agent.bus import iso
 from agent.detectors.detector import SEVERITIES
 from agent.errors import AgentError
+from agent.events import AttackVerified, ThreatRaised
 from agent.recordings import packets
 from agent.services import Service
 from agent.verify.verifier import PATH_KIND
@@ -75,7 +76,7 @@ class ThreatService(Service):
         self._verify.shutdown(wait=False, cancel_futures=True)
 
     def handle(self, env) -> None:
-        self.record(env.data, env.correlation_id, packet_event=env.data.get("packet_event"))
+        self.record(env.data.as_dict(), env.correlation_id, packet_event=env.data.packet_event)
 
     # ---- recording -----------------------------------------------------------------------
 
@@ -127,9 +128,8 @@ class ThreatService(Service):
         if not self.bus.listening("threats:raised"):
             return
         r = self.get_row(tid)
-        self.bus.publish("threats:raised", "threat_raised", {**_view(r), "evidence": json.loads(r["evidence"]),
-                                                             "src_mac": r["src_mac"], "first_seen_ts": r["first_seen"],
-                                                             "last_seen_ts": r["last_seen"], "repeat": repeat},
+        self.bus.publish("threats:raised", "threat_raised", ThreatRaised(_view(r), json.loads(r["evidence"]), r["src_mac"],
+                                                                         r["first_seen"], r["last_seen"], repeat),
                          source="threats", correlation_id=correlation_id)
 
     def _event(self, correlation_id: str, event_type: str, channel: str, data: dict, ts: Optional[float] = None):
@@ -182,11 +182,10 @@ class ThreatService(Service):
             "UPDATE threats SET verification_status = ?, verification = ?, updated = ?, severity = ?, score = ?,"
             " confidence = ? WHERE id = ?", (status, json.dumps(summary), time.time(), severity, score, confidence, tid)))
         self.bus.publish("attacks:verified", "verification_complete",
-                         {"verification_id": result.get("verification_id"), "threat_id": tid,
-                          "attack_type": d["type"], "attack_confirmed": confirmed, "status": status,
-                          "confidence": result.get("confidence"), "paths_checked": result.get("paths_checked"),
-                          "paths_agreed": result.get("paths_agreed"), "url": result.get("url"),
-                          "host": result.get("host"), "domain": result.get("domain")}, source="threats", correlation_id=correlation_id)
+                         AttackVerified(result.get("verification_id"), tid, d["type"], confirmed, status,
+                                        result.get("confidence"), result.get("paths_checked"), result.get("paths_agreed"),
+                                        result.get("url"), result.get("host"), result.get("domain")),
+                         source="threats", correlation_id=correlation_id)
         self._event(correlation_id, "verification_complete", "attacks:verified",
                     {"verification_id": result.get("verification_id"), "status": status})
         if confirmed and (self.cfg.deception.auto_activate if respond is None else respond):

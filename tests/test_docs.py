@@ -40,3 +40,12 @@ def test_the_ladder_picture_is_what_callflow_draws(tmp_path):
     subprocess.run([sys.executable, "-m", "agent", "callflow", pcap("ndpi__FAX-Call-t38-CA-TDM-SIP-FB-1.pcap"),
                     "00e9d4a500e9d48", "--svg", str(out)], cwd=ROOT, check=True, capture_output=True, timeout=120)
     assert out.read_bytes() == (DOCS / "img" / "callflow-fax.svg").read_bytes()
+
+
+def test_each_bus_channel_is_documented_from_its_dataclass():
+    """docs/API.md's channel table is agent.events.schema_rows(): a field added to an event, or a channel
+    added to the bus, fails here until the table is written again (python -m agent.events)."""
+    from agent.events import schema_rows
+    text = (DOCS / "API.md").read_text()
+    table = text.split("<!-- channels: from agent.events.schema_rows() -->\n")[1].split("<!-- end of channels -->")[0]
+    assert table.splitlines()[2:] == schema_rows()

@@ -17,6 +17,7 @@ from agent.analysis import baselines as learning
 from agent.analysis import windows as offline
 from agent.bus import iso
 from agent.errors import AgentError, validation
+from agent.events import Anomaly
 from agent.confine import confine
 from agent.services import Service
 from hwdrivers import CaptureError
@@ -62,7 +63,7 @@ class AnalysisService(Service):
     def handle(self, env) -> None:
         if env.channel == "capture:state":
             if env.event_type == "capture_started":
-                self.live_set = self._new_set("live", env.data.get("source", ""), self.agent.capture.window_s,
+                self.live_set = self._new_set("live", env.data.source, self.agent.capture.window_s,
                                               "running")
                 self.live_detector = detection.Detector(self.cfg, self.baseline(DEFAULT_BASELINE))
                 self.live_first, self.live_learned = None, False
@@ -71,12 +72,12 @@ class AnalysisService(Service):
                 self.live_set = None
             return
         if env.event_type == "window_closed" and self.live_set is not None:
-            w = {k: v for k, v in env.data.items() if k != "run_id"}
+            w = env.data.window
             self._store_windows(self.live_set, [w])
             found = self.live_detector.detect(w)
             self._store_anomalies(self.live_set, found)
             for a in found:
-                self.bus.publish("anomalies:detected", "anomaly_detected", a, source="analysis")
+                self.bus.publish("anomalies:detected", "anomaly_detected", Anomaly(**a), source="analysis")
             if self.live_first is None:
                 self.live_first = w["window_start"]
             self._maybe_learn(w["window_end"])

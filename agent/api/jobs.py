@@ -19,8 +19,7 @@ RETRY_MS = 3000
 
 def _event(env) -> str:
     """One job event in the seeds' shape: {type, timestamp, data}."""
-    data = {k: v for k, v in env.data.items() if k != "job_id"}
-    body = {"type": env.event_type, "timestamp": env.timestamp, "job_id": env.data["job_id"], "data": data}
+    body = {"type": env.event_type, "timestamp": env.timestamp, "job_id": env.data.job_id, "data": env.data.data}
     return f"id: {env.id}\nevent: {env.event_type}\ndata: {dumps(body)}\n\n"
 
 
@@ -92,11 +91,11 @@ def register(api: Api) -> None:
                             quiet = time.monotonic()
                             yield ": keepalive\n\n"
                         continue
-                    if env.data.get("job_id") != job_id:
+                    if env.data.job_id != job_id:
                         continue
                     quiet = time.monotonic()
                     yield _event(env)
-                    if env.event_type == "status" and env.data.get("status") in ("completed", "failed", "deleted"):
+                    if env.event_type == "status" and env.data.data.get("status") in ("completed", "failed", "deleted"):
                         return
             finally:
                 sub.close()

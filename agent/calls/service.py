@@ -15,6 +15,7 @@ from typing import Optional
 from agent.calls import ladder
 from agent.calls.dialogs import Call, Tracker
 from agent.errors import AgentError
+from agent.events import CallUpdated
 from agent.services import Service
 from hwdrivers import CaptureError
 
@@ -56,7 +57,7 @@ class CallsService(Service):
     def handle(self, env) -> None:
         if env.channel == "capture:state":
             if env.event_type == "capture_started":  # its first SIP packets may have come before this
-                self.run_id = env.data.get("run_id")
+                self.run_id = env.data.run_id
             elif env.event_type == "capture_stopped":
                 self._finish_all("capture stopped")
                 self.run_id = None
@@ -99,10 +100,9 @@ class CallsService(Service):
     def _publish(self, call: Call, detail: Optional[dict] = None) -> None:
         """A call changed; a finished one carries its detail (messages, streams: the sip and rtp logs')."""
         s = call.summary()
-        self.bus.publish("calls:updated", "call_updated", {
-            "session_id": s["session_id"], "call_id": s["call_id"], "state": s["state"], "type": s["type"],
-            "participants": s["participants"], "events_count": s["events_count"],
-            **({"detail": detail} if detail else {})}, source="calls")
+        self.bus.publish("calls:updated", "call_updated", CallUpdated(
+            s["session_id"], s["call_id"], s["state"], s["type"], s["participants"], s["events_count"],
+            detail or None), source="calls")
 
     # ---- once a second ----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from agent.capture.run import CaptureRequest, Run
 from agent.capture.recording import RecordingManager
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
+from agent.events import CaptureState, FlowExpired, WindowClosed
 from agent.confine import confine
 from agent.store import settings
 from agent.store.settings import Settings
@@ -136,7 +137,7 @@ class CaptureService:
                 run.threads.append(t)
             log.info("capture %d started: %s on %s%s", run_id, backend, path, f" filter {req.bpf!r}" if req.bpf else "")
             # said before the threads run: a consumer sees the start before the run's first window or flow
-            self.bus.publish("capture:state", "capture_started", self._describe(run), source="capture")
+            self.bus.publish("capture:state", "capture_started", CaptureState(**self._describe(run)), source="capture")
             for t in run.threads:
                 t.start()
             self.component.beat("running")
@@ -196,7 +197,7 @@ class CaptureService:
             "UPDATE capture_runs SET stopped = ?, reason = ?, stats = ? WHERE id = ?",
             (run.stopped, reason, stats, run.id)))
         log.info("capture %d stopped (%s): %d packets", run.id, reason, counters.packets)
-        self.bus.publish("capture:state", "capture_stopped", {**self._describe(run), "reason": reason},
+        self.bus.publish("capture:state", "capture_stopped", CaptureState(**self._describe(run), reason=reason),
                          source="capture")
 
     def _guard(self, run: Run, target) -> None:
@@ -251,7 +252,7 @@ class CaptureService:
         flows = self._take_flows(run, 4096)
         windows = run.session.read_windows(64)
         for w in windows:
-            self.bus.publish("windows:closed", "window_closed", {**w, "run_id": run.id}, source="capture")
+            self.bus.publish("windows:closed", "window_closed", WindowClosed(w, run.id), source="capture")
         return bool(events or flows or windows)
 
     def _take_flows(self, run: Run, limit: int) -> int:
@@ -262,7 +263,7 @@ class CaptureService:
             return run.session.skip_flows(limit)
         flows = run.session.read_flows(limit)
         for f in flows:
-            self.bus.publish("flows:expired", "flow_expired", f.as_dict(), source="capture")
+            self.bus.publish("flows:expired", "flow_expired", FlowExpired(f), source="capture")
         return len(flows)
 
     # ---- what the faces read ---------------------------------------------------

@@ -25,6 +25,7 @@ import dns.query
 from agent.bus import iso
 from agent.deception import honeytokens
 from agent.errors import AgentError, validation
+from agent.events import DeceptionStarted, DeceptionStopped, DecoySent, HoneytokenTriggered
 from agent.services import Service
 from agent.verify.paths import parse_resolver
 from agent.verify.verifier import check_domain
@@ -137,8 +138,7 @@ class DeceptionService(Service):
             s.thread.start()
         deployed = [{"token": t, "type": ty, "embedded_in": w} for t, ty, w, _ in tokens]
         self.bus.publish("deception:started", "deception_started",
-                         {"session_id": sid, "threat_id": threat_id, "target_domain": target, "attacker_ip": attacker,
-                          "behavior_profile": profile, "honeytokens": [t for t, *_ in tokens]},
+                         DeceptionStarted(sid, threat_id, target, attacker, profile, [t for t, *_ in tokens]),
                          source="deception", correlation_id=cor)
         self._threat_event(cor, "deception_started", "deception:started", {"session_id": sid})
         log.info("deception %s started against %s for %s (%s, %d min)", sid, attacker, target, profile, duration)
@@ -173,7 +173,7 @@ class DeceptionService(Service):
             ("expired" if reason == "expired" else "stopped", now, reason, s.packets, s.bytes,
              json.dumps(sorted(s.sources)), s.row["id"])))
         self.bus.publish("deception:stopped", "deception_stopped",
-                         {"session_id": s.row["id"], "reason": reason, "packets_sent": s.packets},
+                         DeceptionStopped(s.row["id"], reason, s.packets),
                          source="deception", correlation_id=s.row["correlation_id"])
 
     def tick(self, now: float) -> None:
@@ -269,8 +269,8 @@ class DeceptionService(Service):
             except OSError:
                 pass
         self.bus.publish("deception:events", "decoy_sent",
-                         {"session_id": s.row["id"], "target": target, "address": addr, "kind": "http_login",
-                          "packets_sent": s.packets}, source="deception", correlation_id=s.row["correlation_id"])
+                         DecoySent(s.row["id"], target, addr, "http_login", s.packets), source="deception",
+                         correlation_id=s.row["correlation_id"])
 
     # ---- honeytokens --------------------------------------------------------------------------------
 
@@ -312,8 +312,8 @@ class DeceptionService(Service):
             if r:
                 related = {"threat_id": r[0]["id"], "attack_type": r[0]["attack_type"], "timestamp": iso(r[0]["created"])}
         self.bus.publish("honeytokens:triggered", "honeytoken_triggered",
-                         {"token": t["token"], "token_type": t["token_type"], "source_ip": source_ip, "via": via,
-                          "session_id": t["session_id"], "related_threat": related, "context": context or {}},
+                         HoneytokenTriggered(t["token"], t["token_type"], source_ip, via, t["session_id"], related,
+                                             context or {}),
                          source="deception", correlation_id=correlation_id)
         log.warning("honeytoken %s (%s) used by %s (%s)", t["needle"], t["token_type"], source_ip, via)
         return {"token": t["token"], "trigger_recorded": True, "trigger_count": t["trigger_count"] + 1,

@@ -4,6 +4,7 @@ A packet event in, findings out on attacks:detected, under the packet's
 correlation id (so the threat can name the packet that raised it)."""
 from agent.bus import EVENT_CHANNELS
 from agent.detectors import DETECTORS
+from agent.events import AttackDetected
 from agent.services import Service
 
 
@@ -21,8 +22,7 @@ class DetectorService(Service):
             return
         for d in self.detector.feed(ev):
             self.agent.bus.publish("attacks:detected", "attack_detected",
-                                   {**d.as_dict(), "verification_required": d.verify is not None,
-                                    "packet_event": env.event_type, "packet_ts": ev.ts},
+                                   AttackDetected(d, d.verify is not None, env.event_type, ev.ts),
                                    source=self.name, correlation_id=env.correlation_id)
 
     def detail(self) -> dict:

@@ -22,6 +22,7 @@ from typing import Optional
 from agent.bus import iso
 from agent.calls import offline
 from agent.errors import AgentError
+from agent.events import JobProgress
 from agent.jobs import upload
 from agent.services import Service
 from hwdrivers.errors import Cancelled
@@ -199,7 +200,7 @@ class JobsService(Service):
     # ---- workers ---------------------------------------------------------------------------
 
     def _publish(self, job_id: str, kind: str, data: dict) -> None:
-        self.bus.publish("jobs:progress", kind, {"job_id": job_id, **data}, source="jobs")
+        self.bus.publish("jobs:progress", kind, JobProgress(job_id, data), source="jobs")
 
     def _fail(self, job_id: str, error: str) -> None:
         self.store.write(lambda c: c.execute(

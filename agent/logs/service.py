@@ -8,6 +8,7 @@ import json
 import logging
 import time
 
+from agent.events import LogRecord
 from agent.logs.index import Index
 from agent.logs.records import Builder
 from agent.outputs.eve import LOG_CHANNEL
@@ -92,7 +93,7 @@ class LogService(Service):
             self.files.write(kind, line)
             self.index.add(kind, rec, line, now)
             self.written[kind] += 1
-            self.bus.publish(LOG_CHANNEL, kind, rec, source="logs")     # EVE http/tls, SSE followers
+            self.bus.publish(LOG_CHANNEL, kind, LogRecord(rec), source="logs")     # EVE http/tls, SSE followers
 
     def tick(self, now: float) -> None:
         self._write(self.builder.expire())

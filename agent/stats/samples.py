@@ -4,6 +4,7 @@
 import json
 import time
 
+from agent.events import SystemHealth
 from agent.stats import system
 
 
@@ -19,9 +20,8 @@ def sample(data_dir, capture, store, bus, health) -> tuple:
     store.submit_nowait(lambda conn: conn.execute(
         "INSERT INTO stats_samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row))
     status = health.status()
-    bus.publish("system:health", "health", {"status": status, "cpu_percent": sysinfo["cpu_percent"],
-                                             "memory_percent": sysinfo["memory"]["percent"],
-                                             "pps": row[5], "bps": row[6]}, source="agent")
+    bus.publish("system:health", "health", SystemHealth(status, sysinfo["cpu_percent"], sysinfo["memory"]["percent"],
+                                                        row[5], row[6]), source="agent")
     return status, row[5]
 
 

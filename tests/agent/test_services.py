@@ -1,10 +1,18 @@
 """The service slots: a bus consumer in its own thread, supervised."""
 import types
 
+import pytest
+
 from agent.bus import Bus
+from agent.events import CaptureState, LogRecord
+from hwdrivers.events import PacketEvent
 from agent.health import Health
 from agent.services import Service, start_services
 from tests.agent.conftest import wait_for
+
+
+def packet(kind: str, src: str) -> PacketEvent:
+    return PacketEvent(kind, 0, 0, src, "192.0.2.1", 5353, 53, 17, 0, 0, 0, 0, True, "", "", 60, 18, b"")
 
 
 def fake_agent():
@@ -19,9 +27,9 @@ class Counter(Service):
         self.seen, self.ticks = [], 0
 
     def handle(self, env):
-        if env.data == "bad":
+        if env.data.src == "bad":
             raise ValueError("bad event")
-        self.seen.append(env.data)
+        self.seen.append(env.data.src)
 
     def tick(self, now):
         self.ticks += 1
@@ -41,8 +49,8 @@ def test_a_service_gets_its_channels_survives_bad_events_and_ticks():
     agent = fake_agent()
     [runner] = start_services(agent, [Counter()])
     for data in ("a", "bad", "b"):
-        agent.bus.publish("packets:dns", "dns_packet", data)
-    agent.bus.publish("packets:arp", "arp_packet", "not mine")
+        agent.bus.publish("packets:dns", "dns_packet", packet("dns", data))
+    agent.bus.publish("packets:arp", "arp_packet", packet("arp", "not mine"))
     wait_for(lambda: runner.handled == 2)
     assert runner.service.seen == ["a", "b"] and runner.errors["ValueError"] == 1
     wait_for(lambda: runner.service.ticks >= 1, timeout=3)
@@ -58,7 +66,7 @@ def test_a_failing_service_is_marked_failed_and_the_rest_goes_on():
     wait_for(lambda: agent.health.components["broken"].state == "failed", timeout=5)
     assert "RuntimeError" in agent.health.components["broken"].error
     assert agent.health.status() == "degraded"  # not critical
-    agent.bus.publish("packets:dns", "dns_packet", "still here")
+    agent.bus.publish("packets:dns", "dns_packet", packet("dns", "still here"))
     wait_for(lambda: runners[1].handled == 1)
     agent.health.stop_all(2)
 
@@ -85,7 +93,7 @@ class Unwanted(Service):
 def test_a_service_reading_no_channel_only_ticks_and_an_unwanted_one_never_starts():
     agent = fake_agent()
     [runner] = start_services(agent, [Quiet(), Unwanted()])
-    agent.bus.publish("packets:dns", "dns_packet", "x")
+    agent.bus.publish("packets:dns", "dns_packet", packet("dns", "x"))
     assert runner.sub is None and agent.bus.stats()["subscribers"] == []
     wait_for(lambda: runner.service.ticks >= 1, timeout=3)
     assert "unwanted" not in agent.health.components
@@ -110,10 +118,28 @@ def test_a_flood_on_one_channel_keeps_another_channels_events_for_resume():
     """A client resuming with Last-Event-ID gets the capture's stop though a million log records came after it."""
     from agent.bus import Bus
     bus = Bus(backlog=100)
-    first = bus.publish("capture:state", "capture_started", {})
-    stopped = bus.publish("capture:state", "capture_stopped", {})
+    state = CaptureState(1, "pcapfile", "demo.pcap", None, "demo.pcap", "")
+    first = bus.publish("capture:state", "capture_started", state)
+    stopped = bus.publish("capture:state", "capture_stopped", state)
     for _ in range(1000):
-        bus.publish("logs:records", "dns", {})
+        bus.publish("logs:records", "dns", LogRecord({}))
     assert [e.id for e in bus.since(first.id - 1, frozenset({"capture:state"}))] == [first.id, stopped.id]
     mixed = bus.since(stopped.id - 1)
     assert mixed[0].id == stopped.id and len(mixed) == 101 and [e.id for e in mixed] == sorted(e.id for e in mixed)
+
+
+def test_a_channel_takes_only_its_dataclass_and_its_json_is_the_records():
+    """A bare dict (or another channel's event) is refused at publish; a wrapped record's keys are the
+    event's JSON, as SSE and EVE see it, and a consumer reads them as a mapping too."""
+    bus = Bus()
+    with pytest.raises(TypeError, match="capture:state carries agent.events CaptureState, not dict"):
+        bus.publish("capture:state", "capture_started", {"run_id": 1})
+    with pytest.raises(TypeError):
+        bus.publish("logs:records", "dns", CaptureState(1, "pcap", "eth0", "eth0", None, ""))
+    started = bus.publish("capture:state", "capture_started", CaptureState(1, "pcap", "eth0", "eth0", None, "udp"))
+    assert started.as_dict()["data"] == {"run_id": 1, "backend": "pcap", "source": "eth0", "interface": "eth0",
+                                         "file": None, "bpf": "udp"}          # no reason on a start
+    stopped = CaptureState(1, "pcap", "eth0", "eth0", None, "udp", reason="manual")
+    assert stopped["reason"] == "manual" and dict(stopped) == stopped.as_dict()
+    rec = bus.publish("logs:records", "dns", LogRecord({"uid": "C1", "query": "example.com"}))
+    assert rec.as_dict()["data"] == {"uid": "C1", "query": "example.com"}
