@@ -25,20 +25,19 @@ from agent.capture.run import CaptureRequest
 from agent.capture.service import CaptureService
 from agent.config import Config
 from agent.errors import AgentError, validation
-from agent.fwservice import FirmwareService
 from agent.health import Health
 from agent.sdnotify import Notifier
 from agent.analysis.service import AnalysisService
 from agent.deception.service import DeceptionService
 from agent.detectors.service import SERVICES as DETECTOR_SERVICES
 from agent.threats import ThreatService
-from agent.update.service import UpdateService
 from agent.verify.verifier import Verifier
 from agent.calls.service import CallsService
 from agent.jobs.service import JobsService
 from agent.outputs.forwarder import EveService
 from agent.logs.service import LogService
 from agent.services import Face, start_services
+from agent.software import Software
 from agent.stats import samples, system
 from agent.stats.prometheus import Metrics, TallyService
 from agent.store import Store
@@ -71,8 +70,7 @@ class Agent:
         self.metrics = Metrics(self)
         self.capture = CaptureService(cfg, self.bus, self.store, self.health)
         self.verifier = Verifier(cfg.verify)
-        self.firmware = FirmwareService(cfg)
-        self.update = UpdateService(cfg)
+        self.software = Software(cfg)        # what runs on the box: the card's firmware, the system's slots
         # the services on the bus (agent.services: one thread each), in dependency and start order;
         # each binds to the agent in start(), the faces and the other services call them by these names
         self.analysis = AnalysisService()
@@ -175,7 +173,7 @@ class Agent:
             face.start()
         stats = self.health.register("stats", critical=False)
         self.health.spawn(stats, self._stats_loop)
-        self.firmware.reload()              # before a capture on the card starts
+        self.software.start(self.health)    # before a capture on the card starts: its firmware reloaded
         cap = self.cfg.capture
         if cap.autostart and cap.source:
             try:

@@ -28,6 +28,7 @@ KEY_ID_LEN = 8
 SECRET_KEY_BLOB = 158
 COMMENT_MAX = 1024
 TRUSTED_COMMENT_MAX = 8192
+SIGNATURE_MAX = 16384          # a .minisig file the agent takes from a user (upload, header, file)
 
 
 def key_id_hex(key_id: bytes) -> str:

@@ -13,7 +13,8 @@ import bottle
 from agent.api.app import ADMIN, READ, WRITE, Api
 from agent.api.validate import Field
 from agent.errors import AgentError
-from agent.fwservice import SIGNATURE_MAX, verdict_body
+from agent.software.card import verdict_body
+from firmware.minisign import SIGNATURE_MAX
 
 VERIFY_FILES = {
     "firmware_path": Field(str, doc="image file in the firmware directory (absolute, or relative to it)"),
@@ -31,7 +32,7 @@ LOAD = {**UPLOAD,
 
 
 def register(api: Api) -> None:
-    svc = api.agent.firmware
+    svc = api.agent.software.card
     upload_max = svc.max_image * 4 // 3 + SIGNATURE_MAX + 4096
 
     def image_and_signature(image, signature, firmware_path, signature_path) -> tuple:

@@ -17,7 +17,8 @@ import bottle
 from agent.api.app import ADMIN, Api
 from agent.api.validate import Field
 from agent.errors import AgentError
-from agent.update.service import SIGNATURE_MAX, spool
+from agent.update.service import spool
+from firmware.minisign import SIGNATURE_MAX
 
 log = logging.getLogger(__name__)
 BUNDLE_MAX = 1 << 30
@@ -43,7 +44,7 @@ def _signature() -> str:
 
 
 def register(api: Api) -> None:
-    svc = api.agent.update
+    svc = api.agent.software.system
 
     @api.route("GET", "/v1/system", "The image: release, A/B slots (booted, committed, on trial), units, history")
     def system():

@@ -29,13 +29,13 @@ def _read(path: str) -> bytes:
 
 
 def _service(args):
-    """The agent's firmware service on this box's configuration."""
-    from agent.fwservice import FirmwareService
+    """The card's part of the agent's software service, on this box's configuration."""
+    from agent.software import Software
     cfg = load_config(args)
     if getattr(args, "device", None):
         import dataclasses
         cfg = dataclasses.replace(cfg, firmware=dataclasses.replace(cfg.firmware, device=args.device))
-    return FirmwareService(cfg)
+    return Software(cfg).card
 
 
 def _print_verdict(v, as_json: bool) -> None:

@@ -13,8 +13,9 @@ from firmware.errors import FirmwareError
 
 
 def _service(args):
-    from agent.update.service import UpdateService
-    return UpdateService(load_config(args))
+    """The system's part of the agent's software service, on this box's configuration."""
+    from agent.software import Software
+    return Software(load_config(args)).system
 
 
 def _signature(args) -> bytes:
@@ -156,7 +157,7 @@ def health_probe(cfg, timeout: float = 5.0):
 def cmd_guard(args) -> int:
     from agent import config, log as agentlog
     from agent.errors import AgentError
-    from agent.update.service import UpdateService
+    from agent.software import Software
     agentlog.setup("info")
     try:
         try:
@@ -166,7 +167,7 @@ def cmd_guard(args) -> int:
             # is its verdict, recorded in the state on --data-dir (which needs no configuration)
             if not args.data_dir:
                 return fail(f"config: {e}")
-            svc = UpdateService(config.load(None, env={}, overrides={"agent": {"data_dir": args.data_dir}}))
+            svc = Software(config.load(None, env={}, overrides={"agent": {"data_dir": args.data_dir}})).system
             svc.reconcile()
             svc.fail(f"the agent's configuration does not load: {e}")
             return 1

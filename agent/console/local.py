@@ -25,7 +25,7 @@ from agent.api.platform import LOGS, NEW_KEY
 from agent.api.validate import parse
 from agent.client import ERRORS, ApiError
 from agent.errors import AgentError
-from agent.fwservice import verdict_body
+from agent.software.card import verdict_body
 from agent.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -191,13 +191,13 @@ class LocalClient:
 
     @answer
     def firmware(self) -> dict:
-        return self.agent.firmware.status()
+        return self.agent.software.card.status()
 
     @answer
     def verify_firmware(self, firmware_path: str, signature_path: str = "") -> dict:
         q = query({"firmware_path": firmware_path, "signature_path": signature_path}, VERIFY_FILES)
-        return verdict_body(self.agent.firmware.verify_files(q["firmware_path"], q["signature_path"]))
+        return verdict_body(self.agent.software.card.verify_files(q["firmware_path"], q["signature_path"]))
 
     @answer
     def system(self) -> dict:
-        return self.agent.update.status()
+        return self.agent.software.system.status()

@@ -32,7 +32,6 @@ from firmware.slots import SlotState
 from firmware.verify import Verdict
 
 log = logging.getLogger(__name__)
-SIGNATURE_MAX = 16384
 UNITS = ["capbox.service", "capbox-console.service", "capbox-tui.service", "capbox-update-guard.service"]
 TRIAL_MARKER = "trial"
 VERITY_MARKER = "verity-failed"      # the initramfs refused the slot it names (image/initramfs, capbox-slot)
@@ -53,12 +52,15 @@ def _verdict_from(d: dict) -> Verdict:
 
 
 class UpdateService:
-    def __init__(self, cfg: Config, platform: Optional[Platform] = None):
+    """The system's part of agent.software.Software: the A/B root slots and signed update bundles."""
+
+    def __init__(self, cfg: Config, platform: Optional[Platform] = None, floors: Optional[SlotState] = None):
+        """floors: the rollback floors, shared with the card's firmware (Software makes one)."""
         self.cfg = cfg
         self.dir = cfg.data_dir / "update"
         self.platform = platform or Platform.from_env()
         self.state_file = slots.StateFile(self.dir / "state.json")
-        self.floors = SlotState(cfg.firmware_dir / "state.json")
+        self.floors = floors or SlotState(cfg.firmware_dir.resolve() / "state.json")
         self.upload_dir = self.dir / "incoming"
 
     # ---- state ----------------------------------------------------------------------

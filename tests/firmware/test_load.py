@@ -8,7 +8,7 @@ import pytest
 
 from agent import config
 from agent.errors import AgentError
-from agent.fwservice import FirmwareService
+from agent.software.card import CardFirmware
 from firmware import image
 from firmware.errors import Reason
 from firmware.keyring import Keyring
@@ -21,7 +21,7 @@ def box(tmp_path, card, key):
     data = tmp_path / "var"
     Keyring().add(key.public_key(), data / "firmware" / "keys")
     cfg = config.load(None, env={}, overrides={"agent": {"data_dir": str(data)}, "firmware": {"device": card}})
-    return FirmwareService(cfg)
+    return CardFirmware(cfg)
 
 
 def write_signed(tmp_path, key, data: bytes, name: str = "fw.img"):
@@ -116,7 +116,7 @@ def test_no_card(tmp_path, signed, key):
     cfg = config.load(None, env={}, overrides={"agent": {"data_dir": str(tmp_path)},
                                                "firmware": {"device": str(tmp_path / "nothing")}})
     with pytest.raises(AgentError) as e:
-        FirmwareService(cfg).load(*signed)
+        CardFirmware(cfg).load(*signed)
     assert e.value.code == "CARD_UNAVAILABLE"
 
 

@@ -75,3 +75,22 @@ def test_refusals_write_nothing(agent, box, make_bundle, stranger):
     status, r = post(agent.viewer, good)
     assert status == 403
     assert box.snapshot() == before and not box.platform.reboot_request.exists()
+
+
+def test_health_shows_both_parts_of_what_runs_on_the_box(agent, box, make_bundle):
+    """One software service: /v1/health shows the card's firmware and the system's booted slot; the card
+    and the system raise their rollback floors through one state (no lost record between the two)."""
+    sw = agent.viewer.health()["components"]["software"]
+    assert sw["status"] == "running" and not sw["critical"]
+    assert sw["system"] == {"image": True, "booted_slot": "a"}
+    assert sw["card"]["present"] is False and sw["card"]["device"]
+    status, r = post(agent.client, make_bundle("2.0.0", 2), query={"reboot": "false"})
+    assert status == 202, r
+    box.boot()
+    assert agent.viewer.health()["components"]["software"]["system"]["booted_slot"] == "b"
+
+
+def test_the_card_and_the_system_share_one_floor_state(box):
+    from agent.software import Software
+    sw = Software(box.cfg, box.platform)
+    assert sw.card.state is sw.system.floors

@@ -1,7 +1,7 @@
 """Card firmware: verify images against the keyring and the anti-rollback
 floor, load verified payloads into the capture card, and report card and
-slots.  The REST routes, the CLI (`capbox fw`) and the consoles all go
-through this one object.
+slots: the card's part of agent.software.Software.  The REST routes, the CLI
+(`capbox fw`) and the consoles all go through it.
 
 Order of a load: read, verify (firmware.verify), and only on a verdict of ok
 hand the payload to the driver; the slot state and the rollback floor are
@@ -20,12 +20,12 @@ from agent.config import Config
 from agent.errors import AgentError
 from firmware.errors import FirmwareError
 from firmware.keyring import Keyring
+from firmware.minisign import SIGNATURE_MAX
 from firmware.slots import SlotState, write_durably
 from firmware.verify import Verdict, verify
 from hwdrivers import CaptureError, ErrorCode, fpga
 
 log = logging.getLogger(__name__)
-SIGNATURE_MAX = 16384
 SLOT = "fpga"
 
 
@@ -39,12 +39,13 @@ def verdict_body(verdict: Verdict) -> dict:
     return {"valid": verdict.ok, **verdict.as_dict()}
 
 
-class FirmwareService:
-    def __init__(self, cfg: Config):
+class CardFirmware:
+    def __init__(self, cfg: Config, state: Optional[SlotState] = None):
+        """state: the slots and rollback floors, shared with the system's slots (Software makes one)."""
         self.cfg = cfg
         self.dir = cfg.firmware_dir.resolve()
         self.device = cfg.firmware.device
-        self.state = SlotState(self.dir / "state.json")
+        self.state = state or SlotState(self.dir / "state.json")
         self.max_image = cfg.firmware.max_upload_mb << 20
 
     # ---- what is trusted, what is there --------------------------------------------
