@@ -3,6 +3,7 @@ figures against tshark's io,stat, the anomalies MANIFEST.md promises, and
 none of high severity on clean traffic."""
 import json
 import re
+import struct
 import subprocess
 import sys
 
@@ -236,3 +237,37 @@ def test_port_scan_reports_are_forgotten_after_scan_memory():
     again = [a for i in range(2000, 2000 + 3 * AnalysisSection().scan_memory)
              for a in d._scan(_scan_window(i, "198.18.200.1"))]
     assert len(again) == 3
+
+
+def _lossy_pcap(path, originals: int, retransmissions: int) -> str:
+    """One TCP connection sending `originals` data segments, `retransmissions` of them sent twice, each acked."""
+    from tests.hwdrivers import packets as P
+    a, b = "10.0.0.1", "10.0.0.2"
+    frames = [P.tcp4(a, b, 40000, 443, flags=P.SYN, seq=999),
+              P.tcp4(b, a, 443, 40000, flags=P.SYN | P.ACK, seq=4999, ack=1000),
+              P.tcp4(a, b, 40000, 443, flags=P.ACK, seq=1000, ack=5000)]
+    every = originals // retransmissions if retransmissions else 0
+    for i in range(originals):
+        data = P.tcp4(a, b, 40000, 443, flags=P.ACK | P.PSH, seq=1000 + 100 * i, ack=5000, payload=b"x" * 100)
+        frames += [data, data] if every and i % every == every - 1 else [data]
+        frames.append(P.tcp4(b, a, 443, 40000, flags=P.ACK, seq=5000, ack=1100 + 100 * i))
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, P.EN10MB))
+        for i, frame in enumerate(frames):
+            f.write(struct.pack("<IIII", 1_700_000_000, i * 1000, len(frame), len(frame)) + frame)
+    return str(path)
+
+
+@pytest.mark.parametrize("originals,retransmissions,expected", [
+    (190, 10, ["medium"]),     # 5 % of 200 segments: flagged
+    (192, 8, []),              # 4 %: not yet
+    (18, 2, []),               # 10 % of a tiny flow: too small a sample to flap on
+])
+def test_capbox_anomalies_flags_a_connection_losing_five_percent(tmp_path, originals, retransmissions, expected):
+    """The packet-loss defect as a user meets it: `capbox anomalies` on a capture of one connection."""
+    out = capbox("anomalies", _lossy_pcap(tmp_path / "lossy.pcap", originals, retransmissions), "--json")
+    assert out.returncode == 0, out.stderr
+    found = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [a["severity"] for a in found if a["type"] == "packet_loss"] == expected
+    if expected:
+        assert found[0]["flow_src"] == "10.0.0.1:40000" and found[0]["message"].endswith("(10 retrans / 200 sent)")

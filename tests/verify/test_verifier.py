@@ -73,6 +73,8 @@ def test_url_through_resolvers_a_tampering_proxy_and_socks(net):
     local = make(net, local_proxy=net["proxy"].url).verify_url(url, num_paths=4, timeout=3)
     assert local["attack_detected"] and local["confidence"] == "VERY_HIGH"
     assert local["outliers"][0]["path_id"] == "local"
+    # the proxy swaps "real" for "evil": a page of the same length, so only its hash is said to differ
+    assert "Content has been modified (different hash)." in local["recommendations"]
     v.close()
 
 
