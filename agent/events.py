@@ -9,7 +9,6 @@ docs/API.md's channel table is written from these classes (schema_rows;
 tests/test_docs.py checks it)."""
 import collections.abc
 import dataclasses
-import functools
 import typing
 from typing import Any, Optional
 
@@ -23,29 +22,41 @@ OMIT_NONE = {"omit_none": True}    # a field left out of the JSON when None
 class Event(collections.abc.Mapping):
     """The base of the agent's events: JSON through as_dict(), read-only mapping access to it."""
 
+    @classmethod
+    def _plan(cls) -> tuple:
+        """(name, flat, omit when None) per field, worked out once per class."""
+        plan = cls.__dict__.get("_fields_plan")
+        if plan is None:
+            plan = tuple((f.name, bool(f.metadata.get("flat")), bool(f.metadata.get("omit_none")))
+                         for f in dataclasses.fields(cls))
+            setattr(cls, "_fields_plan", plan)
+        return plan
+
     def as_dict(self) -> dict:
         out: dict = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.metadata.get("flat"):
+        for name, flat, omit_none in self._plan():
+            value = getattr(self, name)
+            if flat:
                 out.update(value if isinstance(value, dict) else value.as_dict())
-            elif not (f.metadata.get("omit_none") and value is None):
-                out[f.name] = value
+            elif not (omit_none and value is None):
+                out[name] = value
         return out
 
-    @functools.cached_property
-    def _keys(self) -> dict:
-        return self.as_dict()
+    def _json(self) -> dict:
+        """as_dict(), made once for every reader of this event (it is frozen)."""
+        d = self.__dict__.get("_json_cache")
+        if d is None:
+            d = self.__dict__["_json_cache"] = self.as_dict()
+        return d
 
     def __getitem__(self, key):
-        return self._keys[key]
+        return self._json()[key]
 
     def __iter__(self):
-        return iter(self._keys)
+        return iter(self._json())
 
     def __len__(self) -> int:
-        return len(self._keys)
-
+        return len(self._json())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +102,9 @@ class FlowExpired(Event):
     """A flow the meter closed: the flow record's fields (GET /v1/capture/flows has the same)."""
 
     flow: FlowRecord = dataclasses.field(metadata=FLAT)
+
+    def as_dict(self) -> dict:
+        return self.flow.as_dict()        # the one field, without a copy (once per flow, on the consumers' side)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,6 +254,9 @@ class LogRecord(Event):
     """One protocol log record (docs/LOGS.md), its log type as the event type."""
 
     record: dict = dataclasses.field(metadata=FLAT)
+
+    def as_dict(self) -> dict:
+        return self.record                # as the log service wrote it (its readers do not change it)
 
 
 PACKET_CHANNELS = ("packets:dns", "packets:arp", "packets:tls", "packets:http", "packets:sip", "packets:tcp",
