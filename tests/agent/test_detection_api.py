@@ -76,8 +76,9 @@ def test_a_replayed_hijack_becomes_a_verified_threat_with_evidence_and_deception
     v = detail["verification_result"]
     assert detail["confidence"] >= 0.9 and detail["severity"] in ("high", "critical")   # confirmed: raised
     assert v["consensus_ips"] == ["127.0.0.80"] and v["local_ips"] == ["127.0.0.66"] and v["confidence"] == "VERY_HIGH"
-    kinds = [e["event_type"] for e in detail["related_events"]]
-    assert kinds[:3] == ["dns_packet", "attack_detected", "verification_complete"]
+    # the verdict's event row is written just after the verdict (one store writer): wait for it under load
+    wait_for(lambda: [e["event_type"] for e in c.get(f"/v1/threats/{threat['id']}")["related_events"]][:3] ==
+             ["dns_packet", "attack_detected", "verification_complete"], timeout=10)
     # a verified threat starts deception by itself; decoys go to the bank's name as the LAN resolves it
     session = wait_for(lambda: c.get(f"/v1/threats/{threat['id']}")["deception_session"])
     assert session["target_domain"] == BANK and session["attacker_ip"] == sc.GW

@@ -28,18 +28,19 @@ async def test_keys_change_the_agent(agent):
         await pilot.pause(0.5)
         await pilot.press(*"demo", "enter")
         await pilot.pause(1.0)
-        assert wait_for(lambda: c.capture_status()["running"], timeout=10)
+        # the actions run in workers the app's loop starts: wait without blocking that loop
+        await wait_for_async(pilot, lambda: c.capture_status()["running"], timeout=20)
         await pilot.press("b")
         await pilot.press(*"tcp or udp", "enter")
-        wait_for(lambda: c.capture_status()["bpf"] == "tcp or udp", timeout=10)
+        await wait_for_async(pilot, lambda: c.capture_status()["bpf"] == "tcp or udp", timeout=20)
         await pilot.press("w")
         await pilot.press(*"5", "enter")
-        wait_for(lambda: c.get("/v1/status")["system"]["window_size"] == 5, timeout=10)
+        await wait_for_async(pilot, lambda: c.status()["system"]["window_size"] == 5, timeout=20)
         await pilot.press("f")
         await pilot.pause(1.0)
         assert app.screen.name == "flows"
         await pilot.press("s")                    # running: stops
-        wait_for(lambda: not c.capture_status()["running"], timeout=10)
+        await wait_for_async(pilot, lambda: not c.capture_status()["running"], timeout=20)
         assert c.capture_status()["last_run"]["reason"] == "console"
 
 
