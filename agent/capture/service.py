@@ -3,8 +3,10 @@ everything the faces ask of a running capture (status, metrics, flows, flow
 export, recording).
 
 Two threads per capture: `capture` stays in C (hw_session_run, GIL
-released) and never waits on Python; `dispatcher` drains the event and flow
-rings onto the bus (non-blocking, drops counted) and keeps the rates.
+released) and never waits on Python; `dispatcher` moves events into the
+consumer worker's shared ring (agent.consumers), publishes on the bus those
+of a kind something in this process reads, drains the flow and window rings
+onto the bus (every step non-blocking, drops counted) and keeps the rates.
 Exporters and the recorder are C too (agent/capture/export.py and
 recording.py keep their settings across captures)."""
 import dataclasses
@@ -37,8 +39,9 @@ FLOW_SORTS = ("bytes", "packets", "last", "first")
 
 
 class CaptureService:
-    def __init__(self, cfg: Config, bus, store, health):
+    def __init__(self, cfg: Config, bus, store, health, consumers=None):
         self.cfg = cfg
+        self.consumers = consumers             # agent.consumers.Consumers, or None: every event goes on the bus
         self.bus = bus
         self.store = store
         self.health = health
@@ -130,6 +133,8 @@ class CaptureService:
                 "INSERT INTO capture_runs (started, backend, source, bpf) VALUES (?, ?, ?, ?)",
                 (time.time(), backend, path, req.bpf)).lastrowid)
             run = Run(req, backend, path, session, run_id)
+            if self.consumers is not None:
+                run.ring = self.consumers.ensure_started()
             self.run = run
             for name, target in (("capture", self._capture_loop), ("dispatcher", self._dispatch_loop)):
                 t = threading.Thread(target=self._guard, args=(run, target), name=f"{name}-{run_id}", daemon=True)
@@ -244,15 +249,19 @@ class CaptureService:
         if final:
             while run.session.flush():
                 self._take_flows(run, 1 << 30)
-        events = run.session.read_events(4096)
+        if run.ring is not None:   # all to the worker; as objects only the kinds this process reads
+            listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if self.bus.listening(ch))
+            taken, events = run.ring.fill(run.session, 4096, listened)
+        else:
+            events = run.session.read_events(4096)
+            taken = len(events)
         for ev in events:
-            run.events[ev.kind] += 1
             self.bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
         flows = self._take_flows(run, 4096)
         windows = run.session.read_windows(64)
         for w in windows:
             self.bus.publish("windows:closed", "window_closed", {**w, "run_id": run.id}, source="capture")
-        return bool(events or flows or windows)
+        return bool(taken or flows or windows)
 
     def _take_flows(self, run: Run, limit: int) -> int:
         """Expired flows onto flows:expired; while nobody subscribes (or the meter is off) they are
@@ -458,7 +467,8 @@ class CaptureService:
 
     def event_losses(self) -> dict:
         """Packets and events lost between the wire and the detectors: the kernel or interface, a full
-        event ring (this capture, or the last one), a bus subscriber's full queue (since the agent started)."""
+        event ring (this capture, or the last one), the consumer worker's full shared ring or its restarts,
+        a bus subscriber's full queue (since the agent started)."""
         with self._lock:
             run = self.run
             c = run.session.counters() if run is not None else None
@@ -470,7 +480,8 @@ class CaptureService:
         elif last.get("dropped"):
             ring["kernel_or_interface"] = last["dropped"]
         bus = {f"bus:{s['name'] or 'anonymous'}": s["dropped"] for s in self.bus.stats()["subscribers"] if s["dropped"]}
-        return {**ring, **bus}
+        worker = self.consumers.losses() if self.consumers is not None else {}
+        return {**ring, **worker, **bus}
 
     def _health_detail(self) -> dict:
         run = self.run

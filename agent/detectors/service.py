@@ -1,4 +1,5 @@
-"""The live path: each detector in its own service thread on its bus channels.
+"""The live path with [detection] process = false: each detector in its own service thread on its bus
+channels (by default they run in the consumer worker: agent.consumers).
 
 A packet event in, findings out on attacks:detected, under the packet's
 correlation id (so the threat can name the packet that raised it)."""
@@ -20,13 +21,17 @@ class DetectorService(Service):
         if not self.enabled or getattr(ev, "kind", None) not in self.detector.all_kinds():
             return
         for d in self.detector.feed(ev):
-            self.agent.bus.publish("attacks:detected", "attack_detected",
-                                   {**d.as_dict(), "verification_required": d.verify is not None,
-                                    "packet_event": env.event_type, "packet_ts": ev.ts},
+            self.agent.bus.publish("attacks:detected", "attack_detected", announcement(d, env.event_type, ev.ts),
                                    source=self.name, correlation_id=env.correlation_id)
 
     def detail(self) -> dict:
         return {"enabled": self.enabled, "threshold": self.detector.threshold, **self.detector.counts}
+
+
+def announcement(d, packet_event: str, packet_ts: float) -> dict:
+    """What attacks:detected carries for a detection (here, and from the consumer worker)."""
+    return {**d.as_dict(), "verification_required": d.verify is not None, "packet_event": packet_event,
+            "packet_ts": packet_ts}
 
 
 def _service(cls) -> type:

@@ -1,0 +1,75 @@
+"""The consumer worker (agent/consumers.py): the detectors run in a child
+process of the agent on the events of a shared ring, their findings come back
+and are raised as threats; a worker that dies is started again and health
+says so."""
+import os
+import signal
+import subprocess
+import sys
+
+from tests.agent.conftest import wait_for
+from tests.conftest import ROOT
+
+IDLE = '[capture]\nautostart = false\n'
+
+
+def _dns(tmp_path, pairs: int, forge: int):
+    src = tmp_path / f"dns-{pairs}-{forge}.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), str(pairs), str(forge)], check=True)
+    return src
+
+
+def _race(client):
+    found = client.get("/v1/threats", attack_type="dns_hijack", severity="critical", limit=1000)["threats"]
+    return next((t for t in found if "answered twice" in t["description"]), None)
+
+
+def _consumers(client) -> dict:
+    return client.health()["components"]["consumers"]
+
+
+def test_forged_answer_is_raised_by_the_worker(make_agent, tmp_path):
+    a = make_agent(IDLE)
+    c = a.client
+    assert _consumers(c)["pid"] is None                 # no capture yet: no worker
+    src = a.pcap(str(_dns(tmp_path, 3000, 1500)))
+    c.capture_start(file=src, pace=0.5)                # 10,000 packets/s, as recorded at half speed
+    wait_for(lambda: c.capture_status()["running"] is False, timeout=120)
+    raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
+    assert raised["attacker_mac"] == "02:00:00:00:00:ee" and "host1500.example45.com" in raised["description"]
+    worker = wait_for(lambda: (w := _consumers(c))["events"] >= 6001 and w, timeout=30)
+    assert worker["pid"] not in (None, a.proc.pid) and worker["restarts"] == 0
+    assert worker["ring"]["moved"] == 6001 and worker["ring"]["dropped"] == {}
+    assert worker["detectors"]["dns_hijack"]["events"] == 6001
+    # the worker is a child of the agent, on a core of its own
+    with open(f"/proc/{worker['pid']}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == a.proc.pid
+    health = c.health()
+    assert health["losses"] == {} and health["status"] == "healthy", health["losses"]
+
+
+def test_a_killed_worker_is_restarted_and_health_says_so(make_agent, tmp_path):
+    a = make_agent(IDLE)
+    c = a.client
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 200, -1))))
+    pid = wait_for(lambda: _consumers(c)["pid"], timeout=30)
+    wait_for(lambda: c.capture_status()["running"] is False, timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    worker = wait_for(lambda: (w := _consumers(c))["restarts"] == 1 and w["pid"] != pid and w, timeout=30)
+    assert "restarted 1 time" in worker["error"]
+    health = c.health()
+    assert health["status"] == "degraded" and health["losses"]["event_path"]["consumer_restarts"] == 1
+    # the new worker detects: a capture after the restart raises its race
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 1000, 500))), pace=0.5)
+    raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
+    assert "host500." in raised["description"]
+    assert a.stop() == 0
+    assert not os.path.exists(f"/proc/{worker['pid']}") or _zombie_or_gone(worker["pid"])
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
