@@ -325,6 +325,7 @@ class CaptureService:
                 "kernel": c.backend_dropped, "interface": c.backend_if_dropped,
                 "event_ring": sum(c.events_dropped.values()), "flow_ring": c.flow_records_dropped,
                 "flow_table": c.packets_not_metered, "bus_subscribers": bus_dropped,
+                "shared_ring": self.shared_ring_dropped(),
             },
             "drop_rate": round((c.backend_dropped + c.backend_if_dropped) / c.backend_received, 6)
             if c.backend_received else 0.0,
@@ -482,6 +483,11 @@ class CaptureService:
         bus = {f"bus:{s['name'] or 'anonymous'}": s["dropped"] for s in self.bus.stats()["subscribers"] if s["dropped"]}
         worker = self.consumers.losses() if self.consumers is not None else {}
         return {**ring, **worker, **bus}
+
+    def shared_ring_dropped(self) -> int:
+        """Events the consumer worker's ring had no room for (since the agent started)."""
+        ring = self.consumers.ring if self.consumers is not None else None
+        return sum(ring.dropped.values()) if ring is not None else 0
 
     def _health_detail(self) -> dict:
         run = self.run
