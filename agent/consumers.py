@@ -217,14 +217,15 @@ class Consumers:
         if self.component.thread is not None:
             self.component.thread.join(STOP_S + 1)
         with self._lock:
-            if self.ring is not None:
-                self.ring.close()
-                self.ring = None
+            ring, self.ring = self.ring, None
+        if ring is not None:
+            ring.close()
 
     def losses(self) -> dict:
         """Events the ring had no room for, by kind; the worker's restarts (each loses its events in hand)."""
         ring = self.ring
-        out = {f"shared_ring:{k}": v for k, v in (ring.dropped.items() if ring else ()) if v}
+        dropped = dict(ring.dropped) if ring else {}   # a copy in one step: the dispatcher adds kinds meanwhile
+        out = {f"shared_ring:{k}": v for k, v in dropped.items() if v}
         if self.restarts:
             out["consumer_restarts"] = self.restarts
         return out

@@ -187,10 +187,10 @@ class Agent:
         self.notifier.send(stopping=1)
         log.info("shutting down")
         self.capture.stop("shutdown")
-        if self.consumers is not None:
-            self.consumers.stop()
         for face in reversed(self.faces):
             face.stop()
+        if self.consumers is not None:     # after the faces: nothing reads its ring any more
+            self.consumers.stop()
         self.health.stop_all(timeout=5, wake=self.bus.wake_all)
         self.verifier.close()
         self.store.close()

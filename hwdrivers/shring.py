@@ -34,6 +34,7 @@ class SharedRing:
             self.fd = fd
             size = os.fstat(fd).st_size
         self.map = mmap.mmap(self.fd, size)
+        self.closed = False
         self._mem = ffi.from_buffer(self.map)
         n = (lib.hw_shring_init if fd < 0 else lib.hw_shring_attach)(self._mem, size, SIZE)
         if n < 0:
@@ -91,9 +92,10 @@ class SharedRing:
         return n, out
 
     def used(self) -> int:
-        return lib.hw_shring_used(self._mem)
+        return 0 if self.closed else lib.hw_shring_used(self._mem)
 
     def close(self) -> None:
+        self.closed = True
         ffi.release(self._mem)
         self.map.close()
         os.close(self.fd)

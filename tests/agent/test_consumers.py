@@ -73,3 +73,14 @@ def _zombie_or_gone(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_without_the_worker_the_detector_threads_raise_it(make_agent, tmp_path):
+    """[detection] process = false: each detector a thread of the agent, as before the worker."""
+    a = make_agent(IDLE + "[detection]\nprocess = false\n")
+    c = a.client
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 1000, 500))), pace=0.5)
+    raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
+    assert "host500." in raised["description"]
+    components = c.health()["components"]
+    assert "consumers" not in components and components["dns_hijack"]["handled"] > 0
