@@ -13,6 +13,12 @@ threads of the agent (process = false):
   while tcpreplay sends;
 - DNS: whether the forged answer was raised.
 
+First, without the network: the dispatcher's CPU per event on 200,000 DNS
+events (a file read lossless), as the threads design did it (every event
+made a Python record and published on the bus) and as the worker design
+does (events copied into the shared ring in C), and the worker's cost of
+taking them out as records.
+
 The lossless rate is the highest rate of the ladder with nothing lost.  One
 trial per cell (the machine is shared).  Root only.
 Usage: python bench/livepath.py [--results bench/RESULTS.md] [--seconds 3]"""
@@ -160,6 +166,76 @@ def inside(args) -> None:
                 print(json.dumps({"traffic": traffic, "process": process, **r}), flush=True)
 
 
+RING = """
+import os, resource, sys
+from agent.bus import Bus, EVENT_CHANNELS
+from hwdrivers import CaptureConfig, Session
+from hwdrivers.shring import SharedRing
+cfg = CaptureConfig(source=sys.argv[1], events=frozenset({"dns"}), event_ring=1 << 14, lossless=True,
+                    idle_timeout_s=0, active_timeout_s=0)
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+out, n = {}, [0, 0]
+import dataclasses
+base = cpu()
+with Session(dataclasses.replace(cfg, events=frozenset())) as s:   # the C core reading the file, no events
+    s.run_to_eof(lambda: None)
+    out["read"] = (s.counters().packets, cpu() - base)
+bus = Bus()
+sub = bus.subscribe(["packets:dns"], maxsize=1 << 20)
+base = cpu()
+with Session(cfg) as s:
+    def publish():
+        for ev in s.read_events():
+            bus.publish(EVENT_CHANNELS[ev.kind], "dns_packet", ev, source="capture")
+    s.run_to_eof(publish)
+out["threads"] = (sub.queue.qsize(), cpu() - base)
+ring = SharedRing(8192)
+peer = SharedRing(fd=os.dup(ring.fd))
+fill = take = 0.0
+with Session(cfg) as s:
+    def move():
+        global fill, take
+        while True:
+            t = cpu()
+            k = ring.fill(s, ring.capacity - ring.used())[0]
+            fill += cpu() - t
+            t = cpu()
+            n[1] += len(peer.take(1 << 20, frozenset({"dns"}))[1])
+            take += cpu() - t
+            if not k:
+                return
+    s.run_to_eof(move)
+out["fill"], out["take"] = (ring.moved, fill), (n[1], take)
+print(out)
+"""
+
+
+def ring_rates(work: pathlib.Path) -> dict:
+    """{step: (events, CPU s)}: the C core alone, the threads' dispatcher, the shared ring's fill and take."""
+    src = work / "dns200k.pcap"
+    subprocess.run([sys.executable, str(REPO / "bench" / "gendns.py"), str(src), "100000"], check=True)
+    out = subprocess.run([sys.executable, "-c", RING, str(src)], capture_output=True, text=True, check=True,
+                         cwd=REPO).stdout
+    return eval(out)   # noqa: S307 (our own child's repr of a dict of tuples)
+
+
+def ring_report(r: dict) -> list:
+    core = r["read"][1] / max(r["read"][0], 1)
+    def row(name, key, minus):
+        n, s = r[key]
+        per = s / max(n, 1) - minus
+        return f"| {name} | {n:,} | {s:.2f} | {per * 1e6:.2f} | {1 / per / 1000 if per > 0 else 0:,.0f} |"
+    return ["The dispatcher's work per event, 200,000 DNS events from a file (lossless, in one process; the C core's "
+            "own reading, measured alone, is taken off the threads row):", "",
+            "| step | events | CPU s | µs / event | k events / CPU s |", "|---|---:|---:|---:|---:|",
+            f"| the C core reading the file, no events (packets) | {r['read'][0]:,} | {r['read'][1]:.2f} | {core * 1e6:.2f} | - |",
+            row("threads design: Python record + bus publish, per event", "threads", core),
+            row("worker design: copy into the shared ring (C)", "fill", 0.0),   # fill's time: the dispatcher's alone
+            row("the worker: take from the ring as Python records", "take", 0.0), ""]
+
+
 def _rates(text: str) -> tuple:
     return tuple(int(x) for x in text.split(",") if x)
 
@@ -176,7 +252,7 @@ def cell(r: dict) -> str:
             f"{rest['p50']:.1f} / {rest['p99']:.1f} / {rest['max']:.1f} | {raised} |")
 
 
-def report(rows: list, load: str) -> str:
+def report(rows: list, load: str, ring: list) -> str:
     begin, end = markers("livepath")
     out = [begin, "## Live event path: tcpreplay → veth → afpacket, every detector on (`bench/livepath.py`)", "",
            f"One trial per cell on the shared 2-core machine ({load}; other engineers' builds and tests ran at the "
@@ -188,6 +264,7 @@ def report(rows: list, load: str) -> str:
            "million captured packets, and the share of one core each process used while the trial ran "
            "(agent / worker).  REST: `GET /v1/capture/status` polled every 20 ms while tcpreplay sent (ms).  The "
            "protocol logs (on by default) still read DNS, TLS and HTTP events in the agent's process.", "",
+           *ring,
            "| traffic | detectors | rate pps (reached) | sent | lost | CPU s / M packets (agent / worker) | "
            "cores (agent / worker) | REST p50 / p99 / max ms | forged answer raised |",
            "|---|---|---|---:|---|---|---|---|---|"]
@@ -224,6 +301,7 @@ def main() -> None:
     ns, tx, rx = make_netns(tag)
     work = pathlib.Path(tempfile.mkdtemp(prefix="capbox-livepath-"))
     rows = []
+    ring = ring_report(ring_rates(work))
     try:
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, "--inside", "--work", str(work),
                               "--tx", tx, "--rx", rx, "--seconds", str(args.seconds),
@@ -236,7 +314,7 @@ def main() -> None:
         sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(work, ignore_errors=True)
     load = "load average {:.1f} {:.1f} {:.1f} at the end".format(*os.getloadavg())
-    write_section(args.results, "livepath", report(rows, load))
+    write_section(args.results, "livepath", report(rows, load, ring))
 
 
 if __name__ == "__main__":

@@ -84,3 +84,37 @@ def test_without_the_worker_the_detector_threads_raise_it(make_agent, tmp_path):
     assert "host500." in raised["description"]
     components = c.health()["components"]
     assert "consumers" not in components and components["dns_hijack"]["handled"] > 0
+
+
+def test_a_stalled_worker_costs_counted_drops_never_a_wait(make_agent, tmp_path):
+    """The worker stopped (SIGSTOP) while a capture runs: the ring fills, the capture goes on at full speed,
+    what did not fit is counted in health, in the capture's metrics and in /metrics; resumed, it catches up.
+    (No protocol logs: the dispatcher only copies events, so it keeps up with the file.)"""
+    from prometheus_client.parser import text_string_to_metric_families
+    a = make_agent(IDLE + "[logs]\nenabled = false\n")
+    c = a.client
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 100, -1))))
+    pid = wait_for(lambda: _consumers(c)["events"] >= 200 and _consumers(c)["pid"], timeout=60)
+    wait_for(lambda: c.capture_status()["running"] is False, timeout=60)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        c.capture_start(file=a.pcap(str(_dns(tmp_path, 12000, -1))), pace=0.25)   # 24,000 events in about 5 s
+        wait_for(lambda: c.capture_status()["running"] is False, timeout=120)
+        health = c.health()
+        lost = health["losses"]["event_path"]
+        worker = health["components"]["consumers"]
+        ring = worker["ring"]
+        assert health["status"] == "degraded" and lost["shared_ring:dns"] == ring["dropped"]["dns"] > 0
+        assert ring["queued"] == ring["capacity"] == 8192 and ring["moved"] == 200 + 8192
+        stats = c.capture_status()["last_run"]["stats"]   # every event: in the ring, or counted lost on the way
+        assert 24000 == ring["dropped"]["dns"] + 8192 + stats["events_dropped"].get("dns", 0)
+        text = c.raw("GET", "/metrics").body.decode()
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(text) for s in f.samples}
+        assert samples[("capbox_lost_total", (("cause", "shared_ring:dns"), ("path", "event_path")))] == \
+            lost["shared_ring:dns"]
+        assert samples[("capbox_dropped_total", (("cause", "shared_ring"),))] == lost["shared_ring:dns"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: _consumers(c)["events"] == 200 + 8192, timeout=60)
+    assert _consumers(c)["ring"]["queued"] == 0 and _consumers(c)["pid"] == pid
