@@ -3,8 +3,9 @@ namespace, the agent capturing the other end with afpacket, every detector
 on.  For (a) DNS only (bench/gendns.py, one forged answer in the middle of
 each trial) and (b) the mix of bench/genmix.py (10 % DNS, 2 % TCP SYN, 1 %
 TLS ClientHello), at a ladder of rates, with the detectors in the consumer
-worker ([detection] process = true, the default) and, for comparison, as
-threads of the agent (process = false):
+worker ([detection] process = true, the default), for comparison as
+threads of the agent (process = false), and in the worker with the
+protocol logs off (they still run in the agent's process):
 
 - losses on the event path as /v1/health reports them (and the kernel's);
 - CPU seconds per million packets of the agent and of its worker (psutil),
@@ -45,6 +46,10 @@ from bench.sections import markers, write_section  # noqa: E402
 
 DNS_RATES = (10000, 25000, 50000, 100000)
 MIX_RATES = (50000, 100000, 300000)
+# the detectors in the worker (the default), as threads of the agent (before), and in the worker with the
+# protocol logs off: what the logs, still in the agent's process, cost it
+VARIANTS = {"worker": "[detection]\nprocess = true\n", "threads": "[detection]\nprocess = false\n",
+            "worker, no protocol logs": "[detection]\nprocess = true\n[logs]\nenabled = false\n"}
 POLL_S = 0.02
 DRAIN_S = 60
 
@@ -64,9 +69,9 @@ def make_netns(tag: str) -> tuple:
     return ns, tx, rx
 
 
-def start_agent(data: pathlib.Path, process: bool) -> tuple:
+def start_agent(data: pathlib.Path, variant: str) -> tuple:
     data.mkdir(parents=True)
-    (data / "capbox.toml").write_text(f"[capture]\nautostart = false\n[detection]\nprocess = {str(process).lower()}\n")
+    (data / "capbox.toml").write_text("[capture]\nautostart = false\n" + VARIANTS[variant])
     port = free_port()
     env = dict(os.environ, CAPBOX_API_RATE_GET="10000000")
     proc = subprocess.Popen([sys.executable, "-m", "agent", "run", "--config", str(data / "capbox.toml"),
@@ -101,9 +106,9 @@ def cpu(p) -> float:
     return t.user + t.system
 
 
-def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: int, process: bool) -> dict:
+def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: int, variant: str) -> dict:
     data = pathlib.Path(tempfile.mkdtemp(dir=work))
-    proc, c = start_agent(data / "var", process)
+    proc, c = start_agent(data / "var", variant)
     try:
         c.capture_start(interface=rx, backend="afpacket")
         time.sleep(2.0)      # the worker has started and loaded the detectors
@@ -155,15 +160,15 @@ def inside(args) -> None:
     if mix_rates:
         subprocess.run([sys.executable, str(REPO / "bench" / "genmix.py"), str(mix),
                         str(max(mix_rates) * args.seconds)], check=True)
-    for process in (True, False):
+    for variant in VARIANTS:
         for traffic, path, rates in (("dns", dns, dns_rates), ("mix", mix, mix_rates)):
             for pps in rates:
                 n = pps * args.seconds
                 if traffic == "dns":    # the forged answer in the middle of what this trial sends
                     subprocess.run([sys.executable, str(REPO / "bench" / "gendns.py"), str(dns), str(n // 2),
                                     str(n // 4)], check=True)
-                r = trial(work, args.rx, args.tx, str(path), pps, n, process)
-                print(json.dumps({"traffic": traffic, "process": process, **r}), flush=True)
+                r = trial(work, args.rx, args.tx, str(path), pps, n, variant)
+                print(json.dumps({"traffic": traffic, "variant": variant, **r}), flush=True)
 
 
 RING = """
@@ -246,7 +251,7 @@ def cell(r: dict) -> str:
                                                   if v)
     rest = r["rest_ms"]
     raised = ("yes" if r["raised"] else "**no**") if r["traffic"] == "dns" else "-"
-    return (f"| {r['traffic']} | {'worker' if r['process'] else 'threads'} | {r['pps']:,} ({r['rated_pps']:,.0f}) | "
+    return (f"| {r['traffic']} | {r['variant']} | {r['pps']:,} ({r['rated_pps']:,.0f}) | "
             f"{r['sent']:,} | {lost} | {r['agent_cpu_s'] * per_m:.1f} / {r['worker_cpu_s'] * per_m:.1f} | "
             f"{r['agent_cpu_s'] / r['wall_s']:.2f} / {r['worker_cpu_s'] / r['wall_s']:.2f} | "
             f"{rest['p50']:.1f} / {rest['p99']:.1f} / {rest['max']:.1f} | {raised} |")
@@ -262,8 +267,7 @@ def report(rows: list, load: str, ring: list) -> str:
            "(`[detection] process = true`, the default); *threads*: each detector a thread of the agent, as before.  "
            "*lost*: /v1/health's event-path losses and the kernel's drops, after the events drained.  CPU: seconds per "
            "million captured packets, and the share of one core each process used while the trial ran "
-           "(agent / worker).  REST: `GET /v1/capture/status` polled every 20 ms while tcpreplay sent (ms).  The "
-           "protocol logs (on by default) still read DNS, TLS and HTTP events in the agent's process.", "",
+           "(agent / worker).  REST: `GET /v1/capture/status` polled every 20 ms while tcpreplay sent (ms).", "",
            *ring,
            "| traffic | detectors | rate pps (reached) | sent | lost | CPU s / M packets (agent / worker) | "
            "cores (agent / worker) | REST p50 / p99 / max ms | forged answer raised |",
@@ -271,12 +275,11 @@ def report(rows: list, load: str, ring: list) -> str:
     out += [cell(r) for r in rows]
     best = {}
     for r in rows:
-        key = (r["traffic"], r["process"])
+        key = (r["traffic"], r["variant"])
         if r["lossless"] and r["pps"] > best.get(key, 0):
             best[key] = r["pps"]
     out += ["", "Lossless rate (highest of the ladder with nothing lost): " + "; ".join(
-        f"{t} with {'worker' if p else 'threads'}: {best.get((t, p), 0):,} pps"
-        for t in ("dns", "mix") for p in (True, False)) + ".", "",
+        f"{t}, {v}: {best.get((t, v), 0):,} pps" for t in ("dns", "mix") for v in VARIANTS) + ".", "",
         "Targets (issue 17): zero event drops at 100,000 DNS packets/s and at 300,000 packets/s of the mix; "
         "REST p99 < 20 ms at the lossless maximum.", end, ""]
     return "\n".join(out)
