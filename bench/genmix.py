@@ -6,7 +6,7 @@ Usage: python bench/genmix.py OUT.pcap [packets=1000000]"""
 import struct
 import sys
 
-from gendns import RES_MAC, RESOLVER, checksum, qname
+from gendns import RES_MAC, RESOLVER, checksum, frame as udp_frame, qname
 
 GW_MAC = bytes.fromhex("020000000001")
 
@@ -16,13 +16,6 @@ def tcp_frame(src, dst, smac, dmac, sport, dport, flags, seq, payload=b"") -> by
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + len(payload), 0, 0x4000, 64, 6, 0, src, dst)
     ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
     return dmac + smac + b"\x08\x00" + ip + tcp + payload
-
-
-def udp_frame(src, dst, smac, dmac, sport, dport, payload) -> bytes:
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0, src, dst)
-    ip = ip[:10] + struct.pack("!H", checksum(ip)) + ip[12:]
-    return dmac + smac + b"\x08\x00" + ip + udp
 
 
 def client_hello(name: bytes) -> bytes:
