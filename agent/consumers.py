@@ -45,7 +45,7 @@ class Tally:
     """The worker's counters, sent once a second."""
     events: int         # taken from the ring (every kind)
     fed: int            # of those, given to the detectors
-    errors: int         # events a detector raised an exception on
+    errors: int         # events a detector raised an exception on, or that could not be read
     detectors: dict     # name -> {"threshold": ..., counts}
 
 
@@ -95,7 +95,7 @@ def work(ring_fd: int, conn_fd: int) -> int:
             now = time.monotonic()
             if now >= next_tally:
                 next_tally = now + TALLY_S
-                conn.send(Tally(events, fed, errors, pipeline.counts()))
+                conn.send(Tally(events, fed, errors + ring.unreadable, pipeline.counts()))
             if n:
                 idle = IDLE_S[0]
             elif conn.poll(idle):

@@ -46,6 +46,7 @@ class SharedRing:
         self._scratch_view = memoryview(ffi.buffer(self._scratch))   # indexing gives ints, as mmap
         self.moved = 0
         self.dropped: collections.Counter = collections.Counter()   # by kind: the ring was full
+        self.unreadable = 0     # the consumer's: events that gave no PacketEvent (never seen from the C core)
 
     # ---- the producer (the agent's dispatcher thread) -----------------------
 
@@ -85,8 +86,11 @@ class SharedRing:
         n = min(lib.hw_shring_peek(self._mem, self._at), limit)
         at, view, out = self._at[0], self.map, []
         for i in range(n):
-            if _events.KINDS[view[at + i * SIZE + _KIND]] in kinds:
-                out.append(_events.from_buffer(view, at + i * SIZE))
+            try:
+                if _events.KINDS[view[at + i * SIZE + _KIND]] in kinds:
+                    out.append(_events.from_buffer(view, at + i * SIZE))
+            except Exception:   # one that cannot be read: counted and skipped, never read again by a new worker
+                self.unreadable += 1
         if n:
             lib.hw_shring_release(self._mem, n)
         return n, out
