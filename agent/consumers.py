@@ -20,6 +20,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Optional
 
+from agent.bus import EVENT_CHANNELS
 from agent.events import Detection
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,21 @@ def work(ring_fd: int, conn_fd: int) -> int:
 
 
 # ---- the agent's side --------------------------------------------------------------------------
+
+def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
+    """The dispatcher's step: up to limit events from the session, every one into the worker's ring (without
+    one, none); as Python records, published on their bus channels, only the kinds something in this
+    process reads (all of them without a ring).  How many were taken."""
+    if ring is not None:
+        listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if bus.listening(ch))
+        taken, events = ring.fill(session, limit, listened)
+    else:
+        events = session.read_events(limit)
+        taken = len(events)
+    for ev in events:
+        bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
+    return taken
+
 
 class Consumers:
     """The worker process and its ring, started with the first capture, supervised until shutdown."""
@@ -220,6 +236,11 @@ class Consumers:
             ring, self.ring = self.ring, None
         if ring is not None:
             ring.close()
+
+    def dropped(self) -> int:
+        """Events the ring had no room for (since the agent started)."""
+        ring = self.ring
+        return sum(ring.dropped.values()) if ring is not None else 0
 
     def losses(self) -> dict:
         """Events the ring had no room for, by kind; the worker's restarts (each loses its events in hand)."""

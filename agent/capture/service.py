@@ -3,10 +3,9 @@ everything the faces ask of a running capture (status, metrics, flows, flow
 export, recording).
 
 Two threads per capture: `capture` stays in C (hw_session_run, GIL
-released) and never waits on Python; `dispatcher` moves events into the
-consumer worker's shared ring (agent.consumers), publishes on the bus those
-of a kind something in this process reads, drains the flow and window rings
-onto the bus (every step non-blocking, drops counted) and keeps the rates.
+released) and never waits on Python; `dispatcher` moves events to the consumer
+worker's shared ring and the bus (agent.consumers.dispatch_events), drains the flow
+and window rings onto the bus (non-blocking, drops counted) and keeps the rates.
 Exporters and the recorder are C too (agent/capture/export.py and
 recording.py keep their settings across captures)."""
 import dataclasses
@@ -24,6 +23,7 @@ from agent.bus import EVENT_CHANNELS, iso
 from agent.capture.export import ExportManager
 from agent.capture.run import CaptureRequest, Run
 from agent.capture.recording import RecordingManager
+from agent.consumers import dispatch_events
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
 from agent.confine import confine
@@ -249,14 +249,7 @@ class CaptureService:
         if final:
             while run.session.flush():
                 self._take_flows(run, 1 << 30)
-        if run.ring is not None:   # all to the worker; as objects only the kinds this process reads
-            listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if self.bus.listening(ch))
-            taken, events = run.ring.fill(run.session, 4096, listened)
-        else:
-            events = run.session.read_events(4096)
-            taken = len(events)
-        for ev in events:
-            self.bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
+        taken = dispatch_events(run.session, run.ring, self.bus)
         flows = self._take_flows(run, 4096)
         windows = run.session.read_windows(64)
         for w in windows:
@@ -325,7 +318,7 @@ class CaptureService:
                 "kernel": c.backend_dropped, "interface": c.backend_if_dropped,
                 "event_ring": sum(c.events_dropped.values()), "flow_ring": c.flow_records_dropped,
                 "flow_table": c.packets_not_metered, "bus_subscribers": bus_dropped,
-                "shared_ring": self.shared_ring_dropped(),
+                "shared_ring": self.consumers.dropped() if self.consumers is not None else 0,
             },
             "drop_rate": round((c.backend_dropped + c.backend_if_dropped) / c.backend_received, 6)
             if c.backend_received else 0.0,
@@ -467,9 +460,8 @@ class CaptureService:
         return None if run is None else run.session.record_counters()
 
     def event_losses(self) -> dict:
-        """Packets and events lost between the wire and the detectors: the kernel or interface, a full
-        event ring (this capture, or the last one), the consumer worker's full shared ring or its restarts,
-        a bus subscriber's full queue (since the agent started)."""
+        """Packets and events lost between the wire and the detectors: the kernel or interface, a full event
+        ring (this capture or the last), the worker's ring or restarts, a bus subscriber (since the start)."""
         with self._lock:
             run = self.run
             c = run.session.counters() if run is not None else None
@@ -483,11 +475,6 @@ class CaptureService:
         bus = {f"bus:{s['name'] or 'anonymous'}": s["dropped"] for s in self.bus.stats()["subscribers"] if s["dropped"]}
         worker = self.consumers.losses() if self.consumers is not None else {}
         return {**ring, **worker, **bus}
-
-    def shared_ring_dropped(self) -> int:
-        """Events the consumer worker's ring had no room for (since the agent started)."""
-        ring = self.consumers.ring if self.consumers is not None else None
-        return sum(ring.dropped.values()) if ring is not None else 0
 
     def _health_detail(self) -> dict:
         run = self.run
