@@ -267,7 +267,9 @@ def report(rows: list, load: str, ring: list) -> str:
            "(`[detection] process = true`, the default); *threads*: each detector a thread of the agent, as before.  "
            "*lost*: /v1/health's event-path losses and the kernel's drops, after the events drained.  CPU: seconds per "
            "million captured packets, and the share of one core each process used while the trial ran "
-           "(agent / worker).  REST: `GET /v1/capture/status` polled every 20 ms while tcpreplay sent (ms).", "",
+           "(agent / worker).  REST: `GET /v1/capture/status` polled every 20 ms while tcpreplay sent (ms).  A *cores* "
+           "figure far below 1 while events were lost means the process was waiting for a CPU (other load on the "
+           "machine), not busy with its own work.", "",
            *ring,
            "| traffic | detectors | rate pps (reached) | sent | lost | CPU s / M packets (agent / worker) | "
            "cores (agent / worker) | REST p50 / p99 / max ms | forged answer raised |",
