@@ -142,6 +142,7 @@ class DetectionSection:
     arp_binding_ttl_s: int = 14400     # an IP->MAC binding older than this may change silently
     dedup_s: int = 300                 # the same finding again within this is counted, not raised
     verify: bool = True                # findings that say what to check go to verification (when paths exist)
+    process: bool = True               # in a worker process on a core of their own (false: threads of the agent)
 
 
 @dataclasses.dataclass(frozen=True)

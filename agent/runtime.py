@@ -3,7 +3,8 @@
 The core knows none of its faces: the entry point (agent.cli.box) builds the
 REST face and the serial console and attaches them (Agent.attach); the agent
 starts them after its services and stops them first.  Threads: capture and
-dispatcher (per capture run), store-writer, stats (samples, heartbeats,
+dispatcher (per capture run), consumers (supervises the worker process that
+runs the detectors: agent.consumers), store-writer, stats (samples, heartbeats,
 systemd watchdog), one per service on the bus (the fields made in
 Agent.__init__: analysis, detectors, deception, threats, calls, jobs, eve,
 protologs, tally), the jobs' workers (jobs-worker-N), and the faces' own (api and its
@@ -24,6 +25,7 @@ from agent.bus import Bus, now_iso
 from agent.capture.run import CaptureRequest
 from agent.capture.service import CaptureService
 from agent.config import Config
+from agent.consumers import Consumers
 from agent.errors import AgentError, validation
 from agent.health import Health
 from agent.sdnotify import Notifier
@@ -68,13 +70,15 @@ class Agent:
         self._store_component = store_component
         self.keys = KeyStore(self.store)
         self.metrics = Metrics(self)
-        self.capture = CaptureService(cfg, self.bus, self.store, self.health)
+        # the detectors: in the consumer worker (a process of their own), else each in a thread here
+        self.consumers = Consumers(cfg, self.bus, self.health) if Consumers.wanted(cfg) else None
+        self.capture = CaptureService(cfg, self.bus, self.store, self.health, self.consumers)
         self.verifier = Verifier(cfg.verify)
         self.software = Software(cfg)        # what runs on the box: the card's firmware, the system's slots
         # the services on the bus (agent.services: one thread each), in dependency and start order;
         # each binds to the agent in start(), the faces and the other services call them by these names
         self.analysis = AnalysisService()
-        self.detectors = [cls() for cls in DETECTOR_SERVICES]
+        self.detectors = [] if self.consumers else [cls() for cls in DETECTOR_SERVICES]
         self.deception = DeceptionService()
         self.threats = ThreatService()        # calls deception and the verifier
         self.calls = CallsService()
@@ -220,6 +224,8 @@ class Agent:
         self.capture.stop("shutdown")
         for face in reversed(self.faces):
             face.stop()
+        if self.consumers is not None:     # after the faces: nothing reads its ring any more
+            self.consumers.stop()
         self.health.stop_all(timeout=5, wake=self.bus.wake_all)
         self.verifier.close()
         self.store.close()

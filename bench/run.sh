@@ -31,6 +31,8 @@
 #              (bench/gensip.py) against tshark -z rtp,streams; adds its section.
 #  7b. eventpath bench/eventpath.py: capbox detect against capbox analyze on a DNS-only
 #              capture (bench/gendns.py) and on large.pcap; adds its section.
+#  7b2. livepath bench/livepath.py (root): the live event path through tcpreplay -> veth -> afpacket with every
+#              detector on, DNS and a mix, the worker against threads; lossless rate, CPU, REST latency.
 #  7c. extract  bench/extract.py: one flow out of EXTRACT_GB (10) GB of rotated recordings against
 #              tcpdump over every file (about 20 GB of disk while it runs); adds its section.
 #  7d. logs    bench/logs.py: protocol logs' cost against analyze, write throughput, searches over a day
@@ -50,7 +52,7 @@
 #   LIVE_PACKETS=3000000  packets sent per live trial (small.pcap looped)
 #   LIVE_TRIALS=3      trials per capturer at LIVE_PPS, unpinned
 #   PIN_RATES="300000 topspeed"  rates of the pinned trials (one trial each)
-#   SKIP_MEMORY=1 SKIP_FPGA=1 SKIP_LIVE=1 SKIP_API=1 SKIP_EXPORT=1 SKIP_CALLS=1 SKIP_TUNNELS=1 SKIP_TUI=1 SKIP_EXTRACT=1   leave a section out
+#   SKIP_MEMORY=1 SKIP_FPGA=1 SKIP_LIVE=1 SKIP_API=1 SKIP_EXPORT=1 SKIP_CALLS=1 SKIP_TUNNELS=1 SKIP_TUI=1 SKIP_EXTRACT=1 SKIP_LIVEPATH=1   leave a section out
 #   WAIT_IDLE=120      wait up to this many seconds for other load to go away first
 #   KEEP_1M=1          keep the 1M-flow capture (1.2 GB) even when disk is tight
 #   REPORT_ONLY=$DATA/results-<UTC>  only rewrite RESULTS.md from that run's files
@@ -770,6 +772,7 @@ main() {
   write_results
   if [ -z "${SKIP_CALLS:-}" ]; then log "calls"; "$REPO/.venv/bin/python" "$REPO/bench/calls.py" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_EVENTPATH:-}" ]; then log "eventpath"; "$REPO/.venv/bin/python" "$REPO/bench/eventpath.py" --data "$DATA" --results "$RESULTS"; fi
+  if [ -z "${SKIP_LIVEPATH:-}" ] && [ "$(id -u)" = 0 ]; then log "livepath"; "$REPO/.venv/bin/python" "$REPO/bench/livepath.py" --results "$RESULTS"; fi
   if [ -z "${SKIP_EXTRACT:-}" ]; then log "extract"; "$REPO/.venv/bin/python" "$REPO/bench/extract.py" --gb "${EXTRACT_GB:-10}" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_LOGS:-}" ]; then log "logs"; "$REPO/.venv/bin/python" "$REPO/bench/logs.py" --data "$DATA" --results "$RESULTS"; fi
   if [ -z "${SKIP_TUNNELS:-}" ]; then log "tunnels"; "$REPO/.venv/bin/python" "$REPO/bench/tunnels.py" --data "$DATA" --results "$RESULTS"; fi

@@ -310,6 +310,11 @@ class Session:
                     break
         return out
 
+    def events_into(self, dst, limit: int) -> int:
+        """Copy up to limit queued events to dst (struct hw_event slots: hwdrivers.shring), oldest first; how many."""
+        with self._use() as s:
+            return lib.hw_events_read(s, ffi.cast("struct hw_event *", dst), limit)
+
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""
         return self._drain(lib.hw_flows_read, self._flow_buf, _flows.from_cdata, limit)

@@ -63,7 +63,7 @@ class Run:
         self.error: Optional[str] = None
         self.rates = Rates()
         self.bus_dropped = 0
-        self.events = collections.Counter()
+        self.ring = None         # hwdrivers.shring.SharedRing of the consumer worker, or None
         self.stop = threading.Event()
         self.threads: list = []
         self.final: Optional[dict] = None

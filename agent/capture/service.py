@@ -3,8 +3,9 @@ everything the faces ask of a running capture (status, metrics, flows, flow
 export, recording).
 
 Two threads per capture: `capture` stays in C (hw_session_run, GIL
-released) and never waits on Python; `dispatcher` drains the event and flow
-rings onto the bus (non-blocking, drops counted) and keeps the rates.
+released) and never waits on Python; `dispatcher` moves events to the consumer
+worker's shared ring and the bus (agent.consumers.dispatch_events), drains the flow
+and window rings onto the bus (non-blocking, drops counted) and keeps the rates.
 Exporters and the recorder are C too (agent/capture/export.py and
 recording.py keep their settings across captures)."""
 import dataclasses
@@ -22,6 +23,7 @@ from agent.bus import EVENT_CHANNELS, iso
 from agent.capture.export import ExportManager
 from agent.capture.run import CaptureRequest, Run
 from agent.capture.recording import RecordingManager
+from agent.consumers import dispatch_events
 from agent.config import DEMO_PCAP, Config
 from agent.errors import AgentError, validation
 from agent.events import CaptureState, FlowExpired, WindowClosed
@@ -38,8 +40,9 @@ FLOW_SORTS = ("bytes", "packets", "last", "first")
 
 
 class CaptureService:
-    def __init__(self, cfg: Config, bus, store, health):
+    def __init__(self, cfg: Config, bus, store, health, consumers=None):
         self.cfg = cfg
+        self.consumers = consumers             # agent.consumers.Consumers, or None: every event goes on the bus
         self.bus = bus
         self.store = store
         self.health = health
@@ -131,6 +134,8 @@ class CaptureService:
                 "INSERT INTO capture_runs (started, backend, source, bpf) VALUES (?, ?, ?, ?)",
                 (time.time(), backend, path, req.bpf)).lastrowid)
             run = Run(req, backend, path, session, run_id)
+            if self.consumers is not None:
+                run.ring = self.consumers.ensure_started()
             self.run = run
             for name, target in (("capture", self._capture_loop), ("dispatcher", self._dispatch_loop)):
                 t = threading.Thread(target=self._guard, args=(run, target), name=f"{name}-{run_id}", daemon=True)
@@ -245,15 +250,12 @@ class CaptureService:
         if final:
             while run.session.flush():
                 self._take_flows(run, 1 << 30)
-        events = run.session.read_events(4096)
-        for ev in events:
-            run.events[ev.kind] += 1
-            self.bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
+        taken = dispatch_events(run.session, run.ring, self.bus)
         flows = self._take_flows(run, 4096)
         windows = run.session.read_windows(64)
         for w in windows:
             self.bus.publish("windows:closed", "window_closed", WindowClosed(w, run.id), source="capture")
-        return bool(events or flows or windows)
+        return bool(taken or flows or windows)
 
     def _take_flows(self, run: Run, limit: int) -> int:
         """Expired flows onto flows:expired; while nobody subscribes (or the meter is off) they are
@@ -317,6 +319,7 @@ class CaptureService:
                 "kernel": c.backend_dropped, "interface": c.backend_if_dropped,
                 "event_ring": sum(c.events_dropped.values()), "flow_ring": c.flow_records_dropped,
                 "flow_table": c.packets_not_metered, "bus_subscribers": bus_dropped,
+                "shared_ring": self.consumers.dropped() if self.consumers is not None else 0,
             },
             "drop_rate": round((c.backend_dropped + c.backend_if_dropped) / c.backend_received, 6)
             if c.backend_received else 0.0,
@@ -458,8 +461,8 @@ class CaptureService:
         return None if run is None else run.session.record_counters()
 
     def event_losses(self) -> dict:
-        """Packets and events lost between the wire and the detectors: the kernel or interface, a full
-        event ring (this capture, or the last one), a bus subscriber's full queue (since the agent started)."""
+        """Packets and events lost between the wire and the detectors: the kernel or interface, a full event
+        ring (this capture or the last), the worker's ring or restarts, a bus subscriber (since the start)."""
         with self._lock:
             run = self.run
             c = run.session.counters() if run is not None else None
@@ -471,7 +474,8 @@ class CaptureService:
         elif last.get("dropped"):
             ring["kernel_or_interface"] = last["dropped"]
         bus = {f"bus:{s['name'] or 'anonymous'}": s["dropped"] for s in self.bus.stats()["subscribers"] if s["dropped"]}
-        return {**ring, **bus}
+        worker = self.consumers.losses() if self.consumers is not None else {}
+        return {**ring, **worker, **bus}
 
     def _health_detail(self) -> dict:
         run = self.run

@@ -1,4 +1,5 @@
-"""The live path: each detector in its own service thread on its bus channels.
+"""The live path with [detection] process = false: each detector in its own service thread on its bus
+channels (by default they run in the consumer worker: agent.consumers).
 
 A packet event in, findings out on attacks:detected, under the packet's
 correlation id (so the threat can name the packet that raised it)."""
@@ -21,9 +22,9 @@ class DetectorService(Service):
         if not self.enabled or getattr(ev, "kind", None) not in self.detector.all_kinds():
             return
         for d in self.detector.feed(ev):
-            self.agent.bus.publish("attacks:detected", "attack_detected",
-                                   AttackDetected(d, d.verify is not None, env.event_type, ev.ts),
-                                   source=self.name, correlation_id=env.correlation_id)
+            found = AttackDetected(d, d.verify is not None, env.event_type, ev.ts)
+            self.agent.bus.publish("attacks:detected", "attack_detected", found, source=self.name,
+                                   correlation_id=env.correlation_id)
 
     def detail(self) -> dict:
         return {"enabled": self.enabled, "threshold": self.detector.threshold, **self.detector.counts}

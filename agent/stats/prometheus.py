@@ -109,6 +109,7 @@ class _AgentCollector:
                       "consumer)", [
                           (("kernel",), c.backend_dropped), (("interface",), c.backend_if_dropped),
                           (("event_ring",), sum(c.events_dropped.values())),
+                          (("shared_ring",), a.consumers.dropped() if a.consumers is not None else 0),
                           (("flow_ring",), c.flow_records_dropped), (("flow_table",), c.packets_not_metered),
                           (("bus",), sum(s["dropped"] for s in a.bus.stats()["subscribers"])),
                           (("syslog",), _detail(a, "eve").get("syslog_dropped", 0))], ["cause"])

@@ -196,3 +196,16 @@ async def test_an_unreachable_agent_is_drawn_as_such_not_as_its_last_figures():
         source.down = False
         await pilot.pause(2.5)                              # health is asked again at most every 2 s
         assert "health healthy" in str(app.screen.query_one("#state", Static).render())
+
+
+async def test_overview_shows_what_the_event_path_lost():
+    """No silent loss: health's losses (event ring, the consumer worker's ring, bus) on the overview."""
+    source = FakeSource()
+    lost = {"event_path": {"event_ring:dns": 3012, "shared_ring:dns": 1027}}
+    source.health = lambda: {**FakeSource.health(source), "status": "degraded", "losses": lost}
+    app = app_for(source)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        text = app.screen.query_one("#counters").capbox_text
+        assert "lost" in text and "event_ring:dns 3012" in text and "shared_ring:dns 1027" in text
+        assert "health degraded" in app.screen.query_one("#state").capbox_text

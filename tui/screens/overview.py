@@ -96,6 +96,10 @@ class Overview(DataScreen):
         card = (d["firmware"] or {}).get("card") or {}
         lines.append(f"firmware {card['firmware_version'] or card['firmware_state']}" if card.get("present")
                      else "firmware: -")
+        lost = h.get("losses") or {}   # any loss on the event path: where, and how much
+        if lost:
+            lines.append("[reverse] lost [/] " + "  ".join(f"{cause} {n}" for path in lost.values()
+                                                          for cause, n in path.items()))
         set_text(self.query_one("#counters", Static), "   ".join(lines))
         comps = h.get("components", {})
         set_text(self.query_one("#components", Static), 

@@ -1,0 +1,266 @@
+"""The packet consumers on a core of their own: a worker process, child of
+the agent, runs the detectors on the events of a shared-memory ring and sends
+back only what they found and their counters, as typed records.  The agent
+publishes the findings on attacks:detected as the detector threads did, so
+threats, verification, SSE and EVE see no difference.
+
+Why a process: the detectors cost tens of microseconds an event in Python;
+as threads of the agent they shared one GIL with the dispatcher and the REST
+API (issue 17).  The dispatcher copies events into the ring
+(hwdrivers.shring) and never waits: a full ring drops and counts.  The agent
+supervises the worker (thread `consumers`): one that dies is started again,
+and /v1/health shows its restarts and the ring's drops."""
+import dataclasses
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection
+from typing import Optional
+
+from agent.bus import EVENT_CHANNELS
+from agent.events import AttackDetected, Detection
+
+log = logging.getLogger(__name__)
+
+RING_EVENTS = 8192       # about 55 MB shared: 80 ms of 100,000 events/s while the worker is busy elsewhere
+BATCH = 1024             # events the worker takes from the ring at once
+TALLY_S = 1.0            # the worker sends its counters this often
+IDLE_S = (0.001, 0.02)   # the worker's wait on an empty ring: from the first to the longest
+RESTART_S = (0.5, 10.0)  # wait before starting a dead worker again: doubled per restart, up to the second
+STOP_S = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Found:
+    """A detection the worker made, with the packet that raised it."""
+    detection: Detection
+    packet_kind: str
+    packet_ts: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """The worker's counters, sent once a second."""
+    events: int         # taken from the ring (every kind)
+    fed: int            # of those, given to the detectors
+    errors: int         # events a detector raised an exception on, or that could not be read
+    detectors: dict     # name -> {"threshold": ..., counts}
+
+
+class Pipeline:
+    """The detectors behind one feed(event) -> detections: the place to swap in another pipeline."""
+
+    def __init__(self, cfg):
+        from agent.detectors import DETECTORS
+        self.detectors = [cls(cfg) for cls in DETECTORS]
+        self.by_kind: dict = {}
+        for d in self.detectors:
+            for k in d.all_kinds():
+                self.by_kind.setdefault(k, []).append(d)
+        self.kinds = frozenset(self.by_kind)
+
+    def feed(self, ev) -> list:
+        return [f for d in self.by_kind.get(ev.kind, ()) for f in d.feed(ev)]
+
+    def counts(self) -> dict:
+        return {d.name: {"threshold": d.threshold, **d.counts} for d in self.detectors}
+
+
+# ---- the worker (its own process: python -m agent.consumers RING_FD CONN_FD) ----------------
+
+def work(ring_fd: int, conn_fd: int) -> int:
+    """Feed the ring's events to the pipeline until the agent says stop or goes away."""
+    from hwdrivers.shring import SharedRing
+    conn = Connection(conn_fd)
+    pipeline = Pipeline(conn.recv())          # the [detection] section
+    ring = SharedRing(fd=ring_fd)
+    events = fed = errors = 0
+    idle, next_tally = IDLE_S[0], 0.0
+    try:
+        while True:
+            n, batch = ring.take(BATCH, pipeline.kinds)
+            found = []
+            for ev in batch:
+                try:
+                    found.extend(Found(d, ev.kind, ev.ts) for d in pipeline.feed(ev))
+                except Exception:     # one bad event must not stop the detectors
+                    if not errors:
+                        log.exception("consumer worker: a %s event failed", ev.kind)
+                    errors += 1
+            events, fed = events + n, fed + len(batch)
+            if found:
+                conn.send(found)
+            now = time.monotonic()
+            if now >= next_tally:
+                next_tally = now + TALLY_S
+                conn.send(Tally(events, fed, errors + ring.unreadable, pipeline.counts()))
+            if n:
+                idle = IDLE_S[0]
+            elif conn.poll(idle):
+                if conn.recv() == "stop":
+                    return 0
+            else:
+                idle = min(idle * 2, IDLE_S[1])
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return 0                              # the agent is gone
+    finally:
+        ring.close()
+
+
+# ---- the agent's side --------------------------------------------------------------------------
+
+def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
+    """The dispatcher's step: up to limit events from the session, every one into the worker's ring (without
+    one, none); as Python records, published on their bus channels, only the kinds something in this
+    process reads (all of them without a ring).  How many were taken."""
+    if ring is not None:
+        listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if bus.listening(ch))
+        taken, events = ring.fill(session, limit, listened)
+    else:
+        events = session.read_events(limit)
+        taken = len(events)
+    for ev in events:
+        bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
+    return taken
+
+
+class Consumers:
+    """The worker process and its ring, started with the first capture, supervised until shutdown."""
+
+    def __init__(self, cfg, bus, health):
+        self.cfg = cfg
+        self.bus = bus
+        self.health = health
+        self.ring = None
+        self.proc: Optional[subprocess.Popen] = None
+        self.conn: Optional[Connection] = None
+        self.restarts = 0
+        self.found = 0
+        self.bad_messages = 0
+        self.tally: Optional[Tally] = None
+        self._lock = threading.Lock()
+        self.component = health.register("consumers", critical=False, detail=self.detail)
+        self.component.state = "idle"
+
+    @staticmethod
+    def wanted(cfg) -> bool:
+        return cfg.detection.enabled and cfg.detection.process
+
+    def ensure_started(self):
+        """The ring, with the worker reading it (started on first use: an agent that never captures runs none)."""
+        from hwdrivers.shring import SharedRing
+        with self._lock:
+            if self.ring is None:
+                self.ring = SharedRing(RING_EVENTS)
+                self._spawn()
+                self.health.spawn(self.component, self._supervise)
+            return self.ring
+
+    def _spawn(self) -> None:
+        mine, theirs = socket.socketpair()
+        with theirs:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "agent.consumers", str(self.ring.fd), str(theirs.fileno())],
+                pass_fds=(self.ring.fd, theirs.fileno()), stdin=subprocess.DEVNULL)
+        self.conn = Connection(mine.detach())
+        self.conn.send(self.cfg.detection)
+        log.info("consumer worker %d started", self.proc.pid)
+
+    def _supervise(self, component) -> None:
+        try:
+            while not component.stop.is_set():
+                try:
+                    if self.conn.poll(0.2):
+                        msg = self.conn.recv()
+                        self._receive(msg)
+                        continue
+                except (EOFError, OSError):
+                    pass                      # the worker went away: its exit code says why, below
+                except Exception:             # a message we cannot read: said once, the worker goes on
+                    if not self.bad_messages:
+                        log.exception("consumer worker: a message could not be read")
+                    self.bad_messages += 1
+                if self.proc.poll() is not None or self.conn.closed:
+                    self._restart(component)
+                component.beat()
+        finally:
+            self._stop_worker()
+
+    def _receive(self, msg) -> None:
+        if isinstance(msg, Tally):
+            self.tally = msg
+            return
+        for f in msg:
+            self.found += 1
+            d = f.detection
+            found = AttackDetected(d, d.verify is not None, f"{f.packet_kind}_packet", f.packet_ts)
+            self.bus.publish("attacks:detected", "attack_detected", found, source=d.type)
+
+    def _restart(self, component) -> None:
+        try:
+            code = self.proc.wait(1.0)
+        except subprocess.TimeoutExpired:     # its end of the socket closed, yet it runs: not ours any more
+            self.proc.kill()
+            code = self.proc.wait()
+        self.conn.close()
+        self.restarts += 1
+        component.error = f"worker exited with {code}; restarted {self.restarts} time(s)"
+        log.error("consumer worker %d exited with %s; starting another", self.proc.pid, code)
+        if not component.stop.wait(min(RESTART_S[0] * 2 ** (self.restarts - 1), RESTART_S[1])):
+            self._spawn()
+
+    def _stop_worker(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            self.conn.send("stop")
+        except OSError:
+            pass
+        try:
+            proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        """At shutdown, after the capture stopped: the worker ends, the ring goes."""
+        self.component.stop.set()
+        if self.component.thread is not None:
+            self.component.thread.join(STOP_S + 1)
+        with self._lock:
+            ring, self.ring = self.ring, None
+        if ring is not None:
+            ring.close()
+
+    def dropped(self) -> int:
+        """Events the ring had no room for (since the agent started)."""
+        ring = self.ring
+        return sum(ring.dropped.values()) if ring is not None else 0
+
+    def losses(self) -> dict:
+        """Events the ring had no room for, by kind; the worker's restarts (each loses its events in hand)."""
+        ring = self.ring
+        dropped = dict(ring.dropped) if ring else {}   # a copy in one step: the dispatcher adds kinds meanwhile
+        out = {f"shared_ring:{k}": v for k, v in dropped.items() if v}
+        if self.restarts:
+            out["consumer_restarts"] = self.restarts
+        return out
+
+    def detail(self) -> dict:
+        ring, tally, proc = self.ring, self.tally, self.proc
+        return {"pid": proc.pid if proc else None, "restarts": self.restarts,
+                "ring": None if ring is None else {"capacity": ring.capacity, "queued": ring.used(),
+                                                   "moved": ring.moved, "dropped": dict(ring.dropped)},
+                "events": tally.events if tally else 0, "fed": tally.fed if tally else 0,
+                "errors": tally.errors if tally else 0, "found": self.found, "bad_messages": self.bad_messages,
+                "detectors": tally.detectors if tally else {}}
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="capbox consumers: %(levelname)s %(message)s")
+    from agent.consumers import work as _work   # its records pickle as agent.consumers', not __main__'s
+    sys.exit(_work(int(sys.argv[1]), int(sys.argv[2])))

@@ -1,0 +1,120 @@
+"""The consumer worker (agent/consumers.py): the detectors run in a child
+process of the agent on the events of a shared ring, their findings come back
+and are raised as threats; a worker that dies is started again and health
+says so."""
+import os
+import signal
+import subprocess
+import sys
+
+from tests.agent.conftest import wait_for
+from tests.conftest import ROOT
+
+IDLE = '[capture]\nautostart = false\n'
+
+
+def _dns(tmp_path, pairs: int, forge: int):
+    src = tmp_path / f"dns-{pairs}-{forge}.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), str(pairs), str(forge)], check=True)
+    return src
+
+
+def _race(client):
+    found = client.get("/v1/threats", attack_type="dns_hijack", severity="critical", limit=1000)["threats"]
+    return next((t for t in found if "answered twice" in t["description"]), None)
+
+
+def _consumers(client) -> dict:
+    return client.health()["components"]["consumers"]
+
+
+def test_forged_answer_is_raised_by_the_worker(make_agent, tmp_path):
+    a = make_agent(IDLE)
+    c = a.client
+    assert _consumers(c)["pid"] is None                 # no capture yet: no worker
+    src = a.pcap(str(_dns(tmp_path, 3000, 1500)))
+    c.capture_start(file=src, pace=0.5)                # 10,000 packets/s, as recorded at half speed
+    wait_for(lambda: c.capture_status()["running"] is False, timeout=120)
+    raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
+    assert raised["attacker_mac"] == "02:00:00:00:00:ee" and "host1500.example45.com" in raised["description"]
+    worker = wait_for(lambda: (w := _consumers(c))["events"] >= 6001 and w, timeout=30)
+    assert worker["pid"] not in (None, a.proc.pid) and worker["restarts"] == 0
+    assert worker["ring"]["moved"] == 6001 and worker["ring"]["dropped"] == {}
+    assert worker["detectors"]["dns_hijack"]["events"] == 6001
+    # the worker is a child of the agent, on a core of its own
+    with open(f"/proc/{worker['pid']}/stat") as f:
+        assert int(f.read().rsplit(")", 1)[1].split()[1]) == a.proc.pid
+    health = c.health()
+    assert health["losses"] == {} and health["status"] == "healthy", health["losses"]
+
+
+def test_a_killed_worker_is_restarted_and_health_says_so(make_agent, tmp_path):
+    a = make_agent(IDLE)
+    c = a.client
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 200, -1))))
+    pid = wait_for(lambda: _consumers(c)["pid"], timeout=30)
+    wait_for(lambda: c.capture_status()["running"] is False, timeout=60)
+    os.kill(pid, signal.SIGKILL)
+    worker = wait_for(lambda: (w := _consumers(c))["restarts"] == 1 and w["pid"] != pid and w, timeout=30)
+    assert "restarted 1 time" in worker["error"]
+    health = c.health()
+    assert health["status"] == "degraded" and health["losses"]["event_path"]["consumer_restarts"] == 1
+    # the new worker detects: a capture after the restart raises its race
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 1000, 500))), pace=0.5)
+    raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
+    assert "host500." in raised["description"]
+    assert a.stop() == 0
+    assert not os.path.exists(f"/proc/{worker['pid']}") or _zombie_or_gone(worker["pid"])
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_without_the_worker_the_detector_threads_raise_it(make_agent, tmp_path):
+    """[detection] process = false: each detector a thread of the agent, as before the worker."""
+    a = make_agent(IDLE + "[detection]\nprocess = false\n")
+    c = a.client
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 1000, 500))), pace=0.5)
+    raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
+    assert "host500." in raised["description"]
+    components = c.health()["components"]
+    assert "consumers" not in components and components["dns_hijack"]["handled"] > 0
+
+
+def test_a_stalled_worker_costs_counted_drops_never_a_wait(make_agent, tmp_path):
+    """The worker stopped (SIGSTOP) while a capture runs: the ring fills, the capture goes on at full speed,
+    what did not fit is counted in health, in the capture's metrics and in /metrics; resumed, it catches up.
+    (No protocol logs: the dispatcher only copies events, so it keeps up with the file.)"""
+    from prometheus_client.parser import text_string_to_metric_families
+    a = make_agent(IDLE + "[logs]\nenabled = false\n")
+    c = a.client
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 100, -1))))
+    pid = wait_for(lambda: _consumers(c)["events"] >= 200 and _consumers(c)["pid"], timeout=60)
+    wait_for(lambda: c.capture_status()["running"] is False, timeout=60)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        c.capture_start(file=a.pcap(str(_dns(tmp_path, 12000, -1))), pace=0.25)   # 24,000 events in about 5 s
+        wait_for(lambda: c.capture_status()["running"] is False, timeout=120)
+        health = c.health()
+        lost = health["losses"]["event_path"]
+        worker = health["components"]["consumers"]
+        ring = worker["ring"]
+        assert health["status"] == "degraded" and lost["shared_ring:dns"] == ring["dropped"]["dns"] > 0
+        assert ring["queued"] == ring["capacity"] == 8192 and ring["moved"] == 200 + 8192
+        stats = c.capture_status()["last_run"]["stats"]   # every event: in the ring, or counted lost on the way
+        assert 24000 == ring["dropped"]["dns"] + 8192 + stats["events_dropped"].get("dns", 0)
+        text = c.raw("GET", "/metrics").body.decode()
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for f in text_string_to_metric_families(text) for s in f.samples}
+        assert samples[("capbox_lost_total", (("cause", "shared_ring:dns"), ("path", "event_path")))] == \
+            lost["shared_ring:dns"]
+        assert samples[("capbox_dropped_total", (("cause", "shared_ring"),))] == lost["shared_ring:dns"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for(lambda: _consumers(c)["events"] == 200 + 8192, timeout=60)
+    assert _consumers(c)["ring"]["queued"] == 0 and _consumers(c)["pid"] == pid

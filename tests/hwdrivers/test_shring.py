@@ -1,0 +1,83 @@
+"""The shared event ring (hwdrivers/shring.py, src/shring.c): events moved
+from a session's C ring into a memfd ring come out of another mapping of it
+(as the consumer worker maps it) equal to what read_events gives; a full ring
+never waits, it drops and counts by kind."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hwdrivers import CaptureConfig, CaptureError, Session
+from hwdrivers.events import KINDS
+from hwdrivers.shring import SharedRing
+from tests.conftest import ROOT, pcap
+
+ALL = frozenset(KINDS)
+
+
+def _config(path: str) -> CaptureConfig:
+    return CaptureConfig(source=path, backend="pcapfile", events=ALL, event_ring=1 << 15, lossless=True,
+                         idle_timeout_s=0, active_timeout_s=0)
+
+
+def _reference(path: str) -> list:
+    out = []
+    with Session(_config(path)) as s:
+        s.run_to_eof(lambda: out.extend(s.read_events()))
+    return out
+
+
+@pytest.mark.parametrize("name", ["zeek__tls_ssl.v3.pcap", "chrissanders__arp_resolution.pcapng", "zeek__dhcp.pcap",
+                                  "zeek__dns-two-responses.pcap", "chrissanders__http_ip4and6.pcapng"])
+def test_events_through_the_ring_equal_read_events(name):
+    want = _reference(pcap(name))
+    ring = SharedRing(8)                        # small: the ring wraps many times
+    peer = SharedRing(fd=os.dup(ring.fd))       # the worker's mapping
+    got, kept = [], []
+
+    def pump():
+        while True:     # no more than fits (else the rest would be dropped), then a little out: wraps often
+            taken, keep = ring.fill(s, ring.capacity - ring.used(), keep=frozenset({"arp", "tls"}))
+            kept.extend(keep)
+            n, evs = peer.take(3, ALL)
+            got.extend(evs)
+            if not taken and not n:
+                return
+    with Session(_config(pcap(name))) as s:
+        s.run_to_eof(pump)
+        pump()
+    assert want and got == want and not ring.dropped
+    assert kept == [e for e in want if e.kind in ("arp", "tls")]
+    assert ring.moved == len(want) and ring.used() == 0
+    ring.close()
+    peer.close()
+
+
+def test_a_full_ring_drops_and_counts_by_kind(tmp_path):
+    src = tmp_path / "dns.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), "3000"], check=True)
+    ring = SharedRing(1000)
+    assert ring.capacity == 1024
+    taken = 0
+    with Session(_config(str(src))) as s:
+        def pump():
+            nonlocal taken
+            taken += ring.fill(s, 1 << 20)[0]    # nobody reads: the ring fills, then every event is dropped
+        s.run_to_eof(pump)
+        taken += ring.fill(s, 1 << 20)[0]
+    assert taken == 6000 and ring.moved == 1024 and ring.used() == 1024
+    assert ring.dropped == {"dns": 6000 - 1024}
+    peer = SharedRing(fd=os.dup(ring.fd))
+    n, evs = peer.take(4096, frozenset({"dns"}))
+    assert n == 1024 and [e.record.id for e in evs[:2]] == [0, 0] and evs[2].record.id == 7919
+    ring.close()
+    peer.close()
+
+
+def test_attach_refuses_what_is_not_a_ring(tmp_path):
+    path = tmp_path / "junk"
+    path.write_bytes(b"\0" * 100000)
+    fd = os.open(path, os.O_RDWR)
+    with pytest.raises(CaptureError, match="not a shared event ring"):
+        SharedRing(fd=fd)
