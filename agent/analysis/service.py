@@ -225,17 +225,22 @@ class AnalysisService(Service):
         def progress(fraction: float):
             self.store.submit_nowait(lambda c: c.execute("UPDATE window_sets SET progress = ? WHERE id = ?",
                                                          (round(fraction * 100, 1), set_id)))
-        try:
-            windows, error = offline.compute(path, window_s, long_flow_s=self.cfg.long_lived_s, progress=progress)
-            self._store_windows(set_id, windows)
-            found = detection.detect_all(windows, self.cfg, self.baseline(DEFAULT_BASELINE))
+        detector, counts = detection.Detector(self.cfg, self.baseline(DEFAULT_BASELINE)), [0, 0]
+
+        def store(batch: list) -> None:          # as the windows close: a long capture's are not all held
+            found = [a for w in batch for a in detector.detect(w)]
+            self._store_windows(set_id, batch)
             self._store_anomalies(set_id, found)
+            counts[0], counts[1] = counts[0] + len(batch), counts[1] + len(found)
+        try:
+            _, error = offline.compute(path, window_s, long_flow_s=self.cfg.long_lived_s, progress=progress,
+                                       sink=store)
             if error is not None:
                 self._finish_set(set_id, "failed", error.message)
             else:
                 self._finish_set(set_id, "complete")
-            log.info("windows of %s: %d in %.2f s, %d anomalies", path, len(windows), time.monotonic() - started,
-                     len(found))
+            log.info("windows of %s: %d in %.2f s, %d anomalies", path, counts[0], time.monotonic() - started,
+                     counts[1])
         except CaptureError as e:
             self._finish_set(set_id, "failed", e.message)
         except Exception as e:  # the job fails, the service goes on

@@ -100,3 +100,21 @@ def test_a_series_over_its_cap_keeps_exact_moments_and_a_sample():
     for v in values[:256]:
         under.add(v)
     assert under.describe() == baselines.describe(values[:256])       # exact below the cap
+
+
+def test_a_compute_job_hands_windows_on_as_they_close(service):
+    """A capture file's windows go to the store (and the detector) in batches as the core closes them:
+    the same windows, in order, as computed all at once, and none kept by compute itself."""
+    path = pcap("ndpi__gnutella.pcap")
+    whole, _ = offline.compute(path, 1)
+    batches: list = []
+    kept, error = offline.compute(path, 1, sink=batches.append)
+    assert error is None and kept == [] and len(batches) >= 1
+    assert [w for b in batches for w in b] == whole
+    set_id = service._new_set("pcap", path, 1, "queued")
+    service._compute_job(set_id, path, 1)
+    assert service.job(set_id)["status"] == "complete" and service.job(set_id)["window_count"] == len(whole)
+    stored = service.windows(set_id, limit=len(whole))["windows"]
+    assert [w["window_id"] for w in stored] == [w["window_id"] for w in whole]
+    found = service.anomalies(set_id, limit=1000)["total"]
+    assert found == len(anomalies.detect_all(whole, AnalysisSection()))
