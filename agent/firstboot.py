@@ -1,5 +1,5 @@
-"""A box's own secrets, made on its first boot (`capbox firstboot`, the image's
-capbox-firstboot.service, before the agent and the consoles start).
+"""A box's own secrets, made on its first boot (`capbox run --firstboot`, the
+image's capbox.service, before the agent starts; or `capbox firstboot` alone).
 
 An image carries no secret: every box flashed from it makes, in its data
 directory (the data partition), mode 0600:

@@ -16,8 +16,10 @@ under 5 % and a flat descriptor count from the end of a warm-up (a third of
 the run, at most 10 minutes) to the end.  The warm-up is that long because
 the agent's bounded queues and tables take about 8 minutes to fill at
 50,000 packets/s (a 30-minute run: RSS 131 MB at 0.5 min, 178 at 3, 203 at
-8, flat to 12; then a one-time step of 80 MB, not explained yet, and flat
-again: bench/RESULTS.md).
+8, flat to 12).  Each sample also says whether the live baseline was learned:
+the replay runs about 150 times faster than recorded time, so its day of
+windows is complete near minute 10; learning them all at once as dicts was
+a one-time step of 80 MB (agent/analysis/baselines.py now streams them).
 Loopback only.  Prints one JSON object; with --results, writes its section."""
 import argparse
 import http.client
@@ -149,8 +151,9 @@ EVENT_LOSSES = ("event_ring", "bus_subscribers")            # packet events Pyth
 def sample(proc: psutil.Process, client: Client) -> dict:
     m = client.get("/v1/capture/metrics")
     drops = m.get("drops", {})
+    learned = client.get("/v1/baselines", name="default")["baseline_complete"]
     return {"t": round(time.time(), 1), "rss_mb": round(proc.memory_info().rss / 2**20, 1), "fds": proc.num_fds(),
-            "threads": proc.num_threads(), "pps": m.get("pps"), "packets": m.get("packets"),
+            "baseline": learned, "threads": proc.num_threads(), "pps": m.get("pps"), "packets": m.get("packets"),
             "drops": sum(drops.get(k, 0) for k in PACKET_DROPS),
             "events_lost": sum(drops.get(k, 0) for k in EVENT_LOSSES)}
 
@@ -199,6 +202,7 @@ def summary(args, begin: dict, samples: list, load: Load, alive: bool) -> dict:
            "sources": args.sources, "achieved_pps": round(sum(s["pps"] or 0 for s in warm) / len(warm)),
            "begin": begin, "start": first, "end": last,
            "timeline": [(s["minute"], s["rss_mb"], s["fds"]) for s in samples[::step] + samples[-1:]],
+           "baseline_learned_minute": next((s["minute"] for s in samples if s["baseline"]), None),
            "load_avg": round(sum(s["load"] for s in samples) / len(samples), 1),
            "rss_growth_pct": round(100 * (last["rss_mb"] / first["rss_mb"] - 1), 2),
            "fd_change": last["fds"] - first["fds"], **load.counts, "error_statuses": load.statuses["errors"],
@@ -234,7 +238,8 @@ the targets are measured from its end.  Load average of the machine during the r
 | packets dropped (kernel, interface, flow table) | {b['drops']:,} | {s['drops']:,} | {e['drops']:,} |
 | packet events the detectors did not see (event ring, bus) | {b['events_lost']:,} | {s['events_lost']:,} | {e['events_lost']:,} |
 
-RSS (MB) / descriptors over the run: {timeline}.
+RSS (MB) / descriptors over the run: {timeline}.  The live baseline (a day of packet time in
+10 s windows, learned a chunk of windows at a time) was complete at minute {r['baseline_learned_minute']}.
 
 RSS growth after warm-up {r['rss_growth_pct']} % (target < 5 %), descriptors {r['fd_change']:+d} (target: flat);
 {r['requests']:,} requests, {r['errors']} errors (any answer not 2xx, or none) {r['error_statuses']},

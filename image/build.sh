@@ -12,7 +12,7 @@
 #   esp      FAT: systemd-boot (signed), loader.conf (default slot a), the UKI per slot
 #   data     ext4: the agent's data dir with the bundle key trusted and the
 #            update state; no secret: every box makes its own on first boot
-#            (capbox-firstboot.service, the agent's admin key)
+#            (capbox run --firstboot in capbox.service, the agent's admin key)
 #   disk     GPT (per-image disk and partition UUIDs) assembled with sfdisk + dd
 #   out      disk.img, disk.img.zst, disk.img.bmap, SHA256SUMS, the lock file,
 #            and the update bundle of this same build (signed)

@@ -22,7 +22,7 @@ ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
 # they are; the slot is read-only and dm-verity checks every block of it.
 in_root /opt/capbox/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/capbox/lib/python3.11/site-packages
 
-systemctl --root="$R" enable -q systemd-networkd.service capbox-firstboot.service capbox-grow-data.service capbox.service capbox-console.service capbox-tui.service \
+systemctl --root="$R" enable -q systemd-networkd.service capbox-grow-data.service capbox.service capbox-console.service capbox-tui.service \
     capbox-verify-slot.service \
     capbox-update-guard.service
 # ttyS0 belongs to the capbox console, tty1 to the TUI; nothing prompts or runs apt on a box
@@ -34,6 +34,16 @@ systemctl --root="$R" mask -q systemd-update-utmp.service systemd-update-utmp-ru
     dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount \
     modprobe@drm.service modprobe@loop.service modprobe@efi_pstore.service modprobe@configfs.service \
     sys-kernel-config.mount systemd-network-generator.service systemd-pstore.service
+# generators a box has no use for: each is a process systemd runs, and waits for, before it loads a
+# unit (no SysV scripts, crypttab, integrity or verity tables for systemd, hibernation, getty on a
+# console, GPT auto-mounts, debug shells or offline updates); fstab's (for /tmp) stays
+mkdir -p "$R/etc/systemd/system-generators"
+for g in systemd-sysv-generator systemd-rc-local-generator systemd-cryptsetup-generator \
+         systemd-integritysetup-generator systemd-veritysetup-generator systemd-hibernate-resume-generator \
+         systemd-getty-generator systemd-gpt-auto-generator systemd-debug-generator \
+         systemd-system-update-generator systemd-run-generator; do
+    ln -sf /dev/null "$R/etc/systemd/system-generators/$g"
+done
 
 # read-only root: machine-id is bound from /data at boot (initramfs), mount points exist
 : > "$R/etc/machine-id"

@@ -203,7 +203,7 @@ class Detector:
         return out
 
 
-def detect_all(windows: list, thresholds: Thresholds = Thresholds(), baseline: Optional[dict] = None) -> list:
+def detect_all(windows, thresholds: Thresholds = Thresholds(), baseline: Optional[dict] = None) -> list:
     d = Detector(thresholds, baseline)
     out = []
     for w in windows:

@@ -24,6 +24,7 @@ from hwdrivers import CaptureError
 
 log = logging.getLogger(__name__)
 DEFAULT_BASELINE = "default"
+CHUNK = 256     # windows read at once when going over a set (about 6 MB of dicts at the soak's traffic)
 
 
 def _no_windows(set_id=None) -> AgentError:
@@ -160,28 +161,43 @@ class AnalysisService(Service):
                              {"window_id": window_id, "total_windows": total, "set": ws["id"]})
         return {**json.loads(rows[0]["data"]), "set": ws["id"]}
 
-    def all_windows(self, set_id: int, start: Optional[float] = None, end: Optional[float] = None) -> list:
-        rows = self.store.query(
-            "SELECT data FROM windows WHERE set_id = ? AND start >= ? AND end <= ? ORDER BY idx",
-            (set_id, start if start is not None else -1e18, end if end is not None else 1e18))
-        return [json.loads(r["data"]) for r in rows]
+    def iter_windows(self, set_id: int, start: Optional[float] = None, end: Optional[float] = None):
+        """The set's windows in order, read CHUNK at a time: a day of live windows is 200 MB as dicts,
+        and nothing that goes over them (learning, detection, the summary) needs them all at once."""
+        after = -1
+        while True:
+            rows = self.store.query(
+                "SELECT idx, data FROM windows WHERE set_id = ? AND idx > ? AND start >= ? AND end <= ?"
+                " ORDER BY idx LIMIT ?", (set_id, after, start if start is not None else -1e18,
+                                          end if end is not None else 1e18, CHUNK))
+            for r in rows:
+                yield json.loads(r["data"])
+            if len(rows) < CHUNK:
+                return
+            after = rows[-1]["idx"]
 
     def summary(self, set_id: Optional[int] = None) -> dict:
         ws = self.current_set(set_id)
-        w = self.all_windows(ws["id"])
-        bps = [x["bandwidth"]["avg_bps"] for x in w]
-        rtts = [x["latency"]["mean_rtt"] for x in w if x["latency"]["mean_rtt"] is not None]
-        conns = [x["connections"]["total"] for x in w]
-        return {"set": _set_view(ws), "total_windows": len(w),
-                "time_span": round(w[-1]["window_end"] - w[0]["window_start"], 6) if w else 0.0,
-                "packets": sum(x["record_count"] for x in w), "bytes": sum(x["bandwidth"]["bytes"] for x in w),
+        n = packets = bytes_ = conns = 0
+        first = last = max_rtt = None
+        bps: list = []      # one float a window (a day of 10 s windows: 8,640), for the mean, max and min
+        rtts: list = []
+        for x in self.iter_windows(ws["id"]):
+            n, packets, bytes_ = n + 1, packets + x["record_count"], bytes_ + x["bandwidth"]["bytes"]
+            conns += x["connections"]["total"]
+            first, last = first if first is not None else x["window_start"], x["window_end"]
+            bps.append(x["bandwidth"]["avg_bps"])
+            lat = x["latency"]
+            if lat["mean_rtt"] is not None:
+                rtts.append(lat["mean_rtt"])
+            if lat["max_rtt"] is not None:
+                max_rtt = lat["max_rtt"] if max_rtt is None else max(max_rtt, lat["max_rtt"])
+        return {"set": _set_view(ws), "total_windows": n,
+                "time_span": round(last - first, 6) if n else 0.0, "packets": packets, "bytes": bytes_,
                 "bandwidth": {"mean_bps": round(sum(bps) / len(bps), 3) if bps else None,
                               "max_bps": max(bps, default=None), "min_bps": min(bps, default=None)},
-                "latency": {"mean_rtt": round(sum(rtts) / len(rtts), 3) if rtts else None,
-                            "max_rtt": max((x["latency"]["max_rtt"] for x in w if x["latency"]["max_rtt"] is not None),
-                                           default=None)},
-                "connections": {"total_across_windows": sum(conns),
-                                "mean_per_window": round(sum(conns) / len(conns), 3) if conns else 0.0}}
+                "latency": {"mean_rtt": round(sum(rtts) / len(rtts), 3) if rtts else None, "max_rtt": max_rtt},
+                "connections": {"total_across_windows": conns, "mean_per_window": round(conns / n, 3) if n else 0.0}}
 
     # ---- computing a capture file ----------------------------------------------------------
 
@@ -210,17 +226,22 @@ class AnalysisService(Service):
         def progress(fraction: float):
             self.store.submit_nowait(lambda c: c.execute("UPDATE window_sets SET progress = ? WHERE id = ?",
                                                          (round(fraction * 100, 1), set_id)))
-        try:
-            windows, error = offline.compute(path, window_s, long_flow_s=self.cfg.long_lived_s, progress=progress)
-            self._store_windows(set_id, windows)
-            found = detection.detect_all(windows, self.cfg, self.baseline(DEFAULT_BASELINE))
+        detector, counts = detection.Detector(self.cfg, self.baseline(DEFAULT_BASELINE)), [0, 0]
+
+        def store(batch: list) -> None:          # as the windows close: a long capture's are not all held
+            found = [a for w in batch for a in detector.detect(w)]
+            self._store_windows(set_id, batch)
             self._store_anomalies(set_id, found)
+            counts[0], counts[1] = counts[0] + len(batch), counts[1] + len(found)
+        try:
+            _, error = offline.compute(path, window_s, long_flow_s=self.cfg.long_lived_s, progress=progress,
+                                       sink=store)
             if error is not None:
                 self._finish_set(set_id, "failed", error.message)
             else:
                 self._finish_set(set_id, "complete")
-            log.info("windows of %s: %d in %.2f s, %d anomalies", path, len(windows), time.monotonic() - started,
-                     len(found))
+            log.info("windows of %s: %d in %.2f s, %d anomalies", path, counts[0], time.monotonic() - started,
+                     counts[1])
         except CaptureError as e:
             self._finish_set(set_id, "failed", e.message)
         except Exception as e:  # the job fails, the service goes on
@@ -290,17 +311,18 @@ class AnalysisService(Service):
             return {"message": "anomalies already detected (force to detect again)", "anomaly_count": existing,
                     "detection_time": 0.0, "summary": detection.summarize(rows), "set": ws["id"],
                     "timestamp": iso(time.time())}
-        windows = self.all_windows(ws["id"], window_start, window_end)
-        if not windows:
+        detector, found, n, lo, hi = detection.Detector(self.cfg, self.baseline(baseline)), [], 0, None, None
+        for w in self.iter_windows(ws["id"], window_start, window_end):
+            found.extend(detector.detect(w))
+            n, lo, hi = n + 1, w["window_id"] if lo is None else lo, w["window_id"]
+        if not n:
             raise _no_windows(ws["id"])
-        found = detection.detect_all(windows, self.cfg, self.baseline(baseline))
-        lo, hi = windows[0]["window_id"], windows[-1]["window_id"]
         self.store.write(lambda c: c.execute(
             "DELETE FROM anomalies WHERE set_id = ? AND window_idx BETWEEN ? AND ?", (ws["id"], lo, hi)))
         self._store_anomalies(ws["id"], found)
         return {"message": "Anomaly detection completed", "anomaly_count": len(found),
                 "detection_time": round(time.monotonic() - started, 3), "summary": detection.summarize(found),
-                "windows": len(windows), "baseline": baseline if self.baseline(baseline) else None,
+                "windows": n, "baseline": baseline if self.baseline(baseline) else None,
                 "set": ws["id"], "timestamp": iso(time.time())}
 
     # ---- baselines ---------------------------------------------------------------------------
@@ -338,11 +360,13 @@ class AnalysisService(Service):
         todo = [t for t in types if force or t not in have]
         generated = {t: t in todo for t in types}
         if todo:
-            windows = self.all_windows(ws["id"], window_start, window_end)
-            if not windows:
+            learner, n = learning.Learner(todo), 0
+            for w in self.iter_windows(ws["id"], window_start, window_end):
+                learner.add(w)
+                n += 1
+            if not n:
                 raise _no_windows(ws["id"])
-            learning.save(self.store, name, learning.learn(windows, todo), ws["window_s"],
-                          f"set {ws['id']}: {ws['source']}", len(windows))
+            learning.save(self.store, name, learner.result(), ws["window_s"], f"set {ws['id']}: {ws['source']}", n)
         return {"message": "Baselines generated" if todo else "baselines exist (force to learn them again)",
                 "name": name, "generated": generated, "set": ws["id"],
                 "generation_time": round(time.monotonic() - started, 3), "timestamp": iso(time.time())}

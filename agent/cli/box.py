@@ -11,6 +11,12 @@ from agent.client import add_tls_arguments
 
 def cmd_run(args) -> int:
     from agent.config import ConfigError
+    if args.firstboot:
+        if not args.data_dir:
+            return fail("--firstboot needs --data-dir (where the box keeps its secrets)")
+        rc = cmd_firstboot(args)
+        if rc:
+            return rc
     over = {}
     if args.source:
         # the operator at the shell is trusted with any file (REST keeps naming only the capture directories)
@@ -79,18 +85,24 @@ def cmd_tui(args) -> int:
 
 
 def cmd_firstboot(args) -> int:
+    """`capbox firstboot`, and `capbox run --firstboot` before the agent starts (the image's capbox.service:
+    one Python process on a box's first boot, not two paging Python in off the root slot one after the
+    other).  Without the configuration: it names the certificate, and does not load before it exists."""
+    import argparse
     from agent import firstboot
     from agent.config import ConfigError
+    started = time.monotonic()
     try:
-        cfg = load_config(args)
+        cfg = load_config(argparse.Namespace(config=None, data_dir=args.data_dir))
         made = firstboot.run(cfg)
     except ConfigError as e:
         return fail(f"config: {e}")
     except OSError as e:
         return fail(f"cannot write in {e.filename}: {e.strerror}")
-    print(f"firstboot: {', '.join(made) or 'nothing to do'} in {cfg.data_dir}")
+    print(f"firstboot: {', '.join(made) or 'nothing to do'} in {cfg.data_dir} "
+          f"({time.monotonic() - started:.1f} s)", flush=True)
     for line in firstboot.notice(cfg.data_dir):
-        print(line)
+        print(line, flush=True)
     return 0
 
 
@@ -176,6 +188,8 @@ def add_parsers(sub) -> None:
     r.add_argument("--data-dir", metavar="DIR", help="SQLite store, keys and recordings (default ./var)")
     r.add_argument("--listen", metavar="HOST:PORT", help="REST address (default 127.0.0.1:8080)")
     r.add_argument("--headless", action="store_true", help="no console even on a terminal")
+    r.add_argument("--firstboot", action="store_true",
+                   help="first make the box's own secrets in --data-dir when missing (as `capbox firstboot`)")
     r.set_defaults(func=cmd_run)
 
     t = sub.add_parser("tui", help="the console, attached to a running agent")

@@ -131,3 +131,44 @@ def test_tui_source_and_update_guard_over_https(tls_agent):
                                                        "tls_cert": str(d / "tls.crt"),
                                                        "tls_key": str(d / "tls.key")}})
     assert health_probe(cfg)() in ("healthy", "degraded")
+
+
+def test_run_firstboot_makes_the_secrets_then_serves_https_with_them(tmp_path):
+    """`capbox run --firstboot` (the image's capbox.service): one process makes the box's secrets, then
+    serves HTTPS with the certificate it just made; the configuration names files that did not exist."""
+    from tests.agent.conftest import free_port, wait_for
+    d, port = tmp_path / "box", free_port()
+    cfg = tmp_path / "capbox.toml"
+    cfg.write_text(f'[capture]\nautostart = false\n[api]\ntls_cert = "{d}/tls.crt"\ntls_key = "{d}/tls.key"\n')
+    argv = [sys.executable, "-m", "agent", "run", "--headless", "--firstboot", "--config", str(cfg),
+            "--data-dir", str(d), "--listen", f"127.0.0.1:{port}"]
+    log = tmp_path / "agent.log"
+    for run in (1, 2):          # the second start finds everything made and changes nothing
+        with open(log, "w") as out:
+            proc = subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: (d / "admin.key").exists() and "HTTPS certificate SHA256" in log.read_text(), 60)
+            fp = log.read_text().split("HTTPS certificate SHA256 ", 1)[1].split()[0]
+            client = Client(f"https://127.0.0.1:{port}", (d / "admin.key").read_text().strip(), pin=fp)
+            wait_for(lambda: _answers(client), 60)
+            assert client.capture_status()["running"] is False
+        finally:
+            proc.terminate()
+            proc.wait(30)
+        if run == 1:
+            first, code = fp, firstboot.setup_code(d)
+            assert "firstboot: tls, console setup code in" in log.read_text(), log.read_text()
+        else:
+            assert fp == first and firstboot.setup_code(d) == code
+            assert "firstboot: nothing to do" in log.read_text()
+    for name in ("tls.key", "tls.crt", "console.passwd", "console.setup", "admin.key"):
+        assert (d / name).stat().st_mode & 0o777 == 0o600, name
+    no_dir = subprocess.run(argv[:6] + ["--config", str(cfg)], cwd=ROOT, capture_output=True, text=True)
+    assert no_dir.returncode != 0 and "--firstboot needs --data-dir" in no_dir.stderr
+
+
+def _answers(client) -> bool:
+    try:
+        return client.health()["status"] in ("healthy", "degraded")
+    except OSError:
+        return False

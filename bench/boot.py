@@ -1,0 +1,117 @@
+"""Boot time of disk images under qemu (TCG here): a box's first boot, then its second.
+
+    python bench/boot.py NAME=DISK.img [NAME=DISK.img ...] [--rounds 1] [--json FILE]
+
+For each round, each image in turn (back to back, so that images compared
+see the same host load): a fresh box (a new overlay on the image, a 4 GiB
+disk) is powered on and timed to `/v1/health` healthy, with the milestones
+the image test reads on ttyS1 (tests/image: loader, slot opened, systemd,
+agent ready).  Once the slot's check after the boot has finished (`verified
+(dm-verity`: every block read once), the box is powered off and on again:
+the second boot, with the box's secrets made and its slot checked, timed the
+same way.  The host's load average at each power-on is recorded.  Prints one
+JSON object; with --results, writes its section of bench/RESULTS.md.
+Loopback only (qemu user networking, restrict=on)."""
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.image.qemu import Vm  # noqa: E402
+from tests.image.test_image import MILESTONES  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+from sections import markers, write_section  # noqa: E402
+
+LIMIT_S = 600
+
+
+def milestones(vm) -> dict:
+    return {name: round(t, 1) for name, text in MILESTONES if (t := vm.console.first(text)) is not None}
+
+
+def boot(disk: pathlib.Path, workdir: pathlib.Path, fresh: bool) -> tuple:
+    """(the boot's figures, the running Vm)."""
+    vm = Vm(disk, workdir, fresh=fresh, disk_size="4G" if fresh else None)
+    load = " ".join(open("/proc/loadavg").read().split()[:3])
+    vm.start()
+    try:
+        t, _, _ = vm.wait_http("/v1/health", LIMIT_S, lambda s, b: s == 200 and b.get("status") == "healthy")
+    except BaseException:
+        vm.stop()
+        raise
+    return {"healthy_s": round(t, 1), "host_load": load}, vm
+
+
+def one_box(disk: pathlib.Path, workdir: pathlib.Path) -> dict:
+    first, vm = boot(disk, workdir, fresh=True)
+    try:
+        deadline = time.monotonic() + LIMIT_S
+        while vm.console.first("verified (dm-verity") is None and time.monotonic() < deadline:
+            vm.check()
+            time.sleep(2)
+        first.update(milestones(vm))
+    finally:
+        vm.power_off()
+    second, vm = boot(disk, workdir, fresh=False)
+    try:
+        time.sleep(3)                    # systemd prints "Started" after the fact
+        second.update(milestones(vm))
+    finally:
+        vm.power_off()
+    return {"first": first, "second": second}
+
+
+def section(out: dict, note: str) -> str:
+    begin, end = markers("boot")
+    cell = lambda b, k: f"{b[k]:.1f}" if b.get(k) is not None else "–"    # noqa: E731
+    rows = [f"| {r['image']} | {r['round']} ({r['at']} UTC) | {which} | {cell(b, 'loader')} | {cell(b, 'opened')} | "
+            f"{cell(b, 'systemd')} | {cell(b, 'firstboot')} | {cell(b, 'agent')} | **{cell(b, 'healthy_s')}** | "
+            f"{cell(b, 'verified')} | {b['host_load']} |"
+            for r in out["runs"] for which, b in (("first", r["first"]), ("second", r["second"]))]
+    return "\n".join([
+        begin, "## Boot time: first and second boot of a box (bench/boot.py)", "",
+        "qemu TCG, `-smp 2 -m 1024`, OVMF, a fresh 4 GiB box per image; seconds from power-on to each milestone "
+        "on ttyS1 and to `/v1/health` healthy over HTTPS.  The second boot is the same box powered on again after "
+        "its first boot's slot check finished: secrets made, slot checked (no whole-slot read).  Images in a "
+        "round ran back to back.  " + note, "",
+        "| image | round | boot | loader | slot opened | systemd | firstboot unit | agent ready | healthy | "
+        "slot checked | host load at power-on |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|", *rows, end, ""])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", nargs="+", metavar="NAME=DISK.img")
+    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--json", help="also write the result to this file")
+    ap.add_argument("--results", help="write the boot section of this RESULTS.md")
+    ap.add_argument("--note", default="", help="said in the section (e.g. that the machine was shared)")
+    args = ap.parse_args()
+    images = [(name, pathlib.Path(path)) for name, _, path in (a.partition("=") for a in args.images)]
+    runs = []
+    for r in range(args.rounds):
+        for name, disk in images:
+            work = pathlib.Path(tempfile.mkdtemp(prefix=f"capbox-boot-{name}-"))
+            try:
+                result = {"image": name, "round": r + 1, "at": time.strftime("%H:%M:%S", time.gmtime()),
+                          **one_box(disk, work)}
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            runs.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+    out = {"runs": runs}
+    print(json.dumps(out, indent=2))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(out, indent=2))
+    if args.results:
+        write_section(args.results, "boot", section(out, args.note))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
