@@ -310,6 +310,29 @@ class Session:
                     break
         return out
 
+    def events_through(self, take) -> list:
+        """Queued events, each batch offered raw to take(struct hw_event array, n) first (a C consumer such as
+        hwdrivers.logs.Logger, which costs no Python object per event); the indexes it returns come back as
+        PacketEvents."""
+        out = []
+        size, convert, view, buf = _events.SIZE, _events.from_buffer, self._event_view, self._event_buf
+        with self._use() as s:
+            while True:
+                n = lib.hw_events_read(s, buf, len(buf))
+                out.extend(convert(view, i * size) for i in take(buf, n))
+                if n < len(buf):
+                    return out
+
+    def flows_through(self, take) -> list:
+        """Expired flows offered raw to take(struct hw_flow_record array, n) as events_through does."""
+        out, buf = [], self._flow_buf
+        with self._use() as s:
+            while True:
+                n = lib.hw_flows_read(s, buf, len(buf))
+                out.extend(_flows.from_cdata(buf[i]) for i in take(buf, n))
+                if n < len(buf):
+                    return out
+
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""
         return self._drain(lib.hw_flows_read, self._flow_buf, _flows.from_cdata, limit)

@@ -20,6 +20,7 @@
 #include "../cdef/record.h"
 #include "../cdef/extract.h"
 #include "../cdef/rtp.h"
+#include "../cdef/logs.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
