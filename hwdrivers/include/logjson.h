@@ -25,6 +25,7 @@ void hwint_j_u64(struct hwint_jbuf *b, uint64_t v);
 void hwint_j_bool(struct hwint_jbuf *b, int v);
 void hwint_j_float(struct hwint_jbuf *b, double x);         /* repr(x) */
 double hwint_j_round(double x, int digits);                /* round(x, digits) */
+void hwint_j_round6(struct hwint_jbuf *b, double x);        /* repr(round(x, 6)) */
 void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr);
 
 #endif

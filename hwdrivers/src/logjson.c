@@ -4,6 +4,7 @@
  * read back to the same double), round() as CPython rounds. */
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,13 @@ void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
 {
     hwint_j_raw(b, "\"", 1);
     for (size_t i = 0; i < n;) {
+        size_t run = i;             /* printable ASCII but the quote and backslash goes as it is */
+        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\') run++;
+        if (run > i) {
+            hwint_j_raw(b, (const char *)s + i, run - i);
+            i = run;
+            continue;
+        }
         if (s[i] < 0x80 || enc == HWINT_J_LATIN1) {
             put_cp(b, s[i++]);
             continue;
@@ -114,10 +122,18 @@ void hwint_j_cstr(struct hwint_jbuf *b, const char *s)
     hwint_j_str(b, (const uint8_t *)s, strlen(s), HWINT_J_LATIN1);
 }
 
+/* v in decimal ending at end (no NUL); where it starts */
+static char *digits(char *end, uint64_t v)
+{
+    do *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
-    char t[24];
-    hwint_j_raw(b, t, (size_t)snprintf(t, sizeof t, "%" PRIu64, v));
+    char t[24], *s = digits(t + sizeof t, v);
+    hwint_j_raw(b, s, (size_t)(t + sizeof t - s));
 }
 
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
@@ -131,11 +147,53 @@ double hwint_j_round(double x, int digits)
     return strtod(t, NULL);
 }
 
+/* x as r / 10^6 when that is exact to the double and repr writes it in fixed notation: the shortest digits
+ * are then those of r (a decimal with fewer places is 1e-6 away, more than the spacing of doubles below
+ * 2^33), so no printf is needed.  0 when it is not so. */
+static int micros(double x, long long *r)
+{
+    if (!(fabs(x) < 4e9)) return 0;
+    double p = nearbyint(x * 1e6);
+    if ((double)p / 1e6 != x || (p != 0 && fabs(p) < 100)) return 0;     /* below 1e-4 repr writes 1e-05 */
+    *r = (long long)p;
+    return 1;
+}
+
+static void put_micros(struct hwint_jbuf *b, long long r, int negative)
+{
+    char t[40], *end = t + sizeof t;
+    unsigned long long a = r < 0 ? (unsigned long long)-r : (unsigned long long)r;
+    uint64_t frac = a % 1000000;
+    int places = 6;
+    while (places > 1 && frac % 10 == 0) frac /= 10, places--;
+    char *s = digits(end, frac);
+    while (end - s < places) *--s = '0';
+    *--s = '.';
+    s = digits(s, a / 1000000);
+    if (negative) *--s = '-';
+    hwint_j_raw(b, s, (size_t)(end - s));
+}
+
+/* CPython's round(x, 6) rounds x's exact binary value to 6 places, ties to even; below 4e9 that value is
+ * x * 1e6 held exactly in two doubles (fma), so the rounding needs no printf. */
+void hwint_j_round6(struct hwint_jbuf *b, double x)
+{
+    double p = x * 1e6, err = fma(x, 1e6, -p), r = nearbyint(p), d = p - r;
+    if (d == 0.5 && err > 0) r += 1;            /* a half only as far as p tells: the exact value decides */
+    if (d == -0.5 && err < 0) r -= 1;
+    if (fabs(x) < 4e9 && (r == 0 || fabs(r) >= 100)) {
+        put_micros(b, (long long)r, signbit(x));
+        return;
+    }
+    hwint_j_float(b, hwint_j_round(x, 6));
+}
+
 void hwint_j_float(struct hwint_jbuf *b, double x)
 {
     char t[40], out[48];
-    if (x == 0) {
-        hwint_j_lit(b, "0.0");
+    long long r;
+    if (x == 0 || micros(x, &r)) {
+        put_micros(b, x == 0 ? 0 : r, signbit(x));
         return;
     }
     int p = 1;
@@ -183,7 +241,18 @@ void hwint_j_float(struct hwint_jbuf *b, double x)
 void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
 {
     char t[INET6_ADDRSTRLEN];
-    inet_ntop(family == 6 ? AF_INET6 : AF_INET, addr, t, sizeof t);
+    if (family != 6) {              /* glibc's inet_ntop formats IPv4 with sprintf */
+        char *e = t + sizeof t, *s = e;
+        for (int i = 3; i >= 0; i--) {
+            s = digits(s, addr[i]);
+            if (i) *--s = '.';
+        }
+        hwint_j_raw(b, "\"", 1);
+        hwint_j_raw(b, s, (size_t)(e - s));
+        hwint_j_raw(b, "\"", 1);
+        return;
+    }
+    inet_ntop(AF_INET6, addr, t, sizeof t);
     hwint_j_raw(b, "\"", 1);
     hwint_j_lit(b, t);
     hwint_j_raw(b, "\"", 1);

@@ -75,7 +75,11 @@ void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out)
     memcpy(&k0, salt, 8);
     memcpy(&k1, salt + 8, 8);
     uint64_t a = mix(mix(flow_id ^ k0) ^ k1), c = mix(a ^ k0 ^ 0x9e3779b97f4a7c15ULL);
-    snprintf(out, 19, "C%016llx%01x", (unsigned long long)a, (unsigned)(c & 0xf));
+    static const char hex[] = "0123456789abcdef";
+    out[0] = 'C';
+    for (int i = 0; i < 16; i++) out[1 + i] = hex[(a >> (60 - 4 * i)) & 0xf];
+    out[17] = hex[c & 0xf];
+    out[18] = 0;
 }
 
 /* ---- the start of every record -------------------------------------------- */
@@ -99,7 +103,7 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     char t[40];
     hwint_j_raw(b, "{", 1);
     hwint_j_key(b, "ts");
-    hwint_j_float(b, hwint_j_round((double)ts_ns / 1e9, 6));
+    hwint_j_round6(b, (double)ts_ns / 1e9);
     if (flow_id) {
         hw_log_uid(lg->salt, flow_id, t);
         hwint_j_key(b, "uid");
@@ -145,12 +149,12 @@ static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t
     hwint_j_key(b, "query"), hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
     hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
     hwint_j_key(b, "qclass_name");
-    snprintf(t, sizeof t, "%u", qclass);
+    if (qclass != 1) snprintf(t, sizeof t, "%u", qclass);
     hwint_j_cstr(b, qclass == 1 ? "C_INTERNET" : t);
     hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
     hwint_j_key(b, "qtype_name");
     const char *name_t = hw_dns_type_name(qtype);
-    snprintf(t, sizeof t, "TYPE%u", qtype);
+    if (!name_t) snprintf(t, sizeof t, "TYPE%u", qtype);
     hwint_j_cstr(b, name_t ? name_t : t);
     hwint_j_key(b, "RD"), hwint_j_bool(b, rd);
 }
@@ -277,7 +281,7 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
         head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 1);
         question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
         hwint_j_key(b, "rtt");
-        hwint_j_float(b, hwint_j_round((double)e->ts_ns / 1e9 - (double)p->ts_ns / 1e9, 6));
+        hwint_j_round6(b, (double)e->ts_ns / 1e9 - (double)p->ts_ns / 1e9);
         if (p->repeats) hwint_j_key(b, "query_repeats"), hwint_j_u64(b, p->repeats);
         unlink_pend(lg, at);
     } else {                    /* no query seen: the resolver is the responder all the same */
@@ -286,7 +290,7 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
     }
     char t[16];
     const char *rn = hw_dns_rcode_name(r->rcode);
-    snprintf(t, sizeof t, "%u", r->rcode);
+    if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
     hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
     hwint_j_key(b, "rcode_name"), hwint_j_cstr(b, rn ? rn : t);
     hwint_j_key(b, "AA"), hwint_j_bool(b, r->flags & 0x0400);
@@ -369,7 +373,7 @@ static int conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
     const char *app = hw_app_name(f->app);
     if (app && *app && strcmp(app, "unknown")) hwint_j_key(b, "service"), hwint_j_cstr(b, app);
     hwint_j_key(b, "duration");
-    hwint_j_float(b, hwint_j_round((double)(f->last_ns - f->first_ns) / 1e9, 6));
+    hwint_j_round6(b, (double)(f->last_ns - f->first_ns) / 1e9);
     hwint_j_key(b, "orig_pkts"), hwint_j_u64(b, f->packets[0]);
     hwint_j_key(b, "orig_ip_bytes"), hwint_j_u64(b, f->bytes[0]);
     hwint_j_key(b, "resp_pkts"), hwint_j_u64(b, f->packets[1]);
@@ -380,7 +384,7 @@ static int conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
     if (f->proto == 6) hwint_j_key(b, "history"), hwint_j_cstr(b, history(f->tcp_flags[0], f->tcp_flags[1], h));
     if (f->rtt_ns) {
         hwint_j_key(b, "rtt");
-        hwint_j_float(b, hwint_j_round(hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000, 6));
+        hwint_j_round6(b, hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000);
     }
     hwint_j_key(b, "retransmissions");
     hwint_j_u64(b, (uint64_t)f->retransmissions[0] + f->retransmissions[1]);
