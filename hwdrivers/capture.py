@@ -310,6 +310,14 @@ class Session:
                     break
         return out
 
+    def set_logger(self, logger) -> None:
+        """Log the DNS messages into a hwdrivers.logs.Logger as the core parses them (before run: from the
+        first packet); None detaches.  The session keeps it alive."""
+        with self._use() as s:
+            if lib.hw_session_set_logger(s, logger._lg if logger else ffi.NULL):
+                raise CaptureError(ErrorCode.NOMEM, "no memory for the logger's event")
+            self._logger = logger
+
     def events_through(self, take) -> list:
         """Queued events, each batch offered raw to take(struct hw_event array, n) first (a C consumer such as
         hwdrivers.logs.Logger, which costs no Python object per event); the indexes it returns come back as

@@ -1,8 +1,9 @@
 """Protocol log lines made in C (cdef/logs.h): the dns and conn records of
 agent.logs as JSON lines, paired and formatted in the core, so a record
-costs no Python object.  A Logger is fed the raw event and flow records a
-Session drains (Session.events_through / flows_through) and hands back what
-it does not log."""
+costs no Python object.  Attached to a Session (Session.set_logger) a Logger
+logs its DNS messages in the capture path; it is fed the raw flow records a
+Session drains (Session.flows_through) and hands back what it does not log
+(ICMP).  Take the lines from any thread."""
 from hwdrivers._hw import ffi, lib
 
 KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN}
@@ -41,8 +42,9 @@ class Logger:
     def _left(self, n: int) -> list:
         return self._rest[0:n] if n else []
 
-    def expire(self, wait_s: float) -> None:
-        lib.hw_logger_expire(self._lg, int(wait_s * 1e9))
+    def expire(self, now: float, wait_s: float) -> None:
+        """Queries unanswered wait_s before now (packet time; the newest DNS message's, if later) go alone."""
+        lib.hw_logger_expire(self._lg, int(now * 1e9), int(wait_s * 1e9))
 
     def flush(self) -> None:
         lib.hw_logger_flush(self._lg)

@@ -1,7 +1,8 @@
 """The protocol logs of a capture file, as the live path writes them: the C
 core reads the file with events on (lossless) and every flow expired at the
-end; the dns and conn lines are made in C (hwdrivers.logs), the other types
-by the Builder; sip and rtp come from the calls' two passes
+end; the dns lines are made in C as the core parses the messages, the conn
+lines in C from the expired flows (hwdrivers.logs), the other types by the
+Builder; sip and rtp come from the calls' two passes
 (agent.calls.offline)."""
 import json
 from typing import Callable, Iterable
@@ -41,17 +42,18 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
                     out(builder.ended(buf[i].id))
         return left
 
-    events = frozenset(k for t, k in EVENT_KINDS.items() if t in types)
+    events = frozenset(k for t, k in EVENT_KINDS.items() if t in types and t not in logger.kinds)
     config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=events, event_ring=1 << 14,
                            lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     with Session(config) as s:
+        s.set_logger(logger)
+
         def batch() -> None:
-            for ev in s.events_through(logger.events):
+            for ev in s.read_events():
                 out(builder.feed(ev))
-            builder.now = max(builder.now, logger.stats()["now"])
             for f in s.flows_through(conns):
                 out(builder.flow(f.as_dict()))
-            logger.expire(DNS_WAIT_S)
+            logger.expire(builder.now, DNS_WAIT_S)
             out(builder.expire())
             made()
         error = s.run_to_eof(batch)

@@ -138,6 +138,10 @@ struct hw_ring {
     pthread_mutex_t read_lock;
 };
 
+/* logs.c: the attached logger's part of the event path (under the session lock) */
+int hwint_logger_wants(struct hw_logger *lg, int kind);
+void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e);
+
 /* records.c: the record of an event of this kind, from the parsed packet */
 void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_meta *m, struct hw_event *e);
 

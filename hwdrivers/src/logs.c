@@ -27,10 +27,12 @@ struct pend {                   /* a query waiting for its answer */
 };
 
 struct hw_logger {
+    pthread_mutex_t lock;       /* the capture thread makes lines, another takes them */
     uint32_t kinds;
     uint8_t salt[16];
     uint64_t now_ns;
     struct hwint_jbuf out[HW_LOG_KINDS];
+    struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
     uint32_t *bucket, mask, max, count, oldest, newest, free;
     uint64_t records[HW_LOG_KINDS], held_early;
@@ -406,6 +408,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     if (!lg) return NULL;
     uint32_t nb = 16;
     while (nb < 2 * (pending_max ? pending_max : 1) && nb < (1u << 30)) nb <<= 1;
+    pthread_mutex_init(&lg->lock, NULL);
     lg->kinds = kinds;
     memcpy(lg->salt, salt, 16);
     lg->max = pending_max ? pending_max : 1;
@@ -426,23 +429,32 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
 void hw_logger_free(struct hw_logger *lg)
 {
     if (!lg) return;
-    for (int k = 0; k < HW_LOG_KINDS; k++) free(lg->out[k].p);
+    for (int k = 0; k < HW_LOG_KINDS; k++) free(lg->out[k].p), free(lg->taken[k].p);
     free(lg->pend);
     free(lg->bucket);
+    pthread_mutex_destroy(&lg->lock);
     free(lg);
+}
+
+int hwint_logger_wants(struct hw_logger *lg, int kind)
+{
+    return kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS));
+}
+
+void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
+{
+    pthread_mutex_lock(&lg->lock);
+    if (e->ts_ns > lg->now_ns) lg->now_ns = e->ts_ns;
+    if (e->has_rec && !e->rec_status) on_dns(lg, e);
+    pthread_mutex_unlock(&lg->lock);
 }
 
 int hw_logger_events(struct hw_logger *lg, const struct hw_event *ev, int n, int32_t *rest)
 {
     int left = 0;
     for (int i = 0; i < n; i++) {
-        const struct hw_event *e = &ev[i];
-        if (e->ts_ns > lg->now_ns) lg->now_ns = e->ts_ns;
-        if (e->kind != HW_EV_DNS || !(lg->kinds & (1u << HW_LOG_DNS))) {
-            rest[left++] = i;
-            continue;
-        }
-        if (e->has_rec && !e->rec_status) on_dns(lg, e);
+        if (hwint_logger_wants(lg, ev[i].kind)) hwint_logger_event(lg, &ev[i]);
+        else rest[left++] = i;
     }
     return left;
 }
@@ -450,37 +462,52 @@ int hw_logger_events(struct hw_logger *lg, const struct hw_event *ev, int n, int
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
 {
     int left = 0;
+    pthread_mutex_lock(&lg->lock);
     for (int i = 0; i < n; i++)
         if (!(lg->kinds & (1u << HW_LOG_CONN)) || !conn_line(lg, &f[i])) rest[left++] = i;
+    pthread_mutex_unlock(&lg->lock);
     return left;
 }
 
-void hw_logger_expire(struct hw_logger *lg, uint64_t wait_ns)
+void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns)
 {
+    pthread_mutex_lock(&lg->lock);
+    if (lg->now_ns > now_ns) now_ns = lg->now_ns;
     /* oldest first: packet times arrive nearly in order, so the first young query ends the walk */
-    while (lg->oldest != NONE && lg->now_ns >= lg->pend[lg->oldest].ts_ns + wait_ns) release_oldest(lg);
+    while (lg->oldest != NONE && now_ns >= lg->pend[lg->oldest].ts_ns + wait_ns) release_oldest(lg);
+    pthread_mutex_unlock(&lg->lock);
 }
 
 void hw_logger_flush(struct hw_logger *lg)
 {
+    pthread_mutex_lock(&lg->lock);
     while (lg->oldest != NONE) release_oldest(lg);
+    pthread_mutex_unlock(&lg->lock);
 }
 
+/* The buffer handed out stays the caller's until its next take of that kind (lines go to the other). */
 const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len)
 {
     if (kind < 0 || kind >= HW_LOG_KINDS) {
         *len = 0;
         return "";
     }
-    *len = lg->out[kind].len;
+    pthread_mutex_lock(&lg->lock);
+    struct hwint_jbuf t = lg->taken[kind];
+    lg->taken[kind] = lg->out[kind];
+    lg->out[kind] = t;
     lg->out[kind].len = 0;
-    return lg->out[kind].p ? lg->out[kind].p : "";
+    pthread_mutex_unlock(&lg->lock);
+    *len = lg->taken[kind].len;
+    return lg->taken[kind].p ? lg->taken[kind].p : "";
 }
 
 void hw_logger_stats(struct hw_logger *lg, struct hw_logger_stats *out)
 {
+    pthread_mutex_lock(&lg->lock);
     for (int k = 0; k < HW_LOG_KINDS; k++) out->records[k] = lg->records[k];
     out->held_early = lg->held_early;
     out->pending = lg->count;
     out->now_ns = lg->now_ns;
+    pthread_mutex_unlock(&lg->lock);
 }

@@ -12,6 +12,7 @@ from agent.logs.records import Builder
 from hwdrivers import CaptureConfig, Session
 from hwdrivers.logs import Logger
 from tests.conftest import ALL_PCAPS, TUNNEL_PCAPS
+from tests.hwdrivers.packets import A4, B4, MS, T0, dns_query, session, udp4
 
 TYPES = ("dns", "conn")
 
@@ -61,22 +62,42 @@ def test_c_lines_equal_python_lines(path):
         assert sorted(got[kind]) == sorted(want[kind]), kind
 
 
-def test_query_table_is_bounded_and_queries_go_out_alone():
-    """Two pending queries at most: the third pushes the first out alone (counted); flush writes the rest."""
-    from tests.conftest import pcap
-    lg = Logger(["dns"], bytes(16), pending_max=2)
-    config = CaptureConfig(source=pcap("zeek__wikipedia.pcap"), backend="pcapfile", events=frozenset({"dns"}),
-                           event_ring=1 << 14, lossless=True)
-    with Session(config) as s:
-        s.run_to_eof(lambda: s.events_through(lg.events))
-        s.events_through(lg.events)
-    lg.flush()
-    lines = [json.loads(x) for _, b in lg.take() for x in b.splitlines()]
-    stats = lg.stats()
-    assert stats["pending"] == 0 and stats["records"]["dns"] == len(lines)
-    alone = [r for r in lines if "rcode" not in r]
-    assert lines and all("rtt" not in r for r in alone)
+def test_queries_held_bounded_repeated_and_alone_equal_python(tmp_path):
+    """Five queries at once with room for two: three go out alone early (counted); a query sent twice
+    counts its repeat; answers pair by flow, id and name, one to a query never seen; what is left goes at
+    the flush.  The logger attached to the session and the Builder fed the same messages as events (the
+    ring and the logger both on) write the same lines."""
+    salt = bytes(range(16))
+    lg = Logger(["dns"], salt, pending_max=2)
+    b = Builder(["dns"], salt)
+    want = []
 
+    def answer(q: bytes) -> bytes:
+        return q[:2] + b"\x81\x80" + q[4:]
+    queries = [dns_query(f"n{i}.example", ident=i) for i in range(5)]
+    frames = [udp4(A4, B4, 40000 + i, 53, q) for i, q in enumerate(queries)]
+    frames += [udp4(A4, B4, 40004, 53, queries[4]), udp4(B4, A4, 53, 40004, answer(queries[4])),
+               udp4(B4, A4, 53, 40009, answer(dns_query("never.asked", ident=9))),
+               udp4(A4, B4, 40010, 53, dns_query("left.example", ident=10))]
+    with session(tmp_path, events=frozenset({"dns"})) as s:
+        s.set_logger(lg)
+        for i, frame in enumerate(frames):
+            s.inject(frame, ts_ns=T0 + i * MS)
+            for ev in s.read_events():
+                for kind, rec in b.feed(ev):
+                    want.append(json.dumps(rec, separators=(",", ":")))
+    stats = lg.stats()
+    assert stats["held_early"] == 3 and stats["pending"] == 2
+    lg.flush()
+    want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.flush()]
+    got = lg.take()[0][1].decode().splitlines()
+    records = [json.loads(x) for x in got]
+    assert [r["query"] for r in records if "rcode" not in r] == ["n0.example", "n1.example", "n2.example",
+                                                                 "n3.example", "left.example"]
+    paired = [r for r in records if "rtt" in r]
+    assert [(r["query"], r["query_repeats"], r["rtt"]) for r in paired] == [("n4.example", 1, 0.002)]
+    assert [r["query"] for r in records if "rcode" in r and "rtt" not in r] == ["never.asked"]
+    assert sorted(got) == sorted(want) and len(got) == 7
 
 
 def test_conn_lines_equal_python_on_random_flows():
