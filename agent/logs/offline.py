@@ -30,7 +30,6 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
 
     def made() -> None:
         for kind, lines in logger.take():
-            counts[kind] += lines.count(b"\n")
             write(kind, lines)
 
     def conns(buf, n: int) -> list:
@@ -64,6 +63,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
         made()
         out(builder.flush())
         packets = s.counters().packets
+    counts.update(logger.stats()["records"])
     if types & {"sip", "rtp"} and error is None:
         from agent.calls.offline import analyse
         try:

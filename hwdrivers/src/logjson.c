@@ -196,6 +196,13 @@ void hwint_j_float(struct hwint_jbuf *b, double x)
         put_micros(b, x == 0 ? 0 : r, signbit(x));
         return;
     }
+    if (fabs(x) < 1e16 && x == trunc(x)) {          /* an integer (a TTL): its digits and ".0" */
+        char *e = t + sizeof t, *d = digits(e - 2, (uint64_t)fabs(x));
+        e[-2] = '.', e[-1] = '0';
+        if (x < 0) *--d = '-';
+        hwint_j_raw(b, d, (size_t)(e - d));
+        return;
+    }
     int p = 1;
     for (; p < 17; p++) {               /* the shortest digits that read back to x */
         snprintf(t, sizeof t, "%.*e", p - 1, x);
