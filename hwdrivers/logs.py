@@ -18,13 +18,14 @@ def uid(salt: bytes, flow_id: int) -> str:
 
 
 class Logger:
-    """The C logger of some of `types` (those in KINDS); `kinds` says which."""
+    """The C logger of some of `types` (those in KINDS); `kinds` says which.  path: every line starts with
+    Zeek's "_path" (its type)."""
 
-    def __init__(self, types, salt: bytes, pending_max: int = 65536):
+    def __init__(self, types, salt: bytes, pending_max: int = 65536, path: bool = False):
         if len(salt) != 16:
             raise ValueError("the uid salt is 16 bytes")
         self.kinds = tuple(sorted(t for t in types if t in KINDS))
-        lg = lib.hw_logger_new(sum(1 << KINDS[t] for t in self.kinds), salt, pending_max)
+        lg = lib.hw_logger_new(sum(1 << KINDS[t] for t in self.kinds), salt, pending_max, path)
         if lg == ffi.NULL:
             raise MemoryError("no memory for the log table")
         self._lg = ffi.gc(lg, lib.hw_logger_free)

@@ -81,14 +81,13 @@ def _offline(args, kinds: list) -> int:
     out = sys.stdout.buffer
 
     def write(kind: str, lines: bytes) -> None:
-        """JSON: each line with its type first ({"_path":"dns",...}), as the C core wrote it; else the table."""
-        if args.json:           # a JSON line has no raw newline inside: "\n{" starts the next record
-            tag = b'{"_path":"%s",' % kind.encode()
-            out.write(tag + lines[1:].replace(b"\n{", b"\n" + tag))
+        """JSON: the lines as made, each with its type first ({"_path":"dns",...}); else the table."""
+        if args.json:
+            out.write(lines)
         else:
             out.write("".join(line(kind, json.loads(x)) + "\n" for x in lines.splitlines()).encode())
     try:
-        result = log_text(args.read, kinds, write, args.bpf or "")
+        result = log_text(args.read, kinds, write, args.bpf or "", tag=args.json)
     except CaptureError as e:
         return fail(e.message)
     out.flush()

@@ -14,19 +14,21 @@ from hwdrivers.logs import Logger
 EVENT_KINDS = {"dns": "dns", "http": "http", "tls": "tls", "arp": "arp", "ndp": "ndp", "dhcp": "dhcp"}
 
 
-def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None], bpf: str = "") -> dict:
+def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None], bpf: str = "",
+             tag: bool = False) -> dict:
     """Call write(type, lines) with the records of the file as '\\n'-ended JSON lines (several at a time),
     in the order they are made; the counts and the error that ended the file early (None).  CaptureError
-    when it cannot be read at all."""
+    when it cannot be read at all.  tag: each line starts with Zeek's "_path" (its type)."""
     types = frozenset(types)
     builder = Builder(types)
-    logger = Logger(types, builder.salt)
+    logger = Logger(types, builder.salt, path=tag)
     counts = dict.fromkeys(sorted(types), 0)
 
     def out(records) -> None:
         for kind, rec in records:
             counts[kind] += 1
-            write(kind, (json.dumps(rec, separators=(",", ":"), default=str) + "\n").encode())
+            write(kind, (json.dumps({"_path": kind, **rec} if tag else rec, separators=(",", ":"), default=str)
+                         + "\n").encode())
 
     def made() -> None:
         for kind, lines in logger.take():

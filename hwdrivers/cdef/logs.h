@@ -22,8 +22,9 @@ struct hw_logger_stats {
 };
 
 /* kinds: bit HW_LOG_* of the types to make; salt: 16 bytes keying the uids; pending_max: DNS queries held at
- * once (the oldest goes out alone when full).  NULL when out of memory. */
-struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max);
+ * once (the oldest goes out alone when full); path: each line starts with Zeek's "_path" (its type), as
+ * `capbox logs --json` writes them.  NULL when out of memory. */
+struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, int path);
 void hw_logger_free(struct hw_logger *lg);
 /* The logger sees a session's DNS messages as the core parses them (in the capture thread, whether or
  * not Python asked for dns events): no event is copied for it.  NULL detaches; lg must outlive the session

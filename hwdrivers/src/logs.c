@@ -29,6 +29,7 @@ struct pend {                   /* a query waiting for its answer */
 struct hw_logger {
     pthread_mutex_t lock;       /* the capture thread makes lines, another takes them */
     uint32_t kinds;
+    int path;                   /* "_path" first */
     uint8_t salt[16];
     uint64_t now_ns;
     struct hwint_jbuf out[HW_LOG_KINDS];
@@ -104,6 +105,7 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
 {
     char t[40];
     hwint_j_raw(b, "{", 1);
+    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, b == &lg->out[HW_LOG_DNS] ? "dns" : "conn");
     hwint_j_key(b, "ts");
     hwint_j_round6(b, (double)ts_ns / 1e9);
     if (flow_id) {
@@ -402,7 +404,7 @@ static int conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
 
 /* ---- the logger ------------------------------------------------------------ */
 
-struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max)
+struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, int path)
 {
     struct hw_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return NULL;
@@ -410,6 +412,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     while (nb < 2 * (pending_max ? pending_max : 1) && nb < (1u << 30)) nb <<= 1;
     pthread_mutex_init(&lg->lock, NULL);
     lg->kinds = kinds;
+    lg->path = path;
     memcpy(lg->salt, salt, 16);
     lg->max = pending_max ? pending_max : 1;
     lg->mask = nb - 1;
