@@ -8,6 +8,13 @@ from hwdrivers._hw import ffi, lib
 
 KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN}
 REST_MAX = 4096                  # indexes handed back per call: more than a Session drains at once
+_FLOW_SIZE = ffi.sizeof("struct hw_flow_record")
+assert ffi.offsetof("struct hw_flow_record", "id") == 0 and _FLOW_SIZE % 8 == 0
+
+
+def flow_ids(buf, n: int) -> list:
+    """The ids of n struct hw_flow_record, read in one slice (no cdata access per flow)."""
+    return memoryview(ffi.buffer(buf, n * _FLOW_SIZE)).cast("Q")[::_FLOW_SIZE // 8].tolist()
 
 
 def uid(salt: bytes, flow_id: int) -> str:

@@ -54,6 +54,7 @@ class CaptureService:
         self.tokens: list = []                 # honeytokens the C core searches payloads for (deception)
         self.export = ExportManager(cfg, store)
         self.recording = RecordingManager(cfg, self.settings)
+        self.session_hooks: list = []          # fn(session) for each new session before its first packet (logs)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
         health.register_losses("event_path", self.event_losses)
         self.component.state = "idle"
@@ -126,6 +127,8 @@ class CaptureService:
             # before the first packet: exporters and the recorder see all of them
             self.export.attach(session)
             self.recording.attach(session, path if backend != "pcapfile" else pathlib.Path(path).name)
+            for hook in self.session_hooks:
+                hook(session)
             run_id = self.store.write(lambda c: c.execute(
                 "INSERT INTO capture_runs (started, backend, source, bpf) VALUES (?, ?, ?, ?)",
                 (time.time(), backend, path, req.bpf)).lastrowid)

@@ -9,7 +9,7 @@ from typing import Callable, Iterable
 
 from agent.logs.records import DNS_WAIT_S, Builder
 from hwdrivers import CaptureConfig, CaptureError, Session
-from hwdrivers.logs import Logger
+from hwdrivers.logs import Logger, flow_ids
 
 EVENT_KINDS = {"dns": "dns", "http": "http", "tls": "tls", "arp": "arp", "ndp": "ndp", "dhcp": "dhcp"}
 
@@ -36,11 +36,8 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
 
     def conns(buf, n: int) -> list:
         left = logger.flows(buf, n)
-        if builder.pending["http"] or builder.pending["tls"]:      # what waited for the flows C logged
-            kept = set(left)
-            for i in range(n):
-                if i not in kept:
-                    out(builder.ended(buf[i].id))
+        for fid in builder.waiting(flow_ids(buf, n)):       # what waited for the flows C logged
+            out(builder.ended(fid))
         return left
 
     events = frozenset(k for t, k in EVENT_KINDS.items() if t in types and t not in logger.kinds)

@@ -145,6 +145,13 @@ class Builder:
             out.append(("conn", self._conn(f)))
         return out
 
+    def waiting(self, fids) -> list:
+        """Those of the flows fids that something waits for (their end releases it: ended())."""
+        depth, tls, http = self._depth, self._tls, self._http
+        if not (depth or tls or http):
+            return []
+        return [f for f in fids if f in depth or f in tls or f in http]
+
     def ended(self, fid: int) -> list:
         """A flow left the table (its conn record made elsewhere, in C): what waited for its end."""
         if not (self._depth or self._tls or self._http):
