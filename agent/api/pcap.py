@@ -5,25 +5,37 @@ import bottle
 
 from agent.api.app import READ, Api
 from agent.api.validate import Field, bpf
-from agent.errors import validation
+from agent.errors import AgentError, validation
 from agent.recordings import packets
 
 PCAP = {
     "since": Field(str, "", max_len=64, doc="unix seconds (to the nanosecond) or ISO 8601; default: the oldest kept"),
     "until": Field(str, "", max_len=64, doc="unix seconds or ISO 8601; default: the newest kept"),
     "bpf": bpf("", "BPF filter the packets must pass (with flow/threat/call: as well as theirs)"),
-    "flow": Field(int, 0, 0, doc="a flow id in the running capture's table: its hosts, ports and life"),
+    "flow": Field(int, 0, 0, doc="a flow id of the running (or last) capture, in its table or ended: its hosts, ports and life"),
     "threat": Field(str, "", max_len=64, doc="a threat id: the parties it names, first to last sighting"),
     "call": Field(str, "", max_len=128, doc="a call session id: its signalling and media, over the call"),
     "pad_s": Field(float, packets.PAD_S, 0, 3600, doc="seconds added either side of a flow's, threat's or call's time"),
 }
 
 
+def live_or_ended_flow(agent, flow_id: int):
+    """A flow in the running capture's table, or one of its flows that ended (the log service remembers
+    those it logged: conn)."""
+    try:
+        return agent.capture.flow(flow_id)
+    except AgentError:
+        ended = agent.protologs.ended_flow(flow_id)
+        if ended is None:
+            raise
+        return ended
+
+
 def window(agent, since, until, bpf, flow, threat, call, pad_s) -> packets.Window:
     if sum(map(bool, (flow, threat, call))) > 1:
         raise validation("give at most one of flow, threat and call", field="flow")
     if flow:
-        w = packets.flow_window(agent.capture.flow(flow), pad_s)
+        w = packets.flow_window(live_or_ended_flow(agent, flow), pad_s)
     elif threat:
         w = packets.threat_window(agent.threats.get_row(threat), pad_s)
     elif call:

@@ -7,6 +7,7 @@ lines are made in C as the capture parses the messages (a hwdrivers.logs
 Logger attached to each session before its first packet); the service takes
 them every tick."""
 import collections
+import dataclasses
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import threading
 import time
 
 from agent.logs.index import Index
-from agent.logs.records import DNS_WAIT_S, Builder
+from agent.logs.records import DNS_WAIT_S, PROTO_NUMBERS, Builder
 from agent.outputs.eve import LOG_CHANNEL
 from agent.outputs.evefile import EveFile, prune
 from agent.services import Service
@@ -26,6 +27,22 @@ CHANNELS = {"dns": "packets:dns", "http": "packets:http", "tls": "packets:tls", 
             "rtp": "calls:updated"}
 PRUNE_EVERY_S = 60.0
 INDEX_FILE = "index.db"
+ENDED_MAX = 65536                 # ended flows of the running capture remembered for ?flow=ID
+
+
+@dataclasses.dataclass(slots=True)
+class EndedFlow:
+    """What /v1/pcap?flow=ID needs of a flow that left the table (agent.recordings.packets.flow_window)."""
+    id: int
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    proto: int
+    vlan: int
+    family: int
+    first_ns: int
+    last_ns: int
 
 
 class LogFiles:
@@ -59,6 +76,8 @@ class LogFiles:
 class LogService(Service):
     name = "logs"
     critical = False
+    ended: dict = {}                        # flow id -> EndedFlow of the capture's flows that left the table
+    _lock = threading.Lock()                # (class values: a service not started remembers none)
 
     @classmethod
     def wanted(cls, cfg) -> bool:
@@ -74,6 +93,7 @@ class LogService(Service):
         self.logger = None                  # the C logger of the running capture's session
         self._next = None                   # (logger, salt) of a session made, its capture_started not yet read
         self._lock = threading.Lock()
+        self.ended = collections.OrderedDict()
         if self.c_types:
             agent.capture.session_hooks.append(self._attach)
         self.files = LogFiles(agent.cfg.logs_dir, sorted(self.types), c.rotate_mb << 20)
@@ -86,6 +106,7 @@ class LogService(Service):
     def handle(self, env) -> None:
         ch, data = env.channel, env.data
         if ch == "flows:expired":
+            self._remember(data)
             out = self.builder.flow(data)
         elif ch == "calls:updated":
             out = self.builder.call(data["detail"]) if data.get("detail") else []
@@ -96,10 +117,29 @@ class LogService(Service):
                 with self._lock:
                     self.logger, salt = self._next or (None, None)
                     self._next = None
+                    self.ended.clear()              # flow ids start over
                 self.builder = Builder(self.types, salt)
         else:
             out = self.builder.feed(data)
         self._write(out)
+
+    def _remember(self, f: dict) -> None:
+        """An expired flow (an active timeout's records of one flow share its id: their union)."""
+        first, last = round(f["first"] * 1e9), round(f["last"] * 1e9)
+        with self._lock:
+            old = self.ended.pop(f["id"], None)
+            if old is None and len(self.ended) >= ENDED_MAX:
+                self.ended.popitem(last=False)
+            name = str(f["proto"])
+            self.ended[f["id"]] = EndedFlow(
+                f["id"], f["src"], f["dst"], f["sport"], f["dport"],
+                PROTO_NUMBERS.get(name) or (int(name) if name.isdigit() else 0), f["vlan"], 6 if ":" in f["src"] else 4,
+                min(first, old.first_ns) if old else first, max(last, old.last_ns) if old else last)
+
+    def ended_flow(self, flow_id: int):
+        """A flow of the running (or last) capture that left the table, None when not remembered."""
+        with self._lock:
+            return self.ended.get(flow_id)
 
     def _attach(self, session) -> None:
         """A capture session is made (in the thread starting it): its DNS messages go to a new C logger."""

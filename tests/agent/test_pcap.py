@@ -204,6 +204,18 @@ def test_a_call_and_a_flow(agent, tmp_path):
     assert got and got == want[:len(got)], ({k: v for k, v in h.items() if k.startswith("x-")}, len(want))
     assert f"port {flow['sport']}" in h["x-capbox-filter"] and f"host {flow['src']}" in h["x-capbox-filter"]
 
+    # the capture stops: the flow has left the table, and its packets are still found by its id (the log
+    # service remembers the ended flows of the last capture), all that was recorded of it
+    agent.client.capture_stop()
+    status, h2 = wait_for(lambda: (lambda r: r[0] == 200 and r)(curl(agent, tmp_path / "ended.pcapng",
+                                                                      flow=flow["id"])), timeout=20, interval=0.5)
+    ended = read_pcapng(tmp_path / "ended.pcapng")["packets"]
+    assert h2["x-capbox-filter"] == h["x-capbox-filter"] and int(h2["x-capbox-until-ns"]) >= int(h["x-capbox-until-ns"])
+    assert len(ended) >= len(got) and ended == want[:len(ended)]
+    with pytest.raises(ApiError) as e:
+        agent.client.get("/v1/pcap", flow=999999)
+    assert e.value.status == 404 and e.value.code == "FLOW_NOT_FOUND"
+
 
 def test_flow_filters_meet_tcpdump_also_for_tagged_flows(tmp_path, synthetic_pcap):
     """Every flow of the synthetic capture (802.1Q-tagged ones too, and IPv6): the flow's window and filter
