@@ -25,6 +25,10 @@ class Source:
     def patch(self, path: str, body: dict) -> dict:
         return self._call(self.client.request, "PATCH", path, body)
 
+    def pcap(self, out, **query) -> dict:
+        """GET /v1/pcap (flow, threat, call...) into the binary file out: the response's headers."""
+        return self._call(self.client.pcap, out, **query)
+
     def optional(self, path: str, **query) -> Optional[dict]:
         """A route that may not answer here (nothing computed yet, feature off): None instead of an error."""
         try:
