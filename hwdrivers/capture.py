@@ -318,21 +318,10 @@ class Session:
                 raise CaptureError(ErrorCode.NOMEM, "no memory for the logger's event")
             self._logger = logger
 
-    def events_through(self, take) -> list:
-        """Queued events, each batch offered raw to take(struct hw_event array, n) first (a C consumer such as
-        hwdrivers.logs.Logger, which costs no Python object per event); the indexes it returns come back as
-        PacketEvents."""
-        out = []
-        size, convert, view, buf = _events.SIZE, _events.from_buffer, self._event_view, self._event_buf
-        with self._use() as s:
-            while True:
-                n = lib.hw_events_read(s, buf, len(buf))
-                out.extend(convert(view, i * size) for i in take(buf, n))
-                if n < len(buf):
-                    return out
-
     def flows_through(self, take) -> list:
-        """Expired flows offered raw to take(struct hw_flow_record array, n) as events_through does."""
+        """Expired flows, each batch offered raw to take(struct hw_flow_record array, n) first (a C consumer
+        such as hwdrivers.logs.Logger: no Python object per flow); the indexes it returns come back as
+        FlowRecords."""
         out, buf = [], self._flow_buf
         with self._use() as s:
             while True:

@@ -39,10 +39,6 @@ class Logger:
         self._rest = ffi.new("int32_t[]", REST_MAX)
         self._len = ffi.new("size_t *")
 
-    def events(self, buf, n: int) -> list:
-        """n struct hw_event: the indexes of those left to Python."""
-        return self._left(lib.hw_logger_events(self._lg, buf, n, self._rest))
-
     def flows(self, buf, n: int) -> list:
         """n struct hw_flow_record: the indexes of those left to Python (ICMP)."""
         return self._left(lib.hw_logger_flows(self._lg, buf, n, self._rest))

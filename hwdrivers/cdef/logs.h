@@ -30,8 +30,6 @@ void hw_logger_free(struct hw_logger *lg);
  * not Python asked for dns events): no event is copied for it.  NULL detaches; lg must outlive the session
  * or be detached first.  Call before the capture runs, or its first packets are not logged. */
 int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg);
-/* n events: the ones it logs it takes (a logger that is not attached to a session); the indexes of the others go to rest (room for n); returns how many. */
-int hw_logger_events(struct hw_logger *lg, const struct hw_event *ev, int n, int32_t *rest);
 /* n expired flows: the conn line of each; those it leaves (ICMP, whose community ID is Python's) go to rest. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest);
 /* Queries unanswered for wait_ns of packet time before now_ns (or the newest DNS event, if later) are logged alone. */
@@ -43,6 +41,3 @@ const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len);
 void hw_logger_stats(struct hw_logger *lg, struct hw_logger_stats *out);
 /* A Zeek-like uid: 'C' + 17 hex digits and a NUL into out (19 bytes), keyed by the 16-byte salt. */
 void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out);
-/* DNS mnemonics (NULL when the code has none: the caller writes TYPE<n> or the number). */
-const char *hw_dns_type_name(int type);
-const char *hw_dns_rcode_name(int rcode);

@@ -39,30 +39,6 @@ struct hw_logger {
     uint64_t records[HW_LOG_KINDS], held_early;
 };
 
-/* ---- names --------------------------------------------------------------- */
-
-static const struct { uint16_t code; const char *name; } dns_types[] = {
-    {1, "A"}, {2, "NS"}, {5, "CNAME"}, {6, "SOA"}, {12, "PTR"}, {15, "MX"}, {16, "TXT"}, {28, "AAAA"},
-    {33, "SRV"}, {35, "NAPTR"}, {39, "DNAME"}, {41, "OPT"}, {43, "DS"}, {46, "RRSIG"}, {47, "NSEC"},
-    {48, "DNSKEY"}, {50, "NSEC3"}, {52, "TLSA"}, {64, "SVCB"}, {65, "HTTPS"}, {99, "SPF"}, {251, "IXFR"},
-    {252, "AXFR"}, {255, "ANY"}, {257, "CAA"},
-};
-static const char *rcodes[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
-                               "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"};
-
-const char *hw_dns_type_name(int type)
-{
-    for (size_t i = 0; i < sizeof dns_types / sizeof dns_types[0]; i++)
-        if (dns_types[i].code == type) return dns_types[i].name;
-    return NULL;
-}
-
-const char *hw_dns_rcode_name(int rcode)
-{
-    if (rcode == 16) return "BADVERS";
-    return rcode >= 0 && rcode < (int)(sizeof rcodes / sizeof rcodes[0]) ? rcodes[rcode] : NULL;
-}
-
 /* ---- uid ----------------------------------------------------------------- */
 
 static uint64_t mix(uint64_t z)
@@ -450,16 +426,6 @@ void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
     if (e->ts_ns > lg->now_ns) lg->now_ns = e->ts_ns;
     if (e->has_rec && !e->rec_status) on_dns(lg, e);
     pthread_mutex_unlock(&lg->lock);
-}
-
-int hw_logger_events(struct hw_logger *lg, const struct hw_event *ev, int n, int32_t *rest)
-{
-    int left = 0;
-    for (int i = 0; i < n; i++) {
-        if (hwint_logger_wants(lg, ev[i].kind)) hwint_logger_event(lg, &ev[i]);
-        else rest[left++] = i;
-    }
-    return left;
 }
 
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
