@@ -123,7 +123,7 @@ def test_hostile_and_empty_requests(agent, tmp_path):
                         ({"flow": "-1"}, "VALIDATION_ERROR"), ({"since": "yesterday"}, "VALIDATION_ERROR"),
                         ({"since": "1e30"}, "VALIDATION_ERROR"), ({"since": "5", "until": "4"}, "VALIDATION_ERROR"),
                         ({"bpf": "x" * 5000}, "VALIDATION_ERROR"), ({"threat": "thr_nope"}, "THREAT_NOT_FOUND"),
-                        ({"call": "nope"}, "SESSION_NOT_FOUND"), ({"flow": "7"}, "FLOW_NOT_FOUND"),
+                        ({"call": "nope"}, "SESSION_NOT_FOUND"), ({"flow": "999999"}, "FLOW_NOT_FOUND"),
                         ({"flow": "7", "threat": "thr_x"}, "VALIDATION_ERROR"),
                         ({"since": "1", "until": "2"}, "NO_PACKETS_KEPT")]:
         status, _ = curl(agent, out, **query)
