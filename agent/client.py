@@ -483,6 +483,10 @@ class Client:
             raise api_error(r.status, payload, {k.lower(): v for k, v in r.getheaders()}, data)
         return payload
 
+    def log_records(self, kind: str, **query) -> dict:
+        """GET /v1/logs/{type} as one answer ({"type", "records", "count"}): for a few records."""
+        return self.get(f"/v1/logs/{urllib.parse.quote(kind, safe='')}", **query)
+
     def logs(self, kind: str, **query) -> Iterator[dict]:
         """The records of one protocol log type (GET /v1/logs/{type} as JSON lines), as they arrive."""
         q = {k: v for k, v in query.items() if v not in (None, "")} | {"format": "jsonl"}

@@ -60,7 +60,8 @@ CATALOGUE = {
     "NO_PACKETS_KEPT": (404, "No kept recording covers this window: its packets were never recorded, or retention "
                              "(recording keep_mb, keep_s) has deleted them. details.kept has the oldest and newest "
                              "kept packet."),
-    "FLOW_NOT_FOUND": (404, "The flow is not in the running capture's table (it ended, or no capture runs). Ask "
+    "FLOW_NOT_FOUND": (404, "The flow is neither in the running capture's table nor among the last capture's "
+                            "ended flows the log service remembers (conn logging off, or too long ago). Ask "
                             "GET /v1/pcap with since, until and a bpf of its hosts and ports instead."),
     "NO_FILTER": (422, "The threat or call names no address to find its packets by; ask GET /v1/pcap with a window "
                        "and a bpf instead."),

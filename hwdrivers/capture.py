@@ -315,6 +315,26 @@ class Session:
         with self._use() as s:
             return lib.hw_events_read(s, ffi.cast("struct hw_event *", dst), limit)
 
+    def set_logger(self, logger) -> None:
+        """Log the DNS messages into a hwdrivers.logs.Logger as the core parses them (before run: from the
+        first packet); None detaches.  The session keeps it alive."""
+        with self._use() as s:
+            if lib.hw_session_set_logger(s, logger._lg if logger else ffi.NULL):
+                raise CaptureError(ErrorCode.NOMEM, "no memory for the logger's event")
+            self._logger = logger
+
+    def flows_through(self, take) -> list:
+        """Expired flows, each batch offered raw to take(struct hw_flow_record array, n) first (a C consumer
+        such as hwdrivers.logs.Logger: no Python object per flow); the indexes it returns come back as
+        FlowRecords."""
+        out, buf = [], self._flow_buf
+        with self._use() as s:
+            while True:
+                n = lib.hw_flows_read(s, buf, len(buf))
+                out.extend(_flows.from_cdata(buf[i]) for i in take(buf, n))
+                if n < len(buf):
+                    return out
+
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""
         return self._drain(lib.hw_flows_read, self._flow_buf, _flows.from_cdata, limit)

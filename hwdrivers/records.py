@@ -4,6 +4,7 @@
 An event of kind dns or tls carries its record; Python reads its fields and
 never parses the payload bytes again."""
 import dataclasses
+import functools
 import socket
 from typing import Optional
 
@@ -12,22 +13,22 @@ from hwdrivers.layout import Layout
 
 MALFORMED_NAMES = [ffi.string(lib.hw_record_malformed_name(i)).decode() for i in range(lib.HW_RMAL_COUNT)]
 
-DNS_TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
-             35: "NAPTR", 39: "DNAME", 41: "OPT", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3",
-             52: "TLSA", 64: "SVCB", 65: "HTTPS", 99: "SPF", 251: "IXFR", 252: "AXFR", 255: "ANY", 257: "CAA"}
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED", 6: "YXDOMAIN",
-          7: "YXRRSET", 8: "NXRRSET", 9: "NOTAUTH", 10: "NOTZONE", 16: "BADVERS"}
 SECTIONS = {lib.HW_DNS_SEC_ANSWER: "answer", lib.HW_DNS_SEC_AUTHORITY: "authority"}
 _T_A, _T_AAAA, _T_MX, _T_TXT, _T_SOA = 1, 28, 15, 16, 6
 
 
+@functools.lru_cache(maxsize=1024)
 def dns_type(t: int) -> str:
-    """A record type's mnemonic, as dnspython writes it (TYPE<n> when unknown)."""
-    return DNS_TYPES.get(t) or f"TYPE{t}"
+    """A record type's mnemonic, as dnspython writes it (TYPE<n> when unknown); the names are the C
+    core's, which writes the dns log lines (cdef/logs.h)."""
+    name = lib.hw_dns_type_name(t)
+    return ffi.string(name).decode() if name != ffi.NULL else f"TYPE{t}"
 
 
+@functools.lru_cache(maxsize=256)
 def dns_rcode(r: int) -> str:
-    return RCODES.get(r) or str(r)
+    name = lib.hw_dns_rcode_name(r)
+    return ffi.string(name).decode() if name != ffi.NULL else str(r)
 
 
 @dataclasses.dataclass(slots=True)

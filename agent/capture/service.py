@@ -58,6 +58,7 @@ class CaptureService:
         self.tokens: list = []                 # honeytokens the C core searches payloads for (deception)
         self.export = ExportManager(cfg, store)
         self.recording = RecordingManager(cfg, self.settings)
+        self.session_hooks: list = []          # fn(session) for each new session before its first packet (logs)
         self.component = health.register("capture", critical=True, detail=self._health_detail)
         health.register_losses("event_path", self.event_losses)
         self.component.state = "idle"
@@ -130,6 +131,8 @@ class CaptureService:
             # before the first packet: exporters and the recorder see all of them
             self.export.attach(session)
             self.recording.attach(session, path if backend != "pcapfile" else pathlib.Path(path).name)
+            for hook in self.session_hooks:
+                hook(session)
             run_id = self.store.write(lambda c: c.execute(
                 "INSERT INTO capture_runs (started, backend, source, bpf) VALUES (?, ?, ?, ?)",
                 (time.time(), backend, path, req.bpf)).lastrowid)
@@ -156,8 +159,7 @@ class CaptureService:
         """The honeytokens to look for, in this capture and the next ones."""
         with self._lock:
             self.tokens = list(tokens)
-            run = self.run
-            if run is not None:
+            if (run := self.run) is not None:
                 try:
                     run.session.set_tokens(self.tokens)
                 except CaptureError as e:
@@ -165,8 +167,7 @@ class CaptureService:
 
     def stop(self, reason: str = "manual") -> dict:
         with self._lock:
-            run = self.run
-            if run is None:
+            if (run := self.run) is None:
                 return {**self.status(), "stopped": False, "message": "no active capture"}
             self._finish(run, reason)
             return {**self.status(), "stopped": True, "reason": reason}
@@ -197,8 +198,7 @@ class CaptureService:
                 self.run = None
             self.last = run
             self.component.beat("idle")
-        stats = json.dumps(run.final)
-        self.store.submit_nowait(lambda c: c.execute(
+        self.store.submit_nowait(lambda c, stats=json.dumps(run.final): c.execute(
             "UPDATE capture_runs SET stopped = ?, reason = ?, stats = ? WHERE id = ?",
             (run.stopped, reason, stats, run.id)))
         log.info("capture %d stopped (%s): %d packets", run.id, reason, counters.packets)

@@ -76,16 +76,21 @@ def cmd_logs(args) -> int:
 
 
 def _offline(args, kinds: list) -> int:
-    from agent.logs.offline import log_file
+    from agent.logs.offline import log_text
     from hwdrivers import CaptureError
+    out = sys.stdout.buffer
 
-    def emit(kind, rec) -> None:
-        sys.stdout.write((json.dumps({"_path": kind, **rec}) if args.json else line(kind, rec)) + "\n")
+    def write(kind: str, lines: bytes) -> None:
+        """JSON: the lines as made, each with its type first ({"_path":"dns",...}); else the table."""
+        if args.json:
+            out.write(lines)
+        else:
+            out.write("".join(line(kind, json.loads(x)) + "\n" for x in lines.splitlines()).encode())
     try:
-        result = log_file(args.read, kinds, emit, args.bpf or "")
+        result = log_text(args.read, kinds, write, args.bpf or "", tag=args.json)
     except CaptureError as e:
         return fail(e.message)
-    sys.stdout.flush()
+    out.flush()
     if result["error"]:
         return fail(f"the file ends early: {result['error']} (the records before it were written)")
     return 0

@@ -12,6 +12,7 @@ Textual console in `capbox run` use it with full rights: whoever reaches
 them has passed the console's password or sits at the box."""
 import dataclasses
 import functools
+import json
 import logging
 import sqlite3
 
@@ -21,10 +22,15 @@ from agent.api.capture import FILTER, FLOWS, START, STOP, capture_request
 from agent.api.deception import START as DECEPTION_START, open_session
 from agent.api.detection import PATCH, THREATS, VERIFY_DNS, list_threats
 from agent.api.firmware import VERIFY_FILES
+from agent.api.logs import QUERY as LOG_QUERY
+from agent.api.pcap import PCAP
 from agent.api.platform import LOGS, NEW_KEY
 from agent.api.validate import parse
 from agent.client import ERRORS, ApiError
 from agent.errors import AgentError
+from agent.logs import index as log_index
+from agent.logs.service import INDEX_FILE
+from agent.recordings import packets
 from agent.software.card import verdict_body
 from agent.store import StoreError
 
@@ -186,6 +192,22 @@ class LocalClient:
     @answer
     def call_ladder(self, session_id: str) -> dict:
         return self.agent.calls.ladder(session_id)
+
+    @answer
+    def log_records(self, kind: str, **q) -> dict:
+        f = query(q, LOG_QUERY)
+        lines = list(log_index.search(self.agent.cfg.logs_dir / INDEX_FILE, kind, f["since"], f["until"], f["host"],
+                                      f["q"], f["community_id"], f["limit"]))
+        return {"type": kind, "records": [json.loads(line) for line in lines], "count": len(lines)}
+
+    @answer
+    def pcap(self, out, **q) -> dict:
+        f = query(q, PCAP)
+        w = packets.asked(self.agent, *(f[k] for k in ("since", "until", "bpf", "flow", "threat", "call", "pad_s")))
+        headers, body = self.agent.capture.packets(w, full_key=True)
+        for chunk in body:
+            out.write(chunk)
+        return headers
 
     # ---- what runs on the box ----
 

@@ -6,12 +6,14 @@ One writer (the log service) adds rows in batches; readers (the API) open
 their own read-only connection (WAL: they never wait on the writer).
 Retention removes rows by the time they were written, not the packet time,
 so a replayed old capture is kept as long as a live one."""
+import ipaddress
 import pathlib
 import sqlite3
 import time
 from typing import Iterator, Optional
 
-from agent.logs.records import hosts, key_text
+from agent.errors import AgentError, validation
+from agent.logs.records import TYPES, hosts, key_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, added REAL NOT NULL, ts REAL NOT NULL, type TEXT NOT NULL,
@@ -119,6 +121,22 @@ def query(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0,
         db.close()
         raise
     return _lines(db, cursor)
+
+
+def search(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0, host: str = "", q: str = "",
+           community_id: str = "", limit: int = 100) -> Iterator[str]:
+    """query() as a person asks it (GET /v1/logs/{type}, the consoles): an unknown type is NOT_FOUND, a
+    host that is no IP address or a window that ends before it starts is refused."""
+    if kind not in TYPES:
+        raise AgentError("NOT_FOUND", f"no log type {kind!r}", {"id": kind, "choices": list(TYPES)})
+    if host:
+        try:
+            host = str(ipaddress.ip_address(host))
+        except ValueError:
+            raise validation(f"host must be an IP address, not {host!r}", field="host") from None
+    if until and since and until <= since:
+        raise validation("until must be after since", field="until")
+    return query(path, kind, since, until, host, q, community_id, limit)
 
 
 def _lines(db, cursor) -> Iterator[str]:

@@ -8,13 +8,13 @@ records, expired flows, finished calls) and pairs what comes in halves: a
 DNS query with its answer, an HTTP request with its response, a TLS
 connection's hellos with its certificates.  It never reads packet bytes."""
 import dataclasses
-import hashlib
 import os
 from typing import Optional
 
 from agent.config import LogsSection
 from agent.detectors.tls_downgrade import suite_name
 from agent.outputs.eve import community_id
+from hwdrivers.logs import uid
 from hwdrivers.records import dns_rcode, dns_type
 
 TYPES = LogsSection.types
@@ -31,11 +31,6 @@ BINDINGS_MAX = 65536         # ARP / ND bindings remembered
 ID_CACHE = 65536             # flows whose uid and community id are kept
 DNS_WAIT_S = 30.0            # a query with no answer this long (packet time) is logged alone
 TLS_WAIT_S = 30.0            # a handshake's record waits this long for its certificates (or the flow's end)
-
-
-def uid(salt: bytes, flow_id: int) -> str:
-    """Zeek-like connection uid: 'C' + 17 hex digits, stable for a flow within one capture run."""
-    return "C" + hashlib.blake2b(flow_id.to_bytes(8, "little"), digest_size=9, key=salt).hexdigest()[:17]
 
 
 def history(fwd: int, rev: int) -> str:
@@ -145,14 +140,27 @@ class Builder:
 
     def flow(self, f: dict) -> list:
         """An expired flow (FlowRecord.as_dict): its conn record, and what waited for its end."""
+        out = self.ended(f["id"])
+        if "conn" in self.types:
+            out.append(("conn", self._conn(f)))
+        return out
+
+    def waiting(self, fids) -> list:
+        """Those of the flows fids that something waits for (their end releases it: ended())."""
+        depth, tls, http = self._depth, self._tls, self._http
+        if not (depth or tls or http):
+            return []
+        return [f for f in fids if f in depth or f in tls or f in http]
+
+    def ended(self, fid: int) -> list:
+        """A flow left the table (its conn record made elsewhere, in C): what waited for its end."""
+        if not (self._depth or self._tls or self._http):
+            return []
         out = []
-        fid = f["id"]
         self._depth.pop(fid, None)
         for kind in ("tls", "http"):
             if fid in self.pending[kind]:
                 out += self._release(kind, fid)
-        if "conn" in self.types:
-            out.append(("conn", self._conn(f)))
         return out
 
     def call(self, detail: dict) -> list:

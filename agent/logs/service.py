@@ -2,18 +2,25 @@
 expired flows, finished calls), protocol log records out, to one rotated
 JSON-lines file per type under <data_dir>/logs and to the index the API
 searches.  It reads the bus like any consumer: a bounded queue whose drops
-are counted (health, /metrics); the capture never waits for it."""
+are counted (health, /metrics); the capture never waits for it.  The dns
+lines are made in C as the capture parses the messages (a hwdrivers.logs
+Logger attached to each session before its first packet); the service takes
+them every tick."""
 import collections
+import dataclasses
 import json
 import logging
+import os
+import threading
 import time
 
 from agent.events import LogRecord
 from agent.logs.index import Index
-from agent.logs.records import Builder
+from agent.logs.records import DNS_WAIT_S, PROTO_NUMBERS, Builder
 from agent.outputs.eve import LOG_CHANNEL
 from agent.outputs.evefile import EveFile, prune
 from agent.services import Service
+from hwdrivers.logs import Logger
 
 log = logging.getLogger(__name__)
 CHANNELS = {"dns": "packets:dns", "http": "packets:http", "tls": "packets:tls", "arp": "packets:arp",
@@ -21,6 +28,22 @@ CHANNELS = {"dns": "packets:dns", "http": "packets:http", "tls": "packets:tls", 
             "rtp": "calls:updated"}
 PRUNE_EVERY_S = 60.0
 INDEX_FILE = "index.db"
+ENDED_MAX = 65536                 # ended flows of the running capture remembered for ?flow=ID
+
+
+@dataclasses.dataclass(slots=True)
+class EndedFlow:
+    """What /v1/pcap?flow=ID needs of a flow that left the table (agent.recordings.packets.flow_window)."""
+    id: int
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    proto: int
+    vlan: int
+    family: int
+    first_ns: int
+    last_ns: int
 
 
 class LogFiles:
@@ -54,6 +77,8 @@ class LogFiles:
 class LogService(Service):
     name = "logs"
     critical = False
+    ended: dict = {}                        # flow id -> EndedFlow of the capture's flows that left the table
+    _lock = threading.Lock()                # (class values: a service not started remembers none)
 
     @classmethod
     def wanted(cls, cfg) -> bool:
@@ -62,9 +87,16 @@ class LogService(Service):
     def start(self, agent) -> None:
         c = self.cfg = agent.cfg.logs
         self.types = frozenset(c.types)
-        self.channels = tuple(sorted({CHANNELS[t] for t in self.types} | {"capture:state"}))
+        self.c_types = frozenset({"dns"} & self.types)     # made by the C logger, not from bus events
+        self.channels = tuple(sorted({CHANNELS[t] for t in self.types - self.c_types} | {"capture:state"}))
         self.queue_size = c.queue
         self.builder = Builder(self.types)
+        self.logger = None                  # the C logger of the running capture's session
+        self._next = None                   # (logger, salt) of a session made, its capture_started not yet read
+        self._lock = threading.Lock()
+        self.ended = collections.OrderedDict()
+        if self.c_types:
+            agent.capture.session_hooks.append(self._attach)
         self.files = LogFiles(agent.cfg.logs_dir, sorted(self.types), c.rotate_mb << 20)
         self.index = Index(agent.cfg.logs_dir / INDEX_FILE)
         self.bus = agent.bus
@@ -75,27 +107,76 @@ class LogService(Service):
     def handle(self, env) -> None:
         ch, data = env.channel, env.data
         if ch == "flows:expired":
+            self._remember(data)
             out = self.builder.flow(data)
         elif ch == "calls:updated":
             out = self.builder.call(data["detail"]) if data.get("detail") else []
         elif ch == "capture:state":
             out = self.builder.flush()
-            if env.event_type == "capture_started":
-                self.builder = Builder(self.types)      # a new run: new flow ids, new uids
+            self._take(flush=True)
+            if env.event_type == "capture_started":  # a new run: new flow ids, new uids (C's and Python's alike)
+                with self._lock:
+                    self.logger, salt = self._next or (None, None)
+                    self._next = None
+                    self.ended.clear()              # flow ids start over
+                self.builder = Builder(self.types, salt)
         else:
             out = self.builder.feed(data)
         self._write(out)
 
+    def _remember(self, f: dict) -> None:
+        """An expired flow (an active timeout's records of one flow share its id: their union)."""
+        first, last = round(f["first"] * 1e9), round(f["last"] * 1e9)
+        with self._lock:
+            old = self.ended.pop(f["id"], None)
+            if old is None and len(self.ended) >= ENDED_MAX:
+                self.ended.popitem(last=False)
+            name = str(f["proto"])
+            self.ended[f["id"]] = EndedFlow(
+                f["id"], f["src"], f["dst"], f["sport"], f["dport"],
+                PROTO_NUMBERS.get(name) or (int(name) if name.isdigit() else 0), f["vlan"], 6 if ":" in f["src"] else 4,
+                min(first, old.first_ns) if old else first, max(last, old.last_ns) if old else last)
+
+    def ended_flow(self, flow_id: int):
+        """A flow of the running (or last) capture that left the table, None when not remembered."""
+        with self._lock:
+            return self.ended.get(flow_id)
+
+    def _attach(self, session) -> None:
+        """A capture session is made (in the thread starting it): its DNS messages go to a new C logger."""
+        salt = os.urandom(16)
+        logger = Logger(self.c_types, salt)
+        session.set_logger(logger)
+        with self._lock:
+            self._next = (logger, salt)
+
+    def _take(self, flush: bool = False) -> None:
+        """The lines the C logger made: each is read back for the index (its time, hosts and names)."""
+        if self.logger is None:
+            return
+        if flush:
+            self.logger.flush()
+        else:
+            self.logger.expire(self.builder.now, DNS_WAIT_S)
+        for kind, lines in self.logger.take():
+            self._lines((kind, json.loads(line), line) for line in lines.decode().splitlines())
+
     def _write(self, records) -> None:
+        self._lines((kind, rec, json.dumps(rec, separators=(",", ":"), default=str)) for kind, rec in records)
+
+    def _lines(self, records) -> None:
+        """(type, record, its JSON line) to the files, the index and (when somebody follows) the bus."""
         now = time.time()
-        for kind, rec in records:
-            line = json.dumps(rec, separators=(",", ":"), default=str)
+        follow = self.bus.listening(LOG_CHANNEL)       # EVE http/tls, SSE followers: else no message is made
+        for kind, rec, line in records:
             self.files.write(kind, line)
             self.index.add(kind, rec, line, now)
             self.written[kind] += 1
-            self.bus.publish(LOG_CHANNEL, kind, LogRecord(rec), source="logs")     # EVE http/tls, SSE followers
+            if follow:
+                self.bus.publish(LOG_CHANNEL, kind, LogRecord(rec), source="logs")
 
     def tick(self, now: float) -> None:
+        self._take()
         self._write(self.builder.expire())
         self.files.flush()
         self.index.commit()
@@ -110,6 +191,7 @@ class LogService(Service):
         self.files_pruned += self.files.prune(keep - self.index.size() if keep else 0, self.cfg.keep_s)
 
     def stop(self) -> None:
+        self._take(flush=True)
         self._write(self.builder.flush())
         self.files.close()
         self.index.close()
@@ -117,4 +199,4 @@ class LogService(Service):
     def detail(self) -> dict:
         return {"written": dict(self.written), "records": sum(self.written.values()), "indexed": self.index.added,
                 "index_pruned": self.index.pruned, "files_pruned": self.files_pruned,
-                "held_early": self.builder.overflow}
+                "held_early": self.builder.overflow + (self.logger.stats()["held_early"] if self.logger else 0)}

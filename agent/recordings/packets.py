@@ -144,6 +144,35 @@ def given_window(since: str, until: str, bpf: str) -> Window:
     return Window(s, u, bpf, "window")
 
 
+def live_or_ended_flow(agent, flow_id: int):
+    """A flow in the running capture's table, or one of its flows that ended (the log service remembers
+    those it logged: conn)."""
+    try:
+        return agent.capture.flow(flow_id)
+    except AgentError:
+        ended = agent.protologs.ended_flow(flow_id)
+        if ended is None:
+            raise
+        return ended
+
+
+def asked(agent, since, until, bpf, flow, threat, call, pad_s) -> Window:
+    """The window (and filter) a request names: a flow, a threat or a call, narrowed by since/until/bpf."""
+    if sum(map(bool, (flow, threat, call))) > 1:
+        raise validation("give at most one of flow, threat and call", field="flow")
+    if flow:
+        w = flow_window(live_or_ended_flow(agent, flow), pad_s)
+    elif threat:
+        w = threat_window(agent.threats.get_row(threat), pad_s)
+    elif call:
+        w = call_window(agent.calls.session_detail(call), pad_s)
+    else:
+        return given_window(since, until, bpf)
+    given = given_window(since, until, "")
+    return Window(max(w.since_ns, given.since_ns), min(w.until_ns, given.until_ns),
+                  f"({w.bpf}) and ({bpf})" if bpf else w.bpf, w.what)
+
+
 def check_bpf(bpf: str) -> None:
     if bpf:
         try:

@@ -192,6 +192,9 @@ struct hw_rec_counters {
 
 int hw_records_counters(struct hw_session *s, struct hw_rec_counters *out);
 const char *hw_record_malformed_name(int reason);
+/* DNS mnemonics (NULL when the code has none: the caller writes TYPE<n> or the number). */
+const char *hw_dns_type_name(int type);
+const char *hw_dns_rcode_name(int rcode);
 /* Parse one DNS message (a UDP payload, or a TCP one with its length prefix). */
 int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *out);
 /* Parse the TLS records at the start of a TCP payload. */

@@ -21,6 +21,7 @@
 #include "../cdef/extract.h"
 #include "../cdef/rtp.h"
 #include "../cdef/shring.h"
+#include "../cdef/logs.h"
 
 #define HW_BATCH_MAX 256
 #define HW_MAX_CAPLEN 262144 /* libpcap's MAXIMUM_SNAPLEN: anything larger is a corrupt record */
@@ -137,6 +138,10 @@ struct hw_ring {
     _Atomic uint64_t tail; /* written by the consumer */
     pthread_mutex_t read_lock;
 };
+
+/* logs.c: the attached logger's part of the event path (under the session lock) */
+int hwint_logger_wants(struct hw_logger *lg, int kind);
+void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e);
 
 /* records.c: the record of an event of this kind, from the parsed packet */
 void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_meta *m, struct hw_event *e);

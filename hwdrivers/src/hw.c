@@ -46,6 +46,8 @@ struct hw_session {
     struct hw_windows *win;   /* NULL when window_s is 0 */
     struct hw_tokens *tokens; /* NULL when no honeytoken is registered */
     struct hw_rtp *rtp;       /* NULL until hw_rtp_init */
+    struct hw_logger *logger; /* NULL until hw_session_set_logger */
+    struct hw_event *log_event; /* where an event only the logger wants is made */
     struct hw_ring events, flows;
     struct hw_exporter *exp[HW_EXPORT_MAX];
     int n_exp, next_exp_id;
@@ -255,6 +257,7 @@ void hw_session_close(struct hw_session *s)
     hwint_win_destroy(s->win);
     hwint_tokens_destroy(s->tokens);
     hwint_rtp_destroy(s->rtp);
+    free(s->log_event);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -368,12 +371,12 @@ static int payload_kind(const struct hw_meta *m)
 static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
                           uint64_t flow_id, int from_initiator, uint32_t skip)
 {
-    if (!(s->cfg.event_mask & (1u << kind))) return;
-    struct hw_event *e = hwint_ring_reserve(&s->events);
-    if (!e) {
-        s->c.events_dropped[kind]++;
-        return;
-    }
+    int to_ring = !!(s->cfg.event_mask & (1u << kind)), to_log = s->logger && hwint_logger_wants(s->logger, kind);
+    if (!to_ring && !to_log) return;
+    struct hw_event *e = to_ring ? hwint_ring_reserve(&s->events) : NULL;
+    if (to_ring && !e) s->c.events_dropped[kind]++;
+    if (!e && !to_log) return;
+    if (!e) e = s->log_event;
     memset(e, 0, offsetof(struct hw_event, snippet));
     e->ts_ns = pkt->ts_ns;
     e->flow_id = flow_id;
@@ -403,6 +406,8 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
     hwint_records_fill(&s->rc, kind, m, e);
+    if (to_log) hwint_logger_event(s->logger, e);
+    if (e == s->log_event) return;
     hwint_ring_commit(&s->events);
     s->c.events[kind]++;
 }
@@ -475,7 +480,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     /* signatures are looked for in a flow's first packets, and in every
      * packet when Python wants the events */
     int young = metered && hit.packets <= APP_SNIFF_PACKETS;
-    int ev = (s->cfg.event_mask || young) ? payload_kind(m) : -1;
+    int ev = (s->cfg.event_mask || young || s->logger) ? payload_kind(m) : -1;
     if (metered) {
         /* a payload signature beats the port guess; the first one stands */
         if (young && *hit.app == hit.port_app) {
@@ -492,7 +497,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
         c->app_bytes[*hit.app] += wirelen;
     }
     if (HW_UNLIKELY(s->rtp != NULL)) hwint_rtp_packet(s->rtp, m, pkt->ts_ns, wirelen);
-    if (!s->cfg.event_mask) return;
+    if (!s->cfg.event_mask && !s->logger) return;
     if (m->proto == 6) {
         if ((m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, m, pkt, hit.id, hit.from_initiator);
         if (m->tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, m, pkt, hit.id, hit.from_initiator);
@@ -867,4 +872,13 @@ int hw_session_offload_flows(struct hw_session *s, struct hw_offload_flow *out, 
 {
     if (!s->ops->offload_flows) return HW_E_UNSUPPORTED;
     return s->ops->offload_flows(s->bstate, out, max);
+}
+
+int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg)
+{
+    if (!s->log_event && !(s->log_event = malloc(sizeof *s->log_event))) return HW_E_NOMEM;
+    pthread_mutex_lock(&s->lock);
+    s->logger = lg;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
 }

@@ -240,3 +240,27 @@ int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
         }
     return 0;
 }
+
+/* ---- names (the dns log lines, and Python's dns_type / dns_rcode) ---------- */
+
+static const struct { uint16_t code; const char *name; } dns_types[] = {
+    {1, "A"}, {2, "NS"}, {5, "CNAME"}, {6, "SOA"}, {12, "PTR"}, {15, "MX"}, {16, "TXT"}, {28, "AAAA"},
+    {33, "SRV"}, {35, "NAPTR"}, {39, "DNAME"}, {41, "OPT"}, {43, "DS"}, {46, "RRSIG"}, {47, "NSEC"},
+    {48, "DNSKEY"}, {50, "NSEC3"}, {52, "TLSA"}, {64, "SVCB"}, {65, "HTTPS"}, {99, "SPF"}, {251, "IXFR"},
+    {252, "AXFR"}, {255, "ANY"}, {257, "CAA"},
+};
+static const char *rcodes[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN",
+                               "YXRRSET", "NXRRSET", "NOTAUTH", "NOTZONE"};
+
+const char *hw_dns_type_name(int type)
+{
+    for (size_t i = 0; i < sizeof dns_types / sizeof dns_types[0]; i++)
+        if (dns_types[i].code == type) return dns_types[i].name;
+    return NULL;
+}
+
+const char *hw_dns_rcode_name(int rcode)
+{
+    if (rcode == 16) return "BADVERS";
+    return rcode >= 0 && rcode < (int)(sizeof rcodes / sizeof rcodes[0]) ? rcodes[rcode] : NULL;
+}

@@ -123,7 +123,7 @@ def test_hostile_and_empty_requests(agent, tmp_path):
                         ({"flow": "-1"}, "VALIDATION_ERROR"), ({"since": "yesterday"}, "VALIDATION_ERROR"),
                         ({"since": "1e30"}, "VALIDATION_ERROR"), ({"since": "5", "until": "4"}, "VALIDATION_ERROR"),
                         ({"bpf": "x" * 5000}, "VALIDATION_ERROR"), ({"threat": "thr_nope"}, "THREAT_NOT_FOUND"),
-                        ({"call": "nope"}, "SESSION_NOT_FOUND"), ({"flow": "7"}, "FLOW_NOT_FOUND"),
+                        ({"call": "nope"}, "SESSION_NOT_FOUND"), ({"flow": "999999"}, "FLOW_NOT_FOUND"),
                         ({"flow": "7", "threat": "thr_x"}, "VALIDATION_ERROR"),
                         ({"since": "1", "until": "2"}, "NO_PACKETS_KEPT")]:
         status, _ = curl(agent, out, **query)
@@ -203,6 +203,18 @@ def test_a_call_and_a_flow(agent, tmp_path):
     want = tcpdump(wiki, h["x-capbox-filter"], tmp_path, int(h["x-capbox-since-ns"]), int(h["x-capbox-until-ns"]))
     assert got and got == want[:len(got)], ({k: v for k, v in h.items() if k.startswith("x-")}, len(want))
     assert f"port {flow['sport']}" in h["x-capbox-filter"] and f"host {flow['src']}" in h["x-capbox-filter"]
+
+    # the capture stops: the flow has left the table, and its packets are still found by its id (the log
+    # service remembers the ended flows of the last capture), all that was recorded of it
+    agent.client.capture_stop()
+    status, h2 = wait_for(lambda: (lambda r: r[0] == 200 and r)(curl(agent, tmp_path / "ended.pcapng",
+                                                                      flow=flow["id"])), timeout=20, interval=0.5)
+    ended = read_pcapng(tmp_path / "ended.pcapng")["packets"]
+    assert h2["x-capbox-filter"] == h["x-capbox-filter"] and int(h2["x-capbox-until-ns"]) >= int(h["x-capbox-until-ns"])
+    assert len(ended) >= len(got) and ended == want[:len(ended)]
+    with pytest.raises(ApiError) as e:
+        agent.client.get("/v1/pcap", flow=999999)
+    assert e.value.status == 404 and e.value.code == "FLOW_NOT_FOUND"
 
 
 def test_flow_filters_meet_tcpdump_also_for_tagged_flows(tmp_path, synthetic_pcap):

@@ -1,10 +1,13 @@
 """Calls: the live capture's SIP dialogs, and the ladder of one call as
-sngrep draws it (GET /v1/sessions/<id>/ladder, the same text `capbox callflow` prints)."""
+sngrep draws it (GET /v1/sessions/<id>/ladder, the same text `capbox callflow` prints);
+p saves its packets."""
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import ScrollableContainer
 from textual.widgets import DataTable, Footer, Static
 
 from tui.screens.base import DataScreen, set_text, sync_table
+from tui.screens.packets import save_packets
 
 COLUMNS = (("start", 8), ("method", 7), ("state", 10), ("from", 15), ("to", 15), ("msgs", 4), ("MOS", 3))
 STATE_COLOURS = {"failed": "red", "rejected": "red", "cancelled": "yellow", "in_call": "green", "completed": "green"}
@@ -18,6 +21,7 @@ def user(uri: str) -> str:
 class Calls(DataScreen):
     title = "Calls"
     AUTO_FOCUS = "#call-table"
+    BINDINGS = [Binding("p", "save_packets", "pcap")]
 
     def __init__(self):
         super().__init__(name="calls")
@@ -64,6 +68,14 @@ class Calls(DataScreen):
         if 0 <= row < len(self.rows) and self.rows[row]["session_id"] != self.selected:
             self.selected = self.rows[row]["session_id"]
             set_text(self.query_one("#call-flow", Static), "")  # the next fetch brings its ladder
+
+    def action_save_packets(self) -> None:
+        row = self.query_one(DataTable).cursor_row
+        if not 0 <= row < len(self.rows):
+            self.notify("no call selected", severity="warning")
+            return
+        sid = self.rows[row]["session_id"]
+        save_packets(self, f"call {sid}", f"call-{sid}.pcapng", {"call": sid})
 
     def _ladder(self, detail) -> None:
         flow = self.query_one("#call-flow", Static)

@@ -1,9 +1,11 @@
-"""Flows: the live flow table, sortable, filtered as you type, one flow in detail."""
+"""Flows: the live flow table, sortable, filtered as you type, one flow in
+detail with its protocol log lines; p saves its packets."""
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Input, Static
 
 from tui.screens.base import DataScreen, Filtered, human, set_text, sync_table
+from tui.screens.packets import LogCache, flow_community_id, save_packets
 
 COLUMNS = (("src", 15), ("sport", 5), ("dst", 15), ("dport", 5), ("proto", 5), ("packets", 7), ("bytes", 7),
            ("rate", 8), ("rtt ms", 6), ("retrans", 7), ("state", 11), ("app", 8))
@@ -21,12 +23,15 @@ class Flows(Filtered, DataScreen):
     title = "Flows"
     AUTO_FOCUS = "#flow-table"  # screen keys work at once; / moves to the filter, escape back
     BINDINGS = [Binding("ctrl+s", "next_sort", "sort"), Binding("slash", "focus_filter", "filter"),
-                Binding("escape", "leave_filter", "table", show=False)]
+                Binding("escape", "leave_filter", "table", show=False), Binding("p", "save_packets", "pcap")]
 
     def __init__(self):
         super().__init__(name="flows")
         self.sort = "bytes"
         self.rows: list = []
+        self.selected = None        # the flow id in detail: its log lines come with the list
+        self.logs = LogCache()
+        self.log_lines: tuple = (None, [])  # (flow id, lines)
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: address, port, protocol, app…", id="flow-filter")
@@ -45,7 +50,12 @@ class Flows(Filtered, DataScreen):
         self.notify(f"flows by {self.sort}", timeout=1.5)
 
     def fetch(self, source) -> dict:
-        return source.optional("capture_flows", limit=100, sort=self.sort) or {"flows": [], "active": 0}
+        data = source.optional("capture_flows", limit=100, sort=self.sort) or {"flows": [], "active": 0}
+        flow = next((f for f in data["flows"] if f["id"] == self.selected), data["flows"][0] if data["flows"] else None)
+        if flow is not None:
+            cid = flow_community_id(flow)
+            data["logs"] = (flow["id"], self.logs.get(source, cid, {"community_id": cid} if cid else {}))
+        return data
 
     def show(self, data: dict) -> None:
         text = self.query_one("#flow-filter", Input).value.strip()
@@ -59,10 +69,22 @@ class Flows(Filtered, DataScreen):
                                         f["state"] or "-", f["app"])))
         sync_table(self.query_one(DataTable), rows)
         self.title = f"Flows ({len(self.rows)} of {data['active']} active, by {self.sort})"
+        self.log_lines = data.get("logs") or (None, [])
         self._detail()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        row = self.query_one(DataTable).cursor_row
+        if 0 <= row < len(self.rows):
+            self.selected = self.rows[row]["id"]
         self._detail()
+
+    def action_save_packets(self) -> None:
+        row = self.query_one(DataTable).cursor_row
+        if not 0 <= row < len(self.rows):
+            self.notify("no flow selected", severity="warning")
+            return
+        f = self.rows[row]
+        save_packets(self, f"flow {f['id']}", f"flow-{f['id']}.pcapng", {"flow": f["id"]})
 
     def _detail(self) -> None:
         table = self.query_one(DataTable)
@@ -78,4 +100,8 @@ class Flows(Filtered, DataScreen):
             f"packets {f['packets_fwd']} -> / <- {f['packets_rev']}   bytes {f['bytes_fwd']} -> / <- {f['bytes_rev']}   "
             f"duration {f['duration_s']:.1f} s\n"
             f"rtt {rtt}   retransmissions {f['retransmissions']}   "
-            f"out of order {f['out_of_order']}")
+            f"out of order {f['out_of_order']}" + "".join("\n" + x for x in self._logs_of(f["id"])))
+
+    def _logs_of(self, flow_id) -> list:
+        shown, lines = self.log_lines
+        return lines if shown == flow_id else []

@@ -7,6 +7,7 @@ from textual.widgets import DataTable, Footer, Input, Static
 
 from tui.screens.base import DataScreen, Filtered, set_text, sync_table
 from tui.screens.dialogs import Ask
+from tui.screens.packets import LogCache, save_packets, threat_query
 
 COLUMNS = (("time", 8), ("severity", 8), ("type", 13), ("attacker", 15), ("verified", 10), ("status", 12))
 # the word is always there (NO_COLOR); colour only adds to it
@@ -56,13 +57,16 @@ class Threats(Filtered, DataScreen):
     AUTO_FOCUS = "#threat-table"
     BINDINGS = [Binding("k", "mark('k')", "ack"), Binding("c", "mark('c')", "confirm"),
                 Binding("x", "mark('x')", "dismiss"), Binding("d", "deceive", "deceive"),
-                Binding("slash", "focus_filter", "filter"), Binding("escape", "leave_filter", "table", show=False)]
+                Binding("slash", "focus_filter", "filter"), Binding("escape", "leave_filter", "table", show=False),
+                Binding("p", "save_packets", "save packets (pcap)", show=False)]
 
     def __init__(self):
         super().__init__(name="threats")
         self.rows: list = []
         self.selected = None  # the threat id in detail; fetched with the list
         self.detail = None
+        self.logs = LogCache()
+        self.log_lines: tuple = (None, [])  # (threat id, lines)
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter: type, severity, status, address…", id="threat-filter")
@@ -80,7 +84,9 @@ class Threats(Filtered, DataScreen):
         ids = [t["id"] for t in listed["threats"]]
         want = self.selected if self.selected in ids else (ids[0] if ids else None)
         detail = source.optional("get_threat", want) if want else None
-        return {"list": listed, "detail": detail}
+        t = next((t for t in listed["threats"] if t["id"] == want), None)
+        logs = (want, self.logs.get(source, want, threat_query(t))) if t else (None, [])
+        return {"list": listed, "detail": detail, "logs": logs}
 
     def show(self, data: dict) -> None:
         text = self.query_one("#threat-filter", Input).value.strip()
@@ -91,6 +97,7 @@ class Threats(Filtered, DataScreen):
                        t.get("attacker") or t.get("source_ip") or "-", t["verification_status"], t["status"]))
             for t in self.rows])
         self.title = f"Threats ({len(self.rows)} of {data['list']['total']})"
+        self.log_lines = data.get("logs") or (None, [])
         self._detail(data["detail"])
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -129,7 +136,16 @@ class Threats(Filtered, DataScreen):
             lines.append(f"deception {s.get('session_id')} {s.get('status')} profile {s.get('behavior_profile')}")
         if d.get("note"):
             lines.append(f"note: {d['note']}")
+        if self.log_lines[0] == t["id"]:
+            lines += self.log_lines[1]
         set_text(box, "\n".join(lines))
+
+    def action_save_packets(self) -> None:
+        t = self._current()
+        if t is None:
+            self.notify("no threat selected", severity="warning")
+            return
+        save_packets(self, f"threat {t['id']}", f"threat-{t['id']}.pcapng", {"threat": t["id"]})
 
     def action_mark(self, key: str) -> None:
         t = self._current()

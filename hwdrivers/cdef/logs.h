@@ -1,0 +1,43 @@
+/* logs.h - protocol log lines made in C: the dns and conn records of
+ * agent.logs (Zeek's field names, json.dumps's formatting), paired and
+ * written as JSON lines here, so Python writes whole buffers instead of
+ * building a dict per record.  A logger attached to a session logs its DNS
+ * messages in the capture path; flows are fed the raw records Python drains
+ * from a session, and what it does not log (ICMP flows) it hands back by
+ * index.  Its calls are thread-safe (the capture thread makes, another
+ * takes).  http, tls, arp, ndp, dhcp, sip and rtp
+ * stay in Python (agent.logs.records). */
+
+#define HW_LOG_DNS 0
+#define HW_LOG_CONN 1
+#define HW_LOG_KINDS 2
+
+struct hw_logger;
+
+struct hw_logger_stats {
+    uint64_t records[2];        /* lines made, by HW_LOG_* */
+    uint64_t held_early;        /* queries logged alone because the pending table was full */
+    uint64_t pending;           /* queries waiting for their answer now */
+    uint64_t now_ns;            /* the newest event time seen */
+};
+
+/* kinds: bit HW_LOG_* of the types to make; salt: 16 bytes keying the uids; pending_max: DNS queries held at
+ * once (the oldest goes out alone when full); path: each line starts with Zeek's "_path" (its type), as
+ * `capbox logs --json` writes them.  NULL when out of memory. */
+struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, int path);
+void hw_logger_free(struct hw_logger *lg);
+/* The logger sees a session's DNS messages as the core parses them (in the capture thread, whether or
+ * not Python asked for dns events): no event is copied for it.  NULL detaches; lg must outlive the session
+ * or be detached first.  Call before the capture runs, or its first packets are not logged. */
+int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg);
+/* n expired flows: the conn line of each; those it leaves (ICMP, whose community ID is Python's) go to rest. */
+int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest);
+/* Queries unanswered for wait_ns of packet time before now_ns (or the newest DNS event, if later) are logged alone. */
+void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns);
+/* Every query still held is logged alone (the end of a capture). */
+void hw_logger_flush(struct hw_logger *lg);
+/* The lines of one kind made since the last take ('\n' after each); valid until the next take of that kind. */
+const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len);
+void hw_logger_stats(struct hw_logger *lg, struct hw_logger_stats *out);
+/* A Zeek-like uid: 'C' + 17 hex digits and a NUL into out (19 bytes), keyed by the 16-byte salt. */
+void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out);

@@ -1,0 +1,31 @@
+/* logjson.h - JSON text as Python's json.dumps(separators=(",", ":")) writes
+ * it (ASCII only, \uXXXX escapes, floats as repr()), into growing buffers;
+ * for the log lines of logs.c. */
+#ifndef LOGJSON_H
+#define LOGJSON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct hwint_jbuf {
+    char *p;
+    size_t len, cap;
+    int failed;                 /* an allocation failed: the line being written is dropped */
+};
+
+#define HWINT_J_LATIN1 0        /* every byte is one code point (Python's decode("latin-1")) */
+#define HWINT_J_UTF8 1          /* UTF-8, bad bytes as \xNN text (decode("utf-8", "backslashreplace")) */
+
+void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n);
+void hwint_j_lit(struct hwint_jbuf *b, const char *s);      /* a NUL-terminated literal */
+void hwint_j_key(struct hwint_jbuf *b, const char *key);    /* ,"key": (no comma after '{') */
+void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc);
+void hwint_j_cstr(struct hwint_jbuf *b, const char *s);
+void hwint_j_u64(struct hwint_jbuf *b, uint64_t v);
+void hwint_j_bool(struct hwint_jbuf *b, int v);
+void hwint_j_float(struct hwint_jbuf *b, double x);         /* repr(x) */
+double hwint_j_round(double x, int digits);                /* round(x, digits) */
+void hwint_j_round6(struct hwint_jbuf *b, double x);        /* repr(round(x, 6)) */
+void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr);
+
+#endif

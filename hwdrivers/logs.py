@@ -1,0 +1,69 @@
+"""Protocol log lines made in C (cdef/logs.h): the dns and conn records of
+agent.logs as JSON lines, paired and formatted in the core, so a record
+costs no Python object.  Attached to a Session (Session.set_logger) a Logger
+logs its DNS messages in the capture path; it is fed the raw flow records a
+Session drains (Session.flows_through) and hands back what it does not log
+(ICMP).  Take the lines from any thread."""
+from hwdrivers._hw import ffi, lib
+
+KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN}
+REST_MAX = 4096                  # indexes handed back per call: more than a Session drains at once
+_FLOW_SIZE = ffi.sizeof("struct hw_flow_record")
+assert ffi.offsetof("struct hw_flow_record", "id") == 0 and _FLOW_SIZE % 8 == 0
+
+
+def flow_ids(buf, n: int) -> list:
+    """The ids of n struct hw_flow_record, read in one slice (no cdata access per flow)."""
+    return memoryview(ffi.buffer(buf, n * _FLOW_SIZE)).cast("Q")[::_FLOW_SIZE // 8].tolist()
+
+
+def uid(salt: bytes, flow_id: int) -> str:
+    """Zeek-like connection uid: 'C' + 17 hex digits, stable for a flow within one capture run (the salt)."""
+    out = ffi.new("char[19]")
+    lib.hw_log_uid(salt, flow_id, out)
+    return ffi.string(out).decode()
+
+
+class Logger:
+    """The C logger of some of `types` (those in KINDS); `kinds` says which.  path: every line starts with
+    Zeek's "_path" (its type)."""
+
+    def __init__(self, types, salt: bytes, pending_max: int = 65536, path: bool = False):
+        if len(salt) != 16:
+            raise ValueError("the uid salt is 16 bytes")
+        self.kinds = tuple(sorted(t for t in types if t in KINDS))
+        lg = lib.hw_logger_new(sum(1 << KINDS[t] for t in self.kinds), salt, pending_max, path)
+        if lg == ffi.NULL:
+            raise MemoryError("no memory for the log table")
+        self._lg = ffi.gc(lg, lib.hw_logger_free)
+        self._rest = ffi.new("int32_t[]", REST_MAX)
+        self._len = ffi.new("size_t *")
+
+    def flows(self, buf, n: int) -> list:
+        """n struct hw_flow_record: the indexes of those left to Python (ICMP)."""
+        return self._left(lib.hw_logger_flows(self._lg, buf, n, self._rest))
+
+    def _left(self, n: int) -> list:
+        return self._rest[0:n] if n else []
+
+    def expire(self, now: float, wait_s: float) -> None:
+        """Queries unanswered wait_s before now (packet time; the newest DNS message's, if later) go alone."""
+        lib.hw_logger_expire(self._lg, int(now * 1e9), int(wait_s * 1e9))
+
+    def flush(self) -> None:
+        lib.hw_logger_flush(self._lg)
+
+    def take(self) -> list:
+        """[(type, bytes of '\\n'-ended JSON lines)] made since the last take, types with none left out."""
+        out = []
+        for kind in self.kinds:
+            p = lib.hw_logger_take(self._lg, KINDS[kind], self._len)
+            if self._len[0]:
+                out.append((kind, ffi.buffer(p, self._len[0])[:]))
+        return out
+
+    def stats(self) -> dict:
+        s = ffi.new("struct hw_logger_stats *")
+        lib.hw_logger_stats(self._lg, s)
+        return {"records": {k: s.records[KINDS[k]] for k in self.kinds}, "held_early": s.held_early,
+                "pending": s.pending, "now": s.now_ns / 1e9}

@@ -1,0 +1,266 @@
+/* logjson.c - JSON text byte for byte as Python's json.dumps writes it (the
+ * log lines Python wrote before logs.c must not change): strings escaped to
+ * ASCII with lower-case \uXXXX, floats as repr() (the shortest digits that
+ * read back to the same double), round() as CPython rounds. */
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "logjson.h"
+
+static int grow(struct hwint_jbuf *b, size_t n)
+{
+    if (b->len + n <= b->cap) return 1;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + n) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->failed = 1;
+        return 0;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 1;
+}
+
+void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n)
+{
+    if (!grow(b, n)) return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+void hwint_j_lit(struct hwint_jbuf *b, const char *s) { hwint_j_raw(b, s, strlen(s)); }
+
+void hwint_j_key(struct hwint_jbuf *b, const char *key)
+{
+    if (b->len && b->p[b->len - 1] != '{') hwint_j_raw(b, ",", 1);
+    hwint_j_raw(b, "\"", 1);
+    hwint_j_lit(b, key);
+    hwint_j_raw(b, "\":", 2);
+}
+
+/* One code point as json.dumps(ensure_ascii=True) writes it. */
+static void put_cp(struct hwint_jbuf *b, uint32_t c)
+{
+    char t[16];
+    switch (c) {
+    case '"': hwint_j_raw(b, "\\\"", 2); return;
+    case '\\': hwint_j_raw(b, "\\\\", 2); return;
+    case '\n': hwint_j_raw(b, "\\n", 2); return;
+    case '\r': hwint_j_raw(b, "\\r", 2); return;
+    case '\t': hwint_j_raw(b, "\\t", 2); return;
+    case '\b': hwint_j_raw(b, "\\b", 2); return;
+    case '\f': hwint_j_raw(b, "\\f", 2); return;
+    }
+    if (c >= 0x20 && c < 0x7f) {
+        char ch = (char)c;
+        hwint_j_raw(b, &ch, 1);
+    } else if (c < 0x10000) {
+        hwint_j_raw(b, t, (size_t)snprintf(t, sizeof t, "\\u%04x", c));
+    } else {
+        c -= 0x10000;
+        hwint_j_raw(b, t, (size_t)snprintf(t, sizeof t, "\\u%04x\\u%04x", 0xd800 | (c >> 10), 0xdc00 | (c & 0x3ff)));
+    }
+}
+
+/* The code point of a well-formed UTF-8 sequence at s (its length in *used), or -1 (Python's strict rules:
+ * no overlong forms, no surrogates, nothing past U+10FFFF). */
+static int32_t utf8_cp(const uint8_t *s, size_t n, size_t *used)
+{
+    uint8_t c = s[0];
+    size_t len = c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+    if (!len || len > n) return -1;
+    uint8_t lo = 0x80, hi = 0xbf;
+    if (c == 0xe0) lo = 0xa0;
+    if (c == 0xed) hi = 0x9f;
+    if (c == 0xf0) lo = 0x90;
+    if (c == 0xf4) hi = 0x8f;
+    if (s[1] < lo || s[1] > hi) return -1;
+    int32_t cp = c & (0xff >> (len + 1));
+    for (size_t i = 1; i < len; i++) {
+        if (i > 1 && (s[i] & 0xc0) != 0x80) return -1;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    *used = len;
+    return cp;
+}
+
+void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
+{
+    hwint_j_raw(b, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        size_t run = i;             /* printable ASCII but the quote and backslash goes as it is */
+        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\') run++;
+        if (run > i) {
+            hwint_j_raw(b, (const char *)s + i, run - i);
+            i = run;
+            continue;
+        }
+        if (s[i] < 0x80 || enc == HWINT_J_LATIN1) {
+            put_cp(b, s[i++]);
+            continue;
+        }
+        size_t used = 0;
+        int32_t cp = utf8_cp(s + i, n - i, &used);
+        if (cp < 0) {       /* backslashreplace: the text \xNN, its backslash escaped by JSON */
+            char t[8];
+            hwint_j_raw(b, t, (size_t)snprintf(t, sizeof t, "\\\\x%02x", s[i++]));
+            continue;
+        }
+        put_cp(b, (uint32_t)cp);
+        i += used;
+    }
+    hwint_j_raw(b, "\"", 1);
+}
+
+void hwint_j_cstr(struct hwint_jbuf *b, const char *s)
+{
+    hwint_j_str(b, (const uint8_t *)s, strlen(s), HWINT_J_LATIN1);
+}
+
+/* v in decimal ending at end (no NUL); where it starts */
+static char *digits(char *end, uint64_t v)
+{
+    do *--end = (char)('0' + v % 10);
+    while (v /= 10);
+    return end;
+}
+
+void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
+{
+    char t[24], *s = digits(t + sizeof t, v);
+    hwint_j_raw(b, s, (size_t)(t + sizeof t - s));
+}
+
+void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
+
+/* CPython's round(x, n): the decimal correctly rounded to n places (glibc's printf rounds the exact binary
+ * value, as dtoa does), read back. */
+double hwint_j_round(double x, int digits)
+{
+    char t[64];
+    snprintf(t, sizeof t, "%.*f", digits, x);
+    return strtod(t, NULL);
+}
+
+/* x as r / 10^6 when that is exact to the double and repr writes it in fixed notation: the shortest digits
+ * are then those of r (a decimal with fewer places is 1e-6 away, more than the spacing of doubles below
+ * 2^33), so no printf is needed.  0 when it is not so. */
+static int micros(double x, long long *r)
+{
+    if (!(fabs(x) < 4e9)) return 0;
+    double p = nearbyint(x * 1e6);
+    if ((double)p / 1e6 != x || (p != 0 && fabs(p) < 100)) return 0;     /* below 1e-4 repr writes 1e-05 */
+    *r = (long long)p;
+    return 1;
+}
+
+static void put_micros(struct hwint_jbuf *b, long long r, int negative)
+{
+    char t[40], *end = t + sizeof t;
+    unsigned long long a = r < 0 ? (unsigned long long)-r : (unsigned long long)r;
+    uint64_t frac = a % 1000000;
+    int places = 6;
+    while (places > 1 && frac % 10 == 0) frac /= 10, places--;
+    char *s = digits(end, frac);
+    while (end - s < places) *--s = '0';
+    *--s = '.';
+    s = digits(s, a / 1000000);
+    if (negative) *--s = '-';
+    hwint_j_raw(b, s, (size_t)(end - s));
+}
+
+/* CPython's round(x, 6) rounds x's exact binary value to 6 places, ties to even; below 4e9 that value is
+ * x * 1e6 held exactly in two doubles (fma), so the rounding needs no printf. */
+void hwint_j_round6(struct hwint_jbuf *b, double x)
+{
+    double p = x * 1e6, err = fma(x, 1e6, -p), r = nearbyint(p), d = p - r;
+    if (d == 0.5 && err > 0) r += 1;            /* a half only as far as p tells: the exact value decides */
+    if (d == -0.5 && err < 0) r -= 1;
+    if (fabs(x) < 4e9 && (r == 0 || fabs(r) >= 100)) {
+        put_micros(b, (long long)r, signbit(x));
+        return;
+    }
+    hwint_j_float(b, hwint_j_round(x, 6));
+}
+
+void hwint_j_float(struct hwint_jbuf *b, double x)
+{
+    char t[40], out[48];
+    long long r;
+    if (x == 0 || micros(x, &r)) {
+        put_micros(b, x == 0 ? 0 : r, signbit(x));
+        return;
+    }
+    if (fabs(x) < 1e16 && x == trunc(x)) {          /* an integer (a TTL): its digits and ".0" */
+        char *e = t + sizeof t, *d = digits(e - 2, (uint64_t)fabs(x));
+        e[-2] = '.', e[-1] = '0';
+        if (x < 0) *--d = '-';
+        hwint_j_raw(b, d, (size_t)(e - d));
+        return;
+    }
+    int p = 1;
+    for (; p < 17; p++) {               /* the shortest digits that read back to x */
+        snprintf(t, sizeof t, "%.*e", p - 1, x);
+        if (strtod(t, NULL) == x) break;
+    }
+    if (p == 17) snprintf(t, sizeof t, "%.16e", x);
+    const char *s = t;
+    size_t o = 0;
+    if (*s == '-') out[o++] = *s++;
+    char dig[20];
+    int nd = 0;
+    for (; *s && *s != 'e'; s++)
+        if (*s >= '0' && *s <= '9') dig[nd++] = *s;
+    while (nd > 1 && dig[nd - 1] == '0') nd--;
+    int exp = atoi(s + 1), decpt = exp + 1;
+    if (decpt > -4 && decpt <= 16) {    /* repr's fixed notation */
+        if (decpt <= 0) {
+            out[o++] = '0', out[o++] = '.';
+            for (int i = 0; i < -decpt; i++) out[o++] = '0';
+            for (int i = 0; i < nd; i++) out[o++] = dig[i];
+        } else if (decpt >= nd) {
+            for (int i = 0; i < nd; i++) out[o++] = dig[i];
+            for (int i = nd; i < decpt; i++) out[o++] = '0';
+            out[o++] = '.', out[o++] = '0';
+        } else {
+            for (int i = 0; i < nd; i++) {
+                if (i == decpt) out[o++] = '.';
+                out[o++] = dig[i];
+            }
+        }
+        hwint_j_raw(b, out, o);
+        return;
+    }
+    out[o++] = dig[0];
+    if (nd > 1) {
+        out[o++] = '.';
+        for (int i = 1; i < nd; i++) out[o++] = dig[i];
+    }
+    o += (size_t)snprintf(out + o, sizeof out - o, "e%c%02d", exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+    hwint_j_raw(b, out, o);
+}
+
+void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
+{
+    char t[INET6_ADDRSTRLEN];
+    if (family != 6) {              /* glibc's inet_ntop formats IPv4 with sprintf */
+        char *e = t + sizeof t, *s = e;
+        for (int i = 3; i >= 0; i--) {
+            s = digits(s, addr[i]);
+            if (i) *--s = '.';
+        }
+        hwint_j_raw(b, "\"", 1);
+        hwint_j_raw(b, s, (size_t)(e - s));
+        hwint_j_raw(b, "\"", 1);
+        return;
+    }
+    inet_ntop(AF_INET6, addr, t, sizeof t);
+    hwint_j_raw(b, "\"", 1);
+    hwint_j_lit(b, t);
+    hwint_j_raw(b, "\"", 1);
+}

@@ -1,0 +1,482 @@
+/* logs.c - the dns and conn log lines (cdef/logs.h).  A DNS query waits in a
+ * bounded table keyed by flow, DNS id and name for its answer (the round
+ * trip counts from the first copy of the query, as tshark's); a flow's conn
+ * line is written when the flow leaves the table.  The fields, their order
+ * and their text are those agent.logs.records wrote in Python. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hw.h"
+#include "logjson.h"
+
+#define NONE UINT32_MAX
+#define FIN 0x01
+#define SYN 0x02
+#define RST 0x04
+#define ACK 0x10
+
+struct pend {                   /* a query waiting for its answer */
+    uint64_t ts_ns, flow_id;
+    uint32_t hnext, prev, next; /* hash chain; insertion order (next doubles as the free list) */
+    uint32_t repeats;
+    uint16_t orig_p, resp_p, id, qtype, qclass, name_len;
+    uint8_t family, proto, rd, used;
+    uint8_t orig[16], resp[16];
+    char name[HW_DNS_NAME_MAX];
+};
+
+struct hw_logger {
+    pthread_mutex_t lock;       /* the capture thread makes lines, another takes them */
+    uint32_t kinds;
+    int path;                   /* "_path" first */
+    uint8_t salt[16];
+    uint64_t now_ns;
+    struct hwint_jbuf out[HW_LOG_KINDS];
+    struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
+    struct pend *pend;
+    uint32_t *bucket, mask, max, count, oldest, newest, free;
+    uint64_t records[HW_LOG_KINDS], held_early;
+};
+
+/* ---- uid ----------------------------------------------------------------- */
+
+static uint64_t mix(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out)
+{
+    uint64_t k0, k1;
+    memcpy(&k0, salt, 8);
+    memcpy(&k1, salt + 8, 8);
+    uint64_t a = mix(mix(flow_id ^ k0) ^ k1), c = mix(a ^ k0 ^ 0x9e3779b97f4a7c15ULL);
+    static const char hex[] = "0123456789abcdef";
+    out[0] = 'C';
+    for (int i = 0; i < 16; i++) out[1 + i] = hex[(a >> (60 - 4 * i)) & 0xf];
+    out[17] = hex[c & 0xf];
+    out[18] = 0;
+}
+
+/* ---- the start of every record -------------------------------------------- */
+
+static const char *proto_text(uint8_t proto, char *t)
+{
+    switch (proto) {
+    case 6: return "tcp";
+    case 17: return "udp";
+    case 1: case 58: return "icmp";
+    case 132: return "sctp";
+    }
+    snprintf(t, 4, "%u", proto);
+    return t;
+}
+
+/* uid: 1 write it (null for flow 0), 0 leave it out when flow 0 (a record Python compacted) */
+static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uint64_t flow_id, int family,
+                 const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
+{
+    char t[40];
+    hwint_j_raw(b, "{", 1);
+    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, b == &lg->out[HW_LOG_DNS] ? "dns" : "conn");
+    hwint_j_key(b, "ts");
+    hwint_j_round6(b, (double)ts_ns / 1e9);
+    if (flow_id) {
+        hw_log_uid(lg->salt, flow_id, t);
+        hwint_j_key(b, "uid");
+        hwint_j_cstr(b, t);
+    } else if (null_uid) {
+        hwint_j_key(b, "uid");
+        hwint_j_lit(b, "null");
+    }
+    hwint_j_key(b, "id.orig_h");
+    hwint_j_addr(b, family, orig);
+    if (orig_p >= 0) hwint_j_key(b, "id.orig_p"), hwint_j_u64(b, (uint64_t)orig_p);
+    hwint_j_key(b, "id.resp_h");
+    hwint_j_addr(b, family, resp);
+    if (resp_p >= 0) hwint_j_key(b, "id.resp_p"), hwint_j_u64(b, (uint64_t)resp_p);
+    hwint_j_key(b, "proto");
+    hwint_j_cstr(b, proto_text(proto, t));
+    if (!hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
+                         resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t)) {
+        hwint_j_key(b, "community_id");
+        hwint_j_cstr(b, t);
+    }
+}
+
+static void end_line(struct hw_logger *lg, int kind, size_t start)
+{
+    struct hwint_jbuf *b = &lg->out[kind];
+    hwint_j_raw(b, "}\n", 2);
+    if (b->failed) {            /* out of memory: the line goes, the lines before stay */
+        b->len = start;
+        b->failed = 0;
+        return;
+    }
+    lg->records[kind]++;
+}
+
+/* ---- dns ------------------------------------------------------------------ */
+
+static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t name_len, uint16_t qclass,
+                     uint16_t qtype, int rd)
+{
+    char t[16];
+    hwint_j_key(b, "trans_id"), hwint_j_u64(b, id);
+    hwint_j_key(b, "query"), hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
+    hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
+    hwint_j_key(b, "qclass_name");
+    if (qclass != 1) snprintf(t, sizeof t, "%u", qclass);
+    hwint_j_cstr(b, qclass == 1 ? "C_INTERNET" : t);
+    hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
+    hwint_j_key(b, "qtype_name");
+    const char *name_t = hw_dns_type_name(qtype);
+    if (!name_t) snprintf(t, sizeof t, "TYPE%u", qtype);
+    hwint_j_cstr(b, name_t ? name_t : t);
+    hwint_j_key(b, "RD"), hwint_j_bool(b, rd);
+}
+
+/* A query logged alone (no answer came): the question, uid left out for flow 0 (repeats are told with answers) */
+static void query_line(struct hw_logger *lg, const struct pend *p)
+{
+    struct hwint_jbuf *b = &lg->out[HW_LOG_DNS];
+    size_t start = b->len;
+    head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 0);
+    question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
+    end_line(lg, HW_LOG_DNS, start);
+}
+
+static uint32_t key_hash(uint64_t flow_id, uint16_t id, const char *name, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL ^ mix(flow_id) ^ id;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)name[i]) * 1099511628211ULL;
+    return (uint32_t)mix(h);
+}
+
+static uint32_t *find(struct hw_logger *lg, uint64_t flow_id, uint16_t id, const char *name, size_t n)
+{
+    uint32_t *at = &lg->bucket[key_hash(flow_id, id, name, n) & lg->mask];
+    for (; *at != NONE; at = &lg->pend[*at].hnext) {
+        const struct pend *p = &lg->pend[*at];
+        if (p->flow_id == flow_id && p->id == id && p->name_len == n && !memcmp(p->name, name, n)) return at;
+    }
+    return at;
+}
+
+/* Takes the entry *at points to out of the table (its hash link, the order, to the free list). */
+static void unlink_pend(struct hw_logger *lg, uint32_t *at)
+{
+    uint32_t i = *at;
+    struct pend *p = &lg->pend[i];
+    *at = p->hnext;
+    if (p->prev != NONE) lg->pend[p->prev].next = p->next;
+    else lg->oldest = p->next;
+    if (p->next != NONE) lg->pend[p->next].prev = p->prev;
+    else lg->newest = p->prev;
+    p->used = 0;
+    p->next = lg->free;
+    lg->free = i;
+    lg->count--;
+}
+
+static void release_oldest(struct hw_logger *lg)
+{
+    const struct pend *p = &lg->pend[lg->oldest];
+    query_line(lg, p);
+    unlink_pend(lg, find(lg, p->flow_id, p->id, p->name, p->name_len));
+}
+
+static void hold(struct hw_logger *lg, const struct hw_event *e, const struct hw_rec_dns *r, uint32_t *at)
+{
+    if (lg->count >= lg->max) {
+        release_oldest(lg);
+        lg->held_early++;
+        at = find(lg, e->flow_id, r->id, r->name, r->name_len);
+    }
+    uint32_t i = lg->free;
+    struct pend *p = &lg->pend[i];
+    lg->free = p->next;
+    *p = (struct pend){.ts_ns = e->ts_ns, .flow_id = e->flow_id, .hnext = NONE, .prev = lg->newest, .next = NONE,
+                       .orig_p = e->sport, .resp_p = e->dport, .id = r->id, .qtype = r->qtype, .qclass = r->qclass,
+                       .name_len = r->name_len, .family = e->family, .proto = e->proto,
+                       .rd = !!(r->flags & 0x0100), .used = 1};
+    memcpy(p->orig, e->src, 16);
+    memcpy(p->resp, e->dst, 16);
+    memcpy(p->name, r->name, r->name_len);
+    *at = i;
+    if (lg->newest != NONE) lg->pend[lg->newest].next = i;
+    else lg->oldest = i;
+    lg->newest = i;
+    lg->count++;
+}
+
+/* An answer's value as hwdrivers.records writes it (addresses, names, "pref name", "mname rname serial ...") */
+static void answer(struct hwint_jbuf *b, const struct hw_rec_dns *r, const struct hw_dns_rr *rr)
+{
+    if (rr->addr_len == 4 || rr->addr_len == 16) {
+        hwint_j_addr(b, rr->addr_len == 16 ? 6 : 4, rr->addr);
+        return;
+    }
+    uint32_t off = rr->data_off < r->text_len ? rr->data_off : r->text_len;
+    uint32_t n = rr->data_len < r->text_len - off ? rr->data_len : r->text_len - off;
+    const uint8_t *d = (const uint8_t *)r->text + off;
+    char t[128];
+    if (rr->type == 16) {        /* TXT: the character strings, space-joined, each decoded as UTF-8 */
+        struct hwint_jbuf tmp = {0};
+        hwint_j_raw(b, "\"", 1);
+        for (uint32_t i = 0; i < n; i += 1u + d[i]) {
+            uint32_t len = d[i] < n - i - 1 ? d[i] : n - i - 1;
+            if (i) hwint_j_raw(b, " ", 1);
+            tmp.len = 0;
+            hwint_j_str(&tmp, d + i + 1, len, HWINT_J_UTF8);
+            if (tmp.len >= 2) hwint_j_raw(b, tmp.p + 1, tmp.len - 2);
+            b->failed |= tmp.failed;
+        }
+        free(tmp.p);
+        hwint_j_raw(b, "\"", 1);
+        return;
+    }
+    size_t pre = 0, post = 0;
+    char tail[64];
+    if (rr->type == 15) pre = (size_t)snprintf(t, sizeof t, "%u ", rr->pref);
+    if (rr->type == 6)
+        post = (size_t)snprintf(tail, sizeof tail, " %u %u %u %u %u", rr->soa[0], rr->soa[1], rr->soa[2], rr->soa[3],
+                                rr->soa[4]);
+    uint8_t v[HW_DNS_TEXT_MAX + 128];
+    memcpy(v, t, pre);
+    memcpy(v + pre, d, n);
+    memcpy(v + pre + n, tail, post);
+    hwint_j_str(b, v, pre + n + post, HWINT_J_LATIN1);
+}
+
+static void answered(struct hw_logger *lg, const struct hw_event *e, const struct hw_rec_dns *r, uint32_t *at)
+{
+    struct hwint_jbuf *b = &lg->out[HW_LOG_DNS];
+    size_t start = b->len;
+    if (*at != NONE) {
+        const struct pend *p = &lg->pend[*at];
+        head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 1);
+        question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
+        hwint_j_key(b, "rtt");
+        hwint_j_round6(b, (double)e->ts_ns / 1e9 - (double)p->ts_ns / 1e9);
+        if (p->repeats) hwint_j_key(b, "query_repeats"), hwint_j_u64(b, p->repeats);
+        unlink_pend(lg, at);
+    } else {                    /* no query seen: the resolver is the responder all the same */
+        head(lg, b, e->ts_ns, e->flow_id, e->family, e->dst, e->dport, e->src, e->sport, e->proto, 1);
+        question(b, r->id, r->name, r->name_len, r->qclass, r->qtype, r->flags & 0x0100);
+    }
+    char t[16];
+    const char *rn = hw_dns_rcode_name(r->rcode);
+    if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
+    hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
+    hwint_j_key(b, "rcode_name"), hwint_j_cstr(b, rn ? rn : t);
+    hwint_j_key(b, "AA"), hwint_j_bool(b, r->flags & 0x0400);
+    hwint_j_key(b, "TC"), hwint_j_bool(b, r->flags & 0x0200);
+    hwint_j_key(b, "RA"), hwint_j_bool(b, r->flags & 0x0080);
+    hwint_j_key(b, "Z"), hwint_j_u64(b, (r->flags >> 4) & 0x7);
+    int n = r->n_rr < HW_DNS_RR_MAX ? r->n_rr : HW_DNS_RR_MAX, first = 1;
+    hwint_j_key(b, "answers"), hwint_j_raw(b, "[", 1);
+    for (int i = 0; i < n; i++) {
+        if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
+        if (!first) hwint_j_raw(b, ",", 1);
+        first = 0;
+        answer(b, r, &r->rr[i]);
+    }
+    hwint_j_raw(b, "]", 1);
+    hwint_j_key(b, "TTLs"), hwint_j_raw(b, "[", 1);
+    first = 1;
+    for (int i = 0; i < n; i++) {
+        if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
+        if (!first) hwint_j_raw(b, ",", 1);
+        first = 0;
+        hwint_j_float(b, (double)r->rr[i].ttl);
+    }
+    hwint_j_raw(b, "]", 1);
+    hwint_j_key(b, "rejected"), hwint_j_bool(b, r->rcode == 5);
+    if (r->rr_skipped) hwint_j_key(b, "answers_skipped"), hwint_j_u64(b, r->rr_skipped);
+    end_line(lg, HW_LOG_DNS, start);
+}
+
+static void on_dns(struct hw_logger *lg, const struct hw_event *e)
+{
+    const struct hw_rec_dns *r = &e->rec.dns;
+    size_t name_len = r->name_len < HW_DNS_NAME_MAX ? r->name_len : HW_DNS_NAME_MAX - 1;
+    uint32_t *at = find(lg, e->flow_id, r->id, r->name, name_len);
+    if (!(r->flags & 0x8000)) {         /* a query: the querier is the originator */
+        if (*at != NONE) lg->pend[*at].repeats++;     /* the query again: the round trip counts from the first */
+        else hold(lg, e, r, at);
+        return;
+    }
+    answered(lg, e, r, at);
+}
+
+/* ---- conn ----------------------------------------------------------------- */
+
+static const char *history(uint8_t fwd, uint8_t rev, char *out)
+{
+    char *o = out;
+    if (fwd & SYN) *o++ = 'S';
+    if (rev & SYN) *o++ = rev & ACK ? 'h' : 's';
+    if (fwd & ACK) *o++ = 'A';
+    if (rev & ACK && !(rev & SYN)) *o++ = 'a';
+    if (fwd & FIN) *o++ = 'F';
+    if (rev & FIN) *o++ = 'f';
+    if (fwd & RST) *o++ = 'R';
+    if (rev & RST) *o++ = 'r';
+    *o = 0;
+    return out;
+}
+
+static const char *conn_state(uint8_t proto, uint8_t fwd, uint8_t rev, uint64_t packets_rev)
+{
+    if (proto != 6) return packets_rev ? "SF" : "S0";
+    if (!(fwd & SYN)) return "OTH";
+    if (!rev) return "S0";
+    if (rev & RST && !(rev & SYN)) return "REJ";
+    if (fwd & RST) return "RSTO";
+    if (rev & RST) return "RSTR";
+    if (fwd & FIN && rev & FIN) return "SF";
+    return fwd & FIN ? "S2" : rev & FIN ? "S3" : "S1";
+}
+
+static int conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
+{
+    if (f->proto == 1 || f->proto == 58 || (f->family != 4 && f->family != 6)) return 0;
+    struct hwint_jbuf *b = &lg->out[HW_LOG_CONN];
+    size_t start = b->len;
+    int ports = f->proto == 6 || f->proto == 17 || f->proto == 132;
+    head(lg, b, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst, ports ? f->dport : -1,
+         f->proto, 0);
+    const char *app = hw_app_name(f->app);
+    if (app && *app && strcmp(app, "unknown")) hwint_j_key(b, "service"), hwint_j_cstr(b, app);
+    hwint_j_key(b, "duration");
+    hwint_j_round6(b, (double)(f->last_ns - f->first_ns) / 1e9);
+    hwint_j_key(b, "orig_pkts"), hwint_j_u64(b, f->packets[0]);
+    hwint_j_key(b, "orig_ip_bytes"), hwint_j_u64(b, f->bytes[0]);
+    hwint_j_key(b, "resp_pkts"), hwint_j_u64(b, f->packets[1]);
+    hwint_j_key(b, "resp_ip_bytes"), hwint_j_u64(b, f->bytes[1]);
+    hwint_j_key(b, "conn_state"), hwint_j_cstr(b, conn_state(f->proto, f->tcp_flags[0], f->tcp_flags[1],
+                                                              f->packets[1]));
+    char h[16];
+    if (f->proto == 6) hwint_j_key(b, "history"), hwint_j_cstr(b, history(f->tcp_flags[0], f->tcp_flags[1], h));
+    if (f->rtt_ns) {
+        hwint_j_key(b, "rtt");
+        hwint_j_round6(b, hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000);
+    }
+    hwint_j_key(b, "retransmissions");
+    hwint_j_u64(b, (uint64_t)f->retransmissions[0] + f->retransmissions[1]);
+    hwint_j_key(b, "end_reason"), hwint_j_cstr(b, hw_end_name(f->end_reason));
+    const char *state = f->proto == 6 ? hw_tcp_state_name(f->state) : NULL;
+    if (state && *state) hwint_j_key(b, "tcp_state"), hwint_j_cstr(b, state);
+    if (f->vlan) hwint_j_key(b, "vlan"), hwint_j_u64(b, f->vlan);
+    const char *tun = f->tun_type ? hw_tunnel_name(f->tun_type) : NULL;
+    if (tun) hwint_j_key(b, "tunnel"), hwint_j_cstr(b, tun);
+    end_line(lg, HW_LOG_CONN, start);
+    return 1;
+}
+
+/* ---- the logger ------------------------------------------------------------ */
+
+struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, int path)
+{
+    struct hw_logger *lg = calloc(1, sizeof *lg);
+    if (!lg) return NULL;
+    uint32_t nb = 16;
+    while (nb < 2 * (pending_max ? pending_max : 1) && nb < (1u << 30)) nb <<= 1;
+    pthread_mutex_init(&lg->lock, NULL);
+    lg->kinds = kinds;
+    lg->path = path;
+    memcpy(lg->salt, salt, 16);
+    lg->max = pending_max ? pending_max : 1;
+    lg->mask = nb - 1;
+    lg->pend = calloc(lg->max, sizeof *lg->pend);
+    lg->bucket = malloc(nb * sizeof *lg->bucket);
+    if (!lg->pend || !lg->bucket) {
+        hw_logger_free(lg);
+        return NULL;
+    }
+    memset(lg->bucket, 0xff, nb * sizeof *lg->bucket);
+    for (uint32_t i = 0; i < lg->max; i++) lg->pend[i].next = i + 1 < lg->max ? i + 1 : NONE;
+    lg->free = 0;
+    lg->oldest = lg->newest = NONE;
+    return lg;
+}
+
+void hw_logger_free(struct hw_logger *lg)
+{
+    if (!lg) return;
+    for (int k = 0; k < HW_LOG_KINDS; k++) free(lg->out[k].p), free(lg->taken[k].p);
+    free(lg->pend);
+    free(lg->bucket);
+    pthread_mutex_destroy(&lg->lock);
+    free(lg);
+}
+
+int hwint_logger_wants(struct hw_logger *lg, int kind)
+{
+    return kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS));
+}
+
+void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
+{
+    pthread_mutex_lock(&lg->lock);
+    if (e->ts_ns > lg->now_ns) lg->now_ns = e->ts_ns;
+    if (e->has_rec && !e->rec_status) on_dns(lg, e);
+    pthread_mutex_unlock(&lg->lock);
+}
+
+int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
+{
+    int left = 0;
+    pthread_mutex_lock(&lg->lock);
+    for (int i = 0; i < n; i++)
+        if (!(lg->kinds & (1u << HW_LOG_CONN)) || !conn_line(lg, &f[i])) rest[left++] = i;
+    pthread_mutex_unlock(&lg->lock);
+    return left;
+}
+
+void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns)
+{
+    pthread_mutex_lock(&lg->lock);
+    if (lg->now_ns > now_ns) now_ns = lg->now_ns;
+    /* oldest first: packet times arrive nearly in order, so the first young query ends the walk */
+    while (lg->oldest != NONE && now_ns >= lg->pend[lg->oldest].ts_ns + wait_ns) release_oldest(lg);
+    pthread_mutex_unlock(&lg->lock);
+}
+
+void hw_logger_flush(struct hw_logger *lg)
+{
+    pthread_mutex_lock(&lg->lock);
+    while (lg->oldest != NONE) release_oldest(lg);
+    pthread_mutex_unlock(&lg->lock);
+}
+
+/* The buffer handed out stays the caller's until its next take of that kind (lines go to the other). */
+const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len)
+{
+    if (kind < 0 || kind >= HW_LOG_KINDS) {
+        *len = 0;
+        return "";
+    }
+    pthread_mutex_lock(&lg->lock);
+    struct hwint_jbuf t = lg->taken[kind];
+    lg->taken[kind] = lg->out[kind];
+    lg->out[kind] = t;
+    lg->out[kind].len = 0;
+    pthread_mutex_unlock(&lg->lock);
+    *len = lg->taken[kind].len;
+    return lg->taken[kind].p ? lg->taken[kind].p : "";
+}
+
+void hw_logger_stats(struct hw_logger *lg, struct hw_logger_stats *out)
+{
+    pthread_mutex_lock(&lg->lock);
+    for (int k = 0; k < HW_LOG_KINDS; k++) out->records[k] = lg->records[k];
+    out->held_early = lg->held_early;
+    out->pending = lg->count;
+    out->now_ns = lg->now_ns;
+    pthread_mutex_unlock(&lg->lock);
+}

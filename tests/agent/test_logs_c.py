@@ -1,0 +1,137 @@
+"""The dns and conn log lines the C core writes (hwdrivers.logs) equal, byte
+for byte, the lines the Python Builder writes of the same packets (its
+records through json.dumps, as the live log service writes them), over
+every shared capture; and the JSON text helpers equal json.dumps on the
+strings and floats that are hard to get right."""
+import json
+
+import pytest
+
+from agent.logs.offline import log_text
+from agent.logs.records import Builder
+from hwdrivers import CaptureConfig, Session
+from hwdrivers.logs import Logger
+from tests.conftest import ALL_PCAPS, TUNNEL_PCAPS
+from tests.hwdrivers.packets import A4, B4, MS, T0, dns_query, session, udp4
+
+TYPES = ("dns", "conn")
+
+
+def python_lines(path: str, salt: bytes) -> dict:
+    """The records of the file by the Python Builder only (every event and flow as a Python object)."""
+    b = Builder(TYPES, salt)
+    out = {t: [] for t in TYPES}
+
+    def put(records) -> None:
+        for kind, rec in records:
+            out[kind].append(json.dumps(rec, separators=(",", ":"), default=str))
+    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns"}), event_ring=1 << 14,
+                           lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
+    with Session(config) as s:
+        def batch() -> None:
+            for ev in s.read_events():
+                put(b.feed(ev))
+            for f in s.read_flows():
+                put(b.flow(f.as_dict()))
+            put(b.expire())
+        s.run_to_eof(batch)
+        while s.flush():
+            batch()
+        batch()
+        put(b.flush())
+    return out
+
+
+def c_lines(path: str, salt: bytes) -> dict:
+    out = {t: [] for t in TYPES}
+    import agent.logs.offline as offline
+    real = offline.Builder
+    offline.Builder = lambda types: real(types, salt)        # the same uids on both sides
+    try:
+        log_text(path, TYPES, lambda kind, lines: out[kind].extend(lines.decode().splitlines()))
+    finally:
+        offline.Builder = real
+    return out
+
+
+@pytest.mark.parametrize("path", ALL_PCAPS + TUNNEL_PCAPS, ids=lambda p: p.name)
+def test_c_lines_equal_python_lines(path):
+    salt = bytes(range(16))
+    want, got = python_lines(str(path), salt), c_lines(str(path), salt)
+    for kind in TYPES:
+        assert sorted(got[kind]) == sorted(want[kind]), kind
+
+
+def test_queries_held_bounded_repeated_and_alone_equal_python(tmp_path):
+    """Five queries at once with room for two: three go out alone early (counted); a query sent twice
+    counts its repeat; answers pair by flow, id and name, one to a query never seen; what is left goes at
+    the flush.  The logger attached to the session and the Builder fed the same messages as events (the
+    ring and the logger both on) write the same lines."""
+    salt = bytes(range(16))
+    lg = Logger(["dns"], salt, pending_max=2)
+    b = Builder(["dns"], salt)
+    want = []
+
+    def answer(q: bytes) -> bytes:
+        return q[:2] + b"\x81\x80" + q[4:]
+    queries = [dns_query(f"n{i}.example", ident=i) for i in range(5)]
+    frames = [udp4(A4, B4, 40000 + i, 53, q) for i, q in enumerate(queries)]
+    frames += [udp4(A4, B4, 40004, 53, queries[4]), udp4(B4, A4, 53, 40004, answer(queries[4])),
+               udp4(B4, A4, 53, 40009, answer(dns_query("never.asked", ident=9))),
+               udp4(A4, B4, 40010, 53, dns_query("left.example", ident=10))]
+    with session(tmp_path, events=frozenset({"dns"})) as s:
+        s.set_logger(lg)
+        for i, frame in enumerate(frames):
+            s.inject(frame, ts_ns=T0 + i * MS)
+            for ev in s.read_events():
+                for kind, rec in b.feed(ev):
+                    want.append(json.dumps(rec, separators=(",", ":")))
+    stats = lg.stats()
+    assert stats["held_early"] == 3 and stats["pending"] == 2
+    lg.flush()
+    want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.flush()]
+    got = lg.take()[0][1].decode().splitlines()
+    records = [json.loads(x) for x in got]
+    assert [r["query"] for r in records if "rcode" not in r] == ["n0.example", "n1.example", "n2.example",
+                                                                 "n3.example", "left.example"]
+    paired = [r for r in records if "rtt" in r]
+    assert [(r["query"], r["query_repeats"], r["rtt"]) for r in paired] == [("n4.example", 1, 0.002)]
+    assert [r["query"] for r in records if "rcode" in r and "rtt" not in r] == ["never.asked"]
+    assert sorted(got) == sorted(want) and len(got) == 7
+
+
+def test_conn_lines_equal_python_on_random_flows():
+    """Random flow records (times that round on a half, durations below 1e-4, ports, flags, tunnels, vlans)
+    through the C logger and through the Builder: the same text, float for float."""
+    import random
+    from hwdrivers import flows
+    from hwdrivers._hw import ffi
+    rng = random.Random(22)
+    n = 4000
+    buf = ffi.new("struct hw_flow_record[]", n)
+    for i in range(n):
+        f = buf[i]
+        f.id = i + 1
+        f.family = rng.choice((4, 6))
+        f.proto = rng.choice((6, 17, 132, 47, 50, 6, 17))
+        for k in range(16 if f.family == 6 else 4):
+            f.src[k], f.dst[k] = rng.randrange(256), rng.randrange(256)
+        f.sport, f.dport = rng.randrange(65536), rng.randrange(65536)
+        base = rng.choice((1_300_000_000, 1_700_000_000, 4_100_000_000, 12, 0))
+        f.first_ns = base * 10**9 + rng.choice((rng.randrange(10**9), rng.randrange(2000) * 500, 999_999_500))
+        f.last_ns = f.first_ns + rng.choice((0, rng.randrange(10**5), rng.randrange(10**12), 500, 1500))
+        f.rtt_ns = rng.choice((0, rng.randrange(10**4), rng.randrange(10**9), 500))
+        f.packets = [rng.randrange(10**6), rng.randrange(3)]
+        f.bytes = [rng.randrange(10**9), rng.randrange(10**4)]
+        f.retransmissions = [rng.randrange(5), rng.randrange(5)]
+        f.tcp_flags = [rng.randrange(256), rng.randrange(256)]
+        f.state, f.end_reason, f.app = rng.randrange(6), rng.randrange(6), rng.randrange(24)
+        f.vlan = rng.choice((0, 0, 100))
+        f.tun_type, f.tun_family = rng.choice((0, 0, 1, 3)), 4
+    salt = bytes(range(16))
+    lg = Logger(["conn"], salt)
+    assert lg.flows(buf, n) == []
+    got = lg.take()[0][1].decode().splitlines()
+    b = Builder(["conn"], salt)
+    want = [json.dumps(b.flow(flows.from_cdata(buf[i]).as_dict())[0][1], separators=(",", ":")) for i in range(n)]
+    assert got == want
