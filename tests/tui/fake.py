@@ -111,7 +111,7 @@ READS = {"capture_status": "/v1/capture/status", "capture_metrics": "/v1/capture
          "anomalies_by_type": "/v1/anomalies/by-type", "anomalies": "/v1/anomalies", "windows": "/v1/windows",
          "baselines": "/v1/baselines", "list_threats": "/v1/threats", "get_threat": "/v1/threats/{}",
          "calls": "/v1/calls", "call_ladder": "/v1/sessions/{}/ladder", "system": "/v1/system",
-         "firmware": "/v1/firmware", "recent_logs": "/v1/logs"}
+         "firmware": "/v1/firmware", "recent_logs": "/v1/logs", "log_records": "/v1/logs/{}"}
 
 
 class FakeSource:
