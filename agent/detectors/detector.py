@@ -98,42 +98,50 @@ class Detector:
         raise NotImplementedError
 
     def feed(self, event) -> list:
-        """Detections raised by one packet event (parse + detect + threshold)."""
-        self.counts["events"] += 1
+        """Detections raised by one packet event, for a detector used alone: judge, then learn its own LAN
+        (the pipeline, agent.detectors.pipeline, judges with every detector first and learns once)."""
+        out = self.judge(event)
+        try:
+            self.lan.learn(event)
+        except (ValueError, IndexError, KeyError, UnicodeError):
+            self.counts["unlearned"] += 1
+        return out
+
+    def judge(self, event) -> list:
+        """Detections raised by one packet event (parse + detect + threshold), learning nothing."""
+        counts = self.counts
+        counts["events"] += 1
         if event.kind not in self.kinds:
-            self._learn(event)
             return []
         try:
             facts = self.parse(event)
         except (ValueError, IndexError, KeyError, UnicodeError) as e:  # a malformed payload is counted and skipped
-            self.counts["unparsed"] += 1
-            self.counts[f"unparsed:{type(e).__name__}"] += 1
+            counts["unparsed"] += 1
+            counts[f"unparsed:{type(e).__name__}"] += 1
             return []
         if facts is None:
-            self._learn(event)
             return []
         found = self.detect(facts)
-        self._learn(event)            # after: a claim is judged against what was known before it
+        return self.threshold_and_dedup(found) if found else found
+
+    def seen(self, key: str, ts: float, score: int) -> bool:
+        """Whether a finding of this key and score would be a repeat (checked before one is built)."""
+        last = self._raised.get(key)
+        return last is not None and ts - last[0] < self.cfg.dedup_s and score <= last[1]
+
+    def threshold_and_dedup(self, found: list) -> list:
         out = []
         for d in found:
             if d.score < self.threshold:
                 self.counts["below_threshold"] += 1
                 continue
-            last = self._raised.get(d.key)
-            if last is not None and d.first_seen - last[0] < self.cfg.dedup_s and d.score <= last[1]:
+            if self.seen(d.key, d.first_seen, d.score):
                 self.counts["repeats"] += 1
                 continue
             self._raised[d.key] = (d.first_seen, d.score)
             self.counts["raised"] += 1
             out.append(d)
         return out
-
-
-    def _learn(self, event) -> None:
-        try:
-            self.lan.learn(event)
-        except (ValueError, IndexError, KeyError, UnicodeError):
-            self.counts["unlearned"] += 1
 
 
 @functools.lru_cache(maxsize=1 << 16)

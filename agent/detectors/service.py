@@ -1,38 +1,41 @@
-"""The live path: each detector in its own service thread on its bus channels.
+"""The live path: the detector pipeline (agent.detectors.pipeline) in one
+service thread on the packet channels.
 
 A packet event in, findings out on attacks:detected, under the packet's
 correlation id (so the threat can name the packet that raised it)."""
 from agent.bus import EVENT_CHANNELS
-from agent.detectors import DETECTORS
+from agent.detectors.pipeline import Pipeline
 from agent.services import Service
 
 
 class DetectorService(Service):
-    detector_cls = None
+    name = "detectors"
+    critical = False
+
+    def __init__(self):
+        from agent.detectors import DETECTORS
+        kinds = {k for cls in DETECTORS for k in cls.all_kinds()}
+        self.channels = tuple(sorted({EVENT_CHANNELS[k] for k in kinds}))
 
     def start(self, agent) -> None:
         self.agent = agent
         self.enabled = agent.cfg.detection.enabled
-        self.detector = self.detector_cls(agent.cfg.detection)
+        self.pipeline = Pipeline(agent.cfg.detection)
+        self.kinds = self.pipeline.kinds()
 
     def handle(self, env) -> None:
         ev = env.data
-        if not self.enabled or getattr(ev, "kind", None) not in self.detector.all_kinds():
+        if not self.enabled or getattr(ev, "kind", None) not in self.kinds:
             return
-        for d in self.detector.feed(ev):
+        for d in self.pipeline.feed(ev):
             self.agent.bus.publish("attacks:detected", "attack_detected",
                                    {**d.as_dict(), "verification_required": d.verify is not None,
                                     "packet_event": env.event_type, "packet_ts": ev.ts},
-                                   source=self.name, correlation_id=env.correlation_id)
+                                   source=d.type, correlation_id=env.correlation_id)
 
     def detail(self) -> dict:
-        return {"enabled": self.enabled, "threshold": self.detector.threshold, **self.detector.counts}
+        return {"enabled": self.enabled, **{d.name: {"threshold": d.threshold, **d.counts}
+                                            for d in self.pipeline.detectors}}
 
 
-def _service(cls) -> type:
-    return type(f"{cls.__name__}Service_{cls.name}", (DetectorService,), {
-        "name": cls.name, "detector_cls": cls, "critical": False,
-        "channels": tuple(sorted({EVENT_CHANNELS[k] for k in cls.all_kinds()}))})
-
-
-SERVICES = [_service(cls) for cls in DETECTORS]
+SERVICES = [DetectorService]
