@@ -302,6 +302,39 @@ def dhcp_from_cdata(r) -> DhcpRecord:
                       tuple(_ntop(_V4, bytes(a)[:4]) if v4 else _ntop(_V6, bytes(a)) for a in r.dns[0:r.n_dns]))
 
 
+@dataclasses.dataclass(slots=True)
+class SourcePair:
+    src_mac: str
+    dst_mac: str
+    dst: str           # the latest destination SYNs with these Ethernet addresses went to
+
+
+SOURCE_REASONS = ("new", "changed", "interval", "evicted", "end")
+
+
+@dataclasses.dataclass(slots=True)
+class TcpSourceRecord:
+    """A TCP source over a span (hwdrivers/src/srcsum.c): what its SYNs and RSTs did."""
+    first_ts: float
+    last_ts: float
+    syns: int          # SYNs sent (without ACK)
+    rsts_sent: int
+    rsts_received: int
+    hosts: int         # distinct hosts its SYNs went to (estimate)
+    ports: int         # distinct (host, port) pairs (estimate)
+    reason: str        # why it was sent: SOURCE_REASONS
+    pairs: tuple       # SourcePair: the Ethernet address pairs its SYNs showed in the span
+
+
+def tcpsrc_from_buffer(buf, at: int, family: int) -> TcpSourceRecord:
+    r = _cast("struct hw_rec_tcpsrc *", buf, at)
+    af, n = (_V6, 16) if family == 6 else (_V4, 4)
+    pairs = tuple(SourcePair(_mac(p.src_mac), _mac(p.dst_mac), _ntop(af, bytes(p.dst)[:n]))
+                  for p in r.pairs[0:r.n_pairs])
+    return TcpSourceRecord(r.first_ns / 1e9, r.last_ns / 1e9, r.syns, r.rsts_sent, r.rsts_received, r.hosts,
+                           r.ports, SOURCE_REASONS[r.reason], pairs)
+
+
 def _cast(ctype: str, buf, at: int):
     return ffi.cast(ctype, ffi.cast("char *", ffi.from_buffer(buf)) + at)
 

@@ -239,15 +239,19 @@ class CaptureService:
             if not busy:
                 run.stop.wait(0.02)
 
-    def _drain(self, run: Run, final: bool = False) -> bool:
-        """Move events and expired flows from the C rings onto the bus."""
-        if final:
-            while run.session.flush():
-                self._take_flows(run, 1 << 30)
-        events = run.session.read_events(4096)
+    def _publish_events(self, run: Run, events: list) -> None:
         for ev in events:
             run.events[ev.kind] += 1
             self.bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
+
+    def _drain(self, run: Run, final: bool = False) -> bool:
+        """Move events and expired flows from the C rings onto the bus."""
+        if final:
+            while run.session.flush():      # the last flows and TCP source summaries, as the rings take them
+                self._take_flows(run, 1 << 30)
+                self._publish_events(run, run.session.read_events())
+        events = run.session.read_events(4096)
+        self._publish_events(run, events)
         flows = self._take_flows(run, 4096)
         windows = run.session.read_windows(64)
         for w in windows:

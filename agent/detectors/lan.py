@@ -19,7 +19,7 @@ from agent.detectors.detector import Recent, is_public_ip
 from hwdrivers import records
 
 ROUTER_MIN_OFF_LINK = 2      # distinct off-link sources before a MAC counts as a router
-LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_syn", "tls", "http")
+LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_src", "tls", "http")
 NO_MAC = ("", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
 
 
@@ -97,6 +97,10 @@ class Lan:
         ts = ev.ts
         kind = ev.kind
         if kind not in ("arp", "ndp", "dhcp"):
+            if kind == "tcp_src" and ev.record is not None:    # every address pair the source's SYNs showed
+                for p in ev.record.pairs:
+                    if p.src_mac != ev.src_mac or p.dst_mac != ev.dst_mac:
+                        self.frame(ev.src, p.dst, p.src_mac, p.dst_mac, ts)
             self.frame(ev.src, ev.dst, ev.src_mac, ev.dst_mac, ts)
             return
         from agent.detectors import dhcp, ndp

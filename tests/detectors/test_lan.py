@@ -21,8 +21,8 @@ def test_routers_next_hops_and_who_sent_a_forged_frame():
     # the router carries two public sources; the victim routes through it; the attacker talks with its own address
     lan.learn(ev("tls", "151.101.1.10", "192.168.1.10", GW_MAC, VICTIM_MAC, 1))
     lan.learn(ev("http", "93.184.216.34", "192.168.1.10", GW_MAC, VICTIM_MAC, 2))
-    lan.learn(ev("tcp_syn", "192.168.1.10", "151.101.1.10", VICTIM_MAC, GW_MAC, 3))
-    lan.learn(ev("tcp_syn", "192.168.1.66", "151.101.1.10", ATTACKER_MAC, GW_MAC, 4))
+    lan.learn(ev("tcp_src", "192.168.1.10", "151.101.1.10", VICTIM_MAC, GW_MAC, 3))
+    lan.learn(ev("tcp_src", "192.168.1.66", "151.101.1.10", ATTACKER_MAC, GW_MAC, 4))
     assert lan.is_router(GW_MAC) and not lan.is_router(ATTACKER_MAC)
     assert lan.next_hop["192.168.1.10"]["mac"] == GW_MAC
     assert lan.own_ip(ATTACKER_MAC) == "192.168.1.66" and lan.mac_of("192.168.1.10") == VICTIM_MAC
@@ -33,7 +33,7 @@ def test_routers_next_hops_and_who_sent_a_forged_frame():
     lan.learn(ev("dns", "192.168.1.10", "8.8.8.8", ATTACKER_MAC, GW_MAC, 5))
     assert lan.own_ip(ATTACKER_MAC) == "192.168.1.66"
     # the victim's routed traffic switching to the attacker does not move its learned next hop
-    lan.learn(ev("tcp_syn", "192.168.1.10", "151.101.1.10", VICTIM_MAC, ATTACKER_MAC, 6))
+    lan.learn(ev("tcp_src", "192.168.1.10", "151.101.1.10", VICTIM_MAC, ATTACKER_MAC, 6))
     assert lan.next_hop["192.168.1.10"]["mac"] == GW_MAC
 
 
