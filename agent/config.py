@@ -135,6 +135,7 @@ class DetectionSection:
     ndp_threshold: int = 60            # NDP spoofing and rogue Router Advertisements
     dhcp_threshold: int = 60           # rogue DHCPv4/v6 servers
     tls_intercept_threshold: int = 60  # certificates not the name's own
+    syn_flood_threshold: int = 60      # one source's SYN flood (per-source summaries counted in C)
     dhcp_servers: tuple = ()           # the network's DHCP servers (else the first one heard)
     gateways: tuple = ()               # gateway IPs: an ARP claim on them weighs more (else inferred)
     local_suffixes: tuple = ("local", "lan", "home", "internal", "intranet", "corp", "localdomain", "home.arpa",

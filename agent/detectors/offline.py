@@ -18,6 +18,9 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
         def feed():
             found.extend(pipeline.feed_all(s.read_events()))
         error = s.run_to_eof(feed)
+        while s.flush():         # the last TCP source summaries, as the ring takes them
+            feed()
+        feed()
     return found, error, pipeline
 
 
