@@ -191,9 +191,13 @@ struct hw_rec_http {
  * (host, port) pairs its SYNs went to (estimates).  A summary is sent when
  * the source is first seen, when its SYNs show Ethernet addresses not seen
  * before (the frame that showed them is the event's own: src_mac, dst_mac,
- * dst), when HW_SRC_INTERVAL_S passed since its span began, when the table
- * evicts it, and at the end; its counts cover the packets since the last. */
+ * dst), HW_SRC_INTERVAL_S after its span began when the span is busy
+ * (HW_SRC_BURST packets an interval on average; else HW_SRC_REFRESH_S after its
+ * beginning), when the table evicts
+ * it, and at the end; its counts cover the packets since the last. */
 #define HW_SRC_INTERVAL_S 10
+#define HW_SRC_BURST 8
+#define HW_SRC_REFRESH_S 300
 #define HW_SRC_PAIRS 4
 #define HW_SRC_NEW 0            /* why the summary was sent */
 #define HW_SRC_CHANGED 1

@@ -113,6 +113,17 @@ static void summarise(struct src *e, int reason, struct hw_ring *ring, struct hw
 
 static int pending(const struct src *e) { return e->used && e->first_ns; }
 
+/* A span ends HW_SRC_INTERVAL_S after it began when it is busy (HW_SRC_BURST packets an interval on
+ * average: a flood or a scan wants its rate soon); a quiet source's span runs on to HW_SRC_REFRESH_S,
+ * so it costs one summary per refresh. */
+static int due(const struct src *e, uint64_t now_ns)
+{
+    uint64_t interval = (uint64_t)HW_SRC_INTERVAL_S * HW_NS, age = now_ns - e->first_ns;
+    if (!pending(e) || now_ns < e->first_ns + interval) return 0;
+    uint64_t packets = (uint64_t)e->syns + e->rsts_sent + e->rsts_received;
+    return packets * interval >= (uint64_t)HW_SRC_BURST * age || age >= (uint64_t)HW_SRC_REFRESH_S * HW_NS;
+}
+
 static struct src *take(struct hw_srcsum *t, const struct hw_meta *m, struct hw_ring *ring, struct hw_counters *c)
 {
     struct src *b = bucket(t, m->src, m->family), *victim = &b[0];
@@ -185,7 +196,7 @@ void hwint_src_packet(struct hw_srcsum *t, const struct hw_meta *m, uint64_t ts_
     struct src *e = find(t, m->src, m->family);
     int fresh = e == NULL, added;
     if (fresh) e = take(t, m, ring, c);
-    else if (pending(e) && ts_ns >= e->first_ns + (uint64_t)HW_SRC_INTERVAL_S * HW_NS)
+    else if (due(e, ts_ns))
         summarise(e, HW_SRC_INTERVAL, ring, c); /* a span that ended before this packet is sent without it */
     int i = pair_of(e, m, &added);
     begin(e, ts_ns);
@@ -202,12 +213,11 @@ void hwint_src_packet(struct hw_srcsum *t, const struct hw_meta *m, uint64_t ts_
 void hwint_src_tick(struct hw_srcsum *t, uint64_t now_ns, struct hw_ring *ring, struct hw_counters *c,
                     uint32_t budget)
 {
-    uint64_t span = (uint64_t)HW_SRC_INTERVAL_S * HW_NS;
     for (int n = 0; n < SWEEP && budget; n++) {
         struct src *b = &t->t[t->sweep_at * WAYS];
         t->sweep_at = (t->sweep_at + 1) & (BUCKETS - 1);
         for (int i = 0; i < WAYS && budget; i++) {
-            if (pending(&b[i]) && now_ns >= b[i].first_ns + span) {
+            if (due(&b[i], now_ns)) {
                 summarise(&b[i], HW_SRC_INTERVAL, ring, c);
                 budget--;
             }

@@ -72,6 +72,13 @@ def test_a_span_ends_after_the_interval(tmp_path):
     assert [round(e.record.last_ts - e.record.first_ts) for e in evs] == [0, 9, 9, 3]
 
 
+def test_a_quiet_source_is_summarised_once_per_refresh(tmp_path):
+    frames = [(T0 + k * 30 * S, tcp4(A4, B4, 40000 + k, 80, flags=SYN)) for k in range(20)]   # one SYN in 30 s
+    evs, _ = summaries(tmp_path, frames)
+    assert [(e.record.reason, e.record.syns) for e in evs] == [("new", 1), ("interval", 10), ("end", 9)]
+    assert round(evs[1].record.last_ts - evs[1].record.first_ts) == 270
+
+
 def test_a_port_scan_is_one_summary_that_counts_its_ports(tmp_path):
     frames = [(T0 + k, tcp4(A4, B4, 50000, port, flags=SYN)) for k, port in enumerate(range(1, 301))]
     frames.append((T0 + 2000, tcp4(A4, C4, 50000, 80, flags=SYN)))            # another host: another next hop
