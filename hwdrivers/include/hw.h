@@ -140,7 +140,7 @@ struct hw_ring {
 /* srcsum.c: per-source summaries of TCP SYNs and RSTs (events.h, HW_EV_TCP_SRC),
  * sent to the event ring as they fall due; never one event per SYN. */
 struct hw_srcsum;
-struct hw_srcsum *hwint_src_create(void);
+struct hw_srcsum *hwint_src_create(uint32_t max_sources);   /* max_hosts, at most 2^18 */
 void hwint_src_destroy(struct hw_srcsum *t);
 void hwint_src_packet(struct hw_srcsum *t, const struct hw_meta *m, uint64_t ts_ns, struct hw_ring *ring,
                       struct hw_counters *c);

@@ -13,8 +13,8 @@
 
 #include "hw.h"
 
-#define BUCKETS 1024           /* x WAYS sources */
-#define WAYS 8
+#define WAYS 8                 /* sources a bucket */
+#define MAX_SOURCES (1u << 18)
 #define SWEEP 64               /* buckets looked at per tick */
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
@@ -35,14 +35,16 @@ struct src {
 
 struct hw_srcsum {
     struct src *t;
-    uint32_t sweep_at;
+    uint32_t buckets, sweep_at;
 };
 
-struct hw_srcsum *hwint_src_create(void)
+struct hw_srcsum *hwint_src_create(uint32_t max_sources)
 {
     struct hw_srcsum *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->t = calloc((size_t)BUCKETS * WAYS, sizeof *s->t);
+    if (max_sources > MAX_SOURCES) max_sources = MAX_SOURCES;
+    for (s->buckets = 1; s->buckets * WAYS < max_sources;) s->buckets <<= 1;
+    s->t = calloc((size_t)s->buckets * WAYS, sizeof *s->t);
     if (!s->t) {
         free(s);
         return NULL;
@@ -59,7 +61,7 @@ void hwint_src_destroy(struct hw_srcsum *t)
 
 static struct src *bucket(struct hw_srcsum *t, const uint8_t *addr, uint8_t family)
 {
-    return &t->t[(hw_mix_addr(addr, family) & (BUCKETS - 1)) * WAYS];
+    return &t->t[(hw_mix_addr(addr, family) & (t->buckets - 1)) * WAYS];
 }
 
 static struct src *find(struct hw_srcsum *t, const uint8_t *addr, uint8_t family)
@@ -215,7 +217,7 @@ void hwint_src_tick(struct hw_srcsum *t, uint64_t now_ns, struct hw_ring *ring, 
 {
     for (int n = 0; n < SWEEP && budget; n++) {
         struct src *b = &t->t[t->sweep_at * WAYS];
-        t->sweep_at = (t->sweep_at + 1) & (BUCKETS - 1);
+        t->sweep_at = (t->sweep_at + 1) & (t->buckets - 1);
         for (int i = 0; i < WAYS && budget; i++) {
             if (due(&b[i], now_ns)) {
                 summarise(&b[i], HW_SRC_INTERVAL, ring, c);
@@ -228,7 +230,7 @@ void hwint_src_tick(struct hw_srcsum *t, uint64_t now_ns, struct hw_ring *ring, 
 uint32_t hwint_src_flush(struct hw_srcsum *t, struct hw_ring *ring, struct hw_counters *c)
 {
     uint32_t left = 0;
-    for (uint32_t i = 0; i < (uint32_t)BUCKETS * WAYS; i++) {
+    for (uint32_t i = 0; i < t->buckets * WAYS; i++) {
         if (!pending(&t->t[i])) continue;
         if (hwint_ring_used(ring) >= ring->size) left++;
         else summarise(&t->t[i], HW_SRC_END, ring, c);

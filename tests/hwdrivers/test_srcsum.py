@@ -93,7 +93,7 @@ def test_a_full_table_evicts_the_oldest_and_loses_no_count(tmp_path):
     sources = [str(ipaddress.ip_address("10.0.0.0") + k) for k in range(10000)]
     frames = [(T0 + k, tcp4(src, B4, 40000, 80, flags=SYN)) for k, src in enumerate(sources)]
     frames += [(T0 + 20000 + k, tcp4(src, B4, 40001, 80, flags=SYN)) for k, src in enumerate(sources[:3000])]
-    evs, c = summaries(tmp_path, frames, event_ring=1 << 15)
+    evs, c = summaries(tmp_path, frames, event_ring=1 << 15, max_hosts=8192)      # 8,192 sources in the table
     assert c.tcp_sources_evicted > 0 and c.events_dropped["tcp_src"] == 0
     assert sum(e.record.syns for e in evs) == c.tcp_source_syns == 13000
     assert {e.src for e in evs} == set(sources)
