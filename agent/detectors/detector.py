@@ -31,8 +31,10 @@ class Recent(collections.OrderedDict):
     def __setitem__(self, key, value):
         if key in self:
             self.move_to_end(key)
+            super().__setitem__(key, value)
+            return
         super().__setitem__(key, value)
-        while len(self) > self.limit:
+        if len(self) > self.limit:
             self.popitem(last=False)
 
 

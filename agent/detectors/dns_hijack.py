@@ -76,7 +76,7 @@ class Detector(Base):
         super().__init__(cfg)
         self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
         self.clients = Recent()      # client ip -> last query ts
-        self.history = Recent()      # (name, qtype) -> [{"ips", "ttl", "ts", "server"}] (last few answers)
+        self.history = Recent()      # (name, qtype) -> [{"ips", "public", "ttl", "ts", "server"}] (last few answers)
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
@@ -138,7 +138,7 @@ class Detector(Base):
         private = [ip for ip in f["ips"] if not is_public_ip(ip)]
         past = self.history.get((f["name"], f["qtype"]), [])
         if private and public_name(f["name"], self.cfg.local_suffixes):
-            public_before = sorted({ip for h in past for ip in h["ips"] if is_public_ip(ip)})
+            public_before = sorted({ip for h in past for ip in h["public"]})
             if public_before:
                 ind.add("bogon_after_public", 70, f"{f['name']} resolved to {', '.join(private)} "
                         f"(not public), before to {', '.join(public_before[:4])}")
@@ -154,8 +154,9 @@ class Detector(Base):
         for name, points, text in self.rewrites.judge(f):
             ind.add(name, points, text)
         if f["ips"] and f["rcode"] == "NOERROR":
-            self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "ttl": f["ttl"], "ts": ts,
-                                                             "server": f["server"]}])[-8:]
+            public = [ip for ip in f["ips"] if ip not in private]
+            self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "public": public, "ttl": f["ttl"],
+                                                             "ts": ts, "server": f["server"]}])[-8:]
         if not ind:
             return []
         attacker, src = self._attacker(f, evidence, src, attacker, attacker_mac, q)
