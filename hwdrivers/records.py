@@ -5,6 +5,7 @@ An event of kind dns or tls carries its record; Python reads its fields and
 never parses the payload bytes again."""
 import dataclasses
 import socket
+import struct
 from typing import Optional
 
 from hwdrivers._hw import ffi, lib
@@ -326,13 +327,23 @@ class TcpSourceRecord:
     pairs: tuple       # SourcePair: the Ethernet address pairs its SYNs showed in the span
 
 
+_SRC = Layout("struct hw_rec_tcpsrc")
+_SRC_UNPACK = _SRC.struct.unpack_from
+_SRC_PAIRS = _SRC.offsets["pairs"]
+_PAIR = struct.Struct("=6s6s16s")
+_PAIR_SIZE = ffi.sizeof("struct hw_src_pair")
+
+
 def tcpsrc_from_buffer(buf, at: int, family: int) -> TcpSourceRecord:
-    r = _cast("struct hw_rec_tcpsrc *", buf, at)
+    """The struct hw_rec_tcpsrc at byte offset `at` of a buffer (one unpack, and one per address pair)."""
+    first_ns, last_ns, syns, rsts_sent, rsts_received, hosts, ports, reason, n_pairs = _SRC_UNPACK(buf, at)
     af, n = (_V6, 16) if family == 6 else (_V4, 4)
-    pairs = tuple(SourcePair(_mac(p.src_mac), _mac(p.dst_mac), _ntop(af, bytes(p.dst)[:n]))
-                  for p in r.pairs[0:r.n_pairs])
-    return TcpSourceRecord(r.first_ns / 1e9, r.last_ns / 1e9, r.syns, r.rsts_sent, r.rsts_received, r.hosts,
-                           r.ports, SOURCE_REASONS[r.reason], pairs)
+    pairs = []
+    for i in range(n_pairs):
+        smac, dmac, dst = _PAIR.unpack_from(buf, at + _SRC_PAIRS + i * _PAIR_SIZE)
+        pairs.append(SourcePair(smac.hex(":"), dmac.hex(":"), _ntop(af, dst[:n])))
+    return TcpSourceRecord(first_ns / 1e9, last_ns / 1e9, syns, rsts_sent, rsts_received, hosts, ports,
+                           SOURCE_REASONS[reason], tuple(pairs))
 
 
 def _cast(ctype: str, buf, at: int):
