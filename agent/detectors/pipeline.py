@@ -47,7 +47,3 @@ class Pipeline:
             if found:
                 out.extend(found)
         return out
-
-    def counts(self) -> dict:
-        """Each detector's counters, and the LAN's."""
-        return {**{d.name: dict(d.counts) for d in self.detectors}, "lan": {"unlearned": self.unlearned}}

@@ -34,8 +34,8 @@ class DetectorService(Service):
                                    source=d.type, correlation_id=env.correlation_id)
 
     def detail(self) -> dict:
-        return {"enabled": self.enabled, **{d.name: {"threshold": d.threshold, **d.counts}
-                                            for d in self.pipeline.detectors}}
+        return {"enabled": self.enabled, "lan_unlearned": self.pipeline.unlearned,
+                **{d.name: {"threshold": d.threshold, **d.counts} for d in self.pipeline.detectors}}
 
 
 SERVICES = [DetectorService]
