@@ -48,7 +48,10 @@ class Lan:
         if first and self.hosts.get(ip, {"mac": mac})["mac"] != mac:
             return
         self.hosts[ip] = {"mac": mac, "ts": ts, "how": how}
-        self.macs.setdefault(mac, Recent(64))[ip] = ts
+        own = self.macs.get(mac)
+        if own is None:
+            own = self.macs[mac] = Recent(64)
+        own[ip] = ts
 
     def router(self, mac: str, ts: float, ip: str = "") -> None:
         if mac in NO_MAC:
@@ -70,7 +73,9 @@ class Lan:
         if src_mac in NO_MAC:
             return
         if on_link(src):
-            seen = self.senders.setdefault(src, Recent(8))
+            seen = self.senders.get(src)
+            if seen is None:                 # (setdefault would build a Recent for every frame)
+                seen = self.senders[src] = Recent(8)
             seen[src_mac] = ts
             if len(seen) == 1 and src not in self.hosts:
                 self.bind(src, src_mac, ts, "ip")
