@@ -9,6 +9,7 @@ packet time, so a capture file replays exactly as the wire did."""
 import collections
 import functools
 import ipaddress
+import socket
 from typing import Optional
 
 from agent.events import Detection
@@ -146,24 +147,36 @@ class Detector:
         return out
 
 
-# IPv4 /24s where the answer differs from one address to the next (192.0.0.0/29 and .170/31, the broadcast)
+# IPv4 /24s where the answer differs from one address to the next (192.0.0.0/29 and .170/31, the broadcast);
+# IPv6: ::/64 (::1, ::, IPv4-mapped) and 2001:1::/64 (newer Pythons' global 2001:1::1 and ::2) address by address
 _MIXED_V4 = ("192.0.0", "255.255.255")
+_MIXED_V6 = (bytes(8), bytes.fromhex("2001000100000000"))
 
 
 def is_public_ip(addr: str) -> bool:
     """Whether addr is a global unicast address.  Every detector asks this of every packet's addresses, and
-    ipaddress parsing dominated: answers are kept (bounded), for IPv4 by /24 (no other non-global range of
-    IPv4 is narrower than a /24), so a capture with a million addresses does not miss the cache each time."""
+    ipaddress parsing dominated: answers are kept (bounded), by /24 for IPv4 and by /64 for IPv6 (no
+    non-global range is narrower elsewhere), so a capture with a million addresses does not miss each time."""
     if ":" not in addr:
         net = addr.rpartition(".")[0]
         if net not in _MIXED_V4:
             return _public_v4_net(net)
-    return _public(addr)
+        return _public(addr)
+    try:
+        head = socket.inet_pton(socket.AF_INET6, addr)[:8]
+    except OSError:
+        return _public(addr)             # a scoped address (fe80::1%eth0): ipaddress reads it
+    return _public(addr) if head in _MIXED_V6 else _public_v6_net(head)
 
 
 @functools.lru_cache(maxsize=1 << 14)
 def _public_v4_net(net: str) -> bool:
     return _public(net + ".1")
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _public_v6_net(head: bytes) -> bool:
+    return _public(socket.inet_ntop(socket.AF_INET6, head + bytes(7) + b"\x01"))
 
 
 @functools.lru_cache(maxsize=1 << 16)
