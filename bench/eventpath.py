@@ -78,8 +78,8 @@ def main() -> None:
         mix.append(f"{label}: {kinds.strip()}")
         if args.baseline:
             before = timed([args.baseline, "detect", str(path)])
-            baseline.append(f"{label}: {before[0]:.2f} s / {before[1]:.2f} s CPU ({n / before[1] / 1e3:,.0f} k pkt/s; "
-                            f"{events / before[1] / 1e3:,.1f} k events/s)")
+            baseline.append(f"{label}: {before[0]:.2f} s / {before[1]:.2f} s CPU ({n / before[1] / 1e3:,.0f} k pkt/s), "
+                            f"this change {detect[1] / before[1]:.2f} of its CPU")
         rows.append(f"| {label} | {events:,} | {analyze[0]:.2f} s / {analyze[1]:.2f} s ({n / analyze[1] / 1e3:,.0f} k) "
                     f"| {read[0]:.2f} s / {read[1]:.2f} s ({events / read[1] / 1e3:,.0f} k) "
                     f"| {detect[0]:.2f} s / {detect[1]:.2f} s ({n / detect[1] / 1e3:,.0f} k; "
