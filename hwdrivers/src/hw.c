@@ -294,8 +294,10 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
     s->hosts = hwint_hosts_create(cfg->max_hosts);
     s->frags = hwint_frags_create();
     if (cfg->window_s && s->ft && (s->win = hwint_win_create(cfg)) != NULL) s->ft->win = s->win;
-    if (cfg->event_mask & (1u << HW_EV_TCP_SRC)) s->src = hwint_src_create(cfg->max_hosts);
-    if ((cfg->window_s && !s->win) || ((cfg->event_mask & (1u << HW_EV_TCP_SRC)) && !s->src) || !s->backend_name || !s->source || !s->ft || !s->hosts || !s->frags ||
+    int sources = (cfg->event_mask & (1u << HW_EV_TCP_SRC)) != 0;
+    if (sources) s->src = hwint_src_create(cfg->max_hosts);
+    if ((cfg->window_s && !s->win) || (sources && !s->src) || !s->backend_name || !s->source || !s->ft || !s->hosts ||
+        !s->frags ||
         (cfg->event_mask && hwint_ring_init(&s->events, cfg->event_ring, sizeof(struct hw_event))) ||
         (cfg->flow_ring && hwint_ring_init(&s->flows, cfg->flow_ring, sizeof(struct hw_flow_record)))) {
         hw_session_close(s);
