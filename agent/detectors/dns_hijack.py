@@ -157,18 +157,20 @@ class Detector(Base):
             public = [ip for ip in f["ips"] if ip not in private]
             self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "public": public, "ttl": f["ttl"],
                                                              "ts": ts, "server": f["server"]}])[-8:]
-        if not ind:
-            return []
+        return self._raise(ind, f, answered["ips"], evidence, src, src_mac, attacker, attacker_mac, q) if ind else []
+
+    def _raise(self, ind, f, answers, evidence, src, src_mac, attacker, attacker_mac, q) -> list:
+        """The finding, unless its score is below the threshold or it repeats (checked before it is built)."""
         attacker, src = self._attacker(f, evidence, src, attacker, attacker_mac, q)
         key = f"dns_hijack|{attacker_mac or attacker}|{f['client']}"
         score = ind.score
-        if score < self.threshold or self.seen(key, ts, score):     # a finding that would be dropped is not built
+        if score < self.threshold or self.seen(key, f["ts"], score):
             self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
             return []
-        evidence = {"domain": answered["name"], "query_type": f["qtype"], "transaction_id": f["id"],
-                    "rcode": f["rcode"], "answers": answered["ips"], "cnames": f["cnames"], "ttl": f["ttl"],
-                    "server": f["server"], "client": f["client"], "client_port": f["client_port"],
-                    "transport": f["proto"], "responder_mac": f["src_mac"], **evidence}
+        evidence = {"domain": f["name"], "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
+                    "answers": answers, "cnames": f["cnames"], "ttl": f["ttl"], "server": f["server"],
+                    "client": f["client"], "client_port": f["client_port"], "transport": f["proto"],
+                    "responder_mac": f["src_mac"], **evidence}
         return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac, key)]
 
     def _forged(self, q, answer, other, f) -> tuple:
