@@ -19,7 +19,7 @@ from agent.events import CHANNEL_TYPES
 CHANNELS = tuple(CHANNEL_TYPES)
 # the channel of each kind of packet event the C core hands up (hwdrivers.events)
 EVENT_CHANNELS = {"dns": "packets:dns", "arp": "packets:arp", "tls": "packets:tls", "http": "packets:http",
-                  "sip": "packets:sip", "tcp_syn": "packets:tcp", "tcp_rst": "packets:tcp", "token": "packets:token",
+                  "sip": "packets:sip", "tcp_src": "packets:tcp", "token": "packets:token",
                   "ndp": "packets:ndp", "dhcp": "packets:dhcp"}
 
 

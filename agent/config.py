@@ -135,6 +135,7 @@ class DetectionSection:
     ndp_threshold: int = 60            # NDP spoofing and rogue Router Advertisements
     dhcp_threshold: int = 60           # rogue DHCPv4/v6 servers
     tls_intercept_threshold: int = 60  # certificates not the name's own
+    syn_flood_threshold: int = 60      # one source's SYN flood (per-source summaries counted in C)
     dhcp_servers: tuple = ()           # the network's DHCP servers (else the first one heard)
     gateways: tuple = ()               # gateway IPs: an ARP claim on them weighs more (else inferred)
     local_suffixes: tuple = ("local", "lan", "home", "internal", "intranet", "corp", "localdomain", "home.arpa",
@@ -142,7 +143,7 @@ class DetectionSection:
     arp_binding_ttl_s: int = 14400     # an IP->MAC binding older than this may change silently
     dedup_s: int = 300                 # the same finding again within this is counted, not raised
     verify: bool = True                # findings that say what to check go to verification (when paths exist)
-    process: bool = True               # in a worker process on a core of their own (false: threads of the agent)
+    process: bool = True               # in a worker process on a core of their own (false: a thread of the agent)
 
 
 @dataclasses.dataclass(frozen=True)

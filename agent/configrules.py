@@ -62,6 +62,7 @@ RULES = {
     "detection.ndp_threshold": {"min": 0, "max": 100},
     "detection.dhcp_threshold": {"min": 0, "max": 100},
     "detection.tls_intercept_threshold": {"min": 0, "max": 100},
+    "detection.syn_flood_threshold": {"min": 0, "max": 100},
     "detection.arp_binding_ttl_s": {"min": 1, "max": 30 * 86400},
     "detection.dedup_s": {"min": 0, "max": 86400},
     "verify.default_num_paths": {"min": 3, "max": 40},

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Optional
 
 from agent.bus import EVENT_CHANNELS
+from agent.detectors.pipeline import Pipeline
 from agent.events import AttackDetected, Detection
 
 log = logging.getLogger(__name__)
@@ -50,25 +51,6 @@ class Tally:
     detectors: dict     # name -> {"threshold": ..., counts}
 
 
-class Pipeline:
-    """The detectors behind one feed(event) -> detections: the place to swap in another pipeline."""
-
-    def __init__(self, cfg):
-        from agent.detectors import DETECTORS
-        self.detectors = [cls(cfg) for cls in DETECTORS]
-        self.by_kind: dict = {}
-        for d in self.detectors:
-            for k in d.all_kinds():
-                self.by_kind.setdefault(k, []).append(d)
-        self.kinds = frozenset(self.by_kind)
-
-    def feed(self, ev) -> list:
-        return [f for d in self.by_kind.get(ev.kind, ()) for f in d.feed(ev)]
-
-    def counts(self) -> dict:
-        return {d.name: {"threshold": d.threshold, **d.counts} for d in self.detectors}
-
-
 # ---- the worker (its own process: python -m agent.consumers RING_FD CONN_FD) ----------------
 
 def work(ring_fd: int, conn_fd: int) -> int:
@@ -76,12 +58,13 @@ def work(ring_fd: int, conn_fd: int) -> int:
     from hwdrivers.shring import SharedRing
     conn = Connection(conn_fd)
     pipeline = Pipeline(conn.recv())          # the [detection] section
+    kinds = pipeline.kinds()
     ring = SharedRing(fd=ring_fd)
     events = fed = errors = 0
     idle, next_tally = IDLE_S[0], 0.0
     try:
         while True:
-            n, batch = ring.take(BATCH, pipeline.kinds)
+            n, batch = ring.take(BATCH, kinds)
             found = []
             for ev in batch:
                 try:

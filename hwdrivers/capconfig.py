@@ -84,7 +84,7 @@ class CaptureConfig:
     max_hosts: int = _D.max_hosts
     idle_timeout_s: int = _D.idle_timeout_s
     active_timeout_s: int = _D.active_timeout_s
-    events: frozenset = frozenset()    # event kinds to queue: dns, arp, tls, http, sip, tcp_syn, tcp_rst, token
+    events: frozenset = frozenset()    # event kinds to queue: dns, arp, tls, http, sip, tcp_src, token, ndp, dhcp
     event_ring: int = _D.event_ring
     flow_ring: int = _D.flow_ring      # expired-flow records to queue; 0 = none
     lossless: bool = bool(_D.lossless)  # files: stop and let Python drain instead of dropping

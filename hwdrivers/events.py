@@ -15,7 +15,7 @@ KIND_BITS = {name: 1 << i for i, name in enumerate(KINDS)}
 class PacketEvent:
     """One event.  Not frozen: a frozen dataclass costs 4 us to build (object.__setattr__ per field), a
     slotted one 0.7 us, and hundreds of thousands are built a second; treat it as read-only."""
-    kind: str          # dns, arp, tls, http, sip, tcp_syn, tcp_rst, token
+    kind: str          # dns, arp, tls, http, sip, tcp_src, token, ndp, dhcp
     ts_ns: int
     flow_id: int
     src: str           # ARP: sender protocol address
@@ -33,7 +33,7 @@ class PacketEvent:
     wirelen: int
     payload_len: int   # as the headers announce it; payload may be shorter
     payload: bytes     # token: from up to 256 bytes before the match on
-    record: Optional[object] = None  # dns: DnsRecord, tls: TlsRecord (hwdrivers.records), parsed in C
+    record: Optional[object] = None  # dns: DnsRecord, tls: TlsRecord, tcp_src: TcpSourceRecord (hwdrivers.records)
     record_error: str = ""           # why the payload gave no record (a malformed reason)
 
     @property
@@ -48,6 +48,7 @@ _SNIPPET = _EVENT.offsets["snippet"]
 _REC = _EVENT.offsets["rec"]
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
+_TCP_SRC = lib.HW_EV_TCP_SRC
 
 
 def from_buffer(buf, at: int) -> PacketEvent:
@@ -60,7 +61,8 @@ def from_buffer(buf, at: int) -> PacketEvent:
         src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
     record = None
     if has_rec and not rec_status:
-        record = _records.from_buffer(kind, buf, at + _REC)
+        record = (_records.tcpsrc_from_buffer(buf, at + _REC, family) if kind == _TCP_SRC
+                  else _records.from_buffer(kind, buf, at + _REC))
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
                        bool(from_initiator), smac.hex(":"), dmac.hex(":"), wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,

@@ -246,14 +246,14 @@ class CaptureService:
                 run.stop.wait(0.02)
 
     def _drain(self, run: Run, final: bool = False) -> bool:
-        """Move events and expired flows from the C rings onto the bus."""
+        """Move events and expired flows from the C rings onto the bus (and the consumer worker's ring)."""
         if final:
-            while run.session.flush():
+            while run.session.flush():      # the last flows and TCP source summaries, as the rings take them
                 self._take_flows(run, 1 << 30)
+                dispatch_events(run.session, run.ring, self.bus, 1 << 30)
         taken = dispatch_events(run.session, run.ring, self.bus)
         flows = self._take_flows(run, 4096)
-        windows = run.session.read_windows(64)
-        for w in windows:
+        for w in (windows := run.session.read_windows(64)):
             self.bus.publish("windows:closed", "window_closed", WindowClosed(w, run.id), source="capture")
         return bool(taken or flows or windows)
 

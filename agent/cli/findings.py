@@ -117,7 +117,7 @@ def cmd_detect(args) -> int:
     except ConfigError as e:
         return fail(f"config: {e}")
     try:
-        found, error, detectors = detect_file(args.file, cfg.detection, args.bpf)
+        found, error, pipeline = detect_file(args.file, cfg.detection, args.bpf)
     except CaptureError as e:
         return fail(e.message)
     keys = ("type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence", "first_seen",
@@ -138,7 +138,7 @@ def cmd_detect(args) -> int:
                       + escape(f"{d.type:<13} {d.protocol:<4} {who} -> {d.dst}{times}"))
             out.print(f"    {d.description}", markup=False)
     if not args.json:
-        counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in detectors)
+        counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in pipeline.detectors)
         print(f"{len(threats)} threats from {len(found)} findings ({counts})", file=sys.stderr)
     if error is not None:
         return fail(f"{error.message} (the threats above were found before it)")

@@ -1,13 +1,13 @@
 """Detectors of man-in-the-middle attacks: one module each, one registry.
 
 Each module has parse(event) and a Detector (agent.detectors.detector);
-the live path runs each in its own service thread on its bus channels, the
-CLI feeds the same classes from a capture file.  Every detector also learns
-the LAN (agent.detectors.lan) from the other kinds it is fed."""
+one pipeline (agent.detectors.pipeline) routes each event to the detectors
+that read its kind and then learns the LAN (agent.detectors.lan) from it
+once; the live service and the CLI's `capbox detect` both feed it."""
 import importlib
 
 MODULES = ("arp_spoof", "dns_hijack", "ssl_strip", "tls_downgrade", "ndp_spoof", "rogue_ra", "rogue_dhcp",
-           "tls_intercept")
+           "tls_intercept", "syn_flood")
 
 
 def __getattr__(name: str):

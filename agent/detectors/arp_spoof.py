@@ -35,9 +35,10 @@ REPEATS = 3              # unsolicited claims of one foreign IP by one MAC: a po
 
 def parse(ev):
     """ARP: (op, sender MAC, sender IP, target MAC, target IP, Ethernet addresses, ts) of an Ethernet/IPv4 ARP,
-    from the event's ARP record (parsed in C; an event made by hand: its payload's); a TCP SYN: the frame's
-    addresses (routed traffic shows its next hop).  None for anything else."""
-    if ev.kind == "tcp_syn":
+    from the event's ARP record (parsed in C; an event made by hand: its payload's); a TCP source summary
+    (tcp_src): the addresses of the SYN that sent it (routed traffic shows its next hop; the C core sends one at
+    once for every address pair a source has not shown before).  None for anything else."""
+    if ev.kind == "tcp_src":
         return {"op": 0, "src": ev.src, "dst": ev.dst, "eth_src": ev.src_mac, "eth_dst": ev.dst_mac, "ts": ev.ts,
                 "vlan": ev.vlan}
     rec = records.record_of(ev)
@@ -49,8 +50,8 @@ def parse(ev):
 
 class Detector(Base):
     name = "arp_spoof"
-    kinds = ("arp", "tcp_syn")
-    learns = tuple(k for k in LEARN_KINDS if k not in ("arp", "tcp_syn"))
+    kinds = ("arp", "tcp_src")
+    learns = tuple(k for k in LEARN_KINDS if k not in ("arp", "tcp_src"))
     threshold_key = "arp_spoof_threshold"
     parse = staticmethod(parse)
 

@@ -9,6 +9,7 @@ packet time, so a capture file replays exactly as the wire did."""
 import collections
 import functools
 import ipaddress
+import socket
 from typing import Optional
 
 from agent.events import Detection
@@ -31,8 +32,10 @@ class Recent(collections.OrderedDict):
     def __setitem__(self, key, value):
         if key in self:
             self.move_to_end(key)
+            super().__setitem__(key, value)
+            return
         super().__setitem__(key, value)
-        while len(self) > self.limit:
+        if len(self) > self.limit:
             self.popitem(last=False)
 
 
@@ -98,29 +101,44 @@ class Detector:
         raise NotImplementedError
 
     def feed(self, event) -> list:
-        """Detections raised by one packet event (parse + detect + threshold)."""
-        self.counts["events"] += 1
+        """Detections raised by one packet event, for a detector used alone: judge, then learn its own LAN
+        (the pipeline, agent.detectors.pipeline, judges with every detector first and learns once)."""
+        out = self.judge(event)
+        try:
+            self.lan.learn(event)
+        except (ValueError, IndexError, KeyError, UnicodeError):
+            self.counts["unlearned"] += 1
+        return out
+
+    def judge(self, event) -> list:
+        """Detections raised by one packet event (parse + detect + threshold), learning nothing."""
+        counts = self.counts
+        counts["events"] += 1
         if event.kind not in self.kinds:
-            self._learn(event)
             return []
         try:
             facts = self.parse(event)
         except (ValueError, IndexError, KeyError, UnicodeError) as e:  # a malformed payload is counted and skipped
-            self.counts["unparsed"] += 1
-            self.counts[f"unparsed:{type(e).__name__}"] += 1
+            counts["unparsed"] += 1
+            counts[f"unparsed:{type(e).__name__}"] += 1
             return []
         if facts is None:
-            self._learn(event)
             return []
         found = self.detect(facts)
-        self._learn(event)            # after: a claim is judged against what was known before it
+        return self.threshold_and_dedup(found) if found else found
+
+    def seen(self, key: str, ts: float, score: int) -> bool:
+        """Whether a finding of this key and score would be a repeat (checked before one is built)."""
+        last = self._raised.get(key)
+        return last is not None and ts - last[0] < self.cfg.dedup_s and score <= last[1]
+
+    def threshold_and_dedup(self, found: list) -> list:
         out = []
         for d in found:
             if d.score < self.threshold:
                 self.counts["below_threshold"] += 1
                 continue
-            last = self._raised.get(d.key)
-            if last is not None and d.first_seen - last[0] < self.cfg.dedup_s and d.score <= last[1]:
+            if self.seen(d.key, d.first_seen, d.score):
                 self.counts["repeats"] += 1
                 continue
             self._raised[d.key] = (d.first_seen, d.score)
@@ -129,17 +147,40 @@ class Detector:
         return out
 
 
-    def _learn(self, event) -> None:
-        try:
-            self.lan.learn(event)
-        except (ValueError, IndexError, KeyError, UnicodeError):
-            self.counts["unlearned"] += 1
+# IPv4 /24s where the answer differs from one address to the next (192.0.0.0/29 and .170/31, the broadcast);
+# IPv6: ::/64 (::1, ::, IPv4-mapped) and 2001:1::/64 (newer Pythons' global 2001:1::1 and ::2) address by address
+_MIXED_V4 = ("192.0.0", "255.255.255")
+_MIXED_V6 = (bytes(8), bytes.fromhex("2001000100000000"))
+
+
+def is_public_ip(addr: str) -> bool:
+    """Whether addr is a global unicast address.  Every detector asks this of every packet's addresses, and
+    ipaddress parsing dominated: answers are kept (bounded), by /24 for IPv4 and by /64 for IPv6 (no
+    non-global range is narrower elsewhere), so a capture with a million addresses does not miss each time."""
+    if ":" not in addr:
+        net = addr.rpartition(".")[0]
+        if net not in _MIXED_V4:
+            return _public_v4_net(net)
+        return _public(addr)
+    try:
+        head = socket.inet_pton(socket.AF_INET6, addr)[:8]
+    except OSError:
+        return _public(addr)             # a scoped address (fe80::1%eth0): ipaddress reads it
+    return _public(addr) if head in _MIXED_V6 else _public_v6_net(head)
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _public_v4_net(net: str) -> bool:
+    return _public(net + ".1")
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _public_v6_net(head: bytes) -> bool:
+    return _public(socket.inet_ntop(socket.AF_INET6, head + bytes(7) + b"\x01"))
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def is_public_ip(addr: str) -> bool:
-    """Whether addr is a global unicast address.  Every detector asks this of every packet's addresses,
-    and a LAN's addresses repeat: the answers are kept (bounded), since ipaddress parsing dominated."""
+def _public(addr: str) -> bool:
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:

@@ -18,6 +18,7 @@ The forged answer of a race is the one that did not come back through the
 MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
+import functools
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
@@ -56,7 +57,9 @@ def parse(ev):
             "truncated": rec.truncated, "edns": rec.edns, "cut": rec.cut}
 
 
-def public_name(name: str, local_suffixes) -> bool:
+@functools.lru_cache(maxsize=1 << 16)
+def public_name(name: str, local_suffixes: tuple) -> bool:
+    """Whether a name is one the Internet answers (kept: names repeat, and each answer asks twice)."""
     if "." not in name or name.endswith((".in-addr.arpa", ".ip6.arpa")):
         return False
     return not any(name == s or name.endswith("." + s) for s in local_suffixes)
@@ -73,7 +76,7 @@ class Detector(Base):
         super().__init__(cfg)
         self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
         self.clients = Recent()      # client ip -> last query ts
-        self.history = Recent()      # (name, qtype) -> [{"ips", "ttl", "ts", "server"}] (last few answers)
+        self.history = Recent()      # (name, qtype) -> [{"ips", "public", "ttl", "ts", "server"}] (last few answers)
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
@@ -88,10 +91,8 @@ class Detector(Base):
             self.clients[f["client"]] = ts
             return []
         ind = Indicators()
-        evidence = {"domain": f["name"], "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
-                    "answers": f["ips"], "cnames": f["cnames"], "ttl": f["ttl"], "server": f["server"],
-                    "client": f["client"], "client_port": f["client_port"], "transport": f["proto"],
-                    "responder_mac": f["src_mac"]}
+        evidence = {}                  # what the branches below add to a finding's evidence (built at the end)
+        answered = f
         attacker, attacker_mac = f["server"], f["src_mac"]
         src, src_mac = f["server"], f["src_mac"]
         q = self.queries.get(key)
@@ -137,7 +138,7 @@ class Detector(Base):
         private = [ip for ip in f["ips"] if not is_public_ip(ip)]
         past = self.history.get((f["name"], f["qtype"]), [])
         if private and public_name(f["name"], self.cfg.local_suffixes):
-            public_before = sorted({ip for h in past for ip in h["ips"] if is_public_ip(ip)})
+            public_before = sorted({ip for h in past for ip in h["public"]})
             if public_before:
                 ind.add("bogon_after_public", 70, f"{f['name']} resolved to {', '.join(private)} "
                         f"(not public), before to {', '.join(public_before[:4])}")
@@ -153,9 +154,24 @@ class Detector(Base):
         for name, points, text in self.rewrites.judge(f):
             ind.add(name, points, text)
         if f["ips"] and f["rcode"] == "NOERROR":
-            self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "ttl": f["ttl"], "ts": ts,
-                                                             "server": f["server"]}])[-8:]
-        return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac, q)] if ind else []
+            public = [ip for ip in f["ips"] if ip not in private]
+            self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "public": public, "ttl": f["ttl"],
+                                                             "ts": ts, "server": f["server"]}])[-8:]
+        return self._raise(ind, f, answered["ips"], evidence, src, src_mac, attacker, attacker_mac, q) if ind else []
+
+    def _raise(self, ind, f, answers, evidence, src, src_mac, attacker, attacker_mac, q) -> list:
+        """The finding, unless its score is below the threshold or it repeats (checked before it is built)."""
+        attacker, src = self._attacker(f, evidence, src, attacker, attacker_mac, q)
+        key = f"dns_hijack|{attacker_mac or attacker}|{f['client']}"
+        score = ind.score
+        if score < self.threshold or self.seen(key, f["ts"], score):
+            self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            return []
+        evidence = {"domain": f["name"], "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
+                    "answers": answers, "cnames": f["cnames"], "ttl": f["ttl"], "server": f["server"],
+                    "client": f["client"], "client_port": f["client_port"], "transport": f["proto"],
+                    "responder_mac": f["src_mac"], **evidence}
+        return [self._finding(ind, f, evidence, src, src_mac, attacker, attacker_mac, key)]
 
     def _forged(self, q, answer, other, f) -> tuple:
         """(the forged answer of a race, the MAC that sent it, "" when unknown).  The forged one did not come
@@ -179,22 +195,25 @@ class Detector(Base):
             forged = other
         return forged, forged["mac"] if off_path(forged) else twins.get(tuple(forged["ips"]), "")
 
-    def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac, q):
-        # the sender named by its own address, never by the one it forged (the resolver's) nor a forwarded one
+    def _attacker(self, f, evidence, src, attacker, attacker_mac, q) -> tuple:
+        """(attacker, src): the sender named by its own address, never by the one it forged (the resolver's)
+        nor a forwarded one."""
         expected = self.lan.expected_mac(attacker, f["client"]) or (q["servers"].get(attacker) if q else None)
         if "race" in evidence and not attacker_mac:
             evidence["sender_unidentified"] = True       # it copied the server's MAC and address: no one to name
-            attacker = src = ""
-        elif attacker_mac and expected and expected != attacker_mac:
+            return "", ""
+        if attacker_mac and expected and expected != attacker_mac:
             own = self.lan.own_ip(attacker_mac, like=attacker)
             evidence["spoofed_source"] = attacker
-            attacker = src = own or attacker_mac
             evidence["attacker_ip_by_mac"] = own
+            return own or attacker_mac, own or attacker_mac
+        return attacker, src
+
+    def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac, key):
         evidence["local_ips"] = f["ips"]
         verify = None
         if f["ips"] and f["qtype"] in ("A", "AAAA") and public_name(f["name"], self.cfg.local_suffixes):
             verify = {"kind": "dns", "domain": f["name"], "record_type": f["qtype"], "local_ips": f["ips"]}
         return finding("dns_hijack", ind, ts=f["ts"], src=src, dst=f["client"], protocol="DNS",
-                       summary=f"DNS hijacking suspected for {f['name']}", evidence=evidence,
-                       key=f"dns_hijack|{attacker_mac or attacker}|{f['client']}", src_mac=src_mac,
+                       summary=f"DNS hijacking suspected for {f['name']}", evidence=evidence, key=key, src_mac=src_mac,
                        dst_mac=f["dst_mac"], attacker=attacker, attacker_mac=attacker_mac, verify=verify)

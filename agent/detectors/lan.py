@@ -19,7 +19,7 @@ from agent.detectors.detector import Recent, is_public_ip
 from hwdrivers import records
 
 ROUTER_MIN_OFF_LINK = 2      # distinct off-link sources before a MAC counts as a router
-LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_syn", "tls", "http")
+LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_src", "tls", "http")
 NO_MAC = ("", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
 
 
@@ -48,7 +48,10 @@ class Lan:
         if first and self.hosts.get(ip, {"mac": mac})["mac"] != mac:
             return
         self.hosts[ip] = {"mac": mac, "ts": ts, "how": how}
-        self.macs.setdefault(mac, Recent(64))[ip] = ts
+        own = self.macs.get(mac)
+        if own is None:
+            own = self.macs[mac] = Recent(64)
+        own[ip] = ts
 
     def router(self, mac: str, ts: float, ip: str = "") -> None:
         if mac in NO_MAC:
@@ -70,7 +73,9 @@ class Lan:
         if src_mac in NO_MAC:
             return
         if on_link(src):
-            seen = self.senders.setdefault(src, Recent(8))
+            seen = self.senders.get(src)
+            if seen is None:                 # (setdefault would build a Recent for every frame)
+                seen = self.senders[src] = Recent(8)
             seen[src_mac] = ts
             if len(seen) == 1 and src not in self.hosts:
                 self.bind(src, src_mac, ts, "ip")
@@ -97,6 +102,10 @@ class Lan:
         ts = ev.ts
         kind = ev.kind
         if kind not in ("arp", "ndp", "dhcp"):
+            if kind == "tcp_src" and ev.record is not None:    # every address pair the source's SYNs showed
+                for p in ev.record.pairs:
+                    if p.src_mac != ev.src_mac or p.dst_mac != ev.dst_mac:
+                        self.frame(ev.src, p.dst, p.src_mac, p.dst_mac, ts)
             self.frame(ev.src, ev.dst, ev.src_mac, ev.dst_mac, ts)
             return
         from agent.detectors import dhcp, ndp

@@ -37,7 +37,6 @@ def random_label(label: str) -> bool:
 class Rewrites:
     def __init__(self):
         self.nxdomain = Recent()     # name -> {server: ts} that answered NXDOMAIN
-        self.answered = Recent()     # name -> {server: (ts, ips)} that answered with addresses
         self.targets = Recent()      # (server, address set) -> {registered domain: ts} of unlikely names
 
     def judge(self, f) -> list:
@@ -48,7 +47,6 @@ class Rewrites:
             return []
         if f["rcode"] != "NOERROR" or not f["ips"] or f["qtype"] not in ("A", "AAAA"):
             return []
-        self.answered.setdefault(name, {})[server] = (ts, f["ips"])
         out = []
         others = [s for s, t in self.nxdomain.get(name, {}).items() if s != server and ts - t <= NXDOMAIN_MEMORY_S]
         public = [ip for ip in f["ips"] if is_public_ip(ip)]

@@ -1,34 +1,27 @@
 """Every detector over a capture file, as the live path runs them: the C core
-reads the file with events on (lossless), and each event goes, in order, to
-the detectors that read its kind."""
+reads the file with events on (lossless), and each event goes, in order,
+through the detector pipeline (agent.detectors.pipeline)."""
 from typing import Optional
 
-from agent.detectors import DETECTORS
 from agent.detectors.detector import SEVERITIES
+from agent.detectors.pipeline import Pipeline
 from hwdrivers import CaptureConfig, Session
 
 
-def kinds_of(detectors) -> frozenset:
-    return frozenset(k for d in detectors for k in d.all_kinds())
-
-
 def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None) -> tuple:
-    """(detections, error or None, detectors) for a file; CaptureError when it cannot be read at all."""
-    detectors = detectors if detectors is not None else [cls(cfg) for cls in DETECTORS]
-    by_kind: dict = {}
-    for d in detectors:
-        for k in d.all_kinds():
-            by_kind.setdefault(k, []).append(d)
-    config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=kinds_of(detectors), event_ring=1 << 14,
+    """(detections, error or None, pipeline) for a file; CaptureError when it cannot be read at all."""
+    pipeline = Pipeline(cfg, detectors)
+    config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=pipeline.kinds(), event_ring=1 << 14,
                            lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     found: list = []
     with Session(config) as s:
         def feed():
-            for ev in s.read_events():
-                for d in by_kind.get(ev.kind, ()):
-                    found.extend(d.feed(ev))
+            found.extend(pipeline.feed_all(s.read_events()))
         error = s.run_to_eof(feed)
-    return found, error, detectors
+        while s.flush():         # the last TCP source summaries, as the ring takes them
+            feed()
+        feed()
+    return found, error, pipeline
 
 
 def aggregate(found: list, min_severity: str = "low") -> list:

@@ -1,6 +1,7 @@
 /* events.h - the event ring: compact records of the few packets Python must
- * see (DNS, ARP, TLS hellos and alerts, HTTP heads, SIP, TCP SYN and RST),
- * each with a bounded snippet of its payload. */
+ * see (DNS, ARP, TLS hellos and alerts, HTTP heads, SIP, ND, DHCP), each
+ * with a bounded snippet of its payload, and per-source summaries of TCP
+ * SYNs and RSTs (tcp_src: counted in C, never one event per SYN). */
 
 #define HW_SNIPPET_MAX 1536
 
@@ -18,7 +19,7 @@ struct hw_event {
     uint8_t family, proto, tcp_flags;
     uint8_t from_initiator;      /* 1 when sent by the flow's initiator */
     uint8_t rec_status;          /* HW_RMAL_* of the record below (0: rec holds one) */
-    uint8_t has_rec;             /* 1 when this kind carries a record (dns, tls, arp, http, ndp, dhcp) */
+    uint8_t has_rec;             /* 1 when this kind carries a record (dns, tls, arp, http, ndp, dhcp, tcp_src) */
     uint8_t snippet[HW_SNIPPET_MAX];
     union {                      /* by kind: records.h */
         struct hw_rec_dns dns;
@@ -27,6 +28,7 @@ struct hw_event {
         struct hw_rec_ndp ndp;
         struct hw_rec_dhcp dhcp;
         struct hw_rec_http http;
+        struct hw_rec_tcpsrc tcpsrc;
     } rec;
 };
 

@@ -185,6 +185,38 @@ struct hw_rec_http {
     char user_agent[256];       /* a request's User-Agent (cut at 255 bytes) */
 };
 
+/* ---- TCP sources (srcsum.c) ----------------------------------------------- */
+/* What one source address did over a span: the SYNs it sent (SYN without
+ * ACK), the RSTs it sent and received, and how many distinct hosts and
+ * (host, port) pairs its SYNs went to (estimates).  A summary is sent when
+ * the source is first seen, when its SYNs show Ethernet addresses not seen
+ * before (the frame that showed them is the event's own: src_mac, dst_mac,
+ * dst), HW_SRC_INTERVAL_S after its span began when the span is busy
+ * (HW_SRC_BURST packets an interval on average; else HW_SRC_REFRESH_S after its
+ * beginning), when the table evicts
+ * it, and at the end; its counts cover the packets since the last. */
+#define HW_SRC_INTERVAL_S 10
+#define HW_SRC_BURST 8
+#define HW_SRC_REFRESH_S 300
+#define HW_SRC_PAIRS 4
+#define HW_SRC_NEW 0            /* why the summary was sent */
+#define HW_SRC_CHANGED 1
+#define HW_SRC_INTERVAL 2
+#define HW_SRC_EVICTED 3
+#define HW_SRC_END 4
+struct hw_src_pair {            /* Ethernet addresses of its SYNs, and one destination they went to */
+    uint8_t src_mac[6], dst_mac[6];
+    uint8_t dst[16];
+};
+struct hw_rec_tcpsrc {
+    uint64_t first_ns, last_ns;
+    uint32_t syns, rsts_sent, rsts_received;
+    uint32_t hosts, ports;
+    uint8_t reason;             /* HW_SRC_* */
+    uint8_t n_pairs;            /* the address pairs its SYNs showed in this span */
+    struct hw_src_pair pairs[HW_SRC_PAIRS];
+};
+
 struct hw_rec_counters {
     uint64_t parsed[HW_EV_COUNT];
     uint64_t malformed[HW_RMAL_COUNT];

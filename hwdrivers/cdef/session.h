@@ -45,12 +45,11 @@
 #define HW_EV_TLS 2
 #define HW_EV_HTTP 3
 #define HW_EV_SIP 4
-#define HW_EV_TCP_SYN 5
-#define HW_EV_TCP_RST 6
-#define HW_EV_TOKEN 7       /* a registered honeytoken in a payload (tokens.h) */
-#define HW_EV_NDP 8         /* ICMPv6 router/neighbour discovery (types 133-137) */
-#define HW_EV_DHCP 9        /* DHCPv4 (UDP 67/68) and DHCPv6 (UDP 546/547) */
-#define HW_EV_COUNT 10
+#define HW_EV_TCP_SRC 5     /* a TCP source's SYNs and RSTs, counted in C (records.h hw_rec_tcpsrc) */
+#define HW_EV_TOKEN 6       /* a registered honeytoken in a payload (tokens.h) */
+#define HW_EV_NDP 7         /* ICMPv6 router/neighbour discovery (types 133-137) */
+#define HW_EV_DHCP 8        /* DHCPv4 (UDP 67/68) and DHCPv6 (UDP 546/547) */
+#define HW_EV_COUNT 9
 
 /* Malformed packets: a header the flow key needs is cut short or impossible.
  * Counted by reason; the packet is not metered beyond the totals. */
@@ -188,6 +187,8 @@ struct hw_counters {
     uint64_t packets_unsampled; /* IP packets 1-in-N sampling kept out of the flow table */
     uint64_t events[HW_EV_COUNT];         /* pushed to the event ring */
     uint64_t events_dropped[HW_EV_COUNT]; /* ring full */
+    uint64_t tcp_source_syns;   /* SYNs counted into TCP source summaries (HW_EV_TCP_SRC) */
+    uint64_t tcp_sources_evicted; /* sources pushed out of the full summary table (their summary sent early) */
     uint64_t flow_records;      /* pushed to the flow ring */
     uint64_t flow_records_dropped;
     uint64_t hosts_dropped;     /* talker table full */

@@ -143,6 +143,28 @@ struct hw_ring {
 int hwint_logger_wants(struct hw_logger *lg, int kind);
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e);
 
+/* srcsum.c: per-source summaries of TCP SYNs and RSTs (events.h, HW_EV_TCP_SRC),
+ * sent to the event ring as they fall due; never one event per SYN. */
+struct hw_srcsum;
+struct hw_srcsum *hwint_src_create(uint32_t max_sources);   /* max_hosts, at most 2^18 */
+void hwint_src_destroy(struct hw_srcsum *t);
+void hwint_src_packet(struct hw_srcsum *t, const struct hw_meta *m, uint64_t ts_ns, struct hw_ring *ring,
+                      struct hw_counters *c);
+/* Send the summaries whose interval ended by now_ns: a slice of the table per call, at most budget. */
+void hwint_src_tick(struct hw_srcsum *t, uint64_t now_ns, struct hw_ring *ring, struct hw_counters *c,
+                    uint32_t budget);
+/* Send every pending summary (the end of input); returns how many did not fit in the ring. */
+uint32_t hwint_src_flush(struct hw_srcsum *t, struct hw_ring *ring, struct hw_counters *c);
+
+/* Distinct-count sketches of 4 words (256 bits; windows.c, srcsum.c). */
+#define HW_SKETCH_WORDS 4
+static inline void hwint_sketch_add(uint64_t *sk, uint64_t h)
+{
+    uint32_t bit = (uint32_t)(h >> 56);
+    sk[bit >> 6] |= 1ULL << (bit & 63);
+}
+uint32_t hwint_sketch_count(const uint64_t *sk);
+
 /* records.c: the record of an event of this kind, from the parsed packet */
 void hwint_records_fill(struct hw_rec_counters *c, int kind, const struct hw_meta *m, struct hw_event *e);
 

@@ -45,6 +45,7 @@ struct hw_session {
     struct hw_frags *frags;
     struct hw_windows *win;   /* NULL when window_s is 0 */
     struct hw_tokens *tokens; /* NULL when no honeytoken is registered */
+    struct hw_srcsum *src;    /* NULL unless tcp_src events are on */
     struct hw_rtp *rtp;       /* NULL until hw_rtp_init */
     struct hw_logger *logger; /* NULL until hw_session_set_logger */
     struct hw_event *log_event; /* where an event only the logger wants is made */
@@ -240,6 +241,13 @@ static uint32_t flow_budget(struct hw_session *s)
     return free > 2 * HW_BATCH_MAX ? free - 2 * HW_BATCH_MAX : 0;
 }
 
+/* Room in the event ring for summaries that fell due (lossless: what a batch may still need is kept). */
+static uint32_t event_budget(struct hw_session *s)
+{
+    uint32_t free = s->events.size - hwint_ring_used(&s->events), keep = s->cfg.lossless ? 2 * HW_BATCH_MAX : 0;
+    return free > keep ? free - keep : 0;
+}
+
 /* ---- session ------------------------------------------------------------ */
 
 void hw_session_close(struct hw_session *s)
@@ -256,6 +264,7 @@ void hw_session_close(struct hw_session *s)
     hwint_frags_destroy(s->frags);
     hwint_win_destroy(s->win);
     hwint_tokens_destroy(s->tokens);
+    hwint_src_destroy(s->src);
     hwint_rtp_destroy(s->rtp);
     free(s->log_event);
     hwint_ring_free(&s->events);
@@ -288,7 +297,10 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
     s->hosts = hwint_hosts_create(cfg->max_hosts);
     s->frags = hwint_frags_create();
     if (cfg->window_s && s->ft && (s->win = hwint_win_create(cfg)) != NULL) s->ft->win = s->win;
-    if ((cfg->window_s && !s->win) || !s->backend_name || !s->source || !s->ft || !s->hosts || !s->frags ||
+    int sources = (cfg->event_mask & (1u << HW_EV_TCP_SRC)) != 0;
+    if (sources) s->src = hwint_src_create(cfg->max_hosts);
+    if ((cfg->window_s && !s->win) || (sources && !s->src) || !s->backend_name || !s->source || !s->ft || !s->hosts ||
+        !s->frags ||
         (cfg->event_mask && hwint_ring_init(&s->events, cfg->event_ring, sizeof(struct hw_event))) ||
         (cfg->flow_ring && hwint_ring_init(&s->flows, cfg->flow_ring, sizeof(struct hw_flow_record)))) {
         hw_session_close(s);
@@ -399,7 +411,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
      * arithmetic on a NULL payload (UBSan) */
     uint32_t back = kind == HW_EV_NDP ? 4 : 0;
     const uint8_t *body = kind == HW_EV_ARP ? m->arp : m->pay ? m->pay + skip - back : NULL;
-    uint32_t n = kind == HW_EV_ARP ? 28 : (kind == HW_EV_TCP_SYN || kind == HW_EV_TCP_RST) ? 0 : m->pay_cap + back - skip;
+    uint32_t n = kind == HW_EV_ARP ? 28 : m->pay_cap + back - skip;
     e->payload_len = kind == HW_EV_ARP ? 28 : m->pay_len + back;
     if (!body) n = 0;
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
@@ -498,10 +510,8 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     }
     if (HW_UNLIKELY(s->rtp != NULL)) hwint_rtp_packet(s->rtp, m, pkt->ts_ns, wirelen);
     if (!s->cfg.event_mask && !s->logger) return;
-    if (m->proto == 6) {
-        if ((m->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN) push_event(s, HW_EV_TCP_SYN, m, pkt, hit.id, hit.from_initiator);
-        if (m->tcp_flags & TCP_RST) push_event(s, HW_EV_TCP_RST, m, pkt, hit.id, hit.from_initiator);
-    }
+    if (s->src && m->proto == 6 && (m->tcp_flags & (TCP_SYN | TCP_RST)))
+        hwint_src_packet(s->src, m, pkt->ts_ns, &s->events, c);
     if (ev >= 0) push_event(s, ev, m, pkt, hit.id, hit.from_initiator);
     if (HW_UNLIKELY(s->tokens != NULL) && m->pay_cap && (s->cfg.event_mask & (1u << HW_EV_TOKEN))) {
         int at = hwint_tokens_find(s->tokens, m->pay, m->pay_cap);
@@ -603,6 +613,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
             if (s->win) hwint_win_idle(s->win, s->ft, &s->c, s->now_ns); /* windows close on time */
         }
         hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+        if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
         for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
         pthread_mutex_unlock(&s->lock);
         done += (uint64_t)b->n;
@@ -625,6 +636,7 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data, u
     free(b);
     s->linktype = saved;
     hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+    if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
     for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
     pthread_mutex_unlock(&s->lock);
     return HW_OK;
@@ -665,6 +677,7 @@ int hw_session_flush(struct hw_session *s)
     uint32_t budget = flow_budget(s), left = hwint_ft_active(s->ft);
     if (budget) left = hwint_ft_flush(s->ft, budget == UINT32_MAX ? 0 : budget, &s->c);
     if (!left && s->win) hwint_win_flush(s->win, s->ft, &s->c); /* the last window, with every flow folded */
+    if (s->src) left += hwint_src_flush(s->src, &s->events, &s->c); /* the last TCP source summaries */
     for (int i = 0; i < s->n_exp; i++) hwint_exp_flush(s->exp[i], s->now_ns);
     pthread_mutex_unlock(&s->lock);
     return (int)(left > 0x7fffffff ? 0x7fffffff : left);
@@ -863,8 +876,8 @@ int hw_export_list(struct hw_session *s, struct hw_export_stats *out, int max)
     return n;
 }
 
-static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst",
-                                                     "token", "ndp", "dhcp"};
+static const char *const event_names[HW_EV_COUNT] = {"dns", "arp", "tls", "http", "sip", "tcp_src", "token",
+                                                     "ndp", "dhcp"};
 
 const char *hw_event_name(int k) { return k >= 0 && k < HW_EV_COUNT ? event_names[k] : NULL; }
 

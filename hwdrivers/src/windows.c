@@ -36,7 +36,7 @@ struct wsrc {
     uint8_t family;
     uint32_t gen;
     struct hw_win_source s;
-    uint64_t hosts[HW_WIN_SKETCH], ports[HW_WIN_SKETCH];
+    uint64_t hosts[HW_SKETCH_WORDS], ports[HW_SKETCH_WORDS];
 };
 
 struct hw_windows {
@@ -142,18 +142,12 @@ static struct wsrc *source(struct hw_windows *w, const uint8_t *addr, uint8_t fa
     }
 }
 
-static void sketch_add(uint64_t *sk, uint64_t h)
-{
-    uint32_t bit = (uint32_t)(h >> 56); /* 256 bits */
-    sk[bit >> 6] |= 1ULL << (bit & 63);
-}
-
 /* Linear counting: distinct items from the share of bits still zero. */
-static uint32_t sketch_count(const uint64_t *sk)
+uint32_t hwint_sketch_count(const uint64_t *sk)
 {
     int set = 0;
-    for (int i = 0; i < HW_WIN_SKETCH; i++) set += __builtin_popcountll(sk[i]);
-    int bits = 64 * HW_WIN_SKETCH, zero = bits - set;
+    for (int i = 0; i < HW_SKETCH_WORDS; i++) set += __builtin_popcountll(sk[i]);
+    int bits = 64 * HW_SKETCH_WORDS, zero = bits - set;
     if (zero == 0) zero = 1; /* saturated: the estimate's ceiling */
     return (uint32_t)(-(double)bits * log((double)zero / bits) + 0.5);
 }
@@ -274,8 +268,8 @@ void hwint_win_new_flow(struct hw_windows *w, const struct hw_flow *f, uint8_t t
     } else if (f->proto == 17) {
         s->s.udp_flows++;
     }
-    sketch_add(s->hosts, hw_mix_addr(f->b, f->family));
-    sketch_add(s->ports, hw_mix_addr(f->b, 0) ^ ((uint64_t)f->pb * 0x94d049bb133111ebULL));
+    hwint_sketch_add(s->hosts, hw_mix_addr(f->b, f->family));
+    hwint_sketch_add(s->ports, hw_mix_addr(f->b, 0) ^ ((uint64_t)f->pb * 0x94d049bb133111ebULL));
 }
 
 void hwint_win_rst(struct hw_windows *w, const struct hw_flow *f)
@@ -391,8 +385,8 @@ static void close_window(struct hw_windows *w, struct hw_counters *c)
         r->sources[i] = best[i].s;
         memcpy(r->sources[i].addr, best[i].addr, 16);
         r->sources[i].family = best[i].family;
-        r->sources[i].hosts = sketch_count(best[i].hosts);
-        r->sources[i].ports = sketch_count(best[i].ports);
+        r->sources[i].hosts = hwint_sketch_count(best[i].hosts);
+        r->sources[i].ports = hwint_sketch_count(best[i].ports);
     }
     r->sources_dropped = w->srcs_dropped;
 

@@ -251,3 +251,21 @@ def test_calls_and_callflow_errors():
     assert q.returncode == 1 and "no call with Call-ID" in q.stderr
     r = capbox("callflow", pcap(FAX), FAX_CALL, "--svg", "/nonexistent/dir/x.svg")
     assert r.returncode == 1 and "cannot write" in r.stderr
+
+
+def test_detect_names_a_syn_flood_from_the_per_source_summaries(tmp_path):
+    """6,000 SYNs at 2,000/s to one web server: Python never sees a SYN, only the C core's per-source
+    summaries, and `capbox detect` names the flooding host."""
+    import json
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    from tests.detectors.scenarios import ATTACKER, ATTACKER_MAC, WEB, syn_flood_one_service
+    p = subprocess.run([sys.executable, "-m", "agent", "detect", str(syn_flood_one_service().write(tmp_path)),
+                        "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    [row] = [json.loads(line) for line in p.stdout.splitlines()]
+    assert (row["type"], row["attacker"], row["attacker_mac"], row["dst"]) == ("syn_flood", ATTACKER, ATTACKER_MAC,
+                                                                                WEB)
+    assert row["evidence"]["syns"] >= 1000 and row["evidence"]["ports"] <= 2 and row["severity"] in ("high",
+                                                                                                       "critical")

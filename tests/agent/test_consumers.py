@@ -76,14 +76,15 @@ def _zombie_or_gone(pid: int) -> bool:
 
 
 def test_without_the_worker_the_detector_threads_raise_it(make_agent, tmp_path):
-    """[detection] process = false: each detector a thread of the agent, as before the worker."""
+    """[detection] process = false: the detector pipeline a thread of the agent, as before the worker."""
     a = make_agent(IDLE + "[detection]\nprocess = false\n")
     c = a.client
     c.capture_start(file=a.pcap(str(_dns(tmp_path, 1000, 500))), pace=0.5)
     raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
     assert "host500." in raised["description"]
     components = c.health()["components"]
-    assert "consumers" not in components and components["dns_hijack"]["handled"] > 0
+    assert "consumers" not in components and components["detectors"]["handled"] > 0
+    assert components["detectors"]["dns_hijack"]["raised"] > 0
 
 
 def test_a_stalled_worker_costs_counted_drops_never_a_wait(make_agent, tmp_path):

@@ -90,6 +90,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
+/* A TCP source summary (srcsum.c) is about a span of packets, not the one just injected. */
+static uint64_t summarised_syns;
+
+static void check_summary(const struct hw_event *e)
+{
+    const struct hw_rec_tcpsrc *r = &e->rec.tcpsrc;
+    CHECK(e->has_rec && e->snippet_len == 0 && e->proto == 6 && (e->family == 4 || e->family == 6));
+    CHECK(r->reason <= HW_SRC_END && r->n_pairs <= HW_SRC_PAIRS);
+    CHECK(r->first_ns && r->first_ns <= r->last_ns && e->ts_ns == r->last_ns);
+    CHECK(r->syns + r->rsts_sent + r->rsts_received > 0);
+    CHECK(r->hosts <= 2000 && r->ports <= 2000 && (r->syns > 0 || (r->hosts == 0 && r->ports == 0)));
+    CHECK(r->reason == HW_SRC_INTERVAL || r->reason == HW_SRC_END || r->syns > 0);
+    if (r->reason == HW_SRC_NEW || r->reason == HW_SRC_CHANGED) CHECK(r->n_pairs >= 1);
+    summarised_syns += r->syns;
+}
+
 /* Every event is about the packet just injected: its snippet must be bytes of that packet. */
 static void check_events(struct hw_session *s, const uint8_t *pkt, uint32_t caplen, uint32_t wirelen)
 {
@@ -98,6 +114,10 @@ static void check_events(struct hw_session *s, const uint8_t *pkt, uint32_t capl
         for (int i = 0; i < n; i++) {
             const struct hw_event *e = &events[i];
             CHECK(e->kind < HW_EV_COUNT);
+            if (e->kind == HW_EV_TCP_SRC) {
+                check_summary(e);
+                continue;
+            }
             CHECK(e->wirelen == wirelen);
             CHECK(e->snippet_len <= HW_SNIPPET_MAX && e->snippet_len <= caplen);
             if (e->snippet_len) CHECK(memmem(pkt, caplen, e->snippet, e->snippet_len) != NULL);
@@ -156,6 +176,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     uint64_t packets = 0, bytes = 0, captured = 0, ts = 1000000000ULL;
+    summarised_syns = 0;
     struct flow_sums flows;
     memset(&flows, 0, sizeof flows);
     while (size >= 2 && packets < MAX_PACKETS) {
@@ -220,10 +241,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(rounds < 1000);
         int left = hw_session_flush(s);
         drain_flows(s, &flows);
+        check_events(s, NULL, 0, 0); /* the last TCP source summaries */
         if (left == 0) break;
     }
     hw_session_counters(s, &c);
     CHECK(c.flows_active == 0);
+    /* every SYN the source table took is in exactly one summary, the evicted ones' too */
+    CHECK(c.events_dropped[HW_EV_TCP_SRC] == 0 && summarised_syns == c.tcp_source_syns);
     CHECK(c.flow_records_dropped == 0);
     CHECK(flows.records == c.flow_records);
     CHECK(c.flows_expired_idle + c.flows_expired_end + c.flows_evicted == c.flows_created);

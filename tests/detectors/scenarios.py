@@ -330,6 +330,37 @@ def tls_modern() -> Scenario:
     return sc
 
 
+WEB, WEB_MAC = "192.168.1.20", "3c:22:fb:20:20:20"
+
+
+def syns(sc: Scenario, src, src_mac, dst, dst_mac, start: float, rate: float, ports, count: int) -> None:
+    """count SYNs from src at rate a second, cycling through ports, each answered by a SYN-ACK."""
+    for k in range(count):
+        ts, port = start + k / rate, ports[k % len(ports)]
+        sport = 1024 + k % 60000
+        sc.add(ts, eth(ipv4(src, dst, TCP, tcp(sport, port, SYN, 1000 + k, 0)), 0x0800, src_mac, dst_mac))
+        sc.add(ts + 0.0002, eth(ipv4(dst, src, TCP, tcp(port, sport, SYN | ACK, 9000, 1001 + k)), 0x0800, dst_mac,
+                                src_mac))
+
+
+def syn_flood_one_service() -> Scenario:
+    """hping3 -S --flood -p 80 from a host on the LAN: 6,000 SYNs at 2,000/s to one web server."""
+    sc = Scenario("syn_flood_one_service", "syn_flood", True, ATTACKER, ATTACKER_MAC)
+    lan_baseline(sc, T0)
+    syns(sc, ATTACKER, ATTACKER_MAC, WEB, WEB_MAC, T0 + 3, 2000.0, [80], 6000)
+    return sc
+
+
+def syn_busy_client() -> Scenario:
+    """The benign twin: a load test opening 3,000 connections at 50/s, and a fast port scan of one host
+    (many ports: the analysis's port_scan, not a flood)."""
+    sc = Scenario("syn_busy_client", "syn_flood", False)
+    lan_baseline(sc, T0)
+    syns(sc, VICTIM, VICTIM_MAC, WEB, WEB_MAC, T0 + 3, 50.0, [80, 443], 3000)
+    syns(sc, ATTACKER, ATTACKER_MAC, WEB, WEB_MAC, T0 + 3, 1000.0, list(range(1, 3001)), 3000)
+    return sc
+
+
 SCENARIOS = [arp_poison_gateway, arp_poison_cold_start, arp_gateway_replaced, arp_busy_lan, dns_race, dns_bogon,
              dns_two_resolvers, dns_local_names, ssl_strip_redirect_and_post, http_upgrade, tls_forced_down,
-             tls_modern]
+             tls_modern, syn_flood_one_service, syn_busy_client]

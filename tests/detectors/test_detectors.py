@@ -98,3 +98,24 @@ def test_garbage_payloads_are_counted_not_fatal():
                 ev = PacketEvent(kind, 1, 1, "10.0.0.1", "10.0.0.2", 1, 53, 6, 0, 0, 0, 0, True,
                                  "02:00:00:00:00:01", "02:00:00:00:00:02", 60, len(payload), payload)
                 assert d.feed(ev) == []
+
+
+@pytest.mark.parametrize("make", SCENARIOS + LAN_SCENARIOS, ids=lambda m: m.__name__)
+def test_the_pipeline_finds_what_each_detector_alone_finds(make, tmp_path):
+    """One shared LAN, learning each event once after every detector judged it, finds exactly what the
+    detectors found each learning its own (the pipeline changes the cost, not the findings)."""
+    from agent.detectors.pipeline import Pipeline
+    from hwdrivers import CaptureConfig, Session
+    path = str(make().write(tmp_path))
+    found, _, pipeline = detect_file(path, CFG)
+    assert all(d.lan is pipeline.lan for d in pipeline.detectors)
+    alone = [cls(CFG) for cls in DETECTORS]
+    events = []
+    with Session(CaptureConfig(source=path, events=Pipeline(CFG).kinds(), lossless=True)) as s:
+        s.run_to_eof(lambda: events.extend(s.read_events()))
+        while s.flush():
+            events.extend(s.read_events())
+        events.extend(s.read_events())
+    each = [d for ev in events for det in alone if ev.kind in det.all_kinds() for d in det.feed(ev)]
+    assert sorted((d.type, d.key, d.score, d.first_seen) for d in found) == \
+        sorted((d.type, d.key, d.score, d.first_seen) for d in each)

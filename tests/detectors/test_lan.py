@@ -21,8 +21,8 @@ def test_routers_next_hops_and_who_sent_a_forged_frame():
     # the router carries two public sources; the victim routes through it; the attacker talks with its own address
     lan.learn(ev("tls", "151.101.1.10", "192.168.1.10", GW_MAC, VICTIM_MAC, 1))
     lan.learn(ev("http", "93.184.216.34", "192.168.1.10", GW_MAC, VICTIM_MAC, 2))
-    lan.learn(ev("tcp_syn", "192.168.1.10", "151.101.1.10", VICTIM_MAC, GW_MAC, 3))
-    lan.learn(ev("tcp_syn", "192.168.1.66", "151.101.1.10", ATTACKER_MAC, GW_MAC, 4))
+    lan.learn(ev("tcp_src", "192.168.1.10", "151.101.1.10", VICTIM_MAC, GW_MAC, 3))
+    lan.learn(ev("tcp_src", "192.168.1.66", "151.101.1.10", ATTACKER_MAC, GW_MAC, 4))
     assert lan.is_router(GW_MAC) and not lan.is_router(ATTACKER_MAC)
     assert lan.next_hop["192.168.1.10"]["mac"] == GW_MAC
     assert lan.own_ip(ATTACKER_MAC) == "192.168.1.66" and lan.mac_of("192.168.1.10") == VICTIM_MAC
@@ -33,7 +33,7 @@ def test_routers_next_hops_and_who_sent_a_forged_frame():
     lan.learn(ev("dns", "192.168.1.10", "8.8.8.8", ATTACKER_MAC, GW_MAC, 5))
     assert lan.own_ip(ATTACKER_MAC) == "192.168.1.66"
     # the victim's routed traffic switching to the attacker does not move its learned next hop
-    lan.learn(ev("tcp_syn", "192.168.1.10", "151.101.1.10", VICTIM_MAC, ATTACKER_MAC, 6))
+    lan.learn(ev("tcp_src", "192.168.1.10", "151.101.1.10", VICTIM_MAC, ATTACKER_MAC, 6))
     assert lan.next_hop["192.168.1.10"]["mac"] == GW_MAC
 
 
@@ -69,3 +69,23 @@ def test_a_verdict_moves_a_threat():
     assert rescore("high", 80, 0.8, "refuted") == ("medium", 50, 0.3)
     assert rescore("low", 20, 0.2, "refuted") == ("low", 0, 0.2)
     assert rescore("high", 80, 0.8, "inconclusive") == ("high", 80, 0.8)
+
+
+def test_is_public_ip_cached_by_prefix_agrees_with_ipaddress():
+    import ipaddress
+    import random
+    from agent.detectors.detector import is_public_ip
+
+    def exact(a):
+        ip = ipaddress.ip_address(a)
+        ip = ip.ipv4_mapped or ip if ip.version == 6 else ip
+        return ip.is_global and not ip.is_multicast
+    rnd = random.Random(17)
+    edges = ["192.0.0.1", "192.0.0.9", "192.0.0.170", "192.0.0.200", "255.255.255.255", "255.255.255.1", "100.64.0.1",
+             "100.128.0.1", "224.0.0.1", "8.8.8.8", "::1", "::", "::ffff:8.8.8.8", "::ffff:10.0.0.1", "100::1",
+             "2001::1", "2001:1::1", "2001:2::1", "2001:db8::1", "2001:10::1", "2001:4860::8888", "fc00::1", "fe80::1",
+             "ff02::1", "2a00:1450::1"]
+    v4 = [str(ipaddress.IPv4Address(rnd.getrandbits(32))) for _ in range(20000)]
+    v6 = [str(ipaddress.IPv6Address(rnd.choice([0x2001, 0xfe80, 0xfc00, 0x2a00, 0x100, 0]) << 112 | rnd.getrandbits(96)))
+          for _ in range(20000)]
+    assert [a for a in edges + v4 + v6 if is_public_ip(a) != exact(a)] == []

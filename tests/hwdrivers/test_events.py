@@ -9,7 +9,7 @@ from tests.hwdrivers.packets import (
     host_mac, ipv6, session, tcp4, tls_hello, udp, udp4,
 )
 
-ALL = frozenset({"dns", "arp", "tls", "http", "sip", "tcp_syn", "tcp_rst"})
+ALL = frozenset({"dns", "arp", "tls", "http", "sip", "tcp_src"})
 
 
 def events_of(tmp_path, frames, events=ALL, **config):
@@ -162,34 +162,13 @@ def test_sip_by_port_and_by_request_line(tmp_path):
     assert nonzero(c.events) == {"sip": 5}
 
 
-# ---- TCP SYN and RST ----------------------------------------------------------------
-
-def test_syn_and_rst_summaries_name_their_flow(tmp_path):
-    frames = [
-        tcp4(A4, B4, 40000, 80, flags=SYN, seq=1000),
-        tcp4(B4, A4, 80, 40000, flags=SYN | ACK, seq=5000, ack=1001),   # not a SYN event
-        tcp4(A4, B4, 40001, 81, flags=SYN | 0xC0, seq=2000),            # SYN with ECE|CWR
-        tcp4(B4, A4, 81, 40001, flags=RST | ACK, seq=0, ack=2001),
-        tcp4(A4, B4, 40000, 80, flags=RST, seq=1001),
-    ]
-    evs, c, recs = events_of(tmp_path, frames)
-    ids = {(r.sport, r.dport): r.id for r in recs}
-    assert ids == {(40000, 80): 1, (40001, 81): 2}
-    assert [(e.kind, e.flow_id, e.sport, e.dport, e.tcp_flags, e.seq, e.ack, e.from_initiator, e.payload,
-             e.payload_len) for e in evs] == [
-        ("tcp_syn", 1, 40000, 80, SYN, 1000, 0, True, b"", 0),
-        ("tcp_syn", 2, 40001, 81, SYN | 0xC0, 2000, 0, True, b"", 0),
-        ("tcp_rst", 2, 81, 40001, RST | ACK, 0, 2001, False, b"", 0),
-        ("tcp_rst", 1, 40000, 80, RST, 1001, 0, True, b"", 0),
-    ]
-    assert nonzero(c.events) == {"tcp_syn": 2, "tcp_rst": 2}
-
+# ---- TCP SYN and RST: per-source summaries (tests/hwdrivers/test_srcsum.py) ---------------
 
 def test_syn_with_data_is_a_summary_and_a_payload_event(tmp_path):
     frame = tcp4(A4, B4, 40000, 80, flags=SYN, seq=1000, payload=HTTP_GET)   # TCP Fast Open
     evs, _, [r] = events_of(tmp_path, [frame])
-    assert [(e.kind, e.payload, e.payload_len, e.flow_id) for e in evs] == [
-        ("tcp_syn", b"", len(HTTP_GET), r.id), ("http", HTTP_GET, len(HTTP_GET), r.id)]
+    assert [(e.kind, e.payload, e.payload_len) for e in evs] == [("tcp_src", b"", 0), ("http", HTTP_GET, len(HTTP_GET))]
+    assert (evs[0].record.syns, evs[0].record.reason, evs[1].flow_id) == (1, "new", r.id)
 
 
 # ---- the mask ------------------------------------------------------------------------
@@ -205,11 +184,11 @@ MIXED = [
 ]
 
 
-@pytest.mark.parametrize("kinds", [{"dns"}, {"arp", "tcp_rst"}, {"tls", "http", "sip"}, {"tcp_syn"}, ALL],
+@pytest.mark.parametrize("kinds", [{"dns"}, {"arp", "tcp_src"}, {"tls", "http", "sip"}, {"tcp_src"}, ALL],
                          ids=lambda k: "+".join(sorted(k)))
 def test_only_enabled_kinds_are_produced(tmp_path, kinds):
     evs, c, _ = events_of(tmp_path, MIXED, events=frozenset(kinds))
-    order = ["dns", "arp", "tcp_syn", "tls", "http", "sip", "tcp_rst"]
+    order = ["dns", "arp", "tcp_src", "tls", "http", "sip"]     # the source's first SYN sends its summary at once
     assert [e.kind for e in evs] == [k for k in order if k in kinds]
     assert nonzero(c.events) == {k: 1 for k in kinds}
     assert nonzero(c.events_dropped) == {}
@@ -252,7 +231,7 @@ def test_snaplen_cut_payload_keeps_the_announced_length(tmp_path):
 
 def test_full_ring_counts_drops(tmp_path):
     frame = udp4(payload=dns_query())
-    with session(tmp_path, events=frozenset({"dns", "tcp_syn"}), event_ring=1024) as s:
+    with session(tmp_path, events=frozenset({"dns", "tcp_src"}), event_ring=1024) as s:
         for k in range(1100):
             s.inject(frame, ts_ns=T0 + k)
         s.inject(tcp4(flags=SYN), ts_ns=T0 + 2000)
@@ -261,6 +240,6 @@ def test_full_ring_counts_drops(tmp_path):
         s.inject(frame, ts_ns=T0 + 3000)
         after = s.counters()
         [last] = s.read_events()
-    assert (nonzero(full.events), nonzero(full.events_dropped)) == ({"dns": 1024}, {"dns": 76, "tcp_syn": 1})
+    assert (nonzero(full.events), nonzero(full.events_dropped)) == ({"dns": 1024}, {"dns": 76, "tcp_src": 1})
     assert [e.ts_ns for e in evs] == [T0 + k for k in range(1024)]
     assert (after.events["dns"], after.events_dropped["dns"], last.ts_ns) == (1025, 76, T0 + 3000)

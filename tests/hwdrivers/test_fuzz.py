@@ -235,6 +235,7 @@ class Feed:
         self.counters = self.session.counters()
         self.first = self.last = None
         self.records = []
+        self.summarised_syns = 0
 
     def inject(self, data: bytes, linktype: int, ts_ns: int = 1, wirelen: Optional[int] = None,
                check: bool = True) -> Optional[str]:
@@ -256,6 +257,9 @@ class Feed:
         check_counters(c)
         assert (c.first_ns, c.last_ns) == (self.first, self.last)
         for e in self.session.read_events():
+            if e.kind == "tcp_src":          # a TCP source's span (hwdrivers/src/srcsum.c), not this packet alone
+                self.summary(e)
+                continue
             assert e.payload in data, "an event's snippet must be bytes of its packet"
             assert e.wirelen == wire
         if c.packets % 64 == 0:
@@ -263,6 +267,13 @@ class Feed:
         moved = [k for k in KIND_FIELDS if getattr(c, k) != getattr(before, k)]
         assert len(moved) == 1 and getattr(c, moved[0]) == getattr(before, moved[0]) + 1
         return moved[0]
+
+    def summary(self, e) -> None:
+        r = e.record
+        assert e.payload == b"" and r.first_ts <= r.last_ts and abs(e.ts_ns / 1e9 - r.last_ts) < 1e-6
+        assert r.syns + r.rsts_sent + r.rsts_received > 0 and len(r.pairs) <= 4
+        assert r.syns > 0 or r.reason in ("interval", "end")
+        self.summarised_syns += r.syns
 
     def drain(self) -> None:
         self.records += self.session.read_flows()
@@ -272,11 +283,16 @@ class Feed:
         for _ in range(10000):
             left = self.session.flush()
             self.drain()
+            for e in self.session.read_events():     # the last TCP source summaries
+                if e.kind == "tcp_src":
+                    self.summary(e)
             if not left:
                 break
         c = self.counters = self.session.counters()
         check_counters(c)
         assert c.flows_active == 0 and c.flow_records_dropped == 0
+        # every SYN the source table took is in exactly one summary (unless a full ring dropped one)
+        assert self.summarised_syns == c.tcp_source_syns or c.events_dropped["tcp_src"]
         assert len(self.records) == c.flow_records
         assert c.flows_expired_idle + c.flows_expired_end + c.flows_evicted == c.flows_created
         ended = set()  # every flow reports: active-timeout records, then at most one last record

@@ -1,0 +1,53 @@
+"""Every detector as one pipeline: an event goes to the detectors that read
+its kind, then ONE shared Lan learns it, once (a claim is judged against
+what was known before it).  Eight detectors each learning their own Lan
+cost eight times the learning; this is the object the offline `capbox
+detect` and the live detector service both feed."""
+from typing import Iterable, Optional
+
+from agent.detectors.lan import LEARN_KINDS, Lan
+
+
+class Pipeline:
+    def __init__(self, cfg, detectors: Optional[list] = None):
+        from agent.detectors import DETECTORS
+        self.detectors = detectors if detectors is not None else [cls(cfg) for cls in DETECTORS]
+        self.lan = Lan()
+        self.unlearned = 0
+        self.route: dict = {}
+        for d in self.detectors:
+            d.lan = self.lan
+            for k in d.kinds:
+                self.route.setdefault(k, []).append(d)
+        self.learns = frozenset(LEARN_KINDS) & self.kinds()
+
+    def kinds(self) -> frozenset:
+        """The event kinds the pipeline wants from the capture."""
+        return frozenset(k for d in self.detectors for k in d.all_kinds())
+
+    def feed(self, event) -> list:
+        """The detections one packet event raises."""
+        out: list = []
+        for d in self.route.get(event.kind, ()):
+            found = d.judge(event)
+            if found:
+                out.extend(found)
+        if event.kind in self.learns:
+            try:
+                self.lan.learn(event)
+            except (ValueError, IndexError, KeyError, UnicodeError):
+                self.unlearned += 1
+        return out
+
+    def counts(self) -> dict:
+        """Each detector's threshold and counters (health)."""
+        return {d.name: {"threshold": d.threshold, **d.counts} for d in self.detectors}
+
+    def feed_all(self, events: Iterable) -> list:
+        out: list = []
+        feed = self.feed
+        for ev in events:
+            found = feed(ev)
+            if found:
+                out.extend(found)
+        return out
