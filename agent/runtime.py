@@ -23,21 +23,21 @@ from agent import __version__, log as agentlog, memory
 from agent.auth import KeyStore
 from agent.bus import Bus, now_iso
 from agent.capture.run import CaptureRequest
-from agent.capture.service import CaptureService
+from agent.capture.control import CaptureService
 from agent.config import Config
 from agent.consumers import Consumers
 from agent.errors import AgentError, validation
 from agent.health import Health
 from agent.sdnotify import Notifier
-from agent.analysis.service import AnalysisService
-from agent.deception.service import DeceptionService
-from agent.detectors.service import SERVICES as DETECTOR_SERVICES
+from agent.analysis.windowsets import AnalysisService
+from agent.deception.sessions import DeceptionService
+from agent.detectors.live import SERVICES as DETECTOR_SERVICES
 from agent.threats import ThreatService
 from agent.verify.verifier import Verifier
-from agent.calls.service import CallsService
-from agent.jobs.service import JobsService
+from agent.calls.live import CallsService
+from agent.jobs.runner import JobsService
 from agent.outputs.forwarder import EveService
-from agent.logs.service import LogService
+from agent.logs.writer import LogService
 from agent.services import Face, start_services
 from agent.software import Software
 from agent.stats import samples, system

@@ -2,7 +2,7 @@
 from agent.api.app import WRITE, Api
 from agent.api.validate import Field, bpf
 from agent.capture.run import CaptureRequest
-from agent.capture.service import FLOW_SORTS
+from agent.capture.control import FLOW_SORTS
 from agent.configrules import RULES
 from agent.errors import validation
 from hwdrivers import CAPTURE_DEFAULTS as D, backend_names

@@ -17,7 +17,7 @@ import bottle
 from agent.api.app import ADMIN, Api
 from agent.api.validate import Field
 from agent.errors import AgentError
-from agent.update.service import spool
+from agent.software.system import spool
 from firmware.minisign import SIGNATURE_MAX
 
 log = logging.getLogger(__name__)

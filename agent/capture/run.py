@@ -1,5 +1,5 @@
 """One capture run: what was asked for (CaptureRequest), its rates, and the
-state its two threads share (agent.capture.service runs it)."""
+state its two threads share (agent.capture.control runs it)."""
 import collections
 import dataclasses
 import threading

@@ -43,7 +43,7 @@ def build_agent(cfg, console: bool):
     """The agent with its faces wired on: the REST face, then the serial console (which
     calls the agent's services)."""
     from agent.api.rest import RestFace
-    from agent.console.service import ConsoleFace
+    from agent.console.port import ConsoleFace
     from agent.runtime import Agent
     agent = Agent(cfg, console=console)
     agent.attach(RestFace(agent))

@@ -46,7 +46,7 @@ def serve(cfg, url: str, key, cacert=None, pin=None) -> int:
     from agent import log as agentlog
     from agent.client import Client, default_key
     from agent.console.commands import Commands
-    from agent.console.service import Console
+    from agent.console.port import Console
     if not cfg.console.port:
         return fail("give --port DEVICE|URL (a tty, a pty, socket://HOST:PORT, rfc2217://HOST:PORT)")
     key = key or default_key(cfg.data_dir)

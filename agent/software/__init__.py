@@ -1,6 +1,6 @@
 """What runs on this box, one service: the capture card's firmware (card.py:
 signed images into the card, reloaded after a power cut) and the system's
-A/B root slots (agent.update.service: signed update bundles, one trial
+A/B root slots (agent.software.system: signed update bundles, one trial
 boot, commit).  Both verify with the same signature format and keyring
 (firmware/), and both raise rollback floors in one file
 (firmware_dir/state.json): one SlotState, so a card load and an update
@@ -13,7 +13,7 @@ from typing import Optional
 
 from agent.config import Config
 from agent.software.card import CardFirmware
-from agent.update.service import UpdateService
+from agent.software.system import UpdateService
 from firmware.boot import Platform, PlatformError
 from firmware.slots import SlotState
 

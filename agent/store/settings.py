@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 # the names kept, and who writes them
-FLOW_METER = "flow_meter"        # agent.capture.service: enabled, timeouts, sampling
-CAPTURE_BPF = "capture_bpf"      # agent.capture.service: the filter of the capture that autostarts
+FLOW_METER = "flow_meter"        # agent.capture.control: enabled, timeouts, sampling
+CAPTURE_BPF = "capture_bpf"      # agent.capture.control: the filter of the capture that autostarts
 RECORDING = "recording"          # agent.capture.recording: enabled and its settings
 ENCRYPTION = "encryption"        # agent.capture.recording: the key file, or None for plaintext
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent.analysis import anomalies, baselines
 from agent.analysis import windows as offline
-from agent.analysis.service import CHUNK, AnalysisService
+from agent.analysis.windowsets import CHUNK, AnalysisService
 from agent.config import AnalysisSection
 from agent.store import Store
 from tests.conftest import pcap

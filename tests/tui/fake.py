@@ -91,8 +91,8 @@ ANSWERS = {
                      "card": {"present": True, "target": "capbox-fpga1", "device": "/dev/capbox-fpga0",
                               "firmware_state": "running", "firmware_version": "2.0.0", "last_load_error": None,
                               "link_up": True}},
-    "/v1/logs": {"logs": [{"level": "info", "logger": "agent.capture.service", "message": "capture 1 started"},
-                          {"level": "warning", "logger": "agent.analysis.service", "message": "a warning"}]},
+    "/v1/logs": {"logs": [{"level": "info", "logger": "agent.capture.control", "message": "capture 1 started"},
+                          {"level": "warning", "logger": "agent.analysis.windowsets", "message": "a warning"}]},
 }# the ladder route answers with the text the agent draws from each session (agent.calls.ladder)
 ANSWERS.update({f"{path}/ladder": {"session_id": detail["session_id"], "text": ladder.text(detail)}
                 for path, detail in list(ANSWERS.items()) if path.startswith("/v1/sessions/")})

@@ -15,7 +15,7 @@ import pytest
 from agent import config
 from firmware import bundle
 from firmware.boot import Platform
-from agent.update.service import UpdateService
+from agent.software.system import UpdateService
 from firmware import sign
 from firmware.keyring import Keyring
 from tests.firmware import conftest as firmware_fixtures

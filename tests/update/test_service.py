@@ -176,7 +176,7 @@ def test_status_reports_the_partitions(box, make_bundle):
 def test_not_an_image(tmp_path, key):
     from agent import config
     from firmware.boot import Platform
-    from agent.update.service import UpdateService
+    from agent.software.system import UpdateService
     cfg = config.load(None, env={}, overrides={"agent": {"data_dir": str(tmp_path)}})
     svc = UpdateService(cfg, Platform(boot_env=tmp_path / "none", release=tmp_path / "none.json"))
     st = svc.status()
