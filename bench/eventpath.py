@@ -92,9 +92,9 @@ def main() -> None:
         begin,
         "## Event path: `capbox detect` against `capbox analyze` (`bench/eventpath.py`)",
         "",
-        f"One run of each on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on the shared 2-core machine "
-        f"(other engineers' tests, builds and fuzzers ran at the same time; load average {os.getloadavg()[0]:.1f} "
-        "at the end: read the ratios, not the absolutes).  *read* is the C core reading the file with the "
+        f"One run of each on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on the 2-core machine "
+        f"(load average {os.getloadavg()[0]:.1f} at the end; well above 2, other work shared the cores: read the "
+        "ratios, not the absolutes).  *read* is the C core reading the file with the "
         "events the detectors want on (lossless) and Python taking every event and its C-parsed record out of "
         "the ring (no detector): the cost of the event path itself.  *detect* adds the detector pipeline "
         "(agent/detectors/pipeline.py: each event to the detectors of its kind, one shared LAN model).",

@@ -3,6 +3,7 @@ captures as bench/eventpath.py), how fast the log service writes them (files
 and index), and searches over a day of logs in the index.  One run each (the
 machine is shared).  Usage: python bench/logs.py --data DIR --results bench/RESULTS.md"""
 import argparse
+import os
 import pathlib
 import random
 import shutil
@@ -132,8 +133,8 @@ def main() -> None:
         begin,
         "## Protocol logs (`bench/logs.py`)",
         "",
-        "One run of each on the shared 2-core machine (other engineers' builds and tests ran at the same time: "
-        "read the ratios, not the absolutes).",
+        f"One run of each on the 2-core machine (load average {os.getloadavg()[0]:.1f} at the end; well above 2, "
+        "other work shared the cores: read the ratios, not the absolutes).",
         "",
         f"**Cost.** `capbox analyze --json` against `capbox logs -r FILE --type {TYPES} --json` (the C pass of "
         "analyze plus every record made and serialised: the agent's log service does the same work in its own "
@@ -154,8 +155,7 @@ def main() -> None:
         "",
         f"**Writing.** {n:,} records spread over 24 h (half dns, a third conn, http, tls) through the log "
         f"service's writer (a JSON-lines file per type and the SQLite index): {secs:.1f} s, "
-        f"{n / secs:,.0f} records/s (including making the synthetic records; the load average was about 15 "
-        f"on 2 cores during the run, which slowed everything several times); {size / 1e6:,.0f} MB on disk (files "
+        f"{n / secs:,.0f} records/s (including making the synthetic records); {size / 1e6:,.0f} MB on disk (files "
         "and index: the index keeps each JSON line too).",
         "",
         "**Search** over that day (`agent.logs.index.query`, what `GET /v1/logs/{type}` streams), each read to "
