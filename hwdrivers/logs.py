@@ -25,14 +25,15 @@ def uid(salt: bytes, flow_id: int) -> str:
 
 
 class Logger:
-    """The C logger of some of `types` (those in KINDS); `kinds` says which.  path: every line starts with
-    Zeek's "_path" (its type)."""
+    """The C logger of some of `types` (those in KINDS); `kinds` says which.  bytes_max: the lines of one type
+    held until the next take (past it a line is dropped and counted in stats()["dropped"]; 0: no bound, for a
+    file taken after each batch).  path: every line starts with Zeek's "_path" (its type)."""
 
-    def __init__(self, types, salt: bytes, pending_max: int = 65536, path: bool = False):
+    def __init__(self, types, salt: bytes, pending_max: int = 65536, bytes_max: int = 0, path: bool = False):
         if len(salt) != 16:
             raise ValueError("the uid salt is 16 bytes")
         self.kinds = tuple(sorted(t for t in types if t in KINDS))
-        lg = lib.hw_logger_new(sum(1 << KINDS[t] for t in self.kinds), salt, pending_max, path)
+        lg = lib.hw_logger_new(sum(1 << KINDS[t] for t in self.kinds), salt, pending_max, bytes_max, path)
         if lg == ffi.NULL:
             raise MemoryError("no memory for the log table")
         self._lg = ffi.gc(lg, lib.hw_logger_free)
@@ -65,5 +66,6 @@ class Logger:
     def stats(self) -> dict:
         s = ffi.new("struct hw_logger_stats *")
         lib.hw_logger_stats(self._lg, s)
-        return {"records": {k: s.records[KINDS[k]] for k in self.kinds}, "held_early": s.held_early,
+        return {"records": {k: s.records[KINDS[k]] for k in self.kinds},
+                "dropped": {k: s.dropped[KINDS[k]] for k in self.kinds}, "held_early": s.held_early,
                 "pending": s.pending, "now": s.now_ns / 1e9}

@@ -29,6 +29,7 @@ CHANNELS = {"dns": "packets:dns", "http": "packets:http", "tls": "packets:tls", 
 PRUNE_EVERY_S = 60.0
 INDEX_FILE = "index.db"
 ENDED_MAX = 65536                 # ended flows of the running capture remembered for ?flow=ID
+C_LINES_MAX = 64 << 20            # bytes of one type's lines the C logger holds between two ticks
 
 
 @dataclasses.dataclass(slots=True)
@@ -92,11 +93,13 @@ class LogService(Service):
         self.queue_size = c.queue
         self.builder = Builder(self.types)
         self.logger = None                  # the C logger of the running capture's session
+        self.c_dropped: collections.Counter = collections.Counter()   # lines earlier sessions' loggers dropped
         self._next = None                   # (logger, salt) of a session made, its capture_started not yet read
         self._lock = threading.Lock()
         self.ended = collections.OrderedDict()
         if self.c_types:
             agent.capture.session_hooks.append(self._attach)
+            agent.health.register_losses("protocol_logs", self.losses)
         self.files = LogFiles(agent.cfg.logs_dir, sorted(self.types), c.rotate_mb << 20)
         self.index = Index(agent.cfg.logs_dir / INDEX_FILE)
         self.bus = agent.bus
@@ -116,6 +119,8 @@ class LogService(Service):
             self._take(flush=True)
             if env.event_type == "capture_started":  # a new run: new flow ids, new uids (C's and Python's alike)
                 with self._lock:
+                    if self.logger is not None:
+                        self.c_dropped.update(self.logger.stats()["dropped"])
                     self.logger, salt = self._next or (None, None)
                     self._next = None
                     self.ended.clear()              # flow ids start over
@@ -145,7 +150,7 @@ class LogService(Service):
     def _attach(self, session) -> None:
         """A capture session is made (in the thread starting it): its DNS messages go to a new C logger."""
         salt = os.urandom(16)
-        logger = Logger(self.c_types, salt)
+        logger = Logger(self.c_types, salt, bytes_max=C_LINES_MAX)
         session.set_logger(logger)
         with self._lock:
             self._next = (logger, salt)
@@ -195,6 +200,12 @@ class LogService(Service):
         self._write(self.builder.flush())
         self.files.close()
         self.index.close()
+
+    def losses(self) -> dict:
+        """Lines the C logger dropped because nobody took them in time (this service stalled), by type."""
+        logger = self.logger
+        lost = self.c_dropped + collections.Counter(logger.stats()["dropped"] if logger else {})
+        return {f"c_logger:{kind}": n for kind, n in lost.items() if n}
 
     def detail(self) -> dict:
         return {"written": dict(self.written), "records": sum(self.written.values()), "indexed": self.index.added,

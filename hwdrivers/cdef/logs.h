@@ -17,14 +17,17 @@ struct hw_logger;
 struct hw_logger_stats {
     uint64_t records[2];        /* lines made, by HW_LOG_* */
     uint64_t held_early;        /* queries logged alone because the pending table was full */
+    uint64_t dropped[2];        /* lines dropped, by HW_LOG_*: bytes_max held untaken, or no memory */
     uint64_t pending;           /* queries waiting for their answer now */
     uint64_t now_ns;            /* the newest event time seen */
 };
 
 /* kinds: bit HW_LOG_* of the types to make; salt: 16 bytes keying the uids; pending_max: DNS queries held at
- * once (the oldest goes out alone when full); path: each line starts with Zeek's "_path" (its type), as
- * `capbox logs --json` writes them.  NULL when out of memory. */
-struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, int path);
+ * once (the oldest goes out alone when full); bytes_max: bytes of lines of one kind held until the next take
+ * (past it a line is dropped and counted; 0: no bound, for a file read in batches); path: each line starts
+ * with Zeek's "_path" (its type), as `capbox logs --json` writes them.  NULL when out of memory. */
+struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, size_t bytes_max,
+                                int path);
 void hw_logger_free(struct hw_logger *lg);
 /* The logger sees a session's DNS messages as the core parses them (in the capture thread, whether or
  * not Python asked for dns events): no event is copied for it.  NULL detaches; lg must outlive the session

@@ -36,7 +36,8 @@ struct hw_logger {
     struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
     uint32_t *bucket, mask, max, count, oldest, newest, free;
-    uint64_t records[HW_LOG_KINDS], held_early;
+    size_t bytes_max;           /* 0: no bound */
+    uint64_t records[HW_LOG_KINDS], dropped[HW_LOG_KINDS], held_early;
 };
 
 /* ---- uid ----------------------------------------------------------------- */
@@ -111,9 +112,10 @@ static void end_line(struct hw_logger *lg, int kind, size_t start)
 {
     struct hwint_jbuf *b = &lg->out[kind];
     hwint_j_raw(b, "}\n", 2);
-    if (b->failed) {            /* out of memory: the line goes, the lines before stay */
-        b->len = start;
+    if (b->failed || (lg->bytes_max && b->len > lg->bytes_max)) {   /* no memory, or nobody took the lines */
+        b->len = start;                                               /* this one goes, those before stay */
         b->failed = 0;
+        lg->dropped[kind]++;
         return;
     }
     lg->records[kind]++;
@@ -380,7 +382,8 @@ static int conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
 
 /* ---- the logger ------------------------------------------------------------ */
 
-struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, int path)
+struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, size_t bytes_max,
+                                int path)
 {
     struct hw_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return NULL;
@@ -389,6 +392,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     pthread_mutex_init(&lg->lock, NULL);
     lg->kinds = kinds;
     lg->path = path;
+    lg->bytes_max = bytes_max;
     memcpy(lg->salt, salt, 16);
     lg->max = pending_max ? pending_max : 1;
     lg->mask = nb - 1;
@@ -474,7 +478,10 @@ const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len)
 void hw_logger_stats(struct hw_logger *lg, struct hw_logger_stats *out)
 {
     pthread_mutex_lock(&lg->lock);
-    for (int k = 0; k < HW_LOG_KINDS; k++) out->records[k] = lg->records[k];
+    for (int k = 0; k < HW_LOG_KINDS; k++) {
+        out->records[k] = lg->records[k];
+        out->dropped[k] = lg->dropped[k];
+    }
     out->held_early = lg->held_early;
     out->pending = lg->count;
     out->now_ns = lg->now_ns;

@@ -135,3 +135,23 @@ def test_conn_lines_equal_python_on_random_flows():
     b = Builder(["conn"], salt)
     want = [json.dumps(b.flow(flows.from_cdata(buf[i]).as_dict())[0][1], separators=(",", ":")) for i in range(n)]
     assert got == want
+
+
+def test_lines_nobody_takes_are_bounded_and_counted():
+    """A logger whose lines are not taken (the log service stalled) holds at most bytes_max of them: the rest
+    are dropped and counted, never grown without end; after a take it logs again."""
+    from hwdrivers._hw import ffi
+    n = 1000
+    buf = ffi.new("struct hw_flow_record[]", n)
+    for i in range(n):
+        buf[i].id, buf[i].family, buf[i].proto, buf[i].sport, buf[i].dport = i + 1, 4, 6, 40000, 443
+        buf[i].first_ns = buf[i].last_ns = 1_700_000_000 * 10**9 + i
+    lg = Logger(["conn"], bytes(16), bytes_max=16 << 10)
+    lg.flows(buf, n)
+    stats = lg.stats()
+    held = lg.take()[0][1]
+    kept, dropped = stats["records"]["conn"], stats["dropped"]["conn"]
+    assert kept + dropped == n and 0 < kept < n and len(held.splitlines()) == kept
+    assert (16 << 10) - 1024 < len(held) <= 16 << 10          # full to the bound, never past it
+    lg.flows(buf, 10)
+    assert lg.stats()["records"]["conn"] == kept + 10 and lg.stats()["dropped"]["conn"] == dropped
