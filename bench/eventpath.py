@@ -88,13 +88,15 @@ def main() -> None:
                     f"| {detect[0]:.2f} s / {detect[1]:.2f} s ({n / detect[1] / 1e3:,.0f} k; "
                     f"{events / detect[1] / 1e3:,.1f} k) | {analyze[1] / detect[1]:.2f} |")
     begin, end = markers("eventpath")
+    load = os.getloadavg()[0]
     section = "\n".join([
         begin,
         "## Event path: `capbox detect` against `capbox analyze` (`bench/eventpath.py`)",
         "",
         f"One run of each on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on the 2-core machine "
-        f"(load average {os.getloadavg()[0]:.1f} at the end; well above 2, other work shared the cores: read the "
-        "ratios, not the absolutes).  *read* is the C core reading the file with the "
+        f"(load average {load:.1f} at the end"
+        + ("; well above 2, other work shared the cores: read the ratios, not the absolutes).  " if load > 2 else
+           ").  ") + "*read* is the C core reading the file with the "
         "events the detectors want on (lossless) and Python taking every event and its C-parsed record out of "
         "the ring (no detector): the cost of the event path itself.  *detect* adds the detector pipeline "
         "(agent/detectors/pipeline.py: each event to the detectors of its kind, one shared LAN model).",
