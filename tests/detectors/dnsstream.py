@@ -17,6 +17,7 @@ from tests.detectors.scenarios import (ATTACKER, ATTACKER_MAC, GW, GW_MAC, T0, S
                                        lan_baseline, udp_frame)
 
 CLIENTS = [(f"192.168.1.{10 + i}", f"3c:22:fb:00:00:{10 + i:02x}") for i in range(12)]
+QUIET = ("192.168.1.200", "3c:22:fb:00:00:c8")
 SERVERS = [(GW, GW_MAC), ("8.8.8.8", GW_MAC)]
 NAMES = [f"www.site{i}.com" for i in range(40)] + ["printer", "wpad", "xq7zk2v9w1p3.example.org"]
 PUBLIC = [f"93.184.{i}.{j}" for i in range(4) for j in (10, 20)]
@@ -66,7 +67,7 @@ def stream(seed: int, exchanges: int = 3000) -> Scenario:
             src = "9.9.9.9"                              # from a server never asked
         wire = answer(q, [] if rcode else ips, ttl, rcode)
         t = ts + rnd.uniform(0.001, 0.05)
-        for _ in range(3 if roll <= 0.03 and rnd.random() < 0.3 else 1):   # floods of unsolicited answers
+        for _ in range(3 if roll <= 0.03 and rnd.random() < 0.3 else 1):   # a few unsolicited copies
             sc.add(t, udp_frame(src, client, 53, sport, wire, mac, cmac))
             t += 0.01
         extra = rnd.random()
@@ -77,4 +78,18 @@ def stream(seed: int, exchanges: int = 3000) -> Scenario:
         elif extra < 0.07:                               # the same answer twice
             sc.add(t + 0.002, udp_frame(src, client, 53, sport, wire, mac, cmac))
     sc.add(ts + 1, arp_frame(1, ATTACKER_MAC, ATTACKER, "", GW))
+    flood(sc, rnd, rnd.uniform(T0 + 2, ts))
     return sc
+
+
+def flood(sc: Scenario, rnd: random.Random, ts: float) -> None:
+    """A spoofing flood against a client that only asked one clean question: 10 unsolicited answers for one
+    name within 5 s (its own client, so no earlier finding for the others hides it as a repeat)."""
+    client, cmac = QUIET
+    q = dns_query("www.quiet.com", rnd.randrange(1 << 16))
+    sc.add(ts, udp_frame(client, GW, 53999, 53, q.to_wire(), cmac, GW_MAC))
+    sc.add(ts + 0.01, udp_frame(GW, client, 53, 53999, answer(q, [PUBLIC[0]], 300), GW_MAC, cmac))
+    for k in range(10):
+        forged = dns_query(NAMES[0], rnd.randrange(1 << 16))
+        sc.add(ts + 1 + 0.4 * k, udp_frame(GW, client, 53, rnd.randrange(1024, 65536),
+                                           answer(forged, [PUBLIC[1]], 300), ATTACKER_MAC, cmac))

@@ -112,7 +112,7 @@ def test_the_randomized_dns_stream_carries_every_indicator_it_injects(tmp_path):
     assert error is None
     raised = {i["name"] for d in found if d.type == "dns_hijack" for i in d.evidence["indicators"]}
     assert {"race", "wrong_mac", "wrong_server", "unsolicited", "nxdomain_elsewhere", "bogon_after_public",
-            "ttl_jump", "answer_changed", "rewrite_target", "single_label_answered"} <= raised
+            "ttl_jump", "answer_changed", "rewrite_target", "single_label_answered", "unsolicited_flood"} <= raised
 
 
 @pytest.mark.parametrize("make", SCENARIOS + LAN_SCENARIOS + [stream_0], ids=lambda m: m.__name__)
