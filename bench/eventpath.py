@@ -88,13 +88,15 @@ def main() -> None:
                     f"| {detect[0]:.2f} s / {detect[1]:.2f} s ({n / detect[1] / 1e3:,.0f} k; "
                     f"{events / detect[1] / 1e3:,.1f} k) | {analyze[1] / detect[1]:.2f} |")
     begin, end = markers("eventpath")
+    load = os.getloadavg()[0]
     section = "\n".join([
         begin,
         "## Event path: `capbox detect` against `capbox analyze` (`bench/eventpath.py`)",
         "",
         f"One run of each on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on the 2-core machine "
-        f"(load average {os.getloadavg()[0]:.1f} at the end; well above 2, other work shared the cores: read the "
-        "ratios, not the absolutes).  *read* is the C core reading the file with the "
+        f"(load average {load:.1f} at the end"
+        + ("; well above 2, other work shared the cores: read the ratios, not the absolutes).  " if load > 2 else
+           ").  ") + "*read* is the C core reading the file with the "
         "events the detectors want on (lossless) and Python taking every event and its C-parsed record out of "
         "the ring (no detector): the cost of the event path itself.  *detect* adds the detector pipeline "
         "(agent/detectors/pipeline.py: each event to the detectors of its kind, one shared LAN model).",
@@ -110,15 +112,15 @@ def main() -> None:
         "(`tcp_src`, hwdrivers/src/srcsum.c): on large.pcap 115,707 tcp_syn/tcp_rst events (109,838 SYNs from "
         "19,995 sources) became the tcp_src count above.",
         "",
-        *([f"Before (`{args.baseline}` detect: main before the pipeline and the summaries, same run): "
+        *([f"Before (`{args.baseline}` detect, the same run): "
             + "; ".join(baseline) + ".", ""] if baseline else []),
         "Before this change, issue 17 measured `capbox detect` at 25.8 s on the same kind of DNS capture "
         "(about 8,000 DNS messages/s, most of it dnspython) and 25.4 s on large.pcap.",
         "",
         "Targets (issue 17): detect >= 200,000 DNS messages/s and >= 1/3 of analyze's packets/s on large.pcap.  "
         "Every answer in the DNS capture is a documentation address (RFC 5737) for a public-looking name, which "
-        "dns_hijack scores as a bogon: each of the 100,000 answers is judged (5,000 raised after dedup; the dedup "
-        "key is now checked before a finding is built), so this capture is the detectors' worst case as well as "
+        "dns_hijack scores as a bogon: each of the 100,000 answers is judged (one finding per client, 50, "
+        "after dedup; the dedup key is checked before a finding is built), so this capture is the detectors' worst case as well as "
         "the event path's.  Measured here: " + "; ".join(verdicts) + ".",
         end,
         "",

@@ -29,12 +29,12 @@ class Recent(collections.OrderedDict):
         super().__init__()
         self.limit = limit
 
-    def __setitem__(self, key, value):
+    def __setitem__(self, key, value, _set=collections.OrderedDict.__setitem__):
         if key in self:
             self.move_to_end(key)
-            super().__setitem__(key, value)
+            _set(self, key, value)
             return
-        super().__setitem__(key, value)
+        _set(self, key, value)
         if len(self) > self.limit:
             self.popitem(last=False)
 

@@ -34,9 +34,13 @@ CNAME = 5
 
 
 def parse(ev):
-    rec = records.record_of(ev)
+    rec = ev.record if ev.record is not None else records.record_of(ev)
     if rec is None or rec.qdcount != 1:
         return None
+    ts = ev.ts_ns / 1e9
+    if not rec.flags & 0x8000:         # a query: only what its transaction and the client's warmth need
+        return {"response": False, "id": rec.id, "name": rec.name.lower(), "qtype": records.dns_type(rec.qtype),
+                "client": ev.src, "client_port": ev.sport, "server": ev.dst, "dst_mac": ev.dst_mac, "ts": ts}
     ips, ttls, cnames = set(), [], []
     for rr in rec.rrs:
         if rr.section != "answer":
@@ -46,15 +50,11 @@ def parse(ev):
             ttls.append(rr.ttl)
         elif rr.type == CNAME:
             cnames.append(rr.value.lower())
-    is_response = rec.response
-    client_is_src = not is_response
-    return {"response": is_response, "id": rec.id, "name": rec.name.lower(),
+    return {"response": True, "id": rec.id, "name": rec.name.lower(),
             "qtype": records.dns_type(rec.qtype), "rcode": records.dns_rcode(rec.rcode),
             "ips": sorted(ips), "ttl": min(ttls) if ttls else None, "cnames": cnames,
-            "client": ev.src if client_is_src else ev.dst, "client_port": ev.sport if client_is_src else ev.dport,
-            "server": ev.dst if client_is_src else ev.src, "src_mac": ev.src_mac, "dst_mac": ev.dst_mac,
-            "ts": ev.ts, "proto": "tcp" if ev.proto == 6 else "udp", "vlan": ev.vlan,
-            "truncated": rec.truncated, "edns": rec.edns, "cut": rec.cut}
+            "client": ev.dst, "client_port": ev.dport, "server": ev.src, "src_mac": ev.src_mac,
+            "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -98,7 +98,6 @@ class Detector(Base):
         q = self.queries.get(key)
         if q is not None and ts - q["ts"] > QUERY_TTL_S:
             q = None
-        answer = {"ips": f["ips"], "server": f["server"], "mac": f["src_mac"], "ts": ts, "rcode": f["rcode"]}
         if q is None:
             if ts - self.clients.get(f["client"], -1e18) <= WARM_S:
                 ind.add("unsolicited", 30, f"no query {f['id']:#06x} for {f['name']} was seen from {f['client']}")
@@ -108,6 +107,7 @@ class Detector(Base):
                     ind.add("unsolicited_flood", 60, f"{FLOOD_COUNT} unsolicited answers for {f['name']} "
                             f"within {FLOOD_WINDOW_S:.0f} s")
         else:
+            answer = {"ips": f["ips"], "server": f["server"], "mac": f["src_mac"], "ts": ts, "rcode": f["rcode"]}
             evidence["queried_servers"] = sorted(q["servers"])
             if f["server"] not in q["servers"]:
                 ind.add("wrong_server", 50, f"answered by {f['server']}, the query went to "

@@ -91,7 +91,9 @@ class Lan:
                 elif hop is None or (dst_mac in self.routers and hop["mac"] not in self.routers):
                     self.next_hop[src] = {"mac": dst_mac, "ts": ts, "since": ts}
         elif is_public_ip(src):
-            carried = self.off_link.setdefault(src_mac, set())
+            carried = self.off_link.get(src_mac)
+            if carried is None:
+                carried = self.off_link[src_mac] = set()
             if len(carried) < 64:
                 carried.add(src)
             if len(carried) >= ROUTER_MIN_OFF_LINK and src_mac not in self.routers:

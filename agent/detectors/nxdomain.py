@@ -8,6 +8,7 @@ rewritten: they point at a small set of hosts that answers many unrelated
 names, often with a short TTL.  Verification through independent resolvers
 confirms it (they answer NXDOMAIN)."""
 import collections
+import functools
 import math
 
 from agent.detectors.detector import Recent, is_public_ip
@@ -23,8 +24,9 @@ def registered(name: str) -> str:
                     else labels[-2:])
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def random_label(label: str) -> bool:
-    """A label that reads like noise: long, high entropy, few vowels or digits mixed in."""
+    """A label that reads like noise: long, high entropy, few vowels or digits mixed in (kept: names repeat)."""
     if len(label) < 10:
         return False
     counts = collections.Counter(label)
@@ -48,7 +50,8 @@ class Rewrites:
         if f["rcode"] != "NOERROR" or not f["ips"] or f["qtype"] not in ("A", "AAAA"):
             return []
         out = []
-        others = [s for s, t in self.nxdomain.get(name, {}).items() if s != server and ts - t <= NXDOMAIN_MEMORY_S]
+        said = self.nxdomain.get(name)
+        others = [s for s, t in said.items() if s != server and ts - t <= NXDOMAIN_MEMORY_S] if said else []
         public = [ip for ip in f["ips"] if is_public_ip(ip)]
         unlikely = bool(others)
         if others:

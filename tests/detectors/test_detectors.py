@@ -8,6 +8,7 @@ from agent.config import DetectionSection
 from agent.detectors import DETECTORS
 from agent.detectors.offline import detect_file
 from tests.conftest import ALL_PCAPS, pcap
+from tests.detectors import dnsstream
 from tests.detectors.lan_scenarios import LAN_SCENARIOS
 from tests.detectors.scenarios import SCENARIOS
 
@@ -100,7 +101,21 @@ def test_garbage_payloads_are_counted_not_fatal():
                 assert d.feed(ev) == []
 
 
-@pytest.mark.parametrize("make", SCENARIOS + LAN_SCENARIOS, ids=lambda m: m.__name__)
+def stream_0():
+    return dnsstream.stream(0, 1500)
+
+
+def test_the_randomized_dns_stream_carries_every_indicator_it_injects(tmp_path):
+    """The differential guard of the DNS path (bench/detectdiff.py) is only as good as this stream: it must
+    raise the races, wrong MACs and servers, rewrites, bogons and TTL jumps it mixes in."""
+    found, error = detect(dnsstream.stream(1).write(tmp_path))
+    assert error is None
+    raised = {i["name"] for d in found if d.type == "dns_hijack" for i in d.evidence["indicators"]}
+    assert {"race", "wrong_mac", "wrong_server", "unsolicited", "nxdomain_elsewhere", "bogon_after_public",
+            "ttl_jump", "answer_changed", "rewrite_target", "single_label_answered", "unsolicited_flood"} <= raised
+
+
+@pytest.mark.parametrize("make", SCENARIOS + LAN_SCENARIOS + [stream_0], ids=lambda m: m.__name__)
 def test_the_pipeline_finds_what_each_detector_alone_finds(make, tmp_path):
     """One shared LAN, learning each event once after every detector judged it, finds exactly what the
     detectors found each learning its own (the pipeline changes the cost, not the findings)."""
