@@ -1,12 +1,12 @@
-"""Protocol log lines made in C (cdef/logs.h): the dns and conn records of
+"""Protocol log lines made in C (cdef/logs.h): the dns, conn and http records of
 agent.logs as JSON lines, paired and formatted in the core, so a record
 costs no Python object.  Attached to a Session (Session.set_logger) a Logger
-logs its DNS messages in the capture path; it is fed the raw flow records a
-Session drains (Session.flows_through) and hands back what it does not log
-(ICMP).  Take the lines from any thread."""
+logs its DNS messages and HTTP heads in the capture path; it is fed the raw flow records a
+Session drains (Session.flows_through), or told which flows ended (ended()), and hands back what it does not log
+(flows without IP addresses).  Take the lines from any thread."""
 from hwdrivers._hw import ffi, lib
 
-KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN}
+KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN, "http": lib.HW_LOG_HTTP}
 REST_MAX = 4096                  # indexes handed back per call: more than a Session drains at once
 _FLOW_SIZE = ffi.sizeof("struct hw_flow_record")
 assert ffi.offsetof("struct hw_flow_record", "id") == 0 and _FLOW_SIZE % 8 == 0
@@ -41,11 +41,16 @@ class Logger:
         self._len = ffi.new("size_t *")
 
     def flows(self, buf, n: int) -> list:
-        """n struct hw_flow_record: the indexes of those left to Python (ICMP)."""
+        """n struct hw_flow_record (their http requests still waiting go out): the indexes of those left to
+        Python (no IP addresses)."""
         return self._left(lib.hw_logger_flows(self._lg, buf, n, self._rest))
 
     def _left(self, n: int) -> list:
         return self._rest[0:n] if n else []
+
+    def ended(self, flow_id: int) -> None:
+        """A flow left the table (its record not fed to flows()): its http requests still waiting go out."""
+        lib.hw_logger_ended(self._lg, flow_id)
 
     def expire(self, now: float, wait_s: float) -> None:
         """Queries unanswered wait_s before now (packet time; the newest DNS message's, if later) go alone."""

@@ -1,7 +1,8 @@
 """The protocol logs of a capture file, as the live path writes them: the C
 core reads the file with events on (lossless) and every flow expired at the
 end; the dns lines are made in C as the core parses the messages, the conn
-lines in C from the expired flows (hwdrivers.logs), the other types by the
+lines in C from the expired flows, the http lines in C as the core parses
+the heads (hwdrivers.logs), the other types by the
 Builder; sip and rtp come from the calls' two passes
 (agent.calls.offline)."""
 import json
@@ -51,6 +52,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
                 out(builder.feed(ev))
             for f in s.flows_through(conns):
                 out(builder.flow(f.as_dict()))
+            builder.now = max(builder.now, logger.stats()["now"])   # the packet time the C logger saw too
             logger.expire(builder.now, DNS_WAIT_S)
             out(builder.expire())
             made()

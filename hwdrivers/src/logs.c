@@ -1,4 +1,4 @@
-/* logs.c - the dns and conn log lines (cdef/logs.h).  A DNS query waits in a
+/* logs.c - the dns and conn log lines and the logger (cdef/logs.h; http lines: loghttp.c).  A DNS query waits in a
  * bounded table keyed by flow, DNS id and name for its answer (the round
  * trip counts from the first copy of the query, as tshark's); a flow's conn
  * line is written when the flow leaves the table.  The fields, their order
@@ -7,8 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hw.h"
-#include "logjson.h"
+#include "logger.h"
 
 #define NONE UINT32_MAX
 #define FIN 0x01
@@ -36,6 +35,7 @@ struct hw_logger {
     struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
     uint32_t *bucket, mask, max, count, oldest, newest, free;
+    struct hwint_http *http;    /* HTTP requests waiting for their responses */
     size_t bytes_max;           /* 0: no bound */
     uint64_t records[HW_LOG_KINDS], dropped[HW_LOG_KINDS], held_early;
 };
@@ -82,7 +82,8 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
 {
     char t[40];
     hwint_j_raw(b, "{", 1);
-    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, b == &lg->out[HW_LOG_DNS] ? "dns" : "conn");
+    static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http"};
+    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, names[b - lg->out]);
     hwint_j_key(b, "ts");
     hwint_j_round6(b, (double)ts_ns / 1e9);
     if (flow_id) {
@@ -108,6 +109,16 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     }
 }
 
+void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
+                    const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
+{
+    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid);
+}
+
+struct hwint_jbuf *hwint_log_buf(struct hw_logger *lg, int kind) { return &lg->out[kind]; }
+
+void hwint_log_early(struct hw_logger *lg) { lg->held_early++; }
+
 static void end_line(struct hw_logger *lg, int kind, size_t start)
 {
     struct hwint_jbuf *b = &lg->out[kind];
@@ -120,6 +131,8 @@ static void end_line(struct hw_logger *lg, int kind, size_t start)
     }
     lg->records[kind]++;
 }
+
+void hwint_log_end(struct hw_logger *lg, int kind, size_t start) { end_line(lg, kind, start); }
 
 /* ---- dns ------------------------------------------------------------------ */
 
@@ -346,7 +359,7 @@ static const char *conn_state(uint8_t proto, uint8_t fwd, uint8_t rev, uint64_t 
 
 static int conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
 {
-    if (f->proto == 1 || f->proto == 58 || (f->family != 4 && f->family != 6)) return 0;
+    if (f->family != 4 && f->family != 6) return 0;     /* ICMP's have no community ID (no ports), as Python's */
     struct hwint_jbuf *b = &lg->out[HW_LOG_CONN];
     size_t start = b->len;
     int ports = f->proto == 6 || f->proto == 17 || f->proto == 132;
@@ -398,7 +411,8 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     lg->mask = nb - 1;
     lg->pend = calloc(lg->max, sizeof *lg->pend);
     lg->bucket = malloc(nb * sizeof *lg->bucket);
-    if (!lg->pend || !lg->bucket) {
+    lg->http = hwint_http_new(lg->max);
+    if (!lg->pend || !lg->bucket || !lg->http) {
         hw_logger_free(lg);
         return NULL;
     }
@@ -415,20 +429,25 @@ void hw_logger_free(struct hw_logger *lg)
     for (int k = 0; k < HW_LOG_KINDS; k++) free(lg->out[k].p), free(lg->taken[k].p);
     free(lg->pend);
     free(lg->bucket);
+    hwint_http_free(lg->http);
     pthread_mutex_destroy(&lg->lock);
     free(lg);
 }
 
 int hwint_logger_wants(struct hw_logger *lg, int kind)
 {
-    return kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS));
+    return (kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS))) ||
+           (kind == HW_EV_HTTP && (lg->kinds & (1u << HW_LOG_HTTP)));
 }
 
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
 {
     pthread_mutex_lock(&lg->lock);
     if (e->ts_ns > lg->now_ns) lg->now_ns = e->ts_ns;
-    if (e->has_rec && !e->rec_status) on_dns(lg, e);
+    if (e->has_rec && !e->rec_status) {
+        if (e->kind == HW_EV_DNS) on_dns(lg, e);
+        else if (e->kind == HW_EV_HTTP) hwint_http_event(lg, lg->http, e);
+    }
     pthread_mutex_unlock(&lg->lock);
 }
 
@@ -436,10 +455,19 @@ int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n,
 {
     int left = 0;
     pthread_mutex_lock(&lg->lock);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, f[i].id);
         if (!(lg->kinds & (1u << HW_LOG_CONN)) || !conn_line(lg, &f[i])) rest[left++] = i;
+    }
     pthread_mutex_unlock(&lg->lock);
     return left;
+}
+
+void hw_logger_ended(struct hw_logger *lg, uint64_t flow_id)
+{
+    pthread_mutex_lock(&lg->lock);
+    hwint_http_ended(lg, lg->http, flow_id);
+    pthread_mutex_unlock(&lg->lock);
 }
 
 void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns)
@@ -455,6 +483,7 @@ void hw_logger_flush(struct hw_logger *lg)
 {
     pthread_mutex_lock(&lg->lock);
     while (lg->oldest != NONE) release_oldest(lg);
+    hwint_http_flush(lg, lg->http);
     pthread_mutex_unlock(&lg->lock);
 }
 

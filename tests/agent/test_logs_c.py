@@ -1,4 +1,4 @@
-"""The dns and conn log lines the C core writes (hwdrivers.logs) equal, byte
+"""The dns, conn and http log lines the C core writes (hwdrivers.logs) equal, byte
 for byte, the lines the Python Builder writes of the same packets (its
 records through json.dumps, as the live log service writes them), over
 every shared capture; and the JSON text helpers equal json.dumps on the
@@ -14,7 +14,7 @@ from hwdrivers.logs import Logger
 from tests.conftest import ALL_PCAPS, TUNNEL_PCAPS
 from tests.hwdrivers.packets import A4, B4, MS, T0, dns_query, session, udp4
 
-TYPES = ("dns", "conn")
+TYPES = ("dns", "conn", "http")
 
 
 def python_lines(path: str, salt: bytes) -> dict:
@@ -25,7 +25,7 @@ def python_lines(path: str, salt: bytes) -> dict:
     def put(records) -> None:
         for kind, rec in records:
             out[kind].append(json.dumps(rec, separators=(",", ":"), default=str))
-    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns"}), event_ring=1 << 14,
+    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns", "http"}), event_ring=1 << 14,
                            lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     with Session(config) as s:
         def batch() -> None:
