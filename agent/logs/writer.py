@@ -3,9 +3,10 @@ expired flows, finished calls), protocol log records out, to one rotated
 JSON-lines file per type under <data_dir>/logs and to the index the API
 searches.  It reads the bus like any consumer: a bounded queue whose drops
 are counted (health, /metrics); the capture never waits for it.  The dns
-lines are made in C as the capture parses the messages (a hwdrivers.logs
-Logger attached to each session before its first packet); the service takes
-them every tick."""
+and http lines are made in C as the capture parses the messages (a
+hwdrivers.logs Logger attached to each session before its first packet; it
+is told which flows ended, so their waiting requests go out); the service
+takes them every tick."""
 import collections
 import dataclasses
 import json
@@ -88,8 +89,9 @@ class LogService(Service):
     def start(self, agent) -> None:
         c = self.cfg = agent.cfg.logs
         self.types = frozenset(c.types)
-        self.c_types = frozenset({"dns"} & self.types)     # made by the C logger, not from bus events
-        self.channels = tuple(sorted({CHANNELS[t] for t in self.types - self.c_types} | {"capture:state"}))
+        self.c_types = frozenset({"dns", "http"} & self.types)     # made by the C logger, not from bus events
+        ended = {"flows:expired"} if "http" in self.c_types else set()     # the C logger's waiting requests
+        self.channels = tuple(sorted({CHANNELS[t] for t in self.types - self.c_types} | {"capture:state"} | ended))
         self.queue_size = c.queue
         self.builder = Builder(self.types)
         self.logger = None                  # the C logger of the running capture's session
@@ -112,6 +114,8 @@ class LogService(Service):
         if ch == "flows:expired":
             self._remember(data)
             out = self.builder.flow(data)
+            if self.logger is not None and "http" in self.c_types:
+                self.logger.ended(data["id"])
         elif ch == "calls:updated":
             out = self.builder.call(data["detail"]) if data.get("detail") else []
         elif ch == "capture:state":
@@ -148,7 +152,8 @@ class LogService(Service):
             return self.ended.get(flow_id)
 
     def _attach(self, session) -> None:
-        """A capture session is made (in the thread starting it): its DNS messages go to a new C logger."""
+        """A capture session is made (in the thread starting it): its DNS messages and HTTP heads go to a new
+        C logger."""
         salt = os.urandom(16)
         logger = Logger(self.c_types, salt, bytes_max=C_LINES_MAX)
         session.set_logger(logger)

@@ -155,3 +155,57 @@ def test_lines_nobody_takes_are_bounded_and_counted():
     assert (16 << 10) - 1024 < len(held) <= 16 << 10          # full to the bound, never past it
     lg.flows(buf, 10)
     assert lg.stats()["records"]["conn"] == kept + 10 and lg.stats()["dropped"]["conn"] == dropped
+
+
+def test_http_pairs_held_bounded_and_cut_equal_python(tmp_path, monkeypatch):
+    """HTTP requests through the C logger attached to the session and through the Builder fed the same heads
+    as events, with room for two waiting flows (and two counted depths): a retransmitted request is told once;
+    a 100 Continue then the final answer acknowledging the second of two pipelined requests (the first goes
+    unanswered, the second carries info_code); a response with no request; bytes that are not UTF-8; a head cut
+    short; a flow past its 256 waiting requests; flows that wait beyond the table's room go out early (counted);
+    what waits goes out when the flow ends or at the flush.  The same text, line for line."""
+    import agent.logs.records as records
+    from tests.hwdrivers.packets import tcp4
+    monkeypatch.setattr(records, "PENDING_MAX", 2)
+    salt = bytes(range(16))
+    lg = Logger(["http"], salt, pending_max=2)
+    b = Builder(["http"], salt)
+    psh = 0x18
+    get_a = b"GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t/1\r\n\r\n"
+    get_b = b"POST /b?\xff\xfe=\xc3\xa9 HTTP/1.0\r\nHost: h\xe9.example\r\nContent-Length: 12\r\n\r\n"
+    end_a, end_b = 1000 + len(get_a), 1000 + len(get_a) + len(get_b)
+    frames = [tcp4(A4, B4, 40001, 80, flags=psh, seq=1000, payload=get_a),
+              tcp4(A4, B4, 40001, 80, flags=psh, seq=1000, payload=get_a),
+              tcp4(A4, B4, 40001, 80, flags=psh, seq=end_a, payload=get_b),
+              tcp4(B4, A4, 80, 40001, flags=psh, seq=9000, ack=end_b, payload=b"HTTP/1.1 100 Continue\r\n\r\n"),
+              tcp4(B4, A4, 80, 40001, flags=psh, seq=9025, ack=end_b,
+                   payload=b"HTTP/1.1 302 Found\r\nLocation: /n\xe9w\x80\r\nContent-Type: text/html\r\n"
+                           b"Content-Length: 0\r\n\r\n"),
+              tcp4(B4, A4, 80, 40002, flags=psh, seq=1, payload=b"HTTP/1.0 404 Not Found\r\n\r\n"),
+              tcp4(A4, B4, 40003, 80, flags=psh, seq=1, payload=b"GET /cut HTTP/1.1\r\nHost: x\r\nAccept"),
+              tcp4(A4, B4, 40004, 8080, flags=psh, seq=1, payload=b"DELETE /d HTTP/1.1\r\n\r\n"),
+              tcp4(A4, B4, 40005, 80, flags=psh, seq=1, payload=b"GET / HTTP/1.1\r\n\r\n")]
+    frames += [tcp4(A4, B4, 40006, 80, flags=psh, seq=100 * i, payload=b"GET /p%d HTTP/1.1\r\n\r\n" % i)
+               for i in range(258)]
+    want = []
+    with session(tmp_path, events=frozenset({"http"})) as s:
+        s.set_logger(lg)
+        for i, frame in enumerate(frames):
+            s.inject(frame, ts_ns=T0 + i * MS)
+            for ev in s.read_events():
+                want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.feed(ev)]
+        s.flush()
+        for f in s.read_flows():
+            if f.sport == 40006:                            # one flow ends: its waiting requests go
+                lg.ended(f.id)
+                want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.ended(f.id)]
+    assert lg.stats()["held_early"] == b.overflow >= 4
+    lg.flush()
+    want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.flush()]
+    got = lg.take()[0][1].decode().splitlines()
+    assert sorted(got) == sorted(want) and len(got) == 2 + 1 + 3 + 258
+    records_ = [json.loads(x) for x in got]
+    answered = [r for r in records_ if r.get("status_code") == 302]
+    assert len(answered) == 1 and answered[0]["info_code"] == 100 and answered[0]["uri"] == "/b?\\xff\\xfe=\u00e9"
+    assert answered[0]["location"] == "/n\\xe9w\\x80" and answered[0]["trans_depth"] == 2
+    assert [r["uri"] for r in records_ if r.get("head_cut")] == ["/cut"]
