@@ -11,7 +11,7 @@
 
 #include "logjson.h"
 
-static int grow(struct hwint_jbuf *b, size_t n)
+int hwint_j_grow(struct hwint_jbuf *b, size_t n)
 {
     if (b->len + n <= b->cap) return 1;
     size_t cap = b->cap ? b->cap : 4096;
@@ -26,21 +26,17 @@ static int grow(struct hwint_jbuf *b, size_t n)
     return 1;
 }
 
-void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n)
+void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n)
 {
-    if (!grow(b, n)) return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-void hwint_j_lit(struct hwint_jbuf *b, const char *s) { hwint_j_raw(b, s, strlen(s)); }
-
-void hwint_j_key(struct hwint_jbuf *b, const char *key)
-{
-    if (b->len && b->p[b->len - 1] != '{') hwint_j_raw(b, ",", 1);
-    hwint_j_raw(b, "\"", 1);
-    hwint_j_lit(b, key);
-    hwint_j_raw(b, "\":", 2);
+    if (b->len + n + 4 > b->cap && !hwint_j_grow(b, n + 4)) return;
+    char *o = b->p + b->len;
+    if (b->len && o[-1] != '{') *o++ = ',';
+    *o++ = '"';
+    memcpy(o, key, n);
+    o += n;
+    *o++ = '"';
+    *o++ = ':';
+    b->len = (size_t)(o - b->p);
 }
 
 /* One code point as json.dumps(ensure_ascii=True) writes it. */
@@ -139,9 +135,18 @@ void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
 
 /* CPython's round(x, n): the decimal correctly rounded to n places (glibc's printf rounds the exact binary
- * value, as dtoa does), read back. */
+ * value, as dtoa does), read back.  Up to 6 places below 4e9 without printf: x * 10^n is held exactly in two
+ * doubles (fma), which decide a half as the exact value does; the integer over 10^n is the double nearest
+ * the decimal, as strtod reads it. */
 double hwint_j_round(double x, int digits)
 {
+    static const double scale[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+    if (digits >= 0 && digits <= 6 && fabs(x) < 4e9 && (x == 0 || fabs(x) > 1e-300)) {
+        double m = scale[digits], p = x * m, err = fma(x, m, -p), r = nearbyint(p), d = p - r;
+        if (d == 0.5 && err > 0) r += 1;
+        if (d == -0.5 && err < 0) r -= 1;
+        return copysign(r / m, x);
+    }
     char t[64];
     snprintf(t, sizeof t, "%.*f", digits, x);
     return strtod(t, NULL);

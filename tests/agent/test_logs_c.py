@@ -120,7 +120,7 @@ def test_conn_lines_equal_python_on_random_flows():
         base = rng.choice((1_300_000_000, 1_700_000_000, 4_100_000_000, 12, 0))
         f.first_ns = base * 10**9 + rng.choice((rng.randrange(10**9), rng.randrange(2000) * 500, 999_999_500))
         f.last_ns = f.first_ns + rng.choice((0, rng.randrange(10**5), rng.randrange(10**12), 500, 1500))
-        f.rtt_ns = rng.choice((0, rng.randrange(10**4), rng.randrange(10**9), 500))
+        f.rtt_ns = rng.choice((0, rng.randrange(10**4), rng.randrange(10**9), 500, rng.randrange(10**7) * 1000 + 500))
         f.packets = [rng.randrange(10**6), rng.randrange(3)]
         f.bytes = [rng.randrange(10**9), rng.randrange(10**4)]
         f.retransmissions = [rng.randrange(5), rng.randrange(5)]
