@@ -59,13 +59,16 @@ class Logger:
     def flush(self) -> None:
         lib.hw_logger_flush(self._lg)
 
-    def take(self) -> list:
-        """[(type, bytes of '\\n'-ended JSON lines)] made since the last take, types with none left out."""
+    def take(self, copy: bool = True) -> list:
+        """[(type, bytes of '\\n'-ended JSON lines)] made since the last take, types with none left out.
+        copy=False: a memoryview of the logger's own buffer instead, valid until the next take (no copy of
+        megabytes of lines only to be written out)."""
         out = []
         for kind in self.kinds:
             p = lib.hw_logger_take(self._lg, KINDS[kind], self._len)
             if self._len[0]:
-                out.append((kind, ffi.buffer(p, self._len[0])[:]))
+                view = memoryview(ffi.buffer(p, self._len[0]))
+                out.append((kind, view.tobytes() if copy else view))
         return out
 
     def stats(self) -> dict:

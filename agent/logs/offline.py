@@ -17,8 +17,8 @@ EVENT_KINDS = {"dns": "dns", "http": "http", "tls": "tls", "arp": "arp", "ndp": 
 
 def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None], bpf: str = "",
              tag: bool = False) -> dict:
-    """Call write(type, lines) with the records of the file as '\\n'-ended JSON lines (several at a time),
-    in the order they are made; the counts and the error that ended the file early (None).  CaptureError
+    """Call write(type, lines) with the records of the file as '\\n'-ended JSON lines (several at a time, a
+    bytes-like object valid during the call), in the order they are made; the counts and the error that ended the file early (None).  CaptureError
     when it cannot be read at all.  tag: each line starts with Zeek's "_path" (its type)."""
     types = frozenset(types)
     builder = Builder(types)
@@ -32,7 +32,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
                          + "\n").encode())
 
     def made() -> None:
-        for kind, lines in logger.take():
+        for kind, lines in logger.take(copy=False):
             write(kind, lines)
 
     def conns(buf, n: int) -> list:
@@ -77,7 +77,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
 
 def log_file(path: str, types: Iterable[str], emit: Callable[[str, dict], None], bpf: str = "") -> dict:
     """log_text with emit(type, record) called with every record as a dict."""
-    def write(kind: str, lines: bytes) -> None:
-        for line in lines.splitlines():
+    def write(kind: str, lines) -> None:
+        for line in bytes(lines).splitlines():
             emit(kind, json.loads(line))
     return log_text(path, types, write, bpf)

@@ -11,6 +11,7 @@
 #include "logger.h"
 
 #define REQUESTS_MAX 256            /* requests of one flow waiting at once (agent.logs.records.REQUESTS_MAX) */
+#define SEEN_BITS 19                /* a filter of 2^19 bits (64 KB): most flows that end never had HTTP */
 
 struct req {                        /* a request waiting for its response */
     struct req *next;
@@ -34,7 +35,11 @@ struct hwint_http {
     uint32_t mask, max;
     uint32_t counted, pending;      /* flows with a depth; flows with requests waiting */
     struct hflow *oldest, *newest;
+    uint32_t entries;               /* flows in the table */
+    uint64_t seen[(1u << SEEN_BITS) / 64];  /* a bit set for every flow put in the table since it was empty */
 };
+
+static uint32_t seen_bit(uint64_t flow_id) { return (uint32_t)((flow_id * 0xc2b2ae3d27d4eb4fULL) >> (64 - SEEN_BITS)); }
 
 struct hwint_http *hwint_http_new(uint32_t max)
 {
@@ -86,6 +91,7 @@ static void drop_if_empty(struct hwint_http *h, struct hflow *f)
     struct hflow **at = slot(h, f->flow_id);
     *at = f->hnext;
     free(f);
+    if (!--h->entries) memset(h->seen, 0, sizeof h->seen);
 }
 
 static void unlink_pending(struct hwint_http *h, struct hflow *f)
@@ -200,6 +206,8 @@ static void on_request(struct hw_logger *lg, struct hwint_http *h, const struct 
         if (!f) return;
         f->flow_id = e->flow_id;
         *slot(h, e->flow_id) = f;
+        h->entries++;
+        h->seen[seen_bit(f->flow_id) / 64] |= 1ULL << (seen_bit(f->flow_id) % 64);
     }
     if (!f->depth++) h->counted++;
     struct req *q = make_request(lg, e, f->depth, end);
@@ -264,6 +272,8 @@ void hwint_http_event(struct hw_logger *lg, struct hwint_http *h, const struct h
 
 void hwint_http_ended(struct hw_logger *lg, struct hwint_http *h, uint64_t flow_id)
 {
+    uint32_t bit = seen_bit(flow_id);
+    if (!(h->seen[bit / 64] & 1ULL << (bit % 64))) return;      /* never in the table: no lookup */
     struct hflow *f = *slot(h, flow_id);
     if (!f) return;
     if (f->first) release(lg, h, f, f->waiting, NULL);
