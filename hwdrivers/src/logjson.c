@@ -189,6 +189,17 @@ void hwint_j_round6(struct hwint_jbuf *b, double x)
         put_micros(b, (long long)r, signbit(x));
         return;
     }
+    if (fabs(x) < 4e9) {        /* 1 to 99 millionths (a DNS round trip on a LAN): repr writes 4e-05, 1.5e-05 */
+        char t[16];
+        size_t o = 0;
+        unsigned a = (unsigned)fabs(r);
+        if (r < 0) t[o++] = '-';
+        t[o++] = (char)('0' + (a >= 10 ? a / 10 : a));
+        if (a >= 10 && a % 10) t[o++] = '.', t[o++] = (char)('0' + a % 10);
+        memcpy(t + o, a >= 10 ? "e-05" : "e-06", 4);
+        hwint_j_raw(b, t, o + 4);
+        return;
+    }
     hwint_j_float(b, hwint_j_round(x, 6));
 }
 
