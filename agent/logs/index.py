@@ -36,7 +36,7 @@ BLOCK_LINES = 512                 # lines in a block at most
 BLOCK_SPAN_S = 60.0               # write time one block spans at most (retention's granularity)
 CACHE_KB = 4 << 10                # SQLite page cache of the writer (4 MB: blocks are appended, not scattered)
 PRUNE_SHARE = 0.1                 # over the size budget: the oldest tenth goes
-_ODD_LOWER = ("\\u0130", "\\u212a")   # escapes whose lower() is ASCII: a line with one is parsed, not scanned
+_ODD_LOWER = ("\\u0130", "\\u212a")   # escapes whose lower() is ASCII: a block with one is parsed, not scanned
 
 
 @dataclasses.dataclass(slots=True)
@@ -194,14 +194,23 @@ def _matcher(kind: str, since: float, until: float, host: str, q: str, community
 
 def _scan(lines: str, host: str, q: str, community_id: str) -> list:
     """The lines of a block that may match, by their text (every one is parsed after)."""
-    out = lines.split("\n")
+    if q and q.isascii() and q.isprintable() and '"' not in q and "\\" not in q \
+            and lines.isascii() and ("\\" not in lines or not any(e in lines for e in _ODD_LOWER)):
+        # a name's ASCII shows as itself in the JSON text (only the quote and backslash are escaped), unless
+        # the block has a character whose lower case is ASCII only once decoded: the lines around each place
+        # q is found
+        low, out, at = lines.lower(), [], 0
+        while (at := low.find(q, at)) >= 0:
+            start, end = low.rfind("\n", 0, at) + 1, low.find("\n", at)
+            end = len(low) if end < 0 else end
+            out.append(lines[start:end])
+            at = end
+    else:
+        out = lines.split("\n")
     if host:
         out = [x for x in out if f'"{host}"' in x]
     if community_id:
         out = [x for x in out if f'"{community_id}"' in x]
-    if q and q.isascii() and q.isprintable() and '"' not in q and "\\" not in q:
-        # a name's ASCII shows as itself in the JSON text (only " and \ are escaped)
-        out = [x for x in out if q in x.lower() or any(e in x.lower() for e in _ODD_LOWER)]
     return out
 
 
