@@ -9,6 +9,7 @@ is told which flows ended, so their waiting requests go out); the service
 takes them every tick."""
 import collections
 import dataclasses
+import itertools
 import json
 import logging
 import os
@@ -161,7 +162,8 @@ class LogService(Service):
             self._next = (logger, salt)
 
     def _take(self, flush: bool = False) -> None:
-        """The lines the C logger made: each is read back for the index (its time, hosts and names)."""
+        """The lines the C logger made, read back for the index (its time, hosts and names) in one parse of
+        the whole buffer."""
         if self.logger is None:
             return
         if flush:
@@ -169,7 +171,8 @@ class LogService(Service):
         else:
             self.logger.expire(self.builder.now, DNS_WAIT_S)
         for kind, lines in self.logger.take():
-            self._lines((kind, json.loads(line), line) for line in lines.decode().splitlines())
+            text = lines.decode().splitlines()
+            self._lines(zip(itertools.repeat(kind), json.loads("[" + ",".join(text) + "]"), text))
 
     def _write(self, records) -> None:
         self._lines((kind, rec, json.dumps(rec, separators=(",", ":"), default=str)) for kind, rec in records)
