@@ -1,12 +1,12 @@
-"""Protocol log lines made in C (cdef/logs.h): the dns, conn and http records of
+"""Protocol log lines made in C (cdef/logs.h): the dns, conn, http and tls records of
 agent.logs as JSON lines, paired and formatted in the core, so a record
 costs no Python object.  Attached to a Session (Session.set_logger) a Logger
-logs its DNS messages and HTTP heads in the capture path; it is fed the raw flow records a
+logs its DNS messages, HTTP heads and TLS handshakes in the capture path; it is fed the raw flow records a
 Session drains (Session.flows_through), or told which flows ended (ended()), and hands back what it does not log
 (flows without IP addresses).  Take the lines from any thread."""
 from hwdrivers._hw import ffi, lib
 
-KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN, "http": lib.HW_LOG_HTTP}
+KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN, "http": lib.HW_LOG_HTTP, "tls": lib.HW_LOG_TLS}
 REST_MAX = 4096                  # indexes handed back per call: more than a Session drains at once
 _FLOW_SIZE = ffi.sizeof("struct hw_flow_record")
 assert ffi.offsetof("struct hw_flow_record", "id") == 0 and _FLOW_SIZE % 8 == 0
@@ -27,9 +27,11 @@ def uid(salt: bytes, flow_id: int) -> str:
 class Logger:
     """The C logger of some of `types` (those in KINDS); `kinds` says which.  bytes_max: the lines of one type
     held until the next take (past it a line is dropped and counted in stats()["dropped"]; 0: no bound, for a
-    file taken after each batch).  path: every line starts with Zeek's "_path" (its type)."""
+    file taken after each batch).  path: every line starts with Zeek's "_path" (its type).  suites: {code: IANA
+    name} for the tls lines' cipher (unnamed ones are written 0x%04x)."""
 
-    def __init__(self, types, salt: bytes, pending_max: int = 65536, bytes_max: int = 0, path: bool = False):
+    def __init__(self, types, salt: bytes, pending_max: int = 65536, bytes_max: int = 0, path: bool = False,
+                 suites: dict = None):
         if len(salt) != 16:
             raise ValueError("the uid salt is 16 bytes")
         self.kinds = tuple(sorted(t for t in types if t in KINDS))
@@ -37,6 +39,9 @@ class Logger:
         if lg == ffi.NULL:
             raise MemoryError("no memory for the log table")
         self._lg = ffi.gc(lg, lib.hw_logger_free)
+        for code, name in (suites or {}).items():
+            if code <= 0xFFFF and lib.hw_logger_suite(lg, code, name.encode()):
+                raise MemoryError("no memory for the cipher suite names")
         self._rest = ffi.new("int32_t[]", REST_MAX)
         self._len = ffi.new("size_t *")
 

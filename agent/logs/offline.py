@@ -1,13 +1,14 @@
 """The protocol logs of a capture file, as the live path writes them: the C
 core reads the file with events on (lossless) and every flow expired at the
 end; the dns lines are made in C as the core parses the messages, the conn
-lines in C from the expired flows, the http lines in C as the core parses
-the heads (hwdrivers.logs), the other types by the
+lines in C from the expired flows, the http and tls lines in C as the core
+parses the heads and handshakes (hwdrivers.logs), the other types by the
 Builder; sip and rtp come from the calls' two passes
 (agent.calls.offline)."""
 import json
 from typing import Callable, Iterable
 
+from agent.detectors.tls_downgrade import SUITES
 from agent.logs.records import DNS_WAIT_S, Builder
 from hwdrivers import CaptureConfig, CaptureError, Session
 from hwdrivers.logs import Logger, flow_ids
@@ -22,7 +23,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
     when it cannot be read at all.  tag: each line starts with Zeek's "_path" (its type)."""
     types = frozenset(types)
     builder = Builder(types)
-    logger = Logger(types, builder.salt, path=tag)
+    logger = Logger(types, builder.salt, path=tag, suites=SUITES)
     counts = dict.fromkeys(sorted(types), 0)
 
     def out(records) -> None:

@@ -2,10 +2,10 @@
 expired flows, finished calls), protocol log records out, to one rotated
 JSON-lines file per type under <data_dir>/logs and to the index the API
 searches.  It reads the bus like any consumer: a bounded queue whose drops
-are counted (health, /metrics); the capture never waits for it.  The dns
-and http lines are made in C as the capture parses the messages (a
+are counted (health, /metrics); the capture never waits for it.  The dns,
+http and tls lines are made in C as the capture parses the messages (a
 hwdrivers.logs Logger attached to each session before its first packet; it
-is told which flows ended, so their waiting requests go out); the service
+is told which flows ended, so what waits for them goes out); the service
 takes them every tick."""
 import collections
 import dataclasses
@@ -16,6 +16,7 @@ import os
 import threading
 import time
 
+from agent.detectors.tls_downgrade import SUITES
 from agent.events import LogRecord
 from agent.logs.index import Index
 from agent.logs.records import DNS_WAIT_S, PROTO_NUMBERS, Builder
@@ -90,8 +91,8 @@ class LogService(Service):
     def start(self, agent) -> None:
         c = self.cfg = agent.cfg.logs
         self.types = frozenset(c.types)
-        self.c_types = frozenset({"dns", "http"} & self.types)     # made by the C logger, not from bus events
-        ended = {"flows:expired"} if "http" in self.c_types else set()     # the C logger's waiting requests
+        self.c_types = frozenset({"dns", "http", "tls"} & self.types)   # made by the C logger, not from bus events
+        ended = {"flows:expired"} if self.c_types & {"http", "tls"} else set()  # what waits in the C logger
         self.channels = tuple(sorted({CHANNELS[t] for t in self.types - self.c_types} | {"capture:state"} | ended))
         self.queue_size = c.queue
         self.builder = Builder(self.types)
@@ -115,7 +116,7 @@ class LogService(Service):
         if ch == "flows:expired":
             self._remember(data)
             out = self.builder.flow(data)
-            if self.logger is not None and "http" in self.c_types:
+            if self.logger is not None and self.c_types & {"http", "tls"}:
                 self.logger.ended(data["id"])
         elif ch == "calls:updated":
             out = self.builder.call(data["detail"]) if data.get("detail") else []
@@ -153,10 +154,10 @@ class LogService(Service):
             return self.ended.get(flow_id)
 
     def _attach(self, session) -> None:
-        """A capture session is made (in the thread starting it): its DNS messages and HTTP heads go to a new
-        C logger."""
+        """A capture session is made (in the thread starting it): its DNS messages, HTTP heads and TLS
+        handshakes go to a new C logger."""
         salt = os.urandom(16)
-        logger = Logger(self.c_types, salt, bytes_max=C_LINES_MAX)
+        logger = Logger(self.c_types, salt, bytes_max=C_LINES_MAX, suites=SUITES)
         session.set_logger(logger)
         with self._lock:
             self._next = (logger, salt)

@@ -1,5 +1,5 @@
 /* logger.h - what the log line makers share (logs.c: dns, conn and the
- * logger; loghttp.c: http): the start and end of a line in the logger's
+ * logger; loghttp.c: http; logtls.c: tls): the start and end of a line in the logger's
  * buffers.  Called with the logger's lock held. */
 #ifndef LOGGER_H
 #define LOGGER_H
@@ -25,5 +25,15 @@ void hwint_http_free(struct hwint_http *h);
 void hwint_http_event(struct hw_logger *lg, struct hwint_http *h, const struct hw_event *e);
 void hwint_http_ended(struct hw_logger *lg, struct hwint_http *h, uint64_t flow_id);   /* the flow left */
 void hwint_http_flush(struct hw_logger *lg, struct hwint_http *h);
+
+/* logtls.c: a connection's handshake gathers in a table of at most max flows */
+struct hwint_tls;
+struct hwint_tls *hwint_tls_new(uint32_t max);
+void hwint_tls_free(struct hwint_tls *t);
+int hwint_tls_suite(struct hwint_tls *t, uint16_t code, const char *name);
+void hwint_tls_event(struct hw_logger *lg, struct hwint_tls *t, const struct hw_event *e);
+void hwint_tls_ended(struct hw_logger *lg, struct hwint_tls *t, uint64_t flow_id);
+void hwint_tls_expire(struct hw_logger *lg, struct hwint_tls *t, uint64_t now_ns, uint64_t wait_ns);
+void hwint_tls_flush(struct hw_logger *lg, struct hwint_tls *t);
 
 #endif

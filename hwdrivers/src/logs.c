@@ -1,4 +1,4 @@
-/* logs.c - the dns and conn log lines and the logger (cdef/logs.h; http lines: loghttp.c).  A DNS query waits in a
+/* logs.c - the dns and conn log lines and the logger (cdef/logs.h; http: loghttp.c, tls: logtls.c).  A DNS query waits in a
  * bounded table keyed by flow, DNS id and name for its answer (the round
  * trip counts from the first copy of the query, as tshark's); a flow's conn
  * line is written when the flow leaves the table.  The fields, their order
@@ -36,6 +36,7 @@ struct hw_logger {
     struct pend *pend;
     uint32_t *bucket, mask, max, count, oldest, newest, free;
     struct hwint_http *http;    /* HTTP requests waiting for their responses */
+    struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
     uint64_t records[HW_LOG_KINDS], dropped[HW_LOG_KINDS], held_early;
 };
@@ -82,7 +83,7 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
 {
     char t[40];
     hwint_j_raw(b, "{", 1);
-    static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http"};
+    static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http", "tls"};
     if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, names[b - lg->out]);
     hwint_j_key(b, "ts");
     hwint_j_round6(b, (double)ts_ns / 1e9);
@@ -412,7 +413,8 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     lg->pend = calloc(lg->max, sizeof *lg->pend);
     lg->bucket = malloc(nb * sizeof *lg->bucket);
     lg->http = hwint_http_new(lg->max);
-    if (!lg->pend || !lg->bucket || !lg->http) {
+    lg->tls = hwint_tls_new(lg->max);
+    if (!lg->pend || !lg->bucket || !lg->http || !lg->tls) {
         hw_logger_free(lg);
         return NULL;
     }
@@ -430,6 +432,7 @@ void hw_logger_free(struct hw_logger *lg)
     free(lg->pend);
     free(lg->bucket);
     hwint_http_free(lg->http);
+    hwint_tls_free(lg->tls);
     pthread_mutex_destroy(&lg->lock);
     free(lg);
 }
@@ -437,7 +440,8 @@ void hw_logger_free(struct hw_logger *lg)
 int hwint_logger_wants(struct hw_logger *lg, int kind)
 {
     return (kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS))) ||
-           (kind == HW_EV_HTTP && (lg->kinds & (1u << HW_LOG_HTTP)));
+           (kind == HW_EV_HTTP && (lg->kinds & (1u << HW_LOG_HTTP))) ||
+           (kind == HW_EV_TLS && (lg->kinds & (1u << HW_LOG_TLS)));
 }
 
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
@@ -447,6 +451,7 @@ void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
     if (e->has_rec && !e->rec_status) {
         if (e->kind == HW_EV_DNS) on_dns(lg, e);
         else if (e->kind == HW_EV_HTTP) hwint_http_event(lg, lg->http, e);
+        else if (e->kind == HW_EV_TLS) hwint_tls_event(lg, lg->tls, e);
     }
     pthread_mutex_unlock(&lg->lock);
 }
@@ -457,6 +462,7 @@ int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n,
     pthread_mutex_lock(&lg->lock);
     for (int i = 0; i < n; i++) {
         if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, f[i].id);
+        if (lg->kinds & (1u << HW_LOG_TLS)) hwint_tls_ended(lg, lg->tls, f[i].id);
         if (!(lg->kinds & (1u << HW_LOG_CONN)) || !conn_line(lg, &f[i])) rest[left++] = i;
     }
     pthread_mutex_unlock(&lg->lock);
@@ -467,7 +473,16 @@ void hw_logger_ended(struct hw_logger *lg, uint64_t flow_id)
 {
     pthread_mutex_lock(&lg->lock);
     hwint_http_ended(lg, lg->http, flow_id);
+    hwint_tls_ended(lg, lg->tls, flow_id);
     pthread_mutex_unlock(&lg->lock);
+}
+
+int hw_logger_suite(struct hw_logger *lg, uint16_t code, const char *name)
+{
+    pthread_mutex_lock(&lg->lock);
+    int rc = hwint_tls_suite(lg->tls, code, name);
+    pthread_mutex_unlock(&lg->lock);
+    return rc;
 }
 
 void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns)
@@ -476,6 +491,7 @@ void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns)
     if (lg->now_ns > now_ns) now_ns = lg->now_ns;
     /* oldest first: packet times arrive nearly in order, so the first young query ends the walk */
     while (lg->oldest != NONE && now_ns >= lg->pend[lg->oldest].ts_ns + wait_ns) release_oldest(lg);
+    hwint_tls_expire(lg, lg->tls, now_ns, wait_ns);
     pthread_mutex_unlock(&lg->lock);
 }
 
@@ -484,6 +500,7 @@ void hw_logger_flush(struct hw_logger *lg)
     pthread_mutex_lock(&lg->lock);
     while (lg->oldest != NONE) release_oldest(lg);
     hwint_http_flush(lg, lg->http);
+    hwint_tls_flush(lg, lg->tls);
     pthread_mutex_unlock(&lg->lock);
 }
 

@@ -1,4 +1,4 @@
-"""The dns, conn and http log lines the C core writes (hwdrivers.logs) equal, byte
+"""The dns, conn, http and tls log lines the C core writes (hwdrivers.logs) equal, byte
 for byte, the lines the Python Builder writes of the same packets (its
 records through json.dumps, as the live log service writes them), over
 every shared capture; and the JSON text helpers equal json.dumps on the
@@ -14,7 +14,7 @@ from hwdrivers.logs import Logger
 from tests.conftest import ALL_PCAPS, TUNNEL_PCAPS
 from tests.hwdrivers.packets import A4, B4, MS, T0, dns_query, session, udp4
 
-TYPES = ("dns", "conn", "http")
+TYPES = ("dns", "conn", "http", "tls")
 
 
 def python_lines(path: str, salt: bytes) -> dict:
@@ -25,7 +25,7 @@ def python_lines(path: str, salt: bytes) -> dict:
     def put(records) -> None:
         for kind, rec in records:
             out[kind].append(json.dumps(rec, separators=(",", ":"), default=str))
-    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns", "http"}), event_ring=1 << 14,
+    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns", "http", "tls"}), event_ring=1 << 14,
                            lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     with Session(config) as s:
         def batch() -> None:
@@ -227,3 +227,52 @@ def test_http_pairs_held_bounded_and_cut_equal_python(tmp_path, monkeypatch):
     assert len(answered) == 1 and answered[0]["info_code"] == 100 and answered[0]["uri"] == "/b?\\xff\\xfe=\u00e9"
     assert answered[0]["location"] == "/n\\xe9w\\x80" and answered[0]["trans_depth"] == 2
     assert [r["uri"] for r in records_ if r.get("head_cut")] == ["/cut"]
+
+
+def test_tls_handshakes_gathered_held_and_expired_equal_python(tmp_path, monkeypatch):
+    """TLS handshakes through the C logger and through the Builder, with room for two: a ClientHello sent
+    again with another name (the latest wins), an alert; a TLS 1.3 ServerHello seen before any ClientHello
+    (told at once, its fields first); a suite with no name; a handshake untold for 30 s of packet time
+    (logged as it is, when a later packet shows the time); handshakes beyond the table's room (the oldest goes
+    early, counted); the rest at the flush.  The same text, line for line."""
+    import agent.logs.records as records
+    from agent.detectors.tls_downgrade import SUITES
+    from tests.detectors.scenarios import tls_client_hello, tls_server_hello
+    from tests.hwdrivers.packets import S, TLS_ALERT, tcp4
+    monkeypatch.setattr(records, "PENDING_MAX", 2)
+    salt = bytes(range(16))
+    lg = Logger(["tls"], salt, pending_max=2, suites=SUITES)
+    b = Builder(["tls"], salt)
+    psh = 0x18
+    steps = [(0, tcp4(A4, B4, 40001, 443, flags=psh, seq=1, payload=tls_client_hello("a.example"))),
+             (1, tcp4(A4, B4, 40001, 443, flags=psh, seq=1, payload=tls_client_hello("b.example", versions=()))),
+             (2, tcp4(B4, A4, 443, 40001, flags=psh, seq=1, payload=tls_server_hello(0x0303, 0xC02F))),
+             (3, tcp4(B4, A4, 443, 40001, flags=psh, seq=99, payload=TLS_ALERT)),
+             (4, tcp4(B4, A4, 443, 40002, flags=psh, seq=1, payload=tls_server_hello(0x0304, 0x1301))),
+             (5, tcp4(B4, A4, 443, 40003, flags=psh, seq=1, payload=tls_server_hello(0x0303, 0xFFFE))),
+             (6, tcp4(A4, B4, 40003, 443, flags=psh, seq=1, payload=tls_client_hello("c.example"))),
+             (35 * S // MS, tcp4(B4, A4, 443, 40007, flags=psh, seq=1, payload=TLS_ALERT)),   # time passes
+             (40 * S // MS, tcp4(A4, B4, 40004, 443, flags=psh, seq=1, payload=tls_client_hello("d.example"))),
+             (40 * S // MS + 1, tcp4(A4, B4, 40005, 443, flags=psh, seq=1, payload=tls_client_hello("e.example"))),
+             (40 * S // MS + 2, tcp4(A4, B4, 40006, 443, flags=psh, seq=1, payload=tls_client_hello("f.example")))]
+    want = []
+
+    def put(recs) -> None:
+        want.extend(json.dumps(rec, separators=(",", ":")) for _, rec in recs)
+    with session(tmp_path, events=frozenset({"tls"})) as s:
+        s.set_logger(lg)
+        for at, frame in steps:
+            s.inject(frame, ts_ns=T0 + at * MS)
+            for ev in s.read_events():
+                put(b.feed(ev))
+            lg.expire(b.now, records.TLS_WAIT_S)
+            put(b.expire())
+    assert lg.stats()["held_early"] == b.overflow == 1
+    lg.flush()
+    put(b.flush())
+    got = lg.take()[0][1].decode().splitlines()
+    assert sorted(got) == sorted(want) and len(got) == 6
+    recs = {r["id.orig_p"] if r["id.orig_p"] != 443 else r["id.resp_p"]: r for r in map(json.loads, got)}
+    assert recs[40001]["server_name"] == "b.example" and recs[40001]["last_alert"] == 40
+    assert list(recs[40002])[8:10] == ["version", "cipher"] and recs[40002]["cipher"] == "TLS_AES_128_GCM_SHA256"
+    assert recs[40003]["cipher"] == "0xfffe" and list(recs[40003]).index("cipher") < list(recs[40003]).index("ja3")
