@@ -114,7 +114,8 @@ class Index:
 
     def size(self) -> int:
         """Bytes in use (pages not on the free list, and the write-ahead log)."""
-        pages = self.db.execute("PRAGMA page_count").fetchone()[0] - self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        pages = (self.db.execute("PRAGMA page_count").fetchone()[0]
+                 - self.db.execute("PRAGMA freelist_count").fetchone()[0])
         wal = self.path.with_name(self.path.name + "-wal")
         return pages * self.db.execute("PRAGMA page_size").fetchone()[0] + (wal.stat().st_size if wal.exists() else 0)
 
@@ -166,7 +167,8 @@ def query(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0,
     q = q.lower()
     terms = (("ts_max >= ?", since), ("ts_min < ?", until), ("instr(hosts, ?)", host and f" {host} "),
              ("instr(cids, ?)", community_id and f" {community_id} "), ("instr(keys, ?)", q))
-    sql, args = ["SELECT b.id, b.ts_min, l.lines FROM blocks b JOIN block_lines l ON l.id = b.id WHERE b.type = ?"], [kind]
+    sql = ["SELECT b.id, b.ts_min, l.lines FROM blocks b JOIN block_lines l ON l.id = b.id WHERE b.type = ?"]
+    args = [kind]
     for clause, value in terms:
         if value:
             sql.append("AND " + clause)

@@ -19,8 +19,9 @@ EVENT_KINDS = {"dns": "dns", "http": "http", "tls": "tls", "arp": "arp", "ndp": 
 def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None], bpf: str = "",
              tag: bool = False) -> dict:
     """Call write(type, lines) with the records of the file as '\\n'-ended JSON lines (several at a time, a
-    bytes-like object valid during the call), in the order they are made; the counts and the error that ended the file early (None).  CaptureError
-    when it cannot be read at all.  tag: each line starts with Zeek's "_path" (its type)."""
+    bytes-like object valid during the call), in the order they are made; the counts and the error that ended
+    the file early (None).  CaptureError when it cannot be read at all.  tag: each line starts with Zeek's
+    "_path" (its type)."""
     types = frozenset(types)
     builder = Builder(types)
     logger = Logger(types, builder.salt, path=tag, suites=SUITES)

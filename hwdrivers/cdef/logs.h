@@ -32,18 +32,20 @@ struct hw_logger_stats {
 struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, size_t bytes_max,
                                 int path);
 void hw_logger_free(struct hw_logger *lg);
-/* The logger sees a session's DNS messages, HTTP heads and TLS handshakes as the core parses them (in the capture thread, whether or
- * not Python asked for dns events): no event is copied for it.  NULL detaches; lg must outlive the session
- * or be detached first.  Call before the capture runs, or its first packets are not logged. */
+/* The logger sees a session's DNS messages, HTTP heads and TLS handshakes as the core parses them (in the
+ * capture thread, whether or not Python asked for those events): no event is copied for it.  NULL detaches;
+ * lg must outlive the session or be detached first.  Call before the capture runs, or its first packets are
+ * not logged. */
 int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg);
-/* n expired flows: the conn line of each, and the http and tls lines of what still waits for them; those it leaves (no
- * IP addresses) go to rest. */
+/* n expired flows: the conn line of each, and the http and tls lines of what still waits for them; those it
+ * leaves (no IP addresses) go to rest. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest);
 /* A flow left the table (when its records are not fed to hw_logger_flows): what waits for it is logged. */
 void hw_logger_ended(struct hw_logger *lg, uint64_t flow_id);
 /* A cipher suite's IANA name for the tls lines (NULL-terminated; copied); unnamed ones are written 0x%04x. */
 int hw_logger_suite(struct hw_logger *lg, uint16_t code, const char *name);
-/* Queries unanswered (and TLS handshakes untold) for wait_ns of packet time before now_ns (or the newest DNS event, if later) are logged alone. */
+/* Queries unanswered (and TLS handshakes untold) for wait_ns of packet time before now_ns (or the newest event,
+ * if later) are logged alone. */
 void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns);
 /* Every query and request still held is logged alone (the end of a capture). */
 void hw_logger_flush(struct hw_logger *lg);

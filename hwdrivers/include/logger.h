@@ -1,5 +1,5 @@
 /* logger.h - what the log line makers share (logs.c: dns, conn and the
- * logger; loghttp.c: http; logtls.c: tls): the start and end of a line in the logger's
+ * logger; logconn.c: conn; loghttp.c: http; logtls.c: tls): the start and end of a line in the logger's
  * buffers.  Called with the logger's lock held. */
 #ifndef LOGGER_H
 #define LOGGER_H
@@ -17,6 +17,11 @@ void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flo
 void hwint_log_end(struct hw_logger *lg, int kind, size_t start);
 /* A half-made record went out early: its table was full. */
 void hwint_log_early(struct hw_logger *lg);
+/* Zeroed hash buckets of entry_size bytes, a power of two of them at least twice max (mask: their count - 1). */
+void *hwint_log_buckets(uint32_t max, size_t entry_size, uint32_t *mask);
+
+/* logconn.c: the conn line of a flow; 0 when it has none (no IP addresses) */
+int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f);
 
 /* loghttp.c: requests wait for their responses in a table of at most max flows */
 struct hwint_http;

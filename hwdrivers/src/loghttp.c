@@ -45,14 +45,11 @@ struct hwint_http *hwint_http_new(uint32_t max)
 {
     struct hwint_http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
-    uint32_t nb = 16;
-    while (nb < 2 * max && nb < (1u << 30)) nb <<= 1;
-    h->bucket = calloc(nb, sizeof *h->bucket);
+    h->bucket = hwint_log_buckets(max, sizeof *h->bucket, &h->mask);
     if (!h->bucket) {
         free(h);
         return NULL;
     }
-    h->mask = nb - 1;
     h->max = max ? max : 1;
     return h;
 }

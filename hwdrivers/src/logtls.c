@@ -38,14 +38,11 @@ struct hwint_tls *hwint_tls_new(uint32_t max)
 {
     struct hwint_tls *t = calloc(1, sizeof *t);
     if (!t) return NULL;
-    uint32_t nb = 16;
-    while (nb < 2 * max && nb < (1u << 30)) nb <<= 1;
-    t->bucket = calloc(nb, sizeof *t->bucket);
+    t->bucket = hwint_log_buckets(max, sizeof *t->bucket, &t->mask);
     if (!t->bucket) {
         free(t);
         return NULL;
     }
-    t->mask = nb - 1;
     t->max = max ? max : 1;
     return t;
 }

@@ -25,8 +25,9 @@ def python_lines(path: str, salt: bytes) -> dict:
     def put(records) -> None:
         for kind, rec in records:
             out[kind].append(json.dumps(rec, separators=(",", ":"), default=str))
-    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns", "http", "tls"}), event_ring=1 << 14,
-                           lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
+    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns", "http", "tls"}),
+                           event_ring=1 << 14, lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0,
+                           max_flows=1 << 20)
     with Session(config) as s:
         def batch() -> None:
             for ev in s.read_events():
