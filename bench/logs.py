@@ -154,13 +154,14 @@ def main() -> None:
         "|---|---:|---|---|---:|---:|",
         *rows,
         "",
-        f"Target (issue 22): logs cost < 15 % of analyze's packets/s: **{met}**.  The dns and conn lines are "
-        "made in C (`hwdrivers/src/logs.c`: DNS paired as the core parses the messages, with no event copied "
-        "to Python; conn from the expired flows' raw records) and written by Python as whole buffers; they were "
-        "about 50 µs of Python each (92-95 % cost).  What is left: both commands start the same Python (about "
-        "0.3 s of CPU, most of analyze's time on the DNS capture, so there the ratio mostly compares start-up "
-        "costs), the http/tls/arp/ndp/dhcp records are still built in Python from events (large.pcap's 20,020 "
-        "http records), and the flow ring is drained to Python for conn.",
+        f"Target (issue 22): logs cost < 15 % of analyze's packets/s: **{met}**.  The dns, conn, http and tls "
+        "lines are made in C (`hwdrivers/src/logs.c`, `logconn.c`, `loghttp.c`, `logtls.c`: paired as the core "
+        "parses the messages, with no event copied to Python; conn from the expired flows' raw records) and "
+        "written by Python as whole buffers, uncopied; with only dns and conn in C the cost was 60-61 % (3.2 and "
+        "6.1 µs a record).  What is left, by perf on large.pcap: the C work each record needs (DNS parsing and "
+        "pairing, the events the logger reads, SHA-1 for the community IDs, the JSON text), about 1 µs a record; "
+        "on the DNS capture both commands also start the same Python (about 0.2 s of CPU), so there the ratio "
+        "mostly compares start-up costs.  arp, ndp and dhcp (rare) are still made in Python.",
         "",
         f"**Writing.** {n:,} records spread over 24 h (half dns, a third conn, http, tls) through the log "
         f"service's writer (a JSON-lines file per type and the SQLite block index): {secs:.1f} s, "
