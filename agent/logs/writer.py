@@ -32,7 +32,8 @@ CHANNELS = {"dns": "packets:dns", "http": "packets:http", "tls": "packets:tls", 
 PRUNE_EVERY_S = 60.0
 INDEX_FILE = "index.db"
 ENDED_MAX = 65536                 # ended flows of the running capture remembered for ?flow=ID
-C_LINES_MAX = 64 << 20            # bytes of one type's lines the C logger holds between two ticks
+C_LINES_MAX = 4 << 20             # bytes of one type's lines the C logger holds between two ticks: more than
+                                  # this service indexes in a tick, so a bigger bound only grows memory
 
 
 @dataclasses.dataclass(slots=True)
