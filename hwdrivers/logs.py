@@ -1,12 +1,12 @@
-"""Protocol log lines made in C (cdef/logs.h): the dns and conn records of
+"""Protocol log lines made in C (cdef/logs.h): the dns, conn, http and tls records of
 agent.logs as JSON lines, paired and formatted in the core, so a record
 costs no Python object.  Attached to a Session (Session.set_logger) a Logger
-logs its DNS messages in the capture path; it is fed the raw flow records a
-Session drains (Session.flows_through) and hands back what it does not log
-(ICMP).  Take the lines from any thread."""
+logs its DNS messages, HTTP heads and TLS handshakes in the capture path; it is fed the raw flow records a
+Session drains (Session.flows_through), or told which flows ended (ended()), and hands back what it does not log
+(flows without IP addresses).  Take the lines from any thread."""
 from hwdrivers._hw import ffi, lib
 
-KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN}
+KINDS = {"dns": lib.HW_LOG_DNS, "conn": lib.HW_LOG_CONN, "http": lib.HW_LOG_HTTP, "tls": lib.HW_LOG_TLS}
 REST_MAX = 4096                  # indexes handed back per call: more than a Session drains at once
 _FLOW_SIZE = ffi.sizeof("struct hw_flow_record")
 assert ffi.offsetof("struct hw_flow_record", "id") == 0 and _FLOW_SIZE % 8 == 0
@@ -27,9 +27,11 @@ def uid(salt: bytes, flow_id: int) -> str:
 class Logger:
     """The C logger of some of `types` (those in KINDS); `kinds` says which.  bytes_max: the lines of one type
     held until the next take (past it a line is dropped and counted in stats()["dropped"]; 0: no bound, for a
-    file taken after each batch).  path: every line starts with Zeek's "_path" (its type)."""
+    file taken after each batch).  path: every line starts with Zeek's "_path" (its type).  suites: {code: IANA
+    name} for the tls lines' cipher (unnamed ones are written 0x%04x)."""
 
-    def __init__(self, types, salt: bytes, pending_max: int = 65536, bytes_max: int = 0, path: bool = False):
+    def __init__(self, types, salt: bytes, pending_max: int = 65536, bytes_max: int = 0, path: bool = False,
+                 suites: dict = None):
         if len(salt) != 16:
             raise ValueError("the uid salt is 16 bytes")
         self.kinds = tuple(sorted(t for t in types if t in KINDS))
@@ -37,15 +39,23 @@ class Logger:
         if lg == ffi.NULL:
             raise MemoryError("no memory for the log table")
         self._lg = ffi.gc(lg, lib.hw_logger_free)
+        for code, name in (suites or {}).items():
+            if code <= 0xFFFF and lib.hw_logger_suite(lg, code, name.encode()):
+                raise MemoryError("no memory for the cipher suite names")
         self._rest = ffi.new("int32_t[]", REST_MAX)
         self._len = ffi.new("size_t *")
 
     def flows(self, buf, n: int) -> list:
-        """n struct hw_flow_record: the indexes of those left to Python (ICMP)."""
+        """n struct hw_flow_record (their http requests still waiting go out): the indexes of those left to
+        Python (no IP addresses)."""
         return self._left(lib.hw_logger_flows(self._lg, buf, n, self._rest))
 
     def _left(self, n: int) -> list:
         return self._rest[0:n] if n else []
+
+    def ended(self, flow_id: int) -> None:
+        """A flow left the table (its record not fed to flows()): its http requests still waiting go out."""
+        lib.hw_logger_ended(self._lg, flow_id)
 
     def expire(self, now: float, wait_s: float) -> None:
         """Queries unanswered wait_s before now (packet time; the newest DNS message's, if later) go alone."""
@@ -54,13 +64,16 @@ class Logger:
     def flush(self) -> None:
         lib.hw_logger_flush(self._lg)
 
-    def take(self) -> list:
-        """[(type, bytes of '\\n'-ended JSON lines)] made since the last take, types with none left out."""
+    def take(self, copy: bool = True) -> list:
+        """[(type, bytes of '\\n'-ended JSON lines)] made since the last take, types with none left out.
+        copy=False: a memoryview of the logger's own buffer instead, valid until the next take (no copy of
+        megabytes of lines only to be written out)."""
         out = []
         for kind in self.kinds:
             p = lib.hw_logger_take(self._lg, KINDS[kind], self._len)
             if self._len[0]:
-                out.append((kind, ffi.buffer(p, self._len[0])[:]))
+                view = memoryview(ffi.buffer(p, self._len[0]))
+                out.append((kind, view.tobytes() if copy else view))
         return out
 
     def stats(self) -> dict:

@@ -85,7 +85,7 @@ def _offline(args, kinds: list) -> int:
         if args.json:
             out.write(lines)
         else:
-            out.write("".join(line(kind, json.loads(x)) + "\n" for x in lines.splitlines()).encode())
+            out.write("".join(line(kind, json.loads(x)) + "\n" for x in bytes(lines).splitlines()).encode())
     try:
         result = log_text(args.read, kinds, write, args.bpf or "", tag=args.json)
     except CaptureError as e:

@@ -1,12 +1,14 @@
 """The protocol logs of a capture file, as the live path writes them: the C
 core reads the file with events on (lossless) and every flow expired at the
 end; the dns lines are made in C as the core parses the messages, the conn
-lines in C from the expired flows (hwdrivers.logs), the other types by the
+lines in C from the expired flows, the http and tls lines in C as the core
+parses the heads and handshakes (hwdrivers.logs), the other types by the
 Builder; sip and rtp come from the calls' two passes
 (agent.calls.offline)."""
 import json
 from typing import Callable, Iterable
 
+from agent.detectors.tls_downgrade import SUITES
 from agent.logs.records import DNS_WAIT_S, Builder
 from hwdrivers import CaptureConfig, CaptureError, Session
 from hwdrivers.logs import Logger, flow_ids
@@ -16,12 +18,13 @@ EVENT_KINDS = {"dns": "dns", "http": "http", "tls": "tls", "arp": "arp", "ndp": 
 
 def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None], bpf: str = "",
              tag: bool = False) -> dict:
-    """Call write(type, lines) with the records of the file as '\\n'-ended JSON lines (several at a time),
-    in the order they are made; the counts and the error that ended the file early (None).  CaptureError
-    when it cannot be read at all.  tag: each line starts with Zeek's "_path" (its type)."""
+    """Call write(type, lines) with the records of the file as '\\n'-ended JSON lines (several at a time, a
+    bytes-like object valid during the call), in the order they are made; the counts and the error that ended
+    the file early (None).  CaptureError when it cannot be read at all.  tag: each line starts with Zeek's
+    "_path" (its type)."""
     types = frozenset(types)
     builder = Builder(types)
-    logger = Logger(types, builder.salt, path=tag)
+    logger = Logger(types, builder.salt, path=tag, suites=SUITES)
     counts = dict.fromkeys(sorted(types), 0)
 
     def out(records) -> None:
@@ -31,7 +34,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
                          + "\n").encode())
 
     def made() -> None:
-        for kind, lines in logger.take():
+        for kind, lines in logger.take(copy=False):
             write(kind, lines)
 
     def conns(buf, n: int) -> list:
@@ -51,6 +54,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
                 out(builder.feed(ev))
             for f in s.flows_through(conns):
                 out(builder.flow(f.as_dict()))
+            builder.now = max(builder.now, logger.stats()["now"])   # the packet time the C logger saw too
             logger.expire(builder.now, DNS_WAIT_S)
             out(builder.expire())
             made()
@@ -75,7 +79,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
 
 def log_file(path: str, types: Iterable[str], emit: Callable[[str, dict], None], bpf: str = "") -> dict:
     """log_text with emit(type, record) called with every record as a dict."""
-    def write(kind: str, lines: bytes) -> None:
-        for line in lines.splitlines():
+    def write(kind: str, lines) -> None:
+        for line in bytes(lines).splitlines():
             emit(kind, json.loads(line))
     return log_text(path, types, write, bpf)

@@ -27,6 +27,7 @@ DHCP6 = {1: "SOLICIT", 2: "ADVERTISE", 3: "REQUEST", 4: "CONFIRM", 5: "RENEW", 6
          8: "RELEASE", 9: "DECLINE", 11: "INFORMATION-REQUEST"}
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 PENDING_MAX = 65536          # half-made records held at once (DNS queries, HTTP requests, TLS handshakes, DHCP)
+REQUESTS_MAX = 256           # HTTP requests of one flow waiting for their responses (hwdrivers/src/loghttp.c)
 BINDINGS_MAX = 65536         # ARP / ND bindings remembered
 ID_CACHE = 65536             # flows whose uid and community id are kept
 DNS_WAIT_S = 30.0            # a query with no answer this long (packet time) is logged alone
@@ -247,8 +248,12 @@ class Builder:
                        request_body_len=r.content_length if r.content_length >= 0 else None,
                        head_cut=True if not r.complete else None)
             if queue is not None:
+                out = []
+                if len(queue) >= REQUESTS_MAX:      # the oldest goes unanswered
+                    out = [("http", _compact(queue.pop(0).record))]
+                    self.overflow += 1
                 queue.append(Pending(ev.ts, rec, [end]))
-                return []
+                return out
             return self._hold("http", ev.flow_id, [Pending(ev.ts, rec, [end])])
         out = []
         if queue:

@@ -2,18 +2,21 @@
 expired flows, finished calls), protocol log records out, to one rotated
 JSON-lines file per type under <data_dir>/logs and to the index the API
 searches.  It reads the bus like any consumer: a bounded queue whose drops
-are counted (health, /metrics); the capture never waits for it.  The dns
-lines are made in C as the capture parses the messages (a hwdrivers.logs
-Logger attached to each session before its first packet); the service takes
-them every tick."""
+are counted (health, /metrics); the capture never waits for it.  The dns,
+http and tls lines are made in C as the capture parses the messages (a
+hwdrivers.logs Logger attached to each session before its first packet; it
+is told which flows ended, so what waits for them goes out); the service
+takes them every tick."""
 import collections
 import dataclasses
+import itertools
 import json
 import logging
 import os
 import threading
 import time
 
+from agent.detectors.tls_downgrade import SUITES
 from agent.events import LogRecord
 from agent.logs.index import Index
 from agent.logs.records import DNS_WAIT_S, PROTO_NUMBERS, Builder
@@ -89,8 +92,9 @@ class LogService(Service):
     def start(self, agent) -> None:
         c = self.cfg = agent.cfg.logs
         self.types = frozenset(c.types)
-        self.c_types = frozenset({"dns"} & self.types)     # made by the C logger, not from bus events
-        self.channels = tuple(sorted({CHANNELS[t] for t in self.types - self.c_types} | {"capture:state"}))
+        self.c_types = frozenset({"dns", "http", "tls"} & self.types)   # made by the C logger, not from bus events
+        ended = {"flows:expired"} if self.c_types & {"http", "tls"} else set()  # what waits in the C logger
+        self.channels = tuple(sorted({CHANNELS[t] for t in self.types - self.c_types} | {"capture:state"} | ended))
         self.queue_size = c.queue
         self.builder = Builder(self.types)
         self.logger = None                  # the C logger of the running capture's session
@@ -113,6 +117,8 @@ class LogService(Service):
         if ch == "flows:expired":
             self._remember(data)
             out = self.builder.flow(data)
+            if self.logger is not None and self.c_types & {"http", "tls"}:
+                self.logger.ended(data["id"])
         elif ch == "calls:updated":
             out = self.builder.call(data["detail"]) if data.get("detail") else []
         elif ch == "capture:state":
@@ -149,15 +155,17 @@ class LogService(Service):
             return self.ended.get(flow_id)
 
     def _attach(self, session) -> None:
-        """A capture session is made (in the thread starting it): its DNS messages go to a new C logger."""
+        """A capture session is made (in the thread starting it): its DNS messages, HTTP heads and TLS
+        handshakes go to a new C logger."""
         salt = os.urandom(16)
-        logger = Logger(self.c_types, salt, bytes_max=C_LINES_MAX)
+        logger = Logger(self.c_types, salt, bytes_max=C_LINES_MAX, suites=SUITES)
         session.set_logger(logger)
         with self._lock:
             self._next = (logger, salt)
 
     def _take(self, flush: bool = False) -> None:
-        """The lines the C logger made: each is read back for the index (its time, hosts and names)."""
+        """The lines the C logger made, read back for the index (its time, hosts and names) in one parse of
+        the whole buffer."""
         if self.logger is None:
             return
         if flush:
@@ -165,7 +173,8 @@ class LogService(Service):
         else:
             self.logger.expire(self.builder.now, DNS_WAIT_S)
         for kind, lines in self.logger.take():
-            self._lines((kind, json.loads(line), line) for line in lines.decode().splitlines())
+            text = lines.decode().splitlines()
+            self._lines(zip(itertools.repeat(kind), json.loads("[" + ",".join(text) + "]"), text))
 
     def _write(self, records) -> None:
         self._lines((kind, rec, json.dumps(rec, separators=(",", ":"), default=str)) for kind, rec in records)

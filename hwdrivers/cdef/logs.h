@@ -1,23 +1,26 @@
 /* logs.h - protocol log lines made in C: the dns and conn records of
  * agent.logs (Zeek's field names, json.dumps's formatting), paired and
  * written as JSON lines here, so Python writes whole buffers instead of
- * building a dict per record.  A logger attached to a session logs its DNS
+ * building a dict per record (http: an HTTP request paired with its response; tls: a connection's
+ * hellos and certificates).  A logger attached to a session logs its DNS
  * messages in the capture path; flows are fed the raw records Python drains
  * from a session, and what it does not log (ICMP flows) it hands back by
  * index.  Its calls are thread-safe (the capture thread makes, another
- * takes).  http, tls, arp, ndp, dhcp, sip and rtp
+ * takes).  arp, ndp, dhcp, sip and rtp
  * stay in Python (agent.logs.records). */
 
 #define HW_LOG_DNS 0
 #define HW_LOG_CONN 1
-#define HW_LOG_KINDS 2
+#define HW_LOG_HTTP 2
+#define HW_LOG_TLS 3
+#define HW_LOG_KINDS 4
 
 struct hw_logger;
 
 struct hw_logger_stats {
-    uint64_t records[2];        /* lines made, by HW_LOG_* */
+    uint64_t records[4];        /* lines made, by HW_LOG_* */
     uint64_t held_early;        /* queries logged alone because the pending table was full */
-    uint64_t dropped[2];        /* lines dropped, by HW_LOG_*: bytes_max held untaken, or no memory */
+    uint64_t dropped[4];        /* lines dropped, by HW_LOG_*: bytes_max held untaken, or no memory */
     uint64_t pending;           /* queries waiting for their answer now */
     uint64_t now_ns;            /* the newest event time seen */
 };
@@ -29,15 +32,22 @@ struct hw_logger_stats {
 struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, size_t bytes_max,
                                 int path);
 void hw_logger_free(struct hw_logger *lg);
-/* The logger sees a session's DNS messages as the core parses them (in the capture thread, whether or
- * not Python asked for dns events): no event is copied for it.  NULL detaches; lg must outlive the session
- * or be detached first.  Call before the capture runs, or its first packets are not logged. */
+/* The logger sees a session's DNS messages, HTTP heads and TLS handshakes as the core parses them (in the
+ * capture thread, whether or not Python asked for those events): no event is copied for it.  NULL detaches;
+ * lg must outlive the session or be detached first.  Call before the capture runs, or its first packets are
+ * not logged. */
 int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg);
-/* n expired flows: the conn line of each; those it leaves (ICMP, whose community ID is Python's) go to rest. */
+/* n expired flows: the conn line of each, and the http and tls lines of what still waits for them; those it
+ * leaves (no IP addresses) go to rest. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest);
-/* Queries unanswered for wait_ns of packet time before now_ns (or the newest DNS event, if later) are logged alone. */
+/* A flow left the table (when its records are not fed to hw_logger_flows): what waits for it is logged. */
+void hw_logger_ended(struct hw_logger *lg, uint64_t flow_id);
+/* A cipher suite's IANA name for the tls lines (NULL-terminated; copied); unnamed ones are written 0x%04x. */
+int hw_logger_suite(struct hw_logger *lg, uint16_t code, const char *name);
+/* Queries unanswered (and TLS handshakes untold) for wait_ns of packet time before now_ns (or the newest event,
+ * if later) are logged alone. */
 void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns);
-/* Every query still held is logged alone (the end of a capture). */
+/* Every query and request still held is logged alone (the end of a capture). */
 void hw_logger_flush(struct hw_logger *lg);
 /* The lines of one kind made since the last take ('\n' after each); valid until the next take of that kind. */
 const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len);

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct hwint_jbuf {
     char *p;
@@ -16,9 +17,19 @@ struct hwint_jbuf {
 #define HWINT_J_LATIN1 0        /* every byte is one code point (Python's decode("latin-1")) */
 #define HWINT_J_UTF8 1          /* UTF-8, bad bytes as \xNN text (decode("utf-8", "backslashreplace")) */
 
-void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n);
-void hwint_j_lit(struct hwint_jbuf *b, const char *s);      /* a NUL-terminated literal */
-void hwint_j_key(struct hwint_jbuf *b, const char *key);    /* ,"key": (no comma after '{') */
+int hwint_j_grow(struct hwint_jbuf *b, size_t n);           /* room for n more bytes; 0: no memory (failed) */
+void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n);
+
+/* Inline: a line is some thirty of these, and a literal's length is known when it is compiled. */
+static inline void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap && !hwint_j_grow(b, n)) return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+static inline void hwint_j_lit(struct hwint_jbuf *b, const char *s) { hwint_j_raw(b, s, strlen(s)); }
+#define hwint_j_key(b, key) hwint_j_keyn((b), (key), strlen(key))  /* ,"key": (no comma after '{') */
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc);
 void hwint_j_cstr(struct hwint_jbuf *b, const char *s);
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v);

@@ -2,7 +2,6 @@
  * log lines Python wrote before logs.c must not change): strings escaped to
  * ASCII with lower-case \uXXXX, floats as repr() (the shortest digits that
  * read back to the same double), round() as CPython rounds. */
-#include <arpa/inet.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +10,7 @@
 
 #include "logjson.h"
 
-static int grow(struct hwint_jbuf *b, size_t n)
+int hwint_j_grow(struct hwint_jbuf *b, size_t n)
 {
     if (b->len + n <= b->cap) return 1;
     size_t cap = b->cap ? b->cap : 4096;
@@ -26,21 +25,17 @@ static int grow(struct hwint_jbuf *b, size_t n)
     return 1;
 }
 
-void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n)
+void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n)
 {
-    if (!grow(b, n)) return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-void hwint_j_lit(struct hwint_jbuf *b, const char *s) { hwint_j_raw(b, s, strlen(s)); }
-
-void hwint_j_key(struct hwint_jbuf *b, const char *key)
-{
-    if (b->len && b->p[b->len - 1] != '{') hwint_j_raw(b, ",", 1);
-    hwint_j_raw(b, "\"", 1);
-    hwint_j_lit(b, key);
-    hwint_j_raw(b, "\":", 2);
+    if (b->len + n + 4 > b->cap && !hwint_j_grow(b, n + 4)) return;
+    char *o = b->p + b->len;
+    if (b->len && o[-1] != '{') *o++ = ',';
+    *o++ = '"';
+    memcpy(o, key, n);
+    o += n;
+    *o++ = '"';
+    *o++ = ':';
+    b->len = (size_t)(o - b->p);
 }
 
 /* One code point as json.dumps(ensure_ascii=True) writes it. */
@@ -139,9 +134,18 @@ void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
 
 /* CPython's round(x, n): the decimal correctly rounded to n places (glibc's printf rounds the exact binary
- * value, as dtoa does), read back. */
+ * value, as dtoa does), read back.  Up to 6 places below 4e9 without printf: x * 10^n is held exactly in two
+ * doubles (fma), which decide a half as the exact value does; the integer over 10^n is the double nearest
+ * the decimal, as strtod reads it. */
 double hwint_j_round(double x, int digits)
 {
+    static const double scale[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
+    if (digits >= 0 && digits <= 6 && fabs(x) < 4e9 && (x == 0 || fabs(x) > 1e-300)) {
+        double m = scale[digits], p = x * m, err = fma(x, m, -p), r = nearbyint(p), d = p - r;
+        if (d == 0.5 && err > 0) r += 1;
+        if (d == -0.5 && err < 0) r -= 1;
+        return copysign(r / m, x);
+    }
     char t[64];
     snprintf(t, sizeof t, "%.*f", digits, x);
     return strtod(t, NULL);
@@ -183,6 +187,17 @@ void hwint_j_round6(struct hwint_jbuf *b, double x)
     if (d == -0.5 && err < 0) r -= 1;
     if (fabs(x) < 4e9 && (r == 0 || fabs(r) >= 100)) {
         put_micros(b, (long long)r, signbit(x));
+        return;
+    }
+    if (fabs(x) < 4e9) {        /* 1 to 99 millionths (a DNS round trip on a LAN): repr writes 4e-05, 1.5e-05 */
+        char t[16];
+        size_t o = 0;
+        unsigned a = (unsigned)fabs(r);
+        if (r < 0) t[o++] = '-';
+        t[o++] = (char)('0' + (a >= 10 ? a / 10 : a));
+        if (a >= 10 && a % 10) t[o++] = '.', t[o++] = (char)('0' + a % 10);
+        memcpy(t + o, a >= 10 ? "e-05" : "e-06", 4);
+        hwint_j_raw(b, t, o + 4);
         return;
     }
     hwint_j_float(b, hwint_j_round(x, 6));
@@ -245,22 +260,67 @@ void hwint_j_float(struct hwint_jbuf *b, double x)
     hwint_j_raw(b, out, o);
 }
 
+/* a.b.c.d ending at end (no NUL); where it starts */
+static char *v4_text(char *end, const uint8_t *addr)
+{
+    char *s = end;
+    for (int i = 3; i >= 0; i--) {
+        s = digits(s, addr[i]);
+        if (i) *--s = '.';
+    }
+    return s;
+}
+
+/* IPv6 text as glibc's inet_ntop writes it (Python's socket.inet_ntop is glibc's): the first longest run of
+ * two or more zero words as "::", words in lower-case hex, ::a.b.c.d and ::ffff:a.b.c.d with the IPv4 address
+ * in dotted form.  Without sprintf: a quarter of the log lines carry IPv6 addresses. */
+static size_t v6_text(char *out, const uint8_t *a)
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned w[8];
+    int best = -1, best_len = 0, cur = -1, cur_len = 0;
+    for (int i = 0; i < 8; i++) {
+        w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+        if (!w[i]) {
+            if (cur < 0) cur = i, cur_len = 0;
+            cur_len++;
+        } else if (cur >= 0) {
+            if (best < 0 || cur_len > best_len) best = cur, best_len = cur_len;
+            cur = -1;
+        }
+    }
+    if (cur >= 0 && (best < 0 || cur_len > best_len)) best = cur, best_len = cur_len;
+    if (best >= 0 && best_len < 2) best = -1;
+    char *o = out;
+    for (int i = 0; i < 8; i++) {
+        if (best >= 0 && i >= best && i < best + best_len) {
+            if (i == best) *o++ = ':';
+            continue;
+        }
+        if (i) *o++ = ':';
+        if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))) {
+            char t[16], *e = t + sizeof t, *v = v4_text(e, a + 12);
+            memcpy(o, v, (size_t)(e - v));
+            o += e - v;
+            return (size_t)(o - out);
+        }
+        int shift = w[i] >= 0x1000 ? 12 : w[i] >= 0x100 ? 8 : w[i] >= 0x10 ? 4 : 0;
+        for (; shift >= 0; shift -= 4) *o++ = hex[(w[i] >> shift) & 0xf];
+    }
+    if (best >= 0 && best + best_len == 8) *o++ = ':';
+    return (size_t)(o - out);
+}
+
 void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
 {
-    char t[INET6_ADDRSTRLEN];
-    if (family != 6) {              /* glibc's inet_ntop formats IPv4 with sprintf */
-        char *e = t + sizeof t, *s = e;
-        for (int i = 3; i >= 0; i--) {
-            s = digits(s, addr[i]);
-            if (i) *--s = '.';
-        }
-        hwint_j_raw(b, "\"", 1);
-        hwint_j_raw(b, s, (size_t)(e - s));
-        hwint_j_raw(b, "\"", 1);
-        return;
+    char t[64], *e = t + sizeof t - 1, *s;
+    if (family != 6) {
+        s = v4_text(e, addr);
+    } else {
+        s = t + 1;
+        e = s + v6_text(s, addr);
     }
-    inet_ntop(AF_INET6, addr, t, sizeof t);
-    hwint_j_raw(b, "\"", 1);
-    hwint_j_lit(b, t);
-    hwint_j_raw(b, "\"", 1);
+    *--s = '"';
+    *e++ = '"';
+    hwint_j_raw(b, s, (size_t)(e - s));
 }

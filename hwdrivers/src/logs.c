@@ -1,20 +1,16 @@
-/* logs.c - the dns and conn log lines (cdef/logs.h).  A DNS query waits in a
- * bounded table keyed by flow, DNS id and name for its answer (the round
- * trip counts from the first copy of the query, as tshark's); a flow's conn
- * line is written when the flow leaves the table.  The fields, their order
+/* logs.c - the dns and conn log lines and the logger (cdef/logs.h; http:
+ * loghttp.c, tls: logtls.c).  A DNS query waits in a bounded table keyed by
+ * flow, DNS id and name for its answer (the round trip counts from the first
+ * copy of the query, as tshark's); a flow's conn line (logconn.c) is written
+ * when the flow leaves the table.  The fields, their order
  * and their text are those agent.logs.records wrote in Python. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "hw.h"
-#include "logjson.h"
+#include "logger.h"
 
 #define NONE UINT32_MAX
-#define FIN 0x01
-#define SYN 0x02
-#define RST 0x04
-#define ACK 0x10
 
 struct pend {                   /* a query waiting for its answer */
     uint64_t ts_ns, flow_id;
@@ -36,6 +32,8 @@ struct hw_logger {
     struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
     uint32_t *bucket, mask, max, count, oldest, newest, free;
+    struct hwint_http *http;    /* HTTP requests waiting for their responses */
+    struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
     uint64_t records[HW_LOG_KINDS], dropped[HW_LOG_KINDS], held_early;
 };
@@ -82,7 +80,8 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
 {
     char t[40];
     hwint_j_raw(b, "{", 1);
-    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, b == &lg->out[HW_LOG_DNS] ? "dns" : "conn");
+    static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http", "tls"};
+    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, names[b - lg->out]);
     hwint_j_key(b, "ts");
     hwint_j_round6(b, (double)ts_ns / 1e9);
     if (flow_id) {
@@ -108,6 +107,24 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     }
 }
 
+void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
+                    const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
+{
+    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid);
+}
+
+struct hwint_jbuf *hwint_log_buf(struct hw_logger *lg, int kind) { return &lg->out[kind]; }
+
+void hwint_log_early(struct hw_logger *lg) { lg->held_early++; }
+
+void *hwint_log_buckets(uint32_t max, size_t entry_size, uint32_t *mask)
+{
+    uint32_t nb = 16;
+    while (nb < 2 * max && nb < (1u << 30)) nb <<= 1;
+    *mask = nb - 1;
+    return calloc(nb, entry_size);
+}
+
 static void end_line(struct hw_logger *lg, int kind, size_t start)
 {
     struct hwint_jbuf *b = &lg->out[kind];
@@ -120,6 +137,8 @@ static void end_line(struct hw_logger *lg, int kind, size_t start)
     }
     lg->records[kind]++;
 }
+
+void hwint_log_end(struct hw_logger *lg, int kind, size_t start) { end_line(lg, kind, start); }
 
 /* ---- dns ------------------------------------------------------------------ */
 
@@ -315,71 +334,6 @@ static void on_dns(struct hw_logger *lg, const struct hw_event *e)
     answered(lg, e, r, at);
 }
 
-/* ---- conn ----------------------------------------------------------------- */
-
-static const char *history(uint8_t fwd, uint8_t rev, char *out)
-{
-    char *o = out;
-    if (fwd & SYN) *o++ = 'S';
-    if (rev & SYN) *o++ = rev & ACK ? 'h' : 's';
-    if (fwd & ACK) *o++ = 'A';
-    if (rev & ACK && !(rev & SYN)) *o++ = 'a';
-    if (fwd & FIN) *o++ = 'F';
-    if (rev & FIN) *o++ = 'f';
-    if (fwd & RST) *o++ = 'R';
-    if (rev & RST) *o++ = 'r';
-    *o = 0;
-    return out;
-}
-
-static const char *conn_state(uint8_t proto, uint8_t fwd, uint8_t rev, uint64_t packets_rev)
-{
-    if (proto != 6) return packets_rev ? "SF" : "S0";
-    if (!(fwd & SYN)) return "OTH";
-    if (!rev) return "S0";
-    if (rev & RST && !(rev & SYN)) return "REJ";
-    if (fwd & RST) return "RSTO";
-    if (rev & RST) return "RSTR";
-    if (fwd & FIN && rev & FIN) return "SF";
-    return fwd & FIN ? "S2" : rev & FIN ? "S3" : "S1";
-}
-
-static int conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
-{
-    if (f->proto == 1 || f->proto == 58 || (f->family != 4 && f->family != 6)) return 0;
-    struct hwint_jbuf *b = &lg->out[HW_LOG_CONN];
-    size_t start = b->len;
-    int ports = f->proto == 6 || f->proto == 17 || f->proto == 132;
-    head(lg, b, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst, ports ? f->dport : -1,
-         f->proto, 0);
-    const char *app = hw_app_name(f->app);
-    if (app && *app && strcmp(app, "unknown")) hwint_j_key(b, "service"), hwint_j_cstr(b, app);
-    hwint_j_key(b, "duration");
-    hwint_j_round6(b, (double)(f->last_ns - f->first_ns) / 1e9);
-    hwint_j_key(b, "orig_pkts"), hwint_j_u64(b, f->packets[0]);
-    hwint_j_key(b, "orig_ip_bytes"), hwint_j_u64(b, f->bytes[0]);
-    hwint_j_key(b, "resp_pkts"), hwint_j_u64(b, f->packets[1]);
-    hwint_j_key(b, "resp_ip_bytes"), hwint_j_u64(b, f->bytes[1]);
-    hwint_j_key(b, "conn_state"), hwint_j_cstr(b, conn_state(f->proto, f->tcp_flags[0], f->tcp_flags[1],
-                                                              f->packets[1]));
-    char h[16];
-    if (f->proto == 6) hwint_j_key(b, "history"), hwint_j_cstr(b, history(f->tcp_flags[0], f->tcp_flags[1], h));
-    if (f->rtt_ns) {
-        hwint_j_key(b, "rtt");
-        hwint_j_round6(b, hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000);
-    }
-    hwint_j_key(b, "retransmissions");
-    hwint_j_u64(b, (uint64_t)f->retransmissions[0] + f->retransmissions[1]);
-    hwint_j_key(b, "end_reason"), hwint_j_cstr(b, hw_end_name(f->end_reason));
-    const char *state = f->proto == 6 ? hw_tcp_state_name(f->state) : NULL;
-    if (state && *state) hwint_j_key(b, "tcp_state"), hwint_j_cstr(b, state);
-    if (f->vlan) hwint_j_key(b, "vlan"), hwint_j_u64(b, f->vlan);
-    const char *tun = f->tun_type ? hw_tunnel_name(f->tun_type) : NULL;
-    if (tun) hwint_j_key(b, "tunnel"), hwint_j_cstr(b, tun);
-    end_line(lg, HW_LOG_CONN, start);
-    return 1;
-}
-
 /* ---- the logger ------------------------------------------------------------ */
 
 struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, size_t bytes_max,
@@ -398,7 +352,9 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     lg->mask = nb - 1;
     lg->pend = calloc(lg->max, sizeof *lg->pend);
     lg->bucket = malloc(nb * sizeof *lg->bucket);
-    if (!lg->pend || !lg->bucket) {
+    lg->http = hwint_http_new(lg->max);
+    lg->tls = hwint_tls_new(lg->max);
+    if (!lg->pend || !lg->bucket || !lg->http || !lg->tls) {
         hw_logger_free(lg);
         return NULL;
     }
@@ -415,20 +371,28 @@ void hw_logger_free(struct hw_logger *lg)
     for (int k = 0; k < HW_LOG_KINDS; k++) free(lg->out[k].p), free(lg->taken[k].p);
     free(lg->pend);
     free(lg->bucket);
+    hwint_http_free(lg->http);
+    hwint_tls_free(lg->tls);
     pthread_mutex_destroy(&lg->lock);
     free(lg);
 }
 
 int hwint_logger_wants(struct hw_logger *lg, int kind)
 {
-    return kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS));
+    return (kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS))) ||
+           (kind == HW_EV_HTTP && (lg->kinds & (1u << HW_LOG_HTTP))) ||
+           (kind == HW_EV_TLS && (lg->kinds & (1u << HW_LOG_TLS)));
 }
 
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
 {
     pthread_mutex_lock(&lg->lock);
     if (e->ts_ns > lg->now_ns) lg->now_ns = e->ts_ns;
-    if (e->has_rec && !e->rec_status) on_dns(lg, e);
+    if (e->has_rec && !e->rec_status) {
+        if (e->kind == HW_EV_DNS) on_dns(lg, e);
+        else if (e->kind == HW_EV_HTTP) hwint_http_event(lg, lg->http, e);
+        else if (e->kind == HW_EV_TLS) hwint_tls_event(lg, lg->tls, e);
+    }
     pthread_mutex_unlock(&lg->lock);
 }
 
@@ -436,10 +400,29 @@ int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n,
 {
     int left = 0;
     pthread_mutex_lock(&lg->lock);
-    for (int i = 0; i < n; i++)
-        if (!(lg->kinds & (1u << HW_LOG_CONN)) || !conn_line(lg, &f[i])) rest[left++] = i;
+    for (int i = 0; i < n; i++) {
+        if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, f[i].id);
+        if (lg->kinds & (1u << HW_LOG_TLS)) hwint_tls_ended(lg, lg->tls, f[i].id);
+        if (!(lg->kinds & (1u << HW_LOG_CONN)) || !hwint_conn_line(lg, &f[i])) rest[left++] = i;
+    }
     pthread_mutex_unlock(&lg->lock);
     return left;
+}
+
+void hw_logger_ended(struct hw_logger *lg, uint64_t flow_id)
+{
+    pthread_mutex_lock(&lg->lock);
+    hwint_http_ended(lg, lg->http, flow_id);
+    hwint_tls_ended(lg, lg->tls, flow_id);
+    pthread_mutex_unlock(&lg->lock);
+}
+
+int hw_logger_suite(struct hw_logger *lg, uint16_t code, const char *name)
+{
+    pthread_mutex_lock(&lg->lock);
+    int rc = hwint_tls_suite(lg->tls, code, name);
+    pthread_mutex_unlock(&lg->lock);
+    return rc;
 }
 
 void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns)
@@ -448,6 +431,7 @@ void hw_logger_expire(struct hw_logger *lg, uint64_t now_ns, uint64_t wait_ns)
     if (lg->now_ns > now_ns) now_ns = lg->now_ns;
     /* oldest first: packet times arrive nearly in order, so the first young query ends the walk */
     while (lg->oldest != NONE && now_ns >= lg->pend[lg->oldest].ts_ns + wait_ns) release_oldest(lg);
+    hwint_tls_expire(lg, lg->tls, now_ns, wait_ns);
     pthread_mutex_unlock(&lg->lock);
 }
 
@@ -455,6 +439,8 @@ void hw_logger_flush(struct hw_logger *lg)
 {
     pthread_mutex_lock(&lg->lock);
     while (lg->oldest != NONE) release_oldest(lg);
+    hwint_http_flush(lg, lg->http);
+    hwint_tls_flush(lg, lg->tls);
     pthread_mutex_unlock(&lg->lock);
 }
 

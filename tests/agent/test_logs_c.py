@@ -1,4 +1,4 @@
-"""The dns and conn log lines the C core writes (hwdrivers.logs) equal, byte
+"""The dns, conn, http and tls log lines the C core writes (hwdrivers.logs) equal, byte
 for byte, the lines the Python Builder writes of the same packets (its
 records through json.dumps, as the live log service writes them), over
 every shared capture; and the JSON text helpers equal json.dumps on the
@@ -14,7 +14,7 @@ from hwdrivers.logs import Logger
 from tests.conftest import ALL_PCAPS, TUNNEL_PCAPS
 from tests.hwdrivers.packets import A4, B4, MS, T0, dns_query, session, udp4
 
-TYPES = ("dns", "conn")
+TYPES = ("dns", "conn", "http", "tls")
 
 
 def python_lines(path: str, salt: bytes) -> dict:
@@ -25,8 +25,9 @@ def python_lines(path: str, salt: bytes) -> dict:
     def put(records) -> None:
         for kind, rec in records:
             out[kind].append(json.dumps(rec, separators=(",", ":"), default=str))
-    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns"}), event_ring=1 << 14,
-                           lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
+    config = CaptureConfig(source=path, backend="pcapfile", events=frozenset({"dns", "http", "tls"}),
+                           event_ring=1 << 14, lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0,
+                           max_flows=1 << 20)
     with Session(config) as s:
         def batch() -> None:
             for ev in s.read_events():
@@ -48,7 +49,7 @@ def c_lines(path: str, salt: bytes) -> dict:
     real = offline.Builder
     offline.Builder = lambda types: real(types, salt)        # the same uids on both sides
     try:
-        log_text(path, TYPES, lambda kind, lines: out[kind].extend(lines.decode().splitlines()))
+        log_text(path, TYPES, lambda kind, lines: out[kind].extend(bytes(lines).decode().splitlines()))
     finally:
         offline.Builder = real
     return out
@@ -100,9 +101,25 @@ def test_queries_held_bounded_repeated_and_alone_equal_python(tmp_path):
     assert sorted(got) == sorted(want) and len(got) == 7
 
 
+def v6_address(rng) -> list:
+    """16 bytes: words zero at random (runs of every length and place), or ::a.b.c.d, ::ffff:a.b.c.d, ::, ::1."""
+    words = [rng.choice((0, 0, 1, 0xffff, rng.randrange(1 << 16), rng.randrange(16), rng.randrange(256)))
+             for _ in range(8)]
+    v4 = [rng.randrange(256) for _ in range(4)]
+    form = rng.randrange(8)
+    if form == 0:
+        return [0] * 12 + v4
+    if form == 1:
+        return [0] * 10 + [0xff, 0xff] + v4
+    if form == 2:
+        return [0] * 16 if rng.random() < 0.5 else [0] * 15 + [1]
+    return [x for w in words for x in (w >> 8, w & 0xff)]
+
+
 def test_conn_lines_equal_python_on_random_flows():
     """Random flow records (times that round on a half, durations below 1e-4, ports, flags, tunnels, vlans)
-    through the C logger and through the Builder: the same text, float for float."""
+    through the C logger and through the Builder: the same text, float for float (and IPv6 address for
+    address as inet_ntop writes them)."""
     import random
     from hwdrivers import flows
     from hwdrivers._hw import ffi
@@ -116,11 +133,13 @@ def test_conn_lines_equal_python_on_random_flows():
         f.proto = rng.choice((6, 17, 132, 47, 50, 6, 17))
         for k in range(16 if f.family == 6 else 4):
             f.src[k], f.dst[k] = rng.randrange(256), rng.randrange(256)
+        if f.family == 6:       # the forms inet_ntop writes differently: runs of zeros, embedded IPv4
+            f.src, f.dst = v6_address(rng), v6_address(rng)
         f.sport, f.dport = rng.randrange(65536), rng.randrange(65536)
         base = rng.choice((1_300_000_000, 1_700_000_000, 4_100_000_000, 12, 0))
         f.first_ns = base * 10**9 + rng.choice((rng.randrange(10**9), rng.randrange(2000) * 500, 999_999_500))
         f.last_ns = f.first_ns + rng.choice((0, rng.randrange(10**5), rng.randrange(10**12), 500, 1500))
-        f.rtt_ns = rng.choice((0, rng.randrange(10**4), rng.randrange(10**9), 500))
+        f.rtt_ns = rng.choice((0, rng.randrange(10**4), rng.randrange(10**9), 500, rng.randrange(10**7) * 1000 + 500))
         f.packets = [rng.randrange(10**6), rng.randrange(3)]
         f.bytes = [rng.randrange(10**9), rng.randrange(10**4)]
         f.retransmissions = [rng.randrange(5), rng.randrange(5)]
@@ -155,3 +174,106 @@ def test_lines_nobody_takes_are_bounded_and_counted():
     assert (16 << 10) - 1024 < len(held) <= 16 << 10          # full to the bound, never past it
     lg.flows(buf, 10)
     assert lg.stats()["records"]["conn"] == kept + 10 and lg.stats()["dropped"]["conn"] == dropped
+
+
+def test_http_pairs_held_bounded_and_cut_equal_python(tmp_path, monkeypatch):
+    """HTTP requests through the C logger attached to the session and through the Builder fed the same heads
+    as events, with room for two waiting flows (and two counted depths): a retransmitted request is told once;
+    a 100 Continue then the final answer acknowledging the second of two pipelined requests (the first goes
+    unanswered, the second carries info_code); a response with no request; bytes that are not UTF-8; a head cut
+    short; a flow past its 256 waiting requests; flows that wait beyond the table's room go out early (counted);
+    what waits goes out when the flow ends or at the flush.  The same text, line for line."""
+    import agent.logs.records as records
+    from tests.hwdrivers.packets import tcp4
+    monkeypatch.setattr(records, "PENDING_MAX", 2)
+    salt = bytes(range(16))
+    lg = Logger(["http"], salt, pending_max=2)
+    b = Builder(["http"], salt)
+    psh = 0x18
+    get_a = b"GET /a HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t/1\r\n\r\n"
+    get_b = b"POST /b?\xff\xfe=\xc3\xa9 HTTP/1.0\r\nHost: h\xe9.example\r\nContent-Length: 12\r\n\r\n"
+    end_a, end_b = 1000 + len(get_a), 1000 + len(get_a) + len(get_b)
+    frames = [tcp4(A4, B4, 40001, 80, flags=psh, seq=1000, payload=get_a),
+              tcp4(A4, B4, 40001, 80, flags=psh, seq=1000, payload=get_a),
+              tcp4(A4, B4, 40001, 80, flags=psh, seq=end_a, payload=get_b),
+              tcp4(B4, A4, 80, 40001, flags=psh, seq=9000, ack=end_b, payload=b"HTTP/1.1 100 Continue\r\n\r\n"),
+              tcp4(B4, A4, 80, 40001, flags=psh, seq=9025, ack=end_b,
+                   payload=b"HTTP/1.1 302 Found\r\nLocation: /n\xe9w\x80\r\nContent-Type: text/html\r\n"
+                           b"Content-Length: 0\r\n\r\n"),
+              tcp4(B4, A4, 80, 40002, flags=psh, seq=1, payload=b"HTTP/1.0 404 Not Found\r\n\r\n"),
+              tcp4(A4, B4, 40003, 80, flags=psh, seq=1, payload=b"GET /cut HTTP/1.1\r\nHost: x\r\nAccept"),
+              tcp4(A4, B4, 40004, 8080, flags=psh, seq=1, payload=b"DELETE /d HTTP/1.1\r\n\r\n"),
+              tcp4(A4, B4, 40005, 80, flags=psh, seq=1, payload=b"GET / HTTP/1.1\r\n\r\n")]
+    frames += [tcp4(A4, B4, 40006, 80, flags=psh, seq=100 * i, payload=b"GET /p%d HTTP/1.1\r\n\r\n" % i)
+               for i in range(258)]
+    want = []
+    with session(tmp_path, events=frozenset({"http"})) as s:
+        s.set_logger(lg)
+        for i, frame in enumerate(frames):
+            s.inject(frame, ts_ns=T0 + i * MS)
+            for ev in s.read_events():
+                want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.feed(ev)]
+        s.flush()
+        for f in s.read_flows():
+            if f.sport == 40006:                            # one flow ends: its waiting requests go
+                lg.ended(f.id)
+                want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.ended(f.id)]
+    assert lg.stats()["held_early"] == b.overflow >= 4
+    lg.flush()
+    want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.flush()]
+    got = lg.take()[0][1].decode().splitlines()
+    assert sorted(got) == sorted(want) and len(got) == 2 + 1 + 3 + 258
+    records_ = [json.loads(x) for x in got]
+    answered = [r for r in records_ if r.get("status_code") == 302]
+    assert len(answered) == 1 and answered[0]["info_code"] == 100 and answered[0]["uri"] == "/b?\\xff\\xfe=\u00e9"
+    assert answered[0]["location"] == "/n\\xe9w\\x80" and answered[0]["trans_depth"] == 2
+    assert [r["uri"] for r in records_ if r.get("head_cut")] == ["/cut"]
+
+
+def test_tls_handshakes_gathered_held_and_expired_equal_python(tmp_path, monkeypatch):
+    """TLS handshakes through the C logger and through the Builder, with room for two: a ClientHello sent
+    again with another name (the latest wins), an alert; a TLS 1.3 ServerHello seen before any ClientHello
+    (told at once, its fields first); a suite with no name; a handshake untold for 30 s of packet time
+    (logged as it is, when a later packet shows the time); handshakes beyond the table's room (the oldest goes
+    early, counted); the rest at the flush.  The same text, line for line."""
+    import agent.logs.records as records
+    from agent.detectors.tls_downgrade import SUITES
+    from tests.detectors.scenarios import tls_client_hello, tls_server_hello
+    from tests.hwdrivers.packets import S, TLS_ALERT, tcp4
+    monkeypatch.setattr(records, "PENDING_MAX", 2)
+    salt = bytes(range(16))
+    lg = Logger(["tls"], salt, pending_max=2, suites=SUITES)
+    b = Builder(["tls"], salt)
+    psh = 0x18
+    steps = [(0, tcp4(A4, B4, 40001, 443, flags=psh, seq=1, payload=tls_client_hello("a.example"))),
+             (1, tcp4(A4, B4, 40001, 443, flags=psh, seq=1, payload=tls_client_hello("b.example", versions=()))),
+             (2, tcp4(B4, A4, 443, 40001, flags=psh, seq=1, payload=tls_server_hello(0x0303, 0xC02F))),
+             (3, tcp4(B4, A4, 443, 40001, flags=psh, seq=99, payload=TLS_ALERT)),
+             (4, tcp4(B4, A4, 443, 40002, flags=psh, seq=1, payload=tls_server_hello(0x0304, 0x1301))),
+             (5, tcp4(B4, A4, 443, 40003, flags=psh, seq=1, payload=tls_server_hello(0x0303, 0xFFFE))),
+             (6, tcp4(A4, B4, 40003, 443, flags=psh, seq=1, payload=tls_client_hello("c.example"))),
+             (35 * S // MS, tcp4(B4, A4, 443, 40007, flags=psh, seq=1, payload=TLS_ALERT)),   # time passes
+             (40 * S // MS, tcp4(A4, B4, 40004, 443, flags=psh, seq=1, payload=tls_client_hello("d.example"))),
+             (40 * S // MS + 1, tcp4(A4, B4, 40005, 443, flags=psh, seq=1, payload=tls_client_hello("e.example"))),
+             (40 * S // MS + 2, tcp4(A4, B4, 40006, 443, flags=psh, seq=1, payload=tls_client_hello("f.example")))]
+    want = []
+
+    def put(recs) -> None:
+        want.extend(json.dumps(rec, separators=(",", ":")) for _, rec in recs)
+    with session(tmp_path, events=frozenset({"tls"})) as s:
+        s.set_logger(lg)
+        for at, frame in steps:
+            s.inject(frame, ts_ns=T0 + at * MS)
+            for ev in s.read_events():
+                put(b.feed(ev))
+            lg.expire(b.now, records.TLS_WAIT_S)
+            put(b.expire())
+    assert lg.stats()["held_early"] == b.overflow == 1
+    lg.flush()
+    put(b.flush())
+    got = lg.take()[0][1].decode().splitlines()
+    assert sorted(got) == sorted(want) and len(got) == 6
+    recs = {r["id.orig_p"] if r["id.orig_p"] != 443 else r["id.resp_p"]: r for r in map(json.loads, got)}
+    assert recs[40001]["server_name"] == "b.example" and recs[40001]["last_alert"] == 40
+    assert list(recs[40002])[8:10] == ["version", "cipher"] and recs[40002]["cipher"] == "TLS_AES_128_GCM_SHA256"
+    assert recs[40003]["cipher"] == "0xfffe" and list(recs[40003]).index("cipher") < list(recs[40003]).index("ja3")

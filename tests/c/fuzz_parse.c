@@ -2,7 +2,8 @@
  *
  * Every input is a handful of packets fed through hw_session_inject on a
  * fresh session: the same path real packets take (parser, fragment cache,
- * flow table with eviction and timeouts, event ring, flow ring).  Each packet
+ * flow table with eviction and timeouts, event ring, flow ring, and the
+ * protocol logger with tables of two: dns, conn and http lines).  Each packet
  * is copied into a buffer of exactly its captured length, so ASan catches a
  * read one byte past it.  After every input the counters must add up; a
  * broken invariant aborts, which libFuzzer reports like a crash.
@@ -131,10 +132,33 @@ struct flow_sums {
     uint8_t seen[MAX_PACKETS + 1]; /* by flow id (a packet creates at most one flow): 1 reported, 2 ended */
 };
 
+/* The log lines made so far: each one JSON object of printable ASCII on its own line, counted. */
+static struct hw_logger *logger;
+static uint64_t log_lines[HW_LOG_KINDS];
+
+static void take_lines(void)
+{
+    for (int k = 0; k < HW_LOG_KINDS; k++) {
+        size_t len;
+        const char *p = hw_logger_take(logger, k, &len);
+        for (size_t i = 0; i < len; i++) {
+            CHECK(p[i] == '\n' || (p[i] >= 0x20 && p[i] < 0x7f));
+            if (p[i] != '\n') continue;
+            CHECK(i >= 2 && p[i - 1] == '}');
+            log_lines[k]++;
+        }
+        CHECK(len == 0 || (p[0] == '{' && p[len - 1] == '\n'));
+    }
+}
+
 static void drain_flows(struct hw_session *s, struct flow_sums *f)
 {
     int n;
+    int32_t rest[256];
     while ((n = hw_flows_read(s, records, 256)) > 0) {
+        int left = hw_logger_flows(logger, records, n, rest);
+        CHECK(left >= 0 && left <= n);
+        take_lines();
         for (int i = 0; i < n; i++) {
             const struct hw_flow_record *r = &records[i];
             CHECK(r->end_reason >= HW_END_IDLE && r->end_reason <= HW_END_EVICTED);
@@ -174,6 +198,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_parse: %s\n", errbuf);
         abort();
     }
+    /* the protocol logs of every kind, with room for 2 waiting queries and HTTP flows: the full tables run */
+    static const uint8_t salt[16] = {1};
+    logger = hw_logger_new((1u << HW_LOG_KINDS) - 1, salt, 2, 1 << 16, wire_mode & 1);
+    CHECK(logger != NULL && hw_session_set_logger(s, logger) == HW_OK);
+    memset(log_lines, 0, sizeof log_lines);
 
     uint64_t packets = 0, bytes = 0, captured = 0, ts = 1000000000ULL;
     summarised_syns = 0;
@@ -202,6 +231,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ts += step;
         data += len, size -= len;
         if (packets % 16 == 0) drain_flows(s, &flows);
+        if (packets % 8 == 0) {
+            hw_logger_expire(logger, ts, 2000000000ULL);
+            hw_logger_ended(logger, packets / 8);
+            take_lines();
+        }
     }
 
     struct hw_counters c;
@@ -254,12 +288,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (uint64_t id = 1; id <= MAX_PACKETS; id++) CHECK(!flows.seen[id] == (id > c.flows_created));
     CHECK(flows.packets + c.packets_not_metered == c.ip_packets);
 
+    /* every log line made was handed out whole, and counted (none dropped: the bound is far) */
+    hw_logger_flush(logger);
+    take_lines();
+    struct hw_logger_stats ls;
+    hw_logger_stats(logger, &ls);
+    for (int k = 0; k < HW_LOG_KINDS; k++) CHECK(ls.records[k] == log_lines[k] && ls.dropped[k] == 0);
+    CHECK(ls.pending == 0);
+
     /* talkers: every flow record was folded in; the largest first */
     int n = hw_hosts_top(s, hosts, 8);
     CHECK(n >= 0 && n <= 8 && (n > 0) == (flows.records > 0));
     for (int i = 1; i < n; i++)
         CHECK(hosts[i - 1].bytes_in + hosts[i - 1].bytes_out >= hosts[i].bytes_in + hosts[i].bytes_out);
     hw_session_close(s);
+    hw_logger_free(logger);
     return 0;
 }
 

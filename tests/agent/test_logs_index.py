@@ -1,0 +1,62 @@
+"""The block index of the protocol logs answers every query as a filter over
+all the records would: the same lines, oldest first, ties in the order
+written, cut at the limit; with blocks being filled and updated between
+commits, packet times out of order, and names whose lower case is ASCII only
+once decoded."""
+import json
+import random
+
+from agent.logs.index import BLOCK_LINES, Index, query
+from agent.logs.records import hosts, key_text
+
+HOSTS = ["10.0.0.1", "10.0.0.2", "192.0.2.7", "2001:db8::5", "198.51.100.9"]
+NAMES = ["www.example.com", "mail.example.org", "\u0130stanbul.example", "\u212aelvin.example", "caf\u00e9.example",
+         "x\"quote\\.example", "tls.example.net"]
+
+
+def _records(n: int, rng: random.Random) -> list:
+    out = []
+    for i in range(n):
+        kind = rng.choice(("dns", "dns", "http", "conn"))
+        orig, resp = rng.sample(HOSTS, 2)
+        rec = {"ts": 1000.0 + i + rng.choice((0, 0, -30.5, 400.25, 0.5)), "uid": f"C{i:017x}", "id.orig_h": orig,
+               "id.orig_p": 1024 + i, "id.resp_h": resp, "id.resp_p": 53, "proto": "udp",
+               "community_id": f"1:{rng.randrange(40)}"}
+        if kind == "dns":
+            rec.update(query=rng.choice(NAMES), answers=[rng.choice(HOSTS)])
+        elif kind == "http":
+            rec.update(host=rng.choice(NAMES), uri=f"/p{i % 7}")
+        out.append((kind, rec))
+    return out
+
+
+def _want(records, kind, since=0.0, until=0.0, host="", q="", community_id="", limit=100) -> list:
+    got = [(rec["ts"], i, json.dumps(rec, separators=(",", ":"))) for i, (k, rec) in enumerate(records)
+           if k == kind and not (since and rec["ts"] < since) and not (until and rec["ts"] >= until)
+           and not (host and host not in hosts(rec)) and not (community_id and rec["community_id"] != community_id)
+           and not (q and q.lower() not in key_text(kind, rec))]
+    return [line for _, _, line in sorted(got)[:limit]]
+
+
+def test_block_queries_equal_a_filter_over_every_record(tmp_path):
+    rng = random.Random(22)
+    records = _records(5000, rng)
+    idx = Index(tmp_path / "index.db")
+    for i, (kind, rec) in enumerate(records):
+        idx.add(kind, rec, json.dumps(rec, separators=(",", ":")), 5000.0 + i / 100)
+        if rng.random() < 0.01:
+            idx.commit()                     # the blocks being filled are written, then updated in place
+            assert list(query(tmp_path / "index.db", kind, limit=10 ** 6)) == _want(records[:i + 1], kind,
+                                                                                     limit=10 ** 6)
+    idx.commit()
+    assert idx.count() == len(records) == idx.added
+    rows = idx.db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0]
+    assert rows < 3 * len(records) / BLOCK_LINES + 60      # blocks, not records (and a few partial ones)
+    cases = [dict(), dict(limit=7), dict(since=2000.0, until=2500.0), dict(host="2001:db8::5", limit=1000),
+             dict(q="EXAMPLE.ORG"), dict(q="istanbul"), dict(q="\u0130stanbul", limit=1000), dict(q="k"),
+             dict(q="kelvin", limit=1000), dict(q='x"quote\\'), dict(q="caf\u00e9"), dict(community_id="1:7"),
+             dict(host="10.0.0.1", q="example", since=1500.0, limit=50), dict(until=1010.0), dict(q="nothing")]
+    for case in cases:
+        for kind in ("dns", "http", "conn"):
+            assert list(query(tmp_path / "index.db", kind, **case)) == _want(records, kind, **case), (kind, case)
+    idx.close()
