@@ -145,7 +145,7 @@ class Load:
 
 
 PACKET_DROPS = ("kernel", "interface", "flow_table")       # packets not captured or not metered
-EVENT_LOSSES = ("event_ring", "bus_subscribers")            # packet events Python's detectors did not see
+EVENT_LOSSES = ("event_ring", "shared_ring")               # packet events the detectors did not see
 
 
 def sample(proc: psutil.Process, client: Client) -> dict:
@@ -155,7 +155,8 @@ def sample(proc: psutil.Process, client: Client) -> dict:
     return {"t": round(time.time(), 1), "rss_mb": round(proc.memory_info().rss / 2**20, 1), "fds": proc.num_fds(),
             "baseline": learned, "threads": proc.num_threads(), "pps": m.get("pps"), "packets": m.get("packets"),
             "drops": sum(drops.get(k, 0) for k in PACKET_DROPS),
-            "events_lost": sum(drops.get(k, 0) for k in EVENT_LOSSES)}
+            "events_lost": sum(drops.get(k, 0) for k in EVENT_LOSSES),
+            "bus_dropped": drops.get("bus_subscribers", 0)}
 
 
 def run(args) -> dict:
@@ -236,7 +237,8 @@ the targets are measured from its end.  Load average of the machine during the r
 | threads | {b['threads']} | {s['threads']} | {e['threads']} |
 | packets captured | {b['packets']:,} | {s['packets']:,} | {e['packets']:,} |
 | packets dropped (kernel, interface, flow table) | {b['drops']:,} | {s['drops']:,} | {e['drops']:,} |
-| packet events the detectors did not see (event ring, bus) | {b['events_lost']:,} | {s['events_lost']:,} | {e['events_lost']:,} |
+| packet events the detectors did not see (event ring, detectors' shared ring) | {b['events_lost']:,} | {s['events_lost']:,} | {e['events_lost']:,} |
+| messages bus subscribers dropped (the streams' clients, services behind; one per subscriber) | {b['bus_dropped']:,} | {s['bus_dropped']:,} | {e['bus_dropped']:,} |
 
 RSS (MB) / descriptors over the run: {timeline}.  The live baseline (a day of packet time in
 10 s windows, learned a chunk of windows at a time) was complete at minute {r['baseline_learned_minute']}.
