@@ -25,7 +25,6 @@ from agent.errors import AgentError, validation
 from agent.logs.records import TYPES, hosts, key_text
 
 SCHEMA = """
-DROP TABLE IF EXISTS logs;
 CREATE TABLE IF NOT EXISTS blocks (id INTEGER PRIMARY KEY, added REAL NOT NULL, type TEXT NOT NULL,
                                    ts_min REAL NOT NULL, ts_max REAL NOT NULL, n INTEGER NOT NULL,
                                    hosts TEXT NOT NULL, cids TEXT NOT NULL, keys TEXT NOT NULL);
@@ -68,6 +67,24 @@ class Index:
         self.db.executescript(SCHEMA)
         self.open: dict = {}          # type -> Block being filled
         self.added = self.pruned = 0
+        self._migrate()
+
+    def _migrate(self, batch: int = 10000) -> None:
+        """An index of the one-row-per-record form (before the blocks) becomes blocks, each record with the time
+        it was written (retention goes on from there), so an update forgets no record; then its table goes."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'logs'").fetchone():
+            return
+        last = 0
+        while rows := self.db.execute("SELECT id, added, type, line FROM logs WHERE id > ? ORDER BY id LIMIT ?",
+                                      (last, batch)).fetchall():
+            for last, added, kind, line in rows:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue          # a line the old writer could not have written: nothing to search in it
+                self.add(kind, rec, line, added)
+        self.commit()
+        self.db.execute("DROP TABLE logs")     # its pages go to the free list, which new blocks take first
 
     def add(self, kind: str, rec: dict, line: str, now: float) -> None:
         block = self.open.get(kind)

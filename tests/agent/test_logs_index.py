@@ -60,3 +60,30 @@ def test_block_queries_equal_a_filter_over_every_record(tmp_path):
         for kind in ("dns", "http", "conn"):
             assert list(query(tmp_path / "index.db", kind, **case)) == _want(records, kind, **case), (kind, case)
     idx.close()
+
+
+def test_an_index_of_the_row_per_record_form_becomes_blocks_and_forgets_nothing(tmp_path):
+    """An update from the one-row-per-record index: every record is still found, with the time it was written
+    (retention goes on from there), and the old table is gone."""
+    import sqlite3
+    path = tmp_path / "index.db"
+    records = _records(1300, random.Random(7))
+    db = sqlite3.connect(path)
+    db.executescript("CREATE TABLE logs (id INTEGER PRIMARY KEY, added REAL NOT NULL, ts REAL NOT NULL,"
+                     " type TEXT NOT NULL, orig_h TEXT, resp_h TEXT, cid TEXT, key TEXT NOT NULL, line TEXT NOT NULL);"
+                     "CREATE INDEX logs_type_ts ON logs (type, ts);")
+    db.executemany("INSERT INTO logs (added, ts, type, orig_h, resp_h, cid, key, line) VALUES (?,?,?,?,?,?,?,?)",
+                   [(100.0 + i, rec["ts"], kind, *hosts(rec), rec["community_id"], key_text(kind, rec),
+                     json.dumps(rec, separators=(",", ":"))) for i, (kind, rec) in enumerate(records)])
+    db.commit()
+    db.close()
+    index = Index(path)
+    assert index.count() == len(records)
+    assert not index.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'logs'").fetchone()
+    for kind in ("dns", "http", "conn"):
+        assert list(query(path, kind, limit=5000)) == _want(records, kind, limit=5000)
+        assert list(query(path, kind, host="192.0.2.7", q="example")) == _want(records, kind, host="192.0.2.7",
+                                                                               q="example")
+    index.prune(0, 500.0, now=1000.0)   # written at 100 + i: those before 500 go, but a block's tail
+    assert 900 <= index.count() <= 960    # (a block spans at most 60 s of writing)
+    index.close()
