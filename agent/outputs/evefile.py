@@ -22,6 +22,7 @@ class EveFile:
 
     def _open(self):
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        self.size = os.fstat(fd).st_size   # counted, not asked: a text file's tell() costs more than the write
         return os.fdopen(fd, "a", encoding="utf-8", buffering=1 << 16)
 
     def write(self, record: dict) -> None:
@@ -29,9 +30,11 @@ class EveFile:
 
     def write_line(self, line: str) -> None:
         """A record already serialised (the same text goes to the file and elsewhere)."""
-        self._f.write(line + "\n")
+        line += "\n"
+        self._f.write(line)
         self.written += 1
-        if self.rotate_bytes and self._f.tell() >= self.rotate_bytes:
+        self.size += len(line) if line.isascii() else len(line.encode())
+        if self.rotate_bytes and self.size >= self.rotate_bytes:
             self.rotate()
 
     def flush(self) -> None:

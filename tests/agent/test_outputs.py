@@ -75,6 +75,24 @@ def test_eve_file_rotates_by_size_and_keeps_its_modes(tmp_path):
     assert last[-1] == 99 and f.rotations >= 2
 
 
+def test_eve_file_rotates_at_its_size_counting_what_an_earlier_run_wrote(tmp_path):
+    """Each rotated file holds rotate_bytes and at most one line more, multi-byte characters counted as bytes,
+    and a file reopened after a restart goes on from the size it has."""
+    path, line = tmp_path / "eve.json", {"name": "caf\u00e9 \u2603", "pad": "x" * 50}
+    size = len(json.dumps(line, separators=(",", ":")).encode()) + 1
+    f = EveFile(path, rotate_bytes=1000, keep=5)
+    for _ in range(10):
+        f.write(line)
+    f.close()
+    f = EveFile(path, rotate_bytes=1000, keep=5)       # a restart: 10 lines are there already
+    for _ in range(40):
+        f.write(line)
+    f.close()
+    rotated = list(tmp_path.glob("eve.json.*"))
+    assert len(rotated) == 4 and all(1000 <= p.stat().st_size < 1000 + size for p in rotated)
+    assert path.stat().st_size == 50 * size - sum(p.stat().st_size for p in rotated)
+
+
 def test_a_replayed_attack_reaches_rsyslog_over_udp_tcp_and_tls_as_eve_json(make_agent, rsyslog, tmp_path):
     data = tmp_path / "var"
     (data / "pcaps").mkdir(parents=True)
