@@ -15,7 +15,7 @@ COMPARED_HEADERS = ("content-type", "server", "location", "strict-transport-secu
 
 def resolve(path: Path, domain: str, record_type: str, timeout: float) -> dict:
     """{"values": [...], "rcode"} of one question through the path's resolver."""
-    # dnspython and x509 (below) on first use: 100 modules the agent's start would page in off the slot
+    # dnspython and x509 (below) on first use: about 100 modules the agent's start paged in off the slot
     import dns.exception
     import dns.flags
     import dns.message
