@@ -8,8 +8,6 @@ import pathlib
 import time
 from typing import Optional
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from firmware import minisign
 from firmware.errors import FirmwareError
 from firmware.minisign import PublicKey, Signature
@@ -25,7 +23,9 @@ class SecretKey:
     key_id: bytes
     seed: bytes             # the Ed25519 private key (32 bytes); minisign stores seed || public key
 
-    def _private(self) -> Ed25519PrivateKey:
+    def _private(self):
+        # on first use: `capbox` (every command) parses its command line without cryptography's core
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
         return Ed25519PrivateKey.from_private_bytes(self.seed)
 
     def public_key(self) -> PublicKey:

@@ -12,9 +12,6 @@ import hashlib
 import os
 from typing import BinaryIO, Optional
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from firmware import image, minisign
 from firmware.errors import FirmwareError, Reason
 from firmware.keyring import Keyring
@@ -47,6 +44,8 @@ def check_signature(data: Optional[bytes], sig: minisign.Signature, key: minisig
                     digest: Optional[bytes] = None) -> Optional[str]:
     """None when `sig` by `key` holds for `data` and for its trusted comment, else why not.
     `digest`: the file's BLAKE2b-512 when it was hashed as it was read (data may then be None)."""
+    from cryptography.exceptions import InvalidSignature    # on first use: the agent starts without
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey   # cryptography's core
     pub = Ed25519PublicKey.from_public_bytes(key.key)
     try:
         pub.verify(sig.signature, (digest or minisign.prehash(data)) if sig.prehashed else data)

@@ -34,6 +34,13 @@ systemctl --root="$R" mask -q systemd-update-utmp.service systemd-update-utmp-ru
     dev-hugepages.mount sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount \
     modprobe@drm.service modprobe@loop.service modprobe@efi_pstore.service modprobe@configfs.service \
     sys-kernel-config.mount systemd-network-generator.service systemd-pstore.service
+# nor these, which sat on the path to the agent in a profile of the boot (systemd-analyze critical-chain):
+# static /dev nodes for modules loaded on demand (tun, fuse, loop: none used), dm_mod (the initramfs loaded
+# it), an empty modules-load list, POSIX message queues, user sessions (no getty: the console and the TUI
+# own the terminals).  logind stays, and D-Bus for it: it is what turns the power button into a clean
+# shutdown (with logind masked, a box ignored the button)
+systemctl --root="$R" mask -q kmod-static-nodes.service modprobe@dm_mod.service systemd-modules-load.service \
+    dev-mqueue.mount systemd-user-sessions.service
 # generators a box has no use for: each is a process systemd runs, and waits for, before it loads a
 # unit (no SysV scripts, crypttab, integrity or verity tables for systemd, hibernation, getty on a
 # console, GPT auto-mounts, debug shells or offline updates); fstab's (for /tmp) stays

@@ -19,9 +19,6 @@ import urllib.parse
 import uuid
 from typing import Optional
 
-import dns.message
-import dns.query
-
 from agent.bus import iso
 from agent.deception import honeytokens
 from agent.errors import AgentError, validation
@@ -213,6 +210,8 @@ class DeceptionService(Service):
         except ValueError:
             pass
         if self.resolver is not None:      # the suspicious path: the network's own resolver
+            import dns.message             # on first use (probes.resolve says why)
+            import dns.query
             q = dns.message.make_query(target, "A")
             r = dns.query.udp(q, self.resolver.addr, timeout=3, port=self.resolver.port)
             for rrset in r.answer:
@@ -238,6 +237,7 @@ class DeceptionService(Service):
         tokens = {ty: t for t, ty, _, _ in s.tokens}
         target = s.row["target_domain"]
         if "dns" in tokens and self.resolver is not None:
+            import dns.message
             q = dns.message.make_query(tokens["dns"], "A").to_wire()
             with socket.socket(socket.AF_INET6 if ":" in self.resolver.addr else socket.AF_INET, socket.SOCK_DGRAM) as u:
                 u.settimeout(2)

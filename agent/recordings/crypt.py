@@ -11,9 +11,6 @@ import os
 import struct
 from typing import BinaryIO, Iterator, Optional
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 MAGIC = b"\x89CBX\r\n\x1a\n"
 HEADER_SIZE = 48
 CHUNK_HEADER = 20          # plaintext length, flags, nonce
@@ -98,6 +95,8 @@ def chunks(f: BinaryIO, key: bytes, header: Optional[Header] = None) -> Iterator
         header = read_header(f)
     if key_id(key) != header.key_id:
         raise FormatError(WRONG_KEY, f"the key's id {key_id(key)} is not the file's {header.key_id}: wrong key")
+    from cryptography.exceptions import InvalidTag        # on first use: the agent starts without
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM   # cryptography's 15 MB core
     aead = AESGCM(key)
     offset, index = HEADER_SIZE, 0
     while True:

@@ -6,14 +6,6 @@ import socket
 import ssl
 import urllib.parse
 
-import dns.exception
-import dns.flags
-import dns.message
-import dns.query
-import dns.rcode
-import dns.rdatatype
-from cryptography import x509
-
 from agent.verify.paths import Path, PathError, tls_wrap
 
 RECORD_TYPES = ("A", "AAAA", "MX", "TXT")
@@ -23,6 +15,13 @@ COMPARED_HEADERS = ("content-type", "server", "location", "strict-transport-secu
 
 def resolve(path: Path, domain: str, record_type: str, timeout: float) -> dict:
     """{"values": [...], "rcode"} of one question through the path's resolver."""
+    # dnspython and x509 (below) on first use: about 100 modules the agent's start paged in off the slot
+    import dns.exception
+    import dns.flags
+    import dns.message
+    import dns.query
+    import dns.rcode
+    import dns.rdatatype
     r = path.resolver
     q = dns.message.make_query(domain, record_type)
     src = path.source or None
@@ -153,6 +152,7 @@ def certificate(path: Path, host: str, port: int, sni: str, timeout: float) -> d
 
 
 def describe(der: bytes) -> dict:
+    from cryptography import x509
     cert = x509.load_der_x509_certificate(der)
     return {"fingerprint": hashlib.sha256(der).hexdigest(), "subject": cert.subject.rfc4514_string(),
             "issuer": cert.issuer.rfc4514_string(), "not_before": cert.not_valid_before_utc.isoformat(),
