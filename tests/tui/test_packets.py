@@ -72,12 +72,16 @@ async def test_log_lines_and_saved_packets_of_a_flow_a_threat_and_a_call(agent, 
             shown, lines = screen.log_lines
             return f is not None and shown == f["id"] and any(" http " in x for x in lines)
         # down the table to an HTTP flow whose log lines have come (the console asks again every 2 s, the
-        # agent writes them every second; the rows move as the flows grow: the cursor stays on its flow)
+        # agent writes them every second; the rows move as the flows grow: the cursor stays on its flow).  An
+        # HTTP flow whose request has no answer yet has no line: after 8 s on one, the next
         deadline = time.monotonic() + 90
+        on, since = None, time.monotonic()
         while not http_lines_shown():
             assert time.monotonic() < deadline, ("no flow showed http lines", screen.log_lines)
             f = current()
-            if f is None or f["app"] != "http":
+            if (f and f["id"]) != on:
+                on, since = f and f["id"], time.monotonic()
+            if f is None or f["app"] != "http" or time.monotonic() - since > 8:
                 await pilot.press("down" if f is None or screen.query_one("DataTable").cursor_row < len(screen.rows) - 1
                                   else "home")
             await pilot.pause(0.5)
