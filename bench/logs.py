@@ -142,8 +142,9 @@ def main() -> None:
         begin,
         "## Protocol logs (`bench/logs.py`)",
         "",
-        f"One run of each on the 2-core machine (load average {os.getloadavg()[0]:.1f} at the end; well above 2, "
-        "other work shared the cores: read the ratios, not the absolutes).",
+        f"One run of each on the 2-core machine (load average {os.getloadavg()[0]:.1f} at the end"
+        + ("; well above 2, other work shared the cores: read the ratios, not the absolutes)." if os.getloadavg()[0] > 2
+           else ")."),
         "",
         f"**Cost.** `capbox analyze --json` against `capbox logs -r FILE --type {TYPES} --json` (the C pass of "
         "analyze plus every record made and serialised: the agent's log service does the same work in its own "
