@@ -260,8 +260,10 @@ def cell(r: dict) -> str:
 def report(rows: list, load: str, ring: list) -> str:
     begin, end = markers("livepath")
     out = [begin, "## Live event path: tcpreplay → veth → afpacket, every detector on (`bench/livepath.py`)", "",
-           f"One trial per cell on the 2-core machine ({load}; well above 2, other work shared the cores: read the "
-           "comparison more than the absolutes).  Each trial sends `rate × 3 s` packets with "
+           f"One trial per cell on the 2-core machine ({load}"
+           + ("; well above 2, other work shared the cores: read the comparison more than the absolutes)"
+              if os.getloadavg()[0] > 2 else ")")
+           + ".  Each trial sends `rate × 3 s` packets with "
            "tcpreplay (the rate it reached in brackets) into a veth pair in a private namespace; a fresh agent captures "
            "the other end with afpacket.  *worker*: the detectors in the consumer worker process "
            "(`[detection] process = true`, the default); *threads*: each detector a thread of the agent, as before.  "
