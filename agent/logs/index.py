@@ -35,6 +35,7 @@ BLOCK_LINES = 512                 # lines in a block at most
 BLOCK_SPAN_S = 60.0               # write time one block spans at most (retention's granularity)
 CACHE_KB = 4 << 10                # SQLite page cache of the writer (4 MB: blocks are appended, not scattered;
                                   # 64 MB was no faster with a row per record, and grew the agent)
+MIGRATE_BATCH = 10000             # old rows made blocks at once (then removed)
 PRUNE_SHARE = 0.1                 # over the size budget: the oldest tenth goes
 _ODD_LOWER = ("\\u0130", "\\u212a")   # escapes whose lower() is ASCII: a block with one is parsed, not scanned
 
@@ -69,21 +70,23 @@ class Index:
         self.added = self.pruned = 0
         self._migrate()
 
-    def _migrate(self, batch: int = 10000) -> None:
+    def _migrate(self) -> None:
         """An index of the one-row-per-record form (before the blocks) becomes blocks, each record with the time
-        it was written (retention goes on from there), so an update forgets no record; then its table goes."""
+        it was written (retention goes on from there), so an update forgets no record; then its table goes.  A
+        batch's rows go once its blocks are written, so a start stopped halfway repeats no more than a batch."""
         if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'logs'").fetchone():
             return
         last = 0
         while rows := self.db.execute("SELECT id, added, type, line FROM logs WHERE id > ? ORDER BY id LIMIT ?",
-                                      (last, batch)).fetchall():
+                                      (last, MIGRATE_BATCH)).fetchall():
             for last, added, kind, line in rows:
                 try:
                     rec = json.loads(line)
                 except ValueError:
                     continue          # a line the old writer could not have written: nothing to search in it
                 self.add(kind, rec, line, added)
-        self.commit()
+            self.commit()
+            self.db.execute("DELETE FROM logs WHERE id <= ?", (last,))   # an agent stopped here goes on from here
         self.db.execute("DROP TABLE logs")     # its pages go to the free list, which new blocks take first
 
     def add(self, kind: str, rec: dict, line: str, now: float) -> None:

@@ -62,7 +62,7 @@ def test_block_queries_equal_a_filter_over_every_record(tmp_path):
     idx.close()
 
 
-def test_an_index_of_the_row_per_record_form_becomes_blocks_and_forgets_nothing(tmp_path):
+def test_an_index_of_the_row_per_record_form_becomes_blocks_and_forgets_nothing(tmp_path, monkeypatch):
     """An update from the one-row-per-record index: every record is still found, with the time it was written
     (retention goes on from there), and the old table is gone."""
     import sqlite3
@@ -77,6 +77,7 @@ def test_an_index_of_the_row_per_record_form_becomes_blocks_and_forgets_nothing(
                      json.dumps(rec, separators=(",", ":"))) for i, (kind, rec) in enumerate(records)])
     db.commit()
     db.close()
+    monkeypatch.setattr("agent.logs.index.MIGRATE_BATCH", 500)     # three batches
     index = Index(path)
     assert index.count() == len(records)
     assert not index.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'logs'").fetchone()
