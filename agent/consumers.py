@@ -23,6 +23,8 @@ from typing import Optional
 from agent.bus import EVENT_CHANNELS
 from agent.detectors.pipeline import Pipeline
 from agent.events import AttackDetected, Detection
+from hwdrivers import dnsgate
+from hwdrivers.events import query_event
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +100,24 @@ def work(ring_fd: int, conn_fd: int) -> int:
 def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
     """The dispatcher's step: up to limit events from the session, every one into the worker's ring (without
     one, none); as Python records, published on their bus channels, only the kinds something in this
-    process reads (all of them without a ring).  How many were taken."""
+    process reads (all of them without a ring).  How many were taken.
+
+    With a ring, the C core folds each DNS query into the next DNS event ([detection] dns_fold) while
+    nothing in this process reads DNS events; one that starts reading gets the folded queries as events."""
     if ring is not None:
         listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if bus.listening(ch))
+        fold = ring.fold_dns and "dns" in session.config.events and "dns" not in listened
+        if fold != session.dns_fold:
+            dnsgate.set_fold(session, fold)
         taken, events = ring.fill(session, limit, listened)
+        if fold:
+            ring.dns_gate = dnsgate.counters(session)
     else:
         events = session.read_events(limit)
         taken = len(events)
     for ev in events:
+        if ev.kind == "dns" and ev.query is not None:
+            bus.publish(EVENT_CHANNELS["dns"], "dns_packet", query_event(ev.query), source="capture")
         bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
     return taken
 
@@ -138,6 +150,7 @@ class Consumers:
         with self._lock:
             if self.ring is None:
                 self.ring = SharedRing(RING_EVENTS)
+                self.ring.fold_dns = self.cfg.detection.dns_fold
                 self._spawn()
                 self.health.spawn(self.component, self._supervise)
             return self.ring
@@ -238,6 +251,7 @@ class Consumers:
         return {"pid": proc.pid if proc else None, "restarts": self.restarts,
                 "ring": None if ring is None else {"capacity": ring.capacity, "queued": ring.used(),
                                                    "moved": ring.moved, "dropped": dict(ring.dropped)},
+                "dns_gate": ring.dns_gate if ring is not None else {},
                 "events": tally.events if tally else 0, "fed": tally.fed if tally else 0,
                 "errors": tally.errors if tally else 0, "found": self.found, "bad_messages": self.bad_messages,
                 "detectors": tally.detectors if tally else {}}

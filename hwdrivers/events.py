@@ -35,6 +35,7 @@ class PacketEvent:
     payload: bytes     # token: from up to 256 bytes before the match on
     record: Optional[object] = None  # dns: DnsRecord, tls: TlsRecord, tcp_src: TcpSourceRecord (hwdrivers.records)
     record_error: str = ""           # why the payload gave no record (a malformed reason)
+    query: Optional[object] = None   # dns: the query just before it, folded in by the C core (records.FoldedQuery)
 
     @property
     def ts(self) -> float:
@@ -49,6 +50,7 @@ _REC = _EVENT.offsets["rec"]
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
 _TCP_SRC = lib.HW_EV_TCP_SRC
+_DNS = lib.HW_EV_DNS
 
 
 def from_buffer(buf, at: int) -> PacketEvent:
@@ -59,14 +61,23 @@ def from_buffer(buf, at: int) -> PacketEvent:
         src, dst = _ntop(_V6, src), _ntop(_V6, dst)
     else:
         src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
-    record = None
+    record = query = None
     if has_rec and not rec_status:
         record = (_records.tcpsrc_from_buffer(buf, at + _REC, family) if kind == _TCP_SRC
                   else _records.from_buffer(kind, buf, at + _REC))
+    if kind == _DNS and has_rec:
+        query = _records.folded_query(buf, at + _REC)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
                        bool(from_initiator), smac.hex(":"), dmac.hex(":"), wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
-                       _records.MALFORMED_NAMES[rec_status] if rec_status else "")
+                       _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)
+
+
+def query_event(q) -> PacketEvent:
+    """The event of a query the C core folded into the next DNS event (records.FoldedQuery), as it would have
+    come on its own (without its payload bytes): for what reads every DNS message (bus listeners)."""
+    return PacketEvent("dns", q.ts_ns, q.flow_id, q.src, q.dst, q.sport, q.dport, q.proto, q.vlan, 0, 0, 0,
+                       q.from_initiator, q.src_mac, q.dst_mac, q.wirelen, q.payload_len, b"", q.record)
 
 
 def from_cdata(e) -> PacketEvent:

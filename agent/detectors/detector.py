@@ -7,6 +7,7 @@ in [detection] decides whether it is raised, and a raised finding repeats
 only when it grows worse or after `dedup_s` of packet time.  Time is always
 packet time, so a capture file replays exactly as the wire did."""
 import collections
+import dataclasses
 import functools
 import ipaddress
 import socket
@@ -103,6 +104,11 @@ class Detector:
     def feed(self, event) -> list:
         """Detections raised by one packet event, for a detector used alone: judge, then learn its own LAN
         (the pipeline, agent.detectors.pipeline, judges with every detector first and learns once)."""
+        if event.kind == "dns" and getattr(event, "query", None) is not None:     # a query folded in by the C core goes first
+            out = self.judge_query(event.query)
+            self.lan.frame(event.query.src, event.query.dst, event.query.src_mac, event.query.dst_mac,
+                           event.query.ts)
+            return out + self.feed(dataclasses.replace(event, query=None))
         out = self.judge(event)
         try:
             self.lan.learn(event)
@@ -126,6 +132,12 @@ class Detector:
             return []
         found = self.detect(facts)
         return self.threshold_and_dedup(found) if found else found
+
+    def judge_query(self, q) -> list:
+        """A DNS query the C core folded into the next DNS event (hwdrivers.records.FoldedQuery), judged as its
+        own event would have been (a detector may read its fields directly instead)."""
+        from hwdrivers.events import query_event
+        return self.judge(query_event(q))
 
     def seen(self, key: str, ts: float, score: int) -> bool:
         """Whether a finding of this key and score would be a repeat (checked before one is built)."""

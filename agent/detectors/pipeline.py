@@ -2,7 +2,11 @@
 its kind, then ONE shared Lan learns it, once (a claim is judged against
 what was known before it).  Eight detectors each learning their own Lan
 cost eight times the learning; this is the object the offline `capbox
-detect` and the live detector service both feed."""
+detect` and the live detector service both feed.
+
+A DNS event may carry the query just before it (folded in by the C core:
+hwdrivers.dnsgate): that query is judged and learnt first, exactly as its
+own event would have been."""
 from typing import Iterable, Optional
 
 from agent.detectors.lan import LEARN_KINDS, Lan
@@ -14,6 +18,7 @@ class Pipeline:
         self.detectors = detectors if detectors is not None else [cls(cfg) for cls in DETECTORS]
         self.lan = Lan()
         self.unlearned = 0
+        self.dns_gate: dict = {}   # the C core's DNS gate counters, when it folded queries (hwdrivers.dnsgate)
         self.route: dict = {}
         for d in self.detectors:
             d.lan = self.lan
@@ -27,7 +32,7 @@ class Pipeline:
 
     def feed(self, event) -> list:
         """The detections one packet event raises."""
-        out: list = []
+        out: list = self.feed_query(event.query) if event.kind == "dns" and getattr(event, "query", None) is not None else []
         for d in self.route.get(event.kind, ()):
             found = d.judge(event)
             if found:
@@ -35,6 +40,20 @@ class Pipeline:
         if event.kind in self.learns:
             try:
                 self.lan.learn(event)
+            except (ValueError, IndexError, KeyError, UnicodeError):
+                self.unlearned += 1
+        return out
+
+    def feed_query(self, q) -> list:
+        """A folded DNS query (hwdrivers.records.FoldedQuery), as its own dns event would have been fed."""
+        out: list = []
+        for d in self.route.get("dns", ()):
+            found = d.judge_query(q)
+            if found:
+                out.extend(found)
+        if "dns" in self.learns:
+            try:
+                self.lan.frame(q.src, q.dst, q.src_mac, q.dst_mac, q.ts)
             except (ValueError, IndexError, KeyError, UnicodeError):
                 self.unlearned += 1
         return out
