@@ -49,6 +49,7 @@ class Tally:
     """The worker's counters, sent once a second."""
     events: int         # taken from the ring (every kind)
     fed: int            # of those, given to the detectors
+    queries: int        # DNS queries folded into those (hwdrivers.dnsgate), given to the detectors too
     errors: int         # events a detector raised an exception on, or that could not be read
     detectors: dict     # name -> {"threshold": ..., counts}
 
@@ -62,13 +63,15 @@ def work(ring_fd: int, conn_fd: int) -> int:
     pipeline = Pipeline(conn.recv())          # the [detection] section
     kinds = pipeline.kinds()
     ring = SharedRing(fd=ring_fd)
-    events = fed = errors = 0
+    events = fed = queries = errors = 0
     idle, next_tally = IDLE_S[0], 0.0
     try:
         while True:
             n, batch = ring.take(BATCH, kinds)
             found = []
             for ev in batch:
+                if ev.kind == "dns" and ev.query is not None:
+                    queries += 1
                 try:
                     found.extend(Found(d, ev.kind, ev.ts) for d in pipeline.feed(ev))
                 except Exception:     # one bad event must not stop the detectors
@@ -81,7 +84,7 @@ def work(ring_fd: int, conn_fd: int) -> int:
             now = time.monotonic()
             if now >= next_tally:
                 next_tally = now + TALLY_S
-                conn.send(Tally(events, fed, errors + ring.unreadable, pipeline.counts()))
+                conn.send(Tally(events, fed, queries, errors + ring.unreadable, pipeline.counts()))
             if n:
                 idle = IDLE_S[0]
             elif conn.poll(idle):
@@ -116,8 +119,9 @@ def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
         events = session.read_events(limit)
         taken = len(events)
     for ev in events:
-        if ev.kind == "dns" and ev.query is not None:
+        if ev.kind == "dns" and ev.query is not None:     # folded before a listener came: its own event again
             bus.publish(EVENT_CHANNELS["dns"], "dns_packet", query_event(ev.query), source="capture")
+            ev = dataclasses.replace(ev, query=None)
         bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
     return taken
 
@@ -253,6 +257,7 @@ class Consumers:
                                                    "moved": ring.moved, "dropped": dict(ring.dropped)},
                 "dns_gate": ring.dns_gate if ring is not None else {},
                 "events": tally.events if tally else 0, "fed": tally.fed if tally else 0,
+                "queries": tally.queries if tally else 0,
                 "errors": tally.errors if tally else 0, "found": self.found, "bad_messages": self.bad_messages,
                 "detectors": tally.detectors if tally else {}}
 
