@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Optional
 
 from agent.bus import EVENT_CHANNELS
-from agent.detectors.pipeline import Pipeline
+from agent.detectors.pipeline import Pipeline, tune_gc
 from agent.events import AttackDetected, Detection
 from hwdrivers import dnsgate
 from hwdrivers.events import query_event
@@ -61,6 +61,7 @@ def work(ring_fd: int, conn_fd: int) -> int:
     from hwdrivers.shring import SharedRing
     conn = Connection(conn_fd)
     pipeline = Pipeline(conn.recv())          # the [detection] section
+    tune_gc()
     kinds = pipeline.kinds()
     ring = SharedRing(fd=ring_fd)
     events = fed = queries = errors = 0
