@@ -24,7 +24,6 @@ from agent.bus import EVENT_CHANNELS
 from agent.detectors.pipeline import Pipeline, tune_gc
 from agent.events import AttackDetected, Detection
 from hwdrivers import dnsgate
-from hwdrivers.events import query_event
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
         taken = len(events)
     for ev in events:
         if ev.kind == "dns" and ev.query is not None:     # folded before a listener came: its own event again
-            bus.publish(EVENT_CHANNELS["dns"], "dns_packet", query_event(ev.query), source="capture")
+            bus.publish(EVENT_CHANNELS["dns"], "dns_packet", ev.query, source="capture")
             ev = dataclasses.replace(ev, query=None)
         bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
     return taken

@@ -130,56 +130,6 @@ def dns_from_buffer(buf, at: int) -> DnsRecord:
 
 
 @dataclasses.dataclass(slots=True)
-class FoldedQuery:
-    """A DNS query the C core's gate (src/dnsgate.c) folded into the DNS event after it: what its own event
-    would have said (no payload).  hwdrivers.events.query_event makes that event again."""
-    ts_ns: int
-    flow_id: int
-    src: str
-    dst: str
-    sport: int
-    dport: int
-    proto: int
-    vlan: int
-    from_initiator: bool
-    src_mac: str
-    dst_mac: str
-    wirelen: int
-    payload_len: int
-    record: DnsRecord
-
-    @property
-    def ts(self) -> float:
-        return self.ts_ns / 1e9
-
-
-_FOLD = Layout("struct hw_dns_fold", skip=("name",))
-_FOLD_UNPACK = _FOLD.struct.unpack_from
-_FOLD_NAME = _FOLD.offsets["name"]
-FOLD_AT = ffi.offsetof("struct hw_rec_dns_fold", "fold")
-_FOLD_TS = struct.Struct("=Q").unpack_from
-
-
-def folded_query(buf, at: int) -> Optional[FoldedQuery]:
-    """The query a dns event's record carries (`at`: the event's rec union), None when it carries none."""
-    if not _FOLD_TS(buf, at + FOLD_AT)[0]:
-        return None
-    at += FOLD_AT
-    (ts_ns, flow_id, src, dst, smac, dmac, wirelen, payload_len, sport, dport, vlan, ident, flags, qtype, qclass,
-     rcode, arcount, name_len, family, proto, from_initiator, edns, cut, udp_size, edns_version,
-     edns_do) = _FOLD_UNPACK(buf, at)
-    if family == 6:
-        src, dst = _ntop(_V6, src), _ntop(_V6, dst)
-    else:
-        src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
-    name = bytes(buf[at + _FOLD_NAME:at + _FOLD_NAME + name_len]).decode("latin-1")
-    rec = DnsRecord(ident, flags, rcode, name, qtype, qclass, 1, 0, 0, arcount, (), 0, bool(edns), udp_size,
-                    edns_version, bool(edns_do), bool(cut))
-    return FoldedQuery(ts_ns, flow_id, src, dst, sport, dport, proto, vlan, bool(from_initiator), smac.hex(":"),
-                       dmac.hex(":"), wirelen, payload_len, rec)
-
-
-@dataclasses.dataclass(slots=True)
 class TlsCertificate:
     sha256: str        # hex of the DER
     subject: str       # RFC 2253

@@ -11,13 +11,11 @@ import os
 import struct
 
 from hwdrivers import events as _events
-from hwdrivers import records as _records
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import CaptureError, ErrorCode
 
 SIZE = _events.SIZE
 _KIND = _events._EVENT.offsets["kind"]
-_FOLD_TS = _events._REC + _records.FOLD_AT       # a dns event's folded query (hwdrivers.dnsgate): its ts, 0 if none
 _DNS = _events.KINDS.index("dns")
 _U64 = struct.Struct("=Q").unpack_from
 _SCRATCH = 256          # events taken out of the C ring at once while this ring is full (then dropped)
@@ -79,7 +77,7 @@ class SharedRing:
                     kind = _events.KINDS[k]
                     if not free:
                         self.dropped[kind] += 1
-                        if k == _DNS and _U64(view, at + i * SIZE + _FOLD_TS)[0]:
+                        if k == _DNS and _U64(view, at + i * SIZE + _events.FOLD_AT)[0]:
                             self.dropped["dns_query"] += 1      # the query it carried is lost with it
                     if kind in keep:
                         kept.append(_events.from_buffer(view, at + i * SIZE))

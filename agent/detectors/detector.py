@@ -134,10 +134,9 @@ class Detector:
         return self.threshold_and_dedup(found) if found else found
 
     def judge_query(self, q) -> list:
-        """A DNS query the C core folded into the next DNS event (hwdrivers.records.FoldedQuery), judged as its
-        own event would have been (a detector may read its fields directly instead)."""
-        from hwdrivers.events import query_event
-        return self.judge(query_event(q))
+        """A DNS query the C core folded into the next DNS event (its PacketEvent.query), judged as its own event
+        (a detector may read just the fields it needs instead)."""
+        return self.judge(q)
 
     def seen(self, key: str, ts: float, score: int) -> bool:
         """Whether a finding of this key and score would be a repeat (checked before one is built)."""

@@ -57,7 +57,7 @@ class Pipeline:
         return out
 
     def feed_query(self, q) -> list:
-        """A folded DNS query (hwdrivers.records.FoldedQuery), as its own dns event would have been fed."""
+        """A DNS query folded into the next DNS event (its PacketEvent.query), as its own event would have been."""
         out: list = []
         for d in self.route.get("dns", ()):
             found = d.judge_query(q)

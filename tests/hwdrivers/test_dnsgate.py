@@ -1,12 +1,12 @@
 """The C core's DNS gate (src/dnsgate.c, hwdrivers.dnsgate): a DNS query is
 held back and folded into the next DNS event; anything else that reaches
 the event ring first releases it, as it was, in front of it."""
+import dataclasses
 import struct
 
 import pytest
 
 from hwdrivers import CaptureError, dnsgate
-from hwdrivers.events import query_event
 from tests.hwdrivers.packets import ETH_ARP, SYN, arp, dns_query, eth, host_mac, session, tcp4, udp4
 
 CLIENT, RESOLVER = "10.0.0.1", "10.0.0.53"
@@ -56,10 +56,7 @@ def test_the_folded_query_is_the_event_it_would_have_been(tmp_path):
         ask(s, 1_000)
         reply(s, 2_000)
         (ev,) = s.read_events()
-    again = query_event(ev.query)
-    for f in ("kind", "ts_ns", "flow_id", "src", "dst", "sport", "dport", "proto", "vlan", "from_initiator",
-              "src_mac", "dst_mac", "wirelen", "payload_len", "record"):
-        assert getattr(again, f) == getattr(plain, f), f
+    assert ev.query == dataclasses.replace(plain, payload=b"")   # all but its payload bytes
 
 
 def test_a_query_carries_the_one_before_it_and_the_next_is_held(tmp_path):
