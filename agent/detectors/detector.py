@@ -104,11 +104,9 @@ class Detector:
     def feed(self, event) -> list:
         """Detections raised by one packet event, for a detector used alone: judge, then learn its own LAN
         (the pipeline, agent.detectors.pipeline, judges with every detector first and learns once)."""
-        if event.kind == "dns" and getattr(event, "query", None) is not None:     # a query folded in by the C core goes first
-            out = self.judge_query(event.query)
-            self.lan.frame(event.query.src, event.query.dst, event.query.src_mac, event.query.dst_mac,
-                           event.query.ts)
-            return out + self.feed(dataclasses.replace(event, query=None))
+        q = getattr(event, "query", None) if event.kind == "dns" else None
+        if q is not None:                        # a query folded into it by the C core goes first, as its own event
+            return self.feed(q) + self.feed(dataclasses.replace(event, query=None))
         out = self.judge(event)
         try:
             self.lan.learn(event)

@@ -44,7 +44,8 @@ class Pipeline:
 
     def feed(self, event) -> list:
         """The detections one packet event raises."""
-        out: list = self.feed_query(event.query) if event.kind == "dns" and getattr(event, "query", None) is not None else []
+        q = getattr(event, "query", None) if event.kind == "dns" else None   # a query folded into it goes first
+        out: list = self.feed_query(q) if q is not None else []
         for d in self.route.get(event.kind, ()):
             found = d.judge(event)
             if found:
