@@ -258,7 +258,8 @@ def cell(r: dict) -> str:
     rest = r["rest_ms"]
     raised = ("yes" if r["raised"] else "**no**") if r["traffic"] == "dns" else "-"
     return (f"| {r['traffic']} | {r['variant']} | {r['pps']:,} ({r['rated_pps']:,.0f}) | "
-            f"{r['sent']:,} | {r.get('folded', 0):,} | {lost} | {r['agent_cpu_s'] * per_m:.1f} / {r['worker_cpu_s'] * per_m:.1f} | "
+            f"{r['sent']:,} | {r.get('folded', 0):,} | {lost} | "
+            f"{r['agent_cpu_s'] * per_m:.1f} / {r['worker_cpu_s'] * per_m:.1f} | "
             f"{r['agent_cpu_s'] / r['wall_s']:.2f} / {r['worker_cpu_s'] / r['wall_s']:.2f} | "
             f"{rest['p50']:.1f} / {rest['p99']:.1f} / {rest['max']:.1f} | {raised} |")
 
