@@ -102,7 +102,8 @@ def main() -> None:
            ").  ") + "*read* is the C core reading the file with the "
         "events the detectors want on (lossless) and Python taking every event and its C-parsed record out of "
         "the ring (no detector; each DNS query folded into the next DNS event by the C core's DNS gate, as "
-        "`capbox detect` reads them: hwdrivers/src/dnsgate.c): the cost of the event path itself.  *detect* adds the detector pipeline "
+        "`capbox detect` reads them: hwdrivers/src/dnsgate.c): the cost of the event path itself.  *detect* adds "
+        "the detector pipeline "
         "(agent/detectors/pipeline.py: each event to the detectors of its kind, one shared LAN model).",
         "",
         "Each cell: wall / CPU (user+sys) seconds, and in brackets the rate per CPU second (packets; events).",
