@@ -144,6 +144,7 @@ class DetectionSection:
     dedup_s: int = 300                 # the same finding again within this is counted, not raised
     verify: bool = True                # findings that say what to check go to verification (when paths exist)
     process: bool = True               # in a worker process on a core of their own (false: a thread of the agent)
+    dns_fold: bool = True              # the C core folds each DNS query into the next DNS event (one event, not two)
 
 
 @dataclasses.dataclass(frozen=True)

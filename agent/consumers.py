@@ -21,8 +21,9 @@ from multiprocessing.connection import Connection
 from typing import Optional
 
 from agent.bus import EVENT_CHANNELS
-from agent.detectors.pipeline import Pipeline
+from agent.detectors.pipeline import Pipeline, tune_gc
 from agent.events import AttackDetected, Detection
+from hwdrivers import dnsgate
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Tally:
     """The worker's counters, sent once a second."""
     events: int         # taken from the ring (every kind)
     fed: int            # of those, given to the detectors
+    queries: int        # DNS queries folded into those (hwdrivers.dnsgate), given to the detectors too
     errors: int         # events a detector raised an exception on, or that could not be read
     detectors: dict     # name -> {"threshold": ..., counts}
 
@@ -58,15 +60,18 @@ def work(ring_fd: int, conn_fd: int) -> int:
     from hwdrivers.shring import SharedRing
     conn = Connection(conn_fd)
     pipeline = Pipeline(conn.recv())          # the [detection] section
+    tune_gc()
     kinds = pipeline.kinds()
     ring = SharedRing(fd=ring_fd)
-    events = fed = errors = 0
+    events = fed = queries = errors = 0
     idle, next_tally = IDLE_S[0], 0.0
     try:
         while True:
             n, batch = ring.take(BATCH, kinds)
             found = []
             for ev in batch:
+                if ev.kind == "dns" and ev.query is not None:
+                    queries += 1
                 try:
                     found.extend(Found(d, ev.kind, ev.ts) for d in pipeline.feed(ev))
                 except Exception:     # one bad event must not stop the detectors
@@ -79,7 +84,7 @@ def work(ring_fd: int, conn_fd: int) -> int:
             now = time.monotonic()
             if now >= next_tally:
                 next_tally = now + TALLY_S
-                conn.send(Tally(events, fed, errors + ring.unreadable, pipeline.counts()))
+                conn.send(Tally(events, fed, queries, errors + ring.unreadable, pipeline.counts()))
             if n:
                 idle = IDLE_S[0]
             elif conn.poll(idle):
@@ -98,14 +103,25 @@ def work(ring_fd: int, conn_fd: int) -> int:
 def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
     """The dispatcher's step: up to limit events from the session, every one into the worker's ring (without
     one, none); as Python records, published on their bus channels, only the kinds something in this
-    process reads (all of them without a ring).  How many were taken."""
+    process reads (all of them without a ring).  How many were taken.
+
+    With a ring, the C core folds each DNS query into the next DNS event ([detection] dns_fold) while
+    nothing in this process reads DNS events; one that starts reading gets the folded queries as events."""
     if ring is not None:
         listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if bus.listening(ch))
+        fold = ring.fold_dns and "dns" in session.config.events and "dns" not in listened
+        if fold != session.dns_fold:
+            dnsgate.set_fold(session, fold)
         taken, events = ring.fill(session, limit, listened)
+        if fold:
+            ring.dns_gate = dnsgate.counters(session)
     else:
         events = session.read_events(limit)
         taken = len(events)
     for ev in events:
+        if ev.kind == "dns" and ev.query is not None:     # folded before a listener came: its own event again
+            bus.publish(EVENT_CHANNELS["dns"], "dns_packet", ev.query, source="capture")
+            ev = dataclasses.replace(ev, query=None)
         bus.publish(EVENT_CHANNELS[ev.kind], f"{ev.kind}_packet", ev, source="capture")
     return taken
 
@@ -138,6 +154,7 @@ class Consumers:
         with self._lock:
             if self.ring is None:
                 self.ring = SharedRing(RING_EVENTS)
+                self.ring.fold_dns = self.cfg.detection.dns_fold
                 self._spawn()
                 self.health.spawn(self.component, self._supervise)
             return self.ring
@@ -238,7 +255,9 @@ class Consumers:
         return {"pid": proc.pid if proc else None, "restarts": self.restarts,
                 "ring": None if ring is None else {"capacity": ring.capacity, "queued": ring.used(),
                                                    "moved": ring.moved, "dropped": dict(ring.dropped)},
+                "dns_gate": ring.dns_gate if ring is not None else {},
                 "events": tally.events if tally else 0, "fed": tally.fed if tally else 0,
+                "queries": tally.queries if tally else 0,
                 "errors": tally.errors if tally else 0, "found": self.found, "bad_messages": self.bad_messages,
                 "detectors": tally.detectors if tally else {}}
 

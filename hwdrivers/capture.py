@@ -12,6 +12,7 @@ import os
 import threading
 from typing import Callable, Optional
 
+from hwdrivers import dnsgate as _dnsgate
 from hwdrivers import events as _events
 from hwdrivers import export as _export
 from hwdrivers import record as _record
@@ -179,6 +180,7 @@ class Session:
         self._flow_buf = ffi.new("struct hw_flow_record[]", 1024)
         self._window_buf = ffi.new("struct hw_window[]", 16)
         self.linktype = lib.hw_session_linktype(self._s)
+        self.dns_fold = False     # DNS queries folded into the next DNS event (hwdrivers.dnsgate)
 
     @contextlib.contextmanager
     def _use(self):
@@ -277,13 +279,14 @@ class Session:
             return _counters_from_cdata(c)
 
     def record_counters(self) -> dict:
-        """{"parsed": {kind: n}, "malformed": {reason: n}}: the protocol records parsed in C."""
+        """{"parsed": {kind: n}, "malformed": {reason: n}, "dns_gate": hwdrivers.dnsgate.counters}: the protocol
+        records parsed in C, and the DNS queries folded into the next DNS event."""
         with self._use() as s:
             c = ffi.new("struct hw_rec_counters *")
             lib.hw_records_counters(s, c)
             return {"parsed": {k: c.parsed[i] for i, k in enumerate(_events.KINDS) if c.parsed[i]},
                     "malformed": {k: c.malformed[i] for i, k in enumerate(_records.MALFORMED_NAMES)
-                                  if i and c.malformed[i]}}
+                                  if i and c.malformed[i]}, "dns_gate": _dnsgate.counters(self)}
 
     def _drain(self, read, buf, convert, limit):
         """Records from a C ring, converted; with convert None only counted (and dropped)."""

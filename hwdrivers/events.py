@@ -1,6 +1,7 @@
 """Event records: the few packets Python must see, with a payload snippet."""
 import dataclasses
 import socket
+import struct
 from typing import Optional
 
 from hwdrivers import records as _records
@@ -35,6 +36,8 @@ class PacketEvent:
     payload: bytes     # token: from up to 256 bytes before the match on
     record: Optional[object] = None  # dns: DnsRecord, tls: TlsRecord, tcp_src: TcpSourceRecord (hwdrivers.records)
     record_error: str = ""           # why the payload gave no record (a malformed reason)
+    query: Optional["PacketEvent"] = None  # dns: the query just before it, folded in by the C core (dnsgate.c;
+                                           # without its payload bytes)
 
     @property
     def ts(self) -> float:
@@ -49,6 +52,12 @@ _REC = _EVENT.offsets["rec"]
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
 _TCP_SRC = lib.HW_EV_TCP_SRC
+_DNS = lib.HW_EV_DNS
+_FOLD = Layout("struct hw_dns_fold", skip=("name",))
+_FOLD_UNPACK = _FOLD.struct.unpack_from
+_FOLD_NAME = _FOLD.offsets["name"]
+FOLD_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "fold")   # a dns event's folded query: its ts first (0: none)
+_FOLD_TS = struct.Struct("=Q").unpack_from
 
 
 def from_buffer(buf, at: int) -> PacketEvent:
@@ -59,14 +68,33 @@ def from_buffer(buf, at: int) -> PacketEvent:
         src, dst = _ntop(_V6, src), _ntop(_V6, dst)
     else:
         src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
-    record = None
+    record = query = None
     if has_rec and not rec_status:
         record = (_records.tcpsrc_from_buffer(buf, at + _REC, family) if kind == _TCP_SRC
                   else _records.from_buffer(kind, buf, at + _REC))
+    if kind == _DNS and has_rec and _FOLD_TS(buf, at + FOLD_AT)[0]:
+        query = _folded_query(buf, at + FOLD_AT)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
                        bool(from_initiator), smac.hex(":"), dmac.hex(":"), wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
-                       _records.MALFORMED_NAMES[rec_status] if rec_status else "")
+                       _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)
+
+
+def _folded_query(buf, at: int) -> PacketEvent:
+    """The query event the C core's DNS gate folded into a dns event (struct hw_dns_fold at `at`), as its own
+    event would have been but for its payload bytes."""
+    (ts_ns, flow_id, src, dst, smac, dmac, wirelen, payload_len, sport, dport, vlan, ident, flags, qtype, qclass,
+     rcode, arcount, name_len, family, proto, from_initiator, edns, cut, udp_size, edns_version,
+     edns_do) = _FOLD_UNPACK(buf, at)
+    if family == 6:
+        src, dst = _ntop(_V6, src), _ntop(_V6, dst)
+    else:
+        src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
+    name = bytes(buf[at + _FOLD_NAME:at + _FOLD_NAME + name_len]).decode("latin-1")
+    rec = _records.DnsRecord(ident, flags, rcode, name, qtype, qclass, 1, 0, 0, arcount, (), 0, bool(edns), udp_size,
+                             edns_version, bool(edns_do), bool(cut))
+    return PacketEvent("dns", ts_ns, flow_id, src, dst, sport, dport, proto, vlan, 0, 0, 0, bool(from_initiator),
+                       smac.hex(":"), dmac.hex(":"), wirelen, payload_len, b"", rec)
 
 
 def from_cdata(e) -> PacketEvent:

@@ -8,6 +8,7 @@ ring full are dropped and counted by kind (`dropped`)."""
 import collections
 import mmap
 import os
+import struct
 
 from hwdrivers import events as _events
 from hwdrivers._hw import ffi, lib
@@ -15,6 +16,8 @@ from hwdrivers.errors import CaptureError, ErrorCode
 
 SIZE = _events.SIZE
 _KIND = _events._EVENT.offsets["kind"]
+_DNS = _events.KINDS.index("dns")
+_U64 = struct.Struct("=Q").unpack_from
 _SCRATCH = 256          # events taken out of the C ring at once while this ring is full (then dropped)
 
 
@@ -47,6 +50,8 @@ class SharedRing:
         self.moved = 0
         self.dropped: collections.Counter = collections.Counter()   # by kind: the ring was full
         self.unreadable = 0     # the consumer's: events that gave no PacketEvent (never seen from the C core)
+        self.fold_dns = False   # the producer's: let the session fold DNS queries (agent.consumers.dispatch_events)
+        self.dns_gate: dict = {}  # its DNS gate's counters (hwdrivers.dnsgate), while it folds
 
     # ---- the producer (the agent's dispatcher thread) -----------------------
 
@@ -68,9 +73,12 @@ class SharedRing:
                 break
             if keep or not free:
                 for i in range(n):
-                    kind = _events.KINDS[view[at + i * SIZE + _KIND]]
+                    k = view[at + i * SIZE + _KIND]
+                    kind = _events.KINDS[k]
                     if not free:
                         self.dropped[kind] += 1
+                        if k == _DNS and _U64(view, at + i * SIZE + _events.FOLD_AT)[0]:
+                            self.dropped["dns_query"] += 1      # the query it carried is lost with it
                     if kind in keep:
                         kept.append(_events.from_buffer(view, at + i * SIZE))
             if free:

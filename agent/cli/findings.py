@@ -116,6 +116,8 @@ def cmd_detect(args) -> int:
         cfg = load_config(args)
     except ConfigError as e:
         return fail(f"config: {e}")
+    from agent.detectors.pipeline import tune_gc
+    tune_gc()                                         # this process only detects from here on
     try:
         found, error, pipeline = detect_file(args.file, cfg.detection, args.bpf)
     except CaptureError as e:
@@ -139,7 +141,9 @@ def cmd_detect(args) -> int:
             out.print(f"    {d.description}", markup=False)
     if not args.json:
         counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in pipeline.detectors)
-        print(f"{len(threats)} threats from {len(found)} findings ({counts})", file=sys.stderr)
+        gate = pipeline.dns_gate
+        folded = f"; {gate['folded']:,} of {gate['held']:,} DNS queries folded into the next DNS event" if gate else ""
+        print(f"{len(threats)} threats from {len(found)} findings ({counts}){folded}", file=sys.stderr)
     if error is not None:
         return fail(f"{error.message} (the threats above were found before it)")
     return 0

@@ -7,6 +7,7 @@ in [detection] decides whether it is raised, and a raised finding repeats
 only when it grows worse or after `dedup_s` of packet time.  Time is always
 packet time, so a capture file replays exactly as the wire did."""
 import collections
+import dataclasses
 import functools
 import ipaddress
 import socket
@@ -103,6 +104,9 @@ class Detector:
     def feed(self, event) -> list:
         """Detections raised by one packet event, for a detector used alone: judge, then learn its own LAN
         (the pipeline, agent.detectors.pipeline, judges with every detector first and learns once)."""
+        q = getattr(event, "query", None) if event.kind == "dns" else None
+        if q is not None:                        # a query folded into it by the C core goes first, as its own event
+            return self.feed(q) + self.feed(dataclasses.replace(event, query=None))
         out = self.judge(event)
         try:
             self.lan.learn(event)
@@ -126,6 +130,11 @@ class Detector:
             return []
         found = self.detect(facts)
         return self.threshold_and_dedup(found) if found else found
+
+    def judge_query(self, q) -> list:
+        """A DNS query the C core folded into the next DNS event (its PacketEvent.query), judged as its own event
+        (a detector may read just the fields it needs instead)."""
+        return self.judge(q)
 
     def seen(self, key: str, ts: float, score: int) -> bool:
         """Whether a finding of this key and score would be a repeat (checked before one is built)."""
@@ -153,10 +162,24 @@ _MIXED_V4 = ("192.0.0", "255.255.255")
 _MIXED_V6 = (bytes(8), bytes.fromhex("2001000100000000"))
 
 
+_KNOWN: dict = {}            # address -> is_public_ip: the few addresses a LAN's packets carry, asked many times each
+_KNOWN_MAX = 1 << 16
+
+
 def is_public_ip(addr: str) -> bool:
     """Whether addr is a global unicast address.  Every detector asks this of every packet's addresses, and
-    ipaddress parsing dominated: answers are kept (bounded), by /24 for IPv4 and by /64 for IPv6 (no
-    non-global range is narrower elsewhere), so a capture with a million addresses does not miss each time."""
+    ipaddress parsing dominated: answers are kept (bounded), by address, then by /24 for IPv4 and by /64 for
+    IPv6 (no non-global range is narrower elsewhere), so a capture with a million addresses does not miss each
+    time."""
+    known = _KNOWN.get(addr)
+    if known is None:
+        if len(_KNOWN) >= _KNOWN_MAX:
+            _KNOWN.clear()
+        known = _KNOWN[addr] = _is_public_ip(addr)
+    return known
+
+
+def _is_public_ip(addr: str) -> bool:
     if ":" not in addr:
         net = addr.rpartition(".")[0]
         if net not in _MIXED_V4:

@@ -80,15 +80,26 @@ class Detector(Base):
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
+    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> None:
+        """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
+        q = self.queries.get(key)
+        if q is None or ts - q["ts"] > QUERY_TTL_S:
+            q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
+        q["servers"][server] = hop_mac
+        self.clients[key[0]] = ts
+
+    def judge_query(self, q) -> list:
+        """A query the C core folded into the next DNS event: as judge() of its own event, without the event."""
+        self.counts["events"] += 1
+        rec = q.record
+        self.query((q.src, q.sport, rec.id, rec.name.lower(), records.dns_type(rec.qtype)), q.dst, q.dst_mac, q.ts)
+        return []
+
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
         ts = f["ts"]
         if not f["response"]:
-            q = self.queries.get(key)
-            if q is None or ts - q["ts"] > QUERY_TTL_S:
-                q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
-            q["servers"][f["server"]] = f["dst_mac"]
-            self.clients[f["client"]] = ts
+            self.query(key, f["server"], f["dst_mac"], ts)
             return []
         ind = Indicators()
         evidence = {}                  # what the branches below add to a finding's evidence (built at the end)

@@ -5,7 +5,7 @@ from typing import Optional
 
 from agent.detectors.detector import SEVERITIES
 from agent.detectors.pipeline import Pipeline
-from hwdrivers import CaptureConfig, Session
+from hwdrivers import CaptureConfig, Session, dnsgate
 
 
 def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None) -> tuple:
@@ -15,12 +15,16 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
                            lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     found: list = []
     with Session(config) as s:
+        if cfg.dns_fold and "dns" in config.events:
+            dnsgate.set_fold(s, True)
+
         def feed():
             found.extend(pipeline.feed_all(s.read_events()))
         error = s.run_to_eof(feed)
         while s.flush():         # the last TCP source summaries, as the ring takes them
             feed()
         feed()
+        pipeline.dns_gate = dnsgate.counters(s) if s.dns_fold else {}
     return found, error, pipeline
 
 

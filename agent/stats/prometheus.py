@@ -130,6 +130,9 @@ class _AgentCollector:
                       [((k,), v) for k, v in records["parsed"].items()], ["kind"])
         yield _family("counter", "capbox_records_malformed", "payloads that gave no record, by reason",
                       [((k,), v) for k, v in records["malformed"].items()], ["reason"])
+        yield _family("counter", "capbox_dns_queries_gated", "DNS queries the C core held back (held), folded into the "
+                      "next DNS event (folded), sent as they were (released), dropped at a full event ring (dropped)",
+                      [((k,), v) for k, v in records.get("dns_gate", {}).items()], ["state"])
         exporters = a.capture.exporters()
         ex_labels = ["exporter", "collector", "version"]
 

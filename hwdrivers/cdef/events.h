@@ -23,6 +23,7 @@ struct hw_event {
     uint8_t snippet[HW_SNIPPET_MAX];
     union {                      /* by kind: records.h */
         struct hw_rec_dns dns;
+        struct hw_rec_dns_fold dnsfold; /* dns: rec.dns, then the query it carries (dnsgate.h) */
         struct hw_rec_tls tls;
         struct hw_rec_arp arp;
         struct hw_rec_ndp ndp;

@@ -12,6 +12,7 @@
 #include "../cdef/session.h"
 #include "../cdef/flows.h"
 #include "../cdef/records.h"
+#include "../cdef/dnsgate.h"
 #include "../cdef/events.h"
 #include "../cdef/windows.h"
 #include "../cdef/tokens.h"
@@ -137,6 +138,8 @@ struct hw_ring {
     _Atomic uint64_t head; /* written by the producer */
     _Atomic uint64_t tail; /* written by the consumer */
     pthread_mutex_t read_lock;
+    void (*before)(void *ctx, struct hw_ring *r); /* called before each reserve (dnsgate.c: a held event goes first) */
+    void *before_ctx;
 };
 
 /* logs.c: the attached logger's part of the event path (under the session lock) */
@@ -155,6 +158,22 @@ void hwint_src_tick(struct hw_srcsum *t, uint64_t now_ns, struct hw_ring *ring, 
                     uint32_t budget);
 /* Send every pending summary (the end of input); returns how many did not fit in the ring. */
 uint32_t hwint_src_flush(struct hw_srcsum *t, struct hw_ring *ring, struct hw_counters *c);
+
+/* dnsgate.c: DNS queries held back and folded into the next DNS event (under the session lock) */
+struct hw_dnsgate;
+struct hw_dnsgate *hwint_dnsgate_create(struct hw_counters *c, struct hw_ring *events);
+void hwint_dnsgate_destroy(struct hw_dnsgate *g);
+void hwint_dnsgate_set(struct hw_dnsgate *g, int on);
+/* The held query, taken for the DNS event about to be made (NULL: none); hwint_dnsgate_untake when that
+ * event found no room, hwint_dnsgate_carry once it is made. */
+const struct hw_event *hwint_dnsgate_take(struct hw_dnsgate *g);
+void hwint_dnsgate_untake(struct hw_dnsgate *g);
+void hwint_dnsgate_carry(struct hw_dnsgate *g, const struct hw_event *held, struct hw_event *e);
+/* Whether e (a DNS event made in the ring, not committed) was held back instead of sent. */
+int hwint_dnsgate_hold(struct hw_dnsgate *g, const struct hw_event *e);
+/* Send the held query as it was (drop = 0: keep it when the ring is full; returns 1 then). */
+int hwint_dnsgate_release(struct hw_dnsgate *g, int drop);
+void hwint_dnsgate_counters(const struct hw_dnsgate *g, struct hw_dnsgate_counters *out);
 
 /* Distinct-count sketches of 4 words (256 bits; windows.c, srcsum.c). */
 #define HW_SKETCH_WORDS 4

@@ -46,6 +46,7 @@ struct hw_session {
     struct hw_windows *win;   /* NULL when window_s is 0 */
     struct hw_tokens *tokens; /* NULL when no honeytoken is registered */
     struct hw_srcsum *src;    /* NULL unless tcp_src events are on */
+    struct hw_dnsgate *gate;  /* NULL unless dns events are on */
     struct hw_rtp *rtp;       /* NULL until hw_rtp_init */
     struct hw_logger *logger; /* NULL until hw_session_set_logger */
     struct hw_event *log_event; /* where an event only the logger wants is made */
@@ -265,6 +266,7 @@ void hw_session_close(struct hw_session *s)
     hwint_win_destroy(s->win);
     hwint_tokens_destroy(s->tokens);
     hwint_src_destroy(s->src);
+    hwint_dnsgate_destroy(s->gate);
     hwint_rtp_destroy(s->rtp);
     free(s->log_event);
     hwint_ring_free(&s->events);
@@ -305,6 +307,10 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
         (cfg->flow_ring && hwint_ring_init(&s->flows, cfg->flow_ring, sizeof(struct hw_flow_record)))) {
         hw_session_close(s);
         return hwint_err(errbuf, HW_E_NOMEM, "out of memory for %u flows", cfg->max_flows);
+    }
+    if ((cfg->event_mask & (1u << HW_EV_DNS)) && !(s->gate = hwint_dnsgate_create(&s->c, &s->events))) {
+        hw_session_close(s);
+        return hwint_err(errbuf, HW_E_NOMEM, "out of memory");
     }
     struct hw_config bcfg = s->cfg;
     bcfg.bpf = cfg->bpf;
@@ -385,8 +391,14 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
 {
     int to_ring = !!(s->cfg.event_mask & (1u << kind)), to_log = s->logger && hwint_logger_wants(s->logger, kind);
     if (!to_ring && !to_log) return;
+    /* a held DNS query rides on the next DNS event (any other event releases it first: the ring's hook) */
+    const struct hw_event *held = to_ring && kind == HW_EV_DNS && s->gate ? hwint_dnsgate_take(s->gate) : NULL;
     struct hw_event *e = to_ring ? hwint_ring_reserve(&s->events) : NULL;
-    if (to_ring && !e) s->c.events_dropped[kind]++;
+    if (to_ring && !e) {
+        s->c.events_dropped[kind]++;
+        if (held) hwint_dnsgate_untake(s->gate);
+        held = NULL;
+    }
     if (!e && !to_log) return;
     if (!e) e = s->log_event;
     memset(e, 0, offsetof(struct hw_event, snippet));
@@ -418,8 +430,10 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     e->snippet_len = (uint16_t)n;
     if (n) memcpy(e->snippet, body, n);
     hwint_records_fill(&s->rc, kind, m, e);
+    if (kind == HW_EV_DNS && e != s->log_event && s->gate) hwint_dnsgate_carry(s->gate, held, e);
     if (to_log) hwint_logger_event(s->logger, e);
     if (e == s->log_event) return;
+    if (kind == HW_EV_DNS && !held && s->gate && hwint_dnsgate_hold(s->gate, e)) return;
     hwint_ring_commit(&s->events);
     s->c.events[kind]++;
 }
@@ -611,6 +625,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
             uint64_t wall = hwint_wall_ns();
             if (wall > s->now_ns) s->now_ns = wall;
             if (s->win) hwint_win_idle(s->win, s->ft, &s->c, s->now_ns); /* windows close on time */
+            if (s->gate) hwint_dnsgate_release(s->gate, 1); /* a quiet wire: the held query goes now */
         }
         hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
         if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
@@ -677,6 +692,7 @@ int hw_session_flush(struct hw_session *s)
     uint32_t budget = flow_budget(s), left = hwint_ft_active(s->ft);
     if (budget) left = hwint_ft_flush(s->ft, budget == UINT32_MAX ? 0 : budget, &s->c);
     if (!left && s->win) hwint_win_flush(s->win, s->ft, &s->c); /* the last window, with every flow folded */
+    if (s->gate) left += (uint32_t)hwint_dnsgate_release(s->gate, 0); /* the last query held back */
     if (s->src) left += hwint_src_flush(s->src, &s->events, &s->c); /* the last TCP source summaries */
     for (int i = 0; i < s->n_exp; i++) hwint_exp_flush(s->exp[i], s->now_ns);
     pthread_mutex_unlock(&s->lock);
@@ -892,6 +908,23 @@ int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg)
     if (!s->log_event && !(s->log_event = malloc(sizeof *s->log_event))) return HW_E_NOMEM;
     pthread_mutex_lock(&s->lock);
     s->logger = lg;
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_session_set_dns_fold(struct hw_session *s, int on)
+{
+    if (!s->gate) return on ? HW_E_ARG : HW_OK;
+    pthread_mutex_lock(&s->lock);
+    hwint_dnsgate_set(s->gate, on);
+    pthread_mutex_unlock(&s->lock);
+    return HW_OK;
+}
+
+int hw_dnsgate_counters(struct hw_session *s, struct hw_dnsgate_counters *out)
+{
+    pthread_mutex_lock(&s->lock);
+    hwint_dnsgate_counters(s->gate, out);
     pthread_mutex_unlock(&s->lock);
     return HW_OK;
 }

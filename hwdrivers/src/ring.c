@@ -32,6 +32,7 @@ void hwint_ring_free(struct hw_ring *r)
 
 void *hwint_ring_reserve(struct hw_ring *r)
 {
+    if (r->before) r->before(r->before_ctx, r);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
     if (head - tail >= r->size) return NULL;

@@ -37,10 +37,14 @@ def test_forged_answer_is_raised_by_the_worker(make_agent, tmp_path):
     wait_for(lambda: c.capture_status()["running"] is False, timeout=120)
     raised = wait_for(lambda: _race(c), timeout=60, interval=0.3)
     assert raised["attacker_mac"] == "02:00:00:00:00:ee" and "host1500.example45.com" in raised["description"]
-    worker = wait_for(lambda: (w := _consumers(c))["events"] >= 6001 and w, timeout=30)
+    worker = wait_for(lambda: (w := _consumers(c))["detectors"].get("dns_hijack", {}).get("events", 0) >= 6001
+                      and w, timeout=30)
     assert worker["pid"] not in (None, a.proc.pid) and worker["restarts"] == 0
-    assert worker["ring"]["moved"] == 6001 and worker["ring"]["dropped"] == {}
-    assert worker["detectors"]["dns_hijack"]["events"] == 6001
+    # 6,001 DNS messages: the queries the C core folded into the next DNS event, and the events
+    gate = worker["dns_gate"]
+    assert worker["ring"]["moved"] + gate["folded"] == 6001 and worker["ring"]["dropped"] == {}
+    assert worker["queries"] == gate["folded"] > 2000 and gate["dropped"] == 0
+    assert worker["detectors"]["dns_hijack"]["events"] == worker["fed"] + worker["queries"] == 6001
     # the worker is a child of the agent, on a core of its own
     with open(f"/proc/{worker['pid']}/stat") as f:
         assert int(f.read().rsplit(")", 1)[1].split()[1]) == a.proc.pid
@@ -92,7 +96,7 @@ def test_a_stalled_worker_costs_counted_drops_never_a_wait(make_agent, tmp_path)
     what did not fit is counted in health, in the capture's metrics and in /metrics; resumed, it catches up.
     (No protocol logs: the dispatcher only copies events, so it keeps up with the file.)"""
     from prometheus_client.parser import text_string_to_metric_families
-    a = make_agent(IDLE + "[logs]\nenabled = false\n")
+    a = make_agent(IDLE + "[logs]\nenabled = false\n[detection]\ndns_fold = false\n")   # every message an event
     c = a.client
     c.capture_start(file=a.pcap(str(_dns(tmp_path, 100, -1))))
     pid = wait_for(lambda: _consumers(c)["events"] >= 200 and _consumers(c)["pid"], timeout=60)
@@ -119,3 +123,40 @@ def test_a_stalled_worker_costs_counted_drops_never_a_wait(make_agent, tmp_path)
         os.kill(pid, signal.SIGCONT)
     wait_for(lambda: _consumers(c)["events"] == 200 + 8192, timeout=60)
     assert _consumers(c)["ring"]["queued"] == 0 and _consumers(c)["pid"] == pid
+
+
+def test_the_dispatcher_folds_dns_queries_only_while_nothing_here_reads_them(tmp_path):
+    """With the worker's ring, the dispatcher lets the C core fold each DNS query into the next DNS event; a
+    packets:dns subscriber in the agent turns folding off, and gets a query folded before it came as its own
+    event, in order."""
+    from agent.bus import Bus
+    from agent.consumers import dispatch_events
+    from hwdrivers.shring import SharedRing
+    from tests.hwdrivers.test_dnsgate import ask, reply
+    from tests.hwdrivers.packets import session
+    bus, ring = Bus(), SharedRing(1024)
+    ring.fold_dns = True
+    peer = SharedRing(fd=os.dup(ring.fd))
+    try:
+        with session(tmp_path, events=frozenset({"dns"})) as s:
+            dispatch_events(s, ring, bus)                   # nobody reads DNS here: folding on
+            assert s.dns_fold
+            ask(s, 1_000, ident=1)
+            reply(s, 2_000, ident=1)
+            assert dispatch_events(s, ring, bus) == 1
+            assert ring.dns_gate == {"held": 1, "folded": 1, "released": 0, "dropped": 0}
+            ask(s, 3_000, ident=2)
+            reply(s, 4_000, ident=2)                        # folded in the C ring before anyone listens
+            sub = bus.subscribe(["packets:dns"])
+            assert dispatch_events(s, ring, bus) == 1 and not s.dns_fold
+            ask(s, 5_000, ident=3)                          # off: its own event
+            assert dispatch_events(s, ring, bus) == 1
+            seen = []
+            while (env := sub.get(timeout=0)) is not None:
+                seen.append((env.data.ts_ns, env.data.record.response, env.data.query))
+        taken = [(e.ts_ns, e.query and e.query.ts_ns) for e in peer.take(16, frozenset({"dns"}))[1]]
+    finally:
+        peer.close()
+        ring.close()
+    assert seen == [(3_000, False, None), (4_000, True, None), (5_000, False, None)]
+    assert taken == [(2_000, 1_000), (4_000, 3_000), (5_000, None)]    # the worker: every query, once

@@ -107,7 +107,28 @@ static void check_summary(const struct hw_event *e)
     summarised_syns += r->syns;
 }
 
-/* Every event is about the packet just injected: its snippet must be bytes of that packet. */
+/* The DNS gate (dnsgate.c): the packet whose query it holds, and the queries seen folded into events. */
+static uint8_t held_pkt[1 << 16];
+static uint32_t held_len, held_wirelen;
+static uint64_t held_ts, folds_seen;
+
+/* A DNS event may carry the held query, or be that query released: from held_pkt, not the packet just in. */
+static int check_gated(const struct hw_event *e, const uint8_t *pkt, uint32_t caplen)
+{
+    const struct hw_dns_fold *f = &e->rec.dnsfold.fold;
+    if (f->ts_ns) {
+        folds_seen++;
+        CHECK(f->ts_ns == held_ts && f->wirelen == held_wirelen && f->proto == 17);
+        CHECK((f->family == 4 || f->family == 6) && f->name_len < HW_DNS_FOLD_NAME_MAX && f->ts_ns <= e->ts_ns);
+    }
+    if (!e->snippet_len || (pkt && memmem(pkt, caplen, e->snippet, e->snippet_len))) return 0;
+    CHECK(held_len && e->wirelen == held_wirelen && e->ts_ns == held_ts && !f->ts_ns);
+    CHECK(memmem(held_pkt, held_len, e->snippet, e->snippet_len) != NULL);
+    return 1;
+}
+
+/* Every event is about the packet just injected (or, a DNS query the gate held, an earlier one): its snippet
+ * must be bytes of that packet. */
 static void check_events(struct hw_session *s, const uint8_t *pkt, uint32_t caplen, uint32_t wirelen)
 {
     int n;
@@ -119,6 +140,7 @@ static void check_events(struct hw_session *s, const uint8_t *pkt, uint32_t capl
                 check_summary(e);
                 continue;
             }
+            if (e->kind == HW_EV_DNS && check_gated(e, pkt, caplen)) continue;
             CHECK(e->wirelen == wirelen);
             CHECK(e->snippet_len <= HW_SNIPPET_MAX && e->snippet_len <= caplen);
             if (e->snippet_len) CHECK(memmem(pkt, caplen, e->snippet, e->snippet_len) != NULL);
@@ -179,6 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int linktype = linktypes[data[0] % N_LINK];
     int wire_mode = data[1] & 3;
     uint64_t step = (uint64_t)(data[1] >> 2) * 100000000ULL;
+    int fold = !((data[0] / N_LINK) & 1);
     data += 2, size -= 2;
 
     struct hw_config cfg;
@@ -198,6 +221,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_parse: %s\n", errbuf);
         abort();
     }
+    /* DNS queries folded into the next DNS event (the seeds' first byte is below N_LINK: on) */
+    CHECK(hw_session_set_dns_fold(s, fold) == HW_OK);
+    held_len = held_wirelen = 0;
+    held_ts = folds_seen = 0;
+    struct hw_dnsgate_counters gate;
     /* the protocol logs of every kind, with room for 2 waiting queries and HTTP flows: the full tables run */
     static const uint8_t salt[16] = {1};
     logger = hw_logger_new((1u << HW_LOG_KINDS) - 1, salt, 2, 1 << 16, wire_mode & 1);
@@ -220,9 +248,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *pkt = malloc(len ? len : 1);
         CHECK(pkt != NULL);
         memcpy(pkt, data, len);
+        hw_dnsgate_counters(s, &gate);
+        uint64_t was_held = gate.held;
         CHECK(hw_session_inject(s, linktype, len ? pkt : NULL, len, wirelen, ts) == HW_OK);
         uint32_t counted = wirelen > len ? wirelen : len;
         check_events(s, pkt, len, counted);
+        if (hw_dnsgate_counters(s, &gate) == HW_OK && gate.held != was_held) { /* this packet's query is held */
+            memcpy(held_pkt, pkt, len);
+            held_len = len, held_wirelen = counted, held_ts = ts;
+        }
         parse_records(pkt, len);
         free(pkt);
         packets++;
@@ -287,6 +321,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(c.flows_expired_idle + c.flows_expired_end + c.flows_evicted == c.flows_created);
     for (uint64_t id = 1; id <= MAX_PACKETS; id++) CHECK(!flows.seen[id] == (id > c.flows_created));
     CHECK(flows.packets + c.packets_not_metered == c.ip_packets);
+    /* every query the gate held went out once: folded into the next DNS event, or as it was */
+    hw_dnsgate_counters(s, &gate);
+    CHECK(gate.held == gate.folded + gate.released && gate.dropped == 0 && gate.folded == folds_seen);
 
     /* every log line made was handed out whole, and counted (none dropped: the bound is far) */
     hw_logger_flush(logger);
