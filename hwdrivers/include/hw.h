@@ -174,6 +174,9 @@ int hwint_dnsgate_hold(struct hw_dnsgate *g, const struct hw_event *e);
 /* Send the held query as it was (drop = 0: keep it when the ring is full; returns 1 then). */
 int hwint_dnsgate_release(struct hw_dnsgate *g, int drop);
 void hwint_dnsgate_counters(const struct hw_dnsgate *g, struct hw_dnsgate_counters *out);
+/* Live capture: send the held query once it has waited HW_DNSGATE_HOLD_NS of packet time. */
+#define HW_DNSGATE_HOLD_NS 50000000ULL
+void hwint_dnsgate_tick(struct hw_dnsgate *g, uint64_t now_ns);
 
 /* Distinct-count sketches of 4 words (256 bits; windows.c, srcsum.c). */
 #define HW_SKETCH_WORDS 4

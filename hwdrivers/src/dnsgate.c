@@ -150,3 +150,9 @@ void hwint_dnsgate_counters(const struct hw_dnsgate *g, struct hw_dnsgate_counte
     if (g) *out = g->n;
     else memset(out, 0, sizeof *out);
 }
+
+void hwint_dnsgate_tick(struct hw_dnsgate *g, uint64_t now_ns)
+{
+    /* a live wire busy with traffic that makes no event: the query must not wait for the next one */
+    if (g->held && now_ns > g->ev.ts_ns + HW_DNSGATE_HOLD_NS) hwint_dnsgate_release(g, 1);
+}

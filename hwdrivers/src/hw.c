@@ -627,6 +627,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
             if (s->win) hwint_win_idle(s->win, s->ft, &s->c, s->now_ns); /* windows close on time */
             if (s->gate) hwint_dnsgate_release(s->gate, 1); /* a quiet wire: the held query goes now */
         }
+        if (live && s->gate) hwint_dnsgate_tick(s->gate, s->now_ns); /* a busy wire with no other event */
         hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
         if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
         for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);

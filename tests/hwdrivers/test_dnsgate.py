@@ -3,6 +3,8 @@ held back and folded into the next DNS event; anything else that reaches
 the event ring first releases it, as it was, in front of it."""
 import dataclasses
 import struct
+import threading
+import time
 
 import pytest
 
@@ -132,3 +134,37 @@ def test_folding_needs_dns_events(tmp_path):
         with pytest.raises(CaptureError):
             dnsgate.set_fold(s, True)
         dnsgate.set_fold(s, False)
+
+
+def _write_pcap(path, frames) -> None:
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        for i, frame in enumerate(frames):
+            f.write(struct.pack("<IIII", 0, i, len(frame), len(frame)) + frame)
+
+
+@pytest.mark.root
+def test_live_a_busy_wire_without_events_does_not_hold_a_query_for_the_next_dns_event(veth, tmp_path):
+    """Live, a query is held at most HW_DNSGATE_HOLD_NS (50 ms) of packet time: here 0.3 s of traffic that
+    makes no event follows it, then an unrelated answer, which must not carry it (it went as its own)."""
+    path = tmp_path / "busy.pcap"
+    _write_pcap(path, [udp4(CLIENT, RESOLVER, 40000, 53, dns_query())]
+                + [udp4("10.0.0.7", "10.0.0.8", 5000, 6000, b"x" * 64)] * 1500     # 0.3 s at 5,000 pps
+                + [udp4(RESOLVER, "10.0.0.9", 53, 41000, answer("other.example", 0x4321))])
+    with veth.session(backend="afpacket", events=frozenset({"dns"})) as s:
+        dnsgate.set_fold(s, True)
+        got = []
+        run = threading.Thread(target=s.run, daemon=True)
+        run.start()
+        try:
+            veth.replay(str(path))
+            deadline = time.monotonic() + 10
+            while len(got) < 2 and time.monotonic() < deadline:
+                got += s.read_events()
+                time.sleep(0.02)
+            counts = dnsgate.counters(s)
+        finally:
+            s.stop()
+            run.join(5)
+    assert [(e.record.response, e.query) for e in got] == [(False, None), (True, None)]
+    assert counts["folded"] == 0 and counts["released"] == 1
