@@ -50,6 +50,7 @@ MIX_RATES = (50000, 100000, 300000)
 # protocol logs off: what the logs, still in the agent's process, cost it
 VARIANTS = {"worker": "[detection]\nprocess = true\n", "threads": "[detection]\nprocess = false\n",
             "worker, no protocol logs": "[detection]\nprocess = true\n[logs]\nenabled = false\n"}
+SHORT = dict(zip(("worker", "threads", "nologs"), VARIANTS))    # --variants' names for them
 POLL_S = 0.02
 DRAIN_S = 60
 
@@ -113,9 +114,12 @@ def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: in
         c.capture_start(interface=rx, backend="afpacket")
         time.sleep(2.0)      # the worker has started and loaded the detectors
         agent = psutil.Process(proc.pid)
-        wpid = c.health()["components"].get("consumers", {}).get("pid")
+        comps = c.health()["components"]
+        wpid = comps.get("consumers", {}).get("pid")
         worker = psutil.Process(wpid) if wpid else None
-        cpu0 = (cpu(agent), cpu(worker) if worker else 0.0)
+        ipid = (comps.get("logs", {}).get("indexer") or {}).get("pid")
+        indexer = psutil.Process(ipid) if ipid else None      # the log indexer: counted with the agent
+        cpu0 = (cpu(agent) + (cpu(indexer) if indexer else 0.0), cpu(worker) if worker else 0.0)
         lat, stop = [], threading.Event()
         poller = threading.Thread(target=poll, args=(c, stop, lat))
         t0 = time.monotonic()
@@ -135,10 +139,10 @@ def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: in
                 break
             time.sleep(0.5)
         wall = time.monotonic() - t0
-        cpu1 = (cpu(agent), cpu(worker) if worker else 0.0)
+        cpu1 = (cpu(agent) + (cpu(indexer) if indexer else 0.0), cpu(worker) if worker else 0.0)
         m, h = c.capture_metrics(), c.health()
         threats = c.get("/v1/threats", attack_type="dns_hijack", severity="critical", limit=1000)["threats"]
-        lost = h["losses"].get("event_path", {})
+        lost = {**h["losses"].get("event_path", {}), **h["losses"].get("protocol_logs", {})}
         lat_ms = sorted(x * 1000 for x in lat)
         return {"pps": pps, "sent": sent, "rated_pps": rated, "captured": m["packets"], "kernel": m["drops"]["kernel"],
                 "lost": lost, "lossless": not lost and not m["drops"]["kernel"],
@@ -160,7 +164,7 @@ def inside(args) -> None:
     if mix_rates:
         subprocess.run([sys.executable, str(REPO / "bench" / "genmix.py"), str(mix),
                         str(max(mix_rates) * args.seconds)], check=True)
-    for variant in VARIANTS:
+    for variant in (SHORT[v] for v in args.variants.split(",")):
         for traffic, path, rates in (("dns", dns, dns_rates), ("mix", mix, mix_rates)):
             for pps in rates:
                 n = pps * args.seconds
@@ -267,9 +271,9 @@ def report(rows: list, load: str, ring: list) -> str:
            "tcpreplay (the rate it reached in brackets) into a veth pair in a private namespace; a fresh agent captures "
            "the other end with afpacket.  *worker*: the detectors in the consumer worker process "
            "(`[detection] process = true`, the default); *threads*: each detector a thread of the agent, as before.  "
-           "*lost*: /v1/health's event-path losses and the kernel's drops, after the events drained.  CPU: seconds per "
+           "*lost*: /v1/health's event-path and protocol-log losses and the kernel's drops, after the events drained.  CPU: seconds per "
            "million captured packets, and the share of one core each process used while the trial ran "
-           "(agent / worker).  REST: `GET /v1/capture/status` polled every 20 ms while tcpreplay sent (ms).  A *cores* "
+           "(agent / worker; the agent's figure includes its log indexer process).  REST: `GET /v1/capture/status` polled every 20 ms while tcpreplay sent (ms).  A *cores* "
            "figure far below 1 while events were lost means the process was waiting for a CPU (other load on the "
            "machine), not busy with its own work.", "",
            *ring,
@@ -295,6 +299,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--dns-rates", default=",".join(map(str, DNS_RATES)))
     ap.add_argument("--mix-rates", default=",".join(map(str, MIX_RATES)))
+    ap.add_argument("--variants", default=",".join(SHORT), help="some of " + ", ".join(SHORT)
+                    + " (comma-separated; nologs: the worker with the protocol logs off)")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--tx", help=argparse.SUPPRESS)
@@ -302,6 +308,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.inside:
         return inside(args)
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or any(v not in SHORT for v in variants):
+        raise SystemExit(f"livepath: --variants takes some of: {', '.join(SHORT)}")
     if os.geteuid() != 0 or not shutil.which("tcpreplay"):
         raise SystemExit("livepath: needs root and tcpreplay")
     tag = f"{os.getpid() % 100000:05d}"
@@ -312,7 +321,8 @@ def main() -> None:
     try:
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, __file__, "--inside", "--work", str(work),
                               "--tx", tx, "--rx", rx, "--seconds", str(args.seconds),
-                              "--dns-rates", args.dns_rates, "--mix-rates", args.mix_rates], stdout=subprocess.PIPE, text=True)
+                              "--dns-rates", args.dns_rates, "--mix-rates", args.mix_rates,
+                              "--variants", ",".join(variants)], stdout=subprocess.PIPE, text=True)
         for line in p.stdout:
             rows.append(json.loads(line))
             print(line, end="", flush=True)

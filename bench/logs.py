@@ -78,7 +78,7 @@ def write_day(root: pathlib.Path, n: int, start: float, chunk: int = 50_000) -> 
     import itertools
     import json
     from agent.logs.index import Index
-    from agent.logs.writer import INDEX_FILE, LogFiles
+    from agent.logs.indexer import INDEX_FILE, LogFiles
     files = LogFiles(root, ["conn", "dns", "http", "tls"], 64 << 20)
     index = Index(root / INDEX_FILE)
     records = day_of_records(n, start)
@@ -101,7 +101,7 @@ def write_day(root: pathlib.Path, n: int, start: float, chunk: int = 50_000) -> 
 
 def search_rows(root: pathlib.Path, start: float) -> list:
     from agent.logs.index import query
-    from agent.logs.writer import INDEX_FILE
+    from agent.logs.indexer import INDEX_FILE
     path = root / INDEX_FILE
     cases = [("dns, one client, the whole day", dict(kind="dns", host="10.3.17.42", limit=100000)),
              ("dns, q=example42 (a name substring), the whole day, first 1,000", dict(kind="dns", q="example42",

@@ -6,7 +6,7 @@ import stat
 import time
 
 from agent.logs.index import Index, query
-from agent.logs.writer import LogFiles
+from agent.logs.indexer import LogFiles
 from agent.outputs.evefile import EveFile, prune
 
 
