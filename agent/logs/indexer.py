@@ -183,7 +183,8 @@ class Indexer:
         self.settings = settings
         self.proc: Optional[subprocess.Popen] = None
         self.conn: Optional[Connection] = None
-        self.tally = Tally(0, 0, 0, 0)
+        self.tally = Tally(0, 0, 0, 0)       # the running indexer's
+        self._before = self.tally             # those of the indexers before it
         self.dropped: collections.Counter = collections.Counter()     # lines not handed over, by type
         self.restarts = 0
         self.queued = 0                       # bytes waiting
@@ -224,10 +225,8 @@ class Indexer:
         """The sender: the queue to the indexer, in order; a dead indexer started again."""
         while True:
             with self._cv:
-                while not self._queue and not self._stop.is_set():
-                    self._cv.wait(0.5)
-                    if self.proc.poll() is not None:
-                        break
+                if not self._queue and not self._stop.is_set():
+                    self._cv.wait(0.2)        # then the indexer's tallies are read, and whether it is alive
                 msg = self._queue.popleft() if self._queue else None
                 if msg is not None:
                     self.queued -= len(msg[1])
@@ -262,6 +261,7 @@ class Indexer:
         code = self.proc.wait()
         self.conn.close()
         self.restarts += 1
+        self._before, self.tally = self.counts(), Tally(0, 0, 0, 0)
         log.error("log indexer %d exited with %s; starting another", self.proc.pid, code)
         if not self._stop.wait(min(RESTART_S[0] * 2 ** (self.restarts - 1), RESTART_S[1])):
             self._spawn()
@@ -283,6 +283,11 @@ class Indexer:
         with self._cv:
             self._cv.notify()
         self._thread.join(STOP_S * 3)
+
+    def counts(self) -> Tally:
+        """Lines indexed, pruned from the index, and files pruned since the agent started."""
+        a, b = self._before, self.tally
+        return Tally(*(x + y for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b))))
 
     def losses(self) -> dict:
         out = {f"indexer:{kind}": n for kind, n in self.dropped.items() if n}

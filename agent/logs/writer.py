@@ -184,7 +184,7 @@ class LogService(Service):
         return {**{f"c_logger:{kind}": n for kind, n in lost.items() if n}, **self.indexer.losses()}
 
     def detail(self) -> dict:
-        tally = self.indexer.tally
+        tally = self.indexer.counts()
         return {"written": dict(self.written), "records": sum(self.written.values()), "indexed": tally.indexed,
                 "index_pruned": tally.index_pruned, "files_pruned": tally.files_pruned,
                 "unreadable": tally.unreadable, "indexer": self.indexer.detail(),
