@@ -25,19 +25,6 @@ int hwint_j_grow(struct hwint_jbuf *b, size_t n)
     return 1;
 }
 
-void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n)
-{
-    if (b->len + n + 4 > b->cap && !hwint_j_grow(b, n + 4)) return;
-    char *o = b->p + b->len;
-    if (b->len && o[-1] != '{') *o++ = ',';
-    *o++ = '"';
-    memcpy(o, key, n);
-    o += n;
-    *o++ = '"';
-    *o++ = ':';
-    b->len = (size_t)(o - b->p);
-}
-
 /* One code point as json.dumps(ensure_ascii=True) writes it. */
 static void put_cp(struct hwint_jbuf *b, uint32_t c)
 {
@@ -86,6 +73,17 @@ static int32_t utf8_cp(const uint8_t *s, size_t n, size_t *used)
 
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
 {
+    size_t clean = 0;           /* most strings need no escape: one copy between the quotes */
+    while (clean < n && s[clean] >= 0x20 && s[clean] < 0x7f && s[clean] != '"' && s[clean] != '\\') clean++;
+    if (clean == n) {
+        if (b->len + n + 2 > b->cap && !hwint_j_grow(b, n + 2)) return;
+        char *o = b->p + b->len;
+        *o = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        return;
+    }
     hwint_j_raw(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         size_t run = i;             /* printable ASCII but the quote and backslash goes as it is */
@@ -127,8 +125,13 @@ static char *digits(char *end, uint64_t v)
 
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
-    char t[24], *s = digits(t + sizeof t, v);
-    hwint_j_raw(b, s, (size_t)(t + sizeof t - s));
+    if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
+    size_t n = 1;               /* its digits, written in place from the last */
+    for (uint64_t x = v; x >= 10; x /= 10) n++;
+    char *o = b->p + b->len + n;
+    do *--o = (char)('0' + v % 10);
+    while (v /= 10);
+    b->len += n;
 }
 
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
