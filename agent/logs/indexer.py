@@ -177,7 +177,8 @@ def work(conn_fd: int) -> int:
 # ---- the agent's side --------------------------------------------------------------------------
 
 class Indexer:
-    """The indexer process as the log service sees it: give() and tick() never wait."""
+    """The indexer process as the log service sees it: give() and tick() never wait.  Started with the first
+    lines or tick handed over."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -191,7 +192,6 @@ class Indexer:
         self._queue: collections.deque = collections.deque()
         self._cv = threading.Condition()
         self._stop = threading.Event()
-        self._spawn()
         self._thread = threading.Thread(target=self._run, name="logs-indexer", daemon=True)
         self._thread.start()
 
@@ -233,8 +233,11 @@ class Indexer:
             if msg is None and self._stop.is_set():
                 return self._end()
             if msg is not None:
+                if self.proc is None:         # started on first use: an agent that logs nothing runs none
+                    self._spawn()
                 self._send(msg)
-            self._read_tallies()
+            if self.proc is not None:
+                self._read_tallies()
 
     def _send(self, msg: tuple) -> None:
         try:
@@ -267,6 +270,8 @@ class Indexer:
             self._spawn()
 
     def _end(self) -> None:
+        if self.proc is None:
+            return
         try:
             self.conn.send("stop")
             if self.conn.poll(STOP_S):

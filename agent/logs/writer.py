@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import threading
+import time
 
 from agent.detectors.tls_downgrade import SUITES
 from agent.events import LogRecord
-from agent.logs.indexer import Indexer, Settings, pieces
+from agent.logs.indexer import PRUNE_EVERY_S, Indexer, Settings, pieces
 from agent.logs.records import DNS_WAIT_S, PROTO_NUMBERS, Builder
 from agent.outputs.eve import LOG_CHANNEL
 from agent.services import Service
@@ -81,6 +82,8 @@ class LogService(Service):
         self.bus = agent.bus
         self.written: collections.Counter = collections.Counter()
         self._made = collections.defaultdict(list)      # type -> lines made here since the last tick
+        self._given = False                             # lines handed over since the indexer's last tick
+        self._next_retain = time.time() + PRUNE_EVERY_S  # a tick for the indexer's retention even when idle
 
     def handle(self, env) -> None:
         ch, data = env.channel, env.data
@@ -159,6 +162,7 @@ class LogService(Service):
         """'\n'-ended lines to the indexer (files and index) and, when somebody follows, as records to the bus."""
         if not self.indexer.give(kind, buf):
             return
+        self._given = True
         self.written[kind] += buf.count(b"\n")
         if self.bus.listening(LOG_CHANNEL):          # EVE http/tls, SSE followers: else no message is made
             for text in pieces(buf):
@@ -169,7 +173,10 @@ class LogService(Service):
         self._take()
         self._write(self.builder.expire())
         self._hand_over()
-        self.indexer.tick()
+        if self._given or now >= self._next_retain:   # an idle agent (none given) starts no indexer at boot
+            self._given = False
+            self._next_retain = now + PRUNE_EVERY_S
+            self.indexer.tick()
 
     def stop(self) -> None:
         self._take(flush=True)

@@ -33,10 +33,11 @@ def indexer(tmp_path):
 
 def test_lines_reach_files_and_index_in_a_process_of_their_own(indexer, tmp_path):
     root = tmp_path / "logs"
-    assert indexer.proc.pid != os.getpid() and indexer.proc.poll() is None
+    assert indexer.proc is None                                # started with the first lines
     assert indexer.give("dns", _lines(0, 3000))
     indexer.tick()
     wait_for(lambda: indexer.counts().indexed == 3000, timeout=60)
+    assert indexer.proc.pid != os.getpid() and indexer.proc.poll() is None
     assert _searched(root) == [f"name{i}.example" for i in range(3000)]
     assert _searched(root, "name2999.") == ["name2999.example"]
     assert len((root / "dns.log").read_text().splitlines()) == 3000
