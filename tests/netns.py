@@ -43,6 +43,32 @@ def _ip(*args, check=True):
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=20)
 
 
+def in_netns(ns: str, fn, *args, **kwargs):
+    """fn(*args) in a thread that joined namespace ns; its result or its exception.
+    Sockets made there stay there, so they can be used from any thread after."""
+    out = {}
+
+    def body():
+        try:
+            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {ns}: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            out["value"] = fn(*args, **kwargs)
+        except BaseException as e:  # handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=body, name=f"netns-{ns}")
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
 class Veth:
     """A veth pair tx <-> rx inside the network namespace ns."""
 
@@ -53,27 +79,7 @@ class Veth:
     # -- running things inside the namespace -------------------------------
     def call(self, fn, *args, **kwargs):
         """fn(*args) in a thread that joined the namespace; its result or its exception."""
-        out = {}
-
-        def body():
-            try:
-                fd = os.open(f"/run/netns/{self.ns}", os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    if _libc.setns(fd, CLONE_NEWNET) != 0:
-                        err = ctypes.get_errno()
-                        raise OSError(err, f"setns {self.ns}: {os.strerror(err)}")
-                finally:
-                    os.close(fd)
-                out["value"] = fn(*args, **kwargs)
-            except BaseException as e:  # handed to the caller
-                out["error"] = e
-
-        t = threading.Thread(target=body, name=f"netns-{self.ns}")
-        t.start()
-        t.join()
-        if "error" in out:
-            raise out["error"]
-        return out["value"]
+        return in_netns(self.ns, fn, *args, **kwargs)
 
     def argv(self, *argv) -> list:
         return ["ip", "netns", "exec", self.ns, *argv]

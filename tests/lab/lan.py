@@ -12,15 +12,15 @@ Every namespace name carries this run's tag (pid and random hex), so labs of
 parallel runs never meet; close() kills every process the lab started and
 deletes every namespace, also when a test failed.  Traffic never leaves these
 namespaces: the "public" addresses live in inet."""
-import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 import uuid
+
+from tests.netns import in_netns
 
 LAN4, LAN6 = "192.168.77", "fd77:16:"
 GW4, GW6 = "192.168.77.1", "fd77:16::1"
@@ -29,8 +29,6 @@ DOMAIN = "capbox-lab.net"
 NAMES = {f"bank.{DOMAIN}": BANK, f"shop.{DOMAIN}": SHOP, f"www.{DOMAIN}": BANK, f"cdn.{DOMAIN}": BANK}
 LAPTOP_MACS = ("02:16:00:00:00:a1", "02:16:00:00:00:a2")   # one fixed lease for two NICs (wired, then wireless)
 LAPTOP_IP = f"{LAN4}.120"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -39,30 +37,6 @@ def _run(argv, timeout=30, check=True, **kw):
     if check and p.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stdout}{p.stderr}")
     return p
-
-
-def in_netns(ns: str, fn, *args, **kwargs):
-    """fn(*args) in a thread that joined namespace ns: sockets made there stay there."""
-    out = {}
-
-    def body():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {ns}")
-            finally:
-                os.close(fd)
-            out["value"] = fn(*args, **kwargs)
-        except BaseException as e:  # handed to the caller
-            out["error"] = e
-
-    t = threading.Thread(target=body, name=f"netns-{ns}")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 class Host:
