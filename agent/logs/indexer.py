@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "index.db"
 PRUNE_EVERY_S = 60.0
+COMMIT_EVERY_S = 1.0              # the index's blocks being filled are rewritten at most this often (ticks are
+                                  # 4 a second: a type with few lines would rewrite its open block each time)
 PIECE_BYTES = 64 << 10            # lines parsed at once
 QUEUE_BYTES = 32 << 20            # lines waiting for the indexer at most (about two seconds of the mix at 300 k pps)
 RESTART_S = (0.5, 10.0)           # wait before starting a dead indexer again: doubled per restart, up to the second
@@ -107,7 +109,9 @@ class Writer:
         self.files = LogFiles(root, s.types, s.rotate_bytes)
         self.index = Index(root / INDEX_FILE)
         self.files_pruned = self.unreadable = 0
+        self.dirty = False                    # lines not yet committed to the index
         self._next_prune = 0.0
+        self._committed = float("-inf")       # monotonic time of the last commit
 
     def lines(self, kind: str, buf: bytes, now: float) -> None:
         for text in pieces(buf):
@@ -120,14 +124,22 @@ class Writer:
             for rec, line in zip(recs, text):
                 self.files.write(kind, line)
                 self.index.add(kind, rec, line, now)
+            self.dirty = True
 
-    def tick(self, now: float) -> Tally:
+    def tick(self, now: float, commit: bool = False) -> Tally:
+        """The files flushed; the index committed when a second has passed since the last commit (or commit)."""
         self.files.flush()
-        self.index.commit()
+        if commit or time.monotonic() - self._committed >= COMMIT_EVERY_S:
+            self.commit()
         if now >= self._next_prune:
             self._next_prune = now + PRUNE_EVERY_S
             self.retain()
         return Tally(self.index.added, self.index.pruned, self.files_pruned, self.unreadable)
+
+    def commit(self) -> None:
+        self.index.commit()
+        self.dirty = False
+        self._committed = time.monotonic()
 
     def retain(self) -> None:
         """Retention: the index takes at most half the size budget, the files the rest."""
@@ -153,15 +165,19 @@ def _each(text: list) -> tuple:
 
 
 def work(conn_fd: int) -> int:
-    """Write what the agent hands over until it says stop or goes away: (type, lines), or (None, b"") to flush,
-    commit and answer with a Tally."""
+    """Write what the agent hands over until it says stop or goes away: (type, lines), or (None, b"") to flush
+    and answer with a Tally.  Lines left uncommitted are committed within COMMIT_EVERY_S of quiet."""
     conn = Connection(conn_fd)
     writer = Writer(conn.recv())
     try:
         while True:
+            if not conn.poll(COMMIT_EVERY_S):
+                if writer.dirty:
+                    conn.send(writer.tick(time.time(), commit=True))
+                continue
             msg = conn.recv()
             if msg == "stop":
-                conn.send(writer.tick(time.time()))
+                conn.send(writer.tick(time.time(), commit=True))
                 return 0
             kind, buf = msg
             if kind is None:
