@@ -204,6 +204,7 @@ class Indexer:
         self._before = self.tally             # those of the indexers before it
         self.dropped: collections.Counter = collections.Counter()     # lines not handed over, by type
         self.restarts = 0
+        self.error: Optional[str] = None      # what stopped the sender, if anything did
         self.queued = 0                       # bytes waiting
         self._queue: collections.deque = collections.deque()
         self._cv = threading.Condition()
@@ -214,7 +215,7 @@ class Indexer:
     def give(self, kind: str, buf: bytes) -> bool:
         """Lines for the indexer; False when they are dropped (too much waiting: counted)."""
         with self._cv:
-            if self.queued + len(buf) > QUEUE_BYTES:
+            if self.error or self.queued + len(buf) > QUEUE_BYTES:
                 self.dropped[kind] += buf.count(b"\n")
                 return False
             self._queue.append((kind, buf))
@@ -223,7 +224,7 @@ class Indexer:
         return True
 
     def tick(self) -> None:
-        """The files flushed and the index committed (a search sees the lines given before)."""
+        """The files flushed, the index committed (at most once a second), the counters sent back."""
         with self._cv:
             self._queue.append((None, b""))
             self._cv.notify()
@@ -238,6 +239,13 @@ class Indexer:
         log.info("log indexer %d started", self.proc.pid)
 
     def _run(self) -> None:
+        try:
+            self._send_all()
+        except Exception as e:     # said in health (and what is given from now on is dropped and counted)
+            self.error = f"{type(e).__name__}: {e}"
+            log.exception("log indexer: the sender failed")
+
+    def _send_all(self) -> None:
         """The sender: the queue to the indexer, in order; a dead indexer started again."""
         while True:
             with self._cv:
@@ -262,7 +270,8 @@ class Indexer:
         except OSError:
             pass                              # the indexer went away: its lines are lost, it is started again
         if msg[0] is not None:
-            self.dropped[msg[0]] += msg[1].count(b"\n")
+            with self._cv:
+                self.dropped[msg[0]] += msg[1].count(b"\n")
         self._restart()
 
     def _read_tallies(self) -> None:
@@ -311,14 +320,19 @@ class Indexer:
         return Tally(*(x + y for x, y in zip(dataclasses.astuple(a), dataclasses.astuple(b))))
 
     def losses(self) -> dict:
-        out = {f"indexer:{kind}": n for kind, n in self.dropped.items() if n}
+        with self._cv:
+            out = {f"indexer:{kind}": n for kind, n in self.dropped.items() if n}
         if self.restarts:
             out["indexer_restarts"] = self.restarts
+        if self.error:
+            out["indexer_failed"] = 1
         return out
 
     def detail(self) -> dict:
+        with self._cv:
+            dropped = dict(self.dropped)
         return {"pid": self.proc.pid if self.proc else None, "restarts": self.restarts, "queued_bytes": self.queued,
-                "dropped": dict(self.dropped)}
+                "dropped": dropped, "error": self.error}
 
 
 if __name__ == "__main__":

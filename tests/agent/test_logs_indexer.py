@@ -80,3 +80,13 @@ def test_unreadable_lines_are_counted_not_fatal(indexer, tmp_path):
     indexer.tick()
     wait_for(lambda: indexer.counts().unreadable == 1, timeout=60)
     assert _searched(tmp_path / "logs") == ["good.example"] and indexer.restarts == 0
+
+
+def test_an_indexer_that_cannot_start_is_told_in_losses(tmp_path, monkeypatch):
+    made = ix.Indexer(ix.Settings(str(tmp_path / "logs"), ("dns",), 1 << 20, 0, 0))
+    monkeypatch.setattr(made, "_spawn", lambda: (_ for _ in ()).throw(OSError(24, "Too many open files")))
+    made.give("dns", _lines(0, 10))
+    wait_for(lambda: made.error is not None, timeout=30)
+    assert "Too many open files" in made.error and made.losses()["indexer_failed"] == 1
+    assert not made.give("dns", _lines(10, 5)) and made.losses()["indexer:dns"] == 5
+    made.stop()
