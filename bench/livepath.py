@@ -107,6 +107,11 @@ def cpu(p) -> float:
     return t.user + t.system
 
 
+def _indexer(components: dict):
+    pid = (components.get("logs", {}).get("indexer") or {}).get("pid")
+    return psutil.Process(pid) if pid else None
+
+
 def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: int, variant: str) -> dict:
     data = pathlib.Path(tempfile.mkdtemp(dir=work))
     proc, c = start_agent(data / "var", variant)
@@ -117,8 +122,7 @@ def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: in
         comps = c.health()["components"]
         wpid = comps.get("consumers", {}).get("pid")
         worker = psutil.Process(wpid) if wpid else None
-        ipid = (comps.get("logs", {}).get("indexer") or {}).get("pid")
-        indexer = psutil.Process(ipid) if ipid else None      # the log indexer: counted with the agent
+        indexer = _indexer(comps)         # the log indexer, counted with the agent (started with the first lines)
         cpu0 = (cpu(agent) + (cpu(indexer) if indexer else 0.0), cpu(worker) if worker else 0.0)
         lat, stop = [], threading.Event()
         poller = threading.Thread(target=poll, args=(c, stop, lat))
@@ -139,6 +143,7 @@ def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: in
                 break
             time.sleep(0.5)
         wall = time.monotonic() - t0
+        indexer = indexer or _indexer(c.health()["components"])   # one started during the trial: all its CPU
         cpu1 = (cpu(agent) + (cpu(indexer) if indexer else 0.0), cpu(worker) if worker else 0.0)
         m, h = c.capture_metrics(), c.health()
         threats = c.get("/v1/threats", attack_type="dns_hijack", severity="critical", limit=1000)["threats"]
