@@ -121,9 +121,9 @@ class Writer:
                 n = len(text)
                 recs, text = _each(text)
                 self.unreadable += n - len(text)
-            for rec, line in zip(recs, text):
+            for line in text:
                 self.files.write(kind, line)
-                self.index.add(kind, rec, line, now)
+            self.index.add_many(kind, recs, text, now)
             self.dirty = True
 
     def tick(self, now: float, commit: bool = False) -> Tally:
