@@ -47,8 +47,8 @@ class LogFiles:
         self.root = root
         self.files = {t: EveFile(root / f"{t}.log", rotate_bytes, 0, stamped=True) for t in types}
 
-    def write(self, kind: str, line: str) -> None:
-        self.files[kind].write_line(line)
+    def write(self, kind: str, lines: list) -> None:
+        self.files[kind].write_lines(lines)
 
     def flush(self) -> None:
         for f in self.files.values():
@@ -121,8 +121,7 @@ class Writer:
                 n = len(text)
                 recs, text = _each(text)
                 self.unreadable += n - len(text)
-            for line in text:
-                self.files.write(kind, line)
+            self.files.write(kind, text)
             self.index.add_many(kind, recs, text, now)
             self.dirty = True
 
