@@ -168,17 +168,22 @@ static int micros(double x, long long *r)
 
 static void put_micros(struct hwint_jbuf *b, long long r, int negative)
 {
-    char t[40], *end = t + sizeof t;
+    if (b->len + 32 > b->cap && !hwint_j_grow(b, 32)) return;     /* written in place: a time in every line */
     unsigned long long a = r < 0 ? (unsigned long long)-r : (unsigned long long)r;
-    uint64_t frac = a % 1000000;
+    uint64_t whole = a / 1000000, frac = a % 1000000;
     int places = 6;
     while (places > 1 && frac % 10 == 0) frac /= 10, places--;
-    char *s = digits(end, frac);
-    while (end - s < places) *--s = '0';
-    *--s = '.';
-    s = digits(s, a / 1000000);
-    if (negative) *--s = '-';
-    hwint_j_raw(b, s, (size_t)(end - s));
+    char *o = b->p + b->len;
+    if (negative) *o++ = '-';
+    size_t n = 1;
+    for (uint64_t x = whole; x >= 10; x /= 10) n++;
+    char *q = o + n;
+    do *--q = (char)('0' + whole % 10);
+    while (whole /= 10);
+    o += n;
+    *o++ = '.';
+    for (int i = places - 1; i >= 0; i--, frac /= 10) o[i] = (char)('0' + frac % 10);
+    b->len = (size_t)(o + places - b->p);
 }
 
 /* CPython's round(x, 6) rounds x's exact binary value to 6 places, ties to even; below 4e9 that value is
