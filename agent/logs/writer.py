@@ -98,6 +98,7 @@ class LogService(Service):
             out = self.builder.flush()
             self._take(flush=True)
             if env.event_type == "capture_started":  # a new run: new flow ids, new uids (C's and Python's alike)
+                self.indexer.tick()                 # the indexer started now, before the traffic it will index
                 with self._lock:
                     if self.logger is not None:
                         self.c_dropped.update(self.logger.stats()["dropped"])
