@@ -16,6 +16,7 @@ import collections
 import dataclasses
 import json
 import logging
+import os
 import pathlib
 import socket
 import subprocess
@@ -38,6 +39,8 @@ PIECE_BYTES = 64 << 10            # lines parsed at once
 QUEUE_BYTES = 32 << 20            # lines waiting for the indexer at most (about two seconds of the mix at 300 k pps)
 RESTART_S = (0.5, 10.0)           # wait before starting a dead indexer again: doubled per restart, up to the second
 STOP_S = 10.0
+NICE = 10                         # the indexer yields the cores to the capture, the detectors and the API when
+                                  # they are short (its queue takes the wait, and drops are counted)
 
 
 class LogFiles:
@@ -166,6 +169,7 @@ def _each(text: list) -> tuple:
 def work(conn_fd: int) -> int:
     """Write what the agent hands over until it says stop or goes away: (type, lines), or (None, b"") to flush
     and answer with a Tally.  Lines left uncommitted are committed within COMMIT_EVERY_S of quiet."""
+    os.nice(NICE)
     conn = Connection(conn_fd)
     writer = Writer(conn.recv())
     try:
