@@ -2,7 +2,7 @@
 
 A service is a bus consumer with its own named thread and bounded queue.  It
 declares the channels it reads; the runner feeds it envelopes and calls
-tick() about once a second (windows close on time, not only on traffic).
+tick() every tick_s seconds (windows close on time, not only on traffic).
 An exception in handle() is counted and logged once per kind, and the
 service goes on; one that escapes the loop marks the component failed.
 A service whose channels are None (the serial console, a loop of its own) is
@@ -23,6 +23,7 @@ class Service:
     channels: tuple = ()      # None: reads no channel, only ticks
     critical = False
     queue_size = 4096
+    tick_s = 1.0              # how often tick() is called
 
     @classmethod
     def wanted(cls, cfg) -> bool:
@@ -36,7 +37,7 @@ class Service:
         raise NotImplementedError
 
     def tick(self, now: float) -> None:
-        """About once a second."""
+        """Every tick_s seconds."""
 
     def stop(self) -> None:
         """After the thread's last handle()."""
@@ -79,12 +80,14 @@ class Runner:
                 **self.service.detail()}
 
     def loop(self, component) -> None:
-        next_tick = time.monotonic() + 1.0
+        every = self.service.tick_s
+        next_tick = time.monotonic() + every
         try:
             while not component.stop.is_set():
-                env = self.sub.get(timeout=0.2) if self.sub else None
+                wait = min(0.2, max(0.0, next_tick - time.monotonic()))
+                env = self.sub.get(timeout=wait) if self.sub else None
                 if self.sub is None:
-                    component.stop.wait(0.2)
+                    component.stop.wait(wait)
                 if env is not None:
                     try:
                         self.service.handle(env)
@@ -96,7 +99,7 @@ class Runner:
                         self.errors[kind] += 1
                 now = time.monotonic()
                 if now >= next_tick:
-                    next_tick = now + 1.0
+                    next_tick = now + every
                     self.service.tick(time.time())
                     component.beat()
         finally:

@@ -8,7 +8,7 @@ import bottle
 from agent.api.app import Api
 from agent.api.validate import Field
 from agent.logs import index
-from agent.logs.writer import INDEX_FILE
+from agent.logs.indexer import INDEX_FILE
 
 MAX_TS = 1e11                     # seconds since the epoch: year 5138
 QUERY = {

@@ -29,7 +29,7 @@ from agent.api.validate import parse
 from agent.client import ERRORS, ApiError
 from agent.errors import AgentError
 from agent.logs import index as log_index
-from agent.logs.writer import INDEX_FILE
+from agent.logs.indexer import INDEX_FILE
 from agent.recordings import packets
 from agent.software.card import verdict_body
 from agent.store import StoreError

@@ -406,15 +406,16 @@ def _compact(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if v is not None}
 
 
-def key_text(kind: str, rec: dict) -> str:
-    """What `q` searches in a record: the names and addresses a person looks a record up by."""
-    fields = {"dns": ("query", "answers"), "http": ("host", "uri", "user_agent"),
+KEY_FIELDS = {"dns": ("query", "answers"), "http": ("host", "uri", "user_agent"),
               "tls": ("server_name", "ja3", "ja3s", "ja4", "subject", "issuer", "cert_chain_fps"),
               "sip": ("call_id", "request_from", "request_to"), "rtp": ("call_id",), "arp": ("ip", "mac"),
-              "ndp": ("ip", "mac"), "dhcp": ("mac", "assigned_addr", "requested_addr"),
-              "conn": ("service",)}.get(kind, ())
+              "ndp": ("ip", "mac"), "dhcp": ("mac", "assigned_addr", "requested_addr"), "conn": ("service",)}
+
+
+def key_text(kind: str, rec: dict) -> str:
+    """What `q` searches in a record: the names and addresses a person looks a record up by."""
     parts = []
-    for f in fields:
+    for f in KEY_FIELDS.get(kind, ()):
         v = rec.get(f)
         if isinstance(v, list):
             parts.extend(str(x) for x in v)

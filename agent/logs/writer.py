@@ -1,15 +1,15 @@
 """The log service: capture output in (packet events with their C records,
-expired flows, finished calls), protocol log records out, to one rotated
-JSON-lines file per type under <data_dir>/logs and to the index the API
+expired flows, finished calls), protocol log lines out, handed to the log
+indexer (agent.logs.indexer, a child process) that writes one rotated
+JSON-lines file per type under <data_dir>/logs and the index the API
 searches.  It reads the bus like any consumer: a bounded queue whose drops
 are counted (health, /metrics); the capture never waits for it.  The dns,
 http and tls lines are made in C as the capture parses the messages (a
 hwdrivers.logs Logger attached to each session before its first packet; it
 is told which flows ended, so what waits for them goes out); the service
-takes them every tick."""
+takes them every tick and hands them on as they are, unparsed."""
 import collections
 import dataclasses
-import itertools
 import json
 import logging
 import os
@@ -18,10 +18,9 @@ import time
 
 from agent.detectors.tls_downgrade import SUITES
 from agent.events import LogRecord
-from agent.logs.index import Index
+from agent.logs.indexer import PRUNE_EVERY_S, Indexer, Settings, pieces
 from agent.logs.records import DNS_WAIT_S, PROTO_NUMBERS, Builder
 from agent.outputs.eve import LOG_CHANNEL
-from agent.outputs.evefile import EveFile, prune
 from agent.services import Service
 from hwdrivers.logs import Logger
 
@@ -29,11 +28,10 @@ log = logging.getLogger(__name__)
 CHANNELS = {"dns": "packets:dns", "http": "packets:http", "tls": "packets:tls", "arp": "packets:arp",
             "ndp": "packets:ndp", "dhcp": "packets:dhcp", "conn": "flows:expired", "sip": "calls:updated",
             "rtp": "calls:updated"}
-PRUNE_EVERY_S = 60.0
-INDEX_FILE = "index.db"
 ENDED_MAX = 65536                 # ended flows of the running capture remembered for ?flow=ID
-C_LINES_MAX = 4 << 20             # bytes of one type's lines the C logger holds between two ticks: more than
-                                  # this service indexes in a tick, so a bigger bound only grows memory
+C_LINES_MAX = 4 << 20             # bytes of one type's lines the C logger holds between two ticks (16 MB/s
+                                  # at tick_s 0.25: more than this service indexes), a bigger bound only grows
+                                  # memory
 
 
 @dataclasses.dataclass(slots=True)
@@ -51,37 +49,11 @@ class EndedFlow:
     last_ns: int
 
 
-class LogFiles:
-    """One stamped, rotated JSON-lines file per log type, and retention over all of them."""
-
-    def __init__(self, root, types, rotate_bytes: int):
-        self.root = root
-        self.files = {t: EveFile(root / f"{t}.log", rotate_bytes, 0, stamped=True) for t in types}
-
-    def write(self, kind: str, line: str) -> None:
-        self.files[kind].write_line(line)
-
-    def flush(self) -> None:
-        for f in self.files.values():
-            f.flush()
-
-    def size(self) -> int:
-        return sum(p.stat().st_size for f in self.files.values() for p in [f.path, *f.rotated()] if p.exists())
-
-    def prune(self, keep_bytes: int, keep_s: float) -> int:
-        """Rotated files past the budget go (the files being written stay)."""
-        rotated = [p for f in self.files.values() for p in f.rotated()]
-        live = sum(f.path.stat().st_size for f in self.files.values() if f.path.exists())
-        return len(prune(rotated, max(1, keep_bytes - live) if keep_bytes else 0, keep_s))
-
-    def close(self) -> None:
-        for f in self.files.values():
-            f.close()
-
-
 class LogService(Service):
     name = "logs"
     critical = False
+    tick_s = 0.25                           # the C logger's lines taken (and indexed) this often: in smaller
+                                            # pieces, and its bound (C_LINES_MAX) holds 4x the rate
     ended: dict = {}                        # flow id -> EndedFlow of the capture's flows that left the table
     _lock = threading.Lock()                # (class values: a service not started remembers none)
 
@@ -104,13 +76,14 @@ class LogService(Service):
         self.ended = collections.OrderedDict()
         if self.c_types:
             agent.capture.session_hooks.append(self._attach)
-            agent.health.register_losses("protocol_logs", self.losses)
-        self.files = LogFiles(agent.cfg.logs_dir, sorted(self.types), c.rotate_mb << 20)
-        self.index = Index(agent.cfg.logs_dir / INDEX_FILE)
+        self.indexer = Indexer(Settings(str(agent.cfg.logs_dir), tuple(sorted(self.types)), c.rotate_mb << 20,
+                                        c.keep_mb, c.keep_s))
+        agent.health.register_losses("protocol_logs", self.losses)
         self.bus = agent.bus
         self.written: collections.Counter = collections.Counter()
-        self.files_pruned = 0
-        self._next_prune = 0.0
+        self._made = collections.defaultdict(list)      # type -> lines made here since the last tick
+        self._given = False                             # lines handed over since the indexer's last tick
+        self._next_retain = time.time() + PRUNE_EVERY_S  # a tick for the indexer's retention even when idle
 
     def handle(self, env) -> None:
         ch, data = env.channel, env.data
@@ -125,6 +98,7 @@ class LogService(Service):
             out = self.builder.flush()
             self._take(flush=True)
             if env.event_type == "capture_started":  # a new run: new flow ids, new uids (C's and Python's alike)
+                self.indexer.tick()                 # the indexer started now, before the traffic it will index
                 with self._lock:
                     if self.logger is not None:
                         self.c_dropped.update(self.logger.stats()["dropped"])
@@ -164,8 +138,7 @@ class LogService(Service):
             self._next = (logger, salt)
 
     def _take(self, flush: bool = False) -> None:
-        """The lines the C logger made, read back for the index (its time, hosts and names) in one parse of
-        the whole buffer."""
+        """The lines the C logger made, to the indexer as they are."""
         if self.logger is None:
             return
         if flush:
@@ -173,51 +146,54 @@ class LogService(Service):
         else:
             self.logger.expire(self.builder.now, DNS_WAIT_S)
         for kind, lines in self.logger.take():
-            text = lines.decode().splitlines()
-            self._lines(zip(itertools.repeat(kind), json.loads("[" + ",".join(text) + "]"), text))
+            self._give(kind, lines)
 
     def _write(self, records) -> None:
-        self._lines((kind, rec, json.dumps(rec, separators=(",", ":"), default=str)) for kind, rec in records)
+        """Records made here (conn of the flows Python saw end, arp, ndp, dhcp, sip, rtp): their lines go to
+        the indexer at the next tick, a buffer per type."""
+        for kind, rec in records:
+            self._made[kind].append(json.dumps(rec, separators=(",", ":"), default=str))
 
-    def _lines(self, records) -> None:
-        """(type, record, its JSON line) to the files, the index and (when somebody follows) the bus."""
-        now = time.time()
-        follow = self.bus.listening(LOG_CHANNEL)       # EVE http/tls, SSE followers: else no message is made
-        for kind, rec, line in records:
-            self.files.write(kind, line)
-            self.index.add(kind, rec, line, now)
-            self.written[kind] += 1
-            if follow:
-                self.bus.publish(LOG_CHANNEL, kind, LogRecord(rec), source="logs")
+    def _hand_over(self) -> None:
+        made, self._made = self._made, collections.defaultdict(list)
+        for kind, lines in made.items():
+            self._give(kind, ("\n".join(lines) + "\n").encode())
+
+    def _give(self, kind: str, buf: bytes) -> None:
+        """'\n'-ended lines to the indexer (files and index) and, when somebody follows, as records to the bus."""
+        if not self.indexer.give(kind, buf):
+            return
+        self._given = True
+        self.written[kind] += buf.count(b"\n")
+        if self.bus.listening(LOG_CHANNEL):          # EVE http/tls, SSE followers: else no message is made
+            for text in pieces(buf):
+                for rec in json.loads("[" + ",".join(text) + "]"):
+                    self.bus.publish(LOG_CHANNEL, kind, LogRecord(rec), source="logs")
 
     def tick(self, now: float) -> None:
         self._take()
         self._write(self.builder.expire())
-        self.files.flush()
-        self.index.commit()
-        if now >= self._next_prune:
-            self._next_prune = now + PRUNE_EVERY_S
-            self.retain()
-
-    def retain(self) -> None:
-        """Retention: the index takes at most half the size budget, the files the rest."""
-        keep = self.cfg.keep_mb << 20
-        self.index.prune(keep // 2, self.cfg.keep_s)
-        self.files_pruned += self.files.prune(keep - self.index.size() if keep else 0, self.cfg.keep_s)
+        self._hand_over()
+        if self._given or now >= self._next_retain:   # an idle agent (none given) starts no indexer at boot
+            self._given = False
+            self._next_retain = now + PRUNE_EVERY_S
+            self.indexer.tick()
 
     def stop(self) -> None:
         self._take(flush=True)
         self._write(self.builder.flush())
-        self.files.close()
-        self.index.close()
+        self._hand_over()
+        self.indexer.stop()
 
     def losses(self) -> dict:
         """Lines the C logger dropped because nobody took them in time (this service stalled), by type."""
         logger = self.logger
         lost = self.c_dropped + collections.Counter(logger.stats()["dropped"] if logger else {})
-        return {f"c_logger:{kind}": n for kind, n in lost.items() if n}
+        return {**{f"c_logger:{kind}": n for kind, n in lost.items() if n}, **self.indexer.losses()}
 
     def detail(self) -> dict:
-        return {"written": dict(self.written), "records": sum(self.written.values()), "indexed": self.index.added,
-                "index_pruned": self.index.pruned, "files_pruned": self.files_pruned,
+        tally = self.indexer.counts()
+        return {"written": dict(self.written), "records": sum(self.written.values()), "indexed": tally.indexed,
+                "index_pruned": tally.index_pruned, "files_pruned": tally.files_pruned,
+                "unreadable": tally.unreadable, "indexer": self.indexer.detail(),
                 "held_early": self.builder.overflow + (self.logger.stats()["held_early"] if self.logger else 0)}

@@ -30,10 +30,15 @@ class EveFile:
 
     def write_line(self, line: str) -> None:
         """A record already serialised (the same text goes to the file and elsewhere)."""
-        line += "\n"
-        self._f.write(line)
-        self.written += 1
-        self.size += len(line) if line.isascii() else len(line.encode())
+        self.write_lines((line,))
+
+    def write_lines(self, lines) -> None:
+        """Records already serialised, written at once (the protocol logs' buffers): the file rotates after
+        them, so it may pass rotate_bytes by their size."""
+        text = "\n".join(lines) + "\n"
+        self._f.write(text)
+        self.written += len(lines)
+        self.size += len(text) if text.isascii() else len(text.encode())
         if self.rotate_bytes and self.size >= self.rotate_bytes:
             self.rotate()
 

@@ -18,7 +18,6 @@ struct hwint_jbuf {
 #define HWINT_J_UTF8 1          /* UTF-8, bad bytes as \xNN text (decode("utf-8", "backslashreplace")) */
 
 int hwint_j_grow(struct hwint_jbuf *b, size_t n);           /* room for n more bytes; 0: no memory (failed) */
-void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n);
 
 /* Inline: a line is some thirty of these, and a literal's length is known when it is compiled. */
 static inline void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n)
@@ -29,6 +28,20 @@ static inline void hwint_j_raw(struct hwint_jbuf *b, const char *s, size_t n)
 }
 
 static inline void hwint_j_lit(struct hwint_jbuf *b, const char *s) { hwint_j_raw(b, s, strlen(s)); }
+
+/* ,"key": (no comma after '{'); inline, so a literal key's copy is a few moves */
+static inline void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n)
+{
+    if (b->len + n + 4 > b->cap && !hwint_j_grow(b, n + 4)) return;
+    char *o = b->p + b->len;
+    if (b->len && o[-1] != '{') *o++ = ',';
+    *o++ = '"';
+    memcpy(o, key, n);
+    o += n;
+    *o++ = '"';
+    *o++ = ':';
+    b->len = (size_t)(o - b->p);
+}
 #define hwint_j_key(b, key) hwint_j_keyn((b), (key), strlen(key))  /* ,"key": (no comma after '{') */
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc);
 void hwint_j_cstr(struct hwint_jbuf *b, const char *s);

@@ -25,19 +25,6 @@ int hwint_j_grow(struct hwint_jbuf *b, size_t n)
     return 1;
 }
 
-void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n)
-{
-    if (b->len + n + 4 > b->cap && !hwint_j_grow(b, n + 4)) return;
-    char *o = b->p + b->len;
-    if (b->len && o[-1] != '{') *o++ = ',';
-    *o++ = '"';
-    memcpy(o, key, n);
-    o += n;
-    *o++ = '"';
-    *o++ = ':';
-    b->len = (size_t)(o - b->p);
-}
-
 /* One code point as json.dumps(ensure_ascii=True) writes it. */
 static void put_cp(struct hwint_jbuf *b, uint32_t c)
 {
@@ -86,6 +73,17 @@ static int32_t utf8_cp(const uint8_t *s, size_t n, size_t *used)
 
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
 {
+    size_t clean = 0;           /* most strings need no escape: one copy between the quotes */
+    while (clean < n && s[clean] >= 0x20 && s[clean] < 0x7f && s[clean] != '"' && s[clean] != '\\') clean++;
+    if (clean == n) {
+        if (b->len + n + 2 > b->cap && !hwint_j_grow(b, n + 2)) return;
+        char *o = b->p + b->len;
+        *o = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        b->len += n + 2;
+        return;
+    }
     hwint_j_raw(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         size_t run = i;             /* printable ASCII but the quote and backslash goes as it is */
@@ -127,8 +125,13 @@ static char *digits(char *end, uint64_t v)
 
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
-    char t[24], *s = digits(t + sizeof t, v);
-    hwint_j_raw(b, s, (size_t)(t + sizeof t - s));
+    if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
+    size_t n = 1;               /* its digits, written in place from the last */
+    for (uint64_t x = v; x >= 10; x /= 10) n++;
+    char *o = b->p + b->len + n;
+    do *--o = (char)('0' + v % 10);
+    while (v /= 10);
+    b->len += n;
 }
 
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
@@ -165,17 +168,22 @@ static int micros(double x, long long *r)
 
 static void put_micros(struct hwint_jbuf *b, long long r, int negative)
 {
-    char t[40], *end = t + sizeof t;
+    if (b->len + 32 > b->cap && !hwint_j_grow(b, 32)) return;     /* written in place: a time in every line */
     unsigned long long a = r < 0 ? (unsigned long long)-r : (unsigned long long)r;
-    uint64_t frac = a % 1000000;
+    uint64_t whole = a / 1000000, frac = a % 1000000;
     int places = 6;
     while (places > 1 && frac % 10 == 0) frac /= 10, places--;
-    char *s = digits(end, frac);
-    while (end - s < places) *--s = '0';
-    *--s = '.';
-    s = digits(s, a / 1000000);
-    if (negative) *--s = '-';
-    hwint_j_raw(b, s, (size_t)(end - s));
+    char *o = b->p + b->len;
+    if (negative) *o++ = '-';
+    size_t n = 1;
+    for (uint64_t x = whole; x >= 10; x /= 10) n++;
+    char *q = o + n;
+    do *--q = (char)('0' + whole % 10);
+    while (whole /= 10);
+    o += n;
+    *o++ = '.';
+    for (int i = places - 1; i >= 0; i--, frac /= 10) o[i] = (char)('0' + frac % 10);
+    b->len = (size_t)(o + places - b->p);
 }
 
 /* CPython's round(x, 6) rounds x's exact binary value to 6 places, ties to even; below 4e9 that value is

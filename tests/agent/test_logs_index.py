@@ -5,6 +5,7 @@ commits, packet times out of order, and names whose lower case is ASCII only
 once decoded."""
 import json
 import random
+import sqlite3
 
 from agent.logs.index import BLOCK_LINES, Index, query
 from agent.logs.records import hosts, key_text
@@ -88,3 +89,25 @@ def test_an_index_of_the_row_per_record_form_becomes_blocks_and_forgets_nothing(
     index.prune(0, 500.0, now=1000.0)   # written at 100 + i: those before 500 go, but a block's tail
     assert 900 <= index.count() <= 960    # (a block spans at most 60 s of writing)
     index.close()
+
+
+def test_many_records_at_once_make_the_blocks_one_at_a_time_make(tmp_path):
+    """add_many (the log indexer's: a buffer's records at once) cuts blocks where add would, at BLOCK_LINES
+    lines of a type, and answers the same."""
+    rng = random.Random(7)
+    records = _records(3 * BLOCK_LINES + 100, rng)
+    one, many = Index(tmp_path / "one.db"), Index(tmp_path / "many.db")
+    for kind, rec in records:
+        one.add(kind, rec, json.dumps(rec, separators=(",", ":")), 100.0)
+    for kind in ("dns", "http", "conn"):
+        mine = [rec for k, rec in records if k == kind]
+        many.add_many(kind, mine[:50], [json.dumps(r, separators=(",", ":")) for r in mine[:50]], 100.0)
+        many.add_many(kind, mine[50:], [json.dumps(r, separators=(",", ":")) for r in mine[50:]], 100.0)
+    one.close(), many.close()
+    rows = "SELECT type, n, ts_min, ts_max, hosts, cids, keys FROM blocks ORDER BY type, ts_min, n"
+    a, b = (sorted(sqlite3.connect(tmp_path / f).execute(rows).fetchall()) for f in ("one.db", "many.db"))
+    assert [r[:2] for r in a] == [r[:2] for r in b] and max(r[1] for r in a) == BLOCK_LINES
+    assert [r[2:4] + (r[6],) for r in a] == [r[2:4] + (r[6],) for r in b]
+    assert [(set(r[4].split()), set(r[5].split())) for r in a] == [(set(r[4].split()), set(r[5].split())) for r in b]
+    for kind in ("dns", "http", "conn"):
+        assert list(query(tmp_path / "many.db", kind, limit=10 ** 6)) == _want(records, kind, limit=10 ** 6)

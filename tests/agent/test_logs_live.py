@@ -108,6 +108,7 @@ def test_files_private_drops_counted(replayed):
     assert [json.loads(x) for x in lines] == list(a.client.logs("dns"))
     comp = a.client.health()["components"]["logs"]
     assert comp["dropped"] == 0 and comp["records"] > 0 and comp["status"] == "running"
+    assert comp["indexer"]["pid"] not in (None, a.proc.pid) and comp["indexer"]["restarts"] == 0   # its own process
     metrics = a.client.raw("GET", "/metrics").body.decode()
     assert "capbox_log_dropped_total 0.0" in metrics
     assert f'capbox_log_records_total{{type="dns"}} {float(len(lines))}' in metrics

@@ -6,7 +6,7 @@ import stat
 import time
 
 from agent.logs.index import Index, query
-from agent.logs.writer import LogFiles
+from agent.logs.indexer import LogFiles
 from agent.outputs.evefile import EveFile, prune
 
 
@@ -42,8 +42,8 @@ def test_stamped_rotation_and_prune_by_size_and_age(tmp_path):
 def test_log_files_keep_the_files_being_written(tmp_path):
     files = LogFiles(tmp_path, ["dns", "conn"], 1000)
     for i in range(100):
-        files.write("dns", json.dumps(_record(i)))
-        files.write("conn", json.dumps(_record(i)))
+        files.write("dns", [json.dumps(_record(i))])
+        files.write("conn", [json.dumps(_record(i))])
     files.flush()
     assert files.prune(1, 0) > 0
     assert all(not f.rotated() and f.path.exists() for f in files.files.values())
@@ -68,3 +68,17 @@ def test_index_prunes_by_write_time_and_size(tmp_path):
     # the newest survive a size cut
     assert list(query(tmp_path / "index.db", "dns", since=1000.0 + 2999))
     idx.close()
+
+
+def test_lines_written_at_once_rotate_after_them(tmp_path):
+    """The log indexer writes a buffer's lines at once: a file rotates after a batch that passes its size, and
+    every line is kept, in order, each file ending with a whole line."""
+    f = EveFile(tmp_path / "logs" / "dns.log", 3000, 0, stamped=True)
+    lines = [json.dumps(_record(i)) for i in range(300)]
+    for at in range(0, 300, 40):
+        f.write_lines(lines[at:at + 40])
+    f.close()
+    files = [*f.rotated(), f.path]
+    assert len(files) > 3 and f.written == 300
+    assert [x for p in files for x in p.read_text().splitlines()] == lines
+    assert all(p.read_text()[-1:] in ("", "\n") and p.stat().st_size < 3000 + 40 * 200 for p in files)

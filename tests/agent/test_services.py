@@ -1,4 +1,5 @@
 """The service slots: a bus consumer in its own thread, supervised."""
+import time
 import types
 
 import pytest
@@ -143,3 +144,18 @@ def test_a_channel_takes_only_its_dataclass_and_its_json_is_the_records():
     assert stopped["reason"] == "manual" and dict(stopped) == stopped.as_dict()
     rec = bus.publish("logs:records", "dns", LogRecord({"uid": "C1", "query": "example.com"}))
     assert rec.as_dict()["data"] == {"uid": "C1", "query": "example.com"}
+
+
+class Quick(Counter):
+    name = "quick"
+    tick_s = 0.05
+
+
+def test_a_service_ticks_every_tick_s():
+    """tick_s is kept with or without traffic: 0.05 s gives about 20 ticks a second, the default one."""
+    agent = fake_agent()
+    t0 = time.monotonic()
+    quick, slow = start_services(agent, [Quick(), Counter()])
+    wait_for(lambda: quick.service.ticks >= 10, timeout=30)
+    assert slow.service.ticks <= time.monotonic() - t0 + 1       # once a second at most
+    agent.health.stop_all(2)
