@@ -180,6 +180,8 @@ class Agent:
         self.software.start(self.health)    # before a capture on the card starts: its firmware reloaded
         cap = self.cfg.capture
         if cap.autostart and cap.source:
+            if not self.capture.await_interface(cap.source, cap.interface_wait_s):
+                log.warning("no interface %s after %d s", cap.source, cap.interface_wait_s)
             try:
                 self.capture.start(CaptureRequest(
                     source=cap.source, backend=cap.backend, bpf=self.capture.autostart_bpf(), snaplen=cap.snaplen,
