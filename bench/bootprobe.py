@@ -1,7 +1,10 @@
 """bench/bootprofile.py --probe: the sitecustomize.py it puts on the agent's PYTHONPATH in a profiled box.
 In the agent's process only, once per boot: a shell that snapshots the guest's counters when the
 agent starts and once it is active, then systemd-analyze and lsmod, into /var/lib/capbox/profile-BOOT.txt."""
-import os, sys, subprocess
+import os
+import subprocess
+import sys
+
 if "run" in sys.argv and not os.path.exists("/run/capbox-probe"):
     open("/run/capbox-probe", "w").close()
     script = r'''

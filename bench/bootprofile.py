@@ -5,15 +5,15 @@
 Boots a fresh box (a copy of the image, a 4 GiB overlay) to `/v1/health`
 healthy, waits for the slot check, powers it off, and copies the guest's
 journal off its data partition (debugfs: no mount, no loop device) into
-OUTDIR with `journalctl -o short-monotonic` of it (journal.txt) and the
-ttyS1 console (ttyS1.log).  --env lines go into the box's
+OUTDIR: `journalctl -o short-monotonic` of it (first.txt) and the ttyS1
+console (first-ttyS1.log).  --env lines go into the box's
 /var/lib/capbox/capbox.env before its first boot, e.g.
 PYTHONPROFILEIMPORTTIME=1 (the agent's imports then land in the journal).
 --probe puts a sitecustomize.py on the agent's PYTHONPATH that, once per
 boot, snapshots the guest's CPU and block counters when the agent starts and
 when it is ready, then `systemd-analyze blame` / `critical-chain`, lsmod and
 ps (profile-BOOT.txt in OUTDIR; the image itself is not changed).
---second also boots it a second time and keeps that journal too.
+--second also boots it a second time (second.txt: both boots' journal).
 Loopback only (qemu user networking, restrict=on)."""
 import argparse
 import json

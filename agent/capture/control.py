@@ -39,11 +39,6 @@ FLOW_SEARCH = 100000     # flows looked through for one id (the table holds up t
 FLOW_SORTS = ("bytes", "packets", "last", "first")
 
 
-def names_file(source: str) -> bool:
-    """A capture source that is a file (a path, or a capture file's name), not an interface."""
-    return "/" in source or source.endswith((".pcap", ".pcapng", ".cap"))
-
-
 class CaptureService:
     def __init__(self, cfg: Config, bus, store, health, consumers=None):
         self.cfg = cfg
@@ -89,7 +84,7 @@ class CaptureService:
         names = {b["name"]: b for b in self.backends()}
         if req.backend and req.backend not in names:
             raise validation(f"unknown backend {req.backend!r}", field="backend", choices=sorted(names))
-        is_file = req.backend == "pcapfile" or names_file(source)
+        is_file = req.backend == "pcapfile" or "/" in source or source.endswith((".pcap", ".pcapng", ".cap"))
         if is_file:
             if req.backend and req.backend != "pcapfile":
                 raise validation(f"backend {req.backend} captures from interfaces, not files", field="backend")
@@ -155,21 +150,6 @@ class CaptureService:
                 t.start()
             self.component.beat("running")
             return self.status()
-
-    def await_interface(self, source: str, timeout_s: float) -> bool:
-        """Until an interface `source` exists, at most timeout_s (the image starts the agent while udev
-        is still bringing its NIC up, not after); True at once for a file or the demo."""
-        if source == "demo" or names_file(source):
-            return True
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                socket.if_nametoindex(source)
-                return True
-            except OSError:
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(0.2)
 
     def autostart_bpf(self) -> str:
         """The filter of the capture that starts with the agent: the last one set over REST, else the file's."""
