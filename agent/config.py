@@ -44,6 +44,7 @@ class CaptureSection:
     promisc: bool = CAPTURE_DEFAULTS.promisc               # interfaces: every frame on the wire, not only those for this box
     fanout_group: int = CAPTURE_DEFAULTS.fanout_group      # afpacket: PACKET_FANOUT group id shared with other readers (-1: none)
     autostart: bool = True          # capture `source` as the agent starts
+    interface_wait_s: int = 0       # an interface `source` not there yet at start (udev still at it): wait this long
     # the box replays its autostart file (the demo) at the recorded pace and in a loop, unlike C's and the
     # API's default (once, as fast as possible): a deliberate difference, not a second default
     pace: float = 1.0               # file replay speed; 0 = as fast as possible

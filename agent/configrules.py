@@ -9,6 +9,7 @@ RULES = {
     "capture.buffer_size_mb": {"min": 1, "max": 4096},
     "capture.fanout_group": {"min": -1, "max": 65535},
     "capture.pace": {"min": 0, "max": 1000},
+    "capture.interface_wait_s": {"min": 0, "max": 600},
     "capture.event_ring": {"min": 1024, "max": 1 << 20},
     "flows.idle_timeout_s": {"min": 0, "max": 86400},
     "flows.active_timeout_s": {"min": 0, "max": 86400},

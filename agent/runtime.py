@@ -24,6 +24,7 @@ from agent.auth import KeyStore
 from agent.bus import Bus, now_iso
 from agent.capture.run import CaptureRequest
 from agent.capture.control import CaptureService
+from agent.capture.sources import await_interface
 from agent.config import Config
 from agent.consumers import Consumers
 from agent.errors import AgentError, validation
@@ -180,6 +181,8 @@ class Agent:
         self.software.start(self.health)    # before a capture on the card starts: its firmware reloaded
         cap = self.cfg.capture
         if cap.autostart and cap.source:
+            if not await_interface(cap.source, cap.interface_wait_s):
+                log.warning("no interface %s after %d s", cap.source, cap.interface_wait_s)
             try:
                 self.capture.start(CaptureRequest(
                     source=cap.source, backend=cap.backend, bpf=self.capture.autostart_bpf(), snaplen=cap.snaplen,

@@ -21,6 +21,10 @@ ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
 # agent's start under emulation.  Unchecked hash-based .pyc (PEP 552, as Debian's own) are taken as
 # they are; the slot is read-only and dm-verity checks every block of it.
 in_root /opt/capbox/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/capbox/lib/python3.11/site-packages
+# Debian's sitecustomize only tries apport's hook, which a box does not have: a failed import, every
+# directory of sys.path searched, at the start of every Python process
+rm -f "$R/etc/python3.11/sitecustomize.py" "$R/usr/lib/python3.11/sitecustomize.py" \
+    "$R"/usr/lib/python3.11/__pycache__/sitecustomize.*.pyc
 
 systemctl --root="$R" enable -q systemd-networkd.service capbox-grow-data.service capbox.service capbox-console.service capbox-tui.service \
     capbox-verify-slot.service \

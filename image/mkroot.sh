@@ -16,6 +16,7 @@ tree=$1 out=$2 release=$3 config=$4
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date +%s)}
 rm -f "$out.tmp"
 mksquashfs "$tree" "$out.tmp" -noappend -quiet -no-progress -comp zstd -Xcompression-level "${SQUASHFS_LEVEL:-8}" \
+    -b "${SQUASHFS_BLOCK:-131072}" \
     -p "usr/lib/capbox/release.json f 644 0 0 cat $(realpath "$release")" \
     -p "etc/capbox/capbox.toml f 644 0 0 cat $(realpath "$config")" >/dev/null
 size=$(stat -c %s "$out.tmp")
