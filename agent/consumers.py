@@ -164,7 +164,8 @@ class Consumers:
         with theirs:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "agent.consumers", str(self.ring.fd), str(theirs.fileno())],
-                pass_fds=(self.ring.fd, theirs.fileno()), stdin=subprocess.DEVNULL)
+                pass_fds=(self.ring.fd, theirs.fileno()), stdin=subprocess.DEVNULL,
+                start_new_session=True)       # a terminal's Ctrl-C is the agent's: it stops the worker in order
         self.conn = Connection(mine.detach())
         self.conn.send(self.cfg.detection)
         log.info("consumer worker %d started", self.proc.pid)

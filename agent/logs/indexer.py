@@ -237,7 +237,8 @@ class Indexer:
         mine, theirs = socket.socketpair()
         with theirs:
             self.proc = subprocess.Popen([sys.executable, "-m", "agent.logs.indexer", str(theirs.fileno())],
-                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
+                                         start_new_session=True)   # Ctrl-C is the agent's, which stops it in order
         self.conn = Connection(mine.detach())
         self.conn.send(self.settings)
         log.info("log indexer %d started", self.proc.pid)

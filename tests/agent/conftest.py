@@ -39,7 +39,8 @@ class AgentProcess:
         e = dict(os.environ, **(env or {}))
         self.proc = subprocess.Popen(
             [*prefix, sys.executable, "-m", "agent", "run", "--config", str(self.config), "--data-dir", str(data_dir),
-             "--listen", f"127.0.0.1:{self.port}"], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=e)
+             "--listen", f"127.0.0.1:{self.port}"], cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, env=e,
+            start_new_session=True)     # a process group of its own, as a shell gives a command it runs
         self.key = None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -71,6 +71,23 @@ def test_a_killed_worker_is_restarted_and_health_says_so(make_agent, tmp_path):
     assert not os.path.exists(f"/proc/{worker['pid']}") or _zombie_or_gone(worker["pid"])
 
 
+def test_ctrl_c_stops_the_worker_and_the_log_indexer_through_the_agent(make_agent, tmp_path):
+    """A terminal's Ctrl-C signals its whole foreground process group: the agent's children are in sessions
+    of their own, so the agent stops them in order (no worker started again during the stop, no log lines
+    lost with a killed indexer), as systemd's KillMode=mixed does on the box."""
+    a = make_agent(IDLE)
+    c = a.client
+    c.capture_start(file=a.pcap(str(_dns(tmp_path, 20000, -1))), pace=0.05)    # runs for a while
+    worker = wait_for(lambda: _consumers(c)["pid"], timeout=30)
+    indexer = wait_for(lambda: c.health()["components"]["logs"]["indexer"]["pid"], timeout=30)
+    assert os.getpgid(worker) != a.proc.pid and os.getpgid(indexer) != a.proc.pid
+    os.killpg(a.proc.pid, signal.SIGINT)
+    assert a.proc.wait(60) == 0
+    out = a.output()
+    assert "starting another" not in out and "Traceback" not in out, out
+    assert _zombie_or_gone(worker) and _zombie_or_gone(indexer)
+
+
 def _zombie_or_gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
