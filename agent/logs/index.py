@@ -205,6 +205,9 @@ def query(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0,
     sql.append("ORDER BY b.ts_min, b.id")
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     try:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'blocks'").fetchone():
+            db.close()                # the log indexer (its own process) is making the index right now
+            return iter(())
         cursor = db.execute(" ".join(sql), args)
     except sqlite3.Error:
         db.close()
