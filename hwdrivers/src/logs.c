@@ -31,7 +31,7 @@ struct hw_logger {
     struct hwint_jbuf out[HW_LOG_KINDS];
     struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
-    uint32_t *bucket, mask, max, count, oldest, newest, free;
+    uint32_t *bucket, mask, max, count, oldest, newest, free, fresh;  /* fresh: entries below it were used */
     struct hwint_http *http;    /* HTTP requests waiting for their responses */
     struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
@@ -170,16 +170,16 @@ static void query_line(struct hw_logger *lg, const struct pend *p)
     end_line(lg, HW_LOG_DNS, start);
 }
 
-static uint32_t key_hash(uint64_t flow_id, uint16_t id, const char *name, size_t n)
+/* The flow and DNS id only: the name is compared, not hashed (one flow asking two names under one id is rare,
+ * and a byte loop over every name was a third of a lookup). */
+static uint32_t key_hash(uint64_t flow_id, uint16_t id)
 {
-    uint64_t h = 1469598103934665603ULL ^ mix(flow_id) ^ id;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)name[i]) * 1099511628211ULL;
-    return (uint32_t)mix(h);
+    return (uint32_t)mix(flow_id * 0x9e3779b97f4a7c15ULL ^ id);
 }
 
 static uint32_t *find(struct hw_logger *lg, uint64_t flow_id, uint16_t id, const char *name, size_t n)
 {
-    uint32_t *at = &lg->bucket[key_hash(flow_id, id, name, n) & lg->mask];
+    uint32_t *at = &lg->bucket[key_hash(flow_id, id) & lg->mask];
     for (; *at != NONE; at = &lg->pend[*at].hnext) {
         const struct pend *p = &lg->pend[*at];
         if (p->flow_id == flow_id && p->id == id && p->name_len == n && !memcmp(p->name, name, n)) return at;
@@ -217,9 +217,9 @@ static void hold(struct hw_logger *lg, const struct hw_event *e, const struct hw
         lg->held_early++;
         at = find(lg, e->flow_id, r->id, r->name, r->name_len);
     }
-    uint32_t i = lg->free;
+    uint32_t i = lg->free != NONE ? lg->free : lg->fresh++;    /* entries are touched as first needed */
     struct pend *p = &lg->pend[i];
-    lg->free = p->next;
+    if (lg->free != NONE) lg->free = p->next;
     *p = (struct pend){.ts_ns = e->ts_ns, .flow_id = e->flow_id, .hnext = NONE, .prev = lg->newest, .next = NONE,
                        .orig_p = e->sport, .resp_p = e->dport, .id = r->id, .qtype = r->qtype, .qclass = r->qclass,
                        .name_len = r->name_len, .family = e->family, .proto = e->proto,
@@ -359,8 +359,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
         return NULL;
     }
     memset(lg->bucket, 0xff, nb * sizeof *lg->bucket);
-    for (uint32_t i = 0; i < lg->max; i++) lg->pend[i].next = i + 1 < lg->max ? i + 1 : NONE;
-    lg->free = 0;
+    lg->free = NONE;            /* the free list holds entries given back; those never used wait past fresh */
     lg->oldest = lg->newest = NONE;
     return lg;
 }
@@ -394,6 +393,20 @@ void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
         else if (e->kind == HW_EV_TLS) hwint_tls_event(lg, lg->tls, e);
     }
     pthread_mutex_unlock(&lg->lock);
+}
+
+/* A file's lines are taken after each return of the session (no bound): about a megabyte at a time stays in
+ * cache, where 50 MB between two takes were fresh pages to fault in and write back. */
+#define DRAIN_BYTES (1u << 20)
+
+int hwint_logger_full(struct hw_logger *lg)
+{
+    if (lg->bytes_max) return 0;
+    size_t held = 0;
+    pthread_mutex_lock(&lg->lock);
+    for (int k = 0; k < HW_LOG_KINDS; k++) held += lg->out[k].len;
+    pthread_mutex_unlock(&lg->lock);
+    return held > DRAIN_BYTES;
 }
 
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
