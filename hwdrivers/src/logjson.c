@@ -71,10 +71,19 @@ static int32_t utf8_cp(const uint8_t *s, size_t n, size_t *used)
     return cp;
 }
 
+/* 1: the byte goes as it is (printable ASCII but the quote and the backslash) */
+#define P8(x) x, x, x, x, x, x, x, x
+static const uint8_t as_is[256] = {
+    P8(0), P8(0), P8(0), P8(0),                                 /* 0x00-0x1f */
+    1, 1, 0, 1, 1, 1, 1, 1, P8(1), P8(1), P8(1),                 /* 0x20-0x3f: '"' */
+    P8(1), P8(1), P8(1), 1, 1, 1, 1, 0, 1, 1, 1,                 /* 0x40-0x5f: '\\' */
+    P8(1), P8(1), P8(1), 1, 1, 1, 1, 1, 1, 1, 0,                 /* 0x60-0x7f: DEL */
+};
+
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
 {
     size_t clean = 0;           /* most strings need no escape: one copy between the quotes */
-    while (clean < n && s[clean] >= 0x20 && s[clean] < 0x7f && s[clean] != '"' && s[clean] != '\\') clean++;
+    while (clean < n && as_is[s[clean]]) clean++;
     if (clean == n) {
         if (b->len + n + 2 > b->cap && !hwint_j_grow(b, n + 2)) return;
         char *o = b->p + b->len;
@@ -87,7 +96,7 @@ void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
     hwint_j_raw(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         size_t run = i;             /* printable ASCII but the quote and backslash goes as it is */
-        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\') run++;
+        while (run < n && as_is[s[run]]) run++;
         if (run > i) {
             hwint_j_raw(b, (const char *)s + i, run - i);
             i = run;
@@ -115,22 +124,31 @@ void hwint_j_cstr(struct hwint_jbuf *b, const char *s)
     hwint_j_str(b, (const uint8_t *)s, strlen(s), HWINT_J_LATIN1);
 }
 
-/* v in decimal ending at end (no NUL); where it starts */
+static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+
+/* v in decimal ending at end (no NUL), two digits a division; where it starts */
 static char *digits(char *end, uint64_t v)
 {
-    do *--end = (char)('0' + v % 10);
-    while (v /= 10);
+    for (; v >= 100; v /= 100) end -= 2, memcpy(end, pairs + 2 * (v % 100), 2);
+    if (v >= 10) end -= 2, memcpy(end, pairs + 2 * v, 2);
+    else *--end = (char)('0' + v);
     return end;
+}
+
+static size_t count_digits(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 100; v /= 100) n += 2;
+    return n + (v >= 10);
 }
 
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
     if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
-    size_t n = 1;               /* its digits, written in place from the last */
-    for (uint64_t x = v; x >= 10; x /= 10) n++;
-    char *o = b->p + b->len + n;
-    do *--o = (char)('0' + v % 10);
-    while (v /= 10);
+    size_t n = count_digits(v);     /* its digits, written in place from the last */
+    digits(b->p + b->len + n, v);
     b->len += n;
 }
 
@@ -175,14 +193,14 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
     while (places > 1 && frac % 10 == 0) frac /= 10, places--;
     char *o = b->p + b->len;
     if (negative) *o++ = '-';
-    size_t n = 1;
-    for (uint64_t x = whole; x >= 10; x /= 10) n++;
-    char *q = o + n;
-    do *--q = (char)('0' + whole % 10);
-    while (whole /= 10);
+    size_t n = count_digits(whole);
     o += n;
+    digits(o, whole);
     *o++ = '.';
-    for (int i = places - 1; i >= 0; i--, frac /= 10) o[i] = (char)('0' + frac % 10);
+    char f[8], *d = digits(f + 8, frac);   /* the places left, zeros first */
+    size_t nd = (size_t)(f + 8 - d);
+    memset(o, '0', (size_t)places - nd);
+    memcpy(o + places - nd, d, nd);
     b->len = (size_t)(o + places - b->p);
 }
 
@@ -273,7 +291,10 @@ static char *v4_text(char *end, const uint8_t *addr)
 {
     char *s = end;
     for (int i = 3; i >= 0; i--) {
-        s = digits(s, addr[i]);
+        uint8_t v = addr[i];
+        if (v >= 100) s -= 3, s[0] = (char)('0' + v / 100), memcpy(s + 1, pairs + 2 * (v % 100), 2);
+        else if (v >= 10) s -= 2, memcpy(s, pairs + 2 * v, 2);
+        else *--s = (char)('0' + v);
         if (i) *--s = '.';
     }
     return s;

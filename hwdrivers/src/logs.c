@@ -81,13 +81,13 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     char t[40];
     hwint_j_raw(b, "{", 1);
     static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http", "tls"};
-    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, names[b - lg->out]);
+    if (lg->path) hwint_j_key(b, "_path"), hwint_j_name(b, names[b - lg->out]);
     hwint_j_key(b, "ts");
     hwint_j_round6(b, (double)ts_ns / 1e9);
     if (flow_id) {
         hw_log_uid(lg->salt, flow_id, t);
         hwint_j_key(b, "uid");
-        hwint_j_cstr(b, t);
+        hwint_j_plain(b, t, 18);
     } else if (null_uid) {
         hwint_j_key(b, "uid");
         hwint_j_lit(b, "null");
@@ -99,11 +99,11 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     hwint_j_addr(b, family, resp);
     if (resp_p >= 0) hwint_j_key(b, "id.resp_p"), hwint_j_u64(b, (uint64_t)resp_p);
     hwint_j_key(b, "proto");
-    hwint_j_cstr(b, proto_text(proto, t));
+    hwint_j_name(b, proto_text(proto, t));
     if (!hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
                          resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t)) {
         hwint_j_key(b, "community_id");
-        hwint_j_cstr(b, t);
+        hwint_j_plain(b, t, 30);            /* "1:" and 28 base64 characters */
     }
 }
 
@@ -151,12 +151,12 @@ static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t
     hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
     hwint_j_key(b, "qclass_name");
     if (qclass != 1) snprintf(t, sizeof t, "%u", qclass);
-    hwint_j_cstr(b, qclass == 1 ? "C_INTERNET" : t);
+    hwint_j_name(b, qclass == 1 ? "C_INTERNET" : t);
     hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
     hwint_j_key(b, "qtype_name");
     const char *name_t = hw_dns_type_name(qtype);
     if (!name_t) snprintf(t, sizeof t, "TYPE%u", qtype);
-    hwint_j_cstr(b, name_t ? name_t : t);
+    hwint_j_name(b, name_t ? name_t : t);
     hwint_j_key(b, "RD"), hwint_j_bool(b, rd);
 }
 
@@ -293,7 +293,7 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
     const char *rn = hw_dns_rcode_name(r->rcode);
     if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
     hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
-    hwint_j_key(b, "rcode_name"), hwint_j_cstr(b, rn ? rn : t);
+    hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
     hwint_j_key(b, "AA"), hwint_j_bool(b, r->flags & 0x0400);
     hwint_j_key(b, "TC"), hwint_j_bool(b, r->flags & 0x0200);
     hwint_j_key(b, "RA"), hwint_j_bool(b, r->flags & 0x0080);
