@@ -32,6 +32,7 @@ struct hw_logger {
     struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
     uint32_t *bucket, mask, max, count, oldest, newest, free, fresh;  /* fresh: entries below it were used */
+    uint32_t buckets;           /* allocated; mask + 1 of them in use, grown with the count (a few in cache) */
     struct hwint_http *http;    /* HTTP requests waiting for their responses */
     struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
@@ -210,11 +211,27 @@ static void release_oldest(struct hw_logger *lg)
     unlink_pend(lg, find(lg, p->flow_id, p->id, p->name, p->name_len));
 }
 
+/* Twice the buckets in use, every waiting query hashed again: the table's buckets stay about twice its count,
+ * so the few a capture usually holds stay in cache where the 512 KB of all of them missed on every lookup. */
+static void grow(struct hw_logger *lg)
+{
+    lg->mask = 2 * lg->mask + 1;
+    memset(lg->bucket, 0xff, (lg->mask + 1) * sizeof *lg->bucket);
+    for (uint32_t i = lg->oldest; i != NONE; i = lg->pend[i].next) {
+        uint32_t *b = &lg->bucket[key_hash(lg->pend[i].flow_id, lg->pend[i].id) & lg->mask];
+        lg->pend[i].hnext = *b;
+        *b = i;
+    }
+}
+
 static void hold(struct hw_logger *lg, const struct hw_event *e, const struct hw_rec_dns *r, uint32_t *at)
 {
     if (lg->count >= lg->max) {
         release_oldest(lg);
         lg->held_early++;
+        at = find(lg, e->flow_id, r->id, r->name, r->name_len);
+    } else if (2 * (lg->count + 1) > lg->mask + 1 && lg->mask + 1 < lg->buckets) {
+        grow(lg);
         at = find(lg, e->flow_id, r->id, r->name, r->name_len);
     }
     uint32_t i = lg->free != NONE ? lg->free : lg->fresh++;    /* entries are touched as first needed */
@@ -349,7 +366,8 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     lg->bytes_max = bytes_max;
     memcpy(lg->salt, salt, 16);
     lg->max = pending_max ? pending_max : 1;
-    lg->mask = nb - 1;
+    lg->buckets = nb;
+    lg->mask = (nb < 256 ? nb : 256) - 1;
     lg->pend = calloc(lg->max, sizeof *lg->pend);
     lg->bucket = malloc(nb * sizeof *lg->bucket);
     lg->http = hwint_http_new(lg->max);
@@ -358,7 +376,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
         hw_logger_free(lg);
         return NULL;
     }
-    memset(lg->bucket, 0xff, nb * sizeof *lg->bucket);
+    memset(lg->bucket, 0xff, (lg->mask + 1) * sizeof *lg->bucket);
     lg->free = NONE;            /* the free list holds entries given back; those never used wait past fresh */
     lg->oldest = lg->newest = NONE;
     return lg;

@@ -102,6 +102,28 @@ def test_queries_held_bounded_repeated_and_alone_equal_python(tmp_path):
     assert sorted(got) == sorted(want) and len(got) == 7
 
 
+def test_many_queries_waiting_pair_with_their_answers_equal_python(tmp_path):
+    """3,000 queries waiting at once (the table's buckets grow from 256 as it fills, every query hashed again)
+    and their answers in another order: each pairs with its own query, as the Builder pairs them."""
+    import random
+    salt = bytes(range(16))
+    lg = Logger(["dns"], salt)
+    b = Builder(["dns"], salt)
+    want = []
+    queries = [(1000 + i % 50_000, dns_query(f"q{i}.example", ident=i % 7)) for i in range(3000)]
+    answers = [udp4(B4, A4, 53, port, q[:2] + b"\x81\x80" + q[4:]) for port, q in queries]
+    random.Random(22).shuffle(answers)
+    with session(tmp_path, events=frozenset({"dns"})) as s:
+        s.set_logger(lg)
+        for i, frame in enumerate([udp4(A4, B4, port, 53, q) for port, q in queries] + answers):
+            s.inject(frame, ts_ns=T0 + i * MS)
+            for ev in s.read_events():
+                want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.feed(ev)]
+    assert lg.stats()["pending"] == 0
+    got = lg.take()[0][1].decode().splitlines()
+    assert len(got) == 3000 and all("rtt" in json.loads(x) for x in got) and got == want
+
+
 def test_a_files_lines_are_taken_a_megabyte_at_a_time(tmp_path):
     """A file of 12,000 answered queries (about 6 MB of dns lines) read in one go: the session hands back each
     time the logger holds about a megabyte, so the lines reach the writer in chunks that stay in cache (not
