@@ -31,8 +31,8 @@ struct hw_logger {
     struct hwint_jbuf out[HW_LOG_KINDS];
     struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
-    uint32_t *bucket, mask, max, count, oldest, newest, free, fresh;  /* fresh: entries below it were used */
-    uint32_t buckets;           /* allocated; mask + 1 of them in use, grown with the count (a few in cache) */
+    uint32_t *bucket, mask, max, count, oldest, newest, free;
+    uint32_t fresh, buckets;    /* entries below fresh were used; buckets allocated, mask + 1 of them in use */
     struct hwint_http *http;    /* HTTP requests waiting for their responses */
     struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
@@ -358,18 +358,16 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
 {
     struct hw_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return NULL;
-    uint32_t nb = 16;
-    while (nb < 2 * (pending_max ? pending_max : 1) && nb < (1u << 30)) nb <<= 1;
     pthread_mutex_init(&lg->lock, NULL);
     lg->kinds = kinds;
     lg->path = path;
     lg->bytes_max = bytes_max;
     memcpy(lg->salt, salt, 16);
     lg->max = pending_max ? pending_max : 1;
-    lg->buckets = nb;
-    lg->mask = (nb < 256 ? nb : 256) - 1;
     lg->pend = calloc(lg->max, sizeof *lg->pend);
-    lg->bucket = malloc(nb * sizeof *lg->bucket);
+    lg->bucket = hwint_log_buckets(lg->max, sizeof *lg->bucket, &lg->buckets);     /* (untouched pages) */
+    lg->buckets++;
+    lg->mask = (lg->buckets < 256 ? lg->buckets : 256) - 1;
     lg->http = hwint_http_new(lg->max);
     lg->tls = hwint_tls_new(lg->max);
     if (!lg->pend || !lg->bucket || !lg->http || !lg->tls) {
@@ -413,18 +411,14 @@ void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
     pthread_mutex_unlock(&lg->lock);
 }
 
-/* A file's lines are taken after each return of the session (no bound): about a megabyte at a time stays in
+/* A file's lines (no bound) are taken after each return of the session: about a megabyte at a time stays in
  * cache, where 50 MB between two takes were fresh pages to fault in and write back. */
-#define DRAIN_BYTES (1u << 20)
-
 int hwint_logger_full(struct hw_logger *lg)
 {
-    if (lg->bytes_max) return 0;
-    size_t held = 0;
     pthread_mutex_lock(&lg->lock);
-    for (int k = 0; k < HW_LOG_KINDS; k++) held += lg->out[k].len;
+    size_t held = lg->out[0].len + lg->out[1].len + lg->out[2].len + lg->out[3].len;
     pthread_mutex_unlock(&lg->lock);
-    return held > DRAIN_BYTES;
+    return !lg->bytes_max && held > (1u << 20);
 }
 
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
