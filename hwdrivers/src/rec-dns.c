@@ -228,12 +228,21 @@ int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
     for (uint32_t q = 0; q < r->qdcount; q++) {
         char tmp[HW_DNS_NAME_MAX * 4];
         uint32_t len;
-        if (read_name(&m, &off, tmp, sizeof tmp, &len) < 0) return HW_RMAL_DNS_NAME;
-        if (off + 4 > n) return HW_RMAL_DNS_QUESTION;
+        /* the first name straight into the record when it fits (no copy), else whole and cut */
+        if (q != 0 || read_name(&m, &off, r->name, sizeof r->name, &len) < 0) {
+            if (q == 0) r->name[0] = 0;
+            if (read_name(&m, &off, tmp, sizeof tmp, &len) < 0) return HW_RMAL_DNS_NAME;
+            if (q == 0) {
+                if (len >= HW_DNS_NAME_MAX) len = HW_DNS_NAME_MAX - 1;
+                memcpy(r->name, tmp, len);
+                r->name[len] = 0;
+            }
+        }
+        if (off + 4 > n) {
+            if (q == 0) r->name[0] = 0;         /* as if never copied: the question is not whole */
+            return HW_RMAL_DNS_QUESTION;
+        }
         if (q == 0) {
-            if (len >= HW_DNS_NAME_MAX) len = HW_DNS_NAME_MAX - 1;
-            memcpy(r->name, tmp, len);
-            r->name[len] = 0;
             r->name_len = (uint16_t)len;
             r->qtype = hw_be16(p + off);
             r->qclass = hw_be16(p + off + 2);
