@@ -171,16 +171,22 @@ static void query_line(struct hw_logger *lg, const struct pend *p)
     end_line(lg, HW_LOG_DNS, start);
 }
 
-/* The flow and DNS id only: the name is compared, not hashed (one flow asking two names under one id is rare,
- * and a byte loop over every name was a third of a lookup). */
-static uint32_t key_hash(uint64_t flow_id, uint16_t id)
+/* Flow, id and name, 8 bytes a step from the salt: mDNS asks everything under id 0, and names chosen under one
+ * flow and id must not put every waiting query in one chain. */
+static uint32_t key_hash(const struct hw_logger *lg, uint64_t flow_id, uint16_t id, const char *name, size_t n)
 {
-    return (uint32_t)mix(flow_id * 0x9e3779b97f4a7c15ULL ^ id);
+    uint64_t h, w = 0;
+    memcpy(&h, lg->salt, 8);
+    for (h = mix(h ^ flow_id * 0x9e3779b97f4a7c15ULL ^ id ^ (uint64_t)n << 48); n >= 8; n -= 8, name += 8)
+        memcpy(&w, name, 8), h = mix(h ^ w);
+    w = 0;
+    memcpy(&w, name, n);
+    return (uint32_t)mix(h ^ w);
 }
 
 static uint32_t *find(struct hw_logger *lg, uint64_t flow_id, uint16_t id, const char *name, size_t n)
 {
-    uint32_t *at = &lg->bucket[key_hash(flow_id, id) & lg->mask];
+    uint32_t *at = &lg->bucket[key_hash(lg, flow_id, id, name, n) & lg->mask];
     for (; *at != NONE; at = &lg->pend[*at].hnext) {
         const struct pend *p = &lg->pend[*at];
         if (p->flow_id == flow_id && p->id == id && p->name_len == n && !memcmp(p->name, name, n)) return at;
@@ -218,8 +224,9 @@ static void grow(struct hw_logger *lg)
     lg->mask = 2 * lg->mask + 1;
     memset(lg->bucket, 0xff, (lg->mask + 1) * sizeof *lg->bucket);
     for (uint32_t i = lg->oldest; i != NONE; i = lg->pend[i].next) {
-        uint32_t *b = &lg->bucket[key_hash(lg->pend[i].flow_id, lg->pend[i].id) & lg->mask];
-        lg->pend[i].hnext = *b;
+        struct pend *p = &lg->pend[i];
+        uint32_t *b = &lg->bucket[key_hash(lg, p->flow_id, p->id, p->name, p->name_len) & lg->mask];
+        p->hnext = *b;
         *b = i;
     }
 }

@@ -102,15 +102,18 @@ def test_queries_held_bounded_repeated_and_alone_equal_python(tmp_path):
     assert sorted(got) == sorted(want) and len(got) == 7
 
 
-def test_many_queries_waiting_pair_with_their_answers_equal_python(tmp_path):
+@pytest.mark.parametrize("one_flow", [False, True], ids=["flows", "mdns-like"])
+def test_many_queries_waiting_pair_with_their_answers_equal_python(tmp_path, one_flow):
     """3,000 queries waiting at once (the table's buckets grow from 256 as it fills, every query hashed again)
-    and their answers in another order: each pairs with its own query, as the Builder pairs them."""
+    and their answers in another order: each pairs with its own query, as the Builder pairs them.  mDNS-like:
+    all of them on one flow under id 0, told apart by their names only."""
     import random
     salt = bytes(range(16))
     lg = Logger(["dns"], salt)
     b = Builder(["dns"], salt)
     want = []
-    queries = [(1000 + i % 50_000, dns_query(f"q{i}.example", ident=i % 7)) for i in range(3000)]
+    queries = [(5353 if one_flow else 1000 + i, dns_query(f"q{i}.example", ident=0 if one_flow else i % 7))
+               for i in range(3000)]
     answers = [udp4(B4, A4, 53, port, q[:2] + b"\x81\x80" + q[4:]) for port, q in queries]
     random.Random(22).shuffle(answers)
     with session(tmp_path, events=frozenset({"dns"})) as s:
