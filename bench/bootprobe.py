@@ -14,6 +14,12 @@ snap() {
   echo "-- /proc/stat"; head -3 /proc/stat
   echo "-- dm-0 vda stat"; cat /sys/block/dm-0/stat /sys/block/vda/stat
   echo "-- meminfo"; grep -E "^(Cached|MemFree|Buffers)" /proc/meminfo
+  echo "-- pid stat"; cat /proc/[0-9]*/stat 2>/dev/null
+  echo "-- interrupts"; cat /proc/interrupts
+  echo "-- softirqs"; cat /proc/softirqs
+  echo "-- vmstat"; grep -E "^(pgfault|pgmajfault|pgscan|pgsteal|pswp)" /proc/vmstat
+  echo "-- clocksource"; cat /sys/devices/system/clocksource/clocksource0/current_clocksource \
+    /sys/devices/system/clocksource/clocksource0/available_clocksource
 }
 { snap start; } >> $out
 while ! systemctl -q is-active capbox.service; do sleep 0.5; done
