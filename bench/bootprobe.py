@@ -28,7 +28,18 @@ sleep 20
 { snap later; echo "-- blame"; systemd-analyze blame; echo "-- critical-chain"; systemd-analyze critical-chain capbox.service;
   echo "-- time"; systemd-analyze time; echo "-- lsmod"; lsmod; echo "-- ps"; ps -eo pid,etimes,times,args;
   echo "-- units"; systemctl list-units --no-pager --all --state=active; echo "-- end"; } >> $out 2>&1
+# the read path alone, on a settled box (the slot check done): the agent's imports from a cold page
+# cache, three times; the guest's CPU (/proc/stat) and wall time (uptime) around each
+while systemctl -q is-active capbox-verify-slot.service; do sleep 1; done
+for i in 1 2 3; do
+  sync; echo 3 > /proc/sys/vm/drop_caches
+  a=$(head -1 /proc/stat); t0=$(cut -d' ' -f1 /proc/uptime)
+  /opt/capbox/bin/python -c "import agent.runtime, agent.api.server, agent.cli"
+  t1=$(cut -d' ' -f1 /proc/uptime); b=$(head -1 /proc/stat)
+  echo "== coldimport $i: $t0 -> $t1"; echo "$a"; echo "$b"
+done >> $out 2>&1
 sync
+echo "<2>capbox-probe: done" > /dev/kmsg
 '''
     subprocess.Popen(["/bin/sh", "-c", script], start_new_session=True, stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, close_fds=True)

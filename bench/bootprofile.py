@@ -38,6 +38,7 @@ from tests.image.qemu import Vm  # noqa: E402
 DATA_PART = 4
 SLOT_CHECKED = "verified (dm-verity"
 PROBE = pathlib.Path(__file__).with_name("bootprobe.py")     # the sitecustomize.py it puts there
+PROBE_DONE = "capbox-probe: done"
 
 
 def sh(*argv, **kw) -> subprocess.CompletedProcess:
@@ -102,7 +103,7 @@ def journal(vm: Vm, work: pathlib.Path, out: pathlib.Path, name: str) -> None:
     shutil.copytree(dump, out / f"journal-{name}", dirs_exist_ok=True)
 
 
-def boot(vm: Vm, out: pathlib.Path, name: str) -> dict:
+def boot(vm: Vm, out: pathlib.Path, name: str, probe: bool = False) -> dict:
     load = " ".join(open("/proc/loadavg").read().split()[:3])
     vm.start()
     try:
@@ -112,6 +113,9 @@ def boot(vm: Vm, out: pathlib.Path, name: str) -> dict:
             vm.check()
             time.sleep(2)
         time.sleep(15)
+        while probe and vm.console.first(PROBE_DONE) is None and time.monotonic() < deadline:
+            vm.check()
+            time.sleep(2)
     finally:
         vm.power_off()
     shutil.copy(vm.serial1_log, out / f"{name}-ttyS1.log")
@@ -122,6 +126,13 @@ def cpu_table(profile: str, top: int = 20) -> str:
     """Where the guest's CPU went by each snapshot of a --probe profile (seconds of guest CPU)."""
     hz, lines = 100, []
     for snap in re.split(r"^== ", profile, flags=re.M)[1:]:
+        if snap.startswith("coldimport"):
+            head, a, b = snap.splitlines()[:3]
+            t0, t1 = (float(x) for x in head.split(": ")[1].split(" -> "))
+            d = [(int(y) - int(x)) / hz for x, y in zip(a.split()[1:8], b.split()[1:8])]
+            lines.append(f"== {head.split(':')[0]}: {t1 - t0:.1f} s, guest CPU user {d[0]:.1f} s, "
+                         f"system {d[2]:.1f} s, softirq {d[6]:.1f} s")
+            continue
         parts = dict(re.findall(r"^-- ([^\n]+)\n(.*?)(?=^-- |\Z)", snap, flags=re.M | re.S))
         cpu = [int(x) / hz for x in parts.get("/proc/stat", "cpu").split("\n")[0].split()[1:8]]
         lines.append(f"== {snap.splitlines()[0]}: guest CPU user {cpu[0]:.1f} s, system {cpu[2]:.1f} s, "
@@ -163,10 +174,10 @@ def main() -> int:
     work = pathlib.Path(tempfile.mkdtemp(prefix="capbox-bootprofile-"))
     try:
         disk = with_env(pathlib.Path(args.image), work, args.env, args.probe)
-        result = {"first": boot(Vm(disk, work, fresh=True, disk_size="4G"), out, "first")}
+        result = {"first": boot(Vm(disk, work, fresh=True, disk_size="4G"), out, "first", args.probe)}
         journal(Vm(disk, work, fresh=False), work, out, "first")
         if args.second:
-            result["second"] = boot(Vm(disk, work, fresh=False), out, "second")
+            result["second"] = boot(Vm(disk, work, fresh=False), out, "second", args.probe)
             journal(Vm(disk, work, fresh=False), work, out, "second")
     finally:
         shutil.rmtree(work, ignore_errors=True)
