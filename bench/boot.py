@@ -95,9 +95,10 @@ def section(out: dict, note: str) -> str:
     return "\n".join([
         begin, "## Boot time: first and second boot of a box (bench/boot.py)", "",
         "qemu TCG, `-smp 2 -m 1024`, OVMF, a fresh 4 GiB box per image; seconds from power-on to each milestone "
-        "on ttyS1 and to `/v1/health` healthy over HTTPS.  The second boot is the same box powered on again after "
-        "its first boot's slot check finished: secrets made, slot checked (no whole-slot read).  Images in a "
-        "round ran back to back.  " + note, "",
+        "on ttyS1 and to `/v1/health` healthy over HTTPS.  " + (
+            "The second boot is the same box powered on again after its first boot's slot check finished: secrets "
+            "made, slot checked (no whole-slot read).  " if any("second" in r for r in out["runs"]) else
+            "First boots only (`--first-only`).  ") + "Images in a round ran back to back.  " + note, "",
         "| image | round | boot | loader | initramfs | slot opened | systemd | agent ready | healthy | "
         "qemu CPU to healthy | slot checked | host load at power-on |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", *rows, "", *spread(out["runs"]), end, ""])
