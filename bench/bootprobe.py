@@ -1,6 +1,8 @@
 """bench/bootprofile.py --probe: the sitecustomize.py it puts on the agent's PYTHONPATH in a profiled box.
 In the agent's process only, once per boot: a shell that snapshots the guest's counters when the
-agent starts and once it is active, then systemd-analyze and lsmod, into /var/lib/capbox/profile-BOOT.txt."""
+agent starts and once it is active (CPU per process, interrupts, block and reclaim counters), then
+systemd-analyze and lsmod, and once the slot check is done the agent's imports from a cold page cache
+(three times), into /var/lib/capbox/profile-BOOT.txt; "capbox-probe: done" on the console at the end."""
 import os
 import subprocess
 import sys
