@@ -4,7 +4,9 @@
 # configuration added as it is written: the one tree gives every variant an
 # update test needs (another version, a broken configuration) in seconds.
 # zstd level 8: 6 s and 142 MB here, where mksquashfs's default (15) takes 73 s
-# for 134 MB.
+# for 134 MB.  SQUASHFS_COMP replaces the compressor options (experiments:
+# "-comp lz4" 213 MB, "-noI -noD -noF -noX" 488 MB; neither read the agent's
+# imports faster under emulation: docs/IMAGE.md "Boot time").
 #
 # The squashfs is followed in the same file by its dm-verity hash tree
 # (veritysetup format, 4 KiB blocks, the hash area starting where the
@@ -15,7 +17,7 @@ set -euo pipefail
 tree=$1 out=$2 release=$3 config=$4
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(date +%s)}
 rm -f "$out.tmp"
-mksquashfs "$tree" "$out.tmp" -noappend -quiet -no-progress -comp zstd -Xcompression-level "${SQUASHFS_LEVEL:-8}" \
+mksquashfs "$tree" "$out.tmp" -noappend -quiet -no-progress ${SQUASHFS_COMP:--comp zstd -Xcompression-level 8} \
     -b "${SQUASHFS_BLOCK:-131072}" \
     -p "usr/lib/capbox/release.json f 644 0 0 cat $(realpath "$release")" \
     -p "etc/capbox/capbox.toml f 644 0 0 cat $(realpath "$config")" >/dev/null
