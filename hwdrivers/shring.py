@@ -89,14 +89,15 @@ class SharedRing:
 
     # ---- the consumer (the worker process) ------------------------------------
 
-    def take(self, limit: int = 1024, kinds: frozenset = frozenset()) -> tuple:
-        """Up to limit queued events, freed from the ring: (how many, those of a kind in kinds as PacketEvents)."""
+    def take(self, limit: int = 1024, kinds: frozenset = frozenset(), repeats: bool = False) -> tuple:
+        """Up to limit queued events, freed from the ring: (how many, those of a kind in kinds as PacketEvents;
+        with repeats, DNS answers that repeat a known template as DnsRepeats)."""
         n = min(lib.hw_shring_peek(self._mem, self._at), limit)
         at, view, out = self._at[0], self.map, []
         for i in range(n):
             try:
                 if _events.KINDS[view[at + i * SIZE + _KIND]] in kinds:
-                    out.append(_events.from_buffer(view, at + i * SIZE))
+                    out.append(_events.from_buffer(view, at + i * SIZE, repeats))
             except Exception:   # one that cannot be read: counted and skipped, never read again by a new worker
                 self.unreadable += 1
         if n:

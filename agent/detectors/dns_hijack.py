@@ -95,6 +95,37 @@ class Detector(Base):
         self.query((q.src, q.sport, rec.id, rec.name.lower(), records.dns_type(rec.qtype)), q.dst, q.dst_mac, q.ts)
         return []
 
+    def repeat_query(self, r) -> None:
+        """The query folded into a repeated answer (hwdrivers.events.DnsRepeat): as judge_query."""
+        self.counts["events"] += 1
+        t = r.template.facts or self._facts(r.template)
+        self.query((r.dst, r.dport, r.id, t["name"], t["qtype"]), r.src, r.src_mac, r.query_ts_ns / 1e9)
+
+    def judge_repeat(self, r) -> list:
+        """A repeated answer: as judge() of its own event, its facts the template's but for its id and TTL."""
+        self.counts["events"] += 1
+        t = r.template.facts
+        found = self.detect({"response": True, "id": r.id, "name": t["name"], "qtype": t["qtype"], "rcode": t["rcode"],
+                             "ips": list(t["ips"]), "ttl": r.ttl, "cnames": list(t["cnames"]), "client": r.dst,
+                             "client_port": r.dport, "server": r.src, "src_mac": r.src_mac, "dst_mac": r.dst_mac,
+                             "ts": r.ts, "proto": "udp"})
+        return self.threshold_and_dedup(found) if found else found
+
+    @staticmethod
+    def _facts(template) -> dict:
+        """What parse() reads of a template's answer that all its repeats share (kept on the template)."""
+        rec = template.record
+        ips, cnames = set(), []
+        for rr in rec.rrs:
+            if rr.section == "answer":
+                if rr.type in ADDRESS_TYPES:
+                    ips.add(rr.value)
+                elif rr.type == CNAME:
+                    cnames.append(rr.value.lower())
+        template.facts = {"name": rec.name.lower(), "qtype": records.dns_type(rec.qtype),
+                          "rcode": records.dns_rcode(rec.rcode), "ips": sorted(ips), "cnames": cnames}
+        return template.facts
+
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
         ts = f["ts"]
