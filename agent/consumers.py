@@ -62,15 +62,16 @@ def work(ring_fd: int, conn_fd: int) -> int:
     pipeline = Pipeline(conn.recv())          # the [detection] section
     tune_gc()
     kinds = pipeline.kinds()
+    repeats = pipeline.repeats           # DNS answers the C core marked as repeats, read as a few fields
     ring = SharedRing(fd=ring_fd)
     events = fed = queries = errors = 0
     idle, next_tally = IDLE_S[0], 0.0
     try:
         while True:
-            n, batch = ring.take(BATCH, kinds)
+            n, batch = ring.take(BATCH, kinds, repeats)
             found = []
             for ev in batch:
-                if ev.kind == "dns" and ev.query is not None:
+                if ev.kind == "dns" and ev.query is not None:     # (a DnsRepeat's is always in)
                     queries += 1
                 try:
                     found.extend(Found(d, ev.kind, ev.ts) for d in pipeline.feed(ev))
@@ -106,12 +107,14 @@ def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
     process reads (all of them without a ring).  How many were taken.
 
     With a ring, the C core folds each DNS query into the next DNS event ([detection] dns_fold) while
-    nothing in this process reads DNS events; one that starts reading gets the folded queries as events."""
+    nothing in this process reads DNS events; one that starts reading gets the folded queries as events.  It
+    also marks answers that repeat their template ([detection] dns_repeats): the worker reads those as a few
+    fields (this process, reading in full, never sees the difference)."""
     if ring is not None:
         listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if bus.listening(ch))
         fold = ring.fold_dns and "dns" in session.config.events and "dns" not in listened
         if fold != session.dns_fold:
-            dnsgate.set_fold(session, fold)
+            dnsgate.set_fold(session, fold, ring.dns_repeats)
         taken, events = ring.fill(session, limit, listened)
         if fold:
             ring.dns_gate = dnsgate.counters(session)
@@ -155,6 +158,7 @@ class Consumers:
             if self.ring is None:
                 self.ring = SharedRing(RING_EVENTS)
                 self.ring.fold_dns = self.cfg.detection.dns_fold
+                self.ring.dns_repeats = self.cfg.detection.dns_repeats
                 self._spawn()
                 self.health.spawn(self.component, self._supervise)
             return self.ring

@@ -7,7 +7,8 @@ the folded query (PacketEvent.query) exactly as its own event."""
 from hwdrivers._hw import ffi, lib
 from hwdrivers.errors import CaptureError, ErrorCode
 
-FIELDS = ("held", "folded", "released", "dropped", "repeats", "templates", "changed", "evicted", "unfit")
+GATE = ("held", "folded", "released", "dropped")
+FIELDS = GATE + ("repeats", "templates", "changed", "evicted", "unfit")   # answer templates (src/dnsrepeat.c)
 
 
 def set_fold(session, on: bool, repeats: bool = False) -> None:
