@@ -80,13 +80,14 @@ class Detector(Base):
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
-    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> None:
+    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
         q = self.queries.get(key)
         if q is None or ts - q["ts"] > QUERY_TTL_S:
             q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
         q["servers"][server] = hop_mac
         self.clients[key[0]] = ts
+        return q
 
     def judge_query(self, q) -> list:
         """A query the C core folded into the next DNS event: as judge() of its own event, without the event."""
@@ -95,33 +96,34 @@ class Detector(Base):
         self.query((q.src, q.sport, rec.id, rec.name.lower(), records.dns_type(rec.qtype)), q.dst, q.dst_mac, q.ts)
         return []
 
-    def repeat_query(self, r) -> None:
-        """The query folded into a repeated answer (hwdrivers.events.DnsRepeat): as judge_query."""
+    def repeat_query(self, r) -> dict:
+        """The query folded into a repeated answer (hwdrivers.events.DnsRepeat): as judge_query.  Its transaction,
+        for judge_repeat (nothing but the LAN learns in between)."""
         self.counts["events"] += 1
         t = r.template.facts or self._facts(r.template)
-        self.query((r.dst, r.dport, r.id, t["name"], t["qtype"]), r.src, r.src_mac, r.query_ts_ns / 1e9)
+        return self.query((r.dst, r.dport, r.id, t["name"], t["qtype"]), r.src, r.src_mac, r.query_ts_ns / 1e9)
 
-    def judge_repeat(self, r) -> list:
+    def judge_repeat(self, r, q: dict) -> list:
         """A repeated answer: as judge() of its own event, its facts the template's but for its id and TTL.  The
         common outcome (its query's first answer, from the queried server through the expected MAC, nothing but a
         bogon that is below the threshold or a repeat) is judged here; anything else by detect() itself."""
         self.counts["events"] += 1
         t = r.template.facts
         ts, client, server, mac = r.ts, r.dst, r.src, r.src_mac
-        name, qtype, ips = t["name"], t["qtype"], t["ips"]
-        q = self.queries.get((client, r.dport, r.id, name, qtype))
+        name, qtype = t["name"], t["qtype"]
         past = self.history.get((name, qtype), [])
         score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
         if score is None or (score >= self.threshold and not self.seen(f"dns_hijack|{mac or server}|{client}",
                                                                          ts, score)):
             found = self.detect({"response": True, "id": r.id, "name": name, "qtype": qtype, "rcode": t["rcode"],
-                                 "ips": list(ips), "ttl": r.ttl, "cnames": list(t["cnames"]), "client": client,
+                                 "ips": list(t["ips"]), "ttl": r.ttl, "cnames": list(t["cnames"]), "client": client,
                                  "client_port": r.dport, "server": server, "src_mac": mac, "dst_mac": r.dst_mac,
                                  "ts": ts, "proto": "udp"})
             return self.threshold_and_dedup(found) if found else found
-        q["answers"].append({"ips": list(ips), "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        ips = list(t["ips"])
+        q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
         if ips:                                        # what detect() changes, in its order
-            self.history[(name, qtype)] = (past + [{"ips": list(ips), "public": list(t["public"]), "ttl": r.ttl,
+            self.history[(name, qtype)] = (past + [{"ips": ips, "public": list(t["public"]), "ttl": r.ttl,
                                                     "ts": ts, "server": server}])[-8:]
         if score:
             self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
@@ -144,7 +146,10 @@ class Detector(Base):
             if ttl and last["ttl"] and ttl > 10 * last["ttl"] and ttl > 3600:
                 return None
         if t["private"] and public_name(t["name"], self.cfg.local_suffixes):
-            return 70 if any(h["public"] for h in past) else 45
+            for h in past:
+                if h["public"]:
+                    return 70
+            return 45
         return 0
 
     @staticmethod

@@ -86,13 +86,12 @@ the same steps: its query, the query's frame, the answer, its frame."""
         """A DNS answer that repeats its template, its query folded in: as feed_query(query) + feed(answer)."""
         out: list = []
         dns = self.route.get("dns", ())
-        for d in dns:
-            d.repeat_query(r)
+        transactions = [d.repeat_query(r) for d in dns]
         learn = "dns" in self.learns
         if learn:
             self.lan.frame(r.dst, r.src, r.dst_mac, r.src_mac, r.query_ts_ns / 1e9)
-        for d in dns:
-            found = d.judge_repeat(r)
+        for d, q in zip(dns, transactions):
+            found = d.judge_repeat(r, q)
             if found:
                 out.extend(found)
         if learn:
