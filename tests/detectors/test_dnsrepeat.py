@@ -103,9 +103,9 @@ def test_a_full_table_evicts_and_counts(tmp_path):
             a = (bytes([n >> 8 & 0xFF, n & 0xFF, 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0]) + name + b"\0\x01\0\x01"
                  + b"\xc0\x0c\0\x01\0\x01\0\0\x01\x2c\0\x04" + bytes([203, 0, 113, 1 + n % 250]))
             client, cmac = bytes([198, 51, 100, 1 + n % 50]), bytes.fromhex("0200000001%02x" % (1 + n % 50))
-            for k, fr in enumerate((gendns.frame(client, gendns.RESOLVER, cmac, gendns.RES_MAC, 20000 + n % 30000, 53, q),
-                                    gendns.frame(gendns.RESOLVER, client, gendns.RES_MAC, cmac, 53, 20000 + n % 30000,
-                                                 a))):
+            port = 20000 + n % 30000
+            for k, fr in enumerate((gendns.frame(client, gendns.RESOLVER, cmac, gendns.RES_MAC, port, 53, q),
+                                    gendns.frame(gendns.RESOLVER, client, gendns.RES_MAC, cmac, 53, port, a))):
                 t = 1_700_000_000 * 10**6 + n * 100 + k * 40
                 f.write((t // 10**6).to_bytes(4, "little") + (t % 10**6).to_bytes(4, "little")
                         + len(fr).to_bytes(4, "little") * 2 + fr)
