@@ -66,10 +66,7 @@ class Pipeline:
         return out
 
     def feed_query(self, q) -> list:
-        """A DNS query folded into the next DNS event (its PacketEvent.query), as its own event would have been.  A DNS answer the C core marked as a repeat of
-its template (hwdrivers.events.DnsRepeat, when the pipeline reads them:
-`repeats`) is judged from the template's facts and its own few fields, in
-the same steps: its query, the query's frame, the answer, its frame."""
+        """A DNS query folded into the next DNS event (its PacketEvent.query), as its own event would have been."""
         out: list = []
         for d in self.route.get("dns", ()):
             found = d.judge_query(q)
