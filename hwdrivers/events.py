@@ -80,8 +80,9 @@ class DnsRepeat:
         return self.ts_ns / 1e9
 
 
-TEMPLATES: dict = {}   # gen -> Template: made by the answers that made them (struct hw_dns_repeat.defines)
-TEMPLATES_MAX = 1 << 14  # past it, all are forgotten: a repeat of an unknown template is read in full
+TEMPLATES: dict = {}   # gen -> Template: from the answer that made it (struct hw_dns_repeat.defines) or, for one
+                       # not known here (a new worker, its answer lost at a full ring), from its first repeat
+TEMPLATES_MAX = 1 << 14  # past it, all are forgotten: the next repeat of each is read in full, and teaches it again
 
 
 _EVENT = Layout("struct hw_event", skip=("snippet",))
@@ -112,23 +113,25 @@ def from_buffer(buf, at: int, repeats: bool = False):
     else:
         src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
     record = query = None
-    defines = 0
+    learn = 0
     if kind == _DNS and has_rec:
         query_ts = _FOLD_TS(buf, at + FOLD_AT)[0]
         if query_ts:
-            gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + REP_AT)
-            template = TEMPLATES.get(gen) if gen and repeats else None
-            if template is not None:
-                return DnsRepeat(ts_ns, src, dst, sport, dport, smac.hex(":"), dmac.hex(":"), query_ts, ident,
-                                 ttl if has_ttl else None, template)
+            if repeats:
+                gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + REP_AT)
+                template = TEMPLATES.get(gen) if gen else None
+                if template is not None:
+                    return DnsRepeat(ts_ns, src, dst, sport, dport, smac.hex(":"), dmac.hex(":"), query_ts, ident,
+                                     ttl if has_ttl else None, template)
+                learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + FOLD_AT)
     if has_rec and not rec_status:
         record = (_records.tcpsrc_from_buffer(buf, at + _REC, family) if kind == _TCP_SRC
                   else _records.from_buffer(kind, buf, at + _REC))
-        if defines:
+        if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:
                 TEMPLATES.clear()
-            TEMPLATES[defines] = Template(record)
+            TEMPLATES[learn] = Template(record)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
                        bool(from_initiator), smac.hex(":"), dmac.hex(":"), wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,

@@ -57,7 +57,7 @@ def test_an_answer_repeating_its_template_is_read_as_a_few_fields(tmp_path):
     assert (second.src_mac, second.dst_mac) == (host_mac(RESOLVER), host_mac(CLIENT))
 
 
-def test_a_reader_that_does_not_ask_or_knows_no_template_reads_the_whole_event(tmp_path):
+def test_a_reader_that_does_not_ask_or_knows_no_template_reads_the_whole_event_and_learns_it(tmp_path):
     def steps(s):
         exchange(s, 1_000, 1)
         exchange(s, 2_000, 2)
@@ -70,9 +70,12 @@ def test_a_reader_that_does_not_ask_or_knows_no_template_reads_the_whole_event(t
         assert len(s.read_events(repeats=True)) == 1         # it made the template
         events.TEMPLATES.clear()                            # e.g. a new worker, or its template's event was lost
         exchange(s, 4_000, 4)
-        (again,) = s.read_events(repeats=True)
-        assert dnsgate.counters(s)["repeats"] == 1
+        (again,) = s.read_events(repeats=True)              # read in full: it teaches the template
+        exchange(s, 5_000, 5)
+        (known,) = s.read_events(repeats=True)
+        assert dnsgate.counters(s)["repeats"] == 2
     assert isinstance(again, events.PacketEvent) and again.record.id == 4 and again.query.record.id == 4
+    assert isinstance(known, events.DnsRepeat) and known.id == 5 and known.template.record is again.record
 
 
 def test_changed_facts_make_a_new_template(tmp_path):
