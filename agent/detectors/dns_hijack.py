@@ -123,8 +123,9 @@ class Detector(Base):
         ips = list(t["ips"])
         q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
         if ips:                                        # what detect() changes, in its order
-            self.history[(name, qtype)] = (past + [{"ips": ips, "public": list(t["public"]), "ttl": r.ttl,
-                                                    "ts": ts, "server": server}])[-8:]
+            past = past[-7:]
+            past.append({"ips": ips, "public": list(t["public"]), "ttl": r.ttl, "ts": ts, "server": server})
+            self.history[(name, qtype)] = past
         if score:
             self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
         return []
@@ -141,9 +142,11 @@ class Detector(Base):
         ips = t["ips"]
         if past and ips:
             last = past[-1]
-            if last["ips"] and not set(last["ips"]) & set(ips) and last["ttl"] and ts < last["ts"] + last["ttl"]:
+            last_ips, last_ttl = last["ips"], last["ttl"]
+            # (the same non-empty set as the last answer's shares an address: the usual case, without two sets)
+            if last_ips and last_ips != ips and not set(last_ips) & set(ips) and last_ttl and ts < last["ts"] + last_ttl:
                 return None
-            if ttl and last["ttl"] and ttl > 10 * last["ttl"] and ttl > 3600:
+            if ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600:
                 return None
         if t["private"] and public_name(t["name"], self.cfg.local_suffixes):
             for h in past:
