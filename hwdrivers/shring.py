@@ -50,9 +50,6 @@ class SharedRing:
         self.moved = 0
         self.dropped: collections.Counter = collections.Counter()   # by kind: the ring was full
         self.unreadable = 0     # the consumer's: events that gave no PacketEvent (never seen from the C core)
-        self.fold_dns = False   # the producer's: let the session fold DNS queries (agent.consumers.dispatch_events)
-        self.dns_repeats = False  # and mark answers that repeat their template (hwdrivers.dnsgate)
-        self.dns_gate: dict = {}  # its DNS gate's counters (hwdrivers.dnsgate), while it folds
 
     # ---- the producer (the agent's dispatcher thread) -----------------------
 

@@ -150,28 +150,27 @@ def test_the_dispatcher_folds_dns_queries_only_while_nothing_here_reads_them(tmp
     packets:dns subscriber in the agent turns folding off, and gets a query folded before it came as its own
     event, in order."""
     from agent.bus import Bus
-    from agent.consumers import dispatch_events
+    from agent.consumers import Folding, dispatch_events
     from hwdrivers.shring import SharedRing
     from tests.hwdrivers.test_dnsgate import ask, reply
     from tests.hwdrivers.packets import session
-    bus, ring = Bus(), SharedRing(1024)
-    ring.fold_dns = True
+    bus, ring, folding = Bus(), SharedRing(1024), Folding(fold=True)
     peer = SharedRing(fd=os.dup(ring.fd))
     try:
         with session(tmp_path, events=frozenset({"dns"})) as s:
-            dispatch_events(s, ring, bus)                   # nobody reads DNS here: folding on
+            dispatch_events(s, ring, bus, folding=folding)  # nobody reads DNS here: folding on
             assert s.dns_fold
             ask(s, 1_000, ident=1)
             reply(s, 2_000, ident=1)
-            assert dispatch_events(s, ring, bus) == 1
-            assert ring.dns_gate == {"held": 1, "folded": 1, "released": 0, "dropped": 0, "repeats": 0,
-                                     "templates": 0, "changed": 0, "evicted": 0, "unfit": 0}
+            assert dispatch_events(s, ring, bus, folding=folding) == 1
+            assert folding.counters == {"held": 1, "folded": 1, "released": 0, "dropped": 0, "repeats": 0,
+                                        "templates": 0, "changed": 0, "evicted": 0, "unfit": 0}
             ask(s, 3_000, ident=2)
             reply(s, 4_000, ident=2)                        # folded in the C ring before anyone listens
             sub = bus.subscribe(["packets:dns"])
-            assert dispatch_events(s, ring, bus) == 1 and not s.dns_fold
+            assert dispatch_events(s, ring, bus, folding=folding) == 1 and not s.dns_fold
             ask(s, 5_000, ident=3)                          # off: its own event
-            assert dispatch_events(s, ring, bus) == 1
+            assert dispatch_events(s, ring, bus, folding=folding) == 1
             seen = []
             while (env := sub.get(timeout=0)) is not None:
                 seen.append((env.data.ts_ns, env.data.record.response, env.data.query))
