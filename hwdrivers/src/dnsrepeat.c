@@ -19,8 +19,8 @@
 
 #include "hw.h"
 
-#define SLOTS 16384               /* 4-way sets: a new key replaces the set's oldest template (evicted) */
-#define WAYS 4
+#define SLOTS 16384               /* 8-way sets: a new key replaces the set's oldest template (evicted) */
+#define WAYS 8
 #define ADDR_MAX 8                /* addresses a template holds (more: unfit, sent in full) */
 #define CNAME_TEXT_MAX 256        /* CNAME targets' text a template holds */
 

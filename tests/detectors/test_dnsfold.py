@@ -53,5 +53,5 @@ def test_sequential_exchanges_fold_every_query(tmp_path):
     # last 2,000 repeat one but where a full set of the table evicted it; the forged answer of the race is none
     # (the real answer before it carried its query)
     assert rgate["templates"] + rgate["repeats"] == 7000 and rgate["repeats"] > 1900 and rgate["changed"] == 0
-    assert 5000 < rgate["templates"] <= 5000 + rgate["evicted"] < 5200
+    assert 5000 <= rgate["templates"] <= 5000 + rgate["evicted"] < 5200
     assert any("race" in f[5] for f in plain[0])       # the forged answer is raised either way
