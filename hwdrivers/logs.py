@@ -27,7 +27,7 @@ def uid(salt: bytes, flow_id: int) -> str:
 class Logger:
     """The C logger of some of `types` (those in KINDS); `kinds` says which.  bytes_max: the lines of one type
     held until the next take (past it a line is dropped and counted in stats()["dropped"]; 0: no bound, for a
-    file taken after each batch).  path: every line starts with Zeek's "_path" (its type).  suites: {code: IANA
+    file taken after each batch: a lossless session hands back while over 1 MB is held).  path: every line starts with Zeek's "_path" (its type).  suites: {code: IANA
     name} for the tls lines' cipher (unnamed ones are written 0x%04x)."""
 
     def __init__(self, types, salt: bytes, pending_max: int = 65536, bytes_max: int = 0, path: bool = False,

@@ -27,7 +27,8 @@ struct hw_logger_stats {
 
 /* kinds: bit HW_LOG_* of the types to make; salt: 16 bytes keying the uids; pending_max: DNS queries held at
  * once (the oldest goes out alone when full); bytes_max: bytes of lines of one kind held until the next take
- * (past it a line is dropped and counted; 0: no bound, for a file read in batches); path: each line starts
+ * (past it a line is dropped and counted; 0: no bound, for a file read in batches: a lossless session then
+ * returns HW_RUN_DRAIN while the logger holds over 1 MB, so take the lines after every run); path: each line starts
  * with Zeek's "_path" (its type), as `capbox logs --json` writes them.  NULL when out of memory. */
 struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pending_max, size_t bytes_max,
                                 int path);

@@ -145,6 +145,9 @@ struct hw_ring {
 /* logs.c: the attached logger's part of the event path (under the session lock) */
 int hwint_logger_wants(struct hw_logger *lg, int kind);
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e);
+/* A logger with no bound (a file read in batches) holds enough lines to be taken now: a lossless session
+ * hands back to its caller, so the lines' buffers stay small and in cache. */
+int hwint_logger_full(struct hw_logger *lg);
 
 /* srcsum.c: per-source summaries of TCP SYNs and RSTs (events.h, HW_EV_TCP_SRC),
  * sent to the event ring as they fall due; never one event per SYN. */

@@ -43,6 +43,18 @@ static inline void hwint_j_keyn(struct hwint_jbuf *b, const char *key, size_t n)
     b->len = (size_t)(o - b->p);
 }
 #define hwint_j_key(b, key) hwint_j_keyn((b), (key), strlen(key))  /* ,"key": (no comma after '{') */
+
+/* A string known to need no escape (a name from a table, a uid, a community ID): quoted as it is, no scan. */
+static inline void hwint_j_plain(struct hwint_jbuf *b, const char *s, size_t n)
+{
+    if (b->len + n + 2 > b->cap && !hwint_j_grow(b, n + 2)) return;
+    char *o = b->p + b->len;
+    *o = '"';
+    memcpy(o + 1, s, n);
+    o[n + 1] = '"';
+    b->len += n + 2;
+}
+#define hwint_j_name(b, s) hwint_j_plain((b), (s), strlen(s))
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc);
 void hwint_j_cstr(struct hwint_jbuf *b, const char *s);
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v);

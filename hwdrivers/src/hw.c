@@ -432,7 +432,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     if (!body) n = 0;
     if (n > HW_SNIPPET_MAX) n = HW_SNIPPET_MAX;
     e->snippet_len = (uint16_t)n;
-    if (n) memcpy(e->snippet, body, n);
+    if (n && e != s->log_event) memcpy(e->snippet, body, n);     /* the logger reads the record, not the bytes */
     hwint_records_fill(&s->rc, kind, m, e);
     if (kind == HW_EV_DNS && e != s->log_event && s->gate) hwint_dnsgate_carry(s->gate, held, e);
     if (to_log) hwint_logger_event(s->logger, e);
@@ -576,6 +576,7 @@ static int needs_drain(struct hw_session *s)
     if (s->cfg.event_mask && hwint_ring_used(&s->events) > s->events.size / 2) return 1;
     uint32_t cap;
     if (s->win && hwint_win_queued(s->win, &cap) > cap / 2) return 1;
+    if (s->logger && hwint_logger_full(s->logger)) return 1;
     return s->cfg.flow_ring && hwint_ring_used(&s->flows) > s->flows.size / 2;
 }
 

@@ -47,29 +47,29 @@ int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
     hwint_log_head(lg, HW_LOG_CONN, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst,
                    ports ? f->dport : -1, f->proto, 0);
     const char *app = hw_app_name(f->app);
-    if (app && *app && strcmp(app, "unknown")) hwint_j_key(b, "service"), hwint_j_cstr(b, app);
+    if (app && *app && strcmp(app, "unknown")) hwint_j_key(b, "service"), hwint_j_name(b, app);
     hwint_j_key(b, "duration");
     hwint_j_round6(b, (double)(f->last_ns - f->first_ns) / 1e9);
     hwint_j_key(b, "orig_pkts"), hwint_j_u64(b, f->packets[0]);
     hwint_j_key(b, "orig_ip_bytes"), hwint_j_u64(b, f->bytes[0]);
     hwint_j_key(b, "resp_pkts"), hwint_j_u64(b, f->packets[1]);
     hwint_j_key(b, "resp_ip_bytes"), hwint_j_u64(b, f->bytes[1]);
-    hwint_j_key(b, "conn_state"), hwint_j_cstr(b, conn_state(f->proto, f->tcp_flags[0], f->tcp_flags[1],
+    hwint_j_key(b, "conn_state"), hwint_j_name(b, conn_state(f->proto, f->tcp_flags[0], f->tcp_flags[1],
                                                               f->packets[1]));
     char h[16];
-    if (f->proto == 6) hwint_j_key(b, "history"), hwint_j_cstr(b, history(f->tcp_flags[0], f->tcp_flags[1], h));
+    if (f->proto == 6) hwint_j_key(b, "history"), hwint_j_name(b, history(f->tcp_flags[0], f->tcp_flags[1], h));
     if (f->rtt_ns) {
         hwint_j_key(b, "rtt");
         hwint_j_round6(b, hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000);
     }
     hwint_j_key(b, "retransmissions");
     hwint_j_u64(b, (uint64_t)f->retransmissions[0] + f->retransmissions[1]);
-    hwint_j_key(b, "end_reason"), hwint_j_cstr(b, hw_end_name(f->end_reason));
+    hwint_j_key(b, "end_reason"), hwint_j_name(b, hw_end_name(f->end_reason));
     const char *state = f->proto == 6 ? hw_tcp_state_name(f->state) : NULL;
-    if (state && *state) hwint_j_key(b, "tcp_state"), hwint_j_cstr(b, state);
+    if (state && *state) hwint_j_key(b, "tcp_state"), hwint_j_name(b, state);
     if (f->vlan) hwint_j_key(b, "vlan"), hwint_j_u64(b, f->vlan);
     const char *tun = f->tun_type ? hw_tunnel_name(f->tun_type) : NULL;
-    if (tun) hwint_j_key(b, "tunnel"), hwint_j_cstr(b, tun);
+    if (tun) hwint_j_key(b, "tunnel"), hwint_j_name(b, tun);
     hwint_log_end(lg, HW_LOG_CONN, start);
     return 1;
 }

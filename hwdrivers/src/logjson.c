@@ -71,10 +71,19 @@ static int32_t utf8_cp(const uint8_t *s, size_t n, size_t *used)
     return cp;
 }
 
+/* 1: the byte goes as it is (printable ASCII but the quote and the backslash) */
+#define P8(x) x, x, x, x, x, x, x, x
+static const uint8_t as_is[256] = {
+    P8(0), P8(0), P8(0), P8(0),                                 /* 0x00-0x1f */
+    1, 1, 0, 1, 1, 1, 1, 1, P8(1), P8(1), P8(1),                 /* 0x20-0x3f: '"' */
+    P8(1), P8(1), P8(1), 1, 1, 1, 1, 0, 1, 1, 1,                 /* 0x40-0x5f: '\\' */
+    P8(1), P8(1), P8(1), 1, 1, 1, 1, 1, 1, 1, 0,                 /* 0x60-0x7f: DEL */
+};
+
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
 {
     size_t clean = 0;           /* most strings need no escape: one copy between the quotes */
-    while (clean < n && s[clean] >= 0x20 && s[clean] < 0x7f && s[clean] != '"' && s[clean] != '\\') clean++;
+    while (clean < n && as_is[s[clean]]) clean++;
     if (clean == n) {
         if (b->len + n + 2 > b->cap && !hwint_j_grow(b, n + 2)) return;
         char *o = b->p + b->len;
@@ -87,7 +96,7 @@ void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
     hwint_j_raw(b, "\"", 1);
     for (size_t i = 0; i < n;) {
         size_t run = i;             /* printable ASCII but the quote and backslash goes as it is */
-        while (run < n && s[run] >= 0x20 && s[run] < 0x7f && s[run] != '"' && s[run] != '\\') run++;
+        while (run < n && as_is[s[run]]) run++;
         if (run > i) {
             hwint_j_raw(b, (const char *)s + i, run - i);
             i = run;
@@ -115,22 +124,31 @@ void hwint_j_cstr(struct hwint_jbuf *b, const char *s)
     hwint_j_str(b, (const uint8_t *)s, strlen(s), HWINT_J_LATIN1);
 }
 
-/* v in decimal ending at end (no NUL); where it starts */
+static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
+
+/* v in decimal ending at end (no NUL), two digits a division; where it starts */
 static char *digits(char *end, uint64_t v)
 {
-    do *--end = (char)('0' + v % 10);
-    while (v /= 10);
+    for (; v >= 100; v /= 100) end -= 2, memcpy(end, pairs + 2 * (v % 100), 2);
+    if (v >= 10) end -= 2, memcpy(end, pairs + 2 * v, 2);
+    else *--end = (char)('0' + v);
     return end;
+}
+
+static size_t count_digits(uint64_t v)
+{
+    size_t n = 1;
+    for (; v >= 100; v /= 100) n += 2;
+    return n + (v >= 10);
 }
 
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
     if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
-    size_t n = 1;               /* its digits, written in place from the last */
-    for (uint64_t x = v; x >= 10; x /= 10) n++;
-    char *o = b->p + b->len + n;
-    do *--o = (char)('0' + v % 10);
-    while (v /= 10);
+    size_t n = count_digits(v);     /* its digits, written in place from the last */
+    digits(b->p + b->len + n, v);
     b->len += n;
 }
 
@@ -171,18 +189,17 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
     if (b->len + 32 > b->cap && !hwint_j_grow(b, 32)) return;     /* written in place: a time in every line */
     unsigned long long a = r < 0 ? (unsigned long long)-r : (unsigned long long)r;
     uint64_t whole = a / 1000000, frac = a % 1000000;
-    int places = 6;
-    while (places > 1 && frac % 10 == 0) frac /= 10, places--;
     char *o = b->p + b->len;
     if (negative) *o++ = '-';
-    size_t n = 1;
-    for (uint64_t x = whole; x >= 10; x /= 10) n++;
-    char *q = o + n;
-    do *--q = (char)('0' + whole % 10);
-    while (whole /= 10);
+    size_t n = count_digits(whole);
     o += n;
+    digits(o, whole);
     *o++ = '.';
-    for (int i = places - 1; i >= 0; i--, frac /= 10) o[i] = (char)('0' + frac % 10);
+    memcpy(o, pairs + 2 * (frac / 10000), 2);       /* all six places, then the trailing zeros go */
+    memcpy(o + 2, pairs + 2 * (frac / 100 % 100), 2);
+    memcpy(o + 4, pairs + 2 * (frac % 100), 2);
+    int places = 6;
+    while (places > 1 && o[places - 1] == '0') places--;
     b->len = (size_t)(o + places - b->p);
 }
 
@@ -268,15 +285,33 @@ void hwint_j_float(struct hwint_jbuf *b, double x)
     hwint_j_raw(b, out, o);
 }
 
-/* a.b.c.d ending at end (no NUL); where it starts */
-static char *v4_text(char *end, const uint8_t *addr)
+/* "0" to "255", three bytes each (the unused ones after the digits), and how many are digits */
+static const struct dec { char d[3]; uint8_t n; } decimal[256] = {
+#define D1(x) {{'0' + (x), 0, 0}, 1}
+#define D2(x) {{'0' + (x) / 10, '0' + (x) % 10, 0}, 2}
+#define D3(x) {{'0' + (x) / 100, '0' + (x) / 10 % 10, '0' + (x) % 10}, 3}
+#define R10(f, b) f(b), f(b + 1), f(b + 2), f(b + 3), f(b + 4), f(b + 5), f(b + 6), f(b + 7), f(b + 8), f(b + 9)
+    R10(D1, 0), R10(D2, 10), R10(D2, 20), R10(D2, 30), R10(D2, 40), R10(D2, 50), R10(D2, 60), R10(D2, 70),
+    R10(D2, 80), R10(D2, 90),
+    R10(D3, 100), R10(D3, 110), R10(D3, 120), R10(D3, 130), R10(D3, 140), R10(D3, 150), R10(D3, 160),
+    R10(D3, 170), R10(D3, 180), R10(D3, 190), R10(D3, 200), R10(D3, 210), R10(D3, 220), R10(D3, 230),
+    R10(D3, 240), D3(250), D3(251), D3(252), D3(253), D3(254), D3(255),
+#undef D1
+#undef D2
+#undef D3
+#undef R10
+};
+
+/* a.b.c.d at o (room for 16: each part copied as 4 bytes, the dot over the spare); where it ends */
+static char *v4_text(char *o, const uint8_t *addr)
 {
-    char *s = end;
-    for (int i = 3; i >= 0; i--) {
-        s = digits(s, addr[i]);
-        if (i) *--s = '.';
+    for (int i = 0; i < 4; i++) {
+        const struct dec *d = &decimal[addr[i]];
+        memcpy(o, d->d, 3);
+        o += d->n;
+        *o++ = '.';
     }
-    return s;
+    return o - 1;
 }
 
 /* IPv6 text as glibc's inet_ntop writes it (Python's socket.inet_ntop is glibc's): the first longest run of
@@ -306,12 +341,8 @@ static size_t v6_text(char *out, const uint8_t *a)
             continue;
         }
         if (i) *o++ = ':';
-        if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff))) {
-            char t[16], *e = t + sizeof t, *v = v4_text(e, a + 12);
-            memcpy(o, v, (size_t)(e - v));
-            o += e - v;
-            return (size_t)(o - out);
-        }
+        if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+            return (size_t)(v4_text(o, a + 12) - out);
         int shift = w[i] >= 0x1000 ? 12 : w[i] >= 0x100 ? 8 : w[i] >= 0x10 ? 4 : 0;
         for (; shift >= 0; shift -= 4) *o++ = hex[(w[i] >> shift) & 0xf];
     }
@@ -321,14 +352,10 @@ static size_t v6_text(char *out, const uint8_t *a)
 
 void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
 {
-    char t[64], *e = t + sizeof t - 1, *s;
-    if (family != 6) {
-        s = v4_text(e, addr);
-    } else {
-        s = t + 1;
-        e = s + v6_text(s, addr);
-    }
-    *--s = '"';
-    *e++ = '"';
-    hwint_j_raw(b, s, (size_t)(e - s));
+    if (b->len + 64 > b->cap && !hwint_j_grow(b, 64)) return;     /* written in place: two in every line */
+    char *o = b->p + b->len;
+    *o++ = '"';
+    o = family != 6 ? v4_text(o, addr) : o + v6_text(o, addr);
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
 }

@@ -32,6 +32,7 @@ struct hw_logger {
     struct hwint_jbuf taken[HW_LOG_KINDS];  /* what the last take handed out: the capture thread writes the other */
     struct pend *pend;
     uint32_t *bucket, mask, max, count, oldest, newest, free;
+    uint32_t fresh, buckets;    /* entries below fresh were used; buckets allocated, mask + 1 of them in use */
     struct hwint_http *http;    /* HTTP requests waiting for their responses */
     struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
@@ -81,13 +82,13 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     char t[40];
     hwint_j_raw(b, "{", 1);
     static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http", "tls"};
-    if (lg->path) hwint_j_key(b, "_path"), hwint_j_cstr(b, names[b - lg->out]);
+    if (lg->path) hwint_j_key(b, "_path"), hwint_j_name(b, names[b - lg->out]);
     hwint_j_key(b, "ts");
     hwint_j_round6(b, (double)ts_ns / 1e9);
     if (flow_id) {
         hw_log_uid(lg->salt, flow_id, t);
         hwint_j_key(b, "uid");
-        hwint_j_cstr(b, t);
+        hwint_j_plain(b, t, 18);
     } else if (null_uid) {
         hwint_j_key(b, "uid");
         hwint_j_lit(b, "null");
@@ -99,11 +100,11 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     hwint_j_addr(b, family, resp);
     if (resp_p >= 0) hwint_j_key(b, "id.resp_p"), hwint_j_u64(b, (uint64_t)resp_p);
     hwint_j_key(b, "proto");
-    hwint_j_cstr(b, proto_text(proto, t));
+    hwint_j_name(b, proto_text(proto, t));
     if (!hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
                          resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t)) {
         hwint_j_key(b, "community_id");
-        hwint_j_cstr(b, t);
+        hwint_j_plain(b, t, 30);            /* "1:" and 28 base64 characters */
     }
 }
 
@@ -151,12 +152,12 @@ static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t
     hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
     hwint_j_key(b, "qclass_name");
     if (qclass != 1) snprintf(t, sizeof t, "%u", qclass);
-    hwint_j_cstr(b, qclass == 1 ? "C_INTERNET" : t);
+    hwint_j_name(b, qclass == 1 ? "C_INTERNET" : t);
     hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
     hwint_j_key(b, "qtype_name");
     const char *name_t = hw_dns_type_name(qtype);
     if (!name_t) snprintf(t, sizeof t, "TYPE%u", qtype);
-    hwint_j_cstr(b, name_t ? name_t : t);
+    hwint_j_name(b, name_t ? name_t : t);
     hwint_j_key(b, "RD"), hwint_j_bool(b, rd);
 }
 
@@ -170,16 +171,22 @@ static void query_line(struct hw_logger *lg, const struct pend *p)
     end_line(lg, HW_LOG_DNS, start);
 }
 
-static uint32_t key_hash(uint64_t flow_id, uint16_t id, const char *name, size_t n)
+/* Flow, id and name, 8 bytes a step from the salt: mDNS asks everything under id 0, and names chosen under one
+ * flow and id must not put every waiting query in one chain. */
+static uint32_t key_hash(const struct hw_logger *lg, uint64_t flow_id, uint16_t id, const char *name, size_t n)
 {
-    uint64_t h = 1469598103934665603ULL ^ mix(flow_id) ^ id;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)name[i]) * 1099511628211ULL;
-    return (uint32_t)mix(h);
+    uint64_t h, w = 0;
+    memcpy(&h, lg->salt, 8);
+    for (h = mix(h ^ flow_id * 0x9e3779b97f4a7c15ULL ^ id ^ (uint64_t)n << 48); n >= 8; n -= 8, name += 8)
+        memcpy(&w, name, 8), h = mix(h ^ w);
+    w = 0;
+    memcpy(&w, name, n);
+    return (uint32_t)mix(h ^ w);
 }
 
 static uint32_t *find(struct hw_logger *lg, uint64_t flow_id, uint16_t id, const char *name, size_t n)
 {
-    uint32_t *at = &lg->bucket[key_hash(flow_id, id, name, n) & lg->mask];
+    uint32_t *at = &lg->bucket[key_hash(lg, flow_id, id, name, n) & lg->mask];
     for (; *at != NONE; at = &lg->pend[*at].hnext) {
         const struct pend *p = &lg->pend[*at];
         if (p->flow_id == flow_id && p->id == id && p->name_len == n && !memcmp(p->name, name, n)) return at;
@@ -210,16 +217,33 @@ static void release_oldest(struct hw_logger *lg)
     unlink_pend(lg, find(lg, p->flow_id, p->id, p->name, p->name_len));
 }
 
+/* Twice the buckets in use, every waiting query hashed again: the table's buckets stay about twice its count,
+ * so the few a capture usually holds stay in cache where the 512 KB of all of them missed on every lookup. */
+static void grow(struct hw_logger *lg)
+{
+    lg->mask = 2 * lg->mask + 1;
+    memset(lg->bucket, 0xff, (lg->mask + 1) * sizeof *lg->bucket);
+    for (uint32_t i = lg->oldest; i != NONE; i = lg->pend[i].next) {
+        struct pend *p = &lg->pend[i];
+        uint32_t *b = &lg->bucket[key_hash(lg, p->flow_id, p->id, p->name, p->name_len) & lg->mask];
+        p->hnext = *b;
+        *b = i;
+    }
+}
+
 static void hold(struct hw_logger *lg, const struct hw_event *e, const struct hw_rec_dns *r, uint32_t *at)
 {
     if (lg->count >= lg->max) {
         release_oldest(lg);
         lg->held_early++;
         at = find(lg, e->flow_id, r->id, r->name, r->name_len);
+    } else if (2 * (lg->count + 1) > lg->mask + 1 && lg->mask + 1 < lg->buckets) {
+        grow(lg);
+        at = find(lg, e->flow_id, r->id, r->name, r->name_len);
     }
-    uint32_t i = lg->free;
+    uint32_t i = lg->free != NONE ? lg->free : lg->fresh++;    /* entries are touched as first needed */
     struct pend *p = &lg->pend[i];
-    lg->free = p->next;
+    if (lg->free != NONE) lg->free = p->next;
     *p = (struct pend){.ts_ns = e->ts_ns, .flow_id = e->flow_id, .hnext = NONE, .prev = lg->newest, .next = NONE,
                        .orig_p = e->sport, .resp_p = e->dport, .id = r->id, .qtype = r->qtype, .qclass = r->qclass,
                        .name_len = r->name_len, .family = e->family, .proto = e->proto,
@@ -293,7 +317,7 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
     const char *rn = hw_dns_rcode_name(r->rcode);
     if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
     hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
-    hwint_j_key(b, "rcode_name"), hwint_j_cstr(b, rn ? rn : t);
+    hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
     hwint_j_key(b, "AA"), hwint_j_bool(b, r->flags & 0x0400);
     hwint_j_key(b, "TC"), hwint_j_bool(b, r->flags & 0x0200);
     hwint_j_key(b, "RA"), hwint_j_bool(b, r->flags & 0x0080);
@@ -341,26 +365,24 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
 {
     struct hw_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return NULL;
-    uint32_t nb = 16;
-    while (nb < 2 * (pending_max ? pending_max : 1) && nb < (1u << 30)) nb <<= 1;
     pthread_mutex_init(&lg->lock, NULL);
     lg->kinds = kinds;
     lg->path = path;
     lg->bytes_max = bytes_max;
     memcpy(lg->salt, salt, 16);
     lg->max = pending_max ? pending_max : 1;
-    lg->mask = nb - 1;
     lg->pend = calloc(lg->max, sizeof *lg->pend);
-    lg->bucket = malloc(nb * sizeof *lg->bucket);
+    lg->bucket = hwint_log_buckets(lg->max, sizeof *lg->bucket, &lg->buckets);     /* (untouched pages) */
+    lg->buckets++;
+    lg->mask = (lg->buckets < 256 ? lg->buckets : 256) - 1;
     lg->http = hwint_http_new(lg->max);
     lg->tls = hwint_tls_new(lg->max);
     if (!lg->pend || !lg->bucket || !lg->http || !lg->tls) {
         hw_logger_free(lg);
         return NULL;
     }
-    memset(lg->bucket, 0xff, nb * sizeof *lg->bucket);
-    for (uint32_t i = 0; i < lg->max; i++) lg->pend[i].next = i + 1 < lg->max ? i + 1 : NONE;
-    lg->free = 0;
+    memset(lg->bucket, 0xff, (lg->mask + 1) * sizeof *lg->bucket);
+    lg->free = NONE;            /* the free list holds entries given back; those never used wait past fresh */
     lg->oldest = lg->newest = NONE;
     return lg;
 }
@@ -394,6 +416,16 @@ void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
         else if (e->kind == HW_EV_TLS) hwint_tls_event(lg, lg->tls, e);
     }
     pthread_mutex_unlock(&lg->lock);
+}
+
+/* A file's lines (no bound) are taken after each return of the session: about a megabyte at a time stays in
+ * cache, where 50 MB between two takes were fresh pages to fault in and write back. */
+int hwint_logger_full(struct hw_logger *lg)
+{
+    pthread_mutex_lock(&lg->lock);
+    size_t held = lg->out[0].len + lg->out[1].len + lg->out[2].len + lg->out[3].len;
+    pthread_mutex_unlock(&lg->lock);
+    return !lg->bytes_max && held > (1u << 20);
 }
 
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)

@@ -65,13 +65,30 @@ static int read_name(const struct msg *m, uint32_t *off, char *out, uint32_t cap
         wire += (uint32_t)l + 1;
         if (wire > 255 || at + 1 + l > m->n) return -1;
         if (len && len + 1 < cap) out[len++] = '.';
-        for (uint32_t i = 0; i < l; i++)
-            if (put_byte(out, &len, cap, m->p[at + 1 + i]) < 0) return -1;
+        const uint8_t *src = m->p + at + 1;
+        uint32_t i = 0;
+        if (len + l + 1 < cap) {        /* the printable run as it is (a name is letters, digits and '-') */
+            for (; i < l && src[i] > 0x20 && src[i] < 0x7f; i++) out[len + i] = (char)src[i];
+            len += i;
+        }
+        for (; i < l; i++)
+            if (put_byte(out, &len, cap, src[i]) < 0) return -1;
         at += 1 + (uint32_t)l;
     }
     out[len] = 0;
     *out_len = len;
     *off = end;
+    return 0;
+}
+
+/* A name read (n characters and a NUL) into the record's text pool; -2 no room. */
+static int pool_text(struct hw_rec_dns *r, const char *name, uint32_t n, uint16_t *at, uint16_t *len)
+{
+    if ((uint32_t)r->text_len + n + 1 > HW_DNS_TEXT_MAX) return -2;
+    memcpy(r->text + r->text_len, name, n + 1);
+    *at = r->text_len;
+    *len = (uint16_t)n;
+    r->text_len = (uint16_t)(r->text_len + n + 1);
     return 0;
 }
 
@@ -81,12 +98,7 @@ static int pool_name(const struct msg *m, uint32_t *off, struct hw_rec_dns *r, u
     char tmp[HW_DNS_NAME_MAX * 4];
     uint32_t n;
     if (read_name(m, off, tmp, sizeof tmp, &n) < 0) return -1;
-    if ((uint32_t)r->text_len + n + 1 > HW_DNS_TEXT_MAX) return -2;
-    memcpy(r->text + r->text_len, tmp, n + 1);
-    *at = r->text_len;
-    *len = (uint16_t)n;
-    r->text_len = (uint16_t)(r->text_len + n + 1);
-    return 0;
+    return pool_text(r, tmp, n, at, len);
 }
 
 static int pool_bytes(struct hw_rec_dns *r, const uint8_t *p, uint32_t n, uint16_t *at, uint16_t *len)
@@ -149,7 +161,6 @@ static int read_rdata(const struct msg *m, uint32_t off, uint32_t rdlen, struct 
 /* One resource record at *off; kept in r->rr when it is an answer or authority. */
 static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_rec_dns *r)
 {
-    uint32_t start = *off;
     char owner[HW_DNS_NAME_MAX * 4];
     uint32_t olen;
     if (read_name(m, off, owner, sizeof owner, &olen) < 0) return HW_RMAL_DNS_NAME;
@@ -180,9 +191,7 @@ static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_re
     rr->ttl = ttl;
     rr->section = (uint8_t)section;
     uint16_t text_mark = r->text_len;
-    struct msg named = {m->p, m->n};
-    uint32_t o = start;
-    int rc = pool_name(&named, &o, r, &rr->owner_off, &rr->owner_len);
+    int rc = pool_text(r, owner, olen, &rr->owner_off, &rr->owner_len);    /* as read above: not read twice */
     if (rc == 0) rc = read_rdata(m, rdata, rdlen, r, rr);
     if (rc == -2) { /* the text pool is full: skip the record, not the message */
         r->text_len = text_mark;
@@ -219,12 +228,21 @@ int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
     for (uint32_t q = 0; q < r->qdcount; q++) {
         char tmp[HW_DNS_NAME_MAX * 4];
         uint32_t len;
-        if (read_name(&m, &off, tmp, sizeof tmp, &len) < 0) return HW_RMAL_DNS_NAME;
-        if (off + 4 > n) return HW_RMAL_DNS_QUESTION;
+        /* the first name straight into the record when it fits (no copy), else whole and cut */
+        if (q != 0 || read_name(&m, &off, r->name, sizeof r->name, &len) < 0) {
+            if (q == 0) r->name[0] = 0;
+            if (read_name(&m, &off, tmp, sizeof tmp, &len) < 0) return HW_RMAL_DNS_NAME;
+            if (q == 0) {
+                if (len >= HW_DNS_NAME_MAX) len = HW_DNS_NAME_MAX - 1;
+                memcpy(r->name, tmp, len);
+                r->name[len] = 0;
+            }
+        }
+        if (off + 4 > n) {
+            if (q == 0) r->name[0] = 0;         /* as if never copied: the question is not whole */
+            return HW_RMAL_DNS_QUESTION;
+        }
         if (q == 0) {
-            if (len >= HW_DNS_NAME_MAX) len = HW_DNS_NAME_MAX - 1;
-            memcpy(r->name, tmp, len);
-            r->name[len] = 0;
             r->name_len = (uint16_t)len;
             r->qtype = hw_be16(p + off);
             r->qclass = hw_be16(p + off + 2);

@@ -4,6 +4,7 @@ records through json.dumps, as the live log service writes them), over
 every shared capture; and the JSON text helpers equal json.dumps on the
 strings and floats that are hard to get right."""
 import json
+import struct
 
 import pytest
 
@@ -12,7 +13,7 @@ from agent.logs.records import Builder
 from hwdrivers import CaptureConfig, Session
 from hwdrivers.logs import Logger
 from tests.conftest import ALL_PCAPS, TUNNEL_PCAPS
-from tests.hwdrivers.packets import A4, B4, MS, T0, dns_query, session, udp4
+from tests.hwdrivers.packets import A4, B4, EN10MB, MS, T0, dns_query, session, udp4
 
 TYPES = ("dns", "conn", "http", "tls")
 
@@ -99,6 +100,50 @@ def test_queries_held_bounded_repeated_and_alone_equal_python(tmp_path):
     assert [(r["query"], r["query_repeats"], r["rtt"]) for r in paired] == [("n4.example", 1, 0.002)]
     assert [r["query"] for r in records if "rcode" in r and "rtt" not in r] == ["never.asked"]
     assert sorted(got) == sorted(want) and len(got) == 7
+
+
+@pytest.mark.parametrize("one_flow", [False, True], ids=["flows", "mdns-like"])
+def test_many_queries_waiting_pair_with_their_answers_equal_python(tmp_path, one_flow):
+    """3,000 queries waiting at once (the table's buckets grow from 256 as it fills, every query hashed again)
+    and their answers in another order: each pairs with its own query, as the Builder pairs them.  mDNS-like:
+    all of them on one flow under id 0, told apart by their names only."""
+    import random
+    salt = bytes(range(16))
+    lg = Logger(["dns"], salt)
+    b = Builder(["dns"], salt)
+    want = []
+    queries = [(5353 if one_flow else 1000 + i, dns_query(f"q{i}.example", ident=0 if one_flow else i % 7))
+               for i in range(3000)]
+    answers = [udp4(B4, A4, 53, port, q[:2] + b"\x81\x80" + q[4:]) for port, q in queries]
+    random.Random(22).shuffle(answers)
+    with session(tmp_path, events=frozenset({"dns"})) as s:
+        s.set_logger(lg)
+        for i, frame in enumerate([udp4(A4, B4, port, 53, q) for port, q in queries] + answers):
+            s.inject(frame, ts_ns=T0 + i * MS)
+            for ev in s.read_events():
+                want += [json.dumps(rec, separators=(",", ":")) for _, rec in b.feed(ev)]
+    assert lg.stats()["pending"] == 0
+    got = lg.take()[0][1].decode().splitlines()
+    assert len(got) == 3000 and all("rtt" in json.loads(x) for x in got) and got == want
+
+
+def test_a_files_lines_are_taken_a_megabyte_at_a_time(tmp_path):
+    """A file of 12,000 answered queries (about 6 MB of dns lines) read in one go: the session hands back each
+    time the logger holds about a megabyte, so the lines reach the writer in chunks that stay in cache (not
+    the whole file's between two progress ticks), and every line is there once."""
+    path = tmp_path / "dns.pcap"
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, EN10MB))
+        for i in range(12000):
+            q = dns_query(f"host{i}.a-rather-long-name-for-the-line.example", ident=i)
+            for k, frame in enumerate((udp4(A4, B4, 20000 + i, 53, q), udp4(B4, A4, 53, 20000 + i,
+                                                                            q[:2] + b"\x81\x80" + q[4:]))):
+                f.write(struct.pack("<IIII", 1_700_000_000, 2 * i + k, len(frame), len(frame)) + frame)
+    chunks = []
+    result = log_text(str(path), ["dns"], lambda kind, lines: chunks.append(bytes(lines)))
+    lines = b"".join(chunks).splitlines()
+    assert result["records"]["dns"] == 12000 and len(set(lines)) == 12000
+    assert len(chunks) >= 5 and max(map(len, chunks)) < 1.25 * (1 << 20), [len(c) for c in chunks]
 
 
 def v6_address(rng) -> list:

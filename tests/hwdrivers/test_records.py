@@ -355,3 +355,25 @@ def test_huge_client_hello_lists_are_cut_not_overrun():
     rec = records.parse_tls(b"\x16\x03\x01" + len(hs).to_bytes(2, "big") + hs)
     assert len(rec.ciphers) == len(rec.extensions) == len(rec.sig_algs) == 160
     assert rec.ja4.startswith("t12i9999") and len(rec.ja4) == len("t12i999900_") + 25 and len(rec.ja3) == 32
+
+
+def test_dns_question_names_on_the_parse_paths():
+    """The first question's name: read straight into the record when it fits, else read whole and cut to 255
+    characters; empty when that question is not whole; kept when a later question is bad."""
+    import struct
+    from hwdrivers._hw import ffi, lib
+
+    def parse(msg: bytes):
+        r = ffi.new("struct hw_rec_dns *")
+        return lib.hw_dns_parse(msg, len(msg), 0, r), ffi.string(r.name).decode(), r.name_len
+
+    def qname(*labels: bytes) -> bytes:
+        return b"".join(bytes([len(x)]) + x for x in labels) + b"\0"
+    header = struct.pack("!HHHHHH", 7, 0x0100, 2, 0, 0, 0)
+    short, escaped = qname(b"www", b"example", b"com"), qname(*[b"\x01" * 60] * 4)    # 240 bytes as \001 each
+    q2 = header + short + b"\0\x01\0\x01" + short + b"\0\x01\0\x01"
+    assert parse(q2) == (0, "www.example.com", 15)
+    assert parse(header + escaped + b"\0\x01\0\x01" + short + b"\0\x01\0\x01") == \
+        (0, ".".join(["\\001" * 60] * 4)[:255], 255)
+    assert parse(header + short + b"\0\x01")[:2] == (lib.HW_RMAL_DNS_QUESTION, "")      # cut after the name
+    assert parse(header + short + b"\0\x01\0\x01" + b"\x05ab")[:2] == (lib.HW_RMAL_DNS_NAME, "www.example.com")
