@@ -146,6 +146,7 @@ class DetectionSection:
     verify: bool = True                # findings that say what to check go to verification (when paths exist)
     process: bool = True               # in a worker process on a core of their own (false: a thread of the agent)
     dns_fold: bool = True              # the C core folds each DNS query into the next DNS event (one event, not two)
+    dns_repeats: bool = True           # with dns_fold: answers that repeat their template are read as a few fields
 
 
 @dataclasses.dataclass(frozen=True)

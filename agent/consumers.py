@@ -35,6 +35,16 @@ RESTART_S = (0.5, 10.0)  # wait before starting a dead worker again: doubled per
 STOP_S = 5.0
 
 
+@dataclasses.dataclass
+class Folding:
+    """What the dispatcher lets the C core do with the DNS events bound for the worker: fold each query into the
+    next DNS event ([detection] dns_fold), mark answers that repeat their template (dns_repeats); and the
+    session's gate counters (hwdrivers.dnsgate) while it folds."""
+    fold: bool = False
+    repeats: bool = False
+    counters: dict = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass(frozen=True)
 class Found:
     """A detection the worker made, with the packet that raised it."""
@@ -62,15 +72,16 @@ def work(ring_fd: int, conn_fd: int) -> int:
     pipeline = Pipeline(conn.recv())          # the [detection] section
     tune_gc()
     kinds = pipeline.kinds()
+    repeats = pipeline.repeats           # DNS answers the C core marked as repeats, read as a few fields
     ring = SharedRing(fd=ring_fd)
     events = fed = queries = errors = 0
     idle, next_tally = IDLE_S[0], 0.0
     try:
         while True:
-            n, batch = ring.take(BATCH, kinds)
+            n, batch = ring.take(BATCH, kinds, repeats)
             found = []
             for ev in batch:
-                if ev.kind == "dns" and ev.query is not None:
+                if ev.kind == "dns" and ev.query is not None:     # (a DnsRepeat's is always in)
                     queries += 1
                 try:
                     found.extend(Found(d, ev.kind, ev.ts) for d in pipeline.feed(ev))
@@ -100,21 +111,23 @@ def work(ring_fd: int, conn_fd: int) -> int:
 
 # ---- the agent's side --------------------------------------------------------------------------
 
-def dispatch_events(session, ring, bus, limit: int = 4096) -> int:
+def dispatch_events(session, ring, bus, limit: int = 4096, folding: Optional[Folding] = None) -> int:
     """The dispatcher's step: up to limit events from the session, every one into the worker's ring (without
     one, none); as Python records, published on their bus channels, only the kinds something in this
     process reads (all of them without a ring).  How many were taken.
 
-    With a ring, the C core folds each DNS query into the next DNS event ([detection] dns_fold) while
-    nothing in this process reads DNS events; one that starts reading gets the folded queries as events."""
+    With a ring and folding.fold, the C core folds each DNS query into the next DNS event while nothing in
+    this process reads DNS events; one that starts reading gets the folded queries as events.  With
+    folding.repeats it also marks answers that repeat their template: the worker reads those as a few fields
+    (this process, reading in full, never sees the difference)."""
     if ring is not None:
         listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if bus.listening(ch))
-        fold = ring.fold_dns and "dns" in session.config.events and "dns" not in listened
+        fold = folding is not None and folding.fold and "dns" in session.config.events and "dns" not in listened
         if fold != session.dns_fold:
-            dnsgate.set_fold(session, fold)
+            dnsgate.set_fold(session, fold, folding is not None and folding.repeats)
         taken, events = ring.fill(session, limit, listened)
         if fold:
-            ring.dns_gate = dnsgate.counters(session)
+            folding.counters = dnsgate.counters(session)
     else:
         events = session.read_events(limit)
         taken = len(events)
@@ -140,6 +153,7 @@ class Consumers:
         self.found = 0
         self.bad_messages = 0
         self.tally: Optional[Tally] = None
+        self.folding = Folding(cfg.detection.dns_fold, cfg.detection.dns_repeats)   # the dispatcher's DNS gate
         self._lock = threading.Lock()
         self.component = health.register("consumers", critical=False, detail=self.detail)
         self.component.state = "idle"
@@ -154,7 +168,6 @@ class Consumers:
         with self._lock:
             if self.ring is None:
                 self.ring = SharedRing(RING_EVENTS)
-                self.ring.fold_dns = self.cfg.detection.dns_fold
                 self._spawn()
                 self.health.spawn(self.component, self._supervise)
             return self.ring
@@ -256,7 +269,7 @@ class Consumers:
         return {"pid": proc.pid if proc else None, "restarts": self.restarts,
                 "ring": None if ring is None else {"capacity": ring.capacity, "queued": ring.used(),
                                                    "moved": ring.moved, "dropped": dict(ring.dropped)},
-                "dns_gate": ring.dns_gate if ring is not None else {},
+                "dns_gate": self.folding.counters,
                 "events": tally.events if tally else 0, "fed": tally.fed if tally else 0,
                 "queries": tally.queries if tally else 0,
                 "errors": tally.errors if tally else 0, "found": self.found, "bad_messages": self.bad_messages,

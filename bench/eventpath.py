@@ -25,17 +25,18 @@ from hwdrivers import CaptureConfig, Session, dnsgate
 cfg = CaptureConfig(source=sys.argv[1], events=Pipeline(DetectionSection()).kinds(), event_ring=1 << 14,
                     lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
 kinds = collections.Counter()
+d = DetectionSection()
 with Session(cfg) as s:
-    dnsgate.set_fold(s, DetectionSection().dns_fold)   # as capbox detect reads them
+    dnsgate.set_fold(s, d.dns_fold, d.dns_repeats)   # as capbox detect reads them
     def take():
-        kinds.update(e.kind for e in s.read_events())
+        kinds.update(e.kind for e in s.read_events(repeats=d.dns_repeats))
     s.run_to_eof(take)
     while s.flush():
         take()
     take()
-    folded = dnsgate.counters(s)["folded"]
-print(sum(kinds.values()), " ".join(f"{k}={v}" for k, v in sorted(kinds.items())) + f" (and {folded} DNS queries "
-      "folded into the next DNS event)")
+    gate = dnsgate.counters(s)
+print(sum(kinds.values()), " ".join(f"{k}={v}" for k, v in sorted(kinds.items())) + f" (and {gate['folded']} DNS "
+      f"queries folded into the next DNS event; {gate['repeats']} answers read as repeats of a template)")
 """
 
 
@@ -60,6 +61,7 @@ def main() -> None:
     ap.add_argument("--data", default="/tmp/capbox-bench")
     ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
     ap.add_argument("--baseline", default="", help="another checkout's capbox (before this change), timed too")
+    ap.add_argument("--note", default="", help="a sentence on the run's conditions (e.g. a shared machine)")
     args = ap.parse_args()
     data = pathlib.Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -99,10 +101,11 @@ def main() -> None:
         f"One run of each on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, on the 2-core machine "
         f"(load average {load:.1f} at the end"
         + ("; well above 2, other work shared the cores: read the ratios, not the absolutes).  " if load > 2 else
-           ").  ") + "*read* is the C core reading the file with the "
+           ").  ") + (args.note + "  " if args.note else "") + "*read* is the C core reading the file with the "
         "events the detectors want on (lossless) and Python taking every event and its C-parsed record out of "
-        "the ring (no detector; each DNS query folded into the next DNS event by the C core's DNS gate, as "
-        "`capbox detect` reads them: hwdrivers/src/dnsgate.c): the cost of the event path itself.  *detect* adds "
+        "the ring (no detector; each DNS query folded into the next DNS event by the C core's DNS gate, and "
+        "answers repeating their template read as a few fields, as `capbox detect` reads them: "
+        "hwdrivers/src/dnsgate.c, dnsrepeat.c): the cost of the event path itself.  *detect* adds "
         "the detector pipeline "
         "(agent/detectors/pipeline.py: each event to the detectors of its kind, one shared LAN model).",
         "",

@@ -51,9 +51,10 @@ MIX_RATES = (50000, 100000, 300000)
 # message its own event (dns_fold off: before the C core's DNS gate; DNS traffic only)
 VARIANTS = {"worker": "[detection]\nprocess = true\n", "threads": "[detection]\nprocess = false\n",
             "worker, no protocol logs": "[detection]\nprocess = true\n[logs]\nenabled = false\n",
-            "worker, DNS not folded": "[detection]\nprocess = true\ndns_fold = false\n"}
-DNS_ONLY = ("worker, DNS not folded",)
-SHORT = dict(zip(("worker", "threads", "nologs", "nofold"), VARIANTS))    # --variants' names for them
+            "worker, DNS not folded": "[detection]\nprocess = true\ndns_fold = false\n",
+            "worker, no DNS repeats": "[detection]\nprocess = true\ndns_repeats = false\n"}
+DNS_ONLY = ("worker, DNS not folded", "worker, no DNS repeats")
+SHORT = dict(zip(("worker", "threads", "nologs", "nofold", "norepeat"), VARIANTS))    # --variants' names for them
 POLL_S = 0.02
 DRAIN_S = 60
 
@@ -151,10 +152,12 @@ def trial(work: pathlib.Path, rx: str, tx: str, path: str, pps: int, packets: in
         m, h = c.capture_metrics(), c.health()
         threats = c.get("/v1/threats", attack_type="dns_hijack", severity="critical", limit=1000)["threats"]
         lost = {**h["losses"].get("event_path", {}), **h["losses"].get("protocol_logs", {})}
-        folded = ((h["components"].get("consumers") or {}).get("dns_gate") or {}).get("folded", 0)
+        gate = (h["components"].get("consumers") or {}).get("dns_gate") or {}
+        folded, repeats = gate.get("folded", 0), gate.get("repeats", 0)
         lat_ms = sorted(x * 1000 for x in lat)
         return {"pps": pps, "sent": sent, "rated_pps": rated, "captured": m["packets"], "kernel": m["drops"]["kernel"],
                 "lost": lost, "lossless": not lost and not m["drops"]["kernel"], "folded": folded,
+                "repeats": repeats,
                 "raised": any("answered twice" in t["description"] for t in threats),
                 "agent_cpu_s": cpu1[0] - cpu0[0], "worker_cpu_s": cpu1[1] - cpu0[1], "wall_s": wall,
                 "rest_ms": {"n": len(lat_ms), "p50": statistics.median(lat_ms) if lat_ms else None,
@@ -267,7 +270,7 @@ def cell(r: dict) -> str:
     rest = r["rest_ms"]
     raised = ("yes" if r["raised"] else "**no**") if r["traffic"] == "dns" else "-"
     return (f"| {r['traffic']} | {r['variant']} | {r['pps']:,} ({r['rated_pps']:,.0f}) | "
-            f"{r['sent']:,} | {r.get('folded', 0):,} | {lost} | "
+            f"{r['sent']:,} | {r.get('folded', 0):,} / {r.get('repeats', 0):,} | {lost} | "
             f"{r['agent_cpu_s'] * per_m:.1f} / {r['worker_cpu_s'] * per_m:.1f} | "
             f"{r['agent_cpu_s'] / r['wall_s']:.2f} / {r['worker_cpu_s'] / r['wall_s']:.2f} | "
             f"{rest['p50']:.1f} / {rest['p99']:.1f} / {rest['max']:.1f} | {raised} |")
@@ -285,7 +288,9 @@ def report(rows: list, load: str, ring: list) -> str:
            "(`[detection] process = true`, the default); *threads*: each detector a thread of the agent, as before; "
            "*DNS not folded*: the worker with every DNS message an event of its own (`dns_fold = false`), as before "
            "the C core's DNS gate (hwdrivers/src/dnsgate.c) folded each query into the next DNS event (*folded*: "
-           "how many were).  "
+           "how many were); *no DNS repeats*: the worker with every DNS answer read in full (`dns_repeats = false`), as "
+           "before the C core marked answers repeating their template (hwdrivers/src/dnsrepeat.c; *repeats*: how "
+           "many were).  "
            "*lost*: /v1/health's event-path and protocol-log losses and the kernel's drops, after the events drained.  "
            "CPU: seconds per "
            "million captured packets, and the share of one core each process used while the trial ran "
@@ -293,8 +298,9 @@ def report(rows: list, load: str, ring: list) -> str:
            "figure far below 1 while events were lost means the process was waiting for a CPU (other load on the "
            "machine), not busy with its own work.", "",
            *ring,
-           "| traffic | detectors | rate pps (reached) | sent | folded | lost | CPU s / M packets (agent / worker) | "
-           "cores (agent / worker) | REST p50 / p99 / max ms | forged answer raised |",
+           "| traffic | detectors | rate pps (reached) | sent | folded / repeats | lost | "
+           "CPU s / M packets (agent / worker) | cores (agent / worker) | REST p50 / p99 / max ms | "
+           "forged answer raised |",
            "|---|---|---|---:|---:|---|---|---|---|---|"]
     out += [cell(r) for r in rows]
     best = {}
@@ -317,6 +323,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
     ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--note", default="", help="a sentence on the run's conditions (e.g. a shared machine)")
     ap.add_argument("--dns-rates", default=",".join(map(str, DNS_RATES)))
     ap.add_argument("--mix-rates", default=",".join(map(str, MIX_RATES)))
     ap.add_argument("--variants", default=",".join(SHORT), help="some of " + ", ".join(SHORT)
@@ -351,6 +358,8 @@ def main() -> None:
         sh("ip", "netns", "del", ns, check=False)
         shutil.rmtree(work, ignore_errors=True)
     load = "load average {:.1f} {:.1f} {:.1f} at the end".format(*os.getloadavg())
+    if args.note:
+        load += f"; {args.note}"
     write_section(args.results, "livepath", report(rows, load, ring))
 
 

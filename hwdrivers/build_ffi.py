@@ -14,9 +14,9 @@ CDEF_FILES = ["session.h", "flows.h", "records.h", "dnsgate.h", "events.h",
               "windows.h", "tokens.h", "fpga.h", "export.h", "record.h", "extract.h", "rtp.h", "shring.h", "logs.h"]
 SOURCES = ["hw.c", "parse.c", "flowtable.c", "windows.c", "ring.c", "hosts.c", "topn.c", "app.c", "frag.c", "tokens.c",
            "rtp.c", "tunnel.c", "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c", "hw-fpga.c", "fpgasim.c", "ipfix.c",
-           "record.c", "recread.c", "extract.c", "records.c", "srcsum.c", "dnsgate.c", "rec-dns.c", "rec-tls.c",
-           "rec-l2.c", "rec-http.c", "communityid.c", "shring.c", "logs.c", "logconn.c", "loghttp.c", "logtls.c",
-           "logjson.c"]
+           "record.c", "recread.c", "extract.c", "records.c", "srcsum.c", "dnsgate.c", "dnsrepeat.c", "rec-dns.c",
+           "rec-tls.c", "rec-l2.c", "rec-http.c", "communityid.c", "shring.c", "logs.c", "logconn.c", "loghttp.c",
+           "logtls.c", "logjson.c"]
 CFLAGS = ["-std=gnu11", "-O2", "-flto", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 
 

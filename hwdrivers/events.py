@@ -1,4 +1,6 @@
-"""Event records: the few packets Python must see, with a payload snippet."""
+"""Event records: the few packets Python must see, with a payload snippet;
+and DNS answers the C core marked as repeats of a template (src/dnsrepeat.c),
+read as a few fields (DnsRepeat) by a reader that asks for them."""
 import dataclasses
 import socket
 import struct
@@ -44,6 +46,45 @@ class PacketEvent:
         return self.ts_ns / 1e9
 
 
+class Template:
+    """The facts of a DNS answer that later answers repeat (src/dnsrepeat.c): its record, as read from the answer
+    that made the template; `facts` is the reader's (the detectors') own reading of it, kept once made."""
+    __slots__ = ("record", "facts")
+
+    def __init__(self, record):
+        self.record = record
+        self.facts = None
+
+
+@dataclasses.dataclass(slots=True)
+class DnsRepeat:
+    """A DNS answer whose name-level facts repeat its template's, with its query folded in (the same client,
+    port, id, name and type; sent to the server and through the MAC that answered).  What differs from one
+    repeat to the next; the rest is template.record."""
+    ts_ns: int
+    src: str           # the server
+    dst: str           # the client
+    sport: int
+    dport: int         # the client's port (its query's source port)
+    src_mac: str       # the server's side: the MAC that answered, which the query was sent to
+    dst_mac: str       # the client's
+    query_ts_ns: int   # when its query was sent
+    id: int
+    ttl: Optional[int]  # the least TTL of its A/AAAA answers (None: it has none)
+    template: Template
+    kind = "dns"       # not a field: what the event would have been
+    query = True       # (its query is folded in, always)
+
+    @property
+    def ts(self) -> float:
+        return self.ts_ns / 1e9
+
+
+TEMPLATES: dict = {}   # gen -> Template: from the answer that made it (struct hw_dns_repeat.defines) or, for one
+                       # not known here (a new worker, its answer lost at a full ring), from its first repeat
+TEMPLATES_MAX = 1 << 14  # past it, all are forgotten: the next repeat of each is read in full, and teaches it again
+
+
 _EVENT = Layout("struct hw_event", skip=("snippet",))
 SIZE = _EVENT.size
 _UNPACK = _EVENT.struct.unpack_from
@@ -58,10 +99,13 @@ _FOLD_UNPACK = _FOLD.struct.unpack_from
 _FOLD_NAME = _FOLD.offsets["name"]
 FOLD_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "fold")   # a dns event's folded query: its ts first (0: none)
 _FOLD_TS = struct.Struct("=Q").unpack_from
+REP_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "rep")
+_REP_UNPACK = Layout("struct hw_dns_repeat").struct.unpack_from
 
 
-def from_buffer(buf, at: int) -> PacketEvent:
-    """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field)."""
+def from_buffer(buf, at: int, repeats: bool = False):
+    """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field); with
+    repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat."""
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
      kind, family, proto, tcp_flags, from_initiator, rec_status, has_rec) = _UNPACK(buf, at)
     if family == 6:
@@ -69,11 +113,25 @@ def from_buffer(buf, at: int) -> PacketEvent:
     else:
         src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
     record = query = None
+    learn = 0
+    if kind == _DNS and has_rec:
+        query_ts = _FOLD_TS(buf, at + FOLD_AT)[0]
+        if query_ts:
+            if repeats:
+                gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + REP_AT)
+                template = TEMPLATES.get(gen) if gen else None
+                if template is not None:
+                    return DnsRepeat(ts_ns, src, dst, sport, dport, smac.hex(":"), dmac.hex(":"), query_ts, ident,
+                                     ttl if has_ttl else None, template)
+                learn = defines or gen     # the answer that made a template, or a repeat of one not known here
+            query = _folded_query(buf, at + FOLD_AT)
     if has_rec and not rec_status:
         record = (_records.tcpsrc_from_buffer(buf, at + _REC, family) if kind == _TCP_SRC
                   else _records.from_buffer(kind, buf, at + _REC))
-    if kind == _DNS and has_rec and _FOLD_TS(buf, at + FOLD_AT)[0]:
-        query = _folded_query(buf, at + FOLD_AT)
+        if learn:
+            if len(TEMPLATES) >= TEMPLATES_MAX:
+                TEMPLATES.clear()
+            TEMPLATES[learn] = Template(record)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
                        bool(from_initiator), smac.hex(":"), dmac.hex(":"), wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,

@@ -50,8 +50,6 @@ class SharedRing:
         self.moved = 0
         self.dropped: collections.Counter = collections.Counter()   # by kind: the ring was full
         self.unreadable = 0     # the consumer's: events that gave no PacketEvent (never seen from the C core)
-        self.fold_dns = False   # the producer's: let the session fold DNS queries (agent.consumers.dispatch_events)
-        self.dns_gate: dict = {}  # its DNS gate's counters (hwdrivers.dnsgate), while it folds
 
     # ---- the producer (the agent's dispatcher thread) -----------------------
 
@@ -89,14 +87,15 @@ class SharedRing:
 
     # ---- the consumer (the worker process) ------------------------------------
 
-    def take(self, limit: int = 1024, kinds: frozenset = frozenset()) -> tuple:
-        """Up to limit queued events, freed from the ring: (how many, those of a kind in kinds as PacketEvents)."""
+    def take(self, limit: int = 1024, kinds: frozenset = frozenset(), repeats: bool = False) -> tuple:
+        """Up to limit queued events, freed from the ring: (how many, those of a kind in kinds as PacketEvents;
+        with repeats, DNS answers that repeat a known template as DnsRepeats)."""
         n = min(lib.hw_shring_peek(self._mem, self._at), limit)
         at, view, out = self._at[0], self.map, []
         for i in range(n):
             try:
                 if _events.KINDS[view[at + i * SIZE + _KIND]] in kinds:
-                    out.append(_events.from_buffer(view, at + i * SIZE))
+                    out.append(_events.from_buffer(view, at + i * SIZE, repeats))
             except Exception:   # one that cannot be read: counted and skipped, never read again by a new worker
                 self.unreadable += 1
         if n:

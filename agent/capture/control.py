@@ -245,13 +245,17 @@ class CaptureService:
             if not busy:
                 run.stop.wait(0.02)
 
+    def _folding(self):
+        """The consumer worker's DNS folding (agent.consumers.Folding), or None without a worker."""
+        return self.consumers.folding if self.consumers is not None else None
+
     def _drain(self, run: Run, final: bool = False) -> bool:
         """Move events and expired flows from the C rings onto the bus (and the consumer worker's ring)."""
         if final:
             while run.session.flush():      # the last flows and TCP source summaries, as the rings take them
                 self._take_flows(run, 1 << 30)
-                dispatch_events(run.session, run.ring, self.bus, 1 << 30)
-        taken = dispatch_events(run.session, run.ring, self.bus)
+                dispatch_events(run.session, run.ring, self.bus, 1 << 30, folding=self._folding())
+        taken = dispatch_events(run.session, run.ring, self.bus, folding=self._folding())
         flows = self._take_flows(run, 4096)
         for w in (windows := run.session.read_windows(64)):
             self.bus.publish("windows:closed", "window_closed", WindowClosed(w, run.id), source="capture")

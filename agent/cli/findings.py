@@ -143,6 +143,9 @@ def cmd_detect(args) -> int:
         counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in pipeline.detectors)
         gate = pipeline.dns_gate
         folded = f"; {gate['folded']:,} of {gate['held']:,} DNS queries folded into the next DNS event" if gate else ""
+        if gate.get("templates"):
+            folded += (f", {gate['repeats']:,} answers read as repeats of {gate['templates']:,} templates "
+                       f"({gate['changed']:,} changed, {gate['evicted']:,} evicted, {gate['unfit']:,} unfit)")
         print(f"{len(threats)} threats from {len(found)} findings ({counts}){folded}", file=sys.stderr)
     if error is not None:
         return fail(f"{error.message} (the threats above were found before it)")

@@ -22,7 +22,7 @@ import functools
 
 from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
-from agent.detectors.nxdomain import Rewrites
+from agent.detectors.nxdomain import Rewrites, random_label
 from hwdrivers import records
 
 QUERY_TTL_S = 30.0          # a response this long after its query still answers it
@@ -80,13 +80,14 @@ class Detector(Base):
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
-    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> None:
+    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
         q = self.queries.get(key)
         if q is None or ts - q["ts"] > QUERY_TTL_S:
             q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
         q["servers"][server] = hop_mac
         self.clients[key[0]] = ts
+        return q
 
     def judge_query(self, q) -> list:
         """A query the C core folded into the next DNS event: as judge() of its own event, without the event."""
@@ -94,6 +95,87 @@ class Detector(Base):
         rec = q.record
         self.query((q.src, q.sport, rec.id, rec.name.lower(), records.dns_type(rec.qtype)), q.dst, q.dst_mac, q.ts)
         return []
+
+    def repeat_query(self, r) -> dict:
+        """The query folded into a repeated answer (hwdrivers.events.DnsRepeat): as judge_query.  Its transaction,
+        for judge_repeat (nothing but the LAN learns in between)."""
+        self.counts["events"] += 1
+        t = r.template.facts or self._facts(r.template)
+        return self.query((r.dst, r.dport, r.id, t["name"], t["qtype"]), r.src, r.src_mac, r.query_ts_ns / 1e9)
+
+    def judge_repeat(self, r, q: dict) -> list:
+        """A repeated answer: as judge() of its own event, its facts the template's but for its id and TTL.  The
+        common outcome (its query's first answer, from the queried server through the expected MAC, nothing but a
+        bogon that is below the threshold or a repeat) is judged here; anything else by detect() itself."""
+        self.counts["events"] += 1
+        t = r.template.facts
+        ts, client, server, mac = r.ts, r.dst, r.src, r.src_mac
+        name, qtype = t["name"], t["qtype"]
+        past = self.history.get((name, qtype), [])
+        score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
+        if score is None or (score >= self.threshold and not self.seen(f"dns_hijack|{mac or server}|{client}",
+                                                                         ts, score)):
+            found = self.detect({"response": True, "id": r.id, "name": name, "qtype": qtype, "rcode": t["rcode"],
+                                 "ips": list(t["ips"]), "ttl": r.ttl, "cnames": list(t["cnames"]), "client": client,
+                                 "client_port": r.dport, "server": server, "src_mac": mac, "dst_mac": r.dst_mac,
+                                 "ts": ts, "proto": "udp"})
+            return self.threshold_and_dedup(found) if found else found
+        ips = list(t["ips"])
+        q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        if ips:                                        # what detect() changes, in its order
+            past = past[-7:]
+            past.append({"ips": ips, "public": list(t["public"]), "ttl": r.ttl, "ts": ts, "server": server})
+            self.history[(name, qtype)] = past
+        if score:
+            self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+        return []
+
+    def _plain_score(self, t, q, past, ts, client, server, mac, ttl):
+        """The score detect() would give a repeated answer when its only indicator can be a bogon (0: none); None
+        when anything else could apply (no fresh query, an earlier answer, another server or MAC, a changed
+        answer or TTL jump, a name NXDOMAIN rewriting reads)."""
+        if q is None or ts - q["ts"] > QUERY_TTL_S or q["answers"] or server not in q["servers"]:
+            return None
+        hop = self.lan.expected_mac(server, client) or q["servers"][server]
+        if (hop and mac and hop != mac) or t["unlikely"] or t["name"] in self.rewrites.nxdomain:
+            return None
+        ips = t["ips"]
+        if past and ips:
+            last = past[-1]
+            last_ips, last_ttl = last["ips"], last["ttl"]
+            # (the same non-empty set as the last answer's shares an address: the usual case, without two sets)
+            if last_ips and last_ips != ips and not set(last_ips) & set(ips) and last_ttl and ts < last["ts"] + last_ttl:
+                return None
+            if ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600:
+                return None
+        if t["private"] and public_name(t["name"], self.cfg.local_suffixes):
+            for h in past:
+                if h["public"]:
+                    return 70
+            return 45
+        return 0
+
+    @staticmethod
+    def _facts(template) -> dict:
+        """What parse() reads of a template's answer that all its repeats share, and what detect() concludes from
+        it alone (kept on the template)."""
+        rec = template.record
+        ips, cnames = set(), []
+        for rr in rec.rrs:
+            if rr.section == "answer":
+                if rr.type in ADDRESS_TYPES:
+                    ips.add(rr.value)
+                elif rr.type == CNAME:
+                    cnames.append(rr.value.lower())
+        name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
+        public = [ip for ip in ips if is_public_ip(ip)]
+        # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
+        unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
+                                                           or random_label(name.split(".")[0]))
+        template.facts = {"name": name, "qtype": qtype, "rcode": records.dns_rcode(rec.rcode), "ips": ips,
+                          "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public],
+                          "unlikely": unlikely}
+        return template.facts
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])

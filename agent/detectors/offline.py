@@ -15,11 +15,12 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
                            lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     found: list = []
     with Session(config) as s:
+        repeats = cfg.dns_fold and cfg.dns_repeats and pipeline.repeats
         if cfg.dns_fold and "dns" in config.events:
-            dnsgate.set_fold(s, True)
+            dnsgate.set_fold(s, True, repeats)
 
         def feed():
-            found.extend(pipeline.feed_all(s.read_events()))
+            found.extend(pipeline.feed_all(s.read_events(repeats=repeats)))
         error = s.run_to_eof(feed)
         while s.flush():         # the last TCP source summaries, as the ring takes them
             feed()

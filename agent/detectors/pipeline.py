@@ -6,11 +6,15 @@ detect` and the live detector service both feed.
 
 A DNS event may carry the query just before it (folded in by the C core:
 hwdrivers.dnsgate): that query is judged and learnt first, exactly as its
-own event would have been."""
+own event would have been.  A DNS answer the C core marked as a repeat of
+its template (hwdrivers.events.DnsRepeat, when the pipeline reads them:
+`repeats`) is judged from the template's facts and its own few fields, in
+the same steps: its query, the query's frame, the answer, its frame."""
 import gc
 from typing import Iterable, Optional
 
 from agent.detectors.lan import LEARN_KINDS, Lan
+from hwdrivers.events import DnsRepeat
 
 
 GC_THRESHOLD = (50000, 20, 100)   # young objects between collections: the default 700 made a third of the work
@@ -37,6 +41,8 @@ class Pipeline:
             for k in d.kinds:
                 self.route.setdefault(k, []).append(d)
         self.learns = frozenset(LEARN_KINDS) & self.kinds()
+        dns = self.route.get("dns", ())
+        self.repeats = bool(dns) and all(hasattr(d, "judge_repeat") for d in dns)   # it can read DnsRepeats
 
     def kinds(self) -> frozenset:
         """The event kinds the pipeline wants from the capture."""
@@ -44,6 +50,8 @@ class Pipeline:
 
     def feed(self, event) -> list:
         """The detections one packet event raises."""
+        if event.__class__ is DnsRepeat:
+            return self.feed_repeat(event)
         q = getattr(event, "query", None) if event.kind == "dns" else None   # a query folded into it goes first
         out: list = self.feed_query(q) if q is not None else []
         for d in self.route.get(event.kind, ()):
@@ -69,6 +77,22 @@ class Pipeline:
                 self.lan.frame(q.src, q.dst, q.src_mac, q.dst_mac, q.ts)
             except (ValueError, IndexError, KeyError, UnicodeError):
                 self.unlearned += 1
+        return out
+
+    def feed_repeat(self, r) -> list:
+        """A DNS answer that repeats its template, its query folded in: as feed_query(query) + feed(answer)."""
+        out: list = []
+        dns = self.route.get("dns", ())
+        transactions = [d.repeat_query(r) for d in dns]
+        learn = "dns" in self.learns
+        if learn:
+            self.lan.frame(r.dst, r.src, r.dst_mac, r.src_mac, r.query_ts_ns / 1e9)
+        for d, q in zip(dns, transactions):
+            found = d.judge_repeat(r, q)
+            if found:
+                out.extend(found)
+        if learn:
+            self.lan.frame(r.src, r.dst, r.src_mac, r.dst_mac, r.ts)
         return out
 
     def counts(self) -> dict:

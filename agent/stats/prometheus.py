@@ -14,7 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from agent import __version__
 from agent.services import Service
-from hwdrivers import zero_counters
+from hwdrivers import dnsgate, zero_counters
 
 prometheus_client.disable_created_metrics()
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
@@ -132,7 +132,12 @@ class _AgentCollector:
                       [((k,), v) for k, v in records["malformed"].items()], ["reason"])
         yield _family("counter", "capbox_dns_queries_gated", "DNS queries the C core held back (held), folded into the "
                       "next DNS event (folded), sent as they were (released), dropped at a full event ring (dropped)",
-                      [((k,), v) for k, v in records.get("dns_gate", {}).items()], ["state"])
+                      [((k,), v) for k, v in records.get("dns_gate", {}).items() if k in dnsgate.GATE], ["state"])
+        yield _family("counter", "capbox_dns_answer_templates", "DNS answers the C core marked as repeats of a "
+                      "template (repeats); templates made (templates), of those replacing one whose answer changed "
+                      "(changed) or another name's (evicted); folded answers too big for one (unfit)",
+                      [((k,), v) for k, v in records.get("dns_gate", {}).items() if k not in dnsgate.GATE],
+                      ["state"])
         exporters = a.capture.exporters()
         ex_labels = ["exporter", "collector", "version"]
 

@@ -181,6 +181,13 @@ void hwint_dnsgate_counters(const struct hw_dnsgate *g, struct hw_dnsgate_counte
 #define HW_DNSGATE_HOLD_NS 50000000ULL
 void hwint_dnsgate_tick(struct hw_dnsgate *g, uint64_t now_ns);
 
+/* dnsrepeat.c: answer templates; mark sets e's rec.dnsfold.rep (t NULL: clears it), q the query folded into e */
+struct hw_dnsrepeat;
+struct hw_dnsrepeat *hwint_dnsrepeat_create(void);
+void hwint_dnsrepeat_destroy(struct hw_dnsrepeat *t);
+void hwint_dnsrepeat_mark(struct hw_dnsrepeat *t, struct hw_dnsgate_counters *n, const struct hw_event *q,
+                          struct hw_event *e);
+
 /* Distinct-count sketches of 4 words (256 bits; windows.c, srcsum.c). */
 #define HW_SKETCH_WORDS 4
 static inline void hwint_sketch_add(uint64_t *sk, uint64_t h)

@@ -20,7 +20,8 @@
 #define HELD_DNS offsetof(struct hw_rec_dns, rr) /* a held query has no answer or authority records */
 
 struct hw_dnsgate {
-    int on, held;
+    int on, held;                 /* on 2: and answers are marked as repeats of their templates (dnsrepeat.c) */
+    struct hw_dnsrepeat *templates;
     struct hw_counters *c;
     struct hw_ring *ring;
     struct hw_dnsgate_counters n;
@@ -37,6 +38,10 @@ struct hw_dnsgate *hwint_dnsgate_create(struct hw_counters *c, struct hw_ring *e
 {
     struct hw_dnsgate *g = calloc(1, sizeof *g);
     if (!g) return NULL;
+    if (!(g->templates = hwint_dnsrepeat_create())) {
+        free(g);
+        return NULL;
+    }
     g->c = c;
     g->ring = events;
     events->before = before;
@@ -48,6 +53,7 @@ void hwint_dnsgate_destroy(struct hw_dnsgate *g)
 {
     if (!g) return;
     g->ring->before = NULL;
+    hwint_dnsrepeat_destroy(g->templates);
     free(g);
 }
 
@@ -69,6 +75,7 @@ void hwint_dnsgate_untake(struct hw_dnsgate *g) { g->held = 1; }
 void hwint_dnsgate_carry(struct hw_dnsgate *g, const struct hw_event *q, struct hw_event *e)
 {
     struct hw_dns_fold *f = &e->rec.dnsfold.fold;
+    hwint_dnsrepeat_mark(g->on == 2 ? g->templates : NULL, &g->n, q, e);
     if (!q) {
         f->ts_ns = 0;
         return;
@@ -139,6 +146,7 @@ int hwint_dnsgate_release(struct hw_dnsgate *g, int drop)
     memcpy(e, &g->ev, HELD_HEAD + g->ev.snippet_len);
     memcpy(&e->rec.dns, &g->ev.rec.dns, HELD_DNS);
     e->rec.dnsfold.fold.ts_ns = 0;
+    memset(&e->rec.dnsfold.rep, 0, sizeof e->rec.dnsfold.rep);
     hwint_ring_commit(g->ring);
     g->c->events[HW_EV_DNS]++;
     g->n.released++;

@@ -110,16 +110,26 @@ static void check_summary(const struct hw_event *e)
 /* The DNS gate (dnsgate.c): the packet whose query it holds, and the queries seen folded into events. */
 static uint8_t held_pkt[1 << 16];
 static uint32_t held_len, held_wirelen;
-static uint64_t held_ts, folds_seen;
+static uint64_t held_ts, folds_seen, repeats_seen, templates_seen;
 
 /* A DNS event may carry the held query, or be that query released: from held_pkt, not the packet just in. */
 static int check_gated(const struct hw_event *e, const uint8_t *pkt, uint32_t caplen)
 {
     const struct hw_dns_fold *f = &e->rec.dnsfold.fold;
+    const struct hw_dns_repeat *r = &e->rec.dnsfold.rep;
     if (f->ts_ns) {
         folds_seen++;
         CHECK(f->ts_ns == held_ts && f->wirelen == held_wirelen && f->proto == 17);
         CHECK((f->family == 4 || f->family == 6) && f->name_len < HW_DNS_FOLD_NAME_MAX && f->ts_ns <= e->ts_ns);
+    }
+    /* an answer template (dnsrepeat.c): only a plain UDP NOERROR answer carrying its own query */
+    if (r->gen || r->defines) {
+        CHECK(f->ts_ns && !(r->gen && r->defines) && e->proto == 17 && e->has_rec && !e->rec_status);
+        CHECK((e->rec.dns.flags & 0x8000) && !e->rec.dns.rcode && f->id == e->rec.dns.id && (r->has_ttl || !r->ttl));
+        CHECK(r->gen ? r->id == e->rec.dns.id : !r->id && !r->ttl && !r->has_ttl);
+        repeats_seen += !!r->gen, templates_seen += !!r->defines;
+    } else {
+        CHECK(!r->ttl && !r->has_ttl && !r->id);
     }
     if (!e->snippet_len || (pkt && memmem(pkt, caplen, e->snippet, e->snippet_len))) return 0;
     CHECK(held_len && e->wirelen == held_wirelen && e->ts_ns == held_ts && !f->ts_ns);
@@ -222,9 +232,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     /* DNS queries folded into the next DNS event (the seeds' first byte is below N_LINK: on) */
-    CHECK(hw_session_set_dns_fold(s, fold) == HW_OK);
+    CHECK(hw_session_set_dns_fold(s, fold ? 2 : 0) == HW_OK);    /* and answer templates */
     held_len = held_wirelen = 0;
-    held_ts = folds_seen = 0;
+    held_ts = folds_seen = repeats_seen = templates_seen = 0;
     struct hw_dnsgate_counters gate;
     /* the protocol logs of every kind, with room for 2 waiting queries and HTTP flows: the full tables run */
     static const uint8_t salt[16] = {1};
@@ -324,6 +334,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* every query the gate held went out once: folded into the next DNS event, or as it was */
     hw_dnsgate_counters(s, &gate);
     CHECK(gate.held == gate.folded + gate.released && gate.dropped == 0 && gate.folded == folds_seen);
+    CHECK(gate.repeats == repeats_seen && gate.templates == templates_seen);
+    CHECK(gate.changed + gate.evicted <= gate.templates);
+    CHECK(gate.repeats + gate.templates + gate.unfit <= gate.folded);
 
     /* every log line made was handed out whole, and counted (none dropped: the bound is far) */
     hw_logger_flush(logger);

@@ -47,7 +47,7 @@ def test_a_query_rides_on_its_answer(tmp_path):
     assert (q.src_mac, q.dst_mac) == (host_mac(CLIENT), host_mac(RESOLVER))
     assert (q.record.id, q.record.name, q.record.qtype, q.record.response, q.record.qdcount) == \
         (0x1234, "example.com", 1, False, 1)
-    assert counts == {"held": 1, "folded": 1, "released": 0, "dropped": 0}
+    assert {k: counts[k] for k in dnsgate.GATE} == {"held": 1, "folded": 1, "released": 0, "dropped": 0}
 
 
 def test_the_folded_query_is_the_event_it_would_have_been(tmp_path):
@@ -84,7 +84,7 @@ def test_any_other_event_releases_the_query_in_front_of_it(tmp_path):
         counts = dnsgate.counters(s)
     assert [(e.kind, e.ts_ns, e.query) for e in events] == [
         ("dns", 1_000, None), ("arp", 2_000, None), ("dns", 3_000, None), ("tcp_src", 4_000, None)]
-    assert counts == {"held": 2, "folded": 0, "released": 2, "dropped": 0}
+    assert {k: counts[k] for k in dnsgate.GATE} == {"held": 2, "folded": 0, "released": 2, "dropped": 0}
 
 
 def test_the_end_and_switching_off_release_the_held_query(tmp_path):
@@ -125,7 +125,7 @@ def test_a_full_ring_drops_new_events_never_the_held_query(tmp_path):
         counts, c = dnsgate.counters(s), s.counters()
     assert len(events) == 1024 and all(e.query.record.id == e.record.id - 1 for e in events)
     assert [(e.record.id, e.query) for e in last] == [(5001, None)]
-    assert counts == {"held": 1025, "folded": 1024, "released": 1, "dropped": 0}
+    assert {k: counts[k] for k in dnsgate.GATE} == {"held": 1025, "folded": 1024, "released": 1, "dropped": 0}
     assert {k: v for k, v in c.events_dropped.items() if v} == {"dns": 1}
 
 

@@ -289,7 +289,8 @@ def test_records_are_counted_and_malformed_ones_named(tmp_path):
     assert good.record.name == "a.example" and good.record_error == ""
     assert bad.record is None and bad.record_error == "dns_name"
     assert counts == {"parsed": {"dns": 1}, "malformed": {"dns_name": 1},
-                      "dns_gate": {"held": 0, "folded": 0, "released": 0, "dropped": 0}}
+                      "dns_gate": {"held": 0, "folded": 0, "released": 0, "dropped": 0, "repeats": 0, "templates": 0,
+                                   "changed": 0, "evicted": 0, "unfit": 0}}
 
 
 HTTP_FIELDS = ["frame.time_epoch", "tcp.srcport", "tcp.dstport", "http.request.method", "http.request.uri",
