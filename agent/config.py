@@ -103,8 +103,7 @@ class LogsSection:
 
 @dataclasses.dataclass(frozen=True)
 class AnalysisSection:
-    """Traffic windows, baselines, and the anomaly thresholds (used against a
-    baseline when there is one, as they stand when not)."""
+    """Traffic windows, baselines, and the anomaly thresholds (against a baseline when there is one)."""
     window_s: int = 10
     baseline_duration_hours: float = 24.0  # live windows learned before the baseline is complete
     spike_factor: float = 3.0          # over the recent median (no baseline) or the baseline's p99

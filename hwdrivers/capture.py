@@ -302,8 +302,7 @@ class Session:
         return seen if convert is None else out
 
     def read_events(self, limit: int = 1 << 30, repeats: bool = False) -> list:
-        """Queued packet events (kinds chosen in the config), oldest first; with repeats, DNS answers marked as
-        repeats of a known template are hwdrivers.events.DnsRepeat (hwdrivers.dnsgate)."""
+        """Queued packet events (kinds chosen in the config), oldest first; with repeats, DnsRepeat answers."""
         out = []
         size, convert, view = _events.SIZE, _events.from_buffer, self._event_view
         with self._use() as s:

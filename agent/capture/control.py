@@ -245,26 +245,22 @@ class CaptureService:
             if not busy:
                 run.stop.wait(0.02)
 
-    def _folding(self):
-        """The consumer worker's DNS folding (agent.consumers.Folding), or None without a worker."""
-        return self.consumers.folding if self.consumers is not None else None
-
     def _drain(self, run: Run, final: bool = False) -> bool:
         """Move events and expired flows from the C rings onto the bus (and the consumer worker's ring)."""
+        folding = self.consumers.folding if self.consumers is not None else None    # the worker's DNS folding
         if final:
             while run.session.flush():      # the last flows and TCP source summaries, as the rings take them
                 self._take_flows(run, 1 << 30)
-                dispatch_events(run.session, run.ring, self.bus, 1 << 30, folding=self._folding())
-        taken = dispatch_events(run.session, run.ring, self.bus, folding=self._folding())
+                dispatch_events(run.session, run.ring, self.bus, 1 << 30, folding=folding)
+        taken = dispatch_events(run.session, run.ring, self.bus, folding=folding)
         flows = self._take_flows(run, 4096)
         for w in (windows := run.session.read_windows(64)):
             self.bus.publish("windows:closed", "window_closed", WindowClosed(w, run.id), source="capture")
         return bool(taken or flows or windows)
 
     def _take_flows(self, run: Run, limit: int) -> int:
-        """Expired flows onto flows:expired; while nobody subscribes (or the meter is off) they are
-        dropped from the ring without becoming Python objects: at full rate converting them was most of
-        the dispatcher's time.  How many were taken."""
+        """Expired flows onto flows:expired; while nobody subscribes (or the meter is off) they are dropped from
+        the ring without becoming Python objects (at full rate, most of the dispatcher's time).  How many."""
         if not (self.flow_meter["enabled"] and self.bus.listening("flows:expired")):
             return run.session.skip_flows(limit)
         flows = run.session.read_flows(limit)

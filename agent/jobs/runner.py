@@ -163,7 +163,8 @@ class JobsService(Service):
     def delete(self, job_id: str, cancel: bool = False) -> dict:
         row = self._row(job_id)
         cancelled = False
-        if row["status"] == "running" or job_id in self._cancel:
+        # in _cancel and still queued: being claimed; completed or failed: its worker is only letting go
+        if row["status"] == "running" or (job_id in self._cancel and row["status"] == "queued"):
             if not cancel:
                 raise AgentError("CANNOT_DELETE_JOB", f"job {job_id} is running: wait, or DELETE with ?cancel=true",
                                  {"job_id": job_id, "current_status": "running", "hint": "?cancel=true"})

@@ -81,6 +81,23 @@ def _detail(agent, component: str) -> dict:
     return c.detail() if c is not None and c.detail else {}
 
 
+def _record_families(records: dict):
+    """The C core's protocol records: parsed, malformed, and the DNS gate's and answer templates' counters."""
+    gate = records.get("dns_gate", {})
+    yield _family("counter", "capbox_records", "protocol records parsed in C, by kind",
+                  [((k,), v) for k, v in records["parsed"].items()], ["kind"])
+    yield _family("counter", "capbox_records_malformed", "payloads that gave no record, by reason",
+                  [((k,), v) for k, v in records["malformed"].items()], ["reason"])
+    yield _family("counter", "capbox_dns_queries_gated", "DNS queries the C core held back (held), folded into the "
+                  "next DNS event (folded), sent as they were (released), dropped at a full event ring (dropped)",
+                  [((k,), v) for k, v in gate.items() if k in dnsgate.GATE], ["state"])
+    yield _family("counter", "capbox_dns_answer_templates", "DNS answers the C core marked as repeats of a "
+                  "template (repeats); templates made (templates), of those replacing one whose answer changed "
+                  "(changed) or another name's (evicted); folded answers too big for one (unfit)",
+                  [((k,), v) for k, v in gate.items() if k not in dnsgate.GATE],
+                  ["state"])
+
+
 def _family(kind, name: str, help_: str, samples, labels=()):
     f = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_, labels=list(labels))
     for values, value in samples:
@@ -125,19 +142,7 @@ class _AgentCollector:
                       "path: event ring of the current or last capture, bus subscribers)",
                       [((path, cause), n) for path, lost in a.health.losses().items() for cause, n in lost.items()],
                       ["path", "cause"])
-        records = a.capture.record_counters() or {"parsed": {}, "malformed": {}}
-        yield _family("counter", "capbox_records", "protocol records parsed in C, by kind",
-                      [((k,), v) for k, v in records["parsed"].items()], ["kind"])
-        yield _family("counter", "capbox_records_malformed", "payloads that gave no record, by reason",
-                      [((k,), v) for k, v in records["malformed"].items()], ["reason"])
-        yield _family("counter", "capbox_dns_queries_gated", "DNS queries the C core held back (held), folded into the "
-                      "next DNS event (folded), sent as they were (released), dropped at a full event ring (dropped)",
-                      [((k,), v) for k, v in records.get("dns_gate", {}).items() if k in dnsgate.GATE], ["state"])
-        yield _family("counter", "capbox_dns_answer_templates", "DNS answers the C core marked as repeats of a "
-                      "template (repeats); templates made (templates), of those replacing one whose answer changed "
-                      "(changed) or another name's (evicted); folded answers too big for one (unfit)",
-                      [((k,), v) for k, v in records.get("dns_gate", {}).items() if k not in dnsgate.GATE],
-                      ["state"])
+        yield from _record_families(a.capture.record_counters() or {"parsed": {}, "malformed": {}})
         exporters = a.capture.exporters()
         ex_labels = ["exporter", "collector", "version"]
 
