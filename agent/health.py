@@ -62,7 +62,7 @@ class Health:
     def losses(self) -> dict:
         """{path: {cause: count}} of every path that lost something."""
         out = {}
-        for name, counts in self.loss_sources.items():
+        for name, counts in list(self.loss_sources.items()):   # a copy: paths register while the agent runs
             try:
                 lost = {k: v for k, v in counts().items() if v}
             except Exception as e:  # a counter must never break /v1/health
@@ -93,13 +93,13 @@ class Health:
 
     def status(self) -> str:
         """healthy, degraded (a non-critical part is down, or data was lost) or unhealthy."""
-        bad = [c for c in self.components.values() if not c.healthy]
+        bad = [c for c in list(self.components.values()) if not c.healthy]
         if any(c.critical for c in bad):
             return "unhealthy"
         return "degraded" if bad or self.losses() else "healthy"
 
     def snapshot(self) -> dict:
-        return {name: c.snapshot() for name, c in self.components.items()}
+        return {name: c.snapshot() for name, c in list(self.components.items())}   # details run Python: copy first
 
     def stop_all(self, timeout: float = 10.0, wake=None) -> None:
         """Stop every component's thread; wake() rouses those blocked on a queue so none waits out its poll."""
