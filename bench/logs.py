@@ -164,8 +164,8 @@ def main() -> None:
         begin,
         "## Protocol logs (`bench/logs.py`)",
         "",
-        f"On the 2-core machine, **shared with other engineers' work** (load average {load[0]:.1f} {load[1]:.1f} "
-        f"{load[2]:.1f} at the end): read the ratios more than the absolutes.",
+        f"On the 2-core machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; "
+        "above 1, other work shared the cores): read the ratios more than the absolutes.",
         "",
         f"**Cost.** `capbox analyze --json` against `capbox logs -r FILE --type {TYPES} --json` (the C pass of "
         "analyze plus every record made and serialised).  Each command ran "
