@@ -8,21 +8,21 @@ Work inside the namespace runs in a short-lived thread that setns()es into it;
 sockets opened there stay there, so they can be used from any thread after.
 """
 import ctypes
+import functools
 import itertools
 import os
 import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 import uuid
 
 import pytest
 
+from agent.verify.paths import in_namespace
 from hwdrivers import CaptureConfig, Session
 
-CLONE_NEWNET = 0x40000000
 MTUS = (65535, 9000)   # 65535 lets ndpi__1kxun's 37 kB GRO frames through
 REPLAY_PPS = 5000      # slow enough that each frame is through the veth before the next
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -44,29 +44,9 @@ def _ip(*args, check=True):
 
 
 def in_netns(ns: str, fn, *args, **kwargs):
-    """fn(*args) in a thread that joined namespace ns; its result or its exception.
-    Sockets made there stay there, so they can be used from any thread after."""
-    out = {}
-
-    def body():
-        try:
-            fd = os.open(f"/run/netns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    err = ctypes.get_errno()
-                    raise OSError(err, f"setns {ns}: {os.strerror(err)}")
-            finally:
-                os.close(fd)
-            out["value"] = fn(*args, **kwargs)
-        except BaseException as e:  # handed to the caller
-            out["error"] = e
-
-    t = threading.Thread(target=body, name=f"netns-{ns}")
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
+    """fn(*args, **kwargs) in a thread that joined namespace ns (the verifier's own way in); its result or its
+    exception.  Sockets made there stay there, so they can be used from any thread after."""
+    return in_namespace(ns, functools.partial(fn, *args, **kwargs))
 
 
 class Veth:

@@ -46,7 +46,7 @@ struct hw_dnsgate_counters {
     uint64_t repeats;           /* answers marked as repeats of a template */
     uint64_t templates;         /* templates made (an answer with a new key or new facts) */
     uint64_t changed;           /* of those, replacing a template of the same key whose facts changed */
-    uint64_t evicted;           /* of those, replacing another key's template (the table is direct-mapped) */
+    uint64_t evicted;           /* of those, replacing another key's template (the oldest of its 8-way set) */
     uint64_t unfit;             /* folded answers that cannot be a template (too many addresses or CNAMEs) */
 };
 
