@@ -143,7 +143,7 @@ struct hw_ring {
 };
 
 /* logs.c: the attached logger's part of the event path (under the session lock) */
-int hwint_logger_wants(struct hw_logger *lg, int kind);
+uint32_t hwint_logger_events(const struct hw_logger *lg);     /* the event kinds it wants: 1 << HW_EV_x */
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e);
 /* A logger with no bound (a file read in batches) holds enough lines to be taken now: a lossless session
  * hands back to its caller, so the lines' buffers stay small and in cache. */

@@ -50,6 +50,7 @@ struct hw_session {
     struct hw_rtp *rtp;       /* NULL until hw_rtp_init */
     struct hw_logger *logger; /* NULL until hw_session_set_logger */
     struct hw_event *log_event; /* where an event only the logger wants is made */
+    uint32_t log_events;      /* the event kinds the logger wants (1 << HW_EV_x): a conn-only logger asks no packet */
     struct hw_ring events, flows;
     struct hw_exporter *exp[HW_EXPORT_MAX];
     int n_exp, next_exp_id;
@@ -393,7 +394,7 @@ static int payload_kind(const struct hw_meta *m)
 static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
                           uint64_t flow_id, int from_initiator, uint32_t skip)
 {
-    int to_ring = !!(s->cfg.event_mask & (1u << kind)), to_log = s->logger && hwint_logger_wants(s->logger, kind);
+    int to_ring = !!(s->cfg.event_mask & (1u << kind)), to_log = !!(s->log_events & (1u << kind));
     if (!to_ring && !to_log) return;
     /* a held DNS query rides on the next DNS event (any other event releases it first: the ring's hook) */
     const struct hw_event *held = to_ring && kind == HW_EV_DNS && s->gate ? hwint_dnsgate_take(s->gate) : NULL;
@@ -510,7 +511,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     /* signatures are looked for in a flow's first packets, and in every
      * packet when Python wants the events */
     int young = metered && hit.packets <= APP_SNIFF_PACKETS;
-    int ev = (s->cfg.event_mask || young || s->logger) ? payload_kind(m) : -1;
+    int ev = (s->cfg.event_mask || young || s->log_events) ? payload_kind(m) : -1;
     if (metered) {
         /* a payload signature beats the port guess; the first one stands */
         if (young && *hit.app == hit.port_app) {
@@ -527,7 +528,7 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
         c->app_bytes[*hit.app] += wirelen;
     }
     if (HW_UNLIKELY(s->rtp != NULL)) hwint_rtp_packet(s->rtp, m, pkt->ts_ns, wirelen);
-    if (!s->cfg.event_mask && !s->logger) return;
+    if (!s->cfg.event_mask && !s->log_events) return;
     if (s->src && m->proto == 6 && (m->tcp_flags & (TCP_SYN | TCP_RST)))
         hwint_src_packet(s->src, m, pkt->ts_ns, &s->events, c);
     if (ev >= 0) push_event(s, ev, m, pkt, hit.id, hit.from_initiator);
@@ -914,6 +915,7 @@ int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg)
     if (!s->log_event && !(s->log_event = malloc(sizeof *s->log_event))) return HW_E_NOMEM;
     pthread_mutex_lock(&s->lock);
     s->logger = lg;
+    s->log_events = lg ? hwint_logger_events(lg) : 0;
     pthread_mutex_unlock(&s->lock);
     return HW_OK;
 }

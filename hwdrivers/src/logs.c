@@ -399,11 +399,11 @@ void hw_logger_free(struct hw_logger *lg)
     free(lg);
 }
 
-int hwint_logger_wants(struct hw_logger *lg, int kind)
+uint32_t hwint_logger_events(const struct hw_logger *lg)
 {
-    return (kind == HW_EV_DNS && (lg->kinds & (1u << HW_LOG_DNS))) ||
-           (kind == HW_EV_HTTP && (lg->kinds & (1u << HW_LOG_HTTP))) ||
-           (kind == HW_EV_TLS && (lg->kinds & (1u << HW_LOG_TLS)));
+    return (lg->kinds & (1u << HW_LOG_DNS) ? 1u << HW_EV_DNS : 0) |
+           (lg->kinds & (1u << HW_LOG_HTTP) ? 1u << HW_EV_HTTP : 0) |
+           (lg->kinds & (1u << HW_LOG_TLS) ? 1u << HW_EV_TLS : 0);
 }
 
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
