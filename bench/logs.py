@@ -23,36 +23,40 @@ DAY = 86400.0
 NAMES = [f"host{i}.example{i % 97}.org" for i in range(5000)]
 
 
-def cost_rows(data: pathlib.Path, baseline: str, rounds: int) -> tuple:
+def cost_rows(data: pathlib.Path, baseline: str, rounds: int, pin: list) -> tuple:
     """The table's rows and the CPU costs (%) of the logs, on the median of each command's runs: {capture:
     (this checkout's, the baseline's or None)}.  Each round runs every command once, interleaved, so a change
-    in the machine's load falls on all of them alike."""
+    in the machine's load falls on all of them alike; an untimed round first (the file in the page cache, the
+    bytecode cached).  pin: a prefix such as taskset's, every command on the same core."""
     builds = [("this", str(REPO / ".venv" / "bin" / "capbox"))] + ([("before", baseline)] if baseline else [])
     rows, costs = [], {}
     for label, path in (("DNS only (200,000 packets)", data / "dns200k.pcap"),
                         ("large.pcap (5,000,000 packets)", data / "large.pcap")):
         if not path.exists():
-            rows.append(f"| {label} | | not generated (run `make bench` first) | | | | | |")
+            rows.append(f"| {label} | | not generated (run `make bench` first) | | | | | | |")
             continue
         n = packets(path)
         runs = {(b, c): [] for b, _ in builds for c in ("analyze", "logs")}
         records = {}
-        for _ in range(rounds):
+        for r in range(rounds + 1):
             for build, capbox in builds:
-                runs[build, "analyze"].append(timed([capbox, "analyze", "--json", str(path)])[:2])
-                wall, cpu, out = timed([capbox, "logs", "-r", str(path), "--type", TYPES, "--json"])
-                runs[build, "logs"].append((wall, cpu))
+                analyze = timed(pin + [capbox, "analyze", "--json", str(path)])[:2]
+                wall, cpu, out = timed(pin + [capbox, "logs", "-r", str(path), "--type", TYPES, "--json"])
                 records[build] = out.count("\n")
+                if r:                   # round 0 warms up
+                    runs[build, "analyze"].append(analyze)
+                    runs[build, "logs"].append((wall, cpu))
         for build, _ in builds:
             a = [cpu for _, cpu in runs[build, "analyze"]]
             lg = [cpu for _, cpu in runs[build, "logs"]]
             am, lm = statistics.median(a), statistics.median(lg)
             cost, cost_min = 100 * (1 - am / lm), 100 * (1 - min(a) / min(lg))
             costs.setdefault(label, []).append(cost)
+            each = [100 * (1 - x / y) for x, y in zip(a, lg)]
             rows.append(f"| {label} | {build} | {records[build]:,} | {am:.2f} s ({min(a):.2f}; {n / am / 1e3:,.0f} k) "
-                        f"| {lm:.2f} s ({min(lg):.2f}; {n / lm / 1e3:,.0f} k) | **{cost:.0f} %** ({cost_min:.0f} %) "
-                        f"| {1e6 * (lm - am) / records[build]:.2f} | "
-                        + ", ".join(f"{100 * (1 - x / y):.0f}" for x, y in zip(a, lg)) + " |")
+                        f"| {lm:.2f} s ({min(lg):.2f}; {n / lm / 1e3:,.0f} k) | **{cost:.1f} %** ({cost_min:.1f} %) "
+                        f"| {1e6 * (lm - am) / records[build]:.2f} | " + ", ".join(f"{x:.0f}" for x in each)
+                        + f" | {max(each) - min(each):.0f} |")
     return rows, costs
 
 
@@ -140,13 +144,16 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=1_000_000, help="records in the day of logs")
     ap.add_argument("--rounds", type=int, default=3, help="runs of each command, interleaved")
     ap.add_argument("--baseline", default="", help="another checkout's capbox (before this change), timed too")
+    ap.add_argument("--cpu", default="1", help="the core every timed command runs on (taskset -c); '' for none")
+    ap.add_argument("--note", default="", help="a sentence on the run's conditions (e.g. a shared machine)")
     args = ap.parse_args()
     data = pathlib.Path(args.data)
     # both commands with their bytecode cached, as an installed box has it (not compiled at every start when
     # the shell sets PYTHONDONTWRITEBYTECODE), kept out of the checkouts
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ.setdefault("PYTHONPYCACHEPREFIX", str(data / "pycache"))
-    rows, costs = cost_rows(data, args.baseline, args.rounds)
+    pin = ["taskset", "-c", args.cpu] if args.cpu and shutil.which("taskset") else []
+    rows, costs = cost_rows(data, args.baseline, args.rounds, pin)
     mine = [c[0] for c in costs.values()]
     met = "met" if mine and max(mine) < 15 else "not met"
     root = pathlib.Path(tempfile.mkdtemp(prefix="logs-", dir=data))
@@ -165,19 +172,23 @@ def main() -> None:
         "## Protocol logs (`bench/logs.py`)",
         "",
         f"On the 2-core machine (load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} at the end; "
-        "above 1, other work shared the cores): read the ratios more than the absolutes.",
+        "above 1, other work shared the cores): read the ratios more than the absolutes."
+        + (f"  {args.note}." if args.note else ""),
         "",
         f"**Cost.** `capbox analyze --json` against `capbox logs -r FILE --type {TYPES} --json` (the C pass of "
         "analyze plus every record made and serialised).  Each command ran "
         f"{args.rounds} times, the rounds interleaved (this checkout's analyze and logs"
-        + (f", then the baseline's (`{args.baseline}`)" if args.baseline else "") + ", then the next round).  "
+        + (f", then the baseline's (`{args.baseline}`)" if args.baseline else "") + ", then the next round), "
+        "after one untimed round (the file in the page cache, the bytecode cached)"
+        + (f", every command on core {args.cpu} (`taskset -c {args.cpu}`: both builds' commands alike, none "
+           "migrating between cores mid-run)" if pin else "") + ".  "
         "CPU is user + system seconds of the whole process; each cell gives the median (the lowest; "
         "packets per CPU second of the median).  The cost is 1 - analyze's CPU / logs' CPU on the medians "
-        "(on the lowest in brackets), then each round's own.",
+        "(on the lowest in brackets), then each round's own and their spread (highest - lowest, points).",
         "",
         "| capture | build | records | analyze CPU, median (lowest; k pkt/s) | logs CPU, median (lowest; k pkt/s) "
-        "| cost of the logs, median (lowest) | µs CPU per record | each round's cost % |",
-        "|---|---|---:|---|---|---:|---:|---|",
+        "| cost of the logs, median (lowest) | µs CPU per record | each round's cost % | spread |",
+        "|---|---|---:|---|---|---:|---:|---|---:|",
         *rows,
         "",
         f"Target (issue 22): logs cost < 15 % of analyze's packets/s (judged on the median): **{met}**"
