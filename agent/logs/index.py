@@ -40,6 +40,16 @@ PRUNE_SHARE = 0.1                 # over the size budget: the oldest tenth goes
 _ODD_LOWER = ("\\u0130", "\\u212a")   # escapes whose lower() is ASCII: a block with one is parsed, not scanned
 
 
+def _sql(text: str) -> str:
+    """text as SQLite can take it: a lone surrogate (a line's "\\ud800", read back) as U+FFFD.  One such key
+    stopped every commit of the indexer, which was started again and again, losing its lines each time."""
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 @dataclasses.dataclass(slots=True)
 class Block:
     """The block of one type being filled."""
@@ -120,8 +130,9 @@ class Index:
             if len(block.lines) >= BLOCK_LINES:
                 del self.open[kind]
             return
-        meta = (block.added, kind, block.ts_min, block.ts_max, len(block.lines), " " + " ".join(block.hosts) + " ",
-                " " + " ".join(block.cids) + " ", "\n".join(block.keys))
+        meta = (block.added, kind, block.ts_min, block.ts_max, len(block.lines),
+                _sql(" " + " ".join(block.hosts) + " "), _sql(" " + " ".join(block.cids) + " "),
+                _sql("\n".join(block.keys)))
         with self.db:
             if block.id is None:
                 block.id = self.db.execute("INSERT INTO blocks (added, type, ts_min, ts_max, n, hosts, cids, keys)"

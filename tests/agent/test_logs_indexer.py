@@ -90,3 +90,24 @@ def test_an_indexer_that_cannot_start_is_told_in_losses(tmp_path, monkeypatch):
     assert "Too many open files" in made.error and made.losses()["indexer_failed"] == 1
     assert not made.give("dns", _lines(10, 5)) and made.losses()["indexer:dns"] == 5
     made.stop()
+
+
+def test_lines_orjson_refuses_are_read_as_json_reads_them(indexer, tmp_path):
+    """The indexer reads with orjson; a NaN or a lone surrogate (json.dumps writes both) goes to json."""
+    indexer.give("dns", b'{"ts": 1, "query": "a.example", "rtt": NaN}\n{"ts": 2, "query": "b\\ud800.example"}\n'
+                        b'{"ts": 3, "query": "c.example"}\n')
+    indexer.tick()
+    wait_for(lambda: indexer.counts().indexed == 3, timeout=60)
+    assert _searched(tmp_path / "logs") == ["a.example", "b\ud800.example", "c.example"]
+    assert indexer.counts().unreadable == 0
+
+
+def test_parse_equals_json_on_the_c_lines():
+    """orjson's records equal json's on every C line of a capture (floats, escapes, addresses)."""
+    from agent.logs.offline import log_text
+    from tests.conftest import ALL_PCAPS
+    lines = []
+    for path in ALL_PCAPS[:40]:
+        log_text(str(path), ("dns", "conn", "http", "tls"), lambda k, b: lines.extend(bytes(b).decode().splitlines()))
+    assert len(lines) > 1000
+    assert ix.parse(lines) == json.loads("[" + ",".join(lines) + "]")
