@@ -16,7 +16,7 @@ SOURCES = ["hw.c", "parse.c", "flowtable.c", "windows.c", "ring.c", "hosts.c", "
            "rtp.c", "tunnel.c", "hw-pcapfile.c", "hw-pcap.c", "hw-afpacket.c", "hw-fpga.c", "fpgasim.c", "ipfix.c",
            "record.c", "recread.c", "extract.c", "records.c", "srcsum.c", "dnsgate.c", "dnsrepeat.c", "rec-dns.c",
            "rec-tls.c", "rec-l2.c", "rec-http.c", "communityid.c", "shring.c", "logs.c", "logconn.c", "loghttp.c",
-           "logtls.c", "logjson.c"]
+           "logtls.c", "logjson.c", "logindex.c"]
 CFLAGS = ["-std=gnu11", "-O2", "-flto", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"]
 
 

@@ -82,3 +82,39 @@ class Logger:
         return {"records": {k: s.records[KINDS[k]] for k in self.kinds},
                 "dropped": {k: s.dropped[KINDS[k]] for k in self.kinds}, "held_early": s.held_early,
                 "pending": s.pending, "now": s.now_ns / 1e9}
+
+
+class IndexKeys:
+    """What the log index keeps of each JSON line (its "ts", addresses, community ID and the search text of the
+    key `fields`), read in C (hw_log_index) where Python parsed every line for it.  One per log type; its
+    buffers are reused from call to call."""
+
+    FIELDS_MAX = 16
+
+    def __init__(self, fields):
+        if len(fields) > self.FIELDS_MAX:
+            raise ValueError(f"at most {self.FIELDS_MAX} key fields")
+        self._fields = b"".join(f.encode() + b"\0" for f in fields) + b"\0"
+        self._lens = ffi.new("size_t[3]")
+        self._cap = self._lines = 0
+
+    def read(self, buf: bytes):
+        """(ts, python, keys, hosts, cids) of buf's lines as str.splitlines() makes them: lists of the packet
+        times, of the indexes of lines whose entries Python must make (parsing them), of the search texts, of
+        two addresses a line ("" for none) and of community IDs ("" for none); None when Python must read all
+        of buf."""
+        lines = buf.count(b"\n") + 1
+        need = len(buf) + 2 * lines + 16
+        if need > self._cap or lines > self._lines:
+            self._cap, self._lines = max(need, 2 * self._cap), max(lines, 2 * self._lines)
+            self._out = [ffi.new("char[]", self._cap) for _ in range(3)]
+            self._ts = ffi.new("double[]", self._lines)
+            self._py = ffi.new("uint8_t[]", self._lines)
+        n = lib.hw_log_index(buf, len(buf), self._fields, self._lines, self._ts, self._py, *self._out, self._lens)
+        if n < 0:
+            return None
+        keys, hosts, cids = (ffi.unpack(o, self._lens[i]).decode("ascii").split("\n")[:-1]
+                             for i, o in enumerate(self._out))
+        flags = ffi.unpack(ffi.cast("char *", self._py), n)
+        python = [i for i, x in enumerate(flags) if x] if b"\x01" in flags else []
+        return ffi.unpack(self._ts, n), python, keys, hosts, cids

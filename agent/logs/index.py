@@ -103,8 +103,14 @@ class Index:
         self.add_many(kind, [rec], [line], now)
 
     def add_many(self, kind: str, recs: list, lines: list, now: float) -> None:
-        """Records of one type and their lines, a block's worth at a time (a loop per line cost the log
-        indexer more than parsing the lines)."""
+        """Records of one type and their lines."""
+        self.add_keyed(kind, lines, [r.get("ts", 0.0) for r in recs], [key_text(kind, r) for r in recs],
+                       [h for r in recs for h in hosts(r)], [r.get("community_id") for r in recs], now)
+
+    def add_keyed(self, kind: str, lines: list, ts: list, keys: list, hosts: list, cids: list, now: float) -> None:
+        """Lines of one type with what a search needs of each (hwdrivers.logs.IndexKeys reads it in C): packet
+        times, search texts, two addresses a line and community IDs (falsy: none), a block's worth at a time
+        (a loop per line cost the log indexer more than parsing the lines)."""
         done = 0
         while done < len(lines):
             block = self.open.get(kind)
@@ -114,14 +120,13 @@ class Index:
             if block is None:
                 block = self.open[kind] = Block(now)
             n = min(len(lines) - done, BLOCK_LINES - len(block.lines))
-            some = recs[done:done + n]
-            ts = [r.get("ts", 0.0) for r in some]
-            block.ts_min, block.ts_max = min(block.ts_min, *ts), max(block.ts_max, *ts)
+            some = ts[done:done + n]
+            block.ts_min, block.ts_max = min(block.ts_min, *some), max(block.ts_max, *some)
             block.added = now
             block.lines.extend(lines[done:done + n])
-            block.keys.extend([key_text(kind, r) for r in some])
-            block.hosts.update([h for r in some for h in hosts(r) if h])
-            block.cids.update([c for r in some if (c := r.get("community_id"))])
+            block.keys.extend(keys[done:done + n])
+            block.hosts.update(filter(None, hosts[2 * done:2 * (done + n)]))
+            block.cids.update(filter(None, cids[done:done + n]))
             done += n
 
     def _write(self, kind: str, block: Block) -> None:

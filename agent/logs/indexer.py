@@ -28,8 +28,11 @@ from typing import Optional
 
 import orjson
 
+from agent.logs import records
 from agent.logs.index import Index
+from agent.logs.records import KEY_FIELDS, key_text
 from agent.outputs.evefile import EveFile, prune
+from hwdrivers.logs import IndexKeys
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +90,18 @@ def parse(text: list) -> list:
 def pieces(buf: bytes, size: int = PIECE_BYTES):
     """The '\\n'-ended lines of buf as lists of str, about size bytes of them at a time (a parse of megabytes at
     once holds the GIL for tens of milliseconds)."""
+    for _, text in spans(buf, size):
+        yield text
+
+
+def spans(buf: bytes, size: int = PIECE_BYTES):
+    """pieces() with each piece's bytes: (bytes, [str])."""
     start = 0
     while start < len(buf):
         end = buf.find(b"\n", start + size - 1)
         end = len(buf) if end < 0 else end + 1
-        yield buf[start:end].decode().splitlines()
+        raw = buf[start:end]
+        yield raw, raw.decode().splitlines()
         start = end
 
 
@@ -125,12 +135,20 @@ class Writer:
         self.files = LogFiles(root, s.types, s.rotate_bytes)
         self.index = Index(root / INDEX_FILE)
         self.files_pruned = self.unreadable = 0
+        self._keys: dict = {}                 # type -> its IndexKeys
         self.dirty = False                    # lines not yet committed to the index
         self._next_prune = 0.0
         self._committed = float("-inf")       # monotonic time of the last commit
 
     def lines(self, kind: str, buf: bytes, now: float) -> None:
-        for text in pieces(buf):
+        """Lines to the files and the index: what the index keeps of them read in C (IndexKeys), the lines C
+        leaves to Python (none of the loggers' own) parsed here."""
+        keys = self._keys.get(kind) or self._keys.setdefault(kind, IndexKeys(KEY_FIELDS.get(kind, ())))
+        for raw, text in spans(bytes(buf)):
+            got = keys.read(raw)
+            if got is not None and len(got[0]) == len(text):
+                self._keyed(kind, text, got, now)
+                continue
             try:
                 recs = parse(text)
             except ValueError:                # not ours to write: the lines that read, the others counted
@@ -140,6 +158,24 @@ class Writer:
             self.files.write(kind, text)
             self.index.add_many(kind, recs, text, now)
             self.dirty = True
+
+    def _keyed(self, kind: str, text: list, got: tuple, now: float) -> None:
+        ts, python, keys, hosts, cids = got
+        gone = []
+        for i in python:
+            rec = _one(text[i])
+            if rec is None:
+                gone.append(i)
+                continue
+            ts[i], keys[i], cids[i] = rec.get("ts", 0.0), key_text(kind, rec), rec.get("community_id")
+            hosts[2 * i:2 * i + 2] = records.hosts(rec)
+        if gone:                              # not ours to write: counted
+            self.unreadable += len(gone)
+            for i in reversed(gone):
+                del text[i], ts[i], keys[i], cids[i], hosts[2 * i:2 * i + 2]
+        self.files.write(kind, text)
+        self.index.add_keyed(kind, text, ts, keys, hosts, cids, now)
+        self.dirty = True
 
     def tick(self, now: float, commit: bool = False) -> Tally:
         """The files flushed; the index committed when a second has passed since the last commit (or commit)."""
@@ -165,6 +201,17 @@ class Writer:
     def close(self) -> None:
         self.files.close()
         self.index.close()
+
+
+def _one(line: str):
+    """The record of one line, None when it is no JSON."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(line)
+        except ValueError:
+            return None
 
 
 def _each(text: list) -> tuple:

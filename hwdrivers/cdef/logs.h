@@ -55,3 +55,12 @@ const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len);
 void hw_logger_stats(struct hw_logger *lg, struct hw_logger_stats *out);
 /* A Zeek-like uid: 'C' + 17 hex digits and a NUL into out (19 bytes), keyed by the 16-byte salt. */
 void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out);
+/* The log index's keys of '\n'-separated JSON lines (agent.logs.index; logindex.c), at most max of them: each
+ * line's "ts" into ts[i] (0.0 when it has none), and '\n'-ended entries: its search text (the string values of
+ * the NUL-separated key field names in fields, ended by an empty name, space-joined, lower case) into keys_out,
+ * its two addresses (hosts(), "" for none) into hosts_out, its "community_id" ("" for none) into cids_out; each
+ * output needs len + 2 * max + 16 bytes, out_lens[3] their lengths.  py[i] = 1: line i is for Python to read
+ * (its entries empty).  The number of lines, as str.splitlines() counts them, or -1 when Python must read them
+ * all (a byte past ASCII, a line break splitlines() knows and '\n' does not, more than max lines). */
+int hw_log_index(const char *buf, size_t len, const char *fields, uint32_t max, double *ts, uint8_t *py,
+                 char *keys_out, char *hosts_out, char *cids_out, size_t *out_lens);
