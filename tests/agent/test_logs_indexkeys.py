@@ -161,3 +161,18 @@ def test_the_indexers_blocks_are_those_python_made(tmp_path, monkeypatch):
     monkeypatch.setattr(IndexKeys, "read", lambda self, buf: None)
     in_python = write(tmp_path / "python")
     assert in_c == in_python and in_c[1] > 0 and len(in_c[0]) >= 3
+
+
+def test_packet_times_are_read_as_float_reads_them():
+    """The times as the loggers write them (six decimals, repr) and numbers near the fast path's edges."""
+    rng = random.Random(3)
+    texts = [repr(round(rng.uniform(0, 2e9), 6)) for _ in range(20000)] + [repr(rng.uniform(-1e6, 1e6))
+                                                                           for _ in range(5000)]
+    texts += ["0", "-0", "-0.0", "9007199254740993", "9007199254740992.5", "0.1", "1e22", "1E-5", "123456789012345",
+              "1234567890123456", "0.0000000000000000000001", "0.00000000000000000000001", "17e-1"]
+    lines = [f'{{"ts":{t}}}' for t in texts]
+    got = IndexKeys(()).read(("\n".join(lines)).encode())
+    big = {i for i, t in enumerate(texts) if t.lstrip("-").isdigit() and len(t) > 15}   # Python's: C's double
+    assert set(got[1]) == big and len(big) == 2                                         # may not hold them
+    assert [x for i, x in enumerate(got[0]) if i not in big] == [json.loads(t) for i, t in enumerate(texts)
+                                                                  if i not in big]
