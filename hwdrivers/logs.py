@@ -98,12 +98,12 @@ class IndexKeys:
         self._lens = ffi.new("size_t[3]")
         self._cap = self._lines = 0
 
-    def read(self, buf: bytes):
-        """(ts, python, keys, hosts, cids) of buf's lines as str.splitlines() makes them: lists of the packet
-        times, of the indexes of lines whose entries Python must make (parsing them), of the search texts, of
-        two addresses a line ("" for none) and of community IDs ("" for none); None when Python must read all
-        of buf."""
-        lines = buf.count(b"\n") + 1
+    def read(self, buf: bytes, lines: int):
+        """(ts, python, keys, hosts, cids) of buf's lines (as many as str.splitlines() makes of it: lines): lists
+        of the packet times, of the indexes of lines whose entries Python must make (parsing them), of the
+        search texts, of two addresses a line ("" for none) and of community IDs ("" for none); None when
+        Python must read all of buf."""
+        lines += 1
         need = len(buf) + 2 * lines + 16
         if need > self._cap or lines > self._lines:
             self._cap, self._lines = max(need, 2 * self._cap), max(lines, 2 * self._lines)
@@ -111,7 +111,7 @@ class IndexKeys:
             self._ts = ffi.new("double[]", self._lines)
             self._py = ffi.new("uint8_t[]", self._lines)
         n = lib.hw_log_index(buf, len(buf), self._fields, self._lines, self._ts, self._py, *self._out, self._lens)
-        if n < 0:
+        if n < 0 or n >= lines:
             return None
         keys, hosts, cids = (ffi.unpack(o, self._lens[i]).decode("ascii").split("\n")[:-1]
                              for i, o in enumerate(self._out))

@@ -145,7 +145,7 @@ class Writer:
         leaves to Python (none of the loggers' own) parsed here."""
         keys = self._keys.get(kind) or self._keys.setdefault(kind, IndexKeys(KEY_FIELDS.get(kind, ())))
         for raw, text in spans(bytes(buf)):
-            got = keys.read(raw)
+            got = keys.read(raw, len(text))
             if got is not None and len(got[0]) == len(text):
                 self._keyed(kind, text, got, now)
                 continue

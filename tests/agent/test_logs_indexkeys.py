@@ -35,7 +35,7 @@ def _record(line: str):
 def _check(kind: str, lines: list) -> int:
     """Every line C answers equals Python's reading; the lines C answered."""
     buf = ("\n".join(lines) + "\n").encode()
-    got = IndexKeys(KEY_FIELDS.get(kind, ())).read(buf)
+    got = IndexKeys(KEY_FIELDS.get(kind, ())).read(buf, len(lines))
     assert got is not None
     ts, python, keys, hs, cids = got
     assert len(ts) == len(keys) == len(cids) == len(lines) == len(hs) // 2
@@ -110,14 +110,14 @@ def test_awkward_lines_are_read_in_c_exactly_or_left_to_python(kind):
         lines.append(_mangle(rng, text).replace("\n", " "))
     answered = _check(kind, [x for x in lines if "\r" not in x and "\u2028" not in x and x.isascii()])
     assert answered > 50             # C answers some of them (most are past what a logger writes)
-    assert IndexKeys(KEY_FIELDS.get(kind, ())).read("\n".join(lines).encode("utf-8", "surrogatepass")) is None  # non-ASCII: Python
+    assert IndexKeys(KEY_FIELDS.get(kind, ())).read("\n".join(lines).encode("utf-8", "surrogatepass"), len(lines)) is None  # non-ASCII: Python
 
 
 def test_a_line_break_splitlines_knows_leaves_the_whole_piece_to_python():
     keys = IndexKeys(KEY_FIELDS["dns"])
     for odd in (b"\r", b"\x0b", b"\x0c", b"\x1c", b"\x1d", b"\x1e", b"\xc2\x85"):
-        assert keys.read(b'{"ts":1,"query":"a"}\n{"ts":2' + odd + b',"query":"b"}\n') is None
-    assert keys.read(b'{"ts":1,"query":"A"}\n\n{"ts":2}') [:3] == ([1.0, 0.0, 2.0], [1], ["a", "", ""])
+        assert keys.read(b'{"ts":1,"query":"a"}\n{"ts":2' + odd + b',"query":"b"}\n', 3) is None
+    assert keys.read(b'{"ts":1,"query":"A"}\n\n{"ts":2}', 3)[:3] == ([1.0, 0.0, 2.0], [1], ["a", "", ""])
 
 
 def _indexable(rec) -> bool:
@@ -158,7 +158,7 @@ def test_the_indexers_blocks_are_those_python_made(tmp_path, monkeypatch):
         return _blocks(root), unreadable
 
     in_c = write(tmp_path / "c")
-    monkeypatch.setattr(IndexKeys, "read", lambda self, buf: None)
+    monkeypatch.setattr(IndexKeys, "read", lambda self, buf, lines: None)
     in_python = write(tmp_path / "python")
     assert in_c == in_python and in_c[1] > 0 and len(in_c[0]) >= 3
 
@@ -171,7 +171,7 @@ def test_packet_times_are_read_as_float_reads_them():
     texts += ["0", "-0", "-0.0", "9007199254740993", "9007199254740992.5", "0.1", "1e22", "1E-5", "123456789012345",
               "1234567890123456", "0.0000000000000000000001", "0.00000000000000000000001", "17e-1"]
     lines = [f'{{"ts":{t}}}' for t in texts]
-    got = IndexKeys(()).read(("\n".join(lines)).encode())
+    got = IndexKeys(()).read("\n".join(lines).encode(), len(lines))
     big = {i for i, t in enumerate(texts) if t.lstrip("-").isdigit() and abs(int(t)) > 2 ** 53}  # Python's: a
     assert set(got[1]) == big and len(big) == 1                                         # double may not hold them
     assert [x for i, x in enumerate(got[0]) if i not in big] == [json.loads(t) for i, t in enumerate(texts)

@@ -168,11 +168,30 @@ struct flow_sums {
 static struct hw_logger *logger;
 static uint64_t log_lines[HW_LOG_KINDS];
 
+/* The log index's reading of lines (hw_log_index) into outputs of exactly the size it asks for: the lines it
+ * counts (-1: all left to Python). */
+static int index_keys(const char *p, size_t len, uint32_t max)
+{
+    static const char fields[] = "query\0answers\0host\0uri\0server_name\0cert_chain_fps\0\0";
+    size_t cap = len + 2 * (size_t)max + 16, lens[3];
+    char *out = malloc(3 * cap);
+    double *ts = malloc(max * sizeof *ts);
+    uint8_t *py = malloc(max);
+    CHECK(out && ts && py);
+    int n = hw_log_index(p, len, fields, max, ts, py, out, out + cap, out + 2 * cap, lens);
+    CHECK(n < 0 || (lens[0] <= cap && lens[1] <= cap && lens[2] <= cap));
+    free(out), free(ts), free(py);
+    return n;
+}
+
 static void take_lines(void)
 {
     for (int k = 0; k < HW_LOG_KINDS; k++) {
         size_t len;
         const char *p = hw_logger_take(logger, k, &len);
+        uint32_t lines = 0;
+        for (size_t i = 0; i < len; i++) lines += p[i] == '\n';
+        CHECK(len == 0 || index_keys(p, len, lines + 1) == (int)lines);   /* the logger's lines: all ASCII */
         for (size_t i = 0; i < len; i++) {
             CHECK(p[i] == '\n' || (p[i] >= 0x20 && p[i] < 0x7f));
             if (p[i] != '\n') continue;
@@ -208,6 +227,9 @@ static void drain_flows(struct hw_session *s, struct flow_sums *f)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 2) return 0;
+    uint32_t raw_lines = 1;     /* the input as JSON lines too: the index's reader on any bytes */
+    for (size_t i = 0; i < size; i++) raw_lines += data[i] == '\n';
+    CHECK(index_keys((const char *)data, size, raw_lines) <= (int)raw_lines);
     int linktype = linktypes[data[0] % N_LINK];
     int wire_mode = data[1] & 3;
     uint64_t step = (uint64_t)(data[1] >> 2) * 100000000ULL;
