@@ -212,8 +212,8 @@ def main() -> None:
         "made in Python.",
         "",
         f"**Writing.** {n:,} records spread over 24 h (half dns, a third conn, http, tls) through the log "
-        f"indexer's writer (`agent.logs.indexer.Writer`, what the indexer process runs: what the index keeps of each line "
-        f"read in C (`logindex.c`; Python parsed every line before), a "
+        "indexer's writer (`agent.logs.indexer.Writer`, what the indexer process runs: what the index keeps of "
+        f"each line read in C (`logindex.c`; Python parsed every line before), a "
         f"JSON-lines file per type and the SQLite block index): {secs:.1f} s, {n / secs:,.0f} records/s (the "
         f"lines made beforehand, outside the timing); {size / 1e6:,.0f} MB on disk "
         "(files and index: the index keeps each JSON line too, in blocks of up to 512 lines of one type).",

@@ -29,7 +29,6 @@ static const uint8_t stop[256] = {[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x80
 
 struct scan {
     const char *p, *end;
-    int bad;
 };
 
 static void ws(struct scan *s)
@@ -176,7 +175,7 @@ static int keys(const struct span *v, int n, char **out)
             continue;
         }
         if (v[f].kind != '[') return -1;
-        struct scan s = {v[f].a + 1, v[f].b - 1, 0};
+        struct scan s = {v[f].a + 1, v[f].b - 1};
         const char *a, *b;
         for (ws(&s); s.p < s.end; s.p++, ws(&s)) {     /* checked by value(): strings, commas, blanks */
             string(&s, &a, &b);
@@ -188,7 +187,8 @@ static int keys(const struct span *v, int n, char **out)
     return 0;
 }
 
-/* One line (s->end: the buffer's; a '\n' stops every token, so the line ends at the first): its fields' values into v (fixed ones first, then the key fields); 0 when it is no flat object. */
+/* One line (s->end: the buffer's; a '\n' stops every token, so the line ends at the first): its fields' values
+ * into v (fixed ones first, then the key fields); 0 when it is no flat object. */
 static int line(struct scan *s, const char *const *names, const uint32_t *bylen, int n, struct span *v)
 {
     memset(v, 0, (size_t)n * sizeof *v);
@@ -208,7 +208,7 @@ static int line(struct scan *s, const char *const *names, const uint32_t *bylen,
         size_t kl = (size_t)(b - a);
         for (uint32_t m = kl < 64 ? bylen[kl] : 0; m; m &= m - 1) {   /* the fields of that length */
             int f = __builtin_ctz(m);
-            if (names[f][0] == a[0] && !memcmp(names[f], a, kl)) v[f] = val;   /* the last of a repeated key, as json reads it */
+            if (names[f][0] == a[0] && !memcmp(names[f], a, kl)) v[f] = val;   /* a repeated key: the last */
         }
         ws(s);
         if (s->p < s->end && *s->p == ',') {
@@ -245,11 +245,11 @@ static int exact(const char *a, const char *b, double *out)
 }
 
 /* The line at a (the buffer ends at b): its entries; 0, or -1 when Python must read it.  *next: where it ends. */
-static int index_line(const char *a, const char *b, const char **next, const char *const *names, const uint32_t *bylen,
-                      int n, double *ts, char **k, char **h, char **c)
+static int index_line(const char *a, const char *b, const char **next, const char *const *names,
+                      const uint32_t *bylen, int n, double *ts, char **k, char **h, char **c)
 {
     struct span v[F_FIXED + KEYS_MAX];
-    struct scan s = {a, b, 0};
+    struct scan s = {a, b};
     int ok = line(&s, names, bylen, n, v);
     *next = ok ? s.p : memchr(a, '\n', (size_t)(b - a));
     if (!*next) *next = b;
