@@ -2,7 +2,6 @@
 and DNS answers the C core marked as repeats of a template (src/dnsrepeat.c),
 read as a few fields (DnsRepeat) by a reader that asks for them."""
 import dataclasses
-import socket
 import struct
 from typing import Optional
 
@@ -90,8 +89,8 @@ SIZE = _EVENT.size
 _UNPACK = _EVENT.struct.unpack_from
 _SNIPPET = _EVENT.offsets["snippet"]
 _REC = _EVENT.offsets["rec"]
-_V4, _V6 = socket.AF_INET, socket.AF_INET6
-_ntop = socket.inet_ntop
+_TEXT4, _TEXT6, _MACS = _records._TEXT4, _records._TEXT6, _records._MACS   # raw -> text, kept (records.ipv4)
+_ipv4, _ipv6, _mac = _records.ipv4, _records.ipv6, _records.mac
 _TCP_SRC = lib.HW_EV_TCP_SRC
 _DNS = lib.HW_EV_DNS
 _FOLD = Layout("struct hw_dns_fold", skip=("name",))
@@ -109,9 +108,10 @@ def from_buffer(buf, at: int, repeats: bool = False):
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
      kind, family, proto, tcp_flags, from_initiator, rec_status, has_rec) = _UNPACK(buf, at)
     if family == 6:
-        src, dst = _ntop(_V6, src), _ntop(_V6, dst)
+        src, dst = _TEXT6.get(src) or _ipv6(src), _TEXT6.get(dst) or _ipv6(dst)
     else:
-        src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
+        src, dst = _TEXT4.get(src) or _ipv4(src), _TEXT4.get(dst) or _ipv4(dst)
+    smac, dmac = _MACS.get(smac) or _mac(smac), _MACS.get(dmac) or _mac(dmac)
     record = query = None
     learn = 0
     if kind == _DNS and has_rec:
@@ -121,7 +121,7 @@ def from_buffer(buf, at: int, repeats: bool = False):
                 gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + REP_AT)
                 template = TEMPLATES.get(gen) if gen else None
                 if template is not None:
-                    return DnsRepeat(ts_ns, src, dst, sport, dport, smac.hex(":"), dmac.hex(":"), query_ts, ident,
+                    return DnsRepeat(ts_ns, src, dst, sport, dport, smac, dmac, query_ts, ident,
                                      ttl if has_ttl else None, template)
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + FOLD_AT)
@@ -133,7 +133,7 @@ def from_buffer(buf, at: int, repeats: bool = False):
                 TEMPLATES.clear()
             TEMPLATES[learn] = Template(record)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
-                       bool(from_initiator), smac.hex(":"), dmac.hex(":"), wirelen, payload_len,
+                       bool(from_initiator), smac, dmac, wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
                        _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)
 
@@ -145,14 +145,14 @@ def _folded_query(buf, at: int) -> PacketEvent:
      rcode, arcount, name_len, family, proto, from_initiator, edns, cut, udp_size, edns_version,
      edns_do) = _FOLD_UNPACK(buf, at)
     if family == 6:
-        src, dst = _ntop(_V6, src), _ntop(_V6, dst)
+        src, dst = _TEXT6.get(src) or _ipv6(src), _TEXT6.get(dst) or _ipv6(dst)
     else:
-        src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
+        src, dst = _TEXT4.get(src) or _ipv4(src), _TEXT4.get(dst) or _ipv4(dst)
     name = bytes(buf[at + _FOLD_NAME:at + _FOLD_NAME + name_len]).decode("latin-1")
     rec = _records.DnsRecord(ident, flags, rcode, name, qtype, qclass, 1, 0, 0, arcount, (), 0, bool(edns), udp_size,
                              edns_version, bool(edns_do), bool(cut))
     return PacketEvent("dns", ts_ns, flow_id, src, dst, sport, dport, proto, vlan, 0, 0, 0, bool(from_initiator),
-                       smac.hex(":"), dmac.hex(":"), wirelen, payload_len, b"", rec)
+                       _MACS.get(smac) or _mac(smac), _MACS.get(dmac) or _mac(dmac), wirelen, payload_len, b"", rec)
 
 
 def from_cdata(e) -> PacketEvent:
