@@ -18,9 +18,8 @@ The forged answer of a race is the one that did not come back through the
 MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
-import functools
 
-from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
+from agent.detectors.detector import PUBLIC, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import Rewrites, random_label
 from hwdrivers import records
@@ -57,12 +56,18 @@ def parse(ev):
             "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
 
 
-@functools.lru_cache(maxsize=1 << 16)
+_LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
+
+
 def public_name(name: str, local_suffixes: tuple) -> bool:
-    """Whether a name is one the Internet answers (kept: names repeat, and each answer asks twice)."""
-    if "." not in name or name.endswith((".in-addr.arpa", ".ip6.arpa")):
+    """Whether a name is one the Internet answers: not a reverse name, nor a local suffix or under one (two string
+    tests, with the suffixes' forms made once per configuration)."""
+    if "." not in name:
         return False
-    return not any(name == s or name.endswith("." + s) for s in local_suffixes)
+    if _LOCAL[0] is not local_suffixes:
+        _LOCAL[:] = [local_suffixes, frozenset(local_suffixes),
+                     (".in-addr.arpa", ".ip6.arpa") + tuple("." + s for s in local_suffixes)]
+    return name not in _LOCAL[1] and not name.endswith(_LOCAL[2])
 
 
 class Detector(Base):
@@ -228,7 +233,7 @@ class Detector(Base):
                 src, src_mac = forged["server"], sender_mac
                 f = {**f, "ips": forged["ips"]}
             q["answers"].append(answer)
-        private = [ip for ip in f["ips"] if not is_public_ip(ip)]
+        private = [ip for ip in f["ips"] if not (PUBLIC.get(ip) or is_public_ip(ip))]
         past = self.history.get((f["name"], f["qtype"]), [])
         if private and public_name(f["name"], self.cfg.local_suffixes):
             public_before = sorted({ip for h in past for ip in h["public"]})
