@@ -56,6 +56,25 @@ def parse(ev):
             "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
 
 
+def answer_facts(rec) -> dict:
+    """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, CNAMEs),
+    and what detect() concludes from them alone."""
+    ips, cnames = set(), []
+    for rr in rec.rrs:
+        if rr.section == "answer":
+            if rr.type in ADDRESS_TYPES:
+                ips.add(rr.value)
+            elif rr.type == CNAME:
+                cnames.append(rr.value.lower())
+    name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
+    public = [ip for ip in ips if is_public_ip(ip)]
+    # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
+    unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
+                                                       or random_label(name.split(".")[0]))
+    return {"name": name, "qtype": qtype, "rcode": records.dns_rcode(rec.rcode), "ips": ips, "cnames": cnames,
+            "public": public, "private": [ip for ip in ips if ip not in public], "unlikely": unlikely}
+
+
 _LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
 
 
@@ -164,23 +183,47 @@ class Detector(Base):
     def _facts(template) -> dict:
         """What parse() reads of a template's answer that all its repeats share, and what detect() concludes from
         it alone (kept on the template)."""
-        rec = template.record
-        ips, cnames = set(), []
-        for rr in rec.rrs:
-            if rr.section == "answer":
-                if rr.type in ADDRESS_TYPES:
-                    ips.add(rr.value)
-                elif rr.type == CNAME:
-                    cnames.append(rr.value.lower())
-        name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
-        public = [ip for ip in ips if is_public_ip(ip)]
-        # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
-        unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
-                                                           or random_label(name.split(".")[0]))
-        template.facts = {"name": name, "qtype": qtype, "rcode": records.dns_rcode(rec.rcode), "ips": ips,
-                          "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public],
-                          "unlikely": unlikely}
+        template.facts = answer_facts(template.record)
         return template.facts
+
+    def judge(self, event) -> list:
+        """A DNS event.  A query, and an answer that can raise nothing new (the common case: see _judge_answer),
+        are judged without parse() and detect()'s finding parts; anything else as every detector judges."""
+        rec = event.record
+        if event.kind != "dns" or rec is None or rec.qdcount != 1:
+            return super().judge(event)
+        if not rec.flags & 0x8000:
+            return self.judge_query(event)         # what parse() + detect() do with a query
+        return self._judge_answer(event, rec) if not rec.rcode else super().judge(event)
+
+    def _judge_answer(self, ev, rec) -> list:
+        """A NOERROR answer.  When its only indicator can be a bogon below the threshold or already reported (its
+        query's first answer, from the queried server through the expected MAC: _plain_score), it makes the state
+        changes detect() makes and builds nothing detect() would throw away (the indicators' texts, the evidence);
+        anything else goes through detect() with the facts parse() would give."""
+        self.counts["events"] += 1
+        t = answer_facts(rec)
+        ttls = [rr.ttl for rr in rec.rrs if rr.section == "answer" and rr.type in ADDRESS_TYPES]
+        ttl = min(ttls) if ttls else None
+        ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
+        q = self.queries.get((client, ev.dport, rec.id, name, qtype))
+        past = self.history.get((name, qtype), [])
+        score = self._plain_score(t, q, past, ts, client, server, mac, ttl)
+        if score is None or (score >= self.threshold and not self.seen(f"dns_hijack|{mac or server}|{client}",
+                                                                         ts, score)):
+            found = self.detect({"response": True, "id": rec.id, "name": name, "qtype": qtype, "rcode": t["rcode"],
+                                 "ips": t["ips"], "ttl": ttl, "cnames": t["cnames"], "client": client,
+                                 "client_port": ev.dport, "server": server, "src_mac": mac, "dst_mac": ev.dst_mac,
+                                 "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"})
+            return self.threshold_and_dedup(found) if found else found
+        ips = t["ips"]
+        q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        if ips:                                        # what detect() changes, in its order
+            self.history[(name, qtype)] = past[-7:] + [{"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts,
+                                                        "server": server}]
+        if score:
+            self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+        return []
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
