@@ -13,6 +13,7 @@ many bindings never appear in ARP at all.
 - next hops: the MAC each host sends its routed (off-link) traffic to.
 
 Everything is packet time and bounded (Recent)."""
+import collections
 from typing import Optional
 
 from agent.detectors.detector import PUBLIC, Recent, is_public_ip
@@ -22,6 +23,7 @@ ROUTER_MIN_OFF_LINK = 2      # distinct off-link sources before a MAC counts as 
 LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_src", "tls", "http")
 NO_MAC = ("", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
 UNSPECIFIED = ("0.0.0.0", "::")
+_SET = collections.OrderedDict.__setitem__
 
 
 def on_link(ip: str) -> bool:
@@ -82,7 +84,10 @@ class Lan:
             seen = self.senders.get(src)
             if seen is None:                 # (setdefault would build a Recent for every frame)
                 seen = self.senders[src] = Recent(8)
-            seen[src_mac] = ts
+            if len(seen) == 1 and src_mac in seen:
+                _SET(seen, src_mac, ts)      # the one MAC it is sent from: no order to keep (Recent's own is slower)
+            else:
+                seen[src_mac] = ts
             if len(seen) == 1 and src not in self.hosts:
                 self.bind(src, src_mac, ts, "ip")
             if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
