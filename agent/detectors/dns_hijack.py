@@ -201,8 +201,11 @@ class Detector(Base):
         query's first answer, from the queried server through the expected MAC: _plain_score), it makes the state
         changes detect() makes and builds nothing detect() would throw away (the indicators' texts, the evidence);
         anything else goes through detect() with the facts parse() would give."""
+        try:
+            t = answer_facts(rec)
+        except (ValueError, IndexError, KeyError, UnicodeError):
+            return super().judge(ev)                 # what parse() would raise: counted there
         self.counts["events"] += 1
-        t = answer_facts(rec)
         ttls = [rr.ttl for rr in rec.rrs if rr.section == "answer" and rr.type in ADDRESS_TYPES]
         ttl = min(ttls) if ttls else None
         ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
