@@ -95,40 +95,32 @@ _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
 
 # Text of raw addresses and MACs, kept (bounded): a LAN's few hosts fill every event, and inet_ntop was a
-# quarter of reading one.  Keys are the raw bytes as the record holds them (IPv4: 4 bytes, or 16 with the rest
-# zero in the events: a key of either length names one IPv4 address; IPv6 keys are 16 bytes, in their own table).
+# quarter of reading one.  Keys are the raw bytes as the record holds them (an IPv4 address in a 16-byte field is
+# read from its first 4: whatever follows makes another key for the same text); IPv6 has its own table.
 _TEXT_MAX = 1 << 16
 _TEXT4: dict = {}
 _TEXT6: dict = {}
 _MACS: dict = {}
 
 
+def _remember(table: dict, raw: bytes, text: str) -> str:
+    if len(table) >= _TEXT_MAX:
+        table.clear()
+    table[raw] = text
+    return text
+
+
 def ipv4(raw: bytes) -> str:
     """The text of an IPv4 address (its first 4 bytes)."""
-    text = _TEXT4.get(raw)
-    if text is None:
-        if len(_TEXT4) >= _TEXT_MAX:
-            _TEXT4.clear()
-        text = _TEXT4[raw] = _ntop(_V4, raw[:4])
-    return text
+    return _TEXT4.get(raw) or _remember(_TEXT4, raw, _ntop(_V4, raw[:4]))
 
 
 def ipv6(raw: bytes) -> str:
-    text = _TEXT6.get(raw)
-    if text is None:
-        if len(_TEXT6) >= _TEXT_MAX:
-            _TEXT6.clear()
-        text = _TEXT6[raw] = _ntop(_V6, raw)
-    return text
+    return _TEXT6.get(raw) or _remember(_TEXT6, raw, _ntop(_V6, raw))
 
 
 def mac(raw: bytes) -> str:
-    text = _MACS.get(raw)
-    if text is None:
-        if len(_MACS) >= _TEXT_MAX:
-            _MACS.clear()
-        text = _MACS[raw] = raw.hex(":")
-    return text
+    return _MACS.get(raw) or _remember(_MACS, raw, raw.hex(":"))
 
 
 def _rr(buf, at: int, text: bytes) -> DnsRR:
