@@ -97,10 +97,13 @@ _ntop = socket.inet_ntop
 # Text of raw addresses and MACs, kept (bounded): a LAN's few hosts fill every event, and inet_ntop was a
 # quarter of reading one.  Keys are the raw bytes as the record holds them (an IPv4 address in a 16-byte field is
 # read from its first 4: whatever follows makes another key for the same text); IPv6 has its own table.
+# Answer addresses have tables of their own: a capture of ever-new answers would empty the hosts' tables.
 _TEXT_MAX = 1 << 16
 _TEXT4: dict = {}
 _TEXT6: dict = {}
 _MACS: dict = {}
+_ANSWER4: dict = {}
+_ANSWER6: dict = {}
 
 
 def _remember(table: dict, raw: bytes, text: str) -> str:
@@ -129,10 +132,10 @@ def _rr(buf, at: int, text: bytes) -> DnsRR:
     txt = ()
     if addr_len == 4:
         addr = _RR_ADDR(buf, at + _RR_ADDR_AT)[0]
-        value = _TEXT4.get(addr) or ipv4(addr)
+        value = _ANSWER4.get(addr) or _remember(_ANSWER4, addr, _ntop(_V4, addr[:4]))
     elif addr_len == 16:
         addr = _RR_ADDR(buf, at + _RR_ADDR_AT)[0]
-        value = _TEXT6.get(addr) or ipv6(addr)
+        value = _ANSWER6.get(addr) or _remember(_ANSWER6, addr, _ntop(_V6, addr))
     else:
         soa = _RR_UNPACK(buf, at)[10:15]
         data = text[data_off:data_off + data_len]
