@@ -4,8 +4,8 @@ its consumer worker both map (cdef/shring.h, src/shring.c).
 The agent's dispatcher moves events from a session's C ring into it in
 batches (in C, one copy of the bytes each event uses, GIL released); the
 worker process turns them into PacketEvents where they lie.  A record holds
-only what its event uses: a DNS answer is about 1.5 kB where a struct
-hw_event is 6.7 kB, so the same memory holds four times the events.  The
+only what its event uses: a DNS event is about 1.75 kB where a struct
+hw_event is 6.7 kB, so the same memory holds 3.9 times the events.  The
 producer never waits: events that find the ring full are dropped and counted
 by kind (`dropped`)."""
 import collections
