@@ -106,16 +106,26 @@ _SHREC = struct.Struct("=IHH")     # struct hw_shrec: a packed record's length a
 _SHREC_SIZE = _SHREC.size
 
 
+_V4_NAMES: dict = {}     # an event's 16 address bytes -> its text, by family: a LAN's few addresses, each in many
+_V6_NAMES: dict = {}     # events (inet_ntop and the slice cost 0.5 us an address)
+_NAMES_MAX = 1 << 14
+
+
+def _name(names: dict, family: int, raw: bytes) -> str:
+    if len(names) >= _NAMES_MAX:
+        names.clear()
+    text = names[raw] = _ntop(_V6, raw) if family == 6 else _ntop(_V4, raw[:4])
+    return text
+
+
 def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT):
     """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field); with
     repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat.  rec, fold: where its record
     and a DNS event's folded query are, from `at` (a packed record's: from_packed)."""
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
      kind, family, proto, tcp_flags, from_initiator, rec_status, has_rec) = _UNPACK(buf, at)
-    if family == 6:
-        src, dst = _ntop(_V6, src), _ntop(_V6, dst)
-    else:
-        src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
+    names = _V6_NAMES if family == 6 else _V4_NAMES
+    src, dst = names.get(src) or _name(names, family, src), names.get(dst) or _name(names, family, dst)
     record = query = None
     learn = 0
     if kind == _DNS and has_rec:
