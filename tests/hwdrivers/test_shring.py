@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from hwdrivers import CaptureConfig, CaptureError, Session
-from hwdrivers.events import KINDS
+from hwdrivers import CaptureConfig, CaptureError, Session, dnsgate
+from hwdrivers.events import KINDS, DnsRepeat
 from hwdrivers.shring import SIZE, SharedRing
 from tests.conftest import ROOT, pcap
 
@@ -83,3 +83,38 @@ def test_attach_refuses_what_is_not_a_ring(tmp_path):
     fd = os.open(path, os.O_RDWR)
     with pytest.raises(CaptureError, match="not a shared event ring"):
         SharedRing(fd=fd)
+
+
+def _facts(ev) -> tuple:
+    """What a reader gets of an event, folded query and repeat included (a template by its record: each session
+    numbers its own)."""
+    if isinstance(ev, DnsRepeat):
+        return ("repeat", ev.ts_ns, ev.src, ev.dst, ev.sport, ev.dport, ev.src_mac, ev.dst_mac, ev.query_ts_ns, ev.id,
+                ev.ttl, ev.template.record)
+    return ("event", ev, ev.query)
+
+
+def test_folded_queries_and_repeats_through_the_ring_equal_read_events(tmp_path):
+    """The gate and the templates on (as the worker reads): each DNS record packed with its query and repeat
+    fields after its records, read in place as read_events reads them."""
+    src = tmp_path / "dns.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), "7000"], check=True)
+    want, got = [], []
+    with Session(_config(str(src))) as s:
+        dnsgate.set_fold(s, True, True)
+        s.run_to_eof(lambda: want.extend(s.read_events(repeats=True)))
+        want.extend(s.read_events(repeats=True))
+    ring = SharedRing(64)
+    peer = SharedRing(fd=os.dup(ring.fd))
+    with Session(_config(str(src))) as s:
+        dnsgate.set_fold(s, True, True)
+
+        def pump():
+            while ring.fill(s, 16)[0]:
+                got.extend(peer.take(64, ALL, repeats=True)[1])
+        s.run_to_eof(pump)
+        pump()
+    assert not ring.dropped and sum(isinstance(e, DnsRepeat) for e in got) == 2000
+    assert [_facts(e) for e in got] == [_facts(e) for e in want]
+    ring.close()
+    peer.close()
