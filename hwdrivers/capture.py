@@ -313,6 +313,12 @@ class Session:
                     break
         return out
 
+    def events_to_ring(self, mem, limit: int, offsets, full) -> int:
+        """Move up to limit queued events into a shared ring of packed records (hwdrivers.shring), oldest first,
+        until one does not fit (full[0] 1); their offsets in offsets.  How many."""
+        with self._use() as s:
+            return lib.hw_shring_fill(mem, s, limit, offsets, full)
+
     def events_into(self, dst, limit: int) -> int:
         """Copy up to limit queued events to dst (struct hw_event slots: hwdrivers.shring), oldest first; how many."""
         with self._use() as s:

@@ -99,12 +99,16 @@ _FOLD_NAME = _FOLD.offsets["name"]
 FOLD_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "fold")   # a dns event's folded query: its ts first (0: none)
 _FOLD_TS = struct.Struct("=Q").unpack_from
 REP_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "rep")
+_REP_AFTER_FOLD = REP_AT - FOLD_AT
 _REP_UNPACK = Layout("struct hw_dns_repeat").struct.unpack_from
+_SHREC = struct.Struct("=IHH")     # struct hw_shrec: a packed record's length and where its parts are
+_SHREC_SIZE = _SHREC.size
 
 
-def from_buffer(buf, at: int, repeats: bool = False):
+def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT):
     """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field); with
-    repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat."""
+    repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat.  rec, fold: where its record
+    and a DNS event's folded query are, from `at` (a packed record's: from_packed)."""
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
      kind, family, proto, tcp_flags, from_initiator, rec_status, has_rec) = _UNPACK(buf, at)
     if family == 6:
@@ -115,19 +119,19 @@ def from_buffer(buf, at: int, repeats: bool = False):
     record = query = None
     learn = 0
     if kind == _DNS and has_rec:
-        query_ts = _FOLD_TS(buf, at + FOLD_AT)[0]
+        query_ts = _FOLD_TS(buf, at + fold)[0]
         if query_ts:
             if repeats:
-                gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + REP_AT)
+                gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + fold + _REP_AFTER_FOLD)
                 template = TEMPLATES.get(gen) if gen else None
                 if template is not None:
                     return DnsRepeat(ts_ns, src, dst, sport, dport, smac, dmac, query_ts, ident,
                                      ttl if has_ttl else None, template)
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
-            query = _folded_query(buf, at + FOLD_AT)
+            query = _folded_query(buf, at + fold)
     if has_rec and not rec_status:
-        record = (_records.tcpsrc_from_buffer(buf, at + _REC, family) if kind == _TCP_SRC
-                  else _records.from_buffer(kind, buf, at + _REC))
+        record = (_records.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
+                  else _records.from_buffer(kind, buf, at + rec))
         if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:
                 TEMPLATES.clear()
@@ -136,6 +140,12 @@ def from_buffer(buf, at: int, repeats: bool = False):
                        bool(from_initiator), smac, dmac, wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
                        _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)
+
+
+def from_packed(buf, at: int, repeats: bool = False):
+    """The event of a packed record (struct hw_shrec, cdef/shring.h) at byte offset `at` of a buffer."""
+    _len, rec, fold = _SHREC.unpack_from(buf, at)
+    return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold)
 
 
 def _folded_query(buf, at: int) -> PacketEvent:
