@@ -20,6 +20,7 @@ from bench.sections import markers, write_section  # noqa: E402
 READ_ONLY = """
 import collections, sys
 from agent.config import DetectionSection
+from agent.detectors.offline import BATCH
 from agent.detectors.pipeline import Pipeline
 from hwdrivers import CaptureConfig, Session, dnsgate
 cfg = CaptureConfig(source=sys.argv[1], events=Pipeline(DetectionSection()).kinds(), event_ring=1 << 14,
@@ -28,8 +29,12 @@ kinds = collections.Counter()
 d = DetectionSection()
 with Session(cfg) as s:
     dnsgate.set_fold(s, d.dns_fold, d.dns_repeats)   # as capbox detect reads them
-    def take():
-        kinds.update(e.kind for e in s.read_events(repeats=d.dns_repeats))
+    def take():   # a batch at a time, as capbox detect reads them (agent.detectors.offline)
+        while True:
+            batch = s.read_events(BATCH, repeats=d.dns_repeats)
+            kinds.update(e.kind for e in batch)
+            if len(batch) < BATCH:
+                return
     s.run_to_eof(take)
     while s.flush():
         take()

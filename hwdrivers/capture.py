@@ -33,6 +33,9 @@ _CAPS = {
 PROGRESS_EVERY_MS = 200     # run_to_eof: a chunk of run() between progress reports
 PCAP_HEADER = 24            # classic pcap: file header bytes
 PCAP_RECORD = 16            # and per-record header bytes
+_COPIED = ("snaplen", "buffer_size_mb", "block_size_kb", "block_timeout_ms", "pace", "max_flows", "max_hosts",
+           "idle_timeout_s", "active_timeout_s", "event_ring", "flow_ring", "window_s", "window_ring", "long_flow_s",
+           "sample_rate")         # CaptureConfig fields struct hw_config takes as they are
 
 
 def _errbuf():
@@ -146,27 +149,12 @@ class Session:
         keep = [ffi.new("char[]", config.backend.encode()), ffi.new("char[]", config.source.encode()),
                 ffi.new("char[]", config.bpf.encode())]
         cfg.backend, cfg.source, cfg.bpf = keep
-        cfg.snaplen = config.snaplen
-        cfg.buffer_size_mb = config.buffer_size_mb
-        cfg.promisc = int(config.promisc)
+        for name in _COPIED:
+            setattr(cfg, name, getattr(config, name))
+        cfg.promisc, cfg.loop, cfg.lossless = int(config.promisc), int(config.loop), int(config.lossless)
         cfg.fanout_group = -1 if config.fanout_group is None else config.fanout_group
         cfg.fanout_mode = FANOUT_MODES[config.fanout_mode]
-        cfg.block_size_kb = config.block_size_kb
-        cfg.block_timeout_ms = config.block_timeout_ms
-        cfg.pace = config.pace
-        cfg.loop = int(config.loop)
-        cfg.max_flows = config.max_flows
-        cfg.max_hosts = config.max_hosts
-        cfg.idle_timeout_s = config.idle_timeout_s
-        cfg.active_timeout_s = config.active_timeout_s
         cfg.event_mask = sum(_events.KIND_BITS[k] for k in config.events)
-        cfg.event_ring = config.event_ring
-        cfg.flow_ring = config.flow_ring
-        cfg.lossless = int(config.lossless)
-        cfg.window_s = config.window_s
-        cfg.window_ring = config.window_ring
-        cfg.long_flow_s = config.long_flow_s
-        cfg.sample_rate = config.sample_rate
         config.tunnels.fill(cfg)
         out = ffi.new("struct hw_session **")
         errbuf = _errbuf()
@@ -312,6 +300,12 @@ class Session:
                 if n < len(self._event_buf):
                     break
         return out
+
+    def events_to_ring(self, mem, limit: int, offsets, full) -> int:
+        """Move up to limit queued events into a shared ring of packed records (hwdrivers.shring), oldest first,
+        until one does not fit (full[0] 1); their offsets in offsets.  How many."""
+        with self._use() as s:
+            return lib.hw_shring_fill(mem, s, limit, offsets, full)
 
     def events_into(self, dst, limit: int) -> int:
         """Copy up to limit queued events to dst (struct hw_event slots: hwdrivers.shring), oldest first; how many."""

@@ -2,7 +2,6 @@
 and DNS answers the C core marked as repeats of a template (src/dnsrepeat.c),
 read as a few fields (DnsRepeat) by a reader that asks for them."""
 import dataclasses
-import socket
 import struct
 from typing import Optional
 
@@ -90,8 +89,8 @@ SIZE = _EVENT.size
 _UNPACK = _EVENT.struct.unpack_from
 _SNIPPET = _EVENT.offsets["snippet"]
 _REC = _EVENT.offsets["rec"]
-_V4, _V6 = socket.AF_INET, socket.AF_INET6
-_ntop = socket.inet_ntop
+_TEXT4, _TEXT6, _MACS = _records._TEXT4, _records._TEXT6, _records._MACS   # raw -> text, kept (records.ipv4)
+_ipv4, _ipv6, _mac = _records.ipv4, _records.ipv6, _records.mac
 _TCP_SRC = lib.HW_EV_TCP_SRC
 _DNS = lib.HW_EV_DNS
 _FOLD = Layout("struct hw_dns_fold", skip=("name",))
@@ -100,42 +99,53 @@ _FOLD_NAME = _FOLD.offsets["name"]
 FOLD_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "fold")   # a dns event's folded query: its ts first (0: none)
 _FOLD_TS = struct.Struct("=Q").unpack_from
 REP_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "rep")
+_REP_AFTER_FOLD = REP_AT - FOLD_AT
 _REP_UNPACK = Layout("struct hw_dns_repeat").struct.unpack_from
+_SHREC = struct.Struct("=IHH")     # struct hw_shrec: a packed record's length and where its parts are
+_SHREC_SIZE = _SHREC.size
 
 
-def from_buffer(buf, at: int, repeats: bool = False):
+def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT):
     """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field); with
-    repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat."""
+    repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat.  rec, fold: where its record
+    and a DNS event's folded query are, from `at` (a packed record's: from_packed)."""
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
      kind, family, proto, tcp_flags, from_initiator, rec_status, has_rec) = _UNPACK(buf, at)
     if family == 6:
-        src, dst = _ntop(_V6, src), _ntop(_V6, dst)
+        src, dst = _TEXT6.get(src) or _ipv6(src), _TEXT6.get(dst) or _ipv6(dst)
     else:
-        src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
+        src, dst = _TEXT4.get(src) or _ipv4(src), _TEXT4.get(dst) or _ipv4(dst)
+    smac, dmac = _MACS.get(smac) or _mac(smac), _MACS.get(dmac) or _mac(dmac)
     record = query = None
     learn = 0
     if kind == _DNS and has_rec:
-        query_ts = _FOLD_TS(buf, at + FOLD_AT)[0]
+        query_ts = _FOLD_TS(buf, at + fold)[0]
         if query_ts:
             if repeats:
-                gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + REP_AT)
+                gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + fold + _REP_AFTER_FOLD)
                 template = TEMPLATES.get(gen) if gen else None
                 if template is not None:
-                    return DnsRepeat(ts_ns, src, dst, sport, dport, smac.hex(":"), dmac.hex(":"), query_ts, ident,
+                    return DnsRepeat(ts_ns, src, dst, sport, dport, smac, dmac, query_ts, ident,
                                      ttl if has_ttl else None, template)
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
-            query = _folded_query(buf, at + FOLD_AT)
+            query = _folded_query(buf, at + fold)
     if has_rec and not rec_status:
-        record = (_records.tcpsrc_from_buffer(buf, at + _REC, family) if kind == _TCP_SRC
-                  else _records.from_buffer(kind, buf, at + _REC))
+        record = (_records.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
+                  else _records.from_buffer(kind, buf, at + rec))
         if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:
                 TEMPLATES.clear()
             TEMPLATES[learn] = Template(record)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
-                       bool(from_initiator), smac.hex(":"), dmac.hex(":"), wirelen, payload_len,
+                       bool(from_initiator), smac, dmac, wirelen, payload_len,
                        bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
                        _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)
+
+
+def from_packed(buf, at: int, repeats: bool = False):
+    """The event of a packed record (struct hw_shrec, cdef/shring.h) at byte offset `at` of a buffer."""
+    _len, rec, fold = _SHREC.unpack_from(buf, at)
+    return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold)
 
 
 def _folded_query(buf, at: int) -> PacketEvent:
@@ -145,14 +155,14 @@ def _folded_query(buf, at: int) -> PacketEvent:
      rcode, arcount, name_len, family, proto, from_initiator, edns, cut, udp_size, edns_version,
      edns_do) = _FOLD_UNPACK(buf, at)
     if family == 6:
-        src, dst = _ntop(_V6, src), _ntop(_V6, dst)
+        src, dst = _TEXT6.get(src) or _ipv6(src), _TEXT6.get(dst) or _ipv6(dst)
     else:
-        src, dst = _ntop(_V4, src[:4]), _ntop(_V4, dst[:4])
+        src, dst = _TEXT4.get(src) or _ipv4(src), _TEXT4.get(dst) or _ipv4(dst)
     name = bytes(buf[at + _FOLD_NAME:at + _FOLD_NAME + name_len]).decode("latin-1")
     rec = _records.DnsRecord(ident, flags, rcode, name, qtype, qclass, 1, 0, 0, arcount, (), 0, bool(edns), udp_size,
                              edns_version, bool(edns_do), bool(cut))
     return PacketEvent("dns", ts_ns, flow_id, src, dst, sport, dport, proto, vlan, 0, 0, 0, bool(from_initiator),
-                       smac.hex(":"), dmac.hex(":"), wirelen, payload_len, b"", rec)
+                       _MACS.get(smac) or _mac(smac), _MACS.get(dmac) or _mac(dmac), wirelen, payload_len, b"", rec)
 
 
 def from_cdata(e) -> PacketEvent:

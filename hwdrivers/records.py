@@ -89,19 +89,55 @@ _DNS_UNPACK = _DNS.struct.unpack_from
 _DNS_NAME, _DNS_TEXT = _DNS.offsets["name"], _DNS.offsets["text"]
 _RR = Layout("struct hw_dns_rr")
 _RR_UNPACK, _RR_SIZE, _RR_AT = _RR.struct.unpack_from, _RR.size, _DNS.offsets["rr"]
+_RR_HEAD = Layout("struct hw_dns_rr", skip=("soa", "addr")).struct.unpack_from   # an address record reads no SOA
+_RR_ADDR, _RR_ADDR_AT = struct.Struct("=16s").unpack_from, _RR.offsets["addr"]
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
 
+# Text of raw addresses and MACs, kept (bounded): a LAN's few hosts fill every event, and inet_ntop was a
+# quarter of reading one.  Keys are the raw bytes as the record holds them (an IPv4 address in a 16-byte field is
+# read from its first 4: whatever follows makes another key for the same text); IPv6 has its own table.
+# Answer addresses have tables of their own: a capture of ever-new answers would empty the hosts' tables.
+_TEXT_MAX = 1 << 16
+_TEXT4: dict = {}
+_TEXT6: dict = {}
+_MACS: dict = {}
+_ANSWER4: dict = {}
+_ANSWER6: dict = {}
+
+
+def _remember(table: dict, raw: bytes, text: str) -> str:
+    if len(table) >= _TEXT_MAX:
+        table.clear()
+    table[raw] = text
+    return text
+
+
+def ipv4(raw: bytes) -> str:
+    """The text of an IPv4 address (its first 4 bytes)."""
+    return _TEXT4.get(raw) or _remember(_TEXT4, raw, _ntop(_V4, raw[:4]))
+
+
+def ipv6(raw: bytes) -> str:
+    return _TEXT6.get(raw) or _remember(_TEXT6, raw, _ntop(_V6, raw))
+
+
+def mac(raw: bytes) -> str:
+    return _MACS.get(raw) or _remember(_MACS, raw, raw.hex(":"))
+
 
 def _rr(buf, at: int, text: bytes) -> DnsRR:
-    ttl, t, _cls, section, addr_len, pref, owner_off, owner_len, data_off, data_len, *soa, addr = _RR_UNPACK(buf, at)
+    ttl, t, _cls, section, addr_len, pref, owner_off, owner_len, data_off, data_len = _RR_HEAD(buf, at)
     owner = text[owner_off:owner_off + owner_len].decode("latin-1")
     txt = ()
     if addr_len == 4:
-        value = _ntop(_V4, addr[:4])
+        addr = _RR_ADDR(buf, at + _RR_ADDR_AT)[0]
+        value = _ANSWER4.get(addr) or _remember(_ANSWER4, addr, _ntop(_V4, addr[:4]))
     elif addr_len == 16:
-        value = _ntop(_V6, addr)
+        addr = _RR_ADDR(buf, at + _RR_ADDR_AT)[0]
+        value = _ANSWER6.get(addr) or _remember(_ANSWER6, addr, _ntop(_V6, addr))
     else:
+        soa = _RR_UNPACK(buf, at)[10:15]
         data = text[data_off:data_off + data_len]
         if t == _T_TXT:
             txt = _txt(data)
@@ -264,6 +300,34 @@ class HttpRecord:
     user_agent: str = ""   # a request's User-Agent
 
 
+_HTTP = Layout("struct hw_rec_http")
+_HTTP_UNPACK = _HTTP.struct.unpack_from
+_COOKIE_AT = _HTTP.offsets["cookie_names"]
+_COOKIE_NAME = dict(ffi.typeof("struct hw_rec_http").fields)["cookie_names"].type.item.length   # bytes a name
+
+
+def _cstr(raw: bytes) -> str:
+    """A C string held in a char array (to its first NUL), as _str reads it."""
+    return raw.partition(b"\0")[0].decode("utf-8", "backslashreplace")
+
+
+def http_from_buffer(buf, at: int) -> HttpRecord:
+    """The struct hw_rec_http at byte offset `at` of a buffer (one unpack: cffi's per-field reads cost more than
+    the detectors' work on most heads)."""
+    (response, complete, hsts, hsts_subdomains, form_password, n_cookies, status, hsts_max_age, content_length,
+     cookie_flags, method, version, host, uri, location, content_type, password_field,
+     user_agent) = _HTTP_UNPACK(buf, at)
+    cookies = ()
+    if n_cookies:
+        names = bytes(buf[at + _COOKIE_AT:at + _COOKIE_AT + n_cookies * _COOKIE_NAME])
+        cookies = tuple((_cstr(names[i * _COOKIE_NAME:(i + 1) * _COOKIE_NAME]), bool(cookie_flags[i] & 1),
+                         bool(cookie_flags[i] & 2), bool(cookie_flags[i] & 4)) for i in range(n_cookies))
+    return HttpRecord(bool(response), _cstr(method), _cstr(uri), _cstr(version), status, _cstr(host),
+                      _cstr(location), _cstr(content_type), content_length, bool(hsts), hsts_max_age,
+                      bool(hsts_subdomains), cookies, _cstr(password_field) if form_password else "", bool(complete),
+                      _cstr(user_agent))
+
+
 def http_from_cdata(h) -> HttpRecord:
     cookies = tuple((_str(h.cookie_names[i]), bool(h.cookie_flags[i] & 1), bool(h.cookie_flags[i] & 2),
                      bool(h.cookie_flags[i] & 4)) for i in range(h.n_cookies))
@@ -338,11 +402,11 @@ _PAIR_SIZE = ffi.sizeof("struct hw_src_pair")
 def tcpsrc_from_buffer(buf, at: int, family: int) -> TcpSourceRecord:
     """The struct hw_rec_tcpsrc at byte offset `at` of a buffer (one unpack, and one per address pair)."""
     first_ns, last_ns, syns, rsts_sent, rsts_received, hosts, ports, reason, n_pairs = _SRC_UNPACK(buf, at)
-    af, n = (_V6, 16) if family == 6 else (_V4, 4)
+    text = ipv6 if family == 6 else ipv4
     pairs = []
     for i in range(n_pairs):
         smac, dmac, dst = _PAIR.unpack_from(buf, at + _SRC_PAIRS + i * _PAIR_SIZE)
-        pairs.append(SourcePair(smac.hex(":"), dmac.hex(":"), _ntop(af, dst[:n])))
+        pairs.append(SourcePair(mac(smac), mac(dmac), text(dst)))
     return TcpSourceRecord(first_ns / 1e9, last_ns / 1e9, syns, rsts_sent, rsts_received, hosts, ports,
                            SOURCE_REASONS[reason], tuple(pairs))
 
@@ -360,7 +424,7 @@ def from_buffer(kind: int, buf, at: int) -> Optional[object]:
     if kind == lib.HW_EV_ARP:
         return arp_from_cdata(_cast("struct hw_rec_arp *", buf, at))
     if kind == lib.HW_EV_HTTP:
-        return http_from_cdata(_cast("struct hw_rec_http *", buf, at))
+        return http_from_buffer(buf, at)
     if kind == lib.HW_EV_NDP:
         return ndp_from_cdata(_cast("struct hw_rec_ndp *", buf, at))
     if kind == lib.HW_EV_DHCP:

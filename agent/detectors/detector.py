@@ -162,7 +162,8 @@ _MIXED_V4 = ("192.0.0", "255.255.255")
 _MIXED_V6 = (bytes(8), bytes.fromhex("2001000100000000"))
 
 
-_KNOWN: dict = {}            # address -> is_public_ip: the few addresses a LAN's packets carry, asked many times each
+PUBLIC: dict = {}            # address -> is_public_ip: the few addresses a LAN's packets carry, asked many times each
+                             # (hot paths read it inline, calling is_public_ip on a miss)
 _KNOWN_MAX = 1 << 16
 
 
@@ -171,11 +172,11 @@ def is_public_ip(addr: str) -> bool:
     ipaddress parsing dominated: answers are kept (bounded), by address, then by /24 for IPv4 and by /64 for
     IPv6 (no non-global range is narrower elsewhere), so a capture with a million addresses does not miss each
     time."""
-    known = _KNOWN.get(addr)
+    known = PUBLIC.get(addr)
     if known is None:
-        if len(_KNOWN) >= _KNOWN_MAX:
-            _KNOWN.clear()
-        known = _KNOWN[addr] = _is_public_ip(addr)
+        if len(PUBLIC) >= _KNOWN_MAX:
+            PUBLIC.clear()
+        known = PUBLIC[addr] = _is_public_ip(addr)
     return known
 
 

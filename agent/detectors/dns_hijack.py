@@ -18,9 +18,8 @@ The forged answer of a race is the one that did not come back through the
 MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
-import functools
 
-from agent.detectors.detector import Detector as Base, Indicators, Recent, finding, is_public_ip
+from agent.detectors.detector import PUBLIC, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import Rewrites, random_label
 from hwdrivers import records
@@ -57,12 +56,37 @@ def parse(ev):
             "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
 
 
-@functools.lru_cache(maxsize=1 << 16)
+def answer_facts(rec) -> dict:
+    """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, CNAMEs),
+    and what detect() concludes from them alone."""
+    ips, cnames = set(), []
+    for rr in rec.rrs:
+        if rr.section == "answer":
+            if rr.type in ADDRESS_TYPES:
+                ips.add(rr.value)
+            elif rr.type == CNAME:
+                cnames.append(rr.value.lower())
+    name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
+    public = [ip for ip in ips if is_public_ip(ip)]
+    # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
+    unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
+                                                       or random_label(name.split(".")[0]))
+    return {"name": name, "qtype": qtype, "key": (name, qtype), "rcode": records.dns_rcode(rec.rcode), "ips": ips,
+            "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public], "unlikely": unlikely}
+
+
+_LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
+
+
 def public_name(name: str, local_suffixes: tuple) -> bool:
-    """Whether a name is one the Internet answers (kept: names repeat, and each answer asks twice)."""
-    if "." not in name or name.endswith((".in-addr.arpa", ".ip6.arpa")):
+    """Whether a name is one the Internet answers: not a reverse name, nor a local suffix or under one (two string
+    tests, with the suffixes' forms made once per configuration)."""
+    if "." not in name:
         return False
-    return not any(name == s or name.endswith("." + s) for s in local_suffixes)
+    if _LOCAL[0] is not local_suffixes:
+        _LOCAL[:] = [local_suffixes, frozenset(local_suffixes),
+                     (".in-addr.arpa", ".ip6.arpa") + tuple("." + s for s in local_suffixes)]
+    return name not in _LOCAL[1] and not name.endswith(_LOCAL[2])
 
 
 class Detector(Base):
@@ -96,22 +120,26 @@ class Detector(Base):
         self.query((q.src, q.sport, rec.id, rec.name.lower(), records.dns_type(rec.qtype)), q.dst, q.dst_mac, q.ts)
         return []
 
-    def repeat_query(self, r) -> dict:
-        """The query folded into a repeated answer (hwdrivers.events.DnsRepeat): as judge_query.  Its transaction,
-        for judge_repeat (nothing but the LAN learns in between)."""
-        self.counts["events"] += 1
+    def judge_exchange(self, r, frame) -> list:
+        """A repeated answer (hwdrivers.events.DnsRepeat) with its query folded in, in the steps of the two events:
+        the query (as judge_query), its frame (frame: the LAN's, or None), the answer (as judge() of its own event,
+        its facts the template's but for its id and TTL), its frame.  One call, not four: the common outcome (its
+        query's first answer, from the queried server through the expected MAC, nothing but a bogon that is below
+        the threshold or a repeat) makes exactly detect()'s state changes here; anything else goes to detect()."""
         t = r.template.facts or self._facts(r.template)
-        return self.query((r.dst, r.dport, r.id, t["name"], t["qtype"]), r.src, r.src_mac, r.query_ts_ns / 1e9)
-
-    def judge_repeat(self, r, q: dict) -> list:
-        """A repeated answer: as judge() of its own event, its facts the template's but for its id and TTL.  The
-        common outcome (its query's first answer, from the queried server through the expected MAC, nothing but a
-        bogon that is below the threshold or a repeat) is judged here; anything else by detect() itself."""
-        self.counts["events"] += 1
-        t = r.template.facts
-        ts, client, server, mac = r.ts, r.dst, r.src, r.src_mac
+        ts, client, server, mac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.query_ts_ns / 1e9
         name, qtype = t["name"], t["qtype"]
-        past = self.history.get((name, qtype), [])
+        self.counts["events"] += 2
+        key = (client, r.dport, r.id, name, qtype)
+        q = self.queries.get(key)
+        if q is None or qts - q["ts"] > QUERY_TTL_S:      # query(): open (or join) the transaction
+            q = self.queries[key] = {"ts": qts, "servers": {server: mac}, "answers": []}
+        else:
+            q["servers"][server] = mac
+        self.clients[client] = qts
+        if frame is not None:
+            frame(client, server, r.dst_mac, mac, qts)
+        past = self.history.get(t["key"], [])
         score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
         if score is None or (score >= self.threshold and not self.seen(f"dns_hijack|{mac or server}|{client}",
                                                                          ts, score)):
@@ -119,22 +147,26 @@ class Detector(Base):
                                  "ips": list(t["ips"]), "ttl": r.ttl, "cnames": list(t["cnames"]), "client": client,
                                  "client_port": r.dport, "server": server, "src_mac": mac, "dst_mac": r.dst_mac,
                                  "ts": ts, "proto": "udp"})
-            return self.threshold_and_dedup(found) if found else found
-        ips = list(t["ips"])
-        q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
-        if ips:                                        # what detect() changes, in its order
-            past = past[-7:]
-            past.append({"ips": ips, "public": list(t["public"]), "ttl": r.ttl, "ts": ts, "server": server})
-            self.history[(name, qtype)] = past
-        if score:
-            self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
-        return []
+            found = self.threshold_and_dedup(found) if found else found
+        else:
+            ips = list(t["ips"])
+            q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+            if ips:                                    # what detect() changes, in its order
+                past = past[-7:]
+                past.append({"ips": ips, "public": list(t["public"]), "ttl": r.ttl, "ts": ts, "server": server})
+                self.history[t["key"]] = past
+            if score:
+                self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            found = []
+        if frame is not None:
+            frame(server, client, mac, r.dst_mac, ts)
+        return found
 
     def _plain_score(self, t, q, past, ts, client, server, mac, ttl):
         """The score detect() would give a repeated answer when its only indicator can be a bogon (0: none); None
         when anything else could apply (no fresh query, an earlier answer, another server or MAC, a changed
         answer or TTL jump, a name NXDOMAIN rewriting reads)."""
-        if q is None or ts - q["ts"] > QUERY_TTL_S or q["answers"] or server not in q["servers"]:
+        if q["answers"] or ts - q["ts"] > QUERY_TTL_S or server not in q["servers"]:
             return None
         hop = self.lan.expected_mac(server, client) or q["servers"][server]
         if (hop and mac and hop != mac) or t["unlikely"] or t["name"] in self.rewrites.nxdomain:
@@ -159,23 +191,50 @@ class Detector(Base):
     def _facts(template) -> dict:
         """What parse() reads of a template's answer that all its repeats share, and what detect() concludes from
         it alone (kept on the template)."""
-        rec = template.record
-        ips, cnames = set(), []
-        for rr in rec.rrs:
-            if rr.section == "answer":
-                if rr.type in ADDRESS_TYPES:
-                    ips.add(rr.value)
-                elif rr.type == CNAME:
-                    cnames.append(rr.value.lower())
-        name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
-        public = [ip for ip in ips if is_public_ip(ip)]
-        # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
-        unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
-                                                           or random_label(name.split(".")[0]))
-        template.facts = {"name": name, "qtype": qtype, "rcode": records.dns_rcode(rec.rcode), "ips": ips,
-                          "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public],
-                          "unlikely": unlikely}
+        template.facts = answer_facts(template.record)
         return template.facts
+
+    def judge(self, event) -> list:
+        """A DNS event.  A query, and an answer that can raise nothing new (the common case: see _judge_answer),
+        are judged without parse() and detect()'s finding parts; anything else as every detector judges."""
+        rec = event.record
+        if event.kind != "dns" or rec is None or rec.qdcount != 1:
+            return super().judge(event)
+        if not rec.flags & 0x8000:
+            return self.judge_query(event)         # what parse() + detect() do with a query
+        return self._judge_answer(event, rec) if not rec.rcode else super().judge(event)
+
+    def _judge_answer(self, ev, rec) -> list:
+        """A NOERROR answer.  When its only indicator can be a bogon below the threshold or already reported (its
+        query's first answer, from the queried server through the expected MAC: _plain_score), it makes the state
+        changes detect() makes and builds nothing detect() would throw away (the indicators' texts, the evidence);
+        anything else goes through detect() with the facts parse() would give."""
+        try:
+            t = answer_facts(rec)
+        except (ValueError, IndexError, KeyError, UnicodeError):
+            return super().judge(ev)                 # what parse() would raise: counted there
+        self.counts["events"] += 1
+        ttls = [rr.ttl for rr in rec.rrs if rr.section == "answer" and rr.type in ADDRESS_TYPES]
+        ttl = min(ttls) if ttls else None
+        ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
+        q = self.queries.get((client, ev.dport, rec.id, name, qtype))
+        past = self.history.get(t["key"], [])
+        score = self._plain_score(t, q, past, ts, client, server, mac, ttl) if q is not None else None
+        if score is None or (score >= self.threshold and not self.seen(f"dns_hijack|{mac or server}|{client}",
+                                                                         ts, score)):
+            found = self.detect({"response": True, "id": rec.id, "name": name, "qtype": qtype, "rcode": t["rcode"],
+                                 "ips": t["ips"], "ttl": ttl, "cnames": t["cnames"], "client": client,
+                                 "client_port": ev.dport, "server": server, "src_mac": mac, "dst_mac": ev.dst_mac,
+                                 "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"})
+            return self.threshold_and_dedup(found) if found else found
+        ips = t["ips"]
+        q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        if ips:                                        # what detect() changes, in its order
+            self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts,
+                                                    "server": server}]
+        if score:
+            self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+        return []
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
@@ -228,7 +287,7 @@ class Detector(Base):
                 src, src_mac = forged["server"], sender_mac
                 f = {**f, "ips": forged["ips"]}
             q["answers"].append(answer)
-        private = [ip for ip in f["ips"] if not is_public_ip(ip)]
+        private = [ip for ip in f["ips"] if not (PUBLIC.get(ip) or is_public_ip(ip))]
         past = self.history.get((f["name"], f["qtype"]), [])
         if private and public_name(f["name"], self.cfg.local_suffixes):
             public_before = sorted({ip for h in past for ip in h["public"]})

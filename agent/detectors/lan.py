@@ -13,18 +13,21 @@ many bindings never appear in ARP at all.
 - next hops: the MAC each host sends its routed (off-link) traffic to.
 
 Everything is packet time and bounded (Recent)."""
+import collections
 from typing import Optional
 
-from agent.detectors.detector import Recent, is_public_ip
+from agent.detectors.detector import PUBLIC, Recent, is_public_ip
 from hwdrivers import records
 
 ROUTER_MIN_OFF_LINK = 2      # distinct off-link sources before a MAC counts as a router
 LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_src", "tls", "http")
 NO_MAC = ("", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
+UNSPECIFIED = ("0.0.0.0", "::")
+_SET = collections.OrderedDict.__setitem__
 
 
 def on_link(ip: str) -> bool:
-    return bool(ip) and ip not in ("0.0.0.0", "::") and not is_public_ip(ip)
+    return bool(ip) and ip not in UNSPECIFIED and not is_public_ip(ip)
 
 
 class Lan:
@@ -72,17 +75,25 @@ class Lan:
         """An IP frame: who sent it, and through which next hop."""
         if src_mac in NO_MAC:
             return
-        if on_link(src):
+        public = PUBLIC.get(src)            # is_public_ip, its table read inline: every event asks
+        if public is None:
+            public = is_public_ip(src)
+        if not public:                       # on_link(src), or nothing to learn
+            if not src or src in UNSPECIFIED:
+                return
             seen = self.senders.get(src)
             if seen is None:                 # (setdefault would build a Recent for every frame)
                 seen = self.senders[src] = Recent(8)
-            seen[src_mac] = ts
+            if len(seen) == 1 and src_mac in seen:
+                _SET(seen, src_mac, ts)      # the one MAC it is sent from: no order to keep (Recent's own is slower)
+            else:
+                seen[src_mac] = ts
             if len(seen) == 1 and src not in self.hosts:
                 self.bind(src, src_mac, ts, "ip")
             if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
                     and self.hosts[src]["mac"] == src_mac:
                 self.router_ips[src] = src_mac
-            if dst_mac not in NO_MAC and is_public_ip(dst):
+            if dst_mac not in NO_MAC and (PUBLIC.get(dst) or is_public_ip(dst)):
                 # the first next hop stands until a router replaces one that is no router: a switch to a MAC
                 # that is no router is what a poisoner causes, and is judged (arp_spoof), not learned
                 hop = self.next_hop.get(src)
@@ -90,7 +101,7 @@ class Lan:
                     hop["ts"] = ts
                 elif hop is None or (dst_mac in self.routers and hop["mac"] not in self.routers):
                     self.next_hop[src] = {"mac": dst_mac, "ts": ts, "since": ts}
-        elif is_public_ip(src):
+        else:
             carried = self.off_link.get(src_mac)
             if carried is None:
                 carried = self.off_link[src_mac] = set()

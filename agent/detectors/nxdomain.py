@@ -52,15 +52,15 @@ class Rewrites:
         out = []
         said = self.nxdomain.get(name)
         others = [s for s, t in said.items() if s != server and ts - t <= NXDOMAIN_MEMORY_S] if said else []
-        public = [ip for ip in f["ips"] if is_public_ip(ip)]
+        public = [ip for ip in f["ips"] if is_public_ip(ip)] if "." not in name else ()   # (read only then)
         unlikely = bool(others)
         if others:
             out.append(("nxdomain_elsewhere", 60, f"{', '.join(others[:2])} answered NXDOMAIN for {name}, "
                         f"{server} answered {', '.join(f['ips'][:2])}"))
-        if "." not in name and public:
+        if public:
             unlikely = True
             out.append(("single_label_answered", 40, f"the single-label name {name} resolved to {public[0]}"))
-        elif random_label(name.split(".")[0]):
+        elif random_label(name.partition(".")[0]):
             unlikely = True
             out.append(("random_name", 15, f"{name} looks random"))
         if not unlikely:

@@ -42,7 +42,8 @@ class Pipeline:
                 self.route.setdefault(k, []).append(d)
         self.learns = frozenset(LEARN_KINDS) & self.kinds()
         dns = self.route.get("dns", ())
-        self.repeats = bool(dns) and all(hasattr(d, "judge_repeat") for d in dns)   # it can read DnsRepeats
+        self.dns = dns[0] if len(dns) == 1 else None
+        self.repeats = hasattr(self.dns, "judge_exchange")   # its one DNS detector can read DnsRepeats
 
     def kinds(self) -> frozenset:
         """The event kinds the pipeline wants from the capture."""
@@ -80,20 +81,9 @@ class Pipeline:
         return out
 
     def feed_repeat(self, r) -> list:
-        """A DNS answer that repeats its template, its query folded in: as feed_query(query) + feed(answer)."""
-        out: list = []
-        dns = self.route.get("dns", ())
-        transactions = [d.repeat_query(r) for d in dns]
-        learn = "dns" in self.learns
-        if learn:
-            self.lan.frame(r.dst, r.src, r.dst_mac, r.src_mac, r.query_ts_ns / 1e9)
-        for d, q in zip(dns, transactions):
-            found = d.judge_repeat(r, q)
-            if found:
-                out.extend(found)
-        if learn:
-            self.lan.frame(r.src, r.dst, r.src_mac, r.dst_mac, r.ts)
-        return out
+        """A DNS answer that repeats its template, its query folded in: as feed_query(query) + feed(answer), the
+        LAN learning each one's frame after it is judged (one call: the one DNS detector does all four steps)."""
+        return self.dns.judge_exchange(r, self.lan.frame if "dns" in self.learns else None)
 
     def counts(self) -> dict:
         """Each detector's threshold and counters (health)."""

@@ -1,20 +1,33 @@
-/* shring.h - a single-producer, single-consumer ring of fixed-size records in
- * memory that two processes map (a memfd): the agent's dispatcher copies
- * event records in, the consumer worker reads them in place.  Neither side
- * waits on the other: a full ring is the producer's drop to count.  The
- * ring's head and tail live in the mapping's first HW_SHRING_HEADER bytes. */
+/* shring.h - a single-producer, single-consumer ring of packed event records in
+ * memory that two processes map (a memfd): the agent's dispatcher moves events
+ * in from a session's C ring, the consumer worker reads them in place.  Each
+ * record holds only what its event uses (the head, the snippet's bytes, the
+ * record of its kind; a DNS event: its kept records and text, the query and
+ * repeat folded in), so the ring holds several small events where a
+ * struct hw_event would fill it.  Neither side waits on the other: a full ring
+ * is the producer's drop to count.  Head, tail and counts live in the
+ * mapping's first HW_SHRING_HEADER bytes. */
 
 #define HW_SHRING_HEADER 256
 
-/* Lay out a ring in bytes of mem: its capacity in records (a power of two), or HW_E_ARG. */
-int64_t hw_shring_init(void *mem, uint64_t bytes, uint32_t rec_size);
-/* Check the ring another process laid out in mem: its capacity, or HW_E_ARG. */
-int64_t hw_shring_attach(void *mem, uint64_t bytes, uint32_t rec_size);
-/* Producer: free records that follow one another from *offset (bytes from mem); then commit n of them. */
-uint32_t hw_shring_reserve(void *mem, uint64_t *offset);
-void hw_shring_commit(void *mem, uint32_t n);
-/* Consumer: queued records that follow one another from *offset; then release n of them. */
-uint32_t hw_shring_peek(void *mem, uint64_t *offset);
-void hw_shring_release(void *mem, uint32_t n);
+/* A packed record: this header, the event (struct hw_event's bytes up to its snippet, then snippet_len bytes),
+ * its record at rec_at and, for a DNS event, the struct hw_dns_fold and hw_dns_repeat it carries at fold_at
+ * (offsets from the event's start, 8-aligned).  len 0: nothing more before the end of the buffer. */
+struct hw_shrec {
+    uint32_t len;               /* bytes of the record, header included (8-aligned) */
+    uint16_t rec_at, fold_at;   /* 0: none */
+};
+
+/* Lay out a ring in bytes of mem: its capacity in bytes, or HW_E_ARG. */
+int64_t hw_shring_init(void *mem, uint64_t bytes);
+/* Check the ring another process laid out in mem: its capacity in bytes, or HW_E_ARG. */
+int64_t hw_shring_attach(void *mem, uint64_t bytes);
+/* Producer: move up to max events from s's event ring, oldest first, until one does not fit (*full 1); the
+ * records' offsets (bytes from mem) in offsets[].  How many moved. */
+int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, int *full);
+/* Consumer: the offsets of up to max queued records, oldest first, and *next, the tail after them; then
+ * release them (n records, up to next). */
+uint32_t hw_shring_peek(void *mem, uint32_t max, uint64_t *offsets, uint64_t *next);
+void hw_shring_release(void *mem, uint64_t next, uint32_t n);
 /* Records queued now. */
 uint64_t hw_shring_used(void *mem);

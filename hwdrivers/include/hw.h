@@ -328,6 +328,8 @@ void hwint_rtp_packet(struct hw_rtp *r, const struct hw_meta *m, uint64_t ts_ns,
 /* What rtp.c needs of a session: its lock and its RTP tables (NULL until hw_rtp_init). */
 pthread_mutex_t *hwint_session_lock(struct hw_session *s);
 struct hw_rtp **hwint_session_rtp(struct hw_session *s);
+/* shring.c: the session's event ring (NULL: events off), read under its read_lock */
+struct hw_ring *hwint_session_events(struct hw_session *s);
 
 uint64_t hwint_mono_ns(void);
 uint64_t hwint_wall_ns(void);

@@ -720,6 +720,7 @@ int hw_session_linktype(struct hw_session *s) { return s->linktype; }
 
 pthread_mutex_t *hwint_session_lock(struct hw_session *s) { return &s->lock; }
 struct hw_rtp **hwint_session_rtp(struct hw_session *s) { return &s->rtp; }
+struct hw_ring *hwint_session_events(struct hw_session *s) { return s->cfg.event_mask && s->events.buf ? &s->events : NULL; }
 
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
 {

@@ -1,95 +1,163 @@
-/* shring.c - the shared ring (cdef/shring.h).  Head and tail are on cache
- * lines of their own; the producer publishes records with a release store of
- * head, the consumer frees them with a release store of tail, so the two
- * processes need no lock and no system call per batch. */
+/* shring.c - the shared ring of packed events (cdef/shring.h).  Head and tail
+ * are byte positions on cache lines of their own; the producer publishes
+ * records with a release store of head, the consumer frees them with a
+ * release store of tail, so the two processes need no lock and no system
+ * call per batch.  A record never wraps: one that does not fit before the
+ * end of the buffer starts at its beginning, after a record of length 0. */
 #include <string.h>
 
 #include "hw.h"
 
-#define SHRING_MAGIC 0x676e697268736863ULL /* "chshring" */
+#define SHRING_MAGIC 0x326b6370727368ULL /* "hsrpck2" */
+#define ALIGN8(x) (((x) + 7u) & ~(uint64_t)7)
+#define HEAD offsetof(struct hw_event, snippet)
+#define REC offsetof(struct hw_event, rec)
+#define FOLD offsetof(struct hw_rec_dns_fold, fold)
+#define FOLD_LEN (offsetof(struct hw_rec_dns_fold, rep) + sizeof(struct hw_dns_repeat) - FOLD)
+#define MAX_REC ALIGN8(sizeof(struct hw_shrec) + sizeof(struct hw_event) + FOLD_LEN)
 
 struct shring {
-    _Atomic uint64_t head;
-    uint8_t pad0[56];
-    _Atomic uint64_t tail;
-    uint8_t pad1[56];
-    uint64_t magic, size, rec_size;
+    _Atomic uint64_t head, records_in;
+    uint8_t pad0[48];
+    _Atomic uint64_t tail, records_out;
+    uint8_t pad1[48];
+    uint64_t magic, size;
 };
 
 _Static_assert(sizeof(struct shring) <= HW_SHRING_HEADER, "shring header");
 
-static uint64_t capacity(uint64_t bytes, uint32_t rec_size)
-{
-    if (rec_size == 0 || bytes <= HW_SHRING_HEADER) return 0;
-    uint64_t fit = (bytes - HW_SHRING_HEADER) / rec_size, n = 1;
-    if (fit < 2) return 0;
-    while (n * 2 <= fit) n *= 2;
-    return n;
-}
+static uint64_t capacity(uint64_t bytes) { return bytes > HW_SHRING_HEADER + 2 * MAX_REC ? (bytes - HW_SHRING_HEADER) & ~7ULL : 0; }
 
-int64_t hw_shring_init(void *mem, uint64_t bytes, uint32_t rec_size)
+int64_t hw_shring_init(void *mem, uint64_t bytes)
 {
-    uint64_t n = capacity(bytes, rec_size);
+    uint64_t n = capacity(bytes);
     if (!mem || !n) return HW_E_ARG;
     struct shring *r = mem;
     memset(r, 0, sizeof *r);
     atomic_init(&r->head, 0);
     atomic_init(&r->tail, 0);
+    atomic_init(&r->records_in, 0);
+    atomic_init(&r->records_out, 0);
     r->size = n;
-    r->rec_size = rec_size;
     atomic_thread_fence(memory_order_release);
     r->magic = SHRING_MAGIC;
     return (int64_t)n;
 }
 
-int64_t hw_shring_attach(void *mem, uint64_t bytes, uint32_t rec_size)
+int64_t hw_shring_attach(void *mem, uint64_t bytes)
 {
     struct shring *r = mem;
-    if (!mem || bytes <= HW_SHRING_HEADER || r->magic != SHRING_MAGIC || r->rec_size != rec_size ||
-        r->size != capacity(bytes, rec_size))
+    if (!mem || bytes <= HW_SHRING_HEADER || r->magic != SHRING_MAGIC || r->size != capacity(bytes))
         return HW_E_ARG;
     atomic_thread_fence(memory_order_acquire);
     return (int64_t)r->size;
 }
 
-uint32_t hw_shring_reserve(void *mem, uint64_t *offset)
+/* The record's layout: what of e its readers use (hwdrivers.events.from_buffer, records.from_buffer). */
+static uint32_t layout(const struct hw_event *e, struct hw_shrec *h, size_t *rec_len)
+{
+    uint64_t at = ALIGN8(HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
+    h->rec_at = h->fold_at = 0;
+    *rec_len = 0;
+    if (e->has_rec) {
+        switch (e->kind) {
+        case HW_EV_DNS: {
+            uint16_t text = e->rec.dns.text_len > HW_DNS_TEXT_MAX ? HW_DNS_TEXT_MAX : e->rec.dns.text_len;
+            *rec_len = offsetof(struct hw_rec_dns, text) + text;
+            break;
+        }
+        case HW_EV_ARP: *rec_len = sizeof(struct hw_rec_arp); break;
+        case HW_EV_TCP_SRC: *rec_len = sizeof(struct hw_rec_tcpsrc); break;
+        default: *rec_len = sizeof e->rec; break;
+        }
+        h->rec_at = (uint16_t)at;
+        at = ALIGN8(at + *rec_len);
+        if (e->kind == HW_EV_DNS) {
+            h->fold_at = (uint16_t)at;
+            at += ALIGN8(FOLD_LEN);
+        }
+    }
+    h->len = (uint32_t)(sizeof *h + at);
+    return h->len;
+}
+
+int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, int *full)
 {
     struct shring *r = mem;
+    struct hw_ring *src = hwint_session_events(s);
+    *full = 0;
+    if (!src || max <= 0) return 0;
+    pthread_mutex_lock(&src->read_lock);
+    uint64_t from = atomic_load_explicit(&src->tail, memory_order_relaxed);
+    uint64_t avail = atomic_load_explicit(&src->head, memory_order_acquire) - from;
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
-    uint64_t at = head & (r->size - 1), free = r->size - (head - tail);
-    if (free > r->size - at) free = r->size - at;  /* up to the end of the buffer */
-    *offset = HW_SHRING_HEADER + at * r->rec_size;
-    return (uint32_t)free;
+    uint8_t *buf = (uint8_t *)mem + HW_SHRING_HEADER;
+    int n = 0;
+    for (; n < max && (uint64_t)n < avail; n++) {
+        const struct hw_event *e = (const void *)(src->buf + (size_t)((from + n) & src->mask) * src->rec_size);
+        struct hw_shrec h;
+        size_t rec_len;
+        uint32_t len = layout(e, &h, &rec_len);
+        uint64_t at = head % r->size, room = r->size - at, skip = room < len ? room : 0;
+        if (r->size - (head - tail) < skip + len) {
+            *full = 1;
+            break;
+        }
+        if (skip) {                       /* the rest of the buffer is too short: the record starts over */
+            ((struct hw_shrec *)(buf + at))->len = 0;
+            head += skip;
+            at = 0;
+        }
+        uint8_t *out = buf + at;
+        memcpy(out, &h, sizeof h);
+        out += sizeof h;
+        memcpy(out, e, HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
+        if (h.rec_at) memcpy(out + h.rec_at, &e->rec, rec_len);
+        if (h.fold_at) memcpy(out + h.fold_at, (const uint8_t *)&e->rec + FOLD, FOLD_LEN);
+        offsets[n] = HW_SHRING_HEADER + at;
+        head += len;
+    }
+    atomic_store_explicit(&src->tail, from + n, memory_order_release);
+    pthread_mutex_unlock(&src->read_lock);
+    if (n) {
+        atomic_fetch_add_explicit(&r->records_in, (uint64_t)n, memory_order_relaxed);
+        atomic_store_explicit(&r->head, head, memory_order_release);
+    }
+    return n;
 }
 
-void hw_shring_commit(void *mem, uint32_t n)
-{
-    struct shring *r = mem;
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    atomic_store_explicit(&r->head, head + n, memory_order_release);
-}
-
-uint32_t hw_shring_peek(void *mem, uint64_t *offset)
+uint32_t hw_shring_peek(void *mem, uint32_t max, uint64_t *offsets, uint64_t *next)
 {
     struct shring *r = mem;
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t at = tail & (r->size - 1), used = head - tail;
-    if (used > r->size - at) used = r->size - at;
-    *offset = HW_SHRING_HEADER + at * r->rec_size;
-    return (uint32_t)used;
+    const uint8_t *buf = (const uint8_t *)mem + HW_SHRING_HEADER;
+    uint32_t n = 0;
+    while (n < max && tail < head) {
+        uint64_t at = tail % r->size;
+        uint32_t len = ((const struct hw_shrec *)(buf + at))->len;
+        if (!len) {                       /* the producer started over at the beginning */
+            tail += r->size - at;
+            continue;
+        }
+        offsets[n++] = HW_SHRING_HEADER + at;
+        tail += len;
+    }
+    *next = tail;
+    return n;
 }
 
-void hw_shring_release(void *mem, uint32_t n)
+void hw_shring_release(void *mem, uint64_t next, uint32_t n)
 {
     struct shring *r = mem;
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    atomic_store_explicit(&r->tail, tail + n, memory_order_release);
+    atomic_fetch_add_explicit(&r->records_out, n, memory_order_relaxed);
+    atomic_store_explicit(&r->tail, next, memory_order_release);
 }
 
 uint64_t hw_shring_used(void *mem)
 {
     struct shring *r = mem;
-    return atomic_load_explicit(&r->head, memory_order_acquire) - atomic_load_explicit(&r->tail, memory_order_acquire);
+    return atomic_load_explicit(&r->records_in, memory_order_acquire) -
+           atomic_load_explicit(&r->records_out, memory_order_acquire);
 }

@@ -139,24 +139,74 @@ static int check_gated(const struct hw_event *e, const uint8_t *pkt, uint32_t ca
 
 /* Every event is about the packet just injected (or, a DNS query the gate held, an earlier one): its snippet
  * must be bytes of that packet. */
+static void check_event(const struct hw_event *e, const uint8_t *pkt, uint32_t caplen, uint32_t wirelen)
+{
+    CHECK(e->kind < HW_EV_COUNT);
+    if (e->kind == HW_EV_TCP_SRC) {
+        check_summary(e);
+        return;
+    }
+    if (e->kind == HW_EV_DNS && check_gated(e, pkt, caplen)) return;
+    CHECK(e->wirelen == wirelen);
+    CHECK(e->snippet_len <= HW_SNIPPET_MAX && e->snippet_len <= caplen);
+    if (e->snippet_len) CHECK(memmem(pkt, caplen, e->snippet, e->snippet_len) != NULL);
+    if (e->kind == HW_EV_ARP) CHECK(e->snippet_len == 28);
+}
+
+/* The shared ring of packed events (shring.c), small so that it wraps and fills: every other packet's events
+ * go through it and are checked as unpacked (what a record holds; the rest of the event zero). */
+#define SHRING_BYTES (HW_SHRING_HEADER + 4 * sizeof(struct hw_event))
+#define HEAD_LEN offsetof(struct hw_event, snippet)
+#define FOLD_LEN (offsetof(struct hw_rec_dns_fold, rep) + sizeof(struct hw_dns_repeat) - \
+                  offsetof(struct hw_rec_dns_fold, fold))
+static uint8_t shmem[SHRING_BYTES] __attribute__((aligned(64)));
+static uint64_t sh_offsets[64], sh_seen[64];
+static struct hw_event unpacked;
+static unsigned through_ring;
+
+static const struct hw_event *unpack(uint64_t at)
+{
+    const struct hw_shrec *h = (const void *)(shmem + at);
+    const uint8_t *base = shmem + at + sizeof *h;
+    struct hw_event *e = &unpacked;
+    CHECK(h->len % 8 == 0 && h->len >= sizeof *h + HEAD_LEN && at + h->len <= SHRING_BYTES);
+    memset(e, 0, sizeof *e);
+    memcpy(e, base, HEAD_LEN);
+    CHECK(e->snippet_len <= HW_SNIPPET_MAX && sizeof *h + HEAD_LEN + e->snippet_len <= h->len);
+    memcpy(e->snippet, base + HEAD_LEN, e->snippet_len);
+    uint32_t end = h->len - (uint32_t)sizeof *h;
+    CHECK(!h->rec_at || (e->has_rec && h->rec_at % 8 == 0 && h->rec_at >= HEAD_LEN + e->snippet_len));
+    CHECK(!h->fold_at || (e->kind == HW_EV_DNS && h->rec_at && h->fold_at > h->rec_at && h->fold_at % 8 == 0 &&
+                          h->fold_at + FOLD_LEN <= end));
+    if (h->rec_at) {
+        uint32_t len = (h->fold_at ? h->fold_at : end) - h->rec_at;
+        memcpy(&e->rec, base + h->rec_at, len < sizeof e->rec ? len : sizeof e->rec);
+    }
+    if (h->fold_at) memcpy(&e->rec.dnsfold.fold, base + h->fold_at, FOLD_LEN);
+    if (e->kind == HW_EV_DNS && e->has_rec)    /* what the readers use of a DNS record is in it */
+        CHECK(h->fold_at && offsetof(struct hw_rec_dns, text) + e->rec.dns.text_len <= h->fold_at - h->rec_at &&
+              e->rec.dns.n_rr <= HW_DNS_RR_MAX && e->rec.dns.name_len <= HW_DNS_NAME_MAX);
+    return e;
+}
+
 static void check_events(struct hw_session *s, const uint8_t *pkt, uint32_t caplen, uint32_t wirelen)
 {
-    int n;
-    while ((n = hw_events_read(s, events, 64)) > 0) {
-        for (int i = 0; i < n; i++) {
-            const struct hw_event *e = &events[i];
-            CHECK(e->kind < HW_EV_COUNT);
-            if (e->kind == HW_EV_TCP_SRC) {
-                check_summary(e);
-                continue;
-            }
-            if (e->kind == HW_EV_DNS && check_gated(e, pkt, caplen)) continue;
-            CHECK(e->wirelen == wirelen);
-            CHECK(e->snippet_len <= HW_SNIPPET_MAX && e->snippet_len <= caplen);
-            if (e->snippet_len) CHECK(memmem(pkt, caplen, e->snippet, e->snippet_len) != NULL);
-            if (e->kind == HW_EV_ARP) CHECK(e->snippet_len == 28);
+    int n, full;
+    if (through_ring++ & 1) {
+        while ((n = hw_shring_fill(shmem, s, 64, sh_offsets, &full)) > 0) {
+            uint64_t next;
+            CHECK(hw_shring_used(shmem) == (uint64_t)n);
+            CHECK(hw_shring_peek(shmem, 64, sh_seen, &next) == (uint32_t)n);
+            CHECK(!memcmp(sh_seen, sh_offsets, n * sizeof sh_offsets[0]));
+            for (int i = 0; i < n; i++) check_event(unpack(sh_offsets[i]), pkt, caplen, wirelen);
+            hw_shring_release(shmem, next, (uint32_t)n);
+            CHECK(hw_shring_used(shmem) == 0 && hw_shring_peek(shmem, 64, sh_seen, &next) == 0);
         }
+        CHECK(!full);                  /* an empty ring holds any event */
+        return;
     }
+    while ((n = hw_events_read(s, events, 64)) > 0)
+        for (int i = 0; i < n; i++) check_event(&events[i], pkt, caplen, wirelen);
 }
 
 struct flow_sums {
@@ -255,6 +305,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* DNS queries folded into the next DNS event (the seeds' first byte is below N_LINK: on) */
     CHECK(hw_session_set_dns_fold(s, fold ? 2 : 0) == HW_OK);    /* and answer templates */
+    CHECK(hw_shring_init(shmem, SHRING_BYTES) > 0);
+    through_ring = 0;
     held_len = held_wirelen = 0;
     held_ts = folds_seen = repeats_seen = templates_seen = 0;
     struct hw_dnsgate_counters gate;

@@ -1,6 +1,7 @@
 """The detectors on real captures (../shared/pcaps) and on labelled attack
 scenarios with their benign twins (tests/detectors/scenarios.py)."""
 import dataclasses
+import json
 
 import pytest
 
@@ -99,6 +100,30 @@ def test_garbage_payloads_are_counted_not_fatal():
                 ev = PacketEvent(kind, 1, 1, "10.0.0.1", "10.0.0.2", 1, 53, 6, 0, 0, 0, 0, True,
                                  "02:00:00:00:00:01", "02:00:00:00:00:02", 60, len(payload), payload)
                 assert d.feed(ev) == []
+
+
+def test_urls_urlsplit_refuses_do_not_stop_capbox_detect(tmp_path):
+    """A request target and a Location that urllib refuses (an unclosed IPv6 bracket) raised ValueError out of
+    ssl_strip, and `capbox detect` stopped with a traceback; now they are read as well as they can be (the password
+    in the refused target's query still counts) and the attack after them is found."""
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    from tests.detectors import scenarios as s
+    sc = s.ssl_strip_redirect_and_post()
+    c = s.TcpConn(sc, s.VICTIM, s.VICTIM_MAC, s.ATTACKER, s.ATTACKER_MAC, 50100, 80, s.T0 + 100)
+    c.client(s.http_request("GET", s.BANK, "//[x?password=hunter2"))
+    c.server(s.http_response(302, "Found", "Location: http://[::1/login\r\n"))
+    path = sc.write(tmp_path)
+    p = subprocess.run([sys.executable, "-m", "agent", "detect", "--json", str(path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [(r["type"], r["src"], r["dst"]) for r in rows] == [("ssl_strip", s.ATTACKER, s.VICTIM)], rows
+    found, error = detect(path)
+    assert error is None
+    assert [d for d in found if "//[x" in d.description and "a password field" in d.description], \
+        [d.description for d in found]
 
 
 def stream_0():

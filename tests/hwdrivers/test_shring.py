@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from hwdrivers import CaptureConfig, CaptureError, Session
-from hwdrivers.events import KINDS
-from hwdrivers.shring import SharedRing
+from hwdrivers import CaptureConfig, CaptureError, Session, dnsgate
+from hwdrivers.events import KINDS, TEMPLATES, DnsRepeat
+from hwdrivers.shring import SIZE, SharedRing
 from tests.conftest import ROOT, pcap
 
 ALL = frozenset(KINDS)
@@ -32,13 +32,13 @@ def _reference(path: str) -> list:
                                   "zeek__dns-two-responses.pcap", "chrissanders__http_ip4and6.pcapng"])
 def test_events_through_the_ring_equal_read_events(name):
     want = _reference(pcap(name))
-    ring = SharedRing(8)                        # small: the ring wraps many times
+    ring = SharedRing(8)                        # small (8 events' bytes): the ring wraps many times
     peer = SharedRing(fd=os.dup(ring.fd))       # the worker's mapping
     got, kept = [], []
 
     def pump():
         while True:     # no more than fits (else the rest would be dropped), then a little out: wraps often
-            taken, keep = ring.fill(s, ring.capacity - ring.used(), keep=frozenset({"arp", "tls"}))
+            taken, keep = ring.fill(s, 2, keep=frozenset({"arp", "tls"}))
             kept.extend(keep)
             n, evs = peer.take(3, ALL)
             got.extend(evs)
@@ -57,8 +57,8 @@ def test_events_through_the_ring_equal_read_events(name):
 def test_a_full_ring_drops_and_counts_by_kind(tmp_path):
     src = tmp_path / "dns.pcap"
     subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), "3000"], check=True)
-    ring = SharedRing(1000)
-    assert ring.capacity == 1024
+    ring = SharedRing(200)                      # 200 struct hw_event's bytes
+    assert ring.capacity == 200 * SIZE
     taken = 0
     with Session(_config(str(src))) as s:
         def pump():
@@ -66,11 +66,13 @@ def test_a_full_ring_drops_and_counts_by_kind(tmp_path):
             taken += ring.fill(s, 1 << 20)[0]    # nobody reads: the ring fills, then every event is dropped
         s.run_to_eof(pump)
         taken += ring.fill(s, 1 << 20)[0]
-    assert taken == 6000 and ring.moved == 1024 and ring.used() == 1024
-    assert ring.dropped == {"dns": 6000 - 1024}
+    moved = ring.moved
+    assert taken == 6000 and ring.used() == moved and ring.dropped == {"dns": 6000 - moved}
+    assert 3 * 200 < moved < 6000                # packed: a DNS event takes a fraction of a struct hw_event
     peer = SharedRing(fd=os.dup(ring.fd))
     n, evs = peer.take(4096, frozenset({"dns"}))
-    assert n == 1024 and [e.record.id for e in evs[:2]] == [0, 0] and evs[2].record.id == 7919
+    assert n == moved and [e.record.id for e in evs[:2]] == [0, 0] and evs[2].record.id == 7919
+    assert peer.take(4096, frozenset({"dns"})) == (0, []) and ring.used() == 0
     ring.close()
     peer.close()
 
@@ -81,3 +83,39 @@ def test_attach_refuses_what_is_not_a_ring(tmp_path):
     fd = os.open(path, os.O_RDWR)
     with pytest.raises(CaptureError, match="not a shared event ring"):
         SharedRing(fd=fd)
+
+
+def _facts(ev) -> tuple:
+    """What a reader gets of an event, folded query and repeat included (a template by its record: each session
+    numbers its own)."""
+    if isinstance(ev, DnsRepeat):
+        return ("repeat", ev.ts_ns, ev.src, ev.dst, ev.sport, ev.dport, ev.src_mac, ev.dst_mac, ev.query_ts_ns, ev.id,
+                ev.ttl, ev.template.record)
+    return ("event", ev, ev.query)
+
+
+def test_folded_queries_and_repeats_through_the_ring_equal_read_events(tmp_path):
+    """The gate and the templates on (as the worker reads): each DNS record packed with its query and repeat
+    fields after its records, read in place as read_events reads them."""
+    src = tmp_path / "dns.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), "7000"], check=True)
+    want, got = [], []
+    TEMPLATES.clear()   # process-wide: earlier tests' templates could fill it, and its clearing at 16,384 fall
+    with Session(_config(str(src))) as s:   # inside one of the two reads (a repeat read in full there only)
+        dnsgate.set_fold(s, True, True)
+        s.run_to_eof(lambda: want.extend(s.read_events(repeats=True)))
+        want.extend(s.read_events(repeats=True))
+    ring = SharedRing(64)
+    peer = SharedRing(fd=os.dup(ring.fd))
+    with Session(_config(str(src))) as s:
+        dnsgate.set_fold(s, True, True)
+
+        def pump():
+            while ring.fill(s, 16)[0]:
+                got.extend(peer.take(64, ALL, repeats=True)[1])
+        s.run_to_eof(pump)
+        pump()
+    assert not ring.dropped and sum(isinstance(e, DnsRepeat) for e in got) == 2000
+    assert [_facts(e) for e in got] == [_facts(e) for e in want]
+    ring.close()
+    peer.close()
