@@ -151,7 +151,9 @@ class Writer:
                 continue
             try:
                 recs = parse(text)
-            except ValueError:                # not ours to write: the lines that read, the others counted
+                if len(recs) != len(text) or not all(isinstance(r, dict) for r in recs):
+                    raise ValueError("a line that is no record")     # ('1', '{..},{..}'): each line alone
+            except ValueError:                # not ours to write: the records that read, the others counted
                 n = len(text)
                 recs, text = _each(text)
                 self.unreadable += n - len(text)
@@ -204,25 +206,25 @@ class Writer:
 
 
 def _one(line: str):
-    """The record of one line, None when it is no JSON."""
+    """The record of one line, None when it is none (no JSON, or no JSON object: the index would fail on it,
+    and the indexer restarted again and again, losing the lines it held)."""
     try:
-        return orjson.loads(line)
+        rec = orjson.loads(line)
     except orjson.JSONDecodeError:
         try:
-            return json.loads(line)
+            rec = json.loads(line)
         except ValueError:
             return None
+    return rec if isinstance(rec, dict) else None
 
 
 def _each(text: list) -> tuple:
     """([record], [its line]) of the lines that parse."""
     recs, good = [], []
     for line in text:
-        try:
-            recs.append(json.loads(line))
+        if (rec := _one(line)) is not None:
+            recs.append(rec)
             good.append(line)
-        except ValueError:
-            pass
     return recs, good
 
 

@@ -12,7 +12,7 @@ import sqlite3
 import pytest
 
 from agent.logs import indexer as ix
-from agent.logs.index import BLOCK_LINES
+from agent.logs.index import BLOCK_LINES, query
 from agent.logs.records import KEY_FIELDS, hosts, key_text
 from hwdrivers import CaptureError
 from hwdrivers.logs import IndexKeys
@@ -169,3 +169,17 @@ def test_packet_times_are_read_as_float_reads_them():
     assert set(got[1]) == big and len(big) == 1                                         # double may not hold them
     assert [x for i, x in enumerate(got[0]) if i not in big] == [json.loads(t) for i, t in enumerate(texts)
                                                                   if i not in big]
+
+
+@pytest.mark.parametrize("in_c", [True, False])
+def test_json_that_is_no_record_is_counted_not_fatal(tmp_path, monkeypatch, in_c):
+    """A line that is JSON but no object (or two objects on one line) failed the index (the indexer died and
+    was started again, losing what it held): it is counted unreadable, whether C or Python reads the piece."""
+    if not in_c:
+        monkeypatch.setattr(IndexKeys, "read", lambda self, buf, lines: None)
+    w = ix.Writer(ix.Settings(str(tmp_path), ("dns",), 1 << 20, 0, 0))
+    w.lines("dns", b'{"ts":1,"query":"a.example"}\n[1]\n5\n{"ts":2,"query":"b"},{"ts":3}\n"x"\nnull\n'
+                   b'{"ts":4,"query":"c.example"}\n', 1000.0)
+    assert w.tick(1000.0, commit=True).unreadable == 5
+    w.close()
+    assert [json.loads(x)["query"] for x in query(tmp_path / ix.INDEX_FILE, "dns")] == ["a.example", "c.example"]
