@@ -57,22 +57,24 @@ def parse(ev):
 
 
 def answer_facts(rec) -> dict:
-    """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, CNAMEs),
-    and what detect() concludes from them alone."""
-    ips, cnames = set(), []
+    """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, the least
+    TTL of its addresses, CNAMEs), and what detect() concludes from them alone."""
+    ips, cnames, ttl = set(), [], None
     for rr in rec.rrs:
         if rr.section == "answer":
             if rr.type in ADDRESS_TYPES:
                 ips.add(rr.value)
+                if ttl is None or rr.ttl < ttl:
+                    ttl = rr.ttl
             elif rr.type == CNAME:
                 cnames.append(rr.value.lower())
     name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
-    public = [ip for ip in ips if is_public_ip(ip)]
+    public = [ip for ip in ips if PUBLIC.get(ip) or is_public_ip(ip)]
     # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
     unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
                                                        or random_label(name.split(".")[0]))
     return {"name": name, "qtype": qtype, "key": (name, qtype), "rcode": records.dns_rcode(rec.rcode), "ips": ips,
-            "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public], "unlikely": unlikely}
+            "ttl": ttl, "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public], "unlikely": unlikely}
 
 
 _LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
@@ -141,23 +143,14 @@ class Detector(Base):
             frame(client, server, r.dst_mac, mac, qts)
         past = self.history.get(t["key"], [])
         score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
-        if score is None or (score >= self.threshold and not self.seen(f"dns_hijack|{mac or server}|{client}",
-                                                                         ts, score)):
-            found = self.detect({"response": True, "id": r.id, "name": name, "qtype": qtype, "rcode": t["rcode"],
-                                 "ips": list(t["ips"]), "ttl": r.ttl, "cnames": list(t["cnames"]), "client": client,
-                                 "client_port": r.dport, "server": server, "src_mac": mac, "dst_mac": r.dst_mac,
-                                 "ts": ts, "proto": "udp"})
+        f = {"response": True, "id": r.id, "name": name, "qtype": qtype, "rcode": t["rcode"], "ips": list(t["ips"]),
+             "ttl": r.ttl, "cnames": list(t["cnames"]), "client": client, "client_port": r.dport, "server": server,
+             "src_mac": mac, "dst_mac": r.dst_mac, "ts": ts, "proto": "udp"}   # (its own lists: t is shared)
+        if score is None:
+            found = self.detect(f)
             found = self.threshold_and_dedup(found) if found else found
         else:
-            ips = list(t["ips"])
-            q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
-            if ips:                                    # what detect() changes, in its order
-                past = past[-7:]
-                past.append({"ips": ips, "public": list(t["public"]), "ttl": r.ttl, "ts": ts, "server": server})
-                self.history[t["key"]] = past
-            if score:
-                self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
-            found = []
+            found = self._plain(f, t, q, past, score)
         if frame is not None:
             frame(server, client, mac, r.dst_mac, ts)
         return found
@@ -214,27 +207,49 @@ class Detector(Base):
         except (ValueError, IndexError, KeyError, UnicodeError):
             return super().judge(ev)                 # what parse() would raise: counted there
         self.counts["events"] += 1
-        ttls = [rr.ttl for rr in rec.rrs if rr.section == "answer" and rr.type in ADDRESS_TYPES]
-        ttl = min(ttls) if ttls else None
         ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
         q = self.queries.get((client, ev.dport, rec.id, name, qtype))
         past = self.history.get(t["key"], [])
-        score = self._plain_score(t, q, past, ts, client, server, mac, ttl) if q is not None else None
-        if score is None or (score >= self.threshold and not self.seen(f"dns_hijack|{mac or server}|{client}",
-                                                                         ts, score)):
-            found = self.detect({"response": True, "id": rec.id, "name": name, "qtype": qtype, "rcode": t["rcode"],
-                                 "ips": t["ips"], "ttl": ttl, "cnames": t["cnames"], "client": client,
-                                 "client_port": ev.dport, "server": server, "src_mac": mac, "dst_mac": ev.dst_mac,
-                                 "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"})
+        score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
+        f = {"response": True, "id": rec.id, "name": name, "qtype": qtype, "rcode": t["rcode"], "ips": t["ips"],
+             "ttl": t["ttl"], "cnames": t["cnames"], "client": client, "client_port": ev.dport, "server": server,
+             "src_mac": mac, "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
+        if score is None:
+            found = self.detect(f)
             return self.threshold_and_dedup(found) if found else found
-        ips = t["ips"]
+        return self._plain(f, t, q, past, score)
+
+    def _plain(self, f, t, q, past, score: int) -> list:
+        """An answer _plain_score judged (its score: nothing, or a bogon): the state changes detect() makes, in its
+        order, and the finding detect() + threshold_and_dedup() would raise, built without their other steps (the
+        indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here)."""
+        ips, ts, client, server, mac = f["ips"], f["ts"], f["client"], f["server"], f["src_mac"]
+        queried = sorted(q["servers"]) if score >= self.threshold else None      # (before this answer joins)
         q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
-        if ips:                                        # what detect() changes, in its order
-            self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts,
-                                                    "server": server}]
-        if score:
+        if ips:
+            self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": list(t["public"]), "ttl": f["ttl"],
+                                                    "ts": ts, "server": server}]
+        if not score:
+            return []
+        key = f"dns_hijack|{mac or server}|{client}"
+        if score < self.threshold or self.seen(key, ts, score):
             self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
-        return []
+            return []
+        name, private = f["name"], t["private"]
+        ind = Indicators()
+        public_before = sorted({ip for h in past for ip in h["public"]})
+        if public_before:
+            ind.add("bogon_after_public", 70, f"{name} resolved to {', '.join(private)} (not public), before to "
+                    f"{', '.join(public_before[:4])}")
+        else:
+            ind.add("bogon", 45, f"{name} resolved to {', '.join(private)}, not a public address")
+        evidence = {"domain": name, "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
+                    "answers": ips, "cnames": f["cnames"], "ttl": f["ttl"], "server": server, "client": client,
+                    "client_port": f["client_port"], "transport": f["proto"], "responder_mac": mac,
+                    "queried_servers": queried}
+        self._raised[key] = (ts, ind.score)
+        self.counts["raised"] += 1
+        return [self._finding(ind, f, evidence, server, mac, server, mac, key)]
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
