@@ -163,21 +163,23 @@ _MIXED_V6 = (bytes(8), bytes.fromhex("2001000100000000"))
 
 
 PUBLIC: dict = {}            # address -> is_public_ip: the few addresses a LAN's packets carry, asked many times each
-                             # (hot paths read it inline, calling is_public_ip on a miss)
+                             # (hot paths read it inline, calling is_public_ip on a miss: on None, not on False)
+ANSWERS: dict = {}           # the same for DNS answers' addresses: a capture of ever-new answers (large.pcap: one in
+                             # three answer addresses new) emptied the hosts' table every 65,536 of them
 _KNOWN_MAX = 1 << 16
 
 
-def is_public_ip(addr: str) -> bool:
+def is_public_ip(addr: str, known: dict = PUBLIC) -> bool:
     """Whether addr is a global unicast address.  Every detector asks this of every packet's addresses, and
-    ipaddress parsing dominated: answers are kept (bounded), by address, then by /24 for IPv4 and by /64 for
-    IPv6 (no non-global range is narrower elsewhere), so a capture with a million addresses does not miss each
-    time."""
-    known = PUBLIC.get(addr)
-    if known is None:
-        if len(PUBLIC) >= _KNOWN_MAX:
-            PUBLIC.clear()
-        known = PUBLIC[addr] = _is_public_ip(addr)
-    return known
+    ipaddress parsing dominated: answers are kept (bounded) in `known`, by address, then by /24 for IPv4 and by
+    /64 for IPv6 (no non-global range is narrower elsewhere), so a capture with a million addresses does not miss
+    each time."""
+    public = known.get(addr)
+    if public is None:
+        if len(known) >= _KNOWN_MAX:
+            known.clear()
+        public = known[addr] = _is_public_ip(addr)
+    return public
 
 
 def _is_public_ip(addr: str) -> bool:

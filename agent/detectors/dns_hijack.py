@@ -19,7 +19,7 @@ MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
 
-from agent.detectors.detector import PUBLIC, Detector as Base, Indicators, Recent, finding, is_public_ip
+from agent.detectors.detector import ANSWERS, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import Rewrites, random_label
 from hwdrivers import records
@@ -69,7 +69,7 @@ def answer_facts(rec) -> dict:
             elif rr.type == CNAME:
                 cnames.append(rr.value.lower())
     name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
-    public = [ip for ip in ips if PUBLIC.get(ip) or is_public_ip(ip)]
+    public = [ip for ip in ips if (is_public_ip(ip, ANSWERS) if (known := ANSWERS.get(ip)) is None else known)]
     # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
     unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
                                                        or random_label(name.split(".")[0]))
@@ -302,7 +302,7 @@ class Detector(Base):
                 src, src_mac = forged["server"], sender_mac
                 f = {**f, "ips": forged["ips"]}
             q["answers"].append(answer)
-        private = [ip for ip in f["ips"] if not (PUBLIC.get(ip) or is_public_ip(ip))]
+        private = [ip for ip in f["ips"] if not is_public_ip(ip, ANSWERS)]
         past = self.history.get((f["name"], f["qtype"]), [])
         if private and public_name(f["name"], self.cfg.local_suffixes):
             public_before = sorted({ip for h in past for ip in h["public"]})

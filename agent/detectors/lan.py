@@ -93,7 +93,7 @@ class Lan:
             if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
                     and self.hosts[src]["mac"] == src_mac:
                 self.router_ips[src] = src_mac
-            if dst_mac not in NO_MAC and (PUBLIC.get(dst) or is_public_ip(dst)):
+            if dst_mac not in NO_MAC and (is_public_ip(dst) if (to := PUBLIC.get(dst)) is None else to):
                 # the first next hop stands until a router replaces one that is no router: a switch to a MAC
                 # that is no router is what a poisoner causes, and is judged (arp_spoof), not learned
                 hop = self.next_hop.get(src)
