@@ -89,8 +89,7 @@ _DNS_UNPACK = _DNS.struct.unpack_from
 _DNS_NAME, _DNS_TEXT = _DNS.offsets["name"], _DNS.offsets["text"]
 _RR = Layout("struct hw_dns_rr")
 _RR_UNPACK, _RR_SIZE, _RR_AT = _RR.struct.unpack_from, _RR.size, _DNS.offsets["rr"]
-_RR_HEAD = Layout("struct hw_dns_rr", skip=("soa", "addr")).struct.unpack_from   # an address record reads no SOA
-_RR_ADDR, _RR_ADDR_AT = struct.Struct("=16s").unpack_from, _RR.offsets["addr"]
+_RR_HEAD = Layout("struct hw_dns_rr", skip=("soa",)).struct.unpack_from   # one unpack with the address, no SOA
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
 
@@ -127,14 +126,12 @@ def mac(raw: bytes) -> str:
 
 
 def _rr(buf, at: int, text: bytes) -> DnsRR:
-    ttl, t, _cls, section, addr_len, pref, owner_off, owner_len, data_off, data_len = _RR_HEAD(buf, at)
+    ttl, t, _cls, section, addr_len, pref, owner_off, owner_len, data_off, data_len, addr = _RR_HEAD(buf, at)
     owner = text[owner_off:owner_off + owner_len].decode("latin-1")
     txt = ()
     if addr_len == 4:
-        addr = _RR_ADDR(buf, at + _RR_ADDR_AT)[0]
         value = _ANSWER4.get(addr) or _remember(_ANSWER4, addr, _ntop(_V4, addr[:4]))
     elif addr_len == 16:
-        addr = _RR_ADDR(buf, at + _RR_ADDR_AT)[0]
         value = _ANSWER6.get(addr) or _remember(_ANSWER6, addr, _ntop(_V6, addr))
     else:
         soa = _RR_UNPACK(buf, at)[10:15]

@@ -112,7 +112,7 @@ class Lan:
 
     def learn(self, ev) -> None:
         """One packet event of any kind."""
-        ts = ev.ts
+        ts = ev.ts_ns / 1e9                  # (ev.ts: a property call for every event)
         kind = ev.kind
         if kind not in ("arp", "ndp", "dhcp"):
             if kind == "tcp_src" and ev.record is not None:    # every address pair the source's SYNs showed
