@@ -126,8 +126,8 @@ class Detector(Base):
         """A repeated answer (hwdrivers.events.DnsRepeat) with its query folded in, in the steps of the two events:
         the query (as judge_query), its frame (frame: the LAN's, or None), the answer (as judge() of its own event,
         its facts the template's but for its id and TTL), its frame.  One call, not four: the common outcome (its
-        query's first answer, from the queried server through the expected MAC, nothing but a bogon that is below
-        the threshold or a repeat) makes exactly detect()'s state changes here; anything else goes to detect()."""
+        query's first answer, from the queried server through the expected MAC, nothing but a bogon) makes exactly
+        detect()'s state changes and finding here (_plain); anything else goes to detect()."""
         t = r.template.facts or self._facts(r.template)
         ts, client, server, mac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.query_ts_ns / 1e9
         name, qtype = t["name"], t["qtype"]
@@ -188,8 +188,8 @@ class Detector(Base):
         return template.facts
 
     def judge(self, event) -> list:
-        """A DNS event.  A query, and an answer that can raise nothing new (the common case: see _judge_answer),
-        are judged without parse() and detect()'s finding parts; anything else as every detector judges."""
+        """A DNS event.  A query, and an answer whose only indicator can be a bogon (the common case: see
+        _judge_answer), are judged without parse() and detect(); anything else as every detector judges."""
         rec = event.record
         if event.kind != "dns" or rec is None or rec.qdcount != 1:
             return super().judge(event)
@@ -198,10 +198,10 @@ class Detector(Base):
         return self._judge_answer(event, rec) if not rec.rcode else super().judge(event)
 
     def _judge_answer(self, ev, rec) -> list:
-        """A NOERROR answer.  When its only indicator can be a bogon below the threshold or already reported (its
-        query's first answer, from the queried server through the expected MAC: _plain_score), it makes the state
-        changes detect() makes and builds nothing detect() would throw away (the indicators' texts, the evidence);
-        anything else goes through detect() with the facts parse() would give."""
+        """A NOERROR answer.  When its only indicator can be a bogon (its query's first answer, from the queried
+        server through the expected MAC: _plain_score), it makes the state changes detect() makes and builds only
+        the finding it raises, if any (_plain); anything else goes through detect() with the facts parse() would
+        give."""
         try:
             t = answer_facts(rec)
         except (ValueError, IndexError, KeyError, UnicodeError):
