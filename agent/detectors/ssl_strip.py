@@ -50,13 +50,13 @@ def _split(url: str):
 
 def parse_http(p: bytes):
     head, sep, body = p.partition(b"\r\n\r\n")
-    lines = head.split(b"\r\n")
-    first = lines[0].decode("latin-1")
+    lines = head.decode("latin-1").split("\r\n")   # (latin-1 maps byte to character: one decode, not two a line)
+    first = lines[0]
     headers: dict = {}
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
+        name, colon, value = line.partition(":")
         if colon:
-            headers[name.decode("latin-1").strip().lower()] = value.decode("latin-1").strip()
+            headers[name.strip().lower()] = value.strip()
     if first.startswith("HTTP/"):
         parts = first.split(" ", 2)
         if len(parts) < 2 or not parts[1].isdigit():
@@ -120,7 +120,10 @@ class Detector(Base):
         split = _split(f["target"])
         host = _host(h.get("host", "")) or _host((split.hostname if split else None) or "")
         req = {"host": host, "method": f["method"], "target": f["target"], "ts": f["ts"]}
-        self.pending.setdefault(f["flow"], collections.deque(maxlen=32)).append(req)
+        queue = self.pending.get(f["flow"])
+        if queue is None:                       # (setdefault built a deque for every request)
+            queue = self.pending[f["flow"]] = collections.deque(maxlen=32)
+        queue.append(req)
         if not host:
             return []
         query = (split.query if split else f["target"].partition("?")[2].partition("#")[0]).encode("latin-1",
