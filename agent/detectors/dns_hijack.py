@@ -74,7 +74,8 @@ def answer_facts(rec) -> dict:
     unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
                                                        or random_label(name.split(".")[0]))
     return {"name": name, "qtype": qtype, "key": (name, qtype), "rcode": records.dns_rcode(rec.rcode), "ips": ips,
-            "ttl": ttl, "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public], "unlikely": unlikely}
+            "ttl": ttl, "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public],
+            "unlikely": unlikely}
 
 
 _LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
@@ -89,6 +90,17 @@ def public_name(name: str, local_suffixes: tuple) -> bool:
         _LOCAL[:] = [local_suffixes, frozenset(local_suffixes),
                      (".in-addr.arpa", ".ip6.arpa") + tuple("." + s for s in local_suffixes)]
     return name not in _LOCAL[1] and not name.endswith(_LOCAL[2])
+
+
+def bogon(ind, name: str, private: list, past: list) -> None:
+    """The indicator of a public name answered with addresses that are not public (private), after the name's
+    history (past)."""
+    public_before = sorted({ip for h in past for ip in h["public"]})
+    if public_before:
+        ind.add("bogon_after_public", 70, f"{name} resolved to {', '.join(private)} (not public), before to "
+                f"{', '.join(public_before[:4])}")
+    else:
+        ind.add("bogon", 45, f"{name} resolved to {', '.join(private)}, not a public address")
 
 
 class Detector(Base):
@@ -224,7 +236,6 @@ class Detector(Base):
         order, and the finding detect() + threshold_and_dedup() would raise, built without their other steps (the
         indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here)."""
         ips, ts, client, server, mac = f["ips"], f["ts"], f["client"], f["server"], f["src_mac"]
-        queried = sorted(q["servers"]) if score >= self.threshold else None      # (before this answer joins)
         q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
         if ips:
             self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": list(t["public"]), "ttl": f["ttl"],
@@ -235,18 +246,13 @@ class Detector(Base):
         if score < self.threshold or self.seen(key, ts, score):
             self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
             return []
-        name, private = f["name"], t["private"]
+        name = f["name"]
         ind = Indicators()
-        public_before = sorted({ip for h in past for ip in h["public"]})
-        if public_before:
-            ind.add("bogon_after_public", 70, f"{name} resolved to {', '.join(private)} (not public), before to "
-                    f"{', '.join(public_before[:4])}")
-        else:
-            ind.add("bogon", 45, f"{name} resolved to {', '.join(private)}, not a public address")
+        bogon(ind, name, t["private"], past)
         evidence = {"domain": name, "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
                     "answers": ips, "cnames": f["cnames"], "ttl": f["ttl"], "server": server, "client": client,
                     "client_port": f["client_port"], "transport": f["proto"], "responder_mac": mac,
-                    "queried_servers": queried}
+                    "queried_servers": sorted(q["servers"])}
         self._raised[key] = (ts, ind.score)
         self.counts["raised"] += 1
         return [self._finding(ind, f, evidence, server, mac, server, mac, key)]
@@ -305,12 +311,7 @@ class Detector(Base):
         private = [ip for ip in f["ips"] if not is_public_ip(ip, ANSWERS)]
         past = self.history.get((f["name"], f["qtype"]), [])
         if private and public_name(f["name"], self.cfg.local_suffixes):
-            public_before = sorted({ip for h in past for ip in h["public"]})
-            if public_before:
-                ind.add("bogon_after_public", 70, f"{f['name']} resolved to {', '.join(private)} "
-                        f"(not public), before to {', '.join(public_before[:4])}")
-            else:
-                ind.add("bogon", 45, f"{f['name']} resolved to {', '.join(private)}, not a public address")
+            bogon(ind, f["name"], private, past)
         if past and f["ips"]:
             last = past[-1]
             if last["ips"] and not set(last["ips"]) & set(f["ips"]) and last["ttl"] and ts < last["ts"] + last["ttl"]:
