@@ -155,14 +155,12 @@ class Detector(Base):
             frame(client, server, r.dst_mac, mac, qts)
         past = self.history.get(t["key"], [])
         score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
-        f = {"response": True, "id": r.id, "name": name, "qtype": qtype, "rcode": t["rcode"], "ips": list(t["ips"]),
-             "ttl": r.ttl, "cnames": list(t["cnames"]), "client": client, "client_port": r.dport, "server": server,
-             "src_mac": mac, "dst_mac": r.dst_mac, "ts": ts, "proto": "udp"}   # (its own lists: t is shared)
+        sent = (r.id, r.dport, r.dst_mac, "udp")
         if score is None:
-            found = self.detect(f)
+            found = self.detect(self._facts_of(t, list(t["ips"]), r.ttl, ts, client, server, mac, sent))
             found = self.threshold_and_dedup(found) if found else found
         else:
-            found = self._plain(f, t, q, past, score)
+            found = self._plain(t, q, past, score, list(t["ips"]), r.ttl, ts, client, server, mac, sent)
         if frame is not None:
             frame(server, client, mac, r.dst_mac, ts)
         return found
@@ -223,29 +221,37 @@ class Detector(Base):
         q = self.queries.get((client, ev.dport, rec.id, name, qtype))
         past = self.history.get(t["key"], [])
         score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
-        f = {"response": True, "id": rec.id, "name": name, "qtype": qtype, "rcode": t["rcode"], "ips": t["ips"],
-             "ttl": t["ttl"], "cnames": t["cnames"], "client": client, "client_port": ev.dport, "server": server,
-             "src_mac": mac, "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
+        sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
         if score is None:
-            found = self.detect(f)
+            found = self.detect(self._facts_of(t, t["ips"], t["ttl"], ts, client, server, mac, sent))
             return self.threshold_and_dedup(found) if found else found
-        return self._plain(f, t, q, past, score)
+        return self._plain(t, q, past, score, t["ips"], t["ttl"], ts, client, server, mac, sent)
 
-    def _plain(self, f, t, q, past, score: int) -> list:
+    @staticmethod
+    def _facts_of(t, ips: list, ttl, ts: float, client: str, server: str, mac: str, sent: tuple) -> dict:
+        """What parse() gives detect() for an answer: its facts t (with ips, ttl), its addresses and sent: (its id,
+        the client's port, the client's MAC, the transport).  Made only for detect() or a finding."""
+        ident, port, client_mac, transport = sent
+        return {"response": True, "id": ident, "name": t["name"], "qtype": t["qtype"], "rcode": t["rcode"],
+                "ips": ips, "ttl": ttl, "cnames": list(t["cnames"]), "client": client, "client_port": port,
+                "server": server, "src_mac": mac, "dst_mac": client_mac, "ts": ts, "proto": transport}
+
+    def _plain(self, t, q, past, score: int, ips: list, ttl, ts: float, client: str, server: str, mac: str,
+               sent: tuple) -> list:
         """An answer _plain_score judged (its score: nothing, or a bogon): the state changes detect() makes, in its
         order, and the finding detect() + threshold_and_dedup() would raise, built without their other steps (the
         indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here)."""
-        ips, ts, client, server, mac = f["ips"], f["ts"], f["client"], f["server"], f["src_mac"]
         q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
         if ips:
-            self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": list(t["public"]), "ttl": f["ttl"],
-                                                    "ts": ts, "server": server}]
+            self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": list(t["public"]), "ttl": ttl, "ts": ts,
+                                                    "server": server}]
         if not score:
             return []
         key = f"dns_hijack|{mac or server}|{client}"
         if score < self.threshold or self.seen(key, ts, score):
             self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
             return []
+        f = self._facts_of(t, ips, ttl, ts, client, server, mac, sent)
         name = f["name"]
         ind = Indicators()
         bogon(ind, name, t["private"], past)
