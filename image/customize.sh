@@ -51,9 +51,10 @@ systemctl --root="$R" mask -q kmod-static-nodes.service modprobe@dm_mod.service 
 systemctl --root="$R" mask -q systemd-remount-fs.service
 # generators a box has no use for: each is a process systemd runs, and waits for, before it loads a
 # unit (no SysV scripts, crypttab, integrity or verity tables for systemd, hibernation, getty on a
-# console, GPT auto-mounts, debug shells or offline updates); fstab's (for /tmp) stays
+# console, GPT auto-mounts, debug shells or offline updates), nor fstab's (an empty fstab: the initramfs
+# mounts /tmp with the rest)
 mkdir -p "$R/etc/systemd/system-generators"
-for g in systemd-sysv-generator systemd-rc-local-generator systemd-cryptsetup-generator \
+for g in systemd-fstab-generator systemd-sysv-generator systemd-rc-local-generator systemd-cryptsetup-generator \
          systemd-integritysetup-generator systemd-veritysetup-generator systemd-hibernate-resume-generator \
          systemd-getty-generator systemd-gpt-auto-generator systemd-debug-generator \
          systemd-system-update-generator systemd-run-generator; do
