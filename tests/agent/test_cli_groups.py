@@ -59,3 +59,17 @@ def test_capbox_run_loads_no_other_command_and_no_console():
     assert "agent.cli.box" in loaded
     others = {f"agent.cli.{g}" for g in cli.GROUPS if g != "box"}
     assert not loaded & (others | {"rich", "textual", "tui", "agent.console.commands"})
+
+
+def test_an_agent_without_a_serial_console_does_not_load_one(tmp_path):
+    """The image's agent (no [console] port: its console is capbox-console.service) is built without the
+    console face and pyserial."""
+    code = ("import json, sys\nfrom agent.cli import parse\nfrom agent.cli.box import build_agent\n"
+            "from agent.cli.common import load_config\n"
+            f"args = parse(['run', '--headless', '--data-dir', {str(tmp_path)!r}])\n"
+            "agent = build_agent(load_config(args), console=False)\n"
+            "print(json.dumps([sorted(sys.modules), [type(f).__name__ for f in agent.faces]]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    loaded, faces = json.loads(out.stdout.splitlines()[-1])
+    assert faces == ["RestFace"]
+    assert not {"agent.console.port", "serial"} & set(loaded)
