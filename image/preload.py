@@ -12,10 +12,11 @@ import os
 import sys
 
 # what `capbox run --firstboot` imports on a box's first boot (the parser, the secrets, the agent
-# and its faces), then its consumer worker and log indexer (`python -m ...`: their own interpreters)
+# and its REST face: the serial console is capbox-console.service's, after READY), then its consumer
+# worker and log indexer (`python -m ...`: their own interpreters)
 MODULES = ("agent.cli", "agent.cli.box", "agent.firstboot", "agent.password", "cryptography.x509",
            "cryptography.hazmat.primitives.asymmetric.ec", "cryptography.hazmat.primitives.serialization",
-           "agent.runtime", "agent.api.rest", "agent.console.port", "agent.consumers", "hwdrivers.shring",
+           "agent.runtime", "agent.api.rest", "agent.consumers", "hwdrivers.shring",
            "agent.logs.indexer")
 
 
