@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from multiprocessing.connection import Connection
 from typing import Optional
 
@@ -70,7 +71,9 @@ def work(ring_fd: int, conn_fd: int) -> int:
     """Feed the ring's events to the pipeline until the agent says stop or goes away."""
     from hwdrivers.shring import SharedRing
     conn = Connection(conn_fd)
-    pipeline = Pipeline(conn.recv())          # the [detection] section
+    # the [detection] section, sent as a dict: unpickling its class would import agent.config and with it the
+    # capture face (some 20 modules, each tens of ms booting under TCG); the detectors read its attributes
+    pipeline = Pipeline(types.SimpleNamespace(**conn.recv()))
     tune_gc()
     kinds = pipeline.kinds()
     repeats = pipeline.repeats           # DNS answers the C core marked as repeats, read as a few fields
@@ -181,7 +184,7 @@ class Consumers:
                 pass_fds=(self.ring.fd, theirs.fileno()), stdin=subprocess.DEVNULL,
                 start_new_session=True)       # a terminal's Ctrl-C is the agent's: it stops the worker in order
         self.conn = Connection(mine.detach())
-        self.conn.send(self.cfg.detection)
+        self.conn.send(dataclasses.asdict(self.cfg.detection))    # a dict: see work()
         log.info("consumer worker %d started", self.proc.pid)
 
     def _supervise(self, component) -> None:

@@ -1,6 +1,6 @@
 """Boot time of disk images under qemu (TCG here): a box's first boot, then its second.
 
-    python bench/boot.py NAME=DISK.img [NAME=DISK.img ...] [--rounds 1] [--json FILE]
+    python bench/boot.py NAME=DISK.img [NAME=DISK.img ...] [--rounds 1] [--first-only] [--parallel] [--json FILE]
 
 For each round, each image in turn (back to back, so that images compared
 see the same host load): a fresh box (a new overlay on the image, a 4 GiB
@@ -9,10 +9,12 @@ the image test reads on ttyS1 (tests/image: loader, slot opened, systemd,
 agent ready).  Once the slot's check after the boot has finished (`verified
 (dm-verity`: every block read once), the box is powered off and on again:
 the second boot, with the box's secrets made and its slot checked, timed the
-same way.  The host's load average at each power-on is recorded.  Prints one
+same way.  The host's load average at each power-on is recorded.  --parallel boots
+the images of a round at the same time (a machine others share: each sees the same load).  Prints one
 JSON object; with --results, writes its section of bench/RESULTS.md.
 Loopback only (qemu user networking, restrict=on)."""
 import argparse
+import concurrent.futures
 import json
 import os
 import pathlib
@@ -85,6 +87,17 @@ def one_box(disk: pathlib.Path, workdir: pathlib.Path, first_only: bool = False)
     return {"first": first, "second": second}
 
 
+def one_run(name: str, disk: pathlib.Path, r: int, first_only: bool) -> dict:
+    work = pathlib.Path(tempfile.mkdtemp(prefix=f"capbox-boot-{name}-"))
+    try:
+        result = {"image": name, "round": r + 1, "at": time.strftime("%H:%M:%S", time.gmtime()),
+                  **one_box(disk, work, first_only)}
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(result), file=sys.stderr, flush=True)
+    return result
+
+
 def section(out: dict, note: str) -> str:
     begin, end = markers("boot")
     cell = lambda b, k: f"{b[k]:.1f}" if b.get(k) is not None else "–"    # noqa: E731
@@ -98,7 +111,9 @@ def section(out: dict, note: str) -> str:
         "on ttyS1 and to `/v1/health` healthy over HTTPS.  " + (
             "The second boot is the same box powered on again after its first boot's slot check finished: secrets "
             "made, slot checked (no whole-slot read).  " if any("second" in r for r in out["runs"]) else
-            "First boots only (`--first-only`).  ") + "Images in a round ran back to back.  " + note, "",
+            "First boots only (`--first-only`).  ") + (
+            "The images of a round booted at the same time (`--parallel`: the same host load for each, and each "
+            "slowed by the other).  " if out.get("parallel") else "Images in a round ran back to back.  ") + note, "",
         "| image | round | boot | loader | initramfs | slot opened | systemd | agent ready | healthy | "
         "qemu CPU to healthy | slot checked | host load at power-on |",
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|", *rows, "", *spread(out["runs"]), end, ""])
@@ -124,6 +139,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--first-only", action="store_true",
                     help="first boots only (no slot check wait, no second boot): quicker A/B rounds")
+    ap.add_argument("--parallel", action="store_true",
+                    help="boot the images of a round at the same time (on a shared machine: the same load for each)")
     ap.add_argument("--json", help="also write the result to this file")
     ap.add_argument("--results", help="write the boot section of this RESULTS.md")
     ap.add_argument("--note", default="", help="said in the section (e.g. that the machine was shared)")
@@ -131,16 +148,12 @@ def main() -> int:
     images = [(name, pathlib.Path(path)) for name, _, path in (a.partition("=") for a in args.images)]
     runs = []
     for r in range(args.rounds):
-        for name, disk in images:
-            work = pathlib.Path(tempfile.mkdtemp(prefix=f"capbox-boot-{name}-"))
-            try:
-                result = {"image": name, "round": r + 1, "at": time.strftime("%H:%M:%S", time.gmtime()),
-                          **one_box(disk, work, args.first_only)}
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-            runs.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)
-    out = {"runs": runs}
+        if args.parallel:
+            with concurrent.futures.ThreadPoolExecutor(len(images)) as pool:
+                runs += list(pool.map(lambda image: one_run(*image, r, args.first_only), images))
+        else:
+            runs += [one_run(name, disk, r, args.first_only) for name, disk in images]
+    out = {"runs": runs, "parallel": args.parallel}
     print(json.dumps(out, indent=2))
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(out, indent=2))

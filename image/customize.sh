@@ -51,9 +51,10 @@ systemctl --root="$R" mask -q kmod-static-nodes.service modprobe@dm_mod.service 
 systemctl --root="$R" mask -q systemd-remount-fs.service
 # generators a box has no use for: each is a process systemd runs, and waits for, before it loads a
 # unit (no SysV scripts, crypttab, integrity or verity tables for systemd, hibernation, getty on a
-# console, GPT auto-mounts, debug shells or offline updates); fstab's (for /tmp) stays
+# console, GPT auto-mounts, debug shells or offline updates), nor fstab's (an empty fstab: the initramfs
+# mounts /tmp with the rest)
 mkdir -p "$R/etc/systemd/system-generators"
-for g in systemd-sysv-generator systemd-rc-local-generator systemd-cryptsetup-generator \
+for g in systemd-fstab-generator systemd-sysv-generator systemd-rc-local-generator systemd-cryptsetup-generator \
          systemd-integritysetup-generator systemd-veritysetup-generator systemd-hibernate-resume-generator \
          systemd-getty-generator systemd-gpt-auto-generator systemd-debug-generator \
          systemd-system-update-generator systemd-run-generator; do
@@ -66,4 +67,13 @@ rm -f "$R/var/lib/dbus/machine-id"
 mkdir -p "$R/var/lib/dbus" && ln -sf /etc/machine-id "$R/var/lib/dbus/machine-id"
 mkdir -p "$R/data" "$R/etc/capbox" "$R/usr/lib/capbox" "$R/var/lib/capbox"
 mkdir -p "$R/usr/share/doc/capbox"
+# the files the agent's start reads, in order, for the initramfs to read ahead (image/preload.py)
+# (the agent's modules read /proc as they load: mounted here when mmdebstrap has not)
+cp "$SRC/image/preload.py" "$R/tmp/preload.py"
+own_proc=0
+[ -e "$R/proc/self/maps" ] || { mount -t proc proc "$R/proc"; own_proc=1; }
+in_root /opt/capbox/bin/python /tmp/preload.py > "$R/usr/lib/capbox/preload.list"
+if [ "$own_proc" = 1 ]; then umount "$R/proc"; fi
+rm -f "$R/tmp/preload.py"
+echo "   preload list: $(wc -l < "$R/usr/lib/capbox/preload.list") files"
 cp "$SRC/docs/IMAGE.md" "$R/usr/share/doc/capbox/" 2>/dev/null || true

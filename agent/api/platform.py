@@ -10,7 +10,6 @@ from agent.api.validate import Field
 from agent.auth import KINDS
 from agent.bus import now_iso
 from agent.errors import CATALOGUE
-from agent.stats.prometheus import CONTENT_TYPE
 
 PERIODS = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 LOGS = {"limit": Field(int, 100, 1, 2000), "level": Field(str, "", choices=("", "debug", "info", "warning", "error")),
@@ -72,7 +71,8 @@ def register(api: Api) -> None:
 
     @api.route("GET", "/metrics", "Prometheus text exposition", access=PUBLIC, tag="metrics")
     def metrics():
-        return bottle.HTTPResponse(agent.metrics.exposition(), status=200, headers={"Content-Type": CONTENT_TYPE})
+        body, content_type = agent.metrics.exposition()
+        return bottle.HTTPResponse(body, status=200, headers={"Content-Type": content_type})
 
 
 def _errors_html() -> str:

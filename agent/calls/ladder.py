@@ -1,7 +1,10 @@
 """A call's ladder diagram (a call flow, as sngrep draws one): one column
 per participant, one arrow per SIP message in time order, RTP streams as
 double arrows where they start; as text for a terminal, or as SVG."""
-from xml.sax.saxutils import escape
+import functools
+import html
+
+escape = functools.partial(html.escape, quote=False)   # xml.sax.saxutils.escape's output, without xml.sax's 9 modules
 
 COL = 26            # text: characters between two lifelines
 SVG_COL = 220       # SVG: pixels between two lifelines

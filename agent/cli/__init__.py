@@ -2,14 +2,23 @@
 work on (capture files, findings, this box, threats, firmware, updates, the
 serial console).  docs/CLI.md has the conventions every command keeps."""
 import argparse
+import importlib
 import os
 import sys
 
 from agent import __version__
-from agent.cli import box, console, files, findings, firmware, logs, pcap, threats, update
 from agent.cli.common import resolve_capture_file
 
-GROUPS = (files, findings, logs, box, threats, pcap, console, firmware, update)
+GROUPS = ("files", "findings", "logs", "box", "threats", "pcap", "console", "firmware", "update")
+# the group (agent.cli.<group>) that adds each command (tests/agent/test_cli_groups.py holds it to what they add):
+# `capbox COMMAND ...` loads only its group and what that imports (the image's `capbox run` at every boot, where
+# each module costs tens of ms under TCG); anything else gets the whole parser
+COMMANDS = {"analyze": "files", "flows": "files", "export": "files", "record": "files", "decrypt": "files",
+            "detect": "findings", "baseline": "findings", "anomalies": "findings", "verify-dns": "findings",
+            "verify": "findings", "verify-tls": "findings", "calls": "findings", "callflow": "findings",
+            "logs": "logs", "run": "box", "tui": "box", "keys": "box", "firstboot": "box", "capture": "box",
+            "threats": "threats", "pcap": "pcap", "console": "console", "fw": "firmware", "fpga-sim": "firmware",
+            "update": "update"}
 
 
 def _leaves(parser: argparse.ArgumentParser):
@@ -21,13 +30,15 @@ def _leaves(parser: argparse.ArgumentParser):
                 yield from _leaves(sub)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str = "") -> argparse.ArgumentParser:
+    """The whole parser; given a command, only its group's (argparse hands everything after the command to
+    its own parser, so what it parses, prints and refuses is the same)."""
     p = argparse.ArgumentParser(prog="capbox", description="capbox network capture appliance")
     p.add_argument("--version", action="version", version=f"capbox {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for group in GROUPS:
-        group.add_parsers(sub)
+    for group in (COMMANDS[command],) if command in COMMANDS else GROUPS:
+        importlib.import_module(f"agent.cli.{group}").add_parsers(sub)
     for leaf in _leaves(p):
         leaf.set_defaults(parser=leaf)      # the deepest parser's default wins: errors show its usage
     return p
@@ -36,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse(argv=None, parser=None) -> argparse.Namespace:
     """The command line as a command reads it: the capture file and its filter resolved, errors
     (exit 2) with the usage of the command that was given."""
-    args, extra = (parser or build_parser()).parse_known_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args, extra = (parser or build_parser(argv[0] if argv else "")).parse_known_args(argv)
     if extra:
         if hasattr(args, "words") and not any(w.startswith("-") for w in extra):
             args.words += extra             # an expression after an option: `analyze F --json tcp port 80`

@@ -40,14 +40,15 @@ def cmd_run(args) -> int:
 
 
 def build_agent(cfg, console: bool):
-    """The agent with its faces wired on: the REST face, then the serial console (which
-    calls the agent's services)."""
+    """The agent with its faces wired on: the REST face, then the serial console when [console] port
+    names one (it calls the agent's services)."""
     from agent.api.rest import RestFace
-    from agent.console.port import ConsoleFace
     from agent.runtime import Agent
     agent = Agent(cfg, console=console)
     agent.attach(RestFace(agent))
-    agent.attach(ConsoleFace(agent))
+    if cfg.console.port:    # else the console's service is not wanted: its face would start nothing (the image's
+        from agent.console.port import ConsoleFace      # console is capbox-console.service), so it is not loaded
+        agent.attach(ConsoleFace(agent))
     return agent
 
 

@@ -22,7 +22,7 @@ import time
 from typing import Iterator, Optional
 
 from agent.errors import AgentError, validation
-from agent.logs.records import TYPES, hosts, key_text
+from agent.logs.keys import hosts, key_text
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (id INTEGER PRIMARY KEY, added REAL NOT NULL, type TEXT NOT NULL,
@@ -293,6 +293,7 @@ def search(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0
            community_id: str = "", limit: int = 100) -> Iterator[str]:
     """query() as a person asks it (GET /v1/logs/{type}, the consoles): an unknown type is NOT_FOUND, a
     host that is no IP address or a window that ends before it starts is refused."""
+    from agent.logs.records import TYPES     # here: the indexer (a child) imports this module, not the Builder
     if kind not in TYPES:
         raise AgentError("NOT_FOUND", f"no log type {kind!r}", {"id": kind, "choices": list(TYPES)})
     if host:

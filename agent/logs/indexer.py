@@ -28,9 +28,8 @@ from typing import Optional
 
 import orjson
 
-from agent.logs import records
 from agent.logs.index import Index
-from agent.logs.records import KEY_FIELDS, key_text
+from agent.logs.keys import KEY_FIELDS, hosts as record_hosts, key_text
 from agent.outputs.evefile import EveFile, prune
 from hwdrivers.logs import IndexKeys
 
@@ -170,7 +169,7 @@ class Writer:
                 gone.append(i)
                 continue
             ts[i], keys[i], cids[i] = rec.get("ts", 0.0), key_text(kind, rec), rec.get("community_id")
-            hosts[2 * i:2 * i + 2] = records.hosts(rec)
+            hosts[2 * i:2 * i + 2] = record_hosts(rec)
         if gone:                              # not ours to write: counted
             self.unreadable += len(gone)
             for i in reversed(gone):

@@ -4,44 +4,72 @@ each scrape (kept at 0 while idle, so no series vanishes), and counters of
 what the services found, tallied from the bus (threats, anomalies,
 verifications, jobs, calls)."""
 import collections
+import dataclasses
 import platform
 import threading
 import time
-
-import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Info, PlatformCollector, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from agent import __version__
 from agent.services import Service
 from hwdrivers import dnsgate, zero_counters
 
-prometheus_client.disable_created_metrics()
-CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 JOB_STATES = ("queued", "completed", "failed")
 
 
+@dataclasses.dataclass(frozen=True)
+class Registry:
+    """The agent's registry and the counters the bus feeds."""
+    registry: object
+    threats: object
+    anomalies: object
+    verifications: object
+    jobs: object
+    calls: object
+
+
 class Metrics:
-    """One registry per agent (tests run several agents in one process)."""
+    """One registry per agent (tests run several agents in one process), made on first use (a count or a
+    scrape): prometheus_client is some 30 modules, about a second of a box's start under TCG, and it has
+    nothing to count before the agent runs."""
 
     def __init__(self, agent):
-        self.registry = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        Info("capbox_build", "the running capbox build", registry=self.registry).info(
-            {"version": __version__, "python": platform.python_version(), "machine": platform.machine()})
-        labelled = lambda name, help_, labels: Counter(name, help_, labels, registry=self.registry)
-        self.threats = labelled("capbox_threats", "threats raised, by attack type and severity", ["type", "severity"])
-        self.anomalies = labelled("capbox_anomalies", "traffic anomalies found live, by type and severity",
-                                  ["type", "severity"])
-        self.verifications = labelled("capbox_verifications", "threats verified, by attack type and verdict",
-                                      ["type", "status"])
-        self.jobs = labelled("capbox_jobs", "offline jobs, by what happened to them", ["status"])
-        self.calls = labelled("capbox_calls", "live calls seen, by the state they reached", ["state"])
-        self.registry.register(_AgentCollector(agent))
+        self.agent = agent
+        self._lock = threading.Lock()
+        self._made = None
 
-    def exposition(self) -> bytes:
-        return prometheus_client.generate_latest(self.registry)
+    def made(self) -> Registry:
+        with self._lock:
+            if self._made is None:
+                self._made = _registry(self.agent)
+            return self._made
+
+    def exposition(self) -> tuple:
+        """The scrape's body and its content type."""
+        import prometheus_client
+        return prometheus_client.generate_latest(self.made().registry), prometheus_client.CONTENT_TYPE_LATEST
+
+
+def _registry(agent) -> Registry:
+    import prometheus_client
+    from prometheus_client import CollectorRegistry, Counter, Info, PlatformCollector, ProcessCollector
+    prometheus_client.disable_created_metrics()
+    registry = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    Info("capbox_build", "the running capbox build", registry=registry).info(
+        {"version": __version__, "python": platform.python_version(), "machine": platform.machine()})
+    labelled = lambda name, help_, labels: Counter(name, help_, labels, registry=registry)
+    made = Registry(
+        registry,
+        threats=labelled("capbox_threats", "threats raised, by attack type and severity", ["type", "severity"]),
+        anomalies=labelled("capbox_anomalies", "traffic anomalies found live, by type and severity",
+                           ["type", "severity"]),
+        verifications=labelled("capbox_verifications", "threats verified, by attack type and verdict",
+                               ["type", "status"]),
+        jobs=labelled("capbox_jobs", "offline jobs, by what happened to them", ["status"]),
+        calls=labelled("capbox_calls", "live calls seen, by the state they reached", ["state"]))
+    registry.register(_AgentCollector(agent))
+    return made
 
 
 class TallyService(Service):
@@ -55,23 +83,23 @@ class TallyService(Service):
         self._lock = threading.Lock()
 
     def handle(self, env) -> None:
-        d = env.data
+        d, m = env.data, self.m.made()
         if env.channel == "threats:raised":
             if not d.get("repeat"):
-                self.m.threats.labels(d["attack_type"], d["severity"]).inc()
+                m.threats.labels(d["attack_type"], d["severity"]).inc()
         elif env.channel == "anomalies:detected":
-            self.m.anomalies.labels(d["type"], d["severity"]).inc()
+            m.anomalies.labels(d["type"], d["severity"]).inc()
         elif env.channel == "attacks:verified":
-            self.m.verifications.labels(d["attack_type"], d["status"]).inc()
+            m.verifications.labels(d["attack_type"], d["status"]).inc()
         elif env.channel == "jobs:progress":
             if env.event_type == "status" and d.get("status") in JOB_STATES:
-                self.m.jobs.labels(d["status"]).inc()
+                m.jobs.labels(d["status"]).inc()
         elif env.channel == "calls:updated":
             seen = self._calls.setdefault(d["session_id"], set())
             self._calls.move_to_end(d["session_id"])
             if d["state"] not in seen:
                 seen.add(d["state"])
-                self.m.calls.labels(d["state"]).inc()
+                m.calls.labels(d["state"]).inc()
             while len(self._calls) > 100_000:
                 self._calls.popitem(last=False)
 
@@ -99,6 +127,7 @@ def _record_families(records: dict):
 
 
 def _family(kind, name: str, help_: str, samples, labels=()):
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
     f = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(name, help_, labels=list(labels))
     for values, value in samples:
         f.add_metric(list(values), value)

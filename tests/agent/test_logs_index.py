@@ -8,7 +8,7 @@ import random
 import sqlite3
 
 from agent.logs.index import BLOCK_LINES, Index, query
-from agent.logs.records import hosts, key_text
+from agent.logs.keys import hosts, key_text
 
 HOSTS = ["10.0.0.1", "10.0.0.2", "192.0.2.7", "2001:db8::5", "198.51.100.9"]
 NAMES = ["www.example.com", "mail.example.org", "\u0130stanbul.example", "\u212aelvin.example", "caf\u00e9.example",

@@ -13,7 +13,7 @@ import pytest
 
 from agent.logs import indexer as ix
 from agent.logs.index import BLOCK_LINES, query
-from agent.logs.records import KEY_FIELDS, hosts, key_text
+from agent.logs.keys import KEY_FIELDS, hosts, key_text
 from hwdrivers import CaptureError
 from hwdrivers.logs import IndexKeys
 from tests.conftest import ALL_PCAPS
