@@ -84,14 +84,6 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
                               "not the pinned one")
 
 
-def add_tls_arguments(parser) -> None:
-    """--cacert / --pin for the commands that talk to an agent over https://."""
-    g = parser.add_mutually_exclusive_group()
-    g.add_argument("--cacert", metavar="FILE", help="https: trust this CA (or the box's own certificate) file")
-    g.add_argument("--pin", metavar="SHA256",
-                   help="https: the agent's certificate fingerprint as its console shows it (SHA256 AB:CD:...)")
-
-
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, details: Optional[dict] = None,
                  headers: Optional[dict] = None):

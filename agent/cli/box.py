@@ -5,8 +5,7 @@ import os
 import sys
 import time
 
-from agent.cli.common import fail, load_config, seconds_or_never
-from agent.client import add_tls_arguments
+from agent.cli.common import add_tls_arguments, fail, load_config, seconds_or_never
 
 
 def cmd_run(args) -> int:

@@ -162,3 +162,11 @@ def seconds_or_never(value: str) -> int:
     if n < 0:
         raise argparse.ArgumentTypeError("must be 0 (none) or a number of seconds")
     return n
+
+
+def add_tls_arguments(parser) -> None:
+    """--cacert / --pin for the commands that talk to an agent over https://."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--cacert", metavar="FILE", help="https: trust this CA (or the box's own certificate) file")
+    g.add_argument("--pin", metavar="SHA256",
+                   help="https: the agent's certificate fingerprint as its console shows it (SHA256 AB:CD:...)")

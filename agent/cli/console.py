@@ -85,7 +85,7 @@ def add_parsers(sub) -> None:
     c.add_argument("--baud", type=int, default=0, help="line speed (default [console] baud, 115200)")
     c.add_argument("--url", default=DEFAULT_URL, help=f"the agent's REST address (default {DEFAULT_URL})")
     c.add_argument("--key", help="API key (default: CAPBOX_KEY, or DATA_DIR/admin.key)")
-    from agent.client import add_tls_arguments
+    from agent.cli.common import add_tls_arguments
     add_tls_arguments(c)
     c.add_argument("--config", metavar="FILE", help="[console] settings, the data directory")
     c.add_argument("--data-dir", metavar="DIR", help="where console.passwd and admin.key are (default ./var)")

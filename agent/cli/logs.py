@@ -12,8 +12,7 @@ import sys
 import time
 
 from agent import bus
-from agent.cli.common import fail, print_lines
-from agent.client import ApiError, Client, add_tls_arguments, default_key
+from agent.cli.common import add_tls_arguments, fail, print_lines
 from agent.logs.records import TYPES
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -97,6 +96,8 @@ def _offline(args, kinds: list) -> int:
 
 
 def _online(args, kind: str, since: float, until: float) -> int:
+    from agent.client import ApiError, Client, default_key     # (`logs -r FILE` talks to no agent: http.client,
+                                                                # ssl and email are some 40 modules of its start)
     key = args.key or default_key(args.data_dir or "./var")
     if not key:
         return fail("no API key: give --key, set CAPBOX_KEY, or run where DATA_DIR/admin.key is readable")

@@ -12,7 +12,8 @@ import sys
 import time
 
 from agent.cli.threats import DEFAULT_URL, connect
-from agent.client import ApiError, add_tls_arguments
+from agent.cli.common import add_tls_arguments
+from agent.client import ApiError
 
 AGO = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -11,7 +11,8 @@ import sys
 from typing import Optional
 
 from agent.cli.common import console, escape, severity
-from agent.client import ApiError, Client, add_tls_arguments, default_key
+from agent.cli.common import add_tls_arguments
+from agent.client import ApiError, Client, default_key
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 STATUSES = ("acknowledged", "confirmed", "false_positive")
