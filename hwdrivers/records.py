@@ -310,7 +310,7 @@ def _cstr(raw: bytes) -> str:
 
 def http_from_buffer(buf, at: int) -> HttpRecord:
     """The struct hw_rec_http at byte offset `at` of a buffer (one unpack: cffi's per-field reads cost more than
-    the detectors' work on most heads)."""
+    the detectors' work on most heads); the one reader of it, events' and parse_http's."""
     (response, complete, hsts, hsts_subdomains, form_password, n_cookies, status, hsts_max_age, content_length,
      cookie_flags, method, version, host, uri, location, content_type, password_field,
      user_agent) = _HTTP_UNPACK(buf, at)
@@ -323,15 +323,6 @@ def http_from_buffer(buf, at: int) -> HttpRecord:
                       _cstr(location), _cstr(content_type), content_length, bool(hsts), hsts_max_age,
                       bool(hsts_subdomains), cookies, _cstr(password_field) if form_password else "", bool(complete),
                       _cstr(user_agent))
-
-
-def http_from_cdata(h) -> HttpRecord:
-    cookies = tuple((_str(h.cookie_names[i]), bool(h.cookie_flags[i] & 1), bool(h.cookie_flags[i] & 2),
-                     bool(h.cookie_flags[i] & 4)) for i in range(h.n_cookies))
-    return HttpRecord(bool(h.response), _str(h.method), _str(h.uri), _str(h.version), h.status, _str(h.host),
-                      _str(h.location), _str(h.content_type), h.content_length, bool(h.hsts), h.hsts_max_age,
-                      bool(h.hsts_subdomains), cookies, _str(h.password_field) if h.form_password else "",
-                      bool(h.complete), _str(h.user_agent))
 
 
 def _mac(raw) -> str:
@@ -480,4 +471,4 @@ def parse_http(head: bytes):
     """An HTTP/1.x head parsed by the C core: HttpRecord or the reason."""
     out = ffi.new("struct hw_rec_http *")
     rc = lib.hw_http_parse(head, len(head), out)
-    return MALFORMED_NAMES[rc] if rc else http_from_cdata(out)
+    return MALFORMED_NAMES[rc] if rc else http_from_buffer(ffi.buffer(out), 0)

@@ -144,13 +144,7 @@ class Detector(Base):
         ts, client, server, mac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.query_ts_ns / 1e9
         name, qtype = t["name"], t["qtype"]
         self.counts["events"] += 2
-        key = (client, r.dport, r.id, name, qtype)
-        q = self.queries.get(key)
-        if q is None or qts - q["ts"] > QUERY_TTL_S:      # query(): open (or join) the transaction
-            q = self.queries[key] = {"ts": qts, "servers": {server: mac}, "answers": []}
-        else:
-            q["servers"][server] = mac
-        self.clients[client] = qts
+        q = self.query((client, r.dport, r.id, name, qtype), server, mac, qts)   # (a repeat's query went to its MAC)
         if frame is not None:
             frame(client, server, r.dst_mac, mac, qts)
         past = self.history.get(t["key"], [])
