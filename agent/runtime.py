@@ -48,6 +48,7 @@ from agent.store import Store
 log = logging.getLogger(__name__)
 ADMIN_KEY_FILE = "admin.key"
 API_PROBE_S = 5.0        # probe the faces (GET /v1/health through the real socket) this often without a watchdog
+PROBES_PER_WATCHDOG = 6  # with one: several tries per watchdog period, so one slow answer under load is no restart
 TRIM_S = 60.0            # free heap pages go back to the kernel this often (agent.memory)
 
 
@@ -195,7 +196,7 @@ class Agent:
 
     def _stats_loop(self, component) -> None:
         interval = self.cfg.store.stats_interval_s
-        watchdog = self.notifier.watchdog_s / 2 if self.notifier.watchdog_s else 0
+        watchdog = self.notifier.watchdog_s / PROBES_PER_WATCHDOG
         tick = min(1.0, watchdog) if watchdog else 1.0
         next_sample = time.monotonic() + interval
         next_probe = 0.0
@@ -205,7 +206,7 @@ class Agent:
             self._store_component.beat("running" if self.store.alive else "failed")
             if time.monotonic() >= next_probe:
                 next_probe = time.monotonic() + (watchdog or API_PROBE_S)
-                if all([face.probe() for face in self.faces]) and watchdog:   # every face probed
+                if all([face.probe(max(3.0, watchdog)) for face in self.faces]) and watchdog:   # every face probed
                     self.notifier.send(watchdog=1)
             if time.monotonic() >= next_sample:
                 next_sample += interval

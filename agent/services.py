@@ -54,7 +54,7 @@ class Face:
     def start(self) -> None:
         pass
 
-    def probe(self) -> bool:
+    def probe(self, timeout: float) -> bool:
         return True
 
     def where(self) -> str:

@@ -39,10 +39,10 @@ class RestFace:
             "auth": dict(agent.keys.counts)})
         agent.health.spawn(self.component, lambda c: server.serve(c))
 
-    def probe(self) -> bool:
+    def probe(self, timeout: float) -> bool:
         """Alive only if it answers through its own socket; systemd restarts a box whose API does
         not (a dead server thread, every worker stuck)."""
-        if self.server.ready and self.server.probe():
+        if self.server.ready and self.server.probe(timeout):
             self.component.beat()
             return True
         return False

@@ -162,7 +162,7 @@ def test_watchdog_pinged_only_while_the_api_answers(make_agent, tmp_path):
             except socket.timeout:
                 pass
         return n
-    assert pings(3) >= 2
+    assert pings(3) >= 9            # several tries per period: one slow answer under load is no restart
     # wedge the API while the process (and its stats thread) runs on: every worker
     # waits on a request that never ends until the idle timeout
     stuck = _open_idle(a.port, 16, [f"127.0.1.{i}" for i in range(1, 17)])
