@@ -30,6 +30,8 @@ FLOOD_WINDOW_S = 10.0
 FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WINDOW_S
 ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
+HISTORY_LEN = 8             # answers of a name kept
+_SET = collections.OrderedDict.__setitem__
 
 
 def parse(ev):
@@ -75,7 +77,7 @@ def answer_facts(rec) -> dict:
                                                        or random_label(name.split(".")[0]))
     return {"name": name, "qtype": qtype, "key": (name, qtype), "rcode": records.dns_rcode(rec.rcode), "ips": ips,
             "ttl": ttl, "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public],
-            "unlikely": unlikely}
+            "unlikely": unlikely, "bogus": (None, False)}
 
 
 _LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
@@ -90,6 +92,23 @@ def public_name(name: str, local_suffixes: tuple) -> bool:
         _LOCAL[:] = [local_suffixes, frozenset(local_suffixes),
                      (".in-addr.arpa", ".ip6.arpa") + tuple("." + s for s in local_suffixes)]
     return name not in _LOCAL[1] and not name.endswith(_LOCAL[2])
+
+
+class Answers(collections.deque):
+    """A name's last HISTORY_LEN answers ({"ips", "public", "ttl", "ts", "server"}), and how many of them had a
+    public address (publics: what a bogon's score asks of every answer, without reading them all)."""
+    __slots__ = ("publics",)
+
+    def __init__(self):
+        super().__init__((), HISTORY_LEN)
+        self.publics = 0
+
+    def add(self, answer: dict) -> None:
+        if len(self) == HISTORY_LEN and self[0]["public"]:
+            self.publics -= 1
+        self.append(answer)
+        if answer["public"]:
+            self.publics += 1
 
 
 def bogon(ind, name: str, private: list, past: list) -> None:
@@ -114,18 +133,39 @@ class Detector(Base):
         super().__init__(cfg)
         self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
         self.clients = Recent()      # client ip -> last query ts
-        self.history = Recent()      # (name, qtype) -> [{"ips", "public", "ttl", "ts", "server"}] (last few answers)
+        self.history = Recent()      # (name, qtype) -> Answers: its last few
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
     def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
-        q = self.queries.get(key)
+        queries, clients, client = self.queries, self.clients, key[0]
+        q = queries.get(key)
         if q is None or ts - q["ts"] > QUERY_TTL_S:
-            q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
+            q = {"ts": ts, "servers": {}, "answers": []}
+            if key in queries:
+                queries[key] = q
+            else:                    # Recent's own set, without its call (a new transaction per exchange)
+                _SET(queries, key, q)
+                if len(queries) > queries.limit:
+                    queries.popitem(last=False)
         q["servers"][server] = hop_mac
-        self.clients[key[0]] = ts
+        if client in clients:        # Recent's own set of a known client, without its call
+            clients.move_to_end(client)
+            _SET(clients, client, ts)
+        else:
+            clients[client] = ts
         return q
+
+    def remember(self, key: tuple, past, answer: dict) -> None:
+        """A name's answer joins its history (past: the history read, () when none), kept in place; the name made
+        the most recent."""
+        if past:
+            past.add(answer)
+            self.history.move_to_end(key)
+        else:
+            past = self.history[key] = Answers()
+            past.add(answer)
 
     def judge_query(self, q) -> list:
         """A query the C core folded into the next DNS event: as judge() of its own event, without the event."""
@@ -147,7 +187,7 @@ class Detector(Base):
         q = self.query((client, r.dport, r.id, name, qtype), server, mac, qts)   # (a repeat's query went to its MAC)
         if frame is not None:
             frame(client, server, r.dst_mac, mac, qts)
-        past = self.history.get(t["key"], [])
+        past = self.history.get(t["key"], ())
         score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
         sent = (r.id, r.dport, r.dst_mac, "udp")
         if score is None:
@@ -177,11 +217,12 @@ class Detector(Base):
                 return None
             if ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600:
                 return None
-        if t["private"] and public_name(t["name"], self.cfg.local_suffixes):
-            for h in past:
-                if h["public"]:
-                    return 70
-            return 45
+        suffixes = self.cfg.local_suffixes
+        bogus = t["bogus"]
+        if bogus[0] is not suffixes:         # (a public name answered with a private address: once per configuration)
+            bogus = t["bogus"] = (suffixes, bool(t["private"]) and public_name(t["name"], suffixes))
+        if bogus[1]:
+            return 70 if past and past.publics else 45
         return 0
 
     @staticmethod
@@ -213,7 +254,7 @@ class Detector(Base):
         self.counts["events"] += 1
         ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
         q = self.queries.get((client, ev.dport, rec.id, name, qtype))
-        past = self.history.get(t["key"], [])
+        past = self.history.get(t["key"], ())
         score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
         sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
         if score is None:
@@ -236,19 +277,20 @@ class Detector(Base):
         order, and the finding detect() + threshold_and_dedup() would raise, built without their other steps (the
         indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here)."""
         q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        ind = None
+        if score:
+            key = f"dns_hijack|{mac or server}|{client}"
+            if score < self.threshold or self.seen(key, ts, score):
+                self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            else:
+                ind = Indicators()
+                bogon(ind, t["name"], t["private"], past)        # (the history before this answer)
         if ips:
-            self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": list(t["public"]), "ttl": ttl, "ts": ts,
-                                                    "server": server}]
-        if not score:
-            return []
-        key = f"dns_hijack|{mac or server}|{client}"
-        if score < self.threshold or self.seen(key, ts, score):
-            self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
+        if ind is None:
             return []
         f = self._facts_of(t, ips, ttl, ts, client, server, mac, sent)
         name = f["name"]
-        ind = Indicators()
-        bogon(ind, name, t["private"], past)
         evidence = {"domain": name, "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
                     "answers": ips, "cnames": f["cnames"], "ttl": f["ttl"], "server": server, "client": client,
                     "client_port": f["client_port"], "transport": f["proto"], "responder_mac": mac,
@@ -309,7 +351,7 @@ class Detector(Base):
                 f = {**f, "ips": forged["ips"]}
             q["answers"].append(answer)
         private = [ip for ip in f["ips"] if not is_public_ip(ip, ANSWERS)]
-        past = self.history.get((f["name"], f["qtype"]), [])
+        past = self.history.get((f["name"], f["qtype"]), ())
         if private and public_name(f["name"], self.cfg.local_suffixes):
             bogon(ind, f["name"], private, past)
         if past and f["ips"]:
@@ -323,8 +365,8 @@ class Detector(Base):
             ind.add(name, points, text)
         if f["ips"] and f["rcode"] == "NOERROR":
             public = [ip for ip in f["ips"] if ip not in private]
-            self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "public": public, "ttl": f["ttl"],
-                                                             "ts": ts, "server": f["server"]}])[-8:]
+            self.remember((f["name"], f["qtype"]), past, {"ips": f["ips"], "public": public, "ttl": f["ttl"],
+                                                          "ts": ts, "server": f["server"]})
         return self._raise(ind, f, answered["ips"], evidence, src, src_mac, attacker, attacker_mac, q) if ind else []
 
     def _raise(self, ind, f, answers, evidence, src, src_mac, attacker, attacker_mac, q) -> list:

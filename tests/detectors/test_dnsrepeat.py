@@ -59,6 +59,14 @@ def nxdomain_elsewhere(sc):
     exchanges(sc, ts + 0.1, 3, ips=(PUBLIC,), ident=0x4000)
 
 
+def public_rolls_off(sc):
+    """A name answered publicly, then with a bogon until its public answers left its history (8 answers): a new
+    client's bogon then scores as a bogon (45), not as one after public answers (70)."""
+    ts = exchanges(sc, T0 + 3, 8, ips=(PUBLIC,))
+    ts = exchanges(sc, ts, 9, ident=0x3000)
+    exchanges(sc, ts, 2, client=OTHER, cmac=OTHER_MAC, ident=0x4000)
+
+
 def new_clients(sc):
     ts = exchanges(sc, T0 + 3, 3)
     for client, mac in ((OTHER, OTHER_MAC), (ATTACKER, ATTACKER_MAC), (GW, GW_MAC)):
@@ -66,9 +74,9 @@ def new_clients(sc):
 
 
 CASES = {f.__name__: f for f in (arp_between_answers, ttl_jump, changed_set, race_after_repeat, nxdomain_elsewhere,
-                                 new_clients)}
+                                 new_clients, public_rolls_off)}
 EXPECT = {"arp_between_answers": "wrong_mac", "ttl_jump": None, "changed_set": None, "race_after_repeat": "race",
-          "nxdomain_elsewhere": "nxdomain_elsewhere", "new_clients": "bogon"}
+          "nxdomain_elsewhere": "nxdomain_elsewhere", "new_clients": "bogon", "public_rolls_off": "bogon_after_public"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -89,6 +97,9 @@ def test_repeats_find_what_every_message_finds(tmp_path, case):
         assert gate["changed"] == 1
     if case == "new_clients":
         assert len([f for f in plain[0] if f[0] == "dns_hijack"]) == 4
+    if case == "public_rolls_off":
+        other = [f for f in plain[0] if OTHER in f[1]]     # (a score of 70 would not be a repeat of 45's finding)
+        assert len(other) == 1 and other[0][2] == 45 and "bogon_after_public" not in other[0][5], other
 
 
 def test_a_full_table_evicts_and_counts(tmp_path):
