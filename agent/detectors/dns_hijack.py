@@ -132,29 +132,51 @@ class Detector(Base):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
+                                     # or a plain exchange's (compact: transaction())
         self.clients = Recent()      # client ip -> last query ts
         self.history = Recent()      # (name, qtype) -> Answers: its last few
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
-    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
-        """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
-        queries, clients, client = self.queries, self.clients, key[0]
-        q = queries.get(key)
-        if q is None or ts - q["ts"] > QUERY_TTL_S:
-            q = {"ts": ts, "servers": {}, "answers": []}
-            if key in queries:
-                queries[key] = q
-            else:                    # Recent's own set, without its call (a new transaction per exchange)
-                _SET(queries, key, q)
-                if len(queries) > queries.limit:
-                    queries.popitem(last=False)
-        q["servers"][server] = hop_mac
-        if client in clients:        # Recent's own set of a known client, without its call
+    def transaction(self, key: tuple):
+        """The transaction of key (None: none).  A repeated exchange judged plain is kept as a tuple (its query's
+        time, the server, the MAC it went through and answered from, the answer's addresses and time): one object
+        instead of five, made whole here when anything reads it, in its place (its recency kept)."""
+        q = self.queries.get(key)
+        if q.__class__ is tuple:
+            qts, server, mac, ips, ts = q
+            q = {"ts": qts, "servers": {server: mac},
+                 "answers": [{"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
+            _SET(self.queries, key, q)
+        return q
+
+    def opened(self, key: tuple, q) -> None:
+        """A transaction opened by a query (Recent's own set, without its call: a new one per exchange)."""
+        queries = self.queries
+        if key in queries:
+            queries[key] = q
+        else:
+            _SET(queries, key, q)
+            if len(queries) > queries.limit:
+                queries.popitem(last=False)
+
+    def warm(self, client: str, ts: float) -> None:
+        """A client that asked (Recent's own set of a known client, without its call)."""
+        clients = self.clients
+        if client in clients:
             clients.move_to_end(client)
             _SET(clients, client, ts)
         else:
             clients[client] = ts
+
+    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
+        """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
+        q = self.transaction(key)
+        if q is None or ts - q["ts"] > QUERY_TTL_S:
+            q = {"ts": ts, "servers": {}, "answers": []}
+            self.opened(key, q)
+        q["servers"][server] = hop_mac
+        self.warm(key[0], ts)
         return q
 
     def remember(self, key: tuple, past, answer: dict) -> None:
@@ -182,19 +204,31 @@ class Detector(Base):
         detect()'s state changes and finding here (_plain); anything else goes to detect()."""
         t = r.template.facts or self._facts(r.template)
         ts, client, server, mac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.query_ts_ns / 1e9
-        name, qtype = t["name"], t["qtype"]
+        key = (client, r.dport, r.id, t["name"], t["qtype"])
         self.counts["events"] += 2
-        q = self.query((client, r.dport, r.id, name, qtype), server, mac, qts)   # (a repeat's query went to its MAC)
+        q = self.transaction(key)
+        if q is None or qts - q["ts"] > QUERY_TTL_S:
+            # its query opens the transaction (a repeat's query went to the MAC that answered): kept compact when
+            # it is judged plain, else opened whole before detect() (nothing between reads the table)
+            q = None
+            self.warm(client, qts)
+        else:
+            self.query(key, server, mac, qts)
         if frame is not None:
             frame(client, server, r.dst_mac, mac, qts)
         past = self.history.get(t["key"], ())
-        score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
+        if q is None:
+            score = None if ts - qts > QUERY_TTL_S else self._bogon_score(t, server, mac, past, ts, client, mac, r.ttl)
+        else:
+            score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
         sent = (r.id, r.dport, r.dst_mac, "udp")
         if score is None:
+            if q is None:
+                self.opened(key, {"ts": qts, "servers": {server: mac}, "answers": []})
             found = self.detect(self._facts_of(t, list(t["ips"]), r.ttl, ts, client, server, mac, sent))
             found = self.threshold_and_dedup(found) if found else found
         else:
-            found = self._plain(t, q, past, score, list(t["ips"]), r.ttl, ts, client, server, mac, sent)
+            found = self._plain(t, q, past, score, list(t["ips"]), r.ttl, ts, client, server, mac, sent, key, qts)
         if frame is not None:
             frame(server, client, mac, r.dst_mac, ts)
         return found
@@ -205,7 +239,11 @@ class Detector(Base):
         answer or TTL jump, a name NXDOMAIN rewriting reads)."""
         if q["answers"] or ts - q["ts"] > QUERY_TTL_S or server not in q["servers"]:
             return None
-        hop = self.lan.expected_mac(server, client) or q["servers"][server]
+        return self._bogon_score(t, server, q["servers"][server], past, ts, client, mac, ttl)
+
+    def _bogon_score(self, t, server: str, sent_to: str, past, ts, client, mac, ttl):
+        """_plain_score of an answer that is its query's first, from the server it was sent to (through sent_to)."""
+        hop = self.lan.expected_mac(server, client) or sent_to
         if (hop and mac and hop != mac) or t["unlikely"] or t["name"] in self.rewrites.nxdomain:
             return None
         ips = t["ips"]
@@ -253,7 +291,7 @@ class Detector(Base):
             return super().judge(ev)                 # what parse() would raise: counted there
         self.counts["events"] += 1
         ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
-        q = self.queries.get((client, ev.dport, rec.id, name, qtype))
+        q = self.transaction((client, ev.dport, rec.id, name, qtype))
         past = self.history.get(t["key"], ())
         score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
         sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
@@ -272,11 +310,15 @@ class Detector(Base):
                 "server": server, "src_mac": mac, "dst_mac": client_mac, "ts": ts, "proto": transport}
 
     def _plain(self, t, q, past, score: int, ips: list, ttl, ts: float, client: str, server: str, mac: str,
-               sent: tuple) -> list:
+               sent: tuple, txn: tuple = (), qts: float = 0.0) -> list:
         """An answer _plain_score judged (its score: nothing, or a bogon): the state changes detect() makes, in its
         order, and the finding detect() + threshold_and_dedup() would raise, built without their other steps (the
-        indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here)."""
-        q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here).  q None: a
+        repeat whose query opens its transaction (txn, sent at qts): kept compact (transaction())."""
+        if q is None:
+            self.opened(txn, (qts, server, mac, ips, ts))
+        else:
+            q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
         ind = None
         if score:
             key = f"dns_hijack|{mac or server}|{client}"
@@ -294,7 +336,7 @@ class Detector(Base):
         evidence = {"domain": name, "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
                     "answers": ips, "cnames": f["cnames"], "ttl": f["ttl"], "server": server, "client": client,
                     "client_port": f["client_port"], "transport": f["proto"], "responder_mac": mac,
-                    "queried_servers": sorted(q["servers"])}
+                    "queried_servers": sorted(q["servers"]) if q is not None else [server]}
         self._raised[key] = (ts, ind.score)
         self.counts["raised"] += 1
         return [self._finding(ind, f, evidence, server, mac, server, mac, key)]
@@ -310,7 +352,7 @@ class Detector(Base):
         answered = f
         attacker, attacker_mac = f["server"], f["src_mac"]
         src, src_mac = f["server"], f["src_mac"]
-        q = self.queries.get(key)
+        q = self.transaction(key)
         if q is not None and ts - q["ts"] > QUERY_TTL_S:
             q = None
         if q is None:

@@ -49,6 +49,17 @@ def race_after_repeat(sc):
                                  VICTIM_MAC))
 
 
+def query_again_after_repeat(sc):
+    """A repeat's transaction (kept compact) joined by the same query sent again, then answered by a forger."""
+    ts = exchanges(sc, T0 + 3, 4)
+    q = dns_query(NAME, 0x3000)
+    sc.add(ts, udp_frame(VICTIM, RESOLVER, 53000, 53, q.to_wire(), VICTIM_MAC, GW_MAC))
+    sc.add(ts + 0.002, udp_frame(RESOLVER, VICTIM, 53, 53000, dns_answer(q, [BOGON]), GW_MAC, VICTIM_MAC))
+    sc.add(ts + 0.5, udp_frame(VICTIM, RESOLVER, 53000, 53, q.to_wire(), VICTIM_MAC, GW_MAC))
+    sc.add(ts + 0.503, udp_frame(RESOLVER, VICTIM, 53, 53000, dns_answer(q, ["45.33.32.66"]), ATTACKER_MAC,
+                                 VICTIM_MAC))
+
+
 def nxdomain_elsewhere(sc):
     ts = exchanges(sc, T0 + 3, 3, ips=(PUBLIC,))
     q = dns_query(NAME, 0x3000)
@@ -74,9 +85,10 @@ def new_clients(sc):
 
 
 CASES = {f.__name__: f for f in (arp_between_answers, ttl_jump, changed_set, race_after_repeat, nxdomain_elsewhere,
-                                 new_clients, public_rolls_off)}
+                                 new_clients, public_rolls_off, query_again_after_repeat)}
 EXPECT = {"arp_between_answers": "wrong_mac", "ttl_jump": None, "changed_set": None, "race_after_repeat": "race",
-          "nxdomain_elsewhere": "nxdomain_elsewhere", "new_clients": "bogon", "public_rolls_off": "bogon_after_public"}
+          "nxdomain_elsewhere": "nxdomain_elsewhere", "new_clients": "bogon", "public_rolls_off": "bogon_after_public",
+          "query_again_after_repeat": "race"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
