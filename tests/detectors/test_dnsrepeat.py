@@ -136,3 +136,40 @@ def test_a_full_table_evicts_and_counts(tmp_path):
     *repeated, gate = run(path, True, repeats=True)
     assert repeated == folded
     assert gate["evicted"] > 1000 and gate["templates"] + gate["repeats"] == 40000 and gate["repeats"] > 1000
+
+
+def test_a_full_transaction_table_forgets_as_every_message_does(tmp_path):
+    """Repeats keep their transactions compact (dns_hijack.transaction): with the table held to 64, 200 exchanges
+    and forged second answers (each from its own MAC) to transactions 20 to 150 exchanges old (kept, at the edge,
+    forgotten) find what every message as its own event finds, and the table holds the same keys in order."""
+    import dataclasses
+
+    from agent.config import DetectionSection
+    from agent.detectors import DETECTORS
+    from agent.detectors.offline import detect_file
+
+    sc = Scenario("full_transactions", "dns_hijack", True)
+    lan_baseline(sc, T0)
+    ts = exchanges(sc, T0 + 3, 200, ident=0x6000)
+    for age in (20, 60, 64, 65, 70, 150):
+        q = dns_query(NAME, 0x6000 + 200 - age)
+        sc.add(ts, udp_frame(RESOLVER, VICTIM, 53, 53000, dns_answer(q, ["45.33.32.%d" % age]),
+                             "de:ad:be:ef:00:%02x" % age, VICTIM_MAC))
+        ts += 0.01
+    path = sc.write(tmp_path)
+    out = []
+    for fold, repeats in ((False, False), (True, True)):
+        cfg = dataclasses.replace(DetectionSection(), dns_fold=fold, dns_repeats=repeats)
+        detectors = [cls(cfg) for cls in DETECTORS]
+        dns = next(d for d in detectors if d.name == "dns_hijack")
+        dns.queries.limit = 64
+        found, error, pipeline = detect_file(str(path), cfg, detectors=detectors)
+        assert error is None
+        out.append(([(d.key, d.score, d.first_seen, d.description, repr(d.evidence)) for d in found],
+                    pipeline.counts(), [(k, dns.transaction(k)) for k in list(dns.queries)], pipeline.dns_gate))
+    (plain, plain_counts, plain_table, _), (rep, rep_counts, rep_table, gate) = out
+    assert gate["repeats"] >= 150
+    assert rep == plain and rep_counts == plain_counts and rep_table == plain_table
+    assert len(plain_table) == 64
+    raced = sorted(int(f[0].split("|")[1][-2:], 16) for f in plain if "answered twice" in f[3])
+    assert raced == [20, 60, 64], plain
