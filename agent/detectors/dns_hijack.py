@@ -30,6 +30,8 @@ FLOOD_WINDOW_S = 10.0
 FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WINDOW_S
 ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
+HISTORY_LEN = 8             # answers of a name kept
+_SET = collections.OrderedDict.__setitem__
 
 
 def parse(ev):
@@ -75,7 +77,7 @@ def answer_facts(rec) -> dict:
                                                        or random_label(name.split(".")[0]))
     return {"name": name, "qtype": qtype, "key": (name, qtype), "rcode": records.dns_rcode(rec.rcode), "ips": ips,
             "ttl": ttl, "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public],
-            "unlikely": unlikely}
+            "unlikely": unlikely, "bogus": (None, False)}
 
 
 _LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
@@ -90,6 +92,23 @@ def public_name(name: str, local_suffixes: tuple) -> bool:
         _LOCAL[:] = [local_suffixes, frozenset(local_suffixes),
                      (".in-addr.arpa", ".ip6.arpa") + tuple("." + s for s in local_suffixes)]
     return name not in _LOCAL[1] and not name.endswith(_LOCAL[2])
+
+
+class Answers(collections.deque):
+    """A name's last HISTORY_LEN answers ({"ips", "public", "ttl", "ts", "server"}), and how many of them had a
+    public address (publics: what a bogon's score asks of every answer, without reading them all)."""
+    __slots__ = ("publics",)
+
+    def __init__(self):
+        super().__init__((), HISTORY_LEN)
+        self.publics = 0
+
+    def add(self, answer: dict) -> None:
+        if len(self) == HISTORY_LEN and self[0]["public"]:
+            self.publics -= 1
+        self.append(answer)
+        if answer["public"]:
+            self.publics += 1
 
 
 def bogon(ind, name: str, private: list, past: list) -> None:
@@ -113,19 +132,62 @@ class Detector(Base):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
+                                     # or a plain exchange's (compact: transaction())
         self.clients = Recent()      # client ip -> last query ts
-        self.history = Recent()      # (name, qtype) -> [{"ips", "public", "ttl", "ts", "server"}] (last few answers)
+        self.history = Recent()      # (name, qtype) -> Answers: its last few
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
+    def transaction(self, key: tuple):
+        """The transaction of key (None: none).  A repeated exchange judged plain is kept as a tuple (its query's
+        time, the server, the MAC it went through and answered from, the answer's addresses and time): one object
+        instead of five, made whole here when anything reads it, in its place (its recency kept)."""
+        q = self.queries.get(key)
+        if q.__class__ is tuple:
+            qts, server, mac, ips, ts = q
+            q = {"ts": qts, "servers": {server: mac},
+                 "answers": [{"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
+            _SET(self.queries, key, q)
+        return q
+
+    def opened(self, key: tuple, q) -> None:
+        """A transaction opened by a query (Recent's own set, without its call: a new one per exchange)."""
+        queries = self.queries
+        if key in queries:
+            queries[key] = q
+        else:
+            _SET(queries, key, q)
+            if len(queries) > queries.limit:
+                queries.popitem(last=False)
+
+    def warm(self, client: str, ts: float) -> None:
+        """A client that asked (Recent's own set of a known client, without its call)."""
+        clients = self.clients
+        if client in clients:
+            clients.move_to_end(client)
+            _SET(clients, client, ts)
+        else:
+            clients[client] = ts
+
     def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
-        q = self.queries.get(key)
+        q = self.transaction(key)
         if q is None or ts - q["ts"] > QUERY_TTL_S:
-            q = self.queries[key] = {"ts": ts, "servers": {}, "answers": []}
+            q = {"ts": ts, "servers": {}, "answers": []}
+            self.opened(key, q)
         q["servers"][server] = hop_mac
-        self.clients[key[0]] = ts
+        self.warm(key[0], ts)
         return q
+
+    def remember(self, key: tuple, past, answer: dict) -> None:
+        """A name's answer joins its history (past: the history read, () when none), kept in place; the name made
+        the most recent."""
+        if past:
+            past.add(answer)
+            self.history.move_to_end(key)
+        else:
+            past = self.history[key] = Answers()
+            past.add(answer)
 
     def judge_query(self, q) -> list:
         """A query the C core folded into the next DNS event: as judge() of its own event, without the event."""
@@ -142,19 +204,31 @@ class Detector(Base):
         detect()'s state changes and finding here (_plain); anything else goes to detect()."""
         t = r.template.facts or self._facts(r.template)
         ts, client, server, mac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.query_ts_ns / 1e9
-        name, qtype = t["name"], t["qtype"]
+        key = (client, r.dport, r.id, t["name"], t["qtype"])
         self.counts["events"] += 2
-        q = self.query((client, r.dport, r.id, name, qtype), server, mac, qts)   # (a repeat's query went to its MAC)
+        q = self.transaction(key)
+        if q is None or qts - q["ts"] > QUERY_TTL_S:
+            # its query opens the transaction (a repeat's query went to the MAC that answered): kept compact when
+            # it is judged plain, else opened whole before detect() (nothing between reads the table)
+            q = None
+            self.warm(client, qts)
+        else:
+            self.query(key, server, mac, qts)
         if frame is not None:
             frame(client, server, r.dst_mac, mac, qts)
-        past = self.history.get(t["key"], [])
-        score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
+        past = self.history.get(t["key"], ())
+        if q is None:
+            score = None if ts - qts > QUERY_TTL_S else self._bogon_score(t, server, mac, past, ts, client, mac, r.ttl)
+        else:
+            score = self._plain_score(t, q, past, ts, client, server, mac, r.ttl)
         sent = (r.id, r.dport, r.dst_mac, "udp")
         if score is None:
+            if q is None:
+                self.opened(key, {"ts": qts, "servers": {server: mac}, "answers": []})
             found = self.detect(self._facts_of(t, list(t["ips"]), r.ttl, ts, client, server, mac, sent))
             found = self.threshold_and_dedup(found) if found else found
         else:
-            found = self._plain(t, q, past, score, list(t["ips"]), r.ttl, ts, client, server, mac, sent)
+            found = self._plain(t, q, past, score, list(t["ips"]), r.ttl, ts, client, server, mac, sent, key, qts)
         if frame is not None:
             frame(server, client, mac, r.dst_mac, ts)
         return found
@@ -165,7 +239,11 @@ class Detector(Base):
         answer or TTL jump, a name NXDOMAIN rewriting reads)."""
         if q["answers"] or ts - q["ts"] > QUERY_TTL_S or server not in q["servers"]:
             return None
-        hop = self.lan.expected_mac(server, client) or q["servers"][server]
+        return self._bogon_score(t, server, q["servers"][server], past, ts, client, mac, ttl)
+
+    def _bogon_score(self, t, server: str, sent_to: str, past, ts, client, mac, ttl):
+        """_plain_score of an answer that is its query's first, from the server it was sent to (through sent_to)."""
+        hop = self.lan.expected_mac(server, client) or sent_to
         if (hop and mac and hop != mac) or t["unlikely"] or t["name"] in self.rewrites.nxdomain:
             return None
         ips = t["ips"]
@@ -177,11 +255,12 @@ class Detector(Base):
                 return None
             if ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600:
                 return None
-        if t["private"] and public_name(t["name"], self.cfg.local_suffixes):
-            for h in past:
-                if h["public"]:
-                    return 70
-            return 45
+        suffixes = self.cfg.local_suffixes
+        bogus = t["bogus"]
+        if bogus[0] is not suffixes:         # (a public name answered with a private address: once per configuration)
+            bogus = t["bogus"] = (suffixes, bool(t["private"]) and public_name(t["name"], suffixes))
+        if bogus[1]:
+            return 70 if past and past.publics else 45
         return 0
 
     @staticmethod
@@ -212,8 +291,8 @@ class Detector(Base):
             return super().judge(ev)                 # what parse() would raise: counted there
         self.counts["events"] += 1
         ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
-        q = self.queries.get((client, ev.dport, rec.id, name, qtype))
-        past = self.history.get(t["key"], [])
+        q = self.transaction((client, ev.dport, rec.id, name, qtype))
+        past = self.history.get(t["key"], ())
         score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
         sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
         if score is None:
@@ -231,28 +310,33 @@ class Detector(Base):
                 "server": server, "src_mac": mac, "dst_mac": client_mac, "ts": ts, "proto": transport}
 
     def _plain(self, t, q, past, score: int, ips: list, ttl, ts: float, client: str, server: str, mac: str,
-               sent: tuple) -> list:
+               sent: tuple, txn: tuple = (), qts: float = 0.0) -> list:
         """An answer _plain_score judged (its score: nothing, or a bogon): the state changes detect() makes, in its
         order, and the finding detect() + threshold_and_dedup() would raise, built without their other steps (the
-        indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here)."""
-        q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here).  q None: a
+        repeat whose query opens its transaction (txn, sent at qts): kept compact (transaction())."""
+        if q is None:
+            self.opened(txn, (qts, server, mac, ips, ts))
+        else:
+            q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
+        ind = None
+        if score:
+            key = f"dns_hijack|{mac or server}|{client}"
+            if score < self.threshold or self.seen(key, ts, score):
+                self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            else:
+                ind = Indicators()
+                bogon(ind, t["name"], t["private"], past)        # (the history before this answer)
         if ips:
-            self.history[t["key"]] = past[-7:] + [{"ips": ips, "public": list(t["public"]), "ttl": ttl, "ts": ts,
-                                                    "server": server}]
-        if not score:
-            return []
-        key = f"dns_hijack|{mac or server}|{client}"
-        if score < self.threshold or self.seen(key, ts, score):
-            self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
+        if ind is None:
             return []
         f = self._facts_of(t, ips, ttl, ts, client, server, mac, sent)
         name = f["name"]
-        ind = Indicators()
-        bogon(ind, name, t["private"], past)
         evidence = {"domain": name, "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
                     "answers": ips, "cnames": f["cnames"], "ttl": f["ttl"], "server": server, "client": client,
                     "client_port": f["client_port"], "transport": f["proto"], "responder_mac": mac,
-                    "queried_servers": sorted(q["servers"])}
+                    "queried_servers": sorted(q["servers"]) if q is not None else [server]}
         self._raised[key] = (ts, ind.score)
         self.counts["raised"] += 1
         return [self._finding(ind, f, evidence, server, mac, server, mac, key)]
@@ -268,7 +352,7 @@ class Detector(Base):
         answered = f
         attacker, attacker_mac = f["server"], f["src_mac"]
         src, src_mac = f["server"], f["src_mac"]
-        q = self.queries.get(key)
+        q = self.transaction(key)
         if q is not None and ts - q["ts"] > QUERY_TTL_S:
             q = None
         if q is None:
@@ -309,7 +393,7 @@ class Detector(Base):
                 f = {**f, "ips": forged["ips"]}
             q["answers"].append(answer)
         private = [ip for ip in f["ips"] if not is_public_ip(ip, ANSWERS)]
-        past = self.history.get((f["name"], f["qtype"]), [])
+        past = self.history.get((f["name"], f["qtype"]), ())
         if private and public_name(f["name"], self.cfg.local_suffixes):
             bogon(ind, f["name"], private, past)
         if past and f["ips"]:
@@ -323,8 +407,8 @@ class Detector(Base):
             ind.add(name, points, text)
         if f["ips"] and f["rcode"] == "NOERROR":
             public = [ip for ip in f["ips"] if ip not in private]
-            self.history[(f["name"], f["qtype"])] = (past + [{"ips": f["ips"], "public": public, "ttl": f["ttl"],
-                                                             "ts": ts, "server": f["server"]}])[-8:]
+            self.remember((f["name"], f["qtype"]), past, {"ips": f["ips"], "public": public, "ttl": f["ttl"],
+                                                          "ts": ts, "server": f["server"]})
         return self._raise(ind, f, answered["ips"], evidence, src, src_mac, attacker, attacker_mac, q) if ind else []
 
     def _raise(self, ind, f, answers, evidence, src, src_mac, attacker, attacker_mac, q) -> list:

@@ -49,6 +49,17 @@ def race_after_repeat(sc):
                                  VICTIM_MAC))
 
 
+def query_again_after_repeat(sc):
+    """A repeat's transaction (kept compact) joined by the same query sent again, then answered by a forger."""
+    ts = exchanges(sc, T0 + 3, 4)
+    q = dns_query(NAME, 0x3000)
+    sc.add(ts, udp_frame(VICTIM, RESOLVER, 53000, 53, q.to_wire(), VICTIM_MAC, GW_MAC))
+    sc.add(ts + 0.002, udp_frame(RESOLVER, VICTIM, 53, 53000, dns_answer(q, [BOGON]), GW_MAC, VICTIM_MAC))
+    sc.add(ts + 0.5, udp_frame(VICTIM, RESOLVER, 53000, 53, q.to_wire(), VICTIM_MAC, GW_MAC))
+    sc.add(ts + 0.503, udp_frame(RESOLVER, VICTIM, 53, 53000, dns_answer(q, ["45.33.32.66"]), ATTACKER_MAC,
+                                 VICTIM_MAC))
+
+
 def nxdomain_elsewhere(sc):
     ts = exchanges(sc, T0 + 3, 3, ips=(PUBLIC,))
     q = dns_query(NAME, 0x3000)
@@ -59,6 +70,14 @@ def nxdomain_elsewhere(sc):
     exchanges(sc, ts + 0.1, 3, ips=(PUBLIC,), ident=0x4000)
 
 
+def public_rolls_off(sc):
+    """A name answered publicly, then with a bogon until its public answers left its history (8 answers): a new
+    client's bogon then scores as a bogon (45), not as one after public answers (70)."""
+    ts = exchanges(sc, T0 + 3, 8, ips=(PUBLIC,))
+    ts = exchanges(sc, ts, 9, ident=0x3000)
+    exchanges(sc, ts, 2, client=OTHER, cmac=OTHER_MAC, ident=0x4000)
+
+
 def new_clients(sc):
     ts = exchanges(sc, T0 + 3, 3)
     for client, mac in ((OTHER, OTHER_MAC), (ATTACKER, ATTACKER_MAC), (GW, GW_MAC)):
@@ -66,9 +85,10 @@ def new_clients(sc):
 
 
 CASES = {f.__name__: f for f in (arp_between_answers, ttl_jump, changed_set, race_after_repeat, nxdomain_elsewhere,
-                                 new_clients)}
+                                 new_clients, public_rolls_off, query_again_after_repeat)}
 EXPECT = {"arp_between_answers": "wrong_mac", "ttl_jump": None, "changed_set": None, "race_after_repeat": "race",
-          "nxdomain_elsewhere": "nxdomain_elsewhere", "new_clients": "bogon"}
+          "nxdomain_elsewhere": "nxdomain_elsewhere", "new_clients": "bogon", "public_rolls_off": "bogon_after_public",
+          "query_again_after_repeat": "race"}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -89,6 +109,9 @@ def test_repeats_find_what_every_message_finds(tmp_path, case):
         assert gate["changed"] == 1
     if case == "new_clients":
         assert len([f for f in plain[0] if f[0] == "dns_hijack"]) == 4
+    if case == "public_rolls_off":
+        other = [f for f in plain[0] if OTHER in f[1]]     # (a score of 70 would not be a repeat of 45's finding)
+        assert len(other) == 1 and other[0][2] == 45 and "bogon_after_public" not in other[0][5], other
 
 
 def test_a_full_table_evicts_and_counts(tmp_path):
@@ -113,3 +136,40 @@ def test_a_full_table_evicts_and_counts(tmp_path):
     *repeated, gate = run(path, True, repeats=True)
     assert repeated == folded
     assert gate["evicted"] > 1000 and gate["templates"] + gate["repeats"] == 40000 and gate["repeats"] > 1000
+
+
+def test_a_full_transaction_table_forgets_as_every_message_does(tmp_path):
+    """Repeats keep their transactions compact (dns_hijack.transaction): with the table held to 64, 200 exchanges
+    and forged second answers (each from its own MAC) to transactions 20 to 150 exchanges old (kept, at the edge,
+    forgotten) find what every message as its own event finds, and the table holds the same keys in order."""
+    import dataclasses
+
+    from agent.config import DetectionSection
+    from agent.detectors import DETECTORS
+    from agent.detectors.offline import detect_file
+
+    sc = Scenario("full_transactions", "dns_hijack", True)
+    lan_baseline(sc, T0)
+    ts = exchanges(sc, T0 + 3, 200, ident=0x6000)
+    for age in (20, 60, 64, 65, 70, 150):
+        q = dns_query(NAME, 0x6000 + 200 - age)
+        sc.add(ts, udp_frame(RESOLVER, VICTIM, 53, 53000, dns_answer(q, ["45.33.32.%d" % age]),
+                             "de:ad:be:ef:00:%02x" % age, VICTIM_MAC))
+        ts += 0.01
+    path = sc.write(tmp_path)
+    out = []
+    for fold, repeats in ((False, False), (True, True)):
+        cfg = dataclasses.replace(DetectionSection(), dns_fold=fold, dns_repeats=repeats)
+        detectors = [cls(cfg) for cls in DETECTORS]
+        dns = next(d for d in detectors if d.name == "dns_hijack")
+        dns.queries.limit = 64
+        found, error, pipeline = detect_file(str(path), cfg, detectors=detectors)
+        assert error is None
+        out.append(([(d.key, d.score, d.first_seen, d.description, repr(d.evidence)) for d in found],
+                    pipeline.counts(), [(k, dns.transaction(k)) for k in list(dns.queries)], pipeline.dns_gate))
+    (plain, plain_counts, plain_table, _), (rep, rep_counts, rep_table, gate) = out
+    assert gate["repeats"] >= 150
+    assert rep == plain and rep_counts == plain_counts and rep_table == plain_table
+    assert len(plain_table) == 64
+    raced = sorted(int(f[0].split("|")[1][-2:], 16) for f in plain if "answered twice" in f[3])
+    assert raced == [20, 60, 64], plain
