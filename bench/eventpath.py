@@ -23,7 +23,8 @@ from agent.config import DetectionSection
 from agent.detectors.offline import BATCH
 from agent.detectors.pipeline import Pipeline
 from hwdrivers import CaptureConfig, Session, dnsgate
-cfg = CaptureConfig(source=sys.argv[1], events=Pipeline(DetectionSection()).kinds(), event_ring=1 << 14,
+pipeline = Pipeline(DetectionSection())
+cfg = CaptureConfig(source=sys.argv[1], events=pipeline.kinds(), event_ring=1 << 14,
                     lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
 kinds = collections.Counter()
 d = DetectionSection()
@@ -31,7 +32,7 @@ with Session(cfg) as s:
     dnsgate.set_fold(s, d.dns_fold, d.dns_repeats)   # as capbox detect reads them
     def take():   # a batch at a time, as capbox detect reads them (agent.detectors.offline)
         while True:
-            batch = s.read_events(BATCH, repeats=d.dns_repeats)
+            batch = s.read_events(BATCH, repeats=d.dns_repeats, bare=pipeline.bare)
             kinds.update(e.kind for e in batch)
             if len(batch) < BATCH:
                 return

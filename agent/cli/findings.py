@@ -116,8 +116,8 @@ def cmd_detect(args) -> int:
         cfg = load_config(args)
     except ConfigError as e:
         return fail(f"config: {e}")
-    from agent.detectors.pipeline import tune_gc
-    tune_gc()                                         # this process only detects from here on
+    from agent.detectors.pipeline import GC_THRESHOLD_OFFLINE, tune_gc
+    tune_gc(GC_THRESHOLD_OFFLINE)                     # this process only detects from here on
     try:
         found, error, pipeline = detect_file(args.file, cfg.detection, args.bpf)
     except CaptureError as e:

@@ -24,7 +24,7 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
 
         def feed():
             while True:   # a batch at a time: the events of a whole ring alive at once cost the collector 0.3 s
-                batch = s.read_events(BATCH, repeats=repeats)
+                batch = s.read_events(BATCH, repeats=repeats, bare=pipeline.bare)
                 found.extend(pipeline.feed_all(batch))
                 if len(batch) < BATCH:
                     return
