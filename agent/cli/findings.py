@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from agent.cli.common import (add_capture_file, console, escape, fail, load_config, num, positive, print_json,
+from agent.cli.common import (add_capture_file, console, escape, fail, leave, load_config, num, positive, print_json,
                               print_lines, progress, severity, warn)
 from agent.detectors.detector import SEVERITIES
 
@@ -151,9 +151,7 @@ def cmd_detect(args) -> int:
             folded += (f", {gate['repeats']:,} answers read as repeats of {gate['templates']:,} templates "
                        f"({gate['changed']:,} changed, {gate['evicted']:,} evicted, {gate['unfit']:,} unfit)")
         print(f"{len(threats)} threats from {len(found)} findings ({counts}){folded}", file=sys.stderr)
-    if error is not None:
-        return fail(f"{error.message} (the threats above were found before it)")
-    return 0
+    return leave(fail(f"{error.message} (the threats above were found before it)") if error is not None else 0)
 
 
 def _verifier(args):
