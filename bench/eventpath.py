@@ -21,9 +21,10 @@ READ_ONLY = """
 import collections, sys
 from agent.config import DetectionSection
 from agent.detectors.offline import BATCH, EVENT_RING
-from agent.detectors.pipeline import Pipeline
+from agent.detectors.pipeline import GC_THRESHOLD_OFFLINE, Pipeline, tune_gc
 from hwdrivers import CaptureConfig, Session, dnsgate
 pipeline = Pipeline(DetectionSection())
+tune_gc(GC_THRESHOLD_OFFLINE)   # as capbox detect collects
 cfg = CaptureConfig(source=sys.argv[1], events=pipeline.kinds(), event_ring=EVENT_RING,
                     lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
 kinds = collections.Counter()
