@@ -82,7 +82,7 @@ def work(ring_fd: int, conn_fd: int) -> int:
     idle, next_tally = IDLE_S[0], 0.0
     try:
         while True:
-            n, batch = ring.take(BATCH, kinds, repeats)
+            n, batch = ring.take(BATCH, kinds, repeats, pipeline.bare)
             found = []
             for ev in batch:
                 if ev.kind == "dns" and ev.query is not None:     # (a DnsRepeat's is always in)

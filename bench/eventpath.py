@@ -20,10 +20,12 @@ from bench.sections import markers, write_section  # noqa: E402
 READ_ONLY = """
 import collections, sys
 from agent.config import DetectionSection
-from agent.detectors.offline import BATCH
-from agent.detectors.pipeline import Pipeline
+from agent.detectors.offline import BATCH, EVENT_RING
+from agent.detectors.pipeline import GC_THRESHOLD_OFFLINE, Pipeline, tune_gc
 from hwdrivers import CaptureConfig, Session, dnsgate
-cfg = CaptureConfig(source=sys.argv[1], events=Pipeline(DetectionSection()).kinds(), event_ring=1 << 14,
+pipeline = Pipeline(DetectionSection())
+tune_gc(GC_THRESHOLD_OFFLINE)   # as capbox detect collects
+cfg = CaptureConfig(source=sys.argv[1], events=pipeline.kinds(), event_ring=EVENT_RING,
                     lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
 kinds = collections.Counter()
 d = DetectionSection()
@@ -31,7 +33,7 @@ with Session(cfg) as s:
     dnsgate.set_fold(s, d.dns_fold, d.dns_repeats)   # as capbox detect reads them
     def take():   # a batch at a time, as capbox detect reads them (agent.detectors.offline)
         while True:
-            batch = s.read_events(BATCH, repeats=d.dns_repeats)
+            batch = s.read_events(BATCH, repeats=d.dns_repeats, bare=pipeline.bare)
             kinds.update(e.kind for e in batch)
             if len(batch) < BATCH:
                 return

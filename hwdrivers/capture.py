@@ -289,14 +289,15 @@ class Session:
                     break
         return seen if convert is None else out
 
-    def read_events(self, limit: int = 1 << 30, repeats: bool = False) -> list:
-        """Queued packet events (kinds chosen in the config), oldest first; with repeats, DnsRepeat answers."""
+    def read_events(self, limit: int = 1 << 30, repeats: bool = False, bare: int = 0) -> list:
+        """Queued packet events (kinds chosen in the config), oldest first; with repeats, DnsRepeat answers;
+        bare: the kinds whose records are left unread (events.from_buffer)."""
         out = []
         size, convert, view = _events.SIZE, _events.from_buffer, self._event_view
         with self._use() as s:
             while len(out) < limit:
                 n = lib.hw_events_read(s, self._event_buf, min(limit - len(out), len(self._event_buf)))
-                out.extend(convert(view, i * size, repeats) for i in range(n))
+                out.extend(convert(view, i * size, repeats, bare=bare) for i in range(n))
                 if n < len(self._event_buf):
                     break
         return out

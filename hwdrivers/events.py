@@ -105,10 +105,11 @@ _SHREC = struct.Struct("=IHH")     # struct hw_shrec: a packed record's length a
 _SHREC_SIZE = _SHREC.size
 
 
-def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT):
+def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT, bare: int = 0):
     """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field); with
     repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat.  rec, fold: where its record
-    and a DNS event's folded query are, from `at` (a packed record's: from_packed)."""
+    and a DNS event's folded query are, from `at` (a packed record's: from_packed).  bare: KIND_BITS of the
+    kinds whose record the reader does not read (left None: records.record_of would parse the payload)."""
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
      kind, family, proto, tcp_flags, from_initiator, rec_status, has_rec) = _UNPACK(buf, at)
     if family == 6:
@@ -129,7 +130,7 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                                      ttl if has_ttl else None, template)
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + fold)
-    if has_rec and not rec_status:
+    if has_rec and not rec_status and not bare >> kind & 1:
         record = (_records.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
                   else _records.from_buffer(kind, buf, at + rec))
         if learn:
@@ -142,10 +143,10 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                        _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)
 
 
-def from_packed(buf, at: int, repeats: bool = False):
+def from_packed(buf, at: int, repeats: bool = False, bare: int = 0):
     """The event of a packed record (struct hw_shrec, cdef/shring.h) at byte offset `at` of a buffer."""
     _len, rec, fold = _SHREC.unpack_from(buf, at)
-    return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold)
+    return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold, bare)
 
 
 def _folded_query(buf, at: int) -> PacketEvent:

@@ -91,9 +91,9 @@ class SharedRing:
 
     # ---- the consumer (the worker process) ------------------------------------
 
-    def take(self, limit: int = 1024, kinds: frozenset = frozenset(), repeats: bool = False) -> tuple:
+    def take(self, limit: int = 1024, kinds: frozenset = frozenset(), repeats: bool = False, bare: int = 0) -> tuple:
         """Up to limit queued events, freed from the ring: (how many, those of a kind in kinds as PacketEvents;
-        with repeats, DNS answers that repeat a known template as DnsRepeats)."""
+        with repeats, DNS answers that repeat a known template as DnsRepeats; bare: events.from_buffer's)."""
         if limit > len(self._offsets):
             self._offsets = ffi.new("uint64_t[]", limit)
         n = lib.hw_shring_peek(self._mem, limit, self._offsets, self._next)
@@ -101,7 +101,7 @@ class SharedRing:
         for at in ffi.unpack(self._offsets, n):
             try:
                 if names[view[at + head]] in kinds:
-                    out.append(_events.from_packed(view, at, repeats))
+                    out.append(_events.from_packed(view, at, repeats, bare))
             except Exception:   # one that cannot be read: counted and skipped, never read again by a new worker
                 self.unreadable += 1
         if n:

@@ -22,6 +22,14 @@ def fail(message: str, status: int = 1) -> int:
     return status
 
 
+def leave(status: int) -> int:
+    """Exit with status now, the standard streams flushed, freeing nothing: `capbox detect` holds the detectors'
+    tables (about a million objects on large.pcap), and freeing them on the way out cost 0.2 s of CPU."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def warn(message: str) -> None:
     print(f"capbox: warning: {message}", file=sys.stderr)
 

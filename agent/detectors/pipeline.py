@@ -14,18 +14,22 @@ import gc
 from typing import Iterable, Optional
 
 from agent.detectors.lan import LEARN_KINDS, Lan
-from hwdrivers.events import DnsRepeat
+from hwdrivers.events import KIND_BITS, DnsRepeat
 
 
+UNREAD_RECORDS = ("http",)   # kinds whose C record no detector reads (ssl_strip parses the head and body itself):
+                             # read bare (hwdrivers.events.from_buffer), 5 us an event saved
 GC_THRESHOLD = (50000, 20, 100)   # young objects between collections: the default 700 made a third of the work
+GC_THRESHOLD_OFFLINE = (1 << 20, 20, 100)   # `capbox detect`, with no pause to keep short: large.pcap's 17
+                                            # collections (0.27 s, each walking the tables) are none
 
 
-def tune_gc() -> None:
+def tune_gc(threshold: tuple = GC_THRESHOLD) -> None:
     """For a process that mostly feeds the pipeline (the worker, `capbox detect`): its tables hold about a million
     objects, and the collector walked them every few thousand allocations (the bench DNS capture: 5.2 s of CPU
     with the default thresholds, 3.8 s with these).  What was imported before is frozen out of its walks."""
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLD)
+    gc.set_threshold(*threshold)
 
 
 class Pipeline:
@@ -44,6 +48,7 @@ class Pipeline:
         dns = self.route.get("dns", ())
         self.dns = dns[0] if len(dns) == 1 else None
         self.repeats = hasattr(self.dns, "judge_exchange")   # its one DNS detector can read DnsRepeats
+        self.bare = sum(KIND_BITS[k] for k in UNREAD_RECORDS)  # the readers' bare
 
     def kinds(self) -> frozenset:
         """The event kinds the pipeline wants from the capture."""

@@ -41,7 +41,13 @@ def _host(value: str) -> str:
 
 def _split(url: str):
     """urlsplit, or None for a URL it refuses (an unclosed IPv6 bracket, a bad port): the sender chooses what it
-    sends, and one such request or Location raised out of the detectors (`capbox detect` stopped with a traceback)."""
+    sends, and one such request or Location raised out of the detectors (`capbox detect` stopped with a traceback).
+    A plain path (the usual request target: no scheme, no authority, none of the characters urlsplit removes) is
+    split here to urlsplit's own result (3 us each, for 20,020 new targets on large.pcap)."""
+    if url[:1] == "/" and url[1:2] != "/" and "\t" not in url and "\r" not in url and "\n" not in url:
+        rest, _, fragment = url.partition("#")
+        path, _, query = rest.partition("?")
+        return urllib.parse.SplitResult("", "", path, query, fragment)
     try:
         return urllib.parse.urlsplit(url)
     except ValueError:

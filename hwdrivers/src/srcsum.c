@@ -7,7 +7,13 @@
  * a full bucket evicts its least recently seen entry (its pending counts are
  * sent first, and the eviction counted).  An entry remembers the last few
  * Ethernet address pairs its SYNs showed; a pair it has not seen sends a
- * summary at once, so a switch of next hop reaches Python in packet order. */
+ * summary at once, so a switch of next hop reaches Python in packet order.
+ *
+ * The tick's sweep skips a bucket none of whose spans can be due yet: each
+ * bucket keeps a time before which none is (`due_at`: lowered by every
+ * packet of its sources, recomputed when the sweep reads the bucket), so the
+ * sweep reads 8 bytes, not 8 entries, for most (large.pcap: 0.13 s of CPU
+ * in the sweep, most of it cache misses on entries). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +41,7 @@ struct src {
 
 struct hw_srcsum {
     struct src *t;
+    uint64_t *due_at;          /* by bucket: no entry is due before it (UINT64_MAX: none pending) */
     uint32_t buckets, sweep_at;
 };
 
@@ -45,10 +52,14 @@ struct hw_srcsum *hwint_src_create(uint32_t max_sources)
     if (max_sources > MAX_SOURCES) max_sources = MAX_SOURCES;
     for (s->buckets = 1; s->buckets * WAYS < max_sources;) s->buckets <<= 1;
     s->t = calloc((size_t)s->buckets * WAYS, sizeof *s->t);
-    if (!s->t) {
+    s->due_at = malloc((size_t)s->buckets * sizeof *s->due_at);
+    if (!s->t || !s->due_at) {
+        free(s->t);
+        free(s->due_at);
         free(s);
         return NULL;
     }
+    memset(s->due_at, 0xff, (size_t)s->buckets * sizeof *s->due_at);
     return s;
 }
 
@@ -56,6 +67,7 @@ void hwint_src_destroy(struct hw_srcsum *t)
 {
     if (!t) return;
     free(t->t);
+    free(t->due_at);
     free(t);
 }
 
@@ -171,9 +183,22 @@ static int pair_of(struct src *e, const struct hw_meta *m, int *added)
     return i;
 }
 
-static void begin(struct src *e, uint64_t ts_ns)
+/* The earliest e can be due, as due() judges it at now without more packets (0: it is due now). */
+static uint64_t due_from(const struct src *e, uint64_t now_ns)
+{
+    uint64_t interval = (uint64_t)HW_SRC_INTERVAL_S * HW_NS;
+    if (!pending(e)) return UINT64_MAX;
+    if (due(e, now_ns)) return 0;
+    /* not due past its interval: too few packets for its age, and fewer still the longer it waits */
+    return now_ns < e->first_ns + interval ? e->first_ns + interval : e->first_ns + (uint64_t)HW_SRC_REFRESH_S * HW_NS;
+}
+
+/* A packet of e's: its span begins (or goes on), and its bucket may be due from its interval on. */
+static void begin(struct hw_srcsum *t, struct src *e, uint64_t ts_ns)
 {
     if (!e->first_ns) e->first_ns = ts_ns ? ts_ns : 1;
+    uint64_t *due_at = &t->due_at[(size_t)(e - t->t) / WAYS], at = e->first_ns + (uint64_t)HW_SRC_INTERVAL_S * HW_NS;
+    if (at < *due_at) *due_at = at;
     if (ts_ns > e->last_ns) e->last_ns = ts_ns;
     e->seen_ns = ts_ns;
 }
@@ -185,11 +210,11 @@ void hwint_src_packet(struct hw_srcsum *t, const struct hw_meta *m, uint64_t ts_
     if (m->tcp_flags & TCP_RST) {
         struct src *e = find(t, m->src, m->family), *to = find(t, m->dst, m->family);
         if (e) {
-            begin(e, ts_ns);
+            begin(t, e, ts_ns);
             e->rsts_sent++;
         }
         if (to) {
-            begin(to, ts_ns);
+            begin(t, to, ts_ns);
             to->rsts_received++;
         }
         return;
@@ -201,7 +226,7 @@ void hwint_src_packet(struct hw_srcsum *t, const struct hw_meta *m, uint64_t ts_
     else if (due(e, ts_ns))
         summarise(e, HW_SRC_INTERVAL, ring, c); /* a span that ended before this packet is sent without it */
     int i = pair_of(e, m, &added);
-    begin(e, ts_ns);
+    begin(t, e, ts_ns);
     e->vlan = m->vlan;
     e->syns++;
     c->tcp_source_syns++;
@@ -216,14 +241,20 @@ void hwint_src_tick(struct hw_srcsum *t, uint64_t now_ns, struct hw_ring *ring, 
                     uint32_t budget)
 {
     for (int n = 0; n < SWEEP && budget; n++) {
-        struct src *b = &t->t[t->sweep_at * WAYS];
-        t->sweep_at = (t->sweep_at + 1) & (t->buckets - 1);
-        for (int i = 0; i < WAYS && budget; i++) {
-            if (due(&b[i], now_ns)) {
+        uint32_t at = t->sweep_at;
+        struct src *b = &t->t[at * WAYS];
+        t->sweep_at = (at + 1) & (t->buckets - 1);
+        if (now_ns < t->due_at[at]) continue;
+        uint64_t due_at = UINT64_MAX;
+        for (int i = 0; i < WAYS; i++) {
+            if (budget && due(&b[i], now_ns)) {
                 summarise(&b[i], HW_SRC_INTERVAL, ring, c);
                 budget--;
             }
+            uint64_t from = due_from(&b[i], now_ns);
+            if (from < due_at) due_at = from;
         }
+        t->due_at[at] = due_at;
     }
 }
 

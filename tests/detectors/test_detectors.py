@@ -126,6 +126,24 @@ def test_urls_urlsplit_refuses_do_not_stop_capbox_detect(tmp_path):
         [d.description for d in found]
 
 
+def test_ssl_strip_splits_a_target_as_urlsplit_does():
+    """ssl_strip splits plain paths itself (the usual request target): 100,000 random targets, half of them
+    starting with "/", built of the characters urlsplit treats apart, split as urlsplit splits them (or refused)."""
+    import random
+    import urllib.parse
+    from agent.detectors.ssl_strip import _split
+    rnd = random.Random(17)
+    for _ in range(100000):
+        url = "".join(rnd.choice("/?#:@[]\t\r\n \x00\x1fab%.;=&") for _ in range(rnd.randint(0, 12)))
+        url = "/" + url if rnd.random() < 0.5 else url
+        try:
+            want = urllib.parse.urlsplit(url)
+        except ValueError:
+            want = None
+        got = _split(url)
+        assert got == want and type(got) is type(want), (url, got, want)
+
+
 def stream_0():
     return dnsstream.stream(0, 1500)
 

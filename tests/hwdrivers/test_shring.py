@@ -2,6 +2,7 @@
 from a session's C ring into a memfd ring come out of another mapping of it
 (as the consumer worker maps it) equal to what read_events gives; a full ring
 never waits, it drops and counts by kind."""
+import dataclasses
 import os
 import subprocess
 import sys
@@ -119,3 +120,28 @@ def test_folded_queries_and_repeats_through_the_ring_equal_read_events(tmp_path)
     assert [_facts(e) for e in got] == [_facts(e) for e in want]
     ring.close()
     peer.close()
+
+
+def test_bare_kinds_come_without_their_record_either_way():
+    """Events of the kinds a reader leaves bare (the pipeline's http) are the full read's but for the record,
+    which records.record_of parses from the payload as the C core did; other kinds keep theirs."""
+    from hwdrivers.events import KIND_BITS
+    from hwdrivers.records import record_of
+    path = pcap("chrissanders__http_ip4and6.pcapng")
+    want = _reference(path)
+    bare = KIND_BITS["http"]
+    ring, got, read = SharedRing(64), [], []
+    with Session(_config(path)) as s:
+        s.run_to_eof(lambda: (ring.fill(s, 64), got.extend(ring.take(64, ALL, bare=bare)[1])))
+    with Session(_config(path)) as s:
+        s.run_to_eof(lambda: read.extend(s.read_events(bare=bare)))
+    http = [e for e in want if e.kind == "http"]
+    assert http and all(e.record is not None for e in http)
+    for events in (got, read):
+        assert len(events) == len(want)
+        for e, w in zip(events, want):
+            if w.kind == "http":
+                assert e.record is None and record_of(e) == w.record
+                e = dataclasses.replace(e, record=w.record)
+            assert e == w
+    ring.close()

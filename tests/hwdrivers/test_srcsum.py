@@ -102,3 +102,34 @@ def test_a_full_table_evicts_the_oldest_and_loses_no_count(tmp_path):
 def test_acks_and_other_protocols_make_no_summary(tmp_path):
     evs, c = summaries(tmp_path, [(T0, tcp4(A4, B4, flags=ACK)), (T0 + 1, tcp4(A4, B4, flags=RST))])
     assert evs == [] and c.events["tcp_src"] == 0
+
+
+def test_a_quiet_sources_span_is_swept_out_when_due(tmp_path):
+    """A busy source that falls silent is summarised by the tick's sweep right after the first packet (of anyone)
+    past its span's interval, not at the end: the sweep skips only buckets whose spans all began too lately."""
+    b4 = "198.51.100.7"
+    frames = [(T0 + k * S // 10, tcp4(A4, C4, 40000 + k, 80, flags=SYN)) for k in range(10)]     # 10 SYNs in 1 s
+    frames += [(T0 + k * S + S // 2, tcp4(b4, C4, 41000 + k, 80, flags=SYN)) for k in range(1, 16)]
+    with session(tmp_path, events=frozenset({"tcp_src"}), max_hosts=64) as s:   # 8 buckets: a tick sweeps all
+        after = []                                 # (the second of the packet after which it came, summary)
+        for ts, frame in frames:
+            s.inject(frame, ts_ns=ts)
+            after += [((ts - T0) / S, e.src, e.record.reason, e.record.syns) for e in s.read_events()]
+    # B's span begins after its "new" summary, at its second SYN (2.5 s): due at 12.5 s, by its own packet
+    assert after == [(0.0, A4, "new", 1), (1.5, b4, "new", 1), (10.5, A4, "interval", 9),
+                     (12.5, b4, "interval", 10)]
+
+
+def test_a_quiet_sources_span_is_swept_out_at_its_refresh(tmp_path):
+    """A quiet source (too few SYNs for its interval) is swept out once its span reaches the refresh, at the first
+    packet (of anyone) after it: a bucket past its spans' intervals is not skipped for good."""
+    b4 = "198.51.100.7"
+    frames = [(T0, tcp4(A4, C4, 40000, 80, flags=SYN)), (T0 + S, tcp4(A4, C4, 40001, 80, flags=SYN))]
+    frames += [(T0 + k * 20 * S + S // 2, tcp4(b4, C4, 41000 + k, 80, flags=SYN)) for k in range(1, 17)]
+    with session(tmp_path, events=frozenset({"tcp_src"}), max_hosts=64) as s:
+        after = []
+        for ts, frame in frames:
+            s.inject(frame, ts_ns=ts)
+            after += [((ts - T0) / S, e.src, e.record.reason, e.record.syns) for e in s.read_events()]
+    # A's span began at its second SYN (1 s): due at 301 s, swept out after B's packet at 320.5 s
+    assert after == [(0.0, A4, "new", 1), (20.5, b4, "new", 1), (320.5, A4, "interval", 1)]
