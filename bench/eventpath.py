@@ -20,10 +20,10 @@ from bench.sections import markers, write_section  # noqa: E402
 READ_ONLY = """
 import collections, sys
 from agent.config import DetectionSection
-from agent.detectors.offline import BATCH
+from agent.detectors.offline import BATCH, EVENT_RING
 from agent.detectors.pipeline import Pipeline
 from hwdrivers import CaptureConfig, Session, dnsgate
-cfg = CaptureConfig(source=sys.argv[1], events=Pipeline(DetectionSection()).kinds(), event_ring=1 << 14,
+cfg = CaptureConfig(source=sys.argv[1], events=Pipeline(DetectionSection()).kinds(), event_ring=EVENT_RING,
                     lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
 kinds = collections.Counter()
 d = DetectionSection()
