@@ -11,9 +11,8 @@ import re
 import sys
 import time
 
-from agent import bus
 from agent.cli.common import add_tls_arguments, fail, print_lines
-from agent.logs.records import TYPES
+from agent.logs import TYPES
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -30,6 +29,7 @@ def parse_time(text: str, now: float) -> float:
     m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
     if m:
         return now - float(m.group(1)) * UNITS[m.group(2)]
+    from agent import bus           # (not at import: `logs -r` parses no time, and the bus loads the events)
     try:
         return bus.parse_time(text)
     except ValueError:

@@ -293,7 +293,7 @@ def search(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0
            community_id: str = "", limit: int = 100) -> Iterator[str]:
     """query() as a person asks it (GET /v1/logs/{type}, the consoles): an unknown type is NOT_FOUND, a
     host that is no IP address or a window that ends before it starts is refused."""
-    from agent.logs.records import TYPES     # here: the indexer (a child) imports this module, not the Builder
+    from agent.logs import TYPES
     if kind not in TYPES:
         raise AgentError("NOT_FOUND", f"no log type {kind!r}", {"id": kind, "choices": list(TYPES)})
     if host:
