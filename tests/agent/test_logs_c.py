@@ -282,7 +282,7 @@ def test_tls_handshakes_gathered_held_and_expired_equal_python(tmp_path, monkeyp
     (logged as it is, when a later packet shows the time); handshakes beyond the table's room (the oldest goes
     early, counted); the rest at the flush.  The same text, line for line."""
     import agent.logs.records as records
-    from agent.detectors.tls_downgrade import SUITES
+    from agent.detectors.suites import SUITES
     from tests.detectors.scenarios import tls_client_hello, tls_server_hello
     from tests.hwdrivers.packets import S, TLS_ALERT, tcp4
     monkeypatch.setattr(records, "PENDING_MAX", 2)
