@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from agent.addresses import parse_collector
 from agent.configrules import RULES
+from agent.logs import TYPES as LOG_TYPES
 from hwdrivers import CAPTURE_DEFAULTS, Tunnels
 
 PACKAGE_DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -94,7 +95,7 @@ class LogsSection:
     """Protocol logs (docs/LOGS.md): JSON lines per type under <data_dir>/logs and an index for GET /v1/logs.
     Retention is one policy with the recordings': each keeps its own keep_mb and keep_s (by write time)."""
     enabled: bool = True
-    types: tuple = ("conn", "dns", "http", "tls", "sip", "rtp", "arp", "ndp", "dhcp")
+    types: tuple = LOG_TYPES
     rotate_mb: int = 64             # a type's file starts again after this many MB (<type>.log.<UTC time>)
     keep_mb: int = 2048             # retention: the log files (and the index) together at most this (0: no limit)
     keep_s: int = 7 * 86400         # retention: records written longer ago than this go (0: no limit)

@@ -22,6 +22,7 @@ import time
 from typing import Iterator, Optional
 
 from agent.errors import AgentError, validation
+from agent.logs import TYPES
 from agent.logs.keys import hosts, key_text
 
 SCHEMA = """
@@ -293,7 +294,6 @@ def search(path: pathlib.Path, kind: str, since: float = 0.0, until: float = 0.0
            community_id: str = "", limit: int = 100) -> Iterator[str]:
     """query() as a person asks it (GET /v1/logs/{type}, the consoles): an unknown type is NOT_FOUND, a
     host that is no IP address or a window that ends before it starts is refused."""
-    from agent.logs.records import TYPES     # here: the indexer (a child) imports this module, not the Builder
     if kind not in TYPES:
         raise AgentError("NOT_FOUND", f"no log type {kind!r}", {"id": kind, "choices": list(TYPES)})
     if host:

@@ -8,7 +8,7 @@ Builder; sip and rtp come from the calls' two passes
 import json
 from typing import Callable, Iterable
 
-from agent.detectors.tls_downgrade import SUITES
+from agent.detectors.suites import SUITES
 from agent.logs.records import DNS_WAIT_S, Builder
 from hwdrivers import CaptureConfig, CaptureError, Session
 from hwdrivers.logs import Logger, flow_ids

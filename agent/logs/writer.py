@@ -16,7 +16,7 @@ import os
 import threading
 import time
 
-from agent.detectors.tls_downgrade import SUITES
+from agent.detectors.suites import SUITES
 from agent.events import LogRecord
 from agent.logs.indexer import PRUNE_EVERY_S, Indexer, Settings, parse, pieces
 from agent.logs.records import DNS_WAIT_S, PROTO_NUMBERS, Builder

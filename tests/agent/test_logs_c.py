@@ -282,7 +282,7 @@ def test_tls_handshakes_gathered_held_and_expired_equal_python(tmp_path, monkeyp
     (logged as it is, when a later packet shows the time); handshakes beyond the table's room (the oldest goes
     early, counted); the rest at the flush.  The same text, line for line."""
     import agent.logs.records as records
-    from agent.detectors.tls_downgrade import SUITES
+    from agent.detectors.suites import SUITES
     from tests.detectors.scenarios import tls_client_hello, tls_server_hello
     from tests.hwdrivers.packets import S, TLS_ALERT, tcp4
     monkeypatch.setattr(records, "PENDING_MAX", 2)
@@ -339,3 +339,25 @@ def test_without_conn_no_flow_is_made_in_python_and_the_lines_stay(name, monkeyp
     for kind in ("dns", "http", "tls"):
         assert c_lines(path, salt, (kind,))[kind] == every[kind], kind
     assert any(every.values()) and made == []
+
+
+def test_logs_r_writes_into_a_pipe_widened_to_a_megabyte():
+    """`capbox logs -r FILE --json | reader`: the pipe takes the lines' megabyte buffers in one write (F_SETPIPE_SZ),
+    and the reader gets every line as a file would."""
+    import fcntl
+    import subprocess
+    import sys
+    import tempfile
+    from tests.conftest import PCAPS
+    path = str(PCAPS / "ndpi__1kxun.pcap")
+    argv = [sys.executable, "-m", "agent", "logs", "-r", path, "--json"]
+    with tempfile.TemporaryFile() as f:
+        subprocess.run(argv, stdout=f, check=True)
+        f.seek(0)
+        want = f.read()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    first = p.stdout.read(1)                    # the command has started writing: the pipe is as it left it
+    size = fcntl.fcntl(p.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+    got = first + p.stdout.read()
+    assert p.wait() == 0 and size == 1 << 20
+    assert len(got) == len(want) and got.count(b"\n") == want.count(b"\n") > 100
