@@ -1,8 +1,7 @@
 """Configuration: one TOML file parsed into frozen per-section dataclasses.
 
-Every key has a default here; a file or a CAPBOX_<SECTION>_<KEY> environment
-variable overrides it.  Validation happens once, at start, and an error names
-the key (`capture.snaplen: must be between 64 and 262144`).
+Every key has a default here; a file or a CAPBOX_<SECTION>_<KEY> environment variable
+overrides it.  Validated once, at start; an error names the key (`capture.snaplen: ...`).
 """
 import dataclasses
 import json
