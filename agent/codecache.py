@@ -4,9 +4,11 @@ The dataclasses module writes each class's __init__, __repr__, __eq__ ... as sou
 compiles it when the class is made, in every process, at every start: 570 compiles at the
 agent's start, a quarter of its imports' CPU natively and seconds of a boot under emulation.
 The image's build records the code of those texts (record(), in the image's tree:
-image/customize.sh) on the read-only root slot; install() makes dataclasses take
-the recorded code for a text it knows and compile any other text as before.  Either way the code
-is what exec(text) compiles.  Without the file, or with one another Python wrote, nothing changes."""
+image/customize.sh) on the read-only root slot; install() makes dataclasses take the recorded
+code for a text it knows and compile any other text as before.  Either way the code is what
+exec(text) compiles.  Without the file, or with one another Python wrote, nothing changes.
+`capbox run` installs it; the worker, the indexer and the firstboot child do not (under
+qemu-user reading the file cost them 0.0-0.15 s more CPU than it saved; the agent 0.31 s less)."""
 import builtins
 import dataclasses
 import importlib.util
