@@ -45,10 +45,15 @@ def _write_private(path: pathlib.Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def has_tls(data_dir) -> bool:
+    d = pathlib.Path(data_dir)
+    return (d / TLS_KEY).exists() and (d / TLS_CERT).exists()
+
+
 def ensure_tls(data_dir: pathlib.Path, name: Optional[str] = None) -> bool:
     """A key pair and self-signed certificate for this box; False when they were there already."""
     key_path, cert_path = data_dir / TLS_KEY, data_dir / TLS_CERT
-    if key_path.exists() and cert_path.exists():
+    if has_tls(data_dir):
         return False
     import ipaddress
     from cryptography import x509
@@ -141,3 +146,8 @@ def run(cfg) -> list:
     if ensure_console_code(d, password.path_for(cfg)):
         made.append("console setup code")
     return made
+
+
+if __name__ == "__main__":      # `python -m agent.firstboot DATA_DIR`: the TLS key pair alone (agent.cli.box.start_tls)
+    import sys
+    sys.exit(0 if ensure_tls(pathlib.Path(sys.argv[1])) else 1)

@@ -18,9 +18,12 @@ ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
 # bytecode that stays valid on the slot: pip's .pyc files record their sources' mtimes, which
 # mksquashfs clamps to SOURCE_DATE_EPOCH, so every import on the box found them stale and compiled
 # the source again, in memory (the root is read-only), in every process on every boot: most of the
-# agent's start under emulation.  Unchecked hash-based .pyc (PEP 552, as Debian's own) are taken as
-# they are; the slot is read-only and dm-verity checks every block of it.
-in_root /opt/capbox/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/capbox/lib/python3.11/site-packages
+# agent's start under emulation.  Unchecked hash-based .pyc (PEP 552) are taken as they are; the slot
+# is read-only and dm-verity checks every block of it.  The standard library too: Debian compiles it
+# with *checked* hashes, so each of its imports also read its source off the slot and hashed it (the
+# agent's start alone: 162 modules, 3.8 MB of source)
+in_root /opt/capbox/bin/python -m compileall -q -f --invalidation-mode unchecked-hash \
+    /opt/capbox/lib/python3.11/site-packages /usr/lib/python3.11
 # Debian's sitecustomize only tries apport's hook, which a box does not have: a failed import, every
 # directory of sys.path searched, at the start of every Python process
 rm -f "$R/etc/python3.11/sitecustomize.py" "$R/usr/lib/python3.11/sitecustomize.py" \
@@ -72,6 +75,9 @@ mkdir -p "$R/usr/share/doc/capbox"
 cp "$SRC/image/preload.py" "$R/tmp/preload.py"
 own_proc=0
 [ -e "$R/proc/self/maps" ] || { mount -t proc proc "$R/proc"; own_proc=1; }
+# dataclass methods compiled here once, not at every import of every process on the box (agent/codecache.py)
+in_root /opt/capbox/bin/python -c 'from agent import codecache
+print("   dataclass methods compiled:", codecache.record(codecache.FILE))'
 in_root /opt/capbox/bin/python /tmp/preload.py > "$R/usr/lib/capbox/preload.list"
 if [ "$own_proc" = 1 ]; then umount "$R/proc"; fi
 rm -f "$R/tmp/preload.py"

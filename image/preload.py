@@ -11,9 +11,10 @@ import importlib
 import os
 import sys
 
-# what `capbox run --firstboot` imports on a box's first boot (the parser, the secrets, the agent
-# and its REST face: the serial console is capbox-console.service's, after READY), then its consumer
-# worker and log indexer (`python -m ...`: their own interpreters)
+# what `capbox run --firstboot` imports on a box's first boot (the parser, the secrets: the TLS key
+# pair in `python -m agent.firstboot` beside it, the agent and its REST face: the serial console is
+# capbox-console.service's, after READY), then its consumer worker and log indexer (`python -m ...`:
+# their own interpreters)
 MODULES = ("agent.cli", "agent.cli.box", "agent.firstboot", "agent.password", "cryptography.x509",
            "cryptography.hazmat.primitives.asymmetric.ec", "cryptography.hazmat.primitives.serialization",
            "agent.runtime", "agent.api.rest", "agent.consumers", "hwdrivers.shring",
@@ -26,7 +27,8 @@ BIG = 8 << 20        # larger files are mapped and paged in as touched (cryptogr
 def files() -> list:
     for name in MODULES:
         importlib.import_module(name)
-    out = [os.path.realpath(sys.executable)]
+    from agent import codecache
+    out = [os.path.realpath(sys.executable), codecache.FILE]     # the latter read as the package loads
     try:                                          # the shared libraries: libc, libssl, libffi, sqlite ...
         with open("/proc/self/maps") as maps:
             out += [line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6]

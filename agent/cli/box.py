@@ -9,11 +9,16 @@ from agent.cli.common import add_tls_arguments, fail, load_config, seconds_or_ne
 
 
 def cmd_run(args) -> int:
+    from agent import codecache
+    codecache.install()      # before the agent's modules make their dataclasses
+    if args.firstboot and not args.data_dir:
+        return fail("--firstboot needs --data-dir (where the box keeps its secrets)")
+    tls = start_tls(args.data_dir) if args.firstboot else None
     from agent.config import ConfigError
     if args.firstboot:
-        if not args.data_dir:
-            return fail("--firstboot needs --data-dir (where the box keeps its secrets)")
-        rc = cmd_firstboot(args)
+        if tls is not None:      # the agent's modules load while the pair is made (build_agent's imports, sooner)
+            import agent.api.rest, agent.runtime  # noqa: F401, E401
+        rc = cmd_firstboot(args, tls)
         if rc:
             return rc
     over = {}
@@ -84,17 +89,31 @@ def cmd_tui(args) -> int:
     return 0
 
 
-def cmd_firstboot(args) -> int:
-    """`capbox firstboot`, and `capbox run --firstboot` before the agent starts (the image's capbox.service:
-    one Python process on a box's first boot, not two paging Python in off the root slot one after the
-    other).  Without the configuration: it names the certificate, and does not load before it exists."""
+def start_tls(data_dir: str):
+    """`capbox run --firstboot` on a box without its TLS key pair: the pair made by a process of its own
+    (agent.firstboot's; it loads cryptography's 15 MB core, x509 and nothing of the agent's) while this one
+    loads the agent, on the other CPU: under emulation seconds of a first boot.  None when the pair is there."""
+    from agent import firstboot
+    if firstboot.has_tls(data_dir):
+        return None
+    import subprocess
+    return subprocess.Popen([sys.executable, "-m", "agent.firstboot", data_dir], stdin=subprocess.DEVNULL)
+
+
+def cmd_firstboot(args, tls=None) -> int:
+    """`capbox firstboot`, and `capbox run --firstboot` before the agent starts (the image's capbox.service):
+    what start_tls() began is waited for, the rest made here.  Without the configuration: it names the
+    certificate, and does not load before it exists."""
     import argparse
     from agent import firstboot
     from agent.config import ConfigError
     started = time.monotonic()
+    made = []
+    if tls is not None and tls.wait() == 0:       # else what it did not make is made here, or said why not
+        made.append("tls")
     try:
         cfg = load_config(argparse.Namespace(config=None, data_dir=args.data_dir))
-        made = firstboot.run(cfg)
+        made += firstboot.run(cfg)
     except ConfigError as e:
         return fail(f"config: {e}")
     except OSError as e:
