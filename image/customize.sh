@@ -75,9 +75,6 @@ mkdir -p "$R/usr/share/doc/capbox"
 cp "$SRC/image/preload.py" "$R/tmp/preload.py"
 own_proc=0
 [ -e "$R/proc/self/maps" ] || { mount -t proc proc "$R/proc"; own_proc=1; }
-# dataclass methods compiled here once, not at every import of every process on the box (agent/codecache.py)
-in_root /opt/capbox/bin/python -c 'from agent import codecache
-print("   dataclass methods compiled:", codecache.record(codecache.FILE))'
 in_root /opt/capbox/bin/python /tmp/preload.py > "$R/usr/lib/capbox/preload.list"
 if [ "$own_proc" = 1 ]; then umount "$R/proc"; fi
 rm -f "$R/tmp/preload.py"

@@ -27,8 +27,7 @@ BIG = 8 << 20        # larger files are mapped and paged in as touched (cryptogr
 def files() -> list:
     for name in MODULES:
         importlib.import_module(name)
-    from agent import codecache
-    out = [os.path.realpath(sys.executable), codecache.FILE]     # the latter read as the package loads
+    out = [os.path.realpath(sys.executable)]
     try:                                          # the shared libraries: libc, libssl, libffi, sqlite ...
         with open("/proc/self/maps") as maps:
             out += [line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6]

@@ -9,8 +9,6 @@ from agent.cli.common import add_tls_arguments, fail, load_config, seconds_or_ne
 
 
 def cmd_run(args) -> int:
-    from agent import codecache
-    codecache.install()      # before the agent's modules make their dataclasses
     if args.firstboot and not args.data_dir:
         return fail("--firstboot needs --data-dir (where the box keeps its secrets)")
     tls = start_tls(args.data_dir) if args.firstboot else None
