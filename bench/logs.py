@@ -15,7 +15,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.eventpath import packets, timed  # noqa: E402
+from bench.eventpath import cache_bytecode, packets, timed  # noqa: E402
 from bench.sections import markers, write_section  # noqa: E402
 
 TYPES = "conn,dns,http,tls,arp,ndp,dhcp"      # sip/rtp add the calls' second pass over the file: left out here
@@ -180,10 +180,7 @@ def main() -> None:
     ap.add_argument("--note", default="", help="a sentence on the run's conditions (e.g. a shared machine)")
     args = ap.parse_args()
     data = pathlib.Path(args.data)
-    # both commands with their bytecode cached, as an installed box has it (not compiled at every start when
-    # the shell sets PYTHONDONTWRITEBYTECODE), kept out of the checkouts
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ.setdefault("PYTHONPYCACHEPREFIX", str(data / "pycache"))
+    cache_bytecode(data)
     pin = ["taskset", "-c", args.cpu] if args.cpu and shutil.which("taskset") else []
     rows, costs = cost_rows(data, args.baseline, args.rounds, pin)
     mine = [c[0] for c in costs.values()]
