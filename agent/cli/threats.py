@@ -10,8 +10,7 @@ import json
 import sys
 from typing import Optional
 
-from agent.cli.common import console, escape, severity
-from agent.cli.common import add_tls_arguments
+from agent.cli.common import add_tls_arguments, console, escape, severity
 from agent.client import ApiError, Client, default_key
 
 DEFAULT_URL = "http://127.0.0.1:8080"

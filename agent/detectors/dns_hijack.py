@@ -31,7 +31,6 @@ FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WIND
 ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
 HISTORY_LEN = 8             # answers of a name kept
-_SET = collections.OrderedDict.__setitem__
 
 
 def parse(ev):
@@ -147,36 +146,17 @@ class Detector(Base):
             qts, server, mac, ips, ts = q
             q = {"ts": qts, "servers": {server: mac},
                  "answers": [{"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
-            _SET(self.queries, key, q)
+            collections.OrderedDict.__setitem__(self.queries, key, q)   # in its place: Recent's set moves it
         return q
-
-    def opened(self, key: tuple, q) -> None:
-        """A transaction opened by a query (Recent's own set, without its call: a new one per exchange)."""
-        queries = self.queries
-        if key in queries:
-            queries[key] = q
-        else:
-            _SET(queries, key, q)
-            if len(queries) > queries.limit:
-                queries.popitem(last=False)
-
-    def warm(self, client: str, ts: float) -> None:
-        """A client that asked (Recent's own set of a known client, without its call)."""
-        clients = self.clients
-        if client in clients:
-            clients.move_to_end(client)
-            _SET(clients, client, ts)
-        else:
-            clients[client] = ts
 
     def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
         q = self.transaction(key)
         if q is None or ts - q["ts"] > QUERY_TTL_S:
             q = {"ts": ts, "servers": {}, "answers": []}
-            self.opened(key, q)
+            self.queries[key] = q
         q["servers"][server] = hop_mac
-        self.warm(key[0], ts)
+        self.clients[key[0]] = ts
         return q
 
     def remember(self, key: tuple, past, answer: dict) -> None:
@@ -211,7 +191,7 @@ class Detector(Base):
             # its query opens the transaction (a repeat's query went to the MAC that answered): kept compact when
             # it is judged plain, else opened whole before detect() (nothing between reads the table)
             q = None
-            self.warm(client, qts)
+            self.clients[client] = qts
         else:
             self.query(key, server, mac, qts)
         if frame is not None:
@@ -224,7 +204,7 @@ class Detector(Base):
         sent = (r.id, r.dport, r.dst_mac, "udp")
         if score is None:
             if q is None:
-                self.opened(key, {"ts": qts, "servers": {server: mac}, "answers": []})
+                self.queries[key] = {"ts": qts, "servers": {server: mac}, "answers": []}
             found = self.detect(self._facts_of(t, list(t["ips"]), r.ttl, ts, client, server, mac, sent))
             found = self.threshold_and_dedup(found) if found else found
         else:
@@ -316,7 +296,7 @@ class Detector(Base):
         indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here).  q None: a
         repeat whose query opens its transaction (txn, sent at qts): kept compact (transaction())."""
         if q is None:
-            self.opened(txn, (qts, server, mac, ips, ts))
+            self.queries[txn] = (qts, server, mac, ips, ts)
         else:
             q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
         ind = None
