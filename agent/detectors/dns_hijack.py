@@ -31,6 +31,7 @@ FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WIND
 ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
 HISTORY_LEN = 8             # answers of a name kept
+_SET = collections.OrderedDict.__setitem__   # a table write that keeps the key's place (Recent's own moves it)
 
 
 def parse(ev):
@@ -212,6 +213,94 @@ class Detector(Base):
         if frame is not None:
             frame(server, client, mac, r.dst_mac, ts)
         return found
+
+    def judge_run(self, run: list, frame) -> list:
+        """Repeats one after another (nothing else between them), as judge_exchange() of each in turn, the usual
+        one in a few table writes: a repeat that opens its transaction, judged plain without raising, whose two
+        frames only renew times (Lan.steady).  Such a repeat writes nothing that another one's judgement reads
+        but the tables it writes itself (its transaction, the client's time, the name's history, counters), so
+        what the LAN gives a link (its frames' steadiness, the MAC expected of its server) is read once per run,
+        and read again after any repeat judged in full (judge_exchange(): the run is cut there)."""
+        found: list = []
+        links: dict = {}       # (client, server, client MAC, server MAC) -> (its two frames' writes) or False
+        counts, queries, clients, history, raised = self.counts, self.queries, self.clients, self.history, self._raised
+        nxdomain, threshold, dedup, lan = self.rewrites.nxdomain, self.threshold, self.cfg.dedup_s, self.lan
+        for r in run:
+            t = r.template.facts or self._facts(r.template)
+            ts, client, server, mac, cmac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.dst_mac, r.query_ts_ns / 1e9
+            key = (client, r.dport, r.id, t["name"], t["qtype"])
+            link = links.get((client, server, cmac, mac))
+            if link is None:
+                link = links[client, server, cmac, mac] = self._link(lan, frame, client, server, cmac, mac)
+            past = history.get(t["key"], ())
+            ips, ttl = t["ips"], r.ttl
+            score = None if (not link or key in queries or ts - qts > QUERY_TTL_S or t["unlikely"]
+                             or client not in clients or t["name"] in nxdomain) else 0
+            if score is not None and past and ips:           # _bogon_score's reading of the history
+                last = past[-1]
+                last_ips, last_ttl = last["ips"], last["ttl"]
+                if (last_ips and last_ips != ips and not set(last_ips) & set(ips) and last_ttl
+                        and ts < last["ts"] + last_ttl) or (ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600):
+                    score = None
+            if score is not None:
+                bogus = t["bogus"]
+                if bogus[0] is not self.cfg.local_suffixes:
+                    bogus = t["bogus"] = (self.cfg.local_suffixes,
+                                          bool(t["private"]) and public_name(t["name"], self.cfg.local_suffixes))
+                if bogus[1]:
+                    score = 70 if past and past.publics else 45
+                    if score >= threshold:
+                        last = raised.get(f"dns_hijack|{mac or server}|{client}")
+                        if last is None or ts - last[0] >= dedup or score > last[1]:
+                            score = None                     # it raises: judged in full
+            if score is None:
+                found.extend(self.judge_exchange(r, frame))
+                links.clear()                                # (it may have written what the links read)
+                continue
+            counts["events"] += 2
+            clients.move_to_end(client)
+            _SET(clients, client, qts)
+            seen, hop, back, back_hop = link
+            if seen is not None:
+                _SET(seen, cmac, qts)
+            if hop is not None:
+                hop["ts"] = qts
+            ips = list(ips)
+            _SET(queries, key, (qts, server, mac, ips, ts))
+            if len(queries) > queries.limit:
+                queries.popitem(last=False)
+            if score:
+                counts["below_threshold" if score < threshold else "repeats"] += 1
+            if ips:
+                public = t["public"]
+                answer = {"ips": ips, "public": public, "ttl": ttl, "ts": ts, "server": server}
+                if past:
+                    if len(past) == HISTORY_LEN and past[0]["public"]:
+                        past.publics -= 1
+                    past.append(answer)
+                    if public:
+                        past.publics += 1
+                    history.move_to_end(t["key"])
+                else:
+                    self.remember(t["key"], past, answer)
+            if back is not None:
+                _SET(back, mac, ts)
+            if back_hop is not None:
+                back_hop["ts"] = ts
+        return found
+
+    @staticmethod
+    def _link(lan, frame, client: str, server: str, cmac: str, mac: str):
+        """judge_run's reading of a link: (the writes of its query's frame, then of its answer's: Lan.steady), or
+        False when a repeat on it is judged in full (a frame that writes more, an answer not from the MAC expected
+        of its server)."""
+        hop = lan.expected_mac(server, client) or mac
+        if hop and mac and hop != mac:
+            return False
+        if frame is None:
+            return None, None, None, None
+        there, back = lan.steady(client, server, cmac, mac), lan.steady(server, client, mac, cmac)
+        return there + back if there is not None and back is not None else False
 
     def _plain_score(self, t, q, past, ts, client, server, mac, ttl):
         """The score detect() would give a repeated answer when its only indicator can be a bogon (0: none); None
