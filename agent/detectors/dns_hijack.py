@@ -18,6 +18,7 @@ The forged answer of a race is the one that did not come back through the
 MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
+import operator
 
 from agent.detectors.detector import ANSWERS, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
@@ -32,6 +33,7 @@ ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
 HISTORY_LEN = 8             # answers of a name kept
 _SET = collections.OrderedDict.__setitem__   # a table write that keeps the key's place (Recent's own moves it)
+_LAST = operator.itemgetter(5)                # a judge_run link's last repeat
 
 
 def parse(ev):
@@ -140,13 +142,14 @@ class Detector(Base):
 
     def transaction(self, key: tuple):
         """The transaction of key (None: none).  A repeated exchange judged plain is kept as a tuple (its query's
-        time, the server, the MAC it went through and answered from, the answer's addresses and time): one object
-        instead of five, made whole here when anything reads it, in its place (its recency kept)."""
+        time, the server, the MAC it went through and answered from, the answer's addresses and time; judge_run's keep
+        its template's list of addresses, copied here): one object instead of five, made whole here when anything
+        reads it, in its place (its recency kept)."""
         q = self.queries.get(key)
         if q.__class__ is tuple:
             qts, server, mac, ips, ts = q
             q = {"ts": qts, "servers": {server: mac},
-                 "answers": [{"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
+                 "answers": [{"ips": list(ips), "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
             collections.OrderedDict.__setitem__(self.queries, key, q)   # in its place: Recent's set moves it
         return q
 
@@ -218,61 +221,61 @@ class Detector(Base):
         """Repeats one after another (nothing else between them), as judge_exchange() of each in turn, the usual
         one in a few table writes: a repeat that opens its transaction, judged plain without raising, whose two
         frames only renew times (Lan.steady).  Such a repeat writes nothing that another one's judgement reads
-        but the tables it writes itself (its transaction, the client's time, the name's history, counters), so
-        what the LAN gives a link (its frames' steadiness, the MAC expected of its server) is read once per run,
-        and read again after any repeat judged in full (judge_exchange(): the run is cut there)."""
+        but the tables it writes itself (its transaction, the name's history, counters) and times: what the LAN
+        gives a link (its frames' steadiness, the MAC expected of its server) is read once, and the times its
+        repeats renew (the client's in clients, the frames') are written once per link, its last repeat's, in the
+        order of the links' last repeats (_renew: the same tables, order and times).  Before a repeat judged in
+        full (judge_exchange()) they are written and the links read again: the run is cut there."""
         found: list = []
-        links: dict = {}       # (client, server, client MAC, server MAC) -> (its two frames' writes) or False
+        links: dict = {}       # (client, server, client MAC, server MAC) -> _link()
         counts, queries, clients, history, raised = self.counts, self.queries, self.clients, self.history, self._raised
-        nxdomain, threshold, dedup, lan = self.rewrites.nxdomain, self.threshold, self.cfg.dedup_s, self.lan
-        for r in run:
+        nxdomain, threshold, dedup, suffixes = self.rewrites.nxdomain, self.threshold, self.cfg.dedup_s, \
+            self.cfg.local_suffixes
+        if run and "events" not in counts:
+            counts["events"] = 0                     # (its first repeat's: the counters' order kept)
+        plain_n = 0                                  # repeats judged here since the counters were last added to
+        for i, r in enumerate(run):
             t = r.template.facts or self._facts(r.template)
-            ts, client, server, mac, cmac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.dst_mac, r.query_ts_ns / 1e9
-            key = (client, r.dport, r.id, t["name"], t["qtype"])
-            link = links.get((client, server, cmac, mac))
+            run_facts = t.get("run")
+            if run_facts is None or run_facts[0] is not suffixes:
+                run_facts = t["run"] = self._run_facts(t, suffixes)
+            _, name, qtype, name_key, ips, public, bogus, unlikely = run_facts
+            ts, client, server, mac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.query_ts_ns / 1e9
+            key = (client, r.dport, r.id, name, qtype)
+            link = links.get((client, server, r.dst_mac, mac))
             if link is None:
-                link = links[client, server, cmac, mac] = self._link(lan, frame, client, server, cmac, mac)
-            past = history.get(t["key"], ())
-            ips, ttl = t["ips"], r.ttl
-            score = None if (not link or key in queries or ts - qts > QUERY_TTL_S or t["unlikely"]
-                             or client not in clients or t["name"] in nxdomain) else 0
-            if score is not None and past and ips:           # _bogon_score's reading of the history
+                link = links[client, server, r.dst_mac, mac] = self._link(frame, client, server, r.dst_mac, mac)
+            past = history.get(name_key, ())
+            ttl = r.ttl
+            plain = link and not unlikely and key not in queries and ts - qts <= QUERY_TTL_S and client in clients \
+                and name not in nxdomain
+            if plain and past and ips:           # _bogon_score's reading of the history
                 last = past[-1]
                 last_ips, last_ttl = last["ips"], last["ttl"]
-                if (last_ips and last_ips != ips and not set(last_ips) & set(ips) and last_ttl
-                        and ts < last["ts"] + last_ttl) or (ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600):
-                    score = None
-            if score is not None:
-                bogus = t["bogus"]
-                if bogus[0] is not self.cfg.local_suffixes:
-                    bogus = t["bogus"] = (self.cfg.local_suffixes,
-                                          bool(t["private"]) and public_name(t["name"], self.cfg.local_suffixes))
-                if bogus[1]:
-                    score = 70 if past and past.publics else 45
-                    if score >= threshold:
-                        last = raised.get(f"dns_hijack|{mac or server}|{client}")
-                        if last is None or ts - last[0] >= dedup or score > last[1]:
-                            score = None                     # it raises: judged in full
-            if score is None:
+                if last_ips != ips and last_ips and not set(last_ips) & set(ips) and last_ttl \
+                        and ts < last["ts"] + last_ttl:
+                    plain = False
+                elif ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600:
+                    plain = False
+            score = (70 if past and past.publics else 45) if bogus else 0
+            if plain and score and score >= threshold:
+                last = raised.get(link[4])
+                plain = last is not None and ts - last[0] < dedup and score <= last[1]    # (else it raises)
+            if not plain:
+                counts["events"] += 2 * plain_n
+                plain_n = 0
+                self._renew(links, run)
                 found.extend(self.judge_exchange(r, frame))
                 links.clear()                                # (it may have written what the links read)
                 continue
-            counts["events"] += 2
-            clients.move_to_end(client)
-            _SET(clients, client, qts)
-            seen, hop, back, back_hop = link
-            if seen is not None:
-                _SET(seen, cmac, qts)
-            if hop is not None:
-                hop["ts"] = qts
-            ips = list(ips)
-            _SET(queries, key, (qts, server, mac, ips, ts))
+            plain_n += 1
+            link[5] = i
+            _SET(queries, key, (qts, server, mac, ips, ts))     # (the template's addresses: copied when made whole)
             if len(queries) > queries.limit:
                 queries.popitem(last=False)
             if score:
                 counts["below_threshold" if score < threshold else "repeats"] += 1
             if ips:
-                public = t["public"]
                 answer = {"ips": ips, "public": public, "ttl": ttl, "ts": ts, "server": server}
                 if past:
                     if len(past) == HISTORY_LEN and past[0]["public"]:
@@ -280,27 +283,56 @@ class Detector(Base):
                     past.append(answer)
                     if public:
                         past.publics += 1
-                    history.move_to_end(t["key"])
+                    history.move_to_end(name_key)
                 else:
-                    self.remember(t["key"], past, answer)
-            if back is not None:
-                _SET(back, mac, ts)
-            if back_hop is not None:
-                back_hop["ts"] = ts
+                    self.remember(name_key, past, answer)
+        counts["events"] += 2 * plain_n
+        self._renew(links, run)
         return found
 
-    @staticmethod
-    def _link(lan, frame, client: str, server: str, cmac: str, mac: str):
-        """judge_run's reading of a link: (the writes of its query's frame, then of its answer's: Lan.steady), or
-        False when a repeat on it is judged in full (a frame that writes more, an answer not from the MAC expected
-        of its server)."""
-        hop = lan.expected_mac(server, client) or mac
+    def _renew(self, links: dict, run: list) -> None:
+        """The times judge_run's repeats renew, once per link (its last repeat's), in the order of the links' last
+        repeats: the client's time (Recent's set: it moves to the end), the frames' sender and next-hop times (in
+        place).  Each table holds then what writing them at every repeat would have left."""
+        clients = self.clients
+        for link in sorted((k for k in links.values() if k and k[5] >= 0), key=_LAST):
+            r = run[link[5]]
+            link[5] = -1
+            ts, qts, client = r.ts_ns / 1e9, r.query_ts_ns / 1e9, r.dst
+            clients.move_to_end(client)
+            _SET(clients, client, qts)
+            seen, hop, back, back_hop = link[:4]
+            if seen is not None:
+                _SET(seen, r.dst_mac, qts)
+            if hop is not None:
+                hop["ts"] = qts
+            if back is not None:
+                _SET(back, r.src_mac, ts)
+            if back_hop is not None:
+                back_hop["ts"] = ts
+
+    def _link(self, frame, client: str, server: str, cmac: str, mac: str):
+        """judge_run's reading of a link: [the writes of its query's frame, then of its answer's (Lan.steady), the
+        key of a finding on it, its last repeat not yet renewed (-1: none)]; False when a repeat on it is judged
+        in full (a frame that writes more, an answer not from the MAC expected of its server)."""
+        hop = self.lan.expected_mac(server, client) or mac
         if hop and mac and hop != mac:
             return False
-        if frame is None:
-            return None, None, None, None
-        there, back = lan.steady(client, server, cmac, mac), lan.steady(server, client, mac, cmac)
-        return there + back if there is not None and back is not None else False
+        there = back = (None, None)
+        if frame is not None:
+            there, back = self.lan.steady(client, server, cmac, mac), self.lan.steady(server, client, mac, cmac)
+            if there is None or back is None:
+                return False
+        return [*there, *back, f"dns_hijack|{mac or server}|{client}", -1]
+
+    @staticmethod
+    def _run_facts(t: dict, suffixes: tuple) -> tuple:
+        """What judge_run reads of a template's facts t, for the local suffixes: (them, name, type, history key,
+        addresses, public ones, whether the answer is a bogon, whether its name is one NXDOMAIN rewriting reads)."""
+        bogus = t["bogus"]
+        if bogus[0] is not suffixes:
+            bogus = t["bogus"] = (suffixes, bool(t["private"]) and public_name(t["name"], suffixes))
+        return suffixes, t["name"], t["qtype"], t["key"], t["ips"], t["public"], bogus[1], t["unlikely"]
 
     def _plain_score(self, t, q, past, ts, client, server, mac, ttl):
         """The score detect() would give a repeated answer when its only indicator can be a bogon (0: none); None
