@@ -233,7 +233,8 @@ class Detector(Base):
             self.cfg.local_suffixes
         if run and "events" not in counts:
             counts["events"] = 0                     # (its first repeat's: the counters' order kept)
-        plain_n = 0                                  # repeats judged here since the counters were last added to
+        plain_n = repeats = 0                        # repeats judged here, and those counted as repeats of a finding,
+                                                     # since the counters were last added to (a key, once made)
         for i, r in enumerate(run):
             t = r.template.facts or self._facts(r.template)
             run_facts = t.get("run")
@@ -263,7 +264,9 @@ class Detector(Base):
                 plain = last is not None and ts - last[0] < dedup and score <= last[1]    # (else it raises)
             if not plain:
                 counts["events"] += 2 * plain_n
-                plain_n = 0
+                if repeats:
+                    counts["repeats"] += repeats
+                plain_n = repeats = 0
                 self._renew(links, run)
                 found.extend(self.judge_exchange(r, frame))
                 links.clear()                                # (it may have written what the links read)
@@ -274,7 +277,12 @@ class Detector(Base):
             if len(queries) > queries.limit:
                 queries.popitem(last=False)
             if score:
-                counts["below_threshold" if score < threshold else "repeats"] += 1
+                if score < threshold:
+                    counts["below_threshold"] += 1
+                elif repeats or "repeats" in counts:
+                    repeats += 1
+                else:
+                    counts["repeats"] += 1           # the first ever: its key made in its place
             if ips:
                 answer = {"ips": ips, "public": public, "ttl": ttl, "ts": ts, "server": server}
                 if past:
@@ -287,6 +295,8 @@ class Detector(Base):
                 else:
                     self.remember(name_key, past, answer)
         counts["events"] += 2 * plain_n
+        if repeats:
+            counts["repeats"] += repeats
         self._renew(links, run)
         return found
 
