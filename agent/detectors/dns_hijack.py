@@ -18,8 +18,8 @@ The forged answer of a race is the one that did not come back through the
 MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
-import operator
 
+from agent.detectors import dnsrun
 from agent.detectors.detector import ANSWERS, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import Rewrites, random_label
@@ -32,8 +32,6 @@ FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WIND
 ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
 HISTORY_LEN = 8             # answers of a name kept
-_SET = collections.OrderedDict.__setitem__   # a table write that keeps the key's place (Recent's own moves it)
-_LAST = operator.itemgetter(5)                # a judge_run link's last repeat
 
 
 def parse(ev):
@@ -218,131 +216,9 @@ class Detector(Base):
         return found
 
     def judge_run(self, run: list, frame) -> list:
-        """Repeats one after another (nothing else between them), as judge_exchange() of each in turn, the usual
-        one in a few table writes: a repeat that opens its transaction, judged plain without raising, whose two
-        frames only renew times (Lan.steady).  Such a repeat writes nothing that another one's judgement reads
-        but the tables it writes itself (its transaction, the name's history, counters) and times: what the LAN
-        gives a link (its frames' steadiness, the MAC expected of its server) is read once, and the times its
-        repeats renew (the client's in clients, the frames') are written once per link, its last repeat's, in the
-        order of the links' last repeats (_renew: the same tables, order and times).  Before a repeat judged in
-        full (judge_exchange()) they are written and the links read again: the run is cut there."""
-        found: list = []
-        links: dict = {}       # (client, server, client MAC, server MAC) -> _link()
-        counts, queries, clients, history, raised = self.counts, self.queries, self.clients, self.history, self._raised
-        nxdomain, threshold, dedup, suffixes = self.rewrites.nxdomain, self.threshold, self.cfg.dedup_s, \
-            self.cfg.local_suffixes
-        if run and "events" not in counts:
-            counts["events"] = 0                     # (its first repeat's: the counters' order kept)
-        plain_n = repeats = 0                        # repeats judged here, and those counted as repeats of a finding,
-                                                     # since the counters were last added to (a key, once made)
-        for i, r in enumerate(run):
-            t = r.template.facts or self._facts(r.template)
-            run_facts = t.get("run")
-            if run_facts is None or run_facts[0] is not suffixes:
-                run_facts = t["run"] = self._run_facts(t, suffixes)
-            _, name, qtype, name_key, ips, public, bogus, unlikely = run_facts
-            ts, client, server, mac, qts = r.ts_ns / 1e9, r.dst, r.src, r.src_mac, r.query_ts_ns / 1e9
-            key = (client, r.dport, r.id, name, qtype)
-            link = links.get((client, server, r.dst_mac, mac))
-            if link is None:
-                link = links[client, server, r.dst_mac, mac] = self._link(frame, client, server, r.dst_mac, mac)
-            past = history.get(name_key, ())
-            ttl = r.ttl
-            plain = link and not unlikely and key not in queries and ts - qts <= QUERY_TTL_S and client in clients \
-                and name not in nxdomain
-            if plain and past and ips:           # _bogon_score's reading of the history
-                last = past[-1]
-                last_ips, last_ttl = last["ips"], last["ttl"]
-                if last_ips != ips and last_ips and not set(last_ips) & set(ips) and last_ttl \
-                        and ts < last["ts"] + last_ttl:
-                    plain = False
-                elif ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600:
-                    plain = False
-            score = (70 if past and past.publics else 45) if bogus else 0
-            if plain and score and score >= threshold:
-                last = raised.get(link[4])
-                plain = last is not None and ts - last[0] < dedup and score <= last[1]    # (else it raises)
-            if not plain:
-                counts["events"] += 2 * plain_n
-                if repeats:
-                    counts["repeats"] += repeats
-                plain_n = repeats = 0
-                self._renew(links, run)
-                found.extend(self.judge_exchange(r, frame))
-                links.clear()                                # (it may have written what the links read)
-                continue
-            plain_n += 1
-            link[5] = i
-            _SET(queries, key, (qts, server, mac, ips, ts))     # (the template's addresses: copied when made whole)
-            if len(queries) > queries.limit:
-                queries.popitem(last=False)
-            if score:
-                if score < threshold:
-                    counts["below_threshold"] += 1
-                elif repeats or "repeats" in counts:
-                    repeats += 1
-                else:
-                    counts["repeats"] += 1           # the first ever: its key made in its place
-            if ips:
-                answer = {"ips": ips, "public": public, "ttl": ttl, "ts": ts, "server": server}
-                if past:
-                    if len(past) == HISTORY_LEN and past[0]["public"]:
-                        past.publics -= 1
-                    past.append(answer)
-                    if public:
-                        past.publics += 1
-                    history.move_to_end(name_key)
-                else:
-                    self.remember(name_key, past, answer)
-        counts["events"] += 2 * plain_n
-        if repeats:
-            counts["repeats"] += repeats
-        self._renew(links, run)
-        return found
-
-    def _renew(self, links: dict, run: list) -> None:
-        """The times judge_run's repeats renew, once per link (its last repeat's), in the order of the links' last
-        repeats: the client's time (Recent's set: it moves to the end), the frames' sender and next-hop times (in
-        place).  Each table holds then what writing them at every repeat would have left."""
-        clients = self.clients
-        for link in sorted((k for k in links.values() if k and k[5] >= 0), key=_LAST):
-            r = run[link[5]]
-            link[5] = -1
-            ts, qts, client = r.ts_ns / 1e9, r.query_ts_ns / 1e9, r.dst
-            clients.move_to_end(client)
-            _SET(clients, client, qts)
-            seen, hop, back, back_hop = link[:4]
-            if seen is not None:
-                _SET(seen, r.dst_mac, qts)
-            if hop is not None:
-                hop["ts"] = qts
-            if back is not None:
-                _SET(back, r.src_mac, ts)
-            if back_hop is not None:
-                back_hop["ts"] = ts
-
-    def _link(self, frame, client: str, server: str, cmac: str, mac: str):
-        """judge_run's reading of a link: [the writes of its query's frame, then of its answer's (Lan.steady), the
-        key of a finding on it, its last repeat not yet renewed (-1: none)]; False when a repeat on it is judged
-        in full (a frame that writes more, an answer not from the MAC expected of its server)."""
-        hop = self.lan.expected_mac(server, client) or mac
-        if hop and mac and hop != mac:
-            return False
-        there = back = (None, None)
-        if frame is not None:
-            there, back = self.lan.steady(client, server, cmac, mac), self.lan.steady(server, client, mac, cmac)
-            if there is None or back is None:
-                return False
-        return [*there, *back, f"dns_hijack|{mac or server}|{client}", -1]
-
-    @staticmethod
-    def _run_facts(t: dict, suffixes: tuple) -> tuple:
-        """What judge_run reads of a template's facts t, for the local suffixes: (them, name, type, history key,
-        addresses, public ones, whether the answer is a bogon, whether its name is one NXDOMAIN rewriting reads)."""
-        bogus = t["bogus"]
-        if bogus[0] is not suffixes:
-            bogus = t["bogus"] = (suffixes, bool(t["private"]) and public_name(t["name"], suffixes))
-        return suffixes, t["name"], t["qtype"], t["key"], t["ips"], t["public"], bogus[1], t["unlikely"]
+        """Repeats one after another (nothing else between them), as judge_exchange() of each in turn
+        (agent.detectors.dnsrun: the usual one in a few table writes)."""
+        return dnsrun.judge_run(self, run, frame)
 
     def _plain_score(self, t, q, past, ts, client, server, mac, ttl):
         """The score detect() would give a repeated answer when its only indicator can be a bogon (0: none); None

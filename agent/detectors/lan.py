@@ -114,7 +114,7 @@ class Lan:
         """What frame(src, dst, src_mac, dst_mac, ts) would write when it only renews times: (the senders table
         whose src_mac time it sets, or None; the next hop whose time it sets, or None).  None when it would write
         more (a sender, binding, router, router address or next hop).  Only such writes change the answer, so it
-        holds for the same frame until one happens (dns_hijack.judge_run)."""
+        holds for the same frame until one happens (agent.detectors.dnsrun)."""
         if src_mac in NO_MAC:
             return None, None
         public = PUBLIC.get(src)

@@ -1,4 +1,4 @@
-"""DNS repeats one after another judged as a run (dns_hijack.judge_run, fed
+"""DNS repeats one after another judged as a run (agent.detectors.dnsrun, fed
 by Pipeline.feed_all) leave exactly what every message as its own event
 leaves: the same findings, counters, LAN model, and the DNS detector's
 tables (transactions, clients, names' histories) with the same keys in the
