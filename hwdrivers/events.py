@@ -99,8 +99,8 @@ _FOLD_NAME = _FOLD.offsets["name"]
 FOLD_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "fold")   # a dns event's folded query: its ts first (0: none)
 _FOLD_TS = struct.Struct("=Q").unpack_from
 REP_AT = _REC + ffi.offsetof("struct hw_rec_dns_fold", "rep")
-_REP_AFTER_FOLD = REP_AT - FOLD_AT
-_REP_UNPACK = Layout("struct hw_dns_repeat").struct.unpack_from
+_FOLD_REP = struct.Struct(f"=Q{REP_AT - FOLD_AT - 8}x" + Layout("struct hw_dns_repeat").struct.format[1:]).unpack_from
+                                   # (a reader of repeats: the folded query's ts and the repeat fields, one unpack)
 _SHREC = struct.Struct("=IHH")     # struct hw_shrec: a packed record's length and where its parts are
 _SHREC_SIZE = _SHREC.size
 
@@ -120,10 +120,12 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
     record = query = None
     learn = 0
     if kind == _DNS and has_rec:
-        query_ts = _FOLD_TS(buf, at + fold)[0]
+        if repeats:
+            query_ts, gen, defines, ttl, ident, has_ttl = _FOLD_REP(buf, at + fold)
+        else:
+            query_ts = _FOLD_TS(buf, at + fold)[0]
         if query_ts:
             if repeats:
-                gen, defines, ttl, ident, has_ttl = _REP_UNPACK(buf, at + fold + _REP_AFTER_FOLD)
                 template = TEMPLATES.get(gen) if gen else None
                 if template is not None:
                     return DnsRepeat(ts_ns, src, dst, sport, dport, smac, dmac, query_ts, ident,

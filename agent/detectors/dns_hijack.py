@@ -19,6 +19,7 @@ MAC the query went out to; its sender is the attacker (by its own IP when
 that MAC was seen using one)."""
 import collections
 
+from agent.detectors import dnsrun
 from agent.detectors.detector import ANSWERS, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import Rewrites, random_label
@@ -139,13 +140,14 @@ class Detector(Base):
 
     def transaction(self, key: tuple):
         """The transaction of key (None: none).  A repeated exchange judged plain is kept as a tuple (its query's
-        time, the server, the MAC it went through and answered from, the answer's addresses and time): one object
-        instead of five, made whole here when anything reads it, in its place (its recency kept)."""
+        time, the server, the MAC it went through and answered from, the answer's addresses and time; judge_run's keep
+        its template's list of addresses, copied here): one object instead of five, made whole here when anything
+        reads it, in its place (its recency kept)."""
         q = self.queries.get(key)
         if q.__class__ is tuple:
             qts, server, mac, ips, ts = q
             q = {"ts": qts, "servers": {server: mac},
-                 "answers": [{"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
+                 "answers": [{"ips": list(ips), "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
             collections.OrderedDict.__setitem__(self.queries, key, q)   # in its place: Recent's set moves it
         return q
 
@@ -212,6 +214,11 @@ class Detector(Base):
         if frame is not None:
             frame(server, client, mac, r.dst_mac, ts)
         return found
+
+    def judge_run(self, run: list, frame) -> list:
+        """Repeats one after another (nothing else between them), as judge_exchange() of each in turn
+        (agent.detectors.dnsrun: the usual one in a few table writes)."""
+        return dnsrun.judge_run(self, run, frame)
 
     def _plain_score(self, t, q, past, ts, client, server, mac, ttl):
         """The score detect() would give a repeated answer when its only indicator can be a bogon (0: none); None

@@ -110,6 +110,38 @@ class Lan:
             if len(carried) >= ROUTER_MIN_OFF_LINK and src_mac not in self.routers:
                 self.router(src_mac, ts)
 
+    def steady(self, src: str, dst: str, src_mac: str, dst_mac: str) -> Optional[tuple]:
+        """What frame(src, dst, src_mac, dst_mac, ts) would write when it only renews times: (the senders table
+        whose src_mac time it sets, or None; the next hop whose time it sets, or None).  None when it would write
+        more (a sender, binding, router, router address or next hop).  Only such writes change the answer, so it
+        holds for the same frame until one happens (agent.detectors.dnsrun)."""
+        if src_mac in NO_MAC:
+            return None, None
+        public = PUBLIC.get(src)
+        if public is None:
+            public = is_public_ip(src)
+        if public:
+            carried = self.off_link.get(src_mac)
+            if carried is None or (src not in carried and len(carried) < 64) \
+                    or (len(carried) >= ROUTER_MIN_OFF_LINK and src_mac not in self.routers):
+                return None
+            return None, None
+        if not src or src in UNSPECIFIED:
+            return None, None
+        seen = self.senders.get(src)
+        if seen is None or len(seen) != 1 or src_mac not in seen or src not in self.hosts:
+            return None
+        if src_mac in self.routers and src not in self.router_ips and self.hosts[src]["mac"] == src_mac:
+            return None
+        hop = None
+        if dst_mac not in NO_MAC and (is_public_ip(dst) if (to := PUBLIC.get(dst)) is None else to):
+            hop = self.next_hop.get(src)
+            if hop is None or (hop["mac"] != dst_mac and dst_mac in self.routers and hop["mac"] not in self.routers):
+                return None
+            if hop["mac"] != dst_mac:
+                hop = None
+        return seen, hop
+
     def learn(self, ev) -> None:
         """One packet event of any kind."""
         ts = ev.ts_ns / 1e9                  # (ev.ts: a property call for every event)

@@ -95,10 +95,20 @@ class Pipeline:
         return {d.name: {"threshold": d.threshold, **d.counts} for d in self.detectors}
 
     def feed_all(self, events: Iterable) -> list:
+        """The detections of events in order; DNS repeats one after another go to the DNS detector as one run
+        (dns_hijack.judge_run: what feed_repeat() of each finds)."""
         out: list = []
-        feed = self.feed
+        feed, run = self.feed, []
         for ev in events:
+            if ev.__class__ is DnsRepeat:
+                run.append(ev)
+                continue
+            if run:
+                out.extend(self.dns.judge_run(run, self.lan.frame if "dns" in self.learns else None))
+                run = []
             found = feed(ev)
             if found:
                 out.extend(found)
+        if run:
+            out.extend(self.dns.judge_run(run, self.lan.frame if "dns" in self.learns else None))
         return out
