@@ -46,7 +46,7 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
 
     events = frozenset(k for t, k in EVENT_KINDS.items() if t in types and t not in logger.kinds)
     config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=events, event_ring=1 << 14,
-                           lossless=True, flow_ring=1 << 16, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
+                           lossless=True, flow_ring=1 << 12, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     with Session(config) as s:
         s.set_logger(logger)
 
