@@ -147,6 +147,10 @@ static size_t count_digits(uint64_t v)
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
     if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
+    if (v < 10) {                   /* a class, a type, an rcode, a count of 0: a digit (a third of them) */
+        b->p[b->len++] = (char)('0' + v);
+        return;
+    }
     size_t n = count_digits(v);     /* its digits, written in place from the last */
     digits(b->p + b->len + n, v);
     b->len += n;
