@@ -348,7 +348,8 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
         if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
         if (!first) hwint_j_raw(b, ",", 1);
         first = 0;
-        hwint_j_float(b, (double)r->rr[i].ttl);
+        hwint_j_u64(b, r->rr[i].ttl);           /* a float as Python wrote it: repr(300.0) is "300.0" */
+        hwint_j_raw(b, ".0", 2);
     }
     hwint_j_raw(b, "]", 1);
     hwint_j_key(b, "rejected"), hwint_j_bool(b, r->rcode == 5);
