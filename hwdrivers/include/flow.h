@@ -58,6 +58,7 @@ struct hw_flowtable {
     uint64_t idle_ns, active_ns, sweep_ns;
     uint64_t next_sweep_ns, last_sweep_ns;
     uint32_t sweep_hand, evict_hand;
+    uint32_t flush_from;      /* no flow in the pool below it (a flush in several calls resumes there) */
     uint64_t next_id;
     size_t pool_bytes, slot_bytes;
     hw_flow_sink sink;

@@ -265,6 +265,7 @@ static struct hw_flow *create(struct hw_flowtable *ft, const struct hw_meta *m, 
     if (ft->free_head != UINT32_MAX) {
         idx = ft->free_head;
         ft->free_head = ft->pool[idx].next_free;
+        if (idx < ft->flush_from) ft->flush_from = idx;
     } else {
         idx = ft->high++;
     }
@@ -506,12 +507,13 @@ void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now, struct hw_counters *
 
 uint32_t hwint_ft_flush(struct hw_flowtable *ft, uint32_t max, struct hw_counters *c)
 {
-    uint32_t done = 0;
-    for (uint32_t i = 0; i < ft->high && ft->active && (!max || done < max); i++) {
+    uint32_t done = 0, i = ft->flush_from;
+    for (; i < ft->high && ft->active && (!max || done < max); i++) {
         if (!ft->pool[i].used) continue;
         remove_flow(ft, i, HW_END_FLUSH, c);
         done++;
     }
+    ft->flush_from = ft->active ? i : 0;
     return ft->active;
 }
 

@@ -64,8 +64,8 @@ static void free_queue(struct hflow *f)
 void hwint_http_free(struct hwint_http *h)
 {
     if (!h) return;
-    for (uint32_t i = 0; i <= h->mask; i++)
-        for (struct hflow *f = h->bucket[i], *next; f; f = next) {
+    for (uint32_t i = 0, left = h->entries; left && i <= h->mask; i++)     /* (untouched buckets stay so) */
+        for (struct hflow *f = h->bucket[i], *next; f; f = next, left--) {
             next = f->hnext;
             free_queue(f);
             free(f);

@@ -147,6 +147,10 @@ static size_t count_digits(uint64_t v)
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
     if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
+    if (v < 10) {                   /* a class, a type, an rcode, a count of 0: a digit (a third of them) */
+        b->p[b->len++] = (char)('0' + v);
+        return;
+    }
     size_t n = count_digits(v);     /* its digits, written in place from the last */
     digits(b->p + b->len + n, v);
     b->len += n;
@@ -321,32 +325,36 @@ static size_t v6_text(char *out, const uint8_t *a)
 {
     static const char hex[] = "0123456789abcdef";
     unsigned w[8];
-    int best = -1, best_len = 0, cur = -1, cur_len = 0;
-    for (int i = 0; i < 8; i++) {
-        w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
-        if (!w[i]) {
-            if (cur < 0) cur = i, cur_len = 0;
-            cur_len++;
-        } else if (cur >= 0) {
-            if (best < 0 || cur_len > best_len) best = cur, best_len = cur_len;
-            cur = -1;
+    int best = -1, best_len = 0;
+    for (int i = 0; i < 8; i++) w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+    for (int i = 0; i < 8;) {          /* the first longest run of zero words */
+        if (w[i]) {
+            i++;
+            continue;
         }
+        int j = i + 1;
+        while (j < 8 && !w[j]) j++;
+        if (j - i > best_len) best = i, best_len = j - i;
+        i = j;
     }
-    if (cur >= 0 && (best < 0 || cur_len > best_len)) best = cur, best_len = cur_len;
-    if (best >= 0 && best_len < 2) best = -1;
+    if (best_len < 2) best = -1;
     char *o = out;
     for (int i = 0; i < 8; i++) {
-        if (best >= 0 && i >= best && i < best + best_len) {
-            if (i == best) *o++ = ':';
+        if (i == best) {
+            *o++ = ':';
+            i += best_len - 1;
+            if (i == 7) *o++ = ':';
             continue;
         }
         if (i) *o++ = ':';
         if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
             return (size_t)(v4_text(o, a + 12) - out);
-        int shift = w[i] >= 0x1000 ? 12 : w[i] >= 0x100 ? 8 : w[i] >= 0x10 ? 4 : 0;
-        for (; shift >= 0; shift -= 4) *o++ = hex[(w[i] >> shift) & 0xf];
+        unsigned v = w[i];              /* its digits without leading zeros, unrolled */
+        if (v >= 0x1000) *o++ = hex[v >> 12];
+        if (v >= 0x100) *o++ = hex[v >> 8 & 0xf];
+        if (v >= 0x10) *o++ = hex[v >> 4 & 0xf];
+        *o++ = hex[v & 0xf];
     }
-    if (best >= 0 && best + best_len == 8) *o++ = ':';
     return (size_t)(o - out);
 }
 

@@ -54,10 +54,20 @@ void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out)
     memcpy(&k0, salt, 8);
     memcpy(&k1, salt + 8, 8);
     uint64_t a = mix(mix(flow_id ^ k0) ^ k1), c = mix(a ^ k0 ^ 0x9e3779b97f4a7c15ULL);
-    static const char hex[] = "0123456789abcdef";
     out[0] = 'C';
-    for (int i = 0; i < 16; i++) out[1 + i] = hex[(a >> (60 - 4 * i)) & 0xf];
-    out[17] = hex[c & 0xf];
+    for (int half = 0; half < 2; half++) {      /* 8 hex digits at a time: a nibble to a byte, then to its digit */
+        uint64_t x = half ? a & 0xffffffffu : a >> 32;
+        x = (x & 0xffff0000ULL) << 16 | (x & 0xffffULL);
+        x = (x & 0x0000ff000000ff00ULL) << 8 | (x & 0x000000ff000000ffULL);
+        x = (x & 0x00f000f000f000f0ULL) << 4 | (x & 0x000f000f000f000fULL);      /* the first digit highest */
+        uint64_t letters = (x + 0x0606060606060606ULL) >> 4 & 0x0101010101010101ULL;    /* 1 where over 9 */
+        x += 0x3030303030303030ULL + letters * ('a' - '0' - 10);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        x = __builtin_bswap64(x);
+#endif
+        memcpy(out + 1 + 8 * half, &x, 8);
+    }
+    out[17] = "0123456789abcdef"[c & 0xf];
     out[18] = 0;
 }
 
@@ -177,8 +187,9 @@ static uint32_t key_hash(const struct hw_logger *lg, uint64_t flow_id, uint16_t 
 {
     uint64_t h, w = 0;
     memcpy(&h, lg->salt, 8);
-    for (h = mix(h ^ flow_id * 0x9e3779b97f4a7c15ULL ^ id ^ (uint64_t)n << 48); n >= 8; n -= 8, name += 8)
-        memcpy(&w, name, 8), h = mix(h ^ w);
+    h = mix(h ^ flow_id * 0x9e3779b97f4a7c15ULL ^ id ^ (uint64_t)n << 48);
+    for (; n >= 8; n -= 8, name += 8)           /* a multiply a word, one mix at the end (a mix a word was a fifth */
+        memcpy(&w, name, 8), h = (h ^ w) * 0xff51afd7ed558ccdULL;       /* of a query's cost) */
     w = 0;
     memcpy(&w, name, n);
     return (uint32_t)mix(h ^ w);
@@ -337,7 +348,8 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
         if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
         if (!first) hwint_j_raw(b, ",", 1);
         first = 0;
-        hwint_j_float(b, (double)r->rr[i].ttl);
+        hwint_j_u64(b, r->rr[i].ttl);           /* a float as Python wrote it: repr(300.0) is "300.0" */
+        hwint_j_raw(b, ".0", 2);
     }
     hwint_j_raw(b, "]", 1);
     hwint_j_key(b, "rejected"), hwint_j_bool(b, r->rcode == 5);
