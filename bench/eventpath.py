@@ -23,22 +23,19 @@ from agent.config import DetectionSection
 from agent.detectors.offline import BATCH, EVENT_RING
 from agent.detectors.pipeline import GC_THRESHOLD_OFFLINE, Pipeline, tune_gc
 from hwdrivers import CaptureConfig, Session, dnsgate
-from hwdrivers.shring import SharedRing
 pipeline = Pipeline(DetectionSection())
 tune_gc(GC_THRESHOLD_OFFLINE)   # as capbox detect collects
 cfg = CaptureConfig(source=sys.argv[1], events=pipeline.kinds(), event_ring=EVENT_RING,
                     lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
 kinds = collections.Counter()
 d = DetectionSection()
-ring = SharedRing(2 * BATCH)
 with Session(cfg) as s:
     dnsgate.set_fold(s, d.dns_fold, d.dns_repeats)   # as capbox detect reads them
-    def take():   # a batch at a time, packed, as capbox detect reads them (agent.detectors.offline)
+    def take():   # a batch at a time, as capbox detect reads them (agent.detectors.offline)
         while True:
-            ring.fill(s, BATCH)
-            n, batch = ring.take(BATCH, cfg.events, d.dns_repeats, pipeline.bare)
+            batch = s.read_events(BATCH, repeats=d.dns_repeats, bare=pipeline.bare)
             kinds.update(e.kind for e in batch)
-            if n < BATCH:
+            if len(batch) < BATCH:
                 return
     s.run_to_eof(take)
     while s.flush():

@@ -1,18 +1,14 @@
 """Every detector over a capture file, as the live path runs them: the C core
 reads the file with events on (lossless), and each event goes, in order,
-through the detector pipeline (agent.detectors.pipeline).  The events come
-as the live worker reads them, packed (hwdrivers.shring): a struct hw_event
-is 6.7 kB, most of it an unused record union, and copying whole ones out
-cost large.pcap a gigabyte of memmove."""
+through the detector pipeline (agent.detectors.pipeline)."""
 from typing import Optional
 
 from agent.detectors.detector import SEVERITIES
 from agent.detectors.pipeline import Pipeline
 from hwdrivers import CaptureConfig, Session, dnsgate
-from hwdrivers.shring import SharedRing
 
 
-BATCH = 256          # events read, then fed, at a time
+BATCH = 256          # events read, then fed, at a time (the read buffer's size)
 EVENT_RING = 1 << 12  # the C ring's events (6.7 kB each): 1 << 14 made 110 MB the core touched first on large.pcap
                       # (21,000 page faults more).  Lossless, it drains at half full, and what a batch adds still
                       # leaves the TCP source sweep its full 512 summaries a tick: the same events, in the same order
@@ -29,25 +25,16 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
         if cfg.dns_fold and "dns" in config.events:
             dnsgate.set_fold(s, True, repeats)
 
-        ring = SharedRing(2 * BATCH)   # twice BATCH whole events: a batch of packed ones always fits (none dropped)
-        kinds = config.events
-
         def feed():
             while True:   # a batch at a time: the events of a whole ring alive at once cost the collector 0.3 s
-                ring.fill(s, BATCH)
-                n, batch = ring.take(BATCH, kinds, repeats, pipeline.bare)
+                batch = s.read_events(BATCH, repeats=repeats, bare=pipeline.bare)
                 found.extend(pipeline.feed_all(batch))
-                if n < BATCH:
+                if len(batch) < BATCH:
                     return
-        try:
-            error = s.run_to_eof(feed)
-            while s.flush():         # the last TCP source summaries, as the ring takes them
-                feed()
+        error = s.run_to_eof(feed)
+        while s.flush():         # the last TCP source summaries, as the ring takes them
             feed()
-        finally:
-            ring.close()
-        if ring.unreadable:          # (take counts and skips one that cannot be read: a bug, said here)
-            raise RuntimeError(f"{ring.unreadable} events could not be read")
+        feed()
         pipeline.dns_gate = dnsgate.counters(s) if s.dns_fold else {}
     return found, error, pipeline
 
