@@ -74,6 +74,13 @@ def console():
     return Console(highlight=False, soft_wrap=True)
 
 
+def piped() -> bool:
+    """Whether console() would print plain lines (rich's is_terminal False), known without importing rich (40 ms
+    of a command's start): stdout is no terminal, and neither TTY_COMPATIBLE=1 nor FORCE_COLOR says otherwise."""
+    return (os.environ.get("TTY_COMPATIBLE") != "1" and os.environ.get("FORCE_COLOR") is None
+            and not sys.stdout.isatty())
+
+
 def severity(sev: str, width: int = 8) -> str:
     """A severity padded to width, in its colour (rich markup)."""
     return f"[{SEVERITY_STYLE.get(sev, '')}]{sev:<{width}}[/]"

@@ -6,8 +6,8 @@ import os
 import sys
 import time
 
-from agent.cli.common import (add_capture_file, console, escape, fail, leave, load_config, num, positive, print_json,
-                              print_lines, progress, severity, warn)
+from agent.cli.common import (add_capture_file, console, escape, fail, leave, load_config, num, piped, positive,
+                              print_json, print_lines, progress, severity, warn)
 from agent.detectors.detector import SEVERITIES
 
 
@@ -125,8 +125,8 @@ def cmd_detect(args) -> int:
     keys = ("type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence", "first_seen",
             "attacker", "attacker_mac", "score")
     threats = aggregate(found, args.min_severity)     # one per (type, attacker, target), with counts
-    out = console()
-    plain = not out.is_terminal        # into a pipe or a file: rich's rendering of each line cost more than detecting
+    out = None if piped() else console()
+    plain = out is None or not out.is_terminal   # into a pipe or a file: rich's rendering of each line cost more
     lines: list = []                   # plain: written at once (a write each, unbuffered, cost 0.05 s on large.pcap)
     for t in threats:
         d = t["detection"]

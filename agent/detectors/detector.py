@@ -24,7 +24,10 @@ def severity(score: int) -> str:
 
 class Recent(collections.OrderedDict):
     """A dict that forgets its oldest entries past `limit` (every table a
-    detector keeps is bounded: a flood must not grow the agent)."""
+    detector keeps is bounded: a flood must not grow the agent).  Slotted: a
+    table per sender and per name is made by the hundred thousand (large.pcap),
+    and an instance __dict__ each cost 0.5 us to make and memory to keep."""
+    __slots__ = ("limit",)
 
     def __init__(self, limit: int = 65536):
         super().__init__()
@@ -42,6 +45,7 @@ class Recent(collections.OrderedDict):
 
 class Indicators:
     """The reasons behind a finding: name, points, and a sentence for people."""
+    __slots__ = ("items",)   # (one made for most events judged: without a __dict__, cheaper to make)
 
     def __init__(self):
         self.items: list = []

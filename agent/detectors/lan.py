@@ -50,6 +50,10 @@ class Lan:
             return
         if first and self.hosts.get(ip, {"mac": mac})["mac"] != mac:
             return
+        self._bind(ip, mac, ts, how)
+
+    def _bind(self, ip: str, mac: str, ts: float, how: str) -> None:
+        """bind's store, once its checks passed (frame's new on-link sender passed them already)."""
         self.hosts[ip] = {"mac": mac, "ts": ts, "how": how}
         own = self.macs.get(mac)
         if own is None:
@@ -81,15 +85,20 @@ class Lan:
         if not public:                       # on_link(src), or nothing to learn
             if not src or src in UNSPECIFIED:
                 return
-            seen = self.senders.get(src)
-            if seen is None:                 # (setdefault would build a Recent for every frame)
-                seen = self.senders[src] = Recent(8)
-            if len(seen) == 1 and src_mac in seen:
+            senders = self.senders
+            seen = senders.get(src)
+            if seen is None:                 # a new sender: Recent's steps for new keys, without its calls
+                seen = Recent(8)
+                _SET(seen, src_mac, ts)
+                _SET(senders, src, seen)
+                if len(senders) > senders.limit:
+                    senders.popitem(last=False)
+            elif len(seen) == 1 and src_mac in seen:
                 _SET(seen, src_mac, ts)      # the one MAC it is sent from: no order to keep (Recent's own is slower)
             else:
                 seen[src_mac] = ts
             if len(seen) == 1 and src not in self.hosts:
-                self.bind(src, src_mac, ts, "ip")
+                self._bind(src, src_mac, ts, "ip")   # (bind's checks: a MAC, an on-link source, as here)
             if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
                     and self.hosts[src]["mac"] == src_mac:
                 self.router_ips[src] = src_mac

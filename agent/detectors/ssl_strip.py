@@ -76,13 +76,19 @@ def parse_http(p: bytes):
 
 
 def parse(ev):
-    base = {"kind": ev.kind, "flow": ev.flow_id, "src": ev.src, "dst": ev.dst, "sport": ev.sport,
-            "dport": ev.dport, "src_mac": ev.src_mac, "dst_mac": ev.dst_mac, "ts": ev.ts}
     if ev.kind == "tls":
         snis = [r["sni"] for r in event_records(ev) if r["type"] == "client_hello" and r["sni"]]
-        return {**base, "sni": snis[0]} if snis else None
+        return _facts(ev, {"sni": snis[0]}) if snis else None
     msg = parse_http(ev.payload)
-    return {**base, **msg} if msg else None
+    return _facts(ev, msg) if msg else None
+
+
+def _facts(ev, f: dict) -> dict:
+    """f with the event's own facts (none of f's keys): one dict made, not two merged (40,040 HTTP heads)."""
+    f["kind"], f["flow"], f["src"], f["dst"], f["sport"], f["dport"] = (ev.kind, ev.flow_id, ev.src, ev.dst,
+                                                                       ev.sport, ev.dport)
+    f["src_mac"], f["dst_mac"], f["ts"] = ev.src_mac, ev.dst_mac, ev.ts_ns / 1e9
+    return f
 
 
 class Detector(Base):
@@ -177,7 +183,7 @@ class Detector(Base):
             ind.add("hsts_missing", 30, f"no Strict-Transport-Security, though {host} sent it before")
         body = f["body"]        # (a link needs "://": the regex's scan of a body without one cost 11 us)
         links = {m.decode("latin-1").lower() for m in HTTP_LINK.findall(body)} if b"://" in body else ()
-        rewritten = sorted(l for l in links if l in self.tls_hosts or l in self.wants_https)
+        rewritten = sorted(l for l in links if l in self.tls_hosts or l in self.wants_https) if links else ()
         if rewritten:
             ind.add("rewritten_links", 15, f"links or forms point to http:// for {', '.join(rewritten[:3])}")
         if not ind:

@@ -33,5 +33,6 @@ struct hw_event {
     } rec;
 };
 
-/* Copy up to max events out of the ring, oldest first. */
+/* Copy up to max events out of the ring, oldest first: each only as far as it is read (its head and snippet,
+ * its record, a DNS event's folded query); the rest of each slot of out is left as it was. */
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max);
