@@ -33,7 +33,7 @@ from sections import markers, write_section  # noqa: E402
 LIMIT_S = 600
 
 
-# and the initramfs's first line (image/initramfs/.../init-top/capbox-start): the kernel is up
+# and the initramfs's first line (image/initramfs/.../capbox/init): the kernel is up
 BOOT_MILESTONES = (("kernel", "capbox: initramfs started"), *MILESTONES)
 
 

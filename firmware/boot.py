@@ -2,7 +2,7 @@
 wrote (which slot, which devices), the running release, the ESP (mounted
 only while it is written), the boot loader's variables, and reboot.
 
-On the image:  /run/capbox/boot.env  (initramfs: image/initramfs/.../capbox-slot)
+On the image:  /run/capbox/boot.env  (initramfs: image/initramfs/.../capbox/slot)
                /usr/lib/capbox/release.json
                /sys/firmware/efi/efivars
 Every path is a constructor argument.  `Platform.under(root)` (or
@@ -152,7 +152,7 @@ class Platform:
         return {"filesystem": "squashfs", "bytes_used": bytes_used, "mkfs_time": mkfs_time, "inodes": inodes}
 
     def var_upper(self, slot: str) -> pathlib.Path:
-        """The slot's writable /var layer on the data partition (initramfs: capbox-data)."""
+        """The slot's writable /var layer on the data partition (initramfs: capbox/data)."""
         return self.data_root / "var" / slot
 
     # ---- the ESP -------------------------------------------------------------------

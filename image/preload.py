@@ -3,7 +3,7 @@
 
 Why: under emulation, reading the slot (a page-cache miss: the block read, dm-verity's hash,
 squashfs's decompression) is about half of the agent's Python start.  The initramfs reads these
-files in the background as soon as it has mounted the slot (local-bottom/capbox-data), on a CPU
+files in the background as soon as it has mounted the slot (image/initramfs/.../capbox/data), on a CPU
 that is otherwise idle while the kernel switches to systemd and systemd starts; the agent then
 finds them in the page cache.  The reads go through dm-verity like any other: nothing is trusted
 that was not checked.  A list that is stale (a module renamed) only reads less ahead."""

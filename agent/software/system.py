@@ -34,7 +34,7 @@ from firmware.verify import Verdict
 log = logging.getLogger(__name__)
 UNITS = ["capbox.service", "capbox-console.service", "capbox-tui.service", "capbox-update-guard.service"]
 TRIAL_MARKER = "trial"
-VERITY_MARKER = "verity-failed"      # the initramfs refused the slot it names (image/initramfs, capbox-slot)
+VERITY_MARKER = "verity-failed"      # the initramfs refused the slot it names (image/initramfs, capbox/slot)
 
 
 def rejected(verdict: Verdict) -> AgentError:

@@ -195,7 +195,7 @@ def test_efi_variable_encoding(box):
 
 
 def test_slot_refused_by_the_initramfs_is_bad_and_the_other_committed(box):
-    """What image/initramfs's capbox-slot does when slot a fails dm-verity: the slot's name
+    """What image/initramfs's capbox/slot does when slot a fails dm-verity: the slot's name
     in update/verity-failed on the data partition, the one-shot entry on b, a reset."""
     box.service().status()
     (box.data_dir / "update" / "verity-failed").write_text("a\n")
