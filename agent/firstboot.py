@@ -46,6 +46,7 @@ def _write_private(path: pathlib.Path, data: bytes) -> None:
 
 
 def has_tls(data_dir) -> bool:
+    """Whether the box's key pair is there (both halves: a half is made again)."""
     d = pathlib.Path(data_dir)
     return (d / TLS_KEY).exists() and (d / TLS_CERT).exists()
 

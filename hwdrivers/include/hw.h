@@ -205,10 +205,13 @@ void hwint_ring_free(struct hw_ring *r);
 void *hwint_ring_reserve(struct hw_ring *r);   /* NULL when full */
 void hwint_ring_commit(struct hw_ring *r);
 int hwint_ring_read(struct hw_ring *r, void *out, int max);
-/* Copy up to max events of an event ring into out[], oldest first, each only as far as its readers read it (the
- * head and snippet, the record, a DNS event's fold: shring.c's packed layout, in place); the rest of a slot is left
- * as it was.  A struct hw_event is 6.7 kB, most events use a few hundred bytes of it. */
-int hwint_events_copy(struct hw_ring *r, struct hw_event *out, int max);
+/* A record's copy out of a ring (NULL: all of it, memcpy). */
+typedef void (*hwint_ring_copy)(void *dst, const void *src);
+int hwint_ring_read_each(struct hw_ring *r, void *out, int max, hwint_ring_copy copy);
+/* An event ring's copy (hw_events_read): an event only as far as its readers read it (the head and snippet, the
+ * record, a DNS event's fold: shring.c's packed layout, in place); the rest of dst is left as it was.  A struct
+ * hw_event is 6.7 kB, most events use a few hundred bytes of it. */
+void hwint_event_copy(void *dst, const void *src);
 uint32_t hwint_ring_used(struct hw_ring *r);
 
 /* Flow table. */

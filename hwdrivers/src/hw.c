@@ -724,7 +724,7 @@ struct hw_ring *hwint_session_events(struct hw_session *s) { return s->cfg.event
 
 int hw_events_read(struct hw_session *s, struct hw_event *out, int max)
 {
-    return s->cfg.event_mask ? hwint_events_copy(&s->events, out, max) : 0;
+    return s->cfg.event_mask ? hwint_ring_read_each(&s->events, out, max, hwint_event_copy) : 0;
 }
 
 int hw_records_counters(struct hw_session *s, struct hw_rec_counters *out)

@@ -45,7 +45,7 @@ void hwint_ring_commit(struct hw_ring *r)
     atomic_store_explicit(&r->head, head + 1, memory_order_release);
 }
 
-int hwint_ring_read(struct hw_ring *r, void *out, int max)
+int hwint_ring_read_each(struct hw_ring *r, void *out, int max, hwint_ring_copy copy)
 {
     if (!r->buf || max <= 0) return 0;
     pthread_mutex_lock(&r->read_lock);
@@ -54,11 +54,19 @@ int hwint_ring_read(struct hw_ring *r, void *out, int max)
     uint64_t n = head - tail;
     if (n > (uint64_t)max) n = (uint64_t)max;
     uint8_t *dst = out;
-    for (uint64_t i = 0; i < n; i++, dst += r->rec_size)
-        memcpy(dst, r->buf + (size_t)((tail + i) & r->mask) * r->rec_size, r->rec_size);
+    for (uint64_t i = 0; i < n; i++, dst += r->rec_size) {
+        const uint8_t *src = r->buf + (size_t)((tail + i) & r->mask) * r->rec_size;
+        if (copy) copy(dst, src);
+        else memcpy(dst, src, r->rec_size);
+    }
     atomic_store_explicit(&r->tail, tail + n, memory_order_release);
     pthread_mutex_unlock(&r->read_lock);
     return (int)n;
+}
+
+int hwint_ring_read(struct hw_ring *r, void *out, int max)
+{
+    return hwint_ring_read_each(r, out, max, NULL);
 }
 
 uint32_t hwint_ring_used(struct hw_ring *r)

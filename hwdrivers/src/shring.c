@@ -81,26 +81,16 @@ static uint32_t layout(const struct hw_event *e, struct hw_shrec *h, size_t *rec
     return h->len;
 }
 
-int hwint_events_copy(struct hw_ring *r, struct hw_event *out, int max)
+void hwint_event_copy(void *dst, const void *src)
 {
-    if (!r->buf || max <= 0) return 0;
-    pthread_mutex_lock(&r->read_lock);
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    uint64_t n = atomic_load_explicit(&r->head, memory_order_acquire) - tail;
-    if (n > (uint64_t)max) n = (uint64_t)max;
-    for (uint64_t i = 0; i < n; i++) {
-        const struct hw_event *e = (const void *)(r->buf + (size_t)((tail + i) & r->mask) * r->rec_size);
-        uint8_t *o = (uint8_t *)&out[i];
-        struct hw_shrec h;
-        size_t rec_len;
-        layout(e, &h, &rec_len);
-        memcpy(o, e, HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
-        if (h.rec_at) memcpy(o + REC, &e->rec, rec_len);
-        if (h.fold_at) memcpy(o + REC + FOLD, (const uint8_t *)&e->rec + FOLD, FOLD_LEN);
-    }
-    atomic_store_explicit(&r->tail, tail + n, memory_order_release);
-    pthread_mutex_unlock(&r->read_lock);
-    return (int)n;
+    const struct hw_event *e = src;
+    uint8_t *o = dst;
+    struct hw_shrec h;
+    size_t rec_len;
+    layout(e, &h, &rec_len);
+    memcpy(o, e, HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
+    if (h.rec_at) memcpy(o + REC, &e->rec, rec_len);
+    if (h.fold_at) memcpy(o + REC + FOLD, (const uint8_t *)&e->rec + FOLD, FOLD_LEN);
 }
 
 int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, int *full)
