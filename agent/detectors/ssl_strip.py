@@ -142,7 +142,8 @@ class Detector(Base):
                                                                                                    "replace")
         creds = []   # (every match of CREDENTIAL_FIELDS holds a "=": without one, its search is not run)
         body = f["body"]
-        if (b"=" in body and CREDENTIAL_FIELDS.search(body)) or (b"=" in query and CREDENTIAL_FIELDS.search(b"?" + query)):
+        if (b"=" in body and CREDENTIAL_FIELDS.search(body)) or (b"=" in query
+                                                                and CREDENTIAL_FIELDS.search(b"?" + query)):
             creds.append("a password field")
         if h.get("authorization", "").lower().startswith("basic "):
             creds.append("HTTP Basic credentials")
