@@ -297,7 +297,7 @@ class Session:
         with self._use() as s:
             while len(out) < limit:
                 n = lib.hw_events_read(s, self._event_buf, min(limit - len(out), len(self._event_buf)))
-                out.extend(convert(view, i * size, repeats, bare=bare) for i in range(n))
+                out += [convert(view, at, repeats, bare=bare) for at in range(0, n * size, size)]   # (no generator)
                 if n < len(self._event_buf):
                     break
         return out

@@ -390,11 +390,12 @@ _PAIR_SIZE = ffi.sizeof("struct hw_src_pair")
 def tcpsrc_from_buffer(buf, at: int, family: int) -> TcpSourceRecord:
     """The struct hw_rec_tcpsrc at byte offset `at` of a buffer (one unpack, and one per address pair)."""
     first_ns, last_ns, syns, rsts_sent, rsts_received, hosts, ports, reason, n_pairs = _SRC_UNPACK(buf, at)
-    text = ipv6 if family == 6 else ipv4
+    text, known = (ipv6, _TEXT6) if family == 6 else (ipv4, _TEXT4)
     pairs = []
-    for i in range(n_pairs):
+    for i in range(n_pairs):    # (the tables read inline, as events.from_buffer reads them)
         smac, dmac, dst = _PAIR.unpack_from(buf, at + _SRC_PAIRS + i * _PAIR_SIZE)
-        pairs.append(SourcePair(mac(smac), mac(dmac), text(dst)))
+        pairs.append(SourcePair(_MACS.get(smac) or mac(smac), _MACS.get(dmac) or mac(dmac),
+                                known.get(dst) or text(dst)))
     return TcpSourceRecord(first_ns / 1e9, last_ns / 1e9, syns, rsts_sent, rsts_received, hosts, ports,
                            SOURCE_REASONS[reason], tuple(pairs))
 

@@ -128,6 +128,7 @@ def cmd_detect(args) -> int:
     out = None if piped() else console()
     plain = out is None or not out.is_terminal   # into a pipe or a file: rich's rendering of each line cost more
     lines: list = []                   # plain: written at once (a write each, unbuffered, cost 0.05 s on large.pcap)
+    stamps: dict = {}                  # second -> its text (large.pcap: 18,648 threats in 300 s)
     for t in threats:
         d = t["detection"]
         if args.json:
@@ -135,7 +136,8 @@ def cmd_detect(args) -> int:
                    "last_seen": t["last_seen"]}
             print(json.dumps(row, default=str))
             continue
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen))
+        when = stamps.get(second := d.first_seen // 1) or stamps.setdefault(
+            second, time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.first_seen)))
         who = d.attacker + (f" ({d.attacker_mac})" if d.attacker_mac and d.attacker_mac != d.attacker else "")
         times = f" x{t['count']}" if t["count"] > 1 else ""
         what = f"{d.type:<13} {d.protocol:<4} {who} -> {d.dst}{times}"

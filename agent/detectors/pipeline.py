@@ -44,6 +44,7 @@ class Pipeline:
             d.lan = self.lan
             for k in d.kinds:
                 self.route.setdefault(k, []).append(d)
+        self.judges = {k: tuple(d.judge for d in ds) for k, ds in self.route.items()}   # (bound once: feed's loop)
         self.learns = frozenset(LEARN_KINDS) & self.kinds()
         dns = self.route.get("dns", ())
         self.dns = dns[0] if len(dns) == 1 else None
@@ -58,13 +59,14 @@ class Pipeline:
         """The detections one packet event raises."""
         if event.__class__ is DnsRepeat:
             return self.feed_repeat(event)
-        q = getattr(event, "query", None) if event.kind == "dns" else None   # a query folded into it goes first
+        kind = event.kind
+        q = getattr(event, "query", None) if kind == "dns" else None   # a query folded into it goes first
         out: list = self.feed_query(q) if q is not None else []
-        for d in self.route.get(event.kind, ()):
-            found = d.judge(event)
+        for judge in self.judges.get(kind, ()):
+            found = judge(event)
             if found:
                 out.extend(found)
-        if event.kind in self.learns:
+        if kind in self.learns:
             try:
                 self.lan.learn(event)
             except (ValueError, IndexError, KeyError, UnicodeError):

@@ -140,13 +140,15 @@ class Detector(Base):
             return []
         query = (split.query if split else f["target"].partition("?")[2].partition("#")[0]).encode("latin-1",
                                                                                                    "replace")
-        ctype = h.get("content-type", "").split(";")[0].strip().lower()
-        creds = []
-        if CREDENTIAL_FIELDS.search(f["body"]) or CREDENTIAL_FIELDS.search(b"?" + query):
+        creds = []   # (every match of CREDENTIAL_FIELDS holds a "=": without one, its search is not run)
+        body = f["body"]
+        if (b"=" in body and CREDENTIAL_FIELDS.search(body)) or (b"=" in query
+                                                                and CREDENTIAL_FIELDS.search(b"?" + query)):
             creds.append("a password field")
         if h.get("authorization", "").lower().startswith("basic "):
             creds.append("HTTP Basic credentials")
-        if f["method"] == "POST" and ctype in FORM_TYPES and LOGIN_PATHS.search(f["target"]):
+        if f["method"] == "POST" and h.get("content-type", "").split(";")[0].strip().lower() in FORM_TYPES \
+                and LOGIN_PATHS.search(f["target"]):
             creds.append("a login form")
         if not creds:
             return []
