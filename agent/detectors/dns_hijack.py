@@ -297,10 +297,17 @@ class Detector(Base):
         except (ValueError, IndexError, KeyError, UnicodeError):
             return super().judge(ev)                 # what parse() would raise: counted there
         self.counts["events"] += 1
-        ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
-        q = self.transaction((client, ev.dport, rec.id, name, qtype))
+        ts, client, server, mac = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac
+        key = (client, ev.dport, rec.id, t["name"], t["qtype"])
+        q = self.queries.get(key)
+        if q.__class__ is tuple:
+            q = self.transaction(key)
         past = self.history.get(t["key"], ())
-        score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
+        score = None
+        if q is not None and not q["answers"] and ts - q["ts"] <= QUERY_TTL_S:     # _plain_score's, inline
+            sent_to = q["servers"]
+            if server in sent_to:
+                score = self._bogon_score(t, server, sent_to[server], past, ts, client, mac, t["ttl"])
         sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
         if score is None:
             found = self.detect(self._facts_of(t, t["ips"], t["ttl"], ts, client, server, mac, sent))
@@ -329,24 +336,36 @@ class Detector(Base):
         ind = None
         if score:
             key = f"dns_hijack|{mac or server}|{client}"
-            if score < self.threshold or self.seen(key, ts, score):
-                self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            if score < self.threshold:
+                self.counts["below_threshold"] += 1
+            elif self.seen(key, ts, score):
+                self.counts["repeats"] += 1
             else:
                 ind = Indicators()
                 bogon(ind, t["name"], t["private"], past)        # (the history before this answer)
         if ips:
-            self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
+            answer = {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server}
+            if past:                                             # remember()'s, inline
+                past.add(answer)
+                self.history.move_to_end(t["key"])
+            else:
+                self.remember(t["key"], past, answer)
         if ind is None:
             return []
-        f = self._facts_of(t, ips, ttl, ts, client, server, mac, sent)
-        name = f["name"]
-        evidence = {"domain": name, "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
-                    "answers": ips, "cnames": f["cnames"], "ttl": f["ttl"], "server": server, "client": client,
-                    "client_port": f["client_port"], "transport": f["proto"], "responder_mac": mac,
-                    "queried_servers": sorted(q["servers"]) if q is not None else [server]}
+        name, qtype = t["name"], t["qtype"]
+        ident, port, client_mac, transport = sent
+        evidence = {"domain": name, "query_type": qtype, "transaction_id": ident, "rcode": t["rcode"],
+                    "answers": ips, "cnames": list(t["cnames"]), "ttl": ttl, "server": server, "client": client,
+                    "client_port": port, "transport": transport, "responder_mac": mac,
+                    "queried_servers": sorted(q["servers"]) if q is not None else [server], "local_ips": ips}
         self._raised[key] = (ts, ind.score)
         self.counts["raised"] += 1
-        return [self._finding(ind, f, evidence, server, mac, server, mac, key)]
+        # (_finding's verification: a bogon's name is a public one, so only its type is asked)
+        verify = {"kind": "dns", "domain": name, "record_type": qtype, "local_ips": ips} \
+            if qtype == "A" or qtype == "AAAA" else None
+        return [finding("dns_hijack", ind, ts=ts, src=server, dst=client, protocol="DNS",
+                        summary=f"DNS hijacking suspected for {name}", evidence=evidence, key=key, src_mac=mac,
+                        dst_mac=client_mac, attacker=server, attacker_mac=mac, verify=verify)]
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
