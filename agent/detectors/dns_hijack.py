@@ -67,7 +67,7 @@ def answer_facts(rec) -> dict:
     for rr in rec.rrs:
         if rr.section == "answer":
             t = rr.type
-            if t == 1 or t == 28:            # ADDRESS_TYPES
+            if t in ADDRESS_TYPES:
                 ips.append(rr.value)
                 if ttl is None or rr.ttl < ttl:
                     ttl = rr.ttl
