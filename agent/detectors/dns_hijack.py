@@ -22,7 +22,7 @@ import collections
 from agent.detectors import dnsrun
 from agent.detectors.detector import ANSWERS, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
-from agent.detectors.nxdomain import Rewrites, random_label
+from agent.detectors.nxdomain import RANDOM_MIN, Rewrites, random_label
 from hwdrivers import records
 
 QUERY_TTL_S = 30.0          # a response this long after its query still answers it
@@ -32,6 +32,7 @@ FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WIND
 ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
 HISTORY_LEN = 8             # answers of a name kept
+_SET = collections.OrderedDict.__setitem__   # a table write without Recent's call (its steps done by the caller)
 
 
 def parse(ev):
@@ -60,24 +61,33 @@ def parse(ev):
 
 def answer_facts(rec) -> dict:
     """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, the least
-    TTL of its addresses, CNAMEs), and what detect() concludes from them alone."""
-    ips, cnames, ttl = set(), [], None
+    TTL of its addresses, CNAMEs), and what detect() concludes from them alone.  Made for every answer: one pass
+    over the records and one over the addresses (a list sorted only when it has two)."""
+    ips, cnames, ttl = [], [], None
     for rr in rec.rrs:
         if rr.section == "answer":
-            if rr.type in ADDRESS_TYPES:
-                ips.add(rr.value)
+            t = rr.type
+            if t in ADDRESS_TYPES:
+                ips.append(rr.value)
                 if ttl is None or rr.ttl < ttl:
                     ttl = rr.ttl
-            elif rr.type == CNAME:
+            elif t == CNAME:
                 cnames.append(rr.value.lower())
-    name, qtype, ips = rec.name.lower(), records.dns_type(rec.qtype), sorted(ips)
-    public = [ip for ip in ips if (is_public_ip(ip, ANSWERS) if (known := ANSWERS.get(ip)) is None else known)]
+    if len(ips) > 1:
+        ips = sorted(set(ips))
+    name, qtype = rec.name.lower(), records.dns_type(rec.qtype)
+    public, private = [], []
+    for ip in ips:
+        known = ANSWERS.get(ip)
+        (public if (is_public_ip(ip, ANSWERS) if known is None else known) else private).append(ip)
     # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
-    unlikely = bool(ips) and qtype in ("A", "AAAA") and (("." not in name and bool(public))
-                                                       or random_label(name.split(".")[0]))
+    unlikely = False
+    if ips and (qtype == "A" or qtype == "AAAA"):
+        label = name.partition(".")[0]
+        unlikely = ("." not in name and bool(public)) or (len(label) >= RANDOM_MIN and random_label(label))
     return {"name": name, "qtype": qtype, "key": (name, qtype), "rcode": records.dns_rcode(rec.rcode), "ips": ips,
-            "ttl": ttl, "cnames": cnames, "public": public, "private": [ip for ip in ips if ip not in public],
-            "unlikely": unlikely, "bogus": (None, False)}
+            "ttl": ttl, "cnames": cnames, "public": public, "private": private, "unlikely": unlikely,
+            "bogus": (None, False)}
 
 
 _LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
@@ -153,11 +163,20 @@ class Detector(Base):
 
     def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
-        q = self.transaction(key)
-        if q is None or ts - q["ts"] > QUERY_TTL_S:
-            q = {"ts": ts, "servers": {}, "answers": []}
-            self.queries[key] = q
-        q["servers"][server] = hop_mac
+        queries = self.queries
+        q = queries.get(key)
+        if q is None:                  # the usual: a new transaction (Recent's steps for a new key, without its call)
+            q = {"ts": ts, "servers": {server: hop_mac}, "answers": []}
+            _SET(queries, key, q)
+            if len(queries) > queries.limit:
+                queries.popitem(last=False)
+        else:
+            if q.__class__ is tuple:
+                q = self.transaction(key)
+            if ts - q["ts"] > QUERY_TTL_S:
+                q = {"ts": ts, "servers": {}, "answers": []}
+                queries[key] = q
+            q["servers"][server] = hop_mac
         self.clients[key[0]] = ts
         return q
 
@@ -175,7 +194,8 @@ class Detector(Base):
         """A query the C core folded into the next DNS event: as judge() of its own event, without the event."""
         self.counts["events"] += 1
         rec = q.record
-        self.query((q.src, q.sport, rec.id, rec.name.lower(), records.dns_type(rec.qtype)), q.dst, q.dst_mac, q.ts)
+        self.query((q.src, q.sport, rec.id, rec.name.lower(), records.dns_type(rec.qtype)), q.dst, q.dst_mac,
+                   q.ts_ns / 1e9)
         return []
 
     def judge_exchange(self, r, frame) -> list:
@@ -277,10 +297,17 @@ class Detector(Base):
         except (ValueError, IndexError, KeyError, UnicodeError):
             return super().judge(ev)                 # what parse() would raise: counted there
         self.counts["events"] += 1
-        ts, client, server, mac, name, qtype = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac, t["name"], t["qtype"]
-        q = self.transaction((client, ev.dport, rec.id, name, qtype))
+        ts, client, server, mac = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac
+        key = (client, ev.dport, rec.id, t["name"], t["qtype"])
+        q = self.queries.get(key)
+        if q.__class__ is tuple:
+            q = self.transaction(key)
         past = self.history.get(t["key"], ())
-        score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
+        score = None
+        if q is not None and not q["answers"] and ts - q["ts"] <= QUERY_TTL_S:     # _plain_score's, inline
+            sent_to = q["servers"]
+            if server in sent_to:
+                score = self._bogon_score(t, server, sent_to[server], past, ts, client, mac, t["ttl"])
         sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
         if score is None:
             found = self.detect(self._facts_of(t, t["ips"], t["ttl"], ts, client, server, mac, sent))
@@ -309,24 +336,36 @@ class Detector(Base):
         ind = None
         if score:
             key = f"dns_hijack|{mac or server}|{client}"
-            if score < self.threshold or self.seen(key, ts, score):
-                self.counts["below_threshold" if score < self.threshold else "repeats"] += 1
+            if score < self.threshold:
+                self.counts["below_threshold"] += 1
+            elif self.seen(key, ts, score):
+                self.counts["repeats"] += 1
             else:
                 ind = Indicators()
                 bogon(ind, t["name"], t["private"], past)        # (the history before this answer)
         if ips:
-            self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
+            answer = {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server}
+            if past:                                             # remember()'s, inline
+                past.add(answer)
+                self.history.move_to_end(t["key"])
+            else:
+                self.remember(t["key"], past, answer)
         if ind is None:
             return []
-        f = self._facts_of(t, ips, ttl, ts, client, server, mac, sent)
-        name = f["name"]
-        evidence = {"domain": name, "query_type": f["qtype"], "transaction_id": f["id"], "rcode": f["rcode"],
-                    "answers": ips, "cnames": f["cnames"], "ttl": f["ttl"], "server": server, "client": client,
-                    "client_port": f["client_port"], "transport": f["proto"], "responder_mac": mac,
-                    "queried_servers": sorted(q["servers"]) if q is not None else [server]}
+        name, qtype = t["name"], t["qtype"]
+        ident, port, client_mac, transport = sent
+        evidence = {"domain": name, "query_type": qtype, "transaction_id": ident, "rcode": t["rcode"],
+                    "answers": ips, "cnames": list(t["cnames"]), "ttl": ttl, "server": server, "client": client,
+                    "client_port": port, "transport": transport, "responder_mac": mac,
+                    "queried_servers": sorted(q["servers"]) if q is not None else [server], "local_ips": ips}
         self._raised[key] = (ts, ind.score)
         self.counts["raised"] += 1
-        return [self._finding(ind, f, evidence, server, mac, server, mac, key)]
+        # (_finding's verification: a bogon's name is a public one, so only its type is asked)
+        verify = {"kind": "dns", "domain": name, "record_type": qtype, "local_ips": ips} \
+            if qtype == "A" or qtype == "AAAA" else None
+        return [finding("dns_hijack", ind, ts=ts, src=server, dst=client, protocol="DNS",
+                        summary=f"DNS hijacking suspected for {name}", evidence=evidence, key=key, src_mac=mac,
+                        dst_mac=client_mac, attacker=server, attacker_mac=mac, verify=verify)]
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])

@@ -16,6 +16,7 @@ from agent.detectors.detector import Recent, is_public_ip
 NXDOMAIN_MEMORY_S = 600.0
 TARGET_NAMES = 3            # unrelated names answered with one address set: a rewrite target
 SHORT_TTL = 300
+RANDOM_MIN = 10             # a shorter label is never random (random_label): callers may skip the call
 
 
 def registered(name: str) -> str:
@@ -27,7 +28,7 @@ def registered(name: str) -> str:
 @functools.lru_cache(maxsize=1 << 16)
 def random_label(label: str) -> bool:
     """A label that reads like noise: long, high entropy, few vowels or digits mixed in (kept: names repeat)."""
-    if len(label) < 10:
+    if len(label) < RANDOM_MIN:
         return False
     counts = collections.Counter(label)
     entropy = -sum(n / len(label) * math.log2(n / len(label)) for n in counts.values())
