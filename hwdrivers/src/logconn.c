@@ -38,14 +38,14 @@ static const char *conn_state(uint8_t proto, uint8_t fwd, uint8_t rev, uint64_t 
     return fwd & FIN ? "S2" : rev & FIN ? "S3" : "S1";
 }
 
-int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f)
+int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const char *cid)
 {
     if (f->family != 4 && f->family != 6) return 0;     /* (ICMP's have no community ID: no ports, as Python's) */
     struct hwint_jbuf *b = hwint_log_buf(lg, HW_LOG_CONN);
     size_t start = b->len;
     int ports = f->proto == 6 || f->proto == 17 || f->proto == 132;
-    hwint_log_head(lg, HW_LOG_CONN, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst,
-                   ports ? f->dport : -1, f->proto, 0);
+    hwint_log_head_cid(lg, HW_LOG_CONN, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst,
+                       ports ? f->dport : -1, f->proto, cid);
     const char *app = hw_app_name(f->app);
     if (app && *app && strcmp(app, "unknown")) hwint_j_key(b, "service"), hwint_j_name(b, app);
     hwint_j_key(b, "duration");

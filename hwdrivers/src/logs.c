@@ -85,9 +85,11 @@ static const char *proto_text(uint8_t proto, char *t)
     return t;
 }
 
-/* uid: 1 write it (null for flow 0), 0 leave it out when flow 0 (a record Python compacted) */
+/* uid: 1 write it (null for flow 0), 0 leave it out when flow 0 (a record Python compacted); cid: the
+ * community ID made beforehand ("" for none), NULL to make it here */
 static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uint64_t flow_id, int family,
-                 const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
+                 const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid,
+                 const char *cid)
 {
     char t[40];
     hwint_j_raw(b, "{", 1);
@@ -111,17 +113,25 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     if (resp_p >= 0) hwint_j_key(b, "id.resp_p"), hwint_j_u64(b, (uint64_t)resp_p);
     hwint_j_key(b, "proto");
     hwint_j_name(b, proto_text(proto, t));
-    if (!hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
-                         resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t)) {
+    if (!cid)
+        cid = hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
+                              resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t) ? "" : t;
+    if (*cid) {
         hwint_j_key(b, "community_id");
-        hwint_j_plain(b, t, 30);            /* "1:" and 28 base64 characters */
+        hwint_j_plain(b, cid, 30);          /* "1:" and 28 base64 characters */
     }
 }
 
 void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
                     const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
 {
-    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid);
+    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid, NULL);
+}
+
+void hwint_log_head_cid(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
+                        const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, const char *cid)
+{
+    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, 0, cid);
 }
 
 struct hwint_jbuf *hwint_log_buf(struct hw_logger *lg, int kind) { return &lg->out[kind]; }
@@ -176,7 +186,7 @@ static void query_line(struct hw_logger *lg, const struct pend *p)
 {
     struct hwint_jbuf *b = &lg->out[HW_LOG_DNS];
     size_t start = b->len;
-    head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 0);
+    head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 0, NULL);
     question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
     end_line(lg, HW_LOG_DNS, start);
 }
@@ -314,14 +324,14 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
     size_t start = b->len;
     if (*at != NONE) {
         const struct pend *p = &lg->pend[*at];
-        head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 1);
+        head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 1, NULL);
         question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
         hwint_j_key(b, "rtt");
         hwint_j_round6(b, (double)e->ts_ns / 1e9 - (double)p->ts_ns / 1e9);
         if (p->repeats) hwint_j_key(b, "query_repeats"), hwint_j_u64(b, p->repeats);
         unlink_pend(lg, at);
     } else {                    /* no query seen: the resolver is the responder all the same */
-        head(lg, b, e->ts_ns, e->flow_id, e->family, e->dst, e->dport, e->src, e->sport, e->proto, 1);
+        head(lg, b, e->ts_ns, e->flow_id, e->family, e->dst, e->dport, e->src, e->sport, e->proto, 1, NULL);
         question(b, r->id, r->name, r->name_len, r->qclass, r->qtype, r->flags & 0x0100);
     }
     char t[16];
@@ -440,14 +450,27 @@ int hwint_logger_full(struct hw_logger *lg)
     return !lg->bytes_max && held > (1u << 20);
 }
 
+/* The flows two at a time: their community IDs made together (hwint_community_id2), then each one's lines. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
 {
-    int left = 0;
+    int left = 0, conn = !!(lg->kinds & (1u << HW_LOG_CONN));
     pthread_mutex_lock(&lg->lock);
-    for (int i = 0; i < n; i++) {
-        if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, f[i].id);
-        if (lg->kinds & (1u << HW_LOG_TLS)) hwint_tls_ended(lg, lg->tls, f[i].id);
-        if (!(lg->kinds & (1u << HW_LOG_CONN)) || !hwint_conn_line(lg, &f[i])) rest[left++] = i;
+    for (int i = 0; i < n; i += 2) {
+        int pair = conn && i + 1 < n, rc[2] = {1, 1};
+        char cid[2][32];
+        if (pair) {
+            struct hwint_cid_key key[2];
+            for (int k = 0; k < 2; k++)
+                key[k] = (struct hwint_cid_key){f[i + k].family, f[i + k].src, f[i + k].dst, f[i + k].proto,
+                                                f[i + k].sport, f[i + k].dport, 0};
+            hwint_community_id2(key, cid, rc);
+        }
+        for (int k = 0; k < 2 && i + k < n; k++) {
+            const struct hw_flow_record *r = &f[i + k];
+            if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, r->id);
+            if (lg->kinds & (1u << HW_LOG_TLS)) hwint_tls_ended(lg, lg->tls, r->id);
+            if (!conn || !hwint_conn_line(lg, r, pair ? rc[k] ? "" : cid[k] : NULL)) rest[left++] = i + k;
+        }
     }
     pthread_mutex_unlock(&lg->lock);
     return left;
