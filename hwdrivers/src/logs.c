@@ -163,16 +163,22 @@ void hwint_log_end(struct hw_logger *lg, int kind, size_t start) { end_line(lg, 
 
 /* ---- dns ------------------------------------------------------------------ */
 
+#define LIT(s) (s), sizeof(s) - 1      /* a literal and its length, for hwint_j_raw */
+
 static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t name_len, uint16_t qclass,
                      uint16_t qtype, int rd)
 {
     char t[16];
     hwint_j_key(b, "trans_id"), hwint_j_u64(b, id);
     hwint_j_key(b, "query"), hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
-    hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
-    hwint_j_key(b, "qclass_name");
-    if (qclass != 1) snprintf(t, sizeof t, "%u", qclass);
-    hwint_j_name(b, qclass == 1 ? "C_INTERNET" : t);
+    if (qclass == 1) {          /* nearly every query: the two fields as one run of text */
+        hwint_j_raw(b, LIT(",\"qclass\":1,\"qclass_name\":\"C_INTERNET\""));
+    } else {
+        hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
+        hwint_j_key(b, "qclass_name");
+        snprintf(t, sizeof t, "%u", qclass);
+        hwint_j_name(b, t);
+    }
     hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
     hwint_j_key(b, "qtype_name");
     const char *name_t = hw_dns_type_name(qtype);
@@ -198,10 +204,20 @@ static uint32_t key_hash(const struct hw_logger *lg, uint64_t flow_id, uint16_t 
     uint64_t h, w = 0;
     memcpy(&h, lg->salt, 8);
     h = mix(h ^ flow_id * 0x9e3779b97f4a7c15ULL ^ id ^ (uint64_t)n << 48);
+    size_t whole = n;
     for (; n >= 8; n -= 8, name += 8)           /* a multiply a word, one mix at the end (a mix a word was a fifth */
         memcpy(&w, name, 8), h = (h ^ w) * 0xff51afd7ed558ccdULL;       /* of a query's cost) */
     w = 0;
-    memcpy(&w, name, n);
+    if (n && whole >= 8) {      /* the tail as the last 8 bytes, those hashed already shifted out (no memcpy call) */
+        memcpy(&w, name + n - 8, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        w >>= 8 * (8 - n);
+#else
+        w <<= 8 * (8 - n);
+#endif
+    } else {
+        memcpy(&w, name, n);
+    }
     return (uint32_t)mix(h ^ w);
 }
 
@@ -337,11 +353,21 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
     char t[16];
     const char *rn = hw_dns_rcode_name(r->rcode);
     if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
-    hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
-    hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
-    hwint_j_key(b, "AA"), hwint_j_bool(b, r->flags & 0x0400);
-    hwint_j_key(b, "TC"), hwint_j_bool(b, r->flags & 0x0200);
-    hwint_j_key(b, "RA"), hwint_j_bool(b, r->flags & 0x0080);
+    if (r->rcode == 0) {
+        hwint_j_raw(b, LIT(",\"rcode\":0,\"rcode_name\":\"NOERROR\""));
+    } else {
+        hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
+        hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
+    }
+    static const struct { char s[40]; uint8_t n; } flags[8] = {   /* AA, TC and RA as one run, by their bits */
+#define F(aa, tc, ra) {",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra, sizeof(",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra) - 1}
+        F("false", "false", "false"), F("false", "false", "true"), F("false", "true", "false"),
+        F("false", "true", "true"), F("true", "false", "false"), F("true", "false", "true"),
+        F("true", "true", "false"), F("true", "true", "true"),
+#undef F
+    };
+    int f = (r->flags & 0x0400 ? 4 : 0) | (r->flags & 0x0200 ? 2 : 0) | (r->flags & 0x0080 ? 1 : 0);
+    hwint_j_raw(b, flags[f].s, flags[f].n);
     hwint_j_key(b, "Z"), hwint_j_u64(b, (r->flags >> 4) & 0x7);
     int n = r->n_rr < HW_DNS_RR_MAX ? r->n_rr : HW_DNS_RR_MAX, first = 1;
     hwint_j_key(b, "answers"), hwint_j_raw(b, "[", 1);
