@@ -58,6 +58,13 @@ static void encode(const uint8_t *md, char *out)
     out[0] = abc[v >> 18], out[1] = abc[v >> 12 & 63], out[2] = abc[v >> 6 & 63], out[3] = '=', out[4] = 0;
 }
 
+/* SHA-1 of the n bytes through SHA1_Init/Update/Final (SHA1() goes through EVP: twice the cost); 0 failed */
+static int digest(const uint8_t *msg, size_t n, uint8_t *md)
+{
+    SHA_CTX ctx;
+    return SHA1_Init(&ctx) && SHA1_Update(&ctx, msg, n) && SHA1_Final(md, &ctx);
+}
+
 #if HAVE_SHA_NI
 /* Two one-block digests with the SHA instructions, their rounds interleaved: a digest's 80 rounds are one
  * chain of dependent instructions (46 ns on this CPU), so a second chain beside it comes nearly free (24 ns
@@ -127,7 +134,7 @@ void hwint_community_id2(const struct hwint_cid_key key[2], char out[2][32], int
     }
 #endif
     for (int k = 0; k < 2; k++) {
-        rc[k] = !n[k] || !SHA1(block[k], n[k], md[k]) ? HW_E_ARG : 0;
+        rc[k] = !n[k] || !digest(block[k], n[k], md[k]) ? HW_E_ARG : 0;
         if (!rc[k]) encode(md[k], out[k]);
     }
 }
@@ -138,8 +145,7 @@ int hw_community_id(int family, const uint8_t *src, const uint8_t *dst, uint8_t 
     struct hwint_cid_key k = {family, src, dst, proto, sport, dport, seed};
     uint8_t msg[40], md[SHA_DIGEST_LENGTH];
     size_t n = message(&k, msg);
-    SHA_CTX ctx;
-    if (!n || !SHA1_Init(&ctx) || !SHA1_Update(&ctx, msg, n) || !SHA1_Final(md, &ctx)) return HW_E_ARG;
+    if (!n || !digest(msg, n, md)) return HW_E_ARG;
     encode(md, out);
     return 0;
 }
