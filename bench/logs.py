@@ -241,7 +241,7 @@ def main() -> None:
         "through hw_logger_flows), the dns line's nearly constant fields as single runs of text, an answer's "
         "owner that points at the question's name not read again (read_name 112 M to 73 M instructions on "
         "the DNS capture), no list of flow ids for a Builder that waits for nothing; under callgrind (no "
-        "SHA-NI there) `logs -r` on the DNS capture 1,395 M to 1,333 M instructions, analyze 611 M.  "
+        "SHA-NI there) `logs -r` on the DNS capture 1,395 M to 1,315 M instructions, analyze 611 M.  "
         "Tried and dropped: a single id through inline SHA-NI (75 ns either way: the rounds are the cost), "
         "the payload prefetched in the batch's first pass (no change), the http table's buckets grown with "
         "its flows (2-3 % slower on large.pcap: longer chains of cache-missing nodes).  "
