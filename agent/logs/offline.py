@@ -39,8 +39,9 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
 
     def conns(buf, n: int) -> list:
         left = logger.flows(buf, n)
-        for fid in builder.waiting(flow_ids(buf, n)):       # what waited for the flows C logged
-            out(builder.ended(fid))
+        if builder.waits:       # what waited for the flows C logged (their ids listed only then: n ints a batch)
+            for fid in builder.waiting(flow_ids(buf, n)):
+                out(builder.ended(fid))
         made()          # after each 1,024 flows: the lines' buffers stay small (in cache, no page faults)
         return left if "conn" in types else []          # (no conn lines: no Python object per flow)
 

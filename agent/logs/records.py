@@ -151,16 +151,21 @@ class Builder:
             out.append(("conn", self._conn(f)))
         return out
 
+    @property
+    def waits(self) -> bool:
+        """Something waits for a flow's end (else waiting() finds nothing: the caller need not list the ids)."""
+        return bool(self._depth or self._tls or self._http)
+
     def waiting(self, fids) -> list:
         """Those of the flows fids that something waits for (their end releases it: ended())."""
-        depth, tls, http = self._depth, self._tls, self._http
-        if not (depth or tls or http):
+        if not self.waits:
             return []
+        depth, tls, http = self._depth, self._tls, self._http
         return [f for f in fids if f in depth or f in tls or f in http]
 
     def ended(self, fid: int) -> list:
         """A flow left the table (its conn record made elsewhere, in C): what waited for its end."""
-        if not (self._depth or self._tls or self._http):
+        if not self.waits:
             return []
         out = []
         self._depth.pop(fid, None)

@@ -13,6 +13,9 @@ struct hwint_jbuf *hwint_log_buf(struct hw_logger *lg, int kind);
  * A port < 0 is left out; null_uid: write "uid":null for flow 0 (else leave it out, as a compacted record). */
 void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
                     const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid);
+/* The same with the community ID made beforehand ("" for none). */
+void hwint_log_head_cid(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
+                        const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, const char *cid);
 /* The line begun at start of the kind's buffer ends (or is dropped and counted: no memory, or bytes_max held). */
 void hwint_log_end(struct hw_logger *lg, int kind, size_t start);
 /* A half-made record went out early: its table was full. */
@@ -20,8 +23,18 @@ void hwint_log_early(struct hw_logger *lg);
 /* Zeroed hash buckets of entry_size bytes, a power of two of them at least twice max (mask: their count - 1). */
 void *hwint_log_buckets(uint32_t max, size_t entry_size, uint32_t *mask);
 
-/* logconn.c: the conn line of a flow; 0 when it has none (no IP addresses) */
-int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f);
+/* logconn.c: the conn line of a flow; 0 when it has none (no IP addresses).  cid: its community ID made
+ * beforehand ("" for none), NULL to make it here. */
+int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const char *cid);
+
+/* communityid.c: the community IDs of two flows at once (hw_community_id's, rc[k] its return) */
+struct hwint_cid_key {
+    int family;
+    const uint8_t *src, *dst;
+    uint8_t proto;
+    uint16_t sport, dport, seed;
+};
+void hwint_community_id2(const struct hwint_cid_key key[2], char out[2][32], int rc[2]);
 
 /* loghttp.c: requests wait for their responses in a table of at most max flows */
 struct hwint_http;

@@ -158,6 +158,14 @@ void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
 
+/* nearbyint(p) without a call: below 2^51, p + 1.5 * 2^52 has no fraction bits, so the addition rounds p to an
+ * integer (to nearest, ties to even, as nearbyint in the default mode) and the subtraction is exact */
+static inline double nearest(double p)
+{
+    if (!(fabs(p) < 0x1p51)) return nearbyint(p);
+    return (p + 0x1.8p52) - 0x1.8p52;
+}
+
 /* CPython's round(x, n): the decimal correctly rounded to n places (glibc's printf rounds the exact binary
  * value, as dtoa does), read back.  Up to 6 places below 4e9 without printf: x * 10^n is held exactly in two
  * doubles (fma), which decide a half as the exact value does; the integer over 10^n is the double nearest
@@ -166,9 +174,12 @@ double hwint_j_round(double x, int digits)
 {
     static const double scale[] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6};
     if (digits >= 0 && digits <= 6 && fabs(x) < 4e9 && (x == 0 || fabs(x) > 1e-300)) {
-        double m = scale[digits], p = x * m, err = fma(x, m, -p), r = nearbyint(p), d = p - r;
-        if (d == 0.5 && err > 0) r += 1;
-        if (d == -0.5 && err < 0) r -= 1;
+        double m = scale[digits], p = x * m, r = nearest(p), d = p - r;
+        if (d == 0.5 || d == -0.5) {
+            double err = fma(x, m, -p);
+            if (d == 0.5 && err > 0) r += 1;
+            if (d == -0.5 && err < 0) r -= 1;
+        }
         return copysign(r / m, x);
     }
     char t[64];
@@ -182,7 +193,7 @@ double hwint_j_round(double x, int digits)
 static int micros(double x, long long *r)
 {
     if (!(fabs(x) < 4e9)) return 0;
-    double p = nearbyint(x * 1e6);
+    double p = nearest(x * 1e6);
     if ((double)p / 1e6 != x || (p != 0 && fabs(p) < 100)) return 0;     /* below 1e-4 repr writes 1e-05 */
     *r = (long long)p;
     return 1;
@@ -193,11 +204,11 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
     if (b->len + 32 > b->cap && !hwint_j_grow(b, 32)) return;     /* written in place: a time in every line */
     unsigned long long a = r < 0 ? (unsigned long long)-r : (unsigned long long)r;
     uint64_t whole = a / 1000000, frac = a % 1000000;
-    char *o = b->p + b->len;
+    char *o = b->p + b->len, t[40];
     if (negative) *o++ = '-';
-    size_t n = count_digits(whole);
-    o += n;
-    digits(o, whole);
+    const char *d = digits(t + 24, whole);          /* at most 10 digits (below 4e9): 16 bytes go, the rest */
+    memcpy(o, d, 16);                               /* written over below (a fixed copy: no count, 8 ns less) */
+    o += t + 24 - d;
     *o++ = '.';
     memcpy(o, pairs + 2 * (frac / 10000), 2);       /* all six places, then the trailing zeros go */
     memcpy(o + 2, pairs + 2 * (frac / 100 % 100), 2);
@@ -211,9 +222,12 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
  * x * 1e6 held exactly in two doubles (fma), so the rounding needs no printf. */
 void hwint_j_round6(struct hwint_jbuf *b, double x)
 {
-    double p = x * 1e6, err = fma(x, 1e6, -p), r = nearbyint(p), d = p - r;
-    if (d == 0.5 && err > 0) r += 1;            /* a half only as far as p tells: the exact value decides */
-    if (d == -0.5 && err < 0) r -= 1;
+    double p = x * 1e6, r = nearest(p), d = p - r;
+    if (d == 0.5 || d == -0.5) {                /* a half only as far as p tells: the exact value decides */
+        double err = fma(x, 1e6, -p);
+        if (d == 0.5 && err > 0) r += 1;
+        if (d == -0.5 && err < 0) r -= 1;
+    }
     if (fabs(x) < 4e9 && (r == 0 || fabs(r) >= 100)) {
         put_micros(b, (long long)r, signbit(x));
         return;

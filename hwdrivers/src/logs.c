@@ -85,9 +85,11 @@ static const char *proto_text(uint8_t proto, char *t)
     return t;
 }
 
-/* uid: 1 write it (null for flow 0), 0 leave it out when flow 0 (a record Python compacted) */
+/* uid: 1 write it (null for flow 0), 0 leave it out when flow 0 (a record Python compacted); cid: the
+ * community ID made beforehand ("" for none), NULL to make it here */
 static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uint64_t flow_id, int family,
-                 const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
+                 const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid,
+                 const char *cid)
 {
     char t[40];
     hwint_j_raw(b, "{", 1);
@@ -111,17 +113,25 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     if (resp_p >= 0) hwint_j_key(b, "id.resp_p"), hwint_j_u64(b, (uint64_t)resp_p);
     hwint_j_key(b, "proto");
     hwint_j_name(b, proto_text(proto, t));
-    if (!hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
-                         resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t)) {
+    if (!cid)
+        cid = hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
+                              resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t) ? "" : t;
+    if (*cid) {
         hwint_j_key(b, "community_id");
-        hwint_j_plain(b, t, 30);            /* "1:" and 28 base64 characters */
+        hwint_j_plain(b, cid, 30);          /* "1:" and 28 base64 characters */
     }
 }
 
 void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
                     const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
 {
-    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid);
+    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid, NULL);
+}
+
+void hwint_log_head_cid(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
+                        const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, const char *cid)
+{
+    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, 0, cid);
 }
 
 struct hwint_jbuf *hwint_log_buf(struct hw_logger *lg, int kind) { return &lg->out[kind]; }
@@ -153,16 +163,22 @@ void hwint_log_end(struct hw_logger *lg, int kind, size_t start) { end_line(lg, 
 
 /* ---- dns ------------------------------------------------------------------ */
 
+#define LIT(s) (s), sizeof(s) - 1      /* a literal and its length, for hwint_j_raw */
+
 static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t name_len, uint16_t qclass,
                      uint16_t qtype, int rd)
 {
     char t[16];
     hwint_j_key(b, "trans_id"), hwint_j_u64(b, id);
     hwint_j_key(b, "query"), hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
-    hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
-    hwint_j_key(b, "qclass_name");
-    if (qclass != 1) snprintf(t, sizeof t, "%u", qclass);
-    hwint_j_name(b, qclass == 1 ? "C_INTERNET" : t);
+    if (qclass == 1) {          /* nearly every query: the two fields as one run of text */
+        hwint_j_raw(b, LIT(",\"qclass\":1,\"qclass_name\":\"C_INTERNET\""));
+    } else {
+        hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
+        hwint_j_key(b, "qclass_name");
+        snprintf(t, sizeof t, "%u", qclass);
+        hwint_j_name(b, t);
+    }
     hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
     hwint_j_key(b, "qtype_name");
     const char *name_t = hw_dns_type_name(qtype);
@@ -176,7 +192,7 @@ static void query_line(struct hw_logger *lg, const struct pend *p)
 {
     struct hwint_jbuf *b = &lg->out[HW_LOG_DNS];
     size_t start = b->len;
-    head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 0);
+    head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 0, NULL);
     question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
     end_line(lg, HW_LOG_DNS, start);
 }
@@ -188,10 +204,20 @@ static uint32_t key_hash(const struct hw_logger *lg, uint64_t flow_id, uint16_t 
     uint64_t h, w = 0;
     memcpy(&h, lg->salt, 8);
     h = mix(h ^ flow_id * 0x9e3779b97f4a7c15ULL ^ id ^ (uint64_t)n << 48);
+    size_t whole = n;
     for (; n >= 8; n -= 8, name += 8)           /* a multiply a word, one mix at the end (a mix a word was a fifth */
         memcpy(&w, name, 8), h = (h ^ w) * 0xff51afd7ed558ccdULL;       /* of a query's cost) */
     w = 0;
-    memcpy(&w, name, n);
+    if (n && whole >= 8) {      /* the tail as the last 8 bytes, those hashed already shifted out (no memcpy call) */
+        memcpy(&w, name + n - 8, 8);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        w >>= 8 * (8 - n);
+#else
+        w <<= 8 * (8 - n);
+#endif
+    } else {
+        memcpy(&w, name, n);
+    }
     return (uint32_t)mix(h ^ w);
 }
 
@@ -314,24 +340,34 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
     size_t start = b->len;
     if (*at != NONE) {
         const struct pend *p = &lg->pend[*at];
-        head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 1);
+        head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 1, NULL);
         question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
         hwint_j_key(b, "rtt");
         hwint_j_round6(b, (double)e->ts_ns / 1e9 - (double)p->ts_ns / 1e9);
         if (p->repeats) hwint_j_key(b, "query_repeats"), hwint_j_u64(b, p->repeats);
         unlink_pend(lg, at);
     } else {                    /* no query seen: the resolver is the responder all the same */
-        head(lg, b, e->ts_ns, e->flow_id, e->family, e->dst, e->dport, e->src, e->sport, e->proto, 1);
+        head(lg, b, e->ts_ns, e->flow_id, e->family, e->dst, e->dport, e->src, e->sport, e->proto, 1, NULL);
         question(b, r->id, r->name, r->name_len, r->qclass, r->qtype, r->flags & 0x0100);
     }
     char t[16];
     const char *rn = hw_dns_rcode_name(r->rcode);
     if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
-    hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
-    hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
-    hwint_j_key(b, "AA"), hwint_j_bool(b, r->flags & 0x0400);
-    hwint_j_key(b, "TC"), hwint_j_bool(b, r->flags & 0x0200);
-    hwint_j_key(b, "RA"), hwint_j_bool(b, r->flags & 0x0080);
+    if (r->rcode == 0) {
+        hwint_j_raw(b, LIT(",\"rcode\":0,\"rcode_name\":\"NOERROR\""));
+    } else {
+        hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
+        hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
+    }
+    static const struct { char s[40]; uint8_t n; } flags[8] = {   /* AA, TC and RA as one run, by their bits */
+#define F(aa, tc, ra) {",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra, sizeof(",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra) - 1}
+        F("false", "false", "false"), F("false", "false", "true"), F("false", "true", "false"),
+        F("false", "true", "true"), F("true", "false", "false"), F("true", "false", "true"),
+        F("true", "true", "false"), F("true", "true", "true"),
+#undef F
+    };
+    int f = (r->flags & 0x0400 ? 4 : 0) | (r->flags & 0x0200 ? 2 : 0) | (r->flags & 0x0080 ? 1 : 0);
+    hwint_j_raw(b, flags[f].s, flags[f].n);
     hwint_j_key(b, "Z"), hwint_j_u64(b, (r->flags >> 4) & 0x7);
     int n = r->n_rr < HW_DNS_RR_MAX ? r->n_rr : HW_DNS_RR_MAX, first = 1;
     hwint_j_key(b, "answers"), hwint_j_raw(b, "[", 1);
@@ -440,14 +476,27 @@ int hwint_logger_full(struct hw_logger *lg)
     return !lg->bytes_max && held > (1u << 20);
 }
 
+/* The flows two at a time: their community IDs made together (hwint_community_id2), then each one's lines. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
 {
-    int left = 0;
+    int left = 0, conn = !!(lg->kinds & (1u << HW_LOG_CONN));
     pthread_mutex_lock(&lg->lock);
-    for (int i = 0; i < n; i++) {
-        if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, f[i].id);
-        if (lg->kinds & (1u << HW_LOG_TLS)) hwint_tls_ended(lg, lg->tls, f[i].id);
-        if (!(lg->kinds & (1u << HW_LOG_CONN)) || !hwint_conn_line(lg, &f[i])) rest[left++] = i;
+    for (int i = 0; i < n; i += 2) {
+        int pair = conn && i + 1 < n, rc[2] = {1, 1};
+        char cid[2][32];
+        if (pair) {
+            struct hwint_cid_key key[2];
+            for (int k = 0; k < 2; k++)
+                key[k] = (struct hwint_cid_key){f[i + k].family, f[i + k].src, f[i + k].dst, f[i + k].proto,
+                                                f[i + k].sport, f[i + k].dport, 0};
+            hwint_community_id2(key, cid, rc);
+        }
+        for (int k = 0; k < 2 && i + k < n; k++) {
+            const struct hw_flow_record *r = &f[i + k];
+            if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, r->id);
+            if (lg->kinds & (1u << HW_LOG_TLS)) hwint_tls_ended(lg, lg->tls, r->id);
+            if (!conn || !hwint_conn_line(lg, r, pair ? rc[k] ? "" : cid[k] : NULL)) rest[left++] = i + k;
+        }
     }
     pthread_mutex_unlock(&lg->lock);
     return left;

@@ -21,6 +21,8 @@
 struct msg {
     const uint8_t *p;
     uint32_t n;
+    const char *q12;            /* the name at offset 12 (the first question's) as read whole, or NULL */
+    uint32_t q12_len;
 };
 
 /* Appends one label byte in presentation form; 0 or -1 when out of room. */
@@ -117,7 +119,7 @@ static int read_rdata(const struct msg *m, uint32_t off, uint32_t rdlen, struct 
                       struct hw_dns_rr *rr)
 {
     uint32_t end = off + rdlen;
-    struct msg bounded = {m->p, end}; /* names in rdata may point back anywhere before end */
+    struct msg bounded = {m->p, end, NULL, 0}; /* names in rdata may point back anywhere before end */
     int rc = 0;
     switch (rr->type) {
     case T_A:
@@ -161,9 +163,16 @@ static int read_rdata(const struct msg *m, uint32_t off, uint32_t rdlen, struct 
 /* One resource record at *off; kept in r->rr when it is an answer or authority. */
 static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_rec_dns *r)
 {
-    char owner[HW_DNS_NAME_MAX * 4];
+    char buf[HW_DNS_NAME_MAX * 4];
+    const char *owner = buf;
     uint32_t olen;
-    if (read_name(m, off, owner, sizeof owner, &olen) < 0) return HW_RMAL_DNS_NAME;
+    if (m->q12 && *off + 1 < m->n && m->p[*off] == 0xc0 && m->p[*off + 1] == 12 && *off > 12) {
+        owner = m->q12;         /* a pointer to the question's name (most answers): read_name would read it again */
+        olen = m->q12_len;
+        *off += 2;
+    } else if (read_name(m, off, buf, sizeof buf, &olen) < 0) {
+        return HW_RMAL_DNS_NAME;
+    }
     if (*off + 10 > m->n) return HW_RMAL_DNS_RR;
     const uint8_t *h = m->p + *off;
     uint16_t type = hw_be16(h), cls = hw_be16(h + 2);
@@ -219,7 +228,7 @@ int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
     r->flags = hw_be16(p + 2);
     r->rcode = r->flags & 15;
     if (n < 12) return HW_RMAL_DNS_HEADER;
-    struct msg m = {p, n};
+    struct msg m = {p, n, NULL, 0};
     r->qdcount = hw_be16(p + 4);
     r->ancount = hw_be16(p + 6);
     r->nscount = hw_be16(p + 8);
@@ -243,6 +252,7 @@ int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
             return HW_RMAL_DNS_QUESTION;
         }
         if (q == 0) {
+            if (off + 4 <= n && r->name[len] == 0 && len + 1 < sizeof r->name) m.q12 = r->name, m.q12_len = len;
             r->name_len = (uint16_t)len;
             r->qtype = hw_be16(p + off);
             r->qclass = hw_be16(p + off + 2);
