@@ -414,6 +414,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
         held = NULL;
     }
     if (!e && !to_log) return;
+    if (to_log) hwint_logger_prefetch(s->logger, kind, flow_id);
     if (!e) e = s->log_event;
     memset(e, 0, offsetof(struct hw_event, snippet));
     e->ts_ns = pkt->ts_ns;
