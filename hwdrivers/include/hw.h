@@ -144,6 +144,7 @@ struct hw_ring {
 
 /* logs.c: the attached logger's part of the event path (under the session lock) */
 uint32_t hwint_logger_events(const struct hw_logger *lg);     /* the event kinds it wants: 1 << HW_EV_x */
+void hwint_logger_prefetch(const struct hw_logger *lg, int kind, uint64_t flow_id);   /* ahead of the event */
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e);
 /* A logger with no bound (a file read in batches) holds enough lines to be taken now: a lossless session
  * hands back to its caller, so the lines' buffers stay small and in cache. */

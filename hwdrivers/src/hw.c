@@ -369,14 +369,9 @@ static int is_sip(const uint8_t *p, uint32_t n)
     return n >= 8 && p[0] >= 'A' && p[0] <= 'U' && starts(p, n, sip_words);
 }
 
-/* Which event a payload-carrying IP packet is, or -1. */
-static int payload_kind(const struct hw_meta *m)
+/* The event of a payload that is neither DNS nor SIP, or -1. */
+static int other_kind(const struct hw_meta *m)
 {
-    if (!m->pay_cap) return -1;
-    if (m->proto == 17 || m->proto == 6) {
-        if (m->sport == 53 || m->dport == 53) return HW_EV_DNS;
-        if (m->sport == 5060 || m->dport == 5060 || is_sip(m->pay, m->pay_cap)) return HW_EV_SIP;
-    }
     if (m->proto == 17 && ((m->sport == 67 || m->sport == 68) && (m->dport == 67 || m->dport == 68)))
         return HW_EV_DHCP;
     if (m->proto == 17 && ((m->sport == 546 || m->sport == 547) && (m->dport == 546 || m->dport == 547)))
@@ -388,6 +383,20 @@ static int payload_kind(const struct hw_meta *m)
         if (is_http(m->pay, m->pay_cap)) return HW_EV_HTTP;
     }
     return -1;
+}
+
+/* Which event a payload-carrying IP packet is, or -1.  SIP wins over the rest, but when nobody wants SIP (sip 0)
+ * its words are looked for only in a packet that is something else (which then goes as -1, as SIP would). */
+static int payload_kind(const struct hw_meta *m, int sip)
+{
+    if (!m->pay_cap) return -1;
+    int l4 = m->proto == 17 || m->proto == 6;
+    if (l4) {
+        if (m->sport == 53 || m->dport == 53) return HW_EV_DNS;
+        if (m->sport == 5060 || m->dport == 5060 || (sip && is_sip(m->pay, m->pay_cap))) return HW_EV_SIP;
+    }
+    int kind = other_kind(m);
+    return kind >= 0 && l4 && !sip && is_sip(m->pay, m->pay_cap) ? -1 : kind;
 }
 
 /* skip: payload bytes left out of the snippet (a token event starts near its match) */
@@ -405,6 +414,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
         held = NULL;
     }
     if (!e && !to_log) return;
+    if (to_log) hwint_logger_prefetch(s->logger, kind, flow_id);
     if (!e) e = s->log_event;
     memset(e, 0, offsetof(struct hw_event, snippet));
     e->ts_ns = pkt->ts_ns;
@@ -511,7 +521,8 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     /* signatures are looked for in a flow's first packets, and in every
      * packet when Python wants the events */
     int young = metered && hit.packets <= APP_SNIFF_PACKETS;
-    int ev = (s->cfg.event_mask || young || s->log_events) ? payload_kind(m) : -1;
+    int sip = young || ((s->cfg.event_mask | s->log_events) & (1u << HW_EV_SIP));
+    int ev = (s->cfg.event_mask || young || s->log_events) ? payload_kind(m, sip) : -1;
     if (metered) {
         /* a payload signature beats the port guess; the first one stands */
         if (young && *hit.app == hit.port_app) {
