@@ -93,6 +93,14 @@ def answer_facts(rec) -> dict:
 _LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
 
 
+def verification(name: str, qtype: str, ips: list):
+    """What verification checks of a public name's A or AAAA answer (its addresses asked again by another
+    path), None for any other answer."""
+    if ips and qtype in ("A", "AAAA"):
+        return {"kind": "dns", "domain": name, "record_type": qtype, "local_ips": ips}
+    return None
+
+
 def public_name(name: str, local_suffixes: tuple) -> bool:
     """Whether a name is one the Internet answers: not a reverse name, nor a local suffix or under one (two string
     tests, with the suffixes' forms made once per configuration)."""
@@ -303,11 +311,7 @@ class Detector(Base):
         if q.__class__ is tuple:
             q = self.transaction(key)
         past = self.history.get(t["key"], ())
-        score = None
-        if q is not None and not q["answers"] and ts - q["ts"] <= QUERY_TTL_S:     # _plain_score's, inline
-            sent_to = q["servers"]
-            if server in sent_to:
-                score = self._bogon_score(t, server, sent_to[server], past, ts, client, mac, t["ttl"])
+        score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
         sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
         if score is None:
             found = self.detect(self._facts_of(t, t["ips"], t["ttl"], ts, client, server, mac, sent))
@@ -344,12 +348,7 @@ class Detector(Base):
                 ind = Indicators()
                 bogon(ind, t["name"], t["private"], past)        # (the history before this answer)
         if ips:
-            answer = {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server}
-            if past:                                             # remember()'s, inline
-                past.add(answer)
-                self.history.move_to_end(t["key"])
-            else:
-                self.remember(t["key"], past, answer)
+            self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
         if ind is None:
             return []
         name, qtype = t["name"], t["qtype"]
@@ -360,9 +359,7 @@ class Detector(Base):
                     "queried_servers": sorted(q["servers"]) if q is not None else [server], "local_ips": ips}
         self._raised[key] = (ts, ind.score)
         self.counts["raised"] += 1
-        # (_finding's verification: a bogon's name is a public one, so only its type is asked)
-        verify = {"kind": "dns", "domain": name, "record_type": qtype, "local_ips": ips} \
-            if qtype == "A" or qtype == "AAAA" else None
+        verify = verification(name, qtype, ips)      # (a bogon's name is a public one: _finding's check holds)
         return [finding("dns_hijack", ind, ts=ts, src=server, dst=client, protocol="DNS",
                         summary=f"DNS hijacking suspected for {name}", evidence=evidence, key=key, src_mac=mac,
                         dst_mac=client_mac, attacker=server, attacker_mac=mac, verify=verify)]
@@ -489,9 +486,8 @@ class Detector(Base):
 
     def _finding(self, ind, f, evidence, src, src_mac, attacker, attacker_mac, key):
         evidence["local_ips"] = f["ips"]
-        verify = None
-        if f["ips"] and f["qtype"] in ("A", "AAAA") and public_name(f["name"], self.cfg.local_suffixes):
-            verify = {"kind": "dns", "domain": f["name"], "record_type": f["qtype"], "local_ips": f["ips"]}
+        verify = verification(f["name"], f["qtype"], f["ips"]) \
+            if public_name(f["name"], self.cfg.local_suffixes) else None
         return finding("dns_hijack", ind, ts=f["ts"], src=src, dst=f["client"], protocol="DNS",
                        summary=f"DNS hijacking suspected for {f['name']}", evidence=evidence, key=key, src_mac=src_mac,
                        dst_mac=f["dst_mac"], attacker=attacker, attacker_mac=attacker_mac, verify=verify)

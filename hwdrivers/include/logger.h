@@ -10,12 +10,11 @@
 /* The lines of one kind being made. */
 struct hwint_jbuf *hwint_log_buf(struct hw_logger *lg, int kind);
 /* {"ts":...,"uid":...,"id.orig_h":...,"proto":...,"community_id":...: the start of every line with a flow.
- * A port < 0 is left out; null_uid: write "uid":null for flow 0 (else leave it out, as a compacted record). */
+ * A port < 0 is left out; null_uid: write "uid":null for flow 0 (else leave it out, as a compacted record);
+ * cid: the community ID made beforehand ("" for none), NULL to make it here. */
 void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
-                    const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid);
-/* The same with the community ID made beforehand ("" for none). */
-void hwint_log_head_cid(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
-                        const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, const char *cid);
+                    const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid,
+                    const char *cid);
 /* The line begun at start of the kind's buffer ends (or is dropped and counted: no memory, or bytes_max held). */
 void hwint_log_end(struct hw_logger *lg, int kind, size_t start);
 /* A half-made record went out early: its table was full. */

@@ -52,8 +52,8 @@ int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const 
     struct hwint_jbuf *b = hwint_log_buf(lg, HW_LOG_CONN);
     size_t start = b->len;
     int ports = f->proto == 6 || f->proto == 17 || f->proto == 132;
-    hwint_log_head_cid(lg, HW_LOG_CONN, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst,
-                       ports ? f->dport : -1, f->proto, cid);
+    hwint_log_head(lg, HW_LOG_CONN, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst,
+                   ports ? f->dport : -1, f->proto, 0, cid);
     const char *app = hw_app_name(f->app);     /* (no app is named "unknown", Python's Builder's other case) */
     if (app && *app) hwint_j_key(b, "service"), hwint_j_name(b, app);
     hwint_j_key(b, "duration");

@@ -166,7 +166,7 @@ static struct req *make_request(struct hw_logger *lg, const struct hw_event *e, 
     size_t start = b->len;
     int fwd = e->from_initiator;
     hwint_log_head(lg, HW_LOG_HTTP, e->ts_ns, e->flow_id, e->family, fwd ? e->src : e->dst, fwd ? e->sport : e->dport,
-                   fwd ? e->dst : e->src, fwd ? e->dport : e->sport, e->proto, 0);
+                   fwd ? e->dst : e->src, fwd ? e->dport : e->sport, e->proto, 0, NULL);
     hwint_j_key(b, "trans_depth"), hwint_j_u64(b, depth);
     str_field(b, "method", r->method, 1);
     str_field(b, "host", r->host, 0);
@@ -266,7 +266,7 @@ static void on_response(struct hw_logger *lg, struct hwint_http *h, const struct
     size_t start = b->len;
     int fwd = e->from_initiator;
     hwint_log_head(lg, HW_LOG_HTTP, e->ts_ns, e->flow_id, e->family, fwd ? e->src : e->dst, fwd ? e->sport : e->dport,
-                   fwd ? e->dst : e->src, fwd ? e->dport : e->sport, e->proto, 0);
+                   fwd ? e->dst : e->src, fwd ? e->dport : e->sport, e->proto, 0, NULL);
     str_field(b, "version", strlen(r->version) > 5 ? r->version + 5 : "", 0);
     response_fields(b, r);
     hwint_log_end(lg, HW_LOG_HTTP, start);

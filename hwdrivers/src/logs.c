@@ -123,15 +123,10 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
 }
 
 void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
-                    const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid)
+                    const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid,
+                    const char *cid)
 {
-    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid, NULL);
-}
-
-void hwint_log_head_cid(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
-                        const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, const char *cid)
-{
-    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, 0, cid);
+    head(lg, &lg->out[kind], ts_ns, flow_id, family, orig, orig_p, resp, resp_p, proto, null_uid, cid);
 }
 
 struct hwint_jbuf *hwint_log_buf(struct hw_logger *lg, int kind) { return &lg->out[kind]; }
@@ -163,8 +158,6 @@ void hwint_log_end(struct hw_logger *lg, int kind, size_t start) { end_line(lg, 
 
 /* ---- dns ------------------------------------------------------------------ */
 
-#define LIT(s) (s), sizeof(s) - 1      /* a literal and its length, for hwint_j_raw */
-
 static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t name_len, uint16_t qclass,
                      uint16_t qtype, int rd)
 {
@@ -172,7 +165,7 @@ static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t
     hwint_j_key(b, "trans_id"), hwint_j_u64(b, id);
     hwint_j_key(b, "query"), hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
     if (qclass == 1) {          /* nearly every query: the two fields as one run of text */
-        hwint_j_raw(b, LIT(",\"qclass\":1,\"qclass_name\":\"C_INTERNET\""));
+        hwint_j_lit(b, ",\"qclass\":1,\"qclass_name\":\"C_INTERNET\"");
     } else {
         hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
         hwint_j_key(b, "qclass_name");
@@ -354,7 +347,7 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
     const char *rn = hw_dns_rcode_name(r->rcode);
     if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
     if (r->rcode == 0) {
-        hwint_j_raw(b, LIT(",\"rcode\":0,\"rcode_name\":\"NOERROR\""));
+        hwint_j_lit(b, ",\"rcode\":0,\"rcode_name\":\"NOERROR\"");
     } else {
         hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
         hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);

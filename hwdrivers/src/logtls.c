@@ -251,7 +251,7 @@ void hwint_tls_event(struct hw_logger *lg, struct hwint_tls *t, const struct hw_
         size_t start = b->len;
         int fwd = e->from_initiator;
         hwint_log_head(lg, HW_LOG_TLS, e->ts_ns, e->flow_id, e->family, fwd ? e->src : e->dst,
-                       fwd ? e->sport : e->dport, fwd ? e->dst : e->src, fwd ? e->dport : e->sport, e->proto, 0);
+                       fwd ? e->sport : e->dport, fwd ? e->dst : e->src, fwd ? e->dport : e->sport, e->proto, 0, NULL);
         hwint_j_raw(&p->head, b->p + start, b->len - start);
         p->head.failed |= b->failed;
         b->len = start;
