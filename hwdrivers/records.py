@@ -156,7 +156,7 @@ def dns_from_buffer(buf, at: int) -> DnsRecord:
     if n:
         text = bytes(buf[at + _DNS_TEXT:at + _DNS_TEXT + text_len])
         base = at + _RR_AT
-        rrs = tuple(_rr(buf, base + i * _RR_SIZE, text) for i in range(n))
+        rrs = (_rr(buf, base, text),) if n == 1 else tuple([_rr(buf, base + i * _RR_SIZE, text) for i in range(n)])
     name = bytes(buf[at + _DNS_NAME:at + _DNS_NAME + name_len]).decode("latin-1")
     return DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, rrs, skipped, bool(edns), udp_size,
                      edns_version, bool(edns_do), bool(cut))

@@ -67,14 +67,22 @@ class Indicators:
 def finding(type_: str, ind: Indicators, *, ts: float, src: str, dst: str, protocol: str, summary: str,
             evidence: dict, key: str, src_mac: str = "", dst_mac: str = "", attacker: Optional[str] = None,
             attacker_mac: str = "", verify: Optional[dict] = None) -> Detection:
-    score = ind.score
-    reasons = "; ".join(i["text"] for i in ind.items)
-    return Detection(
-        type=type_, score=score, severity=severity(score), confidence=round(score / 100, 2), src=src, dst=dst,
-        protocol=protocol, description=f"{summary}: {reasons}" if reasons else summary,
-        evidence={**evidence, "score": score, "indicators": ind.items}, first_seen=ts, src_mac=src_mac,
-        dst_mac=dst_mac, attacker=src if attacker is None else attacker, attacker_mac=attacker_mac, key=key,
-        verify=verify)
+    """A Detection, its fields set as one dict: the frozen class's own __init__ sets its 16 one by one through
+    object.__setattr__ (3.3 us against 0.6; large.pcap raises 19,619).  Every field is set here
+    (tests/detectors/test_finding.py holds it to Detection's fields)."""
+    items, score = ind.items, ind.score
+    reasons = "; ".join([i["text"] for i in items])
+    d = _NEW(Detection)
+    _SET_FIELDS(d, "__dict__", {
+        "type": type_, "score": score, "severity": severity(score), "confidence": round(score / 100, 2), "src": src,
+        "dst": dst, "protocol": protocol, "description": f"{summary}: {reasons}" if reasons else summary,
+        "evidence": {**evidence, "score": score, "indicators": items}, "first_seen": ts, "src_mac": src_mac,
+        "dst_mac": dst_mac, "attacker": src if attacker is None else attacker, "attacker_mac": attacker_mac,
+        "key": key, "verify": verify})
+    return d
+
+
+_NEW, _SET_FIELDS = object.__new__, object.__setattr__
 
 
 class Detector:
