@@ -4,9 +4,10 @@
 # Debian's own source of that version (linux-source-X.Y, VERSION: the linux-image package's), with
 # Debian's configuration but CONFIG_KERNEL_LZ4; its payload is Debian's, decompressed: the kernel
 # itself and its relocation table, byte for byte (checked below).  Why: under emulation the XZ
-# decompressor ran 3.5-4.5 s of every boot between the boot loader and the kernel (LZ4: about a
-# tenth of that, for 6.7 MB more that the firmware reads).  docs/IMAGE.md "Boot time", the eleventh
-# pass.  Built once per kernel in CACHE (apt-get download of the source, about 2 minutes on 2 CPUs).
+# decompressor ran about 4 s of every boot between the boot loader and the kernel; with LZ4 that
+# stretch took half as long, for 6.7 MB more that the firmware reads (docs/IMAGE.md "Boot time",
+# the eleventh pass).  Built once per kernel in CACHE (apt-get download of the source, about 2
+# minutes on 2 CPUs).
 set -euo pipefail
 vmlinuz=$1 config=$2 version=$3 cache=$4 out=$5
 mkdir -p "$cache"
