@@ -94,7 +94,8 @@ soak: build
 
 # the disk image (docs/IMAGE.md) -------------------------------------------------------
 APT_IMAGE := mmdebstrap e2fsprogs dosfstools mtools fdisk binutils systemd-boot-efi squashfs-tools bc zstd \
-	bmap-tools qemu-system-x86 qemu-utils ovmf cryptsetup-bin sbsigntool openssl
+	bmap-tools qemu-system-x86 qemu-utils ovmf cryptsetup-bin sbsigntool openssl \
+	gcc make flex bison libelf-dev libssl-dev lz4 xz-utils
 IMAGE_OUT ?= build/image
 
 $(STAMPS)/apt-image: Makefile

@@ -7,7 +7,7 @@
 #            into /opt/capbox, the units and initramfs scripts of image/
 #   slots    root.img: squashfs of the tree + release.json + capbox.toml, then
 #            its dm-verity hash tree (root hash in root.img.verity)
-#   uki      capbox.efi: systemd stub + kernel + initrd + os-release + cmdline
+#   uki      capbox.efi: systemd stub + kernel (Debian's, repacked with LZ4: mkkernel.sh) + initrd + os-release + cmdline
 #            (with the slot's root hash), signed for Secure Boot (sbsign)
 #   esp      FAT: systemd-boot (signed), loader.conf (default slot a), the UKI per slot
 #   data     ext4: the agent's data dir with the bundle key trusted and the
@@ -91,6 +91,7 @@ mmdebstrap --mode=root --variant=minbase --quiet \
 mkdir -p "$WORK/boot"
 mv "$WORK"/rootfs/boot/vmlinuz-* "$WORK/boot/vmlinuz"
 mv "$WORK"/rootfs/boot/initrd.img-* "$WORK/boot/initrd.img"
+mv "$WORK"/rootfs/boot/config-* "$WORK/boot/config"
 rm -f "$WORK"/rootfs/boot/* "$WORK"/rootfs/vmlinuz* "$WORK"/rootfs/initrd.img*
 chroot "$WORK/rootfs" dpkg-query -W -f '${Package}\t${Version}\t${Architecture}\n' > "$WORK/dpkg.lock"
 rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/*
@@ -131,8 +132,11 @@ if [ ! -e "$SB_KEY" ]; then
         -keyout "$SB_KEY" -out "$SB_CERT" 2>/dev/null)
     echo "   new Secure Boot signing key $SB_KEY (keep it: enrolled boxes boot only what it signed)"
 fi
+# Debian's kernel in an LZ4 bzImage: its XZ decompressor took about 4 s of a boot under emulation
+"$HERE/mkkernel.sh" "$WORK/boot/vmlinuz" "$WORK/boot/config" \
+    "$(awk -F'\t' '$1 ~ /^linux-image-[0-9]/ {print $2}' "$WORK/dpkg.lock")" "$OUT/kernel" "$WORK/boot/vmlinuz.lz4"
 export SB_KEY SB_CERT
-"$HERE/mkuki.sh" "$WORK/boot/vmlinuz" "$WORK/boot/initrd.img" "$WORK/os-release" \
+"$HERE/mkuki.sh" "$WORK/boot/vmlinuz.lz4" "$WORK/boot/initrd.img" "$WORK/os-release" \
     "$CMDLINE $(cat "$WORK/root.img.verity")" "$WORK/capbox.efi"
 sbsign --key "$SB_KEY" --cert "$SB_CERT" --output "$WORK/BOOTX64.EFI" \
     /usr/lib/systemd/boot/efi/systemd-bootx64.efi 2>/dev/null
@@ -211,6 +215,7 @@ bmaptool -q create -o "$disk.bmap" "$disk"
     echo "build_id = \"$BUILD_ID\""
     echo "suite = \"$SUITE\""
     echo "stub_sha256 = \"$(sha256sum /usr/lib/systemd/boot/efi/linuxx64.efi.stub | cut -d' ' -f1)\""
+    echo "kernel_bzimage_sha256 = \"$(sha256sum "$WORK/boot/vmlinuz.lz4" | cut -d' ' -f1)\""
     echo "systemd_boot_sha256 = \"$(sha256sum /usr/lib/systemd/boot/efi/systemd-bootx64.efi | cut -d' ' -f1)\""
     echo "verity = \"$(cat "$WORK/root.img.verity")\""
     echo "secureboot_db_sha256 = \"$(sha256sum "$DIST/secureboot/db.cer" | cut -d' ' -f1)\""

@@ -80,7 +80,7 @@ def make_bundle(release: dict, name: str, version: str, rollback: int, config: p
     (d / "os-release").write_text(osrel)
     cmdline = next(l for l in (IMAGE / "build.sh").read_text().splitlines() if l.startswith("CMDLINE="))
     cmdline = cmdline.partition("=")[2].strip('"') + " " + (d / "root.img.verity").read_text().strip()
-    sh(IMAGE / "mkuki.sh", WORK / "boot" / "vmlinuz", WORK / "boot" / "initrd.img", d / "os-release",
+    sh(IMAGE / "mkuki.sh", WORK / "boot" / "vmlinuz.lz4", WORK / "boot" / "initrd.img", d / "os-release",
        cmdline, d / "capbox.efi", env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "SB_KEY": str(KEYS / "secureboot-db.key"),
                                        "SB_CERT": str(KEYS / "secureboot-db.crt")})
     bundle = d / f"capbox-{version}.bundle"
