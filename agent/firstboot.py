@@ -31,6 +31,9 @@ SETUP_FILE = "console.setup"
 CERT_DAYS = 3650
 CODE_GROUPS = 4            # XXXX-XXXX-XXXX-XXXX: about 80 bits, typed on a serial terminal
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"   # no 0/O, 1/I
+# the code's scrypt cost: 80 random bits need no stretching against guesses (a person's password does:
+# agent.auth.SCRYPT, 16 MiB); 1 MiB, a sixteenth of the CPU on the first boot's path to the agent's READY
+CODE_SCRYPT_N = 1 << 10
 
 
 def _write_private(path: pathlib.Path, data: bytes) -> None:
@@ -93,7 +96,7 @@ def ensure_console_code(data_dir: pathlib.Path, password_path: pathlib.Path) -> 
         return False
     code = new_setup_code()
     _write_private(data_dir / SETUP_FILE, (code + "\n").encode())
-    password.store(password_path, code)
+    password.store(password_path, code, CODE_SCRYPT_N)
     return True
 
 
