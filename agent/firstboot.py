@@ -39,7 +39,7 @@ CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"   # no 0/O, 1/I
 CODE_SCRYPT_N = 1 << 10
 
 
-def _write_private(path: pathlib.Path, data: bytes) -> None:
+def write_private(path: pathlib.Path, data: bytes) -> None:
     """Whole or not at all, 0600 from the first byte."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -119,7 +119,7 @@ def ensure_console_code(data_dir: pathlib.Path, password_path: pathlib.Path) -> 
     if password.is_set(password_path):
         return False
     code = new_setup_code()
-    _write_private(data_dir / SETUP_FILE, (code + "\n").encode())
+    write_private(data_dir / SETUP_FILE, (code + "\n").encode())
     password.store(password_path, code, CODE_SCRYPT_N)
     return True
 
