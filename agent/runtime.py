@@ -171,8 +171,8 @@ class Agent:
 
     def start(self) -> None:
         self.store.start()
-        # a first start's admin key: its scrypt (16 MiB; the GIL released) runs on the other CPU while the
-        # services, faces and capture start (under emulation a second of the first boot), there before READY
+        # a first start's admin key: its scrypt (16 MiB, 50 ms natively; the GIL released) runs on the other
+        # CPU while the services, faces and capture start; there before READY
         admin_key = concurrent.futures.ThreadPoolExecutor(1, "admin-key")
         made = admin_key.submit(self.ensure_admin_key)
         admin_key.shutdown(wait=False)
