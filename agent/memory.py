@@ -11,7 +11,6 @@ mmap threshold, and a trim every minute (with the store's read pool, RSS
 after 3 minutes of the soak went from about 250 MB to 178 MB, and levels
 off near 205 MB).  Elsewhere than glibc these are no-ops."""
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -22,8 +21,10 @@ MMAP_THRESHOLD = 128 << 10
 
 
 def _libc():
+    """The C library the process already has (dlopen(NULL)): ctypes.util.find_library runs ldconfig, a
+    program started and paged in off the slot at every start of the agent (47 ms natively)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
         return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
     except OSError:
         return None

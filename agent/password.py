@@ -42,11 +42,11 @@ def check_new(password: str) -> None:
         raise PasswordError("a console password is printable characters only (what a serial terminal can type)")
 
 
-def store(path: pathlib.Path, password: str) -> None:
-    """Hash the password and write it, mode 0600, replacing the file whole."""
+def store(path: pathlib.Path, password: str, n: int = SCRYPT["n"]) -> None:
+    """Hash the password and write it, mode 0600, replacing the file whole.  n: scrypt's cost, lower only
+    for a secret the box drew at random (agent.firstboot's setup code), which needs no stretching."""
     check_new(password)
     salt = os.urandom(16)
-    n = SCRYPT["n"]
     line = (f"scrypt${n.bit_length() - 1}${SCRYPT['r']}${SCRYPT['p']}${salt.hex()}$"
             f"{_digest(password, salt, n, SCRYPT['r'], SCRYPT['p']).hex()}\n")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ Agent.__init__: analysis, detectors, deception, threats, calls, jobs, eve,
 protologs, tally), the jobs' workers (jobs-worker-N), and the faces' own (api and its
 workers, console).  SIGINT/SIGTERM stop the capture (flows are flushed onto
 the bus), the faces, then the services and the store."""
+import concurrent.futures
 import logging
-import os
 import platform
 import shutil
 import signal
@@ -28,6 +28,7 @@ from agent.capture.sources import await_interface
 from agent.config import Config
 from agent.consumers import Consumers
 from agent.errors import AgentError, validation
+from agent.firstboot import write_private
 from agent.health import Health
 from agent.sdnotify import Notifier
 from agent.analysis.windowsets import AnalysisService
@@ -157,22 +158,24 @@ class Agent:
     # ---- lifecycle ------------------------------------------------------------------
 
     def ensure_admin_key(self) -> None:
-        """First start with no keys: an admin key in a 0600 file in the data dir."""
+        """First start with no keys: an admin key in a 0600 file in the data dir (whole or not at all: a
+        client may read it as soon as it appears)."""
         if self.keys.count():
             return
         token, key = self.keys.create("sk", "admin (first start)")
         path = self.cfg.data_dir / ADMIN_KEY_FILE
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token + "\n")
-        os.chmod(path, 0o600)
+        write_private(path, (token + "\n").encode())
         self.admin_key_path = path
         print(f"capbox: first start: an admin API key was written to {path}", flush=True)
         log.info("admin key %s written to %s", key.id, path)
 
     def start(self) -> None:
         self.store.start()
-        self.ensure_admin_key()
+        # a first start's admin key: its scrypt (16 MiB, 50 ms natively; the GIL released) runs on the other
+        # CPU while the services, faces and capture start; there before READY
+        admin_key = concurrent.futures.ThreadPoolExecutor(1, "admin-key")
+        made = admin_key.submit(self.ensure_admin_key)
+        admin_key.shutdown(wait=False)
         self.services = start_services(self, [self.analysis, *self.detectors, self.deception, self.threats,
                                                self.calls, self.jobs, self.eve, self.protologs, self.tally])
         for face in self.faces:              # after the services: faces call them
@@ -191,6 +194,7 @@ class Agent:
                     pace=cap.pace, loop=cap.loop, trusted=True))
             except AgentError as e:
                 log.error("capture did not start: %s", e.message)
+        made.result()                       # what ensure_admin_key raised, raised here
         where = " ".join(w for w in (face.where() for face in self.faces) if w)
         self.notifier.send(ready=1, status=f"capbox {__version__}" + (f" on {where}" if where else ""))
 

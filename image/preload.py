@@ -9,25 +9,24 @@ finds them in the page cache.  The reads go through dm-verity like any other: no
 that was not checked.  A list that is stale (a module renamed) only reads less ahead."""
 import importlib
 import os
+import shutil
 import sys
 
-# what `capbox run --firstboot` imports on a box's first boot (the parser, the secrets: the TLS key
-# pair in `python -m agent.firstboot` beside it, the agent and its REST face: the serial console is
-# capbox-console.service's, after READY), then its consumer worker and log indexer (`python -m ...`:
-# their own interpreters)
-MODULES = ("agent.cli", "agent.cli.box", "agent.firstboot", "agent.password", "cryptography.x509",
-           "cryptography.hazmat.primitives.asymmetric.ec", "cryptography.hazmat.primitives.serialization",
-           "agent.runtime", "agent.api.rest", "agent.consumers", "hwdrivers.shring",
-           "agent.logs.indexer")
+# what `capbox run --firstboot` imports on a box's first boot (the parser, the secrets, the agent and
+# its REST face: the serial console is capbox-console.service's, after READY), then its consumer worker
+# and log indexer (`python -m ...`: their own interpreters)
+MODULES = ("agent.cli", "agent.cli.box", "agent.firstboot", "agent.password", "agent.runtime", "agent.api.rest",
+           "agent.consumers", "hwdrivers.shring", "agent.logs.indexer")
+PROGRAMS = ("openssl",)   # the first boot's TLS key pair, beside the agent's start (agent.firstboot.tls_command)
 
 
-BIG = 8 << 20        # larger files are mapped and paged in as touched (cryptography's 15 MB core): not read whole
+BIG = 8 << 20        # larger files are mapped and paged in as touched: not read whole
 
 
 def files() -> list:
     for name in MODULES:
         importlib.import_module(name)
-    out = [os.path.realpath(sys.executable)]
+    out = [os.path.realpath(sys.executable), *(os.path.realpath(shutil.which(p) or "") for p in PROGRAMS)]
     try:                                          # the shared libraries: libc, libssl, libffi, sqlite ...
         with open("/proc/self/maps") as maps:
             out += [line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6]

@@ -88,14 +88,12 @@ def cmd_tui(args) -> int:
 
 
 def start_tls(data_dir: str):
-    """`capbox run --firstboot` on a box without its TLS key pair: the pair made by a process of its own
-    (agent.firstboot's; it loads cryptography's 15 MB core, x509 and nothing of the agent's) while this one
-    loads the agent, on the other CPU: under emulation seconds of a first boot.  None when the pair is there."""
+    """`capbox run --firstboot` on a box without its TLS key pair: the pair made by openssl
+    (agent.firstboot.start_tls) while this process loads the agent, on the other CPU.  None when the pair
+    is there."""
+    import pathlib
     from agent import firstboot
-    if firstboot.has_tls(data_dir):
-        return None
-    import subprocess
-    return subprocess.Popen([sys.executable, "-m", "agent.firstboot", data_dir], stdin=subprocess.DEVNULL)
+    return None if firstboot.has_tls(data_dir) else firstboot.start_tls(pathlib.Path(data_dir))
 
 
 def cmd_firstboot(args, tls=None) -> int:
@@ -103,19 +101,24 @@ def cmd_firstboot(args, tls=None) -> int:
     what start_tls() began is waited for, the rest made here.  Without the configuration: it names the
     certificate, and does not load before it exists."""
     import argparse
+    import pathlib
     from agent import firstboot
     from agent.config import ConfigError
     started = time.monotonic()
     made = []
-    if tls is not None and tls.wait() == 0:       # else what it did not make is made here, or said why not
-        made.append("tls")
+    if tls is not None:
+        try:
+            firstboot.end_tls(pathlib.Path(args.data_dir), tls)
+            made.append("tls")
+        except OSError:
+            pass                                    # made again below (firstboot.run), or said why not
     try:
         cfg = load_config(argparse.Namespace(config=None, data_dir=args.data_dir))
         made += firstboot.run(cfg)
     except ConfigError as e:
         return fail(f"config: {e}")
     except OSError as e:
-        return fail(f"cannot write in {e.filename}: {e.strerror}")
+        return fail(f"firstboot: {e.filename}: {e.strerror}")
     print(f"firstboot: {', '.join(made) or 'nothing to do'} in {cfg.data_dir} "
           f"({time.monotonic() - started:.1f} s)", flush=True)
     for line in firstboot.notice(cfg.data_dir):

@@ -2,6 +2,7 @@
 the update guard) against a real agent serving HTTPS with a certificate made by
 `capbox firstboot`, the way a box makes its own: --pin with the fingerprint,
 --cacert with the certificate, and what a wrong pin or an unknown CA does."""
+import os
 import socket
 import ssl
 import subprocess
@@ -47,6 +48,34 @@ def test_firstboot_makes_private_files_once(tmp_path):
     assert code and len(code) == 19 and firstboot.cert_fingerprint(d) == fp
     assert _firstboot(d) == fp and firstboot.setup_code(d) == code      # a second run changes nothing
     assert _firstboot(tmp_path / "other") != fp                          # another box, another key
+
+
+def test_firstboot_certificate_is_the_boxs_p256_and_names_it_safely(tmp_path):
+    """openssl's pair: an EC P-256 key, a CA:TRUE self-signed certificate for 10 years naming the box,
+    localhost and 127.0.0.1; a host name that would read as more fields is not put in it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    for name, named in (("box-7.lan", "box-7.lan"), ("a/CN=evil,DNS:x", "capbox")):
+        d = tmp_path / named
+        assert firstboot.ensure_tls(d, name) and not firstboot.ensure_tls(d, name)
+        cert = x509.load_pem_x509_certificate((d / "tls.crt").read_bytes())
+        assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey) and cert.public_key().curve.name == "secp256r1"
+        assert cert.subject.rfc4514_string() == f"O=capbox,CN={named}" and cert.issuer == cert.subject
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == [named, "localhost"]
+        assert [str(a) for a in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+        assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        assert (cert.not_valid_after_utc - cert.not_valid_before_utc).days == firstboot.CERT_DAYS
+        assert sorted(p.name for p in d.iterdir()) == ["tls.crt", "tls.key"]       # no .tmp left
+        assert (d / "tls.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_firstboot_without_openssl_says_so_and_leaves_no_key(tmp_path):
+    d = tmp_path / "box"
+    p = subprocess.run([sys.executable, "-m", "agent", "firstboot", "--data-dir", str(d)], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "PATH": str(tmp_path / "nothing")})
+    assert p.returncode == 1 and "openssl" in p.stderr, p.stderr
+    assert not firstboot.has_tls(d)
 
 
 def test_pin_and_cacert_reach_the_agent(tls_agent):

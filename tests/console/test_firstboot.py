@@ -7,7 +7,9 @@ import sys
 
 import serial
 
+from agent.auth import SCRYPT
 from agent.client import parse_pin
+from agent.firstboot import CODE_SCRYPT_N
 from tests.agent import test_client_tls
 from tests.conftest import ROOT
 from tests.console.conftest import PROMPT, SerialEnd, Terminal
@@ -17,8 +19,14 @@ NEW_PASSWORD = "box-own-password"
 tls_agent = test_client_tls.tls_agent      # the fixture: a real agent serving HTTPS with a firstboot certificate
 
 
+def scrypt_cost(path) -> int:
+    """The scrypt n a console password file was hashed with."""
+    return 1 << int(path.read_text().split("$")[1])
+
+
 def test_setup_code_shown_works_once_and_sets_a_password(tls_agent, relay):
     d = tls_agent.data_dir
+    assert scrypt_cost(d / "console.passwd") == CODE_SCRYPT_N    # the random code's hash: cheap
     log = open(d / "console.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "agent", "console", "--port", relay.url, "--url", tls_agent.https,
                              "--pin", tls_agent.fingerprint, "--data-dir", str(d)], cwd=ROOT, stdout=log,
@@ -56,3 +64,4 @@ def test_setup_code_shown_works_once_and_sets_a_password(tls_agent, relay):
     finally:
         stop(proc)
     assert not (d / "console.setup").exists()
+    assert scrypt_cost(d / "console.passwd") == SCRYPT["n"]       # a person's password: the full cost
