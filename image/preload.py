@@ -26,7 +26,7 @@ BIG = 8 << 20        # larger files are mapped and paged in as touched: not read
 def files() -> list:
     for name in MODULES:
         importlib.import_module(name)
-    out = [os.path.realpath(sys.executable), *(os.path.realpath(shutil.which(p) or "") for p in PROGRAMS)]
+    out = [os.path.realpath(sys.executable), *(os.path.realpath(w) for w in map(shutil.which, PROGRAMS) if w)]
     try:                                          # the shared libraries: libc, libssl, libffi, sqlite ...
         with open("/proc/self/maps") as maps:
             out += [line.split(None, 5)[5].strip() for line in maps if len(line.split(None, 5)) == 6]
