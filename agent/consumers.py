@@ -308,6 +308,9 @@ class Consumers:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="capbox consumers: %(levelname)s %(message)s")
     from agent.consumers import work as _work   # its records pickle as agent.consumers', not __main__'s
+    if sys.argv[3:] == ["offline"]:    # a terminal's Ctrl-C stops `capbox detect`; this one ends as its connection
+        import signal                  # closes (no traceback of its own)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     code = _work(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["offline"])
     logging.shutdown()
     os._exit(code)                  # its tables (about a million objects) left unfreed: 0.2 s of CPU at the end

@@ -75,7 +75,7 @@ class Worker:
         """(detections, error or None, each detector's counters (Pipeline.counts()), the DNS gate's counters) of
         a file, as detect_file finds them; CaptureError when it cannot be read at all, WorkerFailed."""
         from hwdrivers import Session, dnsgate
-        self.conn.send(dataclasses.asdict(cfg))
+        self._send(dataclasses.asdict(cfg))
         kinds, repeats = self._recv()
         with Session(_capture(path, bpf, kinds)) as s:
             if cfg.dns_fold and "dns" in kinds:
@@ -90,7 +90,7 @@ class Worker:
                 fill()
             fill()
             gate = dnsgate.counters(s) if s.dns_fold else {}
-        self.conn.send("end")        # it takes what is left, sends its last counters and exits
+        self._send("end")            # it takes what is left, sends its last counters and exits
         while True:
             try:
                 self._take(self.conn.recv())
@@ -106,6 +106,12 @@ class Worker:
             self._take(self._recv())
         elif self.proc.poll() is not None:
             raise self._failed()
+
+    def _send(self, msg) -> None:
+        try:
+            self.conn.send(msg)
+        except OSError:
+            raise self._failed() from None
 
     def _recv(self):
         try:

@@ -126,6 +126,7 @@ def test_a_worker_killed_mid_file_fails_detect_with_a_clear_error(tmp_path, sig)
 def test_a_worker_gone_before_the_file_is_an_error_not_a_hang():
     worker = Worker()
     worker.proc.kill()
+    worker.proc.wait()                     # gone: the section cannot even be sent
     try:
         with pytest.raises(WorkerFailed, match="killed by signal 9"):
             worker.detect(pcap("zeek__tls_ssl.v3.pcap"), CFG)
