@@ -1,5 +1,5 @@
 """The packet consumers on a core of their own: a worker process, child of
-the agent, runs the detectors on the events of a shared-memory ring and sends
+the agent (or of `capbox detect`: Worker), runs the detectors on the events of a shared-memory ring and sends
 back only what they found and their counters, as typed records.  The agent
 publishes the findings on attacks:detected as the detector threads did, so
 threats, verification, SSE and EVE see no difference.
@@ -33,7 +33,9 @@ BATCH = 1024             # events the worker takes from the ring at once
 TALLY_S = 1.0            # the worker sends its counters this often
 IDLE_S = (0.001, 0.02)   # the worker's wait on an empty ring: from the first to the longest
 RESTART_S = (0.5, 10.0)  # wait before starting a dead worker again: doubled per restart, up to the second
-STOP_S = 5.0
+STOP_S = 5.0             # for a worker to exit (after "stop", or its connection closed)
+OFFLINE_RING = 1 << 11   # `capbox detect`'s ring, in struct hw_event's bytes (14 MB; packed, 4 to 8 times the events)
+WAIT_S = 0.001           # `capbox detect`'s longest wait for room in the ring, or for the worker's messages
 
 
 @dataclasses.dataclass
@@ -139,6 +141,97 @@ def work(ring_fd: int, conn_fd: int, offline: bool = False) -> int:
         return 0                              # the agent is gone
     finally:
         ring.close()
+
+
+# ---- `capbox detect`'s side ------------------------------------------------------------------
+
+class WorkerFailed(Exception):
+    """The detector worker ended before the file did (killed, or a detector raised)."""
+
+
+class Worker:
+    """`capbox detect`'s worker (offline): started first, so that its imports overlap the CLI's start; this
+    process reads the file and fills the worker's ring, waiting for room when it is full (a file loses
+    nothing).  detect() once, then close()."""
+
+    def __init__(self):
+        from hwdrivers.shring import SharedRing
+        self.ring = SharedRing(OFFLINE_RING)
+        self.proc, self.conn = spawn(self.ring, offline=True)
+        self.found: list = []
+        self.tally: Optional[Tally] = None     # its last
+
+    def detect(self, path: str, cfg, bpf: str = "") -> tuple:
+        """(detections, error or None, each detector's counters (Pipeline.counts()), the DNS gate's counters) of
+        a file, as agent.detectors.offline.detect_file finds them; CaptureError when it cannot be read at all, WorkerFailed."""
+        from agent.detectors.offline import file_config
+        from hwdrivers import Session, dnsgate
+        self._send(dataclasses.asdict(cfg))
+        kinds, repeats = self._recv()
+        with Session(file_config(path, bpf, kinds)) as s:
+            if cfg.dns_fold and "dns" in kinds:
+                dnsgate.set_fold(s, True, cfg.dns_repeats and repeats)
+
+            def fill():
+                self.ring.fill(s, 1 << 62, wait=self._wait)
+                while self.conn.poll(0):     # its findings as they come: a worker blocked on a full socket waits
+                    self._take(self._recv())
+            error = s.run_to_eof(fill)
+            while s.flush():         # the last TCP source summaries, as the ring takes them
+                fill()
+            fill()
+            gate = dnsgate.counters(s) if s.dns_fold else {}
+        self._send("end")            # it takes what is left, sends its last counters and exits
+        while True:
+            try:
+                self._take(self.conn.recv())
+            except (EOFError, OSError):
+                break
+        if self.proc.wait() != 0 or self.tally is None:
+            raise self._failed()
+        return self.found, error, self.tally.detectors, gate
+
+    def _wait(self) -> None:
+        """While the ring is full: the worker's messages, or WAIT_S."""
+        if self.conn.poll(WAIT_S):
+            self._take(self._recv())
+        elif self.proc.poll() is not None:
+            raise self._failed()
+
+    def _send(self, msg) -> None:
+        try:
+            self.conn.send(msg)
+        except OSError:
+            raise self._failed() from None
+
+    def _recv(self):
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            raise self._failed() from None
+
+    def _take(self, msg) -> None:
+        if isinstance(msg, list):
+            self.found.extend(msg)
+        else:
+            self.tally = msg
+
+    def _failed(self) -> WorkerFailed:
+        try:
+            code = self.proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+        return WorkerFailed(f"the detector worker (pid {self.proc.pid}) {how} before the end of the file")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.conn.close()
+        self.ring.close()
+
 
 
 # ---- the agent's side --------------------------------------------------------------------------

@@ -17,11 +17,12 @@ PCAPS = REPO.parent / "shared" / "pcaps"
 DUMP = """
 import json, sys
 from agent.config import DetectionSection
+from agent import consumers
 from agent.detectors import offline
 out = {}
 for path in sys.argv[1:]:
-    if hasattr(offline, "Worker"):     # what `capbox detect` runs: the detectors in the consumer worker
-        worker = offline.Worker()
+    if hasattr(consumers, "Worker"):     # what `capbox detect` runs: the detectors in the consumer worker
+        worker = consumers.Worker()
         found, error, counts, _ = worker.detect(path, DetectionSection())
         worker.close()
     else:

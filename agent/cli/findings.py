@@ -109,10 +109,11 @@ def cmd_anomalies(args) -> int:
 
 
 def cmd_detect(args) -> int:
-    from agent.detectors.offline import Worker, WorkerFailed, aggregate
+    from agent.consumers import Worker, WorkerFailed
     worker = Worker()                                 # first: its imports overlap this process's start
     from hwdrivers import CaptureError
     from agent.config import ConfigError
+    from agent.detectors.offline import aggregate
     try:
         cfg = load_config(args)
     except ConfigError as e:

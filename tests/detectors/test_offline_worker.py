@@ -1,5 +1,5 @@
 """`capbox detect` runs its detectors in the live agent's consumer worker
-(agent.detectors.offline.Worker, agent.consumers.work offline): what it finds
+(agent.consumers.Worker, agent.consumers.work offline): what it finds
 and counts is what the pipeline finds in one process, however full the ring
 gets, and a worker that dies makes detect fail, never hang."""
 import json
@@ -11,9 +11,10 @@ import time
 
 import pytest
 
+from agent import consumers
 from agent.config import DetectionSection
-from agent.detectors import offline
-from agent.detectors.offline import Worker, WorkerFailed, aggregate, detect_file
+from agent.consumers import Worker, WorkerFailed
+from agent.detectors.offline import aggregate, detect_file
 from tests.conftest import ALL_PCAPS, ROOT, pcap
 from tests.detectors import dnsstream
 from tests.detectors.scenarios import SCENARIOS
@@ -78,7 +79,7 @@ def test_every_shared_capture_and_scenario_alike_in_the_worker(tmp_path):
 
 
 def test_a_full_ring_waits_and_loses_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(offline, "WORKER_RING", 3)     # the least room (two of the largest records): waits all along
+    monkeypatch.setattr(consumers, "OFFLINE_RING", 3)     # the least room (two of the largest records): waits all along
     path = str(dnsstream.stream(5).write(tmp_path))
     got, want = _both(path)
     assert got == want
