@@ -1,5 +1,5 @@
 """The packet consumers on a core of their own: a worker process, child of
-the agent, runs the detectors on the events of a shared-memory ring and sends
+the agent (or of `capbox detect`: Worker), runs the detectors on the events of a shared-memory ring and sends
 back only what they found and their counters, as typed records.  The agent
 publishes the findings on attacks:detected as the detector threads did, so
 threats, verification, SSE and EVE see no difference.
@@ -12,6 +12,7 @@ supervises the worker (thread `consumers`): one that dies is started again,
 and /v1/health shows its restarts and the ring's drops."""
 import dataclasses
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -21,10 +22,8 @@ import types
 from multiprocessing.connection import Connection
 from typing import Optional
 
-from agent.bus import EVENT_CHANNELS
-from agent.detectors.pipeline import Pipeline, tune_gc
-from agent.events import AttackDetected, Detection
-from hwdrivers import dnsgate
+# (the bus, the events and the pipeline are imported where they are used: `capbox detect` imports this module to
+# start its worker, first, and the worker's own imports would wait for them)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,11 @@ BATCH = 1024             # events the worker takes from the ring at once
 TALLY_S = 1.0            # the worker sends its counters this often
 IDLE_S = (0.001, 0.02)   # the worker's wait on an empty ring: from the first to the longest
 RESTART_S = (0.5, 10.0)  # wait before starting a dead worker again: doubled per restart, up to the second
-STOP_S = 5.0
+STOP_S = 5.0             # for a worker to exit (after "stop", or its connection closed)
+OFFLINE_RING = 1 << 11   # `capbox detect`'s ring, in struct hw_event's bytes (14 MB; packed, 4 to 8 times the events)
+WAIT_S = 0.005           # `capbox detect`'s longest wait for room in the ring, or for the worker's messages: a
+                         # full ring holds a tenth of a second of the worker's work (1 ms: 38 us of CPU a wait,
+                         # 2,600 waits on large.pcap)
 
 
 @dataclasses.dataclass
@@ -50,7 +53,7 @@ class Folding:
 @dataclasses.dataclass(frozen=True)
 class Found:
     """A detection the worker made, with the packet that raised it."""
-    detection: Detection
+    detection: "Detection"       # agent.events'
     packet_kind: str
     packet_ts: float
 
@@ -65,52 +68,172 @@ class Tally:
     detectors: dict     # name -> {"threshold": ..., counts}
 
 
-# ---- the worker (its own process: python -m agent.consumers RING_FD CONN_FD) ----------------
+# ---- the worker (its own process: python -m agent.consumers RING_FD CONN_FD [offline]) ---------
 
-def work(ring_fd: int, conn_fd: int) -> int:
-    """Feed the ring's events to the pipeline until the agent says stop or goes away."""
+def spawn(ring, offline: bool = False) -> tuple:
+    """(process, Connection) of a new worker reading ring; the caller sends it the [detection] section, as a dict
+    (see work()).  A live agent's worker is in a session of its own (a terminal's Ctrl-C is the agent's: it
+    stops the worker in order); `capbox detect`'s stays in its process group and goes with it.  -P: this
+    checkout's agent, not one in the working directory."""
+    mine, theirs = socket.socketpair()
+    with theirs:
+        proc = subprocess.Popen(
+            [sys.executable, "-P", "-m", "agent.consumers", str(ring.fd), str(theirs.fileno())] + ["offline"] * offline,
+            pass_fds=(ring.fd, theirs.fileno()), stdin=subprocess.DEVNULL, start_new_session=not offline)
+    return proc, Connection(mine.detach())
+
+
+def work(ring_fd: int, conn_fd: int, offline: bool = False) -> int:
+    """Feed the ring's events to the pipeline until the agent says stop or goes away.
+
+    offline (`capbox detect`, agent.detectors.offline): the worker first sends back (the kinds it reads, whether
+    it reads DNS repeats), then sends lists of Detections (in order, as Pipeline.feed_all finds them: an
+    exception ends it, as in one process) and waits at most IDLE_S[0] on an empty ring; at "end" it takes
+    what is left, sends its last Tally and exits.  Live, each finding goes back as a Found, and an event a
+    detector fails on is counted and skipped."""
+    from agent.detectors import DETECTORS  # noqa: F401  (their modules, loaded while the [detection] section comes)
+    from agent.detectors.pipeline import GC_THRESHOLD, GC_THRESHOLD_OFFLINE, Pipeline, tune_gc
     from hwdrivers.shring import SharedRing
     conn = Connection(conn_fd)
     # the [detection] section, sent as a dict: unpickling its class would import agent.config and with it the
     # capture face (some 20 modules, each tens of ms booting under TCG); the detectors read its attributes
     pipeline = Pipeline(types.SimpleNamespace(**conn.recv()))
-    tune_gc()
+    tune_gc(GC_THRESHOLD_OFFLINE if offline else GC_THRESHOLD)
     kinds = pipeline.kinds()
     repeats = pipeline.repeats           # DNS answers the C core marked as repeats, read as a few fields
+    if offline:
+        conn.send((kinds, repeats))
     ring = SharedRing(fd=ring_fd)
     events = fed = queries = errors = 0
-    idle, next_tally = IDLE_S[0], 0.0
+    idle, next_tally, ending = IDLE_S[0], 0.0, False
     try:
         while True:
             n, batch = ring.take(BATCH, kinds, repeats, pipeline.bare)
-            found = []
-            for ev in batch:
-                if ev.kind == "dns" and ev.query is not None:     # (a DnsRepeat's is always in)
-                    queries += 1
-                try:
-                    found.extend(Found(d, ev.kind, ev.ts) for d in pipeline.feed(ev))
-                except Exception:     # one bad event must not stop the detectors
-                    if not errors:
-                        log.exception("consumer worker: a %s event failed", ev.kind)
-                    errors += 1
+            queries += sum(1 for ev in batch if ev.kind == "dns" and ev.query is not None)   # (a DnsRepeat's too)
+            if offline:
+                found = pipeline.feed_all(batch)
+            else:
+                found = []
+                for ev in batch:
+                    try:
+                        found.extend(Found(d, ev.kind, ev.ts) for d in pipeline.feed(ev))
+                    except Exception:     # one bad event must not stop the detectors
+                        if not errors:
+                            log.exception("consumer worker: a %s event failed", ev.kind)
+                        errors += 1
             events, fed = events + n, fed + len(batch)
             if found:
                 conn.send(found)
             now = time.monotonic()
-            if now >= next_tally:
+            if now >= next_tally or (ending and not n):
                 next_tally = now + TALLY_S
                 conn.send(Tally(events, fed, queries, errors + ring.unreadable, pipeline.counts()))
             if n:
                 idle = IDLE_S[0]
+            elif ending:
+                return 0                              # everything the agent put in before "end" was taken
             elif conn.poll(idle):
-                if conn.recv() == "stop":
+                msg = conn.recv()
+                if msg == "stop":
                     return 0
-            else:
+                ending = msg == "end"
+            elif not offline:
                 idle = min(idle * 2, IDLE_S[1])
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return 0                              # the agent is gone
     finally:
         ring.close()
+
+
+# ---- `capbox detect`'s side ------------------------------------------------------------------
+
+class WorkerFailed(Exception):
+    """The detector worker ended before the file did (killed, or a detector raised)."""
+
+
+class Worker:
+    """`capbox detect`'s worker (offline): started first, so that its imports overlap the CLI's start; this
+    process reads the file and fills the worker's ring, waiting for room when it is full (a file loses
+    nothing).  detect() once, then close()."""
+
+    def __init__(self):
+        from hwdrivers.shring import SharedRing
+        self.ring = SharedRing(OFFLINE_RING)
+        self.proc, self.conn = spawn(self.ring, offline=True)
+        self.found: list = []
+        self.tally: Optional[Tally] = None     # its last
+
+    def detect(self, path: str, cfg, bpf: str = "") -> tuple:
+        """(detections, error or None, each detector's counters (Pipeline.counts()), the DNS gate's counters) of
+        a file, as agent.detectors.offline.detect_file finds them; CaptureError when it cannot be read at all, WorkerFailed."""
+        from agent.detectors.offline import file_config
+        from hwdrivers import Session, dnsgate
+        self._send(dataclasses.asdict(cfg))
+        kinds, repeats = self._recv()
+        with Session(file_config(path, bpf, kinds)) as s:
+            if cfg.dns_fold and "dns" in kinds:
+                dnsgate.set_fold(s, True, cfg.dns_repeats and repeats)
+
+            def fill():
+                self.ring.fill(s, 1 << 62, wait=self._wait)
+                while self.conn.poll(0):     # its findings as they come: a worker blocked on a full socket waits
+                    self._take(self._recv())
+            error = s.run_to_eof(fill)
+            while s.flush():         # the last TCP source summaries, as the ring takes them
+                fill()
+            fill()
+            gate = dnsgate.counters(s) if s.dns_fold else {}
+        self._send("end")            # it takes what is left, sends its last counters and exits
+        while True:
+            try:
+                self._take(self.conn.recv())
+            except (EOFError, OSError):
+                break
+        if self.proc.wait() != 0 or self.tally is None:
+            raise self._failed()
+        return self.found, error, self.tally.detectors, gate
+
+    def _wait(self) -> None:
+        """While the ring is full: the worker's messages, or WAIT_S."""
+        if self.conn.poll(WAIT_S):
+            self._take(self._recv())
+        elif self.proc.poll() is not None:
+            raise self._failed()
+
+    def _send(self, msg) -> None:
+        try:
+            self.conn.send(msg)
+        except OSError:
+            raise self._failed() from None
+
+    def _recv(self):
+        try:
+            return self.conn.recv()
+        except (EOFError, OSError):
+            raise self._failed() from None
+
+    def _take(self, msg) -> None:
+        if isinstance(msg, list):
+            self.found.extend(msg)
+        else:
+            self.tally = msg
+
+    def _failed(self) -> WorkerFailed:
+        try:
+            code = self.proc.wait(STOP_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with {code}"
+        return WorkerFailed(f"the detector worker (pid {self.proc.pid}) {how} before the end of the file")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.conn.close()
+        self.ring.close()
+
 
 
 # ---- the agent's side --------------------------------------------------------------------------
@@ -124,6 +247,8 @@ def dispatch_events(session, ring, bus, limit: int = 4096, folding: Optional[Fol
     this process reads DNS events; one that starts reading gets the folded queries as events.  With
     folding.repeats it also marks answers that repeat their template: the worker reads those as a few fields
     (this process, reading in full, never sees the difference)."""
+    from agent.bus import EVENT_CHANNELS
+    from hwdrivers import dnsgate
     if ring is not None:
         listened = frozenset(k for k, ch in EVENT_CHANNELS.items() if bus.listening(ch))
         fold = folding is not None and folding.fold and "dns" in session.config.events and "dns" not in listened
@@ -177,13 +302,7 @@ class Consumers:
             return self.ring
 
     def _spawn(self) -> None:
-        mine, theirs = socket.socketpair()
-        with theirs:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "agent.consumers", str(self.ring.fd), str(theirs.fileno())],
-                pass_fds=(self.ring.fd, theirs.fileno()), stdin=subprocess.DEVNULL,
-                start_new_session=True)       # a terminal's Ctrl-C is the agent's: it stops the worker in order
-        self.conn = Connection(mine.detach())
+        self.proc, self.conn = spawn(self.ring)
         self.conn.send(dataclasses.asdict(self.cfg.detection))    # a dict: see work()
         log.info("consumer worker %d started", self.proc.pid)
 
@@ -208,6 +327,7 @@ class Consumers:
             self._stop_worker()
 
     def _receive(self, msg) -> None:
+        from agent.events import AttackDetected
         if isinstance(msg, Tally):
             self.tally = msg
             return
@@ -283,4 +403,9 @@ class Consumers:
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="capbox consumers: %(levelname)s %(message)s")
     from agent.consumers import work as _work   # its records pickle as agent.consumers', not __main__'s
-    sys.exit(_work(int(sys.argv[1]), int(sys.argv[2])))
+    if sys.argv[3:] == ["offline"]:    # a terminal's Ctrl-C stops `capbox detect`; this one ends as its connection
+        import signal                  # closes (no traceback of its own)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = _work(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["offline"])
+    logging.shutdown()
+    os._exit(code)                  # its tables (about a million objects) left unfreed: 0.2 s of CPU at the end

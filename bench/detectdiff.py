@@ -17,16 +17,23 @@ PCAPS = REPO.parent / "shared" / "pcaps"
 DUMP = """
 import json, sys
 from agent.config import DetectionSection
-from agent.detectors.offline import detect_file
+from agent import consumers
+from agent.detectors import offline
 out = {}
 for path in sys.argv[1:]:
-    found, error, pipeline = detect_file(path, DetectionSection())
+    if hasattr(consumers, "Worker"):     # what `capbox detect` runs: the detectors in the consumer worker
+        worker = consumers.Worker()
+        found, error, counts, _ = worker.detect(path, DetectionSection())
+        worker.close()
+    else:
+        found, error, pipeline = offline.detect_file(path, DetectionSection())
+        counts = pipeline.counts()
     out[path.rsplit("/", 1)[-1]] = {
         "error": str(error) if error else "",
         "findings": [{"type": d.type, "key": d.key, "score": d.score, "attacker": d.attacker, "src": d.src,
                       "dst": d.dst, "first_seen": d.first_seen, "description": d.description,
                       "evidence": d.evidence} for d in found],
-        "counts": pipeline.counts()}
+        "counts": counts}
 print(json.dumps(out, sort_keys=True, default=str))
 """
 

@@ -6,8 +6,8 @@ batches (in C, one copy of the bytes each event uses, GIL released); the
 worker process turns them into PacketEvents where they lie.  A record holds
 only what its event uses: a DNS event is about 1.75 kB where a struct
 hw_event is 6.7 kB, so the same memory holds 3.9 times the events.  The
-producer never waits: events that find the ring full are dropped and counted
-by kind (`dropped`)."""
+live producer never waits: events that find the ring full are dropped and
+counted by kind (`dropped`); `capbox detect`'s waits for room."""
 import collections
 import mmap
 import os
@@ -57,9 +57,11 @@ class SharedRing:
 
     # ---- the producer (the agent's dispatcher thread) -----------------------
 
-    def fill(self, session, limit: int = 4096, keep: frozenset = frozenset()) -> tuple:
+    def fill(self, session, limit: int = 4096, keep: frozenset = frozenset(), wait=None) -> tuple:
         """Move up to limit events from session's C ring into this ring.  (events taken, the taken events
-        of a kind in keep as PacketEvents: for consumers in this process too)."""
+        of a kind in keep as PacketEvents: for consumers in this process too).  wait: lossless (a capture
+        file), wait() is called while the ring is full, until there is room; without, what finds it full
+        is dropped."""
         taken, kept, view = 0, [], self.map
         while taken < limit:
             n = session.events_to_ring(self._mem, min(_BATCH, limit - taken), self._offsets, self._full)
@@ -69,8 +71,11 @@ class SharedRing:
                         kept.append(_events.from_packed(view, at))
             self.moved += n
             taken += n
-            if self._full[0] and taken < limit:      # no room: what the C ring holds now is dropped
-                n = self._drop(session, min(_SCRATCH, limit - taken), keep, kept)
+            if self._full[0] and taken < limit:
+                if wait is not None:
+                    wait()
+                    continue
+                n = self._drop(session, min(_SCRATCH, limit - taken), keep, kept)   # what the C ring holds now
                 taken += n
             if not n:
                 break

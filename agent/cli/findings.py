@@ -109,19 +109,23 @@ def cmd_anomalies(args) -> int:
 
 
 def cmd_detect(args) -> int:
+    from agent.consumers import Worker, WorkerFailed
+    worker = Worker()                                 # first: its imports overlap this process's start
     from hwdrivers import CaptureError
     from agent.config import ConfigError
-    from agent.detectors.offline import aggregate, detect_file
+    from agent.detectors.offline import aggregate
     try:
         cfg = load_config(args)
     except ConfigError as e:
+        worker.close()
         return fail(f"config: {e}")
     from agent.detectors.pipeline import GC_THRESHOLD_OFFLINE, tune_gc
-    tune_gc(GC_THRESHOLD_OFFLINE)                     # this process only detects from here on
+    tune_gc(GC_THRESHOLD_OFFLINE)                     # this process only reads and gathers from here on
     try:
-        found, error, pipeline = detect_file(args.file, cfg.detection, args.bpf)
-    except CaptureError as e:
-        return fail(e.message)
+        found, error, counts, gate = worker.detect(args.file, cfg.detection, args.bpf)
+    except (CaptureError, WorkerFailed) as e:
+        worker.close()
+        return fail(getattr(e, "message", str(e)))
     keys = ("type", "severity", "confidence", "src", "dst", "protocol", "description", "evidence", "first_seen",
             "attacker", "attacker_mac", "score")
     threats = aggregate(found, args.min_severity)     # one per (type, attacker, target), with counts
@@ -149,8 +153,7 @@ def cmd_detect(args) -> int:
     sys.stdout.write("".join(lines))
     sys.stdout.flush()                 # before the summary on stderr
     if not args.json:
-        counts = ", ".join(f"{d.name} {d.counts['raised']}" for d in pipeline.detectors)
-        gate = pipeline.dns_gate
+        counts = ", ".join(f"{name} {c.get('raised', 0)}" for name, c in counts.items())   # (Counters)
         folded = f"; {gate['folded']:,} of {gate['held']:,} DNS queries folded into the next DNS event" if gate else ""
         if gate.get("templates"):
             folded += (f", {gate['repeats']:,} answers read as repeats of {gate['templates']:,} templates "

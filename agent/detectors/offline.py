@@ -1,6 +1,11 @@
 """Every detector over a capture file, as the live path runs them: the C core
 reads the file with events on (lossless), and each event goes, in order,
-through the detector pipeline (agent.detectors.pipeline)."""
+through the detector pipeline (agent.detectors.pipeline).
+
+`capbox detect` runs the pipeline in the live agent's consumer worker, on
+the other core (agent.consumers.Worker, reading the file as file_config
+says); detect_file runs it in this process, for callers that read the
+pipeline's tables or bring their own detectors (tests, bench)."""
 from typing import Optional
 
 from agent.detectors.detector import SEVERITIES
@@ -14,11 +19,16 @@ EVENT_RING = 1 << 12  # the C ring's events (6.7 kB each): 1 << 14 made 110 MB t
                       # leaves the TCP source sweep its full 512 summaries a tick: the same events, in the same order
 
 
+def file_config(path: str, bpf: str, kinds: frozenset) -> CaptureConfig:
+    """The capture of a file for the detectors: lossless, flows expired only at its end."""
+    return CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=kinds, event_ring=EVENT_RING,
+                         lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
+
+
 def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None) -> tuple:
     """(detections, error or None, pipeline) for a file; CaptureError when it cannot be read at all."""
     pipeline = Pipeline(cfg, detectors)
-    config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=pipeline.kinds(), event_ring=EVENT_RING,
-                           lossless=True, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
+    config = file_config(path, bpf, pipeline.kinds())
     found: list = []
     with Session(config) as s:
         repeats = cfg.dns_fold and cfg.dns_repeats and pipeline.repeats

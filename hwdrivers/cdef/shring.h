@@ -5,7 +5,8 @@
  * record of its kind; a DNS event: its kept records and text, the query and
  * repeat folded in), so the ring holds several small events where a
  * struct hw_event would fill it.  Neither side waits on the other: a full ring
- * is the producer's drop to count.  Head, tail and counts live in the
+ * is the live producer's drop to count (`capbox detect`'s tries again once the
+ * worker took some: hwdrivers/shring.py, fill's wait).  Head, tail and counts live in the
  * mapping's first HW_SHRING_HEADER bytes. */
 
 #define HW_SHRING_HEADER 256

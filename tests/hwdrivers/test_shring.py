@@ -1,7 +1,8 @@
 """The shared event ring (hwdrivers/shring.py, src/shring.c): events moved
 from a session's C ring into a memfd ring come out of another mapping of it
 (as the consumer worker maps it) equal to what read_events gives; a full ring
-never waits, it drops and counts by kind."""
+never waits, it drops and counts by kind (`capbox detect`'s, given a wait,
+waits for room and drops nothing)."""
 import dataclasses
 import os
 import subprocess
@@ -101,6 +102,27 @@ def test_a_full_ring_drops_and_counts_by_kind(tmp_path):
     n, evs = peer.take(4096, frozenset({"dns"}))
     assert n == moved and [e.record.id for e in evs[:2]] == [0, 0] and evs[2].record.id == 7919
     assert peer.take(4096, frozenset({"dns"})) == (0, []) and ring.used() == 0
+    ring.close()
+    peer.close()
+
+
+def test_a_full_ring_with_a_wait_drops_nothing(tmp_path):
+    src = tmp_path / "dns.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), "3000"], check=True)
+    want = [e.record.id for e in _reference(str(src))]
+    ring = SharedRing(200)
+    peer = SharedRing(fd=os.dup(ring.fd))       # the worker's side, taken from only while the reader waits
+    got, waits = [], []
+
+    def wait():
+        waits.append(ring.used())
+        got.extend(e.record.id for e in peer.take(100, ALL)[1])
+    with Session(_config(str(src))) as s:
+        s.run_to_eof(lambda: ring.fill(s, 1 << 20, wait=wait))
+        ring.fill(s, 1 << 20, wait=wait)
+    got.extend(e.record.id for e in peer.take(1 << 20, ALL)[1])
+    assert got == want and len(want) == 6000 and not ring.dropped and ring.moved == 6000
+    assert len(waits) > 10 and min(waits) > 0   # waited only while it held events
     ring.close()
     peer.close()
 
