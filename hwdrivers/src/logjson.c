@@ -144,16 +144,21 @@ static size_t count_digits(uint64_t v)
     return n + (v >= 10);
 }
 
-void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
+char *hwint_j_u64_at(char *o, uint64_t v)
 {
-    if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
     if (v < 10) {                   /* a class, a type, an rcode, a count of 0: a digit (a third of them) */
-        b->p[b->len++] = (char)('0' + v);
-        return;
+        *o = (char)('0' + v);
+        return o + 1;
     }
     size_t n = count_digits(v);     /* its digits, written in place from the last */
-    digits(b->p + b->len + n, v);
-    b->len += n;
+    digits(o + n, v);
+    return o + n;
+}
+
+void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
+{
+    char *o = hwint_j_room(b, 20);
+    if (o) hwint_j_done(b, hwint_j_u64_at(o, v));
 }
 
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
@@ -244,6 +249,13 @@ void hwint_j_round6(struct hwint_jbuf *b, double x)
         return;
     }
     hwint_j_float(b, hwint_j_round(x, 6));
+}
+
+char *hwint_j_round6_at(struct hwint_jbuf *b, char *o, double x)
+{
+    hwint_j_done(b, o);         /* (its own check then holds: the room was taken) */
+    hwint_j_round6(b, x);
+    return b->p + b->len;
 }
 
 void hwint_j_float(struct hwint_jbuf *b, double x)
@@ -372,12 +384,16 @@ static size_t v6_text(char *out, const uint8_t *a)
     return (size_t)(o - out);
 }
 
-void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
+char *hwint_j_addr_at(char *o, int family, const uint8_t *addr)
 {
-    if (b->len + 64 > b->cap && !hwint_j_grow(b, 64)) return;     /* written in place: two in every line */
-    char *o = b->p + b->len;
     *o++ = '"';
     o = family != 6 ? v4_text(o, addr) : o + v6_text(o, addr);
     *o++ = '"';
-    b->len = (size_t)(o - b->p);
+    return o;
+}
+
+void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
+{
+    char *o = hwint_j_room(b, 64);      /* written in place: two in every line */
+    if (o) hwint_j_done(b, hwint_j_addr_at(o, family, addr));
 }

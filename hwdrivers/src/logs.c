@@ -73,53 +73,65 @@ void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out)
 
 /* ---- the start of every record -------------------------------------------- */
 
-static const char *proto_text(uint8_t proto, char *t)
+/* ,"proto":"tcp" and its length; an unnumbered protocol's number in t */
+static const char *proto_field(uint8_t proto, char *t, size_t *n)
 {
+#define FIELD(s) do { *n = sizeof(",\"proto\":\"" s "\"") - 1; return ",\"proto\":\"" s "\""; } while (0)
     switch (proto) {
-    case 6: return "tcp";
-    case 17: return "udp";
-    case 1: case 58: return "icmp";
-    case 132: return "sctp";
+    case 6: FIELD("tcp");
+    case 17: FIELD("udp");
+    case 1: case 58: FIELD("icmp");
+    case 132: FIELD("sctp");
     }
-    snprintf(t, 4, "%u", proto);
+#undef FIELD
+    *n = (size_t)snprintf(t, 24, ",\"proto\":\"%u\"", proto);
     return t;
 }
 
+/* The most a head takes: '{', "_path", "ts", "uid", two addresses and ports, "proto" and "community_id". */
+#define HEAD_MAX (1 + 16 + 5 + 48 + 27 + 2 * (13 + 48 + 13 + 5) + 20 + 49)
+
 /* uid: 1 write it (null for flow 0), 0 leave it out when flow 0 (a record Python compacted); cid: the
- * community ID made beforehand ("" for none), NULL to make it here */
+ * community ID made beforehand ("" for none), NULL to make it here.  Written at a cursor: the room taken once. */
 static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uint64_t flow_id, int family,
                  const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid,
                  const char *cid)
 {
     char t[40];
-    hwint_j_raw(b, "{", 1);
-    static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http", "tls"};
-    if (lg->path) hwint_j_key(b, "_path"), hwint_j_name(b, names[b - lg->out]);
-    hwint_j_key(b, "ts");
-    hwint_j_round6(b, (double)ts_ns / 1e9);
-    if (flow_id) {
-        hw_log_uid(lg->salt, flow_id, t);
-        hwint_j_key(b, "uid");
-        hwint_j_plain(b, t, 18);
-    } else if (null_uid) {
-        hwint_j_key(b, "uid");
-        hwint_j_lit(b, "null");
+    char *o = hwint_j_room(b, HEAD_MAX);
+    if (!o) return;
+    static const char *const paths[HW_LOG_KINDS] = {"{\"_path\":\"dns\",", "{\"_path\":\"conn\",",
+                                                    "{\"_path\":\"http\",", "{\"_path\":\"tls\","};
+    if (lg->path) {
+        size_t n = strlen(paths[b - lg->out]);
+        memcpy(o, paths[b - lg->out], n);
+        o += n;
+    } else {
+        *o++ = '{';
     }
-    hwint_j_key(b, "id.orig_h");
-    hwint_j_addr(b, family, orig);
-    if (orig_p >= 0) hwint_j_key(b, "id.orig_p"), hwint_j_u64(b, (uint64_t)orig_p);
-    hwint_j_key(b, "id.resp_h");
-    hwint_j_addr(b, family, resp);
-    if (resp_p >= 0) hwint_j_key(b, "id.resp_p"), hwint_j_u64(b, (uint64_t)resp_p);
-    hwint_j_key(b, "proto");
-    hwint_j_name(b, proto_text(proto, t));
+    o = HWINT_J_PUT(o, "\"ts\":");
+    o = hwint_j_round6_at(b, o, (double)ts_ns / 1e9);
+    if (flow_id) {
+        o = HWINT_J_PUT(o, ",\"uid\":\"");
+        hw_log_uid(lg->salt, flow_id, o);       /* 18 characters and a NUL, the quote over it */
+        o[18] = '"';
+        o += 19;
+    } else if (null_uid) {
+        o = HWINT_J_PUT(o, ",\"uid\":null");
+    }
+    o = hwint_j_addr_at(HWINT_J_PUT(o, ",\"id.orig_h\":"), family, orig);
+    if (orig_p >= 0) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"id.orig_p\":"), (uint64_t)orig_p);
+    o = hwint_j_addr_at(HWINT_J_PUT(o, ",\"id.resp_h\":"), family, resp);
+    if (resp_p >= 0) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"id.resp_p\":"), (uint64_t)resp_p);
+    size_t n;
+    const char *pf = proto_field(proto, t, &n);
+    memcpy(o, pf, n);
+    o += n;
     if (!cid)
         cid = hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
                               resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t) ? "" : t;
-    if (*cid) {
-        hwint_j_key(b, "community_id");
-        hwint_j_plain(b, cid, 30);          /* "1:" and 28 base64 characters */
-    }
+    if (*cid) o = hwint_j_plain_at(HWINT_J_PUT(o, ",\"community_id\":"), cid, 30);  /* "1:" and 28 base64 */
+    hwint_j_done(b, o);
 }
 
 void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
