@@ -12,6 +12,9 @@ struct hwint_jbuf {
     char *p;
     size_t len, cap;
     int failed;                 /* an allocation failed: the line being written is dropped */
+    uint64_t secs;              /* a time's whole seconds last written (1e8 or more, else 0) and their digits: */
+    size_t secs_len;            /* the next line's time is mostly in the same second */
+    char secs_text[16];
 };
 
 #define HWINT_J_LATIN1 0        /* every byte is one code point (Python's decode("latin-1")) */

@@ -369,42 +369,34 @@ static int is_sip(const uint8_t *p, uint32_t n)
     return n >= 8 && p[0] >= 'A' && p[0] <= 'U' && starts(p, n, sip_words);
 }
 
-/* A TCP or UDP packet to or from SIP's port, or with SIP's words. */
-static int is_sip_packet(const struct hw_meta *m)
+/* The event of a payload that is neither DNS nor SIP, or -1. */
+static int other_kind(const struct hw_meta *m)
 {
-    return m->sport == 5060 || m->dport == 5060 || is_sip(m->pay, m->pay_cap);
-}
-
-/* A UDP packet between DHCP's ports (v4 or v6). */
-static int is_dhcp(const struct hw_meta *m)
-{
-    return ((m->sport == 67 || m->sport == 68) && (m->dport == 67 || m->dport == 68)) ||
-           ((m->sport == 546 || m->sport == 547) && (m->dport == 546 || m->dport == 547));
-}
-
-/* A TCP payload's event (TLS or HTTP), or -1.  Its first byte first: a TLS record's or SSLv2's cannot start
- * HTTP's words, and most payloads start neither (every TCP payload a logger sees is asked). */
-static int stream_kind(const uint8_t *p, uint32_t n)
-{
-    if (p[0] >= 0x80 || p[0] == 0x16 || p[0] == 0x15) return is_tls(p, n) ? HW_EV_TLS : -1;
-    return is_http(p, n) ? HW_EV_HTTP : -1;
+    if (m->proto == 17 && ((m->sport == 67 || m->sport == 68) && (m->dport == 67 || m->dport == 68)))
+        return HW_EV_DHCP;
+    if (m->proto == 17 && ((m->sport == 546 || m->sport == 547) && (m->dport == 546 || m->dport == 547)))
+        return HW_EV_DHCP;
+    if (m->proto == 58 && m->family == 6 && (m->icmp_tc >> 8) >= 133 && (m->icmp_tc >> 8) <= 137)
+        return HW_EV_NDP;
+    if (m->proto == 6) {
+        if (is_tls(m->pay, m->pay_cap)) return HW_EV_TLS;
+        if (is_http(m->pay, m->pay_cap)) return HW_EV_HTTP;
+    }
+    return -1;
 }
 
 /* Which event a payload-carrying IP packet is, or -1.  SIP wins over the rest, but when nobody wants SIP (sip 0)
- * a SIP packet goes as -1 (its event would go nowhere), its port and words looked for only in a packet that is
- * something else. */
+ * its words are looked for only in a packet that is something else (which then goes as -1, as SIP would). */
 static int payload_kind(const struct hw_meta *m, int sip)
 {
     if (!m->pay_cap) return -1;
-    if (m->proto == 6 || m->proto == 17) {
+    int l4 = m->proto == 17 || m->proto == 6;
+    if (l4) {
         if (m->sport == 53 || m->dport == 53) return HW_EV_DNS;
-        if (sip && is_sip_packet(m)) return HW_EV_SIP;
-        int kind = m->proto == 6 ? stream_kind(m->pay, m->pay_cap) : is_dhcp(m) ? HW_EV_DHCP : -1;
-        return kind >= 0 && !sip && is_sip_packet(m) ? -1 : kind;
+        if (m->sport == 5060 || m->dport == 5060 || (sip && is_sip(m->pay, m->pay_cap))) return HW_EV_SIP;
     }
-    if (m->proto == 58 && m->family == 6 && (m->icmp_tc >> 8) >= 133 && (m->icmp_tc >> 8) <= 137)
-        return HW_EV_NDP;
-    return -1;
+    int kind = other_kind(m);
+    return kind >= 0 && l4 && !sip && is_sip(m->pay, m->pay_cap) ? -1 : kind;
 }
 
 /* skip: payload bytes left out of the snippet (a token event starts near its match) */

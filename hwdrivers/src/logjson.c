@@ -211,9 +211,15 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
     uint64_t whole = a / 1000000, frac = a % 1000000;
     char *o = b->p + b->len, t[40];
     if (negative) *o++ = '-';
-    const char *d = digits(t + 24, whole);          /* at most 10 digits (below 4e9): 16 bytes go, the rest */
-    memcpy(o, d, 16);                               /* written over below (a fixed copy: no count, 8 ns less) */
-    o += t + 24 - d;
+    const char *d = b->secs_text;
+    size_t nd = b->secs_len;
+    if (whole != b->secs || whole < 100000000) {
+        d = digits(t + 24, whole);                  /* at most 10 digits (below 4e9) */
+        nd = (size_t)(t + 24 - d);
+        if (whole >= 100000000) b->secs = whole, b->secs_len = nd, memcpy(b->secs_text, d, 16);
+    }
+    memcpy(o, d, 16);       /* 16 bytes go, the rest written over below (a fixed copy: no count, 8 ns less) */
+    o += nd;
     *o++ = '.';
     memcpy(o, pairs + 2 * (frac / 10000), 2);       /* all six places, then the trailing zeros go */
     memcpy(o + 2, pairs + 2 * (frac / 100 % 100), 2);

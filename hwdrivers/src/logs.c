@@ -100,12 +100,14 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     char t[40];
     char *o = hwint_j_room(b, HEAD_MAX);
     if (!o) return;
-    static const char *const paths[HW_LOG_KINDS] = {"{\"_path\":\"dns\",", "{\"_path\":\"conn\",",
-                                                    "{\"_path\":\"http\",", "{\"_path\":\"tls\","};
+    static const struct { char s[24]; uint8_t n; } paths[HW_LOG_KINDS] = {
+#define PATH(k) {"{\"_path\":\"" k "\",", sizeof("{\"_path\":\"" k "\",") - 1}
+        PATH("dns"), PATH("conn"), PATH("http"), PATH("tls"),
+#undef PATH
+    };
     if (lg->path) {
-        size_t n = strlen(paths[b - lg->out]);
-        memcpy(o, paths[b - lg->out], n);
-        o += n;
+        memcpy(o, paths[b - lg->out].s, 24);        /* a fixed copy, the spare written over */
+        o += paths[b - lg->out].n;
     } else {
         *o++ = '{';
     }
