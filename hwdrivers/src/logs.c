@@ -172,26 +172,37 @@ void hwint_log_end(struct hw_logger *lg, int kind, size_t start) { end_line(lg, 
 
 /* ---- dns ------------------------------------------------------------------ */
 
+/* The most the question's fields take after the query: qclass and its name, qtype and its name, RD. */
+#define QUESTION_TAIL_MAX (2 * (13 + 5) + 2 * (16 + 12) + 12)
+
+/* Written at a cursor around the query's name (the one field that may need escapes): the room taken twice. */
 static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t name_len, uint16_t qclass,
                      uint16_t qtype, int rd)
 {
-    char t[16];
-    hwint_j_key(b, "trans_id"), hwint_j_u64(b, id);
-    hwint_j_key(b, "query"), hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
+    char *o = hwint_j_room(b, 32);
+    if (!o) return;
+    o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"trans_id\":"), id), ",\"query\":");
+    hwint_j_done(b, o);
+    hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
+    if (!(o = hwint_j_room(b, QUESTION_TAIL_MAX))) return;
     if (qclass == 1) {          /* nearly every query: the two fields as one run of text */
-        hwint_j_lit(b, ",\"qclass\":1,\"qclass_name\":\"C_INTERNET\"");
+        o = HWINT_J_PUT(o, ",\"qclass\":1,\"qclass_name\":\"C_INTERNET\"");
     } else {
-        hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
-        hwint_j_key(b, "qclass_name");
-        snprintf(t, sizeof t, "%u", qclass);
-        hwint_j_name(b, t);
+        o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"qclass\":"), qclass), ",\"qclass_name\":\"");
+        o = hwint_j_u64_at(o, qclass);
+        *o++ = '"';
     }
-    hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
-    hwint_j_key(b, "qtype_name");
+    o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"qtype\":"), qtype), ",\"qtype_name\":\"");
     const char *name_t = hw_dns_type_name(qtype);
-    if (!name_t) snprintf(t, sizeof t, "TYPE%u", qtype);
-    hwint_j_name(b, name_t ? name_t : t);
-    hwint_j_key(b, "RD"), hwint_j_bool(b, rd);
+    if (name_t) {
+        size_t n = strlen(name_t);
+        memcpy(o, name_t, n);
+        o += n;
+    } else {
+        o = hwint_j_u64_at(HWINT_J_PUT(o, "TYPE"), qtype);
+    }
+    o = rd ? HWINT_J_PUT(o, "\",\"RD\":true") : HWINT_J_PUT(o, "\",\"RD\":false");
+    hwint_j_done(b, o);
 }
 
 /* A query logged alone (no answer came): the question, uid left out for flow 0 (repeats are told with answers) */
@@ -341,6 +352,11 @@ static void answer(struct hwint_jbuf *b, const struct hw_rec_dns *r, const struc
     hwint_j_str(b, v, pre + n + post, HWINT_J_LATIN1);
 }
 
+/* The most the fields between the question's and the answers take (rcode, its name, AA TC RA, Z), and those
+ * after them (every TTL with its ".0" and comma, rejected, answers_skipped). */
+#define ANSWER_HEAD_MAX (10 + 5 + 16 + 12 + 40 + 8 + 12)
+#define ANSWER_TAIL_MAX (10 + HW_DNS_RR_MAX * 13 + 18 + 20 + 6)
+
 static void answered(struct hw_logger *lg, const struct hw_event *e, const struct hw_rec_dns *r, uint32_t *at)
 {
     struct hwint_jbuf *b = &lg->out[HW_LOG_DNS];
@@ -357,14 +373,20 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
         head(lg, b, e->ts_ns, e->flow_id, e->family, e->dst, e->dport, e->src, e->sport, e->proto, 1, NULL);
         question(b, r->id, r->name, r->name_len, r->qclass, r->qtype, r->flags & 0x0100);
     }
-    char t[16];
+    /* the fields after the question at a cursor: the room for those around the answers taken once each */
+    char *o = hwint_j_room(b, ANSWER_HEAD_MAX);
+    if (!o) {                   /* no memory: the line is dropped and counted */
+        end_line(lg, HW_LOG_DNS, start);
+        return;
+    }
     const char *rn = hw_dns_rcode_name(r->rcode);
-    if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
     if (r->rcode == 0) {
-        hwint_j_lit(b, ",\"rcode\":0,\"rcode_name\":\"NOERROR\"");
+        o = HWINT_J_PUT(o, ",\"rcode\":0,\"rcode_name\":\"NOERROR\"");
     } else {
-        hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
-        hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
+        o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"rcode\":"), r->rcode), ",\"rcode_name\":\"");
+        if (rn) memcpy(o, rn, strlen(rn)), o += strlen(rn);
+        else o = hwint_j_u64_at(o, r->rcode);
+        *o++ = '"';
     }
     static const struct { char s[40]; uint8_t n; } flags[8] = {   /* AA, TC and RA as one run, by their bits */
 #define F(aa, tc, ra) {",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra, sizeof(",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra) - 1}
@@ -374,29 +396,34 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
 #undef F
     };
     int f = (r->flags & 0x0400 ? 4 : 0) | (r->flags & 0x0200 ? 2 : 0) | (r->flags & 0x0080 ? 1 : 0);
-    hwint_j_raw(b, flags[f].s, flags[f].n);
-    hwint_j_key(b, "Z"), hwint_j_u64(b, (r->flags >> 4) & 0x7);
+    memcpy(o, flags[f].s, flags[f].n);
+    o += flags[f].n;
+    o = HWINT_J_PUT(o, ",\"Z\":");
+    *o++ = (char)('0' + ((r->flags >> 4) & 0x7));      /* a digit: 0 to 7 */
+    o = HWINT_J_PUT(o, ",\"answers\":[");
+    hwint_j_done(b, o);
     int n = r->n_rr < HW_DNS_RR_MAX ? r->n_rr : HW_DNS_RR_MAX, first = 1;
-    hwint_j_key(b, "answers"), hwint_j_raw(b, "[", 1);
     for (int i = 0; i < n; i++) {
         if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
         if (!first) hwint_j_raw(b, ",", 1);
         first = 0;
         answer(b, r, &r->rr[i]);
     }
-    hwint_j_raw(b, "]", 1);
-    hwint_j_key(b, "TTLs"), hwint_j_raw(b, "[", 1);
+    if (!(o = hwint_j_room(b, ANSWER_TAIL_MAX))) {
+        end_line(lg, HW_LOG_DNS, start);
+        return;
+    }
+    o = HWINT_J_PUT(o, "],\"TTLs\":[");
     first = 1;
     for (int i = 0; i < n; i++) {
         if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
-        if (!first) hwint_j_raw(b, ",", 1);
+        if (!first) *o++ = ',';
         first = 0;
-        hwint_j_u64(b, r->rr[i].ttl);           /* a float as Python wrote it: repr(300.0) is "300.0" */
-        hwint_j_raw(b, ".0", 2);
+        o = HWINT_J_PUT(hwint_j_u64_at(o, r->rr[i].ttl), ".0");   /* a float as Python wrote it: repr(300.0) */
     }
-    hwint_j_raw(b, "]", 1);
-    hwint_j_key(b, "rejected"), hwint_j_bool(b, r->rcode == 5);
-    if (r->rr_skipped) hwint_j_key(b, "answers_skipped"), hwint_j_u64(b, r->rr_skipped);
+    o = r->rcode == 5 ? HWINT_J_PUT(o, "],\"rejected\":true") : HWINT_J_PUT(o, "],\"rejected\":false");
+    if (r->rr_skipped) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"answers_skipped\":"), r->rr_skipped);
+    hwint_j_done(b, o);
     end_line(lg, HW_LOG_DNS, start);
 }
 
