@@ -80,10 +80,27 @@ static const uint8_t as_is[256] = {
     P8(1), P8(1), P8(1), 1, 1, 1, 1, 1, 1, 1, 0,                 /* 0x60-0x7f: DEL */
 };
 
+/* How many of s's first bytes go as they are: 8 a step while every byte of a word does (below 0x80, adding
+ * 0x60 or 1 to a byte carries out of none; a word holds a byte b when w ^ b has a zero byte), then the table. */
+static size_t clean_run(const uint8_t *s, size_t n)
+{
+    const uint64_t hi = 0x8080808080808080ULL, one = 0x0101010101010101ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, q, bs;
+        memcpy(&w, s + i, 8);
+        q = w ^ 0x2222222222222222ULL, bs = w ^ 0x5c5c5c5c5c5c5c5cULL;
+        if ((w & hi) | (~(w + 0x6060606060606060ULL) & hi) | ((w + one) & hi) | ((q - one) & ~q & hi) |
+            ((bs - one) & ~bs & hi))
+            break;
+    }
+    while (i < n && as_is[s[i]]) i++;
+    return i;
+}
+
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
 {
-    size_t clean = 0;           /* most strings need no escape: one copy between the quotes */
-    while (clean < n && as_is[s[clean]]) clean++;
+    size_t clean = clean_run(s, n);     /* most strings need no escape: one copy between the quotes */
     if (clean == n) {
         if (b->len + n + 2 > b->cap && !hwint_j_grow(b, n + 2)) return;
         char *o = b->p + b->len;
@@ -137,11 +154,14 @@ static char *digits(char *end, uint64_t v)
     return end;
 }
 
+/* without a division: bits * 1233 / 4096 is log10(2^bits) rounded down (exact to 2^64), one below the count
+ * or the count itself, as v is below its power of ten or not (v is 10 or more here) */
 static size_t count_digits(uint64_t v)
 {
-    size_t n = 1;
-    for (; v >= 100; v /= 100) n += 2;
-    return n + (v >= 10);
+    static const uint64_t pow10[20] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13,
+                                       1e14, 1e15, 1e16, 1e17, 1e18, 10000000000000000000ULL};
+    size_t t = (size_t)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
+    return t + (v >= pow10[t]);
 }
 
 char *hwint_j_u64_at(char *o, uint64_t v)
