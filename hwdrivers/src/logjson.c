@@ -145,10 +145,16 @@ static const char pairs[201] = "000102030405060708091011121314151617181920212223
                                 "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                                 "8081828384858687888990919293949596979899";
 
-/* v in decimal ending at end (no NUL), two digits a division; where it starts */
+/* v in decimal ending at end (no NUL), four digits a division; where it starts */
 static char *digits(char *end, uint64_t v)
 {
-    for (; v >= 100; v /= 100) end -= 2, memcpy(end, pairs + 2 * (v % 100), 2);
+    for (; v >= 10000; v /= 10000) {   /* four a division, the pairs' split in 32 bits */
+        uint32_t r = (uint32_t)(v % 10000);
+        end -= 4;
+        memcpy(end, pairs + 2 * (r / 100), 2);
+        memcpy(end + 2, pairs + 2 * (r % 100), 2);
+    }
+    if (v >= 100) end -= 2, memcpy(end, pairs + 2 * (v % 100), 2), v /= 100;
     if (v >= 10) end -= 2, memcpy(end, pairs + 2 * v, 2);
     else *--end = (char)('0' + v);
     return end;
