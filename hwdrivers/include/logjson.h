@@ -12,6 +12,9 @@ struct hwint_jbuf {
     char *p;
     size_t len, cap;
     int failed;                 /* an allocation failed: the line being written is dropped */
+    uint64_t secs;              /* a time's whole seconds last written (1e8 or more, else 0) and their digits: */
+    size_t secs_len;            /* the next line's time is mostly in the same second */
+    char secs_text[16];
 };
 
 #define HWINT_J_LATIN1 0        /* every byte is one code point (Python's decode("latin-1")) */
@@ -55,6 +58,28 @@ static inline void hwint_j_plain(struct hwint_jbuf *b, const char *s, size_t n)
     b->len += n + 2;
 }
 #define hwint_j_name(b, s) hwint_j_plain((b), (s), strlen(s))
+
+/* A run of fields with a known upper bound (a line's head, a conn line): room for it taken once, then each
+ * field written at a cursor o without a check, the length set at its end.  NULL: no memory (failed). */
+static inline char *hwint_j_room(struct hwint_jbuf *b, size_t n)
+{
+    if (b->len + n > b->cap && !hwint_j_grow(b, n)) return NULL;
+    return b->p + b->len;
+}
+static inline void hwint_j_done(struct hwint_jbuf *b, char *o) { b->len = (size_t)(o - b->p); }
+/* a literal (its length known where it is compiled) at o; past it */
+#define HWINT_J_PUT(o, lit) ((char *)memcpy((o), (lit), sizeof(lit) - 1) + sizeof(lit) - 1)
+/* a string known to need no escape, quoted, at o; past it */
+static inline char *hwint_j_plain_at(char *o, const char *s, size_t n)
+{
+    *o = '"';
+    memcpy(o + 1, s, n);
+    o[n + 1] = '"';
+    return o + n + 2;
+}
+char *hwint_j_u64_at(char *o, uint64_t v);                  /* at most 20 bytes */
+char *hwint_j_addr_at(char *o, int family, const uint8_t *addr);    /* quoted: at most 48 bytes */
+char *hwint_j_round6_at(struct hwint_jbuf *b, char *o, double x);  /* at most 48 bytes */
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc);
 void hwint_j_cstr(struct hwint_jbuf *b, const char *s);
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v);

@@ -26,9 +26,9 @@ static size_t history(uint8_t fwd, uint8_t rev, char *out)
     return (size_t)(o - out);
 }
 
-/* conn_state written as a quoted name, its length known where it is compiled (no strlen a line) */
-#define STATE(s) do { hwint_j_plain(b, s, sizeof(s) - 1); return; } while (0)
-static void conn_state(struct hwint_jbuf *b, uint8_t proto, uint8_t fwd, uint8_t rev, uint64_t packets_rev)
+/* conn_state's name, its length in *n known where it is compiled (no strlen a line) */
+#define STATE(s) do { *n = sizeof(s) - 1; return s; } while (0)
+static const char *conn_state(uint8_t proto, uint8_t fwd, uint8_t rev, uint64_t packets_rev, size_t *n)
 {
     if (proto != 6) {
         if (packets_rev) STATE("SF");
@@ -46,6 +46,18 @@ static void conn_state(struct hwint_jbuf *b, uint8_t proto, uint8_t fwd, uint8_t
 }
 #undef STATE
 
+/* More than the fields after the head take but the names: 179 bytes of keys, two floats (48 at most, repr's
+ * longest), five counts (20 digits), the vlan, conn_state, history and ten quotes. */
+#define CONN_MAX 512
+
+/* ,"key":"name" at o, a name from a table */
+static char *name_at(char *o, const char *key, size_t key_len, const char *name, size_t n)
+{
+    memcpy(o, key, key_len);
+    return hwint_j_plain_at(o + key_len, name, n);
+}
+#define NAME_AT(o, key, name, n) name_at((o), (key), sizeof(key) - 1, (name), (n))
+
 int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const char *cid)
 {
     if (f->family != 4 && f->family != 6) return 0;     /* (ICMP's have no community ID: no ports, as Python's) */
@@ -55,28 +67,38 @@ int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const 
     hwint_log_head(lg, HW_LOG_CONN, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst,
                    ports ? f->dport : -1, f->proto, 0, cid);
     const char *app = hw_app_name(f->app);     /* (no app is named "unknown", Python's Builder's other case) */
-    if (app && *app) hwint_j_key(b, "service"), hwint_j_name(b, app);
-    hwint_j_key(b, "duration");
-    hwint_j_round6(b, (double)(f->last_ns - f->first_ns) / 1e9);
-    hwint_j_key(b, "orig_pkts"), hwint_j_u64(b, f->packets[0]);
-    hwint_j_key(b, "orig_ip_bytes"), hwint_j_u64(b, f->bytes[0]);
-    hwint_j_key(b, "resp_pkts"), hwint_j_u64(b, f->packets[1]);
-    hwint_j_key(b, "resp_ip_bytes"), hwint_j_u64(b, f->bytes[1]);
-    hwint_j_key(b, "conn_state"), conn_state(b, f->proto, f->tcp_flags[0], f->tcp_flags[1], f->packets[1]);
-    char h[16];
-    if (f->proto == 6) hwint_j_key(b, "history"), hwint_j_plain(b, h, history(f->tcp_flags[0], f->tcp_flags[1], h));
-    if (f->rtt_ns) {
-        hwint_j_key(b, "rtt");
-        hwint_j_round6(b, hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000);
-    }
-    hwint_j_key(b, "retransmissions");
-    hwint_j_u64(b, (uint64_t)f->retransmissions[0] + f->retransmissions[1]);
-    hwint_j_key(b, "end_reason"), hwint_j_name(b, hw_end_name(f->end_reason));
+    const char *end = hw_end_name(f->end_reason);
     const char *state = f->proto == 6 ? hw_tcp_state_name(f->state) : NULL;
-    if (state && *state) hwint_j_key(b, "tcp_state"), hwint_j_name(b, state);
-    if (f->vlan) hwint_j_key(b, "vlan"), hwint_j_u64(b, f->vlan);
     const char *tun = f->tun_type ? hw_tunnel_name(f->tun_type) : NULL;
-    if (tun) hwint_j_key(b, "tunnel"), hwint_j_name(b, tun);
+    size_t app_n = app ? strlen(app) : 0, end_n = strlen(end), state_n = state ? strlen(state) : 0;
+    size_t tun_n = tun ? strlen(tun) : 0;
+    char *o = hwint_j_room(b, CONN_MAX + app_n + end_n + state_n + tun_n);
+    if (!o) {
+        hwint_log_end(lg, HW_LOG_CONN, start);      /* (failed: dropped and counted) */
+        return 1;
+    }
+    if (app_n) o = NAME_AT(o, ",\"service\":", app, app_n);
+    o = hwint_j_round6_at(b, HWINT_J_PUT(o, ",\"duration\":"), (double)(f->last_ns - f->first_ns) / 1e9);
+    o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"orig_pkts\":"), f->packets[0]);
+    o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"orig_ip_bytes\":"), f->bytes[0]);
+    o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"resp_pkts\":"), f->packets[1]);
+    o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"resp_ip_bytes\":"), f->bytes[1]);
+    size_t n;
+    const char *cs = conn_state(f->proto, f->tcp_flags[0], f->tcp_flags[1], f->packets[1], &n);
+    o = NAME_AT(o, ",\"conn_state\":", cs, n);
+    if (f->proto == 6) {
+        char h[16];
+        o = NAME_AT(o, ",\"history\":", h, history(f->tcp_flags[0], f->tcp_flags[1], h));
+    }
+    if (f->rtt_ns)
+        o = hwint_j_round6_at(b, HWINT_J_PUT(o, ",\"rtt\":"), hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000);
+    o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"retransmissions\":"),
+                       (uint64_t)f->retransmissions[0] + f->retransmissions[1]);
+    o = NAME_AT(o, ",\"end_reason\":", end, end_n);
+    if (state_n) o = NAME_AT(o, ",\"tcp_state\":", state, state_n);
+    if (f->vlan) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"vlan\":"), f->vlan);
+    if (tun) o = NAME_AT(o, ",\"tunnel\":", tun, tun_n);
+    hwint_j_done(b, o);
     hwint_log_end(lg, HW_LOG_CONN, start);
     return 1;
 }

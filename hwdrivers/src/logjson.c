@@ -80,10 +80,27 @@ static const uint8_t as_is[256] = {
     P8(1), P8(1), P8(1), 1, 1, 1, 1, 1, 1, 1, 0,                 /* 0x60-0x7f: DEL */
 };
 
+/* How many of s's first bytes go as they are: 8 a step while every byte of a word does (below 0x80, adding
+ * 0x60 or 1 to a byte carries out of none; a word holds a byte b when w ^ b has a zero byte), then the table. */
+static size_t clean_run(const uint8_t *s, size_t n)
+{
+    const uint64_t hi = 0x8080808080808080ULL, one = 0x0101010101010101ULL;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w, q, bs;
+        memcpy(&w, s + i, 8);
+        q = w ^ 0x2222222222222222ULL, bs = w ^ 0x5c5c5c5c5c5c5c5cULL;
+        if ((w & hi) | (~(w + 0x6060606060606060ULL) & hi) | ((w + one) & hi) | ((q - one) & ~q & hi) |
+            ((bs - one) & ~bs & hi))
+            break;
+    }
+    while (i < n && as_is[s[i]]) i++;
+    return i;
+}
+
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc)
 {
-    size_t clean = 0;           /* most strings need no escape: one copy between the quotes */
-    while (clean < n && as_is[s[clean]]) clean++;
+    size_t clean = clean_run(s, n);     /* most strings need no escape: one copy between the quotes */
     if (clean == n) {
         if (b->len + n + 2 > b->cap && !hwint_j_grow(b, n + 2)) return;
         char *o = b->p + b->len;
@@ -128,32 +145,46 @@ static const char pairs[201] = "000102030405060708091011121314151617181920212223
                                 "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                                 "8081828384858687888990919293949596979899";
 
-/* v in decimal ending at end (no NUL), two digits a division; where it starts */
+/* v in decimal ending at end (no NUL), four digits a division; where it starts */
 static char *digits(char *end, uint64_t v)
 {
-    for (; v >= 100; v /= 100) end -= 2, memcpy(end, pairs + 2 * (v % 100), 2);
+    for (; v >= 10000; v /= 10000) {   /* four a division, the pairs' split in 32 bits */
+        uint32_t r = (uint32_t)(v % 10000);
+        end -= 4;
+        memcpy(end, pairs + 2 * (r / 100), 2);
+        memcpy(end + 2, pairs + 2 * (r % 100), 2);
+    }
+    if (v >= 100) end -= 2, memcpy(end, pairs + 2 * (v % 100), 2), v /= 100;
     if (v >= 10) end -= 2, memcpy(end, pairs + 2 * v, 2);
     else *--end = (char)('0' + v);
     return end;
 }
 
+/* without a division: bits * 1233 / 4096 is log10(2^bits) rounded down (exact to 2^64), one below the count
+ * or the count itself, as v is below its power of ten or not (v is 10 or more here) */
 static size_t count_digits(uint64_t v)
 {
-    size_t n = 1;
-    for (; v >= 100; v /= 100) n += 2;
-    return n + (v >= 10);
+    static const uint64_t pow10[20] = {1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13,
+                                       1e14, 1e15, 1e16, 1e17, 1e18, 10000000000000000000ULL};
+    size_t t = (size_t)(64 - __builtin_clzll(v | 1)) * 1233 >> 12;
+    return t + (v >= pow10[t]);
+}
+
+char *hwint_j_u64_at(char *o, uint64_t v)
+{
+    if (v < 10) {                   /* a class, a type, an rcode, a count of 0: a digit (a third of them) */
+        *o = (char)('0' + v);
+        return o + 1;
+    }
+    size_t n = count_digits(v);     /* its digits, written in place from the last */
+    digits(o + n, v);
+    return o + n;
 }
 
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v)
 {
-    if (b->len + 20 > b->cap && !hwint_j_grow(b, 20)) return;
-    if (v < 10) {                   /* a class, a type, an rcode, a count of 0: a digit (a third of them) */
-        b->p[b->len++] = (char)('0' + v);
-        return;
-    }
-    size_t n = count_digits(v);     /* its digits, written in place from the last */
-    digits(b->p + b->len + n, v);
-    b->len += n;
+    char *o = hwint_j_room(b, 20);
+    if (o) hwint_j_done(b, hwint_j_u64_at(o, v));
 }
 
 void hwint_j_bool(struct hwint_jbuf *b, int v) { hwint_j_lit(b, v ? "true" : "false"); }
@@ -206,9 +237,15 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
     uint64_t whole = a / 1000000, frac = a % 1000000;
     char *o = b->p + b->len, t[40];
     if (negative) *o++ = '-';
-    const char *d = digits(t + 24, whole);          /* at most 10 digits (below 4e9): 16 bytes go, the rest */
-    memcpy(o, d, 16);                               /* written over below (a fixed copy: no count, 8 ns less) */
-    o += t + 24 - d;
+    const char *d = b->secs_text;
+    size_t nd = b->secs_len;
+    if (whole != b->secs || whole < 100000000) {
+        d = digits(t + 24, whole);                  /* at most 10 digits (below 4e9) */
+        nd = (size_t)(t + 24 - d);
+        if (whole >= 100000000) b->secs = whole, b->secs_len = nd, memcpy(b->secs_text, d, 16);
+    }
+    memcpy(o, d, 16);       /* 16 bytes go, the rest written over below (a fixed copy: no count, 8 ns less) */
+    o += nd;
     *o++ = '.';
     memcpy(o, pairs + 2 * (frac / 10000), 2);       /* all six places, then the trailing zeros go */
     memcpy(o + 2, pairs + 2 * (frac / 100 % 100), 2);
@@ -244,6 +281,13 @@ void hwint_j_round6(struct hwint_jbuf *b, double x)
         return;
     }
     hwint_j_float(b, hwint_j_round(x, 6));
+}
+
+char *hwint_j_round6_at(struct hwint_jbuf *b, char *o, double x)
+{
+    hwint_j_done(b, o);         /* (its own check then holds: the room was taken) */
+    hwint_j_round6(b, x);
+    return b->p + b->len;
 }
 
 void hwint_j_float(struct hwint_jbuf *b, double x)
@@ -372,12 +416,16 @@ static size_t v6_text(char *out, const uint8_t *a)
     return (size_t)(o - out);
 }
 
-void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
+char *hwint_j_addr_at(char *o, int family, const uint8_t *addr)
 {
-    if (b->len + 64 > b->cap && !hwint_j_grow(b, 64)) return;     /* written in place: two in every line */
-    char *o = b->p + b->len;
     *o++ = '"';
     o = family != 6 ? v4_text(o, addr) : o + v6_text(o, addr);
     *o++ = '"';
-    b->len = (size_t)(o - b->p);
+    return o;
+}
+
+void hwint_j_addr(struct hwint_jbuf *b, int family, const uint8_t *addr)
+{
+    char *o = hwint_j_room(b, 64);      /* written in place: two in every line */
+    if (o) hwint_j_done(b, hwint_j_addr_at(o, family, addr));
 }

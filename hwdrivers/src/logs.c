@@ -73,53 +73,67 @@ void hw_log_uid(const uint8_t *salt, uint64_t flow_id, char *out)
 
 /* ---- the start of every record -------------------------------------------- */
 
-static const char *proto_text(uint8_t proto, char *t)
+/* ,"proto":"tcp" and its length; an unnumbered protocol's number in t */
+static const char *proto_field(uint8_t proto, char *t, size_t *n)
 {
+#define FIELD(s) do { *n = sizeof(",\"proto\":\"" s "\"") - 1; return ",\"proto\":\"" s "\""; } while (0)
     switch (proto) {
-    case 6: return "tcp";
-    case 17: return "udp";
-    case 1: case 58: return "icmp";
-    case 132: return "sctp";
+    case 6: FIELD("tcp");
+    case 17: FIELD("udp");
+    case 1: case 58: FIELD("icmp");
+    case 132: FIELD("sctp");
     }
-    snprintf(t, 4, "%u", proto);
+#undef FIELD
+    *n = (size_t)snprintf(t, 24, ",\"proto\":\"%u\"", proto);
     return t;
 }
 
+/* The most a head takes: '{', "_path", "ts", "uid", two addresses and ports, "proto" and "community_id". */
+#define HEAD_MAX (1 + 16 + 5 + 48 + 27 + 2 * (13 + 48 + 13 + 5) + 20 + 49)
+
 /* uid: 1 write it (null for flow 0), 0 leave it out when flow 0 (a record Python compacted); cid: the
- * community ID made beforehand ("" for none), NULL to make it here */
+ * community ID made beforehand ("" for none), NULL to make it here.  Written at a cursor: the room taken once. */
 static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uint64_t flow_id, int family,
                  const uint8_t *orig, int orig_p, const uint8_t *resp, int resp_p, uint8_t proto, int null_uid,
                  const char *cid)
 {
     char t[40];
-    hwint_j_raw(b, "{", 1);
-    static const char *const names[HW_LOG_KINDS] = {"dns", "conn", "http", "tls"};
-    if (lg->path) hwint_j_key(b, "_path"), hwint_j_name(b, names[b - lg->out]);
-    hwint_j_key(b, "ts");
-    hwint_j_round6(b, (double)ts_ns / 1e9);
-    if (flow_id) {
-        hw_log_uid(lg->salt, flow_id, t);
-        hwint_j_key(b, "uid");
-        hwint_j_plain(b, t, 18);
-    } else if (null_uid) {
-        hwint_j_key(b, "uid");
-        hwint_j_lit(b, "null");
+    char *o = hwint_j_room(b, HEAD_MAX);
+    if (!o) return;
+    static const struct { char s[24]; uint8_t n; } paths[HW_LOG_KINDS] = {
+#define PATH(k) {"{\"_path\":\"" k "\",", sizeof("{\"_path\":\"" k "\",") - 1}
+        PATH("dns"), PATH("conn"), PATH("http"), PATH("tls"),
+#undef PATH
+    };
+    if (lg->path) {
+        memcpy(o, paths[b - lg->out].s, 24);        /* a fixed copy, the spare written over */
+        o += paths[b - lg->out].n;
+    } else {
+        *o++ = '{';
     }
-    hwint_j_key(b, "id.orig_h");
-    hwint_j_addr(b, family, orig);
-    if (orig_p >= 0) hwint_j_key(b, "id.orig_p"), hwint_j_u64(b, (uint64_t)orig_p);
-    hwint_j_key(b, "id.resp_h");
-    hwint_j_addr(b, family, resp);
-    if (resp_p >= 0) hwint_j_key(b, "id.resp_p"), hwint_j_u64(b, (uint64_t)resp_p);
-    hwint_j_key(b, "proto");
-    hwint_j_name(b, proto_text(proto, t));
+    o = HWINT_J_PUT(o, "\"ts\":");
+    o = hwint_j_round6_at(b, o, (double)ts_ns / 1e9);
+    if (flow_id) {
+        o = HWINT_J_PUT(o, ",\"uid\":\"");
+        hw_log_uid(lg->salt, flow_id, o);       /* 18 characters and a NUL, the quote over it */
+        o[18] = '"';
+        o += 19;
+    } else if (null_uid) {
+        o = HWINT_J_PUT(o, ",\"uid\":null");
+    }
+    o = hwint_j_addr_at(HWINT_J_PUT(o, ",\"id.orig_h\":"), family, orig);
+    if (orig_p >= 0) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"id.orig_p\":"), (uint64_t)orig_p);
+    o = hwint_j_addr_at(HWINT_J_PUT(o, ",\"id.resp_h\":"), family, resp);
+    if (resp_p >= 0) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"id.resp_p\":"), (uint64_t)resp_p);
+    size_t n;
+    const char *pf = proto_field(proto, t, &n);
+    memcpy(o, pf, n);
+    o += n;
     if (!cid)
         cid = hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
                               resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t) ? "" : t;
-    if (*cid) {
-        hwint_j_key(b, "community_id");
-        hwint_j_plain(b, cid, 30);          /* "1:" and 28 base64 characters */
-    }
+    if (*cid) o = hwint_j_plain_at(HWINT_J_PUT(o, ",\"community_id\":"), cid, 30);  /* "1:" and 28 base64 */
+    hwint_j_done(b, o);
 }
 
 void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flow_id, int family,
@@ -158,26 +172,37 @@ void hwint_log_end(struct hw_logger *lg, int kind, size_t start) { end_line(lg, 
 
 /* ---- dns ------------------------------------------------------------------ */
 
+/* The most the question's fields take after the query: qclass and its name, qtype and its name, RD. */
+#define QUESTION_TAIL_MAX (2 * (13 + 5) + 2 * (16 + 12) + 12)
+
+/* Written at a cursor around the query's name (the one field that may need escapes): the room taken twice. */
 static void question(struct hwint_jbuf *b, uint16_t id, const char *name, size_t name_len, uint16_t qclass,
                      uint16_t qtype, int rd)
 {
-    char t[16];
-    hwint_j_key(b, "trans_id"), hwint_j_u64(b, id);
-    hwint_j_key(b, "query"), hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
+    char *o = hwint_j_room(b, 32);
+    if (!o) return;
+    o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"trans_id\":"), id), ",\"query\":");
+    hwint_j_done(b, o);
+    hwint_j_str(b, (const uint8_t *)name, name_len, HWINT_J_LATIN1);
+    if (!(o = hwint_j_room(b, QUESTION_TAIL_MAX))) return;
     if (qclass == 1) {          /* nearly every query: the two fields as one run of text */
-        hwint_j_lit(b, ",\"qclass\":1,\"qclass_name\":\"C_INTERNET\"");
+        o = HWINT_J_PUT(o, ",\"qclass\":1,\"qclass_name\":\"C_INTERNET\"");
     } else {
-        hwint_j_key(b, "qclass"), hwint_j_u64(b, qclass);
-        hwint_j_key(b, "qclass_name");
-        snprintf(t, sizeof t, "%u", qclass);
-        hwint_j_name(b, t);
+        o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"qclass\":"), qclass), ",\"qclass_name\":\"");
+        o = hwint_j_u64_at(o, qclass);
+        *o++ = '"';
     }
-    hwint_j_key(b, "qtype"), hwint_j_u64(b, qtype);
-    hwint_j_key(b, "qtype_name");
+    o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"qtype\":"), qtype), ",\"qtype_name\":\"");
     const char *name_t = hw_dns_type_name(qtype);
-    if (!name_t) snprintf(t, sizeof t, "TYPE%u", qtype);
-    hwint_j_name(b, name_t ? name_t : t);
-    hwint_j_key(b, "RD"), hwint_j_bool(b, rd);
+    if (name_t) {
+        size_t n = strlen(name_t);
+        memcpy(o, name_t, n);
+        o += n;
+    } else {
+        o = hwint_j_u64_at(HWINT_J_PUT(o, "TYPE"), qtype);
+    }
+    o = rd ? HWINT_J_PUT(o, "\",\"RD\":true") : HWINT_J_PUT(o, "\",\"RD\":false");
+    hwint_j_done(b, o);
 }
 
 /* A query logged alone (no answer came): the question, uid left out for flow 0 (repeats are told with answers) */
@@ -327,6 +352,11 @@ static void answer(struct hwint_jbuf *b, const struct hw_rec_dns *r, const struc
     hwint_j_str(b, v, pre + n + post, HWINT_J_LATIN1);
 }
 
+/* The most the fields between the question's and the answers take (rcode, its name, AA TC RA, Z), and those
+ * after them (every TTL with its ".0" and comma, rejected, answers_skipped). */
+#define ANSWER_HEAD_MAX (10 + 5 + 16 + 12 + 40 + 8 + 12)
+#define ANSWER_TAIL_MAX (10 + HW_DNS_RR_MAX * 13 + 18 + 20 + 6)
+
 static void answered(struct hw_logger *lg, const struct hw_event *e, const struct hw_rec_dns *r, uint32_t *at)
 {
     struct hwint_jbuf *b = &lg->out[HW_LOG_DNS];
@@ -343,14 +373,20 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
         head(lg, b, e->ts_ns, e->flow_id, e->family, e->dst, e->dport, e->src, e->sport, e->proto, 1, NULL);
         question(b, r->id, r->name, r->name_len, r->qclass, r->qtype, r->flags & 0x0100);
     }
-    char t[16];
+    /* the fields after the question at a cursor: the room for those around the answers taken once each */
+    char *o = hwint_j_room(b, ANSWER_HEAD_MAX);
+    if (!o) {                   /* no memory: the line is dropped and counted */
+        end_line(lg, HW_LOG_DNS, start);
+        return;
+    }
     const char *rn = hw_dns_rcode_name(r->rcode);
-    if (!rn) snprintf(t, sizeof t, "%u", r->rcode);
     if (r->rcode == 0) {
-        hwint_j_lit(b, ",\"rcode\":0,\"rcode_name\":\"NOERROR\"");
+        o = HWINT_J_PUT(o, ",\"rcode\":0,\"rcode_name\":\"NOERROR\"");
     } else {
-        hwint_j_key(b, "rcode"), hwint_j_u64(b, r->rcode);
-        hwint_j_key(b, "rcode_name"), hwint_j_name(b, rn ? rn : t);
+        o = HWINT_J_PUT(hwint_j_u64_at(HWINT_J_PUT(o, ",\"rcode\":"), r->rcode), ",\"rcode_name\":\"");
+        if (rn) memcpy(o, rn, strlen(rn)), o += strlen(rn);
+        else o = hwint_j_u64_at(o, r->rcode);
+        *o++ = '"';
     }
     static const struct { char s[40]; uint8_t n; } flags[8] = {   /* AA, TC and RA as one run, by their bits */
 #define F(aa, tc, ra) {",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra, sizeof(",\"AA\":" aa ",\"TC\":" tc ",\"RA\":" ra) - 1}
@@ -360,29 +396,34 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
 #undef F
     };
     int f = (r->flags & 0x0400 ? 4 : 0) | (r->flags & 0x0200 ? 2 : 0) | (r->flags & 0x0080 ? 1 : 0);
-    hwint_j_raw(b, flags[f].s, flags[f].n);
-    hwint_j_key(b, "Z"), hwint_j_u64(b, (r->flags >> 4) & 0x7);
+    memcpy(o, flags[f].s, flags[f].n);
+    o += flags[f].n;
+    o = HWINT_J_PUT(o, ",\"Z\":");
+    *o++ = (char)('0' + ((r->flags >> 4) & 0x7));      /* a digit: 0 to 7 */
+    o = HWINT_J_PUT(o, ",\"answers\":[");
+    hwint_j_done(b, o);
     int n = r->n_rr < HW_DNS_RR_MAX ? r->n_rr : HW_DNS_RR_MAX, first = 1;
-    hwint_j_key(b, "answers"), hwint_j_raw(b, "[", 1);
     for (int i = 0; i < n; i++) {
         if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
         if (!first) hwint_j_raw(b, ",", 1);
         first = 0;
         answer(b, r, &r->rr[i]);
     }
-    hwint_j_raw(b, "]", 1);
-    hwint_j_key(b, "TTLs"), hwint_j_raw(b, "[", 1);
+    if (!(o = hwint_j_room(b, ANSWER_TAIL_MAX))) {
+        end_line(lg, HW_LOG_DNS, start);
+        return;
+    }
+    o = HWINT_J_PUT(o, "],\"TTLs\":[");
     first = 1;
     for (int i = 0; i < n; i++) {
         if (r->rr[i].section != HW_DNS_SEC_ANSWER) continue;
-        if (!first) hwint_j_raw(b, ",", 1);
+        if (!first) *o++ = ',';
         first = 0;
-        hwint_j_u64(b, r->rr[i].ttl);           /* a float as Python wrote it: repr(300.0) is "300.0" */
-        hwint_j_raw(b, ".0", 2);
+        o = HWINT_J_PUT(hwint_j_u64_at(o, r->rr[i].ttl), ".0");   /* a float as Python wrote it: repr(300.0) */
     }
-    hwint_j_raw(b, "]", 1);
-    hwint_j_key(b, "rejected"), hwint_j_bool(b, r->rcode == 5);
-    if (r->rr_skipped) hwint_j_key(b, "answers_skipped"), hwint_j_u64(b, r->rr_skipped);
+    o = r->rcode == 5 ? HWINT_J_PUT(o, "],\"rejected\":true") : HWINT_J_PUT(o, "],\"rejected\":false");
+    if (r->rr_skipped) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"answers_skipped\":"), r->rr_skipped);
+    hwint_j_done(b, o);
     end_line(lg, HW_LOG_DNS, start);
 }
 

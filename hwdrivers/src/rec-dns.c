@@ -70,6 +70,12 @@ static int read_name(const struct msg *m, uint32_t *off, char *out, uint32_t cap
         const uint8_t *src = m->p + at + 1;
         uint32_t i = 0;
         if (len + l + 1 < cap) {        /* the printable run as it is (a name is letters, digits and '-') */
+            for (; i + 8 <= l; i += 8) {        /* 8 bytes a step while all are 0x21 to 0x7e: below 0x80, */
+                uint64_t w, hi = 0x8080808080808080ULL;         /* adding 0x5f or 1 to a byte carries out of none */
+                memcpy(&w, src + i, 8);
+                if ((w & hi) || (~(w + 0x5f5f5f5f5f5f5f5fULL) & hi) || ((w + 0x0101010101010101ULL) & hi)) break;
+                memcpy(out + len + i, &w, 8);
+            }
             for (; i < l && src[i] > 0x20 && src[i] < 0x7f; i++) out[len + i] = (char)src[i];
             len += i;
         }

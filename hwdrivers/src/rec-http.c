@@ -4,6 +4,7 @@
  * segment carries a password-like field.  Lines end at LF (a CR before it
  * is dropped); header names compare without case; the head ends at the
  * first empty line or the end of the segment (then `complete` is 0). */
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -112,7 +113,11 @@ static void form(struct hw_rec_http *r, struct span body)
 
 int hw_http_parse(const uint8_t *p, uint32_t n, struct hw_rec_http *r)
 {
-    memset(r, 0, sizeof *r);
+    /* the fields before the names zeroed, each string emptied: every reader stops at a string's NUL and reads
+     * only the n_cookies names set here (the 3 KB of the whole record were a quarter of a head's parse) */
+    memset(r, 0, offsetof(struct hw_rec_http, cookie_names));
+    r->method[0] = r->version[0] = r->host[0] = r->uri[0] = r->location[0] = 0;
+    r->content_type[0] = r->password_field[0] = r->user_agent[0] = 0;
     r->content_length = -1;
     struct span all = {(const char *)p, n};
     struct span line = trim(token(&all, '\n'));
