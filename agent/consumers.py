@@ -235,7 +235,6 @@ class Worker:
         self.ring.close()
 
 
-
 # ---- the agent's side --------------------------------------------------------------------------
 
 def dispatch_events(session, ring, bus, limit: int = 4096, folding: Optional[Folding] = None) -> int:
