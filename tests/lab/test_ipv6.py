@@ -2,6 +2,7 @@
 IPv6 ARP spoofer), fake_router6 (a rogue router), flood_router6 (an RA
 flood).  The lab's router (dnsmasq on gw) advertises fd77:16::/64 every few
 seconds, as a real one does."""
+import subprocess
 import time
 
 from tests.lab import lan as L
@@ -19,9 +20,20 @@ def addresses(host, scope: str = "") -> tuple:
     return tuple(line.split("inet6 ")[1].split("/")[0] for line in out.splitlines() if "inet6 " in line)
 
 
-def router_heard(box) -> None:
-    """The lab's router advertises every 4 s: a box on a running network has heard it before any attack."""
-    time.sleep(max(0.0, 5.0 - (time.monotonic() - box.started)))
+def router_heard(lab, box, timeout: float = 20.0) -> None:
+    """A box on a running network has heard its router before any attack: the first router heard is the known
+    one.  The lab's router advertises every 4 s, but a fixed wait from the capture's start was not always
+    enough (the attacker's RA then came first, and the real router was the "unknown" one): wait until the
+    box's own recording of the wire holds one of the router's RAs."""
+    ra = f"icmp6 and ip6[40] == 134 and ether src {lab.gw.mac}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["tcpdump", "-r", box.pcap_path, "-c", "1", ra], capture_output=True, text=True)
+        if out.stdout.strip():
+            time.sleep(0.5)             # the box read the same frame: its detectors are past it
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the router's RA was not seen in {timeout:.0f} s")
 
 
 def reach_router6(lab) -> None:
@@ -44,7 +56,7 @@ def test_parasite6(lab, box):
 def test_fake_router6(lab, box):
     need("atk6-fake_router6")
     warm_up(lab, box)
-    router_heard(box)
+    router_heard(lab, box)
     attack = Attack(lab, lab.attacker, "icmp6 and ip6[40] == 134")
     lab.attacker.spawn("atk6-fake_router6", "eth0", "2001:db8:dead::/64", name="fake_router6")
     t = wait_threat(box, "rogue_ra", lab.attacker.mac)
@@ -57,7 +69,7 @@ def test_flood_router6(lab, box):
     flood threat, not one per forged router, within 5 s, and never blame the real router."""
     need("atk6-flood_router6")
     warm_up(lab, box)
-    router_heard(box)
+    router_heard(lab, box)
     attack = Attack(lab, lab.attacker, "icmp6 and ip6[40] == 134", own_mac=False)   # on the attacker's port
     lab.attacker.spawn("atk6-flood_router6", "eth0", name="flood_router6")
     deadline = time.monotonic() + POLL_S
