@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from agent import consumers
@@ -86,21 +87,14 @@ def test_a_full_ring_waits_and_loses_nothing(tmp_path, monkeypatch):
     assert want[3]["folded"] > 0 and len(want[0]) > 0
 
 
-def _child(pid: int, timeout: float = 30.0) -> int:
+def _child(pid: int, timeout: float = 30.0) -> psutil.Process:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            kids = f.read().split()
+        kids = psutil.Process(pid).children()
         if kids:
-            return int(kids[0])
+            return kids[0]
         time.sleep(0.01)
     raise AssertionError("no worker started")
-
-
-def _cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
@@ -109,17 +103,17 @@ def test_a_worker_killed_mid_file_fails_detect_with_a_clear_error(tmp_path, sig)
     subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), "40000", "-1"], check=True)
     p = _capbox(str(src))
     worker = _child(p.pid)
-    while _cpu_s(worker) < 0.3:            # past its imports: taking events (80,000 of them take it seconds)
+    while sum(worker.cpu_times()[:2]) < 0.3:            # past its imports: taking events (80,000 of them take it seconds)
         assert p.poll() is None, p.communicate()
         time.sleep(0.01)
-    os.kill(worker, signal.SIGSTOP)        # the ring fills, the reader waits for room ...
+    os.kill(worker.pid, signal.SIGSTOP)        # the ring fills, the reader waits for room ...
     time.sleep(0.3)
     assert p.poll() is None
-    os.kill(worker, sig)                   # ... and sees it die
-    os.kill(worker, signal.SIGCONT)
+    os.kill(worker.pid, sig)                   # ... and sees it die
+    os.kill(worker.pid, signal.SIGCONT)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 1, err
-    assert f"capbox: error: the detector worker (pid {worker}) was killed by signal {sig.value} before the end " \
+    assert f"capbox: error: the detector worker (pid {worker.pid}) was killed by signal {sig.value} before the end " \
            "of the file" in err
     assert out == "" and "threats from" not in err
 
