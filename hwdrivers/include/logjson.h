@@ -80,6 +80,7 @@ static inline char *hwint_j_plain_at(char *o, const char *s, size_t n)
 char *hwint_j_u64_at(char *o, uint64_t v);                  /* at most 20 bytes */
 char *hwint_j_addr_at(char *o, int family, const uint8_t *addr);    /* quoted: at most 48 bytes */
 char *hwint_j_round6_at(struct hwint_jbuf *b, char *o, double x);  /* at most 48 bytes */
+char *hwint_j_secs_at(struct hwint_jbuf *b, char *o, uint64_t ns);    /* round6 of ns / 1e9: 48 bytes */
 void hwint_j_str(struct hwint_jbuf *b, const uint8_t *s, size_t n, int enc);
 void hwint_j_cstr(struct hwint_jbuf *b, const char *s);
 void hwint_j_u64(struct hwint_jbuf *b, uint64_t v);

@@ -139,7 +139,9 @@ static int sha_ni(void)
 
 void hwint_community_id2(const struct hwint_cid_key key[2], char out[2][32], int rc[2])
 {
-    uint8_t block[2][64] = {{0}}, md[2][20];
+    uint8_t block[2][64], md[2][20];
+    memset(block[0], 0, 64);        /* a block at a time: 128 bytes at once were a rep stos, slow to start */
+    memset(block[1], 0, 64);
     size_t n[2] = {message(&key[0], block[0]), message(&key[1], block[1])};
 #if HAVE_SHA_NI
     if (n[0] && n[1] && sha_ni()) {

@@ -78,7 +78,7 @@ int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const 
         return 1;
     }
     if (app_n) o = NAME_AT(o, ",\"service\":", app, app_n);
-    o = hwint_j_round6_at(b, HWINT_J_PUT(o, ",\"duration\":"), (double)(f->last_ns - f->first_ns) / 1e9);
+    o = hwint_j_secs_at(b, HWINT_J_PUT(o, ",\"duration\":"), f->last_ns - f->first_ns);
     o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"orig_pkts\":"), f->packets[0]);
     o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"orig_ip_bytes\":"), f->bytes[0]);
     o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"resp_pkts\":"), f->packets[1]);

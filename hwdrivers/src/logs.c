@@ -112,7 +112,7 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
         *o++ = '{';
     }
     o = HWINT_J_PUT(o, "\"ts\":");
-    o = hwint_j_round6_at(b, o, (double)ts_ns / 1e9);
+    o = hwint_j_secs_at(b, o, ts_ns);
     if (flow_id) {
         o = HWINT_J_PUT(o, ",\"uid\":\"");
         hw_log_uid(lg->salt, flow_id, o);       /* 18 characters and a NUL, the quote over it */
@@ -299,10 +299,11 @@ static void hold(struct hw_logger *lg, const struct hw_event *e, const struct hw
     uint32_t i = lg->free != NONE ? lg->free : lg->fresh++;    /* entries are touched as first needed */
     struct pend *p = &lg->pend[i];
     if (lg->free != NONE) lg->free = p->next;
-    *p = (struct pend){.ts_ns = e->ts_ns, .flow_id = e->flow_id, .hnext = NONE, .prev = lg->newest, .next = NONE,
-                       .orig_p = e->sport, .resp_p = e->dport, .id = r->id, .qtype = r->qtype, .qclass = r->qclass,
-                       .name_len = r->name_len, .family = e->family, .proto = e->proto,
-                       .rd = !!(r->flags & 0x0100), .used = 1};
+    /* field by field: a compound literal zeroed the name's 256 bytes too, with a rep stos (slow to start) */
+    p->ts_ns = e->ts_ns, p->flow_id = e->flow_id;
+    p->hnext = NONE, p->prev = lg->newest, p->next = NONE, p->repeats = 0;
+    p->orig_p = e->sport, p->resp_p = e->dport, p->id = r->id, p->qtype = r->qtype, p->qclass = r->qclass;
+    p->name_len = r->name_len, p->family = e->family, p->proto = e->proto, p->rd = !!(r->flags & 0x0100), p->used = 1;
     memcpy(p->orig, e->src, 16);
     memcpy(p->resp, e->dst, 16);
     memcpy(p->name, r->name, r->name_len);
@@ -396,7 +397,7 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
 #undef F
     };
     int f = (r->flags & 0x0400 ? 4 : 0) | (r->flags & 0x0200 ? 2 : 0) | (r->flags & 0x0080 ? 1 : 0);
-    memcpy(o, flags[f].s, flags[f].n);
+    memcpy(o, flags[f].s, sizeof flags[f].s);     /* a fixed copy (its room counted), the spare written over */
     o += flags[f].n;
     o = HWINT_J_PUT(o, ",\"Z\":");
     *o++ = (char)('0' + ((r->flags >> 4) & 0x7));      /* a digit: 0 to 7 */
