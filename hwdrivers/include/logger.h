@@ -42,6 +42,7 @@ void hwint_http_free(struct hwint_http *h);
 void hwint_http_event(struct hw_logger *lg, struct hwint_http *h, const struct hw_event *e);
 void hwint_http_ended(struct hw_logger *lg, struct hwint_http *h, uint64_t flow_id);   /* the flow left */
 void hwint_http_prefetch(const struct hwint_http *h, uint64_t flow_id);    /* its bucket, ahead of its event */
+void hwint_http_prefetch_ended(const struct hwint_http *h, uint64_t flow_id, int stage);   /* ahead of its end */
 void hwint_http_flush(struct hw_logger *lg, struct hwint_http *h);
 
 /* logtls.c: a connection's handshake gathers in a table of at most max flows */

@@ -85,6 +85,18 @@ void hwint_http_prefetch(const struct hwint_http *h, uint64_t flow_id)
     __builtin_prefetch(&h->bucket[bucket_of(h, flow_id)]);
 }
 
+/* Asked of the flows a few ahead of the one whose end is told (hw_logger_flows): a flow the filter has seen gets
+ * its bucket fetched (stage 0), then the entry the bucket points to (stage 1), so that the end's lookup finds
+ * both in cache where each was a miss, one after the other. */
+void hwint_http_prefetch_ended(const struct hwint_http *h, uint64_t flow_id, int stage)
+{
+    uint32_t bit = seen_bit(flow_id);
+    if (!(h->seen[bit / 64] & 1ULL << (bit % 64))) return;
+    struct hflow *const *at = &h->bucket[bucket_of(h, flow_id)];
+    if (!stage) __builtin_prefetch(at);
+    else if (*at) __builtin_prefetch(*at);
+}
+
 static struct hflow **slot(struct hwint_http *h, uint64_t flow_id)
 {
     struct hflow **at = &h->bucket[bucket_of(h, flow_id)];

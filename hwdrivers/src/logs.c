@@ -517,13 +517,19 @@ int hwint_logger_full(struct hw_logger *lg)
     return !lg->bytes_max && held > (1u << 20);
 }
 
+#define HTTP_AHEAD 8            /* flows between fetching an http bucket and its lookup (half that for the entry) */
+
 /* The flows two at a time: their community IDs made together (hwint_community_id2), then each one's lines. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
 {
-    int left = 0, conn = !!(lg->kinds & (1u << HW_LOG_CONN));
+    int left = 0, conn = !!(lg->kinds & (1u << HW_LOG_CONN)), http = !!(lg->kinds & (1u << HW_LOG_HTTP));
     pthread_mutex_lock(&lg->lock);
     for (int i = 0; i < n; i += 2) {
         int pair = conn && i + 1 < n, rc[2] = {1, 1};
+        for (int k = i + HTTP_AHEAD; http && k < i + HTTP_AHEAD + 2 && k < n; k++)    /* their http lookups' */
+            hwint_http_prefetch_ended(lg->http, f[k].id, 0);                            /* misses, ahead */
+        for (int k = i + HTTP_AHEAD / 2; http && k < i + HTTP_AHEAD / 2 + 2 && k < n; k++)
+            hwint_http_prefetch_ended(lg->http, f[k].id, 1);
         char cid[2][32];
         if (pair) {
             struct hwint_cid_key key[2];
