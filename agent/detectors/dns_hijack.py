@@ -61,20 +61,26 @@ def parse(ev):
 
 def answer_facts(rec) -> dict:
     """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, the least
-    TTL of its addresses, CNAMEs), and what detect() concludes from them alone.  Made for every answer: one pass
-    over the records and one over the addresses (a list sorted only when it has two)."""
-    ips, cnames, ttl = [], [], None
-    for rr in rec.rrs:
-        if rr.section == "answer":
-            t = rr.type
-            if t in ADDRESS_TYPES:
-                ips.append(rr.value)
-                if ttl is None or rr.ttl < ttl:
-                    ttl = rr.ttl
-            elif t == CNAME:
-                cnames.append(rr.value.lower())
-    if len(ips) > 1:
-        ips = sorted(set(ips))
+    TTL of its addresses, CNAMEs), and what detect() concludes from them alone.  Made for every answer: the C
+    core's reading of its addresses (records.answer_ips), else one pass over the records and one over the
+    addresses (a list sorted only when it has two)."""
+    cnames = []
+    made = records.answer_ips(rec)        # (as the C core made them: most answers' records are never made)
+    if made is not None:
+        ips, ttl = made
+    else:
+        ips, ttl = [], None
+        for rr in rec.rrs:
+            if rr.section == "answer":
+                t = rr.type
+                if t in ADDRESS_TYPES:
+                    ips.append(rr.value)
+                    if ttl is None or rr.ttl < ttl:
+                        ttl = rr.ttl
+                elif t == CNAME:
+                    cnames.append(rr.value.lower())
+        if len(ips) > 1:
+            ips = sorted(set(ips))
     name, qtype = rec.name.lower(), records.dns_type(rec.qtype)
     public, private = [], []
     for ip in ips:

@@ -53,6 +53,12 @@ struct hw_rec_dns {
     uint16_t name_len;
     uint16_t text_len;
     uint8_t cut;                /* the message ran past the captured bytes */
+    /* what the DNS detector reads of an answer (hwdrivers/records.py answer_facts), made once here: */
+    uint8_t n_addr;             /* answer-section A/AAAA records kept (their least TTL: min_ttl) */
+    uint8_t n_cname;            /* answer-section CNAME records kept */
+    uint8_t ips_ok;             /* 1: ips_off/ips_len hold the distinct addresses (0: no room left in text[]) */
+    uint32_t min_ttl;
+    uint16_t ips_off, ips_len;  /* in text[]: the distinct addresses' text, sorted by it, joined by ' ' */
     char name[HW_DNS_NAME_MAX];
     struct hw_dns_rr rr[HW_DNS_RR_MAX];
     char text[HW_DNS_TEXT_MAX];

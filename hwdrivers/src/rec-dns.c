@@ -4,6 +4,7 @@
  * point backwards, so a name cannot loop.  Names are written as
  * tshark prints them: labels joined by dots (a dot inside a label is not
  * escaped), no trailing dot, bytes outside printable ASCII as \DDD. */
+#include <arpa/inet.h>
 #include <string.h>
 
 #include "hw.h"
@@ -218,7 +219,51 @@ static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_re
     return 0;
 }
 
-int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
+/* The answer section's addresses as the DNS detector reads them: how many, their least TTL, and the distinct
+ * ones' text sorted (byte order: Python's order of these ASCII strings) and joined by ' ' at the end of the text
+ * pool, so Python reads them with one split instead of making each record; CNAMEs are counted (Python reads those
+ * records themselves).  No room in the pool: ips_ok stays 0. */
+static void dns_facts(struct hw_rec_dns *r)
+{
+    char text[HW_DNS_RR_MAX][INET6_ADDRSTRLEN];
+    const char *sorted[HW_DNS_RR_MAX];
+    uint32_t n = 0, bytes = 0;
+    for (unsigned i = 0; i < r->n_rr && i < HW_DNS_RR_MAX; i++) {
+        const struct hw_dns_rr *rr = &r->rr[i];
+        if (rr->section != HW_DNS_SEC_ANSWER) continue;
+        if (rr->type == T_CNAME) {
+            r->n_cname++;
+            continue;
+        }
+        if ((rr->type != T_A && rr->type != T_AAAA) || (rr->addr_len != 4 && rr->addr_len != 16)) continue;
+        if (!r->n_addr || rr->ttl < r->min_ttl) r->min_ttl = rr->ttl;
+        r->n_addr++;
+        if (!inet_ntop(rr->addr_len == 4 ? AF_INET : AF_INET6, rr->addr, text[n], sizeof text[n])) return;
+        uint32_t j = 0;
+        int c = 1;
+        while (j < n && (c = strcmp(sorted[j], text[n])) < 0) j++;
+        if (j < n && c == 0) continue; /* a duplicate: once */
+        memmove(&sorted[j + 1], &sorted[j], (n - j) * sizeof sorted[0]);
+        sorted[j] = text[n];
+        bytes += (uint32_t)strlen(text[n]) + 1;
+        n++;
+    }
+    if ((uint32_t)r->text_len + bytes + 1 > HW_DNS_TEXT_MAX) return;
+    uint32_t at = r->text_len, len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t l = strlen(sorted[i]);
+        if (i) r->text[at + len++] = ' ';
+        memcpy(r->text + at + len, sorted[i], l);
+        len += (uint32_t)l;
+    }
+    r->text[at + len] = 0;
+    r->ips_off = (uint16_t)at;
+    r->ips_len = (uint16_t)len;
+    r->text_len = (uint16_t)(at + len + 1);
+    r->ips_ok = 1;
+}
+
+static int parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
 {
     memset(r, 0, offsetof(struct hw_rec_dns, name));
     r->name[0] = 0;
@@ -273,6 +318,13 @@ int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
             if (rc) return rc;
         }
     return 0;
+}
+
+int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
+{
+    int rc = parse(p, n, tcp, r);
+    if (r->n_rr) dns_facts(r);  /* (a message cut short keeps the records read before the cut) */
+    return rc;
 }
 
 /* ---- names (the dns log lines, and Python's dns_type / dns_rcode) ---------- */
