@@ -42,7 +42,7 @@ class DnsRR:
     txt: tuple = ()    # TXT: the character strings
 
 
-@dataclasses.dataclass(init=False)
+@dataclasses.dataclass
 class DnsRecord:
     """A DNS message.  Read from the C core, an answer's records are made only when something reads `rrs`: what
     the DNS detector judges most answers by (their addresses, the least TTL: answer_ips) the core made once, and
@@ -67,32 +67,12 @@ class DnsRecord:
     edns_do: bool
     cut: bool          # a TCP message longer than the segment
 
-    def __init__(self, id, flags, rcode, name, qtype, qclass, qdcount, ancount, nscount, arcount, rrs, rr_skipped,
-                 edns, edns_udp_size, edns_version, edns_do, cut, held=None):
-        """held (not a field): the C record's bytes from its first RR on, its RR count and answer_ips(); rrs is
-        then made from them when first read (__getattr__)."""
-        self.id = id
-        self.flags = flags
-        self.rcode = rcode
-        self.name = name
-        self.qtype = qtype
-        self.qclass = qclass
-        self.qdcount = qdcount
-        self.ancount = ancount
-        self.nscount = nscount
-        self.arcount = arcount
-        if held is None:
-            self.rrs = rrs
-        self.held = held
-        self.rr_skipped = rr_skipped
-        self.edns = edns
-        self.edns_udp_size = edns_udp_size
-        self.edns_version = edns_version
-        self.edns_do = edns_do
-        self.cut = cut
-
     def __getattr__(self, name: str):
-        if name != "rrs" or self.held is None:
+        """rrs, made from held when first read (dns_from_buffer holds the C record's bytes from its first RR on, its
+        RR count and answer_ips(), and leaves rrs unset); held is None when it was never set."""
+        if name == "held":
+            return None
+        if name != "rrs":
             raise AttributeError(name)
         raw, n, _ = self.held
         text = raw[_TEXT_AT:]
@@ -199,15 +179,16 @@ def dns_from_buffer(buf, at: int) -> DnsRecord:
     (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
      name_len, text_len, cut, n_addr, n_cname, ips_ok, min_ttl, ips_off, ips_len) = _DNS_UNPACK(buf, at)
     name = bytes(buf[at + _DNS_NAME:at + _DNS_NAME + name_len]).decode("latin-1")
-    held = None
+    rec = DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, (), skipped, bool(edns), udp_size,
+                    edns_version, bool(edns_do), bool(cut))
     if n:
         ips = None
         if ips_ok and not n_cname:
             ips = (bytes(buf[at + _DNS_TEXT + ips_off:at + _DNS_TEXT + ips_off + ips_len]).decode("ascii").split(" ")
                    if ips_len else [], min_ttl if n_addr else None)
-        held = (bytes(buf[at + _RR_AT:at + _DNS_TEXT + text_len]), n, ips)
-    return DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, (), skipped, bool(edns), udp_size,
-                     edns_version, bool(edns_do), bool(cut), held)
+        rec.held = (bytes(buf[at + _RR_AT:at + _DNS_TEXT + text_len]), n, ips)
+        del rec.rrs
+    return rec
 
 
 @dataclasses.dataclass(slots=True)
