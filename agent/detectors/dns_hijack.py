@@ -360,8 +360,8 @@ class Detector(Base):
         """An answer _plain_score judged (its score: nothing, or a bogon): the state changes detect() makes, in its
         order, and the finding detect() + threshold_and_dedup() would raise, without their other steps (the
         indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here), deferred
-        (bogon_finding makes it).  q None: a
-        repeat whose query opens its transaction (txn, sent at qts): kept compact (transaction())."""
+        (bogon_finding makes it).  q None: a repeat whose query opens its transaction (txn, sent at qts): kept
+        compact (transaction())."""
         if q is None:
             self.queries[txn] = (qts, server, mac, ips, ts)
         else:

@@ -53,7 +53,7 @@ struct hw_rec_dns {
     uint16_t name_len;
     uint16_t text_len;
     uint8_t cut;                /* the message ran past the captured bytes */
-    /* what the DNS detector reads of an answer (hwdrivers/records.py answer_facts), made once here: */
+    /* what the DNS detector reads of an answer's addresses (hwdrivers/records.py answer_ips), made here: */
     uint8_t n_addr;             /* answer-section A/AAAA records kept (their least TTL: min_ttl) */
     uint8_t n_cname;            /* answer-section CNAME records kept */
     uint8_t ips_ok;             /* 1: ips_off/ips_len hold the distinct addresses (0: no room left in text[]) */
