@@ -115,6 +115,7 @@ _DNS_NAME, _DNS_TEXT = _DNS.offsets["name"], _DNS.offsets["text"]
 _RR = Layout("struct hw_dns_rr")
 _RR_UNPACK, _RR_SIZE, _RR_AT = _RR.struct.unpack_from, _RR.size, _DNS.offsets["rr"]
 _TEXT_AT = _DNS_TEXT - _RR_AT     # in a record's held bytes (from its first RR on)
+_FACTS_MADE = lib.HW_DNS_FACTS_MADE
 _RR_HEAD = Layout("struct hw_dns_rr", skip=("soa",)).struct.unpack_from   # one unpack with the address, no SOA
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
@@ -177,13 +178,13 @@ def _rr(buf, at: int, text: bytes) -> DnsRR:
 def dns_from_buffer(buf, at: int) -> DnsRecord:
     """The struct hw_rec_dns at byte offset `at` of a buffer: its RRs' bytes held (one copy), made when read."""
     (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
-     name_len, text_len, cut, n_addr, n_cname, ips_ok, min_ttl, ips_off, ips_len) = _DNS_UNPACK(buf, at)
+     name_len, text_len, cut, n_addr, n_cname, facts, min_ttl, ips_off, ips_len) = _DNS_UNPACK(buf, at)
     name = bytes(buf[at + _DNS_NAME:at + _DNS_NAME + name_len]).decode("latin-1")
     rec = DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, (), skipped, bool(edns), udp_size,
                     edns_version, bool(edns_do), bool(cut))
     if n:
         ips = None
-        if ips_ok and not n_cname:
+        if facts == _FACTS_MADE and not n_cname:
             ips = (bytes(buf[at + _DNS_TEXT + ips_off:at + _DNS_TEXT + ips_off + ips_len]).decode("ascii").split(" ")
                    if ips_len else [], min_ttl if n_addr else None)
         rec.held = (bytes(buf[at + _RR_AT:at + _DNS_TEXT + text_len]), n, ips)
@@ -454,7 +455,10 @@ def parse_dns(payload: bytes, tcp: bool = False):
     """A DNS message parsed by the C core (tests, offline tools): DnsRecord, or the malformed reason."""
     out = ffi.new("struct hw_rec_dns *")
     rc = lib.hw_dns_parse(payload, len(payload), int(tcp), out)
-    return MALFORMED_NAMES[rc] if rc else dns_from_buffer(ffi.buffer(out), 0)
+    if rc:
+        return MALFORMED_NAMES[rc]
+    lib.hw_dns_facts(out)         # (as the core does for the events it hands to Python)
+    return dns_from_buffer(ffi.buffer(out), 0)
 
 
 def parse_tls(payload: bytes):

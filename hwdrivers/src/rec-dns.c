@@ -4,10 +4,10 @@
  * point backwards, so a name cannot loop.  Names are written as
  * tshark prints them: labels joined by dots (a dot inside a label is not
  * escaped), no trailing dot, bytes outside printable ASCII as \DDD. */
-#include <arpa/inet.h>
 #include <string.h>
 
 #include "hw.h"
+#include "logjson.h"
 
 #define T_A 1
 #define T_NS 2
@@ -219,27 +219,18 @@ static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_re
     return 0;
 }
 
-/* An IPv4 address as inet_ntop writes it (its sprintf costs a few thousand instructions an address). */
-static void ipv4_text(const uint8_t *a, char *out)
-{
-    for (int i = 0; i < 4; i++) {
-        unsigned v = a[i];
-        if (v >= 100) *out++ = (char)('0' + v / 100);
-        if (v >= 10) *out++ = (char)('0' + v / 10 % 10);
-        *out++ = (char)('0' + v % 10);
-        *out++ = i < 3 ? '.' : 0;
-    }
-}
-
 /* The answer section's addresses as the DNS detector reads them: how many, their least TTL, and the distinct
  * ones' text sorted (byte order: Python's order of these ASCII strings) and joined by ' ' at the end of the text
  * pool, so Python reads them with one split instead of making each record; CNAMEs are counted (Python reads those
- * records themselves).  No room in the pool: ips_ok stays 0. */
-static void dns_facts(struct hw_rec_dns *r)
+ * records themselves).  Made once, as the event leaves for Python (shring.c): the protocol logs, which read the
+ * record in C, never pay for it.  No room in the pool: facts is HW_DNS_FACTS_NO_ROOM. */
+void hw_dns_facts(struct hw_rec_dns *r)
 {
-    char text[HW_DNS_RR_MAX][INET6_ADDRSTRLEN];
+    char text[HW_DNS_RR_MAX][48];
     const char *sorted[HW_DNS_RR_MAX];
     uint32_t n = 0, bytes = 0;
+    if (r->facts) return;
+    r->facts = HW_DNS_FACTS_NO_ROOM;
     for (unsigned i = 0; i < r->n_rr && i < HW_DNS_RR_MAX; i++) {
         const struct hw_dns_rr *rr = &r->rr[i];
         if (rr->section != HW_DNS_SEC_ANSWER) continue;
@@ -250,10 +241,7 @@ static void dns_facts(struct hw_rec_dns *r)
         if ((rr->type != T_A && rr->type != T_AAAA) || (rr->addr_len != 4 && rr->addr_len != 16)) continue;
         if (!r->n_addr || rr->ttl < r->min_ttl) r->min_ttl = rr->ttl;
         r->n_addr++;
-        if (rr->addr_len == 4)
-            ipv4_text(rr->addr, text[n]);
-        else if (!inet_ntop(AF_INET6, rr->addr, text[n], sizeof text[n]))
-            return;
+        *hwint_addr_text(text[n], rr->addr_len == 4 ? 4 : 6, rr->addr) = 0;
         uint32_t j = 0;
         int c = 1;
         while (j < n && (c = strcmp(sorted[j], text[n])) < 0) j++;
@@ -275,10 +263,10 @@ static void dns_facts(struct hw_rec_dns *r)
     r->ips_off = (uint16_t)at;
     r->ips_len = (uint16_t)len;
     r->text_len = (uint16_t)(at + len + 1);
-    r->ips_ok = 1;
+    r->facts = HW_DNS_FACTS_MADE;
 }
 
-static int parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
+int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
 {
     memset(r, 0, offsetof(struct hw_rec_dns, name));
     r->name[0] = 0;
@@ -333,13 +321,6 @@ static int parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
             if (rc) return rc;
         }
     return 0;
-}
-
-int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)
-{
-    int rc = parse(p, n, tcp, r);
-    if (r->n_rr) dns_facts(r);  /* (a message cut short keeps the records read before the cut) */
-    return rc;
 }
 
 /* ---- names (the dns log lines, and Python's dns_type / dns_rcode) ---------- */
