@@ -42,8 +42,13 @@ class DnsRR:
     txt: tuple = ()    # TXT: the character strings
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass
 class DnsRecord:
+    """A DNS message.  Read from the C core, an answer's records are made only when something reads `rrs`: what
+    the DNS detector judges most answers by (their addresses, the least TTL: answer_ips) the core made once, and
+    making each record was a third of reading the event."""
+    __slots__ = ("id", "flags", "rcode", "name", "qtype", "qclass", "qdcount", "ancount", "nscount", "arcount",
+                 "rrs", "rr_skipped", "edns", "edns_udp_size", "edns_version", "edns_do", "cut", "held")
     id: int
     flags: int
     rcode: int
@@ -62,6 +67,18 @@ class DnsRecord:
     edns_do: bool
     cut: bool          # a TCP message longer than the segment
 
+    def __getattr__(self, name: str):
+        """rrs, made from held when first read (dns_from_buffer holds the C record's bytes from its first RR on, its
+        RR count and answer_ips(), and leaves rrs unset); held is None when it was never set."""
+        if name == "held":
+            return None
+        if name != "rrs":
+            raise AttributeError(name)
+        raw, n, _ = self.held
+        text = raw[_TEXT_AT:]
+        rrs = self.rrs = tuple([_rr(raw, i * _RR_SIZE, text) for i in range(n)])
+        return rrs
+
     @property
     def response(self) -> bool:
         return bool(self.flags & 0x8000)
@@ -73,6 +90,14 @@ class DnsRecord:
     @property
     def answers(self) -> tuple:
         return tuple(r for r in self.rrs if r.section == "answer")
+
+
+def answer_ips(rec: DnsRecord):
+    """(the distinct addresses of an answer's A/AAAA records in its answer section, sorted when more than one;
+    the least TTL of those records, None when none) as the C core made them, or None when it did not (the
+    record was not read from the core, its text pool was full, or the answer has CNAMEs: read rrs)."""
+    held = rec.held
+    return held[2] if held is not None else None
 
 
 def _txt(raw: bytes) -> tuple:
@@ -89,6 +114,8 @@ _DNS_UNPACK = _DNS.struct.unpack_from
 _DNS_NAME, _DNS_TEXT = _DNS.offsets["name"], _DNS.offsets["text"]
 _RR = Layout("struct hw_dns_rr")
 _RR_UNPACK, _RR_SIZE, _RR_AT = _RR.struct.unpack_from, _RR.size, _DNS.offsets["rr"]
+_TEXT_AT = _DNS_TEXT - _RR_AT     # in a record's held bytes (from its first RR on)
+_FACTS_MADE = lib.HW_DNS_FACTS_MADE
 _RR_HEAD = Layout("struct hw_dns_rr", skip=("soa",)).struct.unpack_from   # one unpack with the address, no SOA
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
 _ntop = socket.inet_ntop
@@ -149,17 +176,20 @@ def _rr(buf, at: int, text: bytes) -> DnsRR:
 
 
 def dns_from_buffer(buf, at: int) -> DnsRecord:
-    """The struct hw_rec_dns at byte offset `at` of a buffer."""
+    """The struct hw_rec_dns at byte offset `at` of a buffer: its RRs' bytes held (one copy), made when read."""
     (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
-     name_len, text_len, cut) = _DNS_UNPACK(buf, at)
-    rrs = ()
-    if n:
-        text = bytes(buf[at + _DNS_TEXT:at + _DNS_TEXT + text_len])
-        base = at + _RR_AT
-        rrs = (_rr(buf, base, text),) if n == 1 else tuple([_rr(buf, base + i * _RR_SIZE, text) for i in range(n)])
+     name_len, text_len, cut, n_addr, n_cname, facts, min_ttl, ips_off, ips_len) = _DNS_UNPACK(buf, at)
     name = bytes(buf[at + _DNS_NAME:at + _DNS_NAME + name_len]).decode("latin-1")
-    return DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, rrs, skipped, bool(edns), udp_size,
-                     edns_version, bool(edns_do), bool(cut))
+    rec = DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, (), skipped, bool(edns), udp_size,
+                    edns_version, bool(edns_do), bool(cut))
+    if n:
+        ips = None
+        if facts == _FACTS_MADE and not n_cname:
+            ips = (bytes(buf[at + _DNS_TEXT + ips_off:at + _DNS_TEXT + ips_off + ips_len]).decode("ascii").split(" ")
+                   if ips_len else [], min_ttl if n_addr else None)
+        rec.held = (bytes(buf[at + _RR_AT:at + _DNS_TEXT + text_len]), n, ips)
+        del rec.rrs
+    return rec
 
 
 @dataclasses.dataclass(slots=True)
@@ -425,7 +455,10 @@ def parse_dns(payload: bytes, tcp: bool = False):
     """A DNS message parsed by the C core (tests, offline tools): DnsRecord, or the malformed reason."""
     out = ffi.new("struct hw_rec_dns *")
     rc = lib.hw_dns_parse(payload, len(payload), int(tcp), out)
-    return MALFORMED_NAMES[rc] if rc else dns_from_buffer(ffi.buffer(out), 0)
+    if rc:
+        return MALFORMED_NAMES[rc]
+    lib.hw_dns_facts(out)         # (as the core does for the events it hands to Python)
+    return dns_from_buffer(ffi.buffer(out), 0)
 
 
 def parse_tls(payload: bytes):

@@ -85,6 +85,60 @@ def finding(type_: str, ind: Indicators, *, ts: float, src: str, dst: str, proto
 _NEW, _SET_FIELDS = object.__new__, object.__setattr__
 
 
+_DICT = Detection.__dict__["__dict__"]   # an instance's own dict (Deferred's __dict__ makes the Detection first)
+
+
+class Deferred(Detection):
+    """A finding held as what it is made from: the Detection make(*args) returns, made when something first reads
+    it (it then becomes that Detection, its class too) or in the process it is pickled to (sent as make and args).
+    The consumer worker raises most findings (large.pcap's 19,619 bogons) only to send them to its parent: it
+    builds none, and sends each in a third of the bytes.  make: a module's function (pickled by name)."""
+
+    def __init__(self, make, args: tuple):
+        _DICT.__set__(self, {"_deferred": (make, args)})
+
+    def __reduce__(self):
+        return _DICT.__get__(self)["_deferred"]
+
+    def made(self) -> Detection:
+        """It, as the Detection it stands for (its fields set in place, in their order; its class Detection's)."""
+        make, args = _DICT.__get__(self)["_deferred"]
+        _DICT.__set__(self, _DICT.__get__(make(*args)))
+        _SET_FIELDS(self, "__class__", Detection)
+        return self
+
+    @property
+    def __dict__(self):           # (vars(): the fields, as of a Detection)
+        return _DICT.__get__(self.made())
+
+    def __eq__(self, other):
+        return self.made() == other
+
+    def __hash__(self):
+        return hash(self.made())
+
+    def __repr__(self):
+        return repr(self.made())
+
+
+class _Made:
+    """A field of a Deferred: reading it makes the Detection (not a data descriptor: the made one's own field is
+    read from then on)."""
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, obj, cls=None):
+        if obj is None:
+            return getattr(Detection, self.name)
+        return getattr(obj.made(), self.name)
+
+
+for _f in dataclasses.fields(Detection):
+    setattr(Deferred, _f.name, _Made(_f.name))
+
+
 class Detector:
     """The base of every detector: threshold, repeats, counters."""
 

@@ -20,7 +20,7 @@ that MAC was seen using one)."""
 import collections
 
 from agent.detectors import dnsrun
-from agent.detectors.detector import ANSWERS, Detector as Base, Indicators, Recent, finding, is_public_ip
+from agent.detectors.detector import ANSWERS, Deferred, Detector as Base, Indicators, Recent, finding, is_public_ip
 from agent.detectors.lan import LEARN_KINDS
 from agent.detectors.nxdomain import RANDOM_MIN, Rewrites, random_label
 from hwdrivers import records
@@ -61,20 +61,26 @@ def parse(ev):
 
 def answer_facts(rec) -> dict:
     """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, the least
-    TTL of its addresses, CNAMEs), and what detect() concludes from them alone.  Made for every answer: one pass
-    over the records and one over the addresses (a list sorted only when it has two)."""
-    ips, cnames, ttl = [], [], None
-    for rr in rec.rrs:
-        if rr.section == "answer":
-            t = rr.type
-            if t in ADDRESS_TYPES:
-                ips.append(rr.value)
-                if ttl is None or rr.ttl < ttl:
-                    ttl = rr.ttl
-            elif t == CNAME:
-                cnames.append(rr.value.lower())
-    if len(ips) > 1:
-        ips = sorted(set(ips))
+    TTL of its addresses, CNAMEs), and what detect() concludes from them alone.  Made for every answer: the C
+    core's reading of its addresses (records.answer_ips), else one pass over the records and one over the
+    addresses (a list sorted only when it has two)."""
+    cnames = []
+    made = records.answer_ips(rec)        # (as the C core made them: most answers' records are never made)
+    if made is not None:
+        ips, ttl = made
+    else:
+        ips, ttl = [], None
+        for rr in rec.rrs:
+            if rr.section == "answer":
+                t = rr.type
+                if t in ADDRESS_TYPES:
+                    ips.append(rr.value)
+                    if ttl is None or rr.ttl < ttl:
+                        ttl = rr.ttl
+                elif t == CNAME:
+                    cnames.append(rr.value.lower())
+        if len(ips) > 1:
+            ips = sorted(set(ips))
     name, qtype = rec.name.lower(), records.dns_type(rec.qtype)
     public, private = [], []
     for ip in ips:
@@ -129,15 +135,37 @@ class Answers(collections.deque):
             self.publics += 1
 
 
-def bogon(ind, name: str, private: list, past: list) -> None:
-    """The indicator of a public name answered with addresses that are not public (private), after the name's
-    history (past)."""
-    public_before = sorted({ip for h in past for ip in h["public"]})
+def public_before(past) -> list:
+    """The public addresses a name's history (its Answers, or ()) holds, sorted."""
+    return sorted({ip for h in past for ip in h["public"]})
+
+
+def bogon(ind, name: str, private: list, public_before: list) -> None:
+    """The indicator of a public name answered with addresses that are not public (private), after the public
+    addresses its history held (public_before())."""
     if public_before:
         ind.add("bogon_after_public", 70, f"{name} resolved to {', '.join(private)} (not public), before to "
                 f"{', '.join(public_before[:4])}")
     else:
         ind.add("bogon", 45, f"{name} resolved to {', '.join(private)}, not a public address")
+
+
+def bogon_finding(name: str, qtype: str, ident: int, rcode: str, ips: list, cnames: list, ttl, server: str,
+                  client: str, port: int, transport: str, mac: str, queried: list, private: list, before: list,
+                  ts: float, client_mac: str):
+    """The finding detect() + threshold_and_dedup() raise for a plain answer's bogon (Detector._plain, which
+    defers it: a Deferred of this), from what it reads of the answer, its transaction (queried: the servers asked)
+    and its name's history (before: public_before())."""
+    ind = Indicators()
+    bogon(ind, name, private, before)
+    evidence = {"domain": name, "query_type": qtype, "transaction_id": ident, "rcode": rcode, "answers": ips,
+                "cnames": list(cnames), "ttl": ttl, "server": server, "client": client, "client_port": port,
+                "transport": transport, "responder_mac": mac, "queried_servers": queried, "local_ips": ips}
+    verify = verification(name, qtype, ips)      # (a bogon's name is a public one: _finding's check holds)
+    return finding("dns_hijack", ind, ts=ts, src=server, dst=client, protocol="DNS",
+                   summary=f"DNS hijacking suspected for {name}", evidence=evidence,
+                   key=f"dns_hijack|{mac or server}|{client}", src_mac=mac, dst_mac=client_mac, attacker=server,
+                   attacker_mac=mac, verify=verify)
 
 
 class Detector(Base):
@@ -330,14 +358,15 @@ class Detector(Base):
     def _plain(self, t, q, past, score: int, ips: list, ttl, ts: float, client: str, server: str, mac: str,
                sent: tuple, txn: tuple = (), qts: float = 0.0) -> list:
         """An answer _plain_score judged (its score: nothing, or a bogon): the state changes detect() makes, in its
-        order, and the finding detect() + threshold_and_dedup() would raise, built without their other steps (the
-        indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here).  q None: a
-        repeat whose query opens its transaction (txn, sent at qts): kept compact (transaction())."""
+        order, and the finding detect() + threshold_and_dedup() would raise, without their other steps (the
+        indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here), deferred
+        (bogon_finding makes it).  q None: a repeat whose query opens its transaction (txn, sent at qts): kept
+        compact (transaction())."""
         if q is None:
             self.queries[txn] = (qts, server, mac, ips, ts)
         else:
             q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
-        ind = None
+        before = None
         if score:
             key = f"dns_hijack|{mac or server}|{client}"
             if score < self.threshold:
@@ -345,24 +374,17 @@ class Detector(Base):
             elif self.seen(key, ts, score):
                 self.counts["repeats"] += 1
             else:
-                ind = Indicators()
-                bogon(ind, t["name"], t["private"], past)        # (the history before this answer)
+                before = public_before(past)        # (the history before this answer)
         if ips:
             self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
-        if ind is None:
+        if before is None:
             return []
-        name, qtype = t["name"], t["qtype"]
-        ident, port, client_mac, transport = sent
-        evidence = {"domain": name, "query_type": qtype, "transaction_id": ident, "rcode": t["rcode"],
-                    "answers": ips, "cnames": list(t["cnames"]), "ttl": ttl, "server": server, "client": client,
-                    "client_port": port, "transport": transport, "responder_mac": mac,
-                    "queried_servers": sorted(q["servers"]) if q is not None else [server], "local_ips": ips}
-        self._raised[key] = (ts, ind.score)
+        self._raised[key] = (ts, 70 if before else 45)     # (bogon()'s points)
         self.counts["raised"] += 1
-        verify = verification(name, qtype, ips)      # (a bogon's name is a public one: _finding's check holds)
-        return [finding("dns_hijack", ind, ts=ts, src=server, dst=client, protocol="DNS",
-                        summary=f"DNS hijacking suspected for {name}", evidence=evidence, key=key, src_mac=mac,
-                        dst_mac=client_mac, attacker=server, attacker_mac=mac, verify=verify)]
+        ident, port, client_mac, transport = sent
+        return [Deferred(bogon_finding, (t["name"], t["qtype"], ident, t["rcode"], ips, t["cnames"], ttl, server, client,
+                                         port, transport, mac, sorted(q["servers"]) if q is not None else [server],
+                                         t["private"], before, ts, client_mac))]
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])
@@ -418,7 +440,7 @@ class Detector(Base):
         private = [ip for ip in f["ips"] if not is_public_ip(ip, ANSWERS)]
         past = self.history.get((f["name"], f["qtype"]), ())
         if private and public_name(f["name"], self.cfg.local_suffixes):
-            bogon(ind, f["name"], private, past)
+            bogon(ind, f["name"], private, public_before(past))
         if past and f["ips"]:
             last = past[-1]
             if last["ips"] and not set(last["ips"]) & set(f["ips"]) and last["ttl"] and ts < last["ts"] + last["ttl"]:

@@ -26,6 +26,8 @@
 
 #define HW_DNS_SEC_ANSWER 1
 #define HW_DNS_SEC_AUTHORITY 2
+#define HW_DNS_FACTS_MADE 1     /* struct hw_rec_dns facts: made; not made yet is 0 */
+#define HW_DNS_FACTS_NO_ROOM 2  /* no room left in text[] for them: Python reads the records */
 
 struct hw_dns_rr {
     uint32_t ttl;
@@ -53,6 +55,12 @@ struct hw_rec_dns {
     uint16_t name_len;
     uint16_t text_len;
     uint8_t cut;                /* the message ran past the captured bytes */
+    /* what the DNS detector reads of an answer's addresses (hwdrivers/records.py answer_ips), made here: */
+    uint8_t n_addr;             /* answer-section A/AAAA records kept (their least TTL: min_ttl) */
+    uint8_t n_cname;            /* answer-section CNAME records kept */
+    uint8_t facts;              /* HW_DNS_FACTS_MADE: ips_off/ips_len hold the distinct addresses (hw_dns_facts) */
+    uint32_t min_ttl;
+    uint16_t ips_off, ips_len;  /* in text[]: the distinct addresses' text, sorted by it, joined by ' ' */
     char name[HW_DNS_NAME_MAX];
     struct hw_dns_rr rr[HW_DNS_RR_MAX];
     char text[HW_DNS_TEXT_MAX];
@@ -229,6 +237,7 @@ const char *hw_dns_type_name(int type);
 const char *hw_dns_rcode_name(int rcode);
 /* Parse one DNS message (a UDP payload, or a TCP one with its length prefix). */
 int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *out);
+void hw_dns_facts(struct hw_rec_dns *r);   /* once a record: what the DNS detector reads of its answer (the facts fields) */
 /* Parse the TLS records at the start of a TCP payload. */
 int hw_tls_parse(const uint8_t *p, uint32_t n, struct hw_rec_tls *out);
 /* An HTTP/1.x request or response head (and a form body in the same segment). */

@@ -78,6 +78,8 @@ static inline char *hwint_j_plain_at(char *o, const char *s, size_t n)
     return o + n + 2;
 }
 char *hwint_j_u64_at(char *o, uint64_t v);                  /* at most 20 bytes */
+char *hwint_addr_text(char *o, int family, const uint8_t *addr);    /* as inet_ntop writes it, unquoted and
+                                                                      unterminated: at most 46 bytes (past it) */
 char *hwint_j_addr_at(char *o, int family, const uint8_t *addr);    /* quoted: at most 48 bytes */
 char *hwint_j_round6_at(struct hwint_jbuf *b, char *o, double x);  /* at most 48 bytes */
 char *hwint_j_secs_at(struct hwint_jbuf *b, char *o, uint64_t ns);    /* round6 of ns / 1e9: 48 bytes */

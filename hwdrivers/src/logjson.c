@@ -432,10 +432,15 @@ static size_t v6_text(char *out, const uint8_t *a)
     return (size_t)(o - out);
 }
 
+char *hwint_addr_text(char *o, int family, const uint8_t *addr)
+{
+    return family != 6 ? v4_text(o, addr) : o + v6_text(o, addr);
+}
+
 char *hwint_j_addr_at(char *o, int family, const uint8_t *addr)
 {
     *o++ = '"';
-    o = family != 6 ? v4_text(o, addr) : o + v6_text(o, addr);
+    o = hwint_addr_text(o, family, addr);
     *o++ = '"';
     return o;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "hw.h"
+#include "logjson.h"
 
 #define T_A 1
 #define T_NS 2
@@ -216,6 +217,53 @@ static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_re
     if (rc) return rc;
     r->n_rr++;
     return 0;
+}
+
+/* The answer section's addresses as the DNS detector reads them: how many, their least TTL, and the distinct
+ * ones' text sorted (byte order: Python's order of these ASCII strings) and joined by ' ' at the end of the text
+ * pool, so Python reads them with one split instead of making each record; CNAMEs are counted (Python reads those
+ * records themselves).  Made once, as the event leaves for Python (shring.c): the protocol logs, which read the
+ * record in C, never pay for it.  No room in the pool: facts is HW_DNS_FACTS_NO_ROOM. */
+void hw_dns_facts(struct hw_rec_dns *r)
+{
+    char text[HW_DNS_RR_MAX][48];
+    const char *sorted[HW_DNS_RR_MAX];
+    uint32_t n = 0, bytes = 0;
+    if (r->facts) return;
+    r->facts = HW_DNS_FACTS_NO_ROOM;
+    for (unsigned i = 0; i < r->n_rr && i < HW_DNS_RR_MAX; i++) {
+        const struct hw_dns_rr *rr = &r->rr[i];
+        if (rr->section != HW_DNS_SEC_ANSWER) continue;
+        if (rr->type == T_CNAME) {
+            r->n_cname++;
+            continue;
+        }
+        if ((rr->type != T_A && rr->type != T_AAAA) || (rr->addr_len != 4 && rr->addr_len != 16)) continue;
+        if (!r->n_addr || rr->ttl < r->min_ttl) r->min_ttl = rr->ttl;
+        r->n_addr++;
+        *hwint_addr_text(text[n], rr->addr_len == 4 ? 4 : 6, rr->addr) = 0;
+        uint32_t j = 0;
+        int c = 1;
+        while (j < n && (c = strcmp(sorted[j], text[n])) < 0) j++;
+        if (j < n && c == 0) continue; /* a duplicate: once */
+        memmove(&sorted[j + 1], &sorted[j], (n - j) * sizeof sorted[0]);
+        sorted[j] = text[n];
+        bytes += (uint32_t)strlen(text[n]) + 1;
+        n++;
+    }
+    if ((uint32_t)r->text_len + bytes + 1 > HW_DNS_TEXT_MAX) return;
+    uint32_t at = r->text_len, len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t l = strlen(sorted[i]);
+        if (i) r->text[at + len++] = ' ';
+        memcpy(r->text + at + len, sorted[i], l);
+        len += (uint32_t)l;
+    }
+    r->text[at + len] = 0;
+    r->ips_off = (uint16_t)at;
+    r->ips_len = (uint16_t)len;
+    r->text_len = (uint16_t)(at + len + 1);
+    r->facts = HW_DNS_FACTS_MADE;
 }
 
 int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *r)

@@ -81,12 +81,21 @@ static uint32_t layout(const struct hw_event *e, struct hw_shrec *h, size_t *rec
     return h->len;
 }
 
+/* What Python reads of a DNS answer that the core makes only for Python (hw_dns_facts), in e's own record: the
+ * event is its reader's, under the event ring's read lock, and the protocol logs read it before it was queued. */
+static void for_python(const struct hw_event *e)
+{
+    if (e->kind == HW_EV_DNS && e->has_rec && !e->rec_status && e->rec.dns.n_rr)
+        hw_dns_facts((struct hw_rec_dns *)&e->rec.dns);
+}
+
 void hwint_event_copy(void *dst, const void *src)
 {
     const struct hw_event *e = src;
     uint8_t *o = dst;
     struct hw_shrec h;
     size_t rec_len;
+    for_python(e);
     layout(e, &h, &rec_len);
     memcpy(o, e, HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
     if (h.rec_at) memcpy(o + REC, &e->rec, rec_len);
@@ -110,6 +119,7 @@ int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, 
         const struct hw_event *e = (const void *)(src->buf + (size_t)((from + n) & src->mask) * src->rec_size);
         struct hw_shrec h;
         size_t rec_len;
+        for_python(e);
         uint32_t len = layout(e, &h, &rec_len);
         uint64_t at = head % r->size, room = r->size - at, skip = room < len ? room : 0;
         if (r->size - (head - tail) < skip + len) {

@@ -62,6 +62,9 @@ static void parse_records(const uint8_t *p, uint32_t n)
     CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
     CHECK(ev.rec.dns.text_len <= HW_DNS_TEXT_MAX && ev.rec.dns.n_rr <= HW_DNS_RR_MAX);
     CHECK(ev.rec.dns.name_len < HW_DNS_NAME_MAX);
+    hw_dns_facts(&ev.rec.dns);      /* (what the core adds for Python, on whatever the parse left) */
+    CHECK(ev.rec.dns.text_len <= HW_DNS_TEXT_MAX && ev.rec.dns.n_addr + ev.rec.dns.n_cname <= ev.rec.dns.n_rr);
+    CHECK(ev.rec.dns.facts != HW_DNS_FACTS_MADE || ev.rec.dns.ips_off + ev.rec.dns.ips_len < ev.rec.dns.text_len);
     rc = hw_tls_parse(p, n, &ev.rec.tls);
     CHECK(rc >= 0 && rc < HW_RMAL_COUNT);
     CHECK(ev.rec.tls.n_certs <= HW_TLS_CERT_MAX && ev.rec.tls.n_alpn <= HW_TLS_ALPN_MAX);

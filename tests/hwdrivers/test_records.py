@@ -377,3 +377,58 @@ def test_dns_question_names_on_the_parse_paths():
         (0, ".".join(["\\001" * 60] * 4)[:255], 255)
     assert parse(header + short + b"\0\x01")[:2] == (lib.HW_RMAL_DNS_QUESTION, "")      # cut after the name
     assert parse(header + short + b"\0\x01\0\x01" + b"\x05ab")[:2] == (lib.HW_RMAL_DNS_NAME, "www.example.com")
+
+
+def answer_ips_of_rrs(rec) -> tuple:
+    """What records.answer_ips() stands for, read from the records one by one (dns_hijack's reading)."""
+    ips = [r.value for r in rec.rrs if r.section == "answer" and r.type in (1, 28)]
+    ttls = [r.ttl for r in rec.rrs if r.section == "answer" and r.type in (1, 28)]
+    return (sorted(set(ips)) if len(ips) > 1 else ips), (min(ttls) if ttls else None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_answer_ips_made_by_the_core_match_the_records(name):
+    made = 0
+    for evs in our_events(pcap(name), frozenset({"dns"})).values():
+        for ev in evs:
+            rec = ev.record
+            if ev.kind != "dns" or rec is None:
+                continue
+            ips = records.answer_ips(rec)
+            cnames = any(r.section == "answer" and r.type == 5 for r in rec.rrs)
+            assert (ips is None) == (not rec.rrs or cnames), rec
+            if ips is not None:
+                assert ips == answer_ips_of_rrs(rec)
+                made += 1
+    assert made or name not in ("dns.pcap",)
+
+
+def dns_answer(rrs: list, qtype: int = 1) -> bytes:
+    """An answer to example.com with these (type, ttl, rdata) records in its answer section."""
+    msg = b"\x12\x34\x81\x80\x00\x01" + len(rrs).to_bytes(2, "big") + b"\x00\x00\x00\x00"
+    msg += b"\x07example\x03com\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+    for t, ttl, data in rrs:
+        msg += b"\xc0\x0c" + t.to_bytes(2, "big") + b"\x00\x01" + ttl.to_bytes(4, "big") + len(data).to_bytes(2, "big")
+        msg += data
+    return msg
+
+
+def test_answer_ips_are_distinct_sorted_as_text_with_the_least_ttl():
+    import socket
+    v4 = [(1, 300, socket.inet_aton("10.0.0.10")), (1, 60, socket.inet_aton("10.0.0.2")),
+          (1, 30, socket.inet_aton("10.0.0.10")), (28, 900, socket.inet_pton(socket.AF_INET6, "2001:db8::a"))]
+    rec = records.parse_dns(dns_answer(v4))
+    assert records.answer_ips(rec) == (["10.0.0.10", "10.0.0.2", "2001:db8::a"], 30) == answer_ips_of_rrs(rec)
+    one = records.parse_dns(dns_answer(v4[1:2]))
+    assert records.answer_ips(one) == (["10.0.0.2"], 60)
+    none = records.parse_dns(dns_answer([(16, 5, b"\x02hi")], 16))
+    assert records.answer_ips(none) == ([], None) and none.rrs[0].value == "hi"
+    cname = records.parse_dns(dns_answer([(5, 5, b"\x01a\xc0\x0c")] + v4))
+    assert records.answer_ips(cname) is None and cname.rrs[0].value == "a.example.com"   # (read from the records)
+    edges = [bytes((a, b, c, d)) for a, b, c, d in zip((0, 9, 10, 99), (100, 199, 200, 255), (1, 0, 255, 20), (255, 19, 0, 9))]
+    rec = records.parse_dns(dns_answer([(1, 60, a) for a in edges]))     # (the core writes IPv4 text itself)
+    assert records.answer_ips(rec) == (sorted(socket.inet_ntoa(a) for a in edges), 60)
+    txt = (16, 5, b"\xff" + b"x" * 255 + b"\x14" + b"y" * 20)      # 7 of them and an owner: 6 bytes left in text[]
+    full = records.parse_dns(dns_answer([txt] * 7 + v4[:1]))
+    assert records.answer_ips(full) is None and answer_ips_of_rrs(full) == (["10.0.0.10"], 300)
+    assert full.rr_skipped == 0 and full == records.parse_dns(dns_answer([txt] * 7 + v4[:1]))
