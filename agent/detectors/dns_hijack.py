@@ -32,6 +32,7 @@ FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WIND
 ADDRESS_TYPES = (1, 28)     # A, AAAA
 CNAME = 5
 HISTORY_LEN = 8             # answers of a name kept
+BOGON, BOGON_AFTER_PUBLIC = 45, 70   # points of a public name answered with private addresses (after public ones)
 _SET = collections.OrderedDict.__setitem__   # a table write without Recent's call (its steps done by the caller)
 
 
@@ -144,10 +145,10 @@ def bogon(ind, name: str, private: list, public_before: list) -> None:
     """The indicator of a public name answered with addresses that are not public (private), after the public
     addresses its history held (public_before())."""
     if public_before:
-        ind.add("bogon_after_public", 70, f"{name} resolved to {', '.join(private)} (not public), before to "
-                f"{', '.join(public_before[:4])}")
+        ind.add("bogon_after_public", BOGON_AFTER_PUBLIC, f"{name} resolved to {', '.join(private)} (not public), "
+                f"before to {', '.join(public_before[:4])}")
     else:
-        ind.add("bogon", 45, f"{name} resolved to {', '.join(private)}, not a public address")
+        ind.add("bogon", BOGON, f"{name} resolved to {', '.join(private)}, not a public address")
 
 
 def bogon_finding(name: str, qtype: str, ident: int, rcode: str, ips: list, cnames: list, ttl, server: str,
@@ -303,7 +304,7 @@ class Detector(Base):
         if bogus[0] is not suffixes:         # (a public name answered with a private address: once per configuration)
             bogus = t["bogus"] = (suffixes, bool(t["private"]) and public_name(t["name"], suffixes))
         if bogus[1]:
-            return 70 if past and past.publics else 45
+            return BOGON_AFTER_PUBLIC if past and past.publics else BOGON
         return 0
 
     @staticmethod
@@ -379,12 +380,12 @@ class Detector(Base):
             self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
         if before is None:
             return []
-        self._raised[key] = (ts, 70 if before else 45)     # (bogon()'s points)
+        self._raised[key] = (ts, BOGON_AFTER_PUBLIC if before else BOGON)     # (bogon()'s points)
         self.counts["raised"] += 1
         ident, port, client_mac, transport = sent
-        return [Deferred(bogon_finding, (t["name"], t["qtype"], ident, t["rcode"], ips, t["cnames"], ttl, server, client,
-                                         port, transport, mac, sorted(q["servers"]) if q is not None else [server],
-                                         t["private"], before, ts, client_mac))]
+        queried = sorted(q["servers"]) if q is not None else [server]
+        return [Deferred(bogon_finding, (t["name"], t["qtype"], ident, t["rcode"], ips, t["cnames"], ttl, server,
+                                         client, port, transport, mac, queried, t["private"], before, ts, client_mac))]
 
     def detect(self, f) -> list:
         key = (f["client"], f["client_port"], f["id"], f["name"], f["qtype"])

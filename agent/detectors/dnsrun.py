@@ -31,6 +31,7 @@ def judge_run(dns, run: list, frame) -> list:
     counts, queries, clients, history, raised = dns.counts, dns.queries, dns.clients, dns.history, dns._raised
     nxdomain, threshold, dedup, suffixes = dns.rewrites.nxdomain, dns.threshold, dns.cfg.dedup_s, dns.cfg.local_suffixes
     ttl_s, history_len = dns_hijack.QUERY_TTL_S, dns_hijack.HISTORY_LEN
+    bogon, bogon_after_public = dns_hijack.BOGON, dns_hijack.BOGON_AFTER_PUBLIC
     if run and "events" not in counts:
         counts["events"] = 0                     # (its first repeat's: the counters' order kept)
     plain_n = repeats = 0    # repeats judged here, and those counted as repeats of a finding, not yet added
@@ -57,7 +58,7 @@ def judge_run(dns, run: list, frame) -> list:
                 plain = False
             elif ttl and last_ttl and ttl > 10 * last_ttl and ttl > 3600:
                 plain = False
-        score = (70 if past and past.publics else 45) if bogus else 0
+        score = (bogon_after_public if past and past.publics else bogon) if bogus else 0
         if plain and score and score >= threshold:
             last = raised.get(lk[4])
             plain = last is not None and ts - last[0] < dedup and score <= last[1]    # (else it raises)
