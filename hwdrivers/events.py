@@ -5,7 +5,7 @@ import dataclasses
 import struct
 from typing import Optional
 
-from hwdrivers import records as _records
+from hwdrivers import records as _records, srcsum
 from hwdrivers._hw import ffi, lib
 from hwdrivers.layout import Layout
 
@@ -35,7 +35,7 @@ class PacketEvent:
     wirelen: int
     payload_len: int   # as the headers announce it; payload may be shorter
     payload: bytes     # token: from up to 256 bytes before the match on
-    record: Optional[object] = None  # dns: DnsRecord, tls: TlsRecord, tcp_src: TcpSourceRecord (hwdrivers.records)
+    record: Optional[object] = None  # dns: DnsRecord, tls: TlsRecord, tcp_src: TcpSourceRecord (hwdrivers.srcsum)
     record_error: str = ""           # why the payload gave no record (a malformed reason)
     query: Optional["PacketEvent"] = None  # dns: the query just before it, folded in by the C core (dnsgate.c;
                                            # without its payload bytes)
@@ -133,7 +133,7 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + fold)
     if has_rec and not rec_status and not bare >> kind & 1:
-        record = (_records.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
+        record = (srcsum.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
                   else _records.from_buffer(kind, buf, at + rec))
         if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:

@@ -6,7 +6,6 @@ never parses the payload bytes again."""
 import dataclasses
 import functools
 import socket
-import struct
 from typing import Optional
 
 from hwdrivers._hw import ffi, lib
@@ -384,50 +383,6 @@ def dhcp_from_cdata(r) -> DhcpRecord:
                       _ntop(_V4, bytes(r.client_ip)) if v4 else "",
                       tuple(_ntop(_V4, bytes(a)) for a in r.routers[0:r.n_routers]),
                       tuple(_ntop(_V4, bytes(a)[:4]) if v4 else _ntop(_V6, bytes(a)) for a in r.dns[0:r.n_dns]))
-
-
-@dataclasses.dataclass(slots=True)
-class SourcePair:
-    src_mac: str
-    dst_mac: str
-    dst: str           # the latest destination SYNs with these Ethernet addresses went to
-
-
-SOURCE_REASONS = ("new", "changed", "interval", "evicted", "end")
-
-
-@dataclasses.dataclass(slots=True)
-class TcpSourceRecord:
-    """A TCP source over a span (hwdrivers/src/srcsum.c): what its SYNs and RSTs did."""
-    first_ts: float
-    last_ts: float
-    syns: int          # SYNs sent (without ACK)
-    rsts_sent: int
-    rsts_received: int
-    hosts: int         # distinct hosts its SYNs went to (estimate)
-    ports: int         # distinct (host, port) pairs (estimate)
-    reason: str        # why it was sent: SOURCE_REASONS
-    pairs: tuple       # SourcePair: the Ethernet address pairs its SYNs showed in the span
-
-
-_SRC = Layout("struct hw_rec_tcpsrc")
-_SRC_UNPACK = _SRC.struct.unpack_from
-_SRC_PAIRS = _SRC.offsets["pairs"]
-_PAIR = struct.Struct("=6s6s16s")
-_PAIR_SIZE = ffi.sizeof("struct hw_src_pair")
-
-
-def tcpsrc_from_buffer(buf, at: int, family: int) -> TcpSourceRecord:
-    """The struct hw_rec_tcpsrc at byte offset `at` of a buffer (one unpack, and one per address pair)."""
-    first_ns, last_ns, syns, rsts_sent, rsts_received, hosts, ports, reason, n_pairs = _SRC_UNPACK(buf, at)
-    text, known = (ipv6, _TEXT6) if family == 6 else (ipv4, _TEXT4)
-    pairs = []
-    for i in range(n_pairs):    # (the tables read inline, as events.from_buffer reads them)
-        smac, dmac, dst = _PAIR.unpack_from(buf, at + _SRC_PAIRS + i * _PAIR_SIZE)
-        pairs.append(SourcePair(_MACS.get(smac) or mac(smac), _MACS.get(dmac) or mac(dmac),
-                                known.get(dst) or text(dst)))
-    return TcpSourceRecord(first_ns / 1e9, last_ns / 1e9, syns, rsts_sent, rsts_received, hosts, ports,
-                           SOURCE_REASONS[reason], tuple(pairs))
 
 
 def _cast(ctype: str, buf, at: int):

@@ -21,16 +21,15 @@ import collections
 
 from agent.detectors import dnsrun
 from agent.detectors.detector import ANSWERS, Deferred, Detector as Base, Indicators, Recent, finding, is_public_ip
+from agent.detectors.dnsanswer import ADDRESS_TYPES, CNAME, answer_facts, public_name, verification
 from agent.detectors.lan import LEARN_KINDS
-from agent.detectors.nxdomain import RANDOM_MIN, Rewrites, random_label
+from agent.detectors.nxdomain import Rewrites
 from hwdrivers import records
 
 QUERY_TTL_S = 30.0          # a response this long after its query still answers it
 WARM_S = 60.0               # a client that asked something this recently is listening
 FLOOD_WINDOW_S = 10.0
 FLOOD_COUNT = 10            # unsolicited answers for one name within FLOOD_WINDOW_S
-ADDRESS_TYPES = (1, 28)     # A, AAAA
-CNAME = 5
 HISTORY_LEN = 8             # answers of a name kept
 BOGON, BOGON_AFTER_PUBLIC = 45, 70   # points of a public name answered with private addresses (after public ones)
 _SET = collections.OrderedDict.__setitem__   # a table write without Recent's call (its steps done by the caller)
@@ -58,65 +57,6 @@ def parse(ev):
             "ips": sorted(ips), "ttl": min(ttls) if ttls else None, "cnames": cnames,
             "client": ev.dst, "client_port": ev.dport, "server": ev.src, "src_mac": ev.src_mac,
             "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
-
-
-def answer_facts(rec) -> dict:
-    """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, the least
-    TTL of its addresses, CNAMEs), and what detect() concludes from them alone.  Made for every answer: the C
-    core's reading of its addresses (records.answer_ips), else one pass over the records and one over the
-    addresses (a list sorted only when it has two)."""
-    cnames = []
-    made = records.answer_ips(rec)        # (as the C core made them: most answers' records are never made)
-    if made is not None:
-        ips, ttl = made
-    else:
-        ips, ttl = [], None
-        for rr in rec.rrs:
-            if rr.section == "answer":
-                t = rr.type
-                if t in ADDRESS_TYPES:
-                    ips.append(rr.value)
-                    if ttl is None or rr.ttl < ttl:
-                        ttl = rr.ttl
-                elif t == CNAME:
-                    cnames.append(rr.value.lower())
-        if len(ips) > 1:
-            ips = sorted(set(ips))
-    name, qtype = rec.name.lower(), records.dns_type(rec.qtype)
-    public, private = [], []
-    for ip in ips:
-        known = ANSWERS.get(ip)
-        (public if (is_public_ip(ip, ANSWERS) if known is None else known) else private).append(ip)
-    # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
-    unlikely = False
-    if ips and (qtype == "A" or qtype == "AAAA"):
-        label = name.partition(".")[0]
-        unlikely = ("." not in name and bool(public)) or (len(label) >= RANDOM_MIN and random_label(label))
-    return {"name": name, "qtype": qtype, "key": (name, qtype), "rcode": records.dns_rcode(rec.rcode), "ips": ips,
-            "ttl": ttl, "cnames": cnames, "public": public, "private": private, "unlikely": unlikely,
-            "bogus": (None, False)}
-
-
-_LOCAL = [None, frozenset(), ()]   # the local suffixes last asked about: them, as names, and as endings
-
-
-def verification(name: str, qtype: str, ips: list):
-    """What verification checks of a public name's A or AAAA answer (its addresses asked again by another
-    path), None for any other answer."""
-    if ips and qtype in ("A", "AAAA"):
-        return {"kind": "dns", "domain": name, "record_type": qtype, "local_ips": ips}
-    return None
-
-
-def public_name(name: str, local_suffixes: tuple) -> bool:
-    """Whether a name is one the Internet answers: not a reverse name, nor a local suffix or under one (two string
-    tests, with the suffixes' forms made once per configuration)."""
-    if "." not in name:
-        return False
-    if _LOCAL[0] is not local_suffixes:
-        _LOCAL[:] = [local_suffixes, frozenset(local_suffixes),
-                     (".in-addr.arpa", ".ip6.arpa") + tuple("." + s for s in local_suffixes)]
-    return name not in _LOCAL[1] and not name.endswith(_LOCAL[2])
 
 
 class Answers(collections.deque):

@@ -17,7 +17,7 @@ again after it: the run is cut there."""
 import collections
 import operator
 
-from agent.detectors import dns_hijack
+from agent.detectors import dns_hijack, dnsanswer
 
 _SET = collections.OrderedDict.__setitem__   # a table write that keeps the key's place (Recent's own moves it)
 _LAST = operator.itemgetter(5)                # a link's last repeat
@@ -143,5 +143,5 @@ def run_facts(t: dict, suffixes: tuple) -> tuple:
     addresses, public ones, whether the answer is a bogon, whether its name is one NXDOMAIN rewriting reads)."""
     bogus = t["bogus"]
     if bogus[0] is not suffixes:
-        bogus = t["bogus"] = (suffixes, bool(t["private"]) and dns_hijack.public_name(t["name"], suffixes))
+        bogus = t["bogus"] = (suffixes, bool(t["private"]) and dnsanswer.public_name(t["name"], suffixes))
     return suffixes, t["name"], t["qtype"], t["key"], t["ips"], t["public"], bogus[1], t["unlikely"]
