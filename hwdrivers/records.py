@@ -46,8 +46,6 @@ class DnsRecord:
     """A DNS message.  Read from the C core, an answer's records are made only when something reads `rrs`: what
     the DNS detector judges most answers by (their addresses, the least TTL: answer_ips) the core made once, and
     making each record was a third of reading the event."""
-    __slots__ = ("id", "flags", "rcode", "name", "qtype", "qclass", "qdcount", "ancount", "nscount", "arcount",
-                 "rrs", "rr_skipped", "edns", "edns_udp_size", "edns_version", "edns_do", "cut", "held")
     id: int
     flags: int
     rcode: int
@@ -65,6 +63,7 @@ class DnsRecord:
     edns_version: int
     edns_do: bool
     cut: bool          # a TCP message longer than the segment
+    __slots__ = (*__annotations__, "held")   # its fields and held (not a field: dns_from_buffer's, see rrs)
 
     def __getattr__(self, name: str):
         """rrs, made from held when first read (dns_from_buffer holds the C record's bytes from its first RR on, its

@@ -103,13 +103,13 @@ def test_a_worker_killed_mid_file_fails_detect_with_a_clear_error(tmp_path, sig)
     subprocess.run([sys.executable, str(ROOT / "bench" / "gendns.py"), str(src), "40000", "-1"], check=True)
     p = _capbox(str(src))
     worker = _child(p.pid)
-    while sum(worker.cpu_times()[:2]) < 0.3:            # past its imports: taking events (80,000 of them take it seconds)
+    while sum(worker.cpu_times()[:2]) < 0.3:   # past its imports: taking events (80,000 of them take it seconds)
         assert p.poll() is None, p.communicate()
         time.sleep(0.01)
-    os.kill(worker.pid, signal.SIGSTOP)        # the ring fills, the reader waits for room ...
+    os.kill(worker.pid, signal.SIGSTOP)    # the ring fills, the reader waits for room ...
     time.sleep(0.3)
     assert p.poll() is None
-    os.kill(worker.pid, sig)                   # ... and sees it die
+    os.kill(worker.pid, sig)               # ... and sees it die
     os.kill(worker.pid, signal.SIGCONT)
     out, err = p.communicate(timeout=30)
     assert p.returncode == 1, err

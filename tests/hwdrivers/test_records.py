@@ -425,7 +425,7 @@ def test_answer_ips_are_distinct_sorted_as_text_with_the_least_ttl():
     assert records.answer_ips(none) == ([], None) and none.rrs[0].value == "hi"
     cname = records.parse_dns(dns_answer([(5, 5, b"\x01a\xc0\x0c")] + v4))
     assert records.answer_ips(cname) is None and cname.rrs[0].value == "a.example.com"   # (read from the records)
-    edges = [bytes((a, b, c, d)) for a, b, c, d in zip((0, 9, 10, 99), (100, 199, 200, 255), (1, 0, 255, 20), (255, 19, 0, 9))]
+    edges = [bytes(a) for a in zip((0, 9, 10, 99), (100, 199, 200, 255), (1, 0, 255, 20), (255, 19, 0, 9))]
     rec = records.parse_dns(dns_answer([(1, 60, a) for a in edges]))     # (the core writes IPv4 text itself)
     assert records.answer_ips(rec) == (sorted(socket.inet_ntoa(a) for a in edges), 60)
     txt = (16, 5, b"\xff" + b"x" * 255 + b"\x14" + b"y" * 20)      # 7 of them and an owner: 6 bytes left in text[]
