@@ -172,6 +172,8 @@ class Detector(Base):
         if target and target.scheme == "https" and target.hostname:
             self.wants_https[_host(target.hostname)] = (ts, f"redirect to {location[:80]}")
             return []
+        if not self.tls_hosts and not self.wants_https and host not in self.hsts:
+            return []     # no host known to be an HTTPS host, nor HSTS from this one: every indicator below needs one
         ind = Indicators()
         subject = host
         if target and target.scheme == "http" and 300 <= f["status"] < 400 and target.hostname:
