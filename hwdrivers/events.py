@@ -91,6 +91,7 @@ _SNIPPET = _EVENT.offsets["snippet"]
 _REC = _EVENT.offsets["rec"]
 _TEXT4, _TEXT6, _MACS = _records._TEXT4, _records._TEXT6, _records._MACS   # raw -> text, kept (records.ipv4)
 _ipv4, _ipv6, _mac = _records.ipv4, _records.ipv6, _records.mac
+_dns_record = _records.dns_from_buffer   # (records.from_buffer's for DNS, without its call)
 _TCP_SRC = lib.HW_EV_TCP_SRC
 _DNS = lib.HW_EV_DNS
 _FOLD = Layout("struct hw_dns_fold", skip=("name",))
@@ -103,6 +104,7 @@ _FOLD_REP = struct.Struct(f"=Q{REP_AT - FOLD_AT - 8}x" + Layout("struct hw_dns_r
                                    # (a reader of repeats: the folded query's ts and the repeat fields, one unpack)
 _SHREC = struct.Struct("=IHH")     # struct hw_shrec: a packed record's length and where its parts are
 _SHREC_SIZE = _SHREC.size
+SHREC_UNPACK = _SHREC.unpack_from
 
 
 def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT, bare: int = 0):
@@ -133,8 +135,8 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + fold)
     if has_rec and not rec_status and not bare >> kind & 1:
-        record = (srcsum.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
-                  else _records.from_buffer(kind, buf, at + rec))
+        record = (_dns_record(buf, at + rec) if kind == _DNS else srcsum.tcpsrc_from_buffer(buf, at + rec, family)
+                  if kind == _TCP_SRC else _records.from_buffer(kind, buf, at + rec))
         if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:
                 TEMPLATES.clear()
@@ -147,7 +149,7 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
 
 def from_packed(buf, at: int, repeats: bool = False, bare: int = 0):
     """The event of a packed record (struct hw_shrec, cdef/shring.h) at byte offset `at` of a buffer."""
-    _len, rec, fold = _SHREC.unpack_from(buf, at)
+    _len, rec, fold = SHREC_UNPACK(buf, at)
     return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold, bare)
 
 
