@@ -14,11 +14,13 @@ import gc
 from typing import Iterable, Optional
 
 from agent.detectors.lan import FRAME_KINDS, LEARN_KINDS, Lan
-from hwdrivers.events import KIND_BITS, DnsRepeat
+from hwdrivers.events import KIND_BITS, PAYLOAD_BITS, DnsRepeat
 
 
 UNREAD_RECORDS = ("http",)   # kinds whose C record no detector reads (ssl_strip parses the head and body itself):
                              # read bare (hwdrivers.events.from_buffer), 5 us an event saved
+UNREAD_PAYLOADS = ("dns",)   # kinds whose payload no detector reads when their C record is there (dns_hijack reads
+                             # the record; records.record_of parses the payload of one without): not copied
 GC_THRESHOLD = (50000, 20, 100)   # young objects between collections: the default 700 made a third of the work
 GC_THRESHOLD_OFFLINE = (1 << 20, 20, 100)   # `capbox detect`, with no pause to keep short: large.pcap's 17
                                             # collections (0.27 s, each walking the tables) are none
@@ -50,7 +52,8 @@ class Pipeline:
         dns = self.route.get("dns", ())
         self.dns = dns[0] if len(dns) == 1 else None
         self.repeats = hasattr(self.dns, "judge_exchange")   # its one DNS detector can read DnsRepeats
-        self.bare = sum(KIND_BITS[k] for k in UNREAD_RECORDS)  # the readers' bare
+        self.bare = sum(KIND_BITS[k] for k in UNREAD_RECORDS) + sum(PAYLOAD_BITS[k] for k in UNREAD_PAYLOADS)
+                                                               # the readers' bare
 
     def kinds(self) -> frozenset:
         """The event kinds the pipeline wants from the capture."""
