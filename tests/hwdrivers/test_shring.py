@@ -171,53 +171,45 @@ def test_folded_queries_and_repeats_through_the_ring_equal_read_events(tmp_path)
     peer.close()
 
 
+def _bare_both_ways(path: str, bare: int) -> tuple:
+    """(the full read, then the events read with bare through the ring and by read_events), paired one to one."""
+    want = _reference(path)
+    ring, got, read = SharedRing(64), [], []
+    with Session(_config(path)) as s:
+        s.run_to_eof(lambda: (ring.fill(s, 64), got.extend(ring.take(64, ALL, bare=bare)[1])))
+    ring.close()
+    with Session(_config(path)) as s:
+        s.run_to_eof(lambda: read.extend(s.read_events(bare=bare)))
+    assert len(got) == len(read) == len(want)
+    return want, list(zip(got, want)) + list(zip(read, want))
+
+
 def test_bare_kinds_come_without_their_record_either_way():
     """Events of the kinds a reader leaves bare (the pipeline's http) are the full read's but for the record,
     which records.record_of parses from the payload as the C core did; other kinds keep theirs."""
     from hwdrivers.records import record_of
-    path = pcap("chrissanders__http_ip4and6.pcapng")
-    want = _reference(path)
-    bare = KIND_BITS["http"]
-    ring, got, read = SharedRing(64), [], []
-    with Session(_config(path)) as s:
-        s.run_to_eof(lambda: (ring.fill(s, 64), got.extend(ring.take(64, ALL, bare=bare)[1])))
-    with Session(_config(path)) as s:
-        s.run_to_eof(lambda: read.extend(s.read_events(bare=bare)))
-    http = [e for e in want if e.kind == "http"]
-    assert http and all(e.record is not None for e in http)
-    for events in (got, read):
-        assert len(events) == len(want)
-        for e, w in zip(events, want):
-            if w.kind == "http":
-                assert e.record is None and record_of(e) == w.record
-                e = dataclasses.replace(e, record=w.record)
-            assert e == w
-    ring.close()
+    want, pairs = _bare_both_ways(pcap("chrissanders__http_ip4and6.pcapng"), KIND_BITS["http"])
+    assert any(w.kind == "http" for w in want) and all(w.record is not None for w in want if w.kind == "http")
+    for e, w in pairs:
+        if w.kind == "http":
+            assert e.record is None and record_of(e) == w.record
+            e = dataclasses.replace(e, record=w.record)
+        assert e == w
 
 
 def test_bare_payloads_are_left_out_only_where_a_record_is_read():
     """DNS events read with PAYLOAD_BITS["dns"] (the pipeline's: dns_hijack reads the record) are the full read's
-    without their payload bytes, ring or read_events; those without a record keep theirs (records.record_of
-    parses it), and other kinds are untouched."""
+    without their payload bytes, ring or read_events; those read without their record too keep them
+    (records.record_of parses them), and other kinds are untouched."""
     from hwdrivers.events import PAYLOAD_BITS
     path = pcap("zeek__dns-two-responses.pcap")
-    want = _reference(path)
-    bare = PAYLOAD_BITS["dns"]
-    ring, got, read = SharedRing(64), [], []
-    with Session(_config(path)) as s:
-        s.run_to_eof(lambda: (ring.fill(s, 64), got.extend(ring.take(64, ALL, bare=bare)[1])))
-    with Session(_config(path)) as s:
-        s.run_to_eof(lambda: read.extend(s.read_events(bare=bare)))
-    dns = [e for e in want if e.kind == "dns"]
-    assert dns and all(e.record is not None and e.payload for e in dns)
-    for events in (got, read):
-        assert len(events) == len(want)
-        for e, w in zip(events, want):
-            if w.kind == "dns":
-                assert e.payload == b"" and e.record == w.record
-                e = dataclasses.replace(e, payload=w.payload)
-            assert e == w
-    ring.close()
-    with Session(_config(path)) as s:      # an event without its record (a reader that leaves it bare) keeps it
-        s.run_to_eof(lambda: read.extend(s.read_events(bare=bare | KIND_BITS["dns"])))
-    assert [e.payload for e in read[len(want):]] == [w.payload for w in want]
+    want, pairs = _bare_both_ways(path, PAYLOAD_BITS["dns"])
+    dns = [w for w in want if w.kind == "dns"]
+    assert dns and all(w.record is not None and w.payload for w in dns)
+    for e, w in pairs:
+        if w.kind == "dns":
+            assert e.payload == b"" and e.record == w.record
+            e = dataclasses.replace(e, payload=w.payload)
+        assert e == w
+    _, pairs = _bare_both_ways(path, PAYLOAD_BITS["dns"] | KIND_BITS["dns"])
+    assert all(e.payload == w.payload and e.record is None for e, w in pairs if w.kind == "dns")
