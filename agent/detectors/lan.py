@@ -84,6 +84,8 @@ class Lan:
         if seen is not None and len(seen) == 1 and src_mac in seen:
             _SET(seen, src_mac, ts)          # the one MAC it is sent from, again (most frames): only on-link sources
                                              # with a MAC are senders, so the checks below for a new one all pass
+            if src not in self.hosts:
+                self._bind(src, src_mac, ts, "ip")
         elif src_mac in NO_MAC:
             return
         else:
@@ -103,12 +105,12 @@ class Lan:
                     senders.popitem(last=False)
             else:
                 seen[src_mac] = ts
-        if len(seen) == 1 and src not in self.hosts:
-            self._bind(src, src_mac, ts, "ip")   # (bind's checks: a MAC, an on-link source, as here)
+            if len(seen) == 1 and src not in self.hosts:
+                self._bind(src, src_mac, ts, "ip")   # (bind's checks: a MAC, an on-link source, as here)
         if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
                 and self.hosts[src]["mac"] == src_mac:
             self.router_ips[src] = src_mac
-        if dst_mac not in NO_MAC and (is_public_ip(dst) if (to := PUBLIC.get(dst)) is None else to):
+        if (is_public_ip(dst) if (to := PUBLIC.get(dst)) is None else to) and dst_mac not in NO_MAC:
             # the first next hop stands until a router replaces one that is no router: a switch to a MAC
             # that is no router is what a poisoner causes, and is judged (arp_spoof), not learned
             hop = self.next_hop.get(src)
