@@ -145,7 +145,7 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                 TEMPLATES.clear()
             TEMPLATES[learn] = Template(record)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
-                       bool(from_initiator), smac, dmac, wirelen, payload_len,
+                       from_initiator != 0, smac, dmac, wirelen, payload_len,
                        b"" if record is not None and bare >> kind & _PAYLOAD_BIT
                        else bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
                        _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)

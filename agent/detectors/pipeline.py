@@ -90,7 +90,7 @@ class Pipeline:
                 out.extend(found)
         if "dns" in self.learns:
             try:
-                self.lan.frame(q.src, q.dst, q.src_mac, q.dst_mac, q.ts)
+                self.lan.frame(q.src, q.dst, q.src_mac, q.dst_mac, q.ts_ns / 1e9)   # (q.ts: a property's call)
             except (ValueError, IndexError, KeyError, UnicodeError):
                 self.unlearned += 1
         return out
