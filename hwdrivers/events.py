@@ -12,6 +12,7 @@ from hwdrivers.layout import Layout
 KINDS = [ffi.string(lib.hw_event_name(i)).decode() for i in range(lib.HW_EV_COUNT)]
 KIND_BITS = {name: 1 << i for i, name in enumerate(KINDS)}
 PAYLOAD_BITS = {name: 1 << (16 + i) for i, name in enumerate(KINDS)}   # (a reader's bare: from_buffer)
+assert len(KINDS) <= 16        # (PAYLOAD_BITS above every KIND_BITS)
 
 
 @dataclasses.dataclass(slots=True)
