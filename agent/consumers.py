@@ -104,12 +104,11 @@ def work(ring_fd: int, conn_fd: int, offline: bool = False) -> int:
     if offline:
         conn.send((kinds, repeats))
     ring = SharedRing(fd=ring_fd)
-    events = fed = queries = errors = 0
+    events = fed = errors = 0
     idle, next_tally, ending = IDLE_S[0], 0.0, False
     try:
         while True:
             n, batch = ring.take(BATCH, kinds, repeats, pipeline.bare)
-            queries += sum(1 for ev in batch if ev.kind == "dns" and ev.query is not None)   # (a DnsRepeat's too)
             if offline:
                 found = pipeline.feed_all(batch)
             else:
@@ -127,7 +126,7 @@ def work(ring_fd: int, conn_fd: int, offline: bool = False) -> int:
             now = time.monotonic()
             if now >= next_tally or (ending and not n):
                 next_tally = now + TALLY_S
-                conn.send(Tally(events, fed, queries, errors + ring.unreadable, pipeline.counts()))
+                conn.send(Tally(events, fed, pipeline.queries, errors + ring.unreadable, pipeline.counts()))
             if n:
                 idle = IDLE_S[0]
             elif ending:

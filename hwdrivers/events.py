@@ -11,6 +11,8 @@ from hwdrivers.layout import Layout
 
 KINDS = [ffi.string(lib.hw_event_name(i)).decode() for i in range(lib.HW_EV_COUNT)]
 KIND_BITS = {name: 1 << i for i, name in enumerate(KINDS)}
+PAYLOAD_BITS = {name: 1 << (16 + i) for i, name in enumerate(KINDS)}   # (a reader's bare: from_buffer)
+assert len(KINDS) <= 16        # (PAYLOAD_BITS above every KIND_BITS)
 
 
 @dataclasses.dataclass(slots=True)
@@ -91,6 +93,8 @@ _SNIPPET = _EVENT.offsets["snippet"]
 _REC = _EVENT.offsets["rec"]
 _TEXT4, _TEXT6, _MACS = _records._TEXT4, _records._TEXT6, _records._MACS   # raw -> text, kept (records.ipv4)
 _ipv4, _ipv6, _mac = _records.ipv4, _records.ipv6, _records.mac
+_dns_record = _records.dns_from_buffer   # (records.from_buffer's for DNS, without its call)
+_PAYLOAD_BIT = 1 << 16     # bare >> kind & it: PAYLOAD_BITS[kind]
 _TCP_SRC = lib.HW_EV_TCP_SRC
 _DNS = lib.HW_EV_DNS
 _FOLD = Layout("struct hw_dns_fold", skip=("name",))
@@ -103,13 +107,15 @@ _FOLD_REP = struct.Struct(f"=Q{REP_AT - FOLD_AT - 8}x" + Layout("struct hw_dns_r
                                    # (a reader of repeats: the folded query's ts and the repeat fields, one unpack)
 _SHREC = struct.Struct("=IHH")     # struct hw_shrec: a packed record's length and where its parts are
 _SHREC_SIZE = _SHREC.size
+SHREC_UNPACK = _SHREC.unpack_from
 
 
 def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT, bare: int = 0):
     """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field); with
     repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat.  rec, fold: where its record
     and a DNS event's folded query are, from `at` (a packed record's: from_packed).  bare: KIND_BITS of the
-    kinds whose record the reader does not read (left None: records.record_of would parse the payload)."""
+    kinds whose record the reader does not read (left None: records.record_of would parse the payload), and
+    PAYLOAD_BITS of those whose payload it does not read when their record is read (left b"": not copied)."""
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
      kind, family, proto, tcp_flags, from_initiator, rec_status, has_rec) = _UNPACK(buf, at)
     if family == 6:
@@ -133,21 +139,22 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + fold)
     if has_rec and not rec_status and not bare >> kind & 1:
-        record = (srcsum.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
-                  else _records.from_buffer(kind, buf, at + rec))
+        record = (_dns_record(buf, at + rec) if kind == _DNS else srcsum.tcpsrc_from_buffer(buf, at + rec, family)
+                  if kind == _TCP_SRC else _records.from_buffer(kind, buf, at + rec))
         if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:
                 TEMPLATES.clear()
             TEMPLATES[learn] = Template(record)
     return PacketEvent(KINDS[kind], ts_ns, flow_id, src, dst, sport, dport, proto, vlan, tcp_flags, seq, ack,
-                       bool(from_initiator), smac, dmac, wirelen, payload_len,
-                       bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
+                       from_initiator != 0, smac, dmac, wirelen, payload_len,
+                       b"" if record is not None and bare >> kind & _PAYLOAD_BIT
+                       else bytes(buf[at + _SNIPPET:at + _SNIPPET + snippet_len]), record,
                        _records.MALFORMED_NAMES[rec_status] if rec_status else "", query)
 
 
 def from_packed(buf, at: int, repeats: bool = False, bare: int = 0):
     """The event of a packed record (struct hw_shrec, cdef/shring.h) at byte offset `at` of a buffer."""
-    _len, rec, fold = _SHREC.unpack_from(buf, at)
+    _len, rec, fold = SHREC_UNPACK(buf, at)
     return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold, bare)
 
 

@@ -103,10 +103,12 @@ class SharedRing:
             self._offsets = ffi.new("uint64_t[]", limit)
         n = lib.hw_shring_peek(self._mem, limit, self._offsets, self._next)
         view, out, names, head = self.map, [], _events.KINDS, _HEADER + _KIND
+        convert, shrec = _events.from_buffer, _events.SHREC_UNPACK
         for at in ffi.unpack(self._offsets, n):
             try:
-                if names[view[at + head]] in kinds:
-                    out.append(_events.from_packed(view, at, repeats, bare))
+                if names[view[at + head]] in kinds:      # (events.from_packed, without its call)
+                    _len, rec, fold = shrec(view, at)
+                    out.append(convert(view, at + _HEADER, repeats, rec, fold, bare))
             except Exception:   # one that cannot be read: counted and skipped, never read again by a new worker
                 self.unreadable += 1
         if n:

@@ -21,6 +21,8 @@ from hwdrivers import records
 
 ROUTER_MIN_OFF_LINK = 2      # distinct off-link sources before a MAC counts as a router
 LEARN_KINDS = ("arp", "ndp", "dhcp", "dns", "tcp_src", "tls", "http")
+FRAME_KINDS = ("dns", "tls", "http")   # of those, the kinds whose learning is their frame alone (Lan.learn's first
+                                       # branch)
 NO_MAC = ("", "00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
 UNSPECIFIED = ("0.0.0.0", "::")
 _SET = collections.OrderedDict.__setitem__
@@ -77,47 +79,55 @@ class Lan:
 
     def frame(self, src: str, dst: str, src_mac: str, dst_mac: str, ts: float) -> None:
         """An IP frame: who sent it, and through which next hop."""
-        if src_mac in NO_MAC:
+        senders = self.senders
+        seen = senders.get(src)
+        if seen is not None and len(seen) == 1 and src_mac in seen:
+            _SET(seen, src_mac, ts)          # the one MAC it is sent from, again (most frames): only on-link sources
+                                             # with a MAC are senders, so the checks below for a new one all pass
+            if src not in self.hosts:
+                self._bind(src, src_mac, ts, "ip")
+        elif src_mac in NO_MAC:
             return
-        public = PUBLIC.get(src)            # is_public_ip, its table read inline: every event asks
-        if public is None:
-            public = is_public_ip(src)
-        if not public:                       # on_link(src), or nothing to learn
-            if not src or src in UNSPECIFIED:
+        else:
+            public = PUBLIC.get(src)        # is_public_ip, its table read inline: every event asks
+            if public is None:
+                public = is_public_ip(src)
+            if public:
+                self._off_link(src, src_mac, ts)
                 return
-            senders = self.senders
-            seen = senders.get(src)
+            if not src or src in UNSPECIFIED:   # on_link(src), or nothing to learn
+                return
             if seen is None:                 # a new sender: Recent's steps for new keys, without its calls
                 seen = Recent(8)
                 _SET(seen, src_mac, ts)
                 _SET(senders, src, seen)
                 if len(senders) > senders.limit:
                     senders.popitem(last=False)
-            elif len(seen) == 1 and src_mac in seen:
-                _SET(seen, src_mac, ts)      # the one MAC it is sent from: no order to keep (Recent's own is slower)
             else:
                 seen[src_mac] = ts
             if len(seen) == 1 and src not in self.hosts:
                 self._bind(src, src_mac, ts, "ip")   # (bind's checks: a MAC, an on-link source, as here)
-            if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
-                    and self.hosts[src]["mac"] == src_mac:
-                self.router_ips[src] = src_mac
-            if dst_mac not in NO_MAC and (is_public_ip(dst) if (to := PUBLIC.get(dst)) is None else to):
-                # the first next hop stands until a router replaces one that is no router: a switch to a MAC
-                # that is no router is what a poisoner causes, and is judged (arp_spoof), not learned
-                hop = self.next_hop.get(src)
-                if hop and hop["mac"] == dst_mac:
-                    hop["ts"] = ts
-                elif hop is None or (dst_mac in self.routers and hop["mac"] not in self.routers):
-                    self.next_hop[src] = {"mac": dst_mac, "ts": ts, "since": ts}
-        else:
-            carried = self.off_link.get(src_mac)
-            if carried is None:
-                carried = self.off_link[src_mac] = set()
-            if len(carried) < 64:
-                carried.add(src)
-            if len(carried) >= ROUTER_MIN_OFF_LINK and src_mac not in self.routers:
-                self.router(src_mac, ts)
+        if src_mac in self.routers and src not in self.router_ips and src in self.hosts \
+                and self.hosts[src]["mac"] == src_mac:
+            self.router_ips[src] = src_mac
+        if (is_public_ip(dst) if (to := PUBLIC.get(dst)) is None else to) and dst_mac not in NO_MAC:
+            # the first next hop stands until a router replaces one that is no router: a switch to a MAC
+            # that is no router is what a poisoner causes, and is judged (arp_spoof), not learned
+            hop = self.next_hop.get(src)
+            if hop and hop["mac"] == dst_mac:
+                hop["ts"] = ts
+            elif hop is None or (dst_mac in self.routers and hop["mac"] not in self.routers):
+                self.next_hop[src] = {"mac": dst_mac, "ts": ts, "since": ts}
+
+    def _off_link(self, src: str, src_mac: str, ts: float) -> None:
+        """A frame with a public source: src_mac carries off-link traffic (a router's, after a few sources)."""
+        carried = self.off_link.get(src_mac)
+        if carried is None:
+            carried = self.off_link[src_mac] = set()
+        if len(carried) < 64:
+            carried.add(src)
+        if len(carried) >= ROUTER_MIN_OFF_LINK and src_mac not in self.routers:
+            self.router(src_mac, ts)
 
     def steady(self, src: str, dst: str, src_mac: str, dst_mac: str) -> Optional[tuple]:
         """What frame(src, dst, src_mac, dst_mac, ts) would write when it only renews times: (the senders table

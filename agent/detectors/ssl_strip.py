@@ -17,7 +17,6 @@ Indicators (a finding needs ssl_strip_threshold, 70):
 An upgrade redirect (http -> https), or HTTP to a host never seen with TLS,
 raises nothing.  The source of a finding is whoever served the plain HTTP
 (or received the credentials): the server, or the proxy in its place."""
-import collections
 import re
 import urllib.parse
 
@@ -29,6 +28,7 @@ CREDENTIAL_FIELDS = re.compile(rb"(?:^|[&?;\s\"'])(?:pass(?:word|wd|wort|code|ph
                                rb"credentials?|user_?pass|login_?password)=", re.I)
 LOGIN_PATHS = re.compile(r"log_?in|sign_?in|auth|session|account|password|passwd", re.I)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+PIPELINED = 32         # requests kept per connection, waiting for their responses (past it, the oldest is forgotten)
 HTTP_LINK = re.compile(rb"(?:action|href)\s*=\s*[\"']?http://([a-z0-9.-]+)", re.I)
 
 
@@ -115,7 +115,7 @@ class Detector(Base):
         queue = self.pending.get(f["flow"])
         if not queue:
             return []
-        return self._response(f, queue.popleft())
+        return self._response(f, queue.pop(0))
 
     def _https_host(self, host: str, ind: Indicators) -> bool:
         wants = self.wants_https.get(host)
@@ -133,9 +133,12 @@ class Detector(Base):
         host = _host(h.get("host", "")) or _host((split.hostname if split else None) or "")
         req = {"host": host, "method": f["method"], "target": f["target"], "ts": f["ts"]}
         queue = self.pending.get(f["flow"])
-        if queue is None:                       # (setdefault built a deque for every request)
-            queue = self.pending[f["flow"]] = collections.deque(maxlen=32)
-        queue.append(req)
+        if queue is None:                       # (a list: a deque(maxlen=) cost 5 times as much to make, for what is
+            self.pending[f["flow"]] = [req]     # most often one request)
+        else:
+            queue.append(req)
+            if len(queue) > PIPELINED:
+                del queue[0]
         if not host:
             return []
         query = (split.query if split else f["target"].partition("?")[2].partition("#")[0]).encode("latin-1",
@@ -172,6 +175,8 @@ class Detector(Base):
         if target and target.scheme == "https" and target.hostname:
             self.wants_https[_host(target.hostname)] = (ts, f"redirect to {location[:80]}")
             return []
+        if not self.tls_hosts and not self.wants_https and host not in self.hsts:
+            return []     # no host known to be an HTTPS host, nor HSTS from this one: every indicator below needs one
         ind = Indicators()
         subject = host
         if target and target.scheme == "http" and 300 <= f["status"] < 400 and target.hostname:

@@ -144,6 +144,25 @@ def test_ssl_strip_splits_a_target_as_urlsplit_does():
         assert got == want and type(got) is type(want), (url, got, want)
 
 
+def test_ssl_strip_forgets_a_connections_oldest_request_past_its_pipelined_limit(tmp_path):
+    """A connection's requests wait for their responses in order, PIPELINED of them at most: past it the oldest is
+    forgotten, and the next response answers the one after it (a page of the bank, asked for HTTPS before, served
+    in clear)."""
+    from agent.detectors.ssl_strip import PIPELINED
+    from tests.detectors import scenarios as s
+    sc = s.Scenario("ssl_strip_pipelined", "ssl_strip", True, s.ATTACKER, s.ATTACKER_MAC)
+    s.lan_baseline(sc, s.T0)
+    c = s.TcpConn(sc, s.VICTIM, s.VICTIM_MAC, s.BANK_IP, s.GW_MAC, 50000, 80, s.T0 + 2)
+    c.client(s.http_request("GET", s.BANK, "/")).server(s.http_response(301, "Moved", f"Location: https://{s.BANK}/\r\n"))
+    c = s.TcpConn(sc, s.VICTIM, s.VICTIM_MAC, s.ATTACKER, s.ATTACKER_MAC, 50001, 80, s.T0 + 300)
+    for i in range(PIPELINED + 1):
+        c.client(s.http_request("GET", s.BANK, f"/p{i}"))
+    c.server(s.http_response(200, "OK", "Content-Type: text/html\r\n"))
+    found, error = detect(sc.write(tmp_path))
+    assert error is None
+    assert [(d.type, d.evidence["path"], d.attacker) for d in found] == [("ssl_strip", "/p1", s.ATTACKER)]
+
+
 def stream_0():
     return dnsstream.stream(0, 1500)
 

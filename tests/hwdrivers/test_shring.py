@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from hwdrivers import CaptureConfig, CaptureError, Session, dnsgate
-from hwdrivers.events import KINDS, TEMPLATES, DnsRepeat
+from hwdrivers.events import KIND_BITS, KINDS, TEMPLATES, DnsRepeat
 from hwdrivers.shring import SIZE, SharedRing
 from tests.conftest import ROOT, pcap
 
@@ -171,26 +171,45 @@ def test_folded_queries_and_repeats_through_the_ring_equal_read_events(tmp_path)
     peer.close()
 
 
-def test_bare_kinds_come_without_their_record_either_way():
-    """Events of the kinds a reader leaves bare (the pipeline's http) are the full read's but for the record,
-    which records.record_of parses from the payload as the C core did; other kinds keep theirs."""
-    from hwdrivers.events import KIND_BITS
-    from hwdrivers.records import record_of
-    path = pcap("chrissanders__http_ip4and6.pcapng")
+def _bare_both_ways(path: str, bare: int) -> tuple:
+    """(the full read, then the events read with bare through the ring and by read_events), paired one to one."""
     want = _reference(path)
-    bare = KIND_BITS["http"]
     ring, got, read = SharedRing(64), [], []
     with Session(_config(path)) as s:
         s.run_to_eof(lambda: (ring.fill(s, 64), got.extend(ring.take(64, ALL, bare=bare)[1])))
+    ring.close()
     with Session(_config(path)) as s:
         s.run_to_eof(lambda: read.extend(s.read_events(bare=bare)))
-    http = [e for e in want if e.kind == "http"]
-    assert http and all(e.record is not None for e in http)
-    for events in (got, read):
-        assert len(events) == len(want)
-        for e, w in zip(events, want):
-            if w.kind == "http":
-                assert e.record is None and record_of(e) == w.record
-                e = dataclasses.replace(e, record=w.record)
-            assert e == w
-    ring.close()
+    assert len(got) == len(read) == len(want)
+    return want, list(zip(got, want)) + list(zip(read, want))
+
+
+def test_bare_kinds_come_without_their_record_either_way():
+    """Events of the kinds a reader leaves bare (the pipeline's http) are the full read's but for the record,
+    which records.record_of parses from the payload as the C core did; other kinds keep theirs."""
+    from hwdrivers.records import record_of
+    want, pairs = _bare_both_ways(pcap("chrissanders__http_ip4and6.pcapng"), KIND_BITS["http"])
+    assert any(w.kind == "http" for w in want) and all(w.record is not None for w in want if w.kind == "http")
+    for e, w in pairs:
+        if w.kind == "http":
+            assert e.record is None and record_of(e) == w.record
+            e = dataclasses.replace(e, record=w.record)
+        assert e == w
+
+
+def test_bare_payloads_are_left_out_only_where_a_record_is_read():
+    """DNS events read with PAYLOAD_BITS["dns"] (the pipeline's: dns_hijack reads the record) are the full read's
+    without their payload bytes, ring or read_events; those read without their record too keep them
+    (records.record_of parses them), and other kinds are untouched."""
+    from hwdrivers.events import PAYLOAD_BITS
+    path = pcap("zeek__dns-two-responses.pcap")
+    want, pairs = _bare_both_ways(path, PAYLOAD_BITS["dns"])
+    dns = [w for w in want if w.kind == "dns"]
+    assert dns and all(w.record is not None and w.payload for w in dns)
+    for e, w in pairs:
+        if w.kind == "dns":
+            assert e.payload == b"" and e.record == w.record
+            e = dataclasses.replace(e, payload=w.payload)
+        assert e == w
+    _, pairs = _bare_both_ways(path, PAYLOAD_BITS["dns"] | KIND_BITS["dns"])
+    assert all(e.payload == w.payload and e.record is None for e, w in pairs if w.kind == "dns")
