@@ -333,6 +333,19 @@ class Session:
                 if n < len(buf):
                     return out
 
+    def flows_logged(self, logger, after: Callable[[], None]) -> list:
+        """Expired flows fed to a hwdrivers.logs.Logger where they wait in the ring (not copied out to Python's
+        buffer and fed back, as flows_through does), after() called after each 1,024; those it leaves (no IP
+        addresses) come back as FlowRecords."""
+        out, buf, left = [], self._flow_buf, ffi.new("int *")
+        with self._use() as s:
+            while True:
+                n = lib.hw_logger_flows_read(s, logger._lg, buf, len(buf), left)
+                out.extend(_flows.from_cdata(buf[i]) for i in range(left[0]))
+                after()
+                if n < len(buf):
+                    return out
+
     def read_flows(self, limit: int = 1 << 30) -> list:
         """Expired flow records (needs flow_ring > 0), oldest first."""
         return self._drain(lib.hw_flows_read, self._flow_buf, _flows.from_cdata, limit)

@@ -56,7 +56,9 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
         def batch() -> None:
             for ev in s.read_events():
                 out(builder.feed(ev))
-            for f in s.flows_through(conns):
+            # conn lines made where the flows wait in the ring, unless Python waits for some flows' ends
+            logged = "conn" in types and not builder.waits
+            for f in s.flows_logged(logger, made) if logged else s.flows_through(conns):
                 out(builder.flow(f.as_dict()))
             builder.now = max(builder.now, logger.stats()["now"])   # the packet time the C logger saw too
             logger.expire(builder.now, DNS_WAIT_S)

@@ -771,6 +771,31 @@ int hw_flows_read(struct hw_session *s, struct hw_flow_record *out, int max)
     return s->cfg.flow_ring ? hwint_ring_read(&s->flows, out, max) : 0;
 }
 
+struct flows_logged {
+    struct hw_logger *lg;
+    struct hw_flow_record *out;     /* the flows it leaves */
+    int left;
+};
+
+static void log_flows_run(void *ctx, void *first, uint32_t n)
+{
+    struct flows_logged *c = ctx;
+    const struct hw_flow_record *f = first;
+    int32_t rest[1024];
+    for (uint32_t i = 0; i < n; i += 1024) {
+        int m = n - i < 1024 ? (int)(n - i) : 1024, k = hw_logger_flows(c->lg, f + i, m, rest);
+        for (int j = 0; j < k; j++) c->out[c->left++] = f[i + (uint32_t)rest[j]];
+    }
+}
+
+int hw_logger_flows_read(struct hw_session *s, struct hw_logger *lg, struct hw_flow_record *out, int max, int *left)
+{
+    struct flows_logged c = {lg, out, 0};
+    int n = s->cfg.flow_ring ? hwint_ring_read_runs(&s->flows, max, log_flows_run, &c) : 0;
+    *left = c.left;
+    return n;
+}
+
 int hw_flows_active(struct hw_session *s, struct hw_flow_record *out, int max, int order)
 {
     pthread_mutex_lock(&s->lock);
