@@ -452,6 +452,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     struct hw_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return NULL;
     pthread_mutex_init(&lg->lock, NULL);
+    hwint_conn_names();
     lg->kinds = kinds;
     lg->path = path;
     lg->bytes_max = bytes_max;
