@@ -313,11 +313,13 @@ class Session:
         with self._use() as s:
             return lib.hw_events_read(s, ffi.cast("struct hw_event *", dst), limit)
 
-    def set_logger(self, logger) -> None:
+    def set_logger(self, logger, flows: bool = False) -> None:
         """Log the DNS messages into a hwdrivers.logs.Logger as the core parses them (before run: from the
-        first packet); None detaches.  The session keeps it alive."""
+        first packet); None detaches.  flows: the expired flows too, as they leave the table (conn lines made in
+        C, not after the flow ring and Python, which see only those it leaves).  The session keeps it alive."""
         with self._use() as s:
-            if lib.hw_session_set_logger(s, logger._lg if logger else ffi.NULL):
+            if lib.hw_session_set_logger(s, logger._lg if logger else ffi.NULL) or \
+                    (logger and flows and lib.hw_session_log_flows(s)):
                 raise CaptureError(ErrorCode.NOMEM, "no memory for the logger's event")
             self._logger = logger
 
@@ -330,19 +332,6 @@ class Session:
             while True:
                 n = lib.hw_flows_read(s, buf, len(buf))
                 out.extend(_flows.from_cdata(buf[i]) for i in take(buf, n))
-                if n < len(buf):
-                    return out
-
-    def flows_logged(self, logger, after: Callable[[], None]) -> list:
-        """Expired flows fed to a hwdrivers.logs.Logger where they wait in the ring (not copied out to Python's
-        buffer and fed back, as flows_through does), after() called after each 1,024; those it leaves (no IP
-        addresses) come back as FlowRecords."""
-        out, buf, left = [], self._flow_buf, ffi.new("int *")
-        with self._use() as s:
-            while True:
-                n = lib.hw_logger_flows_read(s, logger._lg, buf, len(buf), left)
-                out.extend(_flows.from_cdata(buf[i]) for i in range(left[0]))
-                after()
                 if n < len(buf):
                     return out
 

@@ -51,14 +51,14 @@ def log_text(path: str, types: Iterable[str], write: Callable[[str, bytes], None
     config = CaptureConfig(source=path, backend="pcapfile", bpf=bpf, events=events, event_ring=1 << 14,
                            lossless=True, flow_ring=1 << 12, idle_timeout_s=0, active_timeout_s=0, max_flows=1 << 20)
     with Session(config) as s:
-        s.set_logger(logger)
+        # conn lines made as the flows leave the table; Python sees those it leaves (no IP flow's end waited
+        # for in the Builder: C has http and tls)
+        s.set_logger(logger, flows="conn" in types)
 
         def batch() -> None:
             for ev in s.read_events():
                 out(builder.feed(ev))
-            # conn lines made where the flows wait in the ring, unless Python waits for some flows' ends
-            logged = "conn" in types and not builder.waits
-            for f in s.flows_logged(logger, made) if logged else s.flows_through(conns):
+            for f in s.flows_through(conns):
                 out(builder.flow(f.as_dict()))
             builder.now = max(builder.now, logger.stats()["now"])   # the packet time the C logger saw too
             logger.expire(builder.now, DNS_WAIT_S)

@@ -38,12 +38,13 @@ void hw_logger_free(struct hw_logger *lg);
  * lg must outlive the session or be detached first.  Call before the capture runs, or its first packets are
  * not logged. */
 int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg);
+/* The attached logger is handed the session's expired flows as they leave the table (hw_logger_flows in the
+ * capture thread: no copy through the flow ring and back); only those it leaves (no IP addresses) go to the
+ * flow ring.  Until the logger is detached.  HW_E_ARG without a logger. */
+int hw_session_log_flows(struct hw_session *s);
 /* n expired flows: the conn line of each, and the http and tls lines of what still waits for them; those it
  * leaves (no IP addresses) go to rest. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest);
-/* hw_logger_flows on at most max of a session's expired flows (flow_ring > 0) where they wait, not copied out to
- * be fed back: those it leaves are copied to out (*left of them).  How many flows were read. */
-int hw_logger_flows_read(struct hw_session *s, struct hw_logger *lg, struct hw_flow_record *out, int max, int *left);
 /* A flow left the table (when its records are not fed to hw_logger_flows): what waits for it is logged. */
 void hw_logger_ended(struct hw_logger *lg, uint64_t flow_id);
 /* A cipher suite's IANA name for the tls lines (NULL-terminated; copied); unnamed ones are written 0x%04x. */

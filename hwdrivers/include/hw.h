@@ -209,9 +209,6 @@ int hwint_ring_read(struct hw_ring *r, void *out, int max);
 /* A record's copy out of a ring (NULL: all of it, memcpy). */
 typedef void (*hwint_ring_copy)(void *dst, const void *src);
 int hwint_ring_read_each(struct hw_ring *r, void *out, int max, hwint_ring_copy copy);
-/* Up to max records read in place: each(ctx, first, n) on runs of n records that do not wrap, then released. */
-typedef void (*hwint_ring_run)(void *ctx, void *first, uint32_t n);
-int hwint_ring_read_runs(struct hw_ring *r, int max, hwint_ring_run each, void *ctx);
 /* An event ring's copy (hw_events_read): an event only as far as its readers read it (the head and snippet, the
  * record, a DNS event's fold: shring.c's packed layout, in place); the rest of dst is left as it was.  A struct
  * hw_event is 6.7 kB, most events use a few hundred bytes of it. */

@@ -64,25 +64,6 @@ int hwint_ring_read_each(struct hw_ring *r, void *out, int max, hwint_ring_copy 
     return (int)n;
 }
 
-int hwint_ring_read_runs(struct hw_ring *r, int max, hwint_ring_run each, void *ctx)
-{
-    if (!r->buf || max <= 0) return 0;
-    pthread_mutex_lock(&r->read_lock);
-    uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t n = head - tail;
-    if (n > (uint64_t)max) n = (uint64_t)max;
-    for (uint64_t done = 0; done < n;) {
-        uint32_t at = (uint32_t)((tail + done) & r->mask), run = r->size - at;
-        if (run > n - done) run = (uint32_t)(n - done);
-        each(ctx, r->buf + (size_t)at * r->rec_size, run);
-        done += run;
-    }
-    atomic_store_explicit(&r->tail, tail + n, memory_order_release);
-    pthread_mutex_unlock(&r->read_lock);
-    return (int)n;
-}
-
 int hwint_ring_read(struct hw_ring *r, void *out, int max)
 {
     return hwint_ring_read_each(r, out, max, NULL);
