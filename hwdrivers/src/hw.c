@@ -322,6 +322,7 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
     s->cfg.bpf = NULL;
     s->ft = hwint_ft_create(cfg->max_flows, cfg->idle_timeout_s, cfg->active_timeout_s, flow_sink, s);
     s->hosts = hwint_hosts_create(cfg->max_hosts);
+    if (s->ft) s->ft->hosts = s->hosts;
     s->frags = hwint_frags_create();
     if (cfg->window_s && s->ft && (s->win = hwint_win_create(cfg)) != NULL) s->ft->win = s->win;
     int sources = (cfg->event_mask & (1u << HW_EV_TCP_SRC)) != 0;
