@@ -313,11 +313,13 @@ class Session:
         with self._use() as s:
             return lib.hw_events_read(s, ffi.cast("struct hw_event *", dst), limit)
 
-    def set_logger(self, logger) -> None:
+    def set_logger(self, logger, flows: bool = False) -> None:
         """Log the DNS messages into a hwdrivers.logs.Logger as the core parses them (before run: from the
-        first packet); None detaches.  The session keeps it alive."""
+        first packet); None detaches.  flows: the expired flows too, as they leave the table (conn lines made in
+        C, not after the flow ring and Python, which see only those it leaves).  The session keeps it alive."""
         with self._use() as s:
-            if lib.hw_session_set_logger(s, logger._lg if logger else ffi.NULL):
+            if lib.hw_session_set_logger(s, logger._lg if logger else ffi.NULL) or \
+                    (logger and flows and lib.hw_session_log_flows(s)):
                 raise CaptureError(ErrorCode.NOMEM, "no memory for the logger's event")
             self._logger = logger
 

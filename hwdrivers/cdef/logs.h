@@ -38,6 +38,10 @@ void hw_logger_free(struct hw_logger *lg);
  * lg must outlive the session or be detached first.  Call before the capture runs, or its first packets are
  * not logged. */
 int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg);
+/* The attached logger is handed the session's expired flows as they leave the table (hw_logger_flows in the
+ * capture thread: no copy through the flow ring and back); only those it leaves (no IP addresses) go to the
+ * flow ring.  Until the logger is detached.  HW_E_ARG without a logger. */
+int hw_session_log_flows(struct hw_session *s);
 /* n expired flows: the conn line of each, and the http and tls lines of what still waits for them; those it
  * leaves (no IP addresses) go to rest. */
 int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest);

@@ -64,6 +64,7 @@ struct hw_flowtable {
     hw_flow_sink sink;
     struct hw_session *session;
     struct hw_windows *win;   /* NULL when windows are off */
+    struct hw_hosts *hosts;   /* the talkers the expired flows fold into (their slots fetched ahead in a flush) */
 };
 
 /* Traffic windows (windows.c).  The flow table calls the hooks as flows and

@@ -254,6 +254,7 @@ struct hw_hosts;
 struct hw_hosts *hwint_hosts_create(uint32_t max_hosts);
 void hwint_hosts_destroy(struct hw_hosts *h);
 void hwint_hosts_add(struct hw_hosts *h, const struct hw_flow_record *r, struct hw_counters *c);
+void hwint_hosts_prefetch(const struct hw_hosts *h, const uint8_t *addr, uint8_t family);   /* its slot, ahead */
 int hwint_hosts_top(struct hw_hosts *h, struct hw_host *out, int max);
 
 /* The N largest of a stream by key(), descending after finish. */

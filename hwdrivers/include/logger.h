@@ -25,6 +25,7 @@ void *hwint_log_buckets(uint32_t max, size_t entry_size, uint32_t *mask);
 /* logconn.c: the conn line of a flow; 0 when it has none (no IP addresses).  cid: its community ID made
  * beforehand ("" for none), NULL to make it here. */
 int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const char *cid);
+void hwint_conn_names(void);       /* (once, before the first line: the names' lengths) */
 
 /* communityid.c: the community IDs of two flows at once (hw_community_id's, rc[k] its return) */
 struct hwint_cid_key {

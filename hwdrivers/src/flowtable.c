@@ -505,10 +505,20 @@ void hwint_ft_expire(struct hw_flowtable *ft, uint64_t now, struct hw_counters *
     ft->next_sweep_ns = now + HW_NS / 4;
 }
 
+#define HOSTS_AHEAD 8   /* flows between fetching their slot and talkers' slots and their removal */
+
 uint32_t hwint_ft_flush(struct hw_flowtable *ft, uint32_t max, struct hw_counters *c)
 {
     uint32_t done = 0, i = ft->flush_from;
     for (; i < ft->high && ft->active && (!max || done < max); i++) {
+        if (i + HOSTS_AHEAD < ft->high && ft->pool[i + HOSTS_AHEAD].used) {   /* (tables at random: a miss each) */
+            const struct hw_flow *ahead = &ft->pool[i + HOSTS_AHEAD];
+            __builtin_prefetch(&ft->slot[ahead->hash & ft->mask], 1);            /* its slot, to delete */
+            if (ft->hosts) {
+                hwint_hosts_prefetch(ft->hosts, ahead->a, ahead->family);
+                hwint_hosts_prefetch(ft->hosts, ahead->b, ahead->family);
+            }
+        }
         if (!ft->pool[i].used) continue;
         remove_flow(ft, i, HW_END_FLUSH, c);
         done++;

@@ -53,6 +53,13 @@ static struct hw_host *find(struct hw_hosts *h, const uint8_t *addr, uint8_t fam
     }
 }
 
+void hwint_hosts_prefetch(const struct hw_hosts *h, const uint8_t *addr, uint8_t family)
+{
+    const struct hw_host *e = &h->slot[(uint32_t)hw_mix_addr(addr, family) & h->mask];
+    __builtin_prefetch(e, 1);
+    __builtin_prefetch((const char *)(e + 1) - 1, 1);  /* its counters: calloc's slots straddle two cache lines */
+}
+
 void hwint_hosts_add(struct hw_hosts *h, const struct hw_flow_record *r, struct hw_counters *c)
 {
     struct hw_host *s = find(h, r->src, r->family, c);

@@ -51,6 +51,8 @@ struct hw_session {
     struct hw_logger *logger; /* NULL until hw_session_set_logger */
     struct hw_event *log_event; /* where an event only the logger wants is made */
     uint32_t log_events;      /* the event kinds the logger wants (1 << HW_EV_x): a conn-only logger asks no packet */
+    struct hw_flow_record *log_stage; /* hw_session_log_flows: expired flows waiting for the logger (LOG_STAGE) */
+    int log_staged;
     struct hw_ring events, flows;
     struct hw_exporter *exp[HW_EXPORT_MAX];
     int n_exp, next_exp_id;
@@ -220,10 +222,8 @@ static int check_config(const struct hw_config *cfg, char *errbuf)
 
 /* ---- expired flows ----------------------------------------------------- */
 
-static void flow_sink(struct hw_session *s, const struct hw_flow_record *r)
+static void to_ring(struct hw_session *s, const struct hw_flow_record *r)
 {
-    hwint_hosts_add(s->hosts, r, &s->c);
-    for (int i = 0; i < s->n_exp; i++) hwint_exp_flow(s->exp[i], r, s->now_ns, s->c.first_ns);
     if (!s->cfg.flow_ring) return;
     struct hw_flow_record *slot = hwint_ring_reserve(&s->flows);
     if (!slot) {
@@ -233,6 +233,29 @@ static void flow_sink(struct hw_session *s, const struct hw_flow_record *r)
     *slot = *r;
     hwint_ring_commit(&s->flows);
     s->c.flow_records++;
+}
+
+#define LOG_STAGE 64    /* expired flows handed to the logger at once (its community IDs made two at a time) */
+
+/* The staged flows' conn lines (and the lines that waited for their end); those it leaves go to the ring. */
+static void log_staged(struct hw_session *s)
+{
+    int32_t rest[LOG_STAGE];
+    int left = hw_logger_flows(s->logger, s->log_stage, s->log_staged, rest);
+    for (int i = 0; i < left; i++) to_ring(s, &s->log_stage[rest[i]]);
+    s->log_staged = 0;
+}
+
+static void flow_sink(struct hw_session *s, const struct hw_flow_record *r)
+{
+    hwint_hosts_add(s->hosts, r, &s->c);
+    for (int i = 0; i < s->n_exp; i++) hwint_exp_flow(s->exp[i], r, s->now_ns, s->c.first_ns);
+    if (!s->log_stage) {
+        to_ring(s, r);
+        return;
+    }
+    s->log_stage[s->log_staged++] = *r;        /* its line made here, hot, not after the ring and Python's copy */
+    if (s->log_staged == LOG_STAGE) log_staged(s);
 }
 
 /* Room for expired-flow records in this call: unlimited unless lossless. */
@@ -270,6 +293,7 @@ void hw_session_close(struct hw_session *s)
     hwint_dnsgate_destroy(s->gate);
     hwint_rtp_destroy(s->rtp);
     free(s->log_event);
+    free(s->log_stage);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -298,6 +322,7 @@ int hw_session_open(const struct hw_config *cfg, struct hw_session **out, char *
     s->cfg.bpf = NULL;
     s->ft = hwint_ft_create(cfg->max_flows, cfg->idle_timeout_s, cfg->active_timeout_s, flow_sink, s);
     s->hosts = hwint_hosts_create(cfg->max_hosts);
+    if (s->ft) s->ft->hosts = s->hosts;
     s->frags = hwint_frags_create();
     if (cfg->window_s && s->ft && (s->win = hwint_win_create(cfg)) != NULL) s->ft->win = s->win;
     int sources = (cfg->event_mask & (1u << HW_EV_TCP_SRC)) != 0;
@@ -652,6 +677,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
         }
         if (live && s->gate) hwint_dnsgate_tick(s->gate, s->now_ns); /* a busy wire with no other event */
         hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+        if (s->log_staged) log_staged(s);
         if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
         for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
         pthread_mutex_unlock(&s->lock);
@@ -715,6 +741,7 @@ int hw_session_flush(struct hw_session *s)
     pthread_mutex_lock(&s->lock);
     uint32_t budget = flow_budget(s), left = hwint_ft_active(s->ft);
     if (budget) left = hwint_ft_flush(s->ft, budget == UINT32_MAX ? 0 : budget, &s->c);
+    if (s->log_staged) log_staged(s);
     if (!left && s->win) hwint_win_flush(s->win, s->ft, &s->c); /* the last window, with every flow folded */
     if (s->gate) left += (uint32_t)hwint_dnsgate_release(s->gate, 0); /* the last query held back */
     if (s->src) left += hwint_src_flush(s->src, &s->events, &s->c); /* the last TCP source summaries */
@@ -928,10 +955,21 @@ int hw_session_offload_flows(struct hw_session *s, struct hw_offload_flow *out, 
     return s->ops->offload_flows(s->bstate, out, max);
 }
 
+int hw_session_log_flows(struct hw_session *s)
+{
+    pthread_mutex_lock(&s->lock);
+    if (s->logger && !s->log_stage) s->log_stage = malloc(LOG_STAGE * sizeof *s->log_stage);
+    int rc = !s->logger ? HW_E_ARG : s->log_stage ? HW_OK : HW_E_NOMEM;
+    pthread_mutex_unlock(&s->lock);
+    return rc;
+}
+
 int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg)
 {
     if (!s->log_event && !(s->log_event = malloc(sizeof *s->log_event))) return HW_E_NOMEM;
     pthread_mutex_lock(&s->lock);
+    if (s->log_staged) log_staged(s);
+    if (!lg) free(s->log_stage), s->log_stage = NULL;
     s->logger = lg;
     s->log_events = lg ? hwint_logger_events(lg) : 0;
     pthread_mutex_unlock(&s->lock);

@@ -2,6 +2,7 @@
  * history letters and conn_state from the TCP flags each side sent; the
  * fields, their order and their text are those agent.logs.records writes
  * (Builder._conn), byte for byte. */
+#include <pthread.h>
 #include <string.h>
 
 #include "logger.h"
@@ -46,6 +47,25 @@ static const char *conn_state(uint8_t proto, uint8_t fwd, uint8_t rev, uint64_t 
 }
 #undef STATE
 
+/* The names a conn line writes by number, with their lengths (no strlen a line: three a line were 2 % of it) */
+struct name {
+    const char *s;
+    size_t n;
+};
+static struct name apps[HW_APP_COUNT], ends[HW_END_EVICTED + 1], states[HW_TCP_RESET + 1];
+static pthread_once_t named = PTHREAD_ONCE_INIT;
+
+static struct name of(const char *s) { return (struct name){s ? s : "", s ? strlen(s) : 0}; }
+
+static void name_lengths(void)
+{
+    for (int i = 0; i < HW_APP_COUNT; i++) apps[i] = of(hw_app_name(i));
+    for (int i = 0; i <= HW_END_EVICTED; i++) ends[i] = of(hw_end_name(i));
+    for (int i = 0; i <= HW_TCP_RESET; i++) states[i] = of(hw_tcp_state_name(i));
+}
+
+void hwint_conn_names(void) { pthread_once(&named, name_lengths); }
+
 /* More than the fields after the head take but the names: 179 bytes of keys, two floats (48 at most, repr's
  * longest), five counts (20 digits), the vlan, conn_state, history and ten quotes. */
 #define CONN_MAX 512
@@ -66,18 +86,19 @@ int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const 
     int ports = f->proto == 6 || f->proto == 17 || f->proto == 132;
     hwint_log_head(lg, HW_LOG_CONN, f->first_ns, f->id, f->family, f->src, ports ? f->sport : -1, f->dst,
                    ports ? f->dport : -1, f->proto, 0, cid);
-    const char *app = hw_app_name(f->app);     /* (no app is named "unknown", Python's Builder's other case) */
-    const char *end = hw_end_name(f->end_reason);
-    const char *state = f->proto == 6 ? hw_tcp_state_name(f->state) : NULL;
+    static const struct name none = {"", 0};
+    /* (no app is named "unknown", Python's Builder's other case) */
+    const struct name app = f->app < HW_APP_COUNT ? apps[f->app] : none;
+    const struct name end = f->end_reason <= HW_END_EVICTED ? ends[f->end_reason] : none;
+    const struct name state = f->proto == 6 && f->state <= HW_TCP_RESET ? states[f->state] : none;
     const char *tun = f->tun_type ? hw_tunnel_name(f->tun_type) : NULL;
-    size_t app_n = app ? strlen(app) : 0, end_n = strlen(end), state_n = state ? strlen(state) : 0;
     size_t tun_n = tun ? strlen(tun) : 0;
-    char *o = hwint_j_room(b, CONN_MAX + app_n + end_n + state_n + tun_n);
+    char *o = hwint_j_room(b, CONN_MAX + app.n + end.n + state.n + tun_n);
     if (!o) {
         hwint_log_end(lg, HW_LOG_CONN, start);      /* (failed: dropped and counted) */
         return 1;
     }
-    if (app_n) o = NAME_AT(o, ",\"service\":", app, app_n);
+    if (app.n) o = NAME_AT(o, ",\"service\":", app.s, app.n);
     o = hwint_j_secs_at(b, HWINT_J_PUT(o, ",\"duration\":"), f->last_ns - f->first_ns);
     o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"orig_pkts\":"), f->packets[0]);
     o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"orig_ip_bytes\":"), f->bytes[0]);
@@ -94,8 +115,8 @@ int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const 
         o = hwint_j_round6_at(b, HWINT_J_PUT(o, ",\"rtt\":"), hwint_j_round((double)f->rtt_ns / 1e6, 3) / 1000);
     o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"retransmissions\":"),
                        (uint64_t)f->retransmissions[0] + f->retransmissions[1]);
-    o = NAME_AT(o, ",\"end_reason\":", end, end_n);
-    if (state_n) o = NAME_AT(o, ",\"tcp_state\":", state, state_n);
+    o = NAME_AT(o, ",\"end_reason\":", end.s, end.n);
+    if (state.n) o = NAME_AT(o, ",\"tcp_state\":", state.s, state.n);
     if (f->vlan) o = hwint_j_u64_at(HWINT_J_PUT(o, ",\"vlan\":"), f->vlan);
     if (tun) o = NAME_AT(o, ",\"tunnel\":", tun, tun_n);
     hwint_j_done(b, o);

@@ -37,6 +37,13 @@ struct hw_logger {
     struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
     uint64_t records[HW_LOG_KINDS], dropped[HW_LOG_KINDS], held_early;
+    struct {                    /* a dns line's community ID, made with the next one's (two SHA-1 chains at once) */
+        int waiting;
+        size_t at;              /* where its 30 characters go in out[HW_LOG_DNS] */
+        int family;
+        uint8_t proto, src[16], dst[16];
+        uint16_t sport, dport;
+    } cid;
 };
 
 /* ---- uid ----------------------------------------------------------------- */
@@ -91,6 +98,46 @@ static const char *proto_field(uint8_t proto, char *t, size_t *n)
     return t;
 }
 
+/* ---- the dns lines' community IDs, two at a time -------------------------- */
+
+/* The waiting one's key, for hwint_community_id2 */
+static struct hwint_cid_key waiting_key(const struct hw_logger *lg)
+{
+    return (struct hwint_cid_key){lg->cid.family, lg->cid.src, lg->cid.dst, lg->cid.proto, lg->cid.sport,
+                                  lg->cid.dport, 0};
+}
+
+/* The waiting id made alone, before its buffer is handed out */
+static void settle_cid(struct hw_logger *lg)
+{
+    if (!lg->cid.waiting) return;
+    char id[32];
+    hw_community_id(lg->cid.family, lg->cid.src, lg->cid.dst, lg->cid.proto, lg->cid.sport, lg->cid.dport, 0, id);
+    memcpy(lg->out[HW_LOG_DNS].p + lg->cid.at, id, 30);
+    lg->cid.waiting = 0;
+}
+
+/* A dns line's id, its 30 characters at `at` (room taken): made with the one waiting, else it waits (a dns line's
+ * id alone through SHA-1 was most of a line's head: one chain of dependent rounds, where two interleave) */
+static void pair_cid(struct hw_logger *lg, size_t at, int family, const uint8_t *orig, uint16_t orig_p,
+                     const uint8_t *resp, uint16_t resp_p, uint8_t proto)
+{
+    size_t alen = family == 6 ? 16 : 4;
+    if (!lg->cid.waiting) {
+        lg->cid.waiting = 1, lg->cid.at = at, lg->cid.family = family, lg->cid.proto = proto;
+        memcpy(lg->cid.src, orig, alen), memcpy(lg->cid.dst, resp, alen);
+        lg->cid.sport = orig_p, lg->cid.dport = resp_p;
+        return;
+    }
+    struct hwint_cid_key k[2] = {waiting_key(lg), {family, orig, resp, proto, orig_p, resp_p, 0}};
+    char id[2][32];
+    int rc[2];
+    hwint_community_id2(k, id, rc);
+    memcpy(lg->out[HW_LOG_DNS].p + lg->cid.at, id[0], 30);
+    memcpy(lg->out[HW_LOG_DNS].p + at, id[1], 30);
+    lg->cid.waiting = 0;
+}
+
 /* The most a head takes: '{', "_path", "ts", "uid", two addresses and ports, "proto" and "community_id". */
 #define HEAD_MAX (1 + 16 + 5 + 48 + 27 + 2 * (13 + 48 + 13 + 5) + 20 + 49)
 
@@ -132,9 +179,15 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     const char *pf = proto_field(proto, t, &n);
     memcpy(o, pf, 16);          /* (its room counted: 20) */
     o += n;
-    if (!cid)
-        cid = hw_community_id(family, orig, resp, proto, orig_p < 0 ? 0 : (uint16_t)orig_p,
-                              resp_p < 0 ? 0 : (uint16_t)resp_p, 0, t) ? "" : t;
+    uint16_t op = orig_p < 0 ? 0 : (uint16_t)orig_p, rp = resp_p < 0 ? 0 : (uint16_t)resp_p;
+    if (!cid && b == &lg->out[HW_LOG_DNS] && (family == 4 || family == 6) && proto != 1 && proto != 58) {
+        o = HWINT_J_PUT(o, ",\"community_id\":\"");           /* (its room counted: 49) */
+        pair_cid(lg, (size_t)(o - b->p), family, orig, op, resp, rp, proto);
+        o[30] = '"';
+        hwint_j_done(b, o + 31);
+        return;
+    }
+    if (!cid) cid = hw_community_id(family, orig, resp, proto, op, rp, 0, t) ? "" : t;
     if (*cid) o = hwint_j_plain_at(HWINT_J_PUT(o, ",\"community_id\":"), cid, 30);  /* "1:" and 28 base64 */
     hwint_j_done(b, o);
 }
@@ -163,6 +216,7 @@ static void end_line(struct hw_logger *lg, int kind, size_t start)
     struct hwint_jbuf *b = &lg->out[kind];
     hwint_j_raw(b, "}\n", 2);
     if (b->failed || (lg->bytes_max && b->len > lg->bytes_max)) {   /* no memory, or nobody took the lines */
+        if (kind == HW_LOG_DNS && lg->cid.waiting && lg->cid.at >= start) lg->cid.waiting = 0;  /* its id too */
         b->len = start;                                               /* this one goes, those before stay */
         b->failed = 0;
         lg->dropped[kind]++;
@@ -452,6 +506,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     struct hw_logger *lg = calloc(1, sizeof *lg);
     if (!lg) return NULL;
     pthread_mutex_init(&lg->lock, NULL);
+    hwint_conn_names();
     lg->kinds = kinds;
     lg->path = path;
     lg->bytes_max = bytes_max;
@@ -595,6 +650,7 @@ const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len)
         return "";
     }
     pthread_mutex_lock(&lg->lock);
+    if (kind == HW_LOG_DNS) settle_cid(lg);
     struct hwint_jbuf t = lg->taken[kind];
     lg->taken[kind] = lg->out[kind];
     lg->out[kind] = t;

@@ -341,6 +341,29 @@ def test_without_conn_no_flow_is_made_in_python_and_the_lines_stay(name, monkeyp
     assert any(every.values()) and made == []
 
 
+@pytest.mark.parametrize("name", ["zeek__wikipedia.pcap", "ndpi__1kxun.pcap"])
+def test_conn_lines_made_as_the_flows_leave_the_table(name):
+    """Session.set_logger(flows=True), as `capbox logs -r` with conn: the logger takes every expired flow as it
+    leaves the table (none through the flow ring to Python), and its conn lines equal the Builder's."""
+    from tests.conftest import PCAPS
+    path, salt = str(PCAPS / name), bytes(range(16))
+    logger, got = Logger(("conn",), salt), []
+    config = CaptureConfig(source=path, backend="pcapfile", lossless=True, flow_ring=1 << 12, idle_timeout_s=0,
+                           active_timeout_s=0)
+    with Session(config) as s:
+        s.set_logger(logger, flows=True)
+
+        def batch() -> None:
+            assert s.read_flows() == []
+            got.extend(line for _, lines in logger.take() for line in lines.decode().splitlines())
+        s.run_to_eof(batch)
+        while s.flush():
+            batch()
+        batch()
+        assert s.counters().flow_records == 0
+    assert len(got) > 20 and sorted(got) == sorted(python_lines(path, salt)["conn"])
+
+
 def test_logs_r_writes_into_a_pipe_widened_to_a_megabyte():
     """`capbox logs -r FILE --json | reader`: the pipe takes the lines' megabyte buffers in one write (F_SETPIPE_SZ),
     and the reader gets every line as a file would."""
