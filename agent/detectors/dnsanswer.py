@@ -18,10 +18,10 @@ def answer_facts(rec) -> dict:
     made = records.answer_ips(rec)        # (as the C core made them: most answers' records are never made)
     if made is not None:
         ips, ttl, public_bits = made
-        if not public_bits:
-            public, private = [], list(ips)
+        if not public_bits:            # (the list itself: nothing changes these lists, and a finding pickles it once)
+            public, private = [], ips
         elif public_bits == (1 << len(ips)) - 1:
-            public, private = list(ips), []
+            public, private = ips, []
         else:
             public = [ip for i, ip in enumerate(ips) if public_bits >> i & 1]
             private = [ip for i, ip in enumerate(ips) if not public_bits >> i & 1]
