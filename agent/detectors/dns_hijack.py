@@ -143,9 +143,9 @@ class Detector(Base):
 
     def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> None:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
-        queries = self.queries
+        queries, clients, client = self.queries, self.clients, key[0]
         q = queries.get(key)
-        if q is None:                  # the usual: a new transaction, compact (Recent's steps for a new key, without its call)
+        if q is None:        # the usual: a new transaction, compact (Recent's steps for a new key, without its call)
             _SET(queries, key, (ts, server, hop_mac))
             if len(queries) > queries.limit:
                 queries.popitem(last=False)
@@ -156,7 +156,13 @@ class Detector(Base):
                 q = {"ts": ts, "servers": {}, "answers": []}
                 queries[key] = q
             q["servers"][server] = hop_mac
-        self.clients[key[0]] = ts
+        if client in clients:              # its client warm (Recent's steps, without its call)
+            clients.move_to_end(client)
+            _SET(clients, client, ts)
+        else:
+            _SET(clients, client, ts)
+            if len(clients) > clients.limit:
+                clients.popitem(last=False)
 
     def remember(self, key: tuple, past, answer: dict) -> None:
         """A name's answer joins its history (past: the history read, () when none), kept in place; the name made
