@@ -334,7 +334,7 @@ class Detector(Base):
             elif self.seen(key, ts, score):
                 self.counts["repeats"] += 1
             else:
-                before = public_before(past)        # (the history before this answer)
+                before = public_before(past) if past else []       # (the history before this answer)
         if ips:
             self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
         if before is None:
