@@ -326,20 +326,25 @@ class Detector(Base):
             _SET(self.queries, txn, (q[0], server, mac, ips, ts))
         else:
             q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
-        before = None
+        before = last = None
         if score:
             key = f"dns_hijack|{mac or server}|{client}"
             if score < self.threshold:
                 self.counts["below_threshold"] += 1
-            elif self.seen(key, ts, score):
-                self.counts["repeats"] += 1
+            elif (last := self._raised.get(key)) is not None and ts - last[0] < self.cfg.dedup_s and score <= last[1]:
+                self.counts["repeats"] += 1                       # (seen(), its entry kept for the write below)
             else:
                 before = public_before(past) if past else []       # (the history before this answer)
         if ips:
             self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
         if before is None:
             return []
-        self._raised[key] = (ts, BOGON_AFTER_PUBLIC if before else BOGON)     # (bogon()'s points)
+        raised = self._raised     # (Recent's steps, without its call: last, the key's entry read above)
+        if last is not None:
+            raised.move_to_end(key)
+        _SET(raised, key, (ts, BOGON_AFTER_PUBLIC if before else BOGON))     # (bogon()'s points)
+        if len(raised) > raised.limit:
+            raised.popitem(last=False)
         self.counts["raised"] += 1
         ident, port, client_mac, transport = sent
         queried = sorted(q["servers"]) if q.__class__ is dict else [server]
