@@ -178,9 +178,10 @@ def dns_from_buffer(buf, at: int) -> DnsRecord:
     """The struct hw_rec_dns at byte offset `at` of a buffer: its RRs' bytes held (one copy), made when read."""
     (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
      name_len, text_len, cut, n_addr, n_cname, facts, min_ttl, ips_off, ips_len, ips_public) = _DNS_UNPACK(buf, at)
+    # (str() of a slice: one copy from any buffer, without bytes() first; x != 0: bool(x) without its call)
     rec = DnsRecord(ident, flags, rcode, str(buf[at + _DNS_NAME:at + _DNS_NAME + name_len], "latin-1"), qtype, qclass,
                     qd, an, ns, ar, (), skipped, edns != 0, udp_size, edns_version, edns_do != 0, cut != 0)
-    if n:        # (str() of a slice: one copy from any buffer, without bytes() first; x != 0: bool(x) without its call)
+    if n:
         ips = None
         if facts == _FACTS_MADE and not n_cname:
             ips = (str(buf[at + _DNS_TEXT + ips_off:at + _DNS_TEXT + ips_off + ips_len], "ascii").split(" ")
