@@ -168,10 +168,10 @@ def _folded_query(buf, at: int) -> PacketEvent:
         src, dst = _TEXT6.get(src) or _ipv6(src), _TEXT6.get(dst) or _ipv6(dst)
     else:
         src, dst = _TEXT4.get(src) or _ipv4(src), _TEXT4.get(dst) or _ipv4(dst)
-    name = bytes(buf[at + _FOLD_NAME:at + _FOLD_NAME + name_len]).decode("latin-1")
-    rec = _records.DnsRecord(ident, flags, rcode, name, qtype, qclass, 1, 0, 0, arcount, (), 0, bool(edns), udp_size,
-                             edns_version, bool(edns_do), bool(cut))
-    return PacketEvent("dns", ts_ns, flow_id, src, dst, sport, dport, proto, vlan, 0, 0, 0, bool(from_initiator),
+    rec = _records.DnsRecord(ident, flags, rcode, str(buf[at + _FOLD_NAME:at + _FOLD_NAME + name_len], "latin-1"),
+                             qtype, qclass, 1, 0, 0, arcount, (), 0, edns != 0, udp_size, edns_version, edns_do != 0,
+                             cut != 0)       # (as records.dns_from_buffer reads them)
+    return PacketEvent("dns", ts_ns, flow_id, src, dst, sport, dport, proto, vlan, 0, 0, 0, from_initiator != 0,
                        _MACS.get(smac) or _mac(smac), _MACS.get(dmac) or _mac(dmac), wirelen, payload_len, b"", rec)
 
 

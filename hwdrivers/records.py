@@ -92,8 +92,9 @@ class DnsRecord:
 
 def answer_ips(rec: DnsRecord):
     """(the distinct addresses of an answer's A/AAAA records in its answer section, sorted when more than one;
-    the least TTL of those records, None when none) as the C core made them, or None when it did not (the
-    record was not read from the core, its text pool was full, or the answer has CNAMEs: read rrs)."""
+    the least TTL of those records, None when none; which of the addresses are public, bit i for the i-th, as
+    agent.detectors.detector.is_public_ip answers) as the C core made them, or None when it did not (the record was
+    not read from the core, its text pool was full, or the answer has CNAMEs: read rrs)."""
     held = rec.held
     return held[2] if held is not None else None
 
@@ -176,15 +177,15 @@ def _rr(buf, at: int, text: bytes) -> DnsRR:
 def dns_from_buffer(buf, at: int) -> DnsRecord:
     """The struct hw_rec_dns at byte offset `at` of a buffer: its RRs' bytes held (one copy), made when read."""
     (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
-     name_len, text_len, cut, n_addr, n_cname, facts, min_ttl, ips_off, ips_len) = _DNS_UNPACK(buf, at)
-    name = bytes(buf[at + _DNS_NAME:at + _DNS_NAME + name_len]).decode("latin-1")
-    rec = DnsRecord(ident, flags, rcode, name, qtype, qclass, qd, an, ns, ar, (), skipped, bool(edns), udp_size,
-                    edns_version, bool(edns_do), bool(cut))
+     name_len, text_len, cut, n_addr, n_cname, facts, min_ttl, ips_off, ips_len, ips_public) = _DNS_UNPACK(buf, at)
+    # (str() of a slice: one copy from any buffer, without bytes() first; x != 0: bool(x) without its call)
+    rec = DnsRecord(ident, flags, rcode, str(buf[at + _DNS_NAME:at + _DNS_NAME + name_len], "latin-1"), qtype, qclass,
+                    qd, an, ns, ar, (), skipped, edns != 0, udp_size, edns_version, edns_do != 0, cut != 0)
     if n:
         ips = None
         if facts == _FACTS_MADE and not n_cname:
-            ips = (bytes(buf[at + _DNS_TEXT + ips_off:at + _DNS_TEXT + ips_off + ips_len]).decode("ascii").split(" ")
-                   if ips_len else [], min_ttl if n_addr else None)
+            ips = (str(buf[at + _DNS_TEXT + ips_off:at + _DNS_TEXT + ips_off + ips_len], "ascii").split(" ")
+                   if ips_len else [], min_ttl if n_addr else None, ips_public)
         rec.held = (bytes(buf[at + _RR_AT:at + _DNS_TEXT + text_len]), n, ips)
         del rec.rrs
     return rec

@@ -59,18 +59,18 @@ def parse(ev):
             "dst_mac": ev.dst_mac, "ts": ts, "proto": "tcp" if ev.proto == 6 else "udp"}
 
 
-class Answers(collections.deque):
-    """A name's last HISTORY_LEN answers ({"ips", "public", "ttl", "ts", "server"}), and how many of them had a
-    public address (publics: what a bogon's score asks of every answer, without reading them all)."""
+class Answers(list):
+    """A name's last HISTORY_LEN answers ({"ips", "public", "ttl", "ts", "server"}), oldest first, and how many of
+    them had a public address (publics: what a bogon's score asks of every answer, without reading them all).  A
+    list, not a deque of that maxlen: one is made for every new name (large.pcap: every answer), and a deque's first
+    block is 512 bytes (768 in all, against 80).  Made as Answers((first,)) with publics set (Detector.remember)."""
     __slots__ = ("publics",)
 
-    def __init__(self):
-        super().__init__((), HISTORY_LEN)
-        self.publics = 0
-
     def add(self, answer: dict) -> None:
-        if len(self) == HISTORY_LEN and self[0]["public"]:
-            self.publics -= 1
+        if len(self) == HISTORY_LEN:
+            if self[0]["public"]:
+                self.publics -= 1
+            del self[0]
         self.append(answer)
         if answer["public"]:
             self.publics += 1
@@ -119,32 +119,36 @@ class Detector(Base):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.queries = Recent()      # (client, port, id, name, qtype) -> {"ts", "servers": {ip: next-hop MAC}, "answers": [...]}
-                                     # or a plain exchange's (compact: transaction())
+                                     # or a query alone, or a plain exchange (compact: transaction())
         self.clients = Recent()      # client ip -> last query ts
         self.history = Recent()      # (name, qtype) -> Answers: its last few
         self.unsolicited = Recent()  # (client, name) -> deque of times
         self.rewrites = Rewrites()   # NXDOMAIN rewriting: names that cannot exist, answered
 
     def transaction(self, key: tuple):
-        """The transaction of key (None: none).  A repeated exchange judged plain is kept as a tuple (its query's
-        time, the server, the MAC it went through and answered from, the answer's addresses and time; judge_run's keep
-        its template's list of addresses, copied here): one object instead of five, made whole here when anything
-        reads it, in its place (its recency kept)."""
+        """The transaction of key (None: none).  A query alone is kept as a tuple (its time, the server, the MAC it
+        went through: query()), and so is an exchange judged plain (its query's time, the server, the MAC it went
+        through and answered from, the answer's addresses and time; judge_run's keep its template's list of
+        addresses, copied here): one object instead of three or five, made whole here when anything reads it, in
+        its place (its recency kept)."""
         q = self.queries.get(key)
         if q.__class__ is tuple:
-            qts, server, mac, ips, ts = q
-            q = {"ts": qts, "servers": {server: mac},
-                 "answers": [{"ips": list(ips), "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
-            collections.OrderedDict.__setitem__(self.queries, key, q)   # in its place: Recent's set moves it
+            if len(q) == 3:
+                qts, server, mac = q
+                q = {"ts": qts, "servers": {server: mac}, "answers": []}
+            else:
+                qts, server, mac, ips, ts = q
+                q = {"ts": qts, "servers": {server: mac},
+                     "answers": [{"ips": list(ips), "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"}]}
+            _SET(self.queries, key, q)   # in its place: Recent's set moves it
         return q
 
-    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> dict:
+    def query(self, key: tuple, server: str, hop_mac: str, ts: float) -> None:
         """A query opens (or joins) its transaction and makes its client warm: it raises nothing."""
-        queries = self.queries
+        queries, clients, client = self.queries, self.clients, key[0]
         q = queries.get(key)
-        if q is None:                  # the usual: a new transaction (Recent's steps for a new key, without its call)
-            q = {"ts": ts, "servers": {server: hop_mac}, "answers": []}
-            _SET(queries, key, q)
+        if q is None:        # the usual: a new transaction, compact (Recent's steps for a new key, without its call)
+            _SET(queries, key, (ts, server, hop_mac))
             if len(queries) > queries.limit:
                 queries.popitem(last=False)
         else:
@@ -154,18 +158,27 @@ class Detector(Base):
                 q = {"ts": ts, "servers": {}, "answers": []}
                 queries[key] = q
             q["servers"][server] = hop_mac
-        self.clients[key[0]] = ts
-        return q
+        if client in clients:              # its client warm (Recent's steps, without its call)
+            clients.move_to_end(client)
+            _SET(clients, client, ts)
+        else:
+            _SET(clients, client, ts)
+            if len(clients) > clients.limit:
+                clients.popitem(last=False)
 
     def remember(self, key: tuple, past, answer: dict) -> None:
         """A name's answer joins its history (past: the history read, () when none), kept in place; the name made
-        the most recent."""
+        the most recent (a new name: Recent's steps for a new key, without its call)."""
+        history = self.history
         if past:
             past.add(answer)
-            self.history.move_to_end(key)
-        else:
-            past = self.history[key] = Answers()
-            past.add(answer)
+            history.move_to_end(key)
+            return
+        past = Answers((answer,))
+        past.publics = 1 if answer["public"] else 0
+        _SET(history, key, past)
+        if len(history) > history.limit:
+            history.popitem(last=False)
 
     def judge_query(self, q) -> list:
         """A query the C core folded into the next DNS event: as judge() of its own event, without the event."""
@@ -277,11 +290,16 @@ class Detector(Base):
         ts, client, server, mac = ev.ts_ns / 1e9, ev.dst, ev.src, ev.src_mac
         key = (client, ev.dport, rec.id, t["name"], t["qtype"])
         q = self.queries.get(key)
-        if q.__class__ is tuple:
-            q = self.transaction(key)
         past = self.history.get(t["key"], ())
-        score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
         sent = (rec.id, ev.dport, ev.dst_mac, "tcp" if ev.proto == 6 else "udp")
+        if q.__class__ is tuple:
+            if len(q) == 3 and q[1] == server and q[2] == mac:   # its query alone, sent through the MAC that answered
+                score = None if ts - q[0] > QUERY_TTL_S else self._bogon_score(t, server, mac, past, ts, client, mac,
+                                                                                 t["ttl"])
+                if score is not None:       # (_plain_score's answer: the exchange kept compact)
+                    return self._plain(t, q, past, score, t["ips"], t["ttl"], ts, client, server, mac, sent, key)
+            q = self.transaction(key)
+        score = self._plain_score(t, q, past, ts, client, server, mac, t["ttl"]) if q is not None else None
         if score is None:
             found = self.detect(self._facts_of(t, t["ips"], t["ttl"], ts, client, server, mac, sent))
             return self.threshold_and_dedup(found) if found else found
@@ -302,28 +320,36 @@ class Detector(Base):
         order, and the finding detect() + threshold_and_dedup() would raise, without their other steps (the
         indicator is the bogon's; race, server, MAC, change and rewrite indicators cannot apply here), deferred
         (bogon_finding makes it).  q None: a repeat whose query opens its transaction (txn, sent at qts): kept
-        compact (transaction())."""
+        compact (transaction()); q a tuple: a query alone kept compact (query(), through the MAC that answered), the
+        exchange kept compact in its place."""
         if q is None:
             self.queries[txn] = (qts, server, mac, ips, ts)
+        elif q.__class__ is tuple:
+            _SET(self.queries, txn, (q[0], server, mac, ips, ts))
         else:
             q["answers"].append({"ips": ips, "server": server, "mac": mac, "ts": ts, "rcode": "NOERROR"})
-        before = None
+        before = last = None
         if score:
             key = f"dns_hijack|{mac or server}|{client}"
             if score < self.threshold:
                 self.counts["below_threshold"] += 1
-            elif self.seen(key, ts, score):
-                self.counts["repeats"] += 1
+            elif (last := self._raised.get(key)) is not None and ts - last[0] < self.cfg.dedup_s and score <= last[1]:
+                self.counts["repeats"] += 1                       # (seen(), its entry kept for the write below)
             else:
-                before = public_before(past)        # (the history before this answer)
+                before = public_before(past) if past else []       # (the history before this answer)
         if ips:
             self.remember(t["key"], past, {"ips": ips, "public": t["public"], "ttl": ttl, "ts": ts, "server": server})
         if before is None:
             return []
-        self._raised[key] = (ts, BOGON_AFTER_PUBLIC if before else BOGON)     # (bogon()'s points)
+        raised = self._raised     # (Recent's steps, without its call: last, the key's entry read above)
+        if last is not None:
+            raised.move_to_end(key)
+        _SET(raised, key, (ts, BOGON_AFTER_PUBLIC if before else BOGON))     # (bogon()'s points)
+        if len(raised) > raised.limit:
+            raised.popitem(last=False)
         self.counts["raised"] += 1
         ident, port, client_mac, transport = sent
-        queried = sorted(q["servers"]) if q is not None else [server]
+        queried = sorted(q["servers"]) if q.__class__ is dict else [server]
         return [Deferred(bogon_finding, (t["name"], t["qtype"], ident, t["rcode"], ips, t["cnames"], ttl, server,
                                          client, port, transport, mac, queried, t["private"], before, ts, client_mac))]
 

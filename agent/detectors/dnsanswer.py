@@ -12,12 +12,19 @@ CNAME = 5
 def answer_facts(rec) -> dict:
     """What parse() reads of an answer's record that detect() judges by (name, type, rcode, addresses, the least
     TTL of its addresses, CNAMEs), and what detect() concludes from them alone.  Made for every answer: the C
-    core's reading of its addresses (records.answer_ips), else one pass over the records and one over the
-    addresses (a list sorted only when it has two)."""
+    core's reading of its addresses and which are public (records.answer_ips), else one pass over the records
+    and one over the addresses (a list sorted only when it has two)."""
     cnames = []
     made = records.answer_ips(rec)        # (as the C core made them: most answers' records are never made)
     if made is not None:
-        ips, ttl = made
+        ips, ttl, public_bits = made
+        if not public_bits:            # (the list itself: nothing changes these lists, and a finding pickles it once)
+            public, private = [], ips
+        elif public_bits == (1 << len(ips)) - 1:
+            public, private = ips, []
+        else:
+            public = [ip for i, ip in enumerate(ips) if public_bits >> i & 1]
+            private = [ip for i, ip in enumerate(ips) if not public_bits >> i & 1]
     else:
         ips, ttl = [], None
         for rr in rec.rrs:
@@ -31,11 +38,11 @@ def answer_facts(rec) -> dict:
                     cnames.append(rr.value.lower())
         if len(ips) > 1:
             ips = sorted(set(ips))
+        public, private = [], []
+        for ip in ips:
+            known = ANSWERS.get(ip)
+            (public if (is_public_ip(ip, ANSWERS) if known is None else known) else private).append(ip)
     name, qtype = rec.name.lower(), records.dns_type(rec.qtype)
-    public, private = [], []
-    for ip in ips:
-        known = ANSWERS.get(ip)
-        (public if (is_public_ip(ip, ANSWERS) if known is None else known) else private).append(ip)
     # Rewrites.judge() reads (and learns from) an answer of such a name even with no NXDOMAIN seen for it
     unlikely = False
     if ips and (qtype == "A" or qtype == "AAAA"):

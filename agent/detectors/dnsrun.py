@@ -86,8 +86,10 @@ def judge_run(dns, run: list, frame) -> list:
         if ips:
             answer = {"ips": ips, "public": public, "ttl": ttl, "ts": ts, "server": server}
             if past:
-                if len(past) == history_len and past[0]["public"]:
-                    past.publics -= 1
+                if len(past) == history_len:         # (Answers.add, inline)
+                    if past[0]["public"]:
+                        past.publics -= 1
+                    del past[0]
                 past.append(answer)
                 if public:
                     past.publics += 1

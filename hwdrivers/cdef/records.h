@@ -61,6 +61,7 @@ struct hw_rec_dns {
     uint8_t facts;              /* HW_DNS_FACTS_MADE: ips_off/ips_len hold the distinct addresses (hw_dns_facts) */
     uint32_t min_ttl;
     uint16_t ips_off, ips_len;  /* in text[]: the distinct addresses' text, sorted by it, joined by ' ' */
+    uint16_t ips_public;        /* bit i: the i-th of them is public (hw_addr_public) */
     char name[HW_DNS_NAME_MAX];
     struct hw_dns_rr rr[HW_DNS_RR_MAX];
     char text[HW_DNS_TEXT_MAX];
@@ -238,6 +239,8 @@ const char *hw_dns_rcode_name(int rcode);
 /* Parse one DNS message (a UDP payload, or a TCP one with its length prefix). */
 int hw_dns_parse(const uint8_t *p, uint32_t n, int tcp, struct hw_rec_dns *out);
 void hw_dns_facts(struct hw_rec_dns *r);   /* once a record: what the DNS detector reads of its answer (the facts fields) */
+/* Whether an address (family 4 or 6) is public as agent.detectors.detector.is_public_ip answers. */
+int hw_addr_public(int family, const uint8_t *addr);
 /* Parse the TLS records at the start of a TCP payload. */
 int hw_tls_parse(const uint8_t *p, uint32_t n, struct hw_rec_tls *out);
 /* An HTTP/1.x request or response head (and a form body in the same segment). */

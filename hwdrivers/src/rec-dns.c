@@ -219,15 +219,51 @@ static int read_rr(const struct msg *m, uint32_t *off, int section, struct hw_re
     return 0;
 }
 
+/* The ranges that are not global unicast, as agent.detectors.detector.is_public_ip (Python's ipaddress is_global,
+ * and not multicast) answers; an IPv4-mapped IPv6 address is judged as its IPv4 one.  tests/hwdrivers/test_records.py
+ * holds them to Python's answer at every range's edges. */
+static const struct { uint32_t net; uint8_t bits; } NOT_PUBLIC_V4[] = {
+    {0x00000000, 8}, {0x0a000000, 8}, {0x64400000, 10}, {0x7f000000, 8}, {0xa9fe0000, 16}, {0xac100000, 12},
+    {0xc0000000, 29}, {0xc00000aa, 31}, {0xc0000200, 24}, {0xc0a80000, 16}, {0xc6120000, 15}, {0xc6336400, 24},
+    {0xcb007100, 24}, {0xe0000000, 4}, {0xf0000000, 4}, {0xffffffff, 32},
+};
+static const struct { uint8_t net[16]; uint8_t bits; } NOT_PUBLIC_V6[] = {
+    {{[15] = 1}, 128}, {{0}, 128}, {{0x01, 0x00}, 64}, {{0x20, 0x01}, 23}, {{0x20, 0x01, 0x00, 0x02}, 48},
+    {{0x20, 0x01, 0x0d, 0xb8}, 32}, {{0x20, 0x01, 0x00, 0x10}, 28}, {{0xfc}, 7}, {{0xfe, 0x80}, 10}, {{0xff}, 8},
+};
+
+static int prefix_is(const uint8_t *a, const uint8_t *net, unsigned bits)
+{
+    unsigned whole = bits / 8, rest = bits % 8;
+    if (memcmp(a, net, whole)) return 0;
+    return !rest || !((a[whole] ^ net[whole]) & (uint8_t)(0xff << (8 - rest)));
+}
+
+int hw_addr_public(int family, const uint8_t *addr)
+{
+    static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (family == 6 && memcmp(addr, mapped, 12)) {
+        for (unsigned i = 0; i < sizeof NOT_PUBLIC_V6 / sizeof NOT_PUBLIC_V6[0]; i++)
+            if (prefix_is(addr, NOT_PUBLIC_V6[i].net, NOT_PUBLIC_V6[i].bits)) return 0;
+        return 1;
+    }
+    uint32_t a = hw_be32(family == 6 ? addr + 12 : addr);
+    for (unsigned i = 0; i < sizeof NOT_PUBLIC_V4 / sizeof NOT_PUBLIC_V4[0]; i++)
+        if (!((a ^ NOT_PUBLIC_V4[i].net) >> (32 - NOT_PUBLIC_V4[i].bits))) return 0;
+    return 1;
+}
+
 /* The answer section's addresses as the DNS detector reads them: how many, their least TTL, and the distinct
  * ones' text sorted (byte order: Python's order of these ASCII strings) and joined by ' ' at the end of the text
- * pool, so Python reads them with one split instead of making each record; CNAMEs are counted (Python reads those
- * records themselves).  Made once, as the event leaves for Python (shring.c): the protocol logs, which read the
- * record in C, never pay for it.  No room in the pool: facts is HW_DNS_FACTS_NO_ROOM. */
+ * pool, so Python reads them with one split instead of making each record, with which of them are public
+ * (ips_public); CNAMEs are counted (Python reads those records themselves).  Made once, as the event leaves for
+ * Python (shring.c): the protocol logs, which read the record in C, never pay for it.  No room in the pool: facts
+ * is HW_DNS_FACTS_NO_ROOM. */
 void hw_dns_facts(struct hw_rec_dns *r)
 {
     char text[HW_DNS_RR_MAX][48];
     const char *sorted[HW_DNS_RR_MAX];
+    uint8_t public[HW_DNS_RR_MAX];
     uint32_t n = 0, bytes = 0;
     if (r->facts) return;
     r->facts = HW_DNS_FACTS_NO_ROOM;
@@ -241,23 +277,27 @@ void hw_dns_facts(struct hw_rec_dns *r)
         if ((rr->type != T_A && rr->type != T_AAAA) || (rr->addr_len != 4 && rr->addr_len != 16)) continue;
         if (!r->n_addr || rr->ttl < r->min_ttl) r->min_ttl = rr->ttl;
         r->n_addr++;
-        *hwint_addr_text(text[n], rr->addr_len == 4 ? 4 : 6, rr->addr) = 0;
+        int family = rr->addr_len == 4 ? 4 : 6;
+        *hwint_addr_text(text[n], family, rr->addr) = 0;
         uint32_t j = 0;
         int c = 1;
         while (j < n && (c = strcmp(sorted[j], text[n])) < 0) j++;
         if (j < n && c == 0) continue; /* a duplicate: once */
         memmove(&sorted[j + 1], &sorted[j], (n - j) * sizeof sorted[0]);
         sorted[j] = text[n];
+        public[n] = (uint8_t)hw_addr_public(family, rr->addr);
         bytes += (uint32_t)strlen(text[n]) + 1;
         n++;
     }
     if ((uint32_t)r->text_len + bytes + 1 > HW_DNS_TEXT_MAX) return;
     uint32_t at = r->text_len, len = 0;
+    r->ips_public = 0;
     for (uint32_t i = 0; i < n; i++) {
         size_t l = strlen(sorted[i]);
         if (i) r->text[at + len++] = ' ';
         memcpy(r->text + at + len, sorted[i], l);
         len += (uint32_t)l;
+        if (public[(sorted[i] - text[0]) / sizeof text[0]]) r->ips_public = (uint16_t)(r->ips_public | 1u << i);
     }
     r->text[at + len] = 0;
     r->ips_off = (uint16_t)at;

@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+from agent.detectors.detector import is_public_ip
 from hwdrivers import CaptureConfig, RunResult, Session, records
 from tests.conftest import ALL_PCAPS, pcap
 from tests.hwdrivers.test_pcaps import CORRUPT
@@ -380,10 +381,12 @@ def test_dns_question_names_on_the_parse_paths():
 
 
 def answer_ips_of_rrs(rec) -> tuple:
-    """What records.answer_ips() stands for, read from the records one by one (dns_hijack's reading)."""
+    """What records.answer_ips() stands for, read from the records one by one (dns_hijack's reading), each
+    address's publicness asked of is_public_ip."""
     ips = [r.value for r in rec.rrs if r.section == "answer" and r.type in (1, 28)]
     ttls = [r.ttl for r in rec.rrs if r.section == "answer" and r.type in (1, 28)]
-    return (sorted(set(ips)) if len(ips) > 1 else ips), (min(ttls) if ttls else None)
+    ips = sorted(set(ips)) if len(ips) > 1 else ips
+    return ips, (min(ttls) if ttls else None), sum(is_public_ip(ip, {}) << i for i, ip in enumerate(ips))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -418,17 +421,61 @@ def test_answer_ips_are_distinct_sorted_as_text_with_the_least_ttl():
     v4 = [(1, 300, socket.inet_aton("10.0.0.10")), (1, 60, socket.inet_aton("10.0.0.2")),
           (1, 30, socket.inet_aton("10.0.0.10")), (28, 900, socket.inet_pton(socket.AF_INET6, "2001:db8::a"))]
     rec = records.parse_dns(dns_answer(v4))
-    assert records.answer_ips(rec) == (["10.0.0.10", "10.0.0.2", "2001:db8::a"], 30) == answer_ips_of_rrs(rec)
+    assert records.answer_ips(rec) == (["10.0.0.10", "10.0.0.2", "2001:db8::a"], 30, 0) == answer_ips_of_rrs(rec)
     one = records.parse_dns(dns_answer(v4[1:2]))
-    assert records.answer_ips(one) == (["10.0.0.2"], 60)
+    assert records.answer_ips(one) == (["10.0.0.2"], 60, 0)
     none = records.parse_dns(dns_answer([(16, 5, b"\x02hi")], 16))
-    assert records.answer_ips(none) == ([], None) and none.rrs[0].value == "hi"
+    assert records.answer_ips(none) == ([], None, 0) and none.rrs[0].value == "hi"
     cname = records.parse_dns(dns_answer([(5, 5, b"\x01a\xc0\x0c")] + v4))
     assert records.answer_ips(cname) is None and cname.rrs[0].value == "a.example.com"   # (read from the records)
     edges = [bytes(a) for a in zip((0, 9, 10, 99), (100, 199, 200, 255), (1, 0, 255, 20), (255, 19, 0, 9))]
     rec = records.parse_dns(dns_answer([(1, 60, a) for a in edges]))     # (the core writes IPv4 text itself)
-    assert records.answer_ips(rec) == (sorted(socket.inet_ntoa(a) for a in edges), 60)
+    assert records.answer_ips(rec) == (sorted(socket.inet_ntoa(a) for a in edges), 60, 0b1100) == answer_ips_of_rrs(rec)
+    mixed = [(28, 7, socket.inet_pton(socket.AF_INET6, a)) for a in ("2a00::1", "fe80::1", "::ffff:8.8.8.8")]
+    rec = records.parse_dns(dns_answer([(1, 60, a) for a in edges] + mixed))
+    assert records.answer_ips(rec) == answer_ips_of_rrs(rec) and records.answer_ips(rec)[2] == 0b0111100
     txt = (16, 5, b"\xff" + b"x" * 255 + b"\x14" + b"y" * 20)      # 7 of them and an owner: 6 bytes left in text[]
     full = records.parse_dns(dns_answer([txt] * 7 + v4[:1]))
-    assert records.answer_ips(full) is None and answer_ips_of_rrs(full) == (["10.0.0.10"], 300)
+    assert records.answer_ips(full) is None and answer_ips_of_rrs(full) == (["10.0.0.10"], 300, 0)
     assert full.rr_skipped == 0 and full == records.parse_dns(dns_answer([txt] * 7 + v4[:1]))
+
+
+def special_edges() -> list:
+    """Addresses at and around the edges of every range Python's ipaddress treats specially (each IPv4 one also
+    IPv4-mapped, 6to4 and Teredo-wrapped), and a sample of others: where is_public_ip's answer can change."""
+    import ipaddress
+    import random
+    nets = []
+    for consts in (ipaddress.IPv4Address._constants, ipaddress.IPv6Address._constants):
+        for value in vars(consts).values():
+            for net in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(net, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+                    nets.append(net)
+                elif isinstance(net, (ipaddress.IPv4Address, ipaddress.IPv6Address)):
+                    nets.append(ipaddress.ip_network(net))
+    out = set()
+    for net in nets:
+        top = (1 << net.max_prefixlen) - 1
+        for n in (int(net.network_address), int(net.broadcast_address)):
+            for d in (-1, 0, 1):
+                if 0 <= n + d <= top:
+                    out.add(ipaddress.ip_address(n + d) if net.version == 4 else ipaddress.IPv6Address(n + d))
+    rnd = random.Random(17)
+    out |= {ipaddress.IPv4Address(rnd.getrandbits(32)) for _ in range(20000)}
+    out |= {ipaddress.IPv6Address(rnd.getrandbits(128) >> rnd.randrange(128)) for _ in range(5000)}
+    out |= {ipaddress.IPv6Address(rnd.choice((0x2001, 0x2002, 0xfe80, 0xff02, 0x0100, 0xfc00)) << 112
+                                  | rnd.getrandbits(rnd.choice((16, 64, 96, 112)))) for _ in range(5000)}
+    for a in [a for a in out if a.version == 4]:
+        out.add(ipaddress.IPv6Address(0xffff << 32 | int(a)))           # mapped
+        out.add(ipaddress.IPv6Address(0x2002 << 112 | int(a) << 80))    # 6to4
+        out.add(ipaddress.IPv6Address(0x2001 << 112 | int(a) << 64 | 0xffffffff ^ int(a)))   # Teredo
+    return sorted(out, key=lambda a: (a.version, a))
+
+
+def test_the_core_says_public_as_is_public_ip_does():
+    """hw_addr_public (the DNS answers' ips_public) at every special range's edges, as the detectors' is_public_ip
+    (Python's ipaddress) answers them."""
+    from hwdrivers._hw import lib as hw
+    wrong = [str(a) for a in special_edges()
+             if bool(hw.hw_addr_public(a.version, a.packed)) != is_public_ip(str(a), {})]
+    assert not wrong, wrong[:20]
