@@ -83,14 +83,16 @@ def spawn(ring, offline: bool = False) -> tuple:
     return proc, Connection(mine.detach())
 
 
-def work(ring_fd: int, conn_fd: int, offline: bool = False) -> int:
+def work(ring_fd: int, conn_fd: int, offline: bool = False, keep: Optional[list] = None) -> int:
     """Feed the ring's events to the pipeline until the agent says stop or goes away.
 
     offline (`capbox detect`, agent.detectors.offline): the worker first sends back (the kinds it reads, whether
     it reads DNS repeats), then sends lists of Detections (in order, as Pipeline.feed_all finds them: an
     exception ends it, as in one process) and waits at most IDLE_S[0] on an empty ring; at "end" it takes
     what is left, sends its last Tally and exits.  Live, each finding goes back as a Found, and an event a
-    detector fails on is counted and skipped."""
+    detector fails on is counted and skipped.  keep: a list the pipeline is left in, for a process that ends
+    with os._exit (its tables, about a million objects on large.pcap, took 0.14 s to free as work returned,
+    while `capbox detect` waited for the worker's end)."""
     from agent.detectors import DETECTORS  # noqa: F401  (their modules, loaded while the [detection] section comes)
     from agent.detectors.pipeline import GC_THRESHOLD, GC_THRESHOLD_OFFLINE, Pipeline, tune_gc
     from hwdrivers.shring import SharedRing
@@ -98,6 +100,8 @@ def work(ring_fd: int, conn_fd: int, offline: bool = False) -> int:
     # the [detection] section, sent as a dict: unpickling its class would import agent.config and with it the
     # capture face (some 20 modules, each tens of ms booting under TCG); the detectors read its attributes
     pipeline = Pipeline(types.SimpleNamespace(**conn.recv()))
+    if keep is not None:
+        keep.append(pipeline)
     tune_gc(GC_THRESHOLD_OFFLINE if offline else GC_THRESHOLD)
     kinds = pipeline.kinds()
     repeats = pipeline.repeats           # DNS answers the C core marked as repeats, read as a few fields
@@ -160,13 +164,15 @@ class Worker:
         self.ring = SharedRing(OFFLINE_RING)
         self.proc, self.conn = spawn(self.ring, offline=True)
         self.found: list = []
+        self.threats = None                    # detect()'s agent.detectors.offline.Threats of them
         self.tally: Optional[Tally] = None     # its last
 
     def detect(self, path: str, cfg, bpf: str = "") -> tuple:
         """(detections, error or None, each detector's counters (Pipeline.counts()), the DNS gate's counters) of
         a file, as agent.detectors.offline.detect_file finds them; CaptureError when it cannot be read at all, WorkerFailed."""
-        from agent.detectors.offline import file_config
+        from agent.detectors.offline import Threats, file_config
         from hwdrivers import Session, dnsgate
+        self.threats = Threats()     # (its rows made as the findings come, while this process waits for them)
         self._send(dataclasses.asdict(cfg))
         kinds, repeats = self._recv()
         with Session(file_config(path, bpf, kinds)) as s:
@@ -214,6 +220,8 @@ class Worker:
     def _take(self, msg) -> None:
         if isinstance(msg, list):
             self.found.extend(msg)
+            if self.threats is not None:
+                self.threats.add(msg)
         else:
             self.tally = msg
 
@@ -404,6 +412,7 @@ if __name__ == "__main__":
     if sys.argv[3:] == ["offline"]:    # a terminal's Ctrl-C stops `capbox detect`; this one ends as its connection
         import signal                  # closes (no traceback of its own)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    code = _work(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["offline"])
+    _kept: list = []
+    code = _work(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:] == ["offline"], _kept)
     logging.shutdown()
     os._exit(code)                  # its tables (about a million objects) left unfreed: 0.2 s of CPU at the end

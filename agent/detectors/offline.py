@@ -49,22 +49,39 @@ def detect_file(path: str, cfg, bpf: str = "", detectors: Optional[list] = None)
     return found, error, pipeline
 
 
-def aggregate(found: list, min_severity: str = "low") -> list:
+class Threats:
     """One row per (type, attacker, target), as the threat store keeps them: the worst finding, with its count
-    and the time span; rows below min_severity left out."""
-    floor = SEVERITIES.index(min_severity)
-    rows: dict = {}
-    for d in found:         # (large.pcap: 19,619 findings, 18,648 rows)
-        key = (d.type, d.attacker_mac or d.attacker, d.dst)
-        row = rows.get(key)
-        if row is None:
-            rows[key] = {"detection": d, "count": 1, "first_seen": d.first_seen, "last_seen": d.first_seen}
-            continue
-        row["count"] += 1
-        if d.first_seen > row["last_seen"]:
-            row["last_seen"] = d.first_seen
-        if d.score > row["detection"].score:
-            row["detection"] = d
-    if not floor:
-        return list(rows.values())
-    return [r for r in rows.values() if SEVERITIES.index(r["detection"].severity) >= floor]
+    and the time span.  Fed a list of findings at a time: `capbox detect` folds them in as the worker sends
+    them, while it waits for the worker anyway, not all after the worker's end (large.pcap: 19,619 findings,
+    18,648 rows)."""
+
+    def __init__(self):
+        self.by_key: dict = {}
+
+    def add(self, found: list) -> None:
+        by_key = self.by_key
+        for d in found:
+            key = (d.type, d.attacker_mac or d.attacker, d.dst)
+            row = by_key.get(key)
+            if row is None:
+                by_key[key] = {"detection": d, "count": 1, "first_seen": d.first_seen, "last_seen": d.first_seen}
+                continue
+            row["count"] += 1
+            if d.first_seen > row["last_seen"]:
+                row["last_seen"] = d.first_seen
+            if d.score > row["detection"].score:
+                row["detection"] = d
+
+    def rows(self, min_severity: str = "low") -> list:
+        """The rows, those below min_severity left out."""
+        floor = SEVERITIES.index(min_severity)
+        if not floor:
+            return list(self.by_key.values())
+        return [r for r in self.by_key.values() if SEVERITIES.index(r["detection"].severity) >= floor]
+
+
+def aggregate(found: list, min_severity: str = "low") -> list:
+    """Threats' rows of a list of findings."""
+    threats = Threats()
+    threats.add(found)
+    return threats.rows(min_severity)

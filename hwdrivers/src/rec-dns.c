@@ -239,6 +239,8 @@ static int prefix_is(const uint8_t *a, const uint8_t *net, unsigned bits)
     return !rest || !((a[whole] ^ net[whole]) & (uint8_t)(0xff << (8 - rest)));
 }
 
+_Static_assert(HW_DNS_RR_MAX <= 16, "ips_public holds a bit for each address of the answer section");
+
 int hw_addr_public(int family, const uint8_t *addr)
 {
     static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
