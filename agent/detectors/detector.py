@@ -9,11 +9,11 @@ packet time, so a capture file replays exactly as the wire did."""
 import collections
 import dataclasses
 import functools
-import ipaddress
 import socket
 from typing import Optional
 
 from agent.events import Detection
+from hwdrivers._hw import lib as _hw
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -223,9 +223,9 @@ class Detector:
 
 
 # IPv4 /24s where the answer differs from one address to the next (192.0.0.0/29 and .170/31, the broadcast);
-# IPv6: ::/64 (::1, ::, IPv4-mapped) and 2001:1::/64 (newer Pythons' global 2001:1::1 and ::2) address by address
+# IPv6: ::/64 (::1, ::, IPv4-mapped) address by address
 _MIXED_V4 = ("192.0.0", "255.255.255")
-_MIXED_V6 = (bytes(8), bytes.fromhex("2001000100000000"))
+_MIXED_V6 = (bytes(8),)
 
 
 PUBLIC: dict = {}            # address -> is_public_ip: the few addresses a LAN's packets carry, asked many times each
@@ -236,10 +236,11 @@ _KNOWN_MAX = 1 << 16
 
 
 def is_public_ip(addr: str, known: dict = PUBLIC) -> bool:
-    """Whether addr is a global unicast address.  Every detector asks this of every packet's addresses, and
-    ipaddress parsing dominated: answers are kept (bounded) in `known`, by address, then by /24 for IPv4 and by
-    /64 for IPv6 (no non-global range is narrower elsewhere), so a capture with a million addresses does not miss
-    each time."""
+    """Whether addr is a global unicast address, as the C core's one table of the non-global ranges answers
+    (hw_addr_public, which the DNS answers' facts use too: Python's ipaddress answers differently from one
+    release to the next).  Every detector asks this of every packet's addresses: answers are kept (bounded) in
+    `known`, by address, then by /24 for IPv4 and by /64 for IPv6 (no non-global range is narrower elsewhere),
+    so a capture with a million addresses does not miss each time."""
     public = known.get(addr)
     if public is None:
         if len(known) >= _KNOWN_MAX:
@@ -257,7 +258,7 @@ def _is_public_ip(addr: str) -> bool:
     try:
         head = socket.inet_pton(socket.AF_INET6, addr)[:8]
     except OSError:
-        return _public(addr)             # a scoped address (fe80::1%eth0): ipaddress reads it
+        return _public(addr)             # a scoped address (fe80::1%eth0)
     return _public(addr) if head in _MIXED_V6 else _public_v6_net(head)
 
 
@@ -273,10 +274,11 @@ def _public_v6_net(head: bytes) -> bool:
 
 @functools.lru_cache(maxsize=1 << 16)
 def _public(addr: str) -> bool:
+    """The core's answer for an address in text (an IPv4-mapped one judged as its IPv4 address); False for what
+    is no address."""
     try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
+        if ":" in addr:
+            return bool(_hw.hw_addr_public(6, socket.inet_pton(socket.AF_INET6, addr.partition("%")[0])))
+        return bool(_hw.hw_addr_public(4, socket.inet_pton(socket.AF_INET, addr)))
+    except OSError:
         return False
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
