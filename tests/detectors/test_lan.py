@@ -3,6 +3,7 @@ read from cut DER (x509.py), and a verdict moving a threat (threats.rescore)."""
 import datetime
 
 from agent.detectors import x509
+from agent.detectors.detector import Recent
 from agent.detectors.lan import Lan
 from agent.threats import rescore
 from hwdrivers.events import PacketEvent
@@ -36,6 +37,16 @@ def test_routers_next_hops_and_who_sent_a_forged_frame():
     lan.learn(ev("tcp_src", "192.168.1.10", "151.101.1.10", VICTIM_MAC, ATTACKER_MAC, 6))
     assert lan.next_hop["192.168.1.10"]["mac"] == GW_MAC
 
+
+
+def test_a_steady_sender_forgotten_by_a_full_host_table_is_bound_again():
+    lan = Lan()
+    lan.hosts = Recent(2)
+    for i, ip in enumerate(("192.168.1.10", "192.168.1.11", "192.168.1.12")):   # the third forgets the first's binding
+        lan.learn(ev("tls", ip, "192.168.1.1", f"02:00:00:00:00:{i + 10}", GW_MAC, i + 1))
+    assert "192.168.1.10" not in lan.hosts and len(lan.senders["192.168.1.10"]) == 1
+    lan.learn(ev("tls", "192.168.1.10", "192.168.1.1", "02:00:00:00:00:10", GW_MAC, 5))   # its one MAC, again
+    assert lan.hosts["192.168.1.10"] == {"mac": "02:00:00:00:00:10", "ts": 5.0, "how": "ip"}
 
 def _cert(not_before: datetime.datetime) -> bytes:
     from cryptography import x509 as cx
