@@ -93,7 +93,7 @@ class DnsRecord:
 def answer_ips(rec: DnsRecord):
     """(the distinct addresses of an answer's A/AAAA records in its answer section, sorted when more than one;
     the least TTL of those records, None when none; which of the addresses are public, bit i for the i-th, as
-    agent.detectors.detector.is_public_ip answers) as the C core made them, or None when it did not (the record was
+    hw_addr_public answers) as the C core made them, or None when it did not (the record was
     not read from the core, its text pool was full, or the answer has CNAMEs: read rrs)."""
     held = rec.held
     return held[2] if held is not None else None
