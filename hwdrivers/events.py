@@ -11,8 +11,9 @@ from hwdrivers.layout import Layout
 
 KINDS = [ffi.string(lib.hw_event_name(i)).decode() for i in range(lib.HW_EV_COUNT)]
 KIND_BITS = {name: 1 << i for i, name in enumerate(KINDS)}
-PAYLOAD_BITS = {name: 1 << (16 + i) for i, name in enumerate(KINDS)}   # (a reader's bare: from_buffer)
-assert len(KINDS) <= 16        # (PAYLOAD_BITS above every KIND_BITS)
+PAYLOAD_SHIFT = 16             # PAYLOAD_BITS above every KIND_BITS
+PAYLOAD_BITS = {name: 1 << (PAYLOAD_SHIFT + i) for i, name in enumerate(KINDS)}   # (a reader's bare: from_buffer)
+assert len(KINDS) <= PAYLOAD_SHIFT
 
 
 @dataclasses.dataclass(slots=True)
@@ -94,7 +95,7 @@ _REC = _EVENT.offsets["rec"]
 _TEXT4, _TEXT6, _MACS = _records._TEXT4, _records._TEXT6, _records._MACS   # raw -> text, kept (records.ipv4)
 _ipv4, _ipv6, _mac = _records.ipv4, _records.ipv6, _records.mac
 _dns_record = _records.dns_from_buffer   # (records.from_buffer's for DNS, without its call)
-_PAYLOAD_BIT = 1 << 16     # bare >> kind & it: PAYLOAD_BITS[kind]
+_PAYLOAD_BIT = 1 << PAYLOAD_SHIFT   # bare >> kind & it: PAYLOAD_BITS[kind]
 _TCP_SRC = lib.HW_EV_TCP_SRC
 _DNS = lib.HW_EV_DNS
 _FOLD = Layout("struct hw_dns_fold", skip=("name",))

@@ -38,7 +38,6 @@ def test_routers_next_hops_and_who_sent_a_forged_frame():
     assert lan.next_hop["192.168.1.10"]["mac"] == GW_MAC
 
 
-
 def test_a_steady_sender_forgotten_by_a_full_host_table_is_bound_again():
     lan = Lan()
     lan.hosts = Recent(2)
@@ -47,6 +46,7 @@ def test_a_steady_sender_forgotten_by_a_full_host_table_is_bound_again():
     assert "192.168.1.10" not in lan.hosts and len(lan.senders["192.168.1.10"]) == 1
     lan.learn(ev("tls", "192.168.1.10", "192.168.1.1", "02:00:00:00:00:10", GW_MAC, 5))   # its one MAC, again
     assert lan.hosts["192.168.1.10"] == {"mac": "02:00:00:00:00:10", "ts": 5.0, "how": "ip"}
+
 
 def _cert(not_before: datetime.datetime) -> bytes:
     from cryptography import x509 as cx
