@@ -35,6 +35,7 @@ struct hwint_cid_key {
     uint16_t sport, dport, seed;
 };
 void hwint_community_md2(const struct hwint_cid_key key[2], uint8_t md[2][20], int rc[2]);   /* their SHA-1s */
+int hwint_community_md(const struct hwint_cid_key *k, uint8_t *md);     /* one (alone: OpenSSL's) */
 void hwint_cid_encode(const uint8_t *md, char *out);    /* "1:" and the SHA-1's base64: 28 characters, a NUL */
 /* A flow's SHA-1 kept in its entry: 0 when none was made (all zero: a real one of 2^-160 is made again) */
 static inline int hwint_cid_kept(const uint8_t *md)

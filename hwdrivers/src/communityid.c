@@ -156,13 +156,19 @@ void hwint_community_md2(const struct hwint_cid_key key[2], uint8_t md[2][20], i
     for (int k = 0; k < 2; k++) rc[k] = !n[k] || !digest(block[k], n[k], md[k]) ? HW_E_ARG : 0;
 }
 
+int hwint_community_md(const struct hwint_cid_key *k, uint8_t *md)
+{
+    uint8_t msg[40];
+    size_t n = message(k, msg);
+    return !n || !digest(msg, n, md) ? HW_E_ARG : 0;
+}
+
 int hw_community_id(int family, const uint8_t *src, const uint8_t *dst, uint8_t proto, uint16_t sport,
                     uint16_t dport, uint16_t seed, char *out)
 {
     struct hwint_cid_key k = {family, src, dst, proto, sport, dport, seed};
-    uint8_t msg[40], md[SHA_DIGEST_LENGTH];
-    size_t n = message(&k, msg);
-    if (!n || !digest(msg, n, md)) return HW_E_ARG;
+    uint8_t md[SHA_DIGEST_LENGTH];
+    if (hwint_community_md(&k, md)) return HW_E_ARG;
     hwint_cid_encode(md, out);
     return 0;
 }

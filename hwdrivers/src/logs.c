@@ -192,16 +192,26 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     memcpy(o, pf, 16);          /* (its room counted: 20) */
     o += n;
     uint16_t op = orig_p < 0 ? 0 : (uint16_t)orig_p, rp = resp_p < 0 ? 0 : (uint16_t)resp_p;
+    struct hw_flow *fl = lg->flow && lg->flow->id == flow_id ? lg->flow : NULL;     /* (the same endpoints) */
     if (!cid && b == &lg->out[HW_LOG_DNS] && (family == 4 || family == 6) && proto != 1 && proto != 58) {
         o = HWINT_J_PUT(o, ",\"community_id\":\"");           /* (its room counted: 49) */
-        struct hw_flow *fl = lg->flow && lg->flow->id == flow_id ? lg->flow : NULL;     /* (the same endpoints) */
         if (fl && hwint_cid_kept(fl->cid)) hwint_cid_encode(fl->cid, o);   /* made at the flow's first line */
         else pair_cid(lg, (size_t)(o - b->p), family, orig, op, resp, rp, proto, fl);
         o[30] = '"';
         hwint_j_done(b, o + 31);
         return;
     }
-    if (!cid) cid = hw_community_id(family, orig, resp, proto, op, rp, 0, t) ? "" : t;
+    if (!cid && fl && hwint_cid_kept(fl->cid)) {
+        hwint_cid_encode(fl->cid, t);
+        cid = t;
+    } else if (!cid) {          /* made alone, and kept for the flow's next lines */
+        struct hwint_cid_key k = {family, orig, resp, proto, op, rp, 0};
+        uint8_t md[20];
+        int rc = hwint_community_md(&k, md);
+        if (!rc) hwint_cid_encode(md, t);
+        if (!rc && fl) memcpy(fl->cid, md, 20);
+        cid = rc ? "" : t;
+    }
     if (*cid) o = hwint_j_plain_at(HWINT_J_PUT(o, ",\"community_id\":"), cid, 30);  /* "1:" and 28 base64 */
     hwint_j_done(b, o);
 }
