@@ -247,11 +247,19 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
     memcpy(o, d, 16);       /* 16 bytes go, the rest written over below (a fixed copy: no count, 8 ns less) */
     o += nd;
     *o++ = '.';
-    memcpy(o, pairs + 2 * (frac / 10000), 2);       /* all six places, then the trailing zeros go */
-    memcpy(o + 2, pairs + 2 * (frac / 100 % 100), 2);
-    memcpy(o + 4, pairs + 2 * (frac % 100), 2);
-    int places = 6;
-    while (places > 1 && o[places - 1] == '0') places--;
+    uint16_t p[3];              /* all six places, then the trailing zeros go: counted in a word, not a loop */
+    memcpy(&p[0], pairs + 2 * (frac / 10000), 2);   /* (a branch a place, mispredicted as the places vary) */
+    memcpy(&p[1], pairs + 2 * (frac / 100 % 100), 2);
+    memcpy(&p[2], pairs + 2 * (frac % 100), 2);
+    memcpy(o, p, 6);
+    uint64_t w = 0;
+    memcpy(&w, p, 6);
+    w ^= 0x303030303030ULL;     /* a zero byte for each '0' */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    int places = w ? 6 - __builtin_clzll(w << 16) / 8 : 1;      /* the last place the highest byte */
+#else
+    int places = w ? 6 - __builtin_ctzll(w >> 16) / 8 : 1;
+#endif
     b->len = (size_t)(o + places - b->p);
 }
 
@@ -270,14 +278,14 @@ void hwint_j_round6(struct hwint_jbuf *b, double x)
         return;
     }
     if (fabs(x) < 4e9) {        /* 1 to 99 millionths (a DNS round trip on a LAN): repr writes 4e-05, 1.5e-05 */
-        char t[16];
-        size_t o = 0;
+        char *o = hwint_j_room(b, 8);       /* in place: a word of bytes stored one at a time and read back */
+        if (!o) return;                     /* whole stalled (no store forwarding) */
         unsigned a = (unsigned)fabs(r);
-        if (r < 0) t[o++] = '-';
-        t[o++] = (char)('0' + (a >= 10 ? a / 10 : a));
-        if (a >= 10 && a % 10) t[o++] = '.', t[o++] = (char)('0' + a % 10);
-        memcpy(t + o, a >= 10 ? "e-05" : "e-06", 4);
-        hwint_j_raw(b, t, o + 4);
+        if (r < 0) *o++ = '-';
+        *o++ = (char)('0' + (a >= 10 ? a / 10 : a));
+        if (a >= 10 && a % 10) *o++ = '.', *o++ = (char)('0' + a % 10);
+        memcpy(o, a >= 10 ? "e-05" : "e-06", 4);
+        hwint_j_done(b, o + 4);
         return;
     }
     hwint_j_float(b, hwint_j_round(x, 6));
