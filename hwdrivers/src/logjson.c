@@ -247,19 +247,11 @@ static void put_micros(struct hwint_jbuf *b, long long r, int negative)
     memcpy(o, d, 16);       /* 16 bytes go, the rest written over below (a fixed copy: no count, 8 ns less) */
     o += nd;
     *o++ = '.';
-    uint16_t p[3];              /* all six places, then the trailing zeros go: counted in a word, not a loop */
-    memcpy(&p[0], pairs + 2 * (frac / 10000), 2);   /* (a branch a place, mispredicted as the places vary) */
-    memcpy(&p[1], pairs + 2 * (frac / 100 % 100), 2);
-    memcpy(&p[2], pairs + 2 * (frac % 100), 2);
-    memcpy(o, p, 6);
-    uint64_t w = 0;
-    memcpy(&w, p, 6);
-    w ^= 0x303030303030ULL;     /* a zero byte for each '0' */
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    int places = w ? 6 - __builtin_clzll(w << 16) / 8 : 1;      /* the last place the highest byte */
-#else
-    int places = w ? 6 - __builtin_ctzll(w >> 16) / 8 : 1;
-#endif
+    memcpy(o, pairs + 2 * (frac / 10000), 2);       /* all six places, then the trailing zeros go */
+    memcpy(o + 2, pairs + 2 * (frac / 100 % 100), 2);
+    memcpy(o + 4, pairs + 2 * (frac % 100), 2);
+    int places = 6;
+    while (places > 1 && o[places - 1] == '0') places--;
     b->len = (size_t)(o + places - b->p);
 }
 
