@@ -145,8 +145,7 @@ struct hw_ring {
 /* logs.c: the attached logger's part of the event path (under the session lock) */
 struct hw_flow;
 uint32_t hwint_logger_events(const struct hw_logger *lg);     /* the event kinds it wants: 1 << HW_EV_x */
-void hwint_logger_prefetch(const struct hw_logger *lg, int kind, uint64_t flow_id,     /* ahead of the event */
-                           const struct hw_flow *flow);
+void hwint_logger_prefetch(const struct hw_logger *lg, int kind, uint64_t flow_id);   /* ahead of the event */
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e, struct hw_flow *flow);  /* flow: e's or NULL */
 void hwint_logger_forget(struct hw_logger *lg);     /* the session's flows go: no entry of theirs kept */
 /* The expired flows' lines as hw_logger_flows, kept[i] the SHA-1 of f[i]'s community ID (hw_flow's cid; all zero:

@@ -16,7 +16,7 @@
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <immintrin.h>
-#define HAVE_X86 1
+#define HAVE_SHA_NI 1
 #endif
 
 #include "logger.h"
@@ -63,56 +63,8 @@ static const char pairs64[4096][2] = {H16(0), H16(16), H16(32), H16(48)};
 #undef H4
 #undef H16
 
-#if HAVE_X86
-/* 12 bytes, shuffled into four lanes of three, to their 16 base64 digits (W. Mula's pshufb method: each 6 bits
- * moved to a byte by two multiplies, the digit by adding a shift found for its range) */
-__attribute__((target("ssse3"))) static inline __m128i digits16(__m128i in)
-{
-    __m128i hi = _mm_mulhi_epu16(_mm_and_si128(in, _mm_set1_epi32(0x0fc0fc00)), _mm_set1_epi32(0x04000040));
-    __m128i lo = _mm_mullo_epi16(_mm_and_si128(in, _mm_set1_epi32(0x003f03f0)), _mm_set1_epi32(0x01000010));
-    __m128i idx = _mm_or_si128(hi, lo);
-    __m128i r = _mm_subs_epu8(idx, _mm_set1_epi8(51));         /* 1-12: 52 to 63; 0: below 52 */
-    r = _mm_or_si128(r, _mm_and_si128(_mm_cmpgt_epi8(_mm_set1_epi8(26), idx), _mm_set1_epi8(13)));  /* 13: A-Z */
-    const __m128i shift = _mm_setr_epi8('a' - 26, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52, '0' - 52,
-                                        '0' - 52, '0' - 52, '0' - 52, '0' - 52, '+' - 62, '/' - 63, 'A', 0, 0);
-    return _mm_add_epi8(_mm_shuffle_epi8(shift, r), idx);
-}
-
-/* The 20 bytes as two runs of 12 (the second's last 4 zero): 6.3 to 3.5 ns an id standalone, and no 8 KB table
- * for the lines' other work to evict */
-__attribute__((target("ssse3"))) static void encode_ssse3(const uint8_t *md, char *out)
-{
-    __m128i a = _mm_loadu_si128((const __m128i *)md);               /* bytes 0-15: the first 12 */
-    __m128i b = _mm_loadu_si128((const __m128i *)(md + 4));         /* bytes 4-19: 12-19 in lanes 8-15 */
-    a = _mm_shuffle_epi8(a, _mm_setr_epi8(1, 0, 2, 1, 4, 3, 5, 4, 7, 6, 8, 7, 10, 9, 11, 10));
-    b = _mm_shuffle_epi8(b, _mm_setr_epi8(9, 8, 10, 9, 12, 11, 13, 12, 15, 14, -128, 15, -128, -128, -128, -128));
-    char t[16];
-    out[0] = '1', out[1] = ':';
-    _mm_storeu_si128((__m128i *)(out + 2), digits16(a));
-    _mm_storeu_si128((__m128i *)t, digits16(b));
-    memcpy(out + 18, t, 11);        /* 27 digits in all, then the padding: 31 bytes, no more */
-    out[29] = '=', out[30] = 0;
-}
-
-static int ssse3(void)
-{
-    static int known = -1;
-    if (known < 0) {
-        unsigned a, b, c, d;
-        known = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSSE3);
-    }
-    return known;
-}
-#endif
-
 void hwint_cid_encode(const uint8_t *md, char *out)
 {
-#if HAVE_X86
-    if (ssse3()) {
-        encode_ssse3(md, out);
-        return;
-    }
-#endif
     *out++ = '1', *out++ = ':';
     for (int i = 0; i < 18; i += 3, out += 4) {
         uint32_t v = (uint32_t)md[i] << 16 | (uint32_t)md[i + 1] << 8 | md[i + 2];
@@ -131,7 +83,7 @@ static int digest(const uint8_t *msg, size_t n, uint8_t *md)
     return SHA1_Init(&ctx) && SHA1_Update(&ctx, msg, n) && SHA1_Final(md, &ctx);
 }
 
-#if HAVE_X86
+#if HAVE_SHA_NI
 /* Two one-block digests with the SHA instructions, their rounds interleaved: a digest's 80 rounds are one
  * chain of dependent instructions (46 ns on this CPU), so a second chain beside it comes nearly free (24 ns
  * a digest).  Each block holds its message padded (at most 55 bytes). */
@@ -190,7 +142,7 @@ void hwint_community_md2(const struct hwint_cid_key key[2], uint8_t md[2][20], i
     memset(block[0], 0, 64);        /* a block at a time: 128 bytes at once were a rep stos, slow to start */
     memset(block[1], 0, 64);
     size_t n[2] = {message(&key[0], block[0]), message(&key[1], block[1])};
-#if HAVE_X86
+#if HAVE_SHA_NI
     if (n[0] && n[1] && sha_ni()) {
         for (int k = 0; k < 2; k++) {
             block[k][n[k]] = 0x80;          /* the padding: a one bit, zeros, the length in bits */

@@ -445,7 +445,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
         held = NULL;
     }
     if (!e && !to_log) return;
-    if (to_log) hwint_logger_prefetch(s->logger, kind, flow_id, flow);
+    if (to_log) hwint_logger_prefetch(s->logger, kind, flow_id);
     if (!e) e = s->log_event;
     /* in two parts, each at most 64 bytes: the 91 at once were a rep stos, slow to start, on every event */
     _Static_assert(offsetof(struct hw_event, snippet) > 64 && offsetof(struct hw_event, snippet) <= 128, "head");

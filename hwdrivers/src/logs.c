@@ -572,12 +572,10 @@ uint32_t hwint_logger_events(const struct hw_logger *lg)
            (lg->kinds & (1u << HW_LOG_TLS) ? 1u << HW_EV_TLS : 0);
 }
 
-/* Before the event's parse: the miss on its table's bucket (a megabyte of them) is taken under the parse's work,
- * and the one on its flow's kept community ID (the entry's last line, which the packet's metering does not read). */
-void hwint_logger_prefetch(const struct hw_logger *lg, int kind, uint64_t flow_id, const struct hw_flow *flow)
+/* Before the event's parse: the miss on its table's bucket (a megabyte of them) is taken under the parse's work. */
+void hwint_logger_prefetch(const struct hw_logger *lg, int kind, uint64_t flow_id)
 {
     if (kind == HW_EV_HTTP) hwint_http_prefetch(lg->http, flow_id);
-    if (flow) __builtin_prefetch(flow->cid);
 }
 
 void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e, struct hw_flow *flow)
