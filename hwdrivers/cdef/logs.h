@@ -35,8 +35,8 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
 void hw_logger_free(struct hw_logger *lg);
 /* The logger sees a session's DNS messages, HTTP heads and TLS handshakes as the core parses them (in the
  * capture thread, whether or not Python asked for those events): no event is copied for it.  NULL detaches;
- * lg must outlive the session or be detached first.  Call before the capture runs, or its first packets are
- * not logged. */
+ * lg must outlive the session or be detached first, and serves one session at a time (a dns line's community ID
+ * is kept in its flow's entry).  Call before the capture runs, or its first packets are not logged. */
 int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg);
 /* The attached logger is handed the session's expired flows as they leave the table (hw_logger_flows in the
  * capture thread: no copy through the flow ring and back); only those it leaves (no IP addresses) go to the

@@ -44,6 +44,7 @@ struct hw_flow {
     uint8_t tun_type, tun_family;
     uint32_t tun_id[2];
     uint8_t tun_src[16], tun_dst[16];
+    uint8_t cid[20];                 /* its community ID's SHA-1, made at its first log line (all zero: not yet) */
 } __attribute__((aligned(64)));
 
 _Static_assert(sizeof(struct hw_flow) == 320, "a flow entry is five cache lines");

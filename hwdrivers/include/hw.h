@@ -143,9 +143,15 @@ struct hw_ring {
 };
 
 /* logs.c: the attached logger's part of the event path (under the session lock) */
+struct hw_flow;
 uint32_t hwint_logger_events(const struct hw_logger *lg);     /* the event kinds it wants: 1 << HW_EV_x */
 void hwint_logger_prefetch(const struct hw_logger *lg, int kind, uint64_t flow_id);   /* ahead of the event */
-void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e);
+void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e, struct hw_flow *flow);  /* flow: e's or NULL */
+void hwint_logger_forget(struct hw_logger *lg);     /* the session's flows go: no entry of theirs kept */
+/* The expired flows' lines as hw_logger_flows, kept[i] the SHA-1 of f[i]'s community ID (hw_flow's cid; all zero:
+ * none made; kept NULL: none at all) */
+int hwint_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, const uint8_t (*kept)[20], int n,
+                       int32_t *rest);
 /* A logger with no bound (a file read in batches) holds enough lines to be taken now: a lossless session
  * hands back to its caller, so the lines' buffers stay small and in cache. */
 int hwint_logger_full(struct hw_logger *lg);
@@ -220,7 +226,7 @@ struct hw_flow;
 struct hw_flowtable;
 struct hw_session;
 
-typedef void (*hw_flow_sink)(struct hw_session *s, const struct hw_flow_record *r);
+typedef void (*hw_flow_sink)(struct hw_session *s, const struct hw_flow_record *r, const uint8_t *cid);  /* cid: hw_flow's */
 
 struct hw_flowtable *hwint_ft_create(uint32_t max_flows, uint32_t idle_s, uint32_t active_s,
                                      hw_flow_sink sink, struct hw_session *s);
@@ -233,6 +239,7 @@ struct hw_flow_hit {
     uint8_t *app;          /* the flow's application, for payload signatures to refine */
     uint8_t port_app;      /* what its ports alone say: the first signature replaces only that */
     int from_initiator;
+    struct hw_flow *flow;  /* the flow's entry (its log lines' community ID kept there) */
 };
 uint32_t hwint_ft_hash(const struct hw_meta *m);
 int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint32_t wirelen, uint64_t ts_ns,

@@ -27,14 +27,24 @@ void *hwint_log_buckets(uint32_t max, size_t entry_size, uint32_t *mask);
 int hwint_conn_line(struct hw_logger *lg, const struct hw_flow_record *f, const char *cid);
 void hwint_conn_names(void);       /* (once, before the first line: the names' lengths) */
 
-/* communityid.c: the community IDs of two flows at once (hw_community_id's, rc[k] its return) */
+/* communityid.c: the community IDs' SHA-1 of two flows at once (hw_community_id's, rc[k] its return) */
 struct hwint_cid_key {
     int family;
     const uint8_t *src, *dst;
     uint8_t proto;
     uint16_t sport, dport, seed;
 };
-void hwint_community_id2(const struct hwint_cid_key key[2], char out[2][32], int rc[2]);
+void hwint_community_md2(const struct hwint_cid_key key[2], uint8_t md[2][20], int rc[2]);   /* their SHA-1s */
+int hwint_community_md(const struct hwint_cid_key *k, uint8_t *md);     /* one (alone: OpenSSL's) */
+void hwint_cid_encode(const uint8_t *md, char *out);    /* "1:" and the SHA-1's base64: 28 characters, a NUL */
+/* A flow's SHA-1 kept in its entry: 0 when none was made (all zero: a real one of 2^-160 is made again) */
+static inline int hwint_cid_kept(const uint8_t *md)
+{
+    uint64_t a, b;
+    uint32_t c;
+    memcpy(&a, md, 8), memcpy(&b, md + 8, 8), memcpy(&c, md + 16, 4);
+    return (a | b | c) != 0;
+}
 
 /* loghttp.c: requests wait for their responses in a table of at most max flows */
 struct hwint_http;

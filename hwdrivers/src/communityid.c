@@ -63,8 +63,7 @@ static const char pairs64[4096][2] = {H16(0), H16(16), H16(32), H16(48)};
 #undef H4
 #undef H16
 
-/* "1:" and the base64 of the 20 bytes: 27 characters and '=', a NUL */
-static void encode(const uint8_t *md, char *out)
+void hwint_cid_encode(const uint8_t *md, char *out)
 {
     *out++ = '1', *out++ = ':';
     for (int i = 0; i < 18; i += 3, out += 4) {
@@ -137,9 +136,9 @@ static int sha_ni(void)
 }
 #endif
 
-void hwint_community_id2(const struct hwint_cid_key key[2], char out[2][32], int rc[2])
+void hwint_community_md2(const struct hwint_cid_key key[2], uint8_t md[2][20], int rc[2])
 {
-    uint8_t block[2][64], md[2][20];
+    uint8_t block[2][64];
     memset(block[0], 0, 64);        /* a block at a time: 128 bytes at once were a rep stos, slow to start */
     memset(block[1], 0, 64);
     size_t n[2] = {message(&key[0], block[0]), message(&key[1], block[1])};
@@ -150,23 +149,26 @@ void hwint_community_id2(const struct hwint_cid_key key[2], char out[2][32], int
             block[k][62] = (uint8_t)(n[k] * 8 >> 8), block[k][63] = (uint8_t)(n[k] * 8);
         }
         sha1_two((const uint8_t (*)[64])block, md);
-        for (int k = 0; k < 2; k++) rc[k] = 0, encode(md[k], out[k]);
+        rc[0] = rc[1] = 0;
         return;
     }
 #endif
-    for (int k = 0; k < 2; k++) {
-        rc[k] = !n[k] || !digest(block[k], n[k], md[k]) ? HW_E_ARG : 0;
-        if (!rc[k]) encode(md[k], out[k]);
-    }
+    for (int k = 0; k < 2; k++) rc[k] = !n[k] || !digest(block[k], n[k], md[k]) ? HW_E_ARG : 0;
+}
+
+int hwint_community_md(const struct hwint_cid_key *k, uint8_t *md)
+{
+    uint8_t msg[40];
+    size_t n = message(k, msg);
+    return !n || !digest(msg, n, md) ? HW_E_ARG : 0;
 }
 
 int hw_community_id(int family, const uint8_t *src, const uint8_t *dst, uint8_t proto, uint16_t sport,
                     uint16_t dport, uint16_t seed, char *out)
 {
     struct hwint_cid_key k = {family, src, dst, proto, sport, dport, seed};
-    uint8_t msg[40], md[SHA_DIGEST_LENGTH];
-    size_t n = message(&k, msg);
-    if (!n || !digest(msg, n, md)) return HW_E_ARG;
-    encode(md, out);
+    uint8_t md[SHA_DIGEST_LENGTH];
+    if (hwint_community_md(&k, md)) return HW_E_ARG;
+    hwint_cid_encode(md, out);
     return 0;
 }

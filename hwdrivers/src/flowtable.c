@@ -193,7 +193,7 @@ static void emit(struct hw_flowtable *ft, const struct hw_flow *f, uint8_t reaso
 {
     struct hw_flow_record r;
     to_record(f, &r, reason);
-    ft->sink(ft->session, &r);
+    ft->sink(ft->session, &r, f->cid);
 }
 
 static uint32_t slot_of(struct hw_flowtable *ft, uint32_t idx)
@@ -458,6 +458,7 @@ int hwint_ft_packet(struct hw_flowtable *ft, struct hw_meta *m, uint32_t h, uint
     hit->packets = f->packets[0] + f->packets[1];
     hit->app = &f->app;
     hit->port_app = f->port_app;
+    hit->flow = f;
     hit->from_initiator = dir == 0;
     return 1;
 }

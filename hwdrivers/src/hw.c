@@ -52,6 +52,7 @@ struct hw_session {
     struct hw_event *log_event; /* where an event only the logger wants is made */
     uint32_t log_events;      /* the event kinds the logger wants (1 << HW_EV_x): a conn-only logger asks no packet */
     struct hw_flow_record *log_stage; /* hw_session_log_flows: expired flows waiting for the logger (LOG_STAGE) */
+    uint8_t (*log_cid)[20];           /* and their community IDs' SHA-1 (hw_flow's cid) */
     int log_staged;
     struct hw_ring events, flows;
     struct hw_exporter *exp[HW_EXPORT_MAX];
@@ -241,12 +242,12 @@ static void to_ring(struct hw_session *s, const struct hw_flow_record *r)
 static void log_staged(struct hw_session *s)
 {
     int32_t rest[LOG_STAGE];
-    int left = hw_logger_flows(s->logger, s->log_stage, s->log_staged, rest);
+    int left = hwint_logger_flows(s->logger, s->log_stage, s->log_cid, s->log_staged, rest);
     for (int i = 0; i < left; i++) to_ring(s, &s->log_stage[rest[i]]);
     s->log_staged = 0;
 }
 
-static void flow_sink(struct hw_session *s, const struct hw_flow_record *r)
+static void flow_sink(struct hw_session *s, const struct hw_flow_record *r, const uint8_t *cid)
 {
     hwint_hosts_add(s->hosts, r, &s->c);
     for (int i = 0; i < s->n_exp; i++) hwint_exp_flow(s->exp[i], r, s->now_ns, s->c.first_ns);
@@ -254,6 +255,7 @@ static void flow_sink(struct hw_session *s, const struct hw_flow_record *r)
         to_ring(s, r);
         return;
     }
+    memcpy(s->log_cid[s->log_staged], cid, 20);     /* its community ID, when its dns lines made it */
     s->log_stage[s->log_staged++] = *r;        /* its line made here, hot, not after the ring and Python's copy */
     if (s->log_staged == LOG_STAGE) log_staged(s);
 }
@@ -294,6 +296,7 @@ void hw_session_close(struct hw_session *s)
     hwint_rtp_destroy(s->rtp);
     free(s->log_event);
     free(s->log_stage);
+    free(s->log_cid);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -429,7 +432,7 @@ static int payload_kind(const struct hw_meta *m, int sip)
 
 /* skip: payload bytes left out of the snippet (a token event starts near its match) */
 static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
-                          uint64_t flow_id, int from_initiator, uint32_t skip)
+                          uint64_t flow_id, struct hw_flow *flow, int from_initiator, uint32_t skip)
 {
     int to_ring = !!(s->cfg.event_mask & (1u << kind)), to_log = !!(s->log_events & (1u << kind));
     if (!to_ring && !to_log) return;
@@ -477,7 +480,7 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
     if (n && e != s->log_event) memcpy(e->snippet, body, n);     /* the logger reads the record, not the bytes */
     hwint_records_fill(&s->rc, kind, m, e);
     if (kind == HW_EV_DNS && e != s->log_event && s->gate) hwint_dnsgate_carry(s->gate, held, e);
-    if (to_log) hwint_logger_event(s->logger, e);
+    if (to_log) hwint_logger_event(s->logger, e, flow);
     if (e == s->log_event) return;
     if (kind == HW_EV_DNS && !held && s->gate && hwint_dnsgate_hold(s->gate, e)) return;
     hwint_ring_commit(&s->events);
@@ -485,9 +488,9 @@ static void push_event_at(struct hw_session *s, int kind, const struct hw_meta *
 }
 
 static void push_event(struct hw_session *s, int kind, const struct hw_meta *m, const struct hw_pkt *pkt,
-                       uint64_t flow_id, int from_initiator)
+                       uint64_t flow_id, struct hw_flow *flow, int from_initiator)
 {
-    push_event_at(s, kind, m, pkt, flow_id, from_initiator, 0);
+    push_event_at(s, kind, m, pkt, flow_id, flow, from_initiator, 0);
 }
 
 /* ---- the per-packet path ----------------------------------------------- */
@@ -535,11 +538,11 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
 {
     struct hw_counters *c = &s->c;
     if (kind == HW_P_ARP) {
-        push_event(s, HW_EV_ARP, m, pkt, 0, 1);
+        push_event(s, HW_EV_ARP, m, pkt, 0, NULL, 1);
         return;
     }
     if (kind != HW_P_IP) return;
-    struct hw_flow_hit hit = {0, 0, NULL, 0, 1};
+    struct hw_flow_hit hit = {0, 0, NULL, 0, 1, NULL};
     uint32_t wirelen = pkt->wirelen > pkt->caplen ? pkt->wirelen : pkt->caplen;
     int metered = 0;
     if (HW_UNLIKELY(s->cfg.sample_rate > 1) && ++s->sample_n < s->cfg.sample_rate) {
@@ -573,12 +576,12 @@ static void meter(struct hw_session *s, const struct hw_pkt *pkt, struct hw_meta
     if (!s->cfg.event_mask && !s->log_events) return;
     if (s->src && m->proto == 6 && (m->tcp_flags & (TCP_SYN | TCP_RST)))
         hwint_src_packet(s->src, m, pkt->ts_ns, &s->events, c);
-    if (ev >= 0) push_event(s, ev, m, pkt, hit.id, hit.from_initiator);
+    if (ev >= 0) push_event(s, ev, m, pkt, hit.id, hit.flow, hit.from_initiator);
     if (HW_UNLIKELY(s->tokens != NULL) && m->pay_cap && (s->cfg.event_mask & (1u << HW_EV_TOKEN))) {
         int at = hwint_tokens_find(s->tokens, m->pay, m->pay_cap);
         if (at >= 0) {
             uint32_t skip = (uint32_t)at > HW_TOKEN_CONTEXT ? (uint32_t)at - HW_TOKEN_CONTEXT : 0;
-            push_event_at(s, HW_EV_TOKEN, m, pkt, hit.id, hit.from_initiator, skip);
+            push_event_at(s, HW_EV_TOKEN, m, pkt, hit.id, hit.flow, hit.from_initiator, skip);
         }
     }
 }
@@ -958,7 +961,11 @@ int hw_session_offload_flows(struct hw_session *s, struct hw_offload_flow *out, 
 int hw_session_log_flows(struct hw_session *s)
 {
     pthread_mutex_lock(&s->lock);
-    if (s->logger && !s->log_stage) s->log_stage = malloc(LOG_STAGE * sizeof *s->log_stage);
+    if (s->logger && !s->log_stage) {
+        s->log_stage = malloc(LOG_STAGE * sizeof *s->log_stage);
+        s->log_cid = malloc(LOG_STAGE * sizeof *s->log_cid);
+        if (!s->log_stage || !s->log_cid) free(s->log_stage), free(s->log_cid), s->log_stage = NULL, s->log_cid = NULL;
+    }
     int rc = !s->logger ? HW_E_ARG : s->log_stage ? HW_OK : HW_E_NOMEM;
     pthread_mutex_unlock(&s->lock);
     return rc;
@@ -969,7 +976,8 @@ int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg)
     if (!s->log_event && !(s->log_event = malloc(sizeof *s->log_event))) return HW_E_NOMEM;
     pthread_mutex_lock(&s->lock);
     if (s->log_staged) log_staged(s);
-    if (!lg) free(s->log_stage), s->log_stage = NULL;
+    if (!lg) free(s->log_stage), free(s->log_cid), s->log_stage = NULL, s->log_cid = NULL;
+    if (lg && lg != s->logger) hwint_logger_forget(lg);     /* a flow entry it kept was another session's */
     s->logger = lg;
     s->log_events = lg ? hwint_logger_events(lg) : 0;
     pthread_mutex_unlock(&s->lock);

@@ -270,14 +270,14 @@ void hwint_j_round6(struct hwint_jbuf *b, double x)
         return;
     }
     if (fabs(x) < 4e9) {        /* 1 to 99 millionths (a DNS round trip on a LAN): repr writes 4e-05, 1.5e-05 */
-        char t[16];
-        size_t o = 0;
+        char *o = hwint_j_room(b, 8);       /* in place: a word of bytes stored one at a time and read back */
+        if (!o) return;                     /* whole stalled (no store forwarding) */
         unsigned a = (unsigned)fabs(r);
-        if (r < 0) t[o++] = '-';
-        t[o++] = (char)('0' + (a >= 10 ? a / 10 : a));
-        if (a >= 10 && a % 10) t[o++] = '.', t[o++] = (char)('0' + a % 10);
-        memcpy(t + o, a >= 10 ? "e-05" : "e-06", 4);
-        hwint_j_raw(b, t, o + 4);
+        if (r < 0) *o++ = '-';
+        *o++ = (char)('0' + (a >= 10 ? a / 10 : a));
+        if (a >= 10 && a % 10) *o++ = '.', *o++ = (char)('0' + a % 10);
+        memcpy(o, a >= 10 ? "e-05" : "e-06", 4);
+        hwint_j_done(b, o + 4);
         return;
     }
     hwint_j_float(b, hwint_j_round(x, 6));

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flow.h"
 #include "logger.h"
 
 #define NONE UINT32_MAX
@@ -37,12 +38,16 @@ struct hw_logger {
     struct hwint_tls *tls;      /* TLS handshakes being gathered */
     size_t bytes_max;           /* 0: no bound */
     uint64_t records[HW_LOG_KINDS], dropped[HW_LOG_KINDS], held_early;
+    int in_event;               /* in hwint_logger_event: the attached session's flows are there to read */
+    struct hw_flow *flow;       /* the flow of the event being logged (NULL: none, or not in an event) */
     struct {                    /* a dns line's community ID, made with the next one's (two SHA-1 chains at once) */
         int waiting;
         size_t at;              /* where its 30 characters go in out[HW_LOG_DNS] */
         int family;
         uint8_t proto, src[16], dst[16];
         uint16_t sport, dport;
+        struct hw_flow *flow;   /* its flow's entry, to keep it in (if the entry still holds that flow) */
+        uint64_t flow_id;
     } cid;
 };
 
@@ -100,7 +105,7 @@ static const char *proto_field(uint8_t proto, char *t, size_t *n)
 
 /* ---- the dns lines' community IDs, two at a time -------------------------- */
 
-/* The waiting one's key, for hwint_community_id2 */
+/* The waiting one's key, for hwint_community_md2 */
 static struct hwint_cid_key waiting_key(const struct hw_logger *lg)
 {
     return (struct hwint_cid_key){lg->cid.family, lg->cid.src, lg->cid.dst, lg->cid.proto, lg->cid.sport,
@@ -118,23 +123,30 @@ static void settle_cid(struct hw_logger *lg)
 }
 
 /* A dns line's id, its 30 characters at `at` (room taken): made with the one waiting, else it waits (a dns line's
- * id alone through SHA-1 was most of a line's head: one chain of dependent rounds, where two interleave) */
+ * id alone through SHA-1 was most of a line's head: one chain of dependent rounds, where two interleave).  Each
+ * one's SHA-1 is kept in its flow's entry (fl, NULL for none): the flow's next lines and its conn line copy it. */
 static void pair_cid(struct hw_logger *lg, size_t at, int family, const uint8_t *orig, uint16_t orig_p,
-                     const uint8_t *resp, uint16_t resp_p, uint8_t proto)
+                     const uint8_t *resp, uint16_t resp_p, uint8_t proto, struct hw_flow *fl)
 {
     size_t alen = family == 6 ? 16 : 4;
     if (!lg->cid.waiting) {
         lg->cid.waiting = 1, lg->cid.at = at, lg->cid.family = family, lg->cid.proto = proto;
         memcpy(lg->cid.src, orig, alen), memcpy(lg->cid.dst, resp, alen);
         lg->cid.sport = orig_p, lg->cid.dport = resp_p;
+        lg->cid.flow = fl, lg->cid.flow_id = fl ? fl->id : 0;
         return;
     }
     struct hwint_cid_key k[2] = {waiting_key(lg), {family, orig, resp, proto, orig_p, resp_p, 0}};
-    char id[2][32];
+    uint8_t md[2][20];
     int rc[2];
-    hwint_community_id2(k, id, rc);
-    memcpy(lg->out[HW_LOG_DNS].p + lg->cid.at, id[0], 30);
-    memcpy(lg->out[HW_LOG_DNS].p + at, id[1], 30);
+    hwint_community_md2(k, md, rc);
+    char id[32];                /* (encoded here: 30 characters and a NUL the line's quote goes over) */
+    hwint_cid_encode(md[0], id);
+    memcpy(lg->out[HW_LOG_DNS].p + lg->cid.at, id, 30);
+    hwint_cid_encode(md[1], lg->out[HW_LOG_DNS].p + at);
+    struct hw_flow *w = lg->in_event ? lg->cid.flow : NULL;     /* (a flush: its session may be gone) */
+    if (w && w->used && w->id == lg->cid.flow_id && !rc[0]) memcpy(w->cid, md[0], 20);  /* (not since reused) */
+    if (fl && !rc[1]) memcpy(fl->cid, md[1], 20);
     lg->cid.waiting = 0;
 }
 
@@ -180,14 +192,26 @@ static void head(struct hw_logger *lg, struct hwint_jbuf *b, uint64_t ts_ns, uin
     memcpy(o, pf, 16);          /* (its room counted: 20) */
     o += n;
     uint16_t op = orig_p < 0 ? 0 : (uint16_t)orig_p, rp = resp_p < 0 ? 0 : (uint16_t)resp_p;
+    struct hw_flow *fl = lg->flow && lg->flow->id == flow_id ? lg->flow : NULL;     /* (the same endpoints) */
     if (!cid && b == &lg->out[HW_LOG_DNS] && (family == 4 || family == 6) && proto != 1 && proto != 58) {
         o = HWINT_J_PUT(o, ",\"community_id\":\"");           /* (its room counted: 49) */
-        pair_cid(lg, (size_t)(o - b->p), family, orig, op, resp, rp, proto);
+        if (fl && hwint_cid_kept(fl->cid)) hwint_cid_encode(fl->cid, o);   /* made at the flow's first line */
+        else pair_cid(lg, (size_t)(o - b->p), family, orig, op, resp, rp, proto, fl);
         o[30] = '"';
         hwint_j_done(b, o + 31);
         return;
     }
-    if (!cid) cid = hw_community_id(family, orig, resp, proto, op, rp, 0, t) ? "" : t;
+    if (!cid && fl && hwint_cid_kept(fl->cid)) {
+        hwint_cid_encode(fl->cid, t);
+        cid = t;
+    } else if (!cid) {          /* made alone, and kept for the flow's next lines */
+        struct hwint_cid_key k = {family, orig, resp, proto, op, rp, 0};
+        uint8_t md[20];
+        int rc = hwint_community_md(&k, md);
+        if (!rc) hwint_cid_encode(md, t);
+        if (!rc && fl) memcpy(fl->cid, md, 20);
+        cid = rc ? "" : t;
+    }
     if (*cid) o = hwint_j_plain_at(HWINT_J_PUT(o, ",\"community_id\":"), cid, 30);  /* "1:" and 28 base64 */
     hwint_j_done(b, o);
 }
@@ -423,7 +447,8 @@ static void answered(struct hw_logger *lg, const struct hw_event *e, const struc
         const struct pend *p = &lg->pend[*at];
         head(lg, b, p->ts_ns, p->flow_id, p->family, p->orig, p->orig_p, p->resp, p->resp_p, p->proto, 1, NULL);
         question(b, p->id, p->name, p->name_len, p->qclass, p->qtype, p->rd);
-        hwint_j_key(b, "rtt");
+        char *o = hwint_j_room(b, 8);      /* (the question's last field before it: no test of the last byte) */
+        if (o) hwint_j_done(b, HWINT_J_PUT(o, ",\"rtt\":"));
         hwint_j_round6(b, (double)e->ts_ns / 1e9 - (double)p->ts_ns / 1e9);
         if (p->repeats) hwint_j_key(b, "query_repeats"), hwint_j_u64(b, p->repeats);
         unlink_pend(lg, at);
@@ -553,15 +578,24 @@ void hwint_logger_prefetch(const struct hw_logger *lg, int kind, uint64_t flow_i
     if (kind == HW_EV_HTTP) hwint_http_prefetch(lg->http, flow_id);
 }
 
-void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e)
+void hwint_logger_event(struct hw_logger *lg, const struct hw_event *e, struct hw_flow *flow)
 {
     pthread_mutex_lock(&lg->lock);
     if (e->ts_ns > lg->now_ns) lg->now_ns = e->ts_ns;
     if (e->has_rec && !e->rec_status) {
+        lg->flow = flow, lg->in_event = 1;
         if (e->kind == HW_EV_DNS) on_dns(lg, e);
         else if (e->kind == HW_EV_HTTP) hwint_http_event(lg, lg->http, e);
         else if (e->kind == HW_EV_TLS) hwint_tls_event(lg, lg->tls, e);
+        lg->flow = NULL, lg->in_event = 0;
     }
+    pthread_mutex_unlock(&lg->lock);
+}
+
+void hwint_logger_forget(struct hw_logger *lg)
+{
+    pthread_mutex_lock(&lg->lock);
+    lg->cid.flow = NULL;
     pthread_mutex_unlock(&lg->lock);
 }
 
@@ -577,34 +611,65 @@ int hwint_logger_full(struct hw_logger *lg)
 
 #define HTTP_AHEAD 8            /* flows between fetching an http bucket and its lookup (half that for the entry) */
 
-/* The flows two at a time: their community IDs made together (hwint_community_id2), then each one's lines. */
-int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
+#define FLOWS_CHUNK 64           /* flows whose community IDs are made before their lines */
+
+/* The flows' community IDs into use[] ("" for none, NULL: made alone in the line): a flow's own kept SHA-1
+ * (kept[i], its dns lines made it; kept NULL: none) encoded, the others made two at a time (two SHA-1 chains). */
+static void flow_cids(const struct hw_flow_record *f, const uint8_t (*kept)[20], int n, char cid[][32],
+                      const char *use[])
+{
+    int wait = -1;
+    for (int i = 0; i < n; i++) {
+        use[i] = cid[i];
+        if (kept && hwint_cid_kept(kept[i])) {
+            hwint_cid_encode(kept[i], cid[i]);
+            continue;
+        }
+        if (wait < 0) {
+            wait = i;
+            continue;
+        }
+        struct hwint_cid_key key[2] = {{f[wait].family, f[wait].src, f[wait].dst, f[wait].proto, f[wait].sport,
+                                        f[wait].dport, 0},
+                                       {f[i].family, f[i].src, f[i].dst, f[i].proto, f[i].sport, f[i].dport, 0}};
+        uint8_t md[2][20];
+        int rc[2], at[2] = {wait, i};
+        hwint_community_md2(key, md, rc);
+        for (int k = 0; k < 2; k++) {
+            if (rc[k]) use[at[k]] = "";
+            else hwint_cid_encode(md[k], cid[at[k]]);
+        }
+        wait = -1;
+    }
+    if (wait >= 0) use[wait] = NULL;
+}
+
+int hwint_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, const uint8_t (*kept)[20], int n,
+                       int32_t *rest)
 {
     int left = 0, conn = !!(lg->kinds & (1u << HW_LOG_CONN)), http = !!(lg->kinds & (1u << HW_LOG_HTTP));
     pthread_mutex_lock(&lg->lock);
-    for (int i = 0; i < n; i += 2) {
-        int pair = conn && i + 1 < n, rc[2] = {1, 1};
-        for (int k = i + HTTP_AHEAD; http && k < i + HTTP_AHEAD + 2 && k < n; k++)    /* their http lookups' */
-            hwint_http_prefetch_ended(lg->http, f[k].id, 0);                            /* misses, ahead */
-        for (int k = i + HTTP_AHEAD / 2; http && k < i + HTTP_AHEAD / 2 + 2 && k < n; k++)
-            hwint_http_prefetch_ended(lg->http, f[k].id, 1);
-        char cid[2][32];
-        if (pair) {
-            struct hwint_cid_key key[2];
-            for (int k = 0; k < 2; k++)
-                key[k] = (struct hwint_cid_key){f[i + k].family, f[i + k].src, f[i + k].dst, f[i + k].proto,
-                                                f[i + k].sport, f[i + k].dport, 0};
-            hwint_community_id2(key, cid, rc);
-        }
-        for (int k = 0; k < 2 && i + k < n; k++) {
-            const struct hw_flow_record *r = &f[i + k];
-            if (lg->kinds & (1u << HW_LOG_HTTP)) hwint_http_ended(lg, lg->http, r->id);
+    for (int base = 0; base < n; base += FLOWS_CHUNK) {
+        int m = n - base < FLOWS_CHUNK ? n - base : FLOWS_CHUNK;
+        char cid[FLOWS_CHUNK][32];
+        const char *use[FLOWS_CHUNK];
+        if (conn) flow_cids(f + base, kept ? kept + base : NULL, m, cid, use);
+        for (int i = base; i < base + m; i++) {
+            if (http && i + HTTP_AHEAD < n) hwint_http_prefetch_ended(lg->http, f[i + HTTP_AHEAD].id, 0);
+            if (http && i + HTTP_AHEAD / 2 < n) hwint_http_prefetch_ended(lg->http, f[i + HTTP_AHEAD / 2].id, 1);
+            const struct hw_flow_record *r = &f[i];     /* (their http lookups' misses, ahead) */
+            if (http) hwint_http_ended(lg, lg->http, r->id);
             if (lg->kinds & (1u << HW_LOG_TLS)) hwint_tls_ended(lg, lg->tls, r->id);
-            if (!conn || !hwint_conn_line(lg, r, pair ? rc[k] ? "" : cid[k] : NULL)) rest[left++] = i + k;
+            if (!conn || !hwint_conn_line(lg, r, use[i - base])) rest[left++] = i;
         }
     }
     pthread_mutex_unlock(&lg->lock);
     return left;
+}
+
+int hw_logger_flows(struct hw_logger *lg, const struct hw_flow_record *f, int n, int32_t *rest)
+{
+    return hwint_logger_flows(lg, f, NULL, n, rest);
 }
 
 void hw_logger_ended(struct hw_logger *lg, uint64_t flow_id)
@@ -650,7 +715,7 @@ const char *hw_logger_take(struct hw_logger *lg, int kind, size_t *len)
         return "";
     }
     pthread_mutex_lock(&lg->lock);
-    if (kind == HW_LOG_DNS) settle_cid(lg);
+    if (kind == HW_LOG_DNS) settle_cid(lg);     /* (its flow's entry not written: another thread's) */
     struct hwint_jbuf t = lg->taken[kind];
     lg->taken[kind] = lg->out[kind];
     lg->out[kind] = t;
