@@ -27,8 +27,8 @@ from typing import Optional
 
 log = logging.getLogger(__name__)
 
-RING_EVENTS = 8192       # struct hw_event's bytes shared (55 MB): packed, about 68,000 of large.pcap's DNS events, 0.7 s of
-                         # 100,000 events/s while the worker is busy elsewhere
+RING_EVENTS = 8192       # struct hw_event's bytes shared (55 MB): packed, about 68,000 of large.pcap's DNS events,
+                         # 0.7 s of 100,000 events/s while the worker is busy elsewhere
 BATCH = 256              # events the worker takes from the ring at once: fed while what taking them made is still in
                          # the core's cache (1,024 events' objects, about a megabyte, outgrew it: large.pcap's replay,
                          # 2.14 s of CPU with 1,024 a batch, 2.01 s with 256, 1.96 s with 128); fewer cut the DNS

@@ -142,8 +142,9 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + fold)
     if has_rec and not rec_status and rec and not bare >> kind & 1:
-        record = (_dns_record(buf, at + rec, packed) if kind == _DNS else srcsum.tcpsrc_from_buffer(buf, at + rec, family)
-                  if kind == _TCP_SRC else _records.from_buffer(kind, buf, at + rec))
+        record = (_dns_record(buf, at + rec, packed) if kind == _DNS
+                  else srcsum.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
+                  else _records.from_buffer(kind, buf, at + rec))
         if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:
                 TEMPLATES.clear()

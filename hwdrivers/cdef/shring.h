@@ -12,7 +12,8 @@
 #define HW_SHRING_HEADER 256
 
 /* A packed record: this header, the event (struct hw_event's bytes up to its snippet, then snippet_len bytes),
- * its record at rec_at (its kind's struct; a DNS record packed: src/shring.c put_rec) and, for a DNS event, the struct hw_dns_fold and hw_dns_repeat it carries at fold_at
+ * its record at rec_at (its kind's struct; a DNS record packed: src/shring.c put_rec) and, for a DNS event,
+ * the struct hw_dns_fold and hw_dns_repeat it carries at fold_at
  * (offsets from the event's start, 8-aligned).  len 0: nothing more before the end of the buffer. */
 struct hw_shrec {
     uint32_t len;               /* bytes of the record, header included (8-aligned) */

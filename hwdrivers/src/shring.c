@@ -96,14 +96,14 @@ static void put_rec(uint8_t *o, const struct hw_event *e, int packed, const stru
     memcpy(o + DNS_RR_AT(d->name) + d->rr * sizeof(struct hw_dns_rr), r->text, d->text);
 }
 
-/* The record's layout: what of e its readers use (hwdrivers.events.from_buffer, records.from_buffer); skip: kinds
+/* The record's layout: what of e its readers use (hwdrivers.events.from_buffer, records.from_buffer); left_out: kinds
  * (1 << HW_EV_*) whose records no reader reads (left out: rec_at 0). */
-static uint32_t layout(const struct hw_event *e, struct hw_shrec *h, struct rec_size *d, int packed, uint32_t skip)
+static uint32_t layout(const struct hw_event *e, struct hw_shrec *h, struct rec_size *d, int packed, uint32_t left_out)
 {
     uint64_t at = ALIGN8(HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
     h->rec_at = h->fold_at = 0;
     d->len = 0;
-    if (e->has_rec && !(skip >> e->kind & 1)) {
+    if (e->has_rec && !(left_out >> e->kind & 1)) {
         h->rec_at = (uint16_t)at;
         at = ALIGN8(at + rec_size(e, packed, d));
     }
@@ -148,14 +148,14 @@ int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, 
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
     uint8_t *buf = (uint8_t *)mem + HW_SHRING_HEADER;
-    uint32_t skip = atomic_load_explicit(&r->unread, memory_order_relaxed) & ~r->kept;
+    uint32_t left_out = atomic_load_explicit(&r->unread, memory_order_relaxed) & ~r->kept;
     int n = 0;
     for (; n < max && (uint64_t)n < avail; n++) {
         const struct hw_event *e = (const void *)(src->buf + (size_t)((from + n) & src->mask) * src->rec_size);
         struct hw_shrec h;
         struct rec_size d;
         for_python(e);
-        uint32_t len = layout(e, &h, &d, 1, skip);
+        uint32_t len = layout(e, &h, &d, 1, left_out);
         uint64_t at = head % r->size, room = r->size - at, skip = room < len ? room : 0;
         if (r->size - (head - tail) < skip + len) {
             *full = 1;
