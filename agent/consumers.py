@@ -27,16 +27,19 @@ from typing import Optional
 
 log = logging.getLogger(__name__)
 
-RING_EVENTS = 8192       # struct hw_event's bytes shared (55 MB): packed, about 31,500 DNS events, 0.3 s of
-                         # 100,000 events/s while the worker is busy elsewhere
-BATCH = 1024             # events the worker takes from the ring at once
+RING_EVENTS = 8192       # struct hw_event's bytes shared (55 MB): packed, about 68,000 of large.pcap's DNS events,
+                         # 0.7 s of 100,000 events/s while the worker is busy elsewhere
+BATCH = 256              # events the worker takes from the ring at once: fed while what taking them made is still in
+                         # the core's cache (1,024 events' objects, about a megabyte, outgrew it: large.pcap's replay,
+                         # 2.14 s of CPU with 1,024 a batch, 2.01 s with 256, 1.96 s with 128); fewer cut the DNS
+                         # capture's runs of repeats short (dnsrun reads each link once a run: 0.63 s, 0.64, 0.68)
 TALLY_S = 1.0            # the worker sends its counters this often
 IDLE_S = (0.001, 0.02)   # the worker's wait on an empty ring: from the first to the longest
 RESTART_S = (0.5, 10.0)  # wait before starting a dead worker again: doubled per restart, up to the second
 STOP_S = 5.0             # for a worker to exit (after "stop", or its connection closed)
-OFFLINE_RING = 1 << 11   # `capbox detect`'s ring, in struct hw_event's bytes (14 MB; packed, 4 to 8 times the events)
+OFFLINE_RING = 1 << 11   # `capbox detect`'s ring, in struct hw_event's bytes (14 MB; packed, 8 to 13 times the events)
 WAIT_S = 0.005           # `capbox detect`'s longest wait for room in the ring, or for the worker's messages: a
-                         # full ring holds a tenth of a second of the worker's work (1 ms: 38 us of CPU a wait,
+                         # full ring holds a third of a second of the worker's work (1 ms: 38 us of CPU a wait,
                          # 2,600 waits on large.pcap)
 
 

@@ -111,10 +111,12 @@ _SHREC_SIZE = _SHREC.size
 SHREC_UNPACK = _SHREC.unpack_from
 
 
-def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT, bare: int = 0):
+def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int = FOLD_AT, bare: int = 0,
+                packed: bool = False):
     """The event at byte offset `at` of a buffer of struct hw_event (one unpack, no cffi per field); with
-    repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat.  rec, fold: where its record
-    and a DNS event's folded query are, from `at` (a packed record's: from_packed).  bare: KIND_BITS of the
+    repeats, a DNS answer marked as a repeat of a known template is a DnsRepeat.  rec, fold, packed: where its
+    record and a DNS event's folded query are, from `at`, and whether its DNS record is packed (a packed
+    record's, from_packed; rec 0: its record was left out, hw_shring_unread).  bare: KIND_BITS of the
     kinds whose record the reader does not read (left None: records.record_of would parse the payload), and
     PAYLOAD_BITS of those whose payload it does not read when their record is read (left b"": not copied)."""
     (ts_ns, flow_id, src, dst, smac, dmac, wirelen, seq, ack, sport, dport, vlan, snippet_len, payload_len,
@@ -139,9 +141,10 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
                                      ttl if has_ttl else None, template)
                 learn = defines or gen     # the answer that made a template, or a repeat of one not known here
             query = _folded_query(buf, at + fold)
-    if has_rec and not rec_status and not bare >> kind & 1:
-        record = (_dns_record(buf, at + rec) if kind == _DNS else srcsum.tcpsrc_from_buffer(buf, at + rec, family)
-                  if kind == _TCP_SRC else _records.from_buffer(kind, buf, at + rec))
+    if has_rec and not rec_status and rec and not bare >> kind & 1:
+        record = (_dns_record(buf, at + rec, packed) if kind == _DNS
+                  else srcsum.tcpsrc_from_buffer(buf, at + rec, family) if kind == _TCP_SRC
+                  else _records.from_buffer(kind, buf, at + rec))
         if learn:
             if len(TEMPLATES) >= TEMPLATES_MAX:
                 TEMPLATES.clear()
@@ -156,7 +159,7 @@ def from_buffer(buf, at: int, repeats: bool = False, rec: int = _REC, fold: int 
 def from_packed(buf, at: int, repeats: bool = False, bare: int = 0):
     """The event of a packed record (struct hw_shrec, cdef/shring.h) at byte offset `at` of a buffer."""
     _len, rec, fold = SHREC_UNPACK(buf, at)
-    return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold, bare)
+    return from_buffer(buf, at + _SHREC_SIZE, repeats, rec, fold, bare, True)
 
 
 def _folded_query(buf, at: int) -> PacketEvent:

@@ -67,13 +67,14 @@ class DnsRecord:
 
     def __getattr__(self, name: str):
         """rrs, made from held when first read (dns_from_buffer holds the C record's bytes from its first RR on, its
-        RR count and answer_ips(), and leaves rrs unset); held is None when it was never set."""
+        RR count, answer_ips() and where its text starts in those bytes, and leaves rrs unset); held is None when
+        it was never set."""
         if name == "held":
             return None
         if name != "rrs":
             raise AttributeError(name)
-        raw, n, _ = self.held
-        text = raw[_TEXT_AT:]
+        raw, n, _, text_at = self.held
+        text = raw[text_at:]
         rrs = self.rrs = tuple([_rr(raw, i * _RR_SIZE, text) for i in range(n)])
         return rrs
 
@@ -113,7 +114,6 @@ _DNS_UNPACK = _DNS.struct.unpack_from
 _DNS_NAME, _DNS_TEXT = _DNS.offsets["name"], _DNS.offsets["text"]
 _RR = Layout("struct hw_dns_rr")
 _RR_UNPACK, _RR_SIZE, _RR_AT = _RR.struct.unpack_from, _RR.size, _DNS.offsets["rr"]
-_TEXT_AT = _DNS_TEXT - _RR_AT     # in a record's held bytes (from its first RR on)
 _FACTS_MADE = lib.HW_DNS_FACTS_MADE
 _RR_HEAD = Layout("struct hw_dns_rr", skip=("soa",)).struct.unpack_from   # one unpack with the address, no SOA
 _V4, _V6 = socket.AF_INET, socket.AF_INET6
@@ -174,19 +174,25 @@ def _rr(buf, at: int, text: bytes) -> DnsRR:
     return DnsRR(owner, t, ttl, value, SECTIONS.get(section, ""), txt)
 
 
-def dns_from_buffer(buf, at: int) -> DnsRecord:
-    """The struct hw_rec_dns at byte offset `at` of a buffer: its RRs' bytes held (one copy), made when read."""
+def dns_from_buffer(buf, at: int, packed: bool = False) -> DnsRecord:
+    """The struct hw_rec_dns at byte offset `at` of a buffer (packed: as a shared ring packs it, src/shring.c
+    put_rec): its RRs' bytes held (one copy), made when read."""
     (ident, flags, rcode, qd, an, ns, ar, qtype, qclass, edns, edns_version, edns_do, n, udp_size, skipped,
      name_len, text_len, cut, n_addr, n_cname, facts, min_ttl, ips_off, ips_len, ips_public) = _DNS_UNPACK(buf, at)
     # (str() of a slice: one copy from any buffer, without bytes() first; x != 0: bool(x) without its call)
     rec = DnsRecord(ident, flags, rcode, str(buf[at + _DNS_NAME:at + _DNS_NAME + name_len], "latin-1"), qtype, qclass,
                     qd, an, ns, ar, (), skipped, edns != 0, udp_size, edns_version, edns_do != 0, cut != 0)
     if n:
+        if packed:
+            rr = at + (_DNS_NAME + name_len + 7 & -8)    # its n records, then its text
+            text = rr + n * _RR_SIZE
+        else:
+            rr, text = at + _RR_AT, at + _DNS_TEXT
         ips = None
         if facts == _FACTS_MADE and not n_cname:
-            ips = (str(buf[at + _DNS_TEXT + ips_off:at + _DNS_TEXT + ips_off + ips_len], "ascii").split(" ")
-                   if ips_len else [], min_ttl if n_addr else None, ips_public)
-        rec.held = (bytes(buf[at + _RR_AT:at + _DNS_TEXT + text_len]), n, ips)
+            ips = (str(buf[text + ips_off:text + ips_off + ips_len], "ascii").split(" ") if ips_len else [],
+                   min_ttl if n_addr else None, ips_public)
+        rec.held = (bytes(buf[rr:text + text_len]), n, ips, text - rr)
         del rec.rrs
     return rec
 

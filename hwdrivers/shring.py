@@ -4,8 +4,9 @@ its consumer worker both map (cdef/shring.h, src/shring.c).
 The agent's dispatcher moves events from a session's C ring into it in
 batches (in C, one copy of the bytes each event uses, GIL released); the
 worker process turns them into PacketEvents where they lie.  A record holds
-only what its event uses: a DNS event is about 1.75 kB where a struct
-hw_event is 6.7 kB, so the same memory holds 3.9 times the events.  The
+only what its event uses, and no record its reader never reads (take's bare):
+on large.pcap a DNS event is about 0.5 kB and an HTTP one 0.5 kB where a
+struct hw_event is 6.7 kB.  The
 live producer never waits: events that find the ring full are dropped and
 counted by kind (`dropped`); `capbox detect`'s waits for room."""
 import collections
@@ -22,6 +23,7 @@ _KIND = _events._EVENT.offsets["kind"]
 _HEADER = ffi.sizeof("struct hw_shrec")
 _DNS = _events.KINDS.index("dns")
 _U64 = struct.Struct("=Q").unpack_from
+_KINDS_MASK = (1 << _events.PAYLOAD_SHIFT) - 1   # of a reader's bare: its KIND_BITS
 _SCRATCH = 256          # events taken out of the C ring at once while this ring is full (then dropped)
 _BATCH = 1024           # records moved per C call
 
@@ -51,6 +53,7 @@ class SharedRing:
         self._full = ffi.new("int *")
         self._scratch = ffi.new("struct hw_event[]", _SCRATCH)
         self._scratch_view = memoryview(ffi.buffer(self._scratch))   # indexing gives ints, as mmap
+        self._kept = self._unread = 0   # KIND_BITS last told the ring (hw_shring_kept, hw_shring_unread)
         self.moved = 0
         self.dropped: collections.Counter = collections.Counter()   # by kind: the ring was full
         self.unreadable = 0     # the consumer's: events that gave no PacketEvent (never seen from the C core)
@@ -63,6 +66,10 @@ class SharedRing:
         file), wait() is called while the ring is full, until there is room; without, what finds it full
         is dropped."""
         taken, kept, view = 0, [], self.map
+        bits = sum(_events.KIND_BITS[k] for k in keep)
+        if bits != self._kept:          # their records are read here: none left out
+            self._kept = bits
+            lib.hw_shring_kept(self._mem, bits)
         while taken < limit:
             n = session.events_to_ring(self._mem, min(_BATCH, limit - taken), self._offsets, self._full)
             if keep and n:
@@ -98,7 +105,11 @@ class SharedRing:
 
     def take(self, limit: int = 1024, kinds: frozenset = frozenset(), repeats: bool = False, bare: int = 0) -> tuple:
         """Up to limit queued events, freed from the ring: (how many, those of a kind in kinds as PacketEvents;
-        with repeats, DNS answers that repeat a known template as DnsRepeats; bare: events.from_buffer's)."""
+        with repeats, DNS answers that repeat a known template as DnsRepeats; bare: events.from_buffer's, its
+        KIND_BITS told the producer: the records of those kinds are left out from its next fill on)."""
+        if bare != self._unread:
+            self._unread = bare
+            lib.hw_shring_unread(self._mem, bare & _KINDS_MASK)
         if limit > len(self._offsets):
             self._offsets = ffi.new("uint64_t[]", limit)
         n = lib.hw_shring_peek(self._mem, limit, self._offsets, self._next)
@@ -108,7 +119,7 @@ class SharedRing:
             try:
                 if names[view[at + head]] in kinds:      # (events.from_packed, without its call)
                     _len, rec, fold = shrec(view, at)
-                    out.append(convert(view, at + _HEADER, repeats, rec, fold, bare))
+                    out.append(convert(view, at + _HEADER, repeats, rec, fold, bare, True))
             except Exception:   # one that cannot be read: counted and skipped, never read again by a new worker
                 self.unreadable += 1
         if n:

@@ -12,7 +12,8 @@
 #define HW_SHRING_HEADER 256
 
 /* A packed record: this header, the event (struct hw_event's bytes up to its snippet, then snippet_len bytes),
- * its record at rec_at and, for a DNS event, the struct hw_dns_fold and hw_dns_repeat it carries at fold_at
+ * its record at rec_at (its kind's struct; a DNS record packed: src/shring.c put_rec) and, for a DNS event,
+ * the struct hw_dns_fold and hw_dns_repeat it carries at fold_at
  * (offsets from the event's start, 8-aligned).  len 0: nothing more before the end of the buffer. */
 struct hw_shrec {
     uint32_t len;               /* bytes of the record, header included (8-aligned) */
@@ -30,5 +31,9 @@ int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, 
  * release them (n records, up to next). */
 uint32_t hw_shring_peek(void *mem, uint32_t max, uint64_t *offsets, uint64_t *next);
 void hw_shring_release(void *mem, uint64_t next, uint32_t n);
+/* Consumer: the kinds (1 << HW_EV_*) whose records it never reads, from the next fill on: left out of their
+ * records (rec_at 0) unless the producer reads them too.  Producer: the kinds whose records it reads. */
+void hw_shring_unread(void *mem, uint32_t kinds);
+void hw_shring_kept(void *mem, uint32_t kinds);
 /* Records queued now. */
 uint64_t hw_shring_used(void *mem);

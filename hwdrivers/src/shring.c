@@ -8,7 +8,7 @@
 
 #include "hw.h"
 
-#define SHRING_MAGIC 0x326b6370727368ULL /* "hsrpck2" */
+#define SHRING_MAGIC 0x336b6370727368ULL /* "hsrpck3" */
 #define ALIGN8(x) (((x) + 7u) & ~(uint64_t)7)
 #define HEAD offsetof(struct hw_event, snippet)
 #define REC offsetof(struct hw_event, rec)
@@ -18,9 +18,11 @@
 
 struct shring {
     _Atomic uint64_t head, records_in;
-    uint8_t pad0[48];
+    uint32_t kept;                    /* the producer's: kinds whose records it reads from the ring itself */
+    uint8_t pad0[44];
     _Atomic uint64_t tail, records_out;
-    uint8_t pad1[48];
+    _Atomic uint32_t unread;          /* the consumer's: kinds whose records it never reads */
+    uint8_t pad1[44];
     uint64_t magic, size;
 };
 
@@ -38,6 +40,7 @@ int64_t hw_shring_init(void *mem, uint64_t bytes)
     atomic_init(&r->tail, 0);
     atomic_init(&r->records_in, 0);
     atomic_init(&r->records_out, 0);
+    atomic_init(&r->unread, 0);
     r->size = n;
     atomic_thread_fence(memory_order_release);
     r->magic = SHRING_MAGIC;
@@ -53,29 +56,60 @@ int64_t hw_shring_attach(void *mem, uint64_t bytes)
     return (int64_t)r->size;
 }
 
-/* The record's layout: what of e its readers use (hwdrivers.events.from_buffer, records.from_buffer). */
-static uint32_t layout(const struct hw_event *e, struct hw_shrec *h, size_t *rec_len)
+/* A record's bytes as they are copied: its kind's struct, or for a DNS record (packed: a shared ring's) its fields
+ * before the name, the name's name_len bytes, then from DNS_RR_AT(name_len) its n_rr records and text_len bytes
+ * of text (hwdrivers/records.py dns_from_packed). */
+#define DNS_NAME offsetof(struct hw_rec_dns, name)
+#define DNS_RR_AT(name_len) ALIGN8(DNS_NAME + (name_len))
+struct rec_size { size_t len; uint16_t name, rr, text; };
+
+static size_t rec_size(const struct hw_event *e, int packed, struct rec_size *d)
+{
+    switch (e->kind) {
+    case HW_EV_DNS: {
+        const struct hw_rec_dns *r = &e->rec.dns;
+        d->text = r->text_len > HW_DNS_TEXT_MAX ? HW_DNS_TEXT_MAX : r->text_len;
+        if (!packed) return d->len = offsetof(struct hw_rec_dns, text) + d->text;
+        d->name = r->name_len > HW_DNS_NAME_MAX ? HW_DNS_NAME_MAX : r->name_len;
+        d->rr = r->n_rr > HW_DNS_RR_MAX ? HW_DNS_RR_MAX : r->n_rr;
+        return d->len = DNS_RR_AT(d->name) + d->rr * sizeof(struct hw_dns_rr) + d->text;
+    }
+    case HW_EV_ARP: return d->len = sizeof(struct hw_rec_arp);
+    case HW_EV_TCP_SRC: return d->len = sizeof(struct hw_rec_tcpsrc);
+    case HW_EV_TLS: return d->len = sizeof(struct hw_rec_tls);
+    case HW_EV_HTTP: return d->len = sizeof(struct hw_rec_http);
+    case HW_EV_NDP: return d->len = sizeof(struct hw_rec_ndp);
+    case HW_EV_DHCP: return d->len = sizeof(struct hw_rec_dhcp);
+    default: return d->len = sizeof e->rec;
+    }
+}
+
+static void put_rec(uint8_t *o, const struct hw_event *e, int packed, const struct rec_size *d)
+{
+    if (!packed || e->kind != HW_EV_DNS) {
+        memcpy(o, &e->rec, d->len);
+        return;
+    }
+    const struct hw_rec_dns *r = &e->rec.dns;
+    memcpy(o, r, DNS_NAME + d->name);
+    memcpy(o + DNS_RR_AT(d->name), r->rr, d->rr * sizeof(struct hw_dns_rr));
+    memcpy(o + DNS_RR_AT(d->name) + d->rr * sizeof(struct hw_dns_rr), r->text, d->text);
+}
+
+/* The record's layout: what of e its readers use (hwdrivers.events.from_buffer, records.from_buffer); left_out: kinds
+ * (1 << HW_EV_*) whose records no reader reads (left out: rec_at 0). */
+static uint32_t layout(const struct hw_event *e, struct hw_shrec *h, struct rec_size *d, int packed, uint32_t left_out)
 {
     uint64_t at = ALIGN8(HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
     h->rec_at = h->fold_at = 0;
-    *rec_len = 0;
-    if (e->has_rec) {
-        switch (e->kind) {
-        case HW_EV_DNS: {
-            uint16_t text = e->rec.dns.text_len > HW_DNS_TEXT_MAX ? HW_DNS_TEXT_MAX : e->rec.dns.text_len;
-            *rec_len = offsetof(struct hw_rec_dns, text) + text;
-            break;
-        }
-        case HW_EV_ARP: *rec_len = sizeof(struct hw_rec_arp); break;
-        case HW_EV_TCP_SRC: *rec_len = sizeof(struct hw_rec_tcpsrc); break;
-        default: *rec_len = sizeof e->rec; break;
-        }
+    d->len = 0;
+    if (e->has_rec && !(left_out >> e->kind & 1)) {
         h->rec_at = (uint16_t)at;
-        at = ALIGN8(at + *rec_len);
-        if (e->kind == HW_EV_DNS) {
-            h->fold_at = (uint16_t)at;
-            at += ALIGN8(FOLD_LEN);
-        }
+        at = ALIGN8(at + rec_size(e, packed, d));
+    }
+    if (e->has_rec && e->kind == HW_EV_DNS) {
+        h->fold_at = (uint16_t)at;
+        at += ALIGN8(FOLD_LEN);
     }
     h->len = (uint32_t)(sizeof *h + at);
     return h->len;
@@ -94,11 +128,11 @@ void hwint_event_copy(void *dst, const void *src)
     const struct hw_event *e = src;
     uint8_t *o = dst;
     struct hw_shrec h;
-    size_t rec_len;
+    struct rec_size d;
     for_python(e);
-    layout(e, &h, &rec_len);
+    layout(e, &h, &d, 0, 0);
     memcpy(o, e, HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
-    if (h.rec_at) memcpy(o + REC, &e->rec, rec_len);
+    if (h.rec_at) put_rec(o + REC, e, 0, &d);
     if (h.fold_at) memcpy(o + REC + FOLD, (const uint8_t *)&e->rec + FOLD, FOLD_LEN);
 }
 
@@ -114,13 +148,14 @@ int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, 
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
     uint8_t *buf = (uint8_t *)mem + HW_SHRING_HEADER;
+    uint32_t left_out = atomic_load_explicit(&r->unread, memory_order_relaxed) & ~r->kept;
     int n = 0;
     for (; n < max && (uint64_t)n < avail; n++) {
         const struct hw_event *e = (const void *)(src->buf + (size_t)((from + n) & src->mask) * src->rec_size);
         struct hw_shrec h;
-        size_t rec_len;
+        struct rec_size d;
         for_python(e);
-        uint32_t len = layout(e, &h, &rec_len);
+        uint32_t len = layout(e, &h, &d, 1, left_out);
         uint64_t at = head % r->size, room = r->size - at, skip = room < len ? room : 0;
         if (r->size - (head - tail) < skip + len) {
             *full = 1;
@@ -135,7 +170,7 @@ int hw_shring_fill(void *mem, struct hw_session *s, int max, uint64_t *offsets, 
         memcpy(out, &h, sizeof h);
         out += sizeof h;
         memcpy(out, e, HEAD + (e->snippet_len > HW_SNIPPET_MAX ? HW_SNIPPET_MAX : e->snippet_len));
-        if (h.rec_at) memcpy(out + h.rec_at, &e->rec, rec_len);
+        if (h.rec_at) put_rec(out + h.rec_at, e, 1, &d);
         if (h.fold_at) memcpy(out + h.fold_at, (const uint8_t *)&e->rec + FOLD, FOLD_LEN);
         offsets[n] = HW_SHRING_HEADER + at;
         head += len;
@@ -175,6 +210,16 @@ void hw_shring_release(void *mem, uint64_t next, uint32_t n)
     struct shring *r = mem;
     atomic_fetch_add_explicit(&r->records_out, n, memory_order_relaxed);
     atomic_store_explicit(&r->tail, next, memory_order_release);
+}
+
+void hw_shring_unread(void *mem, uint32_t kinds)
+{
+    atomic_store_explicit(&((struct shring *)mem)->unread, kinds, memory_order_relaxed);
+}
+
+void hw_shring_kept(void *mem, uint32_t kinds)
+{
+    ((struct shring *)mem)->kept = kinds;
 }
 
 uint64_t hw_shring_used(void *mem)

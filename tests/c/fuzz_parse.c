@@ -160,6 +160,7 @@ static void check_event(const struct hw_event *e, const uint8_t *pkt, uint32_t c
  * go through it and are checked as unpacked (what a record holds; the rest of the event zero). */
 #define SHRING_BYTES (HW_SHRING_HEADER + 4 * sizeof(struct hw_event))
 #define HEAD_LEN offsetof(struct hw_event, snippet)
+#define DNS_NAME offsetof(struct hw_rec_dns, name)
 #define FOLD_LEN (offsetof(struct hw_rec_dns_fold, rep) + sizeof(struct hw_dns_repeat) - \
                   offsetof(struct hw_rec_dns_fold, fold))
 static uint8_t shmem[SHRING_BYTES] __attribute__((aligned(64)));
@@ -183,12 +184,24 @@ static const struct hw_event *unpack(uint64_t at)
                           h->fold_at + FOLD_LEN <= end));
     if (h->rec_at) {
         uint32_t len = (h->fold_at ? h->fold_at : end) - h->rec_at;
-        memcpy(&e->rec, base + h->rec_at, len < sizeof e->rec ? len : sizeof e->rec);
+        if (e->kind == HW_EV_DNS) {            /* packed: the fields, the name, the records from 8-aligned on, the text */
+            const uint8_t *r = base + h->rec_at;
+            struct hw_rec_dns *d = &e->rec.dns;
+            CHECK(len >= DNS_NAME);
+            memcpy(d, r, DNS_NAME);
+            size_t rr_at = (DNS_NAME + d->name_len + 7u) & ~(size_t)7, rr_len = d->n_rr * sizeof d->rr[0];
+            CHECK(d->name_len <= HW_DNS_NAME_MAX && d->n_rr <= HW_DNS_RR_MAX && d->text_len <= HW_DNS_TEXT_MAX &&
+                  rr_at + rr_len + d->text_len <= len);   /* what the readers use of a DNS record is in it */
+            memcpy(d->name, r + DNS_NAME, d->name_len);
+            memcpy(d->rr, r + rr_at, rr_len);
+            memcpy(d->text, r + rr_at + rr_len, d->text_len);
+        } else {
+            memcpy(&e->rec, base + h->rec_at, len < sizeof e->rec ? len : sizeof e->rec);
+        }
     }
     if (h->fold_at) memcpy(&e->rec.dnsfold.fold, base + h->fold_at, FOLD_LEN);
-    if (e->kind == HW_EV_DNS && e->has_rec)    /* what the readers use of a DNS record is in it */
-        CHECK(h->fold_at && offsetof(struct hw_rec_dns, text) + e->rec.dns.text_len <= h->fold_at - h->rec_at &&
-              e->rec.dns.n_rr <= HW_DNS_RR_MAX && e->rec.dns.name_len <= HW_DNS_NAME_MAX);
+    if (e->kind == HW_EV_DNS && e->has_rec) CHECK(h->fold_at && h->rec_at);
+    if (e->kind == HW_EV_HTTP && through_ring & 2) CHECK(!h->rec_at);   /* left out: hw_shring_unread */
     return e;
 }
 
@@ -196,6 +209,7 @@ static void check_events(struct hw_session *s, const uint8_t *pkt, uint32_t capl
 {
     int n, full;
     if (through_ring++ & 1) {
+        hw_shring_unread(shmem, through_ring & 2 ? 1u << HW_EV_HTTP : 0);   /* every other time, HTTP records left out */
         while ((n = hw_shring_fill(shmem, s, 64, sh_offsets, &full)) > 0) {
             uint64_t next;
             CHECK(hw_shring_used(shmem) == (uint64_t)n);

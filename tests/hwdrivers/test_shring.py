@@ -12,6 +12,9 @@ import pytest
 
 from hwdrivers import CaptureConfig, CaptureError, Session, dnsgate
 from hwdrivers.events import KIND_BITS, KINDS, TEMPLATES, DnsRepeat
+from hwdrivers._hw import ffi, lib
+from hwdrivers.events import SHREC_UNPACK
+from hwdrivers.records import answer_ips
 from hwdrivers.shring import SIZE, SharedRing
 from tests.conftest import ROOT, pcap
 
@@ -31,7 +34,8 @@ def _reference(path: str) -> list:
 
 
 @pytest.mark.parametrize("name", ["zeek__tls_ssl.v3.pcap", "chrissanders__arp_resolution.pcapng", "zeek__dhcp.pcap",
-                                  "zeek__dns-two-responses.pcap", "chrissanders__http_ip4and6.pcapng"])
+                                  "zeek__dns-two-responses.pcap", "chrissanders__http_ip4and6.pcapng",
+                                  "ndpi__badpackets.pcap", "zeek__wikipedia.pcap"])   # (DNS: 10 and 4 record types)
 def test_events_through_the_ring_equal_read_events(name):
     want = _reference(pcap(name))
     ring = SharedRing(8)                        # small (8 events' bytes): the ring wraps many times
@@ -50,6 +54,8 @@ def test_events_through_the_ring_equal_read_events(name):
         s.run_to_eof(pump)
         pump()
     assert want and got == want and not ring.dropped
+    assert [answer_ips(e.record) for e in got if e.kind == "dns" and e.record] == \
+        [answer_ips(e.record) for e in want if e.kind == "dns" and e.record]   # (not a field: packed DNS records' text)
     assert kept == [e for e in want if e.kind in ("arp", "tls")]
     assert ring.moved == len(want) and ring.used() == 0
     ring.close()
@@ -97,7 +103,8 @@ def test_a_full_ring_drops_and_counts_by_kind(tmp_path):
         taken += ring.fill(s, 1 << 20)[0]
     moved = ring.moved
     assert taken == 6000 and ring.used() == moved and ring.dropped == {"dns": 6000 - moved}
-    assert 3 * 200 < moved < 6000                # packed: a DNS event takes a fraction of a struct hw_event
+    assert 8 * 200 < moved < 6000                # packed: a DNS event (its name, records and text) takes an eighth
+                                                 # of a struct hw_event
     peer = SharedRing(fd=os.dup(ring.fd))
     n, evs = peer.take(4096, frozenset({"dns"}))
     assert n == moved and [e.record.id for e in evs[:2]] == [0, 0] and evs[2].record.id == 7919
@@ -195,6 +202,35 @@ def test_bare_kinds_come_without_their_record_either_way():
             assert e.record is None and record_of(e) == w.record
             e = dataclasses.replace(e, record=w.record)
         assert e == w
+
+
+def test_records_a_reader_leaves_bare_are_left_out_unless_kept_too():
+    """The kinds whose records the worker never reads (take's bare: the pipeline's http, 3 kB a record) reach the
+    ring without them from the next fill on; the events are the same but for the record, and the producer's own
+    kinds (fill's keep) keep theirs."""
+    path = pcap("chrissanders__http_ip4and6.pcapng")
+    want = [dataclasses.replace(e, record=None) if e.kind == "http" else e for e in _reference(path)]
+    offsets, tail = ffi.new("uint64_t[]", 64), ffi.new("uint64_t *")
+    for keep in (frozenset(), frozenset({"http"})):
+        ring = SharedRing(64)
+        peer = SharedRing(fd=os.dup(ring.fd))
+        peer.take(64, ALL, bare=KIND_BITS["http"])      # nothing queued yet: it tells the producer
+        got, kept, rec_at = [], [], {}
+
+        def pump():
+            kept.extend(ring.fill(s, 64, keep)[1])
+            for at in ffi.unpack(offsets, lib.hw_shring_peek(peer._mem, 64, offsets, tail)):
+                rec_at.setdefault(KINDS[peer.map[at + ffi.sizeof("struct hw_shrec") + ffi.offsetof("struct hw_event",
+                                  "kind")]], set()).add(SHREC_UNPACK(peer.map, at)[1] != 0)
+            got.extend(peer.take(64, ALL, bare=KIND_BITS["http"])[1])
+        with Session(_config(path)) as s:
+            s.run_to_eof(pump)
+            pump()
+        assert got == want and rec_at["http"] == {bool(keep)} and rec_at["tcp_src"] == {True}
+        assert [e.kind for e in kept] == ["http"] * len(kept) and all(e.record is not None for e in kept)
+        assert len(kept) == (sum(e.kind == "http" for e in want) if keep else 0) and (kept or not keep)
+        ring.close()
+        peer.close()
 
 
 def test_bare_payloads_are_left_out_only_where_a_record_is_read():
