@@ -19,9 +19,8 @@ void hwint_log_head(struct hw_logger *lg, int kind, uint64_t ts_ns, uint64_t flo
 void hwint_log_end(struct hw_logger *lg, int kind, size_t start);
 /* A half-made record went out early: its table was full. */
 void hwint_log_early(struct hw_logger *lg);
-/* Zeroed hash buckets of entry_size bytes, a power of two of them at least twice max (mask: their count - 1),
- * and extra zeroed bytes after them (8-byte aligned where entry_size is). */
-void *hwint_log_buckets(uint32_t max, size_t entry_size, size_t extra, uint32_t *mask);
+/* Zeroed hash buckets of entry_size bytes, a power of two of them at least twice max (mask: their count - 1). */
+void *hwint_log_buckets(uint32_t max, size_t entry_size, uint32_t *mask);
 
 /* logconn.c: the conn line of a flow; 0 when it has none (no IP addresses).  cid: its community ID made
  * beforehand ("" for none), NULL to make it here. */

@@ -12,7 +12,6 @@
 
 #define REQUESTS_MAX 256            /* requests of one flow waiting at once (agent.logs.records.REQUESTS_MAX) */
 #define SEEN_BITS 19                /* a filter of 2^19 bits (64 KB): most flows that end never had HTTP */
-#define SEEN_BYTES ((1u << SEEN_BITS) / 8)
 
 struct req {                        /* a request waiting for its response */
     struct req *next;
@@ -37,8 +36,7 @@ struct hwint_http {
     uint32_t counted, pending;      /* flows with a depth; flows with requests waiting */
     struct hflow *oldest, *newest;
     uint32_t entries;               /* flows in the table */
-    uint64_t *seen;                 /* a bit set for every flow put in the table since it was empty (after the
-                                     * buckets: in their huge page, where most flows' ends ask it) */
+    uint64_t seen[(1u << SEEN_BITS) / 64];  /* a bit set for every flow put in the table since it was empty */
 };
 
 static uint32_t seen_bit(uint64_t flow_id) { return (uint32_t)((flow_id * 0xc2b2ae3d27d4eb4fULL) >> (64 - SEEN_BITS)); }
@@ -47,12 +45,11 @@ struct hwint_http *hwint_http_new(uint32_t max)
 {
     struct hwint_http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
-    h->bucket = hwint_log_buckets(max, sizeof *h->bucket, SEEN_BYTES, &h->mask);
+    h->bucket = hwint_log_buckets(max, sizeof *h->bucket, &h->mask);
     if (!h->bucket) {
         free(h);
         return NULL;
     }
-    h->seen = (uint64_t *)(h->bucket + h->mask + 1);
     h->max = max ? max : 1;
     return h;
 }
@@ -114,7 +111,7 @@ static void drop_if_empty(struct hwint_http *h, struct hflow *f)
     struct hflow **at = slot(h, f->flow_id);
     *at = f->hnext;
     free(f);
-    if (!--h->entries) memset(h->seen, 0, SEEN_BYTES);
+    if (!--h->entries) memset(h->seen, 0, sizeof h->seen);
 }
 
 static void unlink_pending(struct hwint_http *h, struct hflow *f)

@@ -234,13 +234,13 @@ void hwint_log_early(struct hw_logger *lg) { lg->held_early++; }
  * one TLB entry where the walks of their 256 pages, missed under the lines' cache traffic, stalled an HTTP
  * event's prefetch and a flow end's lookup (a prefetch waits for its address's translation).  Less stays calloc's
  * untouched pages. */
-void *hwint_log_buckets(uint32_t max, size_t entry_size, size_t extra, uint32_t *mask)
+void *hwint_log_buckets(uint32_t max, size_t entry_size, uint32_t *mask)
 {
     uint32_t nb = 16;
     while (nb < 2 * max && nb < (1u << 30)) nb <<= 1;
     *mask = nb - 1;
-    size_t n = (size_t)nb * entry_size + extra, whole = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-    if (n < HUGE_PAGE / 2) return calloc(1, n);
+    size_t n = (size_t)nb * entry_size, whole = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+    if (n < HUGE_PAGE / 2) return calloc(nb, entry_size);
     void *p = aligned_alloc(HUGE_PAGE, whole);
     if (!p) return NULL;
     madvise(p, whole, MADV_HUGEPAGE);   /* (a hint: without it, or refused, 4 KB pages as before) */
@@ -551,7 +551,7 @@ struct hw_logger *hw_logger_new(uint32_t kinds, const uint8_t *salt, uint32_t pe
     memcpy(lg->salt, salt, 16);
     lg->max = pending_max ? pending_max : 1;
     lg->pend = calloc(lg->max, sizeof *lg->pend);
-    lg->bucket = hwint_log_buckets(lg->max, sizeof *lg->bucket, 0, &lg->buckets);     /* (untouched pages) */
+    lg->bucket = hwint_log_buckets(lg->max, sizeof *lg->bucket, &lg->buckets);     /* (untouched pages) */
     lg->buckets++;
     lg->mask = (lg->buckets < 256 ? lg->buckets : 256) - 1;
     lg->http = hwint_http_new(lg->max);

@@ -38,7 +38,7 @@ struct hwint_tls *hwint_tls_new(uint32_t max)
 {
     struct hwint_tls *t = calloc(1, sizeof *t);
     if (!t) return NULL;
-    t->bucket = hwint_log_buckets(max, sizeof *t->bucket, 0, &t->mask);
+    t->bucket = hwint_log_buckets(max, sizeof *t->bucket, &t->mask);
     if (!t->bucket) {
         free(t);
         return NULL;
