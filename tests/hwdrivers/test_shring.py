@@ -11,9 +11,8 @@ import sys
 import pytest
 
 from hwdrivers import CaptureConfig, CaptureError, Session, dnsgate
-from hwdrivers.events import KIND_BITS, KINDS, TEMPLATES, DnsRepeat
 from hwdrivers._hw import ffi, lib
-from hwdrivers.events import SHREC_UNPACK
+from hwdrivers.events import KIND_BITS, KINDS, SHREC_UNPACK, TEMPLATES, DnsRepeat
 from hwdrivers.records import answer_ips
 from hwdrivers.shring import SIZE, SharedRing
 from tests.conftest import ROOT, pcap
