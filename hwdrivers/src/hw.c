@@ -247,6 +247,15 @@ static void log_staged(struct hw_session *s)
     s->log_staged = 0;
 }
 
+/* No stage: expired flows go to the ring again (the logger detached, or the stage's memory not had). */
+static void drop_stage(struct hw_session *s)
+{
+    free(s->log_stage);
+    free(s->log_cid);
+    s->log_stage = NULL;
+    s->log_cid = NULL;
+}
+
 static void flow_sink(struct hw_session *s, const struct hw_flow_record *r, const uint8_t *cid)
 {
     hwint_hosts_add(s->hosts, r, &s->c);
@@ -295,8 +304,7 @@ void hw_session_close(struct hw_session *s)
     hwint_dnsgate_destroy(s->gate);
     hwint_rtp_destroy(s->rtp);
     free(s->log_event);
-    free(s->log_stage);
-    free(s->log_cid);
+    drop_stage(s);
     hwint_ring_free(&s->events);
     hwint_ring_free(&s->flows);
     pthread_mutex_destroy(&s->lock);
@@ -964,7 +972,7 @@ int hw_session_log_flows(struct hw_session *s)
     if (s->logger && !s->log_stage) {
         s->log_stage = malloc(LOG_STAGE * sizeof *s->log_stage);
         s->log_cid = malloc(LOG_STAGE * sizeof *s->log_cid);
-        if (!s->log_stage || !s->log_cid) free(s->log_stage), free(s->log_cid), s->log_stage = NULL, s->log_cid = NULL;
+        if (!s->log_stage || !s->log_cid) drop_stage(s);
     }
     int rc = !s->logger ? HW_E_ARG : s->log_stage ? HW_OK : HW_E_NOMEM;
     pthread_mutex_unlock(&s->lock);
@@ -976,7 +984,7 @@ int hw_session_set_logger(struct hw_session *s, struct hw_logger *lg)
     if (!s->log_event && !(s->log_event = malloc(sizeof *s->log_event))) return HW_E_NOMEM;
     pthread_mutex_lock(&s->lock);
     if (s->log_staged) log_staged(s);
-    if (!lg) free(s->log_stage), free(s->log_cid), s->log_stage = NULL, s->log_cid = NULL;
+    if (!lg) drop_stage(s);
     if (lg && lg != s->logger) hwint_logger_forget(lg);     /* a flow entry it kept was another session's */
     s->logger = lg;
     s->log_events = lg ? hwint_logger_events(lg) : 0;
