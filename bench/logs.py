@@ -293,7 +293,11 @@ def main() -> None:
         "second cache line, 11 to 4.5 ms), the conn lines made as the "
         "flows leave the table (64 staged, no copy through the flow ring to Python and back: 1 ms), a dns "
         "line's community ID made with the next one's (two SHA-1 chains; libcrypto 5.0 to 2.5 ms), the conn "
-        "line's names' lengths known (no strlen), IPv6 words' hex branch-free.  A fifth round, the lines unchanged: one community ID per flow, its SHA-1 kept in the flow's table entry (20 spare bytes: still 320) from its first dns, http or tls line and copied by its later lines and its conn line (the DNS capture: 130,000 SHA-1 to 30,000; logs - analyze 39 to 35 ms there, load 2), a dns line's 1-99 µs rtt written in place (a store-forwarding stall: 8.2 to 4.4 ns).  Output: `logs -r` writes "
+        "line's names' lengths known (no strlen), IPv6 words' hex branch-free.  A fifth round, the lines "
+        "unchanged: one community ID per flow, its SHA-1 kept in the flow's table entry (20 spare bytes: still "
+        "320) from its first dns, http or tls line and copied by its later lines and its conn line (the DNS "
+        "capture: 130,000 SHA-1 to 30,000; logs - analyze 39 to 35 ms there, load 2), a dns line's 1-99 µs rtt "
+        "written in place (a store-forwarding stall: 8.2 to 4.4 ns).  Output: `logs -r` writes "
         "117 MB; into a pipe (the bench, `| jq`) the kernel's copy is some 15-20 ms of perf's samples, and "
         "`> file` or `> /dev/null` cost the same within this machine's noise (4 runs each, load 3: 1.00, "
         "1.00 and 0.99 s CPU): the bench's pipe measures what a user pays.  "
@@ -304,7 +308,8 @@ def main() -> None:
         "(200,000 messages parsed, 100,000 pairs, 130,000 lines of 455 bytes: the head with its community ID "
         "about a third), where < 15 % needs "
         "about 0.12.  Both commands run with their bytecode cached (the bench sets `PYTHONPYCACHEPREFIX`): with "
-        "`PYTHONDONTWRITEBYTECODE` set, as in this machine's shell, each start compiled some 50 modules.  arp, ndp and dhcp (rare) are still "
+        "`PYTHONDONTWRITEBYTECODE` set, as in this machine's shell, each start compiled some 50 modules.  arp, "
+        "ndp and dhcp (rare) are still "
         "made in Python.",
         "",
         f"**Writing.** {n:,} records spread over 24 h (half dns, a third conn, http, tls) through the log "

@@ -58,7 +58,7 @@ int64_t hw_shring_attach(void *mem, uint64_t bytes)
 
 /* A record's bytes as they are copied: its kind's struct, or for a DNS record (packed: a shared ring's) its fields
  * before the name, the name's name_len bytes, then from DNS_RR_AT(name_len) its n_rr records and text_len bytes
- * of text (hwdrivers/records.py dns_from_packed). */
+ * of text (hwdrivers/records.py dns_from_buffer, packed). */
 #define DNS_NAME offsetof(struct hw_rec_dns, name)
 #define DNS_RR_AT(name_len) ALIGN8(DNS_NAME + (name_len))
 struct rec_size { size_t len; uint16_t name, rr, text; };
