@@ -28,7 +28,9 @@ while ! systemctl -q is-active capbox.service; do sleep 0.5; done
 { snap ready; } >> $out
 sleep 20
 { snap later; echo "-- blame"; systemd-analyze blame; echo "-- critical-chain"; systemd-analyze critical-chain capbox.service;
-  echo "-- time"; systemd-analyze time; echo "-- lsmod"; lsmod; echo "-- ps"; ps -eo pid,etimes,times,args;
+  echo "-- time"; systemd-analyze time; echo "-- lsmod"; lsmod;
+  echo "-- udev devices by subsystem"; udevadm info -e | sed -n 's/^E: SUBSYSTEM=//p' | sort | uniq -c | sort -rn;
+  echo "-- ps"; ps -eo pid,etimes,times,args;
   echo "-- units"; systemctl list-units --no-pager --all --state=active; echo "-- end"; } >> $out 2>&1
 # the read path alone, on a settled box (the slot check done): the agent's imports from a cold page
 # cache, three times; the guest's CPU (/proc/stat) and wall time (uptime) around each

@@ -30,6 +30,7 @@ rm -f "$R/etc/python3.11/sitecustomize.py" "$R/usr/lib/python3.11/sitecustomize.
     "$R"/usr/lib/python3.11/__pycache__/sitecustomize.*.pyc
 
 systemctl --root="$R" enable -q systemd-networkd.service capbox-grow-data.service capbox.service capbox-console.service capbox-tui.service \
+    capbox-coldplug.service \
     capbox-verify-slot.service \
     capbox-update-guard.service
 # ttyS0 belongs to the capbox console, tty1 to the TUI; nothing prompts or runs apt on a box
