@@ -32,7 +32,8 @@ from firmware.slots import SlotState
 from firmware.verify import Verdict
 
 log = logging.getLogger(__name__)
-UNITS = ["capbox.service", "capbox-console.service", "capbox-tui.service", "capbox-update-guard.service"]
+UNITS = ["capbox.service", "capbox-console.service", "capbox-tui.service", "capbox-update-guard.service",
+         "capbox-coldplug.service"]     # the devices the agent's start did not need, replayed to udev after it
 TRIAL_MARKER = "trial"
 VERITY_MARKER = "verity-failed"      # the initramfs refused the slot it names (image/initramfs, capbox/slot)
 

@@ -268,6 +268,7 @@ def test_system_shows_the_slots(box, built):
     assert st["units"]["capbox.service"] == "active"
     assert st["units"]["capbox-tui.service"] == "active"      # the Textual console on tty1
     assert st["units"]["capbox-console.service"] == "active"  # the serial console on ttyS0
+    assert st["units"]["capbox-coldplug.service"] == "active"  # udev's coldplug of the rest, after READY
     box.machine_id = st["machine_id"]
     s, keys = box.get("/v1/keys", box.key)
     assert s == 200
