@@ -712,6 +712,7 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data, u
     free(b);
     s->linktype = saved;
     hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+    if (s->log_staged) log_staged(s);
     if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
     for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
     pthread_mutex_unlock(&s->lock);

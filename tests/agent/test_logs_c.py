@@ -364,6 +364,19 @@ def test_conn_lines_made_as_the_flows_leave_the_table(name):
     assert len(got) > 20 and sorted(got) == sorted(python_lines(path, salt)["conn"])
 
 
+def test_a_flow_an_injected_packet_expires_is_logged_at_once(tmp_path):
+    """Session.set_logger(flows=True) on a session fed by inject (no run loop): a flow that an injected packet's
+    time expires has its conn line made then, not held back until the next run or flush."""
+    from tests.hwdrivers.packets import tcp4
+    logger = Logger(("conn",), bytes(16))
+    with session(tmp_path, idle_timeout_s=1) as s:
+        s.set_logger(logger, flows=True)
+        s.inject(tcp4(sport=40001), ts_ns=T0)
+        s.inject(tcp4(sport=40002), ts_ns=T0 + 5_000 * MS)     # the first flow idle for 5 s: it leaves the table
+        lines = [json.loads(x) for _, b in logger.take() for x in b.splitlines()]
+        assert [r["id.orig_p"] for r in lines] == [40001]
+
+
 def test_logs_r_writes_into_a_pipe_widened_to_a_megabyte():
     """`capbox logs -r FILE --json | reader`: the pipe takes the lines' megabyte buffers in one write (F_SETPIPE_SZ),
     and the reader gets every line as a file would."""
