@@ -624,6 +624,16 @@ static void process_batch(struct hw_session *s, struct hw_batch *b)
     }
 }
 
+/* After each batch, read or injected (under the session lock): the flows its time expired (and their lines),
+ * the TCP sources' summaries and the exporters' timers. */
+static void after_batch(struct hw_session *s)
+{
+    hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
+    if (s->log_staged) log_staged(s);
+    if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
+    for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
+}
+
 static int needs_drain(struct hw_session *s)
 {
     if (!s->cfg.lossless) return 0;
@@ -687,10 +697,7 @@ int hw_session_run(struct hw_session *s, uint64_t max_packets, int timeout_ms, c
             if (s->gate) hwint_dnsgate_release(s->gate, 1); /* a quiet wire: the held query goes now */
         }
         if (live && s->gate) hwint_dnsgate_tick(s->gate, s->now_ns); /* a busy wire with no other event */
-        hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
-        if (s->log_staged) log_staged(s);
-        if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
-        for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
+        after_batch(s);
         pthread_mutex_unlock(&s->lock);
         done += (uint64_t)b->n;
         if (b->eof) s->eof = 1;
@@ -711,10 +718,7 @@ int hw_session_inject(struct hw_session *s, int linktype, const uint8_t *data, u
     process_batch(s, b);
     free(b);
     s->linktype = saved;
-    hwint_ft_expire(s->ft, s->now_ns, &s->c, flow_budget(s));
-    if (s->log_staged) log_staged(s);
-    if (s->src) hwint_src_tick(s->src, s->now_ns, &s->events, &s->c, event_budget(s));
-    for (int i = 0; i < s->n_exp; i++) hwint_exp_tick(s->exp[i], s->now_ns);
+    after_batch(s);
     pthread_mutex_unlock(&s->lock);
     return HW_OK;
 }
