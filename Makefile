@@ -69,7 +69,12 @@ $(STAMPS)/build: $(CORE) $(STAMPS)/venv
 	$(PY) hwdrivers/build_ffi.py
 	@touch $@
 
-build: $(STAMPS)/build
+# the code of the dataclasses' methods, compiled once (hwdrivers/dataclasscode.py)
+$(STAMPS)/dataclasscode: $(STAMPS)/build $(shell find agent hwdrivers firmware tui -name '*.py')
+	$(PY) -c 'from hwdrivers import dataclasscode; print(dataclasscode.write(), "dataclass methods compiled")'
+	@touch $@
+
+build: $(STAMPS)/build $(STAMPS)/dataclasscode
 
 run: build
 	$(VENV)/bin/capbox run

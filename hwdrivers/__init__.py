@@ -6,8 +6,15 @@ they hand out are plain Python objects, never cdata.
 The names below are loaded from their module when first asked for (PEP 562):
 `from hwdrivers import dnsgate` in the agent's child processes must not pull
 the whole capture face (each module costs tens of ms booting under TCG).
+
+Importing the package has dataclasses take their methods' code from what the
+build compiled (hwdrivers.dataclasscode): first, before any class is made.
 """
 import importlib
+
+from hwdrivers import dataclasscode
+
+dataclasscode.install()
 
 _FROM = {"hwdrivers.capture": ("BackendInfo", "Counters", "RunResult", "Session", "backend_names", "backends",
                                "check_filter", "zero_counters"),

@@ -24,6 +24,9 @@ ln -sf /opt/capbox/bin/capbox "$R/usr/local/bin/capbox"
 # agent's start alone: 162 modules, 3.8 MB of source)
 in_root /opt/capbox/bin/python -m compileall -q -f --invalidation-mode unchecked-hash \
     /opt/capbox/lib/python3.11/site-packages /usr/lib/python3.11
+# and the code of the dataclasses' methods, which CPython compiles from text at every import otherwise
+# (hwdrivers/dataclasscode.py)
+in_root /opt/capbox/bin/python -c 'from hwdrivers import dataclasscode; print("   dataclass methods:", dataclasscode.write())'
 # Debian's sitecustomize only tries apport's hook, which a box does not have: a failed import, every
 # directory of sys.path searched, at the start of every Python process
 rm -f "$R/etc/python3.11/sitecustomize.py" "$R/usr/lib/python3.11/sitecustomize.py" \
