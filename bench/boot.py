@@ -9,7 +9,8 @@ the image test reads on ttyS1 (tests/image: loader, slot opened, systemd,
 agent ready).  Once the slot's check after the boot has finished (`verified
 (dm-verity`: every block read once), the box is powered off and on again:
 the second boot, with the box's secrets made and its slot checked, timed the
-same way.  The host's load average at each power-on is recorded.  --parallel boots
+same way.  The host's load average at each power-on is recorded, and the kernel's own start on the
+guest's clock (`kernel_guest`: what the initramfs's first line says, without firmware and boot loader).  --parallel boots
 the images of a round at the same time (a machine others share: each sees the same load).  Prints one
 JSON object; with --results, writes its section of bench/RESULTS.md.
 Loopback only (qemu user networking, restrict=on)."""
@@ -18,6 +19,7 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -35,10 +37,16 @@ LIMIT_S = 600
 
 # and the initramfs's first line (image/initramfs/.../capbox/init): the kernel is up
 BOOT_MILESTONES = (("kernel", "capbox: initramfs started"), *MILESTONES)
+# that line's own figure: the kernel's start on the guest's clock (no firmware, no boot loader)
+KERNEL_UP = re.compile(r"capbox: initramfs started \(kernel up ([0-9.]+) s\)")
 
 
 def milestones(vm) -> dict:
-    return {name: round(t, 1) for name, text in BOOT_MILESTONES if (t := vm.console.first(text)) is not None}
+    out = {name: round(t, 1) for name, text in BOOT_MILESTONES if (t := vm.console.first(text)) is not None}
+    up = next((m for _, line in vm.console.lines if (m := KERNEL_UP.search(line))), None)
+    if up:
+        out["kernel_guest"] = float(up.group(1))
+    return out
 
 
 def boot(disk: pathlib.Path, workdir: pathlib.Path, fresh: bool) -> tuple:

@@ -98,9 +98,10 @@ class ConsoleRecorder(threading.Thread):
 
 class Vm:
     def __init__(self, disk: pathlib.Path, workdir: pathlib.Path, memory_mb: int = 1024, cpus: int = 2,
-                 fresh: bool = True, disk_size: Optional[str] = None):
+                 fresh: bool = True, disk_size: Optional[str] = None, disk_bus: str = "virtio"):
         """`fresh`: a new overlay and variable store; else the box in `workdir` powered on again.
-        `disk_size` (qemu-img's "4G"): the box's disk is that big, the image at its start."""
+        `disk_size` (qemu-img's "4G"): the box's disk is that big, the image at its start.  `disk_bus`:
+        qemu's `if=` for it ("ide": the q35's SATA controller)."""
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.overlay = workdir / "overlay.qcow2"
@@ -124,7 +125,7 @@ class Vm:
             "qemu-system-x86_64", "-machine", "q35", *cpu, "-smp", str(cpus), "-m", str(memory_mb),
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
-            "-drive", f"if=virtio,format=qcow2,file={self.overlay}",
+            "-drive", f"if={disk_bus},format=qcow2,file={self.overlay}",
             "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.api_port}-:{API_PORT}",
             "-device", "virtio-net-pci,netdev=n0",
             "-chardev", f"socket,id=s0,host=127.0.0.1,port={self.ttys0_port},server=on,wait=off,"

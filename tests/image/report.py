@@ -62,6 +62,9 @@ def section(t: dict) -> str:
         f"| one byte of the active slot flipped ({t.get('tamper_byte', '–')}): refused, fell back to b, healthy "
         f"| {fmt(t.get('tampered_boot_to_fallback_s'))} | | "
         + ("**met**" if t.get("tampered_boot_to_fallback_s") else "–") + " |",
+        f"| a box whose disk is on the SATA controller (the initramfs's second round of drivers): boot to "
+        f"healthy | {fmt(t.get('sata_boot_to_healthy_s'))} | | "
+        + ("**met**" if t.get("sata_boot_to_healthy_s") else "–") + " |",
         f"| data partition grown to fill a {4} GiB disk (systemd-repart, resize2fs): ext4 size | "
         f"{fmt(mb(t.get('data_partition_bytes')), 'MB')} | > 1 GiB image | "
         + ("**met**" if t.get("data_partition_bytes") else "–") + " |",

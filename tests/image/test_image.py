@@ -451,3 +451,21 @@ def test_a_changed_root_slot_is_refused_and_the_box_falls_back(box2):
         assert 1 <= len(again.resets) <= 2, again.resets
     finally:
         again.stop()
+
+
+def test_a_box_whose_disk_is_on_the_sata_controller_boots(built):
+    """The initramfs loads the SATA, USB and SD controllers' drivers only once virtio's and NVMe's bring
+    no disk with the ESP (image/initramfs/.../capbox/init): a box that boots from SATA still boots.
+    (Last in the file: the other boxes are off by now.)"""
+    vm = Vm(OUT / "disk.img", TEST / "vm-sata", disk_size=f"{DISK_GIB}G", disk_bus="ide")
+    vm.start()
+    try:
+        t, _, _ = vm.wait_http("/v1/health", BOOT_LIMIT_S, lambda s, b: s == 200 and b.get("status") == "healthy")
+        TIMINGS["sata_boot_to_healthy_s"] = round(t, 1)
+        text = vm.console_text()
+        started = next(line for line in text.splitlines() if "BdsDxe: starting" in line)
+        assert "/Sata(" in started and "capbox: slot a opened" in text, text[-3000:]
+        assert not vm.resets, vm.resets
+    finally:
+        vm.stop()
+
