@@ -36,9 +36,10 @@ LIMIT_S = 600
 
 
 # and the initramfs's first line (image/initramfs/.../capbox/init): the kernel is up
-BOOT_MILESTONES = (("kernel", "capbox: initramfs started"), *MILESTONES)
+INITRAMFS = "capbox: initramfs started"
+BOOT_MILESTONES = (("kernel", INITRAMFS), *MILESTONES)
 # that line's own figure: the kernel's start on the guest's clock (no firmware, no boot loader)
-KERNEL_UP = re.compile(r"capbox: initramfs started \(kernel up ([0-9.]+) s\)")
+KERNEL_UP = re.compile(re.escape(INITRAMFS) + r" \(kernel up ([0-9.]+) s\)")
 
 
 def milestones(vm) -> dict:

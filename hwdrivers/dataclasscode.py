@@ -27,16 +27,14 @@ def _load(path: str) -> dict:
     try:
         with open(path, "rb") as f:
             data = f.read()       # whole: marshal.load(f) reads an object at a time, 6 times slower
-        magic = importlib.util.MAGIC_NUMBER
-        if not data.startswith(magic):
-            return {}
-        packed = marshal.loads(memoryview(data)[len(magic):])
-    except (OSError, EOFError, ValueError, TypeError):
+    except OSError:
         return {}
-    return packed if isinstance(packed, dict) else {}
+    magic = importlib.util.MAGIC_NUMBER
+    return _unpack(memoryview(data)[len(magic):]) if data.startswith(magic) else {}
 
 
 def _unpack(packed) -> dict:
+    """A marshalled dict, or {} for anything else (a broken file, or no table)."""
     try:
         table = marshal.loads(packed)
     except (EOFError, ValueError, TypeError):
